@@ -1,0 +1,18 @@
+//! The AMD SEV protocol, exact to `SEV-REFERENCE.md`: ABI types, certificates
+//! and chain verification, the guest owner's key agreement and wrapping, the
+//! measurement, secret and transport packets, attestation reports and OVMF
+//! metadata. No I/O and no unsafe code: every function takes and returns bytes.
+#![forbid(unsafe_code)]
+
+pub mod abi;
+pub mod attestation;
+pub mod cert;
+pub mod guid;
+pub mod kdf;
+pub mod measurement;
+pub mod ovmf;
+pub mod secret;
+pub mod secret_table;
+pub mod session;
+
+pub use guid::Guid;

@@ -1,0 +1,1 @@
+//! The emulated AMD Secure Processor.
