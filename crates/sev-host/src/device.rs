@@ -17,6 +17,8 @@ use crate::HostError;
 
 /// Acceptable firmware-reported blob lengths, in words.
 const BLOB_RANGE: &str = "1..=16384";
+/// Acceptable length reported after a fetch, in words.
+const FETCHED: &str = "1..=the buffer size from the length query";
 
 /// What PLATFORM_STATUS returns (`struct sev_user_data_status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,7 +216,7 @@ impl SevDevice {
         // SAFETY: `address` points to `csr`, a live buffer of exactly `length`
         // bytes that nothing else touches during the call.
         unsafe { self.issue(&mut fetch) }?;
-        let got = reported_len(NAME, "CSR", fetch.length, len, BLOB_RANGE)?;
+        let got = reported_len(NAME, "CSR", fetch.length, len, FETCHED)?;
         csr.truncate(got);
         Ok(csr)
     }
@@ -261,14 +263,14 @@ impl SevDevice {
             "PDH certificate",
             fetch.pdh_cert_len,
             pdh_len,
-            BLOB_RANGE,
+            FETCHED,
         )?;
         let chain_got = reported_len(
             NAME,
             "certificate chain",
             fetch.cert_chain_len,
             chain_len,
-            BLOB_RANGE,
+            FETCHED,
         )?;
         pdh.truncate(pdh_got);
         chain.truncate(chain_got);
@@ -327,7 +329,7 @@ impl SevDevice {
         // SAFETY: `address` points to `id`, a live buffer of exactly `length`
         // bytes that nothing else touches during the call.
         unsafe { self.issue(&mut fetch) }?;
-        let got = reported_len(NAME, "ID", fetch.length, len, BLOB_RANGE)?;
+        let got = reported_len(NAME, "ID", fetch.length, len, FETCHED)?;
         id.truncate(got);
         Ok(id)
     }

@@ -1,7 +1,7 @@
 //! Hardware SEV backend for Linux: platform commands through `/dev/sev`
 //! ([`SevDevice`]), guest commands through KVM's `KVM_MEMORY_ENCRYPT_OP` on a
 //! VM fd ([`SevVm`]), the host's CPUID 0x8000_001F ([`cpuid_8000_001f`]) and a
-//! capability [`probe`].
+//! capability [`probe()`].
 //!
 //! This is the only crate with ioctl `unsafe` for SEV. Every ioctl goes
 //! through one private `issue` function per device, whose payload type is

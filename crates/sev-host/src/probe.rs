@@ -4,7 +4,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 use crate::cpuid::{cpuid_8000_001f, SevCpuid};
@@ -128,7 +128,6 @@ pub fn kvm_memory_encrypt_op_supported(vm: BorrowedFd<'_>) -> Result<bool> {
 /// [`HostError::Ioctl`] if the VM cannot be created or the probe fails oddly.
 pub fn kvm_sev_supported(kvm_path: &Path) -> Result<bool> {
     let vm = create_vm(kvm_path)?;
-    use std::os::fd::AsFd;
     kvm_memory_encrypt_op_supported(vm.as_fd())
 }
 

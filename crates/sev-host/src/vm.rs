@@ -35,6 +35,8 @@ pub const MEASUREMENT_LEN: usize = 48;
 
 /// Acceptable firmware-reported blob lengths, in words.
 const BLOB_RANGE: &str = "1..=16384";
+/// Acceptable length reported after a fetch, in words.
+const FETCHED: &str = "1..=the buffer size from the length query";
 
 /// Largest length a `u32` length field can carry.
 const U32_MAX_LEN: usize = u32::MAX as usize;
@@ -144,7 +146,11 @@ impl<'fd> SevVm<'fd> {
 
     /// KVM_SEV_INIT2 on a VM created with type KVM_X86_SEV_VM /
     /// KVM_X86_SEV_ES_VM (see [`crate::abi::vm_type`]); `ghcb_version` 0
-    /// (the kernel's default), `flags` 0.
+    /// (the kernel's default), `flags` 0. `vmsa_features` must be 0 for SEV;
+    /// for SEV-ES only bit 5 (DEBUG_SWAP) is accepted — virtee/sev's
+    /// `init_default_es()` value 0x1 is rejected by the kernel
+    /// (SEV-REFERENCE 12 #8). The VMSA features change the SEV-ES launch
+    /// measurement (12 #9).
     ///
     /// # Errors
     /// [`HostError::Ioctl`] (EINVAL for unsupported `vmsa_features`, or on a
@@ -207,6 +213,9 @@ impl<'fd> SevVm<'fd> {
     pub unsafe fn launch_update_data(&self, host_addr: u64, len: usize) -> Result<()> {
         let len32 = check_len("LAUNCH_UPDATE_DATA region", len, U32_MAX_LEN)?;
         check_range("LAUNCH_UPDATE_DATA region", host_addr, u64::from(len32))?;
+        // The firmware wants PADDR 16-byte aligned and LEN a multiple of 16
+        // (SEV-REFERENCE 2.3). KVM splits the range only at page boundaries,
+        // so checking the user range here catches it with the argument named.
         check_aligned("LAUNCH_UPDATE_DATA address", host_addr, 16)?;
         check_aligned("LAUNCH_UPDATE_DATA length", u64::from(len32), 16)?;
         let mut update = kvm_sev_launch_update_data {
@@ -277,6 +286,9 @@ impl<'fd> SevVm<'fd> {
         guest_host_addr: u64,
         trans: &[u8],
     ) -> Result<()> {
+        // UNCERTAIN (SEV-REFERENCE 12 #14): chose GUEST_LEN = TRANS_LEN and
+        // require a 16-byte aligned destination, because QEMU and every tool
+        // send equal lengths and the firmware's behaviour otherwise is unknown.
         let hdr_len = check_blob("secret header", hdr, SEV_FW_BLOB_MAX_SIZE)?;
         let trans_len = check_blob("secret payload", trans, SEV_FW_BLOB_MAX_SIZE)?;
         check_range("secret destination", guest_host_addr, u64::from(trans_len))?;
@@ -346,7 +358,7 @@ impl<'fd> SevVm<'fd> {
         // SAFETY: `uaddr` points to `report`, a live buffer of exactly `len`
         // bytes that nothing else touches during the call.
         unsafe { self.issue(&mut fetch) }?;
-        let got = reported_len(NAME, "report", fetch.len, len, BLOB_RANGE)?;
+        let got = reported_len(NAME, "report", fetch.len, len, FETCHED)?;
         report.truncate(got);
         Ok(report)
     }
@@ -452,7 +464,7 @@ impl<'fd> SevVm<'fd> {
         // the lengths given, only read; `session_uaddr` points to `session`, a
         // live buffer of exactly `session_len` bytes nothing else touches.
         unsafe { self.issue(&mut start) }?;
-        let got = reported_len(NAME, "session", start.session_len, len, BLOB_RANGE)?;
+        let got = reported_len(NAME, "session", start.session_len, len, FETCHED)?;
         session.truncate(got);
         Ok((start.policy, session))
     }
@@ -478,6 +490,8 @@ impl<'fd> SevVm<'fd> {
             BLOB_RANGE,
         )?;
         let mut hdr = vec![0u8; hdr_len_usize];
+        // TRANS_LEN = GUEST_LEN: the firmware needs TRANS_LEN >= GUEST_LEN
+        // (SEV-REFERENCE 8.3); QEMU sizes the transport buffer the same way.
         let mut trans = vec![0u8; len];
         let mut update = kvm_sev_send_update_data {
             hdr_uaddr: hdr.as_mut_ptr() as u64,
