@@ -66,6 +66,9 @@ pub fn launch_measurement(
 
 /// MEASUREMENT for API < 0.17: no context byte, version or build
 /// (SEV-REFERENCE 6.1 and 12 #19, from sev-tool `calculate_measurement`).
+// UNCERTAIN (SEV-REFERENCE 12 #19): chose sev-tool's legacy formula
+// HMAC(TIK, LE32(POLICY) || LD || MNONCE) because it is the only source; no
+// known-answer vector exists for firmware older than API 0.17.
 pub fn launch_measurement_legacy(
     tik: &Tik,
     policy: u32,

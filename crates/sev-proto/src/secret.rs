@@ -367,6 +367,10 @@ impl TransportCipher {
 }
 
 /// The LAUNCH_SECRET MAC trailer: the measurement, or nothing for API < 0.17.
+// UNCERTAIN (SEV-REFERENCE 7.2, 12 #19): for API < 0.17 chose to keep the
+// 0x01 context byte and drop only the MEASUREMENT, because the reference (from
+// sev-tool `create_launch_secret_header`) names only the measurement as
+// omitted.
 fn measurement_trailer(measurement: Option<&[u8; 32]>) -> &[u8] {
     match measurement {
         Some(m) => m,

@@ -503,6 +503,30 @@ mod tests {
         }
     }
 
+    /// Random mutations of a valid table (seeded, hermetic) never panic, and
+    /// whatever parses stays inside the declared total length.
+    #[test]
+    fn parse_survives_random_mutations() {
+        use rand_chacha::rand_core::{RngCore, SeedableRng};
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x5ec7);
+        let good = case2().to_padded_bytes().unwrap().to_vec();
+        for _ in 0..5000 {
+            let mut b = good.clone();
+            for _ in 0..1 + rng.next_u32() % 4 {
+                let i = 16 + (rng.next_u32() as usize) % (b.len() - 16);
+                b[i] = rng.next_u32() as u8;
+            }
+            let cut = (rng.next_u32() as usize) % (b.len() + 1);
+            let b = &b[..cut.max(20)];
+            if let Ok(entries) = SecretTable::parse(b) {
+                let total = u32::from_le_bytes(b[16..20].try_into().unwrap()) as usize;
+                let used: usize = 20 + entries.iter().map(Entry::encoded_len).sum::<usize>();
+                assert_eq!(used, total);
+                assert!(total <= b.len());
+            }
+        }
+    }
+
     #[test]
     fn size_check_against_area() {
         // 20 + 20 + n padded to 16: n = 0xC00 - 40 fits exactly.

@@ -297,6 +297,9 @@ pub fn wrap(
 /// Checks WRAP_MAC first ([`SessionError::WrapMac`]), then decrypts TEK ‖ TIK
 /// and checks POLICY_MAC against `policy`, the policy of the command
 /// ([`SessionError::PolicyMac`]). Both comparisons are constant-time.
+///
+/// The firmware status code for either failure is the caller's choice;
+/// SEV-REFERENCE 12 #2 recommends BAD_MEASUREMENT (0x0B) for both.
 pub fn unwrap(
     z: &[u8],
     session: &SessionBuffer,
@@ -314,12 +317,14 @@ pub fn unwrap(
     let mut plain = Zeroizing::new(session.wrap_tk);
     Aes128Ctr::new(kek.as_bytes().into(), (&session.wrap_iv).into())
         .apply_keystream(plain.as_mut_slice());
-    let (tek, rest) = split::<16>(plain.as_slice());
-    let (tik, _) = split::<16>(rest);
-    let keys = TransportKeys {
-        tek: Tek::from_bytes(tek),
-        tik: Tik::from_bytes(tik),
+    // Copy straight into the zeroize-on-drop key types (no loose copies).
+    let mut keys = TransportKeys {
+        tek: Tek::from_bytes([0; 16]),
+        tik: Tik::from_bytes([0; 16]),
     };
+    let (tek, tik) = plain.split_at(16);
+    keys.tek.0.copy_from_slice(tek);
+    keys.tik.0.copy_from_slice(tik);
 
     let expected = policy_mac(&keys.tik, policy);
     if !bool::from(expected.ct_eq(&session.policy_mac)) {
