@@ -978,20 +978,21 @@ fn parse_machine(cfg: &mut VmConfig, option: &str, arg: &str) -> Result<(), Opti
         match key {
             "type" => {
                 let t = value_of(option, p)?;
-                cfg.machine.machine_type =
-                    match t {
-                        "q35" => MachineType::Q35,
-                        "pc" => MachineType::Pc,
-                        t if t.starts_with("pc-q35-") => MachineType::Q35,
-                        t if t.starts_with("pc-i440fx-") => MachineType::Pc,
-                        other => return Err(prop_err(
+                cfg.machine.machine_type = match t {
+                    "q35" => MachineType::Q35,
+                    "pc" => MachineType::Pc,
+                    t if t.starts_with("pc-q35-") => MachineType::Q35,
+                    t if t.starts_with("pc-i440fx-") => MachineType::Pc,
+                    other => {
+                        return Err(prop_err(
                             option,
                             key,
                             format!(
                                 "machine type \"{other}\" is not supported by sevm (use q35 or pc)"
                             ),
-                        )),
-                    };
+                        ))
+                    }
+                };
                 cfg.machine.type_name = Some(t.to_string());
             }
             "accel" => match value_of(option, p)? {
