@@ -262,6 +262,8 @@ pub struct SevGuestConfig {
     pub policy: u32,
     /// `handle=`: a non-zero handle shares the key of that running guest
     /// (default 0: a new key).
+    // UNCERTAIN (SEV-REFERENCE 12 #11): stored as given; which checks apply
+    // to a key-sharing launch (NOKS, same owner) is decided at launch.
     pub handle: u32,
     /// `dh-cert-file=`: the owner's base64 GODH certificate.
     pub dh_cert_file: Option<PathBuf>,

@@ -291,6 +291,9 @@ impl QmpServer {
                 let _ = client.stream.shutdown(std::net::Shutdown::Read);
             }
         }
+        // Taking the lock orders the flag store before any waiter's check,
+        // so `wait_for_client` cannot miss this wakeup.
+        drop(lock(&self.shared.client_seen));
         self.shared.client_seen_cv.notify_all();
         // Wake the accept() call.
         let woke = UnixStream::connect(&self.path).is_ok();
