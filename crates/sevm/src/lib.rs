@@ -1,1 +1,4 @@
 //! sevm
+
+pub mod options;
+pub mod qmp;
