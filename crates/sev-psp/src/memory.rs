@@ -14,11 +14,10 @@
 //!
 //! * a **shared** page reads and writes as it is;
 //! * a **private** page reads as its encryption under the VEK with an address
-//!   tweak (AES-128-XTS, one 4 KiB page per data unit, tweak from the
-//!   guest-physical page number, see [`cipher`](self::Vek)): deterministic per
-//!   key/address/plaintext, different for equal plaintext at two addresses or
-//!   under two keys, and ciphertext moved to another page or another 16-byte
-//!   block decrypts to garbage there;
+//!   tweak (see "Cipher" below): deterministic per key/address/plaintext,
+//!   different for equal plaintext at two addresses or under two keys, and
+//!   ciphertext moved to another page or another 16-byte block decrypts to
+//!   garbage there;
 //! * bytes written into a private page are taken as ciphertext, so the guest
 //!   finds their decryption (a partial 16-byte block is read-modify-written on
 //!   its ciphertext, as the hardware's 16-byte granularity implies).
@@ -44,6 +43,25 @@
 //! reads them as private memory; in the model the guest sees them in the clear
 //! (only bytes written through the host view *after* a page is private come out
 //! as garbage).
+//!
+//! # Cipher
+//!
+//! AES-128-XTS (IEEE 1619) with one 4 KiB page as the data unit and the
+//! guest-physical page frame number as the data-unit number. For block `j`
+//! (0..256) of the page with frame number `pfn = gpa >> 12`:
+//!
+//! ```text
+//! T_0 = AES-128(K2, le128(pfn))          T_j = T_0 · α^j  in GF(2^128)
+//! C_j = AES-128(K1, P_j ⊕ T_j) ⊕ T_j
+//! K1  = VEK                              K2  = HMAC-SHA-256(VEK, "sevm memory-encryption tweak key")[0..16]
+//! ```
+//!
+//! UNCERTAIN (SEV-REFERENCE 12 #13): the hardware's tweak function is not
+//! public; standard XTS was chosen because it has the required properties, is
+//! pinned by the IEEE 1619 vectors, and runs a whole page through the AES-NI
+//! pipeline per tweak encryption. The tweak uses the guest-physical address
+//! (the hardware uses the system-physical one), which is what the VMM can
+//! observe.
 
 mod cipher;
 mod pagemap;
