@@ -1,0 +1,345 @@
+//! The persistent platform state directory (DESIGN.md "The emulated
+//! platform").
+//!
+//! One directory is one emulated host. It is created `0700`; every state file
+//! is written atomically (a `0600` temp file in the same directory, written,
+//! fsynced, renamed over the target, then the directory fsynced), so a reader
+//! sees the old or the new file, never a torn one. Read-modify-write of
+//! persistent state is serialised between threads and processes by an
+//! exclusive lock on the directory's `.lock` file ([`StateDir::lock`],
+//! [`StateDir::locked`]).
+//!
+//! State files are [`sealed`] containers; a damaged one is reported as
+//! [`StoreError::Damaged`] (the firmware answers SECURE_DATA_INVALID) and is
+//! never replaced silently. Their payloads use the [`record`] codec.
+
+pub mod record;
+pub mod sealed;
+
+use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use zeroize::Zeroizing;
+
+pub use record::{PersistentIdentity, RecordError, RsaKeyBytes};
+pub use sealed::SealError;
+
+/// Largest state file read (sealed payload limit plus the container).
+pub const MAX_FILE_LEN: usize = sealed::MAX_PAYLOAD_LEN + sealed::OVERHEAD;
+/// Longest state file name.
+pub const MAX_NAME_LEN: usize = 64;
+
+const LOCK_FILE: &str = ".lock";
+const DIR_MODE: u32 = 0o700;
+const FILE_MODE: u32 = 0o600;
+
+/// Errors of the state directory.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The directory does not exist and creating it was not asked for.
+    #[error("platform state directory {path} does not exist")]
+    Missing {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The path exists but is not a directory.
+    #[error("{path} is not a directory")]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A state file name is empty, too long, or has characters other than
+    /// ASCII letters, digits, `.`, `_`, `-` (or starts with something other
+    /// than a letter or digit).
+    #[error("invalid state file name {name:?}")]
+    InvalidName {
+        /// The refused name.
+        name: String,
+    },
+    /// A file-system operation failed.
+    #[error("cannot {op} {path}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// To which path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A state file (or the data to write) exceeds the size limit.
+    #[error("state file {path} is {len} bytes, more than the limit of {max}")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A sealed state file is damaged (or of an unsupported format version).
+    #[error("platform state file {path} is damaged")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// How.
+        #[source]
+        source: SealError,
+    },
+}
+
+impl StoreError {
+    fn io(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Self {
+        let path = path.to_path_buf();
+        move |source| Self::Io { op, path, source }
+    }
+
+    /// Whether this error means a state file is damaged (the firmware's
+    /// SECURE_DATA_INVALID).
+    pub fn is_damaged(&self) -> bool {
+        matches!(self, Self::Damaged { .. })
+    }
+}
+
+/// A platform state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    path: PathBuf,
+}
+
+/// Holds the directory's exclusive lock until dropped.
+#[derive(Debug)]
+pub struct StateLock {
+    file: File,
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        // Closing the descriptor releases the lock too; unlocking first just
+        // makes the release explicit. Nothing useful can be done on failure.
+        let _ = self.file.unlock();
+    }
+}
+
+/// File contents that may hold private keys: zeroed on drop.
+type SecretBytes = Zeroizing<Vec<u8>>;
+
+/// Distinguishes temp files of concurrent writers in one process.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn check_name(name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidName {
+            name: name.chars().take(MAX_NAME_LEN).collect(),
+        })
+    }
+}
+
+impl StateDir {
+    /// Opens the directory at `path`; with `create`, creates it (and missing
+    /// parents) with mode 0700 if it does not exist.
+    pub fn open(path: impl AsRef<Path>, create: bool) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        match fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(StoreError::NotADirectory { path }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if !create {
+                    return Err(StoreError::Missing { path });
+                }
+                DirBuilder::new()
+                    .recursive(true)
+                    .mode(DIR_MODE)
+                    .create(&path)
+                    .map_err(StoreError::io("create directory", &path))?;
+                // The mode passed to mkdir is filtered by the umask; make it
+                // exactly 0700.
+                fs::set_permissions(&path, Permissions::from_mode(DIR_MODE))
+                    .map_err(StoreError::io("set permissions of", &path))?;
+            }
+            Err(e) => return Err(StoreError::io("inspect", &path)(e)),
+        }
+        Ok(Self { path })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Takes the directory's exclusive lock, waiting for other holders
+    /// (threads or processes). Each call opens the lock file anew, so two
+    /// threads of one process exclude each other too.
+    pub fn lock(&self) -> Result<StateLock, StoreError> {
+        let path = self.path.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE)
+            .open(&path)
+            .map_err(StoreError::io("open lock file", &path))?;
+        file.lock().map_err(StoreError::io("lock", &path))?;
+        Ok(StateLock { file })
+    }
+
+    /// Runs `f` while holding the directory's lock: the way to do a
+    /// read-modify-write of persistent state.
+    pub fn locked<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Self) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let _guard = self.lock()?;
+        f(self)
+    }
+
+    fn file_path(&self, name: &str) -> Result<PathBuf, StoreError> {
+        check_name(name)?;
+        Ok(self.path.join(name))
+    }
+
+    fn read_zeroizing(&self, name: &str) -> Result<Option<(PathBuf, SecretBytes)>, StoreError> {
+        let path = self.file_path(name)?;
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io("open", &path)(e)),
+        };
+        let max = MAX_FILE_LEN as u64;
+        let mut bytes = Zeroizing::new(Vec::new());
+        // Read one byte past the limit to notice an oversized file without
+        // trusting its metadata.
+        file.take(max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(StoreError::io("read", &path))?;
+        if bytes.len() as u64 > max {
+            let len = fs::metadata(&path).map_or(max + 1, |m| m.len());
+            return Err(StoreError::TooLarge { path, len, max });
+        }
+        Ok(Some((path, bytes)))
+    }
+
+    /// Reads state file `name`; `None` if it does not exist.
+    pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .read_zeroizing(name)?
+            .map(|(_, mut bytes)| std::mem::take(&mut *bytes)))
+    }
+
+    /// Replaces state file `name` with `bytes` atomically: a 0600 temp file
+    /// in the directory is written and fsynced, renamed over `name`, and the
+    /// directory is fsynced.
+    pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let target = self.file_path(name)?;
+        if bytes.len() > MAX_FILE_LEN {
+            return Err(StoreError::TooLarge {
+                path: target,
+                len: bytes.len() as u64,
+                max: MAX_FILE_LEN as u64,
+            });
+        }
+        let (temp_path, mut temp) = self.create_temp(name)?;
+        let result = (|| {
+            // create_new's mode is filtered by the umask; make it exactly 0600.
+            temp.set_permissions(Permissions::from_mode(FILE_MODE))
+                .map_err(StoreError::io("set permissions of", &temp_path))?;
+            temp.write_all(bytes)
+                .map_err(StoreError::io("write", &temp_path))?;
+            temp.sync_all()
+                .map_err(StoreError::io("fsync", &temp_path))?;
+            fs::rename(&temp_path, &target).map_err(StoreError::io("rename into place", &target))
+        })();
+        if result.is_err() {
+            // Best effort: the temp file is useless now.
+            let _ = fs::remove_file(&temp_path);
+        }
+        result?;
+        self.sync_dir()
+    }
+
+    fn create_temp(&self, name: &str) -> Result<(PathBuf, File), StoreError> {
+        const ATTEMPTS: usize = 64;
+        let pid = std::process::id();
+        let mut last = None;
+        for _ in 0..ATTEMPTS {
+            let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = self.path.join(format!(".{name}.tmp-{pid}-{n}"));
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(FILE_MODE)
+                .open(&path)
+            {
+                Ok(file) => return Ok((path, file)),
+                // A stale temp file left by a crashed process with our pid:
+                // try the next name.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some((path, e)),
+                Err(e) => return Err(StoreError::io("create temp file", &path)(e)),
+            }
+        }
+        let (path, e) = last.unwrap_or_else(|| {
+            (
+                self.path.clone(),
+                io::Error::from(io::ErrorKind::AlreadyExists),
+            )
+        });
+        Err(StoreError::io("create temp file", &path)(e))
+    }
+
+    fn sync_dir(&self) -> Result<(), StoreError> {
+        File::open(&self.path)
+            .and_then(|dir| dir.sync_all())
+            .map_err(StoreError::io("fsync directory", &self.path))
+    }
+
+    /// Removes state file `name` (and fsyncs the directory); `false` if it
+    /// did not exist.
+    pub fn remove(&self, name: &str) -> Result<bool, StoreError> {
+        let path = self.file_path(name)?;
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(StoreError::io("remove", &path)(e)),
+        }
+        self.sync_dir()?;
+        Ok(true)
+    }
+
+    /// Reads sealed state file `name` and returns its payload (zeroed on
+    /// drop); `None` if it does not exist, [`StoreError::Damaged`] if it is
+    /// damaged.
+    pub fn read_sealed(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let Some((path, bytes)) = self.read_zeroizing(name)? else {
+            return Ok(None);
+        };
+        match sealed::open_sealed(&bytes) {
+            Ok(payload) => Ok(Some(Zeroizing::new(payload.to_vec()))),
+            Err(source) => Err(StoreError::Damaged { path, source }),
+        }
+    }
+
+    /// Seals `payload` and writes it atomically as state file `name`.
+    pub fn write_sealed(&self, name: &str, payload: &[u8]) -> Result<(), StoreError> {
+        let sealed = sealed::seal(payload).map_err(|_| StoreError::TooLarge {
+            path: self.path.join(name),
+            len: payload.len() as u64,
+            max: sealed::MAX_PAYLOAD_LEN as u64,
+        })?;
+        self.write_atomic(name, &sealed)
+    }
+}
+
+#[cfg(test)]
+mod tests;
