@@ -1,0 +1,1 @@
+//! The demo guest (to be written).
