@@ -243,6 +243,8 @@ struct Shared {
     request: AtomicU8,
     inner: Mutex<Inner>,
     cond: Condvar,
+    /// Told when the machine exits (flushes and closes the serial output).
+    bus: Arc<IoBus>,
 }
 
 impl Shared {
@@ -276,6 +278,9 @@ impl Shared {
             g.state = RunState::Exited;
             self.request.store(REQ_STOP, Ordering::SeqCst);
             self.kick_all(g);
+            // Lock order: shared, then a device (vCPU threads never take
+            // the shared lock while holding a device).
+            self.bus.machine_exited();
             self.cond.notify_all();
         }
     }
@@ -456,13 +461,14 @@ impl Machine {
         )?;
 
         let view: Arc<dyn MemoryView> = Arc::new(PlainView::new(ram.clone()));
+        let bus = Arc::new(bus);
         Ok(Machine {
             vcpus: vcpu_slots,
             vm,
             _kvm: kvm,
             ram,
             view,
-            bus: Arc::new(bus),
+            bus: bus.clone(),
             serial,
             control,
             slots,
@@ -479,6 +485,7 @@ impl Machine {
                     kick_targets: Vec::new(),
                 }),
                 cond: Condvar::new(),
+                bus,
             }),
             threads: Mutex::new(Vec::new()),
         })
@@ -797,9 +804,40 @@ fn vcpu_thread(slot: &VcpuSlot, shared: &Shared, bus: &IoBus) {
     shared.cond.notify_all();
 }
 
-/// Test helpers shared by this crate's machine tests.
+/// Test helpers shared by this crate's machine and demo tests.
 #[cfg(test)]
 pub(crate) mod testutil {
+    fn require_all() -> bool {
+        std::env::var("SEVM_REQUIRE_ALL").is_ok_and(|v| v == "1")
+    }
+
+    /// Reads `rel` from the shared fixtures (`../shared/sev-testdata` beside
+    /// the repository). When missing, prints `SKIPPED: <test>: ...` and
+    /// returns `None`, unless `SEVM_REQUIRE_ALL=1` (then it panics).
+    pub(crate) fn testdata(test: &str, rel: &str) -> Option<Vec<u8>> {
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/sev-testdata"
+        ))
+        .join(rel);
+        match std::fs::read(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                if require_all() {
+                    panic!(
+                        "{test}: fixture {} missing ({e}) and SEVM_REQUIRE_ALL=1",
+                        path.display()
+                    );
+                }
+                eprintln!(
+                    "SKIPPED: {test}: fixture {} not available ({e})",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
     /// Whether `/dev/kvm` can be used. When it cannot, prints
     /// `SKIPPED: <test>: /dev/kvm not available` and returns false, unless
     /// `SEVM_REQUIRE_ALL=1`, in which case it panics.
@@ -810,7 +848,7 @@ pub(crate) mod testutil {
             .open("/dev/kvm")
             .is_ok();
         if !ok {
-            if std::env::var("SEVM_REQUIRE_ALL").is_ok_and(|v| v == "1") {
+            if require_all() {
                 panic!("{test}: /dev/kvm not available and SEVM_REQUIRE_ALL=1");
             }
             eprintln!("SKIPPED: {test}: /dev/kvm not available");

@@ -33,6 +33,8 @@ pub trait PortIoDevice: Send {
     fn read(&mut self, offset: u16, data: &mut [u8]);
     /// Guest `out` of `data` at `offset`.
     fn write(&mut self, offset: u16, data: &[u8]) -> IoAction;
+    /// The machine has exited: flush, release waiters.
+    fn machine_exited(&mut self) {}
 }
 
 /// Counts repeated events and says which ones to log: the first `burst`
@@ -159,6 +161,16 @@ impl IoBus {
             log::debug!(
                 "unhandled guest port {what} at {port:#x} ({size} bytes; unhandled access #{n})"
             );
+        }
+    }
+
+    /// Tells every device that the machine has exited.
+    pub fn machine_exited(&self) {
+        for e in &self.entries {
+            e.device
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .machine_exited();
         }
     }
 

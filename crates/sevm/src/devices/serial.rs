@@ -5,7 +5,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, LineWriter, Write};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use super::{IoAction, PortIoDevice, RateLimiter};
 
@@ -41,19 +41,28 @@ pub const CAPTURE_LIMIT: usize = 4 << 20;
 struct CaptureInner {
     data: Vec<u8>,
     dropped: u64,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct CaptureShared {
+    inner: Mutex<CaptureInner>,
+    cond: Condvar,
 }
 
 /// An in-memory serial sink shared with the code that reads it (tests, the
-/// example runner). Clones share the same buffer.
+/// example runner). Clones share the same buffer. The machine closes it when
+/// it exits, which releases [`CaptureBuffer::wait_for`].
 #[derive(Clone, Default)]
-pub struct CaptureBuffer(Arc<Mutex<CaptureInner>>);
+pub struct CaptureBuffer(Arc<CaptureShared>);
 
 impl fmt::Debug for CaptureBuffer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let inner = self.lock();
         f.debug_struct("CaptureBuffer")
             .field("len", &inner.data.len())
             .field("dropped", &inner.dropped)
+            .field("closed", &inner.closed)
             .finish()
     }
 }
@@ -64,13 +73,13 @@ impl CaptureBuffer {
         Self::default()
     }
 
+    fn lock(&self) -> MutexGuard<'_, CaptureInner> {
+        self.0.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Everything captured so far.
     pub fn contents(&self) -> Vec<u8> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .data
-            .clone()
+        self.lock().data.clone()
     }
 
     /// Everything captured so far, as text (invalid UTF-8 replaced).
@@ -80,22 +89,56 @@ impl CaptureBuffer {
 
     /// Bytes dropped because the buffer was full.
     pub fn dropped(&self) -> u64 {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .dropped
+        self.lock().dropped
+    }
+
+    /// Marks the output finished (the machine exited) and wakes waiters.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.0.cond.notify_all();
+    }
+
+    /// Whether [`CaptureBuffer::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Blocks until `needle` appears in the output (true) or the buffer is
+    /// closed without it (false).
+    pub fn wait_for(&self, needle: &[u8]) -> bool {
+        let mut g = self.lock();
+        let mut from = 0;
+        loop {
+            if needle.is_empty() {
+                return true;
+            }
+            if let Some(hay) = g.data.get(from..) {
+                if hay.windows(needle.len()).any(|w| w == needle) {
+                    return true;
+                }
+            }
+            // Resume the search where a match could still start.
+            from = g.data.len().saturating_sub(needle.len() - 1);
+            if g.closed {
+                return false;
+            }
+            g = self.0.cond.wait(g).unwrap_or_else(PoisonError::into_inner);
+        }
     }
 }
 
 impl Write for CaptureBuffer {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let room = CAPTURE_LIMIT.saturating_sub(inner.data.len());
-        let take = room.min(buf.len());
-        inner
-            .data
-            .extend_from_slice(buf.get(..take).unwrap_or_default());
-        inner.dropped = inner.dropped.saturating_add((buf.len() - take) as u64);
+        {
+            let mut inner = self.lock();
+            let room = CAPTURE_LIMIT.saturating_sub(inner.data.len());
+            let take = room.min(buf.len());
+            inner
+                .data
+                .extend_from_slice(buf.get(..take).unwrap_or_default());
+            inner.dropped = inner.dropped.saturating_add((buf.len() - take) as u64);
+        }
+        self.0.cond.notify_all();
         Ok(buf.len())
     }
 
@@ -145,6 +188,8 @@ impl SerialOutput {
 /// The UART.
 pub struct Serial {
     out: Box<dyn Write + Send>,
+    /// The capture buffer, when that is the output (closed on exit).
+    capture: Option<CaptureBuffer>,
     ier: u8,
     lcr: u8,
     mcr: u8,
@@ -167,8 +212,13 @@ impl fmt::Debug for Serial {
 impl Serial {
     /// A UART writing to `output`.
     pub fn new(output: SerialOutput) -> Self {
+        let capture = match &output {
+            SerialOutput::Capture(c) => Some(c.clone()),
+            _ => None,
+        };
         Serial {
             out: output.into_writer(),
+            capture,
             ier: 0,
             lcr: 0x03,
             mcr: 0,
@@ -269,6 +319,13 @@ impl PortIoDevice for Serial {
         }
         IoAction::Continue
     }
+
+    fn machine_exited(&mut self) {
+        self.flush();
+        if let Some(c) = &self.capture {
+            c.close();
+        }
+    }
 }
 
 impl Drop for Serial {
@@ -331,6 +388,27 @@ mod tests {
         let mut iir = [0u8];
         s.read(IIR_FCR, &mut iir);
         assert_eq!(iir[0], IIR_NONE);
+    }
+
+    #[test]
+    fn wait_for_sees_output_and_is_released_by_close() {
+        let (mut s, cap) = uart();
+        for &b in b"abc\ndef" {
+            s.write(THR_RBR_DLL, &[b]);
+        }
+        assert!(cap.wait_for(b"c\nd"));
+        assert!(cap.wait_for(b""));
+        let waiter = {
+            let cap = cap.clone();
+            std::thread::spawn(move || (cap.wait_for(b"xyz"), cap.wait_for(b"never")))
+        };
+        for &b in b"xy" {
+            s.write(THR_RBR_DLL, &[b]);
+        }
+        s.write(THR_RBR_DLL, b"z");
+        s.machine_exited();
+        assert_eq!(waiter.join().unwrap(), (true, false));
+        assert!(cap.is_closed());
     }
 
     #[test]
