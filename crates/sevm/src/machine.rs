@@ -1029,6 +1029,62 @@ mod tests {
     }
 
     #[test]
+    fn machine_types_can_be_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Machine>();
+        assert_send_sync::<ExitHandle>();
+        assert_send_sync::<GuestRam>();
+    }
+
+    #[test]
+    fn triple_fault_ends_with_shutdown() {
+        if !testutil::kvm_available("triple_fault_ends_with_shutdown") {
+            return;
+        }
+        // The demo guest's boot block gets to 32-bit protected mode; replace
+        // its 32-bit code with: mov ax, 0x10; mov ds, ax;
+        // lidt [0xFFFFE800] (all zero: IDT limit 0); ud2
+        // => #UD cannot be delivered -> #GP -> #DF -> triple fault. (In real
+        // mode this KVM's emulator ignores the IDT limit, and it cannot
+        // emulate int3, hence protected mode and ud2.)
+        let mut fw = crate::demo::build(&crate::demo::DemoOptions {
+            size: 0x10000,
+            mode: crate::demo::DemoMode::Normal,
+        })
+        .unwrap();
+        let base = (1u64 << 32) - fw.len() as u64;
+        let code_at = (u64::from(crate::demo::asm::CODE32_BASE) - base) as usize;
+        let code = [
+            0x66, 0xB8, 0x10, 0x00, 0x8E, 0xD8, 0x0F, 0x01, 0x1D, 0x00, 0xE8, 0xFF, 0xFF, 0x0F,
+            0x0B,
+        ];
+        fw[code_at..code_at + code.len()].copy_from_slice(&code);
+        let desc_at = (0xFFFF_E800 - base) as usize;
+        assert!(fw[desc_at..desc_at + 6].iter().all(|&b| b == 0));
+        let out = CaptureBuffer::new();
+        let m = Machine::new(config(fw, &out)).unwrap();
+        assert_eq!(m.run_until_exit().unwrap(), MachineExit::Shutdown);
+    }
+
+    #[test]
+    fn x87_instruction_is_an_error_or_runs_never_a_panic() {
+        if !testutil::kvm_available("x87_instruction_is_an_error_or_runs_never_a_panic") {
+            return;
+        }
+        // fninit; mov dx, 0x501; mov al, 9; out dx, al
+        let fw = firmware_with_reset_code(&[0xDB, 0xE3, 0xBA, 0x01, 0x05, 0xB0, 0x09, 0xEE]);
+        let out = CaptureBuffer::new();
+        let m = Machine::new(config(fw, &out)).unwrap();
+        // This machine's KVM cannot emulate x87 in this mode; hardware with
+        // unrestricted guest support just runs it.
+        match m.run_until_exit().unwrap() {
+            MachineExit::GuestExit(9) => {}
+            MachineExit::Error(e) => assert!(e.contains("KVM internal error on vCPU 0"), "{e}"),
+            other => panic!("unexpected exit {other:?}"),
+        }
+    }
+
+    #[test]
     fn quit_before_start_and_bad_configs() {
         if !testutil::kvm_available("quit_before_start_and_bad_configs") {
             return;
