@@ -774,6 +774,10 @@ fn park(slot: &VcpuSlot, shared: &Shared) -> bool {
 }
 
 fn vcpu_thread(slot: &VcpuSlot, shared: &Shared, bus: &IoBus) {
+    // Threads inherit the spawner's signal mask; kicks must get through.
+    if let Err(e) = vmm_sys_util::signal::unblock_signal(vcpu::kick_signal()) {
+        log::warn!("vCPU {}: cannot unblock the kick signal: {e}", slot.id);
+    }
     let mut log = ExitLog::new();
     while park(slot, shared) {
         let mut fd = slot.lock();
