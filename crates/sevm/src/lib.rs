@@ -1,4 +1,9 @@
-//! sevm
+//! sevm: a VMM that launches AMD SEV guests the way QEMU does.
 
+pub mod demo;
+pub mod devices;
+pub mod machine;
+pub mod memory;
 pub mod options;
 pub mod qmp;
+pub mod vcpu;

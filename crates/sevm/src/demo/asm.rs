@@ -1,0 +1,707 @@
+//! The demo guest's machine code, generated with the iced-x86 code
+//! assembler. No x87/SSE instructions, no paging.
+//!
+//! Boot block (the last 64 KiB of the image, GPA 0xFFFF0000..=0xFFFFFFFF):
+//!
+//! | GPA | content |
+//! |---|---|
+//! | 0xFFFF0000 | 32-bit code ([`CODE32_BASE`]) |
+//! | 0xFFFFC000 | read-only data: strings, GUIDs ([`DATA_BASE`]) |
+//! | 0xFFFFF000 | GDT: null, flat 4 GiB code (0x08), flat 4 GiB data (0x10) |
+//! | 0xFFFFF018 | GDT pseudo-descriptor (limit, 32-bit base) |
+//! | 0xFFFFF020 | 16-bit entry: `cli; cld; o32 lgdt cs:[..]; CR0.PE=1; jmp dword 0x08:0xFFFF0000` |
+//! | 0xFFFFFF.. | OVMF-style footer GUID table, ending at EOF−32 (see `super`) |
+//! | 0xFFFFFFF0 | reset vector: `jmp near 0xF020` (CS base 0xFFFF0000) |
+
+use iced_x86::code_asm::*;
+use iced_x86::{Code, Instruction, MemoryOperand, Register};
+
+use super::{DemoError, MemtestOptions};
+use crate::devices::control::CONTROL_PORT;
+use crate::devices::debug_exit::DEBUG_EXIT_PORT;
+use crate::devices::serial::COM1_BASE;
+
+/// GPA of the 32-bit code.
+pub const CODE32_BASE: u32 = 0xFFFF_0000;
+/// GPA of the read-only data.
+pub const DATA_BASE: u32 = 0xFFFF_C000;
+/// GPA of the GDT.
+pub const GDT_BASE: u32 = 0xFFFF_F000;
+/// GPA of the GDT pseudo-descriptor.
+pub const GDT_DESCRIPTOR: u32 = 0xFFFF_F018;
+/// GPA of the 16-bit entry code.
+pub const ENTRY16: u32 = 0xFFFF_F020;
+/// GPA of the reset vector.
+pub const RESET_VECTOR: u32 = 0xFFFF_FFF0;
+/// Real-mode CS base at reset.
+const CS_BASE: u32 = 0xFFFF_0000;
+
+/// Flat 32-bit code and data selectors.
+pub const CODE_SELECTOR: u16 = 0x08;
+/// Flat data selector.
+pub const DATA_SELECTOR: u16 = 0x10;
+/// GDT entries: null; code: base 0, limit 4 GiB, 32-bit, execute/read,
+/// accessed; data: base 0, limit 4 GiB, read/write, accessed. (Accessed is
+/// preset so the CPU never writes the descriptors.)
+pub const GDT: [u64; 3] = [0, 0x00CF_9B00_0000_FFFF, 0x00CF_9300_0000_FFFF];
+
+/// Initial stack pointer (grows down into RAM below 512 KiB).
+pub const STACK_TOP: u32 = 0x0008_0000;
+
+/// Exit status: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: memtest found a mismatch.
+pub const EXIT_MEMTEST_MISMATCH: u8 = 1;
+/// Exit status: the secret table is malformed.
+pub const EXIT_BAD_SECRET_TABLE: u8 = 2;
+
+/// Multiplier that spreads the memtest generation over all bits.
+pub const MEMTEST_HASH: u32 = 0x9E37_79B9;
+/// The memtest polls the control port once every this many pages.
+pub const MEMTEST_POLL_PAGES: u32 = 16;
+
+/// The greeting line.
+pub const GREETING: &str = "sevm demo guest: hello from the encrypted guest";
+
+/// The assembled pieces, each with the GPA it must be placed at.
+#[derive(Debug)]
+pub struct Blobs {
+    /// `(gpa, bytes)` pieces; they do not overlap.
+    pub pieces: Vec<(u32, Vec<u8>)>,
+}
+
+fn asm_err(e: IcedError) -> DemoError {
+    DemoError::Assemble(e.to_string())
+}
+
+/// Read-only data laid out at [`DATA_BASE`]; hands out GPAs.
+struct Data {
+    bytes: Vec<u8>,
+}
+
+impl Data {
+    fn add(&mut self, b: &[u8]) -> u32 {
+        let at = DATA_BASE + self.bytes.len() as u32;
+        self.bytes.extend_from_slice(b);
+        at
+    }
+    fn cstr(&mut self, s: &str) -> u32 {
+        let at = self.add(s.as_bytes());
+        self.bytes.push(0);
+        at
+    }
+}
+
+/// What the 32-bit program does.
+#[derive(Debug, Clone, Copy)]
+pub enum Program {
+    /// Greeting + secret table.
+    Normal {
+        /// Secret area GPA.
+        secret_base: u32,
+        /// Secret area size.
+        secret_size: u32,
+    },
+    /// Memory test.
+    Memtest(MemtestOptions),
+}
+
+/// Helper routines shared by both programs.
+struct Lib {
+    putc: CodeLabel,
+    puts: CodeLabel,
+    put_hex8: CodeLabel,
+    put_hex32: CodeLabel,
+    put_dec: CodeLabel,
+    exit: CodeLabel,
+}
+
+/// `puts(string at gpa)`.
+fn say(a: &mut CodeAssembler, lib: &Lib, gpa: u32) -> Result<(), IcedError> {
+    a.mov(esi, gpa)?;
+    a.call(lib.puts)
+}
+
+fn emit_lib(a: &mut CodeAssembler, lib: &mut Lib) -> Result<(), IcedError> {
+    // putc: al = byte. Waits for THRE, then writes THR. Preserves all.
+    a.set_label(&mut lib.putc)?;
+    a.push(edx)?;
+    a.push(eax)?;
+    a.mov(dx, u32::from(COM1_BASE + 5))?;
+    let mut wait = a.create_label();
+    a.set_label(&mut wait)?;
+    a.in_(al, dx)?;
+    a.test(al, 0x20)?;
+    a.jz(wait)?;
+    a.pop(eax)?;
+    a.mov(dx, u32::from(COM1_BASE))?;
+    a.out(dx, al)?;
+    a.pop(edx)?;
+    a.ret()?;
+
+    // puts: esi = NUL-terminated string. Preserves all.
+    a.set_label(&mut lib.puts)?;
+    a.pushad()?;
+    let mut next = a.create_label();
+    let mut done = a.create_label();
+    a.set_label(&mut next)?;
+    a.lodsb()?;
+    a.test(al, al)?;
+    a.jz(done)?;
+    a.call(lib.putc)?;
+    a.jmp(next)?;
+    a.set_label(&mut done)?;
+    a.popad()?;
+    a.ret()?;
+
+    // put_hex8: al printed as two lowercase hex digits. Preserves all.
+    let mut nibble = a.create_label();
+    a.set_label(&mut lib.put_hex8)?;
+    a.push(eax)?;
+    a.push(eax)?;
+    a.shr(al, 4)?;
+    a.call(nibble)?;
+    a.pop(eax)?;
+    a.and(al, 0x0F)?;
+    a.call(nibble)?;
+    a.pop(eax)?;
+    a.ret()?;
+    // nibble: al = 0..15 -> putc(hex digit); clobbers al.
+    a.set_label(&mut nibble)?;
+    a.add(al, b'0' as i32)?;
+    let mut digit = a.create_label();
+    a.cmp(al, b'9' as i32)?;
+    a.jbe(digit)?;
+    a.add(al, (b'a' - b'9' - 1) as i32)?;
+    a.set_label(&mut digit)?;
+    a.call(lib.putc)?;
+    a.ret()?;
+
+    // put_hex32: eax printed as eight hex digits. Preserves all.
+    a.set_label(&mut lib.put_hex32)?;
+    a.pushad()?;
+    a.mov(ecx, 4)?;
+    let mut byte = a.create_label();
+    a.set_label(&mut byte)?;
+    a.rol(eax, 8)?;
+    a.call(lib.put_hex8)?;
+    a.dec(ecx)?;
+    a.jnz(byte)?;
+    a.popad()?;
+    a.ret()?;
+
+    // put_dec: eax printed in decimal. Preserves all.
+    a.set_label(&mut lib.put_dec)?;
+    a.pushad()?;
+    a.mov(ecx, 10)?;
+    a.xor(ebx, ebx)?;
+    let mut divide = a.create_label();
+    a.set_label(&mut divide)?;
+    a.xor(edx, edx)?;
+    a.div(ecx)?;
+    a.push(edx)?;
+    a.inc(ebx)?;
+    a.test(eax, eax)?;
+    a.jnz(divide)?;
+    let mut emit = a.create_label();
+    a.set_label(&mut emit)?;
+    a.pop(eax)?;
+    a.add(al, b'0' as i32)?;
+    a.call(lib.putc)?;
+    a.dec(ebx)?;
+    a.jnz(emit)?;
+    a.popad()?;
+    a.ret()?;
+
+    // exit: al = status -> debug-exit port; never returns.
+    a.set_label(&mut lib.exit)?;
+    a.mov(dx, u32::from(DEBUG_EXIT_PORT))?;
+    a.out(dx, al)?;
+    let mut stuck = a.create_label();
+    a.set_label(&mut stuck)?;
+    a.cli()?;
+    a.hlt()?;
+    a.jmp(stuck)?;
+    Ok(())
+}
+
+/// Secret-table reader. Register use in the main flow: ebx = area base,
+/// edi = end of table, esi = cursor, ebp = entry count.
+fn emit_normal(
+    a: &mut CodeAssembler,
+    lib: &Lib,
+    d: &mut Data,
+    secret_base: u32,
+    secret_size: u32,
+) -> Result<(), IcedError> {
+    let header_guid = d.add(super::SECRET_TABLE_HEADER_GUID.as_bytes());
+    // GUID text order: bytes 3,2,1,0 - 5,4 - 7,6 - 8,9 - 10..15; 0xFF ends.
+    let guid_fmt = d.add(&[
+        3, 2, 1, 0, b'-', 5, 4, b'-', 7, 6, b'-', 8, 9, b'-', 10, 11, 12, 13, 14, 15, 0xFF,
+    ]);
+    let s_area = d.cstr("secret area: 0x");
+    let s_size = d.cstr(", size 0x");
+    let s_nl = d.cstr("\n");
+    let s_none = d.cstr("no secret injected\n");
+    let s_found = d.cstr("secret table: ");
+    let s_bytes = d.cstr(" bytes\n");
+    let s_secret = d.cstr("secret ");
+    let s_colon_text = d.cstr(": ");
+    let s_hex = d.cstr("hex ");
+    let s_empty = d.cstr("(empty)");
+    let s_entries = d.cstr("secret table: ");
+    let s_entries2 = d.cstr(" entries\n");
+    let s_err = d.cstr("secret table error: ");
+    let s_bad_total = d.cstr("total length 0x");
+    let s_bad_total2 = d.cstr(" outside 20..=area size 0x");
+    let s_trunc = d.cstr("truncated entry header at offset 0x");
+    let s_bad_len = d.cstr("entry at offset 0x");
+    let s_bad_len2 = d.cstr(" has invalid length 0x");
+
+    let mut put_guid = a.create_label();
+    let mut put_data = a.create_label();
+    let mut no_secret = a.create_label();
+    let mut bad_total = a.create_label();
+    let mut entry_loop = a.create_label();
+    let mut table_done = a.create_label();
+    let mut bad_header = a.create_label();
+    let mut bad_len = a.create_label();
+    let mut fail = a.create_label();
+
+    say(a, lib, s_area)?;
+    a.mov(eax, secret_base)?;
+    a.call(lib.put_hex32)?;
+    say(a, lib, s_size)?;
+    a.mov(eax, secret_size)?;
+    a.call(lib.put_hex32)?;
+    say(a, lib, s_nl)?;
+
+    a.mov(ebx, secret_base)?;
+    if secret_size < 20 {
+        a.jmp(no_secret)?;
+    }
+    a.mov(esi, ebx)?;
+    a.mov(edi, header_guid)?;
+    a.mov(ecx, 16)?;
+    a.repe().cmpsb()?;
+    a.jne(no_secret)?;
+
+    a.mov(eax, dword_ptr(ebx + 16))?;
+    a.cmp(eax, 20)?;
+    a.jb(bad_total)?;
+    a.cmp(eax, secret_size)?;
+    a.ja(bad_total)?;
+    say(a, lib, s_found)?;
+    a.call(lib.put_dec)?;
+    say(a, lib, s_bytes)?;
+    a.lea(edi, ptr(ebx + eax))?;
+    a.lea(esi, ptr(ebx + 20))?;
+    a.xor(ebp, ebp)?;
+
+    a.set_label(&mut entry_loop)?;
+    a.cmp(esi, edi)?;
+    a.je(table_done)?;
+    a.mov(ecx, edi)?;
+    a.sub(ecx, esi)?;
+    a.cmp(ecx, 20)?;
+    a.jb(bad_header)?;
+    a.mov(edx, dword_ptr(esi + 16))?;
+    a.cmp(edx, 20)?;
+    a.jb(bad_len)?;
+    a.cmp(edx, ecx)?;
+    a.ja(bad_len)?;
+    a.inc(ebp)?;
+    a.push(esi)?;
+    say(a, lib, s_secret)?;
+    a.pop(esi)?;
+    a.call(put_guid)?;
+    a.push(esi)?;
+    say(a, lib, s_colon_text)?;
+    a.pop(esi)?;
+    a.call(put_data)?;
+    a.push(esi)?;
+    say(a, lib, s_nl)?;
+    a.pop(esi)?;
+    a.add(esi, edx)?;
+    a.jmp(entry_loop)?;
+
+    a.set_label(&mut table_done)?;
+    say(a, lib, s_entries)?;
+    a.mov(eax, ebp)?;
+    a.call(lib.put_dec)?;
+    say(a, lib, s_entries2)?;
+    a.mov(al, EXIT_OK as u32)?;
+    a.call(lib.exit)?;
+
+    a.set_label(&mut no_secret)?;
+    say(a, lib, s_none)?;
+    a.mov(al, EXIT_OK as u32)?;
+    a.call(lib.exit)?;
+
+    // bad_total: eax = total length.
+    a.set_label(&mut bad_total)?;
+    say(a, lib, s_err)?;
+    say(a, lib, s_bad_total)?;
+    a.call(lib.put_hex32)?;
+    say(a, lib, s_bad_total2)?;
+    a.mov(eax, secret_size)?;
+    a.call(lib.put_hex32)?;
+    a.jmp(fail)?;
+
+    // bad_header: esi = cursor. (`say` clobbers esi; puts preserves eax.)
+    a.set_label(&mut bad_header)?;
+    a.mov(eax, esi)?;
+    a.sub(eax, ebx)?;
+    say(a, lib, s_err)?;
+    say(a, lib, s_trunc)?;
+    a.call(lib.put_hex32)?;
+    a.jmp(fail)?;
+
+    // bad_len: esi = cursor, edx = entry length.
+    a.set_label(&mut bad_len)?;
+    a.mov(eax, esi)?;
+    a.sub(eax, ebx)?;
+    say(a, lib, s_err)?;
+    say(a, lib, s_bad_len)?;
+    a.call(lib.put_hex32)?;
+    say(a, lib, s_bad_len2)?;
+    a.mov(eax, edx)?;
+    a.call(lib.put_hex32)?;
+
+    a.set_label(&mut fail)?;
+    say(a, lib, s_nl)?;
+    a.mov(al, EXIT_BAD_SECRET_TABLE as u32)?;
+    a.call(lib.exit)?;
+
+    // put_guid: esi = 16 GUID bytes. Preserves all.
+    a.set_label(&mut put_guid)?;
+    a.pushad()?;
+    a.mov(edi, guid_fmt)?;
+    let mut g_next = a.create_label();
+    let mut g_dash = a.create_label();
+    let mut g_done = a.create_label();
+    a.set_label(&mut g_next)?;
+    a.movzx(eax, byte_ptr(edi))?;
+    a.inc(edi)?;
+    a.cmp(al, 0xFF)?;
+    a.je(g_done)?;
+    a.cmp(al, b'-' as i32)?;
+    a.je(g_dash)?;
+    a.mov(al, byte_ptr(esi + eax))?;
+    a.call(lib.put_hex8)?;
+    a.jmp(g_next)?;
+    a.set_label(&mut g_dash)?;
+    a.call(lib.putc)?;
+    a.jmp(g_next)?;
+    a.set_label(&mut g_done)?;
+    a.popad()?;
+    a.ret()?;
+
+    // put_data: esi = entry, edx = entry length (>= 20). Prints the data
+    // (entry + 20, edx - 20 bytes) as text if every byte is printable ASCII,
+    // else as "hex " + hex digits; "(empty)" if there is none. Preserves all.
+    a.set_label(&mut put_data)?;
+    a.pushad()?;
+    a.lea(esi, ptr(esi + 20))?;
+    a.lea(ecx, ptr(edx - 20))?;
+    let mut empty = a.create_label();
+    let mut scan = a.create_label();
+    let mut binary = a.create_label();
+    let mut text_loop = a.create_label();
+    let mut hex_loop = a.create_label();
+    let mut out = a.create_label();
+    a.test(ecx, ecx)?;
+    a.jz(empty)?;
+    a.xor(ebx, ebx)?;
+    a.set_label(&mut scan)?;
+    a.mov(al, byte_ptr(esi + ebx))?;
+    a.cmp(al, 0x20)?;
+    a.jb(binary)?;
+    a.cmp(al, 0x7E)?;
+    a.ja(binary)?;
+    a.inc(ebx)?;
+    a.cmp(ebx, ecx)?;
+    a.jb(scan)?;
+
+    a.set_label(&mut text_loop)?;
+    a.lodsb()?;
+    a.call(lib.putc)?;
+    a.dec(ecx)?;
+    a.jnz(text_loop)?;
+    a.jmp(out)?;
+
+    a.set_label(&mut binary)?;
+    a.push(esi)?;
+    a.mov(esi, s_hex)?;
+    a.call(lib.puts)?;
+    a.pop(esi)?;
+    a.set_label(&mut hex_loop)?;
+    a.lodsb()?;
+    a.call(lib.put_hex8)?;
+    a.dec(ecx)?;
+    a.jnz(hex_loop)?;
+    a.jmp(out)?;
+
+    a.set_label(&mut empty)?;
+    a.mov(esi, s_empty)?;
+    a.call(lib.puts)?;
+
+    a.set_label(&mut out)?;
+    a.popad()?;
+    a.ret()?;
+    Ok(())
+}
+
+/// Memory test. Register use: ebx = next page p, ebp = generation g (pages
+/// below p hold generation g, the others g − 1).
+///
+/// Every dword of the page at GPA `a` in generation `g` is
+/// `a ^ (g * MEMTEST_HASH)` (wrapping), so a page from another generation or
+/// another address never matches. Pages are filled with `rep stosd` and
+/// checked with `repe scasd`: this KVM emulates non-paged protected mode
+/// instruction by instruction, and string instructions are emulated in
+/// batches (a per-dword loop was ~20 times slower).
+fn emit_memtest(
+    a: &mut CodeAssembler,
+    lib: &Lib,
+    d: &mut Data,
+    m: &MemtestOptions,
+) -> Result<(), IcedError> {
+    let base = m.base;
+    let pages = m.pages;
+    let s_start = d.cstr("memtest: base 0x");
+    let s_pages = d.cstr(", pages ");
+    let s_nl = d.cstr("\n");
+    let s_filled = d.cstr("memtest: filled\n");
+    let s_pass = d.cstr("memtest: pass ");
+    let s_checking = d.cstr("memtest: checking\n");
+    let s_ok = d.cstr("memtest: ok ");
+    let s_ok2 = d.cstr(" pages\n");
+    let s_bad = d.cstr("memtest: mismatch at 0x");
+    let s_bad2 = d.cstr(": expected 0x");
+    let s_bad3 = d.cstr(", found 0x");
+
+    say(a, lib, s_start)?;
+    a.mov(eax, base)?;
+    a.call(lib.put_hex32)?;
+    say(a, lib, s_pages)?;
+    a.mov(eax, pages)?;
+    a.call(lib.put_dec)?;
+    say(a, lib, s_nl)?;
+
+    let mut fill_loop = a.create_label();
+    let mut no_wrap = a.create_label();
+    let mut no_progress = a.create_label();
+    let mut verify = a.create_label();
+    let mut not_filled = a.create_label();
+
+    a.mov(ebp, 1)?;
+    a.xor(ebx, ebx)?;
+
+    a.set_label(&mut fill_loop)?;
+    // Fill page ebx with generation ebp.
+    a.mov(eax, ebp)?;
+    a.imul_3(eax, eax, MEMTEST_HASH as i32)?;
+    a.mov(edi, ebx)?;
+    a.shl(edi, 12)?;
+    a.add(edi, base)?;
+    a.xor(eax, edi)?;
+    a.mov(ecx, 1024)?;
+    a.rep().stosd()?;
+    a.inc(ebx)?;
+    a.cmp(ebx, pages)?;
+    a.jb(no_wrap)?;
+
+    // End of pass ebp.
+    a.xor(ebx, ebx)?;
+    a.cmp(ebp, 1)?;
+    a.jne(not_filled)?;
+    say(a, lib, s_filled)?;
+    a.set_label(&mut not_filled)?;
+    a.mov(eax, ebp)?;
+    if m.progress_every != 0 {
+        a.xor(edx, edx)?;
+        a.mov(ecx, m.progress_every)?;
+        a.div(ecx)?;
+        a.test(edx, edx)?;
+        a.jnz(no_progress)?;
+        say(a, lib, s_pass)?;
+        a.mov(eax, ebp)?;
+        a.call(lib.put_dec)?;
+        say(a, lib, s_nl)?;
+        a.set_label(&mut no_progress)?;
+    }
+    a.inc(ebp)?;
+    if m.max_passes != 0 {
+        // After pass ebp−1 == max_passes every page holds generation ebp−1.
+        a.cmp(ebp, m.max_passes)?;
+        a.ja(verify)?;
+    }
+
+    a.set_label(&mut no_wrap)?;
+    // Poll the control port every MEMTEST_POLL_PAGES pages, after pass 1.
+    a.cmp(ebp, 2)?;
+    a.jb(fill_loop)?;
+    a.test(ebx, MEMTEST_POLL_PAGES - 1)?;
+    a.jnz(fill_loop)?;
+    a.mov(dx, u32::from(CONTROL_PORT))?;
+    a.in_(al, dx)?;
+    a.test(al, 1)?;
+    a.jz(fill_loop)?;
+
+    // Verify: pages q < ebx hold generation ebp, the others ebp − 1.
+    a.set_label(&mut verify)?;
+    say(a, lib, s_checking)?;
+    let mut page_loop = a.create_label();
+    let mut current = a.create_label();
+    let mut mismatch = a.create_label();
+    let mut all_ok = a.create_label();
+    a.xor(esi, esi)?;
+    a.set_label(&mut page_loop)?;
+    a.cmp(esi, pages)?;
+    a.jae(all_ok)?;
+    a.mov(eax, ebp)?;
+    a.cmp(esi, ebx)?;
+    a.jb(current)?;
+    a.dec(eax)?;
+    a.set_label(&mut current)?;
+    a.imul_3(eax, eax, MEMTEST_HASH as i32)?;
+    a.mov(edi, esi)?;
+    a.shl(edi, 12)?;
+    a.add(edi, base)?;
+    a.xor(eax, edi)?;
+    a.mov(ecx, 1024)?;
+    a.repe().scasd()?;
+    a.jne(mismatch)?;
+    a.inc(esi)?;
+    a.jmp(page_loop)?;
+
+    a.set_label(&mut all_ok)?;
+    say(a, lib, s_ok)?;
+    a.mov(eax, pages)?;
+    a.call(lib.put_dec)?;
+    say(a, lib, s_ok2)?;
+    a.mov(al, EXIT_OK as u32)?;
+    a.call(lib.exit)?;
+
+    // mismatch: edi = one dword past the mismatch, eax = expected.
+    a.set_label(&mut mismatch)?;
+    a.sub(edi, 4)?;
+    a.mov(edx, eax)?;
+    say(a, lib, s_bad)?;
+    a.mov(eax, edi)?;
+    a.call(lib.put_hex32)?;
+    say(a, lib, s_bad2)?;
+    a.mov(eax, edx)?;
+    a.call(lib.put_hex32)?;
+    say(a, lib, s_bad3)?;
+    a.mov(eax, dword_ptr(edi))?;
+    a.call(lib.put_hex32)?;
+    say(a, lib, s_nl)?;
+    a.mov(al, EXIT_MEMTEST_MISMATCH as u32)?;
+    a.call(lib.exit)?;
+    Ok(())
+}
+
+fn assemble32(program: &Program) -> Result<(Vec<u8>, Vec<u8>), IcedError> {
+    let mut a = CodeAssembler::new(32)?;
+    let mut d = Data {
+        bytes: b"sevm-demo-guest v1\0".to_vec(),
+    };
+    let mut lib = Lib {
+        putc: a.create_label(),
+        puts: a.create_label(),
+        put_hex8: a.create_label(),
+        put_hex32: a.create_label(),
+        put_dec: a.create_label(),
+        exit: a.create_label(),
+    };
+    let greeting = d.cstr(&format!("{GREETING}\n"));
+
+    // Entry from the 16-bit code: flat segments, a stack, then the program.
+    a.mov(ax, DATA_SELECTOR as u32)?;
+    a.mov(ds, ax)?;
+    a.mov(es, ax)?;
+    a.mov(ss, ax)?;
+    a.mov(fs, ax)?;
+    a.mov(gs, ax)?;
+    a.mov(esp, STACK_TOP)?;
+    a.cld()?;
+    say(&mut a, &lib, greeting)?;
+    match program {
+        Program::Normal {
+            secret_base,
+            secret_size,
+        } => emit_normal(&mut a, &lib, &mut d, *secret_base, *secret_size)?,
+        Program::Memtest(m) => emit_memtest(&mut a, &lib, &mut d, m)?,
+    }
+    emit_lib(&mut a, &mut lib)?;
+    let code = a.assemble(u64::from(CODE32_BASE))?;
+    Ok((code, d.bytes))
+}
+
+fn assemble16() -> Result<(Vec<u8>, Vec<u8>), IcedError> {
+    // Offsets below are relative to the real-mode CS base 0xFFFF0000.
+    let mut a = CodeAssembler::new(16)?;
+    a.cli()?;
+    a.cld()?;
+    // o32 lgdt cs:[GDT_DESCRIPTOR]: the 32-bit form loads all 32 base bits.
+    let desc = MemoryOperand::with_base_displ_size_bcst_seg(
+        Register::None,
+        i64::from(GDT_DESCRIPTOR - CS_BASE),
+        2,
+        false,
+        Register::CS,
+    );
+    a.add_instruction(Instruction::with1(Code::Lgdt_m1632, desc)?)?;
+    a.mov(eax, cr0)?;
+    a.or(al, 1)?;
+    a.mov(cr0, eax)?;
+    // jmp dword 0x08:CODE32_BASE (o32 far jump: 32-bit offset).
+    a.add_instruction(Instruction::with_far_branch(
+        Code::Jmp_ptr1632,
+        CODE_SELECTOR,
+        CODE32_BASE,
+    )?)?;
+    let entry = a.assemble(u64::from(ENTRY16 - CS_BASE))?;
+
+    let mut r = CodeAssembler::new(16)?;
+    r.jmp(u64::from(ENTRY16 - CS_BASE))?;
+    let reset = r.assemble(u64::from(RESET_VECTOR - CS_BASE))?;
+    Ok((entry, reset))
+}
+
+/// Assembles the whole boot block for `program`.
+pub fn assemble(program: &Program) -> Result<Blobs, DemoError> {
+    let (code, data) = assemble32(program).map_err(asm_err)?;
+    if CODE32_BASE as usize + code.len() > DATA_BASE as usize {
+        return Err(DemoError::CodeTooLarge {
+            what: "32-bit code",
+            len: code.len(),
+        });
+    }
+    if DATA_BASE as usize + data.len() > GDT_BASE as usize {
+        return Err(DemoError::CodeTooLarge {
+            what: "data",
+            len: data.len(),
+        });
+    }
+    let (entry, reset) = assemble16().map_err(asm_err)?;
+    let mut gdt = Vec::with_capacity(24);
+    for e in GDT {
+        gdt.extend_from_slice(&e.to_le_bytes());
+    }
+    let mut desc = Vec::with_capacity(6);
+    desc.extend_from_slice(&((GDT.len() * 8 - 1) as u16).to_le_bytes());
+    desc.extend_from_slice(&GDT_BASE.to_le_bytes());
+    Ok(Blobs {
+        pieces: vec![
+            (CODE32_BASE, code),
+            (DATA_BASE, data),
+            (GDT_BASE, gdt),
+            (GDT_DESCRIPTOR, desc),
+            (ENTRY16, entry),
+            (RESET_VECTOR, reset),
+        ],
+    })
+}

@@ -1,0 +1,288 @@
+//! The bundled demo guest: a small firmware image generated in Rust with the
+//! iced-x86 code assembler (no external assembler).
+//!
+//! The image is mapped to end at 4 GiB like an OVMF `-bios`. From the reset
+//! vector it loads a flat GDT, enters 32-bit protected mode without paging
+//! (under SEV every access is then private) and, in [`DemoMode::Normal`]:
+//!
+//! 1. prints [`asm::GREETING`] on the serial port,
+//! 2. reads the secret area advertised in its footer table
+//!    ([`SECRET_AREA_BASE`], [`SECRET_AREA_SIZE`]) and parses the efi_secret
+//!    table found there (SEV-REFERENCE 7.3): `no secret injected` if the header
+//!    GUID is absent; otherwise one line `secret <guid>: <data>` per entry
+//!    (data as text when all bytes are printable ASCII, else `hex <digits>`,
+//!    `(empty)` if there is none), then `secret table: <n> entries`,
+//! 3. exits through the debug-exit port with [`EXIT_OK`], or with
+//!    [`EXIT_BAD_SECRET_TABLE`] after a `secret table error: ...` line when the
+//!    table's lengths do not fit the area.
+//!
+//! [`DemoMode::Memtest`] is described at [`MemtestOptions`].
+//!
+//! The image carries an OVMF-style footer GUID table (SEV-REFERENCE 10.1)
+//! with a SEV secret block entry and a kernel-hashes area entry, so the
+//! launch code finds the secret and hashes areas exactly as for OVMF.
+//!
+//! RAM needed: [`min_ram_size`] (9 MiB for the normal mode: the secret and
+//! hashes areas end at 0x811000; the stack lives below 512 KiB).
+
+pub mod asm;
+
+use sev_proto::Guid;
+
+pub use asm::{EXIT_BAD_SECRET_TABLE, EXIT_MEMTEST_MISMATCH, EXIT_OK, GREETING};
+
+/// OVMF footer table GUID (SEV-REFERENCE 10.1), at EOF−48.
+pub const FOOTER_GUID: Guid = Guid::from_str_const("96b582de-1fb2-45f7-baea-a366c55a082d");
+/// SEV secret block entry: `u32 base, u32 size` (SEV-REFERENCE 10.1, 7.4).
+pub const SECRET_BLOCK_GUID: Guid = Guid::from_str_const("4c2eb361-7d9b-4cc3-8081-127c90d3d294");
+/// SEV kernel-hashes area entry: `u32 base, u32 size` (SEV-REFERENCE 10.1).
+pub const HASHES_BLOCK_GUID: Guid = Guid::from_str_const("7255371f-3a3b-4b04-927b-1da6efa8d454");
+/// efi_secret table header GUID (SEV-REFERENCE 7.3).
+pub const SECRET_TABLE_HEADER_GUID: Guid =
+    Guid::from_str_const("1e74f542-71dd-4d66-963e-ef4287ff173b");
+
+/// Where the guest expects the launch secret (same as OVMF AmdSev).
+pub const SECRET_AREA_BASE: u32 = 0x0081_0000;
+/// Size of the secret area (same as OVMF AmdSev).
+pub const SECRET_AREA_SIZE: u32 = 0xC00;
+/// Where the kernel-hashes table may be placed (same as OVMF AmdSev).
+pub const HASHES_AREA_BASE: u32 = 0x0081_0C00;
+/// Size of the kernel-hashes area (≥ 176, the padded table size).
+pub const HASHES_AREA_SIZE: u32 = 0x400;
+
+/// Image sizes are multiples of this.
+pub const IMAGE_ALIGN: usize = 64 << 10;
+/// Default image size.
+pub const DEFAULT_IMAGE_SIZE: usize = 2 << 20;
+/// Largest image (the firmware window below 4 GiB).
+pub const MAX_IMAGE_SIZE: usize = 16 << 20;
+
+/// Why an image could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DemoError {
+    /// Bad image size.
+    #[error("demo image size {size:#x} must be a multiple of 64 KiB between 64 KiB and 16 MiB")]
+    Size {
+        /// The requested size.
+        size: usize,
+    },
+    /// The assembler refused the program (a bug in this module).
+    #[error("assembling the demo guest failed: {0}")]
+    Assemble(String),
+    /// A part of the program outgrew its slot in the boot block.
+    #[error("demo guest {what} is too large ({len} bytes)")]
+    CodeTooLarge {
+        /// Which part.
+        what: &'static str,
+        /// Its size.
+        len: usize,
+    },
+    /// The memtest range is unusable.
+    #[error("memtest range base {base:#x}, {pages} pages: {reason}")]
+    MemtestRange {
+        /// Requested base.
+        base: u32,
+        /// Requested page count.
+        pages: u32,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// Options of the memory-test mode, used to test dirty tracking and live
+/// migration.
+///
+/// The guest fills `pages` 4 KiB pages from `base`, then keeps rewriting them
+/// one page at a time in address order, pass after pass. In pass `g` (from 1)
+/// every dword of the page at GPA `a` is `a ^ (g * 0x9E3779B9)` (wrapping),
+/// so a stale page (older pass), a torn page or a page copied to the wrong
+/// address never verifies. Output: `memtest: base 0x..., pages N`, `memtest: filled` after
+/// the first pass, `memtest: pass <g>` every `progress_every` passes.
+///
+/// Control protocol: after the first pass, every 16 pages the guest reads
+/// port 0x502 (`devices::control`); when it reads 1 (the host called
+/// `ControlHandle::request_finish`), or after `max_passes` passes if that is
+/// non-zero, it prints `memtest: checking`, verifies the whole range (pages
+/// already rewritten in the current pass against the current generation, the
+/// rest against the previous one) and prints `memtest: ok <N> pages` and exits
+/// 0, or prints `memtest: mismatch at 0x<gpa>: expected 0x<v>, found 0x<w>`
+/// and exits 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemtestOptions {
+    /// First GPA of the range (4 KiB aligned, at least 1 MiB).
+    pub base: u32,
+    /// Number of pages (≥ 1).
+    pub pages: u32,
+    /// Verify after this many passes; 0 = only when the host asks.
+    pub max_passes: u32,
+    /// Print a progress line every this many passes; 0 = never.
+    pub progress_every: u32,
+}
+
+impl Default for MemtestOptions {
+    /// 4 MiB at 16 MiB, until the host asks, progress every 64 passes.
+    fn default() -> Self {
+        MemtestOptions {
+            base: 16 << 20,
+            pages: 1024,
+            max_passes: 0,
+            progress_every: 64,
+        }
+    }
+}
+
+/// What the demo guest does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DemoMode {
+    /// Greeting, secret table, exit.
+    #[default]
+    Normal,
+    /// Memory test for dirty tracking / migration.
+    Memtest(MemtestOptions),
+}
+
+/// How to build the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DemoOptions {
+    /// Image size in bytes: a multiple of 64 KiB, 64 KiB..=16 MiB.
+    pub size: usize,
+    /// What the guest does.
+    pub mode: DemoMode,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            size: DEFAULT_IMAGE_SIZE,
+            mode: DemoMode::Normal,
+        }
+    }
+}
+
+const MIB: u64 = 1 << 20;
+
+fn round_up_mib(v: u64) -> u64 {
+    v.div_ceil(MIB) * MIB
+}
+
+/// The least RAM (a whole number of MiB) the guest needs for `opts`.
+pub fn min_ram_size(opts: &DemoOptions) -> u64 {
+    let areas = u64::from(HASHES_AREA_BASE) + u64::from(HASHES_AREA_SIZE);
+    let need = match opts.mode {
+        DemoMode::Normal => areas,
+        DemoMode::Memtest(m) => areas.max(u64::from(m.base) + u64::from(m.pages) * 4096),
+    };
+    round_up_mib(need)
+}
+
+fn check_memtest(m: &MemtestOptions) -> Result<(), DemoError> {
+    let err = |reason| DemoError::MemtestRange {
+        base: m.base,
+        pages: m.pages,
+        reason,
+    };
+    if m.pages == 0 {
+        return Err(err("no pages"));
+    }
+    if !m.base.is_multiple_of(4096) {
+        return Err(err("base is not 4 KiB aligned"));
+    }
+    if m.base < (1 << 20) {
+        return Err(err("base below 1 MiB (the guest's stack lives there)"));
+    }
+    let end = u64::from(m.base) + u64::from(m.pages) * 4096;
+    if end > crate::memory::MAX_RAM_SIZE {
+        return Err(err("range ends above 3 GiB, beyond the largest RAM"));
+    }
+    let areas = (
+        u64::from(SECRET_AREA_BASE),
+        u64::from(HASHES_AREA_BASE) + u64::from(HASHES_AREA_SIZE),
+    );
+    if u64::from(m.base) < areas.1 && areas.0 < end {
+        return Err(err("range overlaps the secret/hashes areas"));
+    }
+    Ok(())
+}
+
+/// The footer table bytes that end at EOF−32: the two entries (data ‖ u16
+/// length ‖ GUID each), then u16 table length and the footer GUID.
+pub fn footer_table() -> Vec<u8> {
+    let mut t = Vec::new();
+    for (guid, base, size) in [
+        (HASHES_BLOCK_GUID, HASHES_AREA_BASE, HASHES_AREA_SIZE),
+        (SECRET_BLOCK_GUID, SECRET_AREA_BASE, SECRET_AREA_SIZE),
+    ] {
+        t.extend_from_slice(&base.to_le_bytes());
+        t.extend_from_slice(&size.to_le_bytes());
+        t.extend_from_slice(&(8u16 + 2 + 16).to_le_bytes());
+        t.extend_from_slice(guid.as_bytes());
+    }
+    // table_len counts the entries plus this 18-byte footer header.
+    let table_len = (t.len() + 2 + 16) as u16;
+    t.extend_from_slice(&table_len.to_le_bytes());
+    t.extend_from_slice(FOOTER_GUID.as_bytes());
+    t
+}
+
+/// Builds the demo firmware image.
+pub fn build(opts: &DemoOptions) -> Result<Vec<u8>, DemoError> {
+    let size = opts.size;
+    if !(IMAGE_ALIGN..=MAX_IMAGE_SIZE).contains(&size) || !size.is_multiple_of(IMAGE_ALIGN) {
+        return Err(DemoError::Size { size });
+    }
+    let program = match opts.mode {
+        DemoMode::Normal => asm::Program::Normal {
+            secret_base: SECRET_AREA_BASE,
+            secret_size: SECRET_AREA_SIZE,
+        },
+        DemoMode::Memtest(m) => {
+            check_memtest(&m)?;
+            asm::Program::Memtest(m)
+        }
+    };
+    let blobs = asm::assemble(&program)?;
+    let mut image = vec![0u8; size];
+    let image_base = (1u64 << 32) - size as u64;
+    let table = footer_table();
+    let table_start = size - 32 - table.len();
+    let mut placed: Vec<(usize, usize)> = vec![(table_start, size - 32)];
+    for (gpa, bytes) in &blobs.pieces {
+        let too_large = DemoError::CodeTooLarge {
+            what: "boot block piece",
+            len: bytes.len(),
+        };
+        let start = u64::from(*gpa)
+            .checked_sub(image_base)
+            .and_then(|o| usize::try_from(o).ok())
+            .ok_or_else(|| too_large.clone())?;
+        let end = start + bytes.len();
+        if end > size || placed.iter().any(|&(s, e)| start < e && s < end) {
+            return Err(too_large);
+        }
+        image[start..end].copy_from_slice(bytes);
+        placed.push((start, end));
+    }
+    image[table_start..size - 32].copy_from_slice(&table);
+    Ok(image)
+}
+
+/// Builds an efi_secret table (SEV-REFERENCE 7.3) holding `entries`, padded
+/// with zeros to a multiple of 16 bytes, as a guest owner's tool would
+/// (sevctl `secret build`). For tests and demos.
+pub fn secret_table(entries: &[(Guid, &[u8])]) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend_from_slice(SECRET_TABLE_HEADER_GUID.as_bytes());
+    t.extend_from_slice(&[0; 4]);
+    for (guid, data) in entries {
+        t.extend_from_slice(guid.as_bytes());
+        t.extend_from_slice(&((16 + 4 + data.len()) as u32).to_le_bytes());
+        t.extend_from_slice(data);
+    }
+    let total = t.len() as u32;
+    t[16..20].copy_from_slice(&total.to_le_bytes());
+    t.resize(t.len().div_ceil(16) * 16, 0);
+    t
+}
+
+#[cfg(test)]
+mod tests;

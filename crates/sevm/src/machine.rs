@@ -1,0 +1,1135 @@
+//! The KVM machine: guest memory, memory slots, vCPUs (one thread each),
+//! port-I/O devices, and the run/pause/resume/exit life cycle.
+//!
+//! Life cycle: [`Machine::new`] builds everything with the vCPUs stopped
+//! ([`RunState::Created`]); the SEV launch happens in between; [`Machine::start`]
+//! spawns one thread per vCPU; [`Machine::pause`] / [`Machine::resume`] stop and
+//! restart them at a safe point (outside `KVM_RUN`, vCPU fds released so their
+//! state can be read or written); the first of a debug-exit write, a shutdown,
+//! an unrecoverable error or [`Machine::request_quit`] ends the machine
+//! ([`RunState::Exited`], a [`MachineExit`]).
+//!
+//! Only the bootstrap processor (vCPU 0) runs from the reset vector. The
+//! application processors are created (so their state exists for snapshots)
+//! but wait for a start-up IPI, which this machine does not emulate (no
+//! interrupt controller), so they stay parked unless a restored state marks
+//! them runnable.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use kvm_bindings::{kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_MEM_LOG_DIRTY_PAGES};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use vmm_sys_util::signal::Killable;
+
+use crate::devices::control::{ControlHandle, GuestControl, CONTROL_PORT};
+use crate::devices::debug_exit::{DebugExit, DEBUG_EXIT_PORT};
+use crate::devices::serial::{Serial, SerialOutput, COM1_BASE, PORT_COUNT};
+use crate::devices::{BusError, IoBus};
+use crate::memory::{GuestRam, MemoryError, MemoryView, PlainView, RegionKind};
+use crate::vcpu::{self, ExitLog, RunGuard, Step, VcpuError, VcpuState};
+
+/// Guest-physical address of the page KVM uses for its real-mode identity
+/// map on Intel hosts, as QEMU places it: just below the 16 MiB firmware
+/// window, so it never overlaps RAM (< 3 GiB) or the firmware.
+pub const IDENTITY_MAP_ADDR: u64 = 0xFEFF_C000;
+/// Guest-physical address of the three pages KVM needs for its TSS.
+pub const TSS_ADDR: u64 = 0xFEFF_D000;
+
+/// Largest number of vCPUs accepted.
+pub const MAX_VCPUS: u32 = 64;
+
+/// A hook run after the VM and its memory slots exist but before any vCPU is
+/// created: where the hardware SEV backend issues `KVM_SEV_INIT` (which KVM
+/// refuses once vCPUs exist) and registers encrypted regions.
+pub type PreVcpuHook = Box<
+    dyn FnOnce(&VmFd, &GuestRam) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send,
+>;
+
+/// What to build.
+pub struct MachineConfig {
+    /// RAM size in bytes (from GPA 0; a multiple of 4 KiB, at most 3 GiB).
+    pub ram_size: u64,
+    /// Number of vCPUs (`-smp`), 1..=[`MAX_VCPUS`].
+    pub vcpus: u32,
+    /// The firmware image; mapped to end at 4 GiB.
+    pub firmware: Vec<u8>,
+    /// Where the serial port writes.
+    pub serial: SerialOutput,
+    /// Register memory slots with `KVM_MEM_LOG_DIRTY_PAGES` (live migration).
+    pub dirty_logging: bool,
+    /// KVM VM type (0 for the default; SEV hardware may need another).
+    pub vm_type: u64,
+    /// Runs between memory-slot registration and vCPU creation.
+    pub pre_vcpu_hook: Option<PreVcpuHook>,
+}
+
+impl std::fmt::Debug for MachineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MachineConfig")
+            .field("ram_size", &self.ram_size)
+            .field("vcpus", &self.vcpus)
+            .field("firmware_len", &self.firmware.len())
+            .field("serial", &self.serial)
+            .field("dirty_logging", &self.dirty_logging)
+            .field("vm_type", &self.vm_type)
+            .field("pre_vcpu_hook", &self.pre_vcpu_hook.is_some())
+            .finish()
+    }
+}
+
+impl MachineConfig {
+    /// One vCPU, serial to stdout, no dirty logging, default VM type.
+    pub fn new(ram_size: u64, firmware: Vec<u8>) -> Self {
+        MachineConfig {
+            ram_size,
+            vcpus: 1,
+            firmware,
+            serial: SerialOutput::Stdout,
+            dirty_logging: false,
+            vm_type: 0,
+            pre_vcpu_hook: None,
+        }
+    }
+}
+
+/// How the machine ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MachineExit {
+    /// The guest wrote this status to the debug-exit port.
+    GuestExit(u8),
+    /// Triple fault or guest-requested shutdown/reset.
+    Shutdown,
+    /// The host asked the machine to quit ([`Machine::request_quit`]).
+    Quit,
+    /// A condition the machine cannot continue from (halt with nothing to
+    /// wake it, KVM internal/emulation error, failed `KVM_RUN`).
+    Error(String),
+}
+
+impl std::fmt::Display for MachineExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MachineExit::GuestExit(v) => write!(f, "guest exited with status {v}"),
+            MachineExit::Shutdown => {
+                f.write_str("guest shut down (triple fault or shutdown request)")
+            }
+            MachineExit::Quit => f.write_str("quit requested by the host"),
+            MachineExit::Error(e) => write!(f, "machine error: {e}"),
+        }
+    }
+}
+
+/// Where the machine is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// Built, vCPUs never started.
+    Created,
+    /// vCPU threads running.
+    Running,
+    /// vCPU threads stopped at a safe point.
+    Paused,
+    /// Ended; see [`Machine::exit`].
+    Exited,
+}
+
+/// Why a machine operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    /// `/dev/kvm` could not be opened.
+    #[error("cannot open /dev/kvm")]
+    OpenKvm(#[source] kvm_ioctls::Error),
+    /// A VM-level KVM ioctl failed.
+    #[error("KVM {op} failed")]
+    Kvm {
+        /// Which operation.
+        op: &'static str,
+        /// The kernel's error.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// Guest memory could not be set up.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// A vCPU operation failed.
+    #[error(transparent)]
+    Vcpu(#[from] VcpuError),
+    /// Bad vCPU count.
+    #[error("invalid vCPU count {count}: must be 1..={max}")]
+    VcpuCount {
+        /// Requested count.
+        count: u32,
+        /// Largest accepted count.
+        max: u32,
+    },
+    /// No such vCPU.
+    #[error("no vCPU {index} (the machine has {count})")]
+    NoSuchVcpu {
+        /// Requested index.
+        index: usize,
+        /// vCPU count.
+        count: usize,
+    },
+    /// No such memory slot.
+    #[error("no memory slot {0}")]
+    NoSuchSlot(u32),
+    /// Dirty logging was not enabled in the config.
+    #[error("dirty page logging was not enabled for this machine")]
+    DirtyLogDisabled,
+    /// The operation needs another run state.
+    #[error("cannot {op} while the machine is {state:?}")]
+    WrongState {
+        /// What was attempted.
+        op: &'static str,
+        /// The state the machine was in.
+        state: RunState,
+    },
+    /// A device could not be placed on the I/O bus.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// The pre-vCPU hook failed.
+    #[error("VM set-up hook failed")]
+    Hook(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A vCPU thread could not be spawned.
+    #[error("cannot spawn the thread for vCPU {vcpu}")]
+    Spawn {
+        /// Which vCPU.
+        vcpu: u32,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A KVM memory slot of this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemorySlot {
+    /// KVM slot number.
+    pub slot: u32,
+    /// First guest-physical address.
+    pub gpa: u64,
+    /// Size in bytes.
+    pub len: u64,
+    /// RAM or firmware.
+    pub kind: RegionKind,
+}
+
+// ---------------------------------------------------------------------------
+// Shared control state between the machine and its vCPU threads.
+
+const REQ_RUN: u8 = 0;
+const REQ_PAUSE: u8 = 1;
+const REQ_STOP: u8 = 2;
+
+#[derive(Debug)]
+struct Inner {
+    state: RunState,
+    /// Threads inside the park wait (paused, or APs waiting) plus finished.
+    parked: usize,
+    /// Threads that have returned.
+    finished: usize,
+    /// Threads spawned.
+    threads: usize,
+    exit: Option<MachineExit>,
+    /// pthread ids of the vCPU threads, for kicks. Valid until joined, which
+    /// happens only after every thread has reported `finished`.
+    kick_targets: Vec<libc::pthread_t>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// REQ_* mirror of what the threads should do, checked without the lock.
+    request: AtomicU8,
+    inner: Mutex<Inner>,
+    cond: Condvar,
+    /// Told when the machine exits (flushes and closes the serial output).
+    bus: Arc<IoBus>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wait<'a>(&self, g: MutexGuard<'a, Inner>) -> MutexGuard<'a, Inner> {
+        self.cond.wait(g).unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends the kick signal to every vCPU thread. Called with the lock held
+    /// and only while no thread has finished (so every pthread id is live).
+    fn kick_all(&self, g: &Inner) {
+        for &t in &g.kick_targets {
+            // SAFETY: `t` is the id of a vCPU thread that has not been joined
+            // (joining waits for all threads to report `finished` under this
+            // lock, and callers hold the lock with `exit` unset or just set).
+            let rc = unsafe { libc::pthread_kill(t, vcpu::kick_signal()) };
+            if rc != 0 {
+                log::debug!("kicking a vCPU thread failed: errno {rc}");
+            }
+        }
+    }
+
+    /// Records the machine's exit (first one wins) and stops every thread.
+    fn finish(&self, g: &mut Inner, exit: MachineExit) {
+        if g.exit.is_none() {
+            log::debug!("machine exit: {exit}");
+            g.exit = Some(exit);
+            g.state = RunState::Exited;
+            self.request.store(REQ_STOP, Ordering::SeqCst);
+            self.kick_all(g);
+            // Lock order: shared, then a device (vCPU threads never take
+            // the shared lock while holding a device).
+            self.bus.machine_exited();
+            self.cond.notify_all();
+        }
+    }
+}
+
+/// A handle to wait for the machine's exit from another thread.
+#[derive(Debug, Clone)]
+pub struct ExitHandle(Arc<Shared>);
+
+impl ExitHandle {
+    /// Blocks until the machine has exited; returns how.
+    pub fn wait(&self) -> MachineExit {
+        let mut g = self.0.lock();
+        loop {
+            if let Some(e) = &g.exit {
+                return e.clone();
+            }
+            g = self.0.wait(g);
+        }
+    }
+
+    /// How the machine exited, if it has.
+    pub fn try_exit(&self) -> Option<MachineExit> {
+        self.0.lock().exit.clone()
+    }
+
+    /// The current run state.
+    pub fn run_state(&self) -> RunState {
+        self.0.lock().state
+    }
+}
+
+struct VcpuSlot {
+    id: u32,
+    fd: Mutex<VcpuFd>,
+    /// False for an AP waiting for its start-up IPI.
+    runnable: AtomicBool,
+}
+
+impl VcpuSlot {
+    fn lock(&self) -> MutexGuard<'_, VcpuFd> {
+        self.fd.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The machine.
+pub struct Machine {
+    // Field order is drop order: vCPU fds and the VM fd close before the
+    // guest memory they reference is unmapped.
+    vcpus: Vec<Arc<VcpuSlot>>,
+    vm: VmFd,
+    _kvm: Kvm,
+    ram: Arc<GuestRam>,
+    view: Arc<dyn MemoryView>,
+    bus: Arc<IoBus>,
+    serial: Arc<Mutex<Serial>>,
+    control: ControlHandle,
+    slots: Vec<MemorySlot>,
+    dirty_logging: bool,
+    msr_indices: Vec<u32>,
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Machine")
+            .field("vcpus", &self.vcpus.len())
+            .field("ram", &self.ram)
+            .field("slots", &self.slots)
+            .field("state", &self.run_state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Machine {
+    /// Opens `/dev/kvm`, creates the VM, its memory (with the firmware loaded
+    /// to end at 4 GiB), the memory slots, the devices and the vCPUs in their
+    /// reset state. The vCPUs stay stopped until [`Machine::start`].
+    pub fn new(config: MachineConfig) -> Result<Machine, MachineError> {
+        let MachineConfig {
+            ram_size,
+            vcpus,
+            firmware,
+            serial,
+            dirty_logging,
+            vm_type,
+            pre_vcpu_hook,
+        } = config;
+        if vcpus == 0 || vcpus > MAX_VCPUS {
+            return Err(MachineError::VcpuCount {
+                count: vcpus,
+                max: MAX_VCPUS,
+            });
+        }
+        vcpu::install_kick_handler()?;
+        let ram = Arc::new(GuestRam::with_firmware(ram_size, &firmware)?);
+
+        let kvm = Kvm::new().map_err(MachineError::OpenKvm)?;
+        let vm_err = |op| move |source| MachineError::Kvm { op, source };
+        let vm = kvm
+            .create_vm_with_type(vm_type)
+            .map_err(vm_err("KVM_CREATE_VM"))?;
+        vm.set_identity_map_address(IDENTITY_MAP_ADDR)
+            .map_err(vm_err("KVM_SET_IDENTITY_MAP_ADDR"))?;
+        vm.set_tss_address(TSS_ADDR as usize)
+            .map_err(vm_err("KVM_SET_TSS_ADDR"))?;
+
+        let mut slots = Vec::new();
+        for (slot, region) in (0u32..).zip(ram.region_info()) {
+            let flags = if dirty_logging {
+                KVM_MEM_LOG_DIRTY_PAGES
+            } else {
+                0
+            };
+            let mem_region = kvm_userspace_memory_region {
+                slot,
+                flags,
+                guest_phys_addr: region.gpa.raw(),
+                memory_size: region.len,
+                userspace_addr: region.host_addr,
+            };
+            // SAFETY: the host range is a live anonymous mapping of exactly
+            // `region.len` bytes owned by `ram`, which this machine keeps
+            // alive (and declares after `vm`, so it is unmapped only after the
+            // VM fd is closed).
+            unsafe { vm.set_user_memory_region(mem_region) }
+                .map_err(vm_err("KVM_SET_USER_MEMORY_REGION"))?;
+            slots.push(MemorySlot {
+                slot,
+                gpa: region.gpa.raw(),
+                len: region.len,
+                kind: region.kind,
+            });
+        }
+
+        if let Some(hook) = pre_vcpu_hook {
+            hook(&vm, &ram).map_err(MachineError::Hook)?;
+        }
+
+        let supported = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(vm_err("KVM_GET_SUPPORTED_CPUID"))?;
+        let msr_indices: Vec<u32> = match kvm.get_msr_index_list() {
+            Ok(list) => vcpu::STATE_MSRS
+                .iter()
+                .copied()
+                .filter(|m| list.as_slice().contains(m))
+                .collect(),
+            Err(e) => {
+                log::warn!("KVM_GET_MSR_INDEX_LIST failed ({e}); vCPU state will carry no MSRs");
+                Vec::new()
+            }
+        };
+        let mut vcpu_slots = Vec::with_capacity(vcpus as usize);
+        for id in 0..vcpus {
+            let fd = vm
+                .create_vcpu(u64::from(id))
+                .map_err(vm_err("KVM_CREATE_VCPU"))?;
+            vcpu::set_cpuid(&fd, &supported, id)?;
+            vcpu::set_reset_state(&fd, id)?;
+            vcpu_slots.push(Arc::new(VcpuSlot {
+                id,
+                fd: Mutex::new(fd),
+                runnable: AtomicBool::new(id == 0),
+            }));
+        }
+
+        let serial = Arc::new(Mutex::new(Serial::new(serial)));
+        let control = ControlHandle::new();
+        let mut bus = IoBus::new();
+        bus.register(COM1_BASE, PORT_COUNT, serial.clone())?;
+        bus.register(DEBUG_EXIT_PORT, 1, Arc::new(Mutex::new(DebugExit)))?;
+        bus.register(
+            CONTROL_PORT,
+            1,
+            Arc::new(Mutex::new(GuestControl::new(control.clone()))),
+        )?;
+
+        let view: Arc<dyn MemoryView> = Arc::new(PlainView::new(ram.clone()));
+        let bus = Arc::new(bus);
+        Ok(Machine {
+            vcpus: vcpu_slots,
+            vm,
+            _kvm: kvm,
+            ram,
+            view,
+            bus: bus.clone(),
+            serial,
+            control,
+            slots,
+            dirty_logging,
+            msr_indices,
+            shared: Arc::new(Shared {
+                request: AtomicU8::new(REQ_RUN),
+                inner: Mutex::new(Inner {
+                    state: RunState::Created,
+                    parked: 0,
+                    finished: 0,
+                    threads: 0,
+                    exit: None,
+                    kick_targets: Vec::new(),
+                }),
+                cond: Condvar::new(),
+                bus,
+            }),
+            threads: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The guest memory backing. Only the pre-launch loader and the emulated
+    /// firmware's backing may use it directly; everything else uses
+    /// [`Machine::memory_view`].
+    pub fn guest_memory(&self) -> &Arc<GuestRam> {
+        &self.ram
+    }
+
+    /// The host view of guest memory.
+    pub fn memory_view(&self) -> Arc<dyn MemoryView> {
+        self.view.clone()
+    }
+
+    /// Replaces the host view (the SEV launch installs the encrypted view).
+    pub fn set_memory_view(&mut self, view: Arc<dyn MemoryView>) {
+        self.view = view;
+    }
+
+    /// The KVM VM fd (for the hardware SEV backend's `KVM_MEMORY_ENCRYPT_OP`).
+    pub fn vm_fd(&self) -> &VmFd {
+        &self.vm
+    }
+
+    /// Host side of the guest control port (memtest "finish now").
+    pub fn control(&self) -> ControlHandle {
+        self.control.clone()
+    }
+
+    /// The machine's KVM memory slots.
+    pub fn slots(&self) -> &[MemorySlot] {
+        &self.slots
+    }
+
+    /// Whether the slots log dirty pages.
+    pub fn dirty_logging(&self) -> bool {
+        self.dirty_logging
+    }
+
+    /// `KVM_GET_DIRTY_LOG` for `slot`: one bit per 4 KiB page, set when the
+    /// page was written since the previous call.
+    pub fn dirty_log(&self, slot: u32) -> Result<Vec<u64>, MachineError> {
+        if !self.dirty_logging {
+            return Err(MachineError::DirtyLogDisabled);
+        }
+        let s = self
+            .slots
+            .iter()
+            .find(|s| s.slot == slot)
+            .ok_or(MachineError::NoSuchSlot(slot))?;
+        let len = usize::try_from(s.len).map_err(|_| MachineError::NoSuchSlot(slot))?;
+        self.vm
+            .get_dirty_log(slot, len)
+            .map_err(|source| MachineError::Kvm {
+                op: "KVM_GET_DIRTY_LOG",
+                source,
+            })
+    }
+
+    /// Number of vCPUs.
+    pub fn vcpu_count(&self) -> usize {
+        self.vcpus.len()
+    }
+
+    /// The current run state.
+    pub fn run_state(&self) -> RunState {
+        self.shared.lock().state
+    }
+
+    /// How the machine exited, if it has.
+    pub fn exit(&self) -> Option<MachineExit> {
+        self.shared.lock().exit.clone()
+    }
+
+    /// A handle to wait for the exit from another thread.
+    pub fn exit_handle(&self) -> ExitHandle {
+        ExitHandle(self.shared.clone())
+    }
+
+    /// Flushes the serial output.
+    pub fn flush_serial(&self) {
+        self.serial
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .flush();
+    }
+
+    fn slot(&self, index: usize) -> Result<&Arc<VcpuSlot>, MachineError> {
+        self.vcpus.get(index).ok_or(MachineError::NoSuchVcpu {
+            index,
+            count: self.vcpus.len(),
+        })
+    }
+
+    fn require_stopped(&self, op: &'static str) -> Result<(), MachineError> {
+        match self.run_state() {
+            RunState::Created | RunState::Paused => Ok(()),
+            state => Err(MachineError::WrongState { op, state }),
+        }
+    }
+
+    /// Reads vCPU `index`'s state. The machine must be created or paused.
+    pub fn vcpu_state(&self, index: usize) -> Result<VcpuState, MachineError> {
+        self.require_stopped("read vCPU state")?;
+        let slot = self.slot(index)?;
+        let fd = slot.lock();
+        Ok(vcpu::get_state(
+            &fd,
+            slot.id,
+            &self.msr_indices,
+            slot.runnable.load(Ordering::SeqCst),
+        )?)
+    }
+
+    /// Writes vCPU `index`'s state. The machine must be created or paused.
+    pub fn set_vcpu_state(&self, index: usize, state: &VcpuState) -> Result<(), MachineError> {
+        self.require_stopped("write vCPU state")?;
+        let slot = self.slot(index)?;
+        let fd = slot.lock();
+        vcpu::set_state(&fd, slot.id, state)?;
+        slot.runnable.store(state.runnable, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Starts the vCPU threads (once, from [`RunState::Created`]).
+    pub fn start(&self) -> Result<(), MachineError> {
+        let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut g = self.shared.lock();
+        if g.state != RunState::Created {
+            return Err(MachineError::WrongState {
+                op: "start",
+                state: g.state,
+            });
+        }
+        self.shared.request.store(REQ_RUN, Ordering::SeqCst);
+        for slot in &self.vcpus {
+            let slot = slot.clone();
+            let shared = self.shared.clone();
+            let bus = self.bus.clone();
+            let id = slot.id;
+            let spawned = std::thread::Builder::new()
+                .name(format!("vcpu{id}"))
+                .spawn(move || vcpu_thread(&slot, &shared, &bus));
+            match spawned {
+                Ok(handle) => {
+                    g.kick_targets.push(handle.pthread_handle());
+                    g.threads += 1;
+                    threads.push(handle);
+                }
+                Err(source) => {
+                    // Stop what was started; the machine is unusable.
+                    self.shared.finish(
+                        &mut g,
+                        MachineExit::Error(format!("cannot spawn vCPU {id} thread: {source}")),
+                    );
+                    return Err(MachineError::Spawn { vcpu: id, source });
+                }
+            }
+        }
+        g.state = RunState::Running;
+        self.shared.cond.notify_all();
+        Ok(())
+    }
+
+    /// Stops every vCPU at a safe point and returns once all are stopped.
+    /// A no-op when already paused or never started.
+    pub fn pause(&self) -> Result<(), MachineError> {
+        let mut g = self.shared.lock();
+        match g.state {
+            RunState::Created | RunState::Paused => return Ok(()),
+            RunState::Exited => {
+                return Err(MachineError::WrongState {
+                    op: "pause",
+                    state: RunState::Exited,
+                })
+            }
+            RunState::Running => {}
+        }
+        self.shared.request.store(REQ_PAUSE, Ordering::SeqCst);
+        self.shared.kick_all(&g);
+        while g.parked < g.threads && g.exit.is_none() {
+            g = self.shared.wait(g);
+        }
+        if g.exit.is_some() {
+            return Err(MachineError::WrongState {
+                op: "pause",
+                state: RunState::Exited,
+            });
+        }
+        g.state = RunState::Paused;
+        Ok(())
+    }
+
+    /// Lets paused vCPUs run again.
+    pub fn resume(&self) -> Result<(), MachineError> {
+        let mut g = self.shared.lock();
+        match g.state {
+            RunState::Paused => {}
+            RunState::Running => return Ok(()),
+            state => {
+                return Err(MachineError::WrongState {
+                    op: "resume",
+                    state,
+                })
+            }
+        }
+        self.shared.request.store(REQ_RUN, Ordering::SeqCst);
+        g.state = RunState::Running;
+        self.shared.cond.notify_all();
+        Ok(())
+    }
+
+    /// Ends the machine with [`MachineExit::Quit`] (no-op if it has exited).
+    pub fn request_quit(&self) {
+        let mut g = self.shared.lock();
+        self.shared.finish(&mut g, MachineExit::Quit);
+    }
+
+    /// Waits for the machine to exit and its vCPU threads to finish; returns
+    /// how it exited. Without a prior [`Machine::start`] this waits for
+    /// [`Machine::request_quit`] from another thread.
+    pub fn wait_for_exit(&self) -> MachineExit {
+        let exit = self.exit_handle().wait();
+        self.join_threads();
+        self.flush_serial();
+        exit
+    }
+
+    /// Starts the machine and waits for it to exit.
+    pub fn run_until_exit(&self) -> Result<MachineExit, MachineError> {
+        self.start()?;
+        Ok(self.wait_for_exit())
+    }
+
+    fn join_threads(&self) {
+        let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
+        {
+            let mut g = self.shared.lock();
+            while g.finished < g.threads {
+                g = self.shared.wait(g);
+            }
+            // No more kicks may target these threads once they are joined.
+            g.kick_targets.clear();
+        }
+        for t in threads.drain(..) {
+            if t.join().is_err() {
+                log::error!("a vCPU thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        self.request_quit();
+        self.join_threads();
+    }
+}
+
+/// Parks until this vCPU may run; returns false when the machine stops.
+fn park(slot: &VcpuSlot, shared: &Shared) -> bool {
+    let mut g = shared.lock();
+    let mut counted = false;
+    let run = loop {
+        let req = shared.request.load(Ordering::SeqCst);
+        if req == REQ_STOP {
+            break false;
+        }
+        if req == REQ_RUN && slot.runnable.load(Ordering::SeqCst) {
+            break true;
+        }
+        if !counted {
+            counted = true;
+            g.parked += 1;
+            shared.cond.notify_all();
+        }
+        g = shared.wait(g);
+    };
+    if counted {
+        g.parked -= 1;
+    }
+    run
+}
+
+fn vcpu_thread(slot: &VcpuSlot, shared: &Shared, bus: &IoBus) {
+    // Threads inherit the spawner's signal mask; kicks must get through.
+    if let Err(e) = vmm_sys_util::signal::unblock_signal(vcpu::kick_signal()) {
+        log::warn!("vCPU {}: cannot unblock the kick signal: {e}", slot.id);
+    }
+    let mut log = ExitLog::new();
+    while park(slot, shared) {
+        let mut fd = slot.lock();
+        let guard = RunGuard::new(&mut fd);
+        let outcome = loop {
+            if shared.request.load(Ordering::SeqCst) != REQ_RUN {
+                break None;
+            }
+            match vcpu::run_step(&mut fd, slot.id, bus, &mut log) {
+                Step::Continue | Step::Interrupted => {}
+                Step::GuestExit(v) => break Some(MachineExit::GuestExit(v)),
+                Step::Shutdown => break Some(MachineExit::Shutdown),
+                Step::Error(e) => break Some(MachineExit::Error(e)),
+            }
+        };
+        drop(guard);
+        // Clear a kick that arrived after the last KVM_RUN.
+        fd.set_kvm_immediate_exit(0);
+        drop(fd);
+        if let Some(exit) = outcome {
+            let mut g = shared.lock();
+            shared.finish(&mut g, exit);
+        }
+    }
+    let mut g = shared.lock();
+    g.parked += 1;
+    g.finished += 1;
+    shared.cond.notify_all();
+}
+
+/// Test helpers shared by this crate's machine and demo tests.
+#[cfg(test)]
+pub(crate) mod testutil {
+    fn require_all() -> bool {
+        std::env::var("SEVM_REQUIRE_ALL").is_ok_and(|v| v == "1")
+    }
+
+    /// Reads `rel` from the shared fixtures (`../shared/sev-testdata` beside
+    /// the repository). When missing, prints `SKIPPED: <test>: ...` and
+    /// returns `None`, unless `SEVM_REQUIRE_ALL=1` (then it panics).
+    pub(crate) fn testdata(test: &str, rel: &str) -> Option<Vec<u8>> {
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/sev-testdata"
+        ))
+        .join(rel);
+        match std::fs::read(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                if require_all() {
+                    panic!(
+                        "{test}: fixture {} missing ({e}) and SEVM_REQUIRE_ALL=1",
+                        path.display()
+                    );
+                }
+                eprintln!(
+                    "SKIPPED: {test}: fixture {} not available ({e})",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// Whether `/dev/kvm` can be used. When it cannot, prints
+    /// `SKIPPED: <test>: /dev/kvm not available` and returns false, unless
+    /// `SEVM_REQUIRE_ALL=1`, in which case it panics.
+    pub(crate) fn kvm_available(test: &str) -> bool {
+        let ok = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_ok();
+        if !ok {
+            if require_all() {
+                panic!("{test}: /dev/kvm not available and SEVM_REQUIRE_ALL=1");
+            }
+            eprintln!("SKIPPED: {test}: /dev/kvm not available");
+        }
+        ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::serial::CaptureBuffer;
+
+    /// A 64 KiB firmware whose reset vector (16-bit) prints "A" on COM1 and
+    /// writes `status` to the debug-exit port.
+    fn tiny_firmware(status: u8) -> Vec<u8> {
+        let mut fw = vec![0xF4u8; 0x10000];
+        let code = [
+            0xB0, b'A', // mov al, 'A'
+            0xBA, 0xF8, 0x03, // mov dx, 0x3f8
+            0xEE, // out dx, al
+            0xBA, 0x01, 0x05, // mov dx, 0x501
+            0xB0, status, // mov al, status
+            0xEE,   // out dx, al
+        ];
+        let at = fw.len() - 16;
+        fw[at..at + code.len()].copy_from_slice(&code);
+        fw
+    }
+
+    fn config(fw: Vec<u8>, out: &CaptureBuffer) -> MachineConfig {
+        let mut c = MachineConfig::new(1 << 20, fw);
+        c.serial = SerialOutput::Capture(out.clone());
+        c
+    }
+
+    #[test]
+    fn reset_vector_runs_and_debug_exit_ends_the_machine() {
+        if !testutil::kvm_available("reset_vector_runs_and_debug_exit_ends_the_machine") {
+            return;
+        }
+        let out = CaptureBuffer::new();
+        let m = Machine::new(config(tiny_firmware(7), &out)).unwrap();
+        assert_eq!(m.run_state(), RunState::Created);
+        let s = m.vcpu_state(0).unwrap();
+        assert_eq!(s.sregs.cs.selector, 0xF000);
+        assert_eq!(s.sregs.cs.base, 0xFFFF_0000);
+        assert_eq!(s.regs.rip, 0xFFF0);
+        assert_eq!(m.run_until_exit().unwrap(), MachineExit::GuestExit(7));
+        assert_eq!(out.text(), "A");
+        assert_eq!(m.run_state(), RunState::Exited);
+        assert!(m.start().is_err());
+    }
+
+    #[test]
+    fn halt_with_interrupts_disabled_is_an_error_not_a_hang() {
+        if !testutil::kvm_available("halt_with_interrupts_disabled_is_an_error_not_a_hang") {
+            return;
+        }
+        let mut fw = vec![0u8; 0x10000];
+        let at = fw.len() - 16;
+        fw[at] = 0xFA; // cli
+        fw[at + 1] = 0xF4; // hlt
+        let out = CaptureBuffer::new();
+        let m = Machine::new(config(fw, &out)).unwrap();
+        match m.run_until_exit().unwrap() {
+            MachineExit::Error(e) => assert!(e.contains("interrupts disabled"), "{e}"),
+            other => panic!("unexpected exit {other:?}"),
+        }
+    }
+
+    #[test]
+    fn smp_aps_stay_parked_and_state_is_readable() {
+        if !testutil::kvm_available("smp_aps_stay_parked_and_state_is_readable") {
+            return;
+        }
+        let out = CaptureBuffer::new();
+        let mut c = config(tiny_firmware(0), &out);
+        c.vcpus = 3;
+        let m = Machine::new(c).unwrap();
+        assert_eq!(m.vcpu_count(), 3);
+        assert!(!m.vcpu_state(2).unwrap().runnable);
+        assert!(matches!(
+            m.vcpu_state(3),
+            Err(MachineError::NoSuchVcpu { index: 3, count: 3 })
+        ));
+        assert_eq!(m.run_until_exit().unwrap(), MachineExit::GuestExit(0));
+        // Only the BSP ran the firmware.
+        assert_eq!(out.text(), "A");
+    }
+
+    /// 16-bit code placed at the reset vector of a 64 KiB image.
+    fn firmware_with_reset_code(code: &[u8]) -> Vec<u8> {
+        assert!(code.len() <= 16);
+        let mut fw = vec![0xF4u8; 0x10000];
+        let at = fw.len() - 16;
+        fw[at..at + code.len()].copy_from_slice(code);
+        fw
+    }
+
+    #[test]
+    fn pause_resume_and_state_access_while_paused() {
+        if !testutil::kvm_available("pause_resume_and_state_access_while_paused") {
+            return;
+        }
+        // 0xFFFFFFF0: jmp $ (spin forever)
+        let fw = firmware_with_reset_code(&[0xEB, 0xFE]);
+        let out = CaptureBuffer::new();
+        let m = Machine::new(config(fw, &out)).unwrap();
+        m.pause().unwrap(); // no-op before start
+        assert!(matches!(
+            m.resume(),
+            Err(MachineError::WrongState {
+                state: RunState::Created,
+                ..
+            })
+        ));
+        m.start().unwrap();
+        assert!(matches!(
+            m.vcpu_state(0),
+            Err(MachineError::WrongState {
+                state: RunState::Running,
+                ..
+            })
+        ));
+        for _ in 0..3 {
+            m.pause().unwrap();
+            assert_eq!(m.run_state(), RunState::Paused);
+            let s = m.vcpu_state(0).unwrap();
+            assert_eq!(
+                s.regs.rip, 0xFFF0,
+                "spinning on the jmp at the reset vector"
+            );
+            m.set_vcpu_state(0, &s).unwrap();
+            m.resume().unwrap();
+            assert_eq!(m.run_state(), RunState::Running);
+        }
+        let handle = m.exit_handle();
+        assert_eq!(handle.try_exit(), None);
+        m.request_quit();
+        assert_eq!(handle.wait(), MachineExit::Quit);
+        assert_eq!(m.wait_for_exit(), MachineExit::Quit);
+        assert!(m.pause().is_err());
+    }
+
+    #[test]
+    fn dirty_log_reports_the_page_the_guest_wrote() {
+        if !testutil::kvm_available("dirty_log_reports_the_page_the_guest_wrote") {
+            return;
+        }
+        let fw = firmware_with_reset_code(&[
+            0xC6, 0x06, 0x00, 0x50, 0x5A, // mov byte [0x5000], 0x5a
+            0xBA, 0x01, 0x05, // mov dx, 0x501
+            0xB0, 0x00, // mov al, 0
+            0xEE, // out dx, al
+        ]);
+        let out = CaptureBuffer::new();
+        let mut c = config(fw, &out);
+        c.dirty_logging = true;
+        let m = Machine::new(c).unwrap();
+        assert_eq!(m.slots().len(), 2);
+        assert_eq!(m.slots()[0].kind, RegionKind::Ram);
+        assert_eq!(m.slots()[1].gpa, (1 << 32) - 0x10000);
+        // Clear whatever set-up touched.
+        m.dirty_log(0).unwrap();
+        assert_eq!(m.run_until_exit().unwrap(), MachineExit::GuestExit(0));
+        let bitmap = m.dirty_log(0).unwrap();
+        let dirty: Vec<usize> = (0..bitmap.len() * 64)
+            .filter(|&p| bitmap[p / 64] & (1 << (p % 64)) != 0)
+            .collect();
+        assert_eq!(dirty, vec![5]);
+        let mut b = [0u8];
+        m.memory_view()
+            .read(crate::memory::Gpa(0x5000), &mut b)
+            .unwrap();
+        assert_eq!(b[0], 0x5A);
+        assert!(matches!(m.dirty_log(9), Err(MachineError::NoSuchSlot(9))));
+    }
+
+    #[test]
+    fn machine_types_can_be_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Machine>();
+        assert_send_sync::<ExitHandle>();
+        assert_send_sync::<GuestRam>();
+    }
+
+    #[test]
+    fn triple_fault_ends_with_shutdown() {
+        if !testutil::kvm_available("triple_fault_ends_with_shutdown") {
+            return;
+        }
+        // The demo guest's boot block gets to 32-bit protected mode; replace
+        // its 32-bit code with: mov ax, 0x10; mov ds, ax;
+        // lidt [0xFFFFE800] (all zero: IDT limit 0); ud2
+        // => #UD cannot be delivered -> #GP -> #DF -> triple fault. (In real
+        // mode this KVM's emulator ignores the IDT limit, and it cannot
+        // emulate int3, hence protected mode and ud2.)
+        let mut fw = crate::demo::build(&crate::demo::DemoOptions {
+            size: 0x10000,
+            mode: crate::demo::DemoMode::Normal,
+        })
+        .unwrap();
+        let base = (1u64 << 32) - fw.len() as u64;
+        let code_at = (u64::from(crate::demo::asm::CODE32_BASE) - base) as usize;
+        let code = [
+            0x66, 0xB8, 0x10, 0x00, 0x8E, 0xD8, 0x0F, 0x01, 0x1D, 0x00, 0xE8, 0xFF, 0xFF, 0x0F,
+            0x0B,
+        ];
+        fw[code_at..code_at + code.len()].copy_from_slice(&code);
+        let desc_at = (0xFFFF_E800 - base) as usize;
+        assert!(fw[desc_at..desc_at + 6].iter().all(|&b| b == 0));
+        let out = CaptureBuffer::new();
+        let m = Machine::new(config(fw, &out)).unwrap();
+        assert_eq!(m.run_until_exit().unwrap(), MachineExit::Shutdown);
+    }
+
+    #[test]
+    fn x87_instruction_is_an_error_or_runs_never_a_panic() {
+        if !testutil::kvm_available("x87_instruction_is_an_error_or_runs_never_a_panic") {
+            return;
+        }
+        // fninit; mov dx, 0x501; mov al, 9; out dx, al
+        let fw = firmware_with_reset_code(&[0xDB, 0xE3, 0xBA, 0x01, 0x05, 0xB0, 0x09, 0xEE]);
+        let out = CaptureBuffer::new();
+        let m = Machine::new(config(fw, &out)).unwrap();
+        // This machine's KVM cannot emulate x87 in this mode; hardware with
+        // unrestricted guest support just runs it.
+        match m.run_until_exit().unwrap() {
+            MachineExit::GuestExit(9) => {}
+            MachineExit::Error(e) => assert!(e.contains("KVM internal error on vCPU 0"), "{e}"),
+            other => panic!("unexpected exit {other:?}"),
+        }
+    }
+
+    #[test]
+    fn quit_before_start_and_bad_configs() {
+        if !testutil::kvm_available("quit_before_start_and_bad_configs") {
+            return;
+        }
+        let out = CaptureBuffer::new();
+        let mut c = config(tiny_firmware(0), &out);
+        c.vcpus = 0;
+        assert!(matches!(
+            Machine::new(c),
+            Err(MachineError::VcpuCount { count: 0, .. })
+        ));
+        let mut c = config(tiny_firmware(0), &out);
+        c.ram_size = 4 << 30;
+        assert!(matches!(
+            Machine::new(c),
+            Err(MachineError::Memory(MemoryError::RamTooLarge { .. }))
+        ));
+        let m = Machine::new(config(tiny_firmware(0), &out)).unwrap();
+        assert!(matches!(
+            m.dirty_log(0),
+            Err(MachineError::DirtyLogDisabled)
+        ));
+        m.request_quit();
+        assert_eq!(m.wait_for_exit(), MachineExit::Quit);
+        assert!(m.start().is_err());
+    }
+
+    #[test]
+    fn kvm_reserved_pages_do_not_overlap_memory() {
+        use crate::memory::{FOUR_GIB, MAX_FIRMWARE_SIZE, MAX_RAM_SIZE};
+        const { assert!(IDENTITY_MAP_ADDR >= MAX_RAM_SIZE) };
+        const { assert!(TSS_ADDR + 3 * 4096 <= FOUR_GIB - MAX_FIRMWARE_SIZE) };
+        assert_eq!(IDENTITY_MAP_ADDR + 4096, TSS_ADDR);
+    }
+
+    #[test]
+    fn exit_messages_are_readable() {
+        assert_eq!(
+            MachineExit::GuestExit(3).to_string(),
+            "guest exited with status 3"
+        );
+        assert!(MachineExit::Error("x".into()).to_string().contains('x'));
+    }
+}
