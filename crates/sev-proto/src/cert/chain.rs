@@ -1168,6 +1168,59 @@ mod tests {
         );
     }
 
+    #[test]
+    fn decoders_never_panic_and_accepted_input_round_trips() {
+        use rand_chacha::rand_core::RngCore;
+        let Some(files) = chain_files("chain::decoders_never_panic", "rome") else {
+            return;
+        };
+        let Some(naples) = chain_files("chain::decoders_never_panic", "naples") else {
+            return;
+        };
+        let mut r = rng(70);
+        // Random buffers of interesting lengths.
+        for len in [
+            0, 1, 3, 4, 0x3F, 0x40, 0x41, 0x340, 0x640, 0x824, 0x186C, 0x2090, 0x28D0,
+        ] {
+            for _ in 0..20 {
+                let mut b = vec![0u8; len];
+                r.fill_bytes(&mut b);
+                let _ = sev::Certificate::decode(&b);
+                let _ = sev::Certificate::validate_godh_bytes(&b);
+                let _ = ca::Certificate::decode(&b);
+                let _ = ca::Certificate::encoded_len(&b);
+                let _ = PlatformChain::decode(&b);
+                let _ = CaChain::decode(&b);
+                let _ = FullChain::decode(&b);
+                let _ = crate::attestation::Report::decode(&b);
+            }
+        }
+        // Random multi-byte mutations of real certificates: whatever still
+        // decodes must re-encode to exactly the mutated bytes.
+        for file in files.iter().chain(naples.iter()) {
+            for _ in 0..300 {
+                let mut b = file.clone();
+                let n = 1 + (r.next_u32() % 8) as usize;
+                for _ in 0..n {
+                    let i = r.next_u32() as usize % b.len();
+                    b[i] = r.next_u32() as u8;
+                }
+                if b.len() == CERT_LEN {
+                    if let Ok(c) = sev::Certificate::decode(&b) {
+                        assert_eq!(c.encode().as_slice(), b.as_slice());
+                    }
+                } else if let Ok(c) = ca::Certificate::decode(&b) {
+                    assert_eq!(c.encode(), b);
+                }
+            }
+        }
+        // Truncations and extensions of a full chain.
+        let full = files.concat();
+        for cut in [1, 100, 1599, 1600, 1601, 3200] {
+            assert!(FullChain::decode(&full[..full.len() - cut]).is_err());
+        }
+    }
+
     const PLATFORM: [Position; 4] = [Pdh, Pek, Oca, Cek];
     const AMD: [Position; 2] = [Ask, Ark];
 

@@ -423,7 +423,8 @@ impl Certificate {
             field: "PUB_KEY_ALGO",
             source,
         })?;
-        let pub_key = &bytes[OFF_PUB_KEY..BODY_LEN];
+        let mut pub_key = [0u8; PUB_KEY_LEN];
+        pub_key.copy_from_slice(&bytes[OFF_PUB_KEY..BODY_LEN]);
         let key = match algorithm.kind() {
             KeyKind::None => return Err(Error::NoKeyAlgorithm),
             KeyKind::Ecdsa | KeyKind::Ecdh => {
@@ -436,7 +437,7 @@ impl Certificate {
                 }
                 PublicKey::Ec(key)
             }
-            KeyKind::Rsa => decode_rsa_key(pub_key)?,
+            KeyKind::Rsa => decode_rsa_key(&pub_key)?,
         };
         let sig1 = SignatureSlot::decode(Slot::Sig1, &bytes[OFF_SIG[0]..OFF_SIG[1]], OFF_SIG[0])?;
         let sig2 = SignatureSlot::decode(Slot::Sig2, &bytes[OFF_SIG[1]..], OFF_SIG[1])?;
@@ -865,25 +866,22 @@ impl Certificate {
     }
 }
 
-fn decode_rsa_key(pub_key: &[u8]) -> Result<PublicKey, Error> {
-    let modulus_bits = le32(pub_key, 0).unwrap_or(0);
+fn decode_rsa_key(pub_key: &[u8; PUB_KEY_LEN]) -> Result<PublicKey, Error> {
+    let (size, fields) = pub_key.split_at(4);
+    let modulus_bits = le32(size, 0).unwrap_or(0);
     if !(modulus_bits == 2048 || modulus_bits == 4096) {
         return Err(rsa_reason(format_args!(
             "MODULUS_SIZE {modulus_bits} bits, expected 2048 or 4096"
         )));
     }
     let width = modulus_bits as usize / 8;
-    let exp_field = pub_key.get(4..4 + RSA_FIELD).ok_or(Error::Length(0))?;
-    let mod_field = pub_key
-        .get(4 + RSA_FIELD..4 + 2 * RSA_FIELD)
-        .ok_or(Error::Length(0))?;
-    if let Some(offset) =
-        super::first_nonzero(&mod_field[width..], OFF_PUB_KEY + 4 + RSA_FIELD + width)
-    {
+    let (exp_field, mod_field) = fields.split_at(RSA_FIELD);
+    let (modulus, padding) = mod_field.split_at(width);
+    if let Some(offset) = super::first_nonzero(padding, OFF_PUB_KEY + 4 + RSA_FIELD + width) {
         return Err(Error::Reserved { offset });
     }
     let e = BigUint::from_bytes_le(exp_field);
-    let n = BigUint::from_bytes_le(&mod_field[..width]);
+    let n = BigUint::from_bytes_le(modulus);
     if n.bits() != width * 8 {
         return Err(rsa_reason(format_args!(
             "modulus is {} bits wide, MODULUS_SIZE says {modulus_bits}",
