@@ -1,1 +1,17 @@
-//! sev-tools
+//! The guest owner's tool `sev-owner` and the platform owner's tool
+//! `sev-platform`, as a library with thin binaries on top.
+//!
+//! * [`chain`], [`roots`]: certificate chains and the roots they are verified to;
+//! * [`session`]: the launch session files (`sevctl session` format);
+//! * [`measure`]: expected launch digest and measurement, and their check;
+//! * [`secret`]: the secret table and LAUNCH_SECRET packet (`sevctl secret build`);
+//! * [`attest`]: attestation report verification;
+//! * [`qmp`]: a small QMP client;
+//! * [`platform`]: `/dev/sev` and emulated platform backends for `sev-platform`;
+//! * [`io`]: bounded reads, path-or-base64 arguments, atomic output files.
+
+pub mod chain;
+pub mod io;
+pub mod measure;
+pub mod roots;
+pub mod session;
