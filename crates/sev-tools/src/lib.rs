@@ -10,8 +10,13 @@
 //! * [`platform`]: `/dev/sev` and emulated platform backends for `sev-platform`;
 //! * [`io`]: bounded reads, path-or-base64 arguments, atomic output files.
 
+pub mod attest;
 pub mod chain;
+pub mod cli;
 pub mod io;
 pub mod measure;
+pub mod platform;
+pub mod qmp;
 pub mod roots;
+pub mod secret;
 pub mod session;

@@ -1,0 +1,515 @@
+//! `sev-owner`: the guest owner's tool.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use sev_proto::abi::Policy;
+use sev_proto::measurement::MeasureBlob;
+use sev_proto::ovmf::FooterTable;
+use sev_proto::session::Tik;
+
+use super::{parse_digest, parse_policy, parse_u8, verify_chain, SourceArgs, TrustArgs};
+use crate::io::{self, path_or_b64, path_or_b64_array};
+use crate::measure::{self, DigestInputs, FirmwareVersion};
+use crate::session::{self, SessionPaths};
+use crate::{attest, secret};
+
+/// The guest owner's tool: verify a platform's certificate chain, create the launch session,
+/// compute and check the launch measurement, wrap secrets, check attestation reports, and run
+/// the whole attested launch against sevm.
+#[derive(Debug, Parser)]
+#[command(name = "sev-owner", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Verify a platform's certificate chain to a pinned root and print what was checked.
+    Verify(VerifyArgs),
+    /// Create the launch session (GODH and session for a policy) from a verified PDH; writes the
+    /// files `sevctl session` writes.
+    Session(SessionArgs),
+    /// Compute the expected launch digest and measurement; with --verify, check a launch-measure
+    /// blob against them.
+    Measure(MeasureArgs),
+    /// Build the secret table and the LAUNCH_SECRET header and payload (as `sevctl secret build`).
+    Secret(SecretArgs),
+    /// Attestation reports.
+    Attestation {
+        #[command(subcommand)]
+        cmd: AttestationCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AttestationCmd {
+    /// Check a query-sev-attestation-report blob: PEK signature of a verified chain, launch
+    /// digest, policy and MNONCE.
+    Verify(AttestVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    #[command(flatten)]
+    trust: TrustArgs,
+}
+
+#[derive(Debug, Args)]
+struct SessionArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    #[command(flatten)]
+    trust: TrustArgs,
+    /// Guest policy (decimal or 0x hex), e.g. 0x1 (NODBG) or 0x3 (NODBG|NOKS).
+    #[arg(long, value_parser = parse_policy)]
+    policy: Policy,
+    /// File-name prefix: <NAME>_godh.b64, <NAME>_session.b64, <NAME>_tek.bin, <NAME>_tik.bin.
+    #[arg(short, long, default_value = "vm")]
+    name: String,
+    /// Directory for the four files.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    out_dir: PathBuf,
+}
+
+/// What the launch digest covers (or the digest itself).
+#[derive(Debug, Clone, Args)]
+pub struct DigestArgs {
+    /// Firmware image (OVMF or the demo firmware), measured whole.
+    #[arg(long, value_name = "FILE")]
+    pub firmware: Option<PathBuf>,
+    /// Kernel (QEMU -kernel with kernel-hashes=on).
+    #[arg(long, value_name = "FILE", requires = "firmware")]
+    pub kernel: Option<PathBuf>,
+    /// Initrd (QEMU -initrd); needs --kernel.
+    #[arg(long, value_name = "FILE", requires = "kernel")]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line (QEMU -append), hashed exactly as given; needs --kernel.
+    #[arg(long, value_name = "TEXT", requires = "kernel")]
+    pub cmdline: Option<String>,
+    /// SEV-ES: number of vCPUs (VMSA pages measured).
+    #[arg(long, value_name = "N", requires_all = ["vmsa_cpu0", "firmware"])]
+    pub num_cpus: Option<u32>,
+    /// SEV-ES: VMSA page of the boot CPU.
+    #[arg(long, value_name = "FILE", requires = "num_cpus")]
+    pub vmsa_cpu0: Option<PathBuf>,
+    /// SEV-ES: VMSA page of every other CPU.
+    #[arg(long, value_name = "FILE", requires = "num_cpus")]
+    pub vmsa_cpu1: Option<PathBuf>,
+    /// The launch digest itself (base64 as sevctl takes it, or 64 hex digits).
+    #[arg(long, value_name = "DIGEST", conflicts_with = "firmware")]
+    pub launch_digest: Option<String>,
+}
+
+impl DigestArgs {
+    fn inputs(&self) -> Result<Option<DigestInputs>> {
+        let Some(firmware) = &self.firmware else {
+            return Ok(None);
+        };
+        let mut vmsas = Vec::new();
+        if let Some(n) = self.num_cpus {
+            let cpu0 = self
+                .vmsa_cpu0
+                .clone()
+                .context("--num-cpus needs --vmsa-cpu0")?;
+            if n == 0 || n > 512 {
+                bail!("--num-cpus {n}: expected 1..=512");
+            }
+            vmsas.push(cpu0);
+            if n > 1 {
+                let cpu1 = self
+                    .vmsa_cpu1
+                    .clone()
+                    .context("--num-cpus > 1 needs --vmsa-cpu1")?;
+                vmsas.extend(std::iter::repeat_n(cpu1, (n - 1) as usize));
+            }
+        }
+        Ok(Some(DigestInputs {
+            firmware: firmware.clone(),
+            kernel: self.kernel.clone(),
+            initrd: self.initrd.clone(),
+            cmdline: self.cmdline.clone(),
+            vmsas,
+        }))
+    }
+
+    /// The launch digest, with the computation's details when computed.
+    pub fn digest(&self) -> Result<([u8; 32], Option<measure::DigestOutcome>)> {
+        if let Some(inputs) = self.inputs()? {
+            let out = measure::launch_digest(&inputs)?;
+            return Ok((out.launch_digest, Some(out)));
+        }
+        match &self.launch_digest {
+            Some(d) => Ok((parse_digest(d).context("--launch-digest")?, None)),
+            None => {
+                bail!("give the measured inputs (--firmware [--kernel ...]) or --launch-digest")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct MeasureArgs {
+    #[command(flatten)]
+    digest: DigestArgs,
+    /// Guest policy (decimal or 0x hex).
+    #[arg(long, value_parser = parse_policy)]
+    policy: Option<Policy>,
+    /// Platform firmware API major version (int or hex).
+    #[arg(long, value_parser = parse_u8)]
+    api_major: Option<u8>,
+    /// Platform firmware API minor version (int or hex).
+    #[arg(long, value_parser = parse_u8)]
+    api_minor: Option<u8>,
+    /// Platform firmware build id (int or hex).
+    #[arg(long, value_parser = parse_u8)]
+    build_id: Option<u8>,
+    /// The session's TIK (path or base64).
+    #[arg(long)]
+    tik: Option<String>,
+    /// The measurement nonce (path or base64, 16 bytes).
+    #[arg(long, conflicts_with = "launch_measure_blob")]
+    nonce: Option<String>,
+    /// Take the nonce from this LAUNCH_MEASURE output (path or base64, 48 bytes).
+    #[arg(long)]
+    launch_measure_blob: Option<String>,
+    /// Check this LAUNCH_MEASURE output (path or base64, 48 bytes) against the expected
+    /// measurement; the nonce is taken from it.
+    #[arg(long, value_name = "BLOB", conflicts_with_all = ["nonce", "launch_measure_blob"])]
+    verify: Option<String>,
+    /// Write the 48-byte measurement ‖ nonce here (as `sevctl measurement build --outfile`).
+    #[arg(long, value_name = "FILE")]
+    outfile: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct SecretArgs {
+    /// The session's TIK (path or base64).
+    #[arg(long)]
+    tik: String,
+    /// The session's TEK (path or base64).
+    #[arg(long)]
+    tek: String,
+    /// LAUNCH_MEASURE output (path or base64, 48 bytes): its measurement is bound into the MAC.
+    #[arg(long)]
+    launch_measure_blob: String,
+    /// A secret: GUID:FILE (the file's bytes) or GUID:=string; repeat for more.
+    #[arg(long, value_name = "GUID:FILE|GUID:=TEXT")]
+    secret: Vec<String>,
+    /// Fixed IV (base64, 16 bytes) for reproducible output; random by default.
+    #[arg(long)]
+    iv: Option<String>,
+    /// Size of the guest's secret area in bytes (default 3072, OVMF's).
+    #[arg(long, value_name = "BYTES", conflicts_with = "firmware")]
+    area_size: Option<usize>,
+    /// Take the secret area size from this firmware's footer table.
+    #[arg(long, value_name = "FILE")]
+    firmware: Option<PathBuf>,
+    /// Output: the 52-byte packet header.
+    header_file: PathBuf,
+    /// Output: the encrypted secret table.
+    payload_file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct AttestVerifyArgs {
+    /// The report (path or base64: query-sev-attestation-report's "data").
+    #[arg(long)]
+    report: String,
+    #[command(flatten)]
+    source: SourceArgs,
+    #[command(flatten)]
+    trust: TrustArgs,
+    #[command(flatten)]
+    digest: DigestArgs,
+    /// The expected guest policy.
+    #[arg(long, value_parser = parse_policy)]
+    policy: Policy,
+    /// The MNONCE the report was requested with (path or base64, 16 bytes).
+    #[arg(long)]
+    mnonce: Option<String>,
+}
+
+/// Entry point of the `sev-owner` binary.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    super::run_main("sev-owner", args, run)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Verify(a) => verify(a),
+        Cmd::Session(a) => session_cmd(a),
+        Cmd::Measure(a) => measure_cmd(a),
+        Cmd::Secret(a) => secret_cmd(a),
+        Cmd::Attestation {
+            cmd: AttestationCmd::Verify(a),
+        } => attest_cmd(a),
+    }
+}
+
+fn verify(a: VerifyArgs) -> Result<()> {
+    let v = verify_chain(&a.source, &a.trust)?;
+    print!("{}", v.render());
+    v.into_result()?;
+    Ok(())
+}
+
+fn session_cmd(a: SessionArgs) -> Result<()> {
+    let v = verify_chain(&a.source, &a.trust)?;
+    let origin = v.origin.clone();
+    let (verified, _) = v.into_result().context(
+        "refusing to create a session for an unverified PDH (run `sev-owner verify` for details)",
+    )?;
+    let paths = SessionPaths::new(&a.out_dir, &a.name)?;
+    let files = session::create(&verified, a.policy.bits(), &mut rand_core::OsRng);
+    files.write(&paths)?;
+    println!(
+        "session for policy {} with the verified PDH of {origin}",
+        a.policy
+    );
+    for p in [&paths.godh, &paths.session, &paths.tek, &paths.tik] {
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+fn firmware_version(a: &MeasureArgs) -> Result<FirmwareVersion> {
+    let need = |v: Option<u8>, name: &str| {
+        v.with_context(|| format!("{name} is needed to compute the measurement"))
+    };
+    Ok(FirmwareVersion {
+        api_major: need(a.api_major, "--api-major")?,
+        api_minor: need(a.api_minor, "--api-minor")?,
+        build: need(a.build_id, "--build-id")?,
+    })
+}
+
+fn measure_cmd(a: MeasureArgs) -> Result<()> {
+    let (ld, outcome) = a.digest.digest()?;
+    let mut report = json!({ "launch_digest": hex::encode(ld) });
+    if let Some(o) = &outcome {
+        report["input_bytes"] = json!(o.input_bytes);
+        report["seconds"] = json!(o.elapsed.as_secs_f64());
+        if let Some(h) = &o.hashes {
+            report["kernel_hashes"] = json!({
+                "cmdline": hex::encode(h.cmdline),
+                "initrd": hex::encode(h.initrd),
+                "kernel": hex::encode(h.kernel),
+            });
+        }
+    }
+    let Some(tik_arg) = &a.tik else {
+        if a.verify.is_some() || a.nonce.is_some() || a.launch_measure_blob.is_some() {
+            bail!("--tik is needed to compute the measurement");
+        }
+        if a.outfile.is_some() {
+            bail!("--outfile needs the measurement: give --tik, --nonce or --launch-measure-blob, and the firmware version");
+        }
+        return print_measure(&a, &report, outcome.as_ref());
+    };
+    let tik = Tik::from_bytes(path_or_b64_array::<16>("--tik", tik_arg)?);
+    let policy = a
+        .policy
+        .context("--policy is needed to compute the measurement")?;
+    let fw = firmware_version(&a)?;
+    let verify_blob = match &a.verify {
+        Some(v) => Some(MeasureBlob::decode(&path_or_b64("--verify", v, Some(48))?)?),
+        None => None,
+    };
+    let mnonce: [u8; 16] = match (&a.nonce, &a.launch_measure_blob, &verify_blob) {
+        (Some(n), _, _) => path_or_b64_array("--nonce", n)?,
+        (_, Some(b), _) => {
+            MeasureBlob::decode(&path_or_b64("--launch-measure-blob", b, Some(48))?)?.mnonce
+        }
+        (_, _, Some(b)) => b.mnonce,
+        _ => bail!(
+            "one of --nonce, --launch-measure-blob or --verify must give the measurement nonce"
+        ),
+    };
+    let m = measure::expected_measurement(&tik, fw, policy.bits(), &ld, &mnonce);
+    let blob = MeasureBlob {
+        measurement: m,
+        mnonce,
+    }
+    .to_bytes();
+    report["measurement"] = json!(hex::encode(m));
+    report["mnonce"] = json!(hex::encode(mnonce));
+    report["blob"] = json!(io::b64_encode(&blob));
+    report["policy"] = json!(policy.bits());
+    report["firmware"] =
+        json!({"api_major": fw.api_major, "api_minor": fw.api_minor, "build": fw.build});
+    if let Some(out) = &a.outfile {
+        io::write_atomic(out, &blob, 0o644)?;
+    }
+    let verdict = verify_blob.map(|b| measure::verify_blob(&tik, fw, policy.bits(), &ld, &b));
+    if let Some(v) = &verdict {
+        report["verified"] = json!(v.is_ok());
+        if let Err(m) = v {
+            report["mismatch"] = json!(m.to_string());
+        }
+    }
+    print_measure(&a, &report, outcome.as_ref())?;
+    match verdict {
+        Some(Err(m)) => bail!("measurement does not match: {m}"),
+        _ => Ok(()),
+    }
+}
+
+fn print_measure(
+    a: &MeasureArgs,
+    report: &serde_json::Value,
+    outcome: Option<&measure::DigestOutcome>,
+) -> Result<()> {
+    if a.json {
+        println!("{report:#}");
+        return Ok(());
+    }
+    let s = |k: &str| {
+        report
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    println!("launch digest: {}", s("launch_digest"));
+    if let Some(o) = outcome {
+        println!(
+            "  hashed {} bytes in {:.1} ms ({:.0} MB/s)",
+            o.input_bytes,
+            o.elapsed.as_secs_f64() * 1e3,
+            o.throughput() / 1e6
+        );
+        if let Some(h) = &o.hashes {
+            println!("  kernel-hashes table: cmdline {}", hex::encode(h.cmdline));
+            println!("                       initrd  {}", hex::encode(h.initrd));
+            println!("                       kernel  {}", hex::encode(h.kernel));
+        }
+    }
+    if report.get("measurement").is_some() {
+        println!("measurement:   {}", s("measurement"));
+        println!("mnonce:        {}", s("mnonce"));
+        println!("blob (base64): {}", s("blob"));
+        if let Some(out) = &a.outfile {
+            println!("wrote {}", out.display());
+        }
+    }
+    match report.get("verified").and_then(|v| v.as_bool()) {
+        Some(true) => println!("measurement verified: the launch-measure blob matches"),
+        Some(false) => println!("measurement MISMATCH: {}", s("mismatch")),
+        None => {}
+    }
+    Ok(())
+}
+
+fn secret_area_size(a: &SecretArgs) -> Result<usize> {
+    if let Some(n) = a.area_size {
+        return Ok(n);
+    }
+    let Some(fw) = &a.firmware else {
+        return Ok(secret::DEFAULT_LIMIT);
+    };
+    let image = io::read_file_max(fw, 256 << 20)?;
+    let table = FooterTable::parse(&image).with_context(|| format!("firmware {}", fw.display()))?;
+    let area = table
+        .sev_secret_block()
+        .with_context(|| format!("firmware {}", fw.display()))?
+        .with_context(|| {
+            format!(
+                "firmware {} has no SEV secret area (footer GUID 4c2eb361-…)",
+                fw.display()
+            )
+        })?;
+    Ok(area.size as usize)
+}
+
+fn secret_cmd(a: SecretArgs) -> Result<()> {
+    let tek = sev_proto::session::Tek::from_bytes(path_or_b64_array::<16>("--tek", &a.tek)?);
+    let tik = Tik::from_bytes(path_or_b64_array::<16>("--tik", &a.tik)?);
+    let blob = MeasureBlob::decode(&path_or_b64(
+        "--launch-measure-blob",
+        &a.launch_measure_blob,
+        Some(48),
+    )?)?;
+    let iv: [u8; 16] = match &a.iv {
+        Some(text) => {
+            let v = io::b64_decode("--iv", text)?;
+            <[u8; 16]>::try_from(v.as_slice())
+                .map_err(|_| anyhow::anyhow!("--iv is {} bytes, expected 16", v.len()))?
+        }
+        None => {
+            let mut iv = [0u8; 16];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut iv);
+            iv
+        }
+    };
+    let specs = a
+        .secret
+        .iter()
+        .map(|s| secret::parse_spec(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let limit = secret_area_size(&a)?;
+    let keys = sev_proto::session::TransportKeys { tek, tik };
+    let packet = secret::build(&specs, &keys, &blob.measurement, &iv, limit)?;
+    let mut set = io::OutputSet::new();
+    set.stage(&a.header_file, &packet.header, 0o600)?;
+    set.stage(&a.payload_file, &packet.payload, 0o600)?;
+    set.commit()?;
+    println!(
+        "secret table: {} entr{}, {} bytes ({} padded, area {limit})",
+        specs.len(),
+        if specs.len() == 1 { "y" } else { "ies" },
+        packet.table_len,
+        packet.payload.len()
+    );
+    println!("Wrote header to: {}", a.header_file.display());
+    println!("Wrote payload to: {}", a.payload_file.display());
+    Ok(())
+}
+
+fn attest_cmd(a: AttestVerifyArgs) -> Result<()> {
+    let report = path_or_b64(
+        "--report",
+        &a.report,
+        Some(sev_proto::attestation::REPORT_LEN),
+    )?;
+    let v = verify_chain(&a.source, &a.trust)?;
+    let (verified, _) = v
+        .into_result()
+        .context("the chain that should vouch for the PEK")?;
+    let (ld, _) = a.digest.digest()?;
+    let mnonce = match &a.mnonce {
+        Some(m) => Some(path_or_b64_array::<16>("--mnonce", m)?),
+        None => None,
+    };
+    let expected = attest::Expected {
+        launch_digest: Some(ld),
+        policy: Some(a.policy.bits()),
+        mnonce,
+    };
+    let r = attest::verify_report(&report, &verified, &expected)?;
+    println!("attestation report verified:");
+    println!("  signed by the PEK of the verified chain");
+    println!(
+        "  launch digest {} (as expected)",
+        hex::encode(r.launch_digest())
+    );
+    println!("  policy {} (as expected)", Policy::from_bits(r.policy()));
+    match mnonce {
+        Some(_) => println!("  mnonce {} (as requested)", hex::encode(r.mnonce())),
+        None => println!(
+            "  mnonce {} (not checked: no --mnonce)",
+            hex::encode(r.mnonce())
+        ),
+    }
+    Ok(())
+}
