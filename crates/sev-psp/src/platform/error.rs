@@ -23,6 +23,9 @@ pub enum Op {
     HostRead,
     /// [`super::Platform::host_write`].
     HostWrite,
+    /// [`super::Platform::trust_ark`] (an administrator's action, not a
+    /// firmware command).
+    TrustArk,
 }
 
 impl fmt::Display for Op {
@@ -31,6 +34,7 @@ impl fmt::Display for Op {
             Op::Command(c) => write!(f, "{c}"),
             Op::HostRead => f.write_str("host-view read"),
             Op::HostWrite => f.write_str("host-view write"),
+            Op::TrustArk => f.write_str("trusting an ARK"),
         }
     }
 }

@@ -272,10 +272,13 @@ pub struct Platform {
 
 impl fmt::Debug for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Platform")
-            .field("dir", &self.dir.path())
-            .field("inner", &*self.lock())
-            .finish()
+        let mut d = f.debug_struct("Platform");
+        d.field("dir", &self.dir.path());
+        match self.inner.try_lock() {
+            Ok(inner) => d.field("inner", &*inner),
+            Err(_) => d.field("inner", &"<locked>"),
+        };
+        d.finish()
     }
 }
 
@@ -471,7 +474,7 @@ impl Platform {
     /// `trusted-arks` file. Not a firmware command: the host's
     /// administrator's decision.
     pub fn trust_ark(&self, ark: &[u8]) -> Result<(), FwError> {
-        let op = cmd(CommandId::SendStart);
+        let op = Op::TrustArk;
         let cert = ca::Certificate::decode(ark).map_err(|e| {
             FwError::new(
                 op,
