@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use crate::io::{self, IoError};
 
 mod emulated;
-pub use emulated::Emulated;
+pub use emulated::{Emulated, InitOptions};
 
 /// Why a platform command failed.
 #[derive(Debug, thiserror::Error)]

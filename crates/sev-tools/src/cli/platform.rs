@@ -7,12 +7,13 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
+use sev_proto::abi::ApiVersion;
 use sev_proto::cert::chain::{CaChain, PlatformChain};
 use sev_proto::cert::sev;
 use sev_proto::cert::AmdGeneration;
 
 use crate::io::{self, OutputSet};
-use crate::platform::{self, Backend, Emulated, Hardware, PlatformKind};
+use crate::platform::{self, Backend, Emulated, Hardware, InitOptions, PlatformKind};
 use crate::roots;
 
 /// The platform owner's tool: status, certificate export, ownership (PEK CSR, OCA signing,
@@ -44,8 +45,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Create an emulated platform directory (its identity: CEK, PEK, OCA, PDH, ARK, ASK).
-    Init,
+    /// Create an emulated platform directory (its identity: chip id, CEK, PEK, OCA, PDH and its
+    /// own ARK and ASK). Keeps an existing one.
+    Init(InitArgs),
     /// Platform status: firmware API version and build, state, owner, SEV-ES, guests.
     Status,
     /// Export the certificate chain in sevctl's formats.
@@ -95,6 +97,26 @@ enum Cmd {
     Reset,
     /// The chip id (GET_ID).
     Id,
+}
+
+#[derive(Debug, Args)]
+struct InitArgs {
+    /// Firmware API version MAJOR.MINOR the platform reports.
+    #[arg(long, value_name = "MAJOR.MINOR", value_parser = parse_api, default_value = "1.55")]
+    api: ApiVersion,
+    /// Firmware build id.
+    #[arg(long, value_parser = super::parse_u8, default_value = "21")]
+    build: u8,
+    /// RSA size of the emulated ARK and ASK: 4096 (as AMD's since Rome) or 2048 (faster).
+    #[arg(long, value_name = "BITS", default_value = "4096", value_parser = ["2048", "4096"])]
+    ark_bits: String,
+}
+
+fn parse_api(text: &str) -> Result<ApiVersion, String> {
+    let (a, b) = text
+        .split_once('.')
+        .ok_or_else(|| format!("{text:?}: expected MAJOR.MINOR, e.g. 1.55"))?;
+    Ok(ApiVersion::new(super::parse_u8(a)?, super::parse_u8(b)?))
 }
 
 #[derive(Debug, Args)]
@@ -171,7 +193,7 @@ fn emit(cli: &Cli, value: Value, text: &str) {
 
 fn run(cli: Cli) -> Result<()> {
     match &cli.cmd {
-        Cmd::Init => init(&cli),
+        Cmd::Init(a) => init(&cli, a),
         Cmd::OcaGen { cert, key } => oca_gen(&cli, cert, key),
         Cmd::SignCsr {
             csr,
@@ -186,9 +208,14 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn init(cli: &Cli) -> Result<()> {
+fn init(cli: &Cli, a: &InitArgs) -> Result<()> {
     let dir = emulated_dir(cli)?.map_or_else(default_emulated_dir, Ok)?;
-    let created = Emulated::init(&dir)?;
+    let options = InitOptions {
+        api: a.api,
+        build: a.build,
+        ark_bits: if a.ark_bits == "2048" { 2048 } else { 4096 },
+    };
+    let created = Emulated::init(&dir, options)?;
     let mut b = Emulated::open(&dir)?;
     let s = b.status()?;
     let verb = if created {
@@ -287,7 +314,7 @@ fn platform_cmd(cli: &Cli, b: &mut dyn Backend) -> Result<()> {
                 &format!("{}\n", hex::encode(&id)),
             );
         }
-        Cmd::Init | Cmd::OcaGen { .. } | Cmd::SignCsr { .. } => {}
+        Cmd::Init(_) | Cmd::OcaGen { .. } | Cmd::SignCsr { .. } => {}
     }
     Ok(())
 }
