@@ -93,7 +93,10 @@ impl Emulated {
 
     /// Runs `f` with the platform INITed (as the Linux driver does for
     /// commands that need it), shutting it down again afterwards.
-    fn with_init<T>(&self, f: impl FnOnce(&Platform) -> Result<T, FwError>) -> Result<T, PlatformError> {
+    fn with_init<T>(
+        &self,
+        f: impl FnOnce(&Platform) -> Result<T, FwError>,
+    ) -> Result<T, PlatformError> {
         self.platform.init(false).map_err(|e| self.fw(e))?;
         let result = f(&self.platform);
         let down = self.platform.shutdown();

@@ -1,0 +1,170 @@
+//! Helpers shared by the integration tests: the binaries, emulated platform
+//! directories (created once per machine and copied, since RSA key
+//! generation is slow), and peers.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub const OWNER: &str = env!("CARGO_BIN_EXE_sev-owner");
+pub const PLATFORM: &str = env!("CARGO_BIN_EXE_sev-platform");
+
+/// Runs a binary and returns its output.
+pub fn run(bin: &str, args: &[&str]) -> Output {
+    Command::new(bin)
+        .args(args)
+        .env_remove("SEV_OWNER_AMD_ROOTS")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"))
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs and requires success.
+pub fn ok(bin: &str, args: &[&str]) -> Output {
+    let o = run(bin, args);
+    assert!(
+        o.status.success(),
+        "{bin} {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+    o
+}
+
+/// Runs and requires failure with exactly one `tool: error: ...` line on
+/// stderr containing `want`; returns that line.
+pub fn fails(bin: &str, args: &[&str], want: &str) -> String {
+    let o = run(bin, args);
+    let err = stderr(&o);
+    assert!(
+        !o.status.success(),
+        "{bin} {args:?} succeeded:\nstdout: {}\nstderr: {err}",
+        stdout(&o)
+    );
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{bin} {args:?}: expected one error line, got:\n{err}"
+    );
+    let tool = Path::new(bin).file_name().unwrap().to_str().unwrap();
+    assert!(
+        lines[0].starts_with(&format!("{tool}: error: ")),
+        "{args:?}: {}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains(want),
+        "{args:?}: {:?} lacks {want:?}",
+        lines[0]
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    lines[0].to_string()
+}
+
+pub fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn shared_dir() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sev-tools-tests");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// An emulated platform (2048-bit roots) created once per `name` on this
+/// machine and reused; never modify it (copy it with [`platform_copy`]).
+pub fn template(name: &str, api: &str) -> PathBuf {
+    static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
+    let _g = LOCK.get_or_init(Default::default).lock().unwrap();
+    let dir = shared_dir().join(format!("platform-{name}"));
+    ok(
+        PLATFORM,
+        &[
+            "--emulated",
+            p(&dir),
+            "init",
+            "--ark-bits",
+            "2048",
+            "--api",
+            api,
+        ],
+    );
+    dir
+}
+
+/// A private copy of a template platform in `dest` (same identity: the
+/// same "host").
+pub fn platform_copy(template: &Path, dest: &Path) -> PathBuf {
+    let d = dest.join("platform");
+    std::fs::create_dir_all(&d).unwrap();
+    for e in std::fs::read_dir(template).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
+        }
+    }
+    d
+}
+
+/// The default test platform (API 1.55).
+pub fn platform_a() -> PathBuf {
+    template("a", "1.55")
+}
+
+/// A second, different platform ("another host").
+pub fn platform_b() -> PathBuf {
+    template("b", "1.55")
+}
+
+/// Exports `platform`'s full chain, CA chain and ARK into `dir`; returns
+/// (full chain, ca, ark).
+pub fn export(platform: &Path, dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (full, ca, ark) = (
+        dir.join("chain.full"),
+        dir.join("ca.cert"),
+        dir.join("ark.cert"),
+    );
+    ok(
+        PLATFORM,
+        &[
+            "--emulated",
+            p(platform),
+            "export",
+            "--full",
+            p(&full),
+            "--ca",
+            p(&ca),
+            "--ark",
+            p(&ark),
+        ],
+    );
+    (full, ca, ark)
+}
+
+/// A peer on PATH, or `None` after reporting the skip.
+pub fn peer(test: &str, program: &str) -> Option<PathBuf> {
+    sevm_testutil::peer_tool(
+        test,
+        program,
+        "--help",
+        "CI installs it (.ci/run); locally: PATH=/root/.cache/sevm-ci/cargo/bin:/root/.cache/sevm-ci/venv/bin:$PATH",
+    )
+}
+
+/// Writes `bytes` to `dir/name`.
+pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let f = dir.join(name);
+    std::fs::write(&f, bytes).unwrap();
+    f
+}
