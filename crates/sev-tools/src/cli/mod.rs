@@ -46,12 +46,20 @@ pub fn run_main<P: Parser>(
                 };
             }
             let text = e.render().to_string();
+            // The message is the first paragraph (clap lists missing
+            // arguments on the lines after the first).
             let first = text
                 .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ")
-                .to_string();
+                .skip_while(|l| l.trim().is_empty())
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let first = match first.strip_prefix("error: ") {
+                Some(rest) => rest.to_string(),
+                None if first.is_empty() => "invalid arguments".to_string(),
+                None => first,
+            };
             eprintln!("{tool}: error: {first} (see {tool} --help)");
             return ExitCode::from(2);
         }

@@ -25,15 +25,15 @@ pub struct Cli {
     /// The SEV device node of AMD hardware.
     #[arg(long, global = true, value_name = "PATH", default_value = "/dev/sev")]
     device: PathBuf,
-    /// Use the emulated platform in DIR instead (default: $XDG_STATE_HOME/sevm/platform or
-    /// ~/.local/state/sevm/platform).
+    /// Use the emulated platform in DIR instead (`--emulated=DIR`; `--emulated` alone:
+    /// $XDG_STATE_HOME/sevm/platform or ~/.local/state/sevm/platform).
     #[arg(
         long,
         global = true,
         value_name = "DIR",
         num_args = 0..=1,
         default_missing_value = "",
-        require_equals = false
+        require_equals = true
     )]
     emulated: Option<PathBuf>,
     /// Print JSON instead of text.

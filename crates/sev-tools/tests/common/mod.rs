@@ -72,6 +72,11 @@ pub fn fails(bin: &str, args: &[&str], want: &str) -> String {
     lines[0].to_string()
 }
 
+/// `--emulated=DIR`.
+pub fn emu(dir: &Path) -> String {
+    format!("--emulated={}", p(dir))
+}
+
 pub fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
@@ -90,15 +95,7 @@ pub fn template(name: &str, api: &str) -> PathBuf {
     let dir = shared_dir().join(format!("platform-{name}"));
     ok(
         PLATFORM,
-        &[
-            "--emulated",
-            p(&dir),
-            "init",
-            "--ark-bits",
-            "2048",
-            "--api",
-            api,
-        ],
+        &[&emu(&dir), "init", "--ark-bits", "2048", "--api", api],
     );
     dir
 }
@@ -138,8 +135,7 @@ pub fn export(platform: &Path, dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     ok(
         PLATFORM,
         &[
-            "--emulated",
-            p(platform),
+            &emu(platform),
             "export",
             "--full",
             p(&full),
