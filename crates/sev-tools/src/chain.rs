@@ -79,8 +79,8 @@ pub enum ChainError {
     Capabilities(String),
     /// No ASK/ARK is available.
     #[error(
-        "the chain has no ASK/ARK: pass --ca FILE (ASK ‖ ARK), a full chain, or --generation to \
-         use the AMD roots directory"
+        "the chain has no ASK/ARK: pass --ca FILE (ASK ‖ ARK), a full chain, --trust-ark with an \
+         ASK ‖ ARK file, or --generation to use the AMD roots directory"
     )]
     NoCa,
     /// No trust anchor was named.
@@ -128,7 +128,10 @@ pub enum Trust {
     /// A root the user passed explicitly (an emulated platform's ARK).
     Explicit {
         /// The root.
-        ark: ca::Certificate,
+        ark: Box<ca::Certificate>,
+        /// The ASK, when the root's file was a CA chain ASK ‖ ARK (used
+        /// when the chain itself carries no ASK).
+        ask: Option<Box<ca::Certificate>>,
         /// Its file.
         path: PathBuf,
     },
@@ -140,10 +143,10 @@ impl Trust {
     pub fn explicit(path: &Path) -> Result<Self, ChainError> {
         let bytes = io::read_file(path)?;
         let what = || format!("root {}", path.display());
-        let ark = match ca::Certificate::decode(&bytes) {
-            Ok(ark) => ark,
+        let (ask, ark) = match ca::Certificate::decode(&bytes) {
+            Ok(ark) => (None, Box::new(ark)),
             Err(single) => match CaChain::decode(&bytes) {
-                Ok(ca) => ca.ark,
+                Ok(ca) => (Some(Box::new(ca.ask)), Box::new(ca.ark)),
                 Err(_) => {
                     return Err(ChainError::DecodeCa {
                         what: what(),
@@ -154,6 +157,7 @@ impl Trust {
         };
         Ok(Trust::Explicit {
             ark,
+            ask,
             path: path.to_path_buf(),
         })
     }
@@ -166,7 +170,7 @@ impl Trust {
                 capitalized(g.name()),
                 hex::encode(roots::ark_fingerprint(*g))
             ),
-            Trust::Explicit { ark, path } => format!(
+            Trust::Explicit { ark, path, .. } => format!(
                 "root given explicitly: {} (ARK sha256 {}) — not an AMD root (emulated platform)",
                 path.display(),
                 hex::encode(roots::sha256(&ark.encode()))
@@ -529,7 +533,18 @@ pub fn verify(
                 let ca = roots::load_amd_ca(*g, &ca_opts.roots_dirs)?;
                 (ca, format!("AMD {} roots directory", capitalized(g.name())))
             }
-            Trust::Explicit { .. } => return Err(ChainError::NoCa),
+            Trust::Explicit {
+                ask: Some(ask),
+                ark,
+                path,
+            } => (
+                CaChain {
+                    ask: (**ask).clone(),
+                    ark: (**ark).clone(),
+                },
+                format!("{} (--trust-ark)", path.display()),
+            ),
+            Trust::Explicit { ask: None, .. } => return Err(ChainError::NoCa),
         },
     };
     let chain = FullChain::from_parts(loaded.pdh, loaded.platform, ca);

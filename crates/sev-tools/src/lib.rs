@@ -14,6 +14,7 @@ pub mod attest;
 pub mod chain;
 pub mod cli;
 pub mod io;
+pub mod launch;
 pub mod measure;
 pub mod platform;
 pub mod qmp;

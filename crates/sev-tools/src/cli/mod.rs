@@ -2,6 +2,7 @@
 //! call the library modules and turn their errors into one
 //! `<tool>: error: ...` line and a non-zero exit status.
 
+pub mod demo;
 pub mod owner;
 pub mod platform;
 

@@ -16,7 +16,7 @@ use super::{parse_digest, parse_policy, parse_u8, verify_chain, SourceArgs, Trus
 use crate::io::{self, path_or_b64, path_or_b64_array};
 use crate::measure::{self, DigestInputs, FirmwareVersion};
 use crate::session::{self, SessionPaths};
-use crate::{attest, secret};
+use crate::{attest, launch, secret};
 
 /// The guest owner's tool: verify a platform's certificate chain, create the launch session,
 /// compute and check the launch measurement, wrap secrets, check attestation reports, and run
@@ -45,6 +45,14 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AttestationCmd,
     },
+    /// The whole attested launch against sevm: verify the chain, create the session, start sevm
+    /// -S (or attach to one), check the measurement, inject the secrets, cont. Refuses to inject
+    /// anything when a check fails.
+    Launch(LaunchArgs),
+    /// The one-command demo: an emulated platform in the user's state directory, its chain
+    /// verified to its own root, an attested launch of sevm's demo guest with a secret, the
+    /// guest's output.
+    Demo(DemoArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -240,6 +248,93 @@ struct AttestVerifyArgs {
     mnonce: Option<String>,
 }
 
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("platform").multiple(false))]
+struct LaunchArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    #[command(flatten)]
+    trust: TrustArgs,
+    /// Firmware image given to sevm (-bios) and measured.
+    #[arg(long, value_name = "FILE")]
+    firmware: PathBuf,
+    /// Kernel (-kernel with kernel-hashes=on; measured, not booted by sevm).
+    #[arg(long, value_name = "FILE")]
+    kernel: Option<PathBuf>,
+    /// Initrd (-initrd); needs --kernel.
+    #[arg(long, value_name = "FILE", requires = "kernel")]
+    initrd: Option<PathBuf>,
+    /// Kernel command line (-append); needs --kernel.
+    #[arg(long, value_name = "TEXT", requires = "kernel")]
+    cmdline: Option<String>,
+    /// Guest policy.
+    #[arg(long, value_parser = parse_policy, default_value = "0x1")]
+    policy: Policy,
+    /// Guest RAM in MiB.
+    #[arg(short = 'm', long, default_value = "16")]
+    memory: u32,
+    /// The emulated platform directory sevm uses (sev-device=emulated:DIR).
+    #[arg(long, value_name = "DIR", group = "platform")]
+    emulated: Option<PathBuf>,
+    /// The SEV device of AMD hardware.
+    #[arg(long, value_name = "PATH", group = "platform")]
+    device: Option<PathBuf>,
+    /// A secret to inject: GUID:FILE or GUID:=string; repeat for more.
+    #[arg(long, value_name = "GUID:FILE|GUID:=TEXT")]
+    secret: Vec<String>,
+    /// Size of the guest's secret area in bytes.
+    #[arg(long, value_name = "BYTES", default_value = "3072")]
+    area_size: usize,
+    /// The sevm binary (default: $SEVM_BIN, else beside sev-owner, else on PATH).
+    #[arg(long, value_name = "PATH")]
+    sevm: Option<PathBuf>,
+    /// Attach to a sevm already started with -S on this QMP socket (with the session of
+    /// --session-dir/--name) instead of starting one.
+    #[arg(long, value_name = "SOCKET", requires = "session_dir")]
+    attach: Option<PathBuf>,
+    /// Directory of the session files the attached sevm was started with.
+    #[arg(long, value_name = "DIR")]
+    session_dir: Option<PathBuf>,
+    /// Session file-name prefix.
+    #[arg(long, default_value = "vm")]
+    name: String,
+    /// Directory for the session files, the QMP socket and logs (default: a new temporary one).
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+    /// Read the secret page through the VMM's host view after injecting.
+    #[arg(long)]
+    host_view: bool,
+    /// Leave the guest running after `cont` instead of waiting for it to exit.
+    #[arg(long)]
+    no_wait: bool,
+    /// Seconds the guest may run after `cont`.
+    #[arg(long, default_value = "60")]
+    guest_timeout: u64,
+    /// Extra sevm arguments (after `--`).
+    #[arg(last = true)]
+    sevm_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// The emulated platform directory (created if missing; default:
+    /// $XDG_STATE_HOME/sevm/platform or ~/.local/state/sevm/platform).
+    #[arg(long, value_name = "DIR")]
+    platform: Option<PathBuf>,
+    /// The secret to inject.
+    #[arg(
+        long,
+        default_value = "the owner's disk passphrase: correct horse battery staple"
+    )]
+    secret: String,
+    /// The sevm binary (default: $SEVM_BIN, else beside sev-owner, else on PATH).
+    #[arg(long, value_name = "PATH")]
+    sevm: Option<PathBuf>,
+    /// Run the attested launch this many times and print the timing distribution.
+    #[arg(long, default_value = "1")]
+    runs: u32,
+}
+
 /// Entry point of the `sev-owner` binary.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     super::run_main("sev-owner", args, run)
@@ -254,6 +349,8 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Attestation {
             cmd: AttestationCmd::Verify(a),
         } => attest_cmd(a),
+        Cmd::Launch(a) => launch_cmd(a),
+        Cmd::Demo(a) => super::demo::run(a.platform, a.secret, a.sevm, a.runs),
     }
 }
 
@@ -512,4 +609,128 @@ fn attest_cmd(a: AttestVerifyArgs) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+fn print_step(step: &launch::Step) {
+    println!(
+        "[{:>8.2} ms] {:<18} {}",
+        step.elapsed.as_secs_f64() * 1e3,
+        step.name,
+        step.detail
+    );
+}
+
+fn launch_cmd(a: LaunchArgs) -> Result<()> {
+    let trust = a.trust.trust()?;
+    let device = match (&a.emulated, &a.device) {
+        (Some(d), _) => launch::Device::Emulated(d.clone()),
+        (None, Some(p)) => launch::Device::Hardware(p.clone()),
+        (None, None) => launch::Device::Hardware(PathBuf::from("/dev/sev")),
+    };
+    let chain = if a.source.given() {
+        launch::ChainInput::Source(a.source.source()?)
+    } else if a.attach.is_some() {
+        launch::ChainInput::Attached
+    } else {
+        launch::ChainInput::Probe
+    };
+    let secrets = a
+        .secret
+        .iter()
+        .map(|s| secret::parse_spec(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tmp;
+    let work_dir = match &a.work_dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = TempDir::new()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let attach = match (&a.attach, &a.session_dir) {
+        (Some(sock), Some(dir)) => Some(launch::Attach {
+            qmp: sock.clone(),
+            session: SessionPaths::new(dir, &a.name)?,
+        }),
+        _ => None,
+    };
+    let plan = launch::Plan {
+        sevm: a.sevm.clone().unwrap_or_else(launch::find_sevm),
+        device,
+        chain,
+        ca: a.trust.ca_options(),
+        trust,
+        policy: a.policy,
+        digest: DigestInputs {
+            firmware: a.firmware.clone(),
+            kernel: a.kernel.clone(),
+            initrd: a.initrd.clone(),
+            cmdline: a.cmdline.clone(),
+            vmsas: vec![],
+        },
+        memory_mib: a.memory,
+        secrets,
+        secret_limit: a.area_size,
+        work_dir,
+        attach,
+        extra_args: a.sevm_args.clone(),
+        host_view: a.host_view,
+        wait_for_guest: !a.no_wait,
+        guest_timeout: std::time::Duration::from_secs(a.guest_timeout),
+    };
+    let report = launch::run(&plan, &mut print_step)?;
+    if !report.guest_output.is_empty() {
+        println!("--- guest output ---");
+        print!("{}", report.guest_output);
+        println!("--- end of guest output ---");
+    }
+    if let Some(hv) = &report.host_view {
+        match hv {
+            Ok(text) => println!("host view of the secret area:\n{text}"),
+            Err(e) => println!("host view of the secret area not available: {e}"),
+        }
+    }
+    println!(
+        "attested launch done in {:.1} ms",
+        report.total.as_secs_f64() * 1e3
+    );
+    match report.exit_code {
+        Some(0) | None => Ok(()),
+        Some(c) => bail!("the guest exited with status {c}"),
+    }
+}
+
+/// A temporary directory removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates `$XDG_RUNTIME_DIR/sev-owner-<pid>-<n>` (or under /tmp), 0700.
+    pub fn new() -> Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
+        for n in 0..1000u32 {
+            let p = base.join(format!("sev-owner-{}-{n}", std::process::id()));
+            match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+                Ok(()) => return Ok(TempDir(p)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e).with_context(|| format!("creating {}", p.display())),
+            }
+        }
+        bail!("cannot create a temporary directory in {}", base.display())
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -101,6 +101,8 @@ enum Cmd {
 
 #[derive(Debug, Args)]
 struct InitArgs {
+    /// The platform directory (same as --emulated=DIR).
+    dir: Option<PathBuf>,
     /// Firmware API version MAJOR.MINOR the platform reports.
     #[arg(long, value_name = "MAJOR.MINOR", value_parser = parse_api, default_value = "1.55")]
     api: ApiVersion,
@@ -209,7 +211,10 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn init(cli: &Cli, a: &InitArgs) -> Result<()> {
-    let dir = emulated_dir(cli)?.map_or_else(default_emulated_dir, Ok)?;
+    let dir = match &a.dir {
+        Some(d) => d.clone(),
+        None => emulated_dir(cli)?.map_or_else(default_emulated_dir, Ok)?,
+    };
     let options = InitOptions {
         api: a.api,
         build: a.build,

@@ -164,3 +164,47 @@ pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     std::fs::write(&f, bytes).unwrap();
     f
 }
+
+/// The `sevm` binary: `$SEVM_BIN`, else beside the tools in the target
+/// directory (built with `cargo build -p sevm --bin sevm` if missing), or
+/// `None` after reporting the skip.
+pub fn sevm(test: &str) -> Option<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    if let Some(p) = std::env::var_os("SEVM_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let found = BUILT.get_or_init(|| {
+        let dir = Path::new(OWNER).parent().ok_or("no target directory")?;
+        let bin = dir.join("sevm");
+        if !bin.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "-p", "sevm", "--bin", "sevm"]);
+            if dir.ends_with("release") {
+                cmd.arg("--release");
+            }
+            let out = cmd.output().map_err(|e| e.to_string())?;
+            if !out.status.success() {
+                return Err(format!(
+                    "cargo build -p sevm failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                ));
+            }
+        }
+        if bin.exists() {
+            Ok(bin)
+        } else {
+            Err(format!("{} not built", bin.display()))
+        }
+    });
+    match found {
+        Ok(p) => Some(p.clone()),
+        Err(e) => {
+            sevm_testutil::skip(test, &format!("the sevm binary ({e}); or set SEVM_BIN"));
+            None
+        }
+    }
+}

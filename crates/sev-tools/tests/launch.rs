@@ -1,0 +1,365 @@
+//! The owner's launch flow against the real `sevm` on an emulated
+//! platform: the demo end to end, and every refusal — a chain signed by
+//! another root, a PDH swapped for another platform's, a measurement for
+//! other firmware, a policy changed by the host, an API version below the
+//! policy's minimum. A refused launch injects nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use sev_tools::launch::VmmProcess;
+
+const GUID: &str = "736869e5-84f0-4973-92ec-06879ce3da0b";
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    sevm: PathBuf,
+    platform: PathBuf,
+    chain: PathBuf,
+    ca: PathBuf,
+    ark: PathBuf,
+    firmware: PathBuf,
+}
+
+fn env(test: &str) -> Option<Env> {
+    if !sevm_testutil::kvm(test) {
+        return None;
+    }
+    let sevm = sevm(test)?;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let platform = platform_copy(&platform_a(), &dir);
+    let (chain, ca, ark) = export(&platform, &dir);
+    let firmware = dir.join("demo.fd");
+    let o = std::process::Command::new(&sevm)
+        .arg("-write-demo-guest")
+        .arg(&firmware)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Some(Env {
+        _tmp: tmp,
+        dir,
+        sevm,
+        platform,
+        chain,
+        ca,
+        ark,
+        firmware,
+    })
+}
+
+impl Env {
+    /// `sev-owner launch` arguments for this platform and firmware.
+    fn launch_args(&self, work: &str) -> Vec<String> {
+        let work = self.dir.join(work);
+        [
+            "launch",
+            "--sevm",
+            p(&self.sevm),
+            "--emulated",
+            p(&self.platform),
+            "--firmware",
+            p(&self.firmware),
+            "--work-dir",
+            p(&work),
+            "--secret",
+            &format!("{GUID}:=launch-test-secret"),
+            "--ca",
+            p(&self.ca),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// Starts sevm as the host would (paused, -S), with `object` extra
+    /// sev-guest properties and `firmware`.
+    fn host_vmm(
+        &self,
+        name: &str,
+        policy: &str,
+        object: &str,
+        firmware: &Path,
+    ) -> (VmmProcess, PathBuf) {
+        let socket = self.dir.join(format!("{name}.sock"));
+        let args: Vec<String> = [
+            "-machine".to_string(),
+            "q35,memory-encryption=sev0".into(),
+            "-object".into(),
+            format!(
+                "sev-guest,id=sev0,policy={policy},sev-device=emulated:{}{object}",
+                p(&self.platform)
+            ),
+            "-bios".into(),
+            p(firmware).into(),
+            "-m".into(),
+            "16".into(),
+            "-nographic".into(),
+            "-S".into(),
+            "-qmp".into(),
+            format!("unix:{},server=on,wait=off", p(&socket)),
+        ]
+        .to_vec();
+        (
+            VmmProcess::start(&self.sevm, &args, socket.clone()).unwrap(),
+            socket,
+        )
+    }
+
+    /// Session files for `policy` in `dir` (as the owner makes them).
+    fn session(&self, dir: &Path, policy: &str) -> String {
+        std::fs::create_dir_all(dir).unwrap();
+        ok(
+            OWNER,
+            &[
+                "session",
+                "--chain",
+                p(&self.chain),
+                "--trust-ark",
+                p(&self.ark),
+                "--policy",
+                policy,
+                "--out-dir",
+                p(dir),
+            ],
+        );
+        format!(
+            ",dh-cert-file={},session-file={}",
+            p(&dir.join("vm_godh.b64")),
+            p(&dir.join("vm_session.b64"))
+        )
+    }
+}
+
+fn owner(args: &[String]) -> std::process::Output {
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(OWNER, &a)
+}
+
+fn refused(args: &[String], want: &str) -> String {
+    let o = owner(args);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "launch succeeded:\n{}", stdout(&o));
+    assert!(err.contains("sev-owner: error: launch refused"), "{err}");
+    assert!(err.contains(want), "{err:?} lacks {want:?}");
+    assert!(!stdout(&o).contains("inject secret"), "{}", stdout(&o));
+    err
+}
+
+/// After a refused attach, the paused guest is resumed by the test: it
+/// finds no secret (nothing was injected).
+fn guest_got_no_secret(mut vmm: VmmProcess) {
+    let mut q = vmm.connect().unwrap();
+    q.execute("cont", None).unwrap();
+    drop(q);
+    vmm.wait(Duration::from_secs(60)).unwrap();
+    let out = vmm.stdout();
+    assert!(out.contains("no secret injected"), "{out}");
+}
+
+/// The one-command demo: platform, chain to its own root, session, sevm,
+/// measurement, secret, guest output.
+#[test]
+fn demo_runs_the_attested_launch() {
+    let test = "demo_runs_the_attested_launch";
+    let Some(e) = env(test) else { return };
+    let o = ok(
+        OWNER,
+        &[
+            "demo",
+            "--platform",
+            p(&e.platform),
+            "--sevm",
+            p(&e.sevm),
+            "--secret",
+            "s3cr3t for the demo",
+        ],
+    );
+    let out = stdout(&o);
+    for step in [
+        "verify chain",
+        "create session",
+        "start VMM",
+        "verify measurement",
+        "inject secret",
+        "cont",
+    ] {
+        assert!(out.contains(step), "{step}:\n{out}");
+    }
+    assert!(out.contains("not an AMD root"), "{out}");
+    assert!(out.contains("s3cr3t for the demo"), "{out}");
+    assert!(out.contains("hello from the encrypted guest"), "{out}");
+}
+
+#[test]
+fn launch_injects_secret_with_the_chain_from_a_probe_vmm() {
+    let test = "launch_injects_secret_with_the_chain_from_a_probe_vmm";
+    let Some(e) = env(test) else { return };
+    let mut a = e.launch_args("w");
+    a.extend(["--trust-ark".into(), p(&e.ark).into()]);
+    let o = owner(&a);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    assert!(out.contains("probe sevm"), "{out}");
+    assert!(
+        out.contains(&format!("secret {GUID}: launch-test-secret")),
+        "{out}"
+    );
+}
+
+#[test]
+fn refuses_a_chain_signed_by_another_root() {
+    let test = "refuses_a_chain_signed_by_another_root";
+    let Some(e) = env(test) else { return };
+    let other = tempfile::tempdir().unwrap();
+    let (_, _, other_ark) = export(&platform_b(), other.path());
+    let mut a = e.launch_args("w");
+    a.extend([
+        "--chain".into(),
+        p(&e.chain).into(),
+        "--trust-ark".into(),
+        p(&other_ark).into(),
+    ]);
+    refused(&a, "ARK is the pinned root");
+    // Nothing was started or written.
+    assert!(!e.dir.join("w/vm_session.b64").exists());
+    assert!(!e.dir.join("w/qmp.sock").exists());
+}
+
+#[test]
+fn refuses_a_pdh_swapped_for_another_platforms() {
+    let test = "refuses_a_pdh_swapped_for_another_platforms";
+    let Some(e) = env(test) else { return };
+    let other = tempfile::tempdir().unwrap();
+    let (other_chain, _, _) = export(&platform_b(), other.path());
+    let mut bytes = std::fs::read(&e.chain).unwrap();
+    bytes[..0x824].copy_from_slice(&std::fs::read(other_chain).unwrap()[..0x824]);
+    let swapped = write(&e.dir, "swapped.cert", &bytes);
+    let mut a = e.launch_args("w");
+    a.extend([
+        "--chain".into(),
+        p(&swapped).into(),
+        "--trust-ark".into(),
+        p(&e.ark).into(),
+    ]);
+    refused(&a, "PDH signed by the PEK");
+    assert!(!e.dir.join("w/vm_session.b64").exists());
+}
+
+#[test]
+fn refuses_an_api_version_below_the_policys_minimum() {
+    let test = "refuses_an_api_version_below_the_policys_minimum";
+    let Some(e) = env(test) else { return };
+    // Policy NODBG with minimum API 1.56; the platform runs 1.55.
+    let policy = format!("{:#x}", 1u32 | (1 << 16) | (56 << 24));
+    let mut a = e.launch_args("w");
+    a.extend([
+        "--chain".into(),
+        p(&e.chain).into(),
+        "--trust-ark".into(),
+        p(&e.ark).into(),
+        "--policy".into(),
+        policy,
+    ]);
+    refused(&a, "firmware API 1.55 is below the policy's minimum 1.56");
+}
+
+/// The host starts the guest with firmware one byte different from what
+/// the owner expects: the measurement does not match and names the digest.
+#[test]
+fn refuses_a_measurement_for_other_firmware() {
+    let test = "refuses_a_measurement_for_other_firmware";
+    let Some(e) = env(test) else { return };
+    let mut fw = std::fs::read(&e.firmware).unwrap();
+    fw[0x1000] ^= 0xFF;
+    let other_fw = write(&e.dir, "other.fd", &fw);
+    let sdir = e.dir.join("s");
+    let props = e.session(&sdir, "0x1");
+    let (mut vmm, socket) = e.host_vmm("h", "0x1", &props, &other_fw);
+    drop(vmm.connect().unwrap());
+    let mut a = e.launch_args("w");
+    a.extend([
+        "--trust-ark".into(),
+        p(&e.ark).into(),
+        "--attach".into(),
+        p(&socket).into(),
+        "--session-dir".into(),
+        p(&sdir).into(),
+    ]);
+    refused(&a, "launch digest differs");
+    guest_got_no_secret(vmm);
+}
+
+/// The host launches with policy 0 (debugging allowed) and a session of
+/// its own making; the owner expects policy 1 and refuses.
+#[test]
+fn refuses_a_policy_changed_by_the_host() {
+    let test = "refuses_a_policy_changed_by_the_host";
+    let Some(e) = env(test) else { return };
+    let sdir = e.dir.join("s");
+    let props = e.session(&sdir, "0x0");
+    let (mut vmm, socket) = e.host_vmm("h", "0x0", &props, &e.firmware);
+    drop(vmm.connect().unwrap());
+    let mut a = e.launch_args("w");
+    a.extend([
+        "--trust-ark".into(),
+        p(&e.ark).into(),
+        "--attach".into(),
+        p(&socket).into(),
+        "--session-dir".into(),
+        p(&sdir).into(),
+        "--policy".into(),
+        "0x1".into(),
+    ]);
+    refused(&a, "policy changed by the host");
+    guest_got_no_secret(vmm);
+}
+
+/// With the owner's session but another policy, the firmware itself
+/// refuses LAUNCH_START (the POLICY_MAC binds the policy).
+#[test]
+fn firmware_refuses_a_session_used_with_another_policy() {
+    let test = "firmware_refuses_a_session_used_with_another_policy";
+    let Some(e) = env(test) else { return };
+    let sdir = e.dir.join("s");
+    let props = e.session(&sdir, "0x1");
+    let (mut vmm, _) = e.host_vmm("h", "0x0", &props, &e.firmware);
+    let err = vmm.connect().unwrap_err().to_string();
+    assert!(err.contains("LAUNCH_START"), "{err}");
+    assert!(err.contains("BAD_MEASUREMENT"), "{err}");
+}
+
+/// Attached to a correctly started guest, the owner's launch succeeds.
+#[test]
+fn attach_to_a_vmm_started_by_the_host() {
+    let test = "attach_to_a_vmm_started_by_the_host";
+    let Some(e) = env(test) else { return };
+    let sdir = e.dir.join("s");
+    let props = e.session(&sdir, "0x1");
+    let (mut vmm, socket) = e.host_vmm("h", "0x1", &props, &e.firmware);
+    drop(vmm.connect().unwrap());
+    let mut a = e.launch_args("w");
+    a.extend([
+        "--trust-ark".into(),
+        p(&e.ark).into(),
+        "--attach".into(),
+        p(&socket).into(),
+        "--session-dir".into(),
+        p(&sdir).into(),
+    ]);
+    let o = owner(&a);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    vmm.wait(Duration::from_secs(60)).unwrap();
+    assert!(
+        vmm.stdout().contains("launch-test-secret"),
+        "{}",
+        vmm.stdout()
+    );
+}
