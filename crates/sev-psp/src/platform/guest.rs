@@ -32,6 +32,15 @@ pub struct GuestStatusInfo {
     pub state: GuestState,
 }
 
+/// Whose certificate a session is agreed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peer {
+    /// The guest owner's GODH (LAUNCH_START).
+    Godh,
+    /// The source platform's PDH (RECEIVE_START).
+    SourcePdh,
+}
+
 /// A migration session's keys and packet counter.
 pub(crate) struct Transport {
     pub(crate) cipher: TransportCipher,
@@ -313,24 +322,45 @@ impl Inner {
 
     /// ECDH with this platform's PDH and the unwrap of a session buffer
     /// (LAUNCH_START with a session, RECEIVE_START): step 8.
+    ///
+    /// The peer's certificate (the owner's GODH, or the source platform's
+    /// PDH) must decode strictly — VERSION 1, known codes, reserved bytes and
+    /// key padding zero, well-formed signature slots — and hold a P-384 ECDH
+    /// key with usage PDH; a GODH must also carry API version 0.0.
+    // UNCERTAIN (SEV-REFERENCE 4.2): real firmware is only known to check
+    // version, usage, algorithm, curve and the point. The emulator is
+    // stricter so that no byte of the GODH can be changed unnoticed (the
+    // session MACs cover only the key): a well-formed encoding and API 0.0,
+    // the version of user-made certificates (SEV-REFERENCE 4.1). Signatures
+    // in the slots are still not verified (sev-tool self-signs its GODH).
     pub(crate) fn unwrap_session(
         &self,
         op: Op,
         peer_cert: &[u8],
         session_bytes: &[u8],
         policy: Policy,
-        what: &str,
+        peer: Peer,
     ) -> Result<TransportKeys, FwError> {
-        let peer = Certificate::validate_godh_bytes(peer_cert).map_err(|e| {
+        let what = match peer {
+            Peer::Godh => "GODH",
+            Peer::SourcePdh => "source PDH",
+        };
+        let bad = |d: String| {
             FwError::new(
                 op,
                 Status::InvalidCertificate,
-                format!("{what} certificate: {e}"),
+                format!("{what} certificate: {d}"),
             )
-        })?;
+        };
+        let cert = Certificate::decode(peer_cert).map_err(|e| bad(e.to_string()))?;
+        let peer_key = cert.validate_godh().map_err(|e| bad(e.to_string()))?;
+        if peer == Peer::Godh && cert.api_version() != (0, 0) {
+            let (major, minor) = cert.api_version();
+            return Err(bad(format!("API version {major}.{minor}, must be 0.0")));
+        }
         let session = SessionBuffer::decode(session_bytes)
             .map_err(|e| FwError::invalid_len(op, SESSION_LEN, e.to_string()))?;
-        let z = session::shared_secret(&self.identity.pdh, &peer);
+        let z = session::shared_secret(&self.identity.pdh, &peer_key);
         // UNCERTAIN (SEV-REFERENCE 5.4, 12 #2): WRAP_MAC and POLICY_MAC
         // failures both return BAD_MEASUREMENT.
         session::unwrap(z.as_slice(), &session, policy.bits())
@@ -395,7 +425,7 @@ impl Platform {
         self.refresh(&mut inner, op)?;
         inner.check_new_guest_policy(op, policy, share_handle)?;
         let keys = match (godh, session) {
-            (Some(g), Some(s)) => inner.unwrap_session(op, g, s, policy, "GODH")?,
+            (Some(g), Some(s)) => inner.unwrap_session(op, g, s, policy, Peer::Godh)?,
             _ => TransportKeys::random(&mut inner.rng),
         };
         let handle =

@@ -45,7 +45,7 @@ use sev_proto::secret::{PacketHeader, TransportCipher, TransportKind};
 use sev_proto::session::{self, TransportKeys};
 
 use super::guest::{
-    check_aligned16, check_len16, check_range, check_vmsa_args, packet_error, Transport,
+    check_aligned16, check_len16, check_range, check_vmsa_args, packet_error, Peer, Transport,
 };
 use super::{cmd, ct_eq, FwError, Op, Platform};
 use crate::memory::{self, GuestBacking, PAGE_SIZE};
@@ -374,7 +374,7 @@ impl Platform {
         }
         self.refresh(&mut inner, op)?;
         inner.check_new_guest_policy(op, policy, share_handle)?;
-        let keys = inner.unwrap_session(op, pdh, session, policy, "source PDH")?;
+        let keys = inner.unwrap_session(op, pdh, session, policy, Peer::SourcePdh)?;
         let cipher = TransportCipher::new(&keys);
         let handle =
             inner.create_guest(op, share_handle, policy, GuestState::ReceiveUpdate, keys)?;
