@@ -4,6 +4,9 @@
 //! measurement from the expected digest and verifies it, injects a secret;
 //! the plaintext lands in guest memory and the host view shows ciphertext.
 
+// Test helpers outside #[test] functions unwrap too: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{export, fresh, owner_session, ram, Host};

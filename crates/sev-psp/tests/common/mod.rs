@@ -2,6 +2,8 @@
 //! and test process (2048-bit roots, seeded RNG), copied into a fresh
 //! directory for each test; the guest owner's side of a launch.
 #![allow(dead_code)]
+// Test support: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
