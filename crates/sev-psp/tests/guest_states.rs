@@ -385,6 +385,8 @@ fn uninit_has_no_context() {
         ctx.guest_status(launched.handle).unwrap().state,
         S::LaunchUpdate
     );
+    ctx.deactivate(launched.handle).unwrap();
+    ctx.df_flush().unwrap();
     let received = ctx.guest_in(S::ReceiveUpdate);
     assert_eq!(
         ctx.guest_status(received.handle).unwrap().state,
