@@ -171,7 +171,7 @@ impl Platform {
             }
             let ca = CaChain::decode(amd_certs).map_err(|e| chain_error(op, e))?;
             let ark = ca.ark.encode();
-            let trusted = self.trusted_arks(&inner, op)?;
+            let trusted = self.trusted_roots(&inner, op)?;
             if !trusted.iter().any(|root| ct_eq(root, &ark)) {
                 return Err(refuse(
                     "policy SEV: the target's ARK is not a root this platform trusts".into(),
@@ -202,9 +202,12 @@ impl Platform {
     }
 
     /// SEND_UPDATE_DATA: encrypts `len` bytes of guest memory at `gpa` (read
-    /// with the guest's key) for the target: the 0x34-byte header into
-    /// `hdr_out`, the ciphertext into `trans_out[..len]`. Buffers too small →
-    /// INVALID_LEN with both required lengths (0x34, `len`). SUPDATE, active.
+    /// with the guest's key, as the C-bit address KVM passes implies: a page
+    /// that is not private reads as garbage, as on hardware; after
+    /// LAUNCH_FINISH every page is private) for the target: the 0x34-byte
+    /// header into `hdr_out`, the ciphertext into `trans_out[..len]`.
+    /// Buffers too small → INVALID_LEN with both required lengths (0x34,
+    /// `len`); `gpa`/`len` as in the module documentation. SUPDATE, active.
     pub fn send_update_data(
         &self,
         handle: u32,

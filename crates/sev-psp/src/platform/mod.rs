@@ -18,12 +18,13 @@
 //! and write it atomically. **Several processes** may open the same
 //! directory (each is its own PSP sharing the NV state); a process notices
 //! another one's PDH/PEK/ownership change at its next command that uses the
-//! identity (INIT, PLATFORM_STATUS, PEK_CSR, PDH_CERT_EXPORT, GET_ID,
-//! LAUNCH_START, RECEIVE_START, SEND_START, ATTESTATION, ...): each of them
-//! stats the identity file and reloads it when its inode, size or
-//! modification time changed (every write replaces the file by rename, so the
-//! inode always changes). A damaged or vanished identity is reported as
-//! SECURE_DATA_INVALID and never replaced.
+//! identity (INIT, PLATFORM_STATUS, PEK_CSR, PEK_CERT_IMPORT,
+//! PDH_CERT_EXPORT, GET_ID, LAUNCH_START, RECEIVE_START, SEND_START,
+//! ATTESTATION): each of them re-reads the identity file (a few KiB, its
+//! checksum verified; writers replace it by an atomic rename, so no lock is
+//! needed to read it) and reloads the keys when its contents changed. A
+//! damaged or vanished identity is reported as SECURE_DATA_INVALID and never
+//! replaced.
 //!
 //! # Check order
 //!
@@ -51,7 +52,6 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -59,6 +59,7 @@ use sev_proto::abi::{ApiVersion, CommandId, GuestState, Owner, PlatformState, St
 use sev_proto::abi::{GET_ID_LEN, PLATFORM_CHAIN_LEN, SEV_CERT_LEN};
 use sev_proto::cert::{ca, sev as sevcert};
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 pub use error::{FwError, Op, PlatformError, RequiredLen};
 pub use guest::GuestStatusInfo;
@@ -204,29 +205,6 @@ impl StoredConfig {
     }
 }
 
-/// Identifies one version of the identity file (rename replaces the inode).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime: i64,
-    mtime_nsec: i64,
-}
-
-impl FileStamp {
-    fn of(path: &Path) -> Option<Self> {
-        let m = std::fs::metadata(path).ok()?;
-        Some(FileStamp {
-            dev: m.dev(),
-            ino: m.ino(),
-            len: m.len(),
-            mtime: m.mtime(),
-            mtime_nsec: m.mtime_nsec(),
-        })
-    }
-}
-
 /// One ASID's bookkeeping.
 #[derive(Debug, Clone, Default)]
 struct AsidSlot {
@@ -241,7 +219,8 @@ struct Inner {
     rng: PspRng,
     conf: StoredConfig,
     identity: Identity,
-    stamp: Option<FileStamp>,
+    /// The identity file's payload `identity` was loaded from.
+    identity_payload: Zeroizing<Vec<u8>>,
     state: PlatformState,
     es_enabled: bool,
     guests: BTreeMap<u32, Guest>,
@@ -392,18 +371,14 @@ impl Platform {
             Err(e) if e.is_damaged() => Err(damaged(e.to_string())),
             Err(e) => Err(PlatformError::Store(e)),
         };
-        let (payload, conf_payload, stamp) = {
+        let (payload, conf_payload) = {
             let _lock = dir.lock().map_err(PlatformError::Store)?;
             let Some(payload) = read(IDENTITY_FILE)? else {
                 return Err(PlatformError::NotInitialized { path });
             };
             let conf =
                 read(CONFIG_FILE)?.ok_or_else(|| damaged("the config file is missing".into()))?;
-            (
-                payload,
-                conf,
-                FileStamp::of(&dir.path().join(IDENTITY_FILE)),
-            )
+            (payload, conf)
         };
         let record =
             PersistentIdentity::decode(&payload).map_err(|e| damaged(format!("identity: {e}")))?;
@@ -419,7 +394,7 @@ impl Platform {
                 rng,
                 conf,
                 identity,
-                stamp,
+                identity_payload: payload,
                 state: PlatformState::Uninit,
                 es_enabled: false,
                 guests: BTreeMap::new(),
@@ -506,28 +481,38 @@ impl Platform {
         Ok(())
     }
 
-    /// The roots trusted for the SEV policy bit: this platform's own ARK and
-    /// those added with [`Platform::trust_ark`].
-    fn trusted_arks(&self, inner: &Inner, op: Op) -> Result<Vec<Vec<u8>>, FwError> {
+    /// The roots this platform trusts for the SEV policy bit: its own ARK
+    /// first, then those added with [`Platform::trust_ark`] (AMD CA format).
+    pub fn trusted_arks(&self) -> Result<Vec<Vec<u8>>, FwError> {
+        let inner = self.lock();
+        self.trusted_roots(&inner, Op::TrustArk)
+    }
+
+    fn trusted_roots(&self, inner: &Inner, op: Op) -> Result<Vec<Vec<u8>>, FwError> {
+        let own = &inner.identity.ark_cert_bytes;
         let mut roots = read_trusted(&self.dir).map_err(store_err(op))?;
-        roots.insert(0, inner.identity.ark_cert_bytes.clone());
+        roots.retain(|r| r != own);
+        roots.insert(0, own.clone());
         Ok(roots)
     }
 
     // ----- platform commands -------------------------------------------------
 
-    /// Reloads the identity if another process replaced it.
+    /// Re-reads the identity file (atomic renames make a lock unnecessary;
+    /// its checksum is verified on every read) and reloads the keys when its
+    /// contents changed, e.g. by another process's PDH_GEN.
     fn refresh(&self, inner: &mut Inner, op: Op) -> Result<(), FwError> {
-        let stamp = FileStamp::of(&self.dir.path().join(IDENTITY_FILE));
-        if stamp.is_some() && stamp == inner.stamp {
+        let payload = self
+            .dir
+            .read_sealed(IDENTITY_FILE)
+            .map_err(store_err(op))?
+            .ok_or_else(|| damaged_identity(op, "the identity file has disappeared"))?;
+        if payload.as_slice() == inner.identity_payload.as_slice() {
             return Ok(());
         }
-        let record = {
-            let _lock = self.dir.lock().map_err(store_err(op))?;
-            read_identity(&self.dir, op)?
-        };
+        let record = PersistentIdentity::decode(&payload).map_err(|e| damaged_identity(op, e))?;
         inner.identity = Identity::load(&record).map_err(|e| damaged_identity(op, e))?;
-        inner.stamp = stamp;
+        inner.identity_payload = payload;
         log::debug!("reloaded the platform identity (changed by another process)");
         Ok(())
     }
@@ -554,7 +539,7 @@ impl Platform {
             .write_sealed(IDENTITY_FILE, &payload)
             .map_err(store_err(op))?;
         inner.identity = identity;
-        inner.stamp = FileStamp::of(&self.dir.path().join(IDENTITY_FILE));
+        inner.identity_payload = payload;
         Ok(())
     }
 

@@ -751,9 +751,32 @@ fn trusted_roots_are_checked_and_persistent() {
     );
     let (ask, _) = f.p.amd_chain();
     assert_eq!(status_of(f.p.trust_ark(&ask)), Status::InvalidCertificate);
-    f.p.trust_ark(&ark).unwrap();
-    f.p.trust_ark(&ark).unwrap();
-    let inner = f.p.lock();
-    let roots = f.p.trusted_arks(&inner, Op::TrustArk).unwrap();
-    assert_eq!(roots.len(), 2);
+    assert_eq!(f.p.trusted_arks().unwrap(), vec![ark.clone()]);
+    let test = "trusted_roots_are_checked_and_persistent";
+    let Some(milan) = sevm_testutil::fixture(test, "amd-roots/milan-ark.cert") else {
+        return;
+    };
+    f.p.trust_ark(&milan).unwrap();
+    f.p.trust_ark(&milan).unwrap();
+    let reopened = Platform::open(&f.path, seeded_rng(2)).unwrap();
+    assert_eq!(reopened.trusted_arks().unwrap(), vec![ark, milan]);
+}
+
+#[test]
+fn state_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // As Platform::create made them.
+    assert_eq!(mode(template()), 0o700);
+    for name in ["identity", "config"] {
+        assert_eq!(mode(&template().join(name)), 0o600, "{name}");
+    }
+    // As a command that changes persistent state rewrites them.
+    let f = fresh(24);
+    f.p.init(false).unwrap();
+    f.p.pdh_gen().unwrap();
+    f.p.trust_ark(&f.p.amd_chain().1).unwrap();
+    for name in ["identity", "trusted-arks"] {
+        assert_eq!(mode(&f.path.join(name)), 0o600, "{name}");
+    }
 }
