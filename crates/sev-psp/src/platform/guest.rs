@@ -239,8 +239,10 @@ impl Inner {
         policy: Policy,
         share_handle: u32,
     ) -> Result<(), FwError> {
-        // UNCERTAIN (no reference): reserved policy bits 15:6 are refused with
-        // POLICY_FAILURE rather than INVALID_PARAM.
+        // UNCERTAIN (SEV-REFERENCE 1.1, no code given): chose POLICY_FAILURE
+        // for reserved policy bits 15:6 because the refusal is about the
+        // policy, and a policy this firmware cannot interpret cannot be
+        // honoured.
         if policy.reserved_bits() != 0 {
             return Err(policy_failure(
                 op,
@@ -256,8 +258,10 @@ impl Inner {
                 "policy requires SEV-ES but the platform was INIT without SEV-ES",
             ));
         }
-        // UNCERTAIN (SEV-REFERENCE 1.1, 12 #10): the policy's API minimum is
-        // also enforced at LAUNCH_START and RECEIVE_START, as recommended.
+        // UNCERTAIN (SEV-REFERENCE 1.1, 12 #10): chose to enforce the
+        // policy's API minimum at LAUNCH_START and RECEIVE_START too, because
+        // the reference recommends it and a guest must never run on firmware
+        // older than its owner allowed.
         if policy.min_api() > self.identity.api {
             return Err(policy_failure(
                 op,
@@ -269,8 +273,9 @@ impl Inner {
             ));
         }
         if share_handle != 0 {
-            // UNCERTAIN (SEV-REFERENCE 12 #11): key sharing is refused when
-            // either guest's policy has NOKS.
+            // UNCERTAIN (SEV-REFERENCE 12 #11): chose to refuse key sharing
+            // when either guest's policy has NOKS, because either owner's
+            // NOKS forbids its key to be shared, whichever side asks.
             let other = self.guests.get(&share_handle).map(|g| g.policy);
             if policy.noks() || other.is_some_and(|p| p.noks()) {
                 return Err(policy_failure(
@@ -361,8 +366,9 @@ impl Inner {
         let session = SessionBuffer::decode(session_bytes)
             .map_err(|e| FwError::invalid_len(op, SESSION_LEN, e.to_string()))?;
         let z = session::shared_secret(&self.identity.pdh, &peer_key);
-        // UNCERTAIN (SEV-REFERENCE 5.4, 12 #2): WRAP_MAC and POLICY_MAC
-        // failures both return BAD_MEASUREMENT.
+        // UNCERTAIN (SEV-REFERENCE 5.4, 12 #2): chose BAD_MEASUREMENT for
+        // both WRAP_MAC and POLICY_MAC failures because the reference
+        // recommends it ("measurement or MAC check failed").
         session::unwrap(z.as_slice(), &session, policy.bits())
             .map_err(|e| FwError::new(op, Status::BadMeasurement, e.to_string()))
     }
@@ -439,9 +445,11 @@ impl Platform {
     /// (INVALID_ASID); an ASID bound to a guest with another key →
     /// ASID_OWNED; an ASID released without DF_FLUSH since →
     /// DFFLUSH_REQUIRED. Re-activating on the same ASID is a no-op.
-    // UNCERTAIN (SEV-REFERENCE 2.3 ACTIVATE): ES guests on non-ES ASIDs (and
-    // the reverse) are refused with INVALID_ASID; activating an active guest
-    // on a different ASID is refused with ACTIVE.
+    // UNCERTAIN (SEV-REFERENCE 2.3 ACTIVATE): chose to refuse ES guests on
+    // non-ES ASIDs (and the reverse) with INVALID_ASID because the ASID
+    // ranges exist to separate them (KVM never mixes them); and to refuse
+    // activating an active guest on a different ASID with ACTIVE because its
+    // key is already loaded elsewhere.
     pub fn activate(&self, handle: u32, asid: u32) -> Result<(), FwError> {
         let op = cmd(CommandId::Activate);
         let mut inner = self.lock();
@@ -600,8 +608,9 @@ impl Platform {
     /// LAUNCH_UPDATE_VMSA: measures and encrypts one 4 KiB VMSA page at `gpa`
     /// (page aligned → else INVALID_ADDRESS; `len` 4096 → else INVALID_LEN).
     /// The guest's policy must have ES.
-    // UNCERTAIN (brief; SEV-REFERENCE 2.3): LAUNCH_UPDATE_VMSA for a guest
-    // whose policy lacks ES is refused with POLICY_FAILURE.
+    // UNCERTAIN (SEV-REFERENCE 2.3, "SEV-ES only"): chose POLICY_FAILURE for
+    // LAUNCH_UPDATE_VMSA on a guest whose policy lacks ES, because it is the
+    // policy that makes the guest an SEV-ES guest.
     pub fn launch_update_vmsa(
         &self,
         handle: u32,
@@ -677,8 +686,9 @@ impl Platform {
     /// `guest_len` (INVALID_LEN); the destination inside guest memory
     /// (INVALID_ADDRESS). Then LSECRET, active; FLAGS.COMPRESSED →
     /// UNSUPPORTED, other FLAGS bits → INVALID_PARAM, MAC → BAD_MEASUREMENT.
-    // UNCERTAIN (SEV-REFERENCE 7.2, 12 #2, #14): the codes above; equal
-    // lengths and 16-byte multiples are required.
+    // UNCERTAIN (SEV-REFERENCE 7.2, 12 #2, #14): chose the codes above and
+    // to require equal lengths and 16-byte multiples, because every tool
+    // sends exactly that and the reference recommends these codes.
     pub fn launch_secret(
         &self,
         handle: u32,
@@ -735,9 +745,10 @@ impl Platform {
     /// ATTESTATION: the 0xD0-byte report (MNONCE ‖ launch digest ‖ policy,
     /// signed with the PEK) into `out`; returns 0xD0. `out` too small →
     /// INVALID_LEN with 0xD0. LSECRET or RUNNING.
-    // UNCERTAIN (no reference): a guest that reached RUNNING by RECEIVE_*
-    // has no launch digest on this platform; its report carries 32 zero
-    // bytes there.
+    // UNCERTAIN (no reference): chose 32 zero bytes as the launch digest of
+    // a guest that reached RUNNING by RECEIVE_*, because no launch happened
+    // on this platform and the migration carries no digest; a verifier
+    // expecting a real digest rejects it.
     pub fn attestation(
         &self,
         handle: u32,

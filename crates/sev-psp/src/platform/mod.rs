@@ -73,7 +73,7 @@ use guest::Guest;
 use identity::Identity;
 
 /// The C-bit position the emulated platform reports (CPUID 0x8000001F
-/// EBX[5:0] on the EPYC parts of every example).
+/// EBX bits 5:0 on the EPYC parts of every example).
 pub const CBITPOS: u32 = 47;
 /// The guest-visible physical-address reduction (SEV-REFERENCE 9.2).
 pub const REDUCED_PHYS_BITS: u32 = 1;
@@ -270,9 +270,10 @@ fn store_err(op: Op) -> impl Fn(StoreError) -> FwError {
         if e.is_damaged() {
             FwError::new(op, Status::SecureDataInvalid, e.to_string())
         } else {
-            // UNCERTAIN (no reference): an I/O failure of the NV storage is
-            // reported as HWERROR_PLATFORM ("hardware error, buffers safe to
-            // reuse"), the closest thing the status list has to a storage fault.
+            // UNCERTAIN (no reference): chose HWERROR_PLATFORM ("hardware
+            // error, buffers safe to reuse") for an I/O failure of the NV
+            // storage, because it is the closest thing the status list has to
+            // a storage fault.
             FwError::new(op, Status::HwErrorPlatform, e.to_string())
         }
     }
@@ -566,9 +567,9 @@ impl Platform {
         let mut inner = self.lock();
         Self::require_state(&inner, op, &[PlatformState::Uninit])?;
         if es && !inner.conf.es_capable {
-            // UNCERTAIN (no reference): INIT with the SEV-ES flag on a platform
-            // without SEV-ES is refused with UNSUPPORTED ("feature not
-            // supported").
+            // UNCERTAIN (no reference): chose UNSUPPORTED ("feature not
+            // supported") for INIT with the SEV-ES flag on a platform without
+            // SEV-ES, because that is literally the situation.
             return Err(FwError::new(
                 op,
                 Status::Unsupported,
@@ -651,9 +652,9 @@ impl Platform {
     /// certificate with both signature slots empty, 0x824 bytes) into `out`
     /// and returns its length; `out` shorter than 0x824 → INVALID_LEN with
     /// the required length.
-    // UNCERTAIN (SEV-REFERENCE 12 #12): PEK_CSR is allowed on an externally
-    // owned platform too (it only reads the PEK); PEK_CERT_IMPORT is the
-    // command that answers ALREADY_OWNED.
+    // UNCERTAIN (SEV-REFERENCE 12 #12): chose to allow PEK_CSR on an
+    // externally owned platform too, because it only reads the PEK;
+    // PEK_CERT_IMPORT is the command that answers ALREADY_OWNED.
     pub fn pek_csr(&self, out: &mut [u8]) -> Result<usize, FwError> {
         let op = cmd(CommandId::PekCsr);
         let out_len = out.len();
@@ -677,9 +678,10 @@ impl Platform {
     /// malformed certificates, wrong usages, an OCA API version other than
     /// 0.0 or a PEK key that is not this platform's → INVALID_CERTIFICATE; a
     /// signature that does not verify → BAD_SIGNATURE.
-    // UNCERTAIN (SEV-REFERENCE 12 #12): an externally owned platform answers
-    // ALREADY_OWNED; the owner returns it to self-owned with PEK_GEN or
-    // PLATFORM_RESET before importing another OCA.
+    // UNCERTAIN (SEV-REFERENCE 12 #12): chose ALREADY_OWNED for an import on
+    // an externally owned platform, because silently replacing one owner's
+    // OCA by another's is what the code exists to prevent; the owner returns
+    // the platform to self-owned with PEK_GEN or PLATFORM_RESET first.
     pub fn pek_cert_import(&self, pek: &[u8], oca: &[u8]) -> Result<(), FwError> {
         let op = cmd(CommandId::PekCertImport);
         for (what, buf) in [("PEK", pek), ("OCA", oca)] {
@@ -908,8 +910,9 @@ pub fn guest_command_allowed(cmd: CommandId, state: GuestState) -> bool {
         C::LaunchStart | C::ReceiveStart => state == S::Uninit,
         C::LaunchUpdateData | C::LaunchUpdateVmsa | C::LaunchMeasure => state == S::LaunchUpdate,
         C::LaunchSecret | C::LaunchFinish => state == S::LaunchSecret,
-        // UNCERTAIN (SEV-REFERENCE 12 #16): ATTESTATION is allowed in LSECRET
-        // (the launch digest is final there) as well as RUNNING.
+        // UNCERTAIN (SEV-REFERENCE 12 #16): chose to allow ATTESTATION in
+        // LSECRET as well as RUNNING, because the launch digest is final from
+        // LAUNCH_MEASURE on and the reference's table lists it (starred).
         C::Attestation => matches!(state, S::LaunchSecret | S::Running),
         C::DbgDecrypt | C::DbgEncrypt => {
             matches!(state, S::LaunchUpdate | S::LaunchSecret | S::Running)

@@ -780,3 +780,14 @@ fn state_files_are_private() {
         assert_eq!(mode(&f.path.join(name)), 0o600, "{name}");
     }
 }
+
+#[test]
+fn platform_is_shareable_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Platform>();
+    // Debug shows no key material.
+    let f = fresh(25);
+    let h = simple_guest(&f.p, 0, 5);
+    let shown = format!("{:?} {:?}", f.p, f.p.lock().guests.get(&h));
+    assert!(shown.contains("<redacted>"), "{shown}");
+}
