@@ -582,6 +582,11 @@ impl Platform {
     /// private). `gpa` 16-byte aligned (INVALID_ADDRESS), `len` a non-zero
     /// multiple of 16 (INVALID_LEN), inside guest memory (INVALID_ADDRESS);
     /// LUPDATE; active.
+    ///
+    /// Like every command it holds the platform's lock while it runs (the PSP
+    /// executes one command at a time), here while hashing the region; a VMM
+    /// that reads the host view from other threads meanwhile should keep the
+    /// guest's [`Platform::memory_state`] and call [`memory::host_read`].
     pub fn launch_update_data(
         &self,
         handle: u32,

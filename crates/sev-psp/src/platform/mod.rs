@@ -323,6 +323,11 @@ impl Platform {
             .map_err(|e| PlatformError::InvalidOptions(e.into()))?;
         let dir = StateDir::open(dir.as_ref(), true).map_err(PlatformError::Store)?;
         let path = dir.path().to_path_buf();
+        // Cheap check before seconds of key generation (repeated under the
+        // lock before writing).
+        if dir.read(IDENTITY_FILE)?.is_some() {
+            return Err(PlatformError::AlreadyExists { path });
+        }
         let id = identity::generate(&mut *rng, options.api, options.build, options.ark_bits)
             .map_err(|e| PlatformError::Generate(e.to_string()))?;
         let payload = id
