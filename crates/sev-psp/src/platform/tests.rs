@@ -791,3 +791,38 @@ fn platform_is_shareable_between_threads() {
     let shown = format!("{:?} {:?}", f.p, f.p.lock().guests.get(&h));
     assert!(shown.contains("<redacted>"), "{shown}");
 }
+
+#[test]
+fn concurrent_identity_changes_stay_consistent() {
+    // Two PSPs (as two processes would) on one directory, changing the
+    // identity at the same time: each change is a locked read-modify-write,
+    // so the final PDH is always signed by the final PEK.
+    let f = fresh(26);
+    let other = Platform::open(&f.path, seeded_rng(27)).unwrap();
+    f.p.init(false).unwrap();
+    other.init(false).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..8 {
+                f.p.pek_gen().unwrap();
+            }
+        });
+        s.spawn(|| {
+            for _ in 0..8 {
+                other.pdh_gen().unwrap();
+            }
+        });
+    });
+    for p in [&f.p, &other] {
+        let (pdh, chain) = export(p);
+        let (ask, ark) = p.amd_chain();
+        let full = FullChain::from_parts(
+            Certificate::decode(&pdh).unwrap(),
+            PlatformChain::decode(&chain).unwrap(),
+            CaChain::decode(&[ask, ark.clone()].concat()).unwrap(),
+        );
+        full.verify(&ca::Certificate::decode(&ark).unwrap())
+            .unwrap();
+    }
+    assert_eq!(export(&f.p), export(&other));
+}
