@@ -32,6 +32,15 @@ pub struct GuestStatusInfo {
     pub state: GuestState,
 }
 
+/// Whose certificate a session is agreed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peer {
+    /// The guest owner's GODH (LAUNCH_START).
+    Godh,
+    /// The source platform's PDH (RECEIVE_START).
+    SourcePdh,
+}
+
 /// A migration session's keys and packet counter.
 pub(crate) struct Transport {
     pub(crate) cipher: TransportCipher,
@@ -230,8 +239,10 @@ impl Inner {
         policy: Policy,
         share_handle: u32,
     ) -> Result<(), FwError> {
-        // UNCERTAIN (no reference): reserved policy bits 15:6 are refused with
-        // POLICY_FAILURE rather than INVALID_PARAM.
+        // UNCERTAIN (SEV-REFERENCE 1.1, no code given): chose POLICY_FAILURE
+        // for reserved policy bits 15:6 because the refusal is about the
+        // policy, and a policy this firmware cannot interpret cannot be
+        // honoured.
         if policy.reserved_bits() != 0 {
             return Err(policy_failure(
                 op,
@@ -247,8 +258,10 @@ impl Inner {
                 "policy requires SEV-ES but the platform was INIT without SEV-ES",
             ));
         }
-        // UNCERTAIN (SEV-REFERENCE 1.1, 12 #10): the policy's API minimum is
-        // also enforced at LAUNCH_START and RECEIVE_START, as recommended.
+        // UNCERTAIN (SEV-REFERENCE 1.1, 12 #10): chose to enforce the
+        // policy's API minimum at LAUNCH_START and RECEIVE_START too, because
+        // the reference recommends it and a guest must never run on firmware
+        // older than its owner allowed.
         if policy.min_api() > self.identity.api {
             return Err(policy_failure(
                 op,
@@ -260,8 +273,9 @@ impl Inner {
             ));
         }
         if share_handle != 0 {
-            // UNCERTAIN (SEV-REFERENCE 12 #11): key sharing is refused when
-            // either guest's policy has NOKS.
+            // UNCERTAIN (SEV-REFERENCE 12 #11): chose to refuse key sharing
+            // when either guest's policy has NOKS, because either owner's
+            // NOKS forbids its key to be shared, whichever side asks.
             let other = self.guests.get(&share_handle).map(|g| g.policy);
             if policy.noks() || other.is_some_and(|p| p.noks()) {
                 return Err(policy_failure(
@@ -313,26 +327,48 @@ impl Inner {
 
     /// ECDH with this platform's PDH and the unwrap of a session buffer
     /// (LAUNCH_START with a session, RECEIVE_START): step 8.
+    ///
+    /// The peer's certificate (the owner's GODH, or the source platform's
+    /// PDH) must decode strictly — VERSION 1, known codes, reserved bytes and
+    /// key padding zero, well-formed signature slots — and hold a P-384 ECDH
+    /// key with usage PDH; a GODH must also carry API version 0.0.
+    // UNCERTAIN (SEV-REFERENCE 4.2): real firmware is only known to check
+    // version, usage, algorithm, curve and the point. The emulator is
+    // stricter so that no byte of the GODH can be changed unnoticed (the
+    // session MACs cover only the key): a well-formed encoding and API 0.0,
+    // the version of user-made certificates (SEV-REFERENCE 4.1). Signatures
+    // in the slots are still not verified (sev-tool self-signs its GODH).
     pub(crate) fn unwrap_session(
         &self,
         op: Op,
         peer_cert: &[u8],
         session_bytes: &[u8],
         policy: Policy,
-        what: &str,
+        peer: Peer,
     ) -> Result<TransportKeys, FwError> {
-        let peer = Certificate::validate_godh_bytes(peer_cert).map_err(|e| {
+        let what = match peer {
+            Peer::Godh => "GODH",
+            Peer::SourcePdh => "source PDH",
+        };
+        let bad = |d: String| {
             FwError::new(
                 op,
                 Status::InvalidCertificate,
-                format!("{what} certificate: {e}"),
+                format!("{what} certificate: {d}"),
             )
-        })?;
+        };
+        let cert = Certificate::decode(peer_cert).map_err(|e| bad(e.to_string()))?;
+        let peer_key = cert.validate_godh().map_err(|e| bad(e.to_string()))?;
+        if peer == Peer::Godh && cert.api_version() != (0, 0) {
+            let (major, minor) = cert.api_version();
+            return Err(bad(format!("API version {major}.{minor}, must be 0.0")));
+        }
         let session = SessionBuffer::decode(session_bytes)
             .map_err(|e| FwError::invalid_len(op, SESSION_LEN, e.to_string()))?;
-        let z = session::shared_secret(&self.identity.pdh, &peer);
-        // UNCERTAIN (SEV-REFERENCE 5.4, 12 #2): WRAP_MAC and POLICY_MAC
-        // failures both return BAD_MEASUREMENT.
+        let z = session::shared_secret(&self.identity.pdh, &peer_key);
+        // UNCERTAIN (SEV-REFERENCE 5.4, 12 #2): chose BAD_MEASUREMENT for
+        // both WRAP_MAC and POLICY_MAC failures because the reference
+        // recommends it ("measurement or MAC check failed").
         session::unwrap(z.as_slice(), &session, policy.bits())
             .map_err(|e| FwError::new(op, Status::BadMeasurement, e.to_string()))
     }
@@ -395,7 +431,7 @@ impl Platform {
         self.refresh(&mut inner, op)?;
         inner.check_new_guest_policy(op, policy, share_handle)?;
         let keys = match (godh, session) {
-            (Some(g), Some(s)) => inner.unwrap_session(op, g, s, policy, "GODH")?,
+            (Some(g), Some(s)) => inner.unwrap_session(op, g, s, policy, Peer::Godh)?,
             _ => TransportKeys::random(&mut inner.rng),
         };
         let handle =
@@ -409,9 +445,11 @@ impl Platform {
     /// (INVALID_ASID); an ASID bound to a guest with another key →
     /// ASID_OWNED; an ASID released without DF_FLUSH since →
     /// DFFLUSH_REQUIRED. Re-activating on the same ASID is a no-op.
-    // UNCERTAIN (SEV-REFERENCE 2.3 ACTIVATE): ES guests on non-ES ASIDs (and
-    // the reverse) are refused with INVALID_ASID; activating an active guest
-    // on a different ASID is refused with ACTIVE.
+    // UNCERTAIN (SEV-REFERENCE 2.3 ACTIVATE): chose to refuse ES guests on
+    // non-ES ASIDs (and the reverse) with INVALID_ASID because the ASID
+    // ranges exist to separate them (KVM never mixes them); and to refuse
+    // activating an active guest on a different ASID with ACTIVE because its
+    // key is already loaded elsewhere.
     pub fn activate(&self, handle: u32, asid: u32) -> Result<(), FwError> {
         let op = cmd(CommandId::Activate);
         let mut inner = self.lock();
@@ -544,6 +582,11 @@ impl Platform {
     /// private). `gpa` 16-byte aligned (INVALID_ADDRESS), `len` a non-zero
     /// multiple of 16 (INVALID_LEN), inside guest memory (INVALID_ADDRESS);
     /// LUPDATE; active.
+    ///
+    /// Like every command it holds the platform's lock while it runs (the PSP
+    /// executes one command at a time), here while hashing the region; a VMM
+    /// that reads the host view from other threads meanwhile should keep the
+    /// guest's [`Platform::memory_state`] and call [`memory::host_read`].
     pub fn launch_update_data(
         &self,
         handle: u32,
@@ -570,8 +613,9 @@ impl Platform {
     /// LAUNCH_UPDATE_VMSA: measures and encrypts one 4 KiB VMSA page at `gpa`
     /// (page aligned → else INVALID_ADDRESS; `len` 4096 → else INVALID_LEN).
     /// The guest's policy must have ES.
-    // UNCERTAIN (brief; SEV-REFERENCE 2.3): LAUNCH_UPDATE_VMSA for a guest
-    // whose policy lacks ES is refused with POLICY_FAILURE.
+    // UNCERTAIN (SEV-REFERENCE 2.3, "SEV-ES only"): chose POLICY_FAILURE for
+    // LAUNCH_UPDATE_VMSA on a guest whose policy lacks ES, because it is the
+    // policy that makes the guest an SEV-ES guest.
     pub fn launch_update_vmsa(
         &self,
         handle: u32,
@@ -647,8 +691,9 @@ impl Platform {
     /// `guest_len` (INVALID_LEN); the destination inside guest memory
     /// (INVALID_ADDRESS). Then LSECRET, active; FLAGS.COMPRESSED →
     /// UNSUPPORTED, other FLAGS bits → INVALID_PARAM, MAC → BAD_MEASUREMENT.
-    // UNCERTAIN (SEV-REFERENCE 7.2, 12 #2, #14): the codes above; equal
-    // lengths and 16-byte multiples are required.
+    // UNCERTAIN (SEV-REFERENCE 7.2, 12 #2, #14): chose the codes above and
+    // to require equal lengths and 16-byte multiples, because every tool
+    // sends exactly that and the reference recommends these codes.
     pub fn launch_secret(
         &self,
         handle: u32,
@@ -705,9 +750,10 @@ impl Platform {
     /// ATTESTATION: the 0xD0-byte report (MNONCE ‖ launch digest ‖ policy,
     /// signed with the PEK) into `out`; returns 0xD0. `out` too small →
     /// INVALID_LEN with 0xD0. LSECRET or RUNNING.
-    // UNCERTAIN (no reference): a guest that reached RUNNING by RECEIVE_*
-    // has no launch digest on this platform; its report carries 32 zero
-    // bytes there.
+    // UNCERTAIN (no reference): chose 32 zero bytes as the launch digest of
+    // a guest that reached RUNNING by RECEIVE_*, because no launch happened
+    // on this platform and the migration carries no digest; a verifier
+    // expecting a real digest rejects it.
     pub fn attestation(
         &self,
         handle: u32,

@@ -16,10 +16,13 @@
 //! * the policy's API minimum must not exceed the target's firmware version
 //!   (the API version in the target's PDH certificate).
 //!
-//! UNCERTAIN (SEV-REFERENCE 8.2, 12 #15): malformed certificates →
+//! UNCERTAIN (SEV-REFERENCE 8.2, 12 #15): chose malformed certificates →
 //! INVALID_CERTIFICATE, signatures that do not verify → BAD_SIGNATURE, a
 //! DOMAIN/SEV/API-minimum refusal (including an untrusted root) →
-//! POLICY_FAILURE; chain checks are not skipped when DOMAIN = SEV = 0.
+//! POLICY_FAILURE, because each code names exactly that failure; chose not
+//! to skip the platform-part checks when DOMAIN = SEV = 0, because the
+//! session key is agreed with the PDH and an unauthenticated PDH would let
+//! anyone receive the guest.
 //!
 //! # Transport packets
 //!
@@ -45,7 +48,7 @@ use sev_proto::secret::{PacketHeader, TransportCipher, TransportKind};
 use sev_proto::session::{self, TransportKeys};
 
 use super::guest::{
-    check_aligned16, check_len16, check_range, check_vmsa_args, packet_error, Transport,
+    check_aligned16, check_len16, check_range, check_vmsa_args, packet_error, Peer, Transport,
 };
 use super::{cmd, ct_eq, FwError, Op, Platform};
 use crate::memory::{self, GuestBacking, PAGE_SIZE};
@@ -82,8 +85,9 @@ fn binding(seq: u64, gpa: u64) -> [u8; 16] {
 
 /// Step 2 of the data packets: a 16-byte aligned, non-zero multiple of 16,
 /// at most one page, not crossing a page, inside guest memory.
-// UNCERTAIN (SEV-REFERENCE 3.2, 8.3): the one-page rule is KVM's; the
-// emulated firmware enforces it too.
+// UNCERTAIN (SEV-REFERENCE 3.2, 8.3): chose to enforce KVM's one-page rule
+// in the firmware too, because every caller (KVM, QEMU) sends single pages
+// and a packet then always matches one page's address binding.
 fn check_data_packet(op: Op, mem: &dyn GuestBacking, gpa: u64, len: u32) -> Result<(), FwError> {
     check_aligned16(op, "GUEST_PADDR", gpa)?;
     check_len16(op, "GUEST_LEN", u64::from(len))?;
@@ -171,7 +175,7 @@ impl Platform {
             }
             let ca = CaChain::decode(amd_certs).map_err(|e| chain_error(op, e))?;
             let ark = ca.ark.encode();
-            let trusted = self.trusted_arks(&inner, op)?;
+            let trusted = self.trusted_roots(&inner, op)?;
             if !trusted.iter().any(|root| ct_eq(root, &ark)) {
                 return Err(refuse(
                     "policy SEV: the target's ARK is not a root this platform trusts".into(),
@@ -202,9 +206,12 @@ impl Platform {
     }
 
     /// SEND_UPDATE_DATA: encrypts `len` bytes of guest memory at `gpa` (read
-    /// with the guest's key) for the target: the 0x34-byte header into
-    /// `hdr_out`, the ciphertext into `trans_out[..len]`. Buffers too small →
-    /// INVALID_LEN with both required lengths (0x34, `len`). SUPDATE, active.
+    /// with the guest's key, as the C-bit address KVM passes implies: a page
+    /// that is not private reads as garbage, as on hardware; after
+    /// LAUNCH_FINISH every page is private) for the target: the 0x34-byte
+    /// header into `hdr_out`, the ciphertext into `trans_out[..len]`.
+    /// Buffers too small → INVALID_LEN with both required lengths (0x34,
+    /// `len`); `gpa`/`len` as in the module documentation. SUPDATE, active.
     pub fn send_update_data(
         &self,
         handle: u32,
@@ -374,7 +381,7 @@ impl Platform {
         }
         self.refresh(&mut inner, op)?;
         inner.check_new_guest_policy(op, policy, share_handle)?;
-        let keys = inner.unwrap_session(op, pdh, session, policy, "source PDH")?;
+        let keys = inner.unwrap_session(op, pdh, session, policy, Peer::SourcePdh)?;
         let cipher = TransportCipher::new(&keys);
         let handle =
             inner.create_guest(op, share_handle, policy, GuestState::ReceiveUpdate, keys)?;

@@ -18,12 +18,13 @@
 //! and write it atomically. **Several processes** may open the same
 //! directory (each is its own PSP sharing the NV state); a process notices
 //! another one's PDH/PEK/ownership change at its next command that uses the
-//! identity (INIT, PLATFORM_STATUS, PEK_CSR, PDH_CERT_EXPORT, GET_ID,
-//! LAUNCH_START, RECEIVE_START, SEND_START, ATTESTATION, ...): each of them
-//! stats the identity file and reloads it when its inode, size or
-//! modification time changed (every write replaces the file by rename, so the
-//! inode always changes). A damaged or vanished identity is reported as
-//! SECURE_DATA_INVALID and never replaced.
+//! identity (INIT, PLATFORM_STATUS, PEK_CSR, PEK_CERT_IMPORT,
+//! PDH_CERT_EXPORT, GET_ID, LAUNCH_START, RECEIVE_START, SEND_START,
+//! ATTESTATION): each of them re-reads the identity file (a few KiB, its
+//! checksum verified; writers replace it by an atomic rename, so no lock is
+//! needed to read it) and reloads the keys when its contents changed. A
+//! damaged or vanished identity is reported as SECURE_DATA_INVALID and never
+//! replaced.
 //!
 //! # Check order
 //!
@@ -51,7 +52,6 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -59,6 +59,7 @@ use sev_proto::abi::{ApiVersion, CommandId, GuestState, Owner, PlatformState, St
 use sev_proto::abi::{GET_ID_LEN, PLATFORM_CHAIN_LEN, SEV_CERT_LEN};
 use sev_proto::cert::{ca, sev as sevcert};
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 pub use error::{FwError, Op, PlatformError, RequiredLen};
 pub use guest::GuestStatusInfo;
@@ -72,7 +73,7 @@ use guest::Guest;
 use identity::Identity;
 
 /// The C-bit position the emulated platform reports (CPUID 0x8000001F
-/// EBX[5:0] on the EPYC parts of every example).
+/// EBX bits 5:0 on the EPYC parts of every example).
 pub const CBITPOS: u32 = 47;
 /// The guest-visible physical-address reduction (SEV-REFERENCE 9.2).
 pub const REDUCED_PHYS_BITS: u32 = 1;
@@ -204,29 +205,6 @@ impl StoredConfig {
     }
 }
 
-/// Identifies one version of the identity file (rename replaces the inode).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime: i64,
-    mtime_nsec: i64,
-}
-
-impl FileStamp {
-    fn of(path: &Path) -> Option<Self> {
-        let m = std::fs::metadata(path).ok()?;
-        Some(FileStamp {
-            dev: m.dev(),
-            ino: m.ino(),
-            len: m.len(),
-            mtime: m.mtime(),
-            mtime_nsec: m.mtime_nsec(),
-        })
-    }
-}
-
 /// One ASID's bookkeeping.
 #[derive(Debug, Clone, Default)]
 struct AsidSlot {
@@ -241,7 +219,8 @@ struct Inner {
     rng: PspRng,
     conf: StoredConfig,
     identity: Identity,
-    stamp: Option<FileStamp>,
+    /// The identity file's payload `identity` was loaded from.
+    identity_payload: Zeroizing<Vec<u8>>,
     state: PlatformState,
     es_enabled: bool,
     guests: BTreeMap<u32, Guest>,
@@ -291,9 +270,10 @@ fn store_err(op: Op) -> impl Fn(StoreError) -> FwError {
         if e.is_damaged() {
             FwError::new(op, Status::SecureDataInvalid, e.to_string())
         } else {
-            // UNCERTAIN (no reference): an I/O failure of the NV storage is
-            // reported as HWERROR_PLATFORM ("hardware error, buffers safe to
-            // reuse"), the closest thing the status list has to a storage fault.
+            // UNCERTAIN (no reference): chose HWERROR_PLATFORM ("hardware
+            // error, buffers safe to reuse") for an I/O failure of the NV
+            // storage, because it is the closest thing the status list has to
+            // a storage fault.
             FwError::new(op, Status::HwErrorPlatform, e.to_string())
         }
     }
@@ -343,6 +323,11 @@ impl Platform {
             .map_err(|e| PlatformError::InvalidOptions(e.into()))?;
         let dir = StateDir::open(dir.as_ref(), true).map_err(PlatformError::Store)?;
         let path = dir.path().to_path_buf();
+        // Cheap check before seconds of key generation (repeated under the
+        // lock before writing).
+        if dir.read(IDENTITY_FILE)?.is_some() {
+            return Err(PlatformError::AlreadyExists { path });
+        }
         let id = identity::generate(&mut *rng, options.api, options.build, options.ark_bits)
             .map_err(|e| PlatformError::Generate(e.to_string()))?;
         let payload = id
@@ -392,18 +377,14 @@ impl Platform {
             Err(e) if e.is_damaged() => Err(damaged(e.to_string())),
             Err(e) => Err(PlatformError::Store(e)),
         };
-        let (payload, conf_payload, stamp) = {
+        let (payload, conf_payload) = {
             let _lock = dir.lock().map_err(PlatformError::Store)?;
             let Some(payload) = read(IDENTITY_FILE)? else {
                 return Err(PlatformError::NotInitialized { path });
             };
             let conf =
                 read(CONFIG_FILE)?.ok_or_else(|| damaged("the config file is missing".into()))?;
-            (
-                payload,
-                conf,
-                FileStamp::of(&dir.path().join(IDENTITY_FILE)),
-            )
+            (payload, conf)
         };
         let record =
             PersistentIdentity::decode(&payload).map_err(|e| damaged(format!("identity: {e}")))?;
@@ -419,7 +400,7 @@ impl Platform {
                 rng,
                 conf,
                 identity,
-                stamp,
+                identity_payload: payload,
                 state: PlatformState::Uninit,
                 es_enabled: false,
                 guests: BTreeMap::new(),
@@ -506,28 +487,38 @@ impl Platform {
         Ok(())
     }
 
-    /// The roots trusted for the SEV policy bit: this platform's own ARK and
-    /// those added with [`Platform::trust_ark`].
-    fn trusted_arks(&self, inner: &Inner, op: Op) -> Result<Vec<Vec<u8>>, FwError> {
+    /// The roots this platform trusts for the SEV policy bit: its own ARK
+    /// first, then those added with [`Platform::trust_ark`] (AMD CA format).
+    pub fn trusted_arks(&self) -> Result<Vec<Vec<u8>>, FwError> {
+        let inner = self.lock();
+        self.trusted_roots(&inner, Op::TrustArk)
+    }
+
+    fn trusted_roots(&self, inner: &Inner, op: Op) -> Result<Vec<Vec<u8>>, FwError> {
+        let own = &inner.identity.ark_cert_bytes;
         let mut roots = read_trusted(&self.dir).map_err(store_err(op))?;
-        roots.insert(0, inner.identity.ark_cert_bytes.clone());
+        roots.retain(|r| r != own);
+        roots.insert(0, own.clone());
         Ok(roots)
     }
 
     // ----- platform commands -------------------------------------------------
 
-    /// Reloads the identity if another process replaced it.
+    /// Re-reads the identity file (atomic renames make a lock unnecessary;
+    /// its checksum is verified on every read) and reloads the keys when its
+    /// contents changed, e.g. by another process's PDH_GEN.
     fn refresh(&self, inner: &mut Inner, op: Op) -> Result<(), FwError> {
-        let stamp = FileStamp::of(&self.dir.path().join(IDENTITY_FILE));
-        if stamp.is_some() && stamp == inner.stamp {
+        let payload = self
+            .dir
+            .read_sealed(IDENTITY_FILE)
+            .map_err(store_err(op))?
+            .ok_or_else(|| damaged_identity(op, "the identity file has disappeared"))?;
+        if payload.as_slice() == inner.identity_payload.as_slice() {
             return Ok(());
         }
-        let record = {
-            let _lock = self.dir.lock().map_err(store_err(op))?;
-            read_identity(&self.dir, op)?
-        };
+        let record = PersistentIdentity::decode(&payload).map_err(|e| damaged_identity(op, e))?;
         inner.identity = Identity::load(&record).map_err(|e| damaged_identity(op, e))?;
-        inner.stamp = stamp;
+        inner.identity_payload = payload;
         log::debug!("reloaded the platform identity (changed by another process)");
         Ok(())
     }
@@ -554,7 +545,7 @@ impl Platform {
             .write_sealed(IDENTITY_FILE, &payload)
             .map_err(store_err(op))?;
         inner.identity = identity;
-        inner.stamp = FileStamp::of(&self.dir.path().join(IDENTITY_FILE));
+        inner.identity_payload = payload;
         Ok(())
     }
 
@@ -581,9 +572,9 @@ impl Platform {
         let mut inner = self.lock();
         Self::require_state(&inner, op, &[PlatformState::Uninit])?;
         if es && !inner.conf.es_capable {
-            // UNCERTAIN (no reference): INIT with the SEV-ES flag on a platform
-            // without SEV-ES is refused with UNSUPPORTED ("feature not
-            // supported").
+            // UNCERTAIN (no reference): chose UNSUPPORTED ("feature not
+            // supported") for INIT with the SEV-ES flag on a platform without
+            // SEV-ES, because that is literally the situation.
             return Err(FwError::new(
                 op,
                 Status::Unsupported,
@@ -666,9 +657,9 @@ impl Platform {
     /// certificate with both signature slots empty, 0x824 bytes) into `out`
     /// and returns its length; `out` shorter than 0x824 → INVALID_LEN with
     /// the required length.
-    // UNCERTAIN (SEV-REFERENCE 12 #12): PEK_CSR is allowed on an externally
-    // owned platform too (it only reads the PEK); PEK_CERT_IMPORT is the
-    // command that answers ALREADY_OWNED.
+    // UNCERTAIN (SEV-REFERENCE 12 #12): chose to allow PEK_CSR on an
+    // externally owned platform too, because it only reads the PEK;
+    // PEK_CERT_IMPORT is the command that answers ALREADY_OWNED.
     pub fn pek_csr(&self, out: &mut [u8]) -> Result<usize, FwError> {
         let op = cmd(CommandId::PekCsr);
         let out_len = out.len();
@@ -692,9 +683,10 @@ impl Platform {
     /// malformed certificates, wrong usages, an OCA API version other than
     /// 0.0 or a PEK key that is not this platform's → INVALID_CERTIFICATE; a
     /// signature that does not verify → BAD_SIGNATURE.
-    // UNCERTAIN (SEV-REFERENCE 12 #12): an externally owned platform answers
-    // ALREADY_OWNED; the owner returns it to self-owned with PEK_GEN or
-    // PLATFORM_RESET before importing another OCA.
+    // UNCERTAIN (SEV-REFERENCE 12 #12): chose ALREADY_OWNED for an import on
+    // an externally owned platform, because silently replacing one owner's
+    // OCA by another's is what the code exists to prevent; the owner returns
+    // the platform to self-owned with PEK_GEN or PLATFORM_RESET first.
     pub fn pek_cert_import(&self, pek: &[u8], oca: &[u8]) -> Result<(), FwError> {
         let op = cmd(CommandId::PekCertImport);
         for (what, buf) in [("PEK", pek), ("OCA", oca)] {
@@ -923,8 +915,9 @@ pub fn guest_command_allowed(cmd: CommandId, state: GuestState) -> bool {
         C::LaunchStart | C::ReceiveStart => state == S::Uninit,
         C::LaunchUpdateData | C::LaunchUpdateVmsa | C::LaunchMeasure => state == S::LaunchUpdate,
         C::LaunchSecret | C::LaunchFinish => state == S::LaunchSecret,
-        // UNCERTAIN (SEV-REFERENCE 12 #16): ATTESTATION is allowed in LSECRET
-        // (the launch digest is final there) as well as RUNNING.
+        // UNCERTAIN (SEV-REFERENCE 12 #16): chose to allow ATTESTATION in
+        // LSECRET as well as RUNNING, because the launch digest is final from
+        // LAUNCH_MEASURE on and the reference's table lists it (starred).
         C::Attestation => matches!(state, S::LaunchSecret | S::Running),
         C::DbgDecrypt | C::DbgEncrypt => {
             matches!(state, S::LaunchUpdate | S::LaunchSecret | S::Running)

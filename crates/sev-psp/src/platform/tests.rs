@@ -751,9 +751,78 @@ fn trusted_roots_are_checked_and_persistent() {
     );
     let (ask, _) = f.p.amd_chain();
     assert_eq!(status_of(f.p.trust_ark(&ask)), Status::InvalidCertificate);
-    f.p.trust_ark(&ark).unwrap();
-    f.p.trust_ark(&ark).unwrap();
-    let inner = f.p.lock();
-    let roots = f.p.trusted_arks(&inner, Op::TrustArk).unwrap();
-    assert_eq!(roots.len(), 2);
+    assert_eq!(f.p.trusted_arks().unwrap(), vec![ark.clone()]);
+    let test = "trusted_roots_are_checked_and_persistent";
+    let Some(milan) = sevm_testutil::fixture(test, "amd-roots/milan-ark.cert") else {
+        return;
+    };
+    f.p.trust_ark(&milan).unwrap();
+    f.p.trust_ark(&milan).unwrap();
+    let reopened = Platform::open(&f.path, seeded_rng(2)).unwrap();
+    assert_eq!(reopened.trusted_arks().unwrap(), vec![ark, milan]);
+}
+
+#[test]
+fn state_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // As Platform::create made them.
+    assert_eq!(mode(template()), 0o700);
+    for name in ["identity", "config"] {
+        assert_eq!(mode(&template().join(name)), 0o600, "{name}");
+    }
+    // As a command that changes persistent state rewrites them.
+    let f = fresh(24);
+    f.p.init(false).unwrap();
+    f.p.pdh_gen().unwrap();
+    f.p.trust_ark(&f.p.amd_chain().1).unwrap();
+    for name in ["identity", "trusted-arks"] {
+        assert_eq!(mode(&f.path.join(name)), 0o600, "{name}");
+    }
+}
+
+#[test]
+fn platform_is_shareable_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Platform>();
+    // Debug shows no key material.
+    let f = fresh(25);
+    let h = simple_guest(&f.p, 0, 5);
+    let shown = format!("{:?} {:?}", f.p, f.p.lock().guests.get(&h));
+    assert!(shown.contains("<redacted>"), "{shown}");
+}
+
+#[test]
+fn concurrent_identity_changes_stay_consistent() {
+    // Two PSPs (as two processes would) on one directory, changing the
+    // identity at the same time: each change is a locked read-modify-write,
+    // so the final PDH is always signed by the final PEK.
+    let f = fresh(26);
+    let other = Platform::open(&f.path, seeded_rng(27)).unwrap();
+    f.p.init(false).unwrap();
+    other.init(false).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..8 {
+                f.p.pek_gen().unwrap();
+            }
+        });
+        s.spawn(|| {
+            for _ in 0..8 {
+                other.pdh_gen().unwrap();
+            }
+        });
+    });
+    for p in [&f.p, &other] {
+        let (pdh, chain) = export(p);
+        let (ask, ark) = p.amd_chain();
+        let full = FullChain::from_parts(
+            Certificate::decode(&pdh).unwrap(),
+            PlatformChain::decode(&chain).unwrap(),
+            CaChain::decode(&[ask, ark.clone()].concat()).unwrap(),
+        );
+        full.verify(&ca::Certificate::decode(&ark).unwrap())
+            .unwrap();
+    }
+    assert_eq!(export(&f.p), export(&other));
 }
