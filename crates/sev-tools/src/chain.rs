@@ -518,8 +518,12 @@ pub struct CaOptions {
     pub roots_dirs: Vec<PathBuf>,
 }
 
-/// Verifies `loaded` to `trust`, running every check and recording each
-/// result (nothing stops at the first failure, so the report is complete).
+/// Verifies `loaded` to `trust`, recording the result of every check (on a
+/// failure every check is run on its own, so the report is complete).
+///
+/// The returned keys come from [`chain::verify_owner_chain`] (scope
+/// `Owner`), run beside the CEK, ASK and ARK checks; they are returned only
+/// when every check of [`Check::ALL`] passed, so the whole chain is verified.
 pub fn verify(
     loaded: LoadedChain,
     ca_opts: &CaOptions,
@@ -548,7 +552,6 @@ pub fn verify(
         },
     };
     let chain = FullChain::from_parts(loaded.pdh, loaded.platform, ca);
-    let mut checks = Vec::with_capacity(Check::ALL.len());
     // The pin: the chain's ARK is used for the remaining checks only once it
     // is shown to be the pinned root; otherwise they run against it anyway
     // (to report them) and the pin check fails.
@@ -567,34 +570,50 @@ pub fn verify(
             })
         }
     };
-    for check in Check::ALL {
-        let failure = if check == Check::ArkPinned {
-            pin_failure.clone()
-        } else {
-            chain
-                .check(check, &chain.ark)
-                .err()
-                .map(|e| error_chain(&e))
-        };
-        checks.push(CheckOutcome {
-            what: describe_check(check).to_string(),
-            failure,
-        });
-    }
-    let all_ok = checks.iter().all(|c| c.failure.is_none());
-    let verified = if all_ok {
-        match chain.verify(&chain.ark) {
-            Ok(v) => Some(v),
-            Err(e) => {
+    // The owner part (OCA, PEK, PDH: three ECDSA verifications, which also
+    // yield the PDH and PEK keys) and the rest (CEK, ASK, ARK) run on two
+    // threads. Only when something fails is every check run on its own, so
+    // that the report names each failing one.
+    let rest = [
+        Check::Positions,
+        Check::AskByArk,
+        Check::CekByAsk,
+        Check::PekByCek,
+        Check::ArkSelf,
+    ];
+    let (owner, rest_ok) = std::thread::scope(|s| {
+        let rest_thread = s.spawn(|| rest.iter().all(|c| chain.check(*c, &chain.ark).is_ok()));
+        let owner = chain.verify_owner_chain();
+        (owner, rest_thread.join().unwrap_or(false))
+    });
+    let mut checks = Vec::with_capacity(Check::ALL.len());
+    let verified = match owner {
+        Ok(v) if rest_ok && pin_failure.is_none() => {
+            for check in Check::ALL {
                 checks.push(CheckOutcome {
-                    what: "complete chain".to_string(),
-                    failure: Some(error_chain(&e)),
+                    what: describe_check(check).to_string(),
+                    failure: None,
                 });
-                None
             }
+            Some(v)
         }
-    } else {
-        None
+        _ => {
+            for check in Check::ALL {
+                let failure = if check == Check::ArkPinned {
+                    pin_failure.clone()
+                } else {
+                    chain
+                        .check(check, &chain.ark)
+                        .err()
+                        .map(|e| error_chain(&e))
+                };
+                checks.push(CheckOutcome {
+                    what: describe_check(check).to_string(),
+                    failure,
+                });
+            }
+            None
+        }
     };
     Ok(Verification {
         chain,
@@ -658,8 +677,9 @@ mod tests {
             v.render()
         );
         assert!(v.render().contains("chain verified"));
-        let (verified, _) = v.into_result().unwrap();
-        assert_eq!(verified.scope(), chain::Scope::Full);
+        let (verified, v) = v.into_result().unwrap();
+        assert_eq!(v.checks.len(), Check::ALL.len());
+        assert_eq!(verified.pdh_api_version(), (0, 22));
 
         // Against Milan's roots: the ARK pin fails and so do the signatures
         // of Milan's ASK on Rome's CEK.

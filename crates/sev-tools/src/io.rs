@@ -198,15 +198,34 @@ pub fn path_or_b64_array<const N: usize>(arg: &str, value: &str) -> Result<[u8; 
 /// temporary file beside its destination (created with the final mode,
 /// fsynced); [`OutputSet::commit`] renames them all into place. Dropping an
 /// uncommitted set removes the temporaries.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OutputSet {
     staged: Vec<(PathBuf, PathBuf)>,
+    sync: bool,
+}
+
+impl Default for OutputSet {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl OutputSet {
-    /// An empty set.
+    /// An empty set whose files are fsynced before the rename.
     pub fn new() -> Self {
-        Self::default()
+        OutputSet {
+            staged: Vec::new(),
+            sync: true,
+        }
+    }
+
+    /// An empty set for scratch files (a launch's temporary work
+    /// directory): still all-or-nothing, without the fsyncs.
+    pub fn scratch() -> Self {
+        OutputSet {
+            staged: Vec::new(),
+            sync: false,
+        }
     }
 
     /// Stages `bytes` for `path` with permission bits `mode` (e.g. 0o600).
@@ -233,7 +252,10 @@ impl OutputSet {
                 .mode(mode)
                 .open(&tmp)?;
             f.write_all(bytes)?;
-            f.sync_all()
+            if self.sync {
+                f.sync_all()?;
+            }
+            Ok(())
         })();
         match result {
             Ok(()) => {

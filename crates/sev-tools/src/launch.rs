@@ -608,7 +608,9 @@ fn run_steps(plan: &Plan, t: &mut Timer<'_>) -> Result<Outcome, LaunchError> {
             check_api("check policy", ApiVersion::new(maj, min), plan.policy)?;
             let paths = SessionPaths::new(&plan.work_dir, "vm").map_err(LaunchError::Session)?;
             let files = session::create(&verified, plan.policy.bits(), &mut rand_core::OsRng);
-            files.write(&paths).map_err(LaunchError::Session)?;
+            files
+                .write_to(&paths, io::OutputSet::scratch())
+                .map_err(LaunchError::Session)?;
             t.done(
                 "create session",
                 format!(

@@ -96,9 +96,13 @@ pub fn from_owner_session(s: &OwnerSession) -> SessionFiles {
 }
 
 impl SessionFiles {
-    /// Writes the four files (0600, all-or-nothing).
+    /// Writes the four files (0600, all-or-nothing, fsynced).
     pub fn write(&self, paths: &SessionPaths) -> Result<(), SessionError> {
-        let mut set = OutputSet::new();
+        self.write_to(paths, OutputSet::new())
+    }
+
+    /// Writes the four files into `set` and commits it.
+    pub fn write_to(&self, paths: &SessionPaths, mut set: OutputSet) -> Result<(), SessionError> {
         set.stage(
             &paths.godh,
             io::b64_encode(&self.godh_cert).as_bytes(),
