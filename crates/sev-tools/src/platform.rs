@@ -36,6 +36,9 @@ pub enum PlatformError {
         /// What failed, with the firmware status where there is one.
         message: String,
     },
+    /// An emulated platform directory could not be created or opened.
+    #[error(transparent)]
+    Open(#[from] sev_psp::PlatformError),
     /// The command is not available on this backend.
     #[error("{0}")]
     Unsupported(String),

@@ -32,10 +32,9 @@ pub struct Cli {
         global = true,
         value_name = "DIR",
         num_args = 0..=1,
-        default_missing_value = "",
         require_equals = true
     )]
-    emulated: Option<PathBuf>,
+    emulated: Option<Option<PathBuf>>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -166,8 +165,8 @@ pub fn default_emulated_dir() -> Result<PathBuf> {
 fn emulated_dir(cli: &Cli) -> Result<Option<PathBuf>> {
     match &cli.emulated {
         None => Ok(None),
-        Some(p) if p.as_os_str().is_empty() => Ok(Some(default_emulated_dir()?)),
-        Some(p) => Ok(Some(p.clone())),
+        Some(None) => Ok(Some(default_emulated_dir()?)),
+        Some(Some(p)) => Ok(Some(p.clone())),
     }
 }
 

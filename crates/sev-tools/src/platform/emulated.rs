@@ -44,13 +44,6 @@ impl Default for InitOptions {
     }
 }
 
-fn psp_err(dir: &Path) -> impl Fn(sev_psp::PlatformError) -> PlatformError + '_ {
-    move |e| PlatformError::Emulated {
-        dir: dir.to_path_buf(),
-        message: e.to_string(),
-    }
-}
-
 impl Emulated {
     /// Creates a platform directory; `false` if it already held a platform
     /// (which is kept as it is).
@@ -64,14 +57,14 @@ impl Emulated {
         match Platform::create(dir, create, sev_psp::rng::os_rng()) {
             Ok(_) => Ok(true),
             Err(sev_psp::PlatformError::AlreadyExists { .. }) => Ok(false),
-            Err(e) => Err(psp_err(dir)(e)),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Opens an existing platform directory.
     pub fn open(dir: &Path) -> Result<Self, PlatformError> {
         Ok(Emulated {
-            platform: Platform::open(dir, sev_psp::rng::os_rng()).map_err(psp_err(dir))?,
+            platform: Platform::open(dir, sev_psp::rng::os_rng())?,
         })
     }
 
