@@ -37,14 +37,20 @@ pub fn testdata_dir() -> Option<PathBuf> {
 /// Reads fixture `rel` (relative to `sev-testdata/`), or reports it missing and returns `None`.
 pub fn fixture(test: &str, rel: &str) -> Option<Vec<u8>> {
     let Some(dir) = testdata_dir() else {
-        skip(test, &format!("fixture {rel}: no shared/sev-testdata found (set SEVM_TESTDATA)"));
+        skip(
+            test,
+            &format!("fixture {rel}: no shared/sev-testdata found (set SEVM_TESTDATA)"),
+        );
         return None;
     };
     let path = dir.join(rel);
     match std::fs::read(&path) {
         Ok(bytes) => Some(bytes),
         Err(e) => {
-            skip(test, &format!("fixture {} not readable: {e}", path.display()));
+            skip(
+                test,
+                &format!("fixture {} not readable: {e}", path.display()),
+            );
             None
         }
     }
@@ -56,7 +62,10 @@ pub fn fixture_path(test: &str, rel: &str) -> Option<PathBuf> {
     match path {
         Some(p) if p.exists() => Some(p),
         _ => {
-            skip(test, &format!("fixture {rel} not found (set SEVM_TESTDATA)"));
+            skip(
+                test,
+                &format!("fixture {rel} not found (set SEVM_TESTDATA)"),
+            );
             None
         }
     }
@@ -64,15 +73,29 @@ pub fn fixture_path(test: &str, rel: &str) -> Option<PathBuf> {
 
 /// A peer program on `PATH` that answers `probe_arg` successfully (e.g. `--version`), or reports it
 /// missing with an install hint.
-pub fn peer_tool(test: &str, program: &str, probe_arg: &str, install_hint: &str) -> Option<PathBuf> {
+pub fn peer_tool(
+    test: &str,
+    program: &str,
+    probe_arg: &str,
+    install_hint: &str,
+) -> Option<PathBuf> {
     match Command::new(program).arg(probe_arg).output() {
         Ok(o) if o.status.success() => Some(PathBuf::from(program)),
         Ok(o) => {
-            skip(test, &format!("{program} {probe_arg} failed ({}); {install_hint}", o.status));
+            skip(
+                test,
+                &format!(
+                    "{program} {probe_arg} failed ({}); {install_hint}",
+                    o.status
+                ),
+            );
             None
         }
         Err(e) => {
-            skip(test, &format!("{program} not runnable ({e}); {install_hint}"));
+            skip(
+                test,
+                &format!("{program} not runnable ({e}); {install_hint}"),
+            );
             None
         }
     }
@@ -80,7 +103,11 @@ pub fn peer_tool(test: &str, program: &str, probe_arg: &str, install_hint: &str)
 
 /// Whether `/dev/kvm` can be opened read-write; reports it missing otherwise.
 pub fn kvm(test: &str) -> bool {
-    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
         Ok(_) => true,
         Err(e) => {
             skip(test, &format!("/dev/kvm not available ({e})"));

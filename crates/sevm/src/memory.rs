@@ -346,6 +346,24 @@ impl GuestRam {
             })
     }
 
+    /// The host virtual address of `gpa..gpa+len` (which must lie inside one
+    /// region), for ioctls that take user addresses (the hardware SEV
+    /// backend's `KVM_MEMORY_ENCRYPT_OP` commands).
+    pub fn host_address(&self, gpa: Gpa, len: u64) -> Result<u64, OutOfRange> {
+        self.regions
+            .iter()
+            .find_map(|m| m.host_range(gpa.0, len))
+            .map(|p| p as u64)
+            .ok_or(OutOfRange { gpa: gpa.0, len })
+    }
+
+    /// Whether `gpa..gpa+len` lies inside one region.
+    pub fn contains(&self, gpa: Gpa, len: u64) -> bool {
+        self.regions
+            .iter()
+            .any(|m| m.host_range(gpa.0, len).is_some())
+    }
+
     /// Copies guest memory at `gpa` into `buf`. The whole range must lie in
     /// one region.
     pub fn read_plain(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), OutOfRange> {
