@@ -8,3 +8,4 @@ pub mod options;
 pub mod qmp;
 pub mod sev;
 pub mod vcpu;
+pub mod vmm;
