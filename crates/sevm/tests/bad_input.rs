@@ -1,6 +1,8 @@
 //! Bad input through the real binary: every option malformed in turn gives
 //! a clear one-line error and exit code 1, never a panic.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::process::Command;

@@ -1,6 +1,8 @@
 //! QMP against the real binary with a guest without SEV: the protocol,
 //! run-state changes, events, garbage, and the guest's exit status.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{assert_exit, demo_image, Sevm};

@@ -1,6 +1,6 @@
 //! Shared helpers of sevm's integration tests: run the real binary, talk
 //! QMP to it, wait for its log lines (event driven: no sleeps).
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
