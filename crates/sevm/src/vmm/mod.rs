@@ -563,6 +563,10 @@ impl Vmm {
             }
         }
         let exit = self.shared.machine.wait_for_exit();
+        log::info!(
+            "guest memory resident at exit: {} KiB",
+            self.shared.machine.guest_memory().resident_bytes() / 1024
+        );
         let (event, result) = match exit {
             MachineExit::GuestExit(v) => (
                 QmpEvent::Shutdown {
