@@ -27,8 +27,9 @@ struct Run {
     code: i32,
 }
 
-/// Runs `program args`, returning its wall time, peak RSS and exit code
+/// Runs `program args` (reaped with `wait4` for its rusage), returning its wall time, peak RSS and exit code
 /// (and the guest memory sevm reports at exit).
+#[allow(clippy::zombie_processes)] // reaped by wait4 below
 fn run(program: &str, args: &[&str]) -> Run {
     let start = Instant::now();
     let child = Command::new(program)
