@@ -838,30 +838,11 @@ pub fn seves_launch_digest(
 
 #[cfg(test)]
 mod testutil {
-    use std::path::PathBuf;
-
     /// Reads a fixture from `shared/sev-testdata`. Missing: prints
     /// `SKIPPED: <test>: <what>` and returns `None`, or panics when
     /// `SEVM_REQUIRE_ALL=1`.
     pub(crate) fn testdata(test: &str, rel: &str) -> Option<Vec<u8>> {
-        let path: PathBuf = [
-            env!("CARGO_MANIFEST_DIR"),
-            "../../../shared/sev-testdata",
-            rel,
-        ]
-        .iter()
-        .collect();
-        match std::fs::read(&path) {
-            Ok(bytes) => Some(bytes),
-            Err(e) => {
-                let what = format!("fixture {} not readable: {e}", path.display());
-                if std::env::var("SEVM_REQUIRE_ALL").as_deref() == Ok("1") {
-                    panic!("{test}: {what} (SEVM_REQUIRE_ALL=1)");
-                }
-                eprintln!("SKIPPED: {test}: {what}");
-                None
-            }
-        }
+        sevm_testutil::fixture(test, rel)
     }
 
     pub(crate) fn unhex(s: &str) -> Vec<u8> {
@@ -1531,17 +1512,7 @@ mod sev_snp_measure_tests {
     /// Whether the tool runs; otherwise prints SKIPPED (or panics under
     /// `SEVM_REQUIRE_ALL=1`).
     fn tool_available(test: &str) -> bool {
-        match Command::new(TOOL).arg("--version").output() {
-            Ok(o) if o.status.success() => true,
-            other => {
-                let what = format!("{TOOL} not runnable ({other:?}); pip install sev-snp-measure");
-                if std::env::var("SEVM_REQUIRE_ALL").as_deref() == Ok("1") {
-                    panic!("{test}: {what} (SEVM_REQUIRE_ALL=1)");
-                }
-                eprintln!("SKIPPED: {test}: {what}");
-                false
-            }
-        }
+        sevm_testutil::peer_tool(test, TOOL, "--version", "pip install sev-snp-measure").is_some()
     }
 
     /// A scratch directory removed on drop.

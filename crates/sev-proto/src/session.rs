@@ -417,22 +417,10 @@ mod tests {
         core::array::from_fn(|i| start + i as u8)
     }
 
-    /// The shared fixture directory, or `None` (after printing SKIPPED) when
+    /// The path of a shared fixture, or `None` (after printing SKIPPED) when
     /// it is missing and `SEVM_REQUIRE_ALL` is not set.
     fn testdata(test: &str, rel: &str) -> Option<PathBuf> {
-        let path = PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/sev-testdata"
-        ))
-        .join(rel);
-        if path.exists() {
-            return Some(path);
-        }
-        if std::env::var("SEVM_REQUIRE_ALL").as_deref() == Ok("1") {
-            panic!("{test}: fixture {} missing", path.display());
-        }
-        eprintln!("SKIPPED: {test}: {} missing", path.display());
-        None
+        sevm_testutil::fixture_path(test, rel)
     }
 
     fn public_key_be(qx: &[u8; 48], qy: &[u8; 48]) -> PublicKey {

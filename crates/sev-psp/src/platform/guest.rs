@@ -1,0 +1,849 @@
+//! Guest contexts and the launch, status, activation and debug commands.
+
+use std::fmt;
+use std::sync::Arc;
+
+use sev_proto::abi::{
+    CommandId, GuestState, PlatformState, Policy, Status, ATTESTATION_REPORT_LEN, MEASURE_LEN,
+    PACKET_HEADER_LEN, SESSION_LEN, SEV_CERT_LEN,
+};
+use sev_proto::attestation::Report;
+use sev_proto::cert::sev::Certificate;
+use sev_proto::measurement::{
+    api_has_measurement_context, launch_measurement_for_api, MeasureBlob,
+};
+use sev_proto::secret::{open_launch_secret, PacketError, PacketHeader, TransportCipher};
+use sev_proto::session::{self, SessionBuffer, TransportKeys};
+use sha2::{Digest, Sha256};
+
+use super::{cmd, guest_command_allowed, FwError, Inner, Op, Platform, MAX_GUESTS};
+use crate::memory::{self, GuestBacking, MemoryState, Region, Vek, PAGE_SIZE};
+
+/// What GUEST_STATUS reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestStatusInfo {
+    /// The guest's handle.
+    pub handle: u32,
+    /// Its policy.
+    pub policy: Policy,
+    /// Its ASID, 0 when inactive.
+    pub asid: u32,
+    /// Its state.
+    pub state: GuestState,
+}
+
+/// A migration session's keys and packet counter.
+pub(crate) struct Transport {
+    pub(crate) cipher: TransportCipher,
+    /// Sequence number of the next packet (bound into its MAC).
+    pub(crate) seq: u64,
+}
+
+/// One guest context (SEV-REFERENCE 13, "Guest context").
+pub(crate) struct Guest {
+    pub(crate) handle: u32,
+    pub(crate) policy: Policy,
+    pub(crate) state: GuestState,
+    /// 0 = inactive.
+    pub(crate) asid: u32,
+    pub(crate) vek: Vek,
+    /// Guests launched sharing a key have the same group.
+    pub(crate) key_group: u64,
+    /// TEK/TIK of the launch (owner's or firmware-chosen).
+    pub(crate) keys: TransportKeys,
+    /// The running launch digest (until LAUNCH_MEASURE).
+    pub(crate) digest: Option<Sha256>,
+    /// The final launch digest (LAUNCH_MEASURE on).
+    pub(crate) ld: Option<[u8; 32]>,
+    /// The launch measurement (needed to check LAUNCH_SECRET MACs).
+    pub(crate) measurement: Option<[u8; 32]>,
+    /// Created on first access to guest memory.
+    pub(crate) memory: Option<Arc<MemoryState>>,
+    /// All memory is private (the guest runs): applied to `memory` when it is
+    /// created later.
+    pub(crate) all_private: bool,
+    pub(crate) send: Option<Transport>,
+    pub(crate) recv: Option<Transport>,
+}
+
+impl fmt::Debug for Guest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guest")
+            .field("handle", &self.handle)
+            .field("policy", &self.policy)
+            .field("state", &self.state)
+            .field("asid", &self.asid)
+            .field("keys", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl Guest {
+    fn new(
+        handle: u32,
+        policy: Policy,
+        state: GuestState,
+        vek: Vek,
+        key_group: u64,
+        keys: TransportKeys,
+    ) -> Self {
+        Guest {
+            handle,
+            policy,
+            state,
+            asid: 0,
+            vek,
+            key_group,
+            keys,
+            digest: Some(Sha256::new()),
+            ld: None,
+            measurement: None,
+            memory: None,
+            all_private: false,
+            send: None,
+            recv: None,
+        }
+    }
+
+    /// The memory-encryption state over `mem`, created on first use. A
+    /// different memory layout than the first one → INVALID_ADDRESS.
+    pub(crate) fn memory(
+        &mut self,
+        op: Op,
+        mem: &dyn GuestBacking,
+    ) -> Result<Arc<MemoryState>, FwError> {
+        let regions = mem.regions();
+        if let Some(state) = &self.memory {
+            if state.regions() != regions.as_slice() {
+                return Err(FwError::new(
+                    op,
+                    Status::InvalidAddress,
+                    format!(
+                        "guest {} was first used with another guest-memory layout",
+                        self.handle
+                    ),
+                ));
+            }
+            return Ok(Arc::clone(state));
+        }
+        let state = MemoryState::new(&self.vek, &regions)
+            .map_err(|e| FwError::new(op, Status::InvalidAddress, e.to_string()))?;
+        if self.all_private {
+            state.mark_all_private();
+        }
+        let state = Arc::new(state);
+        self.memory = Some(Arc::clone(&state));
+        Ok(state)
+    }
+
+    /// Marks all guest memory private (LAUNCH_FINISH, RECEIVE_FINISH).
+    pub(crate) fn mark_all_private(&mut self) {
+        self.all_private = true;
+        if let Some(state) = &self.memory {
+            state.mark_all_private();
+        }
+    }
+}
+
+/// Step 2: `[gpa, gpa + len)` lies in guest memory → else INVALID_ADDRESS.
+pub(crate) fn check_range(
+    op: Op,
+    mem: &dyn GuestBacking,
+    gpa: u64,
+    len: u64,
+) -> Result<(), FwError> {
+    let regions: Vec<Region> = mem.regions();
+    memory::pieces(&regions, gpa, len)
+        .map(|_| ())
+        .map_err(|e| FwError::new(op, Status::InvalidAddress, e.to_string()))
+}
+
+/// Step 2: 16-byte alignment of an address → else INVALID_ADDRESS.
+pub(crate) fn check_aligned16(op: Op, what: &str, gpa: u64) -> Result<(), FwError> {
+    if gpa.is_multiple_of(16) {
+        Ok(())
+    } else {
+        Err(FwError::new(
+            op,
+            Status::InvalidAddress,
+            format!("{what} {gpa:#x} is not 16-byte aligned"),
+        ))
+    }
+}
+
+/// Step 2: a non-zero multiple of 16 → else INVALID_LEN.
+pub(crate) fn check_len16(op: Op, what: &str, len: u64) -> Result<(), FwError> {
+    if len != 0 && len.is_multiple_of(16) {
+        Ok(())
+    } else {
+        Err(FwError::new(
+            op,
+            Status::InvalidLen,
+            format!("{what} {len:#x} is not a non-zero multiple of 16"),
+        ))
+    }
+}
+
+fn policy_failure(op: Op, detail: impl Into<String>) -> FwError {
+    FwError::new(op, Status::PolicyFailure, detail)
+}
+
+impl Inner {
+    /// Steps 3–6 of the check order: platform state, handle, guest state,
+    /// activation.
+    pub(crate) fn guest(
+        &mut self,
+        op: Op,
+        command: CommandId,
+        handle: u32,
+        needs_active: bool,
+    ) -> Result<&mut Guest, FwError> {
+        Platform::require_state(self, op, &[PlatformState::Init, PlatformState::Working])?;
+        let guest = self.guests.get_mut(&handle).ok_or_else(|| {
+            FwError::new(
+                op,
+                Status::InvalidGuest,
+                format!("no guest with handle {handle}"),
+            )
+        })?;
+        if !guest_command_allowed(command, guest.state) {
+            return Err(FwError::new(
+                op,
+                Status::InvalidGuestState,
+                format!("guest {handle} is in state {}", guest.state.fw_name()),
+            ));
+        }
+        if needs_active && guest.asid == 0 {
+            return Err(FwError::new(
+                op,
+                Status::Inactive,
+                format!("guest {handle} is not activated (no ASID)"),
+            ));
+        }
+        Ok(guest)
+    }
+
+    /// Policy checks shared by LAUNCH_START and RECEIVE_START (step 7).
+    pub(crate) fn check_new_guest_policy(
+        &self,
+        op: Op,
+        policy: Policy,
+        share_handle: u32,
+    ) -> Result<(), FwError> {
+        // UNCERTAIN (no reference): reserved policy bits 15:6 are refused with
+        // POLICY_FAILURE rather than INVALID_PARAM.
+        if policy.reserved_bits() != 0 {
+            return Err(policy_failure(
+                op,
+                format!(
+                    "policy {policy} sets reserved bits {:#x}",
+                    policy.reserved_bits()
+                ),
+            ));
+        }
+        if policy.es() && !self.es_enabled {
+            return Err(policy_failure(
+                op,
+                "policy requires SEV-ES but the platform was INIT without SEV-ES",
+            ));
+        }
+        // UNCERTAIN (SEV-REFERENCE 1.1, 12 #10): the policy's API minimum is
+        // also enforced at LAUNCH_START and RECEIVE_START, as recommended.
+        if policy.min_api() > self.identity.api {
+            return Err(policy_failure(
+                op,
+                format!(
+                    "policy requires firmware API {} but this platform runs {}",
+                    policy.min_api(),
+                    self.identity.api
+                ),
+            ));
+        }
+        if share_handle != 0 {
+            // UNCERTAIN (SEV-REFERENCE 12 #11): key sharing is refused when
+            // either guest's policy has NOKS.
+            let other = self.guests.get(&share_handle).map(|g| g.policy);
+            if policy.noks() || other.is_some_and(|p| p.noks()) {
+                return Err(policy_failure(
+                    op,
+                    format!("key sharing with guest {share_handle} refused: NOKS"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a guest after every check passed (step 9): a new handle, a new
+    /// VEK or the shared guest's, platform INIT → WORKING.
+    pub(crate) fn create_guest(
+        &mut self,
+        op: Op,
+        share_handle: u32,
+        policy: Policy,
+        state: GuestState,
+        keys: TransportKeys,
+    ) -> Result<u32, FwError> {
+        if self.guests.len() >= MAX_GUESTS {
+            return Err(FwError::new(
+                op,
+                Status::ResourceLimit,
+                format!("{MAX_GUESTS} guests exist already"),
+            ));
+        }
+        let (vek, key_group) = match self.guests.get(&share_handle) {
+            Some(g) if share_handle != 0 => (g.vek.clone(), g.key_group),
+            _ => {
+                let group = self.next_key_group;
+                self.next_key_group = self.next_key_group.wrapping_add(1);
+                (Vek::generate(&mut self.rng), group)
+            }
+        };
+        let mut handle = self.next_handle;
+        while handle == 0 || self.guests.contains_key(&handle) {
+            handle = handle.wrapping_add(1);
+        }
+        self.next_handle = handle.wrapping_add(1);
+        self.guests.insert(
+            handle,
+            Guest::new(handle, policy, state, vek, key_group, keys),
+        );
+        self.state = PlatformState::Working;
+        Ok(handle)
+    }
+
+    /// ECDH with this platform's PDH and the unwrap of a session buffer
+    /// (LAUNCH_START with a session, RECEIVE_START): step 8.
+    pub(crate) fn unwrap_session(
+        &self,
+        op: Op,
+        peer_cert: &[u8],
+        session_bytes: &[u8],
+        policy: Policy,
+        what: &str,
+    ) -> Result<TransportKeys, FwError> {
+        let peer = Certificate::validate_godh_bytes(peer_cert).map_err(|e| {
+            FwError::new(
+                op,
+                Status::InvalidCertificate,
+                format!("{what} certificate: {e}"),
+            )
+        })?;
+        let session = SessionBuffer::decode(session_bytes)
+            .map_err(|e| FwError::invalid_len(op, SESSION_LEN, e.to_string()))?;
+        let z = session::shared_secret(&self.identity.pdh, &peer);
+        // UNCERTAIN (SEV-REFERENCE 5.4, 12 #2): WRAP_MAC and POLICY_MAC
+        // failures both return BAD_MEASUREMENT.
+        session::unwrap(z.as_slice(), &session, policy.bits())
+            .map_err(|e| FwError::new(op, Status::BadMeasurement, e.to_string()))
+    }
+}
+
+impl Platform {
+    /// LAUNCH_START: creates a guest in LUPDATE and returns its handle.
+    ///
+    /// * `share_handle` 0: a fresh VEK; otherwise the VEK of that guest is
+    ///   shared (POLICY_FAILURE if either policy has NOKS).
+    /// * `godh` and `session` both given (0x824 and 0x80 bytes): the owner's
+    ///   session is unwrapped (GODH → INVALID_CERTIFICATE, WRAP_MAC and
+    ///   POLICY_MAC → BAD_MEASUREMENT). Both absent: the firmware chooses
+    ///   TEK/TIK itself (an unattestable launch, QEMU's default). One without
+    ///   the other → INVALID_PARAM.
+    /// * Policy: reserved bits, ES without SEV-ES INIT, an API minimum above
+    ///   this firmware → POLICY_FAILURE.
+    pub fn launch_start(
+        &self,
+        share_handle: u32,
+        policy: Policy,
+        godh: Option<&[u8]>,
+        session: Option<&[u8]>,
+    ) -> Result<u32, FwError> {
+        let op = cmd(CommandId::LaunchStart);
+        if let Some(g) = godh {
+            if g.len() != SEV_CERT_LEN {
+                return Err(FwError::invalid_len(
+                    op,
+                    SEV_CERT_LEN,
+                    format!("GODH certificate is {} bytes", g.len()),
+                ));
+            }
+        }
+        if let Some(s) = session {
+            if s.len() != SESSION_LEN {
+                return Err(FwError::invalid_len(
+                    op,
+                    SESSION_LEN,
+                    format!("session buffer is {} bytes", s.len()),
+                ));
+            }
+        }
+        if godh.is_some() != session.is_some() {
+            return Err(FwError::new(
+                op,
+                Status::InvalidParam,
+                "GODH certificate and session must be given together",
+            ));
+        }
+        let mut inner = self.lock();
+        Self::require_state(&inner, op, &[PlatformState::Init, PlatformState::Working])?;
+        if share_handle != 0 && !inner.guests.contains_key(&share_handle) {
+            return Err(FwError::new(
+                op,
+                Status::InvalidGuest,
+                format!("no guest with handle {share_handle} to share a key with"),
+            ));
+        }
+        self.refresh(&mut inner, op)?;
+        inner.check_new_guest_policy(op, policy, share_handle)?;
+        let keys = match (godh, session) {
+            (Some(g), Some(s)) => inner.unwrap_session(op, g, s, policy, "GODH")?,
+            _ => TransportKeys::random(&mut inner.rng),
+        };
+        let handle =
+            inner.create_guest(op, share_handle, policy, GuestState::LaunchUpdate, keys)?;
+        log::debug!("LAUNCH_START: guest {handle}, policy {policy}");
+        Ok(handle)
+    }
+
+    /// ACTIVATE: binds the guest's key to `asid`. SEV-ES guests need an
+    /// ASID in `1..min_sev_asid`, others `min_sev_asid..=max_asid`
+    /// (INVALID_ASID); an ASID bound to a guest with another key →
+    /// ASID_OWNED; an ASID released without DF_FLUSH since →
+    /// DFFLUSH_REQUIRED. Re-activating on the same ASID is a no-op.
+    // UNCERTAIN (SEV-REFERENCE 2.3 ACTIVATE): ES guests on non-ES ASIDs (and
+    // the reverse) are refused with INVALID_ASID; activating an active guest
+    // on a different ASID is refused with ACTIVE.
+    pub fn activate(&self, handle: u32, asid: u32) -> Result<(), FwError> {
+        let op = cmd(CommandId::Activate);
+        let mut inner = self.lock();
+        let (max, min_sev) = (inner.conf.max_asid, inner.conf.min_sev_asid);
+        let guest = inner.guest(op, CommandId::Activate, handle, false)?;
+        let (es, current, group) = (guest.policy.es(), guest.asid, guest.key_group);
+        let range_ok = if es {
+            asid >= 1 && asid < min_sev
+        } else {
+            asid >= min_sev && asid <= max
+        };
+        if !range_ok {
+            return Err(FwError::new(
+                op,
+                Status::InvalidAsid,
+                format!(
+                    "ASID {asid} is outside the {} range {}",
+                    if es { "SEV-ES" } else { "SEV" },
+                    if es {
+                        format!("1..={}", min_sev.saturating_sub(1))
+                    } else {
+                        format!("{min_sev}..={max}")
+                    }
+                ),
+            ));
+        }
+        if current == asid {
+            return Ok(());
+        }
+        if current != 0 {
+            return Err(FwError::new(
+                op,
+                Status::Active,
+                format!("guest {handle} is already active on ASID {current}"),
+            ));
+        }
+        let index = usize::try_from(asid).unwrap_or(usize::MAX);
+        let owners_groups: Vec<u64> = {
+            let slot = inner.asids.get(index).ok_or_else(|| {
+                FwError::new(op, Status::InvalidAsid, format!("ASID {asid} out of range"))
+            })?;
+            if slot.needs_flush && slot.owners.is_empty() {
+                return Err(FwError::new(
+                    op,
+                    Status::DfFlushRequired,
+                    format!("ASID {asid} was released; DF_FLUSH first"),
+                ));
+            }
+            slot.owners
+                .iter()
+                .filter_map(|h| inner.guests.get(h).map(|g| g.key_group))
+                .collect()
+        };
+        if owners_groups.iter().any(|g| *g != group) {
+            return Err(FwError::new(
+                op,
+                Status::AsidOwned,
+                format!("ASID {asid} is bound to another guest"),
+            ));
+        }
+        if let Some(slot) = inner.asids.get_mut(index) {
+            slot.owners.push(handle);
+        }
+        if let Some(g) = inner.guests.get_mut(&handle) {
+            g.asid = asid;
+        }
+        Ok(())
+    }
+
+    /// DEACTIVATE: unbinds the guest from its ASID (a no-op when inactive);
+    /// the ASID needs DF_FLUSH before reuse once no guest holds it.
+    pub fn deactivate(&self, handle: u32) -> Result<(), FwError> {
+        let op = cmd(CommandId::Deactivate);
+        let mut inner = self.lock();
+        let guest = inner.guest(op, CommandId::Deactivate, handle, false)?;
+        let asid = std::mem::take(&mut guest.asid);
+        if asid != 0 {
+            if let Some(slot) = inner
+                .asids
+                .get_mut(usize::try_from(asid).unwrap_or(usize::MAX))
+            {
+                slot.owners.retain(|h| *h != handle);
+                if slot.owners.is_empty() {
+                    slot.needs_flush = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// DECOMMISSION: deletes the guest context (ACTIVE if still active);
+    /// the last guest gone moves the platform WORKING → INIT.
+    pub fn decommission(&self, handle: u32) -> Result<(), FwError> {
+        let op = cmd(CommandId::Decommission);
+        let mut inner = self.lock();
+        let guest = inner.guest(op, CommandId::Decommission, handle, false)?;
+        if guest.asid != 0 {
+            return Err(FwError::new(
+                op,
+                Status::Active,
+                format!(
+                    "guest {handle} is active on ASID {}; DEACTIVATE first",
+                    guest.asid
+                ),
+            ));
+        }
+        inner.guests.remove(&handle);
+        if inner.guests.is_empty() {
+            inner.state = PlatformState::Init;
+        }
+        log::debug!("DECOMMISSION: guest {handle}");
+        Ok(())
+    }
+
+    /// GUEST_STATUS: policy, ASID and state of the guest.
+    pub fn guest_status(&self, handle: u32) -> Result<GuestStatusInfo, FwError> {
+        let op = cmd(CommandId::GuestStatus);
+        let mut inner = self.lock();
+        let g = inner.guest(op, CommandId::GuestStatus, handle, false)?;
+        Ok(GuestStatusInfo {
+            handle,
+            policy: g.policy,
+            asid: g.asid,
+            state: g.state,
+        })
+    }
+
+    /// LAUNCH_UPDATE_DATA: measures `len` plaintext bytes at `gpa` (appends
+    /// them to the launch digest) and encrypts them in place (the pages turn
+    /// private). `gpa` 16-byte aligned (INVALID_ADDRESS), `len` a non-zero
+    /// multiple of 16 (INVALID_LEN), inside guest memory (INVALID_ADDRESS);
+    /// LUPDATE; active.
+    pub fn launch_update_data(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        gpa: u64,
+        len: u32,
+    ) -> Result<(), FwError> {
+        let op = cmd(CommandId::LaunchUpdateData);
+        check_aligned16(op, "PADDR", gpa)?;
+        check_len16(op, "LEN", u64::from(len))?;
+        check_range(op, mem, gpa, u64::from(len))?;
+        let mut inner = self.lock();
+        let guest = inner.guest(op, CommandId::LaunchUpdateData, handle, true)?;
+        let state = guest.memory(op, mem)?;
+        let digest = guest.digest.as_mut().ok_or_else(|| {
+            FwError::new(op, Status::InvalidGuestState, "launch digest already final")
+        })?;
+        measure_region(op, mem, digest, gpa, u64::from(len))?;
+        state
+            .mark_private(gpa, u64::from(len))
+            .map_err(|e| FwError::new(op, Status::InvalidAddress, e.to_string()))
+    }
+
+    /// LAUNCH_UPDATE_VMSA: measures and encrypts one 4 KiB VMSA page at `gpa`
+    /// (page aligned → else INVALID_ADDRESS; `len` 4096 → else INVALID_LEN).
+    /// The guest's policy must have ES.
+    // UNCERTAIN (brief; SEV-REFERENCE 2.3): LAUNCH_UPDATE_VMSA for a guest
+    // whose policy lacks ES is refused with POLICY_FAILURE.
+    pub fn launch_update_vmsa(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        gpa: u64,
+        len: u32,
+    ) -> Result<(), FwError> {
+        let op = cmd(CommandId::LaunchUpdateVmsa);
+        check_vmsa_args(op, mem, gpa, len)?;
+        let mut inner = self.lock();
+        let guest = inner.guest(op, CommandId::LaunchUpdateVmsa, handle, true)?;
+        if !guest.policy.es() {
+            return Err(policy_failure(op, "LAUNCH_UPDATE_VMSA needs policy ES"));
+        }
+        let state = guest.memory(op, mem)?;
+        let digest = guest.digest.as_mut().ok_or_else(|| {
+            FwError::new(op, Status::InvalidGuestState, "launch digest already final")
+        })?;
+        measure_region(op, mem, digest, gpa, PAGE_SIZE)?;
+        state
+            .mark_private(gpa, PAGE_SIZE)
+            .map_err(|e| FwError::new(op, Status::InvalidAddress, e.to_string()))
+    }
+
+    /// LAUNCH_MEASURE: finalises the launch digest, draws a fresh MNONCE and
+    /// writes MEASUREMENT ‖ MNONCE (48 bytes) into `out`; LUPDATE → LSECRET.
+    /// `out` shorter than 48 → INVALID_LEN with 48.
+    pub fn launch_measure(&self, handle: u32, out: &mut [u8]) -> Result<usize, FwError> {
+        let op = cmd(CommandId::LaunchMeasure);
+        let out_len = out.len();
+        let dst = out.get_mut(..MEASURE_LEN).ok_or_else(|| {
+            FwError::invalid_len(op, MEASURE_LEN, format!("buffer is {out_len} bytes"))
+        })?;
+        let mut inner = self.lock();
+        let (api, build) = (inner.identity.api, inner.identity.build);
+        let mut mnonce = [0u8; 16];
+        inner.rng.fill_bytes(&mut mnonce);
+        let guest = inner.guest(op, CommandId::LaunchMeasure, handle, false)?;
+        let ld: [u8; 32] = guest
+            .digest
+            .take()
+            .map(|d| d.finalize().into())
+            .unwrap_or_default();
+        let measurement = launch_measurement_for_api(
+            &guest.keys.tik,
+            api.major,
+            api.minor,
+            build,
+            guest.policy.bits(),
+            &ld,
+            &mnonce,
+        );
+        guest.ld = Some(ld);
+        guest.measurement = Some(measurement);
+        guest.state = GuestState::LaunchSecret;
+        dst.copy_from_slice(
+            &MeasureBlob {
+                measurement,
+                mnonce,
+            }
+            .to_bytes(),
+        );
+        Ok(MEASURE_LEN)
+    }
+
+    /// LAUNCH_SECRET: checks the owner's packet (header `hdr`, ciphertext
+    /// `trans`) against the TIK and the launch measurement and writes the
+    /// decrypted secret at `guest_gpa` (the pages turn private). Nothing is
+    /// written unless every check passed.
+    ///
+    /// Step 2: header 0x34 bytes (INVALID_LEN); `guest_gpa` 16-byte aligned
+    /// (INVALID_ADDRESS); `trans` a non-zero multiple of 16 and equal to
+    /// `guest_len` (INVALID_LEN); the destination inside guest memory
+    /// (INVALID_ADDRESS). Then LSECRET, active; FLAGS.COMPRESSED →
+    /// UNSUPPORTED, other FLAGS bits → INVALID_PARAM, MAC → BAD_MEASUREMENT.
+    // UNCERTAIN (SEV-REFERENCE 7.2, 12 #2, #14): the codes above; equal
+    // lengths and 16-byte multiples are required.
+    pub fn launch_secret(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        hdr: &[u8],
+        guest_gpa: u64,
+        guest_len: u32,
+        trans: &[u8],
+    ) -> Result<(), FwError> {
+        let op = cmd(CommandId::LaunchSecret);
+        let header = PacketHeader::decode(hdr)
+            .map_err(|e| FwError::invalid_len(op, PACKET_HEADER_LEN, e.to_string()))?;
+        check_aligned16(op, "GUEST_PADDR", guest_gpa)?;
+        check_len16(op, "TRANS_LEN", trans.len() as u64)?;
+        if u64::from(guest_len) != trans.len() as u64 {
+            return Err(FwError::new(
+                op,
+                Status::InvalidLen,
+                format!(
+                    "GUEST_LEN {guest_len:#x} differs from TRANS_LEN {:#x}",
+                    trans.len()
+                ),
+            ));
+        }
+        check_range(op, mem, guest_gpa, u64::from(guest_len))?;
+        let mut inner = self.lock();
+        let (api_major, api_minor) = (inner.identity.api.major, inner.identity.api.minor);
+        let guest = inner.guest(op, CommandId::LaunchSecret, handle, true)?;
+        let measurement = guest.measurement.unwrap_or_default();
+        let trailer = api_has_measurement_context(api_major, api_minor).then_some(&measurement);
+        let plain = open_launch_secret(&guest.keys, &header, guest_len, trans, trailer)
+            .map_err(|e| packet_error(op, e))?;
+        let state = guest.memory(op, mem)?;
+        memory::firmware_write(mem, guest_gpa, &plain)
+            .map_err(|e| FwError::new(op, Status::InvalidAddress, e.to_string()))?;
+        state
+            .mark_private(guest_gpa, u64::from(guest_len))
+            .map_err(|e| FwError::new(op, Status::InvalidAddress, e.to_string()))?;
+        log::debug!("LAUNCH_SECRET: guest {handle}, {guest_len} bytes at {guest_gpa:#x}");
+        Ok(())
+    }
+
+    /// LAUNCH_FINISH: LSECRET → RUNNING; all guest memory turns private.
+    pub fn launch_finish(&self, handle: u32) -> Result<(), FwError> {
+        let op = cmd(CommandId::LaunchFinish);
+        let mut inner = self.lock();
+        let guest = inner.guest(op, CommandId::LaunchFinish, handle, false)?;
+        guest.state = GuestState::Running;
+        guest.mark_all_private();
+        log::debug!("LAUNCH_FINISH: guest {handle} running");
+        Ok(())
+    }
+
+    /// ATTESTATION: the 0xD0-byte report (MNONCE ‖ launch digest ‖ policy,
+    /// signed with the PEK) into `out`; returns 0xD0. `out` too small →
+    /// INVALID_LEN with 0xD0. LSECRET or RUNNING.
+    // UNCERTAIN (no reference): a guest that reached RUNNING by RECEIVE_*
+    // has no launch digest on this platform; its report carries 32 zero
+    // bytes there.
+    pub fn attestation(
+        &self,
+        handle: u32,
+        mnonce: &[u8; 16],
+        out: &mut [u8],
+    ) -> Result<usize, FwError> {
+        let op = cmd(CommandId::Attestation);
+        let out_len = out.len();
+        let dst = out.get_mut(..ATTESTATION_REPORT_LEN).ok_or_else(|| {
+            FwError::invalid_len(
+                op,
+                ATTESTATION_REPORT_LEN,
+                format!("buffer is {out_len} bytes"),
+            )
+        })?;
+        let mut inner = self.lock();
+        inner.guest(op, CommandId::Attestation, handle, false)?;
+        self.refresh(&mut inner, op)?;
+        let guest = inner.guest(op, CommandId::Attestation, handle, false)?;
+        let (ld, policy) = (guest.ld.unwrap_or_default(), guest.policy.bits());
+        let report = Report::sign(*mnonce, ld, policy, &inner.identity.pek)
+            .map_err(|e| FwError::new(op, Status::HwErrorPlatform, e.to_string()))?;
+        dst.copy_from_slice(&report.encode());
+        Ok(ATTESTATION_REPORT_LEN)
+    }
+
+    /// DBG_DECRYPT: reads `dst.len()` bytes at `src_gpa` decrypted with the
+    /// guest's key (private pages yield their plaintext, shared pages
+    /// garbage, as on hardware). 16-byte alignment and length enforced as the
+    /// firmware does (the VMM bounces like KVM). NODBG → POLICY_FAILURE.
+    pub fn dbg_decrypt(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        src_gpa: u64,
+        dst: &mut [u8],
+    ) -> Result<(), FwError> {
+        let op = cmd(CommandId::DbgDecrypt);
+        check_aligned16(op, "SRC_PADDR", src_gpa)?;
+        check_len16(op, "LEN", dst.len() as u64)?;
+        check_range(op, mem, src_gpa, dst.len() as u64)?;
+        let mut inner = self.lock();
+        let guest = inner.guest(op, CommandId::DbgDecrypt, handle, true)?;
+        if guest.policy.nodbg() {
+            return Err(policy_failure(op, "guest policy has NODBG"));
+        }
+        let state = guest.memory(op, mem)?;
+        memory::decrypt_from_guest(mem, &state, src_gpa, dst)
+            .map_err(|e| FwError::new(op, Status::InvalidAddress, e.to_string()))
+    }
+
+    /// DBG_ENCRYPT: writes `src` at `dst_gpa` encrypted with the guest's key
+    /// (the guest reads `src`; the pages turn private). Alignment, length
+    /// and NODBG as for [`Platform::dbg_decrypt`].
+    pub fn dbg_encrypt(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        src: &[u8],
+        dst_gpa: u64,
+    ) -> Result<(), FwError> {
+        let op = cmd(CommandId::DbgEncrypt);
+        check_aligned16(op, "DST_PADDR", dst_gpa)?;
+        check_len16(op, "LEN", src.len() as u64)?;
+        check_range(op, mem, dst_gpa, src.len() as u64)?;
+        let mut inner = self.lock();
+        let guest = inner.guest(op, CommandId::DbgEncrypt, handle, true)?;
+        if guest.policy.nodbg() {
+            return Err(policy_failure(op, "guest policy has NODBG"));
+        }
+        let state = guest.memory(op, mem)?;
+        memory::encrypt_for_guest(mem, &state, dst_gpa, src)
+            .map_err(|e| FwError::new(op, Status::InvalidAddress, e.to_string()))
+    }
+}
+
+/// Step 2 of the VMSA commands: a page-aligned 4 KiB page in guest memory.
+pub(crate) fn check_vmsa_args(
+    op: Op,
+    mem: &dyn GuestBacking,
+    gpa: u64,
+    len: u32,
+) -> Result<(), FwError> {
+    if !gpa.is_multiple_of(PAGE_SIZE) {
+        return Err(FwError::new(
+            op,
+            Status::InvalidAddress,
+            format!("VMSA address {gpa:#x} is not 4 KiB aligned"),
+        ));
+    }
+    if u64::from(len) != PAGE_SIZE {
+        return Err(FwError::new(
+            op,
+            Status::InvalidLen,
+            format!("VMSA length {len:#x} is not 0x1000"),
+        ));
+    }
+    check_range(op, mem, gpa, PAGE_SIZE)
+}
+
+/// Appends the plaintext of `[gpa, gpa + len)` to `digest`, in chunks
+/// through a scratch buffer that stays in cache.
+fn measure_region(
+    op: Op,
+    mem: &dyn GuestBacking,
+    digest: &mut Sha256,
+    gpa: u64,
+    len: u64,
+) -> Result<(), FwError> {
+    const CHUNK: u64 = 64 * 1024;
+    let mut scratch = vec![0u8; usize::try_from(len.min(CHUNK)).unwrap_or(0)];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(CHUNK);
+        let buf = scratch
+            .get_mut(..usize::try_from(n).unwrap_or(usize::MAX))
+            .ok_or_else(|| FwError::new(op, Status::InvalidLen, "chunk"))?;
+        memory::firmware_read(mem, gpa + done, buf)
+            .map_err(|e| FwError::new(op, Status::InvalidAddress, e.to_string()))?;
+        digest.update(&*buf);
+        done += n;
+    }
+    Ok(())
+}
+
+/// Maps a packet check failure to its status code.
+pub(crate) fn packet_error(op: Op, e: PacketError) -> FwError {
+    let status = match e {
+        PacketError::Mac => Status::BadMeasurement,
+        PacketError::Compressed => Status::Unsupported,
+        PacketError::ReservedFlags { .. } => Status::InvalidParam,
+        PacketError::HeaderLength { .. }
+        | PacketError::LengthMismatch { .. }
+        | PacketError::NotBlockMultiple { .. }
+        | PacketError::Empty
+        | PacketError::TooLong { .. } => Status::InvalidLen,
+    };
+    FwError::new(op, status, e.to_string())
+}

@@ -1,0 +1,939 @@
+//! The emulated AMD Secure Processor's SEV firmware: one [`Platform`] per
+//! process, modelled at the level of KVM's ioctls (host buffers are slices,
+//! guest addresses are guest-physical addresses into a [`GuestBacking`]).
+//!
+//! # Persistent and volatile state
+//!
+//! A platform directory ([`crate::store::StateDir`]) holds what real firmware
+//! keeps in its non-volatile storage (INIT_EX's NV file): the identity (chip
+//! id, CEK, OCA, PEK, PDH, the emulated ARK/ASK and every certificate; file
+//! `identity`), the platform's fixed configuration (file `config`) and the
+//! roots this platform trusts for the SEV policy bit besides its own ARK
+//! (file `trusted-arks`). Volatile state — the platform state machine, the
+//! SEV-ES flag of INIT, the guests and the ASID table — lives in the
+//! [`Platform`] object, as on hardware it lives in the PSP's RAM.
+//!
+//! Commands that change persistent state (PLATFORM_RESET, PEK_GEN, PDH_GEN,
+//! PEK_CERT_IMPORT) take the directory lock, re-read the identity, modify it
+//! and write it atomically. **Several processes** may open the same
+//! directory (each is its own PSP sharing the NV state); a process notices
+//! another one's PDH/PEK/ownership change at its next command that uses the
+//! identity (INIT, PLATFORM_STATUS, PEK_CSR, PDH_CERT_EXPORT, GET_ID,
+//! LAUNCH_START, RECEIVE_START, SEND_START, ATTESTATION, ...): each of them
+//! stats the identity file and reloads it when its inode, size or
+//! modification time changed (every write replaces the file by rename, so the
+//! inode always changes). A damaged or vanished identity is reported as
+//! SECURE_DATA_INVALID and never replaced.
+//!
+//! # Check order
+//!
+//! Every command checks, in this order (SEV-REFERENCE 13): buffer lengths
+//! and addresses (INVALID_LEN with the required length written back,
+//! INVALID_ADDRESS), platform state (INVALID_PLATFORM_STATE), the handle
+//! (INVALID_GUEST), the guest state (INVALID_GUEST_STATE, per the table of
+//! SEV-REFERENCE 1.4), activation (INACTIVE), the policy (POLICY_FAILURE),
+//! cryptographic checks (INVALID_CERTIFICATE / BAD_SIGNATURE /
+//! BAD_MEASUREMENT); only then does it change anything.
+//!
+//! # Emulated, not hardware
+//!
+//! [`Platform::config`] reports `emulated: true`; the certificate chain is
+//! rooted in this platform's own ARK ([`Platform::amd_chain`]), which a guest
+//! owner must trust explicitly. Logs never contain keys.
+
+mod error;
+mod guest;
+mod identity;
+mod migrate;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use sev_proto::abi::{ApiVersion, CommandId, GuestState, Owner, PlatformState, Status};
+use sev_proto::abi::{GET_ID_LEN, PLATFORM_CHAIN_LEN, SEV_CERT_LEN};
+use sev_proto::cert::{ca, sev as sevcert};
+use subtle::ConstantTimeEq;
+
+pub use error::{FwError, Op, PlatformError, RequiredLen};
+pub use guest::GuestStatusInfo;
+pub use sev_proto::abi::buffers::PlatformStatusInfo;
+
+use crate::memory::{GuestBacking, MemoryState};
+use crate::rng::PspRng;
+use crate::store::record::{RecordReader, RecordWriter};
+use crate::store::{PersistentIdentity, StateDir, StoreError};
+use guest::Guest;
+use identity::Identity;
+
+/// The C-bit position the emulated platform reports (CPUID 0x8000001F
+/// EBX[5:0] on the EPYC parts of every example).
+pub const CBITPOS: u32 = 47;
+/// The guest-visible physical-address reduction (SEV-REFERENCE 9.2).
+pub const REDUCED_PHYS_BITS: u32 = 1;
+
+const IDENTITY_FILE: &str = "identity";
+const CONFIG_FILE: &str = "config";
+const TRUSTED_ARKS_FILE: &str = "trusted-arks";
+/// Most guests that may exist at once (RESOURCE_LIMIT beyond).
+const MAX_GUESTS: usize = 4096;
+
+/// How to make a new platform identity ([`Platform::create`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreateOptions {
+    /// Firmware API version reported everywhere (PLATFORM_STATUS, the
+    /// certificates, the measurement).
+    pub api: ApiVersion,
+    /// Firmware build id.
+    pub build: u8,
+    /// Size of the emulated ARK and ASK RSA keys: 4096 (default, as AMD's
+    /// roots since Rome) or 2048 (fast, for tests).
+    pub ark_bits: u32,
+    /// Whether the platform supports SEV-ES (INIT with the ES flag).
+    pub es_capable: bool,
+    /// Largest ASID (CPUID 0x8000001F ECX).
+    pub max_asid: u32,
+    /// First ASID for plain SEV guests (CPUID 0x8000001F EDX); ASIDs
+    /// `1..min_sev_asid` are for SEV-ES guests.
+    pub min_sev_asid: u32,
+}
+
+impl Default for CreateOptions {
+    /// API 1.55 build 21 (a current Milan-class firmware), 4096-bit roots,
+    /// SEV-ES capable, ES ASIDs 1..=99, SEV ASIDs 100..=509.
+    fn default() -> Self {
+        CreateOptions {
+            api: ApiVersion::new(1, 55),
+            build: 21,
+            ark_bits: 4096,
+            es_capable: true,
+            max_asid: 509,
+            min_sev_asid: 100,
+        }
+    }
+}
+
+/// The platform's fixed configuration ([`Platform::config`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformConfig {
+    /// Always true: this is the emulated platform, not AMD hardware.
+    pub emulated: bool,
+    /// Firmware API version.
+    pub api: ApiVersion,
+    /// Firmware build id.
+    pub build: u8,
+    /// C-bit position ([`CBITPOS`]).
+    pub cbitpos: u32,
+    /// Reduced physical-address bits ([`REDUCED_PHYS_BITS`]).
+    pub reduced_phys_bits: u32,
+    /// Largest ASID.
+    pub max_asid: u32,
+    /// First plain-SEV ASID; `1..min_sev_asid` are SEV-ES ASIDs.
+    pub min_sev_asid: u32,
+    /// Whether INIT accepts the SEV-ES flag.
+    pub es_capable: bool,
+    /// KEY_ID of the emulated ARK (the root a guest owner must trust).
+    pub ark_key_id: [u8; 16],
+}
+
+/// The fixed configuration as stored in the `config` file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StoredConfig {
+    es_capable: bool,
+    max_asid: u32,
+    min_sev_asid: u32,
+}
+
+mod config_tag {
+    pub const ES_CAPABLE: u16 = 0x0001;
+    pub const ASIDS: u16 = 0x0002;
+    pub const TRUSTED_ARK: u16 = 0x0001;
+}
+
+impl StoredConfig {
+    fn encode(&self) -> Result<Vec<u8>, crate::store::RecordError> {
+        let mut w = RecordWriter::new();
+        w.put(config_tag::ES_CAPABLE, &[u8::from(self.es_capable)])?;
+        let mut asids = [0u8; 8];
+        asids[..4].copy_from_slice(&self.max_asid.to_le_bytes());
+        asids[4..].copy_from_slice(&self.min_sev_asid.to_le_bytes());
+        w.put(config_tag::ASIDS, &asids)?;
+        Ok(w.finish().to_vec())
+    }
+
+    fn decode(payload: &[u8]) -> Result<Self, String> {
+        let (mut es, mut asids) = (None, None);
+        for record in RecordReader::new(payload) {
+            let (tag, value) = record.map_err(|e| e.to_string())?;
+            match (tag, value) {
+                (config_tag::ES_CAPABLE, [b @ (0 | 1)]) if es.is_none() => es = Some(*b == 1),
+                (config_tag::ASIDS, v) if asids.is_none() && v.len() == 8 => {
+                    let word = |i: usize| -> Option<u32> {
+                        Some(u32::from_le_bytes(v.get(i..i + 4)?.try_into().ok()?))
+                    };
+                    asids = word(0).zip(word(4));
+                }
+                (tag, _) => return Err(format!("unexpected or malformed record {tag:#06x}")),
+            }
+        }
+        let (Some(es_capable), Some((max_asid, min_sev_asid))) = (es, asids) else {
+            return Err("missing record".into());
+        };
+        let conf = StoredConfig {
+            es_capable,
+            max_asid,
+            min_sev_asid,
+        };
+        conf.validate().map_err(|e| e.to_string())?;
+        Ok(conf)
+    }
+
+    fn validate(&self) -> Result<(), &'static str> {
+        if self.max_asid == 0 || self.max_asid > 0x10000 {
+            return Err("max_asid must be in 1..=65536");
+        }
+        if self.min_sev_asid == 0 || self.min_sev_asid > self.max_asid {
+            return Err("min_sev_asid must be in 1..=max_asid");
+        }
+        Ok(())
+    }
+}
+
+/// Identifies one version of the identity file (rename replaces the inode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<Self> {
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+        })
+    }
+}
+
+/// One ASID's bookkeeping.
+#[derive(Debug, Clone, Default)]
+struct AsidSlot {
+    /// Guests bound to the ASID (several only when they share a key).
+    owners: Vec<u32>,
+    /// Released by DEACTIVATE; reusable after DF_FLUSH.
+    needs_flush: bool,
+}
+
+/// The volatile PSP state, behind the platform's mutex.
+struct Inner {
+    rng: PspRng,
+    conf: StoredConfig,
+    identity: Identity,
+    stamp: Option<FileStamp>,
+    state: PlatformState,
+    es_enabled: bool,
+    guests: BTreeMap<u32, Guest>,
+    next_handle: u32,
+    next_key_group: u64,
+    asids: Vec<AsidSlot>,
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inner")
+            .field("state", &self.state)
+            .field("es_enabled", &self.es_enabled)
+            .field("guests", &self.guests.len())
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The emulated AMD Secure Processor (SEV firmware) of one platform
+/// directory. `Send + Sync`: every method takes `&self` and serialises on an
+/// internal mutex, except that the host view ([`Platform::host_read`],
+/// [`Platform::host_write`]) only holds it to look the guest up.
+pub struct Platform {
+    dir: StateDir,
+    inner: Mutex<Inner>,
+}
+
+impl fmt::Debug for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Platform");
+        d.field("dir", &self.dir.path());
+        match self.inner.try_lock() {
+            Ok(inner) => d.field("inner", &*inner),
+            Err(_) => d.field("inner", &"<locked>"),
+        };
+        d.finish()
+    }
+}
+
+fn cmd(c: CommandId) -> Op {
+    Op::Command(c)
+}
+
+fn store_err(op: Op) -> impl Fn(StoreError) -> FwError {
+    move |e| {
+        if e.is_damaged() {
+            FwError::new(op, Status::SecureDataInvalid, e.to_string())
+        } else {
+            // UNCERTAIN (no reference): an I/O failure of the NV storage is
+            // reported as HWERROR_PLATFORM ("hardware error, buffers safe to
+            // reuse"), the closest thing the status list has to a storage fault.
+            FwError::new(op, Status::HwErrorPlatform, e.to_string())
+        }
+    }
+}
+
+fn damaged_identity(op: Op, detail: impl fmt::Display) -> FwError {
+    FwError::new(
+        op,
+        Status::SecureDataInvalid,
+        format!("platform identity is damaged: {detail}"),
+    )
+}
+
+/// Reads and decodes the identity record (the caller holds the lock when it
+/// will write it back).
+fn read_identity(dir: &StateDir, op: Op) -> Result<PersistentIdentity, FwError> {
+    let payload = dir
+        .read_sealed(IDENTITY_FILE)
+        .map_err(store_err(op))?
+        .ok_or_else(|| damaged_identity(op, "the identity file has disappeared"))?;
+    PersistentIdentity::decode(&payload).map_err(|e| damaged_identity(op, e))
+}
+
+impl Platform {
+    /// Creates a new platform identity in `dir` (created 0700 if missing):
+    /// chip id, CEK, OCA, PEK, PDH and the emulated ARK/ASK with their own
+    /// random KEY_IDs. RSA key generation takes seconds for 4096-bit roots:
+    /// create once per directory. Refuses a directory that already holds an
+    /// identity. The platform starts UNINIT.
+    pub fn create(
+        dir: impl AsRef<Path>,
+        options: CreateOptions,
+        mut rng: PspRng,
+    ) -> Result<Platform, PlatformError> {
+        if !matches!(options.ark_bits, 2048 | 4096) {
+            return Err(PlatformError::InvalidOptions(format!(
+                "ark_bits must be 2048 or 4096, not {}",
+                options.ark_bits
+            )));
+        }
+        let conf = StoredConfig {
+            es_capable: options.es_capable,
+            max_asid: options.max_asid,
+            min_sev_asid: options.min_sev_asid,
+        };
+        conf.validate()
+            .map_err(|e| PlatformError::InvalidOptions(e.into()))?;
+        let dir = StateDir::open(dir.as_ref(), true).map_err(PlatformError::Store)?;
+        let path = dir.path().to_path_buf();
+        let id = identity::generate(&mut *rng, options.api, options.build, options.ark_bits)
+            .map_err(|e| PlatformError::Generate(e.to_string()))?;
+        let payload = id
+            .encode()
+            .map_err(|e| PlatformError::Generate(e.to_string()))?;
+        let conf_payload = conf
+            .encode()
+            .map_err(|e| PlatformError::Generate(e.to_string()))?;
+        dir.locked(|d| {
+            if d.read(IDENTITY_FILE)?.is_some() {
+                return Err(PlatformError::AlreadyExists { path: path.clone() });
+            }
+            // The identity last: a directory without it is "not initialised".
+            d.write_sealed(CONFIG_FILE, &conf_payload)?;
+            d.write_sealed(IDENTITY_FILE, &payload)?;
+            Ok(())
+        })?;
+        log::info!(
+            "created emulated SEV platform in {} (API {} build {}, {}-bit roots)",
+            path.display(),
+            options.api,
+            options.build,
+            options.ark_bits
+        );
+        Self::open(&path, rng)
+    }
+
+    /// Opens the platform identity in `dir`. A missing directory or identity
+    /// is [`PlatformError::NotInitialized`]; a damaged state file is
+    /// [`PlatformError::Damaged`] (SECURE_DATA_INVALID). The platform starts
+    /// UNINIT, with no guests.
+    pub fn open(dir: impl AsRef<Path>, rng: PspRng) -> Result<Platform, PlatformError> {
+        let path = dir.as_ref().to_path_buf();
+        let dir = match StateDir::open(&path, false) {
+            Ok(d) => d,
+            Err(StoreError::Missing { path }) => {
+                return Err(PlatformError::NotInitialized { path })
+            }
+            Err(e) => return Err(PlatformError::Store(e)),
+        };
+        let damaged = |detail: String| PlatformError::Damaged {
+            path: path.clone(),
+            detail,
+        };
+        let read = |name: &str| match dir.read_sealed(name) {
+            Ok(v) => Ok(v),
+            Err(e) if e.is_damaged() => Err(damaged(e.to_string())),
+            Err(e) => Err(PlatformError::Store(e)),
+        };
+        let (payload, conf_payload, stamp) = {
+            let _lock = dir.lock().map_err(PlatformError::Store)?;
+            let Some(payload) = read(IDENTITY_FILE)? else {
+                return Err(PlatformError::NotInitialized { path });
+            };
+            let conf =
+                read(CONFIG_FILE)?.ok_or_else(|| damaged("the config file is missing".into()))?;
+            (
+                payload,
+                conf,
+                FileStamp::of(&dir.path().join(IDENTITY_FILE)),
+            )
+        };
+        let record =
+            PersistentIdentity::decode(&payload).map_err(|e| damaged(format!("identity: {e}")))?;
+        let identity = Identity::load(&record).map_err(|e| damaged(e.to_string()))?;
+        let conf =
+            StoredConfig::decode(&conf_payload).map_err(|e| damaged(format!("config: {e}")))?;
+        let asid_count = usize::try_from(conf.max_asid)
+            .map_err(|_| damaged("config: ASID count".into()))?
+            .saturating_add(1);
+        Ok(Platform {
+            dir,
+            inner: Mutex::new(Inner {
+                rng,
+                conf,
+                identity,
+                stamp,
+                state: PlatformState::Uninit,
+                es_enabled: false,
+                guests: BTreeMap::new(),
+                next_handle: 1,
+                next_key_group: 1,
+                asids: vec![AsidSlot::default(); asid_count],
+            }),
+        })
+    }
+
+    /// The platform state directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the state half-updated
+        // in a way that matters more than losing the platform: keep going.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The fixed configuration: API version, build, C-bit position, ASID
+    /// ranges, SEV-ES capability, `emulated: true`.
+    pub fn config(&self) -> PlatformConfig {
+        let inner = self.lock();
+        PlatformConfig {
+            emulated: true,
+            api: inner.identity.api,
+            build: inner.identity.build,
+            cbitpos: CBITPOS,
+            reduced_phys_bits: REDUCED_PHYS_BITS,
+            max_asid: inner.conf.max_asid,
+            min_sev_asid: inner.conf.min_sev_asid,
+            es_capable: inner.conf.es_capable,
+            ark_key_id: *inner.identity.ark.key_id(),
+        }
+    }
+
+    /// The emulated AMD CA certificates `(ASK, ARK)` in AMD CA format (what
+    /// users of real hardware download from AMD's key server).
+    pub fn amd_chain(&self) -> (Vec<u8>, Vec<u8>) {
+        let inner = self.lock();
+        (
+            inner.identity.ask_cert_bytes.clone(),
+            inner.identity.ark_cert_bytes.clone(),
+        )
+    }
+
+    /// Adds `ark` (an AMD CA format ARK, e.g. another emulated platform's)
+    /// to the roots this platform accepts for the SEV policy bit in
+    /// SEND_START (besides its own ARK). Stored in the directory's
+    /// `trusted-arks` file. Not a firmware command: the host's
+    /// administrator's decision.
+    pub fn trust_ark(&self, ark: &[u8]) -> Result<(), FwError> {
+        let op = Op::TrustArk;
+        let cert = ca::Certificate::decode(ark).map_err(|e| {
+            FwError::new(
+                op,
+                Status::InvalidCertificate,
+                format!("ARK does not decode: {e}"),
+            )
+        })?;
+        if cert.usage() != sev_proto::cert::Usage::Ark || cert.verify_signed_by(&cert).is_err() {
+            return Err(FwError::new(
+                op,
+                Status::InvalidCertificate,
+                "not a self-signed ARK",
+            ));
+        }
+        let _lock = self.dir.lock().map_err(store_err(op))?;
+        let mut roots = read_trusted(&self.dir).map_err(store_err(op))?;
+        if !roots.iter().any(|r| r.as_slice() == ark) {
+            roots.push(ark.to_vec());
+        }
+        let mut w = RecordWriter::new();
+        for r in &roots {
+            w.put(config_tag::TRUSTED_ARK, r)
+                .map_err(|e| FwError::new(op, Status::ResourceLimit, e.to_string()))?;
+        }
+        self.dir
+            .write_sealed(TRUSTED_ARKS_FILE, &w.finish())
+            .map_err(store_err(op))?;
+        log::info!("trusting an additional ARK for the SEV policy bit");
+        Ok(())
+    }
+
+    /// The roots trusted for the SEV policy bit: this platform's own ARK and
+    /// those added with [`Platform::trust_ark`].
+    fn trusted_arks(&self, inner: &Inner, op: Op) -> Result<Vec<Vec<u8>>, FwError> {
+        let mut roots = read_trusted(&self.dir).map_err(store_err(op))?;
+        roots.insert(0, inner.identity.ark_cert_bytes.clone());
+        Ok(roots)
+    }
+
+    // ----- platform commands -------------------------------------------------
+
+    /// Reloads the identity if another process replaced it.
+    fn refresh(&self, inner: &mut Inner, op: Op) -> Result<(), FwError> {
+        let stamp = FileStamp::of(&self.dir.path().join(IDENTITY_FILE));
+        if stamp.is_some() && stamp == inner.stamp {
+            return Ok(());
+        }
+        let record = {
+            let _lock = self.dir.lock().map_err(store_err(op))?;
+            read_identity(&self.dir, op)?
+        };
+        inner.identity = Identity::load(&record).map_err(|e| damaged_identity(op, e))?;
+        inner.stamp = stamp;
+        log::debug!("reloaded the platform identity (changed by another process)");
+        Ok(())
+    }
+
+    /// Read-modify-write of the identity under the directory lock.
+    fn modify_identity(
+        &self,
+        inner: &mut Inner,
+        op: Op,
+        f: impl FnOnce(
+            &mut PersistentIdentity,
+            &mut dyn rand_core::CryptoRngCore,
+        ) -> Result<(), FwError>,
+    ) -> Result<(), FwError> {
+        let _lock = self.dir.lock().map_err(store_err(op))?;
+        let mut record = read_identity(&self.dir, op)?;
+        f(&mut record, &mut *inner.rng)?;
+        let payload = record
+            .encode()
+            .map_err(|e| FwError::new(op, Status::HwErrorPlatform, e.to_string()))?;
+        let identity = Identity::load(&record)
+            .map_err(|e| FwError::new(op, Status::HwErrorPlatform, e.to_string()))?;
+        self.dir
+            .write_sealed(IDENTITY_FILE, &payload)
+            .map_err(store_err(op))?;
+        inner.identity = identity;
+        inner.stamp = FileStamp::of(&self.dir.path().join(IDENTITY_FILE));
+        Ok(())
+    }
+
+    fn require_state(inner: &Inner, op: Op, allowed: &[PlatformState]) -> Result<(), FwError> {
+        if allowed.contains(&inner.state) {
+            return Ok(());
+        }
+        let names: Vec<&str> = allowed.iter().map(|s| s.name()).collect();
+        Err(FwError::new(
+            op,
+            Status::InvalidPlatformState,
+            format!(
+                "platform is {}; the command needs {}",
+                inner.state,
+                names.join(" or ")
+            ),
+        ))
+    }
+
+    /// INIT: UNINIT → INIT. `es` enables SEV-ES (the platform must be
+    /// SEV-ES capable).
+    pub fn init(&self, es: bool) -> Result<(), FwError> {
+        let op = cmd(CommandId::Init);
+        let mut inner = self.lock();
+        Self::require_state(&inner, op, &[PlatformState::Uninit])?;
+        if es && !inner.conf.es_capable {
+            // UNCERTAIN (no reference): INIT with the SEV-ES flag on a platform
+            // without SEV-ES is refused with UNSUPPORTED ("feature not
+            // supported").
+            return Err(FwError::new(
+                op,
+                Status::Unsupported,
+                "SEV-ES requested but this platform is not SEV-ES capable",
+            ));
+        }
+        // INIT loads the persistent state: a damaged identity fails here with
+        // SECURE_DATA_INVALID, as on hardware.
+        self.refresh(&mut inner, op)?;
+        inner.state = PlatformState::Init;
+        inner.es_enabled = es;
+        log::debug!("INIT (SEV-ES {})", if es { "on" } else { "off" });
+        Ok(())
+    }
+
+    /// SHUTDOWN: INIT/WORKING → UNINIT. Every guest is destroyed and every
+    /// ASID released.
+    pub fn shutdown(&self) -> Result<(), FwError> {
+        let op = cmd(CommandId::Shutdown);
+        let mut inner = self.lock();
+        Self::require_state(&inner, op, &[PlatformState::Init, PlatformState::Working])?;
+        inner.guests.clear();
+        for slot in &mut inner.asids {
+            *slot = AsidSlot::default();
+        }
+        inner.state = PlatformState::Uninit;
+        inner.es_enabled = false;
+        log::debug!("SHUTDOWN");
+        Ok(())
+    }
+
+    /// PLATFORM_RESET (FACTORY_RESET), UNINIT only: new OCA, PEK and PDH;
+    /// the platform becomes self-owned. The CEK and the chip id are kept.
+    pub fn platform_reset(&self) -> Result<(), FwError> {
+        let op = cmd(CommandId::PlatformReset);
+        let mut inner = self.lock();
+        Self::require_state(&inner, op, &[PlatformState::Uninit])?;
+        self.modify_identity(&mut inner, op, |id, rng| {
+            identity::regenerate_owner_keys(rng, id)
+                .map_err(|e| FwError::new(op, Status::SecureDataInvalid, e.to_string()))
+        })?;
+        log::info!("PLATFORM_RESET: new OCA, PEK and PDH");
+        Ok(())
+    }
+
+    /// PLATFORM_STATUS (any state).
+    pub fn platform_status(&self) -> Result<PlatformStatusInfo, FwError> {
+        let op = cmd(CommandId::PlatformStatus);
+        let mut inner = self.lock();
+        self.refresh(&mut inner, op)?;
+        Ok(PlatformStatusInfo {
+            api: inner.identity.api,
+            state: inner.state,
+            owner: if inner.identity.externally_owned {
+                Owner::External
+            } else {
+                Owner::SelfOwned
+            },
+            es_enabled: inner.es_enabled,
+            build: inner.identity.build,
+            guest_count: u32::try_from(inner.guests.len()).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// PEK_GEN, INIT only: a new self-signed OCA, a new PEK (signed by it
+    /// and the CEK) and a new PDH; the platform becomes self-owned.
+    pub fn pek_gen(&self) -> Result<(), FwError> {
+        let op = cmd(CommandId::PekGen);
+        let mut inner = self.lock();
+        Self::require_state(&inner, op, &[PlatformState::Init])?;
+        self.modify_identity(&mut inner, op, |id, rng| {
+            identity::regenerate_owner_keys(rng, id)
+                .map_err(|e| FwError::new(op, Status::SecureDataInvalid, e.to_string()))
+        })?;
+        log::info!("PEK_GEN: new OCA, PEK and PDH");
+        Ok(())
+    }
+
+    /// PEK_CSR, INIT only: writes the certificate signing request (the PEK
+    /// certificate with both signature slots empty, 0x824 bytes) into `out`
+    /// and returns its length; `out` shorter than 0x824 → INVALID_LEN with
+    /// the required length.
+    // UNCERTAIN (SEV-REFERENCE 12 #12): PEK_CSR is allowed on an externally
+    // owned platform too (it only reads the PEK); PEK_CERT_IMPORT is the
+    // command that answers ALREADY_OWNED.
+    pub fn pek_csr(&self, out: &mut [u8]) -> Result<usize, FwError> {
+        let op = cmd(CommandId::PekCsr);
+        let out_len = out.len();
+        let dst = out.get_mut(..SEV_CERT_LEN).ok_or_else(|| {
+            FwError::invalid_len(op, SEV_CERT_LEN, format!("CSR buffer is {out_len} bytes"))
+        })?;
+        let mut inner = self.lock();
+        Self::require_state(&inner, op, &[PlatformState::Init])?;
+        self.refresh(&mut inner, op)?;
+        dst.copy_from_slice(&identity::pek_csr(&inner.identity.pek_cert));
+        Ok(SEV_CERT_LEN)
+    }
+
+    /// PEK_CERT_IMPORT, INIT only: takes ownership with the owner's OCA
+    /// certificate `oca` (self-signed, version 1, API 0.0, ECDSA P-384) and
+    /// the PEK certificate `pek` the OCA signed (the CSR's key); the
+    /// firmware adds the CEK's signature. The PDH is kept (its PEK signature
+    /// stays valid: the PEK key does not change).
+    ///
+    /// Errors: wrong lengths → INVALID_LEN; externally owned → ALREADY_OWNED;
+    /// malformed certificates, wrong usages, an OCA API version other than
+    /// 0.0 or a PEK key that is not this platform's → INVALID_CERTIFICATE; a
+    /// signature that does not verify → BAD_SIGNATURE.
+    // UNCERTAIN (SEV-REFERENCE 12 #12): an externally owned platform answers
+    // ALREADY_OWNED; the owner returns it to self-owned with PEK_GEN or
+    // PLATFORM_RESET before importing another OCA.
+    pub fn pek_cert_import(&self, pek: &[u8], oca: &[u8]) -> Result<(), FwError> {
+        let op = cmd(CommandId::PekCertImport);
+        for (what, buf) in [("PEK", pek), ("OCA", oca)] {
+            if buf.len() != SEV_CERT_LEN {
+                return Err(FwError::invalid_len(
+                    op,
+                    SEV_CERT_LEN,
+                    format!("{what} certificate is {} bytes", buf.len()),
+                ));
+            }
+        }
+        let mut inner = self.lock();
+        Self::require_state(&inner, op, &[PlatformState::Init])?;
+        self.refresh(&mut inner, op)?;
+        if inner.identity.externally_owned {
+            return Err(FwError::new(
+                op,
+                Status::AlreadyOwned,
+                "platform is already externally owned (PEK_GEN or PLATFORM_RESET first)",
+            ));
+        }
+        let bad_cert = |d: String| FwError::new(op, Status::InvalidCertificate, d);
+        let oca_cert = sevcert::Certificate::decode(oca)
+            .map_err(|e| bad_cert(format!("OCA certificate: {e}")))?;
+        let pek_cert = sevcert::Certificate::decode(pek)
+            .map_err(|e| bad_cert(format!("PEK certificate: {e}")))?;
+        use sev_proto::cert::{KeyKind, Usage};
+        if oca_cert.usage() != Usage::Oca || oca_cert.algorithm().kind() != KeyKind::Ecdsa {
+            return Err(bad_cert(format!(
+                "OCA certificate has usage {} and algorithm {}",
+                oca_cert.usage(),
+                oca_cert.algorithm()
+            )));
+        }
+        if oca_cert.api_version() != (0, 0) {
+            return Err(bad_cert(format!(
+                "OCA certificate API version is {}.{}, must be 0.0",
+                oca_cert.api_version().0,
+                oca_cert.api_version().1
+            )));
+        }
+        oca_cert
+            .ec_public_key()
+            .map_err(|e| bad_cert(format!("OCA key: {e}")))?;
+        if pek_cert.usage() != Usage::Pek || pek_cert.body() != inner.identity.pek_cert.body() {
+            return Err(bad_cert(
+                "PEK certificate is not this platform's PEK (PEK_CSR)".into(),
+            ));
+        }
+        let bad_sig = |d: String| FwError::new(op, Status::BadSignature, d);
+        oca_cert
+            .verify_signed_by_sev(&oca_cert)
+            .map_err(|e| bad_sig(format!("OCA self-signature: {e}")))?;
+        pek_cert
+            .verify_signed_by_sev(&oca_cert)
+            .map_err(|e| bad_sig(format!("OCA signature on the PEK: {e}")))?;
+        self.modify_identity(&mut inner, op, |id, _| {
+            identity::import_signed_pek(id, &pek_cert, &oca_cert)
+                .map_err(|e| FwError::new(op, Status::InvalidCertificate, e.to_string()))
+        })?;
+        log::info!("PEK_CERT_IMPORT: platform is now externally owned");
+        Ok(())
+    }
+
+    /// PDH_GEN, INIT or WORKING: a new PDH signed by the PEK.
+    pub fn pdh_gen(&self) -> Result<(), FwError> {
+        let op = cmd(CommandId::PdhGen);
+        let mut inner = self.lock();
+        Self::require_state(&inner, op, &[PlatformState::Init, PlatformState::Working])?;
+        self.modify_identity(&mut inner, op, |id, rng| {
+            identity::regenerate_pdh(rng, id)
+                .map_err(|e| FwError::new(op, Status::SecureDataInvalid, e.to_string()))
+        })?;
+        log::info!("PDH_GEN: new PDH");
+        Ok(())
+    }
+
+    /// PDH_CERT_EXPORT, INIT or WORKING: the PDH certificate (0x824 bytes)
+    /// into `pdh_out` and PEK ‖ OCA ‖ CEK (0x186C bytes) into `chain_out`;
+    /// returns both lengths. Either buffer too small → INVALID_LEN with both
+    /// required lengths (pass empty slices to query them).
+    pub fn pdh_cert_export(
+        &self,
+        pdh_out: &mut [u8],
+        chain_out: &mut [u8],
+    ) -> Result<(usize, usize), FwError> {
+        let op = cmd(CommandId::PdhCertExport);
+        if pdh_out.len() < SEV_CERT_LEN || chain_out.len() < PLATFORM_CHAIN_LEN {
+            return Err(FwError::invalid_len2(
+                op,
+                SEV_CERT_LEN,
+                Some(PLATFORM_CHAIN_LEN),
+                format!(
+                    "PDH buffer is {} bytes, chain buffer {} bytes",
+                    pdh_out.len(),
+                    chain_out.len()
+                ),
+            ));
+        }
+        let mut inner = self.lock();
+        Self::require_state(&inner, op, &[PlatformState::Init, PlatformState::Working])?;
+        self.refresh(&mut inner, op)?;
+        let chain = inner.identity.platform_chain();
+        if let (Some(p), Some(c)) = (
+            pdh_out.get_mut(..SEV_CERT_LEN),
+            chain_out.get_mut(..PLATFORM_CHAIN_LEN),
+        ) {
+            p.copy_from_slice(&inner.identity.pdh_cert_bytes);
+            c.copy_from_slice(&chain);
+        }
+        Ok((SEV_CERT_LEN, PLATFORM_CHAIN_LEN))
+    }
+
+    /// GET_ID (any state): the 64-byte chip id into `out`; returns 64.
+    pub fn get_id(&self, out: &mut [u8]) -> Result<usize, FwError> {
+        let op = cmd(CommandId::GetId);
+        let out_len = out.len();
+        let dst = out.get_mut(..GET_ID_LEN).ok_or_else(|| {
+            FwError::invalid_len(op, GET_ID_LEN, format!("ID buffer is {out_len} bytes"))
+        })?;
+        let mut inner = self.lock();
+        self.refresh(&mut inner, op)?;
+        dst.copy_from_slice(&inner.identity.chip_id);
+        Ok(GET_ID_LEN)
+    }
+
+    /// DF_FLUSH, INIT or WORKING: makes the ASIDs released by DEACTIVATE
+    /// reusable. (WBINVD is not modelled: WBINVD_REQUIRED never occurs.)
+    pub fn df_flush(&self) -> Result<(), FwError> {
+        let op = cmd(CommandId::DfFlush);
+        let mut inner = self.lock();
+        Self::require_state(&inner, op, &[PlatformState::Init, PlatformState::Working])?;
+        for slot in &mut inner.asids {
+            slot.needs_flush = false;
+        }
+        Ok(())
+    }
+
+    // ----- host view ---------------------------------------------------------
+
+    /// The memory-encryption state of guest `handle` over `mem` (created on
+    /// first use; the guest's key and private-page map). The VMM may keep the
+    /// `Arc` and call [`crate::memory::host_read`] directly on hot paths.
+    pub fn memory_state(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+    ) -> Result<Arc<MemoryState>, FwError> {
+        let mut inner = self.lock();
+        let guest = inner.guests.get_mut(&handle).ok_or_else(|| {
+            FwError::new(
+                Op::HostRead,
+                Status::InvalidGuest,
+                format!("no guest with handle {handle}"),
+            )
+        })?;
+        guest.memory(Op::HostRead, mem)
+    }
+
+    /// What the hypervisor reads at `gpa` of guest `handle`: shared pages as
+    /// they are, private pages as ciphertext under the guest's key with the
+    /// address tweak. Any alignment. Unknown handle → INVALID_GUEST; outside
+    /// guest memory → INVALID_ADDRESS.
+    pub fn host_read(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        gpa: u64,
+        buf: &mut [u8],
+    ) -> Result<(), FwError> {
+        let state = self.memory_state(handle, mem)?;
+        crate::memory::host_read(mem, &state, gpa, buf)
+            .map_err(|e| FwError::new(Op::HostRead, Status::InvalidAddress, e.to_string()))
+    }
+
+    /// What a hypervisor write of `data` at `gpa` does to guest `handle`:
+    /// shared pages store it as is, private pages store its decryption (the
+    /// guest reads garbage). Any alignment; nothing is written on error.
+    pub fn host_write(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        gpa: u64,
+        data: &[u8],
+    ) -> Result<(), FwError> {
+        let state = self.memory_state(handle, mem).map_err(|mut e| {
+            e.op = Op::HostWrite;
+            e
+        })?;
+        crate::memory::host_write(mem, &state, gpa, data)
+            .map_err(|e| FwError::new(Op::HostWrite, Status::InvalidAddress, e.to_string()))
+    }
+}
+
+fn read_trusted(dir: &StateDir) -> Result<Vec<Vec<u8>>, StoreError> {
+    let Some(payload) = dir.read_sealed(TRUSTED_ARKS_FILE)? else {
+        return Ok(Vec::new());
+    };
+    let mut roots = Vec::new();
+    for record in RecordReader::new(&payload) {
+        // A malformed record list inside an intact container: report as
+        // damage.
+        let (_, value) = record.map_err(|_| StoreError::Damaged {
+            path: dir.path().join(TRUSTED_ARKS_FILE),
+            source: crate::store::SealError::ChecksumMismatch,
+        })?;
+        roots.push(value.to_vec());
+    }
+    Ok(roots)
+}
+
+/// Constant-time equality of two byte strings (lengths compared openly).
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Whether `cmd` is legal for a guest in `state` (SEV-REFERENCE 1.4, with
+/// the starred reconstructions: DBG_* in LUPDATE/LSECRET/RUNNING, ATTESTATION
+/// in LSECRET/RUNNING, ACTIVATE everywhere but SENT).
+pub fn guest_command_allowed(cmd: CommandId, state: GuestState) -> bool {
+    use CommandId as C;
+    use GuestState as S;
+    match cmd {
+        C::Deactivate | C::Decommission | C::GuestStatus => state != S::Uninit,
+        C::Activate => !matches!(state, S::Uninit | S::Sent),
+        C::LaunchStart | C::ReceiveStart => state == S::Uninit,
+        C::LaunchUpdateData | C::LaunchUpdateVmsa | C::LaunchMeasure => state == S::LaunchUpdate,
+        C::LaunchSecret | C::LaunchFinish => state == S::LaunchSecret,
+        // UNCERTAIN (SEV-REFERENCE 12 #16): ATTESTATION is allowed in LSECRET
+        // (the launch digest is final there) as well as RUNNING.
+        C::Attestation => matches!(state, S::LaunchSecret | S::Running),
+        C::DbgDecrypt | C::DbgEncrypt => {
+            matches!(state, S::LaunchUpdate | S::LaunchSecret | S::Running)
+        }
+        C::SendStart => state == S::Running,
+        C::SendUpdateData | C::SendUpdateVmsa | C::SendFinish | C::SendCancel => {
+            state == S::SendUpdate
+        }
+        C::ReceiveUpdateData | C::ReceiveUpdateVmsa | C::ReceiveFinish => state == S::ReceiveUpdate,
+        _ => false,
+    }
+}
