@@ -422,6 +422,16 @@ fn check_platform(
         }
     }
     let policy = Policy::from_bits(g.policy);
+    if policy.es() && platform.is_emulated() {
+        return Err(VmmError::Config {
+            option,
+            problem: format!(
+                "guest policy {:#x} requires SEV-ES, which sevm supports on SEV hardware only \
+                 (the emulated platform does not model encrypted register state)",
+                g.policy
+            ),
+        });
+    }
     if policy.es() && !info.es_capable {
         return Err(VmmError::Config {
             option,

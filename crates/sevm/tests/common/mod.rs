@@ -211,6 +211,21 @@ impl Qmp {
         }
     }
 
+    /// After garbage: sends a tagged `query-status` and reads replies until
+    /// its answer; returns the replies before it (the garbage's errors).
+    pub fn sync(&mut self) -> Vec<Value> {
+        self.send_raw(b"{\"execute\": \"query-status\", \"id\": \"sync\"}\n");
+        let mut before = Vec::new();
+        loop {
+            let r = self.reply();
+            if r["id"] == "sync" {
+                assert!(r.get("return").is_some(), "{r}");
+                return before;
+            }
+            before.push(r);
+        }
+    }
+
     /// Waits for event `name` (or returns it if already seen).
     pub fn event(&mut self, name: &str) -> Value {
         if let Some(i) = self.events.iter().position(|e| e["event"] == name) {
@@ -232,4 +247,196 @@ impl Qmp {
 pub fn assert_exit(st: ExitStatus, code: i32, stderr: &str) {
     assert!(!stderr.contains("panicked"), "sevm panicked: {stderr}");
     assert_eq!(st.code(), Some(code), "stderr: {stderr}");
+}
+
+// ----- the emulated platform and the guest owner ----------------------------
+
+use std::sync::OnceLock;
+
+use base64::Engine;
+use sev_proto::cert::chain::{CaChain, FullChain, PlatformChain};
+use sev_proto::cert::{ca, sev as sevcert};
+use sev_proto::session::OwnerSession;
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn unb64(text: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
+
+/// One emulated platform identity per test process (2048-bit roots), made
+/// once and copied for each test.
+fn platform_template() -> &'static Path {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, path) = DIR.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("platform");
+        let opts = sev_psp::CreateOptions {
+            ark_bits: 2048,
+            ..Default::default()
+        };
+        sev_psp::Platform::create(&path, opts, sev_psp::rng::seeded_rng(0x5e7)).unwrap();
+        (tmp, path)
+    });
+    path
+}
+
+/// A copy of the prepared platform directory at `dir/name`.
+pub fn fresh_platform(dir: &Path, name: &str) -> PathBuf {
+    let to = dir.join(name);
+    std::fs::create_dir_all(&to).unwrap();
+    std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    for entry in std::fs::read_dir(platform_template()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+    to
+}
+
+/// The platform's emulated ARK, which the owner pins (trusting the
+/// emulated root explicitly), and its ASK.
+pub fn amd_chain(platform: &Path) -> (Vec<u8>, Vec<u8>) {
+    let p = sev_psp::Platform::open(platform, sev_psp::rng::os_rng()).unwrap();
+    p.amd_chain()
+}
+
+/// Rotates the platform's PDH (PDH_GEN): afterwards it is "another
+/// platform" for sessions made with the old PDH.
+pub fn rotate_pdh(platform: &Path) {
+    let p = sev_psp::Platform::open(platform, sev_psp::rng::os_rng()).unwrap();
+    p.init(false).unwrap();
+    p.pdh_gen().unwrap();
+}
+
+/// Exports the PDH and chain directly from the platform directory.
+pub fn export_pdh(platform: &Path) -> (Vec<u8>, Vec<u8>) {
+    let p = sev_psp::Platform::open(platform, sev_psp::rng::os_rng()).unwrap();
+    p.init(false).unwrap();
+    let mut pdh = vec![0u8; 0x824];
+    let mut chain = vec![0u8; 0x186c];
+    p.pdh_cert_export(&mut pdh, &mut chain).unwrap();
+    (pdh, chain)
+}
+
+/// The guest owner: verifies the chain to the pinned (emulated) ARK, makes
+/// a launch session for `policy` and writes QEMU's `dh-cert-file` and
+/// `session-file` (base64) into `dir`.
+pub struct Owner {
+    pub session: OwnerSession,
+    pub godh_file: PathBuf,
+    pub session_file: PathBuf,
+}
+
+pub fn owner(
+    dir: &Path,
+    pdh: &[u8],
+    chain: &[u8],
+    ask_ark: &(Vec<u8>, Vec<u8>),
+    policy: u32,
+) -> Owner {
+    let pdh_cert = sevcert::Certificate::decode(pdh).unwrap();
+    let platform = PlatformChain::decode(chain).unwrap();
+    let ask = ca::Certificate::decode(&ask_ark.0).unwrap();
+    let ark = ca::Certificate::decode(&ask_ark.1).unwrap();
+    let full = FullChain::from_parts(
+        pdh_cert,
+        platform,
+        CaChain {
+            ask,
+            ark: ark.clone(),
+        },
+    );
+    let verified = full.verify(&ark).unwrap();
+    let session = OwnerSession::new(verified.pdh_public_key(), policy, &mut rand_core::OsRng);
+    let godh = sevcert::Certificate::godh(&session.godh_public()).encode();
+    let godh_file = dir.join("vm_godh.b64");
+    let session_file = dir.join("vm_session.b64");
+    std::fs::write(&godh_file, b64(&godh)).unwrap();
+    std::fs::write(&session_file, b64(&session.session_buffer().to_bytes())).unwrap();
+    Owner {
+        session,
+        godh_file,
+        session_file,
+    }
+}
+
+/// `-object sev-guest,...` on the emulated platform in `platform`, with the
+/// owner's files when given.
+pub fn sev_object(platform: &Path, policy: u32, owner: Option<&Owner>, extra: &str) -> String {
+    let mut s = format!(
+        "sev-guest,id=sev0,policy={policy:#x},sev-device=emulated:{}",
+        platform.display()
+    );
+    if let Some(o) = owner {
+        s.push_str(&format!(
+            ",dh-cert-file={},session-file={}",
+            o.godh_file.display(),
+            o.session_file.display()
+        ));
+    }
+    s.push_str(extra);
+    s
+}
+
+/// Args for an SEV guest on the emulated platform.
+pub fn sev_args(fw: &Path, mem_mib: u32, object: &str, sock: Option<&Path>) -> Vec<String> {
+    let mut a = vec![
+        "-bios".to_string(),
+        fw.display().to_string(),
+        "-m".into(),
+        mem_mib.to_string(),
+        "-machine".into(),
+        "q35,memory-encryption=sev0".into(),
+        "-object".into(),
+        object.to_string(),
+    ];
+    if let Some(s) = sock {
+        a.push("-S".into());
+        a.push("-qmp".into());
+        a.push(format!("unix:{},server=on,wait=off", s.display()));
+    }
+    a
+}
+
+/// Checks the 48-byte launch-measure blob against the expected launch
+/// digest with the owner's TIK, for the platform version `query-sev`
+/// reported.
+pub fn verify_measurement(
+    owner: &Owner,
+    query_sev: &Value,
+    blob: &[u8],
+    ld: &[u8; 32],
+) -> Result<(), String> {
+    let blob = sev_proto::measurement::MeasureBlob::decode(blob).map_err(|e| e.to_string())?;
+    sev_proto::measurement::verify_measurement(
+        &owner.session.keys().tik,
+        query_sev["api-major"].as_u64().unwrap() as u8,
+        query_sev["api-minor"].as_u64().unwrap() as u8,
+        query_sev["build-id"].as_u64().unwrap() as u8,
+        query_sev["policy"].as_u64().unwrap() as u32,
+        ld,
+        &blob,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// A secret packet for `table` (padded efi_secret table), bound to the
+/// measurement, as base64 (packet-header, secret).
+pub fn secret_packet(owner: &Owner, blob: &[u8], table: &[u8]) -> (String, String) {
+    let measurement: [u8; 32] = blob[..32].try_into().unwrap();
+    let mut iv = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut iv);
+    let (hdr, trans) = sev_proto::secret::build_launch_secret(
+        owner.session.keys(),
+        &iv,
+        table,
+        Some(&measurement),
+    );
+    (b64(&hdr.to_bytes()), b64(&trans))
 }
