@@ -8,7 +8,7 @@ use sevm::options::{self, Invocation};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_timestamp(None)
+        .format_timestamp_micros()
         .init();
     let invocation = match options::parse_args(std::env::args_os().skip(1)) {
         Ok(i) => i,

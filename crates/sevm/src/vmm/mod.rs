@@ -474,7 +474,8 @@ impl Vmm {
         }
 
         let es = sev_cfg.is_some_and(|g| Policy::from_bits(g.policy).es());
-        let mut mc = MachineConfig::new(config.memory, inputs.firmware.clone());
+        let firmware_size = inputs.firmware.len() as u64;
+        let mut mc = MachineConfig::new(config.memory, inputs.firmware);
         mc.vcpus = config.cpus;
         mc.serial = serial_output(config)?;
         mc.pre_vcpu_hook = sev_setup
@@ -494,8 +495,7 @@ impl Vmm {
                     inputs.godh.as_deref(),
                     inputs.session.as_deref(),
                 )?;
-                let size = inputs.firmware.len() as u64;
-                launch.update_data(Gpa(FOUR_GIB - size), size)?;
+                launch.update_data(Gpa(FOUR_GIB - firmware_size), firmware_size)?;
                 if let Some((area, hashes)) = &inputs.hashes {
                     let gpa = Gpa(u64::from(area.base));
                     machine
@@ -621,4 +621,119 @@ impl Vmm {
 /// Builds and runs the VM a validated configuration describes.
 pub fn run(config: &VmConfig) -> Result<Outcome, VmmError> {
     Vmm::build(config)?.run()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::SevDevice;
+
+    #[derive(Debug)]
+    struct Fake {
+        emulated: bool,
+    }
+
+    impl SevPlatform for Fake {
+        fn is_emulated(&self) -> bool {
+            self.emulated
+        }
+        fn describe(&self) -> String {
+            "the fake platform".into()
+        }
+        fn status(&self) -> Result<PlatformInfo, SevError> {
+            unimplemented!()
+        }
+        fn pdh_cert_export(&self) -> Result<(Vec<u8>, Vec<u8>), SevError> {
+            unimplemented!()
+        }
+        fn get_id(&self) -> Result<Vec<u8>, SevError> {
+            unimplemented!()
+        }
+        fn encryption_params(&self) -> Result<EncryptionParams, SevError> {
+            unimplemented!()
+        }
+        fn pre_vcpu_hook(&self, _: bool) -> Option<crate::machine::PreVcpuHook> {
+            None
+        }
+        fn attach(
+            &self,
+            _: &Machine,
+            _: bool,
+        ) -> Result<Arc<dyn crate::sev::SevBackend>, SevError> {
+            unimplemented!()
+        }
+    }
+
+    fn guest(policy: u32, cbitpos: Option<u32>, rpb: Option<u32>) -> SevGuestConfig {
+        let mut cfg = match crate::options::parse_args([
+            "-object",
+            "sev-guest,id=sev0",
+            "-machine",
+            "q35,memory-encryption=sev0",
+        ])
+        .unwrap()
+        {
+            crate::options::Invocation::Run(c) => c,
+            other => panic!("{other:?}"),
+        };
+        let mut g = cfg.sev_guests.remove(0);
+        g.policy = policy;
+        g.cbitpos = cbitpos;
+        g.reduced_phys_bits = rpb;
+        g.sev_device = SevDevice::Emulated {
+            state_dir: "/x".into(),
+        };
+        g
+    }
+
+    const INFO: PlatformInfo = PlatformInfo {
+        api_major: 1,
+        api_minor: 55,
+        build: 21,
+        es_capable: false,
+    };
+    const PARAMS: EncryptionParams = EncryptionParams {
+        cbitpos: 47,
+        reduced_phys_bits: 1,
+    };
+
+    #[test]
+    fn sev_options_are_checked_against_the_platform_as_qemu_does() {
+        let hw = Fake { emulated: false };
+        check_platform(&guest(1, None, None), &INFO, &PARAMS, &hw).unwrap();
+        check_platform(&guest(1, Some(47), Some(5)), &INFO, &PARAMS, &hw).unwrap();
+        let e = check_platform(&guest(1, Some(51), None), &INFO, &PARAMS, &hw).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "-object sev-guest,id=sev0: cbitpos check failed, host '47' requested '51'"
+        );
+        assert!(e.is_validation());
+        let e = check_platform(&guest(1, None, Some(0)), &INFO, &PARAMS, &hw).unwrap_err();
+        assert!(
+            e.to_string().contains("reduced_phys_bits check failed"),
+            "{e}"
+        );
+        let e = check_platform(&guest(0x5, None, None), &INFO, &PARAMS, &hw).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("requires SEV-ES, but the fake platform does not support SEV-ES"),
+            "{e}"
+        );
+        let es = PlatformInfo {
+            es_capable: true,
+            ..INFO
+        };
+        check_platform(&guest(0x5, None, None), &es, &PARAMS, &hw).unwrap();
+        let emu = Fake { emulated: true };
+        let e = check_platform(&guest(0x5, None, None), &es, &PARAMS, &emu).unwrap_err();
+        assert!(e.to_string().contains("SEV hardware only"), "{e}");
+    }
+
+    #[test]
+    fn outcomes_map_to_exit_codes() {
+        assert_eq!(Outcome::GuestExit(7).exit_code(), 7);
+        assert_eq!(Outcome::Quit.exit_code(), 0);
+        assert_eq!(Outcome::Shutdown.exit_code(), 0);
+        assert!(!VmmError::Guest("x".into()).is_validation());
+    }
 }
