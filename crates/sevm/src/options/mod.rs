@@ -188,6 +188,10 @@ pub enum OptionsWarning {
     /// and command line are not part of the launch measurement.
     #[error("-kernel with SEV but kernel-hashes is off: the kernel, initrd and command line are not measured")]
     KernelNotMeasured,
+    /// `-kernel` without SEV: sevm does not boot kernels (it has no fw_cfg);
+    /// `-kernel` only feeds the SEV kernel-hashes measurement.
+    #[error("-kernel is ignored: sevm does not boot kernels; it only measures them for SEV (kernel-hashes=on)")]
+    KernelIgnored,
 }
 
 /// What the command line asks for.
@@ -578,10 +582,12 @@ impl VmConfig {
                 warnings.push(OptionsWarning::UnusedSevGuest { id: g.id.clone() });
             }
         }
-        if let Some(g) = self.sev_guest() {
-            if self.kernel.is_some() && !g.kernel_hashes {
+        match self.sev_guest() {
+            Some(g) if self.kernel.is_some() && !g.kernel_hashes => {
                 warnings.push(OptionsWarning::KernelNotMeasured);
             }
+            None if self.kernel.is_some() => warnings.push(OptionsWarning::KernelIgnored),
+            _ => {}
         }
         Ok(warnings)
     }

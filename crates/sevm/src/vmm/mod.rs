@@ -137,9 +137,11 @@ impl std::fmt::Debug for SevContext {
 /// State shared between the main thread and the QMP handler.
 #[derive(Debug)]
 pub(crate) struct Shared {
+    // Field order is drop order: the SEV backend (on hardware a duplicate of
+    // the VM fd) goes before the machine.
+    sev: Option<SevContext>,
     machine: Arc<Machine>,
     name: Option<String>,
-    sev: Option<SevContext>,
     /// Serialises run-state changes (cont, stop, quit).
     control: Mutex<()>,
     events: Mutex<Vec<EventSender>>,
@@ -528,9 +530,9 @@ impl Vmm {
 
         Ok(Vmm {
             shared: Arc::new(Shared {
+                sev,
                 machine: Arc::new(machine),
                 name: config.name.clone(),
-                sev,
                 control: Mutex::new(()),
                 events: Mutex::new(Vec::new()),
                 quit_requested: AtomicBool::new(false),
