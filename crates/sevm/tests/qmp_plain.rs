@@ -120,3 +120,37 @@ fn quit_in_prelaunch_replies_then_shuts_down() {
     assert_exit(st, 0, &vm.stderr_text());
     assert!(!vm.stdout_text().contains("hello"), "the guest never ran");
 }
+
+#[test]
+fn sigterm_shuts_down_like_qemu() {
+    if !sevm_testutil::kvm("sigterm_shuts_down_like_qemu") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fw = demo_image(dir.path());
+    let sock = dir.path().join("t.sock");
+    let mut vm = Sevm::spawn([
+        "-bios".as_ref(),
+        fw.as_os_str(),
+        "-m".as_ref(),
+        "16".as_ref(),
+        "-S".as_ref(),
+        "-qmp".as_ref(),
+        format!("unix:{},server=on,wait=off", sock.display()).as_ref(),
+    ]);
+    let mut q = vm.qmp(&sock);
+    q.ok("qmp_capabilities", serde_json::Value::Null);
+    let st = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(vm.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ev = q.event("SHUTDOWN");
+    assert_eq!(ev["data"], json!({"guest": false, "reason": "host-signal"}));
+    let st = vm.wait();
+    let err = vm.stderr_text();
+    assert_exit(st, 0, &err);
+    assert!(err.contains("sevm: terminating on signal 15"), "{err}");
+    assert!(!sock.exists(), "socket removed");
+}

@@ -16,6 +16,7 @@
 
 mod files;
 mod qmp;
+mod signals;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -146,6 +147,8 @@ pub(crate) struct Shared {
     control: Mutex<()>,
     events: Mutex<Vec<EventSender>>,
     quit_requested: AtomicBool,
+    /// Set when a termination signal ended the VM.
+    signal: Mutex<Option<i32>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -536,6 +539,7 @@ impl Vmm {
                 control: Mutex::new(()),
                 events: Mutex::new(Vec::new()),
                 quit_requested: AtomicBool::new(false),
+                signal: Mutex::new(None),
             }),
             config: config.clone(),
         })
@@ -549,6 +553,13 @@ impl Vmm {
             LaunchPhase::Running(l) => Some(*l.measurement()),
             LaunchPhase::Moving => None,
         }
+    }
+
+    /// Makes SIGTERM, SIGINT and SIGHUP end the VM as QEMU does: a
+    /// `SHUTDOWN` event with reason `host-signal`, the QMP sockets removed,
+    /// exit status 0. For the binary (one VM per process).
+    pub fn handle_termination_signals(&self) -> Result<(), VmmError> {
+        signals::install(Arc::clone(&self.shared))
     }
 
     /// Serves QMP, starts the guest (now, or at `cont` with `-S`) and waits
@@ -594,13 +605,23 @@ impl Vmm {
                 },
                 Ok(Outcome::Shutdown),
             ),
-            MachineExit::Quit => (
-                QmpEvent::Shutdown {
-                    guest: false,
-                    reason: ShutdownCause::HostQmpQuit,
-                },
-                Ok(Outcome::Quit),
-            ),
+            MachineExit::Quit => {
+                let signal = *lock(&self.shared.signal);
+                if let Some(n) = signal {
+                    eprintln!("sevm: terminating on signal {n}");
+                }
+                (
+                    QmpEvent::Shutdown {
+                        guest: false,
+                        reason: if signal.is_some() {
+                            ShutdownCause::HostSignal
+                        } else {
+                            ShutdownCause::HostQmpQuit
+                        },
+                    },
+                    Ok(Outcome::Quit),
+                )
+            }
             MachineExit::Error(e) => (
                 QmpEvent::Shutdown {
                     guest: false,
@@ -620,9 +641,12 @@ impl Vmm {
     }
 }
 
-/// Builds and runs the VM a validated configuration describes.
+/// Builds and runs the VM a validated configuration describes (what the
+/// `sevm` binary does, including QEMU's handling of termination signals).
 pub fn run(config: &VmConfig) -> Result<Outcome, VmmError> {
-    Vmm::build(config)?.run()
+    let vmm = Vmm::build(config)?;
+    vmm.handle_termination_signals()?;
+    vmm.run()
 }
 
 #[cfg(test)]
