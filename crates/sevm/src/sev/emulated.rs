@@ -488,3 +488,103 @@ impl SevBackend for EmulatedBackend {
         Arc::new(EmulatedView(Arc::clone(&self.view)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sev_proto::abi::{GuestState, Status};
+
+    fn backend(dir: &Path) -> (Arc<GuestRam>, EmulatedBackend) {
+        let opts = sev_psp::CreateOptions {
+            ark_bits: 2048,
+            ..Default::default()
+        };
+        let platform = Platform::create(dir, opts, sev_psp::rng::seeded_rng(3)).unwrap();
+        platform.init(false).unwrap();
+        let asid = platform.config().min_sev_asid;
+        let ram = Arc::new(GuestRam::new(1 << 20, 0x1_0000).unwrap());
+        let mem = Arc::new(RamBacking::new(Arc::clone(&ram)));
+        let view = Arc::new(ViewState {
+            mem: Arc::clone(&mem),
+            memory: OnceLock::new(),
+        });
+        let b = EmulatedBackend {
+            platform: Arc::new(platform),
+            mem,
+            handle: AtomicU32::new(0),
+            asid,
+            view,
+        };
+        (ram, b)
+    }
+
+    #[test]
+    fn backing_lists_ram_and_firmware_in_order() {
+        let ram = Arc::new(GuestRam::new(2 << 20, 0x2_0000).unwrap());
+        let b = RamBacking::new(ram);
+        assert_eq!(
+            b.regions(),
+            vec![
+                Region {
+                    gpa: 0,
+                    len: 2 << 20
+                },
+                Region {
+                    gpa: (1 << 32) - 0x2_0000,
+                    len: 0x2_0000
+                }
+            ]
+        );
+        let mut buf = [0u8; 4];
+        assert!(b.read_plain(2 << 20, &mut buf).is_err());
+    }
+
+    #[test]
+    fn launch_host_view_and_debug_bouncing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ram, b) = backend(&tmp.path().join("p"));
+        let view = b.host_view();
+        // Before LAUNCH_START every page is shared.
+        view.write(Gpa(0x2000), b"plain text here!").unwrap();
+        let mut buf = [0u8; 16];
+        ram.read_plain(Gpa(0x2000), &mut buf).unwrap();
+        assert_eq!(&buf, b"plain text here!");
+
+        // Policy 0: debugging allowed.
+        let handle = b.launch_start(Policy::from_bits(0), None, None).unwrap();
+        assert!(handle > 0);
+        b.launch_update_data(Gpa(0x2000), 0x1000).unwrap();
+        // The host sees ciphertext of the (now private) page.
+        view.read(Gpa(0x2000), &mut buf).unwrap();
+        assert_ne!(&buf, b"plain text here!");
+        // DBG at any alignment (KVM's bouncing): write 5 bytes at 0x2003.
+        b.dbg_encrypt(b"HELLO", Gpa(0x2003)).unwrap();
+        let mut got = [0u8; 9];
+        b.dbg_decrypt(Gpa(0x2001), &mut got).unwrap();
+        assert_eq!(&got, b"laHELLOxt");
+        ram.read_plain(Gpa(0x2000), &mut buf).unwrap();
+        // The guest (the backing) holds the plaintext.
+        assert_eq!(&buf, b"plaHELLOxt here!");
+        let s = b.guest_status().unwrap();
+        assert_eq!(s.state, Some(GuestState::LaunchUpdate));
+        // Wrong state: secrets need LSECRET.
+        let e = b
+            .launch_secret(&[0u8; 52], Gpa(0x3000), &[0u8; 16])
+            .unwrap_err();
+        assert_eq!(
+            e.status(),
+            Some(StatusCode(Status::InvalidGuestState.code()))
+        );
+        assert!(e
+            .to_string()
+            .starts_with("SEV: LAUNCH_SECRET failed: INVALID_GUEST_STATE (0x02)"));
+        b.launch_measure().unwrap();
+        b.launch_finish().unwrap();
+        assert_eq!(b.guest_status().unwrap().state, Some(GuestState::Running));
+        // ES register state is not modelled.
+        assert!(matches!(
+            b.launch_update_vmsa(),
+            Err(SevError::Unsupported { .. })
+        ));
+    }
+}
