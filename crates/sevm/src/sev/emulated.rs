@@ -293,14 +293,17 @@ impl EmulatedBackend {
 impl SevBackend for EmulatedBackend {
     fn launch_start(
         &self,
+        share_handle: u32,
         policy: Policy,
         godh: Option<&[u8]>,
         session: Option<&[u8]>,
     ) -> Result<u32, SevError> {
         const CMD: &str = "LAUNCH_START";
+        // One emulated PSP per process: a handle of another sevm's guest is
+        // unknown here (INVALID_GUEST from the firmware).
         let handle = self
             .platform
-            .launch_start(0, policy, godh, session)
+            .launch_start(share_handle, policy, godh, session)
             .map_err(|e| fw_error(CMD, e))?;
         self.activate(CMD, handle)?;
         Ok(handle)
@@ -551,7 +554,7 @@ mod tests {
         assert_eq!(&buf, b"plain text here!");
 
         // Policy 0: debugging allowed.
-        let handle = b.launch_start(Policy::from_bits(0), None, None).unwrap();
+        let handle = b.launch_start(0, Policy::from_bits(0), None, None).unwrap();
         assert!(handle > 0);
         b.launch_update_data(Gpa(0x2000), 0x1000).unwrap();
         // The host sees ciphertext of the (now private) page.

@@ -208,12 +208,13 @@ fn usize_len(command: &'static str, gpa: Gpa, len: u64) -> Result<usize, SevErro
 impl SevBackend for HardwareBackend {
     fn launch_start(
         &self,
+        share_handle: u32,
         policy: Policy,
         godh: Option<&[u8]>,
         session: Option<&[u8]>,
     ) -> Result<u32, SevError> {
         self.sev()
-            .launch_start(policy.bits(), godh, session)
+            .launch_start_sharing(share_handle, policy.bits(), godh, session)
             .map_err(|e| host_error("LAUNCH_START", e))
     }
 

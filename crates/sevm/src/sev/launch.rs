@@ -99,14 +99,16 @@ impl<S> Launch<S> {
 
 impl Launch<Update> {
     /// LAUNCH_START: creates the guest context (with the owner's GODH
-    /// certificate and session, or neither).
+    /// certificate and session, or neither; `share_handle` non-zero shares
+    /// that guest's key).
     pub fn start(
         backend: Arc<dyn SevBackend>,
+        share_handle: u32,
         policy: Policy,
         godh: Option<&[u8]>,
         session: Option<&[u8]>,
     ) -> Result<Self, SevError> {
-        let handle = backend.launch_start(policy, godh, session)?;
+        let handle = backend.launch_start(share_handle, policy, godh, session)?;
         log::info!(
             "SEV: LAUNCH_START: handle {handle}, policy {:#x}",
             policy.bits()
@@ -225,6 +227,7 @@ mod tests {
     impl SevBackend for Recorder {
         fn launch_start(
             &self,
+            _: u32,
             policy: Policy,
             godh: Option<&[u8]>,
             _: Option<&[u8]>,
@@ -303,7 +306,8 @@ mod tests {
     fn typestate_walks_the_launch_and_failed_transitions_keep_the_state() {
         let rec = Arc::new(Recorder::default());
         let backend: Arc<dyn SevBackend> = rec.clone();
-        let mut l = Launch::start(backend, Policy::from_bits(1), Some(b"g"), Some(b"s")).unwrap();
+        let mut l =
+            Launch::start(backend, 0, Policy::from_bits(1), Some(b"g"), Some(b"s")).unwrap();
         assert_eq!(l.handle(), 7);
         l.update_data(Gpa(0xFFFF_0000), 0x1_0000).unwrap();
         l.update_vmsa().unwrap();

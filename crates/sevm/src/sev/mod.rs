@@ -156,10 +156,12 @@ pub trait SevPlatform: Send + Sync + std::fmt::Debug {
 /// buffers as slices).
 pub trait SevBackend: Send + Sync + std::fmt::Debug {
     /// LAUNCH_START (with the owner's GODH certificate and session, or
-    /// neither for an unattested launch); the kernel/emulator then
-    /// ACTIVATEs the guest. Returns the firmware handle.
+    /// neither for an unattested launch; `share_handle` non-zero shares that
+    /// guest's key, QEMU's `handle=`); the kernel/emulator then ACTIVATEs
+    /// the guest. Returns the firmware handle.
     fn launch_start(
         &self,
+        share_handle: u32,
         policy: Policy,
         godh: Option<&[u8]>,
         session: Option<&[u8]>,

@@ -496,6 +496,7 @@ impl Vmm {
                 let policy = Policy::from_bits(g.policy);
                 let mut launch = Launch::start(
                     Arc::clone(&backend),
+                    g.handle,
                     policy,
                     inputs.godh.as_deref(),
                     inputs.session.as_deref(),
