@@ -283,6 +283,14 @@ fn bad_owner_files_and_foreign_sessions_are_refused() {
             err.contains("LAUNCH_START failed: BAD_MEASUREMENT (0x0B)"),
             "{err}"
         );
+        // Key sharing with a guest this platform does not have.
+        let obj = sev_object(&platform, 1, None, ",handle=7");
+        let (st, err) = run_sevm(&sev_args(&fw, 16, &obj, None));
+        assert_exit(st, 1, &err);
+        assert!(
+            err.contains("LAUNCH_START failed: INVALID_GUEST (0x10)"),
+            "{err}"
+        );
     }
 
     let godh = owner_b.godh_file.display().to_string();
