@@ -28,7 +28,9 @@ fn fixed() -> &'static Fixed {
         let report =
             Report::sign([0x11; 16], [0x22; 32], 0x0005_0001, &key).expect("signing works");
         let verifying = VerifyingKey::from(&key);
-        report.verify_with(&verifying).expect("a signed report verifies");
+        report
+            .verify_with(&verifying)
+            .expect("a signed report verifies");
         let bytes = report.encode();
         assert_eq!(Report::decode(&bytes).as_ref(), Ok(&report));
         Fixed {
@@ -43,9 +45,16 @@ fuzz_target!(|data: &[u8]| {
 
     if let Ok(report) = Report::decode(data) {
         assert_eq!(&report.encode()[..], data, "encode(decode(x)) != x");
-        assert_eq!(&report.signed_bytes()[..], &data[..report.signed_bytes().len()]);
+        assert_eq!(
+            &report.signed_bytes()[..],
+            &data[..report.signed_bytes().len()]
+        );
         let _ = (report.mnonce(), report.launch_digest(), report.policy());
-        let _ = (report.sig_usage(), report.sig_algorithm(), report.signature());
+        let _ = (
+            report.sig_usage(),
+            report.sig_algorithm(),
+            report.signature(),
+        );
         let _ = report.verify_with(&fixed.key);
         return;
     }

@@ -25,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
         "signature is not modulus-sized"
     );
     let _ = (cert.key_id(), cert.certifying_id(), cert.usage());
-    let _ = (cert.exponent_bits(), cert.hash_algorithm(), cert.public_key());
+    let _ = (
+        cert.exponent_bits(),
+        cert.hash_algorithm(),
+        cert.public_key(),
+    );
     // RSA-PSS verification of a hostile certificate must not panic.
     let _ = cert.verify_signed_by(&cert);
 });

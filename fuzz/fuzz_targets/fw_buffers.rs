@@ -17,7 +17,12 @@ fn check<B: CommandBuffer + PartialEq + std::fmt::Debug>(data: &[u8]) -> Option<
     assert_eq!(B::ID.buffer_len(), Some(B::SIZE), "{} buffer size", B::ID);
     assert_eq!(B::ID.has_buffer(), B::SIZE != 0, "{} has_buffer", B::ID);
     let decoded = B::decode(data);
-    assert_eq!(decoded.is_ok(), data.len() == B::SIZE, "{} length check", B::ID);
+    assert_eq!(
+        decoded.is_ok(),
+        data.len() == B::SIZE,
+        "{} length check",
+        B::ID
+    );
     let b = decoded.ok()?;
     let encoded = b.encode();
     assert_eq!(encoded.len(), B::SIZE);
@@ -70,7 +75,11 @@ fuzz_target!(|data: &[u8]| {
                     config: s.config & PlatformStatus::CONFIG_ES,
                     ..s
                 };
-                assert_eq!(PlatformStatus::from(info), expected, "status info round trip");
+                assert_eq!(
+                    PlatformStatus::from(info),
+                    expected,
+                    "status info round trip"
+                );
             }
             Err(_) => assert!(PlatformState::from_u8(s.state).is_none()),
         }

@@ -15,6 +15,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let shown = guid.to_string();
     assert_eq!(shown.parse::<Guid>(), Ok(guid));
-    assert_eq!(shown, text.trim().to_ascii_lowercase(), "not the input's GUID");
+    assert_eq!(
+        shown,
+        text.trim().to_ascii_lowercase(),
+        "not the input's GUID"
+    );
     assert_eq!(Guid::from_bytes(guid.to_bytes()), guid);
 });

@@ -26,8 +26,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let mnonce: [u8; 16] = c.array();
-    let measurement =
-        launch_measurement_for_api(&tik, major, minor, build, policy, &ld, &mnonce);
+    let measurement = launch_measurement_for_api(&tik, major, minor, build, policy, &ld, &mnonce);
     let blob = MeasureBlob {
         measurement,
         mnonce,

@@ -34,7 +34,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = cfg.firmware();
         let _ = cfg.effective_serial();
         if let Some(g) = cfg.sev_guest() {
-            assert_eq!(cfg.machine.memory_encryption.as_deref(), Some(g.id.as_str()));
+            assert_eq!(
+                cfg.machine.memory_encryption.as_deref(),
+                Some(g.id.as_str())
+            );
         } else {
             assert!(cfg.machine.memory_encryption.is_none());
         }

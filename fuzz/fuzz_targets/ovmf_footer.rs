@@ -29,7 +29,11 @@ fn check(image: &[u8]) {
     for e in table.entries() {
         let start = e.offset;
         let stop = start + e.data.len();
-        assert_eq!(&image[start..stop], e.data, "entry data is not at its offset");
+        assert_eq!(
+            &image[start..stop],
+            e.data,
+            "entry data is not at its offset"
+        );
         assert_eq!(stop + ENTRY_HEADER_LEN, end, "entries are not contiguous");
         assert_eq!(&image[stop + 2..end], e.guid.as_bytes(), "entry GUID");
         end = start;

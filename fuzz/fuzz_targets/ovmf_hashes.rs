@@ -16,7 +16,11 @@ fn check(bytes: &[u8]) {
     if let Ok(h) = KernelHashes::parse_table(bytes) {
         let table = h.to_table();
         assert_eq!(table.len(), PADDED_HASH_TABLE_LEN);
-        assert_eq!(KernelHashes::parse_table(&table), Ok(h), "to_table round trip");
+        assert_eq!(
+            KernelHashes::parse_table(&table),
+            Ok(h),
+            "to_table round trip"
+        );
         let _ = format!("{h:?}");
     }
 }

@@ -31,9 +31,16 @@ fn check_records(data: &[u8]) {
             }
         }
     }
-    assert!(reader.next().is_none(), "reader goes on after an error or the end");
+    assert!(
+        reader.next().is_none(),
+        "reader goes on after an error or the end"
+    );
     if complete {
-        assert_eq!(&writer.finish()[..], data, "records do not re-write to the input");
+        assert_eq!(
+            &writer.finish()[..],
+            data,
+            "records do not re-write to the input"
+        );
     }
 }
 

@@ -24,16 +24,26 @@ fuzz_target!(|data: &[u8]| {
 
     let sealed = seal(data).expect("fuzz inputs are below the payload limit");
     assert_eq!(sealed.len(), data.len() + OVERHEAD);
-    assert_eq!(open_sealed(&sealed), Ok(data), "sealed payload does not open");
+    assert_eq!(
+        open_sealed(&sealed),
+        Ok(data),
+        "sealed payload does not open"
+    );
     let _ = PersistentIdentity::decode(data);
 
     let (at, mask) = match data {
-        [a, b, ..] => (usize::from(u16::from_le_bytes([*a, *b])), data[data.len() - 1]),
+        [a, b, ..] => (
+            usize::from(u16::from_le_bytes([*a, *b])),
+            data[data.len() - 1],
+        ),
         _ => (0, 0x80),
     };
     let mut damaged = sealed.to_vec();
     flip(&mut damaged, at, mask);
     assert!(open_sealed(&damaged).is_err(), "a damaged container opened");
     let cut = damaged.len() - 1 - (at % damaged.len());
-    assert!(open_sealed(&sealed[..cut]).is_err(), "a truncated container opened");
+    assert!(
+        open_sealed(&sealed[..cut]).is_err(),
+        "a truncated container opened"
+    );
 });

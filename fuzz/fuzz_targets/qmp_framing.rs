@@ -24,7 +24,10 @@ fn frames_in_chunks<'a>(chunks: impl Iterator<Item = &'a [u8]>) -> Vec<Frame> {
 fuzz_target!(|data: &[u8]| {
     let whole = frames_in_chunks(std::iter::once(data));
     let bytewise = frames_in_chunks(data.chunks(1));
-    assert_eq!(whole, bytewise, "frames depend on read boundaries (bytewise)");
+    assert_eq!(
+        whole, bytewise,
+        "frames depend on read boundaries (bytewise)"
+    );
 
     // Chunk sizes 1..=16 taken from the input itself.
     let mut chunks = Vec::new();
@@ -46,7 +49,10 @@ fuzz_target!(|data: &[u8]| {
         };
         assert!(msg.len() <= MAX_MESSAGE_SIZE, "oversized message");
         assert!(!msg.is_empty(), "empty message");
-        assert!(!msg[0].is_ascii_whitespace(), "message starts with whitespace");
+        assert!(
+            !msg[0].is_ascii_whitespace(),
+            "message starts with whitespace"
+        );
         for stage in [
             Stage::Negotiation,
             Stage::Command { oob: false },

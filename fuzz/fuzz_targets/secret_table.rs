@@ -29,7 +29,9 @@ fn check(data: &[u8]) {
     }
     assert_eq!(table.entries(), &entries[..]);
     let total = table.table_len();
-    let consumed = data.get(..total).expect("the parsed table lies inside the input");
+    let consumed = data
+        .get(..total)
+        .expect("the parsed table lies inside the input");
     let encoded = table.to_padded_bytes().expect("a parsed table re-encodes");
     assert_eq!(encoded.len(), table.padded_len());
     assert_eq!(encoded.len() % 16, 0);
