@@ -177,10 +177,27 @@ impl<'fd> SevVm<'fd> {
         godh: Option<&[u8]>,
         session: Option<&[u8]>,
     ) -> Result<u32> {
+        self.launch_start_sharing(0, policy, godh, session)
+    }
+
+    /// KVM_SEV_LAUNCH_START with a non-zero `share_handle`: the new guest
+    /// shares the memory-encryption key of that running guest (QEMU's
+    /// `sev-guest,handle=`; the firmware refuses it when either policy has
+    /// NOKS). `share_handle` 0 is [`launch_start`](Self::launch_start).
+    ///
+    /// # Errors
+    /// As [`launch_start`](Self::launch_start).
+    pub fn launch_start_sharing(
+        &self,
+        share_handle: u32,
+        policy: u32,
+        godh: Option<&[u8]>,
+        session: Option<&[u8]>,
+    ) -> Result<u32> {
         let (dh_uaddr, dh_len) = optional_blob("GODH certificate", godh)?;
         let (session_uaddr, session_len) = optional_blob("session", session)?;
         let mut start = kvm_sev_launch_start {
-            handle: 0,
+            handle: share_handle,
             policy,
             dh_uaddr,
             dh_len,

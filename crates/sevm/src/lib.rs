@@ -6,4 +6,6 @@ pub mod machine;
 pub mod memory;
 pub mod options;
 pub mod qmp;
+pub mod sev;
 pub mod vcpu;
+pub mod vmm;

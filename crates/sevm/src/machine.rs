@@ -808,56 +808,22 @@ fn vcpu_thread(slot: &VcpuSlot, shared: &Shared, bus: &IoBus) {
     shared.cond.notify_all();
 }
 
-/// Test helpers shared by this crate's machine and demo tests.
+/// Test helpers shared by this crate's machine and demo tests (the skips go
+/// through `sevm-testutil`).
 #[cfg(test)]
 pub(crate) mod testutil {
-    fn require_all() -> bool {
-        std::env::var("SEVM_REQUIRE_ALL").is_ok_and(|v| v == "1")
-    }
-
     /// Reads `rel` from the shared fixtures (`../shared/sev-testdata` beside
     /// the repository). When missing, prints `SKIPPED: <test>: ...` and
     /// returns `None`, unless `SEVM_REQUIRE_ALL=1` (then it panics).
     pub(crate) fn testdata(test: &str, rel: &str) -> Option<Vec<u8>> {
-        let path = std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/sev-testdata"
-        ))
-        .join(rel);
-        match std::fs::read(&path) {
-            Ok(bytes) => Some(bytes),
-            Err(e) => {
-                if require_all() {
-                    panic!(
-                        "{test}: fixture {} missing ({e}) and SEVM_REQUIRE_ALL=1",
-                        path.display()
-                    );
-                }
-                eprintln!(
-                    "SKIPPED: {test}: fixture {} not available ({e})",
-                    path.display()
-                );
-                None
-            }
-        }
+        sevm_testutil::fixture(test, rel)
     }
 
     /// Whether `/dev/kvm` can be used. When it cannot, prints
     /// `SKIPPED: <test>: /dev/kvm not available` and returns false, unless
     /// `SEVM_REQUIRE_ALL=1`, in which case it panics.
     pub(crate) fn kvm_available(test: &str) -> bool {
-        let ok = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/kvm")
-            .is_ok();
-        if !ok {
-            if require_all() {
-                panic!("{test}: /dev/kvm not available and SEVM_REQUIRE_ALL=1");
-            }
-            eprintln!("SKIPPED: {test}: /dev/kvm not available");
-        }
-        ok
+        sevm_testutil::kvm(test)
     }
 }
 

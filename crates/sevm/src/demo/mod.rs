@@ -266,6 +266,33 @@ pub fn build(opts: &DemoOptions) -> Result<Vec<u8>, DemoError> {
     Ok(image)
 }
 
+/// Why [`write_image`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Building the image failed.
+    #[error(transparent)]
+    Build(#[from] DemoError),
+    /// Writing the file failed.
+    #[error("cannot write the demo guest image to {}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Writes the default demo guest image ([`DemoOptions::default`]: 2 MiB,
+/// normal mode) to `path` (`sevm -write-demo-guest FILE`).
+pub fn write_image(path: &std::path::Path) -> Result<(), WriteError> {
+    let image = build(&DemoOptions::default())?;
+    std::fs::write(path, image).map_err(|source| WriteError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Builds an efi_secret table (SEV-REFERENCE 7.3) holding `entries`, padded
 /// with zeros to a multiple of 16 bytes, as a guest owner's tool would
 /// (sevctl `secret build`). For tests and demos.

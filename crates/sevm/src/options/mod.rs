@@ -188,6 +188,10 @@ pub enum OptionsWarning {
     /// and command line are not part of the launch measurement.
     #[error("-kernel with SEV but kernel-hashes is off: the kernel, initrd and command line are not measured")]
     KernelNotMeasured,
+    /// `-kernel` without SEV: sevm does not boot kernels (it has no fw_cfg);
+    /// `-kernel` only feeds the SEV kernel-hashes measurement.
+    #[error("-kernel is ignored: sevm does not boot kernels; it only measures them for SEV (kernel-hashes=on)")]
+    KernelIgnored,
 }
 
 /// What the command line asks for.
@@ -199,6 +203,9 @@ pub enum Invocation {
     Help,
     /// `-version`: print the version and exit.
     Version,
+    /// `-write-demo-guest FILE` (sevm's own): write the bundled demo guest
+    /// firmware image (2 MiB, OVMF-style footer table) to FILE and exit.
+    WriteDemoGuest(PathBuf),
 }
 
 /// The machine type (`-machine type=`).
@@ -575,10 +582,12 @@ impl VmConfig {
                 warnings.push(OptionsWarning::UnusedSevGuest { id: g.id.clone() });
             }
         }
-        if let Some(g) = self.sev_guest() {
-            if self.kernel.is_some() && !g.kernel_hashes {
+        match self.sev_guest() {
+            Some(g) if self.kernel.is_some() && !g.kernel_hashes => {
                 warnings.push(OptionsWarning::KernelNotMeasured);
             }
+            None if self.kernel.is_some() => warnings.push(OptionsWarning::KernelIgnored),
+            _ => {}
         }
         Ok(warnings)
     }
@@ -604,7 +613,10 @@ pub fn usage() -> &'static str {
      \x20 -name NAME  -no-reboot  -nodefaults  -enable-kvm  -cpu host|EPYC*\n\
      \x20 -gdb tcp::PORT | -s\n\
      \x20 -incoming file:PATH|tcp:HOST:PORT|unix:PATH|defer\n\
-     \x20 -h | -help  -version\n"
+     \x20 -h | -help  -version\n\
+     \n\
+     sevm's own:\n\
+     \x20 -write-demo-guest FILE   write the bundled demo guest firmware (2 MiB) and exit\n"
 }
 
 /// How an option is handled.
@@ -621,7 +633,7 @@ fn lookup(name: &str) -> Option<Kind> {
     Some(match name {
         "machine" | "M" | "object" | "m" | "smp" | "bios" | "drive" | "kernel" | "initrd"
         | "append" | "qmp" | "serial" | "name" | "gdb" | "incoming" | "display" | "accel"
-        | "cpu" => Kind::Arg,
+        | "cpu" | "write-demo-guest" => Kind::Arg,
         "S" | "nographic" | "no-reboot" | "s" | "enable-kvm" | "nodefaults" | "h" | "help"
         | "version" => Kind::Flag,
         _ => return None,
@@ -888,6 +900,9 @@ where
         match name {
             "h" | "help" => return Ok(Invocation::Help),
             "version" => return Ok(Invocation::Version),
+            "write-demo-guest" => {
+                return Ok(Invocation::WriteDemoGuest(non_empty_path(&option, &value)?))
+            }
             "machine" | "M" => parse_machine(&mut cfg, &option, &value)?,
             "object" => parse_object(&mut cfg, &value)?,
             "m" => cfg.memory = parse_memory(&option, &value)?,

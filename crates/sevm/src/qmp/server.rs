@@ -45,6 +45,11 @@ use super::response::{self, CommandInfo, QmpEvent, Timestamp, VersionInfo};
 pub trait QmpHandler: Send + Sync {
     /// Executes one command.
     fn handle(&self, command: QmpCommand) -> Result<Value, QmpError>;
+
+    /// Called after the successful reply to `command` (its wire name) has
+    /// been queued to the client, so that what follows (e.g. `quit`'s
+    /// SHUTDOWN event) reaches the client after the reply, as in QEMU.
+    fn after_reply(&self, _command: &'static str) {}
 }
 
 /// A server error.
@@ -429,23 +434,39 @@ fn read_loop(shared: &Arc<Shared>, mut stream: &UnixStream, tx: &SyncSender<Valu
             }
         };
         for frame in framer.push(buf.get(..n).unwrap_or_default()) {
-            let reply = process(shared, &mut session, frame);
+            let (reply, done) = process(shared, &mut session, frame);
             if tx.send(reply).is_err() {
                 return;
             }
+            after_reply(shared, done);
         }
     }
     if let Some(frame) = framer.finish() {
-        let reply = process(shared, &mut session, frame);
-        let _ = tx.send(reply);
+        let (reply, done) = process(shared, &mut session, frame);
+        if tx.send(reply).is_ok() {
+            after_reply(shared, done);
+        }
     }
 }
 
-/// One frame in, one reply out.
-fn process(shared: &Arc<Shared>, session: &mut Session, frame: Frame) -> Value {
+fn after_reply(shared: &Arc<Shared>, done: Option<&'static str>) {
+    if let Some(name) = done {
+        if catch_unwind(AssertUnwindSafe(|| shared.handler.after_reply(name))).is_err() {
+            log::error!("QMP handler panicked after replying to {name}");
+        }
+    }
+}
+
+/// One frame in, one reply out (and the name of the handler command that
+/// succeeded, for [`QmpHandler::after_reply`]).
+fn process(
+    shared: &Arc<Shared>,
+    session: &mut Session,
+    frame: Frame,
+) -> (Value, Option<&'static str>) {
     let bytes = match frame {
         Frame::Message(bytes) => bytes,
-        Frame::Error(e) => return response::error(&e, None),
+        Frame::Error(e) => return (response::error(&e, None), None),
     };
     let stage = if session.negotiated {
         Stage::Command { oob: session.oob }
@@ -454,9 +475,10 @@ fn process(shared: &Arc<Shared>, session: &mut Session, frame: Frame) -> Value {
     };
     let request = match parse_request_in(&bytes, stage) {
         Ok(r) => r,
-        Err(e) => return response::error(&e.error, e.id),
+        Err(e) => return (response::error(&e.error, e.id), None),
     };
     let id = request.id;
+    let mut handled = None;
     let result = match request.command {
         QmpCommand::QmpCapabilities { enable } => negotiate(shared, session, &enable),
         QmpCommand::QueryVersion => response::to_value(&VersionInfo::current()),
@@ -472,7 +494,12 @@ fn process(shared: &Arc<Shared>, session: &mut Session, frame: Frame) -> Value {
         command => {
             let name = command.name();
             match catch_unwind(AssertUnwindSafe(|| shared.handler.handle(command))) {
-                Ok(r) => r,
+                Ok(r) => {
+                    if r.is_ok() {
+                        handled = Some(name);
+                    }
+                    r
+                }
                 Err(_) => {
                     log::error!("QMP handler panicked on {name}");
                     Err(QmpError::generic(format!(
@@ -482,10 +509,11 @@ fn process(shared: &Arc<Shared>, session: &mut Session, frame: Frame) -> Value {
             }
         }
     };
-    match result {
+    let reply = match result {
         Ok(ret) => response::success(ret, id),
         Err(e) => response::error(&e, id),
-    }
+    };
+    (reply, handled)
 }
 
 fn negotiate(

@@ -1,0 +1,339 @@
+//! The launch on the caller's side, as a typestate:
+//!
+//! ```text
+//! Launch::start ─▶ Launch<Update> ─measure─▶ Launch<Secret> ─finish─▶ Launch<Running>
+//!                  update_data               inject_secret            attestation_report
+//!                  update_vmsa
+//! ```
+//!
+//! A guest in LUPDATE cannot be finished, nor a secret injected before the
+//! measurement, at compile time. A failed transition hands the launch back
+//! unchanged with the error ([`Failed`]), so the VMM keeps the guest in the
+//! state the firmware left it in (a failed LAUNCH_FINISH leaves the guest in
+//! LSECRET, as on hardware).
+
+use std::fmt;
+use std::sync::Arc;
+
+use sev_proto::abi::Policy;
+
+use super::{SevBackend, SevError};
+use crate::memory::Gpa;
+
+/// LUPDATE: data (and VMSAs) may be added to the measurement.
+#[derive(Debug)]
+pub struct Update;
+
+/// LSECRET: measured; secrets may be injected.
+#[derive(Debug)]
+pub struct Secret {
+    measurement: [u8; 48],
+}
+
+/// RUNNING: launched.
+#[derive(Debug)]
+pub struct Running {
+    measurement: [u8; 48],
+}
+
+/// A guest being launched, in state `S`.
+pub struct Launch<S> {
+    backend: Arc<dyn SevBackend>,
+    handle: u32,
+    policy: Policy,
+    state: S,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Launch<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Launch")
+            .field("handle", &self.handle)
+            .field("policy", &self.policy)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A transition that failed: the launch as it was, and why.
+pub struct Failed<S> {
+    /// The launch, unchanged.
+    pub launch: Launch<S>,
+    /// The firmware's (or host's) error.
+    pub error: SevError,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Failed<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Failed")
+            .field("launch", &self.launch)
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+impl<S> Launch<S> {
+    /// The firmware guest handle.
+    pub fn handle(&self) -> u32 {
+        self.handle
+    }
+
+    /// The guest policy.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// The per-VM SEV interface.
+    pub fn backend(&self) -> &Arc<dyn SevBackend> {
+        &self.backend
+    }
+
+    fn into_state<T>(self, state: T) -> Launch<T> {
+        Launch {
+            backend: self.backend,
+            handle: self.handle,
+            policy: self.policy,
+            state,
+        }
+    }
+}
+
+impl Launch<Update> {
+    /// LAUNCH_START: creates the guest context (with the owner's GODH
+    /// certificate and session, or neither; `share_handle` non-zero shares
+    /// that guest's key).
+    pub fn start(
+        backend: Arc<dyn SevBackend>,
+        share_handle: u32,
+        policy: Policy,
+        godh: Option<&[u8]>,
+        session: Option<&[u8]>,
+    ) -> Result<Self, SevError> {
+        let handle = backend.launch_start(share_handle, policy, godh, session)?;
+        log::info!(
+            "SEV: LAUNCH_START: handle {handle}, policy {:#x}",
+            policy.bits()
+        );
+        Ok(Launch {
+            backend,
+            handle,
+            policy,
+            state: Update,
+        })
+    }
+
+    /// LAUNCH_UPDATE_DATA over `len` bytes at `gpa`.
+    pub fn update_data(&mut self, gpa: Gpa, len: u64) -> Result<(), SevError> {
+        log::debug!("SEV: LAUNCH_UPDATE_DATA {gpa}+{len:#x}");
+        self.backend.launch_update_data(gpa, len)
+    }
+
+    /// LAUNCH_UPDATE_VMSA (SEV-ES).
+    pub fn update_vmsa(&mut self) -> Result<(), SevError> {
+        self.backend.launch_update_vmsa()
+    }
+
+    /// LAUNCH_MEASURE: LUPDATE → LSECRET.
+    pub fn measure(self) -> Result<Launch<Secret>, Failed<Update>> {
+        match self.backend.launch_measure() {
+            Ok(measurement) => Ok(self.into_state(Secret { measurement })),
+            Err(error) => Err(Failed {
+                launch: self,
+                error,
+            }),
+        }
+    }
+}
+
+impl Launch<Secret> {
+    /// MEASUREMENT ‖ MNONCE.
+    pub fn measurement(&self) -> &[u8; 48] {
+        &self.state.measurement
+    }
+
+    /// LAUNCH_SECRET at `gpa`.
+    pub fn inject_secret(&self, header: &[u8], gpa: Gpa, secret: &[u8]) -> Result<(), SevError> {
+        log::info!("SEV: LAUNCH_SECRET {} bytes at {gpa}", secret.len());
+        self.backend.launch_secret(header, gpa, secret)
+    }
+
+    /// LAUNCH_FINISH: LSECRET → RUNNING.
+    pub fn finish(self) -> Result<Launch<Running>, Failed<Secret>> {
+        match self.backend.launch_finish() {
+            Ok(()) => {
+                let measurement = self.state.measurement;
+                log::info!("SEV: LAUNCH_FINISH: guest {} running", self.handle);
+                Ok(self.into_state(Running { measurement }))
+            }
+            Err(error) => Err(Failed {
+                launch: self,
+                error,
+            }),
+        }
+    }
+}
+
+impl Launch<Running> {
+    /// The launch measurement blob taken before LAUNCH_FINISH.
+    pub fn measurement(&self) -> &[u8; 48] {
+        &self.state.measurement
+    }
+
+    /// ATTESTATION with the caller's nonce.
+    pub fn attestation_report(&self, mnonce: [u8; 16]) -> Result<Vec<u8>, SevError> {
+        self.backend.attestation_report(mnonce)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{AccessError, MemoryView};
+    use crate::sev::GuestInfo;
+    use sev_proto::abi::{GuestState, Status, StatusCode};
+    use std::sync::Mutex;
+
+    /// Records the commands it receives; LAUNCH_FINISH fails once.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        calls: Mutex<Vec<String>>,
+        finish_failures: Mutex<u32>,
+    }
+
+    #[derive(Debug)]
+    struct NoView;
+    impl MemoryView for NoView {
+        fn read(&self, _: Gpa, _: &mut [u8]) -> Result<(), AccessError> {
+            Ok(())
+        }
+        fn write(&self, _: Gpa, _: &[u8]) -> Result<(), AccessError> {
+            Ok(())
+        }
+    }
+
+    fn fw(command: &'static str, s: Status) -> SevError {
+        SevError::Firmware {
+            command,
+            status: StatusCode(s.code()),
+            detail: String::new(),
+        }
+    }
+
+    impl Recorder {
+        fn log(&self, s: impl Into<String>) {
+            self.calls.lock().unwrap().push(s.into());
+        }
+    }
+
+    impl SevBackend for Recorder {
+        fn launch_start(
+            &self,
+            _: u32,
+            policy: Policy,
+            godh: Option<&[u8]>,
+            _: Option<&[u8]>,
+        ) -> Result<u32, SevError> {
+            self.log(format!("start {:#x} {}", policy.bits(), godh.is_some()));
+            Ok(7)
+        }
+        fn launch_update_data(&self, gpa: Gpa, len: u64) -> Result<(), SevError> {
+            self.log(format!("update {gpa} {len:#x}"));
+            Ok(())
+        }
+        fn launch_update_vmsa(&self) -> Result<(), SevError> {
+            self.log("vmsa");
+            Ok(())
+        }
+        fn launch_measure(&self) -> Result<[u8; 48], SevError> {
+            self.log("measure");
+            Ok([0xAB; 48])
+        }
+        fn launch_secret(&self, _: &[u8], gpa: Gpa, _: &[u8]) -> Result<(), SevError> {
+            self.log(format!("secret {gpa}"));
+            Err(fw("LAUNCH_SECRET", Status::BadMeasurement))
+        }
+        fn launch_finish(&self) -> Result<(), SevError> {
+            self.log("finish");
+            let mut f = self.finish_failures.lock().unwrap();
+            if *f == 0 {
+                *f += 1;
+                return Err(fw("LAUNCH_FINISH", Status::InvalidGuestState));
+            }
+            Ok(())
+        }
+        fn guest_status(&self) -> Result<GuestInfo, SevError> {
+            Ok(GuestInfo {
+                handle: 7,
+                policy: Policy::from_bits(1),
+                state: Some(GuestState::Running),
+            })
+        }
+        fn attestation_report(&self, m: [u8; 16]) -> Result<Vec<u8>, SevError> {
+            Ok(m.to_vec())
+        }
+        fn dbg_decrypt(&self, _: Gpa, _: &mut [u8]) -> Result<(), SevError> {
+            Err(fw("DBG_DECRYPT", Status::PolicyFailure))
+        }
+        fn dbg_encrypt(&self, _: &[u8], _: Gpa) -> Result<(), SevError> {
+            Err(fw("DBG_ENCRYPT", Status::PolicyFailure))
+        }
+        fn send_start(&self, _: &[u8], _: &[u8], _: &[u8]) -> Result<(Policy, Vec<u8>), SevError> {
+            Err(fw("SEND_START", Status::PolicyFailure))
+        }
+        fn send_update_data(&self, _: Gpa, _: u64) -> Result<(Vec<u8>, Vec<u8>), SevError> {
+            Err(fw("SEND_UPDATE_DATA", Status::InvalidGuestState))
+        }
+        fn send_finish(&self) -> Result<(), SevError> {
+            Ok(())
+        }
+        fn send_cancel(&self) -> Result<(), SevError> {
+            Ok(())
+        }
+        fn receive_start(&self, _: Policy, _: &[u8], _: &[u8]) -> Result<u32, SevError> {
+            Ok(1)
+        }
+        fn receive_update_data(&self, _: &[u8], _: Gpa, _: &[u8]) -> Result<(), SevError> {
+            Ok(())
+        }
+        fn receive_finish(&self) -> Result<(), SevError> {
+            Ok(())
+        }
+        fn host_view(&self) -> Arc<dyn MemoryView> {
+            Arc::new(NoView)
+        }
+    }
+
+    #[test]
+    fn typestate_walks_the_launch_and_failed_transitions_keep_the_state() {
+        let rec = Arc::new(Recorder::default());
+        let backend: Arc<dyn SevBackend> = rec.clone();
+        let mut l =
+            Launch::start(backend, 0, Policy::from_bits(1), Some(b"g"), Some(b"s")).unwrap();
+        assert_eq!(l.handle(), 7);
+        l.update_data(Gpa(0xFFFF_0000), 0x1_0000).unwrap();
+        l.update_vmsa().unwrap();
+        let s = l.measure().unwrap();
+        assert_eq!(s.measurement(), &[0xAB; 48]);
+        let e = s
+            .inject_secret(&[0; 52], Gpa(0x81_0000), &[0; 16])
+            .unwrap_err();
+        assert_eq!(e.status(), Some(StatusCode(0x0B)));
+        // The first LAUNCH_FINISH fails: the launch stays in LSECRET.
+        let failed = s.finish().unwrap_err();
+        assert_eq!(failed.error.status(), Some(StatusCode(0x02)));
+        let r = failed.launch.finish().unwrap();
+        assert_eq!(r.measurement(), &[0xAB; 48]);
+        assert_eq!(r.attestation_report([3; 16]).unwrap(), vec![3; 16]);
+        assert_eq!(
+            *rec.calls.lock().unwrap(),
+            vec![
+                "start 0x1 true",
+                "update 0xffff0000 0x10000",
+                "vmsa",
+                "measure",
+                "secret 0x810000",
+                "finish",
+                "finish"
+            ]
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! Reading the files the command line names, with errors that name the
+//! option and the file.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+
+/// An input file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// Reading failed (missing, unreadable).
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        /// Which option's file.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid base64.
+    #[error("{what} {}: not valid base64: {problem}", path.display())]
+    Base64 {
+        /// Which option's file.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The decoder's complaint.
+        problem: String,
+    },
+    /// The file (or its decoded content) has the wrong size.
+    #[error("{what} {}: {problem}", path.display())]
+    Size {
+        /// Which option's file.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// Reads a whole file.
+pub(crate) fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, FileError> {
+    std::fs::read(path).map_err(|source| FileError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Decodes base64 text as sevctl and QEMU write it: standard alphabet with
+/// padding; ASCII whitespace (line breaks) is ignored.
+pub fn decode_base64(text: &[u8]) -> Result<Vec<u8>, String> {
+    let compact: Vec<u8> = text
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(&compact)
+        .map_err(|e| e.to_string())
+}
+
+/// Reads a base64 file (QEMU's `dh-cert-file`, `session-file`) whose decoded
+/// content must be exactly `len` bytes.
+pub(crate) fn read_base64_exact(
+    what: &'static str,
+    path: &Path,
+    len: usize,
+    meaning: &str,
+) -> Result<Vec<u8>, FileError> {
+    let text = read(what, path)?;
+    let bytes = decode_base64(&text).map_err(|problem| FileError::Base64 {
+        what,
+        path: path.to_path_buf(),
+        problem,
+    })?;
+    if bytes.len() != len {
+        return Err(FileError::Size {
+            what,
+            path: path.to_path_buf(),
+            problem: format!(
+                "decodes to {} bytes, but {meaning} is {len} bytes",
+                bytes.len()
+            ),
+        });
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_files_are_checked_for_syntax_and_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.b64");
+        let good = base64::engine::general_purpose::STANDARD.encode([7u8; 128]);
+        // Line breaks as `base64` wraps them are fine.
+        let wrapped = format!("{}\n{}\n", &good[..76], &good[76..]);
+        std::fs::write(&p, wrapped).unwrap();
+        assert_eq!(
+            read_base64_exact("session-file", &p, 128, "x").unwrap(),
+            vec![7u8; 128]
+        );
+        let e = read_base64_exact("session-file", &p, 2084, "an SEV certificate").unwrap_err();
+        assert!(e.to_string().contains("decodes to 128 bytes"), "{e}");
+        std::fs::write(&p, "not*base64").unwrap();
+        let e = read_base64_exact("session-file", &p, 128, "x").unwrap_err();
+        assert!(matches!(e, FileError::Base64 { .. }), "{e}");
+        let e = read_base64_exact("dh-cert-file", &dir.path().join("missing"), 1, "x").unwrap_err();
+        assert!(e.to_string().starts_with("dh-cert-file "), "{e}");
+    }
+}

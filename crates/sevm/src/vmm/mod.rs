@@ -1,0 +1,766 @@
+//! The VMM: a validated [`VmConfig`] in, a running guest out.
+//!
+//! [`Vmm::build`] reads every input file, opens the SEV platform, checks
+//! the SEV options against it (as QEMU's `sev_kvm_init` does), creates the
+//! KVM machine and runs the launch flow of DESIGN.md up to LAUNCH_MEASURE:
+//! LAUNCH_START with the owner's GODH and session (or neither),
+//! LAUNCH_UPDATE_DATA over the firmware image, the kernel-hashes table
+//! when `-kernel` and `kernel-hashes=on` are given (placed where the
+//! firmware's footer table says, measured after the firmware),
+//! LAUNCH_UPDATE_VMSA for SEV-ES, LAUNCH_MEASURE. [`Vmm::run`] starts the
+//! QMP servers and, unless `-S`, issues LAUNCH_FINISH and starts the vCPUs;
+//! with `-S` the guest waits in launch-secret state for QMP `cont`.
+//!
+//! Every VMM access to guest memory after LAUNCH_START goes through the SEV
+//! host view the backend provides.
+
+mod files;
+mod qmp;
+mod signals;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use sev_proto::abi::Policy;
+use sev_proto::ovmf::{FooterTable, KernelHashes, OvmfArea, PADDED_HASH_TABLE_LEN};
+
+use crate::devices::serial::SerialOutput;
+use crate::machine::{Machine, MachineConfig, MachineError, MachineExit, RunState};
+use crate::memory::{Gpa, FOUR_GIB, MAX_FIRMWARE_SIZE};
+use crate::options::{SerialConfig, SevGuestConfig, VmConfig};
+use crate::qmp::response::ShutdownCause;
+use crate::qmp::{EventSender, QmpEvent, QmpServer, ServerError};
+use crate::sev::launch::Failed;
+use crate::sev::{
+    self, EncryptionParams, Launch, PlatformInfo, Running, Secret, SevError, SevPlatform,
+};
+
+pub use files::FileError;
+
+/// Why the VMM could not start or run the guest.
+#[derive(Debug, thiserror::Error)]
+pub enum VmmError {
+    /// An option is inconsistent with the host, the platform or the files it
+    /// names (QEMU's style: the option, then the problem).
+    #[error("{option}: {problem}")]
+    Config {
+        /// The option, e.g. `-object sev-guest,id=sev0`.
+        option: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// An input file could not be used.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// The SEV platform or firmware failed.
+    #[error(transparent)]
+    Sev(#[from] SevError),
+    /// The KVM machine failed.
+    #[error("{0}")]
+    Machine(String),
+    /// A QMP socket could not be set up.
+    #[error(transparent)]
+    Qmp(#[from] ServerError),
+    /// The machine stopped on an error it cannot continue from.
+    #[error("{0}")]
+    Guest(String),
+}
+
+impl VmmError {
+    /// Whether this is a validation error (printed QEMU-style, without the
+    /// `error:` prefix).
+    pub fn is_validation(&self) -> bool {
+        matches!(self, VmmError::Config { .. } | VmmError::File(_))
+    }
+}
+
+fn machine_err(e: MachineError) -> VmmError {
+    VmmError::Machine(crate::sev::hardware::error_chain(&e))
+}
+
+/// How the guest ended (VMM errors are [`VmmError`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The guest wrote this status to the debug-exit port.
+    GuestExit(u8),
+    /// The guest shut down or reset (triple fault).
+    Shutdown,
+    /// QMP `quit`.
+    Quit,
+}
+
+impl Outcome {
+    /// The process exit code: the guest's status for a debug-port exit,
+    /// 0 otherwise.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::GuestExit(v) => v,
+            Outcome::Shutdown | Outcome::Quit => 0,
+        }
+    }
+}
+
+/// Where the SEV launch is (the typestate of [`crate::sev::launch`], held at
+/// run time so QMP can move it forward).
+enum LaunchPhase {
+    Secret(Launch<Secret>),
+    Running(Launch<Running>),
+    /// Only while a transition is in progress.
+    Moving,
+}
+
+/// The SEV side of the VM.
+struct SevContext {
+    platform: Arc<dyn SevPlatform>,
+    backend: Arc<dyn crate::sev::SevBackend>,
+    info: PlatformInfo,
+    params: EncryptionParams,
+    policy: Policy,
+    handle: u32,
+    /// The firmware's secret area (default `gpa` of
+    /// `sev-inject-launch-secret`).
+    secret_area: Option<OvmfArea>,
+    launch: Mutex<LaunchPhase>,
+}
+
+impl std::fmt::Debug for SevContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SevContext")
+            .field("platform", &self.platform)
+            .field("info", &self.info)
+            .field("policy", &self.policy)
+            .field("handle", &self.handle)
+            .finish_non_exhaustive()
+    }
+}
+
+/// State shared between the main thread and the QMP handler.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    // Field order is drop order: the SEV backend (on hardware a duplicate of
+    // the VM fd) goes before the machine.
+    sev: Option<SevContext>,
+    machine: Arc<Machine>,
+    name: Option<String>,
+    /// Serialises run-state changes (cont, stop, quit).
+    control: Mutex<()>,
+    events: Mutex<Vec<EventSender>>,
+    quit_requested: AtomicBool,
+    /// Set when a termination signal ended the VM.
+    signal: Mutex<Option<i32>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    fn emit(&self, event: &QmpEvent) {
+        for e in lock(&self.events).iter() {
+            e.emit(event);
+        }
+    }
+
+    /// LAUNCH_FINISH (if SEV) and start the vCPUs; RESUME. From prelaunch
+    /// or paused; a no-op when running.
+    fn cont(&self) -> Result<(), String> {
+        let _g = lock(&self.control);
+        match self.machine.run_state() {
+            RunState::Running => Ok(()),
+            RunState::Exited => Err("the guest has shut down; it cannot be continued".into()),
+            RunState::Paused => {
+                self.machine.resume().map_err(|e| e.to_string())?;
+                self.emit(&QmpEvent::Resume);
+                Ok(())
+            }
+            RunState::Created => {
+                if let Some(sev) = &self.sev {
+                    finish_launch(sev).map_err(|e| e.to_string())?;
+                }
+                self.machine.start().map_err(|e| e.to_string())?;
+                self.emit(&QmpEvent::Resume);
+                Ok(())
+            }
+        }
+    }
+
+    /// Pauses running vCPUs; STOP. A no-op in prelaunch or when paused.
+    fn stop(&self) -> Result<(), String> {
+        let _g = lock(&self.control);
+        match self.machine.run_state() {
+            RunState::Running => {
+                self.machine.pause().map_err(|e| e.to_string())?;
+                self.emit(&QmpEvent::Stop);
+                Ok(())
+            }
+            RunState::Created | RunState::Paused => Ok(()),
+            RunState::Exited => Err("the guest has shut down".into()),
+        }
+    }
+
+    fn request_quit(&self) {
+        self.quit_requested.store(true, Ordering::SeqCst);
+        self.machine.request_quit();
+    }
+}
+
+/// LSECRET → RUNNING. On failure the launch stays in LSECRET.
+fn finish_launch(sev: &SevContext) -> Result<(), SevError> {
+    let mut phase = lock(&sev.launch);
+    match std::mem::replace(&mut *phase, LaunchPhase::Moving) {
+        LaunchPhase::Secret(l) => match l.finish() {
+            Ok(r) => {
+                *phase = LaunchPhase::Running(r);
+                Ok(())
+            }
+            Err(Failed { launch, error }) => {
+                *phase = LaunchPhase::Secret(launch);
+                Err(error)
+            }
+        },
+        other => {
+            *phase = other;
+            Ok(())
+        }
+    }
+}
+
+/// A built VM, ready to run.
+#[derive(Debug)]
+pub struct Vmm {
+    shared: Arc<Shared>,
+    config: VmConfig,
+}
+
+/// The option text QEMU would name for the SEV object.
+fn sev_option(g: &SevGuestConfig) -> String {
+    format!("-object sev-guest,id={}", g.id)
+}
+
+fn serial_output(cfg: &VmConfig) -> Result<SerialOutput, VmmError> {
+    Ok(match cfg.effective_serial() {
+        SerialConfig::Stdio => SerialOutput::Stdout,
+        SerialConfig::Null | SerialConfig::None => SerialOutput::Null,
+        SerialConfig::File(path) => SerialOutput::File(std::fs::File::create(&path).map_err(
+            |source| FileError::Io {
+                what: "-serial file",
+                path: path.clone(),
+                source,
+            },
+        )?),
+    })
+}
+
+/// Everything read from disk before the machine exists.
+struct Inputs {
+    firmware: Vec<u8>,
+    firmware_path: PathBuf,
+    godh: Option<Vec<u8>>,
+    session: Option<Vec<u8>>,
+    hashes: Option<(OvmfArea, KernelHashes)>,
+    secret_area: Option<OvmfArea>,
+}
+
+fn read_inputs(cfg: &VmConfig, sev: Option<&SevGuestConfig>) -> Result<Inputs, VmmError> {
+    let firmware_path = match cfg.firmware() {
+        Some(crate::options::Firmware::Bios(p)) => p,
+        Some(crate::options::Firmware::Pflash { code, vars }) => {
+            if let Some(v) = vars {
+                log::warn!(
+                    "pflash unit 1 ({}) is not mapped: sevm maps only the firmware image",
+                    v.file.display()
+                );
+            }
+            code.file
+        }
+        None => return Err(VmmError::Config {
+            option: "-bios".into(),
+            problem:
+                "no firmware given: use -bios FILE or -drive if=pflash,format=raw,unit=0,file=FILE \
+                          (sevm -write-demo-guest FILE writes the bundled demo guest)"
+                    .into(),
+        }),
+    };
+    let firmware = files::read("firmware image", &firmware_path)?;
+    if firmware.is_empty() {
+        return Err(FileError::Size {
+            what: "firmware image",
+            path: firmware_path,
+            problem: "is empty".into(),
+        }
+        .into());
+    }
+    if firmware.len() as u64 > MAX_FIRMWARE_SIZE {
+        return Err(FileError::Size {
+            what: "firmware image",
+            path: firmware_path,
+            problem: format!(
+                "is {} bytes; at most {MAX_FIRMWARE_SIZE} bytes (16 MiB) can be mapped below 4 GiB",
+                firmware.len()
+            ),
+        }
+        .into());
+    }
+    let mut inputs = Inputs {
+        firmware,
+        firmware_path,
+        godh: None,
+        session: None,
+        hashes: None,
+        secret_area: None,
+    };
+    let Some(g) = sev else {
+        return Ok(inputs);
+    };
+    let option = sev_option(g);
+    if !inputs.firmware.len().is_multiple_of(16) {
+        return Err(FileError::Size {
+            what: "firmware image",
+            path: inputs.firmware_path,
+            problem: format!(
+                "is {} bytes; LAUNCH_UPDATE_DATA needs a multiple of 16 bytes",
+                inputs.firmware.len()
+            ),
+        }
+        .into());
+    }
+    match (&g.dh_cert_file, &g.session_file) {
+        (Some(dh), Some(session)) => {
+            inputs.godh = Some(files::read_base64_exact(
+                "dh-cert-file",
+                dh,
+                sev_proto::abi::SEV_CERT_LEN,
+                "an SEV certificate",
+            )?);
+            inputs.session = Some(files::read_base64_exact(
+                "session-file",
+                session,
+                sev_proto::abi::SESSION_LEN,
+                "a launch session buffer",
+            )?);
+        }
+        (None, None) => {}
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(VmmError::Config {
+                option,
+                problem: "dh-cert-file and session-file must be given together \
+                          (the owner's GODH certificate and its launch session)"
+                    .into(),
+            })
+        }
+    }
+    let table = FooterTable::parse(&inputs.firmware).map_err(|e| VmmError::Config {
+        option: "-bios".into(),
+        problem: format!(
+            "{}: bad OVMF footer table: {e}",
+            inputs.firmware_path.display()
+        ),
+    })?;
+    inputs.secret_area = table.sev_secret_block().ok().flatten();
+    if g.kernel_hashes {
+        if let Some(kernel_path) = &cfg.kernel {
+            let area = table.check_hashes_area().map_err(|e| VmmError::Config {
+                option: option.clone(),
+                problem: format!(
+                    "kernel-hashes=on: the firmware {} cannot measure -kernel: {e}",
+                    inputs.firmware_path.display()
+                ),
+            })?;
+            let end = u64::from(area.base) + PADDED_HASH_TABLE_LEN as u64;
+            if end > cfg.memory {
+                return Err(VmmError::Config {
+                    option: "-m".into(),
+                    problem: format!(
+                        "the firmware's kernel-hashes area at {:#x} lies outside the {} bytes of RAM",
+                        area.base, cfg.memory
+                    ),
+                });
+            }
+            let kernel = files::read("-kernel", kernel_path)?;
+            let initrd = match &cfg.initrd {
+                Some(p) => Some(files::read("-initrd", p)?),
+                None => None,
+            };
+            let hashes = KernelHashes::new(
+                cfg.append.as_deref().map(str::as_bytes),
+                initrd.as_deref(),
+                &kernel,
+            );
+            inputs.hashes = Some((area, hashes));
+        }
+    }
+    Ok(inputs)
+}
+
+/// Checks the SEV options against the platform, as QEMU's `sev_kvm_init`.
+fn check_platform(
+    g: &SevGuestConfig,
+    info: &PlatformInfo,
+    params: &EncryptionParams,
+    platform: &dyn SevPlatform,
+) -> Result<(), VmmError> {
+    let option = sev_option(g);
+    if let Some(c) = g.cbitpos {
+        if c != params.cbitpos {
+            return Err(VmmError::Config {
+                option,
+                problem: format!(
+                    "cbitpos check failed, host '{}' requested '{c}'",
+                    params.cbitpos
+                ),
+            });
+        }
+    }
+    // UNCERTAIN (SEV-REFERENCE 9.2): the guest-visible reduced-phys-bits is
+    // checked as QEMU does (1..=63, done by `VmConfig::validate`), not
+    // against the host's EBX[11:6]: the architecturally correct guest value
+    // is 1 whatever the host reduction is.
+    if let Some(r) = g.reduced_phys_bits {
+        if !(1..=63).contains(&r) {
+            return Err(VmmError::Config {
+                option,
+                problem: format!(
+                    "reduced_phys_bits check failed, it should be in the range of 1 to 63, requested '{r}'"
+                ),
+            });
+        }
+    }
+    let policy = Policy::from_bits(g.policy);
+    if policy.es() && platform.is_emulated() {
+        return Err(VmmError::Config {
+            option,
+            problem: format!(
+                "guest policy {:#x} requires SEV-ES, which sevm supports on SEV hardware only \
+                 (the emulated platform does not model encrypted register state)",
+                g.policy
+            ),
+        });
+    }
+    if policy.es() && !info.es_capable {
+        return Err(VmmError::Config {
+            option,
+            problem: format!(
+                "guest policy {:#x} requires SEV-ES, but {} does not support SEV-ES",
+                g.policy,
+                platform.describe()
+            ),
+        });
+    }
+    Ok(())
+}
+
+impl Vmm {
+    /// Reads the inputs, opens the SEV platform, checks the options against
+    /// it, creates the machine and runs the launch up to LAUNCH_MEASURE.
+    pub fn build(config: &VmConfig) -> Result<Vmm, VmmError> {
+        let sev_cfg = config.sev_guest();
+        let inputs = read_inputs(config, sev_cfg)?;
+
+        let mut sev_setup = None;
+        if let Some(g) = sev_cfg {
+            let platform = sev::open_platform(&g.sev_device).map_err(|e| match e {
+                SevError::Platform(problem) => VmmError::Config {
+                    option: sev_option(g),
+                    problem,
+                },
+                other => other.into(),
+            })?;
+            if let crate::options::SevDevice::Emulated { state_dir } = &g.sev_device {
+                eprintln!(
+                    "sevm: using the EMULATED AMD SP in {} (not hardware)",
+                    state_dir.display()
+                );
+            }
+            let info = platform.status()?;
+            let params = platform.encryption_params()?;
+            check_platform(g, &info, &params, platform.as_ref())?;
+            sev_setup = Some((g, platform, info, params));
+        }
+
+        let es = sev_cfg.is_some_and(|g| Policy::from_bits(g.policy).es());
+        let firmware_size = inputs.firmware.len() as u64;
+        let mut mc = MachineConfig::new(config.memory, inputs.firmware);
+        mc.vcpus = config.cpus;
+        mc.serial = serial_output(config)?;
+        mc.pre_vcpu_hook = sev_setup
+            .as_ref()
+            .and_then(|(_, p, _, _)| p.pre_vcpu_hook(es));
+        let mut machine = Machine::new(mc).map_err(machine_err)?;
+
+        let sev = match sev_setup {
+            None => None,
+            Some((g, platform, info, params)) => {
+                let backend = platform.attach(&machine, es)?;
+                machine.set_memory_view(backend.host_view());
+                let policy = Policy::from_bits(g.policy);
+                let mut launch = Launch::start(
+                    Arc::clone(&backend),
+                    g.handle,
+                    policy,
+                    inputs.godh.as_deref(),
+                    inputs.session.as_deref(),
+                )?;
+                launch.update_data(Gpa(FOUR_GIB - firmware_size), firmware_size)?;
+                if let Some((area, hashes)) = &inputs.hashes {
+                    let gpa = Gpa(u64::from(area.base));
+                    machine
+                        .guest_memory()
+                        .write_plain(gpa, &hashes.to_table())
+                        .map_err(|e| SevError::OutOfRange {
+                            command: "LAUNCH_UPDATE_DATA",
+                            gpa: e.gpa,
+                            len: e.len,
+                        })?;
+                    launch.update_data(gpa, PADDED_HASH_TABLE_LEN as u64)?;
+                }
+                if es {
+                    launch.update_vmsa()?;
+                }
+                let handle = launch.handle();
+                let secret = launch.measure().map_err(|f| f.error)?;
+                Some(SevContext {
+                    platform,
+                    backend,
+                    info,
+                    params,
+                    policy,
+                    handle,
+                    secret_area: inputs.secret_area,
+                    launch: Mutex::new(LaunchPhase::Secret(secret)),
+                })
+            }
+        };
+
+        Ok(Vmm {
+            shared: Arc::new(Shared {
+                sev,
+                machine: Arc::new(machine),
+                name: config.name.clone(),
+                control: Mutex::new(()),
+                events: Mutex::new(Vec::new()),
+                quit_requested: AtomicBool::new(false),
+                signal: Mutex::new(None),
+            }),
+            config: config.clone(),
+        })
+    }
+
+    /// The launch measurement blob (MEASUREMENT ‖ MNONCE) of an SEV guest.
+    pub fn launch_measurement(&self) -> Option<[u8; 48]> {
+        let sev = self.shared.sev.as_ref()?;
+        match &*lock(&sev.launch) {
+            LaunchPhase::Secret(l) => Some(*l.measurement()),
+            LaunchPhase::Running(l) => Some(*l.measurement()),
+            LaunchPhase::Moving => None,
+        }
+    }
+
+    /// Makes SIGTERM, SIGINT and SIGHUP end the VM as QEMU does: a
+    /// `SHUTDOWN` event with reason `host-signal`, the QMP sockets removed,
+    /// exit status 0. For the binary (one VM per process).
+    pub fn handle_termination_signals(&self) -> Result<(), VmmError> {
+        signals::install(Arc::clone(&self.shared))
+    }
+
+    /// Serves QMP, starts the guest (now, or at `cont` with `-S`) and waits
+    /// for it to end.
+    pub fn run(self) -> Result<Outcome, VmmError> {
+        let handler: Arc<dyn crate::qmp::QmpHandler> =
+            Arc::new(qmp::Handler(Arc::clone(&self.shared)));
+        let mut servers = Vec::new();
+        for q in &self.config.qmp {
+            let server = QmpServer::bind(&q.path, Arc::clone(&handler))?;
+            lock(&self.shared.events).push(server.events());
+            servers.push(server);
+        }
+        for (server, q) in servers.iter().zip(&self.config.qmp) {
+            if q.wait {
+                log::info!("waiting for a QMP client on {}", q.path.display());
+                server.wait_for_client();
+            }
+        }
+        if !self.config.start_paused {
+            if let Err(e) = self.shared.cont() {
+                self.shared.machine.request_quit();
+                return Err(VmmError::Guest(e));
+            }
+        }
+        let exit = self.shared.machine.wait_for_exit();
+        log::info!(
+            "guest memory resident at exit: {} KiB",
+            self.shared.machine.guest_memory().resident_bytes() / 1024
+        );
+        let (event, result) = match exit {
+            MachineExit::GuestExit(v) => (
+                QmpEvent::Shutdown {
+                    guest: true,
+                    reason: ShutdownCause::GuestShutdown,
+                },
+                Ok(Outcome::GuestExit(v)),
+            ),
+            MachineExit::Shutdown => (
+                QmpEvent::Shutdown {
+                    guest: true,
+                    reason: ShutdownCause::GuestReset,
+                },
+                Ok(Outcome::Shutdown),
+            ),
+            MachineExit::Quit => {
+                let signal = *lock(&self.shared.signal);
+                if let Some(n) = signal {
+                    eprintln!("sevm: terminating on signal {n}");
+                }
+                (
+                    QmpEvent::Shutdown {
+                        guest: false,
+                        reason: if signal.is_some() {
+                            ShutdownCause::HostSignal
+                        } else {
+                            ShutdownCause::HostQmpQuit
+                        },
+                    },
+                    Ok(Outcome::Quit),
+                )
+            }
+            MachineExit::Error(e) => (
+                QmpEvent::Shutdown {
+                    guest: false,
+                    reason: ShutdownCause::HostError,
+                },
+                Err(VmmError::Guest(e)),
+            ),
+        };
+        self.shared.emit(&event);
+        for mut s in servers {
+            s.shutdown();
+        }
+        if self.shared.quit_requested.load(Ordering::SeqCst) {
+            log::info!("quit requested over QMP");
+        }
+        result
+    }
+}
+
+/// Builds and runs the VM a validated configuration describes (what the
+/// `sevm` binary does, including QEMU's handling of termination signals).
+pub fn run(config: &VmConfig) -> Result<Outcome, VmmError> {
+    let vmm = Vmm::build(config)?;
+    vmm.handle_termination_signals()?;
+    vmm.run()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::SevDevice;
+
+    #[derive(Debug)]
+    struct Fake {
+        emulated: bool,
+    }
+
+    impl SevPlatform for Fake {
+        fn is_emulated(&self) -> bool {
+            self.emulated
+        }
+        fn describe(&self) -> String {
+            "the fake platform".into()
+        }
+        fn status(&self) -> Result<PlatformInfo, SevError> {
+            unimplemented!()
+        }
+        fn pdh_cert_export(&self) -> Result<(Vec<u8>, Vec<u8>), SevError> {
+            unimplemented!()
+        }
+        fn get_id(&self) -> Result<Vec<u8>, SevError> {
+            unimplemented!()
+        }
+        fn encryption_params(&self) -> Result<EncryptionParams, SevError> {
+            unimplemented!()
+        }
+        fn pre_vcpu_hook(&self, _: bool) -> Option<crate::machine::PreVcpuHook> {
+            None
+        }
+        fn attach(
+            &self,
+            _: &Machine,
+            _: bool,
+        ) -> Result<Arc<dyn crate::sev::SevBackend>, SevError> {
+            unimplemented!()
+        }
+    }
+
+    fn guest(policy: u32, cbitpos: Option<u32>, rpb: Option<u32>) -> SevGuestConfig {
+        let mut cfg = match crate::options::parse_args([
+            "-object",
+            "sev-guest,id=sev0",
+            "-machine",
+            "q35,memory-encryption=sev0",
+        ])
+        .unwrap()
+        {
+            crate::options::Invocation::Run(c) => c,
+            other => panic!("{other:?}"),
+        };
+        let mut g = cfg.sev_guests.remove(0);
+        g.policy = policy;
+        g.cbitpos = cbitpos;
+        g.reduced_phys_bits = rpb;
+        g.sev_device = SevDevice::Emulated {
+            state_dir: "/x".into(),
+        };
+        g
+    }
+
+    const INFO: PlatformInfo = PlatformInfo {
+        api_major: 1,
+        api_minor: 55,
+        build: 21,
+        es_capable: false,
+    };
+    const PARAMS: EncryptionParams = EncryptionParams {
+        cbitpos: 47,
+        reduced_phys_bits: 1,
+    };
+
+    #[test]
+    fn sev_options_are_checked_against_the_platform_as_qemu_does() {
+        let hw = Fake { emulated: false };
+        check_platform(&guest(1, None, None), &INFO, &PARAMS, &hw).unwrap();
+        check_platform(&guest(1, Some(47), Some(5)), &INFO, &PARAMS, &hw).unwrap();
+        let e = check_platform(&guest(1, Some(51), None), &INFO, &PARAMS, &hw).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "-object sev-guest,id=sev0: cbitpos check failed, host '47' requested '51'"
+        );
+        assert!(e.is_validation());
+        let e = check_platform(&guest(1, None, Some(0)), &INFO, &PARAMS, &hw).unwrap_err();
+        assert!(
+            e.to_string().contains("reduced_phys_bits check failed"),
+            "{e}"
+        );
+        let e = check_platform(&guest(0x5, None, None), &INFO, &PARAMS, &hw).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("requires SEV-ES, but the fake platform does not support SEV-ES"),
+            "{e}"
+        );
+        let es = PlatformInfo {
+            es_capable: true,
+            ..INFO
+        };
+        check_platform(&guest(0x5, None, None), &es, &PARAMS, &hw).unwrap();
+        let emu = Fake { emulated: true };
+        let e = check_platform(&guest(0x5, None, None), &es, &PARAMS, &emu).unwrap_err();
+        assert!(e.to_string().contains("SEV hardware only"), "{e}");
+    }
+
+    #[test]
+    fn outcomes_map_to_exit_codes() {
+        assert_eq!(Outcome::GuestExit(7).exit_code(), 7);
+        assert_eq!(Outcome::Quit.exit_code(), 0);
+        assert_eq!(Outcome::Shutdown.exit_code(), 0);
+        assert!(!VmmError::Guest("x".into()).is_validation());
+    }
+}

@@ -1,0 +1,249 @@
+//! The VMM's QMP command handler: typed commands in, QEMU-shaped replies and
+//! errors out. SEV errors carry the firmware status in the description.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use serde_json::{json, Value};
+use sev_proto::abi::GuestState;
+
+use super::{files::decode_base64, lock, LaunchPhase, SevContext, Shared};
+use crate::machine::RunState as MachineState;
+use crate::memory::Gpa;
+use crate::qmp::response::{
+    self, CpuInfoFast, KvmInfo, NameInfo, RunState, SevAttestationReport, SevCapability,
+    SevGuestType, SevInfo, SevLaunchMeasureInfo, SevState, StatusInfo,
+};
+use crate::qmp::{QmpCommand, QmpError, QmpHandler};
+
+/// The handler the QMP servers call.
+pub(crate) struct Handler(pub(crate) Arc<Shared>);
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn generic(desc: impl Into<String>) -> QmpError {
+    QmpError::generic(desc)
+}
+
+fn sev_state(s: GuestState) -> SevState {
+    match s {
+        GuestState::Uninit => SevState::Uninit,
+        GuestState::LaunchUpdate => SevState::LaunchUpdate,
+        GuestState::LaunchSecret => SevState::LaunchSecret,
+        GuestState::Running => SevState::Running,
+        // QEMU's SevState has no "sent"; a sent guest is still being sent.
+        GuestState::SendUpdate | GuestState::Sent => SevState::SendUpdate,
+        GuestState::ReceiveUpdate => SevState::ReceiveUpdate,
+    }
+}
+
+impl Handler {
+    fn sev(&self, what: &str) -> Result<&SevContext, QmpError> {
+        self.0.sev.as_ref().ok_or_else(|| {
+            generic(format!(
+                "SEV {what} is not available: SEV is not enabled for this guest"
+            ))
+        })
+    }
+
+    fn run_state(&self) -> RunState {
+        match self.0.machine.run_state() {
+            MachineState::Created => RunState::Prelaunch,
+            MachineState::Running => RunState::Running,
+            MachineState::Paused => RunState::Paused,
+            MachineState::Exited => RunState::Shutdown,
+        }
+    }
+
+    fn query_sev(&self) -> Result<Value, QmpError> {
+        let sev = self
+            .0
+            .sev
+            .as_ref()
+            .ok_or_else(|| generic("SEV feature is not available"))?;
+        let state = match sev.backend.guest_status() {
+            Ok(s) => s.state.map(sev_state),
+            Err(e) => {
+                log::warn!("query-sev: GUEST_STATUS failed: {e}");
+                None
+            }
+        }
+        .unwrap_or_else(|| match &*lock(&sev.launch) {
+            LaunchPhase::Secret(_) => SevState::LaunchSecret,
+            _ => SevState::Running,
+        });
+        response::to_value(&SevInfo {
+            enabled: true,
+            api_major: sev.info.api_major,
+            api_minor: sev.info.api_minor,
+            build_id: sev.info.build,
+            state,
+            sev_type: SevGuestType::Sev,
+            policy: sev.policy.bits(),
+            handle: sev.handle,
+            emulated: sev.platform.is_emulated(),
+        })
+    }
+
+    fn launch_measure(&self) -> Result<Value, QmpError> {
+        let sev = self
+            .0
+            .sev
+            .as_ref()
+            .ok_or_else(|| generic("SEV launch measurement is not available"))?;
+        let data = match &*lock(&sev.launch) {
+            LaunchPhase::Secret(l) => b64(l.measurement()),
+            LaunchPhase::Running(l) => b64(l.measurement()),
+            LaunchPhase::Moving => return Err(generic("SEV launch measurement is not available")),
+        };
+        response::to_value(&SevLaunchMeasureInfo { data })
+    }
+
+    fn capabilities(&self) -> Result<Value, QmpError> {
+        let sev = self.sev("capabilities")?;
+        let (pdh, chain) = sev
+            .platform
+            .pdh_cert_export()
+            .map_err(|e| generic(e.to_string()))?;
+        let id = sev.platform.get_id().map_err(|e| generic(e.to_string()))?;
+        // QEMU reports the first socket's 64-byte id as cpu0-id.
+        let cpu0 = id.get(..64).unwrap_or(&id);
+        response::to_value(&SevCapability {
+            pdh: b64(&pdh),
+            cert_chain: b64(&chain),
+            cpu0_id: b64(cpu0),
+            cbitpos: i64::from(sev.params.cbitpos),
+            // QEMU reports 1: the C-bit costs the guest one address bit
+            // whatever the host's reduction (SEV-REFERENCE 9.2).
+            reduced_phys_bits: 1,
+        })
+    }
+
+    fn inject_secret(
+        &self,
+        packet_header: &str,
+        secret: &str,
+        gpa: Option<u64>,
+    ) -> Result<Value, QmpError> {
+        let sev = self
+            .0
+            .sev
+            .as_ref()
+            .ok_or_else(|| generic("SEV not enabled for guest"))?;
+        let header = decode_base64(packet_header.as_bytes())
+            .map_err(|e| generic(format!("SEV: packet-header is not valid base64: {e}")))?;
+        if header.len() != sev_proto::abi::PACKET_HEADER_LEN {
+            return Err(generic(format!(
+                "SEV: packet-header is {} bytes, expected {} bytes",
+                header.len(),
+                sev_proto::abi::PACKET_HEADER_LEN
+            )));
+        }
+        let data = decode_base64(secret.as_bytes())
+            .map_err(|e| generic(format!("SEV: secret is not valid base64: {e}")))?;
+        if data.is_empty() {
+            return Err(generic("SEV: secret is empty"));
+        }
+        let gpa = match gpa {
+            Some(g) => g,
+            None => sev.secret_area.map(|a| u64::from(a.base)).ok_or_else(|| {
+                generic("SEV: no secret area found in OVMF, gpa must be specified.")
+            })?,
+        };
+        let phase = lock(&sev.launch);
+        let LaunchPhase::Secret(launch) = &*phase else {
+            return Err(generic(
+                "SEV: Not in correct state (launch-secret): secrets can only be injected \
+                 before the guest starts (-S, before 'cont')",
+            ));
+        };
+        if !self
+            .0
+            .machine
+            .guest_memory()
+            .contains(Gpa(gpa), data.len() as u64)
+        {
+            return Err(generic(format!(
+                "SEV: Failed to calculate the HVA for GPA {gpa:#x} ({} bytes are not inside guest memory)",
+                data.len()
+            )));
+        }
+        launch
+            .inject_secret(&header, Gpa(gpa), &data)
+            .map_err(|e| generic(e.to_string()))?;
+        Ok(json!({}))
+    }
+
+    fn attestation(&self, mnonce: &str) -> Result<Value, QmpError> {
+        let sev = self.sev("attestation report")?;
+        let nonce = decode_base64(mnonce.as_bytes())
+            .map_err(|e| generic(format!("SEV: mnonce is not valid base64: {e}")))?;
+        let nonce: [u8; 16] = nonce.as_slice().try_into().map_err(|_| {
+            generic(format!(
+                "SEV: mnonce is {} bytes (expected 16 bytes)",
+                nonce.len()
+            ))
+        })?;
+        let report = sev
+            .backend
+            .attestation_report(nonce)
+            .map_err(|e| generic(e.to_string()))?;
+        response::to_value(&SevAttestationReport { data: b64(&report) })
+    }
+}
+
+impl QmpHandler for Handler {
+    fn handle(&self, command: QmpCommand) -> Result<Value, QmpError> {
+        let s = &self.0;
+        match command {
+            QmpCommand::QueryStatus => response::to_value(&StatusInfo::new(self.run_state())),
+            QmpCommand::QueryName => response::to_value(&NameInfo {
+                name: s.name.clone(),
+            }),
+            QmpCommand::QueryKvm => response::to_value(&KvmInfo {
+                enabled: true,
+                present: true,
+            }),
+            QmpCommand::QueryCpusFast => {
+                let pid = i64::from(std::process::id());
+                let cpus: Vec<CpuInfoFast> = (0..s.machine.vcpu_count())
+                    .map(|i| CpuInfoFast {
+                        cpu_index: i as i64,
+                        qom_path: format!("/machine/unattached/device[{i}]"),
+                        thread_id: pid,
+                        target: "x86_64".into(),
+                    })
+                    .collect();
+                response::to_value(&cpus)
+            }
+            QmpCommand::Stop => s.stop().map(|()| json!({})).map_err(generic),
+            QmpCommand::Cont => s.cont().map(|()| json!({})).map_err(generic),
+            QmpCommand::Quit => Ok(json!({})),
+            QmpCommand::QuerySev => self.query_sev(),
+            QmpCommand::QuerySevLaunchMeasure => self.launch_measure(),
+            QmpCommand::QuerySevCapabilities => self.capabilities(),
+            QmpCommand::SevInjectLaunchSecret {
+                packet_header,
+                secret,
+                gpa,
+            } => self.inject_secret(&packet_header, &secret, gpa),
+            QmpCommand::QuerySevAttestationReport { mnonce } => self.attestation(&mnonce),
+            QmpCommand::SystemReset | QmpCommand::SystemPowerdown => Err(generic(format!(
+                "{} is not supported by sevm (the machine has no reset or ACPI power button)",
+                command.name()
+            ))),
+            other => Err(generic(format!(
+                "{} is not implemented by this sevm build",
+                other.name()
+            ))),
+        }
+    }
+
+    fn after_reply(&self, command: &'static str) {
+        if command == "quit" {
+            self.0.request_quit();
+        }
+    }
+}

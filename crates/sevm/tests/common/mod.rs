@@ -1,0 +1,442 @@
+//! Shared helpers of sevm's integration tests: run the real binary, talk
+//! QMP to it, wait for its log lines (event driven: no sleeps).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Upper bound for any single wait (a guard against hangs, not a timing).
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub const SEVM: &str = env!("CARGO_BIN_EXE_sevm");
+
+/// Writes the demo guest image into `dir` and returns its path.
+pub fn demo_image(dir: &Path) -> PathBuf {
+    let path = dir.join("demo.fd");
+    let st = Command::new(SEVM)
+        .arg("-write-demo-guest")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    path
+}
+
+/// A running sevm process with its stderr captured line by line.
+pub struct Sevm {
+    pub child: Child,
+    lines: Receiver<String>,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+    pub stdout: Option<std::process::ChildStdout>,
+}
+
+impl Sevm {
+    /// Starts sevm with `args` and `RUST_LOG=sevm=info` (so the QMP server
+    /// announces when it listens).
+    pub fn spawn<I, S>(args: I) -> Sevm
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut child = Command::new(SEVM)
+            .args(args)
+            .env("RUST_LOG", "sevm=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = channel();
+        let all = Arc::new(Mutex::new(Vec::new()));
+        let all2 = all.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                all2.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let stdout = child.stdout.take();
+        Sevm {
+            child,
+            lines: rx,
+            stderr: all,
+            stdout,
+        }
+    }
+
+    /// Waits for a stderr line containing `needle`; false if sevm closed
+    /// stderr (exited) first.
+    pub fn wait_for_stderr(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return true,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Disconnected) => return false,
+                Err(RecvTimeoutError::Timeout) => panic!("no stderr line with {needle:?} in time"),
+            }
+        }
+    }
+
+    /// Waits for the QMP socket to listen, then connects.
+    pub fn qmp(&self, sock: &Path) -> Qmp {
+        assert!(
+            self.wait_for_stderr("QMP listening on"),
+            "sevm exited before listening: {:?}",
+            self.stderr.lock().unwrap()
+        );
+        Qmp::connect(sock)
+    }
+
+    /// Waits for the process to exit (bounded): first for its stderr to
+    /// close, then reaps it.
+    pub fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(_) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => panic!("sevm did not exit in time"),
+            }
+        }
+        self.child.wait().unwrap()
+    }
+
+    /// Everything sevm wrote to stdout (after it exited).
+    pub fn stdout_text(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(mut out) = self.stdout.take() {
+            use std::io::Read;
+            out.read_to_string(&mut s).unwrap();
+        }
+        s
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Sevm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal QMP client.
+pub struct Qmp {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    pub greeting: Value,
+    pub events: Vec<Value>,
+}
+
+impl Qmp {
+    pub fn connect(sock: &Path) -> Qmp {
+        let s = UnixStream::connect(sock).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let writer = s.try_clone().unwrap();
+        let mut q = Qmp {
+            reader: BufReader::new(s),
+            writer,
+            greeting: Value::Null,
+            events: Vec::new(),
+        };
+        q.greeting = q.read();
+        assert!(q.greeting.get("QMP").is_some(), "{}", q.greeting);
+        q
+    }
+
+    fn read(&mut self) -> Value {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).unwrap();
+        assert!(n > 0, "QMP connection closed");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    /// Sends raw bytes.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    /// Reads the next reply (not event), stashing events.
+    pub fn reply(&mut self) -> Value {
+        loop {
+            let v = self.read();
+            if v.get("event").is_some() {
+                self.events.push(v);
+            } else {
+                return v;
+            }
+        }
+    }
+
+    /// Executes a command; returns the whole reply object.
+    pub fn cmd(&mut self, name: &str, args: Value) -> Value {
+        let mut req = json!({ "execute": name });
+        if !args.is_null() {
+            req["arguments"] = args;
+        }
+        self.send_raw(format!("{req}\n").as_bytes());
+        self.reply()
+    }
+
+    /// Executes a command that must succeed; returns `return`.
+    pub fn ok(&mut self, name: &str, args: Value) -> Value {
+        let r = self.cmd(name, args);
+        match r.get("return") {
+            Some(v) => v.clone(),
+            None => panic!("{name} failed: {r}"),
+        }
+    }
+
+    /// Executes a command that must fail; returns the error `desc`.
+    pub fn err(&mut self, name: &str, args: Value) -> String {
+        let r = self.cmd(name, args);
+        match r.get("error") {
+            Some(e) => e["desc"].as_str().unwrap().to_string(),
+            None => panic!("{name} unexpectedly succeeded: {r}"),
+        }
+    }
+
+    /// After garbage: sends a tagged `query-status` and reads replies until
+    /// its answer; returns the replies before it (the garbage's errors).
+    pub fn sync(&mut self) -> Vec<Value> {
+        self.send_raw(b"{\"execute\": \"query-status\", \"id\": \"sync\"}\n");
+        let mut before = Vec::new();
+        loop {
+            let r = self.reply();
+            if r["id"] == "sync" {
+                assert!(r.get("return").is_some(), "{r}");
+                return before;
+            }
+            before.push(r);
+        }
+    }
+
+    /// Waits for event `name` (or returns it if already seen).
+    pub fn event(&mut self, name: &str) -> Value {
+        if let Some(i) = self.events.iter().position(|e| e["event"] == name) {
+            return self.events.remove(i);
+        }
+        loop {
+            let v = self.read();
+            if v["event"] == name {
+                return v;
+            }
+            if v.get("event").is_some() {
+                self.events.push(v);
+            }
+        }
+    }
+}
+
+/// Asserts a process ended with exit code `code` and did not panic.
+pub fn assert_exit(st: ExitStatus, code: i32, stderr: &str) {
+    assert!(!stderr.contains("panicked"), "sevm panicked: {stderr}");
+    assert_eq!(st.code(), Some(code), "stderr: {stderr}");
+}
+
+// ----- the emulated platform and the guest owner ----------------------------
+
+use std::sync::OnceLock;
+
+use base64::Engine;
+use sev_proto::cert::chain::{CaChain, FullChain, PlatformChain};
+use sev_proto::cert::{ca, sev as sevcert};
+use sev_proto::session::OwnerSession;
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn unb64(text: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
+
+/// One emulated platform identity per test process (2048-bit roots), made
+/// once and copied for each test.
+fn platform_template() -> &'static Path {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, path) = DIR.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("platform");
+        let opts = sev_psp::CreateOptions {
+            ark_bits: 2048,
+            ..Default::default()
+        };
+        sev_psp::Platform::create(&path, opts, sev_psp::rng::seeded_rng(0x5e7)).unwrap();
+        (tmp, path)
+    });
+    path
+}
+
+/// A copy of the prepared platform directory at `dir/name`.
+pub fn fresh_platform(dir: &Path, name: &str) -> PathBuf {
+    let to = dir.join(name);
+    std::fs::create_dir_all(&to).unwrap();
+    std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    for entry in std::fs::read_dir(platform_template()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+    to
+}
+
+/// The platform's emulated ARK, which the owner pins (trusting the
+/// emulated root explicitly), and its ASK.
+pub fn amd_chain(platform: &Path) -> (Vec<u8>, Vec<u8>) {
+    let p = sev_psp::Platform::open(platform, sev_psp::rng::os_rng()).unwrap();
+    p.amd_chain()
+}
+
+/// Rotates the platform's PDH (PDH_GEN): afterwards it is "another
+/// platform" for sessions made with the old PDH.
+pub fn rotate_pdh(platform: &Path) {
+    let p = sev_psp::Platform::open(platform, sev_psp::rng::os_rng()).unwrap();
+    p.init(false).unwrap();
+    p.pdh_gen().unwrap();
+}
+
+/// Exports the PDH and chain directly from the platform directory.
+pub fn export_pdh(platform: &Path) -> (Vec<u8>, Vec<u8>) {
+    let p = sev_psp::Platform::open(platform, sev_psp::rng::os_rng()).unwrap();
+    p.init(false).unwrap();
+    let mut pdh = vec![0u8; 0x824];
+    let mut chain = vec![0u8; 0x186c];
+    p.pdh_cert_export(&mut pdh, &mut chain).unwrap();
+    (pdh, chain)
+}
+
+/// The guest owner: verifies the chain to the pinned (emulated) ARK, makes
+/// a launch session for `policy` and writes QEMU's `dh-cert-file` and
+/// `session-file` (base64) into `dir`.
+pub struct Owner {
+    pub session: OwnerSession,
+    pub godh_file: PathBuf,
+    pub session_file: PathBuf,
+}
+
+pub fn owner(
+    dir: &Path,
+    pdh: &[u8],
+    chain: &[u8],
+    ask_ark: &(Vec<u8>, Vec<u8>),
+    policy: u32,
+) -> Owner {
+    let pdh_cert = sevcert::Certificate::decode(pdh).unwrap();
+    let platform = PlatformChain::decode(chain).unwrap();
+    let ask = ca::Certificate::decode(&ask_ark.0).unwrap();
+    let ark = ca::Certificate::decode(&ask_ark.1).unwrap();
+    let full = FullChain::from_parts(
+        pdh_cert,
+        platform,
+        CaChain {
+            ask,
+            ark: ark.clone(),
+        },
+    );
+    let verified = full.verify(&ark).unwrap();
+    let session = OwnerSession::new(verified.pdh_public_key(), policy, &mut rand_core::OsRng);
+    let godh = sevcert::Certificate::godh(&session.godh_public()).encode();
+    let godh_file = dir.join("vm_godh.b64");
+    let session_file = dir.join("vm_session.b64");
+    std::fs::write(&godh_file, b64(&godh)).unwrap();
+    std::fs::write(&session_file, b64(&session.session_buffer().to_bytes())).unwrap();
+    Owner {
+        session,
+        godh_file,
+        session_file,
+    }
+}
+
+/// `-object sev-guest,...` on the emulated platform in `platform`, with the
+/// owner's files when given.
+pub fn sev_object(platform: &Path, policy: u32, owner: Option<&Owner>, extra: &str) -> String {
+    let mut s = format!(
+        "sev-guest,id=sev0,policy={policy:#x},sev-device=emulated:{}",
+        platform.display()
+    );
+    if let Some(o) = owner {
+        s.push_str(&format!(
+            ",dh-cert-file={},session-file={}",
+            o.godh_file.display(),
+            o.session_file.display()
+        ));
+    }
+    s.push_str(extra);
+    s
+}
+
+/// Args for an SEV guest on the emulated platform.
+pub fn sev_args(fw: &Path, mem_mib: u32, object: &str, sock: Option<&Path>) -> Vec<String> {
+    let mut a = vec![
+        "-bios".to_string(),
+        fw.display().to_string(),
+        "-m".into(),
+        mem_mib.to_string(),
+        "-machine".into(),
+        "q35,memory-encryption=sev0".into(),
+        "-object".into(),
+        object.to_string(),
+    ];
+    if let Some(s) = sock {
+        a.push("-S".into());
+        a.push("-qmp".into());
+        a.push(format!("unix:{},server=on,wait=off", s.display()));
+    }
+    a
+}
+
+/// Checks the 48-byte launch-measure blob against the expected launch
+/// digest with the owner's TIK, for the platform version `query-sev`
+/// reported.
+pub fn verify_measurement(
+    owner: &Owner,
+    query_sev: &Value,
+    blob: &[u8],
+    ld: &[u8; 32],
+) -> Result<(), String> {
+    let blob = sev_proto::measurement::MeasureBlob::decode(blob).map_err(|e| e.to_string())?;
+    sev_proto::measurement::verify_measurement(
+        &owner.session.keys().tik,
+        query_sev["api-major"].as_u64().unwrap() as u8,
+        query_sev["api-minor"].as_u64().unwrap() as u8,
+        query_sev["build-id"].as_u64().unwrap() as u8,
+        query_sev["policy"].as_u64().unwrap() as u32,
+        ld,
+        &blob,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// A secret packet for `table` (padded efi_secret table), bound to the
+/// measurement, as base64 (packet-header, secret).
+pub fn secret_packet(owner: &Owner, blob: &[u8], table: &[u8]) -> (String, String) {
+    let measurement: [u8; 32] = blob[..32].try_into().unwrap();
+    let mut iv = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut iv);
+    let (hdr, trans) = sev_proto::secret::build_launch_secret(
+        owner.session.keys(),
+        &iv,
+        table,
+        Some(&measurement),
+    );
+    (b64(&hdr.to_bytes()), b64(&trans))
+}

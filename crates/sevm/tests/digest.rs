@@ -1,0 +1,219 @@
+//! The launch digest sevm measures equals what `sev-snp-measure --mode sev`
+//! computes for the same firmware, kernel, initrd and command line (and the
+//! published known answer of SEV-REFERENCE 11.6).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// `sev-snp-measure --mode sev --output-format hex` for these inputs.
+fn snp_measure(test: &str, fw: &Path, kernel: Option<(&Path, &Path, &str)>) -> Option<[u8; 32]> {
+    let tool = sevm_testutil::peer_tool(
+        test,
+        "sev-snp-measure",
+        "--version",
+        "install it with `pip install sev-snp-measure`",
+    )?;
+    let mut cmd = Command::new(tool);
+    cmd.args(["--mode", "sev", "--output-format", "hex", "--ovmf"])
+        .arg(fw);
+    if let Some((k, i, a)) = kernel {
+        cmd.arg("--kernel")
+            .arg(k)
+            .arg("--initrd")
+            .arg(i)
+            .arg("--append")
+            .arg(a);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hex_text = String::from_utf8(out.stdout).unwrap();
+    Some(hex::decode(hex_text.trim()).unwrap().try_into().unwrap())
+}
+
+/// Launches `fw` with -S on the emulated platform with an owner session,
+/// checks that the measurement verifies for `expected_ld` (and that the
+/// attestation report carries it), then quits.
+fn launch_and_check(
+    d: &Path,
+    fw: &Path,
+    mem_mib: u32,
+    extra_args: &[String],
+    object_extra: &str,
+    expected_ld: &[u8; 32],
+) {
+    let platform = fresh_platform(d, "platform");
+    let (pdh, chain) = export_pdh(&platform);
+    let owner = owner(d, &pdh, &chain, &amd_chain(&platform), 0x1);
+    let sock = d.join("qmp.sock");
+    let mut args = sev_args(
+        fw,
+        mem_mib,
+        &sev_object(&platform, 0x1, Some(&owner), object_extra),
+        Some(&sock),
+    );
+    args.extend_from_slice(extra_args);
+    let mut vm = Sevm::spawn(&args);
+    let mut q = vm.qmp(&sock);
+    q.ok("qmp_capabilities", Value::Null);
+    let info = q.ok("query-sev", Value::Null);
+    let blob = unb64(
+        q.ok("query-sev-launch-measure", Value::Null)["data"]
+            .as_str()
+            .unwrap(),
+    );
+    verify_measurement(&owner, &info, &blob, expected_ld).unwrap();
+    let report = unb64(
+        q.ok(
+            "query-sev-attestation-report",
+            json!({"mnonce": b64(&[3u8; 16])}),
+        )["data"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(&report[16..48], expected_ld);
+    q.ok("quit", Value::Null);
+    let st = vm.wait();
+    assert_exit(st, 0, &vm.stderr_text());
+}
+
+#[test]
+fn debian_ovmf_digest_matches_sev_snp_measure() {
+    const TEST: &str = "debian_ovmf_digest_matches_sev_snp_measure";
+    let fw = Path::new("/usr/share/OVMF/OVMF_CODE.fd");
+    if !fw.exists() {
+        sevm_testutil::skip(
+            TEST,
+            "Debian's OVMF (/usr/share/OVMF/OVMF_CODE.fd, package ovmf) is not installed",
+        );
+        return;
+    }
+    if !sevm_testutil::kvm(TEST) {
+        return;
+    }
+    let Some(ld) = snp_measure(TEST, fw, None) else {
+        return;
+    };
+    // Without a kernel the digest is the SHA-256 of the image.
+    let image = std::fs::read(fw).unwrap();
+    assert_eq!(
+        ld,
+        sev_proto::ovmf::sev_launch_digest(&image, None).unwrap()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    launch_and_check(tmp.path(), fw, 64, &[], "", &ld);
+}
+
+fn kernel_files(d: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let k = d.join("vmlinuz");
+    let i = d.join("initrd.img");
+    std::fs::write(
+        &k,
+        b"not really a bzImage, but hashed like one\n".repeat(1000),
+    )
+    .unwrap();
+    std::fs::write(&i, b"fake initrd\n".repeat(333)).unwrap();
+    (k, i)
+}
+
+#[test]
+fn kernel_hashes_digest_matches_sev_snp_measure() {
+    const TEST: &str = "kernel_hashes_digest_matches_sev_snp_measure";
+    if !sevm_testutil::kvm(TEST) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let fw = demo_image(d);
+    let (k, i) = kernel_files(d);
+    let append = "console=ttyS0 root=/dev/vda1  quiet ";
+    let Some(ld) = snp_measure(TEST, &fw, Some((&k, &i, append))) else {
+        return;
+    };
+    let extra = vec![
+        "-kernel".to_string(),
+        k.display().to_string(),
+        "-initrd".into(),
+        i.display().to_string(),
+        "-append".into(),
+        append.into(),
+    ];
+    launch_and_check(d, &fw, 16, &extra, ",kernel-hashes=on", &ld);
+}
+
+/// SEV-REFERENCE 11.6 row 1 (sev-snp-measure tests/test_guest.py, virtee/sev
+/// tests/measurement.rs): ovmf_AmdSev_suffix.bin, empty kernel and initrd,
+/// append "console=ttyS0 loglevel=7".
+#[test]
+fn amdsev_fixture_with_kernel_hashes_gives_the_published_digest() {
+    const TEST: &str = "amdsev_fixture_with_kernel_hashes_gives_the_published_digest";
+    let Some(fw) = sevm_testutil::fixture_path(TEST, "ovmf/ovmf_AmdSev_suffix.bin") else {
+        return;
+    };
+    if !sevm_testutil::kvm(TEST) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let k = d.join("empty-kernel");
+    let i = d.join("empty-initrd");
+    std::fs::write(&k, b"").unwrap();
+    std::fs::write(&i, b"").unwrap();
+    let published: [u8; 32] =
+        hex::decode("82a3ee5d537c3620628270c292ae30cb40c3c878666a7890ee7ef2a08fb535ff")
+            .unwrap()
+            .try_into()
+            .unwrap();
+    if let Some(ld) = snp_measure(TEST, &fw, Some((&k, &i, "console=ttyS0 loglevel=7"))) {
+        assert_eq!(ld, published);
+    }
+    let extra = vec![
+        "-kernel".to_string(),
+        k.display().to_string(),
+        "-initrd".into(),
+        i.display().to_string(),
+        "-append".into(),
+        "console=ttyS0 loglevel=7".into(),
+    ];
+    launch_and_check(d, &fw, 16, &extra, ",kernel-hashes=on", &published);
+}
+
+#[test]
+fn kernel_hashes_need_a_firmware_that_supports_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let platform = fresh_platform(d, "platform");
+    let (k, _) = kernel_files(d);
+    // The plain OvmfX64 fixture has an all-zero hashes entry.
+    let fw = match sevm_testutil::fixture_path(
+        "kernel_hashes_need_a_firmware_that_supports_them",
+        "ovmf/ovmf_OvmfX64_suffix.bin",
+    ) {
+        Some(p) => p,
+        None => return,
+    };
+    let mut args = sev_args(
+        &fw,
+        16,
+        &sev_object(&platform, 1, None, ",kernel-hashes=on"),
+        None,
+    );
+    args.extend(["-kernel".to_string(), k.display().to_string()]);
+    let out = Command::new(SEVM).args(&args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_exit(out.status, 1, &err);
+    assert!(
+        err.starts_with("sevm: -object sev-guest,id=sev0: kernel-hashes=on"),
+        "{err}"
+    );
+}

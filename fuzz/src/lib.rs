@@ -1,0 +1,75 @@
+//! Helpers shared by the fuzz targets: fixed keys and a cursor that splits
+//! the fuzzer's bytes into fields.
+
+use p384::ecdsa::SigningKey;
+use sev_proto::session::{Tek, Tik, TransportKeys};
+
+/// Reads fields off the front of the fuzzer's input; a field the input is
+/// too short for reads as zeros (so every input is usable).
+#[derive(Debug)]
+pub struct Cursor<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor over `data`.
+    pub fn new(data: &'a [u8]) -> Self {
+        Cursor { rest: data }
+    }
+
+    /// The next `N` bytes (zero-padded if the input ran out).
+    pub fn array<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        let n = N.min(self.rest.len());
+        let (head, tail) = self.rest.split_at(n);
+        out[..n].copy_from_slice(head);
+        self.rest = tail;
+        out
+    }
+
+    /// The next byte.
+    pub fn u8(&mut self) -> u8 {
+        self.array::<1>()[0]
+    }
+
+    /// The next little-endian u16.
+    pub fn u16(&mut self) -> u16 {
+        u16::from_le_bytes(self.array())
+    }
+
+    /// The next little-endian u32.
+    pub fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.array())
+    }
+
+    /// Everything not read yet.
+    pub fn rest(self) -> &'a [u8] {
+        self.rest
+    }
+}
+
+/// Fixed transport keys (the fuzzer cannot guess keys; targets that open
+/// packets use these, and seal with them to reach the code past the MAC).
+pub fn transport_keys() -> TransportKeys {
+    TransportKeys {
+        tek: Tek::from_bytes(*b"fuzz-fixed-TEK!!"),
+        tik: Tik::from_bytes(*b"fuzz-fixed-TIK!!"),
+    }
+}
+
+/// A fixed P-384 signing key (scalar 0x0101...01, well below the order).
+pub fn signing_key() -> SigningKey {
+    match SigningKey::from_slice(&[1u8; 48]) {
+        Ok(k) => k,
+        Err(e) => panic!("fixed P-384 scalar rejected: {e}"),
+    }
+}
+
+/// Flips the bits `mask` (forced non-zero) of the byte at `index % len`;
+/// does nothing to an empty buffer.
+pub fn flip(buf: &mut [u8], index: usize, mask: u8) {
+    let len = buf.len();
+    if let Some(b) = index.checked_rem(len).and_then(|i| buf.get_mut(i)) {
+        *b ^= mask.max(1);
+    }
+}
