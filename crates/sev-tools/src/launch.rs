@@ -188,6 +188,9 @@ pub struct Report {
     pub host_view: Option<Result<String, String>>,
     /// The launch digest that was verified.
     pub launch_digest: Option<[u8; 32]>,
+    /// The secret packet's payload as handed to the VMM (ciphertext under
+    /// the TEK: all the host ever sees of the secret in transit).
+    pub secret_payload: Option<Vec<u8>>,
     /// Total time.
     pub total: Duration,
 }
@@ -538,6 +541,7 @@ pub fn run(plan: &Plan, on_step: &mut dyn FnMut(&Step)) -> Result<Report, Launch
             report.host_view = out.host_view;
             report.chain_report = out.chain_report;
             report.launch_digest = out.launch_digest;
+            report.secret_payload = out.secret_payload;
             Ok(report)
         }
         Err(e) => Err(e),
@@ -551,6 +555,7 @@ struct Outcome {
     host_view: Option<Result<String, String>>,
     chain_report: Option<String>,
     launch_digest: Option<[u8; 32]>,
+    secret_payload: Option<Vec<u8>>,
 }
 
 fn run_steps(plan: &Plan, t: &mut Timer<'_>) -> Result<Outcome, LaunchError> {
@@ -749,6 +754,7 @@ fn run_steps(plan: &Plan, t: &mut Timer<'_>) -> Result<Outcome, LaunchError> {
                 })),
             )
             .map_err(LaunchError::Qmp)?;
+            out.secret_payload = Some(packet.payload.clone());
             t.done(
                 "inject secret",
                 format!(
@@ -816,4 +822,82 @@ pub fn find_sevm() -> PathBuf {
         }
     }
     PathBuf::from("sevm")
+}
+
+/// A classic hex dump (16 bytes a line, offset from `base`).
+pub fn hexdump(bytes: &[u8], base: u64) -> String {
+    let mut out = String::new();
+    for (i, line) in bytes.chunks(16).enumerate() {
+        let hex: Vec<String> = line.iter().map(|b| format!("{b:02x}")).collect();
+        let ascii: String = line
+            .iter()
+            .map(|&b| {
+                if b.is_ascii_graphic() || b == b' ' {
+                    b as char
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        out.push_str(&format!(
+            "{:08x}  {:<47}  |{ascii}|\n",
+            base + 16 * i as u64,
+            hex.join(" ")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hexdump_layout() {
+        let d = hexdump(b"ABCDEFGHIJKLMNOPqr\x00", 0x810000);
+        let lines: Vec<&str> = d.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("00810000  41 42 43"), "{d}");
+        assert!(lines[0].ends_with("|ABCDEFGHIJKLMNOP|"), "{d}");
+        assert!(lines[1].starts_with("00810010  71 72 00"), "{d}");
+        assert!(lines[1].ends_with("|qr.|"), "{d}");
+    }
+
+    #[test]
+    fn sevm_arguments_follow_qemu() {
+        let plan = Plan {
+            sevm: "sevm".into(),
+            device: Device::Emulated("/p".into()),
+            chain: ChainInput::Probe,
+            ca: CaOptions::default(),
+            trust: Trust::Amd(sev_proto::cert::AmdGeneration::Milan),
+            policy: Policy::from_bits(3),
+            digest: DigestInputs {
+                firmware: "fw.fd".into(),
+                kernel: Some("k".into()),
+                cmdline: Some("a b".into()),
+                ..DigestInputs::default()
+            },
+            memory_mib: 16,
+            secrets: vec![],
+            secret_limit: 3072,
+            work_dir: "/w".into(),
+            attach: None,
+            extra_args: vec!["-smp".into(), "1".into()],
+            host_view: false,
+            wait_for_guest: true,
+            guest_timeout: Duration::from_secs(1),
+        };
+        let paths = SessionPaths::new(Path::new("/w"), "vm").unwrap();
+        let a = sevm_args(&plan, Path::new("/w/q.sock"), Some(&paths)).join(" ");
+        assert!(a.contains("-object sev-guest,id=sev0,policy=0x3,sev-device=emulated:/p,dh-cert-file=/w/vm_godh.b64,session-file=/w/vm_session.b64,kernel-hashes=on"), "{a}");
+        assert!(a.contains("-bios fw.fd -m 16"), "{a}");
+        assert!(
+            a.contains("-S -qmp unix:/w/q.sock,server=on,wait=off"),
+            "{a}"
+        );
+        assert!(a.contains("-kernel k -append a b -smp 1"), "{a}");
+        let a = sevm_args(&plan, Path::new("/w/q.sock"), None).join(" ");
+        assert!(!a.contains("dh-cert-file"), "{a}");
+    }
 }
