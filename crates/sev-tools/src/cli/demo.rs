@@ -121,18 +121,19 @@ pub fn plan(p: &Prepared, secret_text: &str, work_dir: &Path) -> Result<Plan> {
 }
 
 fn print_report(r: &Report) {
-    if let Some(hv) = &r.host_view {
-        match hv {
-            Ok(text) => {
-                println!(
-                    "what the host sees of the secret page (ciphertext under the guest's key):"
-                );
-                println!("{text}");
-            }
-            Err(e) => {
-                println!("(the VMM does not expose a host-view read of guest memory yet: {e})")
-            }
+    if let Some(payload) = &r.secret_payload {
+        println!("what the host was handed to inject (ciphertext under the session's TEK):");
+        print!("{}", launch::hexdump(payload, 0));
+    }
+    match &r.host_view {
+        Some(Ok(text)) => {
+            println!("what the host sees of the secret page in guest memory (ciphertext under the guest's key):");
+            println!("{text}");
         }
+        Some(Err(e)) => println!(
+            "(the VMM offers no host-view read of guest memory yet, so the encrypted secret page cannot be shown: {e})"
+        ),
+        None => {}
     }
     println!("--- guest serial output ---");
     print!("{}", r.guest_output);

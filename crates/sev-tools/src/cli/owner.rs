@@ -22,7 +22,7 @@ use crate::{attest, launch, secret};
 /// compute and check the launch measurement, wrap secrets, check attestation reports, and run
 /// the whole attested launch against sevm.
 #[derive(Debug, Parser)]
-#[command(name = "sev-owner", version, about, long_about = None)]
+#[command(name = "sev-owner", version)]
 pub struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

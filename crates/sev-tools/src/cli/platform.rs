@@ -20,7 +20,7 @@ use crate::roots;
 /// PEK import), PDH/PEK rotation, reset and chip id — on AMD hardware (/dev/sev) or on an
 /// emulated platform directory.
 #[derive(Debug, Parser)]
-#[command(name = "sev-platform", version, about, long_about = None)]
+#[command(name = "sev-platform", version)]
 pub struct Cli {
     /// The SEV device node of AMD hardware.
     #[arg(long, global = true, value_name = "PATH", default_value = "/dev/sev")]
