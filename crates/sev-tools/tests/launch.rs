@@ -363,3 +363,75 @@ fn attach_to_a_vmm_started_by_the_host() {
         vmm.stdout()
     );
 }
+
+/// Against a running sevm: `verify --qmp` reads the chain with
+/// query-sev-capabilities; an attestation report fetched over QMP verifies
+/// with `attestation verify` (PEK of the verified chain, digest of the demo
+/// firmware, policy, MNONCE) and fails for other firmware.
+#[test]
+fn verify_over_qmp_and_attestation_report() {
+    let test = "verify_over_qmp_and_attestation_report";
+    let Some(e) = env(test) else { return };
+    let sdir = e.dir.join("s");
+    let props = e.session(&sdir, "0x1");
+    let (mut vmm, socket) = e.host_vmm("h", "0x1", &props, &e.firmware);
+    drop(vmm.connect().unwrap());
+    let o = ok(
+        OWNER,
+        &[
+            "verify",
+            "--qmp",
+            p(&socket),
+            "--ca",
+            p(&e.ca),
+            "--trust-ark",
+            p(&e.ark),
+        ],
+    );
+    assert!(stdout(&o).contains("chain verified"), "{}", stdout(&o));
+
+    // In launch-secret state (before `cont`), so the guest cannot exit
+    // in between.
+    let mut q = vmm.connect().unwrap();
+    let mnonce = sev_tools::io::b64_encode(&[0x5a; 16]);
+    let report = q
+        .execute(
+            "query-sev-attestation-report",
+            Some(serde_json::json!({ "mnonce": mnonce })),
+        )
+        .unwrap();
+    let report = report["data"].as_str().unwrap().to_string();
+    q.execute("cont", None).unwrap();
+    drop(q);
+    let base = [
+        "attestation",
+        "verify",
+        "--report",
+        &report,
+        "--chain",
+        p(&e.chain),
+        "--trust-ark",
+        p(&e.ark),
+        "--policy",
+        "0x1",
+        "--mnonce",
+        &mnonce,
+    ];
+    let mut a = base.to_vec();
+    a.extend(["--firmware", p(&e.firmware)]);
+    let o = ok(OWNER, &a);
+    assert!(
+        stdout(&o).contains("attestation report verified"),
+        "{}",
+        stdout(&o)
+    );
+    let other = write(&e.dir, "other.fd", &{
+        let mut fw = std::fs::read(&e.firmware).unwrap();
+        fw[0] ^= 1;
+        fw
+    });
+    let mut a = base.to_vec();
+    a.extend(["--firmware", p(&other)]);
+    fails(OWNER, &a, "launch digest");
+    let _ = vmm.wait(Duration::from_secs(60));
+}
