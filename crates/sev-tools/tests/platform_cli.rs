@@ -216,3 +216,18 @@ fn init_creates_once_and_reports() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("state/sevm/platform"), "{}", stderr(&o));
 }
+
+/// On AMD hardware only (skipped elsewhere, never a failure): status and
+/// the exported chain's structure through /dev/sev.
+#[test]
+fn hardware_status_and_export() {
+    if !sevm_testutil::sev_device("hardware_status_and_export") {
+        return;
+    }
+    let v = json(&["status"]);
+    assert_eq!(v["platform"]["kind"], "hardware");
+    let tmp = tempfile::tempdir().unwrap();
+    let chain = tmp.path().join("chain");
+    ok(PLATFORM, &["export", p(&chain)]);
+    assert_eq!(std::fs::metadata(&chain).unwrap().len(), 4 * 0x824);
+}

@@ -93,10 +93,14 @@ pub fn template(name: &str, api: &str) -> PathBuf {
     static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
     let _g = LOCK.get_or_init(Default::default).lock().unwrap();
     let dir = shared_dir().join(format!("platform-{name}"));
-    ok(
-        PLATFORM,
-        &[&emu(&dir), "init", "--ark-bits", "2048", "--api", api],
-    );
+    let em = emu(&dir);
+    let init = [em.as_str(), "init", "--ark-bits", "2048", "--api", api];
+    ok(PLATFORM, &init);
+    // A template left by an older build may no longer open: make it anew.
+    if !run(PLATFORM, &[em.as_str(), "status"]).status.success() {
+        std::fs::remove_dir_all(&dir).unwrap();
+        ok(PLATFORM, &init);
+    }
     dir
 }
 
