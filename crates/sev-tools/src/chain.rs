@@ -234,8 +234,9 @@ pub fn load_file(path: &Path) -> Result<LoadedChain, ChainError> {
         });
     }
     let (sev_part, ca_part) = bytes.split_at(sev_len);
-    let pdh = decode_sev(format!("PDH in {origin}"), &sev_part[..CERT_LEN])?;
-    let platform = decode_platform(&origin, &sev_part[CERT_LEN..])?;
+    let (pdh_bytes, platform_bytes) = sev_part.split_at(CERT_LEN);
+    let pdh = decode_sev(format!("PDH in {origin}"), pdh_bytes)?;
+    let platform = decode_platform(&origin, platform_bytes)?;
     let ca = if ca_part.is_empty() {
         None
     } else {

@@ -186,6 +186,12 @@ pub fn path_or_b64(arg: &str, value: &str, expected: Option<usize>) -> Result<Ve
     Ok(bytes)
 }
 
+/// Like [`path_or_b64`] for a key (16 bytes), kept in zeroize-on-drop
+/// memory.
+pub fn path_or_b64_key(arg: &str, value: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, IoError> {
+    path_or_b64(arg, value, Some(16)).map(zeroize::Zeroizing::new)
+}
+
 /// Like [`path_or_b64`] with a fixed length, as an array.
 pub fn path_or_b64_array<const N: usize>(arg: &str, value: &str) -> Result<[u8; N], IoError> {
     let bytes = path_or_b64(arg, value, Some(N))?;

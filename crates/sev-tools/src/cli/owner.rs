@@ -414,7 +414,7 @@ fn measure_cmd(a: MeasureArgs) -> Result<()> {
         }
         return print_measure(&a, &report, outcome.as_ref());
     };
-    let tik = Tik::from_bytes(path_or_b64_array::<16>("--tik", tik_arg)?);
+    let tik = Tik::from_slice(&io::path_or_b64_key("--tik", tik_arg)?)?;
     let policy = a
         .policy
         .context("--policy is needed to compute the measurement")?;
@@ -530,8 +530,8 @@ fn secret_area_size(a: &SecretArgs) -> Result<usize> {
 }
 
 fn secret_cmd(a: SecretArgs) -> Result<()> {
-    let tek = sev_proto::session::Tek::from_bytes(path_or_b64_array::<16>("--tek", &a.tek)?);
-    let tik = Tik::from_bytes(path_or_b64_array::<16>("--tik", &a.tik)?);
+    let tek = sev_proto::session::Tek::from_slice(&io::path_or_b64_key("--tek", &a.tek)?)?;
+    let tik = Tik::from_slice(&io::path_or_b64_key("--tik", &a.tik)?)?;
     let blob = MeasureBlob::decode(&path_or_b64(
         "--launch-measure-blob",
         &a.launch_measure_blob,
