@@ -465,3 +465,49 @@ fn sevctl_and_sev_owner_secrets_are_accepted_by_the_emulated_firmware() {
         .launch_secret(handle, &mem, &hdr, area, payload.len() as u32, &payload)
         .is_err());
 }
+
+/// The AMD roots come from a roots directory ($SEV_OWNER_AMD_ROOTS) when the
+/// chain has none, and are accepted only for their built-in fingerprints.
+#[test]
+fn amd_roots_from_the_roots_directory() {
+    let test = "amd_roots_from_the_roots_directory";
+    let Some(roots) = fixture_path(test, "amd-roots") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut chain = Vec::new();
+    for n in ["pdh", "pek", "oca", "cek"] {
+        let Some(c) = fixture(test, &format!("certs/naples/{n}.cert")) else {
+            return;
+        };
+        chain.extend(c);
+    }
+    let chain = write(tmp.path(), "naples.chain", &chain);
+    let verify = |dir: &Path| {
+        std::process::Command::new(OWNER)
+            .args(["verify", "--chain", p(&chain), "--generation", "naples"])
+            .env("SEV_OWNER_AMD_ROOTS", dir)
+            .env("XDG_DATA_HOME", tmp.path().join("nothing"))
+            .output()
+            .unwrap()
+    };
+    let o = verify(&roots);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("AMD Naples roots directory"),
+        "{}",
+        stdout(&o)
+    );
+    // Rome's certificates under Naples' names: refused by fingerprint.
+    let fake = tmp.path().join("fake");
+    std::fs::create_dir(&fake).unwrap();
+    std::fs::copy(roots.join("rome-ask.cert"), fake.join("naples-ask.cert")).unwrap();
+    std::fs::copy(roots.join("rome-ark.cert"), fake.join("naples-ark.cert")).unwrap();
+    let o = verify(&fake);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is not AMD's naples ARK"),
+        "{}",
+        stderr(&o)
+    );
+}
