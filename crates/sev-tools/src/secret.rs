@@ -89,17 +89,45 @@ fn shown(s: &str) -> String {
     s.chars().take(80).collect()
 }
 
+/// The GUID forms sevctl's UUID parser accepts: hyphenated, braced
+/// `{...}`, `urn:uuid:...`, or 32 hex digits without hyphens.
+fn normalize_guid(text: &str) -> String {
+    let t = text.trim();
+    let t = t.strip_prefix("urn:uuid:").unwrap_or(t);
+    let t = t
+        .strip_prefix('{')
+        .and_then(|x| x.strip_suffix('}'))
+        .unwrap_or(t);
+    if t.len() == 32 && t.chars().all(|c| c.is_ascii_hexdigit()) {
+        let (a, r) = t.split_at(8);
+        let (b, r) = r.split_at(4);
+        let (c, r) = r.split_at(4);
+        let (d, e) = r.split_at(4);
+        return format!("{a}-{b}-{c}-{d}-{e}");
+    }
+    t.to_string()
+}
+
 /// Parses `GUID:FILE` (the file's bytes, as sevctl) or `GUID:=string` (the
 /// string's UTF-8 bytes). A file whose name starts with `=` is written
-/// `GUID:./=name`.
+/// `GUID:./=name`. The GUID may be hyphenated, braced, `urn:uuid:...` or 32
+/// hex digits (the forms sevctl accepts).
 pub fn parse_spec(spec: &str) -> Result<SecretSpec, SecretError> {
-    let (guid_text, rest) = spec
+    // `urn:uuid:` carries colons of its own.
+    let (prefix, body) = match spec.strip_prefix("urn:uuid:") {
+        Some(tail) => ("urn:uuid:", tail),
+        None => ("", spec),
+    };
+    let (guid_tail, rest) = body
         .split_once(':')
         .ok_or_else(|| SecretError::Syntax { spec: shown(spec) })?;
-    let guid: Guid = guid_text.parse().map_err(|_| SecretError::Guid {
-        spec: shown(spec),
-        guid: shown(guid_text),
-    })?;
+    let guid_text = format!("{prefix}{guid_tail}");
+    let guid: Guid = normalize_guid(&guid_text)
+        .parse()
+        .map_err(|_| SecretError::Guid {
+            spec: shown(spec),
+            guid: shown(&guid_text),
+        })?;
     let data = match rest.strip_prefix('=') {
         Some(literal) => Zeroizing::new(literal.as_bytes().to_vec()),
         None if rest.is_empty() => return Err(SecretError::Syntax { spec: shown(spec) }),
@@ -218,6 +246,21 @@ mod tests {
              92cd517d5923760aeef620b72b385feb86c4422590843dd2ff3fc3c64599031e"
         );
         assert_eq!(p.table_len, 0x5f);
+    }
+
+    #[test]
+    fn guid_forms_sevctl_accepts() {
+        let want = "736869e5-84f0-4973-92ec-06879ce3da0b";
+        for form in [
+            "736869e5-84f0-4973-92ec-06879ce3da0b",
+            "{736869e5-84f0-4973-92ec-06879ce3da0b}",
+            "urn:uuid:736869e5-84f0-4973-92ec-06879ce3da0b",
+            "736869e584f0497392ec06879ce3da0b",
+            "736869E584F0497392EC06879CE3DA0B",
+        ] {
+            let s = parse_spec(&format!("{form}:=x")).unwrap();
+            assert_eq!(s.guid.to_string(), want, "{form}");
+        }
     }
 
     #[test]
