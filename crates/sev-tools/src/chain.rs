@@ -782,4 +782,42 @@ mod tests {
         let e = src.load().unwrap_err().to_string();
         assert!(e.contains("PDH from qmp is 3 bytes"), "{e}");
     }
+
+    /// Arbitrary bytes in every input place: errors, never panics.
+    #[test]
+    fn random_inputs_are_errors_not_panics() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let f = tmp.path().join("blob");
+        for round in 0..200 {
+            let len = match round % 4 {
+                0 => (next() % 64) as usize,
+                1 => 4 * CERT_LEN + (next() % 4000) as usize,
+                2 => 4 * CERT_LEN,
+                _ => (next() % 20000) as usize,
+            };
+            let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if round % 3 == 0 && bytes.len() >= 4 {
+                // A plausible VERSION field gets the decoders further.
+                bytes[..4].copy_from_slice(&1u32.to_le_bytes());
+            }
+            std::fs::write(&f, &bytes).unwrap();
+            let _ = load_file(&f);
+            let _ = Trust::explicit(&f);
+            let _ = load_ca_file(&f);
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let _ = capabilities_file(&f);
+            let v = serde_json::json!({"pdh": io::b64_encode(&bytes), "cert-chain": text});
+            if let Ok(src) = capabilities_from_json("fuzz", &v) {
+                let _ = src.load();
+            }
+            let _ = crate::secret::parse_spec(&text);
+        }
+    }
 }
