@@ -272,7 +272,24 @@ fn handle(cmd: Command, target: &Target, session: &mut Session) -> Reply {
     let p = |s: &str| Reply::Packet(s.to_string());
     match cmd {
         Command::StopReason => Reply::Packet(stop_reply(target, 5, session.cpu)),
-        Command::Supported => p(&format!("PacketSize={:x}", protocol::PACKET_SIZE)),
+        Command::Supported => p(&format!(
+            "PacketSize={:x};qXfer:features:read+",
+            protocol::PACKET_SIZE
+        )),
+        Command::ReadFeatures { annex, offset, len } => {
+            if annex != "target.xml" {
+                return p("E00");
+            }
+            let xml = protocol::target_xml();
+            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(xml.len());
+            let len = usize::try_from(len)
+                .unwrap_or(usize::MAX)
+                .min(protocol::PACKET_SIZE - 16);
+            let end = start.saturating_add(len).min(xml.len());
+            let part = xml.get(start..end).unwrap_or_default();
+            let more = if end < xml.len() { 'm' } else { 'l' };
+            Reply::Packet(format!("{more}{part}"))
+        }
         Command::Attached => p("1"),
         Command::Symbol => p("OK"),
         Command::CurrentThread => p(&format!("QC{:x}", session.cpu + 1)),

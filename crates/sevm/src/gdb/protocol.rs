@@ -194,6 +194,15 @@ pub enum Command {
     Attached,
     /// `qSymbol::`.
     Symbol,
+    /// `qXfer:features:read:ANNEX:offset,length`.
+    ReadFeatures {
+        /// The document (`target.xml`).
+        annex: String,
+        /// Offset.
+        offset: u64,
+        /// Length.
+        len: u64,
+    },
     /// `D[;pid]`: detach.
     Detach,
     /// `k` or `vKill`: kill the target (sevm quits the VM, as QEMU).
@@ -289,12 +298,68 @@ pub fn parse(p: &[u8]) -> Command {
             b"sThreadInfo" => Command::NextThreadInfo,
             b"Symbol::" => Command::Symbol,
             r if r.starts_with(b"Supported") => Command::Supported,
+            r if r.starts_with(b"Xfer:features:read:") => malformed((|| {
+                let r = r.get(b"Xfer:features:read:".len()..)?;
+                let colon = r.iter().position(|&c| c == b':')?;
+                let (annex, ol) = r.split_at(colon);
+                let (offset, len) = split_addr_len(ol.get(1..)?)?;
+                Some(Command::ReadFeatures {
+                    annex: String::from_utf8(annex.to_vec()).ok()?,
+                    offset,
+                    len,
+                })
+            })()),
             r if r.starts_with(b"Attached") => Command::Attached,
             _ => Command::Unsupported,
         },
         b'v' if rest.starts_with(b"Kill") => Command::Kill,
         _ => Command::Unsupported,
     }
+}
+
+/// The target description sent for `qXfer:features:read:target.xml`:
+/// GDB's amd64 core and SSE features (register names as GDB's
+/// `64bit-core.xml`/`64bit-sse.xml`, so GDB's i386:x86-64 architecture
+/// accepts them; the guest's 32-bit registers are the low halves).
+pub fn target_xml() -> String {
+    let mut x = String::from(
+        "<?xml version=\"1.0\"?><!DOCTYPE target SYSTEM \"gdb-target.dtd\">\
+         <target><architecture>i386:x86-64</architecture>\
+         <feature name=\"org.gnu.gdb.i386.core\">",
+    );
+    let reg = |x: &mut String, name: &str, bits: u32, ty: &str| {
+        x.push_str(&format!(
+            "<reg name=\"{name}\" bitsize=\"{bits}\" type=\"{ty}\"/>"
+        ));
+    };
+    for r in ["rax", "rbx", "rcx", "rdx", "rsi", "rdi"] {
+        reg(&mut x, r, 64, "int64");
+    }
+    reg(&mut x, "rbp", 64, "data_ptr");
+    reg(&mut x, "rsp", 64, "data_ptr");
+    for i in 8..16 {
+        reg(&mut x, &format!("r{i}"), 64, "int64");
+    }
+    reg(&mut x, "rip", 64, "code_ptr");
+    reg(&mut x, "eflags", 32, "int32");
+    for r in ["cs", "ss", "ds", "es", "fs", "gs"] {
+        reg(&mut x, r, 32, "int32");
+    }
+    for i in 0..8 {
+        reg(&mut x, &format!("st{i}"), 80, "i387_ext");
+    }
+    for r in [
+        "fctrl", "fstat", "ftag", "fiseg", "fioff", "foseg", "fooff", "fop",
+    ] {
+        reg(&mut x, r, 32, "int");
+    }
+    x.push_str("</feature><feature name=\"org.gnu.gdb.i386.sse\">");
+    for i in 0..16 {
+        reg(&mut x, &format!("xmm{i}"), 128, "uint128");
+    }
+    reg(&mut x, "mxcsr", 32, "int");
+    x.push_str("</feature></target>");
+    x
 }
 
 /// The `g` block in GDB's default amd64 layout, up to the segment
@@ -395,6 +460,18 @@ mod tests {
         assert_eq!(parse(b"qAttached:1"), Command::Attached);
         assert_eq!(parse(b"qfThreadInfo"), Command::FirstThreadInfo);
         assert_eq!(parse(b"vKill;1"), Command::Kill);
+        assert_eq!(
+            parse(b"qXfer:features:read:target.xml:0,ffb"),
+            Command::ReadFeatures {
+                annex: "target.xml".into(),
+                offset: 0,
+                len: 0xffb
+            }
+        );
+        assert_eq!(
+            parse(b"qXfer:features:read:target.xml:0"),
+            Command::Malformed
+        );
         assert_eq!(parse(b"Z0,1000,1"), Command::Breakpoint);
         assert_eq!(parse(b"vMustReplyEmpty"), Command::Unsupported);
         assert_eq!(parse(b""), Command::Unsupported);

@@ -1,0 +1,412 @@
+//! Debugging SEV guests through the real binary: the hypervisor's view
+//! (HMP `x`/`xp`, `pmemsave`, `memsave`) shows ciphertext; the decrypted
+//! pair (`sev-dbg-decrypt`/`sev-dbg-encrypt`) and the GDB stub go through
+//! DBG_DECRYPT/DBG_ENCRYPT and are refused with POLICY_FAILURE for NODBG.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use serde_json::{json, Value};
+
+const FOUR_GIB: u64 = 1 << 32;
+/// The demo image is 2 MiB, mapped to end at 4 GiB.
+const FW_SIZE: u64 = 2 << 20;
+const FW_BASE: u64 = FOUR_GIB - FW_SIZE;
+
+fn image_at(image: &[u8], gpa: u64, len: usize) -> Vec<u8> {
+    let off = (gpa - FW_BASE) as usize;
+    image[off..off + len].to_vec()
+}
+
+fn decrypt(q: &mut Qmp, gpa: u64, size: u64) -> Vec<u8> {
+    let r = q.ok("sev-dbg-decrypt", json!({"gpa": gpa, "size": size}));
+    unb64(r["data"].as_str().unwrap())
+}
+
+/// QEMU's `xp /Nxb` output for `bytes` at `gpa`.
+fn hex_dump(gpa: u64, bytes: &[u8]) -> String {
+    let mut s = String::new();
+    for (i, line) in bytes.chunks(8).enumerate() {
+        s.push_str(&format!("{:016x}:", gpa + 8 * i as u64));
+        for b in line {
+            s.push_str(&format!(" 0x{b:02x}"));
+        }
+        s.push_str("\r\n");
+    }
+    s
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn debug_reads_and_writes_are_decrypted_when_the_policy_allows() {
+    if !sevm_testutil::kvm("debug_reads_and_writes_are_decrypted_when_the_policy_allows") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let platform = fresh_platform(d, "platform");
+    let fw = demo_image(d);
+    let image = std::fs::read(&fw).unwrap();
+    let sock = d.join("qmp.sock");
+    // Policy 0: NODBG clear.
+    let obj = sev_object(&platform, 0x0, None, "");
+    let mut vm = Sevm::spawn(sev_args(&fw, 16, &obj, Some(&sock)));
+    let mut q = vm.qmp(&sock);
+    q.ok("qmp_capabilities", Value::Null);
+
+    // Decrypted reads of the (private, measured) firmware: plaintext, any
+    // alignment, across page boundaries.
+    let reset = FOUR_GIB - 16;
+    assert_eq!(decrypt(&mut q, reset, 16), image_at(&image, reset, 16));
+    let odd = FOUR_GIB - 0x1003;
+    assert_eq!(decrypt(&mut q, odd, 37), image_at(&image, odd, 37));
+    let cross = FOUR_GIB - 0x2008;
+    assert_eq!(
+        decrypt(&mut q, cross, 0x1010),
+        image_at(&image, cross, 0x1010)
+    );
+    assert!(decrypt(&mut q, reset, 0).is_empty());
+
+    // The whole firmware to a file (any size up to the end of guest memory).
+    let plain_file = d.join("fw.plain");
+    q.ok(
+        "sev-dbg-decrypt",
+        json!({"gpa": FW_BASE, "size": FW_SIZE, "filename": plain_file}),
+    );
+    assert_eq!(std::fs::read(&plain_file).unwrap(), image);
+
+    // What the hypervisor sees: ciphertext, in QEMU's x/xp format.
+    let xp = q.ok(
+        "human-monitor-command",
+        json!({"command-line": format!("xp /16xb {reset:#x}")}),
+    );
+    let xp = xp.as_str().unwrap();
+    assert!(xp.starts_with("00000000fffffff0: 0x"), "{xp}");
+    assert_eq!(xp.lines().count(), 2, "{xp}");
+    assert_ne!(xp, hex_dump(reset, &image_at(&image, reset, 16)));
+    // x (virtual): paging is off before the guest runs, so the same bytes.
+    let x = q.ok(
+        "human-monitor-command",
+        json!({"command-line": format!("x /16xb {reset:#x}")}),
+    );
+    assert_eq!(x.as_str().unwrap(), xp);
+    let help = q.ok("human-monitor-command", json!({"command-line": "help"}));
+    assert!(help.as_str().unwrap().contains("xp /fmt addr"));
+    let unknown = q.ok("human-monitor-command", json!({"command-line": "info foo"}));
+    assert_eq!(unknown, "unknown command: 'info'\r\n");
+    let outside = q.ok(
+        "human-monitor-command",
+        json!({"command-line": "xp /4xw 0x40000000"}),
+    );
+    assert!(
+        outside
+            .as_str()
+            .unwrap()
+            .starts_with("Cannot access memory"),
+        "{outside}"
+    );
+
+    // pmemsave / memsave: the same ciphertext, no plaintext in the file.
+    let pfile = d.join("fw.pmem");
+    q.ok(
+        "pmemsave",
+        json!({"val": FW_BASE, "size": FW_SIZE, "filename": pfile}),
+    );
+    let cipher = std::fs::read(&pfile).unwrap();
+    assert_eq!(cipher.len() as u64, FW_SIZE);
+    assert_ne!(cipher, image);
+    let greeting = sevm::demo::GREETING.as_bytes();
+    assert!(contains(&image, &greeting[..16]));
+    assert!(!contains(&cipher, &greeting[..16]));
+    let mfile = d.join("fw.mem");
+    q.ok(
+        "memsave",
+        json!({"val": FW_BASE, "size": FW_SIZE, "filename": mfile, "cpu-index": 0}),
+    );
+    assert_eq!(std::fs::read(&mfile).unwrap(), cipher);
+    let e = q.err(
+        "pmemsave",
+        json!({"val": 15 << 20, "size": 2 << 20, "filename": d.join("x")}),
+    );
+    assert!(e.contains("not inside guest memory"), "{e}");
+    let e = q.err(
+        "memsave",
+        json!({"val": 0, "size": 16, "filename": d.join("x"), "cpu-index": 3}),
+    );
+    assert_eq!(e, "Parameter 'cpu-index' expects a CPU number");
+    let e = q.err(
+        "pmemsave",
+        json!({"val": 0, "size": 16, "filename": d.join("no/such/dir")}),
+    );
+    assert!(e.starts_with("Could not open '"), "{e}");
+
+    // Decrypted writes, unaligned (read-modify-write), into RAM.
+    // (RAM the guest never wrote is not private yet: its DBG_DECRYPT is
+    // garbage, as on hardware, and the read-modify-write keeps that garbage.)
+    let at = 0x10_0003u64;
+    let before = decrypt(&mut q, at - 3, 16);
+    q.ok("sev-dbg-encrypt", json!({"gpa": at, "data": b64(b"HELLO")}));
+    let back = decrypt(&mut q, at - 3, 16);
+    assert_eq!(&back[3..8], b"HELLO");
+    assert_eq!(&back[..3], &before[..3]);
+    assert_eq!(&back[8..], &before[8..]);
+    // Now private: stable under further reads and small writes.
+    q.ok("sev-dbg-encrypt", json!({"gpa": at + 5, "data": b64(b"!")}));
+    let again = decrypt(&mut q, at - 3, 16);
+    assert_eq!(&again[3..9], b"HELLO!");
+    assert_eq!(&again[9..], &back[9..]);
+    let xp = q.ok(
+        "human-monitor-command",
+        json!({"command-line": format!("xp /16xb {:#x}", at - 3)}),
+    );
+    assert_ne!(xp.as_str().unwrap(), hex_dump(at - 3, &back));
+    // A write spanning a page boundary.
+    let span: Vec<u8> = (0..64u8).collect();
+    q.ok(
+        "sev-dbg-encrypt",
+        json!({"gpa": 0x10_1000 - 20, "data": b64(&span)}),
+    );
+    assert_eq!(decrypt(&mut q, 0x10_1000 - 20, 64), span);
+
+    // Bounded by guest RAM (16 MiB) and the firmware window.
+    let e = q.err(
+        "sev-dbg-decrypt",
+        json!({"gpa": (16 << 20) - 8, "size": 16}),
+    );
+    assert!(e.contains("not inside guest memory"), "{e}");
+    let e = q.err(
+        "sev-dbg-encrypt",
+        json!({"gpa": FOUR_GIB - 2, "data": b64(b"abcd")}),
+    );
+    assert!(e.contains("not inside guest memory"), "{e}");
+    let e = q.err("sev-dbg-decrypt", json!({"gpa": 0, "size": 17 << 20}));
+    assert!(e.contains("too large"), "{e}");
+    let e = q.err("sev-dbg-encrypt", json!({"gpa": 0, "data": "!!"}));
+    assert!(e.contains("not valid base64"), "{e}");
+
+    // The guest still runs correctly after all this.
+    q.ok("cont", Value::Null);
+    let st = vm.wait();
+    let out = vm.stdout_text();
+    assert_exit(st, 0, &vm.stderr_text());
+    assert!(out.contains(sevm::demo::GREETING), "{out}");
+}
+
+#[test]
+fn nodbg_guest_refuses_decrypted_access_but_shows_ciphertext() {
+    if !sevm_testutil::kvm("nodbg_guest_refuses_decrypted_access_but_shows_ciphertext") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let platform = fresh_platform(d, "platform");
+    let fw = demo_image(d);
+    let image = std::fs::read(&fw).unwrap();
+    let sock = d.join("qmp.sock");
+    let obj = sev_object(&platform, 0x1, None, "");
+    let mut vm = Sevm::spawn(sev_args(&fw, 16, &obj, Some(&sock)));
+    let mut q = vm.qmp(&sock);
+    q.ok("qmp_capabilities", Value::Null);
+    for (cmd, args) in [
+        ("sev-dbg-decrypt", json!({"gpa": FOUR_GIB - 16, "size": 16})),
+        (
+            "sev-dbg-decrypt",
+            json!({"gpa": FW_BASE, "size": 64, "filename": d.join("p")}),
+        ),
+        (
+            "sev-dbg-encrypt",
+            json!({"gpa": 0x10_0000, "data": b64(b"x")}),
+        ),
+    ] {
+        let e = q.err(cmd, args);
+        assert!(e.contains("POLICY_FAILURE (0x07)"), "{cmd}: {e}");
+        assert!(e.contains("DBG_"), "{cmd}: {e}");
+    }
+    // The hypervisor's view still works: ciphertext.
+    let pfile = d.join("fw.pmem");
+    q.ok(
+        "pmemsave",
+        json!({"val": FW_BASE, "size": FW_SIZE, "filename": pfile}),
+    );
+    let cipher = std::fs::read(&pfile).unwrap();
+    assert_ne!(cipher, image);
+    let xp = q.ok(
+        "human-monitor-command",
+        json!({"command-line": "xp /2xg 0xfffffff0"}),
+    );
+    assert!(xp.as_str().unwrap().starts_with("00000000fffffff0: 0x"));
+    q.ok("quit", Value::Null);
+    let st = vm.wait();
+    assert_exit(st, 0, &vm.stderr_text());
+}
+
+#[test]
+fn decrypted_access_needs_an_sev_guest() {
+    if !sevm_testutil::kvm("decrypted_access_needs_an_sev_guest") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let fw = demo_image(d);
+    let image = std::fs::read(&fw).unwrap();
+    let sock = d.join("qmp.sock");
+    let mut vm = Sevm::spawn([
+        "-bios".to_string(),
+        fw.display().to_string(),
+        "-m".into(),
+        "16".into(),
+        "-S".into(),
+        "-qmp".into(),
+        format!("unix:{},server=on,wait=off", sock.display()),
+    ]);
+    let mut q = vm.qmp(&sock);
+    q.ok("qmp_capabilities", Value::Null);
+    let e = q.err("sev-dbg-decrypt", json!({"gpa": 0, "size": 16}));
+    assert!(e.contains("SEV is not enabled"), "{e}");
+    // Without SEV the hypervisor sees plaintext.
+    let xp = q.ok(
+        "human-monitor-command",
+        json!({"command-line": "xp /16xb 0xfffffff0"}),
+    );
+    assert_eq!(
+        xp.as_str().unwrap(),
+        hex_dump(FOUR_GIB - 16, &image_at(&image, FOUR_GIB - 16, 16))
+    );
+    q.ok("quit", Value::Null);
+    vm.wait();
+}
+
+// ----- gdb -------------------------------------------------------------------
+
+fn gdb_available(test: &str) -> bool {
+    sevm_testutil::peer_tool(
+        test,
+        "gdb",
+        "--version",
+        "install gdb (apt-get install gdb)",
+    )
+    .is_some()
+}
+
+/// Waits for the stub's log line and returns its port.
+fn gdb_port(vm: &Sevm) -> u16 {
+    assert!(
+        vm.wait_for_stderr("gdb stub listening on"),
+        "{}",
+        vm.stderr_text()
+    );
+    let lines = vm.stderr.lock().unwrap();
+    let line = lines
+        .iter()
+        .find(|l| l.contains("gdb stub listening on"))
+        .unwrap();
+    line.rsplit(':').next().unwrap().trim().parse().unwrap()
+}
+
+fn run_gdb(port: u16, commands: &[&str]) -> String {
+    let mut cmd = Command::new("gdb");
+    cmd.args(["-batch", "-nx", "-ex", "set pagination off", "-ex"])
+        .arg(format!("target remote 127.0.0.1:{port}"));
+    for c in commands {
+        cmd.arg("-ex").arg(c);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("--- gdb ---\n{text}");
+    text
+}
+
+fn gdb_vm(d: &Path, policy: u32) -> (Sevm, std::path::PathBuf, Vec<u8>) {
+    let platform = fresh_platform(d, "platform");
+    let fw = demo_image(d);
+    let image = std::fs::read(&fw).unwrap();
+    let sock = d.join("qmp.sock");
+    let obj = sev_object(&platform, policy, None, "");
+    let mut args = sev_args(&fw, 16, &obj, Some(&sock));
+    args.extend(["-gdb".into(), "tcp:127.0.0.1:0".into()]);
+    (Sevm::spawn(args), sock, image)
+}
+
+#[test]
+fn gdb_attaches_reads_plaintext_writes_and_continues() {
+    let test = "gdb_attaches_reads_plaintext_writes_and_continues";
+    if !sevm_testutil::kvm(test) || !gdb_available(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut vm, sock, image) = gdb_vm(tmp.path(), 0x0);
+    let mut q = vm.qmp(&sock);
+    q.ok("qmp_capabilities", Value::Null);
+    let port = gdb_port(&vm);
+    let out = run_gdb(
+        port,
+        &[
+            "info registers rip",
+            "x/16xb 0xfffffff0",
+            "set {unsigned int}0x100000 = 0xdeadbeef",
+            "x/1xw 0x100000",
+            "info threads",
+            "continue",
+        ],
+    );
+    // Reset state: rip 0xfff0 (cs base 0xffff0000).
+    assert!(out.contains("rip            0xfff0"), "{out}");
+    // The firmware's last 16 bytes, in plaintext.
+    let tail = image_at(&image, FOUR_GIB - 16, 16);
+    let first8: Vec<String> = tail[..8].iter().map(|b| format!("0x{b:02x}")).collect();
+    assert!(out.contains(&first8.join("\t")), "{out}");
+    assert!(out.contains("0x100000:\t0xdeadbeef"), "{out}");
+    // The guest ran to its end and gdb saw it exit.
+    assert!(out.contains("exited normally"), "{out}");
+    let st = vm.wait();
+    let stdout = vm.stdout_text();
+    assert_exit(st, 0, &vm.stderr_text());
+    assert!(stdout.contains(sevm::demo::GREETING), "{stdout}");
+}
+
+#[test]
+fn gdb_sees_an_error_for_nodbg_memory() {
+    let test = "gdb_sees_an_error_for_nodbg_memory";
+    if !sevm_testutil::kvm(test) || !gdb_available(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut vm, sock, _) = gdb_vm(tmp.path(), 0x1);
+    let mut q = vm.qmp(&sock);
+    q.ok("qmp_capabilities", Value::Null);
+    let port = gdb_port(&vm);
+    let out = run_gdb(
+        port,
+        &[
+            "info registers rip",
+            "x/4xb 0xfffffff0",
+            "set {unsigned int}0x100000 = 1",
+        ],
+    );
+    assert!(out.contains("rip            0xfff0"), "{out}");
+    assert!(
+        out.contains("Cannot access memory at address 0xfffffff0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Cannot access memory at address 0x100000"),
+        "{out}"
+    );
+    assert!(vm.stderr_text().contains("POLICY_FAILURE"));
+    // gdb detached; the VM is still there and still waiting in prelaunch.
+    assert_eq!(q.ok("query-status", Value::Null)["status"], "prelaunch");
+    q.ok("quit", Value::Null);
+    let st = vm.wait();
+    assert_exit(st, 0, &vm.stderr_text());
+}
