@@ -410,3 +410,146 @@ fn gdb_sees_an_error_for_nodbg_memory() {
     let st = vm.wait();
     assert_exit(st, 0, &vm.stderr_text());
 }
+
+// ----- a running guest ----------------------------------------------------------
+
+/// The multiplicative inverse of the memtest generation constant mod 2^32.
+fn inverse(a: u32) -> u32 {
+    // Newton's iteration for odd `a`.
+    let mut x = a;
+    for _ in 0..5 {
+        x = x.wrapping_mul(2u32.wrapping_sub(a.wrapping_mul(x)));
+    }
+    x
+}
+
+#[test]
+fn a_running_guest_is_debugged_in_place() {
+    if !sevm_testutil::kvm("a_running_guest_is_debugged_in_place") {
+        return;
+    }
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let platform = fresh_platform(d, "platform");
+    let base = 0x20_0000u32;
+    let pages = 32u32;
+    let opts = sevm::demo::DemoOptions {
+        size: sevm::demo::DEFAULT_IMAGE_SIZE,
+        mode: sevm::demo::DemoMode::Memtest(sevm::demo::MemtestOptions {
+            base,
+            pages,
+            max_passes: 0,
+            progress_every: 0,
+        }),
+    };
+    let fw = d.join("memtest.fd");
+    std::fs::write(&fw, sevm::demo::build(&opts).unwrap()).unwrap();
+    let sock = d.join("qmp.sock");
+    let obj = sev_object(&platform, 0x0, None, "");
+    let mut args = sev_args(&fw, 16, &obj, Some(&sock));
+    args.extend(["-gdb".into(), "tcp:127.0.0.1:0".into()]);
+    let mut vm = Sevm::spawn(args);
+    let stdout = vm.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let mut q = vm.qmp(&sock);
+    q.ok("qmp_capabilities", Value::Null);
+    q.ok("cont", Value::Null);
+    loop {
+        let line = rx.recv_timeout(WAIT).expect("memtest did not fill in time");
+        if line.contains("memtest: filled") {
+            break;
+        }
+    }
+    // While it runs: x (virtual: the vCPU is paused for a moment to read
+    // its control registers) and xp agree, and the guest keeps running.
+    let cmd = format!("{base:#x}");
+    let x = q.ok(
+        "human-monitor-command",
+        json!({"command-line": format!("x /2xg {cmd}")}),
+    );
+    assert!(
+        x.as_str().unwrap().starts_with("0000000000200000: 0x"),
+        "{x}"
+    );
+    assert_eq!(q.ok("query-status", Value::Null)["status"], "running");
+
+    q.ok("stop", Value::Null);
+    let ciphertext = q.ok(
+        "human-monitor-command",
+        json!({"command-line": format!("xp /4xw {cmd}")}),
+    );
+    let virt = q.ok(
+        "human-monitor-command",
+        json!({"command-line": format!("x /4xw {cmd}")}),
+    );
+    assert_eq!(ciphertext, virt);
+    let inv = inverse(0x9E37_79B9);
+    for page in [0u32, 7, pages - 1] {
+        let a = base + page * 4096;
+        let plain = decrypt(&mut q, u64::from(a), 4096);
+        let words: Vec<u32> = plain
+            .chunks(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        // One generation per page: every dword is a ^ (g * 0x9E3779B9).
+        assert!(words.iter().all(|w| *w == words[0]), "page {a:#x} torn");
+        let g = (words[0] ^ a).wrapping_mul(inv);
+        assert!((1..1_000_000).contains(&g), "page {a:#x}: generation {g}");
+        // The hypervisor's view of the same page is ciphertext.
+        if page == 0 {
+            let mut expect = String::from("0000000000200000:");
+            for w in &words[..4] {
+                expect.push_str(&format!(" 0x{w:08x}"));
+            }
+            assert_ne!(ciphertext.as_str().unwrap().trim_end(), expect);
+        }
+    }
+    // memsave of the range while paused: no plaintext dword pattern.
+    let mfile = d.join("range.mem");
+    q.ok(
+        "memsave",
+        json!({"val": base, "size": pages * 4096, "filename": mfile}),
+    );
+    let dump = std::fs::read(&mfile).unwrap();
+    let first = u32::from_le_bytes(dump[..4].try_into().unwrap());
+    assert!(dump
+        .chunks(4)
+        .take(1024)
+        .any(|c| u32::from_le_bytes(c.try_into().unwrap()) != first));
+    q.ok("cont", Value::Null);
+    assert_eq!(q.ok("query-status", Value::Null)["status"], "running");
+
+    // gdb attaching to the running guest stops it, reads plaintext (one
+    // generation per page), and detaching lets it run on.
+    if gdb_available("a_running_guest_is_debugged_in_place") {
+        let port = gdb_port(&vm);
+        q.events.clear();
+        let out = run_gdb(port, &[&format!("x/4xw {cmd}"), "info registers eflags"]);
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("0x200000:"))
+            .unwrap_or_else(|| panic!("{out}"));
+        let words: Vec<u32> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|w| u32::from_str_radix(w.trim_start_matches("0x"), 16).unwrap())
+            .collect();
+        assert_eq!(words.len(), 4, "{out}");
+        assert!(words.iter().all(|w| *w == words[0]), "{out}");
+        let g = (words[0] ^ base).wrapping_mul(inv);
+        assert!((1..1_000_000).contains(&g), "{out}");
+        q.event("STOP");
+        q.event("RESUME");
+        assert_eq!(q.ok("query-status", Value::Null)["status"], "running");
+    }
+    q.ok("quit", Value::Null);
+    let st = vm.wait();
+    assert_exit(st, 0, &vm.stderr_text());
+}
