@@ -175,6 +175,31 @@ fn debug_reads_and_writes_are_decrypted_when_the_policy_allows() {
     );
     assert_eq!(decrypt(&mut q, 0x10_1000 - 20, 64), span);
 
+    // A file's contents, across several pages, then read back to a file.
+    let blob: Vec<u8> = (0..3 * 4096 + 5).map(|i| (i * 7 % 251) as u8).collect();
+    let src = d.join("blob.bin");
+    std::fs::write(&src, &blob).unwrap();
+    q.ok(
+        "sev-dbg-encrypt",
+        json!({"gpa": 0x30_0007, "filename": src}),
+    );
+    let dst = d.join("blob.back");
+    q.ok(
+        "sev-dbg-decrypt",
+        json!({"gpa": 0x30_0007, "size": blob.len(), "filename": dst}),
+    );
+    assert_eq!(std::fs::read(&dst).unwrap(), blob);
+    let e = q.err(
+        "sev-dbg-encrypt",
+        json!({"gpa": 0, "data": "AA==", "filename": src}),
+    );
+    assert!(e.contains("exactly one of"), "{e}");
+    let e = q.err(
+        "sev-dbg-encrypt",
+        json!({"gpa": (16 << 20) - 4096, "filename": src}),
+    );
+    assert!(e.contains("not inside guest memory"), "{e}");
+
     // Bounded by guest RAM (16 MiB) and the firmware window.
     let e = q.err(
         "sev-dbg-decrypt",

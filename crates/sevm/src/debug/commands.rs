@@ -160,21 +160,51 @@ pub fn dbg_decrypt(
     Ok(json!({ "data": base64::engine::general_purpose::STANDARD.encode(&buf) }))
 }
 
-/// `sev-dbg-encrypt`.
-pub fn dbg_encrypt(dbg: &GuestDebug, gpa: u64, data: &str) -> Result<Value, QmpError> {
+/// `sev-dbg-encrypt`: exactly one of `data` (base64, limited by the QMP
+/// message size) and `filename` (any size up to the end of guest memory,
+/// written in chunks after the whole range was checked).
+pub fn dbg_encrypt(
+    dbg: &GuestDebug,
+    gpa: u64,
+    data: Option<&str>,
+    filename: Option<&str>,
+) -> Result<Value, QmpError> {
     require_sev(dbg)?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(data.trim())
-        .map_err(|e| generic(format!("SEV: data is not valid base64: {e}")))?;
-    if bytes.len() as u64 > MAX_INLINE {
-        return Err(generic(format!(
-            "SEV: sev-dbg-encrypt of {} bytes is too large (at most {MAX_INLINE})",
-            bytes.len()
-        )));
+    let range_err = |e: DebugError| generic(format!("SEV: {}", error_text(&e)));
+    match (data, filename) {
+        (Some(data), None) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data.trim())
+                .map_err(|e| generic(format!("SEV: data is not valid base64: {e}")))?;
+            dbg.check_range(gpa, bytes.len() as u64)
+                .map_err(range_err)?;
+            dbg.encrypt(gpa, &bytes)
+                .map_err(|e| generic(error_text(&e)))?;
+        }
+        (None, Some(f)) => {
+            let open_err = |e: std::io::Error| generic(format!("Could not open '{f}': {e}"));
+            let mut file = std::fs::File::open(f).map_err(open_err)?;
+            let len = file.metadata().map_err(open_err)?.len();
+            dbg.check_range(gpa, len).map_err(range_err)?;
+            let mut buf = vec![0u8; len.min(1 << 20) as usize];
+            let mut done = 0u64;
+            while done < len {
+                let n = (len - done).min(buf.len() as u64) as usize;
+                let chunk = buf
+                    .get_mut(..n)
+                    .ok_or_else(|| generic("SEV: internal buffer error"))?;
+                std::io::Read::read_exact(&mut file, chunk)
+                    .map_err(|e| generic(format!("Could not read '{f}': {e}")))?;
+                dbg.encrypt(gpa + done, chunk)
+                    .map_err(|e| generic(error_text(&e)))?;
+                done += n as u64;
+            }
+        }
+        _ => {
+            return Err(generic(
+                "SEV: sev-dbg-encrypt needs exactly one of 'data' and 'filename'",
+            ))
+        }
     }
-    dbg.check_range(gpa, bytes.len() as u64)
-        .map_err(|e| generic(format!("SEV: {}", error_text(&e))))?;
-    dbg.encrypt(gpa, &bytes)
-        .map_err(|e| generic(error_text(&e)))?;
     Ok(json!({}))
 }

@@ -156,13 +156,16 @@ pub enum QmpCommand {
         /// Output file instead of the reply.
         filename: Option<String>,
     },
-    /// `sev-dbg-encrypt {gpa, data}` (sevm): base64 `data` written to
-    /// guest-physical memory through DBG_ENCRYPT.
+    /// `sev-dbg-encrypt {gpa, data | filename}` (sevm): base64 `data`, or
+    /// the contents of `filename`, written to guest-physical memory through
+    /// DBG_ENCRYPT.
     SevDbgEncrypt {
         /// First guest-physical address.
         gpa: u64,
         /// Base64 bytes.
-        data: String,
+        data: Option<String>,
+        /// A host file to write instead.
+        filename: Option<String>,
     },
     /// `human-monitor-command {command-line, cpu-index?}`.
     HumanMonitorCommand {
@@ -590,7 +593,8 @@ fn parse_command(name: &str, mut args: Args<'_>) -> Result<QmpCommand, QmpError>
         },
         "sev-dbg-encrypt" => QmpCommand::SevDbgEncrypt {
             gpa: a.u64("gpa")?,
-            data: a.str("data")?,
+            data: a.opt_str("data")?,
+            filename: a.opt_str("filename")?,
         },
         "human-monitor-command" => QmpCommand::HumanMonitorCommand {
             command_line: a.str("command-line")?,

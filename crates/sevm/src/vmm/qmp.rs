@@ -255,9 +255,11 @@ impl QmpHandler for Handler {
                 size,
                 filename,
             } => debug::dbg_decrypt(&self.debug(), gpa, size, filename.as_deref()),
-            QmpCommand::SevDbgEncrypt { gpa, data } => {
-                debug::dbg_encrypt(&self.debug(), gpa, &data)
-            }
+            QmpCommand::SevDbgEncrypt {
+                gpa,
+                data,
+                filename,
+            } => debug::dbg_encrypt(&self.debug(), gpa, data.as_deref(), filename.as_deref()),
             QmpCommand::SystemReset | QmpCommand::SystemPowerdown => Err(generic(format!(
                 "{} is not supported by sevm (the machine has no reset or ACPI power button)",
                 command.name()
