@@ -251,7 +251,10 @@ fn nodbg_guest_refuses_decrypted_access_but_shows_ciphertext() {
         ),
     ] {
         let e = q.err(cmd, args);
-        assert!(e.contains("POLICY_FAILURE (0x07)"), "{cmd}: {e}");
+        assert!(
+            e.contains("failed: POLICY_FAILURE (0x07): request not allowed by the guest policy"),
+            "{cmd}: {e}"
+        );
         assert!(e.contains("DBG_"), "{cmd}: {e}");
     }
     // The hypervisor's view still works: ciphertext.

@@ -332,6 +332,25 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_command_lines_never_panic() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let alphabet = "x xp/ 0123456789abcdefghiouwgbcz+-$\u{e9}\t";
+        let chars: Vec<char> = alphabet.chars().collect();
+        for _ in 0..3000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 24) as usize;
+            let line: String = (0..len)
+                .map(|i| chars[((x >> (i % 48)) as usize + i) % chars.len()])
+                .collect();
+            let _ = parse(&line);
+        }
+        let _ = parse("xp /99999999999999999999999x 0");
+        let _ = parse("x /\u{e9} 0");
+    }
+
+    #[test]
     fn formats_like_qemu_memory_dump() {
         let bytes: Vec<u8> = (0u8..20).collect();
         let f = DumpFormat {

@@ -482,6 +482,41 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_input_never_panics() {
+        // Deterministic xorshift: framing and command parsing of random
+        // bytes (biased towards the protocol's own characters).
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let alphabet = b"$#}*+-\x03mMgcsHTqDkZz?:,0123456789abcdefXfeatures";
+        let mut reader = PacketReader::default();
+        for _ in 0..2000 {
+            let len = (next() % 64) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    if r % 4 == 0 {
+                        r as u8
+                    } else {
+                        alphabet[(r >> 8) as usize % alphabet.len()]
+                    }
+                })
+                .collect();
+            for item in reader.feed(&bytes) {
+                if let Incoming::Packet(p) = item {
+                    let _ = parse(&p);
+                }
+            }
+            let _ = parse(&bytes);
+            let _ = decode_hex(&bytes);
+        }
+    }
+
+    #[test]
     fn register_block_is_the_amd64_core_layout() {
         let mut st = VcpuState {
             regs: Default::default(),
