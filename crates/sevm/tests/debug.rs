@@ -581,3 +581,58 @@ fn a_running_guest_is_debugged_in_place() {
     let st = vm.wait();
     assert_exit(st, 0, &vm.stderr_text());
 }
+
+// ----- SEV hardware (run only where /dev/sev exists) ---------------------------
+
+#[test]
+fn hardware_debug_follows_the_policy() {
+    const TEST: &str = "hardware_debug_follows_the_policy";
+    if !sevm_testutil::sev_device(TEST) || !sevm_testutil::kvm(TEST) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let fw = demo_image(d);
+    let image = std::fs::read(&fw).unwrap();
+    for policy in [0x0u32, 0x1] {
+        let sock = d.join(format!("qmp{policy}.sock"));
+        let mut vm = Sevm::spawn([
+            "-bios".to_string(),
+            fw.display().to_string(),
+            "-m".into(),
+            "16".into(),
+            "-S".into(),
+            "-machine".into(),
+            "q35,memory-encryption=sev0".into(),
+            "-object".into(),
+            format!("sev-guest,id=sev0,policy={policy:#x}"),
+            "-qmp".into(),
+            format!("unix:{},server=on,wait=off", sock.display()),
+        ]);
+        let mut q = vm.qmp(&sock);
+        q.ok("qmp_capabilities", Value::Null);
+        let reset = FOUR_GIB - 16;
+        let xp = q.ok(
+            "human-monitor-command",
+            json!({"command-line": format!("xp /16xb {reset:#x}")}),
+        );
+        assert_ne!(
+            xp.as_str().unwrap(),
+            hex_dump(reset, &image_at(&image, reset, 16))
+        );
+        if policy == 0 {
+            let odd = FOUR_GIB - 0x1003;
+            assert_eq!(decrypt(&mut q, odd, 37), image_at(&image, odd, 37));
+            q.ok(
+                "sev-dbg-encrypt",
+                json!({"gpa": 0x10_0003, "data": b64(b"HELLO")}),
+            );
+            assert_eq!(&decrypt(&mut q, 0x10_0003, 5), b"HELLO");
+        } else {
+            let e = q.err("sev-dbg-decrypt", json!({"gpa": reset, "size": 16}));
+            assert!(e.contains("POLICY_FAILURE"), "{e}");
+        }
+        q.ok("quit", Value::Null);
+        vm.wait();
+    }
+}
