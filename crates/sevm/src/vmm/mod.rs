@@ -169,18 +169,19 @@ impl Shared {
         match self.machine.run_state() {
             RunState::Running => Ok(()),
             RunState::Exited => Err("the guest has shut down; it cannot be continued".into()),
+            // RESUME goes out before the vCPUs run, as QEMU's vm_start
+            // does: a guest that ends at once must not get its SHUTDOWN
+            // (sent by the main thread) ahead of the RESUME.
             RunState::Paused => {
-                self.machine.resume().map_err(|e| e.to_string())?;
                 self.emit(&QmpEvent::Resume);
-                Ok(())
+                self.machine.resume().map_err(|e| e.to_string())
             }
             RunState::Created => {
                 if let Some(sev) = &self.sev {
                     finish_launch(sev).map_err(|e| e.to_string())?;
                 }
-                self.machine.start().map_err(|e| e.to_string())?;
                 self.emit(&QmpEvent::Resume);
-                Ok(())
+                self.machine.start().map_err(|e| e.to_string())
             }
         }
     }
@@ -596,10 +597,16 @@ impl Vmm {
         let handler: Arc<dyn crate::qmp::QmpHandler> =
             Arc::new(qmp::Handler(Arc::clone(&self.shared)));
         let mut servers = Vec::new();
-        for q in &self.config.qmp {
-            let server = QmpServer::bind(&q.path, Arc::clone(&handler))?;
-            lock(&self.shared.events).push(server.events());
-            servers.push(server);
+        {
+            // Held while binding: a client can connect and run `cont` as soon
+            // as a server listens, and its events must not be emitted before
+            // the server's sender is registered (they would be lost).
+            let mut events = lock(&self.shared.events);
+            for q in &self.config.qmp {
+                let server = QmpServer::bind(&q.path, Arc::clone(&handler))?;
+                events.push(server.events());
+                servers.push(server);
+            }
         }
         for (server, q) in servers.iter().zip(&self.config.qmp) {
             if q.wait {
