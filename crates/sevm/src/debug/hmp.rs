@@ -55,13 +55,40 @@ pub enum HmpCommand {
     Nothing,
 }
 
+/// A command line the monitor cannot run; `Display` is QEMU's text
+/// (without the line end).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HmpError {
+    /// Not a command sevm's monitor has.
+    #[error("unknown command: '{0}'")]
+    UnknownCommand(String),
+    /// `x`/`xp` without an address.
+    #[error("Parameter 'addr' is missing")]
+    MissingAddress,
+    /// A bad character in `/fmt`.
+    #[error("invalid char in format: '{0}'")]
+    FormatChar(char),
+    /// `/i` (disassembly).
+    #[error("format 'i' (disassembly) is not supported by sevm")]
+    Disassembly,
+    /// A count that does not fit.
+    #[error("invalid count '{0}'")]
+    Count(String),
+    /// A number that does not parse.
+    #[error("invalid number '{0}'")]
+    Number(String),
+    /// An empty term in `a+b`.
+    #[error("invalid expression")]
+    Expression,
+}
+
 /// The help text (only the commands sevm has).
 pub const HELP: &str = "x /fmt addr -- virtual memory dump starting at 'addr'\r\n\
      xp /fmt addr -- physical memory dump starting at 'addr'\r\n\
      help|? [cmd] -- show the help\r\n";
 
-/// Parses one command line; the error is the text QEMU's monitor prints.
-pub fn parse(line: &str) -> Result<HmpCommand, String> {
+/// Parses one command line.
+pub fn parse(line: &str) -> Result<HmpCommand, HmpError> {
     let line = line.trim();
     let (name, rest) = match line.find(|c: char| c.is_whitespace() || c == '/') {
         Some(i) => (&line[..i], line[i..].trim_start()),
@@ -78,7 +105,7 @@ pub fn parse(line: &str) -> Result<HmpCommand, String> {
                 (DumpFormat::default(), rest)
             };
             if rest.is_empty() {
-                return Err("Parameter 'addr' is missing\r\n".into());
+                return Err(HmpError::MissingAddress);
             }
             let addr = parse_expr(rest)?;
             Ok(HmpCommand::Dump {
@@ -87,17 +114,17 @@ pub fn parse(line: &str) -> Result<HmpCommand, String> {
                 addr,
             })
         }
-        other => Err(format!("unknown command: '{other}'\r\n")),
+        other => Err(HmpError::UnknownCommand(other.into())),
     }
 }
 
-fn parse_format(f: &str) -> Result<DumpFormat, String> {
+fn parse_format(f: &str) -> Result<DumpFormat, HmpError> {
     let mut out = DumpFormat::default();
     let digits = f.chars().take_while(char::is_ascii_digit).count();
     if digits > 0 {
         out.count = f[..digits]
             .parse()
-            .map_err(|_| format!("invalid count '{}'\r\n", &f[..digits]))?;
+            .map_err(|_| HmpError::Count(f[..digits].into()))?;
     }
     let mut size = None;
     for c in f[digits..].chars() {
@@ -107,8 +134,8 @@ fn parse_format(f: &str) -> Result<DumpFormat, String> {
             'h' => size = Some(2),
             'w' => size = Some(4),
             'g' => size = Some(8),
-            'i' => return Err("format 'i' (disassembly) is not supported by sevm\r\n".into()),
-            other => return Err(format!("invalid char in format: '{other}'\r\n")),
+            'i' => return Err(HmpError::Disassembly),
+            other => return Err(HmpError::FormatChar(other)),
         }
     }
     out.size = match (out.format, size) {
@@ -119,24 +146,24 @@ fn parse_format(f: &str) -> Result<DumpFormat, String> {
     Ok(out)
 }
 
-fn parse_number(s: &str) -> Result<u64, String> {
+fn parse_number(s: &str) -> Result<u64, HmpError> {
     let s = s.trim();
     let r = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         u64::from_str_radix(h, 16)
     } else {
         s.parse::<u64>()
     };
-    r.map_err(|_| format!("invalid number '{s}'\r\n"))
+    r.map_err(|_| HmpError::Number(s.into()))
 }
 
 /// A number, or numbers joined by `+`/`-` (wrapping, as QEMU's expressions).
-fn parse_expr(s: &str) -> Result<u64, String> {
+fn parse_expr(s: &str) -> Result<u64, HmpError> {
     let mut total = 0u64;
     let mut sign_minus = false;
     let mut term = String::new();
-    let apply = |term: &mut String, minus: bool, total: &mut u64| -> Result<(), String> {
+    let apply = |term: &mut String, minus: bool, total: &mut u64| -> Result<(), HmpError> {
         if term.trim().is_empty() {
-            return Err("invalid expression\r\n".into());
+            return Err(HmpError::Expression);
         }
         let v = parse_number(term)?;
         *total = if minus {
@@ -219,7 +246,7 @@ pub fn execute(
 ) -> String {
     let cmd = match parse(line) {
         Ok(c) => c,
-        Err(text) => return text,
+        Err(e) => return format!("{e}\r\n"),
     };
     match cmd {
         HmpCommand::Nothing => String::new(),
@@ -318,17 +345,21 @@ mod tests {
         assert_eq!(parse("  ").unwrap(), HmpCommand::Nothing);
         assert_eq!(parse("help").unwrap(), HmpCommand::Help);
         assert_eq!(
-            parse("info foo").unwrap_err(),
-            "unknown command: 'info'\r\n"
+            parse("info foo").unwrap_err().to_string(),
+            "unknown command: 'info'"
         );
+        assert_eq!(parse("xp /4xw").unwrap_err(), HmpError::MissingAddress);
+        assert_eq!(parse("xp /4z 0").unwrap_err(), HmpError::FormatChar('z'));
+        assert_eq!(parse("xp /4i 0").unwrap_err(), HmpError::Disassembly);
         assert_eq!(
-            parse("xp /4xw").unwrap_err(),
-            "Parameter 'addr' is missing\r\n"
+            parse("xp 0xzz").unwrap_err(),
+            HmpError::Number("0xzz".into())
         );
-        assert!(parse("xp /4z 0").unwrap_err().contains("invalid char"));
-        assert!(parse("xp /4i 0").unwrap_err().contains("not supported"));
-        assert!(parse("xp 0xzz").unwrap_err().contains("invalid number"));
-        assert!(parse("xp 1+").unwrap_err().contains("invalid expression"));
+        assert_eq!(parse("xp 1+").unwrap_err(), HmpError::Expression);
+        assert_eq!(
+            parse("xp /99999999999999999999x 0").unwrap_err(),
+            HmpError::Count("99999999999999999999".into())
+        );
     }
 
     #[test]
