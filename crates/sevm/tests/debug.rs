@@ -81,6 +81,9 @@ fn debug_reads_and_writes_are_decrypted_when_the_policy_allows() {
         json!({"gpa": FW_BASE, "size": FW_SIZE, "filename": plain_file}),
     );
     assert_eq!(std::fs::read(&plain_file).unwrap(), image);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&plain_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
 
     // What the hypervisor sees: ciphertext, in QEMU's x/xp format.
     let xp = q.ok(

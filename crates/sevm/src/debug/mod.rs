@@ -27,6 +27,7 @@ pub mod commands;
 pub mod hmp;
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -333,7 +334,7 @@ impl GuestDebug {
     /// Writes `size` bytes at `addr` to `path` (QMP `pmemsave`/`memsave`
     /// with [`View::Host`], `sev-dbg-decrypt` with a file and
     /// [`View::Decrypted`]). The whole range is checked before the file is
-    /// created; the file is written in chunks.
+    /// created (mode 0600 when new); the file is written in chunks.
     pub fn save(
         &self,
         view: View,
@@ -354,7 +355,14 @@ impl GuestDebug {
             path: path.to_path_buf(),
             source,
         };
-        let mut file = std::fs::File::create(path).map_err(file_err)?;
+        // 0600: a decrypted dump holds the guest's plaintext.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(file_err)?;
         let mut buf = vec![0u8; size.min(FILE_CHUNK) as usize];
         let mut done = 0u64;
         while done < size {
