@@ -639,3 +639,32 @@ fn hardware_debug_follows_the_policy() {
         vm.wait();
     }
 }
+
+#[test]
+fn a_busy_gdb_port_is_a_clear_error() {
+    if !sevm_testutil::kvm("a_busy_gdb_port_is_a_clear_error") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let fw = demo_image(tmp.path());
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let mut vm = Sevm::spawn([
+        "-bios".to_string(),
+        fw.display().to_string(),
+        "-m".into(),
+        "16".into(),
+        "-S".into(),
+        "-gdb".into(),
+        format!("tcp:127.0.0.1:{port}"),
+    ]);
+    let st = vm.wait();
+    let err = vm.stderr_text();
+    assert_exit(st, 1, &err);
+    assert!(
+        err.contains(&format!(
+            "sevm: -gdb: cannot listen on tcp:127.0.0.1:{port}: "
+        )),
+        "{err}"
+    );
+}
