@@ -365,7 +365,12 @@ fn gdb_vm(d: &Path, policy: u32) -> (Sevm, std::path::PathBuf, Vec<u8>) {
     let sock = d.join("qmp.sock");
     let obj = sev_object(&platform, policy, None, "");
     let mut args = sev_args(&fw, 16, &obj, Some(&sock));
-    args.extend(["-gdb".into(), "tcp:127.0.0.1:0".into()]);
+    args.extend([
+        "-gdb".into(),
+        "tcp:127.0.0.1:0".into(),
+        "-smp".into(),
+        "2".into(),
+    ]);
     (Sevm::spawn(args), sock, image)
 }
 
@@ -388,6 +393,9 @@ fn gdb_attaches_reads_plaintext_writes_and_continues() {
             "set {unsigned int}0x100000 = 0xdeadbeef",
             "x/1xw 0x100000",
             "info threads",
+            "thread 2",
+            "info registers rip",
+            "thread 1",
             "continue",
         ],
     );
@@ -398,6 +406,9 @@ fn gdb_attaches_reads_plaintext_writes_and_continues() {
     let first8: Vec<String> = tail[..8].iter().map(|b| format!("0x{b:02x}")).collect();
     assert!(out.contains(&first8.join("\t")), "{out}");
     assert!(out.contains("0x100000:\t0xdeadbeef"), "{out}");
+    // Two vCPUs, two threads; the AP also sits at its reset state.
+    assert!(out.contains("Thread 2"), "{out}");
+    assert!(out.contains("Switching to thread 2"), "{out}");
     // The guest ran to its end and gdb saw it exit.
     assert!(out.contains("exited normally"), "{out}");
     let st = vm.wait();
