@@ -11,7 +11,7 @@
 //! Registers come from the stopped vCPU (KVM_GET_REGS/SREGS). Memory reads
 //! and writes take guest-virtual addresses (translated with the vCPU's page
 //! tables) and go through DBG_DECRYPT/DBG_ENCRYPT
-//! ([`GuestDebug`](crate::debug::GuestDebug)): GDB sees plaintext of a
+//! ([`GuestDebug`]): GDB sees plaintext of a
 //! debuggable SEV guest, and for a NODBG guest every memory access fails
 //! (the firmware's POLICY_FAILURE, logged; GDB shows "Cannot access memory
 //! at address ...").
