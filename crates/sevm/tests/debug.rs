@@ -679,3 +679,46 @@ fn a_busy_gdb_port_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn gdb_single_steps_and_stops_at_a_breakpoint() {
+    let test = "gdb_single_steps_and_stops_at_a_breakpoint";
+    if !sevm_testutil::kvm(test) || !gdb_available(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut vm, sock, image) = gdb_vm(tmp.path(), 0x0);
+    let mut q = vm.qmp(&sock);
+    q.ok("qmp_capabilities", Value::Null);
+    let port = gdb_port(&vm);
+    // The demo guest: reset vector `jmp near 0xF020` (real mode, CS base
+    // 0xFFFF0000), then the 16-bit entry switches to 32-bit code at
+    // 0xFFFF0000 (flat CS, so rip is the linear address there).
+    let code32 = image_at(&image, 0xFFFF_0000, 1)[0];
+    let out = run_gdb(
+        port,
+        &[
+            "stepi",
+            "info registers rip",
+            "break *0xffff0000",
+            "continue",
+            "info registers rip",
+            "x/1xb 0xffff0000",
+            "delete",
+            "continue",
+        ],
+    );
+    assert!(out.contains("rip            0xf020"), "{out}");
+    assert!(out.contains("Breakpoint 1, 0x00000000ffff0000"), "{out}");
+    assert!(out.contains("rip            0xffff0000"), "{out}");
+    // Breakpoints do not touch guest memory (the stub single-steps).
+    assert!(
+        out.contains(&format!("0xffff0000:\t0x{code32:02x}")),
+        "{out}"
+    );
+    assert!(out.contains("exited normally"), "{out}");
+    let st = vm.wait();
+    let stdout = vm.stdout_text();
+    assert_exit(st, 0, &vm.stderr_text());
+    assert!(stdout.contains(sevm::demo::GREETING), "{stdout}");
+}

@@ -35,6 +35,9 @@ use crate::options::GdbConfig;
 use crate::vcpu::VcpuState;
 use protocol::{Command, Incoming, PacketReader};
 
+/// Most breakpoints one session may set.
+const MAX_BREAKPOINTS: usize = 64;
+
 /// How often a continuing stub checks whether the guest ended.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -187,6 +190,37 @@ struct Session {
     /// The vCPU for `g`/`m` (index from 0).
     cpu: usize,
     was_running: bool,
+    /// Breakpoints (linear addresses).
+    breakpoints: std::collections::BTreeSet<u64>,
+    /// The vCPU being single-stepped.
+    stepping: Option<usize>,
+}
+
+/// Guest debugging for this session: `step` single-steps that vCPU, and
+/// every vCPU stops at the breakpoints (see [`Machine::set_debug`]).
+///
+/// [`Machine::set_debug`]: crate::machine::Machine::set_debug
+fn apply_guest_debug(
+    target: &Target,
+    session: &Session,
+    step: Option<usize>,
+) -> Result<(), String> {
+    let bps: Vec<u64> = session.breakpoints.iter().copied().collect();
+    target
+        .debug
+        .machine()
+        .set_debug(step, &bps)
+        .map_err(|e| error_text(&e))
+}
+
+/// Removes the session's breakpoints and turns guest debugging off (when
+/// GDB leaves).
+fn cleanup(target: &Target, session: &mut Session) {
+    session.breakpoints.clear();
+    session.stepping = None;
+    if let Err(e) = apply_guest_debug(target, session, None) {
+        log::debug!("gdb: cannot turn guest debugging off: {e}");
+    }
 }
 
 fn vcpu_state(target: &Target, cpu: usize) -> Result<VcpuState, DebugError> {
@@ -209,10 +243,26 @@ fn serve(stream: &TcpStream, target: &Target, client: &Client) -> std::io::Resul
     let mut session = Session {
         cpu: 0,
         was_running: machine.run_state() == RunState::Running,
+        breakpoints: std::collections::BTreeSet::new(),
+        stepping: None,
     };
     if let Err(e) = (target.stop)() {
         log::warn!("gdb: cannot stop the VM: {e}");
     }
+    let result = session_loop(stream, target, client, &mut session);
+    if machine.exit().is_none() {
+        cleanup(target, &mut session);
+    }
+    result
+}
+
+fn session_loop(
+    stream: &TcpStream,
+    target: &Target,
+    client: &Client,
+    session: &mut Session,
+) -> std::io::Result<()> {
+    let peer = stream.peer_addr()?;
     let mut reader = PacketReader::default();
     let mut buf = vec![0u8; 4096];
     let mut input = stream;
@@ -229,10 +279,10 @@ fn serve(stream: &TcpStream, target: &Target, client: &Client) -> std::io::Resul
                 Incoming::Packet(p) => {
                     input.write_all(b"+")?;
                     let cmd = protocol::parse(&p);
-                    match handle(cmd, target, &mut session) {
+                    match handle(cmd, target, session) {
                         Reply::Packet(r) => client.send(r.as_bytes())?,
                         Reply::Continue => {
-                            if !run_until_stop(input, target, client, &mut reader)? {
+                            if !run_until_stop(input, target, client, &mut reader, session)? {
                                 return Ok(());
                             }
                         }
@@ -374,10 +424,49 @@ fn handle(cmd: Command, target: &Target, session: &mut Session) -> Reply {
             }
         }
         Command::Step => {
-            log::warn!("gdb: single-step is not supported by sevm's stub");
-            p("E01")
+            if target.debug.machine().exit().is_some() {
+                return Reply::Packet(stop_reply(target, 5, session.cpu));
+            }
+            if let Err(e) = apply_guest_debug(target, session, Some(session.cpu)) {
+                log::warn!("gdb: cannot single-step: {e}");
+                return p("E01");
+            }
+            session.stepping = Some(session.cpu);
+            match (target.cont)() {
+                Ok(()) => Reply::Continue,
+                Err(e) => {
+                    log::warn!("gdb: step failed: {e}");
+                    session.stepping = None;
+                    p("E01")
+                }
+            }
         }
-        Command::Breakpoint => p("E01"),
+        Command::InsertBreakpoint(addr) => {
+            if session.breakpoints.len() >= MAX_BREAKPOINTS && !session.breakpoints.contains(&addr)
+            {
+                return p("E28");
+            }
+            session.breakpoints.insert(addr);
+            match apply_guest_debug(target, session, None) {
+                Ok(()) => p("OK"),
+                Err(e) => {
+                    session.breakpoints.remove(&addr);
+                    log::warn!("gdb: cannot set a breakpoint at {addr:#x}: {e}");
+                    p("E01")
+                }
+            }
+        }
+        Command::RemoveBreakpoint(addr) => {
+            session.breakpoints.remove(&addr);
+            match apply_guest_debug(target, session, None) {
+                Ok(()) => p("OK"),
+                Err(e) => {
+                    log::warn!("gdb: {e}");
+                    p("E01")
+                }
+            }
+        }
+        Command::Breakpoint => p(""),
         Command::Detach => {
             if session.was_running {
                 if let Err(e) = (target.cont)() {
@@ -403,16 +492,36 @@ fn run_until_stop(
     target: &Target,
     client: &Client,
     reader: &mut PacketReader,
+    session: &mut Session,
 ) -> std::io::Result<bool> {
     client.continuing.store(true, Ordering::SeqCst);
     input.set_read_timeout(Some(POLL))?;
     let mut buf = [0u8; 256];
+    let machine = target.debug.machine();
     let result = loop {
-        if let Some(exit) = target.debug.machine().exit() {
+        if let Some(exit) = machine.exit() {
             if client.continuing.swap(false, Ordering::SeqCst) {
                 client.send(exit_packet(&exit).as_bytes())?;
             }
             break Ok(false);
+        }
+        if machine.debug_stop_pending() {
+            // A single-step or breakpoint trap parked the vCPUs: pause the
+            // machine (STOP event) and report SIGTRAP on that vCPU.
+            client.continuing.store(false, Ordering::SeqCst);
+            if let Err(e) = (target.stop)() {
+                log::warn!("gdb: cannot stop the VM: {e}");
+            }
+            if let Some((cpu, _pc)) = machine.take_debug_stop() {
+                session.cpu = cpu;
+            }
+            if session.stepping.take().is_some() {
+                if let Err(e) = apply_guest_debug(target, session, None) {
+                    log::warn!("gdb: {e}");
+                }
+            }
+            client.send(stop_reply(target, 5, session.cpu).as_bytes())?;
+            break Ok(true);
         }
         match input.read(&mut buf) {
             Ok(0) => break Ok(false),
@@ -425,7 +534,13 @@ fn run_until_stop(
                     if let Err(e) = (target.stop)() {
                         log::warn!("gdb: cannot stop the VM: {e}");
                     }
-                    client.send(stop_reply(target, 2, 0).as_bytes())?;
+                    let _ = machine.take_debug_stop();
+                    if session.stepping.take().is_some() {
+                        if let Err(e) = apply_guest_debug(target, session, None) {
+                            log::warn!("gdb: {e}");
+                        }
+                    }
+                    client.send(stop_reply(target, 2, session.cpu).as_bytes())?;
                     break Ok(true);
                 }
             }

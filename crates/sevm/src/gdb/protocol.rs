@@ -207,7 +207,12 @@ pub enum Command {
     Detach,
     /// `k` or `vKill`: kill the target (sevm quits the VM, as QEMU).
     Kill,
-    /// `Z`/`z`: breakpoints and watchpoints (not supported).
+    /// `Z0,addr,kind`: insert a software breakpoint.
+    InsertBreakpoint(u64),
+    /// `z0,addr,kind`: remove a software breakpoint.
+    RemoveBreakpoint(u64),
+    /// `Z`/`z` of other kinds: hardware breakpoints and watchpoints (not
+    /// supported).
     Breakpoint,
     /// Anything else: answered with an empty packet ("unsupported").
     Unsupported,
@@ -291,7 +296,16 @@ pub fn parse(p: &[u8]) -> Command {
         b'T' => malformed(parse_thread(rest).map(Command::ThreadAlive)),
         b'D' => Command::Detach,
         b'k' => Command::Kill,
-        b'Z' | b'z' => Command::Breakpoint,
+        b'Z' | b'z' => match rest.strip_prefix(b"0,") {
+            Some(args) => malformed(split_addr_len(args).map(|(addr, _kind)| {
+                if first == b'Z' {
+                    Command::InsertBreakpoint(addr)
+                } else {
+                    Command::RemoveBreakpoint(addr)
+                }
+            })),
+            None => Command::Breakpoint,
+        },
         b'q' => match rest {
             b"C" => Command::CurrentThread,
             b"fThreadInfo" => Command::FirstThreadInfo,
@@ -472,7 +486,14 @@ mod tests {
             parse(b"qXfer:features:read:target.xml:0"),
             Command::Malformed
         );
-        assert_eq!(parse(b"Z0,1000,1"), Command::Breakpoint);
+        assert_eq!(parse(b"Z0,1000,1"), Command::InsertBreakpoint(0x1000));
+        assert_eq!(
+            parse(b"z0,ffff0010,1"),
+            Command::RemoveBreakpoint(0xffff_0010)
+        );
+        assert_eq!(parse(b"Z0,zz,1"), Command::Malformed);
+        assert_eq!(parse(b"Z1,1000,1"), Command::Breakpoint);
+        assert_eq!(parse(b"z2,1000,4"), Command::Breakpoint);
         assert_eq!(parse(b"vMustReplyEmpty"), Command::Unsupported);
         assert_eq!(parse(b""), Command::Unsupported);
         assert_eq!(decode_hex(b"0aFf"), Some(vec![0x0a, 0xff]));
