@@ -673,6 +673,21 @@ impl Machine {
         g.debug_stop.take().map(|(id, pc)| (id as usize, pc))
     }
 
+    /// Waits for a guest-debug trap and takes it; `None` if the machine
+    /// exits first.
+    pub fn wait_for_debug_stop(&self) -> Option<(usize, u64)> {
+        let mut g = self.shared.lock();
+        loop {
+            if let Some((id, pc)) = g.debug_stop.take() {
+                return Some((id as usize, pc));
+            }
+            if g.exit.is_some() {
+                return None;
+            }
+            g = self.shared.wait(g);
+        }
+    }
+
     /// Whether a guest-debug trap is waiting to be taken.
     pub fn debug_stop_pending(&self) -> bool {
         self.shared.lock().debug_stop.is_some()
@@ -959,6 +974,34 @@ mod tests {
         assert_eq!(out.text(), "A");
         assert_eq!(m.run_state(), RunState::Exited);
         assert!(m.start().is_err());
+    }
+
+    #[test]
+    fn single_steps_and_breakpoints_stop_the_vcpus() {
+        if !testutil::kvm_available("single_steps_and_breakpoints_stop_the_vcpus") {
+            return;
+        }
+        let out = CaptureBuffer::new();
+        let m = Machine::new(config(tiny_firmware(7), &out)).unwrap();
+        m.set_debug(Some(0), &[]).unwrap();
+        assert!(m.set_debug(Some(1), &[]).is_err());
+        m.start().unwrap();
+        // One instruction: `mov al, 'A'` (2 bytes) at 0xFFFFFFF0.
+        assert_eq!(m.wait_for_debug_stop(), Some((0, 0xFFFF_FFF2)));
+        m.pause().unwrap();
+        assert_eq!(m.vcpu_state(0).unwrap().regs.rip, 0xFFF2);
+        // A breakpoint at the second `out` (offset 11): the first ran.
+        m.set_debug(None, &[0xFFFF_FFFB]).unwrap();
+        m.resume().unwrap();
+        assert_eq!(m.wait_for_debug_stop(), Some((0, 0xFFFF_FFFB)));
+        m.pause().unwrap();
+        assert_eq!(m.vcpu_state(0).unwrap().regs.rip, 0xFFFB);
+        assert_eq!(out.text(), "A");
+        assert!(!m.debug_stop_pending());
+        m.set_debug(None, &[]).unwrap();
+        m.resume().unwrap();
+        assert_eq!(m.wait_for_exit(), MachineExit::GuestExit(7));
+        assert_eq!(m.wait_for_debug_stop(), None);
     }
 
     #[test]

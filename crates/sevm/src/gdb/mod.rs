@@ -16,10 +16,18 @@
 //! (the firmware's POLICY_FAILURE, logged; GDB shows "Cannot access memory
 //! at address ...").
 //!
-//! Not supported (answered as unsupported or with an error): single-step
-//! and breakpoints/watchpoints (they would need KVM_SET_GUEST_DEBUG, and on
-//! SEV hardware a software breakpoint is a DBG_ENCRYPT of `int3`), writing
-//! registers, `X` binary writes (GDB falls back to `M`), no-ack mode.
+//! `stepi` single-steps the selected vCPU (KVM_SET_GUEST_DEBUG). Software
+//! breakpoints (`Z0`, what `break` uses) are implemented by single-stepping
+//! every vCPU and stopping when the next instruction's linear address is a
+//! breakpoint: no `int3` is written into guest memory (an SEV guest's
+//! memory could only take it through DBG_ENCRYPT, and this KVM cannot
+//! emulate `int3` anyway), at the price of one KVM exit per guest
+//! instruction while any breakpoint is set. Breakpoint addresses are linear
+//! addresses, i.e. `$pc` once the guest runs with flat segments.
+//!
+//! Not supported (answered as unsupported or with an error): hardware
+//! breakpoints and watchpoints (`Z1`..`Z4`), writing registers, `X` binary
+//! writes (GDB falls back to `M`), no-ack mode.
 
 pub mod protocol;
 
@@ -178,9 +186,13 @@ impl GdbServer {
     }
 }
 
+/// `W<status>` for a guest exit (the debug-exit port's status; 0 for a
+/// shutdown or quit), `X06` (SIGABRT) when the VMM stopped the machine on
+/// an error.
 fn exit_packet(exit: &MachineExit) -> String {
     match exit {
         MachineExit::GuestExit(code) => format!("W{code:02x}"),
+        MachineExit::Error(_) => "X06".into(),
         _ => "W00".into(),
     }
 }
