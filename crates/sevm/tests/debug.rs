@@ -722,3 +722,100 @@ fn gdb_single_steps_and_stops_at_a_breakpoint() {
     assert_exit(st, 0, &vm.stderr_text());
     assert!(stdout.contains(sevm::demo::GREETING), "{stdout}");
 }
+
+/// One packet's payload from a raw GDB connection (acks skipped).
+fn read_packet(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let mut b = [0u8; 1];
+    // Skip acks up to '$'.
+    loop {
+        s.read_exact(&mut b).unwrap();
+        if b[0] == b'$' {
+            break;
+        }
+    }
+    loop {
+        s.read_exact(&mut b).unwrap();
+        if b[0] == b'#' {
+            break;
+        }
+        out.push(b[0]);
+    }
+    let mut cs = [0u8; 2];
+    s.read_exact(&mut cs).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+fn send_packet(s: &mut std::net::TcpStream, payload: &str) {
+    use std::io::Write;
+    let sum = payload.bytes().fold(0u8, |a, b| a.wrapping_add(b));
+    s.write_all(format!("${payload}#{sum:02x}").as_bytes())
+        .unwrap();
+}
+
+#[test]
+fn gdb_interrupt_stops_a_running_guest() {
+    if !sevm_testutil::kvm("gdb_interrupt_stops_a_running_guest") {
+        return;
+    }
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let platform = fresh_platform(d, "platform");
+    let opts = sevm::demo::DemoOptions {
+        size: sevm::demo::DEFAULT_IMAGE_SIZE,
+        mode: sevm::demo::DemoMode::Memtest(sevm::demo::MemtestOptions {
+            base: 0x20_0000,
+            pages: 16,
+            max_passes: 0,
+            progress_every: 0,
+        }),
+    };
+    let fw = d.join("memtest.fd");
+    std::fs::write(&fw, sevm::demo::build(&opts).unwrap()).unwrap();
+    let sock = d.join("qmp.sock");
+    let obj = sev_object(&platform, 0x0, None, "");
+    let mut args = sev_args(&fw, 16, &obj, Some(&sock));
+    args.extend(["-gdb".into(), "tcp:127.0.0.1:0".into()]);
+    let mut vm = Sevm::spawn(args);
+    let mut q = vm.qmp(&sock);
+    q.ok("qmp_capabilities", Value::Null);
+    let port = gdb_port(&vm);
+    let mut g = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    g.set_read_timeout(Some(WAIT)).unwrap();
+    send_packet(&mut g, "?");
+    assert_eq!(read_packet(&mut g), "T05thread:01;");
+    // Continue (LAUNCH_FINISH, run), then ^C while the guest runs.
+    send_packet(&mut g, "c");
+    q.event("RESUME");
+    assert_eq!(q.ok("query-status", Value::Null)["status"], "running");
+    g.write_all(&[0x03]).unwrap();
+    assert_eq!(read_packet(&mut g), "T02thread:01;");
+    q.event("STOP");
+    assert_eq!(q.ok("query-status", Value::Null)["status"], "paused");
+    // Registers of the stopped vCPU: 32-bit flat code (cs = 0x08).
+    send_packet(&mut g, "g");
+    let regs = read_packet(&mut g);
+    assert_eq!(regs.len(), 164 * 2);
+    assert_eq!(&regs[280..288], "08000000");
+    // Malformed and unknown packets.
+    send_packet(&mut g, "m1000");
+    assert_eq!(read_packet(&mut g), "E01");
+    send_packet(&mut g, "vMustReplyEmpty");
+    assert_eq!(read_packet(&mut g), "");
+    let mut bad = b"$g#00".to_vec();
+    bad.extend_from_slice(b"$qC#b4");
+    g.write_all(&bad).unwrap();
+    assert_eq!(read_packet(&mut g), "QC1");
+    // Detach: the VM was in prelaunch (not running) when the stub
+    // attached, so it stays paused.
+    send_packet(&mut g, "D");
+    assert_eq!(read_packet(&mut g), "OK");
+    drop(g);
+    assert_eq!(q.ok("query-status", Value::Null)["status"], "paused");
+    q.ok("cont", Value::Null);
+    q.ok("quit", Value::Null);
+    let st = vm.wait();
+    assert_exit(st, 0, &vm.stderr_text());
+}

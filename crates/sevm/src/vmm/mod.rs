@@ -169,19 +169,18 @@ impl Shared {
         match self.machine.run_state() {
             RunState::Running => Ok(()),
             RunState::Exited => Err("the guest has shut down; it cannot be continued".into()),
-            // RESUME goes out before the vCPUs run, as QEMU's vm_start
-            // does: a guest that ends at once must not get its SHUTDOWN
-            // (sent by the main thread) ahead of the RESUME.
             RunState::Paused => {
+                self.machine.resume().map_err(|e| e.to_string())?;
                 self.emit(&QmpEvent::Resume);
-                self.machine.resume().map_err(|e| e.to_string())
+                Ok(())
             }
             RunState::Created => {
                 if let Some(sev) = &self.sev {
                     finish_launch(sev).map_err(|e| e.to_string())?;
                 }
+                self.machine.start().map_err(|e| e.to_string())?;
                 self.emit(&QmpEvent::Resume);
-                self.machine.start().map_err(|e| e.to_string())
+                Ok(())
             }
         }
     }
