@@ -814,7 +814,19 @@ fn gdb_interrupt_stops_a_running_guest() {
     assert_eq!(read_packet(&mut g), "OK");
     drop(g);
     assert_eq!(q.ok("query-status", Value::Null)["status"], "paused");
-    q.ok("cont", Value::Null);
+    // A second client sets a breakpoint that is never hit, continues, and
+    // vanishes: the stub takes its breakpoint out and the guest runs on.
+    let mut g = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    g.set_read_timeout(Some(WAIT)).unwrap();
+    send_packet(&mut g, "Z0,1234,1");
+    assert_eq!(read_packet(&mut g), "OK");
+    q.events.clear();
+    send_packet(&mut g, "c");
+    q.event("RESUME");
+    drop(g);
+    q.event("STOP");
+    q.event("RESUME");
+    assert_eq!(q.ok("query-status", Value::Null)["status"], "running");
     q.ok("quit", Value::Null);
     let st = vm.wait();
     assert_exit(st, 0, &vm.stderr_text());

@@ -226,12 +226,30 @@ fn apply_guest_debug(
 }
 
 /// Removes the session's breakpoints and turns guest debugging off (when
-/// GDB leaves).
+/// GDB leaves). A VM left running with breakpoints (GDB vanished during
+/// `continue`) is paused for the change and resumed.
 fn cleanup(target: &Target, session: &mut Session) {
+    let had = !session.breakpoints.is_empty() || session.stepping.is_some();
     session.breakpoints.clear();
     session.stepping = None;
+    if !had {
+        return;
+    }
+    let machine = target.debug.machine();
+    let running = machine.run_state() == RunState::Running;
+    if running {
+        if let Err(e) = (target.stop)() {
+            log::warn!("gdb: cannot stop the VM to remove breakpoints: {e}");
+        }
+    }
     if let Err(e) = apply_guest_debug(target, session, None) {
-        log::debug!("gdb: cannot turn guest debugging off: {e}");
+        log::warn!("gdb: cannot turn guest debugging off: {e}");
+    }
+    let _ = machine.take_debug_stop();
+    if running {
+        if let Err(e) = (target.cont)() {
+            log::warn!("gdb: cannot resume the VM: {e}");
+        }
     }
 }
 
@@ -480,6 +498,7 @@ fn handle(cmd: Command, target: &Target, session: &mut Session) -> Reply {
         }
         Command::Breakpoint => p(""),
         Command::Detach => {
+            cleanup(target, session);
             if session.was_running {
                 if let Err(e) = (target.cont)() {
                     log::warn!("gdb: cannot resume the VM on detach: {e}");
