@@ -779,6 +779,15 @@ fn gdb_interrupt_stops_a_running_guest() {
     let mut args = sev_args(&fw, 16, &obj, Some(&sock));
     args.extend(["-gdb".into(), "tcp:127.0.0.1:0".into()]);
     let mut vm = Sevm::spawn(args);
+    let stdout = vm.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
     let mut q = vm.qmp(&sock);
     q.ok("qmp_capabilities", Value::Null);
     let port = gdb_port(&vm);
@@ -790,6 +799,13 @@ fn gdb_interrupt_stops_a_running_guest() {
     send_packet(&mut g, "c");
     q.event("RESUME");
     assert_eq!(q.ok("query-status", Value::Null)["status"], "running");
+    // Interrupt once the guest is in its 32-bit memtest loop.
+    loop {
+        let line = rx.recv_timeout(WAIT).expect("memtest did not fill in time");
+        if line.contains("memtest: filled") {
+            break;
+        }
+    }
     g.write_all(&[0x03]).unwrap();
     assert_eq!(read_packet(&mut g), "T02thread:01;");
     q.event("STOP");
