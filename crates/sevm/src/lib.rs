@@ -1,7 +1,9 @@
 //! sevm: a VMM that launches AMD SEV guests the way QEMU does.
 
+pub mod debug;
 pub mod demo;
 pub mod devices;
+pub mod gdb;
 pub mod machine;
 pub mod memory;
 pub mod options;

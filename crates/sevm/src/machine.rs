@@ -235,6 +235,9 @@ struct Inner {
     /// pthread ids of the vCPU threads, for kicks. Valid until joined, which
     /// happens only after every thread has reported `finished`.
     kick_targets: Vec<libc::pthread_t>,
+    /// The first guest-debug trap (vCPU id, pc) since it was last taken:
+    /// the vCPUs park, and the debugger pauses the machine.
+    debug_stop: Option<(u32, u64)>,
 }
 
 #[derive(Debug)]
@@ -245,6 +248,22 @@ struct Shared {
     cond: Condvar,
     /// Told when the machine exits (flushes and closes the serial output).
     bus: Arc<IoBus>,
+    /// Where single-stepping vCPUs stop (see [`Machine::set_debug`]).
+    debug: std::sync::RwLock<DebugConfig>,
+}
+
+/// What a debugger asked for: which vCPU stops after one instruction, and
+/// the linear addresses every vCPU stops at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct DebugConfig {
+    step: Option<u32>,
+    breakpoints: Vec<u64>,
+}
+
+impl DebugConfig {
+    fn stops(&self, vcpu: u32, pc: u64) -> bool {
+        self.step == Some(vcpu) || self.breakpoints.contains(&pc)
+    }
 }
 
 impl Shared {
@@ -479,12 +498,14 @@ impl Machine {
                 inner: Mutex::new(Inner {
                     state: RunState::Created,
                     parked: 0,
+                    debug_stop: None,
                     finished: 0,
                     threads: 0,
                     exit: None,
                     kick_targets: Vec::new(),
                 }),
                 cond: Condvar::new(),
+                debug: std::sync::RwLock::new(DebugConfig::default()),
                 bus,
             }),
             threads: Mutex::new(Vec::new()),
@@ -611,6 +632,65 @@ impl Machine {
         vcpu::set_state(&fd, slot.id, state)?;
         slot.runnable.store(state.runnable, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Debugger control: vCPU `step` stops after its next instruction, and
+    /// every vCPU stops before executing an instruction at one of the
+    /// linear addresses in `breakpoints`. Both work by single-stepping
+    /// (`KVM_SET_GUEST_DEBUG`) the vCPUs concerned and checking each
+    /// trap's address, so no guest memory is modified (no `int3`, which an
+    /// SEV guest's encrypted memory could only take through DBG_ENCRYPT):
+    /// with breakpoints set the guest runs one instruction per KVM exit.
+    /// The machine must be created or paused.
+    pub fn set_debug(&self, step: Option<usize>, breakpoints: &[u64]) -> Result<(), MachineError> {
+        self.require_stopped("set guest debugging")?;
+        if let Some(i) = step {
+            self.slot(i)?;
+        }
+        let config = DebugConfig {
+            step: step.and_then(|i| self.vcpus.get(i)).map(|s| s.id),
+            breakpoints: breakpoints.to_vec(),
+        };
+        for slot in &self.vcpus {
+            let on = config.step == Some(slot.id) || !config.breakpoints.is_empty();
+            let fd = slot.lock();
+            vcpu::set_guest_debug(&fd, slot.id, on)?;
+        }
+        *self
+            .shared
+            .debug
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = config;
+        Ok(())
+    }
+
+    /// Takes the guest-debug trap that stopped the vCPUs, if any: the vCPU
+    /// index and the linear address of the next instruction. After a trap
+    /// the vCPUs are parked but the machine still says
+    /// [`RunState::Running`] until [`Machine::pause`].
+    pub fn take_debug_stop(&self) -> Option<(usize, u64)> {
+        let mut g = self.shared.lock();
+        g.debug_stop.take().map(|(id, pc)| (id as usize, pc))
+    }
+
+    /// Waits for a guest-debug trap and takes it; `None` if the machine
+    /// exits first.
+    pub fn wait_for_debug_stop(&self) -> Option<(usize, u64)> {
+        let mut g = self.shared.lock();
+        loop {
+            if let Some((id, pc)) = g.debug_stop.take() {
+                return Some((id as usize, pc));
+            }
+            if g.exit.is_some() {
+                return None;
+            }
+            g = self.shared.wait(g);
+        }
+    }
+
+    /// Whether a guest-debug trap is waiting to be taken.
+    pub fn debug_stop_pending(&self) -> bool {
+        self.shared.lock().debug_stop.is_some()
     }
 
     /// Starts the vCPU threads (once, from [`RunState::Created`]).
@@ -791,6 +871,29 @@ fn vcpu_thread(slot: &VcpuSlot, shared: &Shared, bus: &IoBus) {
                 Step::GuestExit(v) => break Some(MachineExit::GuestExit(v)),
                 Step::Shutdown => break Some(MachineExit::Shutdown),
                 Step::Error(e) => break Some(MachineExit::Error(e)),
+                Step::Debug { pc } => {
+                    let stop = shared
+                        .debug
+                        .read()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .stops(slot.id, pc);
+                    if !stop {
+                        continue;
+                    }
+                    // Park every vCPU; the debugger (gdb stub) sees the
+                    // trap and pauses the machine properly.
+                    let mut g = shared.lock();
+                    g.debug_stop.get_or_insert((slot.id, pc));
+                    let _ = shared.request.compare_exchange(
+                        REQ_RUN,
+                        REQ_PAUSE,
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    );
+                    shared.kick_all(&g);
+                    shared.cond.notify_all();
+                    break None;
+                }
             }
         };
         drop(guard);
@@ -871,6 +974,34 @@ mod tests {
         assert_eq!(out.text(), "A");
         assert_eq!(m.run_state(), RunState::Exited);
         assert!(m.start().is_err());
+    }
+
+    #[test]
+    fn single_steps_and_breakpoints_stop_the_vcpus() {
+        if !testutil::kvm_available("single_steps_and_breakpoints_stop_the_vcpus") {
+            return;
+        }
+        let out = CaptureBuffer::new();
+        let m = Machine::new(config(tiny_firmware(7), &out)).unwrap();
+        m.set_debug(Some(0), &[]).unwrap();
+        assert!(m.set_debug(Some(1), &[]).is_err());
+        m.start().unwrap();
+        // One instruction: `mov al, 'A'` (2 bytes) at 0xFFFFFFF0.
+        assert_eq!(m.wait_for_debug_stop(), Some((0, 0xFFFF_FFF2)));
+        m.pause().unwrap();
+        assert_eq!(m.vcpu_state(0).unwrap().regs.rip, 0xFFF2);
+        // A breakpoint at the second `out` (offset 11): the first ran.
+        m.set_debug(None, &[0xFFFF_FFFB]).unwrap();
+        m.resume().unwrap();
+        assert_eq!(m.wait_for_debug_stop(), Some((0, 0xFFFF_FFFB)));
+        m.pause().unwrap();
+        assert_eq!(m.vcpu_state(0).unwrap().regs.rip, 0xFFFB);
+        assert_eq!(out.text(), "A");
+        assert!(!m.debug_stop_pending());
+        m.set_debug(None, &[]).unwrap();
+        m.resume().unwrap();
+        assert_eq!(m.wait_for_exit(), MachineExit::GuestExit(7));
+        assert_eq!(m.wait_for_debug_stop(), None);
     }
 
     #[test]

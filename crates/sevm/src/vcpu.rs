@@ -569,6 +569,13 @@ pub(crate) enum Step {
     Shutdown,
     /// Something the machine cannot continue from.
     Error(String),
+    /// A single-step trap requested with [`set_guest_debug`]
+    /// (`KVM_EXIT_DEBUG`); `pc` is the linear address of the next
+    /// instruction.
+    Debug {
+        /// `cs.base + rip` of the next instruction.
+        pc: u64,
+    },
 }
 
 /// Per-vCPU counters for rate-limited logs.
@@ -604,6 +611,25 @@ fn where_is(fd: &VcpuFd) -> String {
     }
 }
 
+/// `KVM_SET_GUEST_DEBUG`: trap to the VMM after every instruction
+/// (`single_step`), or debugging off.
+pub fn set_guest_debug(fd: &VcpuFd, vcpu: u32, single_step: bool) -> Result<(), VcpuError> {
+    let control = if single_step {
+        kvm_bindings::KVM_GUESTDBG_ENABLE | kvm_bindings::KVM_GUESTDBG_SINGLESTEP
+    } else {
+        0
+    };
+    let dbg = kvm_bindings::kvm_guest_debug {
+        control,
+        ..Default::default()
+    };
+    fd.set_guest_debug(&dbg).map_err(|source| VcpuError::Kvm {
+        op: "KVM_SET_GUEST_DEBUG",
+        vcpu,
+        source,
+    })
+}
+
 /// Enters the guest once and handles the exit.
 pub(crate) fn run_step(fd: &mut VcpuFd, vcpu: u32, bus: &IoBus, log: &mut ExitLog) -> Step {
     let pending = match fd.run() {
@@ -635,6 +661,7 @@ pub(crate) fn run_step(fd: &mut VcpuFd, vcpu: u32, bus: &IoBus, log: &mut ExitLo
             return Step::Continue;
         }
         Ok(VcpuExit::Intr) => return Step::Interrupted,
+        Ok(VcpuExit::Debug(arch)) => return Step::Debug { pc: arch.pc },
         Ok(VcpuExit::Shutdown) => return Step::Shutdown,
         Ok(VcpuExit::Hlt) => Pending::Halt,
         Ok(VcpuExit::InternalError) => Pending::Internal,

@@ -20,7 +20,7 @@
 //! | `-nographic`, `-display none` | no display (sevm never has one) |
 //! | `-name [guest=]NAME[,debug-threads=on\|off]` | VM name |
 //! | `-no-reboot` | guest reset ends the VM |
-//! | `-gdb tcp::PORT`/`tcp:HOST:PORT`, `-s` | gdb stub address (parsed only) |
+//! | `-gdb tcp::PORT`/`tcp:HOST:PORT`, `-s` | GDB stub (`gdb` module) |
 //! | `-incoming file:PATH[,offset=N]\|tcp:HOST:PORT\|unix:PATH\|defer` | migration target (parsed only) |
 //! | `-enable-kvm`, `-accel kvm` | KVM (the only accelerator) |
 //! | `-cpu host\|EPYC*[,features]` | CPU model |

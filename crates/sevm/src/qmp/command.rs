@@ -145,6 +145,28 @@ pub enum QmpCommand {
         /// Base64 16-byte nonce.
         mnonce: String,
     },
+    /// `sev-dbg-decrypt {gpa, size, filename?}` (sevm): guest-physical
+    /// memory through DBG_DECRYPT, returned as base64 `data` or written to
+    /// `filename`.
+    SevDbgDecrypt {
+        /// First guest-physical address.
+        gpa: u64,
+        /// Byte count.
+        size: u64,
+        /// Output file instead of the reply.
+        filename: Option<String>,
+    },
+    /// `sev-dbg-encrypt {gpa, data | filename}` (sevm): base64 `data`, or
+    /// the contents of `filename`, written to guest-physical memory through
+    /// DBG_ENCRYPT.
+    SevDbgEncrypt {
+        /// First guest-physical address.
+        gpa: u64,
+        /// Base64 bytes.
+        data: Option<String>,
+        /// A host file to write instead.
+        filename: Option<String>,
+    },
     /// `human-monitor-command {command-line, cpu-index?}`.
     HumanMonitorCommand {
         /// The HMP command line.
@@ -217,6 +239,8 @@ pub const COMMAND_NAMES: &[&str] = &[
     "query-sev-capabilities",
     "sev-inject-launch-secret",
     "query-sev-attestation-report",
+    "sev-dbg-decrypt",
+    "sev-dbg-encrypt",
     "human-monitor-command",
     "pmemsave",
     "memsave",
@@ -249,6 +273,8 @@ impl QmpCommand {
             QmpCommand::QuerySevCapabilities => "query-sev-capabilities",
             QmpCommand::SevInjectLaunchSecret { .. } => "sev-inject-launch-secret",
             QmpCommand::QuerySevAttestationReport { .. } => "query-sev-attestation-report",
+            QmpCommand::SevDbgDecrypt { .. } => "sev-dbg-decrypt",
+            QmpCommand::SevDbgEncrypt { .. } => "sev-dbg-encrypt",
             QmpCommand::HumanMonitorCommand { .. } => "human-monitor-command",
             QmpCommand::Pmemsave { .. } => "pmemsave",
             QmpCommand::Memsave { .. } => "memsave",
@@ -451,6 +477,10 @@ impl<'a> Args<'a> {
         }
     }
 
+    fn u64(&mut self, name: &str) -> Result<u64, QmpError> {
+        self.opt_u64(name)?.ok_or_else(|| missing(name))
+    }
+
     fn opt_bool(&mut self, name: &str) -> Result<Option<bool>, QmpError> {
         match self.take(name) {
             None => Ok(None),
@@ -555,6 +585,16 @@ fn parse_command(name: &str, mut args: Args<'_>) -> Result<QmpCommand, QmpError>
         },
         "query-sev-attestation-report" => QmpCommand::QuerySevAttestationReport {
             mnonce: a.str("mnonce")?,
+        },
+        "sev-dbg-decrypt" => QmpCommand::SevDbgDecrypt {
+            gpa: a.u64("gpa")?,
+            size: a.u64("size")?,
+            filename: a.opt_str("filename")?,
+        },
+        "sev-dbg-encrypt" => QmpCommand::SevDbgEncrypt {
+            gpa: a.u64("gpa")?,
+            data: a.opt_str("data")?,
+            filename: a.opt_str("filename")?,
         },
         "human-monitor-command" => QmpCommand::HumanMonitorCommand {
             command_line: a.str("command-line")?,

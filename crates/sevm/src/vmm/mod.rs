@@ -203,6 +203,33 @@ impl Shared {
         self.quit_requested.store(true, Ordering::SeqCst);
         self.machine.request_quit();
     }
+
+    /// Debug access to guest memory (DBG_* for an SEV guest).
+    fn debug(&self) -> crate::debug::GuestDebug {
+        crate::debug::GuestDebug::new(
+            Arc::clone(&self.machine),
+            self.sev.as_ref().map(|s| Arc::clone(&s.backend)),
+            self.sev.as_ref().map(|s| s.params.cbitpos),
+        )
+    }
+}
+
+/// Starts the GDB stub of `-gdb`/`-s` on `shared`'s VM.
+fn start_gdb(
+    shared: &Arc<Shared>,
+    config: &crate::options::GdbConfig,
+) -> Result<crate::gdb::GdbServer, VmmError> {
+    let (c, s, q) = (Arc::clone(shared), Arc::clone(shared), Arc::clone(shared));
+    let target = crate::gdb::Target {
+        debug: shared.debug(),
+        cont: Box::new(move || c.cont()),
+        stop: Box::new(move || s.stop()),
+        quit: Box::new(move || q.request_quit()),
+    };
+    crate::gdb::GdbServer::start(config, target).map_err(|e| VmmError::Config {
+        option: "-gdb".into(),
+        problem: crate::sev::hardware::error_chain(&e),
+    })
 }
 
 /// LSECRET → RUNNING. On failure the launch stays in LSECRET.
@@ -569,10 +596,16 @@ impl Vmm {
         let handler: Arc<dyn crate::qmp::QmpHandler> =
             Arc::new(qmp::Handler(Arc::clone(&self.shared)));
         let mut servers = Vec::new();
-        for q in &self.config.qmp {
-            let server = QmpServer::bind(&q.path, Arc::clone(&handler))?;
-            lock(&self.shared.events).push(server.events());
-            servers.push(server);
+        {
+            // Held while binding: a client can connect and run `cont` as soon
+            // as a server listens, and its events must not be emitted before
+            // the server's sender is registered (they would be lost).
+            let mut events = lock(&self.shared.events);
+            for q in &self.config.qmp {
+                let server = QmpServer::bind(&q.path, Arc::clone(&handler))?;
+                events.push(server.events());
+                servers.push(server);
+            }
         }
         for (server, q) in servers.iter().zip(&self.config.qmp) {
             if q.wait {
@@ -580,6 +613,10 @@ impl Vmm {
                 server.wait_for_client();
             }
         }
+        let gdb = match &self.config.gdb {
+            Some(g) => Some(start_gdb(&self.shared, g)?),
+            None => None,
+        };
         if !self.config.start_paused {
             if let Err(e) = self.shared.cont() {
                 self.shared.machine.request_quit();
@@ -587,6 +624,9 @@ impl Vmm {
             }
         }
         let exit = self.shared.machine.wait_for_exit();
+        if let Some(g) = &gdb {
+            g.vm_exited(&exit);
+        }
         log::info!(
             "guest memory resident at exit: {} KiB",
             self.shared.machine.guest_memory().resident_bytes() / 1024

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use sev_proto::abi::GuestState;
 
 use super::{files::decode_base64, lock, LaunchPhase, SevContext, Shared};
+use crate::debug::commands as debug;
 use crate::machine::RunState as MachineState;
 use crate::memory::Gpa;
 use crate::qmp::response::{
@@ -46,6 +47,10 @@ impl Handler {
                 "SEV {what} is not available: SEV is not enabled for this guest"
             ))
         })
+    }
+
+    fn debug(&self) -> crate::debug::GuestDebug {
+        self.0.debug()
     }
 
     fn run_state(&self) -> RunState {
@@ -230,6 +235,31 @@ impl QmpHandler for Handler {
                 gpa,
             } => self.inject_secret(&packet_header, &secret, gpa),
             QmpCommand::QuerySevAttestationReport { mnonce } => self.attestation(&mnonce),
+            QmpCommand::HumanMonitorCommand {
+                command_line,
+                cpu_index,
+            } => debug::human_monitor_command(&self.debug(), &s.control, &command_line, cpu_index),
+            QmpCommand::Pmemsave {
+                val,
+                size,
+                filename,
+            } => debug::pmemsave(&self.debug(), val, size, &filename),
+            QmpCommand::Memsave {
+                val,
+                size,
+                filename,
+                cpu_index,
+            } => debug::memsave(&self.debug(), &s.control, val, size, &filename, cpu_index),
+            QmpCommand::SevDbgDecrypt {
+                gpa,
+                size,
+                filename,
+            } => debug::dbg_decrypt(&self.debug(), gpa, size, filename.as_deref()),
+            QmpCommand::SevDbgEncrypt {
+                gpa,
+                data,
+                filename,
+            } => debug::dbg_encrypt(&self.debug(), gpa, data.as_deref(), filename.as_deref()),
             QmpCommand::SystemReset | QmpCommand::SystemPowerdown => Err(generic(format!(
                 "{} is not supported by sevm (the machine has no reset or ACPI power button)",
                 command.name()

@@ -70,6 +70,8 @@ fn every_command_name_parses_and_round_trips() {
         "human-monitor-command" => json!({"command-line": "info status"}),
         "pmemsave" => json!({"val": 0, "size": 1, "filename": "f"}),
         "memsave" => json!({"val": 0, "size": 1, "filename": "f"}),
+        "sev-dbg-decrypt" => json!({"gpa": 0, "size": 1}),
+        "sev-dbg-encrypt" => json!({"gpa": 0, "data": "AA=="}),
         "migrate" | "migrate-incoming" => json!({"uri": "unix:/x"}),
         _ => json!({}),
     };
