@@ -4,6 +4,7 @@ pub mod demo;
 pub mod devices;
 pub mod machine;
 pub mod memory;
+pub mod migration;
 pub mod options;
 pub mod qmp;
 pub mod sev;
