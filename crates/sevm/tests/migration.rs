@@ -145,7 +145,10 @@ fn snapshot_restores_on_its_platform_only_and_hides_plaintext() {
     let mut q = src.qmp(&qa);
     q.ok("qmp_capabilities", Value::Null);
     wait_line(&out, "memtest: filled");
-    q.ok("migrate", json!({"uri": format!("file:{}", snap.display())}));
+    q.ok(
+        "migrate",
+        json!({"uri": format!("file:{}", snap.display())}),
+    );
     let info = migration_result(&mut q);
     assert_eq!(info["status"], "completed", "{info}");
     assert!(info["ram"]["transferred"].as_u64().unwrap() > (MEM_MIB as u64) << 20);
@@ -156,15 +159,20 @@ fn snapshot_restores_on_its_platform_only_and_hides_plaintext() {
     assert!(e.contains("migrated away"), "{e}");
     q.ok("quit", Value::Null);
     assert_exit(src.wait(), 0, &src.stderr_text());
-    assert!(!d
-        .read_dir()
+    assert!(!d.read_dir().unwrap().any(|e| e
         .unwrap()
-        .any(|e| e.unwrap().file_name().to_string_lossy().contains("sevm-tmp")));
+        .file_name()
+        .to_string_lossy()
+        .contains("sevm-tmp")));
 
     // No guest plaintext in the file: the firmware's strings and code.
     let bytes = std::fs::read(&snap).unwrap();
     let image = std::fs::read(&fw).unwrap();
-    for needle in [sevm::demo::GREETING.as_bytes(), b"memtest: ", &image[image.len() - 64..]] {
+    for needle in [
+        sevm::demo::GREETING.as_bytes(),
+        b"memtest: ",
+        &image[image.len() - 64..],
+    ] {
         assert!(
             !bytes.windows(needle.len()).any(|w| w == needle),
             "plaintext {needle:?} found in the snapshot"
@@ -252,8 +260,7 @@ fn proxy(
 
 #[test]
 fn live_migration_moves_a_writing_guest_and_replay_elsewhere_is_refused() {
-    if !sevm_testutil::kvm("live_migration_moves_a_writing_guest_and_replay_elsewhere_is_refused")
-    {
+    if !sevm_testutil::kvm("live_migration_moves_a_writing_guest_and_replay_elsewhere_is_refused") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -274,12 +281,22 @@ fn live_migration_moves_a_writing_guest_and_replay_elsewhere_is_refused() {
     let mut dst = start_target(&fw, &b, &qb, &format!("unix:{}", inb.display()));
     let out_b = serial(&mut dst);
     let p = proxy(&d.join("proxy.sock"), inb.clone(), |_, _| true);
-    q.ok("migrate", json!({"uri": format!("unix:{}", p.path.display())}));
+    q.ok(
+        "migrate",
+        json!({"uri": format!("unix:{}", p.path.display())}),
+    );
     let info = migration_result(&mut q);
     assert_eq!(info["status"], "completed", "{info}");
-    assert!(info["ram"]["dirty-sync-count"].as_u64().unwrap() >= 1, "{info}");
+    assert!(
+        info["ram"]["dirty-sync-count"].as_u64().unwrap() >= 1,
+        "{info}"
+    );
     assert!(info["ram"]["remaining"] == 0, "{info}");
     let stream = p.done.recv_timeout(WAIT).unwrap();
+    // Pre-copy with dirty logging ran (pass 1 while the guest wrote).
+    let log = src.stderr_text();
+    assert!(log.contains("migration pass 1 done"), "{log}");
+    assert!(!log.contains("stop-and-copy only"), "{log}");
     assert!(dst.wait_for_stderr("incoming migration complete"));
     finish_and_verify(&mut dst, &out_b, &qb);
     q.ok("quit", Value::Null);
@@ -334,7 +351,10 @@ fn failed_migrations_leave_the_source_running_and_a_retry_succeeds() {
         }
         true
     });
-    q.ok("migrate", json!({"uri": format!("unix:{}", p.path.display())}));
+    q.ok(
+        "migrate",
+        json!({"uri": format!("unix:{}", p.path.display())}),
+    );
     let info = migration_result(&mut q);
     assert_eq!(info["status"], "failed", "{info}");
     let st = t1.wait();
@@ -350,7 +370,12 @@ fn failed_migrations_leave_the_source_running_and_a_retry_succeeds() {
 
     // 2. The target dies mid-stream.
     let inb = d.join("in2.sock");
-    let mut t2 = Some(start_target(&fw, &b, &qb, &format!("unix:{}", inb.display())));
+    let mut t2 = Some(start_target(
+        &fw,
+        &b,
+        &qb,
+        &format!("unix:{}", inb.display()),
+    ));
     let p = proxy(&d.join("p2.sock"), inb, move |off, _| {
         if off > (2 << 20) {
             // Dropping the handle kills the target (SIGKILL) and reaps it.
@@ -359,7 +384,10 @@ fn failed_migrations_leave_the_source_running_and_a_retry_succeeds() {
         }
         true
     });
-    q.ok("migrate", json!({"uri": format!("unix:{}", p.path.display())}));
+    q.ok(
+        "migrate",
+        json!({"uri": format!("unix:{}", p.path.display())}),
+    );
     let info = migration_result(&mut q);
     assert_eq!(info["status"], "failed", "{info}");
     assert!(info["error-desc"].as_str().is_some(), "{info}");
@@ -443,7 +471,10 @@ fn the_source_firmware_enforces_the_policy_on_the_target_chain() {
         q.ok("qmp_capabilities", Value::Null);
         set_target_chain(&mut q, target);
         let snap = d.join(format!("snap{i}"));
-        q.ok("migrate", json!({"uri": format!("file:{}", snap.display())}));
+        q.ok(
+            "migrate",
+            json!({"uri": format!("file:{}", snap.display())}),
+        );
         let info = migration_result(&mut q);
         match expect {
             Some(text) => {
