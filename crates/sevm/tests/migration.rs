@@ -119,6 +119,10 @@ fn start_target(fw: &Path, platform: &Path, qmp: &Path, incoming: &str) -> Sevm 
 fn finish_and_verify(vm: &mut Sevm, out: &Receiver<String>, qmp: &Path) {
     let mut q = vm.qmp(qmp);
     q.ok("qmp_capabilities", Value::Null);
+    // QMP listens just before the restored guest is started.
+    if q.ok("query-status", Value::Null)["status"] != "running" {
+        q.event("RESUME");
+    }
     assert_eq!(q.ok("query-status", Value::Null)["status"], "running");
     q.ok("system_powerdown", Value::Null);
     wait_line(out, "memtest: checking");
