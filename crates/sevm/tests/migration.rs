@@ -414,11 +414,16 @@ fn failed_migrations_leave_the_source_running_and_a_retry_succeeds() {
     assert_exit(t3.wait(), 1, &t3.stderr_text());
     q.ok("migrate-set-parameters", json!({"max-bandwidth": 0}));
 
-    // 4. A working target: the retry succeeds and the guest verifies.
-    let inb = d.join("in4.sock");
-    let mut t4 = start_target(&fw, &b, &qb, &format!("unix:{}", inb.display()));
+    // 4. A working target (over tcp this time): the retry succeeds and the
+    //    guest verifies.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut t4 = start_target(&fw, &b, &qb, &format!("tcp:127.0.0.1:{port}"));
     let out4 = serial(&mut t4);
-    q.ok("migrate", json!({"uri": format!("unix:{}", inb.display())}));
+    q.ok("migrate", json!({"uri": format!("tcp:127.0.0.1:{port}")}));
     let info = migration_result(&mut q);
     assert_eq!(info["status"], "completed", "{info}");
     assert!(t4.wait_for_stderr("incoming migration complete"));
