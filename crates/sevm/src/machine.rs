@@ -1012,6 +1012,32 @@ mod tests {
     }
 
     #[test]
+    fn device_state_round_trips_and_bad_blobs_are_refused() {
+        if !testutil::kvm_available("device_state_round_trips_and_bad_blobs_are_refused") {
+            return;
+        }
+        let out = CaptureBuffer::new();
+        let m = Machine::new(config(firmware_with_reset_code(&[0xF4]), &out)).unwrap();
+        let fresh = m.device_state();
+        assert_eq!(fresh, vec![1, 0, 0x03, 0, 0, 0x01, 0, 0, 0]);
+        // Another machine's state: UART registers and the finish request.
+        let moved = [1, 0x05, 0x83, 0x0B, 0x5A, 0x0C, 0x00, 0x01, 1];
+        m.set_device_state(&moved).unwrap();
+        assert_eq!(m.device_state(), moved.to_vec());
+        assert!(m.control().finish_requested());
+        for bad in [
+            &[][..],
+            &[2, 0, 0, 0, 0, 0, 0, 0, 0][..],
+            &[1, 0, 0, 0, 0, 0, 0, 0, 7][..],
+        ] {
+            assert!(matches!(
+                m.set_device_state(bad),
+                Err(MachineError::DeviceState(_))
+            ));
+        }
+    }
+
+    #[test]
     fn dirty_log_reports_the_page_the_guest_wrote() {
         if !testutil::kvm_available("dirty_log_reports_the_page_the_guest_wrote") {
             return;
