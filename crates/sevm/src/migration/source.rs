@@ -217,7 +217,11 @@ pub fn run(job: &Job<'_>) -> Result<Summary, MigrationError> {
     let result = send(job, conn, policy.bits(), session, start, &mut paused_here);
     match result {
         Ok(summary) => {
-            backend.send_finish()?;
+            // The target has acknowledged and runs the guest: whatever
+            // SEND_FINISH says, this copy must not run again.
+            if let Err(e) = backend.send_finish() {
+                log::error!("SEND_FINISH after a completed migration failed: {e}");
+            }
             Ok(summary)
         }
         Err(e) => {
