@@ -6,6 +6,7 @@ pub mod devices;
 pub mod gdb;
 pub mod machine;
 pub mod memory;
+pub mod migration;
 pub mod options;
 pub mod qmp;
 pub mod sev;

@@ -247,6 +247,27 @@ impl Serial {
         }
     }
 
+    /// The guest-visible register state (IER, LCR, MCR, SCR, DLL, DLM,
+    /// FCR), for snapshots and migration.
+    pub fn registers(&self) -> [u8; 7] {
+        [
+            self.ier, self.lcr, self.mcr, self.scr, self.dll, self.dlm, self.fcr,
+        ]
+    }
+
+    /// Restores what [`Serial::registers`] returned (masked as guest writes
+    /// are).
+    pub fn set_registers(&mut self, r: [u8; 7]) {
+        let [ier, lcr, mcr, scr, dll, dlm, fcr] = r;
+        self.ier = ier & 0x0F;
+        self.lcr = lcr;
+        self.mcr = mcr & 0x1F;
+        self.scr = scr;
+        self.dll = dll;
+        self.dlm = dlm;
+        self.fcr = fcr;
+    }
+
     /// Flushes buffered output.
     pub fn flush(&mut self) {
         if let Err(e) = self.out.flush() {

@@ -58,6 +58,16 @@ pub struct MigrationParameters {
     /// `avail-switchover-bandwidth` in bytes per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub avail_switchover_bandwidth: Option<u64>,
+    /// `sev-pdh`: the target platform's PDH certificate, base64 (QEMU's SEV
+    /// migration patches).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sev_pdh: Option<String>,
+    /// `sev-plat-cert`: the target's PEK ‖ OCA ‖ CEK, base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sev_plat_cert: Option<String>,
+    /// `sev-amd-cert`: the target's ASK ‖ ARK, base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sev_amd_cert: Option<String>,
 }
 
 /// QEMU `MigrateSetParameters` members sevm does not implement: named in
@@ -544,6 +554,9 @@ fn parse_migration_parameters(args: &mut Args<'_>) -> Result<MigrationParameters
         max_bandwidth: args.opt_u64("max-bandwidth")?,
         downtime_limit: args.opt_u64("downtime-limit")?,
         avail_switchover_bandwidth: args.opt_u64("avail-switchover-bandwidth")?,
+        sev_pdh: args.opt_str("sev-pdh")?,
+        sev_plat_cert: args.opt_str("sev-plat-cert")?,
+        sev_amd_cert: args.opt_str("sev-amd-cert")?,
     };
     if let Some(map) = args.map {
         if let Some(key) = map

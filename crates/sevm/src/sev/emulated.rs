@@ -172,6 +172,11 @@ impl SevPlatform for EmulatedPlatform {
         })
     }
 
+    fn amd_chain(&self) -> Option<Vec<u8>> {
+        let (ask, ark) = self.platform.amd_chain();
+        Some([ask, ark].concat())
+    }
+
     fn pre_vcpu_hook(&self, _es: bool) -> Option<PreVcpuHook> {
         None
     }

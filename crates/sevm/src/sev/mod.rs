@@ -147,6 +147,12 @@ pub trait SevPlatform: Send + Sync + std::fmt::Debug {
     /// before vCPUs are created (hardware: `KVM_SEV_INIT`/`KVM_SEV_ES_INIT`
     /// and `KVM_MEMORY_ENCRYPT_REG_REGION` for every region).
     fn pre_vcpu_hook(&self, es: bool) -> Option<PreVcpuHook>;
+    /// This platform's AMD CA chain (ASK ‖ ARK) when the platform itself can
+    /// give it (the emulated platform); `None` on hardware, where it comes
+    /// from AMD's key distribution service out of band.
+    fn amd_chain(&self) -> Option<Vec<u8>> {
+        None
+    }
     /// The per-VM interface for `machine`.
     fn attach(&self, machine: &Machine, es: bool) -> Result<Arc<dyn SevBackend>, SevError>;
 }

@@ -36,6 +36,7 @@ use crate::sev::{
     self, EncryptionParams, Launch, PlatformInfo, Running, Secret, SevError, SevPlatform,
 };
 
+pub(crate) use files::decode_base64;
 pub use files::FileError;
 
 /// Why the VMM could not start or run the guest.
@@ -106,6 +107,8 @@ impl Outcome {
 enum LaunchPhase {
     Secret(Launch<Secret>),
     Running(Launch<Running>),
+    /// Received through RECEIVE_* (`-incoming`): no launch measurement.
+    Received,
     /// Only while a transition is in progress.
     Moving,
 }
@@ -149,6 +152,40 @@ pub(crate) struct Shared {
     quit_requested: AtomicBool,
     /// Set when a termination signal ended the VM.
     signal: Mutex<Option<i32>>,
+    /// Outgoing migrations and snapshots.
+    migration: Arc<crate::migration::Migrations>,
+}
+
+impl crate::migration::VmControl for Shared {
+    fn machine(&self) -> &Arc<Machine> {
+        &self.machine
+    }
+
+    fn pause_vm(&self) -> Result<bool, String> {
+        let _g = lock(&self.control);
+        match self.machine.run_state() {
+            RunState::Running => {
+                self.machine.pause().map_err(|e| e.to_string())?;
+                self.emit(&QmpEvent::Stop);
+                Ok(true)
+            }
+            RunState::Created | RunState::Paused => Ok(false),
+            RunState::Exited => Err("the guest has shut down".into()),
+        }
+    }
+
+    fn resume_vm(&self) -> Result<(), String> {
+        let _g = lock(&self.control);
+        if self.machine.run_state() == RunState::Paused {
+            self.machine.resume().map_err(|e| e.to_string())?;
+            self.emit(&QmpEvent::Resume);
+        }
+        Ok(())
+    }
+
+    fn emit_event(&self, event: &QmpEvent) {
+        self.emit(event);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -166,6 +203,11 @@ impl Shared {
     /// or paused; a no-op when running.
     fn cont(&self) -> Result<(), String> {
         let _g = lock(&self.control);
+        if self.migration.guest_was_sent() {
+            return Err(
+                "the guest was migrated away (SEND_FINISH): this copy cannot run again".into(),
+            );
+        }
         match self.machine.run_state() {
             RunState::Running => Ok(()),
             RunState::Exited => Err("the guest has shut down; it cannot be continued".into()),
@@ -509,6 +551,8 @@ impl Vmm {
         let firmware_size = inputs.firmware.len() as u64;
         let mut mc = MachineConfig::new(config.memory, inputs.firmware);
         mc.vcpus = config.cpus;
+        // Pre-copy migration needs KVM's dirty page log.
+        mc.dirty_logging = sev_setup.is_some();
         mc.serial = serial_output(config)?;
         mc.pre_vcpu_hook = sev_setup
             .as_ref()
@@ -516,7 +560,37 @@ impl Vmm {
         let mut machine = Machine::new(mc).map_err(machine_err)?;
 
         let sev = match sev_setup {
+            None if config.incoming.is_some() => {
+                return Err(VmmError::Config {
+                    option: "-incoming".into(),
+                    problem: "sevm migrates SEV guests only (add -object sev-guest and \
+                              -machine memory-encryption=)"
+                        .into(),
+                })
+            }
             None => None,
+            Some((g, platform, info, params)) if config.incoming.is_some() => {
+                let backend = platform.attach(&machine, es)?;
+                machine.set_memory_view(backend.host_view());
+                let policy = Policy::from_bits(g.policy);
+                let incoming = config
+                    .incoming
+                    .as_ref()
+                    .ok_or_else(|| VmmError::Guest("internal: -incoming vanished".into()))?;
+                let restored =
+                    crate::migration::target::receive(&machine, backend.as_ref(), incoming, policy)
+                        .map_err(|e| VmmError::Guest(format!("incoming migration failed: {e}")))?;
+                Some(SevContext {
+                    platform,
+                    backend,
+                    info,
+                    params,
+                    policy: restored.policy,
+                    handle: restored.handle,
+                    secret_area: inputs.secret_area,
+                    launch: Mutex::new(LaunchPhase::Received),
+                })
+            }
             Some((g, platform, info, params)) => {
                 let backend = platform.attach(&machine, es)?;
                 machine.set_memory_view(backend.host_view());
@@ -568,6 +642,7 @@ impl Vmm {
                 events: Mutex::new(Vec::new()),
                 quit_requested: AtomicBool::new(false),
                 signal: Mutex::new(None),
+                migration: Arc::default(),
             }),
             config: config.clone(),
         })
@@ -579,7 +654,7 @@ impl Vmm {
         match &*lock(&sev.launch) {
             LaunchPhase::Secret(l) => Some(*l.measurement()),
             LaunchPhase::Running(l) => Some(*l.measurement()),
-            LaunchPhase::Moving => None,
+            LaunchPhase::Received | LaunchPhase::Moving => None,
         }
     }
 

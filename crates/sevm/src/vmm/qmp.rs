@@ -98,11 +98,14 @@ impl Handler {
             .sev
             .as_ref()
             .ok_or_else(|| generic("SEV launch measurement is not available"))?;
-        let data = match &*lock(&sev.launch) {
-            LaunchPhase::Secret(l) => b64(l.measurement()),
-            LaunchPhase::Running(l) => b64(l.measurement()),
-            LaunchPhase::Moving => return Err(generic("SEV launch measurement is not available")),
-        };
+        let data =
+            match &*lock(&sev.launch) {
+                LaunchPhase::Secret(l) => b64(l.measurement()),
+                LaunchPhase::Running(l) => b64(l.measurement()),
+                LaunchPhase::Received | LaunchPhase::Moving => return Err(generic(
+                    "SEV launch measurement is not available (the guest was received by migration)",
+                )),
+            };
         response::to_value(&SevLaunchMeasureInfo { data })
     }
 
@@ -179,6 +182,22 @@ impl Handler {
             .inject_secret(&header, Gpa(gpa), &data)
             .map_err(|e| generic(e.to_string()))?;
         Ok(json!({}))
+    }
+
+    fn migrate(&self, uri: &str) -> Result<Value, QmpError> {
+        let sev = self.0.sev.as_ref().ok_or_else(|| {
+            generic("sevm migrates SEV guests only: SEV is not enabled for this guest")
+        })?;
+        let parts = crate::migration::SevParts {
+            backend: Arc::clone(&sev.backend),
+            platform: Arc::clone(&sev.platform),
+        };
+        let vm: Arc<dyn crate::migration::VmControl> = Arc::clone(&self.0) as _;
+        self.0
+            .migration
+            .start(uri, vm, parts)
+            .map(|()| json!({}))
+            .map_err(|e| generic(e.to_string()))
     }
 
     fn attestation(&self, mnonce: &str) -> Result<Value, QmpError> {
@@ -260,7 +279,27 @@ impl QmpHandler for Handler {
                 data,
                 filename,
             } => debug::dbg_encrypt(&self.debug(), gpa, data.as_deref(), filename.as_deref()),
-            QmpCommand::SystemReset | QmpCommand::SystemPowerdown => Err(generic(format!(
+            QmpCommand::Migrate { uri, .. } => self.migrate(&uri),
+            QmpCommand::MigrateCancel => {
+                s.migration.cancel(s.as_ref());
+                Ok(json!({}))
+            }
+            QmpCommand::QueryMigrate => response::to_value(&s.migration.info()),
+            QmpCommand::MigrateSetParameters(p) => s
+                .migration
+                .set_parameters(p)
+                .map(|()| json!({}))
+                .map_err(|e| generic(e.to_string())),
+            QmpCommand::QueryMigrateParameters => response::to_value(&s.migration.parameters()),
+            QmpCommand::SystemPowerdown => {
+                // The guest control port's "finish now" request: what a
+                // cooperating guest (the demo memtest) treats as its
+                // power button.
+                s.machine.control().request_finish();
+                s.emit(&crate::qmp::QmpEvent::Powerdown);
+                Ok(json!({}))
+            }
+            QmpCommand::SystemReset => Err(generic(format!(
                 "{} is not supported by sevm (the machine has no reset or ACPI power button)",
                 command.name()
             ))),

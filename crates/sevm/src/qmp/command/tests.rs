@@ -332,7 +332,17 @@ fn migration_commands() {
         QmpCommand::MigrateSetParameters(MigrationParameters {
             max_bandwidth: Some(1 << 20),
             downtime_limit: Some(300),
-            avail_switchover_bandwidth: None
+            ..Default::default()
+        })
+    );
+    assert_eq!(
+        ok(json!({"execute": "migrate-set-parameters",
+                  "arguments": {"sev-pdh": "UERI", "sev-plat-cert": "Q0hBSU4=", "sev-amd-cert": ""}})),
+        QmpCommand::MigrateSetParameters(MigrationParameters {
+            sev_pdh: Some("UERI".into()),
+            sev_plat_cert: Some("Q0hBSU4=".into()),
+            sev_amd_cert: Some(String::new()),
+            ..Default::default()
         })
     );
     assert_eq!(

@@ -1,0 +1,293 @@
+//! Migration and snapshot throughput of an idle 1 GiB SEV guest on the
+//! emulated platform, through the real binary.
+//!
+//! ```text
+//! cargo bench -p sevm --bench migrate [-- MIB]
+//! ```
+//!
+//! Rows (guest RAM MB/s = guest RAM + firmware bytes / wall time; the
+//! target's numbers are what it prints when the restore is complete):
+//! * live migration over tcp loopback, guest running (spinning at its reset
+//!   vector: no memory writes, one busy vCPU thread), and with the guest
+//!   stopped before `migrate`;
+//! * snapshot to `file:` and the restore from it (`-incoming file:`).
+//!
+//! Both sevm processes share this machine's cores.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+const SEVM: &str = env!("CARGO_BIN_EXE_sevm");
+
+struct Vm {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Vm {
+    fn spawn(args: &[String]) -> Vm {
+        let mut child = Command::new(SEVM)
+            .args(args)
+            .env("RUST_LOG", "sevm::qmp=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        Vm { child, lines: rx }
+    }
+
+    fn wait_for(&self, needle: &str) -> String {
+        loop {
+            let l = self
+                .lines
+                .recv_timeout(Duration::from_secs(600))
+                .unwrap_or_else(|_| panic!("no line {needle:?}"));
+            if l.contains(needle) {
+                return l;
+            }
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Qmp {
+    r: BufReader<UnixStream>,
+    w: UnixStream,
+    events: std::collections::VecDeque<serde_json::Value>,
+}
+
+impl Qmp {
+    fn connect(p: &Path) -> Qmp {
+        let s = UnixStream::connect(p).unwrap();
+        let mut q = Qmp {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+            events: Default::default(),
+        };
+        q.line();
+        q.cmd(r#"{"execute":"qmp_capabilities"}"#);
+        q
+    }
+
+    fn line(&mut self) -> serde_json::Value {
+        let mut l = String::new();
+        self.r.read_line(&mut l).unwrap();
+        serde_json::from_str(&l).unwrap()
+    }
+
+    fn cmd(&mut self, c: &str) -> serde_json::Value {
+        writeln!(self.w, "{c}").unwrap();
+        loop {
+            let v = self.line();
+            if v.get("event").is_none() {
+                assert!(v.get("return").is_some(), "{c}: {v}");
+                return v;
+            }
+            self.events.push_back(v);
+        }
+    }
+
+    fn migration_end(&mut self) -> serde_json::Value {
+        loop {
+            let v = match self.events.pop_front() {
+                Some(v) => v,
+                None => self.line(),
+            };
+            if v["event"] == "MIGRATION" {
+                let s = v["data"]["status"].as_str().unwrap_or("");
+                if ["completed", "failed", "cancelled"].contains(&s) {
+                    assert_eq!(s, "completed");
+                    return self.cmd(r#"{"execute":"query-migrate"}"#)["return"].clone();
+                }
+            }
+        }
+    }
+}
+
+fn platform(dir: &Path, name: &str, seed: u64) -> PathBuf {
+    let p = dir.join(name);
+    let opts = sev_psp::CreateOptions {
+        ark_bits: 2048,
+        ..Default::default()
+    };
+    sev_psp::Platform::create(&p, opts, sev_psp::rng::seeded_rng(seed)).unwrap();
+    p
+}
+
+fn args(fw: &Path, platform: &Path, mib: u64, qmp: &Path, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "-bios",
+        &fw.display().to_string(),
+        "-m",
+        &mib.to_string(),
+        "-machine",
+        "q35,memory-encryption=sev0",
+        "-object",
+        &format!(
+            "sev-guest,id=sev0,policy=0x1,sev-device=emulated:{}",
+            platform.display()
+        ),
+        "-qmp",
+        &format!("unix:{},server=on,wait=off", qmp.display()),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn chain_params(target: &Path) -> String {
+    use base64::Engine;
+    let b = |v: &[u8]| base64::engine::general_purpose::STANDARD.encode(v);
+    let p = sev_psp::Platform::open(target, sev_psp::rng::os_rng()).unwrap();
+    p.init(false).unwrap();
+    let mut pdh = vec![0u8; 0x824];
+    let mut chain = vec![0u8; 0x186c];
+    p.pdh_cert_export(&mut pdh, &mut chain).unwrap();
+    let (ask, ark) = p.amd_chain();
+    format!(
+        r#"{{"execute":"migrate-set-parameters","arguments":{{"sev-pdh":"{}","sev-plat-cert":"{}","sev-amd-cert":"{}"}}}}"#,
+        b(&pdh),
+        b(&chain),
+        b(&[ask, ark].concat())
+    )
+}
+
+fn row(name: &str, bytes: u64, wall: Duration, downtime: Option<u64>) {
+    let mbs = bytes as f64 / wall.as_secs_f64() / 1e6;
+    let dt = downtime.map_or("-".to_string(), |d| format!("{d}"));
+    println!(
+        "{name:<40} {:>8.0} {:>9.0} {mbs:>9.0} {dt:>9}",
+        bytes as f64 / 1048576.0,
+        wall.as_secs_f64() * 1e3
+    );
+}
+
+fn main() {
+    let mib: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1024);
+    // Optional case filter: "running", "stopped", "snapshot".
+    let only: Option<String> = std::env::args()
+        .skip(1)
+        .find(|a| ["running", "stopped", "snapshot"].contains(&a.as_str()));
+    let want = |c: &str| only.as_deref().is_none_or(|o| o == c);
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let a = platform(d, "a", 1);
+    let b = platform(d, "b", 2);
+    // The emulated platforms trust each other's roots only when told; the
+    // policy (0x1) has no SEV bit, so the platform part is what is checked.
+    let mut fw = vec![0xF4u8; 0x10000];
+    let at = fw.len() - 16;
+    fw[at] = 0xEB; // jmp $
+    fw[at + 1] = 0xFE;
+    let fwp = d.join("spin.fd");
+    std::fs::write(&fwp, fw).unwrap();
+    let guest_bytes = (mib << 20) + 0x10000;
+    let set_b = chain_params(&b);
+
+    println!(
+        "sevm migration, idle {mib} MiB guest, emulated platform, this machine's cores shared"
+    );
+    println!(
+        "{:<40} {:>8} {:>9} {:>9} {:>9}",
+        "case", "MiB", "wall ms", "MB/s", "down ms"
+    );
+    for stopped in [false, true] {
+        if !want(if stopped { "stopped" } else { "running" }) {
+            continue;
+        }
+        let (qa, qb) = (d.join("qa"), d.join("qb"));
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let src = Vm::spawn(&args(&fwp, &a, mib, &qa, &[]));
+        src.wait_for("QMP listening");
+        let incoming = format!("tcp:127.0.0.1:{port}");
+        let dst = Vm::spawn(&args(&fwp, &b, mib, &qb, &["-incoming", &incoming]));
+        dst.wait_for("waiting on tcp");
+        let mut q = Qmp::connect(&qa);
+        q.cmd(&set_b);
+        if stopped {
+            q.cmd(r#"{"execute":"stop"}"#);
+        }
+        let t = Instant::now();
+        q.cmd(&format!(
+            r#"{{"execute":"migrate","arguments":{{"uri":"tcp:127.0.0.1:{port}"}}}}"#
+        ));
+        let info = q.migration_end();
+        let wall = t.elapsed();
+        let name = if stopped {
+            "live migration, tcp, guest stopped"
+        } else {
+            "live migration, tcp, guest running"
+        };
+        row(name, guest_bytes, wall, info["downtime"].as_u64());
+        let l = dst.wait_for("incoming migration complete");
+        println!("    target: {}", l.trim_start_matches("sevm: "));
+        drop(src);
+        drop(dst);
+    }
+
+    if !want("snapshot") {
+        return;
+    }
+    let qa = d.join("qa2");
+    let snap = d.join("guest.snap");
+    let src = Vm::spawn(&args(&fwp, &a, mib, &qa, &[]));
+    src.wait_for("QMP listening");
+    let mut q = Qmp::connect(&qa);
+    let t = Instant::now();
+    q.cmd(&format!(
+        r#"{{"execute":"migrate","arguments":{{"uri":"file:{}"}}}}"#,
+        snap.display()
+    ));
+    let info = q.migration_end();
+    row(
+        "snapshot write (file:)",
+        guest_bytes,
+        t.elapsed(),
+        info["downtime"].as_u64(),
+    );
+    drop(src);
+    let t = Instant::now();
+    let incoming = format!("file:{}", snap.display());
+    let dst = Vm::spawn(&args(
+        &fwp,
+        &a,
+        mib,
+        &d.join("qa3"),
+        &["-incoming", &incoming],
+    ));
+    let l = dst.wait_for("incoming migration complete");
+    row(
+        "restore (-incoming file:), incl. start",
+        guest_bytes,
+        t.elapsed(),
+        None,
+    );
+    println!("    target: {}", l.trim_start_matches("sevm: "));
+}

@@ -1,0 +1,592 @@
+//! Snapshot/restore and live migration of SEV guests through the firmware's
+//! SEND_* / RECEIVE_* commands (SEV-REFERENCE 8; DESIGN.md "Snapshot and
+//! migration").
+//!
+//! * **Source** ([`source`]): QMP `migrate` to `file:PATH`, `tcp:HOST:PORT`
+//!   or `unix:PATH`. SEND_START with the target platform's PDH and chain
+//!   (migration parameters `sev-pdh`, `sev-plat-cert`, `sev-amd-cert`, base64,
+//!   the names of QEMU's SEV migration patches; without them a `file:`
+//!   snapshot targets this platform's own PDH and chain). The source
+//!   firmware checks the chain per policy (NOSEND, DOMAIN, SEV, API minimum).
+//!   Every guest page (RAM and the firmware image: all of it is private
+//!   memory) goes out as a SEND_UPDATE_DATA packet; while the guest runs and
+//!   KVM dirty logging is available this is pre-copy (pass 1 sends every
+//!   page, later passes the pages the guest dirtied meanwhile) until the
+//!   dirty set fits the downtime limit, then stop-and-copy of the last dirty
+//!   pages, the vCPU registers and the device state. On any failure (target
+//!   gone, connection dropped, target refused a packet, `migrate_cancel`)
+//!   the source issues SEND_CANCEL and resumes the guest; a later migration
+//!   can start afresh. On success SEND_FINISH; the source stays paused
+//!   (QEMU's postmigrate) and refuses `cont` (its guest now lives elsewhere).
+//! * **Target** ([`target`]): `sevm ... -incoming file:PATH | tcp:HOST:PORT |
+//!   unix:PATH` reads the stream, RECEIVE_START with the source's PDH,
+//!   session and policy, RECEIVE_UPDATE_DATA for every packet, and only after
+//!   the whole stream verified RECEIVE_FINISH, restores the vCPU and device
+//!   state and runs the guest. Any error ends the target process (exit 1)
+//!   before the guest ever runs.
+//!
+//! # Stream authentication
+//!
+//! Page contents are protected by the firmware: AES-128-CTR under the
+//! session's TEK and a MAC under its TIK, which (in the emulated firmware)
+//! also binds the packet's sequence number and guest-physical address, so a
+//! dropped, replayed, reordered or re-addressed packet fails RECEIVE with
+//! BAD_MEASUREMENT. The **end of the stream** is authenticated by the
+//! firmware as well: after the vCPU and device state the source seals one
+//! last, 16-byte packet (SEND_UPDATE_DATA of guest bytes 0..16, which the
+//! target writes back unchanged). Every other packet is a full 4 KiB page,
+//! and GUEST_LENGTH/TRANS_LENGTH are inside the MAC, so nobody without the
+//! TIK can make a 16-byte packet: a stream cut anywhere lacks it and the
+//! target refuses to finish. The end record's packet count and SHA-256
+//! digest (over everything except the MAC-protected transport bytes) catch
+//! accidental corruption of the unauthenticated parts. The vCPU and device
+//! state of a non-ES guest are not protected by the firmware (nor are they
+//! on SEV hardware, where the hypervisor owns them).
+//!
+//! # Replay
+//!
+//! A stream (or snapshot file) replayed into a platform other than the one
+//! its session was made for fails at RECEIVE_START (the session's keys are
+//! wrapped for that platform's PDH). Replayed into the intended platform a
+//! second time, it restores a second copy of the guest as of the snapshot:
+//! SEV firmware keeps no record of consumed sessions, so this is a clone,
+//! exactly like restoring the same snapshot file twice.
+
+pub mod source;
+pub mod stream;
+pub mod target;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::machine::Machine;
+use crate::qmp::command::MigrationParameters;
+use crate::qmp::response::{MigrationInfo, MigrationStats, MigrationStatus};
+use crate::qmp::QmpEvent;
+use crate::sev::{SevBackend, SevError, SevPlatform};
+
+pub use stream::StreamError;
+
+/// Guest page size of every packet but the end packet.
+pub const PAGE: u64 = 4096;
+
+/// Why a migration, snapshot or restore failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    /// The firmware (or the SEV host interface) refused a command.
+    #[error(transparent)]
+    Sev(#[from] SevError),
+    /// The stream is malformed, truncated or unreadable.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    /// The URI cannot be used.
+    #[error("migration URI {uri:?}: {problem}")]
+    Uri {
+        /// The URI.
+        uri: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A parameter (e.g. `sev-pdh`) is unusable.
+    #[error("migration parameter {name}: {problem}")]
+    Parameter {
+        /// The parameter.
+        name: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Opening, writing or renaming a file or socket failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The stream does not fit this VM (size, vCPUs, policy, records).
+    #[error("incoming migration: {0}")]
+    Mismatch(String),
+    /// The target refused the stream.
+    #[error("the migration target refused the stream: {0}")]
+    TargetRefused(String),
+    /// The machine could not be paused, read or restored.
+    #[error("{0}")]
+    Machine(String),
+    /// `migrate_cancel`.
+    #[error("migration cancelled")]
+    Cancelled,
+}
+
+/// Where a stream goes or comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `file:PATH` (the snapshot is written to a temporary file in the same
+    /// directory and renamed only when complete).
+    File(PathBuf),
+    /// `tcp:HOST:PORT`.
+    Tcp(String),
+    /// `unix:PATH`.
+    Unix(PathBuf),
+}
+
+impl Endpoint {
+    /// Parses a QMP `migrate` URI.
+    pub fn parse(uri: &str) -> Result<Endpoint, MigrationError> {
+        let bad = |problem: &str| MigrationError::Uri {
+            uri: uri.to_string(),
+            problem: problem.to_string(),
+        };
+        let (scheme, rest) = uri
+            .split_once(':')
+            .ok_or_else(|| bad("expected file:PATH, tcp:HOST:PORT or unix:PATH"))?;
+        match scheme {
+            "file" if !rest.is_empty() => Ok(Endpoint::File(PathBuf::from(rest))),
+            "unix" if !rest.is_empty() => Ok(Endpoint::Unix(PathBuf::from(rest))),
+            "tcp" => {
+                let (host, port) = rest
+                    .rsplit_once(':')
+                    .ok_or_else(|| bad("tcp: needs HOST:PORT"))?;
+                let port: u16 = port.parse().map_err(|_| bad("bad port"))?;
+                let host = if host.is_empty() { "127.0.0.1" } else { host };
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                Ok(Endpoint::Tcp(if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                }))
+            }
+            "file" | "unix" => Err(bad("needs a path")),
+            "exec" => Err(bad(
+                "exec: is not supported by sevm (use file:, tcp: or unix:)",
+            )),
+            _ => Err(bad("unknown transport (file:, tcp: or unix:)")),
+        }
+    }
+}
+
+/// What the migration thread needs from the VMM.
+pub trait VmControl: Send + Sync {
+    /// The machine.
+    fn machine(&self) -> &Arc<Machine>;
+    /// Pauses the vCPUs (STOP event); returns whether they were running.
+    fn pause_vm(&self) -> Result<bool, String>;
+    /// Resumes the vCPUs (RESUME event).
+    fn resume_vm(&self) -> Result<(), String>;
+    /// Emits a QMP event.
+    fn emit_event(&self, event: &QmpEvent);
+}
+
+/// The SEV side of the VM being migrated.
+#[derive(Clone, Debug)]
+pub struct SevParts {
+    /// The per-VM interface.
+    pub backend: Arc<dyn SevBackend>,
+    /// The platform (for this platform's PDH and chain).
+    pub platform: Arc<dyn SevPlatform>,
+}
+
+/// Live counters of one migration (source or target).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Stream bytes written or read.
+    pub transferred: AtomicU64,
+    /// Page packets sent or received.
+    pub pages: AtomicU64,
+    /// Bytes of the current pass not yet sent.
+    pub remaining: AtomicU64,
+    /// Total guest memory bytes.
+    pub total: AtomicU64,
+    /// Dirty bitmap syncs (passes after the first).
+    pub dirty_syncs: AtomicU64,
+    /// Current pass.
+    pub pass: AtomicU64,
+    /// Bytes sent while the guest was stopped.
+    pub downtime_bytes: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A progress line on stderr for a person watching (only when stderr is a
+/// terminal), at most five times a second.
+#[derive(Debug)]
+pub struct ProgressDisplay {
+    what: &'static str,
+    tty: bool,
+    start: Instant,
+    last: Instant,
+}
+
+impl ProgressDisplay {
+    /// A display for `what` ("migrate", "incoming").
+    pub fn new(what: &'static str) -> Self {
+        // SAFETY: isatty only inspects the file descriptor number.
+        let tty = unsafe { libc::isatty(2) } == 1;
+        let now = Instant::now();
+        ProgressDisplay {
+            what,
+            tty,
+            start: now,
+            last: now,
+        }
+    }
+
+    /// Redraws the line if due.
+    pub fn tick(&mut self, p: &Progress) {
+        if !self.tty || self.last.elapsed() < Duration::from_millis(200) {
+            return;
+        }
+        self.last = Instant::now();
+        let sent = p.transferred.load(Ordering::Relaxed);
+        let secs = self.start.elapsed().as_secs_f64().max(1e-6);
+        eprint!(
+            "\rsevm: {}: pass {}, {:.1} MiB transferred, {:.1} MiB remaining, {:.0} MB/s   ",
+            self.what,
+            p.pass.load(Ordering::Relaxed),
+            sent as f64 / 1048576.0,
+            p.remaining.load(Ordering::Relaxed) as f64 / 1048576.0,
+            sent as f64 / secs / 1e6
+        );
+    }
+
+    /// Ends the line.
+    pub fn finish(&self) {
+        if self.tty {
+            eprintln!();
+        }
+    }
+}
+
+/// Statistics of a finished source migration.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Summary {
+    /// Milliseconds from start to end.
+    pub total_ms: u64,
+    /// Milliseconds the guest was stopped (stop-and-copy until the target's
+    /// acknowledgement or the snapshot's rename).
+    pub downtime_ms: u64,
+    /// Stream bytes.
+    pub bytes: u64,
+    /// Whether pre-copy with dirty logging was used.
+    pub precopy: bool,
+}
+
+#[derive(Default)]
+struct State {
+    status: Option<MigrationStatus>,
+    progress: Option<Arc<Progress>>,
+    started: Option<Instant>,
+    summary: Option<Summary>,
+    error: Option<String>,
+    sent: bool,
+    cancel: Option<Arc<AtomicBool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The source-side migration state of one VM (QMP `migrate`,
+/// `migrate_cancel`, `query-migrate`, `migrate-set-parameters`).
+#[derive(Default)]
+pub struct Migrations {
+    state: Mutex<State>,
+    params: Mutex<MigrationParameters>,
+}
+
+impl std::fmt::Debug for Migrations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Migrations")
+            .field("status", &lock(&self.state).status)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Migrations {
+    /// `migrate-set-parameters`: merges the given members.
+    pub fn set_parameters(&self, p: MigrationParameters) -> Result<(), MigrationError> {
+        for (name, v) in [
+            ("sev-pdh", &p.sev_pdh),
+            ("sev-plat-cert", &p.sev_plat_cert),
+            ("sev-amd-cert", &p.sev_amd_cert),
+        ] {
+            if let Some(v) = v {
+                if !v.is_empty() {
+                    crate::vmm::decode_base64(v.as_bytes()).map_err(|problem| {
+                        MigrationError::Parameter {
+                            name,
+                            problem: format!("not valid base64: {problem}"),
+                        }
+                    })?;
+                }
+            }
+        }
+        let mut cur = lock(&self.params);
+        macro_rules! merge {
+            ($($f:ident),*) => {$( if p.$f.is_some() { cur.$f = p.$f; } )*};
+        }
+        merge!(
+            max_bandwidth,
+            downtime_limit,
+            avail_switchover_bandwidth,
+            sev_pdh,
+            sev_plat_cert,
+            sev_amd_cert
+        );
+        Ok(())
+    }
+
+    /// `query-migrate-parameters`.
+    pub fn parameters(&self) -> MigrationParameters {
+        lock(&self.params).clone()
+    }
+
+    /// Whether a completed migration sent the guest away (the source must
+    /// not run it again).
+    pub fn guest_was_sent(&self) -> bool {
+        lock(&self.state).sent
+    }
+
+    /// `migrate`: starts a migration thread; errors that are known before
+    /// anything starts (bad URI, one already running) are returned.
+    pub fn start(
+        self: &Arc<Self>,
+        uri: &str,
+        vm: Arc<dyn VmControl>,
+        sev: SevParts,
+    ) -> Result<(), MigrationError> {
+        let endpoint = Endpoint::parse(uri)?;
+        let mut st = lock(&self.state);
+        if matches!(
+            st.status,
+            Some(MigrationStatus::Setup | MigrationStatus::Active | MigrationStatus::Device)
+        ) {
+            return Err(MigrationError::Uri {
+                uri: uri.into(),
+                problem: "There's a migration process in progress".into(),
+            });
+        }
+        if st.sent {
+            return Err(MigrationError::Uri {
+                uri: uri.into(),
+                problem: "the guest was already migrated away from this VMM".into(),
+            });
+        }
+        if let Some(t) = st.thread.take() {
+            let _ = t.join();
+        }
+        let params = self.parameters();
+        let progress = Arc::new(Progress::default());
+        let cancel = Arc::new(AtomicBool::new(false));
+        st.status = Some(MigrationStatus::Setup);
+        st.progress = Some(Arc::clone(&progress));
+        st.started = Some(Instant::now());
+        st.summary = None;
+        st.error = None;
+        st.cancel = Some(Arc::clone(&cancel));
+        vm.emit_event(&QmpEvent::Migration {
+            status: MigrationStatus::Setup,
+        });
+        let me = Arc::clone(self);
+        let handle = std::thread::Builder::new()
+            .name("migration".into())
+            .spawn(move || {
+                let job = source::Job {
+                    vm: vm.as_ref(),
+                    sev: &sev,
+                    endpoint,
+                    params: &params,
+                    progress: &progress,
+                    cancel: &cancel,
+                    on_active: &|| me.set_status(vm.as_ref(), MigrationStatus::Active),
+                };
+                let result = source::run(&job);
+                me.finish(vm.as_ref(), result);
+            })
+            .map_err(|source| MigrationError::Io {
+                what: "cannot start the migration thread".into(),
+                source,
+            })?;
+        st.thread = Some(handle);
+        Ok(())
+    }
+
+    fn set_status(&self, vm: &dyn VmControl, status: MigrationStatus) {
+        lock(&self.state).status = Some(status);
+        vm.emit_event(&QmpEvent::Migration { status });
+    }
+
+    fn finish(&self, vm: &dyn VmControl, result: Result<Summary, MigrationError>) {
+        let status = {
+            let mut st = lock(&self.state);
+            let status = match result {
+                Ok(summary) => {
+                    eprintln!(
+                        "sevm: migration completed: {:.1} MiB in {} ms ({:.0} MB/s), downtime {} ms{}",
+                        summary.bytes as f64 / 1048576.0,
+                        summary.total_ms,
+                        summary.bytes as f64 / (summary.total_ms.max(1) as f64 / 1000.0) / 1e6,
+                        summary.downtime_ms,
+                        if summary.precopy {
+                            ""
+                        } else {
+                            " (stop-and-copy only)"
+                        }
+                    );
+                    st.summary = Some(summary);
+                    st.sent = true;
+                    MigrationStatus::Completed
+                }
+                Err(MigrationError::Cancelled) => {
+                    eprintln!("sevm: migration cancelled; the guest keeps running here");
+                    MigrationStatus::Cancelled
+                }
+                Err(e) => {
+                    eprintln!("sevm: migration failed: {e}; the guest keeps running here");
+                    st.error = Some(e.to_string());
+                    MigrationStatus::Failed
+                }
+            };
+            st.status = Some(status);
+            st.cancel = None;
+            status
+        };
+        vm.emit_event(&QmpEvent::Migration { status });
+    }
+
+    /// `migrate_cancel`: asks a running migration to stop (a no-op when
+    /// none runs, as in QEMU).
+    pub fn cancel(&self, vm: &dyn VmControl) {
+        let mut st = lock(&self.state);
+        if let Some(c) = &st.cancel {
+            c.store(true, Ordering::SeqCst);
+            st.status = Some(MigrationStatus::Cancelling);
+            drop(st);
+            vm.emit_event(&QmpEvent::Migration {
+                status: MigrationStatus::Cancelling,
+            });
+        }
+    }
+
+    /// `query-migrate`.
+    pub fn info(&self) -> MigrationInfo {
+        let st = lock(&self.state);
+        let Some(status) = st.status else {
+            return MigrationInfo::default();
+        };
+        let elapsed_ms = st
+            .started
+            .map(|s| s.elapsed().as_millis() as i64)
+            .unwrap_or(0);
+        let total_ms = st.summary.map_or(elapsed_ms, |s| s.total_ms as i64);
+        let ram = st.progress.as_ref().map(|p| {
+            let transferred = p.transferred.load(Ordering::Relaxed);
+            let pages = p.pages.load(Ordering::Relaxed);
+            let secs = (total_ms.max(1) as f64) / 1000.0;
+            let downtime_bytes = p.downtime_bytes.load(Ordering::Relaxed);
+            MigrationStats {
+                transferred,
+                remaining: p.remaining.load(Ordering::Relaxed),
+                total: p.total.load(Ordering::Relaxed),
+                normal: pages,
+                normal_bytes: pages * PAGE,
+                mbps: transferred as f64 * 8.0 / secs / 1e6,
+                dirty_sync_count: p.dirty_syncs.load(Ordering::Relaxed),
+                page_size: PAGE,
+                pages_per_second: (pages as f64 / secs) as u64,
+                precopy_bytes: transferred.saturating_sub(downtime_bytes),
+                downtime_bytes,
+                ..MigrationStats::default()
+            }
+        });
+        MigrationInfo {
+            status: Some(status),
+            ram,
+            total_time: Some(total_ms),
+            downtime: st.summary.map(|s| s.downtime_ms as i64),
+            expected_downtime: None,
+            setup_time: Some(0),
+            error_desc: st.error.clone(),
+        }
+    }
+}
+
+impl Drop for Migrations {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = &st.cancel {
+            c.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris() {
+        assert_eq!(
+            Endpoint::parse("file:/tmp/x").unwrap(),
+            Endpoint::File("/tmp/x".into())
+        );
+        assert_eq!(
+            Endpoint::parse("tcp:localhost:4444").unwrap(),
+            Endpoint::Tcp("localhost:4444".into())
+        );
+        assert_eq!(
+            Endpoint::parse("tcp::4444").unwrap(),
+            Endpoint::Tcp("127.0.0.1:4444".into())
+        );
+        assert_eq!(
+            Endpoint::parse("tcp:[::1]:4444").unwrap(),
+            Endpoint::Tcp("[::1]:4444".into())
+        );
+        assert_eq!(
+            Endpoint::parse("unix:/run/s").unwrap(),
+            Endpoint::Unix("/run/s".into())
+        );
+        for bad in [
+            "file:",
+            "exec:cat",
+            "tcp:host",
+            "tcp:h:99999",
+            "x",
+            "rdma:h:1",
+        ] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Endpoint::parse("exec:cat")
+            .unwrap_err()
+            .to_string()
+            .contains("not supported"));
+    }
+
+    #[test]
+    fn parameters_merge_and_check_base64() {
+        let m = Migrations::default();
+        m.set_parameters(MigrationParameters {
+            max_bandwidth: Some(5),
+            ..Default::default()
+        })
+        .unwrap();
+        m.set_parameters(MigrationParameters {
+            sev_pdh: Some("AAAA".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let p = m.parameters();
+        assert_eq!(p.max_bandwidth, Some(5));
+        assert_eq!(p.sev_pdh.as_deref(), Some("AAAA"));
+        let e = m
+            .set_parameters(MigrationParameters {
+                sev_plat_cert: Some("!!".into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("sev-plat-cert"), "{e}");
+        assert_eq!(m.info(), MigrationInfo::default());
+        assert!(!m.guest_was_sent());
+    }
+}

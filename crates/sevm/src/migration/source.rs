@@ -1,0 +1,561 @@
+//! The sending side: SEND_START, pre-copy passes with KVM dirty logging,
+//! stop-and-copy, SEND_FINISH — or SEND_CANCEL and resume on any failure.
+//!
+//! Pipelining: this thread seals pages through the firmware
+//! (SEND_UPDATE_DATA) while a writer thread frames them into the stream and
+//! writes them to the file or socket.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::time::{Duration, Instant};
+
+use super::stream::{Header, Record, Writer};
+use super::{
+    Endpoint, MigrationError, Progress, ProgressDisplay, SevParts, Summary, VmControl, PAGE,
+};
+use crate::memory::Gpa;
+use crate::qmp::command::MigrationParameters;
+use crate::qmp::QmpEvent;
+
+/// Largest number of pre-copy passes before stop-and-copy is forced.
+pub const MAX_PASSES: u64 = 30;
+/// Default downtime limit (QEMU's default), in milliseconds.
+pub const DEFAULT_DOWNTIME_LIMIT_MS: u64 = 300;
+
+/// One migration's inputs.
+#[allow(missing_debug_implementations)]
+pub struct Job<'a> {
+    /// The VMM.
+    pub vm: &'a dyn VmControl,
+    /// The SEV interfaces.
+    pub sev: &'a SevParts,
+    /// Where to.
+    pub endpoint: super::Endpoint,
+    /// The parameters at `migrate` time.
+    pub params: &'a MigrationParameters,
+    /// Live counters.
+    pub progress: &'a Progress,
+    /// Set by `migrate_cancel`.
+    pub cancel: &'a AtomicBool,
+    /// Called once SEND_START succeeded and pages start to flow.
+    pub on_active: &'a dyn Fn(),
+}
+
+/// What the target's chain is.
+struct TargetChain {
+    pdh: Vec<u8>,
+    plat: Vec<u8>,
+    amd: Vec<u8>,
+}
+
+fn param(name: &'static str, v: &Option<String>) -> Result<Option<Vec<u8>>, MigrationError> {
+    match v.as_deref() {
+        None | Some("") => Ok(None),
+        Some(t) => crate::vmm::decode_base64(t.as_bytes())
+            .map(Some)
+            .map_err(|problem| MigrationError::Parameter {
+                name,
+                problem: format!("not valid base64: {problem}"),
+            }),
+    }
+}
+
+fn target_chain(job: &Job<'_>) -> Result<TargetChain, MigrationError> {
+    let p = job.params;
+    let pdh = param("sev-pdh", &p.sev_pdh)?;
+    let plat = param("sev-plat-cert", &p.sev_plat_cert)?;
+    let amd = param("sev-amd-cert", &p.sev_amd_cert)?;
+    match (pdh, plat) {
+        (Some(pdh), Some(plat)) => Ok(TargetChain {
+            pdh,
+            plat,
+            amd: amd.unwrap_or_default(),
+        }),
+        (None, None) if matches!(job.endpoint, Endpoint::File(_)) => {
+            // A snapshot for this same platform.
+            let (pdh, plat) = job.sev.platform.pdh_cert_export()?;
+            let amd = match amd {
+                Some(a) => a,
+                None => job.sev.platform.amd_chain().unwrap_or_default(),
+            };
+            Ok(TargetChain { pdh, plat, amd })
+        }
+        (None, None) => Err(MigrationError::Parameter {
+            name: "sev-pdh",
+            problem: "a live migration needs the target platform's PDH and chain: set sev-pdh \
+                      and sev-plat-cert (and sev-amd-cert) with migrate-set-parameters"
+                .into(),
+        }),
+        (Some(_), None) => Err(MigrationError::Parameter {
+            name: "sev-plat-cert",
+            problem: "sev-pdh is set but sev-plat-cert is not".into(),
+        }),
+        (None, Some(_)) => Err(MigrationError::Parameter {
+            name: "sev-pdh",
+            problem: "sev-plat-cert is set but sev-pdh is not".into(),
+        }),
+    }
+}
+
+/// The open destination.
+enum Conn {
+    File {
+        tmp: PathBuf,
+        file: File,
+    },
+    Socket {
+        /// The half we read the acknowledgement from.
+        read: Box<dyn Read + Send>,
+        /// The half the writer thread writes to.
+        write: Box<dyn Write + Send>,
+        /// Shuts the socket down (wakes a blocked writer or reader).
+        shutdown: Box<dyn Fn() + Send>,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> MigrationError {
+    let what = what.into();
+    move |source| MigrationError::Io { what, source }
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(format!(".sevm-tmp-{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+fn open(endpoint: &Endpoint) -> Result<Conn, MigrationError> {
+    Ok(match endpoint {
+        Endpoint::File(path) => {
+            let tmp = temp_path(path);
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)
+                .map_err(io(format!("cannot create {}", tmp.display())))?;
+            Conn::File { tmp, file }
+        }
+        Endpoint::Tcp(addr) => {
+            let s =
+                TcpStream::connect(addr).map_err(io(format!("cannot connect to tcp:{addr}")))?;
+            let _ = s.set_nodelay(true);
+            let w = s.try_clone().map_err(io("socket"))?;
+            let sd = s.try_clone().map_err(io("socket"))?;
+            Conn::Socket {
+                read: Box::new(s),
+                write: Box::new(w),
+                shutdown: Box::new(move || {
+                    let _ = sd.shutdown(std::net::Shutdown::Write);
+                }),
+            }
+        }
+        Endpoint::Unix(path) => {
+            let s = UnixStream::connect(path)
+                .map_err(io(format!("cannot connect to unix:{}", path.display())))?;
+            let w = s.try_clone().map_err(io("socket"))?;
+            let sd = s.try_clone().map_err(io("socket"))?;
+            Conn::Socket {
+                read: Box::new(s),
+                write: Box::new(w),
+                shutdown: Box::new(move || {
+                    let _ = sd.shutdown(std::net::Shutdown::Write);
+                }),
+            }
+        }
+    })
+}
+
+/// The writer thread: frames records and writes them; returns the output
+/// after the end record (flushed) or the first error.
+fn writer_thread<W: Write>(
+    out: W,
+    header: &Header,
+    rx: &Receiver<Record>,
+    progress: &Progress,
+) -> Result<W, MigrationError> {
+    let mut w = Writer::new(BufWriter::with_capacity(1 << 20, out), header)?;
+    progress.transferred.store(w.bytes(), Ordering::Relaxed);
+    for r in rx {
+        let end = matches!(r, Record::End { .. });
+        w.record(&r)?;
+        progress.transferred.store(w.bytes(), Ordering::Relaxed);
+        if end {
+            w.flush()?;
+            return w
+                .into_inner()
+                .into_inner()
+                .map_err(|e| MigrationError::Stream(e.into_error().into()));
+        }
+    }
+    Err(MigrationError::Cancelled)
+}
+
+/// Runs one migration to completion (SEND_FINISH) or failure (SEND_CANCEL,
+/// the guest resumed if this paused it).
+pub fn run(job: &Job<'_>) -> Result<Summary, MigrationError> {
+    let start = Instant::now();
+    let chain = target_chain(job)?;
+    let conn = open(&job.endpoint)?;
+    let backend = &job.sev.backend;
+    let (policy, session) = match backend.send_start(&chain.pdh, &chain.plat, &chain.amd) {
+        Ok(v) => v,
+        Err(e) => {
+            discard(&conn);
+            return Err(e.into());
+        }
+    };
+    let mut paused_here = false;
+    let result = send(job, conn, policy.bits(), session, start, &mut paused_here);
+    match result {
+        Ok(summary) => {
+            // The target has acknowledged and runs the guest: whatever
+            // SEND_FINISH says, this copy must not run again.
+            if let Err(e) = backend.send_finish() {
+                log::error!("SEND_FINISH after a completed migration failed: {e}");
+            }
+            Ok(summary)
+        }
+        Err(e) => {
+            if let Err(c) = backend.send_cancel() {
+                log::error!("SEND_CANCEL after a failed migration failed: {c}");
+            }
+            if paused_here {
+                if let Err(r) = job.vm.resume_vm() {
+                    log::error!("cannot resume the guest after a failed migration: {r}");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+fn discard(conn: &Conn) {
+    if let Conn::File { tmp, .. } = conn {
+        let _ = std::fs::remove_file(tmp);
+    }
+}
+
+/// Pages of every slot (RAM and firmware) as (slot, gpa) lists.
+fn all_pages(job: &Job<'_>) -> Vec<u64> {
+    let mut v = Vec::new();
+    for s in job.vm.machine().slots() {
+        let mut gpa = s.gpa;
+        while gpa < s.gpa + s.len {
+            v.push(gpa);
+            gpa += PAGE;
+        }
+    }
+    v
+}
+
+/// Collects and clears the dirty pages of every slot.
+fn dirty_pages(job: &Job<'_>) -> Result<Vec<u64>, MigrationError> {
+    let m = job.vm.machine();
+    let mut v = Vec::new();
+    for s in m.slots() {
+        let bitmap = m
+            .dirty_log(s.slot)
+            .map_err(|e| MigrationError::Machine(format!("KVM_GET_DIRTY_LOG: {e}")))?;
+        for (w, word) in bitmap.iter().enumerate() {
+            let mut bits = *word;
+            while bits != 0 {
+                let b = u64::from(bits.trailing_zeros());
+                bits &= bits - 1;
+                let gpa = s.gpa + (w as u64 * 64 + b) * PAGE;
+                if gpa < s.gpa + s.len {
+                    v.push(gpa);
+                }
+            }
+        }
+    }
+    Ok(v)
+}
+
+struct Sender<'a> {
+    job: &'a Job<'a>,
+    tx: SyncSender<Record>,
+    bandwidth: Option<u64>,
+    started: Instant,
+    sent_bytes: u64,
+}
+
+impl Sender<'_> {
+    fn page(&mut self, gpa: u64, len: u64) -> Result<(), MigrationError> {
+        if self.job.cancel.load(Ordering::Relaxed) {
+            return Err(MigrationError::Cancelled);
+        }
+        let (header, trans) = self.job.sev.backend.send_update_data(Gpa(gpa), len)?;
+        self.sent_bytes += len + 65;
+        self.send(Record::Page { gpa, header, trans })?;
+        self.job.progress.pages.fetch_add(1, Ordering::Relaxed);
+        if let Some(bw) = self.bandwidth {
+            // max-bandwidth: wait until the bytes sent fit the budget.
+            let due = Duration::from_secs_f64(self.sent_bytes as f64 / bw as f64);
+            let el = self.started.elapsed();
+            if due > el {
+                std::thread::sleep(due - el);
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&self, r: Record) -> Result<(), MigrationError> {
+        self.tx.send(r).map_err(|_| {
+            // The writer thread ended: its error is reported at join.
+            MigrationError::Stream(super::StreamError::Truncated(
+                "the writer (connection lost)",
+            ))
+        })
+    }
+
+    fn pass(
+        &mut self,
+        n: u64,
+        pages: &[u64],
+        display: &mut ProgressDisplay,
+    ) -> Result<(), MigrationError> {
+        let p = self.job.progress;
+        p.pass.store(n, Ordering::Relaxed);
+        self.send(Record::Pass(n))?;
+        self.job.vm.emit_event(&QmpEvent::MigrationPass { pass: n });
+        let mut left = pages.len() as u64 * PAGE;
+        p.remaining.store(left, Ordering::Relaxed);
+        for &gpa in pages {
+            self.page(gpa, PAGE)?;
+            left -= PAGE;
+            p.remaining.store(left, Ordering::Relaxed);
+            display.tick(p);
+        }
+        Ok(())
+    }
+}
+
+fn send(
+    job: &Job<'_>,
+    conn: Conn,
+    policy: u32,
+    session: Vec<u8>,
+    start: Instant,
+    paused_here: &mut bool,
+) -> Result<Summary, MigrationError> {
+    let machine = job.vm.machine();
+    let ram = machine.guest_memory();
+    let (own_pdh, _) = job.sev.platform.pdh_cert_export()?;
+    let header = Header {
+        policy,
+        ram_size: ram.ram_size(),
+        firmware_size: ram.firmware_size(),
+        vcpus: machine.vcpu_count() as u32,
+        source_pdh: own_pdh,
+        session,
+    };
+    let progress = job.progress;
+    let pages = all_pages(job);
+    progress
+        .total
+        .store(pages.len() as u64 * PAGE, Ordering::Relaxed);
+    (job.on_active)();
+
+    let (tx, rx) = sync_channel::<Record>(256);
+    let (out, mut ack, shutdown): (Box<dyn Write + Send>, _, _) = match conn {
+        Conn::File { file, .. } => (Box::new(file), None, None),
+        Conn::Socket {
+            read,
+            write,
+            shutdown,
+        } => (write, Some(read), Some(shutdown)),
+    };
+    let file = match &job.endpoint {
+        Endpoint::File(path) => Some((temp_path(path), path.clone())),
+        _ => None,
+    };
+
+    let mut display = ProgressDisplay::new("migrate");
+    let result = std::thread::scope(|scope| {
+        let header = &header;
+        let writer = scope.spawn(move || writer_thread(out, header, &rx, progress));
+        let mut s = Sender {
+            job,
+            tx,
+            bandwidth: job.params.max_bandwidth.filter(|&b| b > 0),
+            started: Instant::now(),
+            sent_bytes: 0,
+        };
+        let body = (|| -> Result<(Instant, bool, u64), MigrationError> {
+            let running = machine.run_state() == crate::machine::RunState::Running;
+            let precopy = running && machine.dirty_logging();
+            if running && !machine.dirty_logging() {
+                log::warn!(
+                    "KVM dirty page logging is not available: migrating with stop-and-copy only"
+                );
+            }
+            let mut remaining = pages.clone();
+            let mut pass = 1;
+            if precopy {
+                dirty_pages(job)?; // clear the log: pass 1 sends everything
+                let limit_ms = job
+                    .params
+                    .downtime_limit
+                    .unwrap_or(DEFAULT_DOWNTIME_LIMIT_MS)
+                    .max(1);
+                loop {
+                    let t = Instant::now();
+                    s.pass(pass, &remaining, &mut display)?;
+                    let secs = t.elapsed().as_secs_f64().max(1e-3);
+                    let rate = (remaining.len() as f64 * PAGE as f64 / secs).max(1.0);
+                    remaining = dirty_pages(job)?;
+                    progress.dirty_syncs.fetch_add(1, Ordering::Relaxed);
+                    pass += 1;
+                    let expect_ms = remaining.len() as f64 * PAGE as f64 / rate * 1000.0;
+                    log::info!(
+                        "migration pass {} done: {} dirty pages, expected downtime {expect_ms:.1} ms",
+                        pass - 1,
+                        remaining.len()
+                    );
+                    if expect_ms <= limit_ms as f64 || pass > MAX_PASSES {
+                        break;
+                    }
+                }
+            }
+            // Stop and copy.
+            let was_running = job.vm.pause_vm().map_err(MigrationError::Machine)?;
+            *paused_here = was_running;
+            let down = Instant::now();
+            let before = progress.transferred.load(Ordering::Relaxed);
+            progress.downtime_bytes.store(0, Ordering::Relaxed);
+            if precopy {
+                remaining.extend(dirty_pages(job)?);
+                remaining.sort_unstable();
+                remaining.dedup();
+                progress.dirty_syncs.fetch_add(1, Ordering::Relaxed);
+            }
+            s.pass(pass, &remaining, &mut display)?;
+            for i in 0..machine.vcpu_count() {
+                let st = machine
+                    .vcpu_state(i)
+                    .map_err(|e| MigrationError::Machine(format!("vCPU {i} state: {e}")))?;
+                s.send(Record::Vcpu {
+                    index: i as u32,
+                    state: st.to_bytes(),
+                })?;
+            }
+            s.send(Record::Device(machine.device_state()))?;
+            // The authenticated end packet (module documentation).
+            s.page(0, 16)?;
+            s.send(Record::End {
+                packets: 0,
+                digest: [0; 32],
+            })?;
+            Ok((down, precopy, before))
+        })();
+        drop(s);
+        if body.is_err() {
+            if let Some(sd) = &shutdown {
+                sd();
+            }
+        }
+        let written = writer.join();
+        (body, written)
+    });
+    display.finish();
+    let (body, written) = result;
+    let written = match written {
+        Ok(w) => w,
+        Err(_) => Err(MigrationError::Machine(
+            "the migration writer panicked".into(),
+        )),
+    };
+    let (down, precopy, before) = match (body, written) {
+        (Ok(v), Ok(_)) => v,
+        (Err(MigrationError::Cancelled), _) => {
+            discard_file(&file);
+            return Err(MigrationError::Cancelled);
+        }
+        // The writer's error (I/O) explains a body error ("writer gone").
+        (Ok(_), Err(e))
+        | (Err(_), Err(e @ (MigrationError::Stream(_) | MigrationError::Io { .. }))) => {
+            discard_file(&file);
+            return Err(target_said(ack.as_mut(), e));
+        }
+        (Err(e), _) => {
+            discard_file(&file);
+            return Err(target_said(ack.as_mut(), e));
+        }
+    };
+    if let Some((tmp, path)) = &file {
+        let f = File::open(tmp).map_err(io("snapshot file"))?;
+        f.sync_all().map_err(io("fsync of the snapshot"))?;
+        std::fs::rename(tmp, path).map_err(|e| {
+            let _ = std::fs::remove_file(tmp);
+            MigrationError::Io {
+                what: format!("cannot rename the snapshot to {}", path.display()),
+                source: e,
+            }
+        })?;
+    }
+    if let Some(r) = ack.as_mut() {
+        read_ack(r)?;
+    }
+    let downtime = down.elapsed();
+    progress.remaining.store(0, Ordering::Relaxed);
+    let bytes = progress.transferred.load(Ordering::Relaxed);
+    progress
+        .downtime_bytes
+        .store(bytes.saturating_sub(before), Ordering::Relaxed);
+    Ok(Summary {
+        total_ms: start.elapsed().as_millis() as u64,
+        downtime_ms: downtime.as_millis() as u64,
+        bytes,
+        precopy,
+    })
+}
+
+fn discard_file(file: &Option<(PathBuf, PathBuf)>) {
+    if let Some((tmp, _)) = file {
+        let _ = std::fs::remove_file(tmp);
+    }
+}
+
+/// Acknowledgement from the target: `0x00` after RECEIVE_FINISH, or
+/// `0x01` followed by an error text (at most 1 KiB), then EOF.
+pub const ACK_OK: u8 = 0;
+/// See [`ACK_OK`].
+pub const ACK_ERROR: u8 = 1;
+
+fn read_ack(r: &mut (dyn Read + Send)) -> Result<(), MigrationError> {
+    let mut buf = Vec::new();
+    r.take(1025)
+        .read_to_end(&mut buf)
+        .map_err(io("reading the target's acknowledgement"))?;
+    match buf.split_first() {
+        Some((&ACK_OK, _)) => Ok(()),
+        Some((&ACK_ERROR, msg)) => Err(MigrationError::TargetRefused(
+            String::from_utf8_lossy(msg).into_owned(),
+        )),
+        _ => Err(MigrationError::TargetRefused(
+            "the connection closed without an acknowledgement (target died?)".into(),
+        )),
+    }
+}
+
+/// A write failed: the target may have said why before closing.
+fn target_said(ack: Option<&mut Box<dyn Read + Send>>, e: MigrationError) -> MigrationError {
+    let Some(r) = ack else { return e };
+    let mut buf = Vec::new();
+    let _ = r.take(1025).read_to_end(&mut buf);
+    match buf.split_first() {
+        Some((&ACK_ERROR, msg)) if !msg.is_empty() => {
+            MigrationError::TargetRefused(String::from_utf8_lossy(msg).into_owned())
+        }
+        _ => e,
+    }
+}

@@ -1,0 +1,548 @@
+//! The sevm migration stream (snapshot files and live migration share it).
+//!
+//! ```text
+//! stream  = MAGIC "SEVMMIG\0" ‖ LE32 version (1) ‖ header ‖ record* ‖ end
+//! header  = LE32 policy ‖ LE64 ram_size ‖ LE64 firmware_size ‖ LE32 vcpus
+//!           ‖ LE32 pdh_len (= 0x824) ‖ source PDH certificate
+//!           ‖ LE32 session_len (= 0x80) ‖ SEND_START session
+//! record  = 0x01 LE64 gpa ‖ 52-byte packet header ‖ LE32 len (16..=4096) ‖ transport bytes
+//!         | 0x02 LE32 vcpu index ‖ LE32 len (≤ 64 KiB) ‖ VcpuState bytes
+//!         | 0x03 LE32 len (≤ 4 KiB) ‖ device state bytes
+//!         | 0x04 LE64 pass                     (start of a pre-copy pass; informative)
+//! end     = 0xEE LE64 packet count ‖ SHA-256 digest
+//! ```
+//!
+//! Every length is bounded before anything is allocated. The digest is
+//! SHA-256 over every byte of the stream up to the end record's tag *except* the
+//! transport bytes of page records (those are covered by the firmware's MAC;
+//! hashing them again would halve the throughput): it detects accidental
+//! corruption of the unauthenticated parts (vCPU and device state). How the
+//! end of the stream is *authenticated* is described in
+//! [`super`](crate::migration).
+
+use std::io::{Read, Write};
+
+use sev_proto::abi::{PACKET_HEADER_LEN, SESSION_LEN, SEV_CERT_LEN};
+use sha2::{Digest, Sha256};
+
+/// First bytes of every stream.
+pub const MAGIC: [u8; 8] = *b"SEVMMIG\0";
+/// The format version this build writes and reads.
+pub const VERSION: u32 = 1;
+/// Largest transport buffer of a page record (one page).
+pub const MAX_PAGE_LEN: u32 = 4096;
+/// Largest vCPU state record.
+pub const MAX_VCPU_STATE_LEN: u32 = 64 << 10;
+/// Largest device state record.
+pub const MAX_DEVICE_STATE_LEN: u32 = 4 << 10;
+/// Most vCPUs a header may announce.
+pub const MAX_VCPUS: u32 = 1024;
+
+const TAG_PAGE: u8 = 0x01;
+const TAG_VCPU: u8 = 0x02;
+const TAG_DEVICE: u8 = 0x03;
+const TAG_PASS: u8 = 0x04;
+const TAG_END: u8 = 0xEE;
+
+/// A malformed or unreadable stream.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// Reading or writing failed (including a connection that dropped).
+    #[error("migration stream I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// The stream ended before the end record.
+    #[error("migration stream truncated: it ended inside {0}")]
+    Truncated(&'static str),
+    /// Not a sevm migration stream.
+    #[error("not a sevm migration stream (bad magic {0:02x?})")]
+    Magic([u8; 8]),
+    /// A version this build does not read.
+    #[error("migration stream version {0} is not supported (this sevm reads version {VERSION})")]
+    Version(u32),
+    /// A field is out of its bounds.
+    #[error("malformed migration stream: {field} = {value:#x} ({problem})")]
+    Field {
+        /// Which field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// An unknown record tag.
+    #[error("malformed migration stream: unknown record tag {0:#04x}")]
+    Tag(u8),
+}
+
+/// The stream header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The guest policy SEND_START returned.
+    pub policy: u32,
+    /// Guest RAM bytes.
+    pub ram_size: u64,
+    /// Firmware image bytes (mapped to end at 4 GiB).
+    pub firmware_size: u64,
+    /// vCPU count.
+    pub vcpus: u32,
+    /// The source platform's PDH certificate (for RECEIVE_START).
+    pub source_pdh: Vec<u8>,
+    /// The session SEND_START made for the target's PDH.
+    pub session: Vec<u8>,
+}
+
+/// One record after the header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A SEND_UPDATE_DATA packet for `gpa`.
+    Page {
+        /// Guest-physical address.
+        gpa: u64,
+        /// The 52-byte packet header.
+        header: Vec<u8>,
+        /// The transport bytes.
+        trans: Vec<u8>,
+    },
+    /// One vCPU's register state.
+    Vcpu {
+        /// vCPU index.
+        index: u32,
+        /// `VcpuState::to_bytes`.
+        state: Vec<u8>,
+    },
+    /// The machine's device state.
+    Device(Vec<u8>),
+    /// Start of pre-copy pass `n`.
+    Pass(u64),
+    /// The end: how many page packets came before, and the digest.
+    End {
+        /// Page records in the stream.
+        packets: u64,
+        /// SHA-256 as described in the module documentation.
+        digest: [u8; 32],
+    },
+}
+
+/// Writes a stream, keeping the digest and the byte count.
+#[derive(Debug)]
+pub struct Writer<W: Write> {
+    out: W,
+    hash: Sha256,
+    bytes: u64,
+    packets: u64,
+}
+
+impl<W: Write> Writer<W> {
+    /// Writes the magic, version and header.
+    pub fn new(out: W, h: &Header) -> Result<Self, StreamError> {
+        let mut w = Writer {
+            out,
+            hash: Sha256::new(),
+            bytes: 0,
+            packets: 0,
+        };
+        w.put(&MAGIC)?;
+        w.put(&VERSION.to_le_bytes())?;
+        w.put(&h.policy.to_le_bytes())?;
+        w.put(&h.ram_size.to_le_bytes())?;
+        w.put(&h.firmware_size.to_le_bytes())?;
+        w.put(&h.vcpus.to_le_bytes())?;
+        w.put(&(h.source_pdh.len() as u32).to_le_bytes())?;
+        w.put(&h.source_pdh)?;
+        w.put(&(h.session.len() as u32).to_le_bytes())?;
+        w.put(&h.session)?;
+        Ok(w)
+    }
+
+    fn put(&mut self, b: &[u8]) -> Result<(), StreamError> {
+        self.hash.update(b);
+        self.put_unhashed(b)
+    }
+
+    fn put_unhashed(&mut self, b: &[u8]) -> Result<(), StreamError> {
+        self.out.write_all(b)?;
+        self.bytes += b.len() as u64;
+        Ok(())
+    }
+
+    /// Writes one record; an `End` record's fields are computed here (the
+    /// given values are ignored).
+    pub fn record(&mut self, r: &Record) -> Result<(), StreamError> {
+        match r {
+            Record::Page { gpa, header, trans } => {
+                self.put(&[TAG_PAGE])?;
+                self.put(&gpa.to_le_bytes())?;
+                self.put(header)?;
+                self.put(&(trans.len() as u32).to_le_bytes())?;
+                self.put_unhashed(trans)?;
+                self.packets += 1;
+            }
+            Record::Vcpu { index, state } => {
+                self.put(&[TAG_VCPU])?;
+                self.put(&index.to_le_bytes())?;
+                self.put(&(state.len() as u32).to_le_bytes())?;
+                self.put(state)?;
+            }
+            Record::Device(state) => {
+                self.put(&[TAG_DEVICE])?;
+                self.put(&(state.len() as u32).to_le_bytes())?;
+                self.put(state)?;
+            }
+            Record::Pass(n) => {
+                self.put(&[TAG_PASS])?;
+                self.put(&n.to_le_bytes())?;
+            }
+            Record::End { .. } => {
+                self.put(&[TAG_END])?;
+                let digest: [u8; 32] = self.hash.clone().finalize().into();
+                let packets = self.packets;
+                self.put_unhashed(&packets.to_le_bytes())?;
+                self.put_unhashed(&digest)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Flushes the output.
+    pub fn flush(&mut self) -> Result<(), StreamError> {
+        self.out.flush()?;
+        Ok(())
+    }
+
+    /// The output.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+/// Reads a stream, checking every bound.
+#[derive(Debug)]
+pub struct Reader<R: Read> {
+    input: R,
+    hash: Sha256,
+    bytes: u64,
+    packets: u64,
+    ended: bool,
+}
+
+impl<R: Read> Reader<R> {
+    /// Reads and checks the magic, version and header.
+    pub fn new(input: R) -> Result<(Self, Header), StreamError> {
+        let mut r = Reader {
+            input,
+            hash: Sha256::new(),
+            bytes: 0,
+            packets: 0,
+            ended: false,
+        };
+        let magic: [u8; 8] = r.array("the magic")?;
+        if magic != MAGIC {
+            return Err(StreamError::Magic(magic));
+        }
+        let version = r.u32("the version")?;
+        if version != VERSION {
+            return Err(StreamError::Version(version));
+        }
+        let policy = r.u32("the header")?;
+        let ram_size = r.u64("the header")?;
+        let firmware_size = r.u64("the header")?;
+        let vcpus = r.u32("the header")?;
+        if vcpus == 0 || vcpus > MAX_VCPUS {
+            return Err(StreamError::Field {
+                field: "vcpus",
+                value: u64::from(vcpus),
+                problem: "must be 1..=1024",
+            });
+        }
+        let source_pdh = r.exact_vec("pdh_len", SEV_CERT_LEN)?;
+        let session = r.exact_vec("session_len", SESSION_LEN)?;
+        Ok((
+            r,
+            Header {
+                policy,
+                ram_size,
+                firmware_size,
+                vcpus,
+                source_pdh,
+                session,
+            },
+        ))
+    }
+
+    fn fill(
+        &mut self,
+        buf: &mut [u8],
+        what: &'static str,
+        hashed: bool,
+    ) -> Result<(), StreamError> {
+        self.input.read_exact(buf).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                StreamError::Truncated(what)
+            } else {
+                StreamError::Io(e)
+            }
+        })?;
+        if hashed {
+            self.hash.update(&*buf);
+        }
+        self.bytes += buf.len() as u64;
+        Ok(())
+    }
+
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], StreamError> {
+        let mut b = [0u8; N];
+        self.fill(&mut b, what, true)?;
+        Ok(b)
+    }
+
+    fn u32(&mut self, what: &'static str) -> Result<u32, StreamError> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &'static str) -> Result<u64, StreamError> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    fn exact_vec(&mut self, field: &'static str, len: usize) -> Result<Vec<u8>, StreamError> {
+        let n = self.u32("the header")?;
+        if n as usize != len {
+            return Err(StreamError::Field {
+                field,
+                value: u64::from(n),
+                problem: "wrong length",
+            });
+        }
+        let mut v = vec![0u8; len];
+        self.fill(&mut v, "the header", true)?;
+        Ok(v)
+    }
+
+    fn bounded_vec(
+        &mut self,
+        field: &'static str,
+        max: u32,
+        what: &'static str,
+        hashed: bool,
+    ) -> Result<Vec<u8>, StreamError> {
+        let n = self.u32(what)?;
+        if n == 0 || n > max {
+            return Err(StreamError::Field {
+                field,
+                value: u64::from(n),
+                problem: "length out of bounds",
+            });
+        }
+        let mut v = vec![0u8; n as usize];
+        self.fill(&mut v, what, hashed)?;
+        Ok(v)
+    }
+
+    /// The next record. After the end record has been returned, nothing
+    /// more is read (and this returns an error).
+    pub fn next_record(&mut self) -> Result<Record, StreamError> {
+        if self.ended {
+            return Err(StreamError::Truncated(
+                "nothing: the end record was already read",
+            ));
+        }
+        let [tag] = self.array::<1>("a record tag").map_err(|e| match e {
+            StreamError::Truncated(_) => StreamError::Truncated("the record list (no end record)"),
+            other => other,
+        })?;
+        Ok(match tag {
+            TAG_PAGE => {
+                let gpa = self.u64("a page record")?;
+                let header = self.array::<PACKET_HEADER_LEN>("a page record")?.to_vec();
+                let trans = self.bounded_vec("page len", MAX_PAGE_LEN, "a page record", false)?;
+                if trans.len() % 16 != 0 {
+                    return Err(StreamError::Field {
+                        field: "page len",
+                        value: trans.len() as u64,
+                        problem: "not a multiple of 16",
+                    });
+                }
+                self.packets += 1;
+                Record::Page { gpa, header, trans }
+            }
+            TAG_VCPU => {
+                let index = self.u32("a vCPU record")?;
+                let state =
+                    self.bounded_vec("vcpu len", MAX_VCPU_STATE_LEN, "a vCPU record", true)?;
+                Record::Vcpu { index, state }
+            }
+            TAG_DEVICE => Record::Device(self.bounded_vec(
+                "device len",
+                MAX_DEVICE_STATE_LEN,
+                "a device record",
+                true,
+            )?),
+            TAG_PASS => Record::Pass(self.u64("a pass record")?),
+            TAG_END => {
+                let expect: [u8; 32] = self.hash.clone().finalize().into();
+                let mut b = [0u8; 40];
+                self.fill(&mut b, "the end record", false)?;
+                let mut packets = [0u8; 8];
+                packets.copy_from_slice(b.get(..8).unwrap_or(&[0; 8]));
+                let packets = u64::from_le_bytes(packets);
+                let mut digest = [0u8; 32];
+                digest.copy_from_slice(b.get(8..).unwrap_or(&[0; 32]));
+                if packets != self.packets {
+                    return Err(StreamError::Field {
+                        field: "end packet count",
+                        value: packets,
+                        problem: "differs from the page records received",
+                    });
+                }
+                if expect != digest {
+                    return Err(StreamError::Field {
+                        field: "end digest",
+                        value: 0,
+                        problem: "the stream's SHA-256 digest does not match (corrupted)",
+                    });
+                }
+                self.ended = true;
+                Record::End { packets, digest }
+            }
+            other => return Err(StreamError::Tag(other)),
+        })
+    }
+
+    /// Bytes read so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The input.
+    pub fn into_inner(self) -> R {
+        self.input
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header {
+            policy: 1,
+            ram_size: 16 << 20,
+            firmware_size: 2 << 20,
+            vcpus: 1,
+            source_pdh: vec![7; SEV_CERT_LEN],
+            session: vec![9; SESSION_LEN],
+        }
+    }
+
+    fn sample() -> Vec<u8> {
+        let mut w = Writer::new(Vec::new(), &header()).unwrap();
+        w.record(&Record::Pass(1)).unwrap();
+        w.record(&Record::Page {
+            gpa: 0x1000,
+            header: vec![1; 52],
+            trans: vec![2; 4096],
+        })
+        .unwrap();
+        w.record(&Record::Vcpu {
+            index: 0,
+            state: vec![3; 100],
+        })
+        .unwrap();
+        w.record(&Record::Device(vec![4; 9])).unwrap();
+        w.record(&Record::End {
+            packets: 0,
+            digest: [0; 32],
+        })
+        .unwrap();
+        assert_eq!(w.bytes() as usize, w.out.len());
+        w.into_inner()
+    }
+
+    #[test]
+    fn round_trip() {
+        let bytes = sample();
+        let (mut r, h) = Reader::new(bytes.as_slice()).unwrap();
+        assert_eq!(h, header());
+        assert_eq!(r.next_record().unwrap(), Record::Pass(1));
+        assert!(matches!(
+            r.next_record().unwrap(),
+            Record::Page { gpa: 0x1000, .. }
+        ));
+        assert!(matches!(
+            r.next_record().unwrap(),
+            Record::Vcpu { index: 0, .. }
+        ));
+        assert_eq!(r.next_record().unwrap(), Record::Device(vec![4; 9]));
+        assert!(matches!(
+            r.next_record().unwrap(),
+            Record::End { packets: 1, .. }
+        ));
+        assert_eq!(r.bytes() as usize, bytes.len());
+        assert!(r.next_record().is_err());
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let bytes = sample();
+        for n in 0..bytes.len() {
+            let res = Reader::new(&bytes[..n]).and_then(|(mut r, _)| loop {
+                if let Record::End { .. } = r.next_record()? {
+                    break Ok(());
+                }
+            });
+            assert!(res.is_err(), "prefix of {n} bytes accepted");
+        }
+    }
+
+    #[test]
+    fn corruption_outside_transport_bytes_is_detected() {
+        let bytes = sample();
+        let header_len = 8 + 4 + 4 + 8 + 8 + 4 + 4 + SEV_CERT_LEN + 4 + SESSION_LEN;
+        // The vCPU state's bytes (after pass record and page record).
+        let vcpu_at = header_len + 9 + 1 + 8 + 52 + 4 + 4096 + 1 + 4 + 4 + 10;
+        let mut bad = bytes.clone();
+        bad[vcpu_at] ^= 1;
+        let (mut r, _) = Reader::new(bad.as_slice()).unwrap();
+        let e = loop {
+            match r.next_record() {
+                Ok(Record::End { .. }) => panic!("accepted"),
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        assert!(e.to_string().contains("digest"), "{e}");
+    }
+
+    #[test]
+    fn bounds_are_checked_before_allocation() {
+        let mut bytes = sample();
+        let header_len = 8 + 4 + 4 + 8 + 8 + 4 + 4 + SEV_CERT_LEN + 4 + SESSION_LEN;
+        // Page len field: after pass record (9), tag, gpa, header.
+        let len_at = header_len + 9 + 1 + 8 + 52;
+        bytes[len_at..len_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let (mut r, _) = Reader::new(bytes.as_slice()).unwrap();
+        r.next_record().unwrap();
+        let e = r.next_record().unwrap_err();
+        assert!(e.to_string().contains("page len"), "{e}");
+        let e = Reader::new(&b"QEMU\0\0\0\0xxxx"[..]).unwrap_err();
+        assert!(matches!(e, StreamError::Magic(_)));
+        let mut v = sample();
+        v[8] = 2;
+        assert!(matches!(
+            Reader::new(v.as_slice()).unwrap_err(),
+            StreamError::Version(2)
+        ));
+        let mut v = sample();
+        v[header_len + 9] = 0x77;
+        let (mut r, _) = Reader::new(v.as_slice()).unwrap();
+        r.next_record().unwrap();
+        assert!(matches!(
+            r.next_record().unwrap_err(),
+            StreamError::Tag(0x77)
+        ));
+    }
+}
