@@ -196,6 +196,20 @@ fn demo_runs_the_attested_launch() {
     assert!(out.contains("not an AMD root"), "{out}");
     assert!(out.contains("s3cr3t for the demo"), "{out}");
     assert!(out.contains("hello from the encrypted guest"), "{out}");
+    // The host's view of the secret page (QMP `xp`) is ciphertext: the
+    // secret table's header GUID (42 f5 74 1e ...) that the guest reads in
+    // plaintext at the same address must not appear in it.
+    let marker = "what the host sees of the secret page in guest memory";
+    let view = out
+        .split(marker)
+        .nth(1)
+        .and_then(|rest| rest.split("--- guest serial output ---").next())
+        .unwrap_or_else(|| panic!("no host view in the demo output:\n{out}"));
+    assert!(view.contains("0000000000810000:"), "{view}");
+    assert!(
+        !view.contains("0x42 0xf5 0x74 0x1e"),
+        "plaintext in the host view:\n{view}"
+    );
 }
 
 #[test]

@@ -308,7 +308,7 @@ fn live_migration_moves_a_writing_guest_and_replay_elsewhere_is_refused() {
 
     // The recorded stream replayed into a third platform: refused before
     // anything runs (the session is wrapped for B's PDH). Replayed into B
-    // again it would restore a clone (documented in docs/migration.md).
+    // again it would restore a clone (documented in the README, "Replay").
     let c = sibling_platform(d, "c");
     let replay = d.join("replay.bin");
     std::fs::write(&replay, &stream).unwrap();

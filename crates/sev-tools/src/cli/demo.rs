@@ -130,9 +130,9 @@ fn print_report(r: &Report) {
             println!("what the host sees of the secret page in guest memory (ciphertext under the guest's key):");
             println!("{text}");
         }
-        Some(Err(e)) => println!(
-            "(the VMM offers no host-view read of guest memory yet, so the encrypted secret page cannot be shown: {e})"
-        ),
+        Some(Err(e)) => {
+            println!("(the VMM did not answer the host-view read of the secret page: {e})")
+        }
         None => {}
     }
     println!("--- guest serial output ---");
