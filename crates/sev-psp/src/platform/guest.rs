@@ -15,6 +15,7 @@ use sev_proto::measurement::{
 use sev_proto::secret::{open_launch_secret, PacketError, PacketHeader, TransportCipher};
 use sev_proto::session::{self, SessionBuffer, TransportKeys};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use super::{cmd, guest_command_allowed, FwError, Inner, Op, Platform, MAX_GUESTS};
 use crate::memory::{self, GuestBacking, MemoryState, Region, Vek, PAGE_SIZE};
@@ -46,6 +47,20 @@ pub(crate) struct Transport {
     pub(crate) cipher: TransportCipher,
     /// Sequence number of the next packet (bound into its MAC).
     pub(crate) seq: u64,
+    /// RECEIVE_UPDATE_*'s plaintext buffer, reused for every packet of the
+    /// session (one page of capacity, reserved up front so it never moves)
+    /// and wiped, whole capacity, when the session ends.
+    pub(crate) scratch: Zeroizing<Vec<u8>>,
+}
+
+impl Transport {
+    pub(crate) fn new(cipher: TransportCipher) -> Self {
+        Transport {
+            cipher,
+            seq: 0,
+            scratch: Zeroizing::new(Vec::with_capacity(crate::memory::PAGE_SIZE as usize)),
+        }
+    }
 }
 
 /// One guest context (SEV-REFERENCE 13, "Guest context").

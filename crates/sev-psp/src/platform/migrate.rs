@@ -195,10 +195,7 @@ impl Platform {
         let z = session::shared_secret(&inner.identity.pdh, verified.pdh_public_key());
         let session = session::wrap(z.as_slice(), &nonce, &wrap_iv, &keys, policy.bits());
         let guest = inner.guest(op, CommandId::SendStart, handle, false)?;
-        guest.send = Some(Transport {
-            cipher: TransportCipher::new(&keys),
-            seq: 0,
-        });
+        guest.send = Some(Transport::new(TransportCipher::new(&keys)));
         guest.state = GuestState::SendUpdate;
         dst.copy_from_slice(&session.to_bytes());
         log::debug!("SEND_START: guest {handle}");
@@ -387,7 +384,7 @@ impl Platform {
             inner.create_guest(op, share_handle, policy, GuestState::ReceiveUpdate, keys)?;
         if let Some(g) = inner.guests.get_mut(&handle) {
             g.digest = None;
-            g.recv = Some(Transport { cipher, seq: 0 });
+            g.recv = Some(Transport::new(cipher));
         }
         log::debug!("RECEIVE_START: guest {handle}, policy {policy}");
         Ok(handle)
@@ -489,11 +486,16 @@ impl Platform {
             .recv
             .as_mut()
             .ok_or_else(|| FwError::new(op, Status::InvalidGuestState, "no receive session"))?;
-        let plain = transport
+        // Opened in the session's reusable buffer: no allocation and no wipe
+        // per packet (the buffer is wiped when the session ends).
+        let plain = &mut transport.scratch;
+        plain.clear();
+        plain.extend_from_slice(trans);
+        transport
             .cipher
-            .open(kind, &header, len, trans, &binding(transport.seq, gpa))
+            .open_in_place(kind, &header, len, plain, &binding(transport.seq, gpa))
             .map_err(|e| packet_error(op, e))?;
-        memory::firmware_write(mem, gpa, &plain)
+        memory::firmware_write(mem, gpa, plain)
             .map_err(|e| FwError::new(op, Status::InvalidAddress, e.to_string()))?;
         state
             .mark_private(gpa, u64::from(len))
