@@ -51,7 +51,15 @@ pub(crate) struct Transport {
     /// session (one page of capacity, reserved up front so it never moves)
     /// and wiped, whole capacity, when the session ends.
     pub(crate) scratch: Zeroizing<Vec<u8>>,
+    /// SEND_UPDATE_*'s IVs drawn ahead from the firmware's generator
+    /// ([`IV_BATCH`] per draw: one `getrandom` per batch instead of per
+    /// packet), in reverse order so `pop` yields them in generator order.
+    /// IVs are public (they travel in the packet header).
+    pub(crate) ivs: Vec<[u8; 16]>,
 }
+
+/// IVs drawn at once for SEND_UPDATE_*.
+pub(crate) const IV_BATCH: usize = 64;
 
 impl Transport {
     pub(crate) fn new(cipher: TransportCipher) -> Self {
@@ -59,6 +67,7 @@ impl Transport {
             cipher,
             seq: 0,
             scratch: Zeroizing::new(Vec::with_capacity(crate::memory::PAGE_SIZE as usize)),
+            ivs: Vec::new(),
         }
     }
 }

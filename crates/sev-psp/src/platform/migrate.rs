@@ -49,6 +49,7 @@ use sev_proto::session::{self, TransportKeys};
 
 use super::guest::{
     check_aligned16, check_len16, check_range, check_vmsa_args, packet_error, Peer, Transport,
+    IV_BATCH,
 };
 use super::{cmd, ct_eq, FwError, Op, Platform};
 use crate::memory::{self, GuestBacking, PAGE_SIZE};
@@ -291,8 +292,25 @@ impl Platform {
             TransportKind::Vmsa => check_vmsa_args(op, mem, gpa, len)?,
         }
         let mut inner = self.lock();
-        let mut iv = [0u8; 16];
-        inner.rng.fill_bytes(&mut iv);
+        let refill = inner
+            .guests
+            .get(&handle)
+            .and_then(|g| g.send.as_ref())
+            .is_some_and(|t| t.ivs.is_empty());
+        let mut fresh = Vec::new();
+        if refill {
+            let mut b = [0u8; 16 * IV_BATCH];
+            inner.rng.fill_bytes(&mut b);
+            fresh = b
+                .chunks_exact(16)
+                .rev()
+                .map(|c| {
+                    let mut iv = [0u8; 16];
+                    iv.copy_from_slice(c);
+                    iv
+                })
+                .collect();
+        }
         let guest = inner.guest(op, command, handle, true)?;
         if kind == TransportKind::Vmsa && !guest.policy.es() {
             return Err(FwError::new(
@@ -306,6 +324,13 @@ impl Platform {
             .send
             .as_mut()
             .ok_or_else(|| FwError::new(op, Status::InvalidGuestState, "no send session"))?;
+        if transport.ivs.is_empty() {
+            transport.ivs = fresh;
+        }
+        let iv = transport
+            .ivs
+            .pop()
+            .ok_or_else(|| FwError::new(op, Status::InvalidGuestState, "no IV drawn"))?;
         memory::decrypt_from_guest(mem, &state, gpa, trans_dst)
             .map_err(|e| FwError::new(op, Status::InvalidAddress, e.to_string()))?;
         let header =
