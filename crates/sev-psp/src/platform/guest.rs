@@ -15,6 +15,7 @@ use sev_proto::measurement::{
 use sev_proto::secret::{open_launch_secret, PacketError, PacketHeader, TransportCipher};
 use sev_proto::session::{self, SessionBuffer, TransportKeys};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use super::{cmd, guest_command_allowed, FwError, Inner, Op, Platform, MAX_GUESTS};
 use crate::memory::{self, GuestBacking, MemoryState, Region, Vek, PAGE_SIZE};
@@ -46,6 +47,29 @@ pub(crate) struct Transport {
     pub(crate) cipher: TransportCipher,
     /// Sequence number of the next packet (bound into its MAC).
     pub(crate) seq: u64,
+    /// RECEIVE_UPDATE_*'s plaintext buffer, reused for every packet of the
+    /// session (one page of capacity, reserved up front so it never moves)
+    /// and wiped, whole capacity, when the session ends.
+    pub(crate) scratch: Zeroizing<Vec<u8>>,
+    /// SEND_UPDATE_*'s IVs drawn ahead from the firmware's generator
+    /// ([`IV_BATCH`] per draw: one `getrandom` per batch instead of per
+    /// packet), in reverse order so `pop` yields them in generator order.
+    /// IVs are public (they travel in the packet header).
+    pub(crate) ivs: Vec<[u8; 16]>,
+}
+
+/// IVs drawn at once for SEND_UPDATE_*.
+pub(crate) const IV_BATCH: usize = 64;
+
+impl Transport {
+    pub(crate) fn new(cipher: TransportCipher) -> Self {
+        Transport {
+            cipher,
+            seq: 0,
+            scratch: Zeroizing::new(Vec::with_capacity(crate::memory::PAGE_SIZE as usize)),
+            ivs: Vec::new(),
+        }
+    }
 }
 
 /// One guest context (SEV-REFERENCE 13, "Guest context").

@@ -49,6 +49,7 @@ use sev_proto::session::{self, TransportKeys};
 
 use super::guest::{
     check_aligned16, check_len16, check_range, check_vmsa_args, packet_error, Peer, Transport,
+    IV_BATCH,
 };
 use super::{cmd, ct_eq, FwError, Op, Platform};
 use crate::memory::{self, GuestBacking, PAGE_SIZE};
@@ -195,10 +196,7 @@ impl Platform {
         let z = session::shared_secret(&inner.identity.pdh, verified.pdh_public_key());
         let session = session::wrap(z.as_slice(), &nonce, &wrap_iv, &keys, policy.bits());
         let guest = inner.guest(op, CommandId::SendStart, handle, false)?;
-        guest.send = Some(Transport {
-            cipher: TransportCipher::new(&keys),
-            seq: 0,
-        });
+        guest.send = Some(Transport::new(TransportCipher::new(&keys)));
         guest.state = GuestState::SendUpdate;
         dst.copy_from_slice(&session.to_bytes());
         log::debug!("SEND_START: guest {handle}");
@@ -294,8 +292,25 @@ impl Platform {
             TransportKind::Vmsa => check_vmsa_args(op, mem, gpa, len)?,
         }
         let mut inner = self.lock();
-        let mut iv = [0u8; 16];
-        inner.rng.fill_bytes(&mut iv);
+        let refill = inner
+            .guests
+            .get(&handle)
+            .and_then(|g| g.send.as_ref())
+            .is_some_and(|t| t.ivs.is_empty());
+        let mut fresh = Vec::new();
+        if refill {
+            let mut b = [0u8; 16 * IV_BATCH];
+            inner.rng.fill_bytes(&mut b);
+            fresh = b
+                .chunks_exact(16)
+                .rev()
+                .map(|c| {
+                    let mut iv = [0u8; 16];
+                    iv.copy_from_slice(c);
+                    iv
+                })
+                .collect();
+        }
         let guest = inner.guest(op, command, handle, true)?;
         if kind == TransportKind::Vmsa && !guest.policy.es() {
             return Err(FwError::new(
@@ -309,6 +324,13 @@ impl Platform {
             .send
             .as_mut()
             .ok_or_else(|| FwError::new(op, Status::InvalidGuestState, "no send session"))?;
+        if transport.ivs.is_empty() {
+            transport.ivs = fresh;
+        }
+        let iv = transport
+            .ivs
+            .pop()
+            .ok_or_else(|| FwError::new(op, Status::InvalidGuestState, "no IV drawn"))?;
         memory::decrypt_from_guest(mem, &state, gpa, trans_dst)
             .map_err(|e| FwError::new(op, Status::InvalidAddress, e.to_string()))?;
         let header =
@@ -387,7 +409,7 @@ impl Platform {
             inner.create_guest(op, share_handle, policy, GuestState::ReceiveUpdate, keys)?;
         if let Some(g) = inner.guests.get_mut(&handle) {
             g.digest = None;
-            g.recv = Some(Transport { cipher, seq: 0 });
+            g.recv = Some(Transport::new(cipher));
         }
         log::debug!("RECEIVE_START: guest {handle}, policy {policy}");
         Ok(handle)
@@ -489,11 +511,16 @@ impl Platform {
             .recv
             .as_mut()
             .ok_or_else(|| FwError::new(op, Status::InvalidGuestState, "no receive session"))?;
-        let plain = transport
+        // Opened in the session's reusable buffer: no allocation and no wipe
+        // per packet (the buffer is wiped when the session ends).
+        let plain = &mut transport.scratch;
+        plain.clear();
+        plain.extend_from_slice(trans);
+        transport
             .cipher
-            .open(kind, &header, len, trans, &binding(transport.seq, gpa))
+            .open_in_place(kind, &header, len, plain, &binding(transport.seq, gpa))
             .map_err(|e| packet_error(op, e))?;
-        memory::firmware_write(mem, gpa, &plain)
+        memory::firmware_write(mem, gpa, plain)
             .map_err(|e| FwError::new(op, Status::InvalidAddress, e.to_string()))?;
         state
             .mark_private(gpa, u64::from(len))

@@ -179,22 +179,25 @@ fn open(endpoint: &Endpoint) -> Result<Conn, MigrationError> {
 fn writer_thread<W: Write>(
     out: W,
     header: &Header,
-    rx: &Receiver<Record>,
+    rx: &Receiver<Vec<Record>>,
     progress: &Progress,
 ) -> Result<W, MigrationError> {
     let mut w = Writer::new(BufWriter::with_capacity(1 << 20, out), header)?;
     progress.transferred.store(w.bytes(), Ordering::Relaxed);
-    for r in rx {
-        let end = matches!(r, Record::End { .. });
-        w.record(&r)?;
-        progress.transferred.store(w.bytes(), Ordering::Relaxed);
-        if end {
-            w.flush()?;
-            return w
-                .into_inner()
-                .into_inner()
-                .map_err(|e| MigrationError::Stream(e.into_error().into()));
+    for batch in rx {
+        for r in batch {
+            let end = matches!(r, Record::End { .. });
+            w.record(&r)?;
+            if end {
+                progress.transferred.store(w.bytes(), Ordering::Relaxed);
+                w.flush()?;
+                return w
+                    .into_inner()
+                    .into_inner()
+                    .map_err(|e| MigrationError::Stream(e.into_error().into()));
+            }
         }
+        progress.transferred.store(w.bytes(), Ordering::Relaxed);
     }
     Err(MigrationError::Cancelled)
 }
@@ -280,9 +283,17 @@ fn dirty_pages(job: &Job<'_>) -> Result<Vec<u64>, MigrationError> {
     Ok(v)
 }
 
+/// Records per hand-over from the sealing thread to the writer: one
+/// channel message (and at most one wake-up) per batch instead of per page.
+const BATCH: usize = 64;
+/// Batches in flight between the sealing thread and the writer.
+const CHANNEL_BATCHES: usize = 4;
+
 struct Sender<'a> {
     job: &'a Job<'a>,
-    tx: SyncSender<Record>,
+    tx: SyncSender<Vec<Record>>,
+    /// Records not yet handed to the writer (see [`BATCH`]).
+    batch: Vec<Record>,
     bandwidth: Option<u64>,
     started: Instant,
     sent_bytes: u64,
@@ -302,14 +313,31 @@ impl Sender<'_> {
             let due = Duration::from_secs_f64(self.sent_bytes as f64 / bw as f64);
             let el = self.started.elapsed();
             if due > el {
+                self.flush()?;
                 std::thread::sleep(due - el);
             }
         }
         Ok(())
     }
 
-    fn send(&self, r: Record) -> Result<(), MigrationError> {
-        self.tx.send(r).map_err(|_| {
+    /// Queues `r` for the writer; a full batch or any record other than
+    /// a page is handed over at once.
+    fn send(&mut self, r: Record) -> Result<(), MigrationError> {
+        let page = matches!(r, Record::Page { .. });
+        self.batch.push(r);
+        if !page || self.batch.len() >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the queued records to the writer.
+    fn flush(&mut self) -> Result<(), MigrationError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        self.tx.send(batch).map_err(|_| {
             // The writer thread ended: its error is reported at join.
             MigrationError::Stream(super::StreamError::Truncated(
                 "the writer (connection lost)",
@@ -335,7 +363,7 @@ impl Sender<'_> {
             p.remaining.store(left, Ordering::Relaxed);
             display.tick(p);
         }
-        Ok(())
+        self.flush()
     }
 }
 
@@ -365,7 +393,7 @@ fn send(
         .store(pages.len() as u64 * PAGE, Ordering::Relaxed);
     (job.on_active)();
 
-    let (tx, rx) = sync_channel::<Record>(256);
+    let (tx, rx) = sync_channel::<Vec<Record>>(CHANNEL_BATCHES);
     let (out, mut ack, shutdown): (Box<dyn Write + Send>, _, _) = match conn {
         Conn::File { file, .. } => (Box::new(file), None, None),
         Conn::Socket {
@@ -386,6 +414,7 @@ fn send(
         let mut s = Sender {
             job,
             tx,
+            batch: Vec::with_capacity(BATCH),
             bandwidth: job.params.max_bandwidth.filter(|&b| b > 0),
             started: Instant::now(),
             sent_bytes: 0,

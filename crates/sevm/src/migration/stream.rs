@@ -170,10 +170,24 @@ impl<W: Write> Writer<W> {
     pub fn record(&mut self, r: &Record) -> Result<(), StreamError> {
         match r {
             Record::Page { gpa, header, trans } => {
-                self.put(&[TAG_PAGE])?;
-                self.put(&gpa.to_le_bytes())?;
-                self.put(header)?;
-                self.put(&(trans.len() as u32).to_le_bytes())?;
+                // One hash update and one buffered write for the fixed part.
+                let mut fixed = [0u8; 1 + 8 + PACKET_HEADER_LEN + 4];
+                let len = (trans.len() as u32).to_le_bytes();
+                let parts: [&[u8]; 4] = [&[TAG_PAGE], &gpa.to_le_bytes(), header, &len];
+                if header.len() == PACKET_HEADER_LEN {
+                    let mut at = 0;
+                    for p in parts {
+                        if let Some(d) = fixed.get_mut(at..at + p.len()) {
+                            d.copy_from_slice(p);
+                        }
+                        at += p.len();
+                    }
+                    self.put(&fixed)?;
+                } else {
+                    for p in parts {
+                        self.put(p)?;
+                    }
+                }
                 self.put_unhashed(trans)?;
                 self.packets += 1;
             }
@@ -356,10 +370,27 @@ impl<R: Read> Reader<R> {
         })?;
         Ok(match tag {
             TAG_PAGE => {
-                let gpa = self.u64("a page record")?;
-                let header = self.array::<PACKET_HEADER_LEN>("a page record")?.to_vec();
-                let trans = self.bounded_vec("page len", MAX_PAGE_LEN, "a page record", false)?;
-                if trans.len() % 16 != 0 {
+                // gpa ‖ packet header ‖ len, read and hashed at once.
+                let fixed = self.array::<{ 8 + PACKET_HEADER_LEN + 4 }>("a page record")?;
+                let (gpa, rest) = fixed.split_at(8);
+                let (header, len) = rest.split_at(PACKET_HEADER_LEN);
+                let mut g = [0u8; 8];
+                g.copy_from_slice(gpa);
+                let gpa = u64::from_le_bytes(g);
+                let header = header.to_vec();
+                let mut l = [0u8; 4];
+                l.copy_from_slice(len);
+                let n = u32::from_le_bytes(l);
+                if n == 0 || n > MAX_PAGE_LEN {
+                    return Err(StreamError::Field {
+                        field: "page len",
+                        value: u64::from(n),
+                        problem: "length out of bounds",
+                    });
+                }
+                let mut trans = vec![0u8; n as usize];
+                self.fill(&mut trans, "a page record", false)?;
+                if !trans.len().is_multiple_of(16) {
                     return Err(StreamError::Field {
                         field: "page len",
                         value: trans.len() as u64,

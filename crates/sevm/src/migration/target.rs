@@ -150,7 +150,10 @@ fn receive_from(
     let start = Instant::now();
     let progress = Progress::default();
     let mut display = ProgressDisplay::new("incoming");
-    let (tx, rx) = sync_channel::<Result<Record, StreamError>>(256);
+    // Records travel in batches: one channel message (and at most one
+    // wake-up) per BATCH records instead of one per page.
+    const BATCH: usize = 64;
+    let (tx, rx) = sync_channel::<Vec<Result<Record, StreamError>>>(8);
     let input = BufReader::with_capacity(1 << 20, input);
     let (reader, header) = Reader::new(input)?;
     let ram = machine.guest_memory();
@@ -192,6 +195,7 @@ fn receive_from(
     std::thread::scope(|scope| {
         let reader_thread = scope.spawn(move || {
             let mut r = reader;
+            let mut batch = Vec::with_capacity(BATCH);
             loop {
                 let rec = r.next_record();
                 let stop = !matches!(
@@ -201,8 +205,12 @@ fn receive_from(
                         | Record::Device(_)
                         | Record::Pass(_))
                 );
-                if tx.send(rec).is_err() || stop {
-                    return r.bytes();
+                batch.push(rec);
+                if stop || batch.len() >= BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if tx.send(full).is_err() || stop {
+                        return r.bytes();
+                    }
                 }
             }
         });
@@ -211,10 +219,16 @@ fn receive_from(
         let mut end_packet = false;
         let mut packets = 0u64;
         let outcome = (|| -> Result<(), MigrationError> {
+            let mut pending = Vec::new().into_iter();
             loop {
-                let rec = rx
-                    .recv()
-                    .map_err(|_| StreamError::Truncated("the record list"))??;
+                let Some(rec) = pending.next() else {
+                    pending = rx
+                        .recv()
+                        .map_err(|_| StreamError::Truncated("the record list"))?
+                        .into_iter();
+                    continue;
+                };
+                let rec = rec?;
                 match rec {
                     Record::Page { gpa, header, trans } => {
                         if end_packet {
