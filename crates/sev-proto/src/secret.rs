@@ -200,8 +200,9 @@ fn len32(len: usize) -> u32 {
 /// and borrows the expanded AES key, so sealing or opening a packet allocates nothing
 /// but its output. Build one per session (per migration) and reuse it.
 ///
-/// Note: the prepared states are copies of key material that `aes`/`hmac`
-/// (without their `zeroize` features) do not wipe on drop.
+/// The AES key schedules (`aes` with its `zeroize` feature) and the GHASH
+/// key (`ghash` with `zeroize`) are wiped on drop; the HMAC states are
+/// copies of key material that `hmac` does not wipe.
 #[derive(Clone)]
 pub struct TransportCipher {
     aes: Aes128,
@@ -224,8 +225,11 @@ impl TransportCipher {
         let tik_aes = Aes128::new(keys.tik.as_bytes().into());
         let mut h = aes::Block::default();
         tik_aes.encrypt_block(&mut h);
-        let ghash = GHash::new(&h);
+        let mut key = ghash::Key::default();
+        key.copy_from_slice(&h);
+        let ghash = GHash::new(&key);
         h.zeroize();
+        key.zeroize();
         TransportCipher {
             aes: Aes128::new(keys.tek.as_bytes().into()),
             mac: hmac_sha256(keys.tik.as_bytes()),
@@ -294,7 +298,8 @@ impl TransportCipher {
         let mut lens = ghash::Block::default();
         lens[8..].copy_from_slice(&128u64.to_be_bytes());
         g.update(&[lens]);
-        let mut j0 = g.finalize();
+        let mut j0 = aes::Block::default();
+        j0.copy_from_slice(&g.finalize());
         self.tik_aes.encrypt_block(&mut j0);
         let mut g = self.ghash.clone();
         g.update_padded(&aad);

@@ -2,8 +2,12 @@
 //! emulated platform, through the real binary.
 //!
 //! ```text
-//! cargo bench -p sevm --bench migrate [-- MIB]
+//! cargo bench -p sevm --bench migrate [-- MIB] [running|stopped|snapshot]
+//! SEVM_BENCH_BASELINE=/path/to/old/sevm SEVM_BENCH_ROUNDS=3 cargo bench ...
 //! ```
+//!
+//! With a baseline binary every case runs alternately with it and with this
+//! build (same machine, same moment) and the medians and ratios are printed.
 //!
 //! Rows (guest RAM MB/s = guest RAM + firmware bytes / wall time; the
 //! target's numbers are what it prints when the restore is complete):
@@ -31,8 +35,8 @@ struct Vm {
 }
 
 impl Vm {
-    fn spawn(args: &[String]) -> Vm {
-        let mut child = Command::new(SEVM)
+    fn spawn(bin: &Path, args: &[String]) -> Vm {
+        let mut child = Command::new(bin)
             .args(args)
             .env("RUST_LOG", "sevm::qmp=info")
             .stdout(Stdio::null())
@@ -173,14 +177,112 @@ fn chain_params(target: &Path) -> String {
     )
 }
 
-fn row(name: &str, bytes: u64, wall: Duration, downtime: Option<u64>) {
+fn row(name: &str, build: &str, bytes: u64, wall: Duration, downtime: Option<u64>) -> f64 {
     let mbs = bytes as f64 / wall.as_secs_f64() / 1e6;
     let dt = downtime.map_or("-".to_string(), |d| format!("{d}"));
     println!(
-        "{name:<40} {:>8.0} {:>9.0} {mbs:>9.0} {dt:>9}",
+        "{name:<40} {build:>8} {:>8.0} {:>9.0} {mbs:>9.0} {dt:>9}",
         bytes as f64 / 1048576.0,
         wall.as_secs_f64() * 1e3
     );
+    mbs
+}
+
+/// Which sevm binary a row measured.
+#[derive(Clone, Copy)]
+enum Build<'a> {
+    This,
+    Baseline(&'a Path),
+}
+
+impl Build<'_> {
+    fn path(&self) -> PathBuf {
+        match self {
+            Build::This => PathBuf::from(SEVM),
+            Build::Baseline(p) => p.to_path_buf(),
+        }
+    }
+}
+
+/// The measured cases, each as (wall time, downtime).
+struct Setup {
+    d: PathBuf,
+    fwp: PathBuf,
+    a: PathBuf,
+    b: PathBuf,
+    set_b: String,
+    mib: u64,
+}
+
+impl Setup {
+    fn live(&self, bin: &Path, stopped: bool) -> (Duration, Option<u64>, String) {
+        let d = &self.d;
+        let (qa, qb) = (d.join("qa"), d.join("qb"));
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let src = Vm::spawn(bin, &args(&self.fwp, &self.a, self.mib, &qa, &[]));
+        src.wait_for("QMP listening");
+        let incoming = format!("tcp:127.0.0.1:{port}");
+        let dst = Vm::spawn(
+            bin,
+            &args(&self.fwp, &self.b, self.mib, &qb, &["-incoming", &incoming]),
+        );
+        dst.wait_for("waiting on tcp");
+        let mut q = Qmp::connect(&qa);
+        q.cmd(&self.set_b);
+        if stopped {
+            q.cmd(r#"{"execute":"stop"}"#);
+        }
+        let t = Instant::now();
+        q.cmd(&format!(
+            r#"{{"execute":"migrate","arguments":{{"uri":"tcp:127.0.0.1:{port}"}}}}"#
+        ));
+        let info = q.migration_end();
+        let wall = t.elapsed();
+        let l = dst.wait_for("incoming migration complete");
+        (
+            wall,
+            info["downtime"].as_u64(),
+            l.trim_start_matches("sevm: ").to_string(),
+        )
+    }
+
+    /// Snapshot write, then the restore from it.
+    fn snapshot(&self, bin: &Path) -> [(Duration, Option<u64>); 2] {
+        let d = &self.d;
+        let qa = d.join("qa2");
+        let snap = d.join("guest.snap");
+        let src = Vm::spawn(bin, &args(&self.fwp, &self.a, self.mib, &qa, &[]));
+        src.wait_for("QMP listening");
+        let mut q = Qmp::connect(&qa);
+        let t = Instant::now();
+        q.cmd(&format!(
+            r#"{{"execute":"migrate","arguments":{{"uri":"file:{}"}}}}"#,
+            snap.display()
+        ));
+        let info = q.migration_end();
+        let write = (t.elapsed(), info["downtime"].as_u64());
+        drop(src);
+        let t = Instant::now();
+        let incoming = format!("file:{}", snap.display());
+        let dst = Vm::spawn(
+            bin,
+            &args(
+                &self.fwp,
+                &self.a,
+                self.mib,
+                &d.join("qa3"),
+                &["-incoming", &incoming],
+            ),
+        );
+        dst.wait_for("incoming migration complete");
+        let restore = (t.elapsed(), None);
+        drop(dst);
+        let _ = std::fs::remove_file(&snap);
+        [write, restore]
+    }
 }
 
 fn main() {
@@ -193,6 +295,14 @@ fn main() {
         .skip(1)
         .find(|a| ["running", "stopped", "snapshot"].contains(&a.as_str()));
     let want = |c: &str| only.as_deref().is_none_or(|o| o == c);
+    // SEVM_BENCH_BASELINE=path/to/an/older/sevm: every case runs with that
+    // binary and with this build, alternating, and the ratio is printed.
+    let baseline = std::env::var_os("SEVM_BENCH_BASELINE").map(PathBuf::from);
+    let rounds: usize = std::env::var("SEVM_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = platform(d, "a", 1);
@@ -206,88 +316,76 @@ fn main() {
     let fwp = d.join("spin.fd");
     std::fs::write(&fwp, fw).unwrap();
     let guest_bytes = (mib << 20) + 0x10000;
-    let set_b = chain_params(&b);
-
+    let setup = Setup {
+        d: d.to_path_buf(),
+        fwp,
+        set_b: chain_params(&b),
+        a,
+        b,
+        mib,
+    };
     println!(
         "sevm migration, idle {mib} MiB guest, emulated platform, this machine's cores shared"
     );
+    let mut builds = Vec::new();
+    if let Some(p) = &baseline {
+        println!(
+            "baseline: {} (rows alternate baseline / this build)",
+            p.display()
+        );
+        builds.push(("baseline", Build::Baseline(p)));
+    }
+    builds.push(("this", Build::This));
     println!(
-        "{:<40} {:>8} {:>9} {:>9} {:>9}",
-        "case", "MiB", "wall ms", "MB/s", "down ms"
+        "{:<40} {:>8} {:>8} {:>9} {:>9} {:>9}",
+        "case", "build", "MiB", "wall ms", "MB/s", "down ms"
     );
-    for stopped in [false, true] {
-        if !want(if stopped { "stopped" } else { "running" }) {
-            continue;
+    // case name -> [per build: MB/s samples]
+    let mut samples: Vec<(String, Vec<Vec<f64>>)> = Vec::new();
+    let mut record = |name: &str, bi: usize, mbs: f64| {
+        if !samples.iter().any(|(n, _)| n == name) {
+            samples.push((name.to_string(), vec![Vec::new(); builds.len()]));
         }
-        let (qa, qb) = (d.join("qa"), d.join("qb"));
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let src = Vm::spawn(&args(&fwp, &a, mib, &qa, &[]));
-        src.wait_for("QMP listening");
-        let incoming = format!("tcp:127.0.0.1:{port}");
-        let dst = Vm::spawn(&args(&fwp, &b, mib, &qb, &["-incoming", &incoming]));
-        dst.wait_for("waiting on tcp");
-        let mut q = Qmp::connect(&qa);
-        q.cmd(&set_b);
-        if stopped {
-            q.cmd(r#"{"execute":"stop"}"#);
+        if let Some((_, v)) = samples.iter_mut().find(|(n, _)| n == name) {
+            v[bi].push(mbs);
         }
-        let t = Instant::now();
-        q.cmd(&format!(
-            r#"{{"execute":"migrate","arguments":{{"uri":"tcp:127.0.0.1:{port}"}}}}"#
-        ));
-        let info = q.migration_end();
-        let wall = t.elapsed();
-        let name = if stopped {
-            "live migration, tcp, guest stopped"
-        } else {
-            "live migration, tcp, guest running"
-        };
-        row(name, guest_bytes, wall, info["downtime"].as_u64());
-        let l = dst.wait_for("incoming migration complete");
-        println!("    target: {}", l.trim_start_matches("sevm: "));
-        drop(src);
-        drop(dst);
+    };
+    for _ in 0..rounds {
+        for stopped in [false, true] {
+            if !want(if stopped { "stopped" } else { "running" }) {
+                continue;
+            }
+            let name = if stopped {
+                "live migration, tcp, guest stopped"
+            } else {
+                "live migration, tcp, guest running"
+            };
+            for (bi, (label, build)) in builds.iter().enumerate() {
+                let (wall, down, target) = setup.live(&build.path(), stopped);
+                record(name, bi, row(name, label, guest_bytes, wall, down));
+                println!("    target: {target}");
+            }
+        }
+        if want("snapshot") {
+            for (bi, (label, build)) in builds.iter().enumerate() {
+                let [w, r] = setup.snapshot(&build.path());
+                let name = "snapshot write (file:)";
+                record(name, bi, row(name, label, guest_bytes, w.0, w.1));
+                let name = "restore (-incoming file:), incl. start";
+                record(name, bi, row(name, label, guest_bytes, r.0, r.1));
+            }
+        }
     }
-
-    if !want("snapshot") {
-        return;
+    if builds.len() == 2 {
+        println!("\nmedian MB/s over {rounds} round(s): baseline -> this build (ratio)");
+        for (name, v) in &samples {
+            let med = |x: &[f64]| {
+                let mut x = x.to_vec();
+                x.sort_by(|a, b| a.total_cmp(b));
+                x[x.len() / 2]
+            };
+            let (b, t) = (med(&v[0]), med(&v[1]));
+            println!("{name:<40} {b:>6.0} -> {t:>6.0}  ({:.2}x)", t / b);
+        }
     }
-    let qa = d.join("qa2");
-    let snap = d.join("guest.snap");
-    let src = Vm::spawn(&args(&fwp, &a, mib, &qa, &[]));
-    src.wait_for("QMP listening");
-    let mut q = Qmp::connect(&qa);
-    let t = Instant::now();
-    q.cmd(&format!(
-        r#"{{"execute":"migrate","arguments":{{"uri":"file:{}"}}}}"#,
-        snap.display()
-    ));
-    let info = q.migration_end();
-    row(
-        "snapshot write (file:)",
-        guest_bytes,
-        t.elapsed(),
-        info["downtime"].as_u64(),
-    );
-    drop(src);
-    let t = Instant::now();
-    let incoming = format!("file:{}", snap.display());
-    let dst = Vm::spawn(&args(
-        &fwp,
-        &a,
-        mib,
-        &d.join("qa3"),
-        &["-incoming", &incoming],
-    ));
-    let l = dst.wait_for("incoming migration complete");
-    row(
-        "restore (-incoming file:), incl. start",
-        guest_bytes,
-        t.elapsed(),
-        None,
-    );
-    println!("    target: {}", l.trim_start_matches("sevm: "));
 }
