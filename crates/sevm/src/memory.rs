@@ -104,6 +104,14 @@ pub enum MemoryError {
         /// Region size in bytes.
         region: u64,
     },
+    /// The host could not allocate the pages of a mapping.
+    #[error("cannot allocate {size:#x} bytes of guest memory: {source}")]
+    Populate {
+        /// Size of the mapping.
+        size: u64,
+        /// The host error.
+        source: io::Error,
+    },
     /// The host refused the anonymous mapping.
     #[error("cannot map {size:#x} bytes of guest memory")]
     Mmap {
@@ -165,6 +173,29 @@ impl Mapping {
             len,
             host,
             kind,
+        })
+    }
+
+    /// Allocates every page of the mapping now (`MADV_POPULATE_WRITE`, Linux
+    /// 5.14+). Returns `Ok(false)` when the kernel does not know the advice
+    /// (the pages are then allocated on first touch, as before).
+    fn populate(&self) -> Result<bool, MemoryError> {
+        let size = usize::try_from(self.len).unwrap_or(0);
+        // SAFETY: `host`/`size` describe exactly the live mapping created in
+        // `Mapping::new`; MADV_POPULATE_WRITE only faults its pages in (as
+        // writing a zero to each would, without changing the contents).
+        let rc =
+            unsafe { libc::madvise(self.host.as_ptr().cast(), size, libc::MADV_POPULATE_WRITE) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EINVAL) {
+            return Ok(false);
+        }
+        Err(MemoryError::Populate {
+            size: self.len,
+            source: err,
         })
     }
 
@@ -293,6 +324,19 @@ impl GuestRam {
         }
         self.write_plain(Gpa(FOUR_GIB - size), image)
             .map_err(|_| MemoryError::FirmwareDoesNotFit { size, region })
+    }
+
+    /// Allocates all guest memory now instead of on first touch. The
+    /// migration target does this before it accepts a stream: a host that
+    /// cannot hold the guest fails before the source sends anything (not
+    /// half-way through), and the pages are not faulted in one by one while
+    /// the stream arrives. Returns whether the kernel supports it.
+    pub fn preallocate(&self) -> Result<bool, MemoryError> {
+        let mut all = true;
+        for m in &self.regions {
+            all &= m.populate()?;
+        }
+        Ok(all)
     }
 
     /// Size of RAM (the region at GPA 0).

@@ -110,6 +110,22 @@ pub fn receive(
     incoming: &IncomingConfig,
     policy: Policy,
 ) -> Result<Restored, MigrationError> {
+    let t = Instant::now();
+    match machine.guest_memory().preallocate() {
+        Ok(true) => log::info!(
+            "incoming migration: guest memory allocated in {} ms",
+            t.elapsed().as_millis()
+        ),
+        Ok(false) => log::info!(
+            "incoming migration: this kernel cannot preallocate memory (MADV_POPULATE_WRITE); \
+             pages are allocated as they arrive"
+        ),
+        Err(e) => {
+            return Err(MigrationError::Machine(format!(
+                "cannot allocate the incoming guest's memory: {e}"
+            )))
+        }
+    }
     let (input, mut ack) = open(incoming)?;
     let result = receive_from(machine, backend, input, policy);
     if let Some(w) = ack.as_mut() {
