@@ -425,6 +425,31 @@ impl TransportCipher {
         Ok(plain)
     }
 
+    /// Opens a transport packet into `out` (resized to TRANS's length; a
+    /// buffer reused across packets of one size is not reallocated): checks
+    /// the packet as [`TransportCipher::open`] does, then decrypts `trans`
+    /// straight into `out` (no separate copy). On failure `out` is left
+    /// unchanged.
+    pub fn open_into(
+        &self,
+        kind: TransportKind,
+        header: &PacketHeader,
+        guest_len: u32,
+        trans: &[u8],
+        binding: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), PacketError> {
+        self.check_packet(kind.context(), header, guest_len, trans, binding)?;
+        out.resize(trans.len(), 0);
+        let core = ctr::CtrCore::<&Aes128, ctr::flavors::Ctr128BE>::inner_iv_init(
+            &self.aes,
+            (&header.iv).into(),
+        );
+        ctr::Ctr128BE::<&Aes128>::from_core(core)
+            .apply_keystream_b2b(trans, out)
+            .map_err(|_| PacketError::TooLong { len: trans.len() })
+    }
+
     /// Opens a transport packet in place: `buf` holds TRANS on entry and the
     /// plaintext on success; on failure it is left unchanged.
     pub fn open_in_place(
@@ -779,6 +804,43 @@ mod tests {
                     .apply_keystream(&mut expected);
                 assert_eq!(trans, expected);
             }
+        }
+    }
+
+    #[test]
+    fn open_into_matches_open_and_reuses_its_buffer() {
+        let keys = keys_11_5();
+        let cipher = TransportCipher::new(&keys);
+        let iv = [5u8; 16];
+        let mut out = Vec::new();
+        for len in [16usize, 4096, 32] {
+            let plain = page(len as u8, len);
+            let (header, trans) = cipher.seal(TransportKind::Data, &iv, &plain, b"bind");
+            cipher
+                .open_into(
+                    TransportKind::Data,
+                    &header,
+                    len as u32,
+                    &trans,
+                    b"bind",
+                    &mut out,
+                )
+                .unwrap();
+            assert_eq!(out, plain);
+            // A wrong binding fails and leaves `out` as it was.
+            let before = out.clone();
+            let e = cipher
+                .open_into(
+                    TransportKind::Data,
+                    &header,
+                    len as u32,
+                    &trans,
+                    b"bond",
+                    &mut out,
+                )
+                .unwrap_err();
+            assert!(matches!(e, PacketError::Mac), "{e:?}");
+            assert_eq!(out, before);
         }
     }
 

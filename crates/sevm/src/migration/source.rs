@@ -6,7 +6,7 @@
 //! writes them to the file or socket.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -174,30 +174,29 @@ fn open(endpoint: &Endpoint) -> Result<Conn, MigrationError> {
     })
 }
 
-/// The writer thread: frames records and writes them; returns the output
-/// after the end record (flushed) or the first error.
+/// The writer thread: frames records and writes them (one vectored write
+/// per batch); returns the output after the end record (flushed) or the
+/// first error. Written batches go back to the sealing thread through
+/// `back` so their page buffers are reused.
 fn writer_thread<W: Write>(
     out: W,
     header: &Header,
     rx: &Receiver<Vec<Record>>,
+    back: &SyncSender<Vec<Record>>,
     progress: &Progress,
 ) -> Result<W, MigrationError> {
-    let mut w = Writer::new(BufWriter::with_capacity(1 << 20, out), header)?;
+    let mut w = Writer::new(out, header)?;
     progress.transferred.store(w.bytes(), Ordering::Relaxed);
     for batch in rx {
-        for r in batch {
-            let end = matches!(r, Record::End { .. });
-            w.record(&r)?;
-            if end {
-                progress.transferred.store(w.bytes(), Ordering::Relaxed);
-                w.flush()?;
-                return w
-                    .into_inner()
-                    .into_inner()
-                    .map_err(|e| MigrationError::Stream(e.into_error().into()));
-            }
-        }
+        let end = batch.iter().any(|r| matches!(r, Record::End { .. }));
+        w.records(&batch)?;
         progress.transferred.store(w.bytes(), Ordering::Relaxed);
+        if end {
+            w.flush()?;
+            return Ok(w.into_inner());
+        }
+        // Full (the sealer has enough) or gone: the batch is dropped.
+        let _ = back.try_send(batch);
     }
     Err(MigrationError::Cancelled)
 }
@@ -292,6 +291,10 @@ const CHANNEL_BATCHES: usize = 4;
 struct Sender<'a> {
     job: &'a Job<'a>,
     tx: SyncSender<Vec<Record>>,
+    /// Batches the writer has written, for their buffers.
+    back: Receiver<Vec<Record>>,
+    /// Page buffers (packet header, transport) to fill again.
+    spare: Vec<(Vec<u8>, Vec<u8>)>,
     /// Records not yet handed to the writer (see [`BATCH`]).
     batch: Vec<Record>,
     bandwidth: Option<u64>,
@@ -304,7 +307,20 @@ impl Sender<'_> {
         if self.job.cancel.load(Ordering::Relaxed) {
             return Err(MigrationError::Cancelled);
         }
-        let (header, trans) = self.job.sev.backend.send_update_data(Gpa(gpa), len)?;
+        if self.spare.is_empty() {
+            while let Ok(mut done) = self.back.try_recv() {
+                for r in done.drain(..) {
+                    if let Record::Page { header, trans, .. } = r {
+                        self.spare.push((header, trans));
+                    }
+                }
+            }
+        }
+        let (mut header, mut trans) = self.spare.pop().unwrap_or_default();
+        self.job
+            .sev
+            .backend
+            .send_update_data_into(Gpa(gpa), len, &mut header, &mut trans)?;
         self.sent_bytes += len + 65;
         self.send(Record::Page { gpa, header, trans })?;
         self.job.progress.pages.fetch_add(1, Ordering::Relaxed);
@@ -394,6 +410,7 @@ fn send(
     (job.on_active)();
 
     let (tx, rx) = sync_channel::<Vec<Record>>(CHANNEL_BATCHES);
+    let (back_tx, back_rx) = sync_channel::<Vec<Record>>(CHANNEL_BATCHES + 2);
     let (out, mut ack, shutdown): (Box<dyn Write + Send>, _, _) = match conn {
         Conn::File { file, .. } => (Box::new(file), None, None),
         Conn::Socket {
@@ -410,10 +427,12 @@ fn send(
     let mut display = ProgressDisplay::new("migrate");
     let result = std::thread::scope(|scope| {
         let header = &header;
-        let writer = scope.spawn(move || writer_thread(out, header, &rx, progress));
+        let writer = scope.spawn(move || writer_thread(out, header, &rx, &back_tx, progress));
         let mut s = Sender {
             job,
             tx,
+            back: back_rx,
+            spare: Vec::new(),
             batch: Vec::with_capacity(BATCH),
             bandwidth: job.params.max_bandwidth.filter(|&b| b > 0),
             started: Instant::now(),

@@ -1,7 +1,7 @@
 //! The sevm migration stream (snapshot files and live migration share it).
 //!
 //! ```text
-//! stream  = MAGIC "SEVMMIG\0" ‖ LE32 version (1) ‖ header ‖ record* ‖ end
+//! stream  = MAGIC "SEVMMIG\0" ‖ LE32 version (2) ‖ header ‖ record* ‖ end
 //! header  = LE32 policy ‖ LE64 ram_size ‖ LE64 firmware_size ‖ LE32 vcpus
 //!           ‖ LE32 pdh_len (= 0x824) ‖ source PDH certificate
 //!           ‖ LE32 session_len (= 0x80) ‖ SEND_START session
@@ -13,14 +13,24 @@
 //! ```
 //!
 //! Every length is bounded before anything is allocated. The digest is
-//! SHA-256 over every byte of the stream up to the end record's tag *except* the
-//! transport bytes of page records (those are covered by the firmware's MAC;
-//! hashing them again would halve the throughput): it detects accidental
-//! corruption of the unauthenticated parts (vCPU and device state). How the
-//! end of the stream is *authenticated* is described in
-//! [`super`](crate::migration).
+//! SHA-256 over every byte of the stream up to the end record's tag *except*,
+//! in page records, the 52-byte packet header and the transport bytes: the
+//! firmware's MAC covers those (FLAGS, IV, lengths and TRANS are its input;
+//! hashing them again would cost throughput for nothing). A page record's
+//! tag, GPA and length are hashed (real SEV firmware does not bind the GPA
+//! into its MAC). The digest detects accidental corruption of the
+//! unauthenticated parts (GPAs, vCPU and device state). How the end of the
+//! stream is *authenticated* is described in [`super`](crate::migration).
+//!
+//! Version 1 hashed the packet headers too; this build reads version 2 only.
+//!
+//! Writing: the [`Writer`] stages everything but transport bytes in one
+//! reused buffer and hands each batch of records to the output as one
+//! vectored write (`writev`), so the page payloads are never copied in user
+//! space. Reading: the [`Reader`] reuses the buffers of records given back
+//! with [`Reader::recycle`].
 
-use std::io::{Read, Write};
+use std::io::{IoSlice, Read, Write};
 
 use sev_proto::abi::{PACKET_HEADER_LEN, SESSION_LEN, SEV_CERT_LEN};
 use sha2::{Digest, Sha256};
@@ -28,7 +38,7 @@ use sha2::{Digest, Sha256};
 /// First bytes of every stream.
 pub const MAGIC: [u8; 8] = *b"SEVMMIG\0";
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Largest transport buffer of a page record (one page).
 pub const MAX_PAGE_LEN: u32 = 4096;
 /// Largest vCPU state record.
@@ -130,6 +140,8 @@ pub struct Writer<W: Write> {
     hash: Sha256,
     bytes: u64,
     packets: u64,
+    /// Everything of the current batch except transport bytes (reused).
+    staged: Vec<u8>,
 }
 
 impl<W: Write> Writer<W> {
@@ -140,80 +152,102 @@ impl<W: Write> Writer<W> {
             hash: Sha256::new(),
             bytes: 0,
             packets: 0,
+            staged: Vec::with_capacity(16 << 10),
         };
-        w.put(&MAGIC)?;
-        w.put(&VERSION.to_le_bytes())?;
-        w.put(&h.policy.to_le_bytes())?;
-        w.put(&h.ram_size.to_le_bytes())?;
-        w.put(&h.firmware_size.to_le_bytes())?;
-        w.put(&h.vcpus.to_le_bytes())?;
-        w.put(&(h.source_pdh.len() as u32).to_le_bytes())?;
-        w.put(&h.source_pdh)?;
-        w.put(&(h.session.len() as u32).to_le_bytes())?;
-        w.put(&h.session)?;
+        w.put(&MAGIC);
+        w.put(&VERSION.to_le_bytes());
+        w.put(&h.policy.to_le_bytes());
+        w.put(&h.ram_size.to_le_bytes());
+        w.put(&h.firmware_size.to_le_bytes());
+        w.put(&h.vcpus.to_le_bytes());
+        w.put(&(h.source_pdh.len() as u32).to_le_bytes());
+        w.put(&h.source_pdh);
+        w.put(&(h.session.len() as u32).to_le_bytes());
+        w.put(&h.session);
+        w.records(&[])?;
         Ok(w)
     }
 
-    fn put(&mut self, b: &[u8]) -> Result<(), StreamError> {
+    /// Stages hashed bytes.
+    fn put(&mut self, b: &[u8]) {
         self.hash.update(b);
-        self.put_unhashed(b)
+        self.staged.extend_from_slice(b);
     }
 
-    fn put_unhashed(&mut self, b: &[u8]) -> Result<(), StreamError> {
-        self.out.write_all(b)?;
-        self.bytes += b.len() as u64;
-        Ok(())
+    /// Stages bytes outside the digest.
+    fn put_unhashed(&mut self, b: &[u8]) {
+        self.staged.extend_from_slice(b);
+    }
+
+    /// Stages `r` except its transport bytes, which it returns. An `End`
+    /// record's fields are computed here (the given values are ignored).
+    fn stage<'r>(&mut self, r: &'r Record) -> Option<&'r [u8]> {
+        match r {
+            Record::Page { gpa, header, trans } => {
+                self.put(&[TAG_PAGE]);
+                self.put(&gpa.to_le_bytes());
+                self.put_unhashed(header);
+                self.put(&(trans.len() as u32).to_le_bytes());
+                self.packets += 1;
+                return Some(trans);
+            }
+            Record::Vcpu { index, state } => {
+                self.put(&[TAG_VCPU]);
+                self.put(&index.to_le_bytes());
+                self.put(&(state.len() as u32).to_le_bytes());
+                self.put(state);
+            }
+            Record::Device(state) => {
+                self.put(&[TAG_DEVICE]);
+                self.put(&(state.len() as u32).to_le_bytes());
+                self.put(state);
+            }
+            Record::Pass(n) => {
+                self.put(&[TAG_PASS]);
+                self.put(&n.to_le_bytes());
+            }
+            Record::End { .. } => {
+                self.put(&[TAG_END]);
+                let digest: [u8; 32] = self.hash.clone().finalize().into();
+                let packets = self.packets;
+                self.put_unhashed(&packets.to_le_bytes());
+                self.put_unhashed(&digest);
+            }
+        }
+        None
     }
 
     /// Writes one record; an `End` record's fields are computed here (the
     /// given values are ignored).
     pub fn record(&mut self, r: &Record) -> Result<(), StreamError> {
-        match r {
-            Record::Page { gpa, header, trans } => {
-                // One hash update and one buffered write for the fixed part.
-                let mut fixed = [0u8; 1 + 8 + PACKET_HEADER_LEN + 4];
-                let len = (trans.len() as u32).to_le_bytes();
-                let parts: [&[u8]; 4] = [&[TAG_PAGE], &gpa.to_le_bytes(), header, &len];
-                if header.len() == PACKET_HEADER_LEN {
-                    let mut at = 0;
-                    for p in parts {
-                        if let Some(d) = fixed.get_mut(at..at + p.len()) {
-                            d.copy_from_slice(p);
-                        }
-                        at += p.len();
-                    }
-                    self.put(&fixed)?;
-                } else {
-                    for p in parts {
-                        self.put(p)?;
-                    }
-                }
-                self.put_unhashed(trans)?;
-                self.packets += 1;
-            }
-            Record::Vcpu { index, state } => {
-                self.put(&[TAG_VCPU])?;
-                self.put(&index.to_le_bytes())?;
-                self.put(&(state.len() as u32).to_le_bytes())?;
-                self.put(state)?;
-            }
-            Record::Device(state) => {
-                self.put(&[TAG_DEVICE])?;
-                self.put(&(state.len() as u32).to_le_bytes())?;
-                self.put(state)?;
-            }
-            Record::Pass(n) => {
-                self.put(&[TAG_PASS])?;
-                self.put(&n.to_le_bytes())?;
-            }
-            Record::End { .. } => {
-                self.put(&[TAG_END])?;
-                let digest: [u8; 32] = self.hash.clone().finalize().into();
-                let packets = self.packets;
-                self.put_unhashed(&packets.to_le_bytes())?;
-                self.put_unhashed(&digest)?;
+        self.records(std::slice::from_ref(r))
+    }
+
+    /// Writes `batch` (and anything staged before) with vectored writes:
+    /// the transport bytes go to the output straight from the records.
+    pub fn records(&mut self, batch: &[Record]) -> Result<(), StreamError> {
+        // (end of the staged bytes before it, transport bytes) per page.
+        let mut cuts: Vec<(usize, &[u8])> = Vec::with_capacity(batch.len());
+        for r in batch {
+            if let Some(t) = self.stage(r) {
+                cuts.push((self.staged.len(), t));
             }
         }
+        let staged = &self.staged;
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(2 * cuts.len() + 1);
+        let mut total = staged.len() as u64;
+        let mut at = 0;
+        for &(end, t) in &cuts {
+            slices.push(IoSlice::new(staged.get(at..end).unwrap_or(&[])));
+            slices.push(IoSlice::new(t));
+            total += t.len() as u64;
+            at = end;
+        }
+        slices.push(IoSlice::new(staged.get(at..).unwrap_or(&[])));
+        slices.retain(|s| !s.is_empty());
+        write_all_vectored(&mut self.out, &mut slices)?;
+        self.staged.clear();
+        self.bytes += total;
         Ok(())
     }
 
@@ -234,6 +268,31 @@ impl<W: Write> Writer<W> {
     }
 }
 
+/// `write_all` for a list of slices (the standard library's is unstable):
+/// retries on `Interrupted`, fails on a zero-length write.
+fn write_all_vectored<W: Write>(
+    out: &mut W,
+    mut slices: &mut [IoSlice<'_>],
+) -> std::io::Result<()> {
+    // At most IOV_MAX (1024) slices per call.
+    const MAX_SLICES: usize = 1024;
+    while !slices.is_empty() {
+        let n = slices.len().min(MAX_SLICES);
+        match out.write_vectored(slices.get(..n).unwrap_or(&[])) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    "the output accepted no more bytes",
+                ))
+            }
+            Ok(written) => IoSlice::advance_slices(&mut slices, written),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Reads a stream, checking every bound.
 #[derive(Debug)]
 pub struct Reader<R: Read> {
@@ -242,6 +301,8 @@ pub struct Reader<R: Read> {
     bytes: u64,
     packets: u64,
     ended: bool,
+    /// Buffers (packet header, transport) of recycled page records.
+    spare: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl<R: Read> Reader<R> {
@@ -253,6 +314,7 @@ impl<R: Read> Reader<R> {
             bytes: 0,
             packets: 0,
             ended: false,
+            spare: Vec::new(),
         };
         let magic: [u8; 8] = r.array("the magic")?;
         if magic != MAGIC {
@@ -370,14 +432,20 @@ impl<R: Read> Reader<R> {
         })?;
         Ok(match tag {
             TAG_PAGE => {
-                // gpa ‖ packet header ‖ len, read and hashed at once.
-                let fixed = self.array::<{ 8 + PACKET_HEADER_LEN + 4 }>("a page record")?;
+                // gpa ‖ packet header ‖ len, read at once; the packet header
+                // is outside the digest (the module documentation).
+                let fixed = {
+                    let mut b = [0u8; 8 + PACKET_HEADER_LEN + 4];
+                    self.fill(&mut b, "a page record", false)?;
+                    b
+                };
                 let (gpa, rest) = fixed.split_at(8);
-                let (header, len) = rest.split_at(PACKET_HEADER_LEN);
+                let (header_bytes, len) = rest.split_at(PACKET_HEADER_LEN);
+                self.hash.update(gpa);
+                self.hash.update(len);
                 let mut g = [0u8; 8];
                 g.copy_from_slice(gpa);
                 let gpa = u64::from_le_bytes(g);
-                let header = header.to_vec();
                 let mut l = [0u8; 4];
                 l.copy_from_slice(len);
                 let n = u32::from_le_bytes(l);
@@ -388,7 +456,12 @@ impl<R: Read> Reader<R> {
                         problem: "length out of bounds",
                     });
                 }
-                let mut trans = vec![0u8; n as usize];
+                let (mut header, mut trans) = self.spare.pop().unwrap_or_default();
+                header.clear();
+                header.extend_from_slice(header_bytes);
+                // A recycled buffer of the same length is neither reallocated
+                // nor cleared (read_exact overwrites it).
+                trans.resize(n as usize, 0);
                 self.fill(&mut trans, "a page record", false)?;
                 if !trans.len().is_multiple_of(16) {
                     return Err(StreamError::Field {
@@ -447,6 +520,19 @@ impl<R: Read> Reader<R> {
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
+
+    /// Gives a record back: a page record's buffers are reused for the
+    /// next page records read (at most [`Reader::SPARE`] are kept).
+    pub fn recycle(&mut self, r: Record) {
+        if let Record::Page { header, trans, .. } = r {
+            if self.spare.len() < Self::SPARE {
+                self.spare.push((header, trans));
+            }
+        }
+    }
+
+    /// Most page buffers kept for reuse.
+    pub const SPARE: usize = 1024;
 
     /// The input.
     pub fn into_inner(self) -> R {
@@ -548,6 +634,75 @@ mod tests {
         assert!(e.to_string().contains("digest"), "{e}");
     }
 
+    /// Reads `bytes` to the end record; the first error.
+    fn read_all(bytes: &[u8]) -> Result<(), StreamError> {
+        let (mut r, _) = Reader::new(bytes)?;
+        loop {
+            if let Record::End { .. } = r.next_record()? {
+                return Ok(());
+            }
+        }
+    }
+
+    #[test]
+    fn page_gpa_and_length_are_in_the_digest_the_packet_header_is_not() {
+        let bytes = sample();
+        let header_len = 8 + 4 + 4 + 8 + 8 + 4 + 4 + SEV_CERT_LEN + 4 + SESSION_LEN;
+        let page_at = header_len + 9;
+        // The GPA's top byte: the record still parses, the digest fails.
+        let mut bad = bytes.clone();
+        bad[page_at + 8] ^= 0x10;
+        let e = read_all(&bad).unwrap_err();
+        assert!(e.to_string().contains("digest"), "{e}");
+        // A packet header byte: the stream layer passes it on (the firmware's
+        // MAC covers FLAGS, IV and the MAC itself) ...
+        let mut hdr = bytes.clone();
+        hdr[page_at + 9 + 20] ^= 1;
+        read_all(&hdr).unwrap();
+        let (mut r, _) = Reader::new(hdr.as_slice()).unwrap();
+        r.next_record().unwrap();
+        let Record::Page { header, .. } = r.next_record().unwrap() else {
+            panic!("not a page");
+        };
+        // ... changed, so RECEIVE_UPDATE_DATA sees the corruption.
+        assert_ne!(header, vec![1; 52]);
+    }
+
+    #[test]
+    fn recycled_page_buffers_are_refilled_exactly() {
+        let mut w = Writer::new(Vec::new(), &header()).unwrap();
+        let pages: Vec<Record> = (0..3u8)
+            .map(|i| Record::Page {
+                gpa: u64::from(i) << 12,
+                header: vec![i; 52],
+                trans: vec![i ^ 0x5a; if i == 1 { 16 } else { 4096 }],
+            })
+            .collect();
+        w.records(&pages).unwrap();
+        w.record(&Record::End {
+            packets: 0,
+            digest: [0; 32],
+        })
+        .unwrap();
+        let bytes = w.into_inner();
+        let (mut r, _) = Reader::new(bytes.as_slice()).unwrap();
+        // A stale, longer buffer to reuse: it must come back resized.
+        r.recycle(Record::Page {
+            gpa: 0,
+            header: vec![0xff; 60],
+            trans: vec![0xff; 8192],
+        });
+        for expected in &pages {
+            let got = r.next_record().unwrap();
+            assert_eq!(&got, expected);
+            r.recycle(got);
+        }
+        assert!(matches!(
+            r.next_record().unwrap(),
+            Record::End { packets: 3, .. }
+        ));
+    }
+
     #[test]
     fn bounds_are_checked_before_allocation() {
         let mut bytes = sample();
@@ -562,10 +717,10 @@ mod tests {
         let e = Reader::new(&b"QEMU\0\0\0\0xxxx"[..]).unwrap_err();
         assert!(matches!(e, StreamError::Magic(_)));
         let mut v = sample();
-        v[8] = 2;
+        v[8] = 1;
         assert!(matches!(
             Reader::new(v.as_slice()).unwrap_err(),
-            StreamError::Version(2)
+            StreamError::Version(1)
         ));
         let mut v = sample();
         v[header_len + 9] = 0x77;

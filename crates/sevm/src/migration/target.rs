@@ -170,6 +170,9 @@ fn receive_from(
     // wake-up) per BATCH records instead of one per page.
     const BATCH: usize = 64;
     let (tx, rx) = sync_channel::<Vec<Result<Record, StreamError>>>(8);
+    // Processed batches go back to the reader, which reuses their page
+    // buffers (no allocation, zeroing and freeing per page).
+    let (back_tx, back_rx) = sync_channel::<Vec<Record>>(10);
     let input = BufReader::with_capacity(1 << 20, input);
     let (reader, header) = Reader::new(input)?;
     let ram = machine.guest_memory();
@@ -213,6 +216,11 @@ fn receive_from(
             let mut r = reader;
             let mut batch = Vec::with_capacity(BATCH);
             loop {
+                while let Ok(done) = back_rx.try_recv() {
+                    for rec in done {
+                        r.recycle(rec);
+                    }
+                }
                 let rec = r.next_record();
                 let stop = !matches!(
                     rec,
@@ -236,8 +244,14 @@ fn receive_from(
         let mut packets = 0u64;
         let outcome = (|| -> Result<(), MigrationError> {
             let mut pending = Vec::new().into_iter();
+            let mut done = Vec::with_capacity(BATCH);
             loop {
                 let Some(rec) = pending.next() else {
+                    if !done.is_empty() {
+                        // Full (the reader has enough) or gone: dropped.
+                        let _ = back_tx
+                            .try_send(std::mem::replace(&mut done, Vec::with_capacity(BATCH)));
+                    }
                     pending = rx
                         .recv()
                         .map_err(|_| StreamError::Truncated("the record list"))?
@@ -259,6 +273,7 @@ fn receive_from(
                             )));
                         }
                         backend.receive_update_data(&header, Gpa(gpa), &trans)?;
+                        done.push(Record::Page { gpa, header, trans });
                         packets += 1;
                         progress.pages.store(packets, Ordering::Relaxed);
                         progress.transferred.fetch_add(len + 65, Ordering::Relaxed);

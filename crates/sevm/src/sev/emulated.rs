@@ -432,21 +432,34 @@ impl SevBackend for EmulatedBackend {
     }
 
     fn send_update_data(&self, gpa: Gpa, len: u64) -> Result<(Vec<u8>, Vec<u8>), SevError> {
+        let (mut hdr, mut trans) = (Vec::new(), Vec::new());
+        self.send_update_data_into(gpa, len, &mut hdr, &mut trans)?;
+        Ok((hdr, trans))
+    }
+
+    fn send_update_data_into(
+        &self,
+        gpa: Gpa,
+        len: u64,
+        hdr: &mut Vec<u8>,
+        trans: &mut Vec<u8>,
+    ) -> Result<(), SevError> {
         const CMD: &str = "SEND_UPDATE_DATA";
         let len32 = u32_len(CMD, gpa, len)?;
-        let mut hdr = vec![0u8; PACKET_HEADER_LEN];
-        let mut trans = vec![0u8; len32 as usize];
+        // Reused buffers of the right size are not touched before the
+        // firmware overwrites them.
+        hdr.resize(PACKET_HEADER_LEN, 0);
+        trans.resize(len32 as usize, 0);
         self.platform
             .send_update_data(
                 self.handle(),
                 self.mem.as_ref(),
                 gpa.raw(),
                 len32,
-                &mut hdr,
-                &mut trans,
+                hdr,
+                trans,
             )
-            .map_err(|e| fw_error(CMD, e))?;
-        Ok((hdr, trans))
+            .map_err(|e| fw_error(CMD, e))
     }
 
     fn send_finish(&self) -> Result<(), SevError> {

@@ -203,6 +203,21 @@ pub trait SevBackend: Send + Sync + std::fmt::Debug {
     /// SEND_UPDATE_DATA of `len` bytes at `gpa` (within one page): packet
     /// header and transport buffer.
     fn send_update_data(&self, gpa: Gpa, len: u64) -> Result<(Vec<u8>, Vec<u8>), SevError>;
+    /// [`SevBackend::send_update_data`] into caller buffers (resized to the
+    /// packet header and `len`), so a migration can reuse them page after
+    /// page. The default calls `send_update_data`.
+    fn send_update_data_into(
+        &self,
+        gpa: Gpa,
+        len: u64,
+        header: &mut Vec<u8>,
+        trans: &mut Vec<u8>,
+    ) -> Result<(), SevError> {
+        let (h, t) = self.send_update_data(gpa, len)?;
+        *header = h;
+        *trans = t;
+        Ok(())
+    }
     /// SEND_FINISH.
     fn send_finish(&self) -> Result<(), SevError>;
     /// SEND_CANCEL.
