@@ -2,7 +2,7 @@
 //! emulated platform, through the real binary.
 //!
 //! ```text
-//! cargo bench -p sevm --bench migrate [-- MIB] [running|stopped|snapshot]
+//! cargo bench -p sevm --bench migrate [-- MIB] [idle|busy|stopped|snapshot]
 //! SEVM_BENCH_BASELINE=/path/to/old/sevm SEVM_BENCH_ROUNDS=3 cargo bench ...
 //! ```
 //!
@@ -11,10 +11,14 @@
 //!
 //! Rows (guest RAM MB/s = guest RAM + firmware bytes / wall time; the
 //! target's numbers are what it prints when the restore is complete):
-//! * live migration over tcp loopback, guest running (spinning at its reset
-//!   vector: no memory writes, one busy vCPU thread), and with the guest
-//!   stopped before `migrate`;
-//! * snapshot to `file:` and the restore from it (`-incoming file:`).
+//! * live migration over tcp loopback of a running idle guest (`sti; hlt` at
+//!   its reset vector: halted, no memory writes, no host CPU — what an idle
+//!   OS does between interrupts), of a running busy-looping guest (`jmp $`:
+//!   no memory writes, but its vCPU takes a whole host core, which on this
+//!   machine's paravirtualised KVM means emulating every instruction), and
+//!   with the guest stopped before `migrate`;
+//! * snapshot of the running idle guest to `file:` and the restore from it
+//!   (`-incoming file:`).
 //!
 //! Both sevm processes share this machine's cores.
 
@@ -207,7 +211,10 @@ impl Build<'_> {
 /// The measured cases, each as (wall time, downtime).
 struct Setup {
     d: PathBuf,
-    fwp: PathBuf,
+    /// `sti; hlt` at the reset vector.
+    idle_fw: PathBuf,
+    /// `jmp $` at the reset vector.
+    busy_fw: PathBuf,
     a: PathBuf,
     b: PathBuf,
     set_b: String,
@@ -215,19 +222,25 @@ struct Setup {
 }
 
 impl Setup {
-    fn live(&self, bin: &Path, stopped: bool) -> (Duration, Option<u64>, String) {
+    fn live(&self, bin: &Path, case: &str) -> (Duration, Option<u64>, String) {
         let d = &self.d;
+        let fwp = if case == "busy" {
+            &self.busy_fw
+        } else {
+            &self.idle_fw
+        };
+        let stopped = case == "stopped";
         let (qa, qb) = (d.join("qa"), d.join("qb"));
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let src = Vm::spawn(bin, &args(&self.fwp, &self.a, self.mib, &qa, &[]));
+        let src = Vm::spawn(bin, &args(fwp, &self.a, self.mib, &qa, &[]));
         src.wait_for("QMP listening");
         let incoming = format!("tcp:127.0.0.1:{port}");
         let dst = Vm::spawn(
             bin,
-            &args(&self.fwp, &self.b, self.mib, &qb, &["-incoming", &incoming]),
+            &args(fwp, &self.b, self.mib, &qb, &["-incoming", &incoming]),
         );
         dst.wait_for("waiting on tcp");
         let mut q = Qmp::connect(&qa);
@@ -254,7 +267,7 @@ impl Setup {
         let d = &self.d;
         let qa = d.join("qa2");
         let snap = d.join("guest.snap");
-        let src = Vm::spawn(bin, &args(&self.fwp, &self.a, self.mib, &qa, &[]));
+        let src = Vm::spawn(bin, &args(&self.idle_fw, &self.a, self.mib, &qa, &[]));
         src.wait_for("QMP listening");
         let mut q = Qmp::connect(&qa);
         let t = Instant::now();
@@ -270,7 +283,7 @@ impl Setup {
         let dst = Vm::spawn(
             bin,
             &args(
-                &self.fwp,
+                &self.idle_fw,
                 &self.a,
                 self.mib,
                 &d.join("qa3"),
@@ -290,10 +303,10 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(1024);
-    // Optional case filter: "running", "stopped", "snapshot".
+    // Optional case filter: "idle", "busy", "stopped", "snapshot".
     let only: Option<String> = std::env::args()
         .skip(1)
-        .find(|a| ["running", "stopped", "snapshot"].contains(&a.as_str()));
+        .find(|a| ["idle", "busy", "stopped", "snapshot"].contains(&a.as_str()));
     let want = |c: &str| only.as_deref().is_none_or(|o| o == c);
     // SEVM_BENCH_BASELINE=path/to/an/older/sevm: every case runs with that
     // binary and with this build, alternating, and the ratio is printed.
@@ -309,16 +322,21 @@ fn main() {
     let b = platform(d, "b", 2);
     // The emulated platforms trust each other's roots only when told; the
     // policy (0x1) has no SEV bit, so the platform part is what is checked.
-    let mut fw = vec![0xF4u8; 0x10000];
-    let at = fw.len() - 16;
-    fw[at] = 0xEB; // jmp $
-    fw[at + 1] = 0xFE;
-    let fwp = d.join("spin.fd");
-    std::fs::write(&fwp, fw).unwrap();
+    let firmware = |name: &str, code: &[u8]| {
+        let mut fw = vec![0xF4u8; 0x10000];
+        let at = fw.len() - 16;
+        fw[at..at + code.len()].copy_from_slice(code);
+        let p = d.join(name);
+        std::fs::write(&p, fw).unwrap();
+        p
+    };
+    let idle_fw = firmware("idle.fd", &[0xFB, 0xF4, 0xEB, 0xFD]); // 1: sti; hlt; jmp 1b
+    let busy_fw = firmware("busy.fd", &[0xEB, 0xFE]); // jmp $
     let guest_bytes = (mib << 20) + 0x10000;
     let setup = Setup {
         d: d.to_path_buf(),
-        fwp,
+        idle_fw,
+        busy_fw,
         set_b: chain_params(&b),
         a,
         b,
@@ -351,17 +369,16 @@ fn main() {
         }
     };
     for _ in 0..rounds {
-        for stopped in [false, true] {
-            if !want(if stopped { "stopped" } else { "running" }) {
+        for (case, name) in [
+            ("idle", "live migration, tcp, idle guest"),
+            ("busy", "live migration, tcp, busy-looping guest"),
+            ("stopped", "live migration, tcp, guest stopped"),
+        ] {
+            if !want(case) {
                 continue;
             }
-            let name = if stopped {
-                "live migration, tcp, guest stopped"
-            } else {
-                "live migration, tcp, guest running"
-            };
             for (bi, (label, build)) in builds.iter().enumerate() {
-                let (wall, down, target) = setup.live(&build.path(), stopped);
+                let (wall, down, target) = setup.live(&build.path(), case);
                 record(name, bi, row(name, label, guest_bytes, wall, down));
                 println!("    target: {target}");
             }
@@ -369,7 +386,7 @@ fn main() {
         if want("snapshot") {
             for (bi, (label, build)) in builds.iter().enumerate() {
                 let [w, r] = setup.snapshot(&build.path());
-                let name = "snapshot write (file:)";
+                let name = "snapshot write (file:), idle guest";
                 record(name, bi, row(name, label, guest_bytes, w.0, w.1));
                 let name = "restore (-incoming file:), incl. start";
                 record(name, bi, row(name, label, guest_bytes, r.0, r.1));

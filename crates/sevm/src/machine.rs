@@ -13,7 +13,10 @@
 //! application processors are created (so their state exists for snapshots)
 //! but wait for a start-up IPI, which this machine does not emulate (no
 //! interrupt controller), so they stay parked unless a restored state marks
-//! them runnable.
+//! them runnable. For the same reason a vCPU that executes `hlt` with
+//! interrupts enabled stays halted: its thread parks like a paused one (an
+//! idle guest costs no host CPU), and its state says so
+//! ([`VcpuState::halted`]), so a snapshot or migration keeps it halted.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -103,8 +106,8 @@ pub enum MachineExit {
     Shutdown,
     /// The host asked the machine to quit ([`Machine::request_quit`]).
     Quit,
-    /// A condition the machine cannot continue from (halt with nothing to
-    /// wake it, KVM internal/emulation error, failed `KVM_RUN`).
+    /// A condition the machine cannot continue from (`hlt` with interrupts
+    /// disabled, KVM internal/emulation error, failed `KVM_RUN`).
     Error(String),
 }
 
@@ -343,6 +346,8 @@ struct VcpuSlot {
     fd: Mutex<VcpuFd>,
     /// False for an AP waiting for its start-up IPI.
     runnable: AtomicBool,
+    /// Halted waiting for an interrupt (see [`VcpuState::halted`]).
+    halted: AtomicBool,
 }
 
 impl VcpuSlot {
@@ -471,6 +476,7 @@ impl Machine {
                 id,
                 fd: Mutex::new(fd),
                 runnable: AtomicBool::new(id == 0),
+                halted: AtomicBool::new(false),
             }));
         }
 
@@ -668,6 +674,7 @@ impl Machine {
             slot.id,
             &self.msr_indices,
             slot.runnable.load(Ordering::SeqCst),
+            slot.halted.load(Ordering::SeqCst),
         )?)
     }
 
@@ -678,6 +685,7 @@ impl Machine {
         let fd = slot.lock();
         vcpu::set_state(&fd, slot.id, state)?;
         slot.runnable.store(state.runnable, Ordering::SeqCst);
+        slot.halted.store(state.halted, Ordering::SeqCst);
         Ok(())
     }
 
@@ -884,7 +892,10 @@ fn park(slot: &VcpuSlot, shared: &Shared) -> bool {
         if req == REQ_STOP {
             break false;
         }
-        if req == REQ_RUN && slot.runnable.load(Ordering::SeqCst) {
+        if req == REQ_RUN
+            && slot.runnable.load(Ordering::SeqCst)
+            && !slot.halted.load(Ordering::SeqCst)
+        {
             break true;
         }
         if !counted {
@@ -915,6 +926,11 @@ fn vcpu_thread(slot: &VcpuSlot, shared: &Shared, bus: &IoBus) {
             }
             match vcpu::run_step(&mut fd, slot.id, bus, &mut log) {
                 Step::Continue | Step::Interrupted => {}
+                Step::Halted => {
+                    // Parked until the machine stops: nothing can wake it.
+                    slot.halted.store(true, Ordering::SeqCst);
+                    break None;
+                }
                 Step::GuestExit(v) => break Some(MachineExit::GuestExit(v)),
                 Step::Shutdown => break Some(MachineExit::Shutdown),
                 Step::Error(e) => break Some(MachineExit::Error(e)),
@@ -1021,6 +1037,70 @@ mod tests {
         assert_eq!(out.text(), "A");
         assert_eq!(m.run_state(), RunState::Exited);
         assert!(m.start().is_err());
+    }
+
+    #[test]
+    fn hlt_with_interrupts_enabled_idles_until_quit_and_is_part_of_the_state() {
+        if !testutil::kvm_available("hlt_with_interrupts_enabled_idles") {
+            return;
+        }
+        let mut fw = vec![0xF4u8; 0x10000];
+        let code = [
+            0xB0, b'A', // mov al, 'A'
+            0xBA, 0xF8, 0x03, // mov dx, 0x3f8
+            0xEE, // out dx, al
+            0xFB, // sti
+            0xF4, // hlt (offset 7)
+            0xBA, 0x01, 0x05, // mov dx, 0x501
+            0xB0, 9,    // mov al, 9
+            0xEE, // out dx, al
+        ];
+        let at = fw.len() - 16;
+        fw[at..at + code.len()].copy_from_slice(&code);
+        let out = CaptureBuffer::new();
+        let m = Machine::new(config(fw, &out)).unwrap();
+        m.start().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let state = loop {
+            m.pause().unwrap();
+            let s = m.vcpu_state(0).unwrap();
+            if s.halted || std::time::Instant::now() > deadline {
+                break s;
+            }
+            m.resume().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        assert!(state.halted, "the vCPU never halted");
+        assert_eq!(state.regs.rip, 0xFFF8, "halted after the hlt");
+        // Still halted, not exited, after running a while longer.
+        m.resume().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(m.run_state(), RunState::Running);
+        m.pause().unwrap();
+        assert!(m.vcpu_state(0).unwrap().halted);
+        // A restored state that is not halted runs on after the hlt.
+        let mut woken = state.clone();
+        woken.halted = false;
+        m.set_vcpu_state(0, &woken).unwrap();
+        m.resume().unwrap();
+        assert_eq!(m.wait_for_exit(), MachineExit::GuestExit(9));
+        assert_eq!(out.text(), "A");
+    }
+
+    #[test]
+    fn halted_guest_quits_on_request() {
+        if !testutil::kvm_available("halted_guest_quits_on_request") {
+            return;
+        }
+        let mut fw = vec![0xF4u8; 0x10000];
+        let at = fw.len() - 16;
+        fw[at] = 0xFB; // sti; hlt
+        let out = CaptureBuffer::new();
+        let m = Machine::new(config(fw, &out)).unwrap();
+        m.start().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        m.request_quit();
+        assert_eq!(m.wait_for_exit(), MachineExit::Quit);
     }
 
     #[test]

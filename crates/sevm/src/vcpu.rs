@@ -101,6 +101,8 @@ pub const MAX_STATE_MSRS: u32 = 64;
 const STATE_MAGIC: &[u8; 8] = b"SEVMVCPU";
 const STATE_VERSION: u32 = 1;
 const FLAG_RUNNABLE: u32 = 1;
+/// State flag: [`VcpuState::halted`].
+const FLAG_HALTED: u32 = 2;
 
 /// The register state of one vCPU, for snapshots and migration.
 #[derive(Clone, PartialEq)]
@@ -114,6 +116,11 @@ pub struct VcpuState {
     /// Whether the vCPU runs (false: an application processor still waiting
     /// for its start-up IPI).
     pub runnable: bool,
+    /// The vCPU executed `hlt` with interrupts enabled and waits for an
+    /// interrupt. This machine has no interrupt source, so a halted vCPU
+    /// stays halted (an idle guest): its thread sleeps instead of entering
+    /// the guest, and a snapshot or migration carries the halt along.
+    pub halted: bool,
 }
 
 impl fmt::Debug for VcpuState {
@@ -124,6 +131,7 @@ impl fmt::Debug for VcpuState {
             .field("cr0", &format_args!("{:#x}", self.sregs.cr0))
             .field("msrs", &self.msrs.len())
             .field("runnable", &self.runnable)
+            .field("halted", &self.halted)
             .finish_non_exhaustive()
     }
 }
@@ -232,7 +240,14 @@ impl VcpuState {
         let mut w = Writer(Vec::with_capacity(512));
         w.0.extend_from_slice(STATE_MAGIC);
         w.u32(STATE_VERSION);
-        w.u32(if self.runnable { FLAG_RUNNABLE } else { 0 });
+        let mut flags = 0;
+        if self.runnable {
+            flags |= FLAG_RUNNABLE;
+        }
+        if self.halted {
+            flags |= FLAG_HALTED;
+        }
+        w.u32(flags);
         for v in regs_fields(&self.regs) {
             w.u64(v);
         }
@@ -270,7 +285,7 @@ impl VcpuState {
             return Err(StateDecodeError::Version(version));
         }
         let flags = r.u32()?;
-        if flags & !FLAG_RUNNABLE != 0 {
+        if flags & !(FLAG_RUNNABLE | FLAG_HALTED) != 0 {
             return Err(StateDecodeError::Flags(flags));
         }
         let mut g = [0u64; 18];
@@ -355,6 +370,7 @@ impl VcpuState {
             sregs,
             msrs,
             runnable: flags & FLAG_RUNNABLE != 0,
+            halted: flags & FLAG_HALTED != 0,
         })
     }
 }
@@ -492,6 +508,7 @@ pub fn get_state(
     vcpu: u32,
     msr_indices: &[u32],
     runnable: bool,
+    halted: bool,
 ) -> Result<VcpuState, VcpuError> {
     let kvm = |op| move |source| VcpuError::Kvm { op, vcpu, source };
     let regs = fd.get_regs().map_err(kvm("KVM_GET_REGS"))?;
@@ -519,6 +536,7 @@ pub fn get_state(
         sregs,
         msrs,
         runnable,
+        halted,
     })
 }
 
@@ -567,6 +585,9 @@ pub(crate) enum Step {
     GuestExit(u8),
     /// Triple fault or guest-requested shutdown.
     Shutdown,
+    /// `hlt` with interrupts enabled: the vCPU waits for an interrupt
+    /// ([`VcpuState::halted`]).
+    Halted,
     /// Something the machine cannot continue from.
     Error(String),
     /// A single-step trap requested with [`set_guest_debug`]
@@ -690,11 +711,17 @@ pub(crate) fn run_step(fd: &mut VcpuFd, vcpu: u32, bus: &IoBus, log: &mut ExitLo
                 .unwrap_or(false);
             if if_set {
                 // UNCERTAIN (not in SEV-REFERENCE): no interrupt controller is
-                // emulated, so nothing can ever wake a halted vCPU; ending the
-                // machine beats hanging silently.
-                Step::Error(format!(
-                    "vCPU {vcpu} halted waiting for an interrupt, but this machine has no interrupt source ({at})"
-                ))
+                // emulated, so nothing can wake a halted vCPU: it stays halted
+                // (an idle guest, as on hardware with no interrupt pending)
+                // and its thread sleeps. Chose this over ending the machine so
+                // that an idle guest can be paused, snapshotted, migrated and
+                // quit like any other. `hlt` with interrupts disabled can
+                // never resume on any machine and stays an error.
+                log::info!(
+                    "vCPU {vcpu} halted waiting for an interrupt; this machine has no interrupt \
+                     source, so it stays halted (idle) ({at})"
+                );
+                Step::Halted
             } else {
                 Step::Error(format!(
                     "vCPU {vcpu} halted with interrupts disabled ({at})"
@@ -764,6 +791,7 @@ mod tests {
             sregs,
             msrs: vec![(0x10, 12345), (0x174, 8)],
             runnable: true,
+            halted: false,
         }
     }
 
@@ -778,6 +806,10 @@ mod tests {
         ap.runnable = false;
         ap.msrs.clear();
         assert_eq!(VcpuState::from_bytes(&ap.to_bytes()).unwrap(), ap);
+        let mut idle = s.clone();
+        idle.halted = true;
+        let back = VcpuState::from_bytes(&idle.to_bytes()).unwrap();
+        assert!(back.halted && back.runnable);
     }
 
     #[test]

@@ -544,6 +544,7 @@ mod tests {
             sregs: Default::default(),
             msrs: Vec::new(),
             runnable: true,
+            halted: false,
         };
         st.regs.rax = 0x1122;
         st.regs.rip = 0xfff0;
