@@ -503,3 +503,86 @@ fn the_source_firmware_enforces_the_policy_on_the_target_chain() {
         assert_exit(vm.wait(), 0, &vm.stderr_text());
     }
 }
+
+/// Prints "I" and a newline, then `sti; hlt`; were it ever woken it would
+/// exit through the debug-exit port with status 9.
+fn idle_firmware(dir: &Path) -> PathBuf {
+    let mut fw = vec![0xF4u8; 0x10000];
+    let code = [
+        0xBA, 0xF8, 0x03, // mov dx, 0x3f8
+        0xB0, b'I', // mov al, 'I'
+        0xEE, // out dx, al
+        0xB0, b'\n', // mov al, '\n'
+        0xEE,  // out dx, al
+        0xFB,  // sti
+        0xF4,  // hlt
+        0xBA, 0x01, 0x05, // mov dx, 0x501
+        0xB0, 9,    // mov al, 9
+        0xEE, // out dx, al
+    ];
+    // Longer than the 16 bytes above the reset vector: the code sits 256
+    // bytes lower and the reset vector jumps to it.
+    let at = fw.len() - 0x100;
+    fw[at..at + code.len()].copy_from_slice(&code);
+    let vec = fw.len() - 16;
+    // jmp near (rel16) from the reset vector back to `at`.
+    let rel = (at as i64 - (vec as i64 + 3)) as i16;
+    fw[vec] = 0xE9;
+    fw[vec + 1..vec + 3].copy_from_slice(&rel.to_le_bytes());
+    let p = dir.join("idle.fd");
+    std::fs::write(&p, fw).unwrap();
+    p
+}
+
+#[test]
+fn an_idle_halted_guest_stays_halted_through_snapshot_and_restore() {
+    if !sevm_testutil::kvm("an_idle_halted_guest_stays_halted_through_snapshot_and_restore") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let a = fresh_platform(d, "a");
+    let fw = idle_firmware(d);
+    let snap = d.join("idle.snap");
+    let qa = d.join("a.sock");
+
+    let mut src = Sevm::spawn(args(&fw, &a, 0x1, &qa, &[]));
+    let out = serial(&mut src);
+    let mut q = src.qmp(&qa);
+    q.ok("qmp_capabilities", Value::Null);
+    wait_line(&out, "I");
+    // Halted, not ended: the machine keeps running (idle).
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(q.ok("query-status", Value::Null)["status"], "running");
+    q.ok(
+        "migrate",
+        json!({"uri": format!("file:{}", snap.display())}),
+    );
+    let info = migration_result(&mut q);
+    assert_eq!(info["status"], "completed", "{info}");
+    q.ok("quit", Value::Null);
+    assert_exit(src.wait(), 0, &src.stderr_text());
+
+    // Restored, the vCPU is still halted: it neither re-runs the code
+    // before the hlt (no second "I") nor goes past it (no exit 9).
+    let qb = d.join("b.sock");
+    let mut dst = Sevm::spawn(args(
+        &fw,
+        &a,
+        0x1,
+        &qb,
+        &["-incoming", &format!("file:{}", snap.display())],
+    ));
+    let out = serial(&mut dst);
+    assert!(dst.wait_for_stderr("incoming migration complete"));
+    let mut q = dst.qmp(&qb);
+    q.ok("qmp_capabilities", Value::Null);
+    if q.ok("query-status", Value::Null)["status"] != "running" {
+        q.event("RESUME");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(q.ok("query-status", Value::Null)["status"], "running");
+    assert!(out.try_recv().is_err(), "the restored guest printed again");
+    q.ok("quit", Value::Null);
+    assert_exit(dst.wait(), 0, &dst.stderr_text());
+}

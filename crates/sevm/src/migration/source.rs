@@ -174,23 +174,37 @@ fn open(endpoint: &Endpoint) -> Result<Conn, MigrationError> {
     })
 }
 
+/// Bytes written between two early-writeback requests of a snapshot file.
+const EARLY_SYNC_EVERY: u64 = 64 << 20;
+
 /// The writer thread: frames records and writes them (one vectored write
 /// per batch); returns the output after the end record (flushed) or the
 /// first error. Written batches go back to the sealing thread through
-/// `back` so their page buffers are reused.
+/// `back` so their page buffers are reused. With `sync`, every
+/// [`EARLY_SYNC_EVERY`] bytes it asks the flusher thread to `fdatasync` what
+/// was written so far (skipped while the previous one still runs): the disk
+/// works while the stream is sealed instead of all at the end.
 fn writer_thread<W: Write>(
     out: W,
     header: &Header,
     rx: &Receiver<Vec<Record>>,
     back: &SyncSender<Vec<Record>>,
+    sync: Option<&SyncSender<()>>,
     progress: &Progress,
 ) -> Result<W, MigrationError> {
     let mut w = Writer::new(out, header)?;
     progress.transferred.store(w.bytes(), Ordering::Relaxed);
+    let mut synced_at = 0;
     for batch in rx {
         let end = batch.iter().any(|r| matches!(r, Record::End { .. }));
         w.records(&batch)?;
         progress.transferred.store(w.bytes(), Ordering::Relaxed);
+        if let Some(s) = sync {
+            if w.bytes() - synced_at >= EARLY_SYNC_EVERY {
+                synced_at = w.bytes();
+                let _ = s.try_send(());
+            }
+        }
         if end {
             w.flush()?;
             return Ok(w.into_inner());
@@ -411,8 +425,15 @@ fn send(
 
     let (tx, rx) = sync_channel::<Vec<Record>>(CHANNEL_BATCHES);
     let (back_tx, back_rx) = sync_channel::<Vec<Record>>(CHANNEL_BATCHES + 2);
+    // A snapshot file's pages are handed to the kernel's writeback while the
+    // stream is still being written (see `writer_thread`), so the final
+    // fsync has only the tail left.
+    let mut early_sync: Option<File> = None;
     let (out, mut ack, shutdown): (Box<dyn Write + Send>, _, _) = match conn {
-        Conn::File { file, .. } => (Box::new(file), None, None),
+        Conn::File { file, .. } => {
+            early_sync = file.try_clone().ok();
+            (Box::new(file), None, None)
+        }
         Conn::Socket {
             read,
             write,
@@ -427,7 +448,18 @@ fn send(
     let mut display = ProgressDisplay::new("migrate");
     let result = std::thread::scope(|scope| {
         let header = &header;
-        let writer = scope.spawn(move || writer_thread(out, header, &rx, &back_tx, progress));
+        let sync_tx = early_sync.map(|f| {
+            let (sync_tx, sync_rx) = sync_channel::<()>(1);
+            // Errors are left to the final fsync, which reports them.
+            scope.spawn(move || {
+                for () in sync_rx {
+                    let _ = f.sync_data();
+                }
+            });
+            sync_tx
+        });
+        let writer = scope
+            .spawn(move || writer_thread(out, header, &rx, &back_tx, sync_tx.as_ref(), progress));
         let mut s = Sender {
             job,
             tx,
