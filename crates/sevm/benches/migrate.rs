@@ -224,10 +224,12 @@ struct Setup {
 impl Setup {
     fn live(&self, bin: &Path, case: &str) -> (Duration, Option<u64>, String) {
         let d = &self.d;
-        let fwp = if case == "busy" {
-            &self.busy_fw
-        } else {
+        // The stopped case pauses a busy-looping guest (so that builds that
+        // predate the idle `hlt` can be the baseline).
+        let fwp = if case == "idle" {
             &self.idle_fw
+        } else {
+            &self.busy_fw
         };
         let stopped = case == "stopped";
         let (qa, qb) = (d.join("qa"), d.join("qb"));
