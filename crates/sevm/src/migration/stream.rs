@@ -668,6 +668,44 @@ mod tests {
         assert_ne!(header, vec![1; 52]);
     }
 
+    /// Every one-bit change anywhere in a stream is refused by the stream
+    /// layer, except in a page record's packet header and transport bytes,
+    /// which only the firmware's MAC can judge: those are passed on, and the
+    /// changed stream re-encodes to exactly its bytes.
+    #[test]
+    fn every_bit_flip_is_refused_unless_the_firmware_mac_covers_it() {
+        let bytes = sample();
+        let header_len = 8 + 4 + 4 + 8 + 8 + 4 + 4 + SEV_CERT_LEN + 4 + SESSION_LEN;
+        let page_at = header_len + 9;
+        let packet_header = page_at + 9..page_at + 9 + 52;
+        let transport = page_at + 9 + 52 + 4..page_at + 9 + 52 + 4 + 4096;
+        for at in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x04;
+            let read = Reader::new(bad.as_slice()).and_then(|(mut r, h)| {
+                let mut records = Vec::new();
+                loop {
+                    let rec = r.next_record()?;
+                    let end = matches!(rec, Record::End { .. });
+                    records.push(rec);
+                    if end {
+                        return Ok((h, records));
+                    }
+                }
+            });
+            let covered = packet_header.contains(&at) || transport.contains(&at);
+            match read {
+                Ok((h, records)) => {
+                    assert!(covered, "a flip at byte {at} was accepted");
+                    let mut w = Writer::new(Vec::new(), &h).unwrap();
+                    w.records(&records).unwrap();
+                    assert_eq!(w.into_inner(), bad, "byte {at}");
+                }
+                Err(_) => assert!(!covered, "a flip at byte {at} was refused"),
+            }
+        }
+    }
+
     #[test]
     fn recycled_page_buffers_are_refilled_exactly() {
         let mut w = Writer::new(Vec::new(), &header()).unwrap();
