@@ -192,6 +192,36 @@ fn row(name: &str, build: &str, bytes: u64, wall: Duration, downtime: Option<u64
     mbs
 }
 
+/// The in-run baseline: `bytes` over a loopback TCP connection between two
+/// threads of this process, 256 KiB writes, no encryption, no VMM: what the
+/// transport alone costs on this machine right now. MB/s.
+fn raw_tcp(bytes: u64) -> f64 {
+    use std::io::Read;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let t = Instant::now();
+    let sender = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let chunk = vec![0x5au8; 256 << 10];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            s.write_all(&chunk[..n]).unwrap();
+            left -= n as u64;
+        }
+    });
+    let (mut r, _) = l.accept().unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = 0u64;
+    while got < bytes {
+        let n = r.read(&mut buf).unwrap();
+        assert!(n > 0, "raw tcp baseline: connection closed early");
+        got += n as u64;
+    }
+    sender.join().unwrap();
+    bytes as f64 / t.elapsed().as_secs_f64() / 1e6
+}
+
 /// Which sevm binary a row measured.
 #[derive(Clone, Copy)]
 enum Build<'a> {
@@ -370,7 +400,17 @@ fn main() {
             v[bi].push(mbs);
         }
     };
+    let mut raw = Vec::new();
     for _ in 0..rounds {
+        let mbs = raw_tcp(guest_bytes);
+        println!(
+            "{:<40} {:>8} {:>8.0} {:>9} {mbs:>9.0}",
+            "baseline: raw loopback tcp, no crypto",
+            "-",
+            guest_bytes as f64 / 1048576.0,
+            "-"
+        );
+        raw.push(mbs);
         for (case, name) in [
             ("idle", "live migration, tcp, idle guest"),
             ("busy", "live migration, tcp, busy-looping guest"),
@@ -395,14 +435,23 @@ fn main() {
             }
         }
     }
+    let med = |x: &[f64]| {
+        let mut x = x.to_vec();
+        x.sort_by(|a, b| a.total_cmp(b));
+        x[x.len() / 2]
+    };
+    let raw = med(&raw);
+    println!(
+        "\nmedian MB/s over {rounds} round(s), and as a share of the raw loopback tcp baseline \
+         ({raw:.0} MB/s, same run)"
+    );
+    for (name, v) in &samples {
+        let t = med(&v[builds.len() - 1]);
+        println!("{name:<40} {t:>6.0}  ({:.0} % of raw tcp)", 100.0 * t / raw);
+    }
     if builds.len() == 2 {
         println!("\nmedian MB/s over {rounds} round(s): baseline -> this build (ratio)");
         for (name, v) in &samples {
-            let med = |x: &[f64]| {
-                let mut x = x.to_vec();
-                x.sort_by(|a, b| a.total_cmp(b));
-                x[x.len() / 2]
-            };
             let (b, t) = (med(&v[0]), med(&v[1]));
             println!("{name:<40} {b:>6.0} -> {t:>6.0}  ({:.2}x)", t / b);
         }
