@@ -242,12 +242,17 @@ impl TransportCipher {
         }
     }
 
-    /// XORs the AES-128-CTR keystream for `iv` into `buf`.
-    fn apply_keystream(&self, iv: &[u8; 16], buf: &mut [u8]) {
-        // The CTR core borrows the expanded key: no key schedule per packet.
+    /// The AES-128-CTR keystream under TEK for `iv`. The CTR core borrows
+    /// the expanded key: no key schedule per packet.
+    fn keystream(&self, iv: &[u8; 16]) -> ctr::Ctr128BE<&Aes128> {
         let core =
             ctr::CtrCore::<&Aes128, ctr::flavors::Ctr128BE>::inner_iv_init(&self.aes, iv.into());
-        ctr::Ctr128BE::<&Aes128>::from_core(core).apply_keystream(buf);
+        ctr::Ctr128BE::<&Aes128>::from_core(core)
+    }
+
+    /// XORs the AES-128-CTR keystream for `iv` into `buf`.
+    fn apply_keystream(&self, iv: &[u8; 16], buf: &mut [u8]) {
+        self.keystream(iv).apply_keystream(buf);
     }
 
     /// The packet MAC (see the module docs).
@@ -439,11 +444,7 @@ impl TransportCipher {
     ) -> Result<(), PacketError> {
         self.check_packet(kind.context(), header, guest_len, trans, binding)?;
         out.resize(trans.len(), 0);
-        let core = ctr::CtrCore::<&Aes128, ctr::flavors::Ctr128BE>::inner_iv_init(
-            &self.aes,
-            (&header.iv).into(),
-        );
-        ctr::Ctr128BE::<&Aes128>::from_core(core)
+        self.keystream(&header.iv)
             .apply_keystream_b2b(trans, out)
             .map_err(|_| PacketError::TooLong { len: trans.len() })
     }
