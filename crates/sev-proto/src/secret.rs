@@ -41,9 +41,10 @@
 //! **Binding (emulator-internal extension).** SEV-REFERENCE 8.3 ("design
 //! advice") suggests binding a sequence number or guest address into the
 //! transport MAC for replay/reordering protection. [`seal_transport`] and
-//! [`open_transport`] append the caller's `binding` bytes after TRANS; with
-//! an empty binding the MAC is exactly the 8.3 formula. TRANS_LENGTH fixes
-//! where TRANS ends, so the binding is unambiguous without its own length.
+//! [`open_transport`] take the caller's `binding` bytes as the TRAILER: they
+//! follow the fixed-size `A` in the hashed data, whose length the POLYVAL
+//! length block fixes, so the binding is unambiguous without its own length
+//! field; an empty binding leaves just `A`.
 //!
 //! Lengths: GUEST_LENGTH and TRANS_LENGTH are 32-bit fields. The sealing
 //! functions cannot fail; a plaintext longer than `u32::MAX` bytes (never
