@@ -180,8 +180,8 @@ const EARLY_SYNC_EVERY: u64 = 64 << 20;
 /// The writer thread: frames records and writes them (one vectored write
 /// per batch); returns the output after the end record (flushed) or the
 /// first error. Written batches go back to the sealing thread through
-/// `back` so their page buffers are reused. With `sync`, every
-/// [`EARLY_SYNC_EVERY`] bytes it asks the flusher thread to `fdatasync` what
+/// `back` so their page buffers are reused. With `sync`, every so many
+/// bytes ([`EARLY_SYNC_EVERY`] in a snapshot) it asks the flusher thread to `fdatasync` what
 /// was written so far (skipped while the previous one still runs): the disk
 /// works while the stream is sealed instead of all at the end.
 fn writer_thread<W: Write>(
@@ -189,7 +189,7 @@ fn writer_thread<W: Write>(
     header: &Header,
     rx: &Receiver<Vec<Record>>,
     back: &SyncSender<Vec<Record>>,
-    sync: Option<&SyncSender<()>>,
+    sync: Option<(&SyncSender<()>, u64)>,
     progress: &Progress,
 ) -> Result<W, MigrationError> {
     let mut w = Writer::new(out, header)?;
@@ -199,8 +199,8 @@ fn writer_thread<W: Write>(
         let end = batch.iter().any(|r| matches!(r, Record::End { .. }));
         w.records(&batch)?;
         progress.transferred.store(w.bytes(), Ordering::Relaxed);
-        if let Some(s) = sync {
-            if w.bytes() - synced_at >= EARLY_SYNC_EVERY {
+        if let Some((s, every)) = sync {
+            if w.bytes() - synced_at >= every {
                 synced_at = w.bytes();
                 let _ = s.try_send(());
             }
@@ -458,8 +458,16 @@ fn send(
             });
             sync_tx
         });
-        let writer = scope
-            .spawn(move || writer_thread(out, header, &rx, &back_tx, sync_tx.as_ref(), progress));
+        let writer = scope.spawn(move || {
+            writer_thread(
+                out,
+                header,
+                &rx,
+                &back_tx,
+                sync_tx.as_ref().map(|s| (s, EARLY_SYNC_EVERY)),
+                progress,
+            )
+        });
         let mut s = Sender {
             job,
             tx,
@@ -637,5 +645,77 @@ fn target_said(ack: Option<&mut Box<dyn Read + Send>>, e: MigrationError) -> Mig
             MigrationError::TargetRefused(String::from_utf8_lossy(msg).into_owned())
         }
         _ => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migration::stream::Reader;
+    use sev_proto::abi::{SESSION_LEN, SEV_CERT_LEN};
+
+    /// The writer thread writes every batch, asks for early writeback every
+    /// `every` bytes while it writes, recycles the batches and ends after the
+    /// end record with a stream that reads back whole.
+    #[test]
+    fn writer_thread_writes_everything_and_requests_early_syncs() {
+        let header = Header {
+            policy: 1,
+            ram_size: 1 << 20,
+            firmware_size: 0x10000,
+            vcpus: 1,
+            source_pdh: vec![7; SEV_CERT_LEN],
+            session: vec![9; SESSION_LEN],
+        };
+        let (tx, rx) = sync_channel::<Vec<Record>>(16);
+        let (back_tx, back_rx) = sync_channel::<Vec<Record>>(16);
+        let (sync_tx, sync_rx) = sync_channel::<()>(16);
+        for b in 0..4u64 {
+            let batch = (0..8u64)
+                .map(|i| Record::Page {
+                    gpa: (b * 8 + i) << 12,
+                    header: vec![1; 52],
+                    trans: vec![2; 4096],
+                })
+                .collect();
+            tx.send(batch).unwrap();
+        }
+        tx.send(vec![Record::End {
+            packets: 0,
+            digest: [0; 32],
+        }])
+        .unwrap();
+        let progress = Progress::default();
+        let out = writer_thread(
+            Vec::new(),
+            &header,
+            &rx,
+            &back_tx,
+            Some((&sync_tx, 64 << 10)),
+            &progress,
+        )
+        .unwrap();
+        // 4 batches of 8 pages (~33 KiB each): a request every other batch.
+        let syncs = std::iter::from_fn(|| sync_rx.try_recv().ok()).count();
+        assert_eq!(syncs, 2);
+        assert_eq!(std::iter::from_fn(|| back_rx.try_recv().ok()).count(), 4);
+        assert_eq!(
+            progress.transferred.load(Ordering::Relaxed),
+            out.len() as u64
+        );
+        let (mut r, h) = Reader::new(out.as_slice()).unwrap();
+        assert_eq!(h, header);
+        let mut pages = 0;
+        loop {
+            match r.next_record().unwrap() {
+                Record::Page { .. } => pages += 1,
+                Record::End { packets, .. } => {
+                    assert_eq!(packets, 32);
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(pages, 32);
     }
 }
