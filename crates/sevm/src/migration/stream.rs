@@ -502,6 +502,8 @@ impl<R: Read> Reader<R> {
                         problem: "differs from the page records received",
                     });
                 }
+                // An unkeyed checksum of public bytes (not a MAC: nothing
+                // secret to leak through timing), so a plain comparison.
                 if expect != digest {
                     return Err(StreamError::Field {
                         field: "end digest",
