@@ -117,7 +117,7 @@ fn start_target(fw: &Path, platform: &Path, qmp: &Path, incoming: &str) -> Sevm 
 
 /// After the move: the guest verifies its whole range and exits 0.
 fn finish_and_verify(vm: &mut Sevm, out: &Receiver<String>, qmp: &Path) {
-    let mut q = vm.qmp(qmp);
+    let mut q = Qmp::connect(qmp);
     q.ok("qmp_capabilities", Value::Null);
     // QMP listens just before the restored guest is started.
     if q.ok("query-status", Value::Null)["status"] != "running" {
@@ -157,8 +157,8 @@ fn snapshot_restores_on_its_platform_only_and_hides_plaintext() {
     assert_eq!(info["status"], "completed", "{info}");
     assert!(info["ram"]["transferred"].as_u64().unwrap() > (MEM_MIB as u64) << 20);
     assert!(info["downtime"].as_u64().is_some(), "{info}");
-    // The guest was sent: this copy stays paused and cannot run again.
-    assert_eq!(q.ok("query-status", Value::Null)["status"], "paused");
+    // The guest was sent: this copy stays paused (postmigrate) and cannot run again.
+    assert_eq!(q.ok("query-status", Value::Null)["status"], "postmigrate");
     let e = q.err("cont", Value::Null);
     assert!(e.contains("migrated away"), "{e}");
     q.ok("quit", Value::Null);
@@ -402,11 +402,17 @@ fn failed_migrations_leave_the_source_running_and_a_retry_succeeds() {
     let mut t3 = start_target(&fw, &b, &qb, &format!("unix:{}", inb.display()));
     q.ok("migrate-set-parameters", json!({"max-bandwidth": 1 << 20}));
     q.ok("migrate", json!({"uri": format!("unix:{}", inb.display())}));
-    loop {
-        let e = q.event("MIGRATION");
-        if e["data"]["status"] == "active" {
-            break;
-        }
+    // Pages are on their way (the target has the header: a connection
+    // that never sent one would not be the migration, and the target would
+    // keep waiting for its source).
+    let deadline = Instant::now() + WAIT;
+    while q.ok("query-migrate", Value::Null)["ram"]["transferred"]
+        .as_u64()
+        .unwrap_or(0)
+        < 64 << 10
+    {
+        assert!(Instant::now() < deadline, "no pages were sent");
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
     q.ok("migrate_cancel", Value::Null);
     let info = migration_result(&mut q);
@@ -575,7 +581,7 @@ fn an_idle_halted_guest_stays_halted_through_snapshot_and_restore() {
     ));
     let out = serial(&mut dst);
     assert!(dst.wait_for_stderr("incoming migration complete"));
-    let mut q = dst.qmp(&qb);
+    let mut q = Qmp::connect(&qb);
     q.ok("qmp_capabilities", Value::Null);
     if q.ok("query-status", Value::Null)["status"] != "running" {
         q.event("RESUME");

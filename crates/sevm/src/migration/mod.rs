@@ -52,13 +52,14 @@
 //! SEV firmware keeps no record of consumed sessions, so this is a clone,
 //! exactly like restoring the same snapshot file twice.
 
+pub mod handover;
 pub mod source;
 pub mod stream;
 pub mod target;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::machine::Machine;
@@ -118,6 +119,133 @@ pub enum MigrationError {
     /// `migrate_cancel`.
     #[error("migration cancelled")]
     Cancelled,
+    /// A wait on the peer exceeded `x-peer-timeout`.
+    #[error("the migration peer did not answer: {what} took longer than {ms} ms (x-peer-timeout)")]
+    PeerTimeout {
+        /// What was awaited.
+        what: &'static str,
+        /// The timeout.
+        ms: u64,
+    },
+    /// COMMIT was sent but the target's confirmation did not arrive: the
+    /// target may run the guest, so this copy must not (see [`handover`]).
+    #[error(
+        "the hand-over is unconfirmed: {0}; the target may be running the guest, so this copy \
+         stays paused and will not run again"
+    )]
+    Unconfirmed(String),
+}
+
+impl MigrationError {
+    /// Turns a socket timeout hidden in an I/O error into [`MigrationError::PeerTimeout`].
+    fn with_timeout(self, what: &'static str, timeout: Duration) -> Self {
+        let timed_out = match &self {
+            MigrationError::Io { source, .. } => handover::is_timeout(source),
+            MigrationError::Stream(StreamError::Io(source)) => handover::is_timeout(source),
+            _ => false,
+        };
+        if timed_out {
+            MigrationError::PeerTimeout {
+                what,
+                ms: timeout.as_millis() as u64,
+            }
+        } else {
+            self
+        }
+    }
+}
+
+/// How one migration is stopped from outside: a flag checked between
+/// pages, hooks that interrupt blocked I/O (they shut the socket down) and
+/// sleeps (`max-bandwidth`) that end early. From the hand-over's point of no
+/// return on ([`Cancel::begin_commit`]) only a forced cancel (quit) acts.
+#[derive(Default)]
+pub struct Cancel {
+    flag: AtomicBool,
+    inner: Mutex<CancelInner>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct CancelInner {
+    cancelled: bool,
+    committing: bool,
+    hooks: Vec<Box<dyn Fn() + Send>>,
+}
+
+impl std::fmt::Debug for Cancel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cancel")
+            .field("cancelled", &self.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cancel {
+    /// Whether cancellation was requested.
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Requests cancellation and runs the hooks. Refused (false) once the
+    /// hand-over is committing, unless `force`.
+    pub fn cancel(&self, force: bool) -> bool {
+        let hooks = {
+            let mut g = lock(&self.inner);
+            if g.committing && !force {
+                return false;
+            }
+            g.cancelled = true;
+            self.flag.store(true, Ordering::SeqCst);
+            self.cv.notify_all();
+            std::mem::take(&mut g.hooks)
+        };
+        for h in &hooks {
+            h();
+        }
+        true
+    }
+
+    /// Registers `hook` to run on cancellation (at once if already
+    /// cancelled).
+    pub fn on_cancel(&self, hook: Box<dyn Fn() + Send>) {
+        let mut g = lock(&self.inner);
+        if g.cancelled {
+            drop(g);
+            hook();
+        } else {
+            g.hooks.push(hook);
+        }
+    }
+
+    /// Sleeps `d` unless cancelled first; false when cancelled.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let deadline = Instant::now() + d;
+        let mut g = lock(&self.inner);
+        while !g.cancelled {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            g = self
+                .cv
+                .wait_timeout(g, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        false
+    }
+
+    /// The hand-over's point of no return: false if cancellation came
+    /// first; afterwards only a forced cancel acts.
+    pub fn begin_commit(&self) -> bool {
+        let mut g = lock(&self.inner);
+        if g.cancelled {
+            return false;
+        }
+        g.committing = true;
+        true
+    }
 }
 
 /// Where a stream goes or comes from.
@@ -283,12 +411,33 @@ struct State {
     summary: Option<Summary>,
     error: Option<String>,
     sent: bool,
-    cancel: Option<Arc<AtomicBool>>,
+    cancel: Option<Arc<Cancel>>,
+    /// Cleared by `stop` during a migration: a failed migration then leaves
+    /// the guest paused instead of resuming it.
+    resume: Option<Arc<AtomicBool>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Whether a status belongs to a migration that has not ended.
+fn in_progress(status: Option<MigrationStatus>) -> bool {
+    matches!(
+        status,
+        Some(
+            MigrationStatus::Setup
+                | MigrationStatus::Active
+                | MigrationStatus::Device
+                | MigrationStatus::Cancelling
+        )
+    )
+}
+
+/// The work of an incoming migration thread.
+pub type IncomingJob =
+    Box<dyn FnOnce(&target::Control<'_>) -> Result<(), MigrationError> + Send + 'static>;
+
 /// The source-side migration state of one VM (QMP `migrate`,
-/// `migrate_cancel`, `query-migrate`, `migrate-set-parameters`).
+/// `migrate_cancel`, `query-migrate`, `migrate-set-parameters`) and the
+/// run-state rules it imposes (README "Run-state rules during migration").
 #[derive(Default)]
 pub struct Migrations {
     state: Mutex<State>,
@@ -303,8 +452,34 @@ impl std::fmt::Debug for Migrations {
     }
 }
 
+/// Why a run-state command is refused while migrating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// A migration or snapshot is in progress and owns the run state.
+    InProgress(MigrationStatus),
+    /// The guest was handed over (or possibly handed over): it must never
+    /// run here again.
+    Sent,
+}
+
+impl std::fmt::Display for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hold::InProgress(s) => write!(
+                f,
+                "a migration is in progress (status {}); the guest's run state belongs to it \
+                 until it ends (migrate_cancel to stop it)",
+                s.as_str()
+            ),
+            Hold::Sent => {
+                f.write_str("the guest was migrated away (SEND_FINISH): this copy cannot run again")
+            }
+        }
+    }
+}
+
 impl Migrations {
-    /// `migrate-set-parameters`: merges the given members.
+    /// `migrate-set-parameters`: checks, then merges the given members.
     pub fn set_parameters(&self, p: MigrationParameters) -> Result<(), MigrationError> {
         for (name, v) in [
             ("sev-pdh", &p.sev_pdh),
@@ -322,6 +497,18 @@ impl Migrations {
                 }
             }
         }
+        if let Some(t) = p.x_peer_timeout {
+            if !(handover::MIN_PEER_TIMEOUT_MS..=handover::MAX_PEER_TIMEOUT_MS).contains(&t) {
+                return Err(MigrationError::Parameter {
+                    name: "x-peer-timeout",
+                    problem: format!(
+                        "{t} ms is out of range ({}..={} ms)",
+                        handover::MIN_PEER_TIMEOUT_MS,
+                        handover::MAX_PEER_TIMEOUT_MS
+                    ),
+                });
+            }
+        }
         let mut cur = lock(&self.params);
         macro_rules! merge {
             ($($f:ident),*) => {$( if p.$f.is_some() { cur.$f = p.$f; } )*};
@@ -332,7 +519,8 @@ impl Migrations {
             avail_switchover_bandwidth,
             sev_pdh,
             sev_plat_cert,
-            sev_amd_cert
+            sev_amd_cert,
+            x_peer_timeout
         );
         Ok(())
     }
@@ -342,10 +530,41 @@ impl Migrations {
         lock(&self.params).clone()
     }
 
+    /// The bound of every wait on a migration peer (`x-peer-timeout`).
+    pub fn peer_timeout(&self) -> Duration {
+        handover::peer_timeout(lock(&self.params).x_peer_timeout)
+    }
+
     /// Whether a completed migration sent the guest away (the source must
     /// not run it again).
     pub fn guest_was_sent(&self) -> bool {
         lock(&self.state).sent
+    }
+
+    /// Why the guest may not be resumed now (`cont`, a debugger's
+    /// continue), or `None`.
+    pub fn hold(&self) -> Option<Hold> {
+        let st = lock(&self.state);
+        if st.sent {
+            Some(Hold::Sent)
+        } else if in_progress(st.status) {
+            st.status.map(Hold::InProgress)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the source is in stop-and-copy or the hand-over (QEMU's
+    /// `finish-migrate` run state).
+    pub fn finishing(&self) -> bool {
+        lock(&self.state).status == Some(MigrationStatus::Device)
+    }
+
+    /// `stop` while a migration runs: if it fails, the guest stays paused.
+    pub fn note_stop(&self) {
+        if let Some(r) = &lock(&self.state).resume {
+            r.store(false, Ordering::SeqCst);
+        }
     }
 
     /// `migrate`: starts a migration thread; errors that are known before
@@ -357,34 +576,46 @@ impl Migrations {
         sev: SevParts,
     ) -> Result<(), MigrationError> {
         let endpoint = Endpoint::parse(uri)?;
+        let old = {
+            let mut st = lock(&self.state);
+            if in_progress(st.status) {
+                return Err(MigrationError::Uri {
+                    uri: uri.into(),
+                    problem: "There's a migration process in progress".into(),
+                });
+            }
+            if st.sent {
+                return Err(MigrationError::Uri {
+                    uri: uri.into(),
+                    problem: "the guest was already migrated away from this VMM".into(),
+                });
+            }
+            st.thread.take()
+        };
+        // The previous thread has reported its end (its status is final) and
+        // is about to return; it is joined without holding the state lock,
+        // which its last steps take.
+        if let Some(t) = old {
+            let _ = t.join();
+        }
         let mut st = lock(&self.state);
-        if matches!(
-            st.status,
-            Some(MigrationStatus::Setup | MigrationStatus::Active | MigrationStatus::Device)
-        ) {
+        if in_progress(st.status) || st.sent {
             return Err(MigrationError::Uri {
                 uri: uri.into(),
                 problem: "There's a migration process in progress".into(),
             });
         }
-        if st.sent {
-            return Err(MigrationError::Uri {
-                uri: uri.into(),
-                problem: "the guest was already migrated away from this VMM".into(),
-            });
-        }
-        if let Some(t) = st.thread.take() {
-            let _ = t.join();
-        }
         let params = self.parameters();
         let progress = Arc::new(Progress::default());
-        let cancel = Arc::new(AtomicBool::new(false));
+        let cancel = Arc::new(Cancel::default());
+        let resume = Arc::new(AtomicBool::new(true));
         st.status = Some(MigrationStatus::Setup);
         st.progress = Some(Arc::clone(&progress));
         st.started = Some(Instant::now());
         st.summary = None;
         st.error = None;
         st.cancel = Some(Arc::clone(&cancel));
+        st.resume = Some(Arc::clone(&resume));
         vm.emit_event(&QmpEvent::Migration {
             status: MigrationStatus::Setup,
         });
@@ -399,25 +630,118 @@ impl Migrations {
                     params: &params,
                     progress: &progress,
                     cancel: &cancel,
-                    on_active: &|| me.set_status(vm.as_ref(), MigrationStatus::Active),
+                    resume: &resume,
+                    on_status: &|s| me.set_status(vm.as_ref(), s),
                 };
                 let result = source::run(&job);
-                me.finish(vm.as_ref(), result);
+                me.finish(vm.as_ref(), result, &cancel);
             })
             .map_err(|source| MigrationError::Io {
                 what: "cannot start the migration thread".into(),
                 source,
-            })?;
-        st.thread = Some(handle);
-        Ok(())
+            });
+        match handle {
+            Ok(h) => {
+                st.thread = Some(h);
+                Ok(())
+            }
+            Err(e) => {
+                st.status = Some(MigrationStatus::Failed);
+                st.error = Some(e.to_string());
+                st.cancel = None;
+                st.resume = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs an incoming migration on its own thread (`-incoming`,
+    /// `migrate-incoming`): `job` receives the guest; its outcome becomes
+    /// the status `query-migrate` reports on the target.
+    pub fn start_incoming(
+        self: &Arc<Self>,
+        vm: Arc<dyn VmControl>,
+        job: IncomingJob,
+    ) -> Result<(), MigrationError> {
+        let mut st = lock(&self.state);
+        if in_progress(st.status) {
+            return Err(MigrationError::Machine(
+                "a migration is already in progress".into(),
+            ));
+        }
+        let progress = Arc::new(Progress::default());
+        let cancel = Arc::new(Cancel::default());
+        st.status = Some(MigrationStatus::Setup);
+        st.progress = Some(Arc::clone(&progress));
+        st.started = Some(Instant::now());
+        st.summary = None;
+        st.error = None;
+        st.cancel = Some(Arc::clone(&cancel));
+        st.resume = None;
+        vm.emit_event(&QmpEvent::Migration {
+            status: MigrationStatus::Setup,
+        });
+        let timeout = self.peer_timeout();
+        let me = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("incoming".into())
+            .spawn(move || {
+                let on_active = || me.set_status(vm.as_ref(), MigrationStatus::Active);
+                let ctl = target::Control {
+                    cancel: &cancel,
+                    progress: &progress,
+                    timeout,
+                    on_active: &on_active,
+                };
+                let result = job(&ctl);
+                let status = {
+                    let mut st = lock(&me.state);
+                    let status = match result {
+                        Ok(()) => MigrationStatus::Completed,
+                        Err(e) => {
+                            st.error = Some(e.to_string());
+                            if cancel.is_cancelled() {
+                                MigrationStatus::Cancelled
+                            } else {
+                                MigrationStatus::Failed
+                            }
+                        }
+                    };
+                    st.status = Some(status);
+                    st.cancel = None;
+                    status
+                };
+                vm.emit_event(&QmpEvent::Migration { status });
+            });
+        match spawned {
+            Ok(h) => {
+                st.thread = Some(h);
+                Ok(())
+            }
+            Err(source) => {
+                st.status = Some(MigrationStatus::Failed);
+                st.cancel = None;
+                Err(MigrationError::Io {
+                    what: "cannot start the incoming migration thread".into(),
+                    source,
+                })
+            }
+        }
     }
 
     fn set_status(&self, vm: &dyn VmControl, status: MigrationStatus) {
-        lock(&self.state).status = Some(status);
+        {
+            let mut st = lock(&self.state);
+            // A cancel request stays visible until the thread has unwound.
+            if st.status == Some(MigrationStatus::Cancelling) {
+                return;
+            }
+            st.status = Some(status);
+        }
         vm.emit_event(&QmpEvent::Migration { status });
     }
 
-    fn finish(&self, vm: &dyn VmControl, result: Result<Summary, MigrationError>) {
+    fn finish(&self, vm: &dyn VmControl, result: Result<Summary, MigrationError>, cancel: &Cancel) {
         let status = {
             let mut st = lock(&self.state);
             let status = match result {
@@ -438,7 +762,13 @@ impl Migrations {
                     st.sent = true;
                     MigrationStatus::Completed
                 }
-                Err(MigrationError::Cancelled) => {
+                Err(e @ MigrationError::Unconfirmed(_)) => {
+                    eprintln!("sevm: migration failed: {e}");
+                    st.error = Some(e.to_string());
+                    st.sent = true;
+                    MigrationStatus::Failed
+                }
+                Err(_) if cancel.is_cancelled() => {
                     eprintln!("sevm: migration cancelled; the guest keeps running here");
                     MigrationStatus::Cancelled
                 }
@@ -450,23 +780,61 @@ impl Migrations {
             };
             st.status = Some(status);
             st.cancel = None;
+            st.resume = None;
             status
         };
         vm.emit_event(&QmpEvent::Migration { status });
     }
 
-    /// `migrate_cancel`: asks a running migration to stop (a no-op when
-    /// none runs, as in QEMU).
-    pub fn cancel(&self, vm: &dyn VmControl) {
+    /// `migrate_cancel`: stops a running migration, interrupting blocked
+    /// I/O (a no-op when none runs, as in QEMU). Refused once the hand-over
+    /// has passed its point of no return.
+    pub fn cancel(&self, vm: &dyn VmControl) -> Result<(), MigrationError> {
         let mut st = lock(&self.state);
-        if let Some(c) = &st.cancel {
-            c.store(true, Ordering::SeqCst);
-            st.status = Some(MigrationStatus::Cancelling);
-            drop(st);
-            vm.emit_event(&QmpEvent::Migration {
-                status: MigrationStatus::Cancelling,
-            });
+        let Some(c) = st.cancel.clone() else {
+            return Ok(());
+        };
+        if !c.cancel(false) {
+            return Err(MigrationError::Machine(
+                "the migration is handing the guest over to the target and can no longer be \
+                 cancelled"
+                    .into(),
+            ));
         }
+        if st.status == Some(MigrationStatus::Cancelling) {
+            return Ok(());
+        }
+        st.status = Some(MigrationStatus::Cancelling);
+        drop(st);
+        vm.emit_event(&QmpEvent::Migration {
+            status: MigrationStatus::Cancelling,
+        });
+        Ok(())
+    }
+
+    /// The VMM is ending (quit, a signal, the guest's exit): cancels any
+    /// migration (even in its hand-over) and waits at most `bound` for its
+    /// thread, which removes a partial snapshot file and closes the
+    /// connection. Returns false if the thread did not end in time.
+    pub fn shutdown(&self, bound: Duration) -> bool {
+        let thread = {
+            let mut st = lock(&self.state);
+            if let Some(c) = &st.cancel {
+                c.cancel(true);
+            }
+            st.thread.take()
+        };
+        let Some(t) = thread else { return true };
+        let deadline = Instant::now() + bound;
+        while !t.is_finished() {
+            if Instant::now() >= deadline {
+                log::error!("the migration thread did not end within {bound:?}");
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = t.join();
+        true
     }
 
     /// `query-migrate`.
@@ -480,26 +848,7 @@ impl Migrations {
             .map(|s| s.elapsed().as_millis() as i64)
             .unwrap_or(0);
         let total_ms = st.summary.map_or(elapsed_ms, |s| s.total_ms as i64);
-        let ram = st.progress.as_ref().map(|p| {
-            let transferred = p.transferred.load(Ordering::Relaxed);
-            let pages = p.pages.load(Ordering::Relaxed);
-            let secs = (total_ms.max(1) as f64) / 1000.0;
-            let downtime_bytes = p.downtime_bytes.load(Ordering::Relaxed);
-            MigrationStats {
-                transferred,
-                remaining: p.remaining.load(Ordering::Relaxed),
-                total: p.total.load(Ordering::Relaxed),
-                normal: pages,
-                normal_bytes: pages * PAGE,
-                mbps: transferred as f64 * 8.0 / secs / 1e6,
-                dirty_sync_count: p.dirty_syncs.load(Ordering::Relaxed),
-                page_size: PAGE,
-                pages_per_second: (pages as f64 / secs) as u64,
-                precopy_bytes: transferred.saturating_sub(downtime_bytes),
-                downtime_bytes,
-                ..MigrationStats::default()
-            }
-        });
+        let ram = st.progress.as_ref().map(|p| stats(p, total_ms));
         MigrationInfo {
             status: Some(status),
             ram,
@@ -512,11 +861,33 @@ impl Migrations {
     }
 }
 
+/// `query-migrate`'s `ram` member from live counters.
+pub(crate) fn stats(p: &Progress, total_ms: i64) -> MigrationStats {
+    let transferred = p.transferred.load(Ordering::Relaxed);
+    let pages = p.pages.load(Ordering::Relaxed);
+    let secs = (total_ms.max(1) as f64) / 1000.0;
+    let downtime_bytes = p.downtime_bytes.load(Ordering::Relaxed);
+    MigrationStats {
+        transferred,
+        remaining: p.remaining.load(Ordering::Relaxed),
+        total: p.total.load(Ordering::Relaxed),
+        normal: pages,
+        normal_bytes: pages * PAGE,
+        mbps: transferred as f64 * 8.0 / secs / 1e6,
+        dirty_sync_count: p.dirty_syncs.load(Ordering::Relaxed),
+        page_size: PAGE,
+        pages_per_second: (pages as f64 / secs) as u64,
+        precopy_bytes: transferred.saturating_sub(downtime_bytes),
+        downtime_bytes,
+        ..MigrationStats::default()
+    }
+}
+
 impl Drop for Migrations {
     fn drop(&mut self) {
         let st = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
         if let Some(c) = &st.cancel {
-            c.store(true, Ordering::SeqCst);
+            c.cancel(true);
         }
     }
 }

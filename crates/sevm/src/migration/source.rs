@@ -14,12 +14,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
+use super::handover::{self, Answer};
 use super::stream::{Header, Record, Writer};
 use super::{
-    Endpoint, MigrationError, Progress, ProgressDisplay, SevParts, Summary, VmControl, PAGE,
+    Cancel, Endpoint, MigrationError, Progress, ProgressDisplay, SevParts, Summary, VmControl, PAGE,
 };
 use crate::memory::Gpa;
 use crate::qmp::command::MigrationParameters;
+use crate::qmp::response::MigrationStatus;
 use crate::qmp::QmpEvent;
 
 /// Largest number of pre-copy passes before stop-and-copy is forced.
@@ -40,10 +42,13 @@ pub struct Job<'a> {
     pub params: &'a MigrationParameters,
     /// Live counters.
     pub progress: &'a Progress,
-    /// Set by `migrate_cancel`.
-    pub cancel: &'a AtomicBool,
-    /// Called once SEND_START succeeded and pages start to flow.
-    pub on_active: &'a dyn Fn(),
+    /// `migrate_cancel`, quit.
+    pub cancel: &'a Cancel,
+    /// Whether a failed migration resumes a guest it paused (`stop`
+    /// during the migration clears it).
+    pub resume: &'a AtomicBool,
+    /// Reports `active` (pages flow) and `device` (stop-and-copy).
+    pub on_status: &'a dyn Fn(MigrationStatus),
 }
 
 /// What the target's chain is.
@@ -132,44 +137,113 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-fn open(endpoint: &Endpoint) -> Result<Conn, MigrationError> {
+/// Creates the snapshot's temporary file: exclusively (an existing file or
+/// a planted symlink is an error, never followed or truncated), mode 0600
+/// (it holds the vCPU registers in plaintext).
+pub(crate) fn create_temp(tmp: &Path) -> Result<File, MigrationError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(tmp)
+        .map_err(io(format!("cannot create {}", tmp.display())))
+}
+
+/// A connected socket of either family.
+trait Socket: Read + Write + Send + 'static {
+    fn set_timeouts(&self, t: Duration) -> std::io::Result<()>;
+    fn clone_socket(&self) -> std::io::Result<Self>
+    where
+        Self: Sized;
+    fn shut(&self, how: std::net::Shutdown);
+}
+
+impl Socket for TcpStream {
+    fn set_timeouts(&self, t: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(t))?;
+        self.set_write_timeout(Some(t))
+    }
+    fn clone_socket(&self) -> std::io::Result<Self> {
+        self.try_clone()
+    }
+    fn shut(&self, how: std::net::Shutdown) {
+        let _ = self.shutdown(how);
+    }
+}
+
+impl Socket for UnixStream {
+    fn set_timeouts(&self, t: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(t))?;
+        self.set_write_timeout(Some(t))
+    }
+    fn clone_socket(&self) -> std::io::Result<Self> {
+        self.try_clone()
+    }
+    fn shut(&self, how: std::net::Shutdown) {
+        let _ = self.shutdown(how);
+    }
+}
+
+/// Bounds every read and write by `timeout`, and makes `cancel` shut the
+/// socket down (which wakes a writer or reader blocked on it).
+fn socket_conn<S: Socket>(
+    s: S,
+    timeout: Duration,
+    cancel: &Cancel,
+) -> Result<Conn, MigrationError> {
+    s.set_timeouts(timeout).map_err(io("socket timeouts"))?;
+    let w = s.clone_socket().map_err(io("socket"))?;
+    let sd = s.clone_socket().map_err(io("socket"))?;
+    let on_cancel = s.clone_socket().map_err(io("socket"))?;
+    cancel.on_cancel(Box::new(move || on_cancel.shut(std::net::Shutdown::Both)));
+    Ok(Conn::Socket {
+        read: Box::new(s),
+        write: Box::new(w),
+        shutdown: Box::new(move || sd.shut(std::net::Shutdown::Write)),
+    })
+}
+
+fn connect_tcp(addr: &str, timeout: Duration) -> Result<TcpStream, MigrationError> {
+    use std::net::ToSocketAddrs;
+    let what = || format!("cannot connect to tcp:{addr}");
+    let mut last = None;
+    for a in addr.to_socket_addrs().map_err(io(what()))? {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) if handover::is_timeout(&e) => MigrationError::PeerTimeout {
+            what: "connecting to the target",
+            ms: timeout.as_millis() as u64,
+        },
+        Some(e) => io(what())(e),
+        None => io(what())(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the host name has no address",
+        )),
+    })
+}
+
+fn open(endpoint: &Endpoint, timeout: Duration, cancel: &Cancel) -> Result<Conn, MigrationError> {
     Ok(match endpoint {
         Endpoint::File(path) => {
             let tmp = temp_path(path);
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)
-                .map_err(io(format!("cannot create {}", tmp.display())))?;
+            let file = create_temp(&tmp)?;
             Conn::File { tmp, file }
         }
         Endpoint::Tcp(addr) => {
-            let s =
-                TcpStream::connect(addr).map_err(io(format!("cannot connect to tcp:{addr}")))?;
+            let s = connect_tcp(addr, timeout)?;
             let _ = s.set_nodelay(true);
-            let w = s.try_clone().map_err(io("socket"))?;
-            let sd = s.try_clone().map_err(io("socket"))?;
-            Conn::Socket {
-                read: Box::new(s),
-                write: Box::new(w),
-                shutdown: Box::new(move || {
-                    let _ = sd.shutdown(std::net::Shutdown::Write);
-                }),
-            }
+            socket_conn(s, timeout, cancel)?
         }
         Endpoint::Unix(path) => {
             let s = UnixStream::connect(path)
                 .map_err(io(format!("cannot connect to unix:{}", path.display())))?;
-            let w = s.try_clone().map_err(io("socket"))?;
-            let sd = s.try_clone().map_err(io("socket"))?;
-            Conn::Socket {
-                read: Box::new(s),
-                write: Box::new(w),
-                shutdown: Box::new(move || {
-                    let _ = sd.shutdown(std::net::Shutdown::Write);
-                }),
-            }
+            socket_conn(s, timeout, cancel)?
         }
     })
 }
@@ -220,7 +294,8 @@ fn writer_thread<W: Write>(
 pub fn run(job: &Job<'_>) -> Result<Summary, MigrationError> {
     let start = Instant::now();
     let chain = target_chain(job)?;
-    let conn = open(&job.endpoint)?;
+    let timeout = handover::peer_timeout(job.params.x_peer_timeout);
+    let conn = open(&job.endpoint, timeout, job.cancel)?;
     let backend = &job.sev.backend;
     let (policy, session) = match backend.send_start(&chain.pdh, &chain.plat, &chain.amd) {
         Ok(v) => v,
@@ -230,21 +305,29 @@ pub fn run(job: &Job<'_>) -> Result<Summary, MigrationError> {
         }
     };
     let mut paused_here = false;
-    let result = send(job, conn, policy.bits(), session, start, &mut paused_here);
+    let result = send(
+        job,
+        conn,
+        policy.bits(),
+        session,
+        start,
+        timeout,
+        &mut paused_here,
+    );
     match result {
-        Ok(summary) => {
-            // The target has acknowledged and runs the guest: whatever
+        Ok(_) | Err(MigrationError::Unconfirmed(_)) => {
+            // The target has the guest (or may have it): whatever
             // SEND_FINISH says, this copy must not run again.
             if let Err(e) = backend.send_finish() {
-                log::error!("SEND_FINISH after a completed migration failed: {e}");
+                log::error!("SEND_FINISH after the hand-over failed: {e}");
             }
-            Ok(summary)
+            result
         }
         Err(e) => {
             if let Err(c) = backend.send_cancel() {
                 log::error!("SEND_CANCEL after a failed migration failed: {c}");
             }
-            if paused_here {
+            if paused_here && job.resume.load(Ordering::SeqCst) {
                 if let Err(r) = job.vm.resume_vm() {
                     log::error!("cannot resume the guest after a failed migration: {r}");
                 }
@@ -318,7 +401,7 @@ struct Sender<'a> {
 
 impl Sender<'_> {
     fn page(&mut self, gpa: u64, len: u64) -> Result<(), MigrationError> {
-        if self.job.cancel.load(Ordering::Relaxed) {
+        if self.job.cancel.is_cancelled() {
             return Err(MigrationError::Cancelled);
         }
         if self.spare.is_empty() {
@@ -344,7 +427,9 @@ impl Sender<'_> {
             let el = self.started.elapsed();
             if due > el {
                 self.flush()?;
-                std::thread::sleep(due - el);
+                if !self.job.cancel.sleep(due - el) {
+                    return Err(MigrationError::Cancelled);
+                }
             }
         }
         Ok(())
@@ -403,6 +488,7 @@ fn send(
     policy: u32,
     session: Vec<u8>,
     start: Instant,
+    timeout: Duration,
     paused_here: &mut bool,
 ) -> Result<Summary, MigrationError> {
     let machine = job.vm.machine();
@@ -421,7 +507,7 @@ fn send(
     progress
         .total
         .store(pages.len() as u64 * PAGE, Ordering::Relaxed);
-    (job.on_active)();
+    (job.on_status)(MigrationStatus::Active);
 
     let (tx, rx) = sync_channel::<Vec<Record>>(CHANNEL_BATCHES);
     let (back_tx, back_rx) = sync_channel::<Vec<Record>>(CHANNEL_BATCHES + 2);
@@ -517,6 +603,7 @@ fn send(
             // Stop and copy.
             let was_running = job.vm.pause_vm().map_err(MigrationError::Machine)?;
             *paused_here = was_running;
+            (job.on_status)(MigrationStatus::Device);
             let down = Instant::now();
             let before = progress.transferred.load(Ordering::Relaxed);
             progress.downtime_bytes.store(0, Ordering::Relaxed);
@@ -562,8 +649,8 @@ fn send(
             "the migration writer panicked".into(),
         )),
     };
-    let (down, precopy, before) = match (body, written) {
-        (Ok(v), Ok(_)) => v,
+    let (down, precopy, before, mut out) = match (body, written) {
+        (Ok((d, p, b)), Ok(out)) => (d, p, b, out),
         (Err(MigrationError::Cancelled), _) => {
             discard_file(&file);
             return Err(MigrationError::Cancelled);
@@ -572,6 +659,7 @@ fn send(
         (Ok(_), Err(e))
         | (Err(_), Err(e @ (MigrationError::Stream(_) | MigrationError::Io { .. }))) => {
             discard_file(&file);
+            let e = e.with_timeout("writing the stream (the target stopped reading)", timeout);
             return Err(target_said(ack.as_mut(), e));
         }
         (Err(e), _) => {
@@ -580,6 +668,10 @@ fn send(
         }
     };
     if let Some((tmp, path)) = &file {
+        if !job.cancel.begin_commit() {
+            discard_file(&file);
+            return Err(MigrationError::Cancelled);
+        }
         let f = File::open(tmp).map_err(io("snapshot file"))?;
         f.sync_all().map_err(io("fsync of the snapshot"))?;
         std::fs::rename(tmp, path).map_err(|e| {
@@ -591,7 +683,7 @@ fn send(
         })?;
     }
     if let Some(r) = ack.as_mut() {
-        read_ack(r)?;
+        handover(job, r.as_mut(), out.as_mut(), timeout)?;
     }
     let downtime = down.elapsed();
     progress.remaining.store(0, Ordering::Relaxed);
@@ -613,25 +705,32 @@ fn discard_file(file: &Option<(PathBuf, PathBuf)>) {
     }
 }
 
-/// Acknowledgement from the target: `0x00` after RECEIVE_FINISH, or
-/// `0x01` followed by an error text (at most 1 KiB), then EOF.
-pub const ACK_OK: u8 = 0;
-/// See [`ACK_OK`].
-pub const ACK_ERROR: u8 = 1;
-
-fn read_ack(r: &mut (dyn Read + Send)) -> Result<(), MigrationError> {
-    let mut buf = Vec::new();
-    r.take(1025)
-        .read_to_end(&mut buf)
-        .map_err(io("reading the target's acknowledgement"))?;
-    match buf.split_first() {
-        Some((&ACK_OK, _)) => Ok(()),
-        Some((&ACK_ERROR, msg)) => Err(MigrationError::TargetRefused(
-            String::from_utf8_lossy(msg).into_owned(),
+/// The hand-over after the stream ([`handover`]): READY, the point of no
+/// return, COMMIT, CONFIRM.
+fn handover(
+    job: &Job<'_>,
+    r: &mut (dyn Read + Send),
+    w: &mut (dyn Write + Send),
+    timeout: Duration,
+) -> Result<(), MigrationError> {
+    match handover::read_answer(r, timeout) {
+        Ok(Answer::Ready) => {}
+        Ok(Answer::Refused(text)) => return Err(MigrationError::TargetRefused(text)),
+        Err(_) if job.cancel.is_cancelled() => return Err(MigrationError::Cancelled),
+        Err(e) => return Err(e),
+    }
+    if !job.cancel.begin_commit() {
+        return Err(MigrationError::Cancelled);
+    }
+    // A failed write queued nothing: the target cannot have read COMMIT and
+    // will not run the guest, so this side may resume it.
+    handover::write_byte(w, handover::COMMIT, "COMMIT to the target")?;
+    match handover::read_byte(r, handover::CONFIRM, "the target's confirmation", timeout) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(MigrationError::Unconfirmed(
+            "the connection closed before the target confirmed".into(),
         )),
-        _ => Err(MigrationError::TargetRefused(
-            "the connection closed without an acknowledgement (target died?)".into(),
-        )),
+        Err(e) => Err(MigrationError::Unconfirmed(e.to_string())),
     }
 }
 
@@ -639,9 +738,12 @@ fn read_ack(r: &mut (dyn Read + Send)) -> Result<(), MigrationError> {
 fn target_said(ack: Option<&mut Box<dyn Read + Send>>, e: MigrationError) -> MigrationError {
     let Some(r) = ack else { return e };
     let mut buf = Vec::new();
-    let _ = r.take(1025).read_to_end(&mut buf);
+    // Bounded by the socket's read timeout and the length.
+    let _ = r
+        .take(1 + handover::MAX_ERROR_LEN as u64)
+        .read_to_end(&mut buf);
     match buf.split_first() {
-        Some((&ACK_ERROR, msg)) if !msg.is_empty() => {
+        Some((&handover::ERROR, msg)) if !msg.is_empty() => {
             MigrationError::TargetRefused(String::from_utf8_lossy(msg).into_owned())
         }
         _ => e,

@@ -5,17 +5,18 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
-use std::net::TcpListener;
-use std::os::unix::net::UnixListener;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::sync_channel;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sev_proto::abi::Policy;
 
-use super::source::{ACK_ERROR, ACK_OK};
-use super::stream::{Reader, Record, StreamError};
-use super::{MigrationError, Progress, ProgressDisplay, PAGE};
+use super::handover;
+use super::stream::{Header, Reader, Record, StreamError};
+use super::{Cancel, MigrationError, Progress, ProgressDisplay, PAGE};
 use crate::machine::Machine;
 use crate::memory::Gpa;
 use crate::options::IncomingConfig;
@@ -40,141 +41,166 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> MigrationError 
     move |source| MigrationError::Io { what, source }
 }
 
-/// The incoming stream and, for sockets, where the acknowledgement goes.
-type Input = (Box<dyn Read + Send>, Option<Box<dyn Write + Send>>);
+/// How the VMM controls an incoming migration: cancellation (quit,
+/// `migrate_cancel`), live counters and the bound of every wait on the
+/// source.
+#[allow(missing_debug_implementations)]
+pub struct Control<'a> {
+    /// Stops the accept loop and shuts the connection down.
+    pub cancel: &'a Cancel,
+    /// Live counters (`query-migrate` on the target).
+    pub progress: &'a Progress,
+    /// `x-peer-timeout`.
+    pub timeout: Duration,
+    /// Called when a source's stream is accepted (`active`).
+    pub on_active: &'a (dyn Fn() + Sync),
+}
 
-fn open(incoming: &IncomingConfig) -> Result<Input, MigrationError> {
-    match incoming {
-        IncomingConfig::File { path, offset } => {
-            let mut f = File::open(path)
-                .map_err(io(format!("-incoming: cannot open {}", path.display())))?;
-            if *offset > 0 {
-                f.seek(SeekFrom::Start(*offset))
-                    .map_err(io("-incoming: cannot seek to the offset"))?;
+/// Connections whose headers are read at the same time; more are closed
+/// at once (a flood of silent peers cannot hide the real source).
+const MAX_CANDIDATES: usize = 8;
+
+/// One accepted connection.
+struct Conn {
+    /// The stream (read through the header thread's buffered reader).
+    read: Box<dyn Read + Send>,
+    /// The same socket, for the hand-over's COMMIT after the stream.
+    commit: Box<dyn Read + Send>,
+    write: Box<dyn Write + Send>,
+    shutdown: Box<dyn Fn(std::net::Shutdown) + Send + Sync>,
+    peer: String,
+}
+
+fn conn_of<S>(s: S, peer: String, timeout: Duration) -> std::io::Result<Conn>
+where
+    S: Read + Write + Send + Sync + 'static,
+    S: SocketLike,
+{
+    s.set_blocking_with_timeout(timeout)?;
+    let w = s.clone_it()?;
+    let sd = s.clone_it()?;
+    let c = s.clone_it()?;
+    Ok(Conn {
+        read: Box::new(s),
+        commit: Box::new(c),
+        write: Box::new(w),
+        shutdown: Box::new(move |how| sd.shut(how)),
+        peer,
+    })
+}
+
+/// What the accept loop needs of a stream socket.
+trait SocketLike: Sized {
+    fn set_blocking_with_timeout(&self, t: Duration) -> std::io::Result<()>;
+    fn clone_it(&self) -> std::io::Result<Self>;
+    fn shut(&self, how: std::net::Shutdown);
+}
+
+impl SocketLike for TcpStream {
+    fn set_blocking_with_timeout(&self, t: Duration) -> std::io::Result<()> {
+        self.set_nonblocking(false)?;
+        self.set_read_timeout(Some(t))?;
+        self.set_write_timeout(Some(t))
+    }
+    fn clone_it(&self) -> std::io::Result<Self> {
+        self.try_clone()
+    }
+    fn shut(&self, how: std::net::Shutdown) {
+        let _ = self.shutdown(how);
+    }
+}
+
+impl SocketLike for UnixStream {
+    fn set_blocking_with_timeout(&self, t: Duration) -> std::io::Result<()> {
+        self.set_nonblocking(false)?;
+        self.set_read_timeout(Some(t))?;
+        self.set_write_timeout(Some(t))
+    }
+    fn clone_it(&self) -> std::io::Result<Self> {
+        self.try_clone()
+    }
+    fn shut(&self, how: std::net::Shutdown) {
+        let _ = self.shutdown(how);
+    }
+}
+
+/// A listening socket of either family (non-blocking accept).
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    fn bind(incoming: &IncomingConfig) -> Result<(Listener, String), MigrationError> {
+        match incoming {
+            IncomingConfig::Tcp { host, port } => {
+                let h = if host.is_empty() {
+                    "0.0.0.0"
+                } else {
+                    host.as_str()
+                };
+                let h = h.trim_start_matches('[').trim_end_matches(']');
+                let addr = if h.contains(':') {
+                    format!("[{h}]:{port}")
+                } else {
+                    format!("{h}:{port}")
+                };
+                let l = TcpListener::bind(&addr)
+                    .map_err(io(format!("-incoming: cannot listen on tcp:{addr}")))?;
+                l.set_nonblocking(true).map_err(io("-incoming: listener"))?;
+                Ok((Listener::Tcp(l), format!("tcp:{addr}")))
             }
-            Ok((Box::new(f), None))
+            IncomingConfig::Unix(path) => {
+                // Only a stale socket may be replaced: a regular file (or a
+                // live socket) at PATH is refused, never deleted.
+                crate::qmp::server::clear_stale_socket(path).map_err(|e| MigrationError::Uri {
+                    uri: format!("unix:{}", path.display()),
+                    problem: crate::sev::hardware::error_chain(&e),
+                })?;
+                let l = UnixListener::bind(path).map_err(io(format!(
+                    "-incoming: cannot listen on unix:{}",
+                    path.display()
+                )))?;
+                l.set_nonblocking(true).map_err(io("-incoming: listener"))?;
+                Ok((
+                    Listener::Unix(l, path.clone()),
+                    format!("unix:{}", path.display()),
+                ))
+            }
+            IncomingConfig::File { .. } | IncomingConfig::Defer => Err(MigrationError::Uri {
+                uri: "-incoming".into(),
+                problem: "not a socket".into(),
+            }),
         }
-        IncomingConfig::Tcp { host, port } => {
-            let h = if host.is_empty() {
-                "0.0.0.0"
-            } else {
-                host.as_str()
-            };
-            let h = h.trim_start_matches('[').trim_end_matches(']');
-            let addr = if h.contains(':') {
-                format!("[{h}]:{port}")
-            } else {
-                format!("{h}:{port}")
-            };
-            let l = TcpListener::bind(&addr)
-                .map_err(io(format!("-incoming: cannot listen on tcp:{addr}")))?;
-            eprintln!("sevm: incoming migration: waiting on tcp:{addr}");
-            let (s, peer) = l.accept().map_err(io("-incoming: accept"))?;
-            log::info!("incoming migration from {peer}");
-            let w = s.try_clone().map_err(io("socket"))?;
-            Ok((Box::new(s), Some(Box::new(w))))
+    }
+
+    fn accept(&self, timeout: Duration) -> std::io::Result<Conn> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, peer) = l.accept()?;
+                let _ = s.set_nodelay(true);
+                conn_of(s, peer.to_string(), timeout)
+            }
+            Listener::Unix(l, path) => {
+                let (s, _) = l.accept()?;
+                conn_of(s, format!("unix:{}", path.display()), timeout)
+            }
         }
-        IncomingConfig::Unix(path) => {
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
             let _ = std::fs::remove_file(path);
-            let l = UnixListener::bind(path).map_err(io(format!(
-                "-incoming: cannot listen on unix:{}",
-                path.display()
-            )))?;
-            eprintln!(
-                "sevm: incoming migration: waiting on unix:{}",
-                path.display()
-            );
-            let (s, _) = l.accept().map_err(io("-incoming: accept"))?;
-            let _ = std::fs::remove_file(path);
-            let w = s.try_clone().map_err(io("socket"))?;
-            Ok((Box::new(s), Some(Box::new(w))))
         }
-        IncomingConfig::Defer => Err(MigrationError::Uri {
-            uri: "defer".into(),
-            problem: "-incoming defer (migrate-incoming) is not supported by sevm; \
-                      give the URI to -incoming"
-                .into(),
-        }),
     }
 }
 
-/// Receives a guest into `machine` (created, never started) through
-/// `backend` (attached, no guest yet). `policy` is the `-object sev-guest`
-/// policy, which must equal the stream's. On success the guest is RUNNING
-/// in the firmware, its memory, vCPU and device state restored, and the
-/// source has been told. On failure the source is told why (sockets) and
-/// nothing may run.
-pub fn receive(
-    machine: &Machine,
-    backend: &dyn SevBackend,
-    incoming: &IncomingConfig,
-    policy: Policy,
-) -> Result<Restored, MigrationError> {
-    let t = Instant::now();
-    match machine.guest_memory().preallocate() {
-        Ok(true) => log::info!(
-            "incoming migration: guest memory allocated in {} ms",
-            t.elapsed().as_millis()
-        ),
-        Ok(false) => log::info!(
-            "incoming migration: this kernel cannot preallocate memory (MADV_POPULATE_WRITE); \
-             pages are allocated as they arrive"
-        ),
-        Err(e) => {
-            return Err(MigrationError::Machine(format!(
-                "cannot allocate the incoming guest's memory: {e}"
-            )))
-        }
-    }
-    let (input, mut ack) = open(incoming)?;
-    let result = receive_from(machine, backend, input, policy);
-    if let Some(w) = ack.as_mut() {
-        let msg = match &result {
-            Ok(_) => vec![ACK_OK],
-            Err(e) => {
-                let mut m = vec![ACK_ERROR];
-                let t = e.to_string();
-                m.extend_from_slice(t.as_bytes().get(..1024).unwrap_or(t.as_bytes()));
-                m
-            }
-        };
-        if let Err(e) = w.write_all(&msg).and_then(|()| w.flush()) {
-            log::warn!("cannot send the acknowledgement to the migration source: {e}");
-            if result.is_ok() {
-                // The source will cancel and keep running: this copy must
-                // not run too.
-                return Err(MigrationError::Io {
-                    what: "sending the acknowledgement to the source".into(),
-                    source: e,
-                });
-            }
-        }
-    }
-    result
-}
+type Candidate = (Conn, Reader<BufReader<Box<dyn Read + Send>>>, Header);
 
-fn mismatch(s: String) -> MigrationError {
-    MigrationError::Mismatch(s)
-}
-
-fn receive_from(
-    machine: &Machine,
-    backend: &dyn SevBackend,
-    input: Box<dyn Read + Send>,
-    policy: Policy,
-) -> Result<Restored, MigrationError> {
-    let start = Instant::now();
-    let progress = Progress::default();
-    let mut display = ProgressDisplay::new("incoming");
-    // Records travel in batches: one channel message (and at most one
-    // wake-up) per BATCH records instead of one per page.
-    const BATCH: usize = 64;
-    let (tx, rx) = sync_channel::<Vec<Result<Record, StreamError>>>(8);
-    // Processed batches go back to the reader, which reuses their page
-    // buffers (no allocation, zeroing and freeing per page).
-    let (back_tx, back_rx) = sync_channel::<Vec<Record>>(10);
-    let input = BufReader::with_capacity(1 << 20, input);
-    let (reader, header) = Reader::new(input)?;
+/// Checks a stream header against this VM.
+fn check_header(machine: &Machine, header: &Header, policy: Policy) -> Result<(), MigrationError> {
     let ram = machine.guest_memory();
     if header.ram_size != ram.ram_size() {
         return Err(mismatch(format!(
@@ -204,6 +230,220 @@ fn receive_from(
             policy.bits()
         )));
     }
+    Ok(())
+}
+
+/// Listens until a connection delivers a sevm stream header (each
+/// connection's header is read on its own thread, within the peer timeout,
+/// so a silent or garbage-sending peer neither blocks nor ends the wait);
+/// then closes the listener.
+fn accept_source(
+    listener: Listener,
+    where_: &str,
+    ctl: &Control<'_>,
+) -> Result<Candidate, MigrationError> {
+    eprintln!("sevm: incoming migration: waiting on {where_}");
+    let (tx, rx) = std::sync::mpsc::channel::<Result<Candidate, (String, StreamError)>>();
+    let pending = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    loop {
+        if ctl.cancel.is_cancelled() {
+            return Err(MigrationError::Cancelled);
+        }
+        match listener.accept(ctl.timeout) {
+            Ok(conn) => {
+                if pending.load(Ordering::SeqCst) >= MAX_CANDIDATES {
+                    log::warn!(
+                        "incoming migration: {} closed: {MAX_CANDIDATES} connections are already \
+                         being read",
+                        conn.peer
+                    );
+                    continue;
+                }
+                pending.fetch_add(1, Ordering::SeqCst);
+                let tx = tx.clone();
+                let count = std::sync::Arc::clone(&pending);
+                let spawned = std::thread::Builder::new()
+                    .name("incoming-header".into())
+                    .spawn(move || {
+                        let Conn {
+                            read,
+                            commit,
+                            write,
+                            shutdown,
+                            peer,
+                        } = conn;
+                        let input = BufReader::with_capacity(1 << 20, read);
+                        let msg = match Reader::new(input) {
+                            Ok((r, h)) => Ok((
+                                Conn {
+                                    read: Box::new(std::io::empty()),
+                                    commit,
+                                    write,
+                                    shutdown,
+                                    peer,
+                                },
+                                r,
+                                h,
+                            )),
+                            Err(e) => Err((peer, e)),
+                        };
+                        count.fetch_sub(1, Ordering::SeqCst);
+                        let _ = tx.send(msg);
+                    });
+                if spawned.is_err() {
+                    pending.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => log::warn!("incoming migration: accept failed: {e}"),
+        }
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(Ok(c)) => {
+                log::info!("incoming migration from {}", c.0.peer);
+                return Ok(c);
+            }
+            Ok(Err((peer, e))) => {
+                let e = MigrationError::from(e).with_timeout("the stream header", ctl.timeout);
+                eprintln!("sevm: incoming migration: dropped a connection from {peer}: {e}");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Receives a guest into `machine` (created, never started) through
+/// `backend` (attached, no guest yet). `policy` is the `-object sev-guest`
+/// policy, which must equal the stream's. On success the guest is RUNNING
+/// in the firmware, its memory, vCPU and device state restored, and (over a
+/// socket) the source has committed the hand-over: the caller may run it.
+/// On failure the source is told why (sockets) and nothing may run.
+pub fn receive(
+    machine: &Machine,
+    backend: &dyn SevBackend,
+    incoming: &IncomingConfig,
+    policy: Policy,
+    ctl: &Control<'_>,
+) -> Result<Restored, MigrationError> {
+    let t = Instant::now();
+    match machine.guest_memory().preallocate() {
+        Ok(true) => log::info!(
+            "incoming migration: guest memory allocated in {} ms",
+            t.elapsed().as_millis()
+        ),
+        Ok(false) => log::info!(
+            "incoming migration: this kernel cannot preallocate memory (MADV_POPULATE_WRITE); \
+             pages are allocated as they arrive"
+        ),
+        Err(e) => {
+            return Err(MigrationError::Machine(format!(
+                "cannot allocate the incoming guest's memory: {e}"
+            )))
+        }
+    }
+    match incoming {
+        IncomingConfig::File { path, offset } => {
+            let mut f = File::open(path)
+                .map_err(io(format!("-incoming: cannot open {}", path.display())))?;
+            if *offset > 0 {
+                f.seek(SeekFrom::Start(*offset))
+                    .map_err(io("-incoming: cannot seek to the offset"))?;
+            }
+            let input: Box<dyn Read + Send> = Box::new(f);
+            let (reader, header) = Reader::new(BufReader::with_capacity(1 << 20, input))?;
+            check_header(machine, &header, policy)?;
+            (ctl.on_active)();
+            receive_from(machine, backend, reader, &header, ctl, &|| {})
+        }
+        IncomingConfig::Defer => Err(MigrationError::Uri {
+            uri: "defer".into(),
+            problem: "no URI yet (migrate-incoming gives it)".into(),
+        }),
+        IncomingConfig::Tcp { .. } | IncomingConfig::Unix(_) => {
+            let (listener, where_) = Listener::bind(incoming)?;
+            let (mut conn, reader, header) = accept_source(listener, &where_, ctl)?;
+            let sd = std::sync::Arc::new(conn.shutdown);
+            let on_cancel = std::sync::Arc::clone(&sd);
+            ctl.cancel
+                .on_cancel(Box::new(move || on_cancel(std::net::Shutdown::Both)));
+            let result = check_header(machine, &header, policy).and_then(|()| {
+                (ctl.on_active)();
+                receive_from(machine, backend, reader, &header, ctl, &|| {
+                    sd(std::net::Shutdown::Read)
+                })
+            });
+            let result = result.map_err(|e| e.with_timeout("the stream", ctl.timeout));
+            let restored = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    if let Err(w) = conn
+                        .write
+                        .write_all(&handover::error_message(&e))
+                        .and_then(|()| conn.write.flush())
+                    {
+                        log::warn!("cannot tell the migration source why: {w}");
+                    }
+                    sd(std::net::Shutdown::Both);
+                    return Err(e);
+                }
+            };
+            // The hand-over (handover.rs): READY, then run only after COMMIT.
+            handover::write_byte(conn.write.as_mut(), handover::READY, "READY to the source")?;
+            let committed = handover::read_byte(
+                conn.commit.as_mut(),
+                handover::COMMIT,
+                "the source's COMMIT",
+                ctl.timeout,
+            )
+            .unwrap_or(false);
+            if !committed || ctl.cancel.is_cancelled() {
+                sd(std::net::Shutdown::Both);
+                return Err(MigrationError::TargetRefused(
+                    "the source did not commit the hand-over (it keeps the guest): this copy \
+                     will not run"
+                        .into(),
+                ));
+            }
+            if let Err(e) = handover::write_byte(conn.write.as_mut(), handover::CONFIRM, "CONFIRM")
+            {
+                // The source committed: it will not run the guest, so this
+                // copy runs it even if the confirmation is lost.
+                log::warn!("{e}");
+            }
+            Ok(restored)
+        }
+    }
+}
+
+fn mismatch(s: String) -> MigrationError {
+    MigrationError::Mismatch(s)
+}
+
+fn receive_from(
+    machine: &Machine,
+    backend: &dyn SevBackend,
+    reader: Reader<BufReader<Box<dyn Read + Send>>>,
+    header: &Header,
+    ctl: &Control<'_>,
+    interrupt: &(dyn Fn() + Sync),
+) -> Result<Restored, MigrationError> {
+    let start = Instant::now();
+    let progress = ctl.progress;
+    let mut display = ProgressDisplay::new("incoming");
+    // Records travel in batches: one channel message (and at most one
+    // wake-up) per BATCH records instead of one per page.
+    const BATCH: usize = 64;
+    let (tx, rx) = sync_channel::<Vec<Result<Record, StreamError>>>(8);
+    // Processed batches go back to the reader, which reuses their page
+    // buffers (no allocation, zeroing and freeing per page).
+    let (back_tx, back_rx) = sync_channel::<Vec<Record>>(10);
+    let ram = machine.guest_memory();
+    // A source sends every page once per pass, at most MAX_PASSES + 1
+    // passes, and one end packet: more page records than that (or passes
+    // out of order) are not a sevm source, whatever their MACs say.
+    let guest_pages = (ram.ram_size() + ram.firmware_size()) / PAGE;
+    let max_passes = super::source::MAX_PASSES + 1;
+    let max_packets = guest_pages.saturating_mul(max_passes).saturating_add(1);
+    let mut last_pass = 0u64;
     let stream_policy = Policy::from_bits(header.policy);
     let handle = backend.receive_start(stream_policy, &header.source_pdh, &header.session)?;
     progress.total.store(
@@ -265,6 +505,15 @@ fn receive_from(
                             return Err(mismatch("a page after the end packet".into()));
                         }
                         let len = trans.len() as u64;
+                        if packets >= max_packets {
+                            return Err(mismatch(format!(
+                                "more than {max_packets} page records ({max_passes} passes over \
+                                 {guest_pages} pages): not a sevm source"
+                            )));
+                        }
+                        if ctl.cancel.is_cancelled() {
+                            return Err(MigrationError::Cancelled);
+                        }
                         if len == 16 && gpa == 0 {
                             end_packet = true;
                         } else if len != PAGE || gpa % PAGE != 0 || !ram.contains(Gpa(gpa), PAGE) {
@@ -277,7 +526,7 @@ fn receive_from(
                         packets += 1;
                         progress.pages.store(packets, Ordering::Relaxed);
                         progress.transferred.fetch_add(len + 65, Ordering::Relaxed);
-                        display.tick(&progress);
+                        display.tick(progress);
                     }
                     Record::Vcpu { index, state } => {
                         let slot = vcpus.get_mut(index as usize).ok_or_else(|| {
@@ -298,7 +547,16 @@ fn receive_from(
                             return Err(mismatch("device state appears twice".into()));
                         }
                     }
-                    Record::Pass(n) => progress.pass.store(n, Ordering::Relaxed),
+                    Record::Pass(n) => {
+                        if n <= last_pass || n > max_passes {
+                            return Err(mismatch(format!(
+                                "pass record {n} after pass {last_pass} (passes count up from 1 \
+                                 to at most {max_passes})"
+                            )));
+                        }
+                        last_pass = n;
+                        progress.pass.store(n, Ordering::Relaxed);
+                    }
                     Record::End { .. } => {
                         if !end_packet {
                             return Err(mismatch(
@@ -311,6 +569,11 @@ fn receive_from(
             }
         })();
         drop(rx);
+        if outcome.is_err() {
+            // The reader may be blocked in a read: wake it (shut the
+            // socket's read side) instead of waiting for the source.
+            interrupt();
+        }
         let bytes = reader_thread.join().unwrap_or(0);
         display.finish();
         outcome?;

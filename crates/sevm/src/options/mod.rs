@@ -1544,7 +1544,7 @@ fn parse_gdb(option: &str, arg: &str) -> Result<Option<GdbConfig>, OptionsError>
     }))
 }
 
-fn parse_incoming(option: &str, arg: &str) -> Result<IncomingConfig, OptionsError> {
+pub(crate) fn parse_incoming(option: &str, arg: &str) -> Result<IncomingConfig, OptionsError> {
     if arg == "defer" {
         return Ok(IncomingConfig::Defer);
     }

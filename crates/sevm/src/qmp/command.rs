@@ -68,6 +68,12 @@ pub struct MigrationParameters {
     /// `sev-amd-cert`: the target's ASK ‖ ARK, base64.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sev_amd_cert: Option<String>,
+    /// `x-peer-timeout` (sevm's own, hence QEMU's `x-` prefix), in
+    /// milliseconds: the longest any single wait on the migration peer may
+    /// take (connect, a blocked write, the acknowledgement, a silent
+    /// incoming connection). See `migration::DEFAULT_PEER_TIMEOUT_MS`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x_peer_timeout: Option<u64>,
 }
 
 /// QEMU `MigrateSetParameters` members sevm does not implement: named in
@@ -557,6 +563,7 @@ fn parse_migration_parameters(args: &mut Args<'_>) -> Result<MigrationParameters
         sev_pdh: args.opt_str("sev-pdh")?,
         sev_plat_cert: args.opt_str("sev-plat-cert")?,
         sev_amd_cert: args.opt_str("sev-amd-cert")?,
+        x_peer_timeout: args.opt_u64("x-peer-timeout")?,
     };
     if let Some(map) = args.map {
         if let Some(key) = map

@@ -214,6 +214,29 @@ pub enum MigrationStatus {
     WaitUnplug,
 }
 
+impl MigrationStatus {
+    /// The QAPI name (`active`, `cancelling`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MigrationStatus::None => "none",
+            MigrationStatus::Setup => "setup",
+            MigrationStatus::Cancelling => "cancelling",
+            MigrationStatus::Cancelled => "cancelled",
+            MigrationStatus::Active => "active",
+            MigrationStatus::PostcopyActive => "postcopy-active",
+            MigrationStatus::PostcopyPaused => "postcopy-paused",
+            MigrationStatus::PostcopyRecoverSetup => "postcopy-recover-setup",
+            MigrationStatus::PostcopyRecover => "postcopy-recover",
+            MigrationStatus::Completed => "completed",
+            MigrationStatus::Failed => "failed",
+            MigrationStatus::Colo => "colo",
+            MigrationStatus::PreSwitchover => "pre-switchover",
+            MigrationStatus::Device => "device",
+            MigrationStatus::WaitUnplug => "wait-unplug",
+        }
+    }
+}
+
 /// An asynchronous event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum QmpEvent {

@@ -186,7 +186,7 @@ impl std::fmt::Debug for QmpServer {
 }
 
 /// Removes a stale socket at `path`; refuses a live one or a non-socket.
-fn clear_stale_socket(path: &Path) -> Result<(), ServerError> {
+pub(crate) fn clear_stale_socket(path: &Path) -> Result<(), ServerError> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             if UnixStream::connect(path).is_ok() {

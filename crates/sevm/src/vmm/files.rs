@@ -41,13 +41,35 @@ pub enum FileError {
     },
 }
 
-/// Reads a whole file.
-pub(crate) fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, FileError> {
-    std::fs::read(path).map_err(|source| FileError::Io {
+/// Reads a whole file of at most `max` bytes. At most `max + 1` bytes are
+/// ever read, so `/dev/zero` or a huge file is refused without being
+/// loaded.
+pub(crate) fn read(what: &'static str, path: &Path, max: u64) -> Result<Vec<u8>, FileError> {
+    use std::io::Read;
+    let io = |source| FileError::Io {
         what,
         path: path.to_path_buf(),
         source,
-    })
+    };
+    let f = std::fs::File::open(path).map_err(io)?;
+    let mut bytes = Vec::new();
+    f.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > max {
+        return Err(FileError::Size {
+            what,
+            path: path.to_path_buf(),
+            problem: format!("is larger than {max} bytes, the most sevm accepts here"),
+        });
+    }
+    Ok(bytes)
+}
+
+/// The most base64 text a `dh-cert-file`/`session-file` may hold: four
+/// times its decoded size, for line breaks and padding to spare.
+fn base64_file_limit(decoded: usize) -> u64 {
+    (decoded as u64).saturating_mul(4).max(4096)
 }
 
 /// Decodes base64 text as sevctl and QEMU write it: standard alphabet with
@@ -71,7 +93,7 @@ pub(crate) fn read_base64_exact(
     len: usize,
     meaning: &str,
 ) -> Result<Vec<u8>, FileError> {
-    let text = read(what, path)?;
+    let text = read(what, path, base64_file_limit(len))?;
     let bytes = decode_base64(&text).map_err(|problem| FileError::Base64 {
         what,
         path: path.to_path_buf(),
@@ -113,5 +135,18 @@ mod tests {
         assert!(matches!(e, FileError::Base64 { .. }), "{e}");
         let e = read_base64_exact("dh-cert-file", &dir.path().join("missing"), 1, "x").unwrap_err();
         assert!(e.to_string().starts_with("dh-cert-file "), "{e}");
+    }
+
+    #[test]
+    fn reads_stop_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, [1u8; 100]).unwrap();
+        assert_eq!(read("x", &p, 100).unwrap().len(), 100);
+        let e = read("-bios", &p, 99).unwrap_err();
+        assert!(e.to_string().contains("larger than 99 bytes"), "{e}");
+        // An endless input is refused after limit + 1 bytes.
+        let e = read("dh-cert-file", Path::new("/dev/zero"), 1 << 20).unwrap_err();
+        assert!(matches!(e, FileError::Size { .. }), "{e}");
     }
 }

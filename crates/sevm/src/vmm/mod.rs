@@ -19,8 +19,9 @@ mod qmp;
 mod signals;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use sev_proto::abi::Policy;
 use sev_proto::ovmf::{FooterTable, KernelHashes, OvmfArea, PADDED_HASH_TABLE_LEN};
@@ -28,7 +29,7 @@ use sev_proto::ovmf::{FooterTable, KernelHashes, OvmfArea, PADDED_HASH_TABLE_LEN
 use crate::devices::serial::SerialOutput;
 use crate::machine::{Machine, MachineConfig, MachineError, MachineExit, RunState};
 use crate::memory::{Gpa, FOUR_GIB, MAX_FIRMWARE_SIZE};
-use crate::options::{SerialConfig, SevGuestConfig, VmConfig};
+use crate::options::{IncomingConfig, SerialConfig, SevGuestConfig, VmConfig};
 use crate::qmp::response::ShutdownCause;
 use crate::qmp::{EventSender, QmpEvent, QmpServer, ServerError};
 use crate::sev::launch::Failed;
@@ -107,6 +108,8 @@ impl Outcome {
 enum LaunchPhase {
     Secret(Launch<Secret>),
     Running(Launch<Running>),
+    /// Waiting for (or receiving) an incoming migration.
+    Incoming,
     /// Received through RECEIVE_* (`-incoming`): no launch measurement.
     Received,
     /// Only while a transition is in progress.
@@ -120,7 +123,8 @@ struct SevContext {
     info: PlatformInfo,
     params: EncryptionParams,
     policy: Policy,
-    handle: u32,
+    /// The firmware's guest handle (set when an incoming guest arrives).
+    handle: AtomicU32,
     /// The firmware's secret area (default `gpa` of
     /// `sev-inject-launch-secret`).
     secret_area: Option<OvmfArea>,
@@ -133,7 +137,7 @@ impl std::fmt::Debug for SevContext {
             .field("platform", &self.platform)
             .field("info", &self.info)
             .field("policy", &self.policy)
-            .field("handle", &self.handle)
+            .field("handle", &self.handle.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -154,6 +158,39 @@ pub(crate) struct Shared {
     signal: Mutex<Option<i32>>,
     /// Outgoing migrations and snapshots.
     migration: Arc<crate::migration::Migrations>,
+    /// Where an incoming migration (`-incoming`) is.
+    incoming: Mutex<IncomingPhase>,
+    /// Whether the guest starts by itself once received (no `-S`; `cont`
+    /// and `stop` change it while waiting, as in QEMU).
+    autostart: AtomicBool,
+    /// Why the VMM must end with an error (an incoming migration failed).
+    fatal: Mutex<Option<String>>,
+}
+
+/// The incoming side's life cycle (QEMU's `inmigrate` run state lasts
+/// while it is `Waiting` or `Receiving`, and after a failure that did not
+/// end the process).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum IncomingPhase {
+    /// Not a migration target.
+    None,
+    /// `-incoming defer`: waiting for `migrate-incoming`.
+    Deferred,
+    /// Listening for or reading a stream.
+    Receiving,
+    /// Failed (with `exit-on-error: false`): nothing to run.
+    Failed,
+    /// The guest arrived.
+    Done,
+}
+
+impl IncomingPhase {
+    fn waiting(&self) -> bool {
+        matches!(
+            self,
+            IncomingPhase::Deferred | IncomingPhase::Receiving | IncomingPhase::Failed
+        )
+    }
 }
 
 impl crate::migration::VmControl for Shared {
@@ -176,6 +213,9 @@ impl crate::migration::VmControl for Shared {
 
     fn resume_vm(&self) -> Result<(), String> {
         let _g = lock(&self.control);
+        if self.migration.guest_was_sent() {
+            return Err("the guest was handed over: this copy must not run".into());
+        }
         if self.machine.run_state() == RunState::Paused {
             self.machine.resume().map_err(|e| e.to_string())?;
             self.emit(&QmpEvent::Resume);
@@ -203,10 +243,23 @@ impl Shared {
     /// or paused; a no-op when running.
     fn cont(&self) -> Result<(), String> {
         let _g = lock(&self.control);
-        if self.migration.guest_was_sent() {
-            return Err(
-                "the guest was migrated away (SEND_FINISH): this copy cannot run again".into(),
-            );
+        match &*lock(&self.incoming) {
+            // As QEMU: `cont` before the guest arrived makes it start then.
+            IncomingPhase::Deferred | IncomingPhase::Receiving => {
+                self.autostart.store(true, Ordering::SeqCst);
+                return Ok(());
+            }
+            IncomingPhase::Failed => {
+                return Err("the incoming migration failed: there is no guest to run".into())
+            }
+            IncomingPhase::None | IncomingPhase::Done => {}
+        }
+        match self.migration.hold() {
+            None => {}
+            // Pre-copy of a running guest: it runs already.
+            Some(crate::migration::Hold::InProgress(_))
+                if self.machine.run_state() == RunState::Running => {}
+            Some(h) => return Err(h.to_string()),
         }
         match self.machine.run_state() {
             RunState::Running => Ok(()),
@@ -230,6 +283,13 @@ impl Shared {
     /// Pauses running vCPUs; STOP. A no-op in prelaunch or when paused.
     fn stop(&self) -> Result<(), String> {
         let _g = lock(&self.control);
+        if lock(&self.incoming).waiting() {
+            // As QEMU: the guest will stay paused once it arrives.
+            self.autostart.store(false, Ordering::SeqCst);
+            return Ok(());
+        }
+        // A migration that fails now leaves the guest paused.
+        self.migration.note_stop();
         match self.machine.run_state() {
             RunState::Running => {
                 self.machine.pause().map_err(|e| e.to_string())?;
@@ -244,6 +304,88 @@ impl Shared {
     fn request_quit(&self) {
         self.quit_requested.store(true, Ordering::SeqCst);
         self.machine.request_quit();
+    }
+
+    /// Starts receiving the guest (`-incoming URI`, or `migrate-incoming`
+    /// after `-incoming defer`) on a thread; QMP keeps serving meanwhile.
+    fn start_incoming(
+        self: &Arc<Self>,
+        cfg: IncomingConfig,
+        exit_on_error: bool,
+    ) -> Result<(), String> {
+        {
+            let mut phase = lock(&self.incoming);
+            match *phase {
+                IncomingPhase::Deferred => {}
+                IncomingPhase::None => {
+                    return Err("this VM was not started with -incoming defer".into())
+                }
+                _ => return Err("The incoming migration has already been started".into()),
+            }
+            if matches!(cfg, IncomingConfig::Defer) {
+                return Err("migrate-incoming needs a URI (file:, tcp: or unix:)".into());
+            }
+            *phase = IncomingPhase::Receiving;
+        }
+        let me = Arc::clone(self);
+        let vm: Arc<dyn crate::migration::VmControl> = Arc::clone(self) as _;
+        let started = self.migration.start_incoming(
+            vm,
+            Box::new(move |ctl| me.receive(&cfg, ctl, exit_on_error)),
+        );
+        started.map_err(|e| {
+            *lock(&self.incoming) = IncomingPhase::Failed;
+            e.to_string()
+        })
+    }
+
+    /// The incoming migration thread's work; on success the guest starts
+    /// if `autostart`.
+    fn receive(
+        &self,
+        cfg: &IncomingConfig,
+        ctl: &crate::migration::target::Control<'_>,
+        exit_on_error: bool,
+    ) -> Result<(), crate::migration::MigrationError> {
+        let result = match &self.sev {
+            Some(sev) => crate::migration::target::receive(
+                &self.machine,
+                sev.backend.as_ref(),
+                cfg,
+                sev.policy,
+                ctl,
+            )
+            .map(|restored| {
+                sev.handle.store(restored.handle, Ordering::SeqCst);
+                *lock(&sev.launch) = LaunchPhase::Received;
+            }),
+            None => Err(crate::migration::MigrationError::Machine(
+                "sevm migrates SEV guests only".into(),
+            )),
+        };
+        let _g = lock(&self.control);
+        match result {
+            Ok(()) => {
+                *lock(&self.incoming) = IncomingPhase::Done;
+                if self.autostart.load(Ordering::SeqCst) {
+                    self.machine
+                        .start()
+                        .map_err(|e| crate::migration::MigrationError::Machine(e.to_string()))?;
+                    self.emit(&QmpEvent::Resume);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                *lock(&self.incoming) = IncomingPhase::Failed;
+                if exit_on_error {
+                    *lock(&self.fatal) = Some(format!("incoming migration failed: {e}"));
+                    self.machine.request_quit();
+                } else {
+                    eprintln!("sevm: incoming migration failed: {e}");
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Debug access to guest memory (DBG_* for an SEV guest).
@@ -351,7 +493,8 @@ fn read_inputs(cfg: &VmConfig, sev: Option<&SevGuestConfig>) -> Result<Inputs, V
                     .into(),
         }),
     };
-    let firmware = files::read("firmware image", &firmware_path)?;
+    // One byte more than can be mapped, so the size check below names it.
+    let firmware = files::read("firmware image", &firmware_path, MAX_FIRMWARE_SIZE + 1)?;
     if firmware.is_empty() {
         return Err(FileError::Size {
             what: "firmware image",
@@ -446,9 +589,10 @@ fn read_inputs(cfg: &VmConfig, sev: Option<&SevGuestConfig>) -> Result<Inputs, V
                     ),
                 });
             }
-            let kernel = files::read("-kernel", kernel_path)?;
+            // Neither can be larger than the guest's RAM it is loaded into.
+            let kernel = files::read("-kernel", kernel_path, cfg.memory)?;
             let initrd = match &cfg.initrd {
-                Some(p) => Some(files::read("-initrd", p)?),
+                Some(p) => Some(files::read("-initrd", p, cfg.memory)?),
                 None => None,
             };
             let hashes = KernelHashes::new(
@@ -570,25 +714,18 @@ impl Vmm {
             }
             None => None,
             Some((g, platform, info, params)) if config.incoming.is_some() => {
+                // The guest arrives later, on the incoming thread (run).
                 let backend = platform.attach(&machine, es)?;
                 machine.set_memory_view(backend.host_view());
-                let policy = Policy::from_bits(g.policy);
-                let incoming = config
-                    .incoming
-                    .as_ref()
-                    .ok_or_else(|| VmmError::Guest("internal: -incoming vanished".into()))?;
-                let restored =
-                    crate::migration::target::receive(&machine, backend.as_ref(), incoming, policy)
-                        .map_err(|e| VmmError::Guest(format!("incoming migration failed: {e}")))?;
                 Some(SevContext {
                     platform,
                     backend,
                     info,
                     params,
-                    policy: restored.policy,
-                    handle: restored.handle,
+                    policy: Policy::from_bits(g.policy),
+                    handle: AtomicU32::new(0),
                     secret_area: inputs.secret_area,
-                    launch: Mutex::new(LaunchPhase::Received),
+                    launch: Mutex::new(LaunchPhase::Incoming),
                 })
             }
             Some((g, platform, info, params)) => {
@@ -626,7 +763,7 @@ impl Vmm {
                     info,
                     params,
                     policy,
-                    handle,
+                    handle: AtomicU32::new(handle),
                     secret_area: inputs.secret_area,
                     launch: Mutex::new(LaunchPhase::Secret(secret)),
                 })
@@ -643,6 +780,13 @@ impl Vmm {
                 quit_requested: AtomicBool::new(false),
                 signal: Mutex::new(None),
                 migration: Arc::default(),
+                incoming: Mutex::new(if config.incoming.is_some() {
+                    IncomingPhase::Deferred
+                } else {
+                    IncomingPhase::None
+                }),
+                autostart: AtomicBool::new(!config.start_paused),
+                fatal: Mutex::new(None),
             }),
             config: config.clone(),
         })
@@ -654,7 +798,7 @@ impl Vmm {
         match &*lock(&sev.launch) {
             LaunchPhase::Secret(l) => Some(*l.measurement()),
             LaunchPhase::Running(l) => Some(*l.measurement()),
-            LaunchPhase::Received | LaunchPhase::Moving => None,
+            LaunchPhase::Incoming | LaunchPhase::Received | LaunchPhase::Moving => None,
         }
     }
 
@@ -692,13 +836,34 @@ impl Vmm {
             Some(g) => Some(start_gdb(&self.shared, g)?),
             None => None,
         };
-        if !self.config.start_paused {
-            if let Err(e) = self.shared.cont() {
-                self.shared.machine.request_quit();
-                return Err(VmmError::Guest(e));
+        match &self.config.incoming {
+            Some(IncomingConfig::Defer) => {
+                eprintln!("sevm: incoming migration: waiting for migrate-incoming over QMP");
             }
+            Some(cfg) => {
+                if let Err(e) = self.shared.start_incoming(cfg.clone(), true) {
+                    self.shared.machine.request_quit();
+                    return Err(VmmError::Guest(format!("incoming migration failed: {e}")));
+                }
+            }
+            None if !self.config.start_paused => {
+                if let Err(e) = self.shared.cont() {
+                    self.shared.machine.request_quit();
+                    return Err(VmmError::Guest(e));
+                }
+            }
+            None => {}
         }
         let exit = self.shared.machine.wait_for_exit();
+        // A migration, snapshot or incoming stream still going is cancelled
+        // (its socket shut down, a partial snapshot file removed) before
+        // the process ends.
+        if !self.shared.migration.shutdown(MIGRATION_SHUTDOWN_BOUND) {
+            eprintln!(
+                "sevm: the migration did not stop within {} s; exiting anyway",
+                MIGRATION_SHUTDOWN_BOUND.as_secs()
+            );
+        }
         if let Some(g) = &gdb {
             g.vm_exited(&exit);
         }
@@ -753,9 +918,15 @@ impl Vmm {
         if self.shared.quit_requested.load(Ordering::SeqCst) {
             log::info!("quit requested over QMP");
         }
+        if let Some(e) = lock(&self.shared.fatal).take() {
+            return Err(VmmError::Guest(e));
+        }
         result
     }
 }
+
+/// How long the VMM waits, when it ends, for a cancelled migration thread.
+const MIGRATION_SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
 
 /// Builds and runs the VM a validated configuration describes (what the
 /// `sevm` binary does, including QEMU's handling of termination signals).

@@ -7,7 +7,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use sev_proto::abi::GuestState;
 
-use super::{files::decode_base64, lock, LaunchPhase, SevContext, Shared};
+use super::{files::decode_base64, lock, IncomingPhase, LaunchPhase, SevContext, Shared};
 use crate::debug::commands as debug;
 use crate::machine::RunState as MachineState;
 use crate::memory::Gpa;
@@ -54,9 +54,16 @@ impl Handler {
     }
 
     fn run_state(&self) -> RunState {
-        match self.0.machine.run_state() {
+        let s = &self.0;
+        if lock(&s.incoming).waiting() {
+            return RunState::Inmigrate;
+        }
+        match s.machine.run_state() {
+            MachineState::Created if *lock(&s.incoming) == IncomingPhase::Done => RunState::Paused,
             MachineState::Created => RunState::Prelaunch,
             MachineState::Running => RunState::Running,
+            MachineState::Paused if s.migration.guest_was_sent() => RunState::Postmigrate,
+            MachineState::Paused if s.migration.finishing() => RunState::FinishMigrate,
             MachineState::Paused => RunState::Paused,
             MachineState::Exited => RunState::Shutdown,
         }
@@ -77,6 +84,7 @@ impl Handler {
         }
         .unwrap_or_else(|| match &*lock(&sev.launch) {
             LaunchPhase::Secret(_) => SevState::LaunchSecret,
+            LaunchPhase::Incoming => SevState::Uninit,
             _ => SevState::Running,
         });
         response::to_value(&SevInfo {
@@ -87,7 +95,7 @@ impl Handler {
             state,
             sev_type: SevGuestType::Sev,
             policy: sev.policy.bits(),
-            handle: sev.handle,
+            handle: sev.handle.load(std::sync::atomic::Ordering::SeqCst),
             emulated: sev.platform.is_emulated(),
         })
     }
@@ -98,14 +106,15 @@ impl Handler {
             .sev
             .as_ref()
             .ok_or_else(|| generic("SEV launch measurement is not available"))?;
-        let data =
-            match &*lock(&sev.launch) {
-                LaunchPhase::Secret(l) => b64(l.measurement()),
-                LaunchPhase::Running(l) => b64(l.measurement()),
-                LaunchPhase::Received | LaunchPhase::Moving => return Err(generic(
+        let data = match &*lock(&sev.launch) {
+            LaunchPhase::Secret(l) => b64(l.measurement()),
+            LaunchPhase::Running(l) => b64(l.measurement()),
+            LaunchPhase::Incoming | LaunchPhase::Received | LaunchPhase::Moving => {
+                return Err(generic(
                     "SEV launch measurement is not available (the guest was received by migration)",
-                )),
-            };
+                ))
+            }
+        };
         response::to_value(&SevLaunchMeasureInfo { data })
     }
 
@@ -188,6 +197,16 @@ impl Handler {
         let sev = self.0.sev.as_ref().ok_or_else(|| {
             generic("sevm migrates SEV guests only: SEV is not enabled for this guest")
         })?;
+        if lock(&self.0.incoming).waiting() {
+            return Err(generic(
+                "the guest has not arrived yet (incoming migration): there is nothing to migrate",
+            ));
+        }
+        if self.0.machine.run_state() == MachineState::Exited {
+            return Err(generic(
+                "the guest has shut down: there is nothing to migrate",
+            ));
+        }
         let parts = crate::migration::SevParts {
             backend: Arc::clone(&sev.backend),
             platform: Arc::clone(&sev.platform),
@@ -280,9 +299,17 @@ impl QmpHandler for Handler {
                 filename,
             } => debug::dbg_encrypt(&self.debug(), gpa, data.as_deref(), filename.as_deref()),
             QmpCommand::Migrate { uri, .. } => self.migrate(&uri),
-            QmpCommand::MigrateCancel => {
-                s.migration.cancel(s.as_ref());
-                Ok(json!({}))
+            QmpCommand::MigrateCancel => s
+                .migration
+                .cancel(s.as_ref())
+                .map(|()| json!({}))
+                .map_err(|e| generic(e.to_string())),
+            QmpCommand::MigrateIncoming { uri, exit_on_error } => {
+                let cfg = crate::options::parse_incoming("migrate-incoming", &uri)
+                    .map_err(|e| generic(e.to_string()))?;
+                s.start_incoming(cfg, exit_on_error.unwrap_or(true))
+                    .map(|()| json!({}))
+                    .map_err(generic)
             }
             QmpCommand::QueryMigrate => response::to_value(&s.migration.info()),
             QmpCommand::MigrateSetParameters(p) => s
