@@ -7,10 +7,10 @@ mod common;
 
 use std::process::Command;
 
-use common::{assert_exit, demo_image, SEVM};
+use common::{assert_exit, demo_image, sevm_bin};
 
 fn run(args: &[&str]) -> (std::process::ExitStatus, String) {
-    let out = Command::new(SEVM).args(args).output().unwrap();
+    let out = Command::new(sevm_bin()).args(args).output().unwrap();
     (
         out.status,
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -135,10 +135,10 @@ fn missing_and_wrong_files() {
 
 #[test]
 fn help_version_and_demo_image() {
-    let out = Command::new(SEVM).arg("-version").output().unwrap();
+    let out = Command::new(sevm_bin()).arg("-version").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("QEMU 9.2.0"));
-    let out = Command::new(SEVM).arg("-help").output().unwrap();
+    let out = Command::new(sevm_bin()).arg("-help").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("sev-guest"));
     let (st, err) = run(&["-write-demo-guest", "/nonexistent/dir/x.fd"]);

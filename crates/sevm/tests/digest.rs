@@ -209,7 +209,7 @@ fn kernel_hashes_need_a_firmware_that_supports_them() {
         None,
     );
     args.extend(["-kernel".to_string(), k.display().to_string()]);
-    let out = Command::new(SEVM).args(&args).output().unwrap();
+    let out = Command::new(sevm_bin()).args(&args).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_exit(out.status, 1, &err);
     assert!(

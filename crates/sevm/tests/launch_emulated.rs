@@ -235,7 +235,7 @@ fn running_guest_refuses_secrets_and_keeps_running() {
 }
 
 fn run_sevm(args: &[String]) -> (std::process::ExitStatus, String) {
-    let out = std::process::Command::new(SEVM)
+    let out = std::process::Command::new(sevm_bin())
         .args(args)
         .output()
         .unwrap();

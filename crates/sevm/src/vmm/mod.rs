@@ -377,7 +377,10 @@ impl Shared {
             }
             Err(e) => {
                 *lock(&self.incoming) = IncomingPhase::Failed;
-                if exit_on_error {
+                if self.quit_requested.load(Ordering::SeqCst) {
+                    // `quit` or a signal ended the wait: not a failure.
+                    log::info!("incoming migration stopped: {e}");
+                } else if exit_on_error {
                     *lock(&self.fatal) = Some(format!("incoming migration failed: {e}"));
                     self.machine.request_quit();
                 } else {

@@ -15,12 +15,16 @@ use serde_json::{json, Value};
 /// Upper bound for any single wait (a guard against hangs, not a timing).
 pub const WAIT: Duration = Duration::from_secs(60);
 
-pub const SEVM: &str = env!("CARGO_BIN_EXE_sevm");
+/// The sevm binary under test: this build's, or the one `SEVM_TEST_BINARY`
+/// names (to show that a regression test fails against an older build).
+pub fn sevm_bin() -> std::ffi::OsString {
+    std::env::var_os("SEVM_TEST_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_sevm").into())
+}
 
 /// Writes the demo guest image into `dir` and returns its path.
 pub fn demo_image(dir: &Path) -> PathBuf {
     let path = dir.join("demo.fd");
-    let st = Command::new(SEVM)
+    let st = Command::new(sevm_bin())
         .arg("-write-demo-guest")
         .arg(&path)
         .status()
@@ -45,7 +49,7 @@ impl Sevm {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut child = Command::new(SEVM)
+        let mut child = Command::new(sevm_bin())
             .args(args)
             .env("RUST_LOG", "sevm=info")
             .stdin(Stdio::null())
