@@ -32,7 +32,7 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use super::MigrationError;
+use super::{Cancel, MigrationError};
 
 /// Target → source: the stream was received and verified, the guest is
 /// ready to run here (RECEIVE_FINISH done).
@@ -162,6 +162,165 @@ pub fn write_byte(w: &mut dyn Write, b: u8, what: &'static str) -> Result<(), Mi
         })
 }
 
+/// The source's side after the stream: READY, the point of no return,
+/// COMMIT, CONFIRM. `Ok` and [`MigrationError::Unconfirmed`] mean COMMIT was
+/// queued (this side must never run the guest again); any other error
+/// means it was not (this side may resume the guest).
+pub fn source_side(
+    cancel: &Cancel,
+    r: &mut dyn Read,
+    w: &mut dyn Write,
+    timeout: Duration,
+) -> Result<(), MigrationError> {
+    match read_answer(r, timeout) {
+        Ok(Answer::Ready) => {}
+        Ok(Answer::Refused(text)) => return Err(MigrationError::TargetRefused(text)),
+        Err(_) if cancel.is_cancelled() => return Err(MigrationError::Cancelled),
+        Err(e) => return Err(e),
+    }
+    if !cancel.begin_commit() {
+        return Err(MigrationError::Cancelled);
+    }
+    // A failed write queued nothing: the target cannot have read COMMIT and
+    // will not run the guest, so this side may resume it.
+    write_byte(w, COMMIT, "COMMIT to the target")?;
+    match read_byte(r, CONFIRM, "the target's confirmation", timeout) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(MigrationError::Unconfirmed(
+            "the connection closed before the target confirmed".into(),
+        )),
+        Err(e) => Err(MigrationError::Unconfirmed(e.to_string())),
+    }
+}
+
+/// The target's side once the guest is restored: READY, then `Ok(true)`
+/// only if COMMIT arrives (the guest is now this side's to run; CONFIRM is
+/// sent, and a lost CONFIRM does not change that). `Ok(false)`: no COMMIT
+/// (EOF, another byte, a timeout, `cancel`) — the guest must not run here.
+pub fn target_side(
+    cancel: &Cancel,
+    r: &mut dyn Read,
+    w: &mut dyn Write,
+    timeout: Duration,
+) -> Result<bool, MigrationError> {
+    write_byte(w, READY, "READY to the source")?;
+    let committed = read_byte(r, COMMIT, "the source's COMMIT", timeout).unwrap_or(false);
+    if !committed || cancel.is_cancelled() {
+        return Ok(false);
+    }
+    if let Err(e) = write_byte(w, CONFIRM, "CONFIRM") {
+        // The source committed: it will not run the guest, so this side
+        // runs it even if the confirmation is lost.
+        log::warn!("{e}");
+    }
+    Ok(true)
+}
+
+/// Faults injected into a simulated hand-over ([`simulate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Faults {
+    /// The network loses the source's COMMIT (the target sees EOF).
+    pub drop_commit: bool,
+    /// What reaches the source from the target: 0 nothing (EOF), 1 READY
+    /// only (CONFIRM lost), 2 everything, 3 this garbage byte instead of
+    /// READY ([`Faults::garbage`]).
+    pub back: u8,
+    /// The byte sent instead of READY when `back == 3`.
+    pub garbage: u8,
+    /// `migrate_cancel` timing: 0 none, 1 before the hand-over starts,
+    /// 2 during it (a plain cancel, refused after the point of no return),
+    /// 3 during it forced (quit).
+    pub cancel: u8,
+}
+
+/// How a simulated hand-over ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The source may resume the guest (it did not queue COMMIT).
+    pub source_runs: bool,
+    /// The target runs the guest (it read COMMIT).
+    pub target_runs: bool,
+    /// The source reported the migration completed.
+    pub completed: bool,
+}
+
+/// Runs [`source_side`] and [`target_side`] against each other over a
+/// socket pair through a lossy relay that applies `faults`; used by the
+/// unit tests and the `migration_control` fuzz target to check that no
+/// fault ever lets both sides run the guest.
+pub fn simulate(faults: Faults) -> std::io::Result<Outcome> {
+    use std::os::unix::net::UnixStream;
+    use std::sync::Arc;
+    let timeout = Duration::from_secs(2);
+    let (src, relay_s) = UnixStream::pair()?;
+    let (relay_t, tgt) = UnixStream::pair()?;
+    for s in [&src, &relay_s, &relay_t, &tgt] {
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+    }
+    let cancel = Arc::new(Cancel::default());
+    let target_cancel = Cancel::default();
+    if faults.cancel == 1 {
+        cancel.cancel(false);
+    }
+    // source → target: COMMIT, unless lost.
+    let (mut from_s, mut to_t) = (relay_s.try_clone()?, relay_t.try_clone()?);
+    let forward = std::thread::spawn(move || {
+        let mut b = [0u8; 1];
+        if let Ok(1) = from_s.read(&mut b) {
+            if !faults.drop_commit {
+                let _ = to_t.write_all(&b);
+            }
+        }
+        let _ = to_t.shutdown(std::net::Shutdown::Write);
+    });
+    // target → source: READY (or garbage), then CONFIRM, as allowed.
+    let (mut from_t, mut to_s) = (relay_t, relay_s);
+    let back = std::thread::spawn(move || {
+        let mut b = [0u8; 1];
+        let mut n = 0u8;
+        while let Ok(1) = from_t.read(&mut b) {
+            n += 1;
+            let out = match (faults.back, n) {
+                (3, 1) => faults.garbage,
+                (1, 1) | (2, _) => b[0],
+                _ => break,
+            };
+            if to_s.write_all(&[out]).is_err() {
+                break;
+            }
+        }
+        let _ = to_s.shutdown(std::net::Shutdown::Write);
+    });
+    let c2 = Arc::clone(&cancel);
+    let canceller = std::thread::spawn(move || match faults.cancel {
+        2 => {
+            c2.cancel(false);
+        }
+        3 => {
+            c2.cancel(true);
+        }
+        _ => {}
+    });
+    let target = std::thread::spawn(move || {
+        let (mut r, mut w) = (tgt.try_clone()?, tgt);
+        target_side(&target_cancel, &mut r, &mut w, timeout)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    });
+    let (mut r, mut w) = (src.try_clone()?, src);
+    let result = source_side(&cancel, &mut r, &mut w, timeout);
+    drop((r, w));
+    let _ = canceller.join();
+    let target_runs = matches!(target.join(), Ok(Ok(true)));
+    let _ = forward.join();
+    let _ = back.join();
+    Ok(Outcome {
+        source_runs: !matches!(result, Ok(()) | Err(MigrationError::Unconfirmed(_))),
+        target_runs,
+        completed: result.is_ok(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +351,40 @@ mod tests {
         assert_eq!(m[0], ERROR);
         assert!(m.len() <= 1 + MAX_ERROR_LEN);
         assert!(std::str::from_utf8(&m[1..]).is_ok());
+    }
+
+    /// Every fault combination of the model: never both sides running; a
+    /// completed migration means the target runs; a target runs only if the
+    /// COMMIT arrived; a cancel before the hand-over always keeps the guest
+    /// at the source.
+    #[test]
+    fn no_fault_lets_both_sides_run_the_guest() {
+        for drop_commit in [false, true] {
+            for back in 0..4u8 {
+                for cancel in 0..4u8 {
+                    let f = Faults {
+                        drop_commit,
+                        back,
+                        garbage: 0x5a,
+                        cancel,
+                    };
+                    let o = simulate(f).unwrap();
+                    assert!(!(o.source_runs && o.target_runs), "{f:?}: {o:?}");
+                    if o.completed {
+                        assert!(o.target_runs, "{f:?}: {o:?}");
+                    }
+                    if o.target_runs {
+                        assert!(!drop_commit, "{f:?}: {o:?}");
+                    }
+                    if cancel == 1 || back == 0 || back == 3 {
+                        assert!(o.source_runs && !o.target_runs, "{f:?}: {o:?}");
+                    }
+                    if !drop_commit && back == 2 && cancel == 0 {
+                        assert!(o.completed && o.target_runs, "{f:?}: {o:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

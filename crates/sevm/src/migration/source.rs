@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
-use super::handover::{self, Answer};
+use super::handover;
 use super::stream::{Header, Record, Writer};
 use super::{
     Cancel, Endpoint, MigrationError, Progress, ProgressDisplay, SevParts, Summary, VmControl, PAGE,
@@ -683,7 +683,7 @@ fn send(
         })?;
     }
     if let Some(r) = ack.as_mut() {
-        handover(job, r.as_mut(), out.as_mut(), timeout)?;
+        handover::source_side(job.cancel, r.as_mut(), out.as_mut(), timeout)?;
     }
     let downtime = down.elapsed();
     progress.remaining.store(0, Ordering::Relaxed);
@@ -702,35 +702,6 @@ fn send(
 fn discard_file(file: &Option<(PathBuf, PathBuf)>) {
     if let Some((tmp, _)) = file {
         let _ = std::fs::remove_file(tmp);
-    }
-}
-
-/// The hand-over after the stream ([`handover`]): READY, the point of no
-/// return, COMMIT, CONFIRM.
-fn handover(
-    job: &Job<'_>,
-    r: &mut (dyn Read + Send),
-    w: &mut (dyn Write + Send),
-    timeout: Duration,
-) -> Result<(), MigrationError> {
-    match handover::read_answer(r, timeout) {
-        Ok(Answer::Ready) => {}
-        Ok(Answer::Refused(text)) => return Err(MigrationError::TargetRefused(text)),
-        Err(_) if job.cancel.is_cancelled() => return Err(MigrationError::Cancelled),
-        Err(e) => return Err(e),
-    }
-    if !job.cancel.begin_commit() {
-        return Err(MigrationError::Cancelled);
-    }
-    // A failed write queued nothing: the target cannot have read COMMIT and
-    // will not run the guest, so this side may resume it.
-    handover::write_byte(w, handover::COMMIT, "COMMIT to the target")?;
-    match handover::read_byte(r, handover::CONFIRM, "the target's confirmation", timeout) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(MigrationError::Unconfirmed(
-            "the connection closed before the target confirmed".into(),
-        )),
-        Err(e) => Err(MigrationError::Unconfirmed(e.to_string())),
     }
 }
 

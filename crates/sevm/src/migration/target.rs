@@ -387,27 +387,19 @@ pub fn receive(
                 }
             };
             // The hand-over (handover.rs): READY, then run only after COMMIT.
-            handover::write_byte(conn.write.as_mut(), handover::READY, "READY to the source")?;
-            let committed = handover::read_byte(
+            let committed = handover::target_side(
+                ctl.cancel,
                 conn.commit.as_mut(),
-                handover::COMMIT,
-                "the source's COMMIT",
+                conn.write.as_mut(),
                 ctl.timeout,
-            )
-            .unwrap_or(false);
-            if !committed || ctl.cancel.is_cancelled() {
+            )?;
+            if !committed {
                 sd(std::net::Shutdown::Both);
                 return Err(MigrationError::TargetRefused(
                     "the source did not commit the hand-over (it keeps the guest): this copy \
                      will not run"
                         .into(),
                 ));
-            }
-            if let Err(e) = handover::write_byte(conn.write.as_mut(), handover::CONFIRM, "CONFIRM")
-            {
-                // The source committed: it will not run the guest, so this
-                // copy runs it even if the confirmation is lost.
-                log::warn!("{e}");
             }
             Ok(restored)
         }

@@ -21,7 +21,7 @@
 //! | `-name [guest=]NAME[,debug-threads=on\|off]` | VM name |
 //! | `-no-reboot` | guest reset ends the VM |
 //! | `-gdb tcp::PORT`/`tcp:HOST:PORT`, `-s` | GDB stub (`gdb` module) |
-//! | `-incoming file:PATH[,offset=N]\|tcp:HOST:PORT\|unix:PATH\|defer` | migration target (parsed only) |
+//! | `-incoming file:PATH[,offset=N]\|tcp:HOST:PORT\|unix:PATH\|defer` | migration target (`defer`: wait for QMP `migrate-incoming`) |
 //! | `-enable-kvm`, `-accel kvm` | KVM (the only accelerator) |
 //! | `-cpu host\|EPYC*[,features]` | CPU model |
 //! | `-nodefaults` | no default devices (no default serial port) |
