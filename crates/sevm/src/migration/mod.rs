@@ -934,6 +934,78 @@ mod tests {
             .contains("not supported"));
     }
 
+    /// The run-state rules of every status (README "Run-state rules during
+    /// migration"): what holds the guest, what a second `migrate` and a
+    /// `migrate_cancel` get.
+    #[test]
+    fn every_status_has_defined_rules() {
+        use MigrationStatus as S;
+        for status in [
+            None,
+            Some(S::Setup),
+            Some(S::Active),
+            Some(S::Device),
+            Some(S::Cancelling),
+            Some(S::Completed),
+            Some(S::Failed),
+            Some(S::Cancelled),
+        ] {
+            for sent in [false, true] {
+                let m = Migrations::default();
+                {
+                    let mut st = lock(&m.state);
+                    st.status = status;
+                    st.sent = sent;
+                }
+                let running = in_progress(status);
+                let hold = m.hold();
+                match (sent, running) {
+                    (true, _) => assert_eq!(hold, Some(Hold::Sent), "{status:?}"),
+                    (false, true) => {
+                        assert!(matches!(hold, Some(Hold::InProgress(_))), "{status:?}")
+                    }
+                    (false, false) => assert_eq!(hold, None, "{status:?}"),
+                }
+                assert_eq!(m.finishing(), status == Some(S::Device));
+                // No thread runs here: nothing to cancel, nothing to wait for.
+                assert!(m.shutdown(Duration::from_millis(1)));
+            }
+        }
+        assert!(
+            in_progress(Some(S::Cancelling)),
+            "a second migrate must wait"
+        );
+    }
+
+    #[test]
+    fn cancel_interrupts_and_is_refused_after_the_point_of_no_return() {
+        let c = Arc::new(Cancel::default());
+        let hit = Arc::new(AtomicBool::new(false));
+        let h = Arc::clone(&hit);
+        c.on_cancel(Box::new(move || h.store(true, Ordering::SeqCst)));
+        // A sleep ends as soon as the cancel comes.
+        let c2 = Arc::clone(&c);
+        let t = std::thread::spawn(move || c2.sleep(Duration::from_secs(60)));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(c.cancel(false));
+        assert!(!t.join().unwrap(), "the sleep was not interrupted");
+        assert!(hit.load(Ordering::SeqCst), "the hook did not run");
+        assert!(!c.begin_commit(), "committed after a cancel");
+        // After the point of no return only a forced cancel acts.
+        let c = Cancel::default();
+        assert!(c.sleep(Duration::from_millis(1)));
+        assert!(c.begin_commit());
+        assert!(!c.cancel(false));
+        assert!(!c.is_cancelled());
+        assert!(c.cancel(true));
+        assert!(c.is_cancelled());
+        // A hook registered after the cancel runs at once.
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = Arc::clone(&ran);
+        c.on_cancel(Box::new(move || r.store(true, Ordering::SeqCst)));
+        assert!(ran.load(Ordering::SeqCst));
+    }
+
     #[test]
     fn parameters_merge_and_check_base64() {
         let m = Migrations::default();
@@ -957,6 +1029,21 @@ mod tests {
             })
             .unwrap_err();
         assert!(e.to_string().contains("sev-plat-cert"), "{e}");
+        for bad in [0, 99, 3_600_001] {
+            let e = m
+                .set_parameters(MigrationParameters {
+                    x_peer_timeout: Some(bad),
+                    ..Default::default()
+                })
+                .unwrap_err();
+            assert!(e.to_string().contains("x-peer-timeout"), "{e}");
+        }
+        m.set_parameters(MigrationParameters {
+            x_peer_timeout: Some(1500),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(m.peer_timeout(), Duration::from_millis(1500));
         assert_eq!(m.info(), MigrationInfo::default());
         assert!(!m.guest_was_sent());
     }
