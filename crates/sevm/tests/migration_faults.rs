@@ -133,6 +133,8 @@ enum Peer {
     Garbage,
     /// Reads 4 MiB, then closes.
     Vanishing,
+    /// No peer: a `file:` snapshot.
+    File,
     /// Reads the stream, READY, reads COMMIT, CONFIRM: a clean hand-over.
     Confirming,
     /// Reads the stream, READY, reads COMMIT, then never confirms.
@@ -161,13 +163,21 @@ fn read_stream(s: &UnixStream) -> bool {
 
 fn fake_target(path: &Path, peer: Peer) -> Fake {
     let _ = std::fs::remove_file(path);
+    if peer == Peer::File {
+        let (tx, rx) = channel();
+        tx.send(false).unwrap();
+        return Fake {
+            path: path.with_extension("snap"),
+            committed: rx,
+        };
+    }
     let l = UnixListener::bind(path).unwrap();
     let (tx, rx) = channel();
     std::thread::spawn(move || {
         let Ok((mut s, _)) = l.accept() else { return };
         let mut commit = false;
         match peer {
-            Peer::Stalled => std::thread::sleep(CASE_BOUND),
+            Peer::Stalled | Peer::File => std::thread::sleep(CASE_BOUND),
             Peer::Silent => {
                 read_stream(&s);
                 std::thread::sleep(CASE_BOUND);
@@ -258,9 +268,10 @@ fn case(d: &Path, src: &mut Source, peer: Peer, phase: &str, cmd: Cmd, n: usize)
     };
     q.ok("migrate-set-parameters", json!({"max-bandwidth": bw}));
     let fake = fake_target(&d.join(format!("fake{n}.sock")), peer);
+    let scheme = if peer == Peer::File { "file" } else { "unix" };
     q.ok(
         "migrate",
-        json!({"uri": format!("unix:{}", fake.path.display())}),
+        json!({"uri": format!("{scheme}:{}", fake.path.display())}),
     );
     if cmd != Cmd::Nothing {
         wait_status(q, phase);
@@ -312,6 +323,8 @@ fn case(d: &Path, src: &mut Source, peer: Peer, phase: &str, cmd: Cmd, n: usize)
                 "{what}: took {:?}",
                 start.elapsed()
             );
+            assert!(!fake.path.exists() || peer != Peer::File, "{what}");
+            assert!(temp_files(d).is_empty(), "{what}: {:?}", temp_files(d));
             // The process is gone: the fake never got COMMIT.
             assert_eq!(
                 fake.committed.recv_timeout(CASE_BOUND).ok(),
@@ -351,6 +364,10 @@ fn case(d: &Path, src: &mut Source, peer: Peer, phase: &str, cmd: Cmd, n: usize)
         start.elapsed()
     );
     assert!(!snap.exists(), "{what}: a refused snapshot left a file");
+    if peer == Peer::File {
+        assert!(!fake.path.exists(), "{what}: a cancelled snapshot was kept");
+    }
+    assert!(temp_files(d).is_empty(), "{what}: {:?}", temp_files(d));
     // Never both: the source runs it as before (paused if `stop` asked for it).
     let want = if stopped { "paused" } else { "running" };
     assert_eq!(q.ok("query-status", Value::Null)["status"], want, "{what}");
@@ -394,13 +411,15 @@ fn every_run_state_command_in_every_phase_against_faulty_targets() {
         (Peer::Silent, "device"),
         (Peer::Garbage, "active"),
         (Peer::Vanishing, "active"),
+        (Peer::File, "active"),
     ];
     let mut n = 0;
     for (peer, phase) in plans {
         let mut src = start_source(d, &fw, &a, &b, &format!("src{n}"));
         for cmd in cmds {
-            if cmd == Cmd::Nothing && peer == Peer::Vanishing {
-                // Ends by itself (connection lost) — covered below.
+            if cmd == Cmd::Nothing && matches!(peer, Peer::Vanishing | Peer::File) {
+                // Ends by itself (connection lost, covered below; a
+                // snapshot completes).
                 continue;
             }
             n += 1;
