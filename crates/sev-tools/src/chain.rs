@@ -17,7 +17,11 @@
 //! Trust ([`Trust`]): the ARK the chain carries is never trusted because it
 //! is self-signed. It must be the genuine ARK of a named AMD generation
 //! (built-in fingerprint), or byte-for-byte a root the user passed
-//! explicitly (an emulated platform's root).
+//! explicitly. An explicit root is labelled by what it is ([`RootOrigin`]):
+//! AMD's genuine root of a generation when it hashes to a built-in ARK
+//! fingerprint, the emulated platform's own root when the tool knows it is
+//! (the platform directory's ARK), and otherwise an explicitly trusted root
+//! of unknown origin.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -120,6 +124,18 @@ pub enum ChainSource {
     },
 }
 
+/// What an explicitly given root is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootOrigin {
+    /// AMD's genuine ARK of this generation (its SHA-256 is the built-in
+    /// fingerprint).
+    Amd(AmdGeneration),
+    /// The ARK of the emulated platform in this directory.
+    Emulated(PathBuf),
+    /// Neither: trusted only because the user named it.
+    Unknown,
+}
+
 /// The root the chain must lead to.
 #[derive(Debug, Clone)]
 pub enum Trust {
@@ -134,6 +150,8 @@ pub enum Trust {
         ask: Option<Box<ca::Certificate>>,
         /// Its file.
         path: PathBuf,
+        /// What the root is.
+        origin: RootOrigin,
     },
 }
 
@@ -155,11 +173,72 @@ impl Trust {
                 }
             },
         };
+        let origin = match roots::genuine_generation(&ark) {
+            Some(g) => RootOrigin::Amd(g),
+            None => RootOrigin::Unknown,
+        };
         Ok(Trust::Explicit {
             ark,
             ask,
             path: path.to_path_buf(),
+            origin,
         })
+    }
+
+    /// Labels an explicit root as the emulated platform's own when it is,
+    /// byte for byte, `platform_ark` (the ARK of the emulated platform in
+    /// `dir`); anything else is left as it is.
+    pub fn recognise_emulated(self, dir: &Path, platform_ark: &ca::Certificate) -> Self {
+        match self {
+            Trust::Explicit {
+                ark,
+                ask,
+                path,
+                origin: RootOrigin::Unknown,
+            } if ark.encode() == platform_ark.encode() => Trust::Explicit {
+                ark,
+                ask,
+                path,
+                origin: RootOrigin::Emulated(dir.to_path_buf()),
+            },
+            other => other,
+        }
+    }
+
+    /// Whether the root is AMD's genuine root (named, or given explicitly
+    /// and matching a built-in fingerprint).
+    pub fn is_amd(&self) -> bool {
+        matches!(
+            self,
+            Trust::Amd(_)
+                | Trust::Explicit {
+                    origin: RootOrigin::Amd(_),
+                    ..
+                }
+        )
+    }
+
+    /// What the root is, in a few words (the end of the "chain verified"
+    /// line).
+    pub fn label(&self) -> String {
+        match self {
+            Trust::Amd(g)
+            | Trust::Explicit {
+                origin: RootOrigin::Amd(g),
+                ..
+            } => format!("AMD's genuine {} root", capitalized(g.name())),
+            Trust::Explicit {
+                origin: RootOrigin::Emulated(dir),
+                ..
+            } => format!(
+                "the emulated platform's own root ({}), not an AMD root",
+                dir.display()
+            ),
+            Trust::Explicit {
+                origin: RootOrigin::Unknown,
+                ..
+            } => "an explicitly trusted root of unknown origin, not an AMD root".to_string(),
+        }
     }
 
     /// A description for reports.
@@ -171,9 +250,10 @@ impl Trust {
                 hex::encode(roots::ark_fingerprint(*g))
             ),
             Trust::Explicit { ark, path, .. } => format!(
-                "root given explicitly: {} (ARK sha256 {}) — not an AMD root (emulated platform)",
+                "root given explicitly: {} (ARK sha256 {}) — {}",
                 path.display(),
-                hex::encode(roots::sha256(&ark.encode()))
+                hex::encode(roots::sha256(&ark.encode())),
+                self.label()
             ),
         }
     }
@@ -375,8 +455,10 @@ pub struct Verification {
     pub ca_origin: String,
     /// The root.
     pub trust: String,
-    /// Whether the root is an AMD root (false: explicit/emulated).
+    /// Whether the root is AMD's genuine root.
     pub amd_root: bool,
+    /// What the root is ([`Trust::label`]).
+    pub root_label: String,
     /// Every check, in order.
     pub checks: Vec<CheckOutcome>,
     /// The verified keys, when every check passed.
@@ -440,11 +522,7 @@ impl Verification {
             let _ = writeln!(
                 out,
                 "chain verified: PDH ← PEK ← OCA, CEK ← ASK ← ARK = {}",
-                if self.amd_root {
-                    "pinned AMD root"
-                } else {
-                    "the explicitly given root (emulated, not AMD)"
-                }
+                self.root_label
             );
         } else {
             let n = self.checks.iter().filter(|c| c.failure.is_some()).count();
@@ -468,8 +546,12 @@ pub fn describe_sev(cert: &sev::Certificate) -> String {
             }
         })
         .collect();
+    let reserved = match cert.reserved_nonzero() {
+        0 => String::new(),
+        n => format!("  {n} non-zero reserved bytes (kept; the signatures cover them)"),
+    };
     format!(
-        "{} {} api {maj}.{min}  sig1 {}  sig2 {}  sha256 {}",
+        "{} {} api {maj}.{min}  sig1 {}  sig2 {}  sha256 {}{reserved}",
         cert.usage().name(),
         cert.algorithm().name(),
         sigs.first().map(String::as_str).unwrap_or("-"),
@@ -542,6 +624,7 @@ pub fn verify(
                 ask: Some(ask),
                 ark,
                 path,
+                ..
             } => (
                 CaChain {
                     ask: (**ask).clone(),
@@ -621,7 +704,8 @@ pub fn verify(
         origin: loaded.origin,
         ca_origin,
         trust: trust.describe(),
-        amd_root: matches!(trust, Trust::Amd(_)),
+        amd_root: trust.is_amd(),
+        root_label: trust.label(),
         checks,
         verified,
     })
@@ -746,7 +830,14 @@ mod tests {
         let good = Trust::explicit(&dir_roots.join("naples-ark.cert")).unwrap();
         let v = verify(load_file(&f).unwrap(), &CaOptions::default(), &good).unwrap();
         assert!(v.verified.is_some(), "{}", v.render());
-        assert!(v.render().contains("not an AMD root"));
+        // AMD's genuine Naples ARK, given explicitly: labelled as AMD's.
+        assert!(v.amd_root);
+        assert!(
+            v.render().contains("AMD's genuine Naples root"),
+            "{}",
+            v.render()
+        );
+        assert!(!v.render().contains("not an AMD root"), "{}", v.render());
         let other = Trust::explicit(&dir_roots.join("rome-ark.cert")).unwrap();
         let v = verify(load_file(&f).unwrap(), &CaOptions::default(), &other).unwrap();
         let e = v.into_result().unwrap_err().to_string();

@@ -7,7 +7,7 @@ pub mod owner;
 pub mod platform;
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -202,6 +202,20 @@ impl TrustArgs {
             ca_file: self.ca.clone(),
             roots_dirs: crate::roots::default_dirs(),
         }
+    }
+}
+
+/// Labels an explicit root as the emulated platform's own when it is the
+/// ARK of the emulated platform in `dir` (see [`Trust::recognise_emulated`]);
+/// when the platform cannot be read the root keeps its label.
+pub fn recognise_emulated_root(trust: Trust, dir: &Path) -> Trust {
+    let ark = crate::platform::Emulated::open(dir)
+        .ok()
+        .and_then(|mut e| crate::platform::Backend::ca_chain(&mut e).ok().flatten())
+        .map(|ca| ca.ark);
+    match ark {
+        Some(ark) => trust.recognise_emulated(dir, &ark),
+        None => trust,
     }
 }
 
