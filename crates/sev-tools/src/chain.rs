@@ -12,7 +12,8 @@
 //!
 //! The ASK ‖ ARK come from the chain itself, a `--ca` file (ASK ‖ ARK, as
 //! `sevctl verify --ca` reads), or — for AMD hardware — the roots
-//! directories of [`crate::roots`].
+//! directories of [`crate::roots`]. A real host's CEK, exported without the
+//! ASK's signature, is replaced by its signed copy ([`crate::cek`]).
 //!
 //! Trust ([`Trust`]): the ARK the chain carries is never trusted because it
 //! is self-signed. It must be the genuine ARK of a named AMD generation
@@ -32,6 +33,7 @@ use sev_proto::cert::sev::{self, Slot, CERT_LEN};
 use sev_proto::cert::{ca, AmdGeneration};
 use subtle::ConstantTimeEq;
 
+use crate::cek::{self, CekError, CekOptions, ChipId, Resolution};
 use crate::io::{self, IoError};
 use crate::roots::{self, RootsError};
 
@@ -96,6 +98,10 @@ pub enum ChainError {
     /// The AMD roots could not be loaded.
     #[error(transparent)]
     Roots(#[from] RootsError),
+    /// A signed CEK was given or found but is unusable, or fetching it
+    /// failed.
+    #[error(transparent)]
+    Cek(#[from] CekError),
     /// One or more checks failed.
     #[error("certificate chain verification failed: {first}{}", if *.more > 0 { format!(" (and {} more failed check(s))", .more) } else { String::new() })]
     Failed {
@@ -121,6 +127,8 @@ pub enum ChainSource {
         pdh: Vec<u8>,
         /// PEK ‖ OCA ‖ CEK.
         cert_chain: Vec<u8>,
+        /// `cpu0-id`: the chip id of the first socket, when given.
+        chip_id: Option<ChipId>,
     },
 }
 
@@ -276,6 +284,8 @@ pub struct LoadedChain {
     pub platform: PlatformChain,
     /// ASK ‖ ARK, if the source carried them.
     pub ca: Option<CaChain>,
+    /// The chip id, if the source carried it (`cpu0-id`).
+    pub chip_id: Option<ChipId>,
     /// Where the chain came from.
     pub origin: String,
 }
@@ -331,6 +341,7 @@ pub fn load_file(path: &Path) -> Result<LoadedChain, ChainError> {
         pdh,
         platform,
         ca,
+        chip_id: None,
         origin,
     })
 }
@@ -366,6 +377,7 @@ pub fn load_dir(dir: &Path) -> Result<LoadedChain, ChainError> {
         pdh,
         platform,
         ca,
+        chip_id: None,
         origin: dir.display().to_string(),
     })
 }
@@ -381,10 +393,23 @@ pub fn capabilities_from_json(origin: &str, value: &Value) -> Result<ChainSource
         io::b64_decode(&format!("{origin}: {name}"), text)
             .map_err(|e| ChainError::Capabilities(e.to_string()))
     };
+    let chip_id = match obj.get("cpu0-id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(
+            ChipId::parse(text)
+                .map_err(|e| ChainError::Capabilities(format!("{origin}: cpu0-id: {e}")))?,
+        ),
+        Some(_) => {
+            return Err(ChainError::Capabilities(format!(
+                "{origin}: cpu0-id is not a string"
+            )))
+        }
+    };
     Ok(ChainSource::Capabilities {
         origin: origin.to_string(),
         pdh: member("pdh")?,
         cert_chain: member("cert-chain")?,
+        chip_id,
     })
 }
 
@@ -406,6 +431,7 @@ impl ChainSource {
                 origin,
                 pdh,
                 cert_chain,
+                chip_id,
             } => {
                 if pdh.len() != CERT_LEN {
                     return Err(ChainError::Size {
@@ -418,6 +444,7 @@ impl ChainSource {
                     pdh: decode_sev(format!("PDH from {origin}"), pdh)?,
                     platform: decode_platform(origin, cert_chain)?,
                     ca: None,
+                    chip_id: *chip_id,
                     origin: origin.clone(),
                 })
             }
@@ -455,6 +482,8 @@ pub struct Verification {
     pub ca_origin: String,
     /// The root.
     pub trust: String,
+    /// Where the CEK came from, when a signed CEK replaced the platform's.
+    pub cek_origin: Option<String>,
     /// Whether the root is AMD's genuine root.
     pub amd_root: bool,
     /// What the root is ([`Trust::label`]).
@@ -495,6 +524,13 @@ impl Verification {
         let c = &self.chain;
         let _ = writeln!(out, "certificate chain: {}", self.origin);
         let _ = writeln!(out, "ASK/ARK: {}", self.ca_origin);
+        if let Some(o) = &self.cek_origin {
+            let _ = writeln!(
+                out,
+                "CEK: the platform's CEK (no ASK signature, as real hardware exports it) replaced \
+                 by the signed CEK with the same key from {o}"
+            );
+        }
         for (name, cert) in [
             ("PDH", &c.pdh),
             ("PEK", &c.pek),
@@ -599,6 +635,8 @@ pub struct CaOptions {
     pub ca_file: Option<PathBuf>,
     /// Roots directories to search for AMD roots.
     pub roots_dirs: Vec<PathBuf>,
+    /// Where a real host's signed CEK comes from.
+    pub cek: CekOptions,
 }
 
 /// Verifies `loaded` to `trust`, recording the result of every check (on a
@@ -635,7 +673,7 @@ pub fn verify(
             Trust::Explicit { ask: None, .. } => return Err(ChainError::NoCa),
         },
     };
-    let chain = FullChain::from_parts(loaded.pdh, loaded.platform, ca);
+    let mut chain = FullChain::from_parts(loaded.pdh, loaded.platform, ca);
     // The pin: the chain's ARK is used for the remaining checks only once it
     // is shown to be the pinned root; otherwise they run against it anyway
     // (to report them) and the pin check fails.
@@ -654,6 +692,26 @@ pub fn verify(
             })
         }
     };
+    // A real host's CEK carries no ASK signature: replace it by the signed
+    // CEK with the same key (crate::cek). A fetched one is cached only when
+    // the ASK is the pinned root's.
+    let ca_trusted = pin_failure.is_none() && chain.check(Check::AskByArk, &chain.ark).is_ok();
+    let mut cek_origin = None;
+    let mut cek_missing = None;
+    match cek::resolve(
+        &chain.cek,
+        loaded.chip_id.as_ref(),
+        &chain.ask,
+        &ca_opts.cek,
+        ca_trusted,
+    )? {
+        Resolution::Kept => {}
+        Resolution::Replaced(r) => {
+            chain.cek = r.cek;
+            cek_origin = Some(r.origin);
+        }
+        Resolution::Missing(why) => cek_missing = Some(why),
+    }
     // The owner part (OCA, PEK, PDH: three ECDSA verifications, which also
     // yield the PDH and PEK keys) and the rest (CEK, ASK, ARK) run on two
     // threads. Only when something fails is every check run on its own, so
@@ -691,6 +749,11 @@ pub fn verify(
                         .err()
                         .map(|e| error_chain(&e))
                 };
+                // Say what is missing for a real host's unsigned CEK.
+                let failure = match (failure, check, &cek_missing) {
+                    (Some(f), Check::CekByAsk, Some(why)) => Some(format!("{f}; {why}")),
+                    (f, _, _) => f,
+                };
                 checks.push(CheckOutcome {
                     what: describe_check(check).to_string(),
                     failure,
@@ -704,6 +767,7 @@ pub fn verify(
         origin: loaded.origin,
         ca_origin,
         trust: trust.describe(),
+        cek_origin,
         amd_root: trust.is_amd(),
         root_label: trust.label(),
         checks,
@@ -739,6 +803,7 @@ mod tests {
         Some(CaOptions {
             ca_file: None,
             roots_dirs: vec![testdata_dir()?.join("amd-roots")],
+            ..CaOptions::default()
         })
     }
 
