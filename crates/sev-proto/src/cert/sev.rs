@@ -88,7 +88,8 @@ pub enum Error {
     /// VERSION is not 1.
     #[error("SEV certificate version {0}, only version 1 is supported")]
     Version(u32),
-    /// A reserved byte is non-zero.
+    /// A byte of the zero padding after an RSA key's modulus is non-zero
+    /// (the reserved bytes of the body are kept as received instead).
     #[error("SEV certificate reserved byte at offset {offset:#x} is non-zero")]
     Reserved {
         /// Offset inside the certificate.
