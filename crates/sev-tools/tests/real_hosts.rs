@@ -440,6 +440,17 @@ fn unsigned_cek_of_a_real_host_is_replaced_by_the_signed_one() {
     let line = one_error_line(&with(&["--cek", p(&unsigned)]));
     assert!(line.contains("not signed by the chain's ASK"), "{line}");
 
+    // Bad values are named.
+    let missing = h.dir.join("no-such-cek.cert");
+    let line = one_error_line(&with(&["--cek", p(&missing)]));
+    assert!(line.contains(p(&missing)), "{line}");
+    let o = with(&["--chip-id", "xyz"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("chip id"), "{}", stderr(&o));
+    let big = write(&h.dir, "big.cert", &vec![0u8; 1 << 20]);
+    let line = one_error_line(&with(&["--cek", p(&big)]));
+    assert!(line.contains("more than"), "{line}");
+
     // From a key distribution server, then from the cache.
     let cache = h.dir.join("cek-cache");
     let (url, count) = kds(&h.chip, h.signed_bytes.clone(), 4);
