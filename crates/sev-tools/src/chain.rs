@@ -527,8 +527,8 @@ impl Verification {
         if let Some(o) = &self.cek_origin {
             let _ = writeln!(
                 out,
-                "CEK: the platform's CEK (no ASK signature, as real hardware exports it) replaced \
-                 by the signed CEK with the same key from {o}"
+                "CEK: the platform's CEK as exported replaced by the signed CEK with the same key \
+                 from {o}"
             );
         }
         for (name, cert) in [

@@ -15,10 +15,12 @@
 //!
 //! Commands that change persistent state (PLATFORM_RESET, PEK_GEN, PDH_GEN,
 //! PEK_CERT_IMPORT) take the directory lock, re-read the identity, check it,
-//! modify it and write it atomically (`modify_identity`): every
-//! decision that depends on the stored state (PEK_CERT_IMPORT's
-//! ALREADY_OWNED and PEK checks, the keys PDH_GEN signs with) is made on the
-//! identity read under the lock, never on a copy read before it. **Several processes** may open the same
+//! modify it and write it atomically (`modify_identity`): every decision that
+//! depends on the stored state (PEK_CERT_IMPORT's ALREADY_OWNED and PEK
+//! checks, the keys PDH_GEN signs with) is made on the identity read under
+//! the lock, never on a copy read before it.
+//!
+//! **Several processes** may open the same
 //! directory (each is its own PSP sharing the NV state); a process notices
 //! another one's PDH/PEK/ownership change at its next command that uses the
 //! identity (INIT, PLATFORM_STATUS, PEK_CSR, PEK_CERT_IMPORT,
