@@ -16,6 +16,9 @@
 //!    `--kds-url`, default AMD's), bounded by connect and total timeouts and a
 //!    response size cap; a fetched CEK that is usable is written into the
 //!    cache directory (0700), created exclusively 0600 and renamed into place.
+//!    A plain `http://` base URL is accepted (a local mirror, the tests): the
+//!    answer is trusted only through the ASK's signature, never through the
+//!    transport.
 //!
 //! A signed CEK replaces the platform's only when its public key is the
 //! platform CEK's and its ASK signature verifies under the chain's ASK. The
