@@ -1,7 +1,11 @@
 //! The persistent platform state directory (DESIGN.md "The emulated
 //! platform").
 //!
-//! One directory is one emulated host. It is created `0700`; every state file
+//! One directory is one emulated host. It is created `0700`, and an existing
+//! one is used only if it is private: a directory owned by another user, or
+//! one that its group or other users may write to, is refused
+//! ([`StoreError::Insecure`]), since whoever can write to it can replace the
+//! state files that hold the platform's private keys. Every state file
 //! is written atomically (a `0600` temp file in the same directory, written,
 //! fsynced, renamed over the target, then the directory fsynced), so a reader
 //! sees the old or the new file, never a torn one. Read-modify-write of
@@ -80,6 +84,21 @@ pub enum StoreError {
         /// The limit.
         max: u64,
     },
+    /// An existing directory is not private to this user: owned by someone
+    /// else, or writable by its group or by others.
+    #[error(
+        "platform state directory {} is not private: {problem}; it holds the platform's \
+         private keys, so it is not used: {fix}",
+        path.display()
+    )]
+    Insecure {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong (owner or mode).
+        problem: String,
+        /// How to fix it.
+        fix: String,
+    },
     /// A sealed state file is damaged (or of an unsupported format version).
     #[error("platform state file {path} is damaged")]
     Damaged {
@@ -146,13 +165,61 @@ fn check_name(name: &str) -> Result<(), StoreError> {
     }
 }
 
+/// The effective user id of this process.
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid takes no arguments, touches no memory of ours and
+    // cannot fail (POSIX).
+    unsafe { libc::geteuid() }
+}
+
+/// Refuses an existing state directory that is not private to user `uid`:
+/// owned by another user, or writable by its group or by others (whoever can
+/// write to it can replace the state files). Read and execute bits are left
+/// alone: the state files themselves are 0600.
+fn check_private(path: &Path, meta: &fs::Metadata, uid: u32) -> Result<(), StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let insecure = |problem: String, fix: String| StoreError::Insecure {
+        path: path.to_path_buf(),
+        problem,
+        fix,
+    };
+    if meta.uid() != uid {
+        return Err(insecure(
+            format!(
+                "it is owned by uid {}, not by this user (uid {uid})",
+                meta.uid()
+            ),
+            format!(
+                "use a directory of your own, or make it yours with `chown {uid} {}` and \
+                 `chmod 700 {}`",
+                path.display(),
+                path.display()
+            ),
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    let who = if mode & 0o002 != 0 {
+        "other users"
+    } else if mode & 0o020 != 0 {
+        "its group"
+    } else {
+        return Ok(());
+    };
+    Err(insecure(
+        format!("mode {mode:o} makes it writable by {who}"),
+        format!("make it private with `chmod 700 {}`", path.display()),
+    ))
+}
+
 impl StateDir {
     /// Opens the directory at `path`; with `create`, creates it (and missing
-    /// parents) with mode 0700 if it does not exist.
+    /// parents) with mode 0700 if it does not exist. An existing directory
+    /// must be owned by this process's effective user and not be writable by
+    /// its group or others ([`StoreError::Insecure`]).
     pub fn open(path: impl AsRef<Path>, create: bool) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         match fs::metadata(&path) {
-            Ok(meta) if meta.is_dir() => {}
+            Ok(meta) if meta.is_dir() => check_private(&path, &meta, effective_uid())?,
             Ok(_) => return Err(StoreError::NotADirectory { path }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if !create {

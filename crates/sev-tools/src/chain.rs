@@ -12,12 +12,17 @@
 //!
 //! The ASK ‖ ARK come from the chain itself, a `--ca` file (ASK ‖ ARK, as
 //! `sevctl verify --ca` reads), or — for AMD hardware — the roots
-//! directories of [`crate::roots`].
+//! directories of [`crate::roots`]. A real host's CEK, exported without the
+//! ASK's signature, is replaced by its signed copy ([`crate::cek`]).
 //!
 //! Trust ([`Trust`]): the ARK the chain carries is never trusted because it
 //! is self-signed. It must be the genuine ARK of a named AMD generation
 //! (built-in fingerprint), or byte-for-byte a root the user passed
-//! explicitly (an emulated platform's root).
+//! explicitly. An explicit root is labelled by what it is ([`RootOrigin`]):
+//! AMD's genuine root of a generation when it hashes to a built-in ARK
+//! fingerprint, the emulated platform's own root when the tool knows it is
+//! (the platform directory's ARK), and otherwise an explicitly trusted root
+//! of unknown origin.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -28,6 +33,7 @@ use sev_proto::cert::sev::{self, Slot, CERT_LEN};
 use sev_proto::cert::{ca, AmdGeneration};
 use subtle::ConstantTimeEq;
 
+use crate::cek::{self, CekError, CekOptions, ChipId, Resolution};
 use crate::io::{self, IoError};
 use crate::roots::{self, RootsError};
 
@@ -92,6 +98,10 @@ pub enum ChainError {
     /// The AMD roots could not be loaded.
     #[error(transparent)]
     Roots(#[from] RootsError),
+    /// A signed CEK was given or found but is unusable, or fetching it
+    /// failed.
+    #[error(transparent)]
+    Cek(#[from] CekError),
     /// One or more checks failed.
     #[error("certificate chain verification failed: {first}{}", if *.more > 0 { format!(" (and {} more failed check(s))", .more) } else { String::new() })]
     Failed {
@@ -117,7 +127,21 @@ pub enum ChainSource {
         pdh: Vec<u8>,
         /// PEK ‖ OCA ‖ CEK.
         cert_chain: Vec<u8>,
+        /// `cpu0-id`: the chip id of the first socket, when given.
+        chip_id: Option<ChipId>,
     },
+}
+
+/// What an explicitly given root is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootOrigin {
+    /// AMD's genuine ARK of this generation (its SHA-256 is the built-in
+    /// fingerprint).
+    Amd(AmdGeneration),
+    /// The ARK of the emulated platform in this directory.
+    Emulated(PathBuf),
+    /// Neither: trusted only because the user named it.
+    Unknown,
 }
 
 /// The root the chain must lead to.
@@ -134,6 +158,8 @@ pub enum Trust {
         ask: Option<Box<ca::Certificate>>,
         /// Its file.
         path: PathBuf,
+        /// What the root is.
+        origin: RootOrigin,
     },
 }
 
@@ -155,11 +181,72 @@ impl Trust {
                 }
             },
         };
+        let origin = match roots::genuine_generation(&ark) {
+            Some(g) => RootOrigin::Amd(g),
+            None => RootOrigin::Unknown,
+        };
         Ok(Trust::Explicit {
             ark,
             ask,
             path: path.to_path_buf(),
+            origin,
         })
+    }
+
+    /// Labels an explicit root as the emulated platform's own when it is,
+    /// byte for byte, `platform_ark` (the ARK of the emulated platform in
+    /// `dir`); anything else is left as it is.
+    pub fn recognise_emulated(self, dir: &Path, platform_ark: &ca::Certificate) -> Self {
+        match self {
+            Trust::Explicit {
+                ark,
+                ask,
+                path,
+                origin: RootOrigin::Unknown,
+            } if ark.encode() == platform_ark.encode() => Trust::Explicit {
+                ark,
+                ask,
+                path,
+                origin: RootOrigin::Emulated(dir.to_path_buf()),
+            },
+            other => other,
+        }
+    }
+
+    /// Whether the root is AMD's genuine root (named, or given explicitly
+    /// and matching a built-in fingerprint).
+    pub fn is_amd(&self) -> bool {
+        matches!(
+            self,
+            Trust::Amd(_)
+                | Trust::Explicit {
+                    origin: RootOrigin::Amd(_),
+                    ..
+                }
+        )
+    }
+
+    /// What the root is, in a few words (the end of the "chain verified"
+    /// line).
+    pub fn label(&self) -> String {
+        match self {
+            Trust::Amd(g)
+            | Trust::Explicit {
+                origin: RootOrigin::Amd(g),
+                ..
+            } => format!("AMD's genuine {} root", capitalized(g.name())),
+            Trust::Explicit {
+                origin: RootOrigin::Emulated(dir),
+                ..
+            } => format!(
+                "the emulated platform's own root ({}), not an AMD root",
+                dir.display()
+            ),
+            Trust::Explicit {
+                origin: RootOrigin::Unknown,
+                ..
+            } => "an explicitly trusted root of unknown origin, not an AMD root".to_string(),
+        }
     }
 
     /// A description for reports.
@@ -171,9 +258,10 @@ impl Trust {
                 hex::encode(roots::ark_fingerprint(*g))
             ),
             Trust::Explicit { ark, path, .. } => format!(
-                "root given explicitly: {} (ARK sha256 {}) — not an AMD root (emulated platform)",
+                "root given explicitly: {} (ARK sha256 {}) — {}",
                 path.display(),
-                hex::encode(roots::sha256(&ark.encode()))
+                hex::encode(roots::sha256(&ark.encode())),
+                self.label()
             ),
         }
     }
@@ -196,6 +284,8 @@ pub struct LoadedChain {
     pub platform: PlatformChain,
     /// ASK ‖ ARK, if the source carried them.
     pub ca: Option<CaChain>,
+    /// The chip id, if the source carried it (`cpu0-id`).
+    pub chip_id: Option<ChipId>,
     /// Where the chain came from.
     pub origin: String,
 }
@@ -251,6 +341,7 @@ pub fn load_file(path: &Path) -> Result<LoadedChain, ChainError> {
         pdh,
         platform,
         ca,
+        chip_id: None,
         origin,
     })
 }
@@ -286,6 +377,7 @@ pub fn load_dir(dir: &Path) -> Result<LoadedChain, ChainError> {
         pdh,
         platform,
         ca,
+        chip_id: None,
         origin: dir.display().to_string(),
     })
 }
@@ -301,10 +393,23 @@ pub fn capabilities_from_json(origin: &str, value: &Value) -> Result<ChainSource
         io::b64_decode(&format!("{origin}: {name}"), text)
             .map_err(|e| ChainError::Capabilities(e.to_string()))
     };
+    let chip_id = match obj.get("cpu0-id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(
+            ChipId::parse(text)
+                .map_err(|e| ChainError::Capabilities(format!("{origin}: cpu0-id: {e}")))?,
+        ),
+        Some(_) => {
+            return Err(ChainError::Capabilities(format!(
+                "{origin}: cpu0-id is not a string"
+            )))
+        }
+    };
     Ok(ChainSource::Capabilities {
         origin: origin.to_string(),
         pdh: member("pdh")?,
         cert_chain: member("cert-chain")?,
+        chip_id,
     })
 }
 
@@ -326,6 +431,7 @@ impl ChainSource {
                 origin,
                 pdh,
                 cert_chain,
+                chip_id,
             } => {
                 if pdh.len() != CERT_LEN {
                     return Err(ChainError::Size {
@@ -338,6 +444,7 @@ impl ChainSource {
                     pdh: decode_sev(format!("PDH from {origin}"), pdh)?,
                     platform: decode_platform(origin, cert_chain)?,
                     ca: None,
+                    chip_id: *chip_id,
                     origin: origin.clone(),
                 })
             }
@@ -375,8 +482,12 @@ pub struct Verification {
     pub ca_origin: String,
     /// The root.
     pub trust: String,
-    /// Whether the root is an AMD root (false: explicit/emulated).
+    /// Where the CEK came from, when a signed CEK replaced the platform's.
+    pub cek_origin: Option<String>,
+    /// Whether the root is AMD's genuine root.
     pub amd_root: bool,
+    /// What the root is ([`Trust::label`]).
+    pub root_label: String,
     /// Every check, in order.
     pub checks: Vec<CheckOutcome>,
     /// The verified keys, when every check passed.
@@ -413,6 +524,13 @@ impl Verification {
         let c = &self.chain;
         let _ = writeln!(out, "certificate chain: {}", self.origin);
         let _ = writeln!(out, "ASK/ARK: {}", self.ca_origin);
+        if let Some(o) = &self.cek_origin {
+            let _ = writeln!(
+                out,
+                "CEK: the platform's CEK as exported replaced by the signed CEK with the same key \
+                 from {o}"
+            );
+        }
         for (name, cert) in [
             ("PDH", &c.pdh),
             ("PEK", &c.pek),
@@ -440,11 +558,7 @@ impl Verification {
             let _ = writeln!(
                 out,
                 "chain verified: PDH ← PEK ← OCA, CEK ← ASK ← ARK = {}",
-                if self.amd_root {
-                    "pinned AMD root"
-                } else {
-                    "the explicitly given root (emulated, not AMD)"
-                }
+                self.root_label
             );
         } else {
             let n = self.checks.iter().filter(|c| c.failure.is_some()).count();
@@ -468,8 +582,12 @@ pub fn describe_sev(cert: &sev::Certificate) -> String {
             }
         })
         .collect();
+    let reserved = match cert.reserved_nonzero() {
+        0 => String::new(),
+        n => format!("  {n} non-zero reserved bytes (kept; the signatures cover them)"),
+    };
     format!(
-        "{} {} api {maj}.{min}  sig1 {}  sig2 {}  sha256 {}",
+        "{} {} api {maj}.{min}  sig1 {}  sig2 {}  sha256 {}{reserved}",
         cert.usage().name(),
         cert.algorithm().name(),
         sigs.first().map(String::as_str).unwrap_or("-"),
@@ -517,6 +635,8 @@ pub struct CaOptions {
     pub ca_file: Option<PathBuf>,
     /// Roots directories to search for AMD roots.
     pub roots_dirs: Vec<PathBuf>,
+    /// Where a real host's signed CEK comes from.
+    pub cek: CekOptions,
 }
 
 /// Verifies `loaded` to `trust`, recording the result of every check (on a
@@ -542,6 +662,7 @@ pub fn verify(
                 ask: Some(ask),
                 ark,
                 path,
+                ..
             } => (
                 CaChain {
                     ask: (**ask).clone(),
@@ -552,7 +673,7 @@ pub fn verify(
             Trust::Explicit { ask: None, .. } => return Err(ChainError::NoCa),
         },
     };
-    let chain = FullChain::from_parts(loaded.pdh, loaded.platform, ca);
+    let mut chain = FullChain::from_parts(loaded.pdh, loaded.platform, ca);
     // The pin: the chain's ARK is used for the remaining checks only once it
     // is shown to be the pinned root; otherwise they run against it anyway
     // (to report them) and the pin check fails.
@@ -571,6 +692,26 @@ pub fn verify(
             })
         }
     };
+    // A real host's CEK carries no ASK signature: replace it by the signed
+    // CEK with the same key (crate::cek). A fetched one is cached only when
+    // the ASK is the pinned root's.
+    let ca_trusted = pin_failure.is_none() && chain.check(Check::AskByArk, &chain.ark).is_ok();
+    let mut cek_origin = None;
+    let mut cek_missing = None;
+    match cek::resolve(
+        &chain.cek,
+        loaded.chip_id.as_ref(),
+        &chain.ask,
+        &ca_opts.cek,
+        ca_trusted,
+    )? {
+        Resolution::Kept => {}
+        Resolution::Replaced(r) => {
+            chain.cek = r.cek;
+            cek_origin = Some(r.origin);
+        }
+        Resolution::Missing(why) => cek_missing = Some(why),
+    }
     // The owner part (OCA, PEK, PDH: three ECDSA verifications, which also
     // yield the PDH and PEK keys) and the rest (CEK, ASK, ARK) run on two
     // threads. Only when something fails is every check run on its own, so
@@ -608,6 +749,11 @@ pub fn verify(
                         .err()
                         .map(|e| error_chain(&e))
                 };
+                // Say what is missing for a real host's unsigned CEK.
+                let failure = match (failure, check, &cek_missing) {
+                    (Some(f), Check::CekByAsk, Some(why)) => Some(format!("{f}; {why}")),
+                    (f, _, _) => f,
+                };
                 checks.push(CheckOutcome {
                     what: describe_check(check).to_string(),
                     failure,
@@ -621,7 +767,9 @@ pub fn verify(
         origin: loaded.origin,
         ca_origin,
         trust: trust.describe(),
-        amd_root: matches!(trust, Trust::Amd(_)),
+        cek_origin,
+        amd_root: trust.is_amd(),
+        root_label: trust.label(),
         checks,
         verified,
     })
@@ -655,6 +803,7 @@ mod tests {
         Some(CaOptions {
             ca_file: None,
             roots_dirs: vec![testdata_dir()?.join("amd-roots")],
+            ..CaOptions::default()
         })
     }
 
@@ -746,7 +895,14 @@ mod tests {
         let good = Trust::explicit(&dir_roots.join("naples-ark.cert")).unwrap();
         let v = verify(load_file(&f).unwrap(), &CaOptions::default(), &good).unwrap();
         assert!(v.verified.is_some(), "{}", v.render());
-        assert!(v.render().contains("not an AMD root"));
+        // AMD's genuine Naples ARK, given explicitly: labelled as AMD's.
+        assert!(v.amd_root);
+        assert!(
+            v.render().contains("AMD's genuine Naples root"),
+            "{}",
+            v.render()
+        );
+        assert!(!v.render().contains("not an AMD root"), "{}", v.render());
         let other = Trust::explicit(&dir_roots.join("rome-ark.cert")).unwrap();
         let v = verify(load_file(&f).unwrap(), &CaOptions::default(), &other).unwrap();
         let e = v.into_result().unwrap_err().to_string();

@@ -2,6 +2,7 @@
 //! `sev-platform`, as a library with thin binaries on top.
 //!
 //! * [`chain`], [`roots`]: certificate chains and the roots they are verified to;
+//! * [`cek`]: a real host's signed CEK (file, cache, key distribution server);
 //! * [`session`]: the launch session files (`sevctl session` format);
 //! * [`measure`]: expected launch digest and measurement, and their check;
 //! * [`secret`]: the secret table and LAUNCH_SECRET packet (`sevctl secret build`);
@@ -11,6 +12,7 @@
 //! * [`io`]: bounded reads, path-or-base64 arguments, atomic output files.
 
 pub mod attest;
+pub mod cek;
 pub mod chain;
 pub mod cli;
 pub mod io;

@@ -134,6 +134,14 @@ pub fn check_genuine_ark(
         .map_err(|e| RootsError::Ark(generation, e))
 }
 
+/// The AMD generation whose genuine ARK `ark` is (built-in fingerprint and
+/// the generation's structural checks), if any.
+pub fn genuine_generation(ark: &ca::Certificate) -> Option<AmdGeneration> {
+    AmdGeneration::ALL
+        .into_iter()
+        .find(|g| check_genuine_ark(*g, ark).is_ok())
+}
+
 /// The roots directories to search, from the environment.
 pub fn default_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
@@ -216,6 +224,7 @@ mod tests {
             assert_eq!(sha256(&ask), ask_fingerprint(g), "{g:?} ASK");
             let ark = ca::Certificate::decode(&ark).unwrap();
             check_genuine_ark(g, &ark).unwrap();
+            assert_eq!(genuine_generation(&ark), Some(g));
             for other in AmdGeneration::ALL.into_iter().filter(|o| *o != g) {
                 let e = check_genuine_ark(other, &ark).unwrap_err();
                 assert!(

@@ -113,7 +113,8 @@ fn sevctl_and_sev_owner_agree_on_the_real_rome_chain() {
             "rome",
         ],
     );
-    assert!(stdout(&o).contains("pinned AMD root"));
+    let out = stdout(&o);
+    assert!(out.contains("= AMD's genuine Rome root"), "{out}");
     fails(
         OWNER,
         &[

@@ -194,6 +194,9 @@ fn demo_runs_the_attested_launch() {
         assert!(out.contains(step), "{step}:\n{out}");
     }
     assert!(out.contains("not an AMD root"), "{out}");
+    // The demo knows its platform: its root is labelled as the emulated
+    // platform's own (issue 9, item 13).
+    assert!(out.contains("the emulated platform's own root"), "{out}");
     assert!(out.contains("s3cr3t for the demo"), "{out}");
     assert!(out.contains("hello from the encrypted guest"), "{out}");
     // The host's view of the secret page (QMP `xp`) is ciphertext: the
@@ -222,6 +225,8 @@ fn launch_injects_secret_with_the_chain_from_a_probe_vmm() {
     let out = stdout(&o);
     assert!(o.status.success(), "{out}\n{}", stderr(&o));
     assert!(out.contains("probe sevm"), "{out}");
+    // --emulated DIR: the root given explicitly is that platform's ARK.
+    assert!(out.contains("the emulated platform's own root"), "{out}");
     assert!(
         out.contains(&format!("secret {GUID}: launch-test-secret")),
         "{out}"

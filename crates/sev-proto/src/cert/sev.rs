@@ -7,10 +7,16 @@
 //! signature).
 //!
 //! * VERSION must be 1; every usage, algorithm and curve code must be known.
-//! * Reserved bytes (0x006-0x007, and the 880 bytes after an EC key) must be
-//!   zero. They are covered by the signatures anyway; refusing non-zero
-//!   values keeps encode(decode(x)) == x and catches garbage early. Every
-//!   real certificate in `sev-testdata` has them zero.
+//! * The reserved bytes of the signed body (0x006-0x007, and the 880 bytes
+//!   after an EC key, 0x0A4-0x413) are kept as received, zero or not
+//!   ([`Certificate::reserved_nonzero`] counts the non-zero ones), and the
+//!   signatures are verified over them. Real platforms hold such
+//!   certificates: an owner tool made the OCA of a real Genoa host with 335
+//!   non-zero bytes in its key area's reserved part, self-signed over them;
+//!   the firmware accepted it at PEK_CERT_IMPORT and exports it unchanged
+//!   (tested in `crates/sev-tools/tests/real_hosts.rs`).
+//!   Certificates this crate makes ([`Certificate::new_ec`],
+//!   [`Certificate::new_rsa`], [`Certificate::godh`]) have them zero.
 //! * An empty signature slot is usage 0x1000, algorithm 0 and 512 zero bytes;
 //!   a slot with only one of the two markers, or with data, is refused.
 //! * ECDSA slots: R and S with zero padding beyond 48 bytes, in `[1, n-1]`,
@@ -82,7 +88,8 @@ pub enum Error {
     /// VERSION is not 1.
     #[error("SEV certificate version {0}, only version 1 is supported")]
     Version(u32),
-    /// A reserved byte is non-zero.
+    /// A byte of the zero padding after an RSA key's modulus is non-zero
+    /// (the reserved bytes of the body are kept as received instead).
     #[error("SEV certificate reserved byte at offset {offset:#x} is non-zero")]
     Reserved {
         /// Offset inside the certificate.
@@ -376,6 +383,26 @@ impl SignatureSlot {
     }
 }
 
+/// Length of the reserved part of an EC key's PUB_KEY field (0x0A4-0x413).
+const EC_RESERVED_LEN: usize = PUB_KEY_LEN - ecc::PUBLIC_KEY_LEN;
+
+/// The reserved bytes of a certificate's signed body, as received.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Reserved {
+    /// Bytes 0x006-0x007.
+    header: [u8; 2],
+    /// Bytes 0x0A4-0x413 after an EC key; `None` when all zero (always for
+    /// an RSA key, whose padding is checked to be zero instead).
+    ec_tail: Option<Box<[u8; EC_RESERVED_LEN]>>,
+}
+
+impl Reserved {
+    fn nonzero(&self) -> usize {
+        let tail = self.ec_tail.as_deref().map_or(&[][..], |t| &t[..]);
+        self.header.iter().chain(tail).filter(|b| **b != 0).count()
+    }
+}
+
 /// A SEV certificate (always VERSION 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Certificate {
@@ -385,6 +412,7 @@ pub struct Certificate {
     algorithm: Algorithm,
     key: PublicKey,
     sigs: [SignatureSlot; 2],
+    reserved: Reserved,
 }
 
 fn check_key_usage(usage: Usage) -> Result<(), Error> {
@@ -411,9 +439,10 @@ impl Certificate {
         if version != 1 {
             return Err(Error::Version(version));
         }
-        if let Some(offset) = super::first_nonzero(&bytes[6..8], 6) {
-            return Err(Error::Reserved { offset });
-        }
+        let mut reserved = Reserved {
+            header: [bytes[6], bytes[7]],
+            ec_tail: None,
+        };
         let usage = Usage::from_code(code(8)).map_err(|source| Error::Code {
             field: "PUB_KEY_USAGE",
             source,
@@ -428,12 +457,12 @@ impl Certificate {
         let key = match algorithm.kind() {
             KeyKind::None => return Err(Error::NoKeyAlgorithm),
             KeyKind::Ecdsa | KeyKind::Ecdh => {
-                let (ec, reserved) = pub_key.split_at(ecc::PUBLIC_KEY_LEN);
+                let (ec, tail) = pub_key.split_at(ecc::PUBLIC_KEY_LEN);
                 let key = EcPublicKey::decode(ec).map_err(Error::EcKey)?;
-                if let Some(offset) =
-                    super::first_nonzero(reserved, OFF_PUB_KEY + ecc::PUBLIC_KEY_LEN)
-                {
-                    return Err(Error::Reserved { offset });
+                if tail.iter().any(|b| *b != 0) {
+                    let mut kept = Box::new([0u8; EC_RESERVED_LEN]);
+                    kept.copy_from_slice(tail);
+                    reserved.ec_tail = Some(kept);
                 }
                 PublicKey::Ec(key)
             }
@@ -448,6 +477,7 @@ impl Certificate {
             algorithm,
             key,
             sigs: [sig1, sig2],
+            reserved,
         })
     }
 
@@ -468,11 +498,17 @@ impl Certificate {
         out[..4].copy_from_slice(&1u32.to_le_bytes());
         out[4] = self.api_major;
         out[5] = self.api_minor;
+        out[6..8].copy_from_slice(&self.reserved.header);
         out[8..12].copy_from_slice(&self.usage.code().to_le_bytes());
         out[12..16].copy_from_slice(&self.algorithm.code().to_le_bytes());
         let pk = &mut out[OFF_PUB_KEY..];
         match &self.key {
-            PublicKey::Ec(key) => pk[..ecc::PUBLIC_KEY_LEN].copy_from_slice(&key.encode()),
+            PublicKey::Ec(key) => {
+                pk[..ecc::PUBLIC_KEY_LEN].copy_from_slice(&key.encode());
+                if let Some(tail) = &self.reserved.ec_tail {
+                    pk[ecc::PUBLIC_KEY_LEN..].copy_from_slice(&tail[..]);
+                }
+            }
             PublicKey::Rsa { modulus_bits, key } => {
                 pk[..4].copy_from_slice(&modulus_bits.to_le_bytes());
                 // Both values fit: checked at decode / construction.
@@ -510,6 +546,7 @@ impl Certificate {
             algorithm,
             key: PublicKey::Ec(EcPublicKey::P384(*key)),
             sigs: [SignatureSlot::Empty, SignatureSlot::Empty],
+            reserved: Reserved::default(),
         })
     }
 
@@ -545,6 +582,7 @@ impl Certificate {
                 key: key.clone(),
             },
             sigs: [SignatureSlot::Empty, SignatureSlot::Empty],
+            reserved: Reserved::default(),
         })
     }
 
@@ -559,6 +597,7 @@ impl Certificate {
             algorithm: Algorithm::EcdhSha256,
             key: PublicKey::Ec(EcPublicKey::P384(*key)),
             sigs: [SignatureSlot::Empty, SignatureSlot::Empty],
+            reserved: Reserved::default(),
         }
     }
 
@@ -627,6 +666,13 @@ impl Certificate {
                 Err(Error::EcKey(ecc::Error::UnsupportedCurve(Curve::P256)))
             }
         }
+    }
+
+    /// How many reserved bytes of the signed body (0x006-0x007, 0x0A4-0x413
+    /// after an EC key) are non-zero. They are kept and signed as received;
+    /// a certificate from outside (an owner tool's OCA) may have some.
+    pub fn reserved_nonzero(&self) -> usize {
+        self.reserved.nonzero()
     }
 
     /// API_MAJOR and API_MINOR of the firmware that made the certificate.
@@ -1315,6 +1361,58 @@ mod tests {
         ));
     }
 
+    /// The OCA of a real Genoa host (sev-testdata `realhost/`, from
+    /// libvirt's recorded QEMU reply) has 335 non-zero bytes in the reserved
+    /// part of its key area; its self-signature covers them. It decodes,
+    /// re-encodes byte for byte, verifies, and fails once they are zeroed.
+    #[test]
+    fn real_oca_with_nonzero_reserved_bytes_verifies_as_received() {
+        let Some([oca]) = fixtures(
+            "sev::real_oca_with_nonzero_reserved_bytes_verifies_as_received",
+            ["realhost/oca.cert"],
+        ) else {
+            return;
+        };
+        let cert = Certificate::decode(&oca).unwrap();
+        assert_eq!(cert.reserved_nonzero(), 335);
+        assert_eq!(&cert.encode()[..], &oca[..]);
+        cert.verify_signed_by_sev(&cert).unwrap();
+        let mut zeroed = oca.clone();
+        zeroed[0xA4..BODY_LEN].fill(0);
+        let zeroed = Certificate::decode(&zeroed).unwrap();
+        assert_eq!(zeroed.reserved_nonzero(), 0);
+        assert!(zeroed.verify_signed_by_sev(&zeroed).is_err());
+    }
+
+    /// Certificates made here have zero reserved bytes; signing covers
+    /// whatever reserved bytes a decoded certificate carries.
+    #[test]
+    fn made_certificates_are_zeroed_and_signing_covers_reserved_bytes() {
+        let key = ec_key(77);
+        let pk = p384::PublicKey::from(key.verifying_key());
+        let mut cert = Certificate::new_ec(Usage::Oca, Algorithm::EcdsaSha256, 0, 0, &pk).unwrap();
+        cert.sign(Slot::Sig1, Usage::Oca, &key, Algorithm::EcdsaSha256)
+            .unwrap();
+        assert_eq!(cert.reserved_nonzero(), 0);
+        let mut bytes = cert.encode();
+        assert!(bytes[6..8]
+            .iter()
+            .chain(&bytes[0xA4..BODY_LEN])
+            .all(|b| *b == 0));
+        bytes[0x200] = 0x5A;
+        let mut dirty = Certificate::decode(&bytes).unwrap();
+        assert!(dirty.verify_signed_by_sev(&dirty).is_err());
+        dirty
+            .sign(Slot::Sig1, Usage::Oca, &key, Algorithm::EcdsaSha256)
+            .unwrap();
+        dirty.verify_signed_by_sev(&dirty).unwrap();
+        assert_eq!(dirty.encode()[0x200], 0x5A);
+        assert!(Certificate::godh(&pk).encode()[6..BODY_LEN]
+            .iter()
+            .skip(0xA4 - 6)
+            .all(|b| *b == 0));
+    }
+
     #[test]
     fn decode_rejects_malformed() {
         let Some([pek]) = fixtures("sev::decode_rejects_malformed", ["certs/naples/pek.cert"])
@@ -1331,18 +1429,18 @@ mod tests {
             Err(Error::Length(CERT_LEN - 1))
         );
         assert_eq!(Certificate::decode(&patch(0, 0)), Err(Error::Version(0)));
-        let mut res = pek.clone();
-        res[7] = 1;
-        assert_eq!(
-            Certificate::decode(&res),
-            Err(Error::Reserved { offset: 7 })
-        );
-        let mut res = pek.clone();
-        res[0x300] = 1;
-        assert_eq!(
-            Certificate::decode(&res),
-            Err(Error::Reserved { offset: 0x300 })
-        );
+        // Reserved bytes of the body are kept as received and signed: they
+        // decode, re-encode unchanged, and break the signatures over them.
+        let oca = Certificate::decode(&pek).unwrap();
+        for off in [6, 7, 0xA4, 0x300, 0x413] {
+            let mut res = pek.clone();
+            res[off] = 1;
+            let cert = Certificate::decode(&res).unwrap();
+            assert_eq!(cert.encode()[..], res[..], "offset {off:#x}");
+            assert_eq!(cert.reserved_nonzero(), 1);
+            assert_eq!(cert.public_key(), oca.public_key());
+            assert_ne!(cert.body(), oca.body());
+        }
         assert!(matches!(
             Certificate::decode(&patch(8, 0x1005)),
             Err(Error::Code {

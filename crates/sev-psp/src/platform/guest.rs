@@ -382,6 +382,17 @@ impl Inner {
             )
         };
         let cert = Certificate::decode(peer_cert).map_err(|e| bad(e.to_string()))?;
+        // Decoding keeps non-zero reserved bytes (an owner's OCA may have
+        // them, and PEK_CERT_IMPORT accepts it). A GODH or a peer's PDH with
+        // them is still refused here, as the emulator always did: no owner
+        // tool or firmware makes one, and these certificates carry no
+        // signature that would cover them.
+        if cert.reserved_nonzero() != 0 {
+            return Err(bad(format!(
+                "{} reserved byte(s) are non-zero",
+                cert.reserved_nonzero()
+            )));
+        }
         let peer_key = cert.validate_godh().map_err(|e| bad(e.to_string()))?;
         if peer == Peer::Godh && cert.api_version() != (0, 0) {
             let (major, minor) = cert.api_version();

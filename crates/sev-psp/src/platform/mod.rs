@@ -14,8 +14,13 @@
 //! [`Platform`] object, as on hardware it lives in the PSP's RAM.
 //!
 //! Commands that change persistent state (PLATFORM_RESET, PEK_GEN, PDH_GEN,
-//! PEK_CERT_IMPORT) take the directory lock, re-read the identity, modify it
-//! and write it atomically. **Several processes** may open the same
+//! PEK_CERT_IMPORT) take the directory lock, re-read the identity, check it,
+//! modify it and write it atomically (`modify_identity`): every decision that
+//! depends on the stored state (PEK_CERT_IMPORT's ALREADY_OWNED and PEK
+//! checks, the keys PDH_GEN signs with) is made on the identity read under
+//! the lock, never on a copy read before it.
+//!
+//! **Several processes** may open the same
 //! directory (each is its own PSP sharing the NV state); a process notices
 //! another one's PDH/PEK/ownership change at its next command that uses the
 //! identity (INIT, PLATFORM_STATUS, PEK_CSR, PEK_CERT_IMPORT,
@@ -700,50 +705,13 @@ impl Platform {
         }
         let mut inner = self.lock();
         Self::require_state(&inner, op, &[PlatformState::Init])?;
-        self.refresh(&mut inner, op)?;
-        if inner.identity.externally_owned {
-            return Err(FwError::new(
-                op,
-                Status::AlreadyOwned,
-                "platform is already externally owned (PEK_GEN or PLATFORM_RESET first)",
-            ));
-        }
-        let bad_cert = |d: String| FwError::new(op, Status::InvalidCertificate, d);
-        let oca_cert = sevcert::Certificate::decode(oca)
-            .map_err(|e| bad_cert(format!("OCA certificate: {e}")))?;
-        let pek_cert = sevcert::Certificate::decode(pek)
-            .map_err(|e| bad_cert(format!("PEK certificate: {e}")))?;
-        use sev_proto::cert::{KeyKind, Usage};
-        if oca_cert.usage() != Usage::Oca || oca_cert.algorithm().kind() != KeyKind::Ecdsa {
-            return Err(bad_cert(format!(
-                "OCA certificate has usage {} and algorithm {}",
-                oca_cert.usage(),
-                oca_cert.algorithm()
-            )));
-        }
-        if oca_cert.api_version() != (0, 0) {
-            return Err(bad_cert(format!(
-                "OCA certificate API version is {}.{}, must be 0.0",
-                oca_cert.api_version().0,
-                oca_cert.api_version().1
-            )));
-        }
-        oca_cert
-            .ec_public_key()
-            .map_err(|e| bad_cert(format!("OCA key: {e}")))?;
-        if pek_cert.usage() != Usage::Pek || pek_cert.body() != inner.identity.pek_cert.body() {
-            return Err(bad_cert(
-                "PEK certificate is not this platform's PEK (PEK_CSR)".into(),
-            ));
-        }
-        let bad_sig = |d: String| FwError::new(op, Status::BadSignature, d);
-        oca_cert
-            .verify_signed_by_sev(&oca_cert)
-            .map_err(|e| bad_sig(format!("OCA self-signature: {e}")))?;
-        pek_cert
-            .verify_signed_by_sev(&oca_cert)
-            .map_err(|e| bad_sig(format!("OCA signature on the PEK: {e}")))?;
+        // Every check that depends on the persistent state (ownership, the
+        // platform's PEK) runs on the identity read under the directory lock,
+        // in the same critical section as the write: another process's
+        // import between a check and the write would otherwise make two
+        // owners.
         self.modify_identity(&mut inner, op, |id, _| {
+            let (pek_cert, oca_cert) = check_import(op, id, pek, oca)?;
             identity::import_signed_pek(id, &pek_cert, &oca_cert)
                 .map_err(|e| FwError::new(op, Status::InvalidCertificate, e.to_string()))
         })?;
@@ -879,6 +847,67 @@ impl Platform {
         crate::memory::host_write(mem, &state, gpa, data)
             .map_err(|e| FwError::new(Op::HostWrite, Status::InvalidAddress, e.to_string()))
     }
+}
+
+/// PEK_CERT_IMPORT's checks against the identity `id` as stored (read under
+/// the directory lock), in the firmware's order: ownership (ALREADY_OWNED),
+/// the certificates (INVALID_CERTIFICATE), their signatures
+/// (BAD_SIGNATURE). Returns the decoded PEK and OCA certificates.
+///
+/// The OCA is the owner's: its reserved bytes are taken as they are (the
+/// signature covers them), as real firmware accepts an OCA whose reserved
+/// area is not zero (`crates/sev-proto/src/cert/sev.rs`).
+fn check_import(
+    op: Op,
+    id: &PersistentIdentity,
+    pek: &[u8],
+    oca: &[u8],
+) -> Result<(sevcert::Certificate, sevcert::Certificate), FwError> {
+    use sev_proto::cert::{KeyKind, Usage};
+    if id.externally_owned {
+        return Err(FwError::new(
+            op,
+            Status::AlreadyOwned,
+            "platform is already externally owned (PEK_GEN or PLATFORM_RESET first)",
+        ));
+    }
+    let platform_pek =
+        sevcert::Certificate::decode(&id.pek_cert).map_err(|e| damaged_identity(op, e))?;
+    let bad_cert = |d: String| FwError::new(op, Status::InvalidCertificate, d);
+    let oca_cert =
+        sevcert::Certificate::decode(oca).map_err(|e| bad_cert(format!("OCA certificate: {e}")))?;
+    let pek_cert =
+        sevcert::Certificate::decode(pek).map_err(|e| bad_cert(format!("PEK certificate: {e}")))?;
+    if oca_cert.usage() != Usage::Oca || oca_cert.algorithm().kind() != KeyKind::Ecdsa {
+        return Err(bad_cert(format!(
+            "OCA certificate has usage {} and algorithm {}",
+            oca_cert.usage(),
+            oca_cert.algorithm()
+        )));
+    }
+    if oca_cert.api_version() != (0, 0) {
+        return Err(bad_cert(format!(
+            "OCA certificate API version is {}.{}, must be 0.0",
+            oca_cert.api_version().0,
+            oca_cert.api_version().1
+        )));
+    }
+    oca_cert
+        .ec_public_key()
+        .map_err(|e| bad_cert(format!("OCA key: {e}")))?;
+    if pek_cert.usage() != Usage::Pek || pek_cert.body() != platform_pek.body() {
+        return Err(bad_cert(
+            "PEK certificate is not this platform's PEK (PEK_CSR)".into(),
+        ));
+    }
+    let bad_sig = |d: String| FwError::new(op, Status::BadSignature, d);
+    oca_cert
+        .verify_signed_by_sev(&oca_cert)
+        .map_err(|e| bad_sig(format!("OCA self-signature: {e}")))?;
+    pek_cert
+        .verify_signed_by_sev(&oca_cert)
+        .map_err(|e| bad_sig(format!("OCA signature on the PEK: {e}")))?;
+    Ok((pek_cert, oca_cert))
 }
 
 fn read_trusted(dir: &StateDir) -> Result<Vec<Vec<u8>>, StoreError> {

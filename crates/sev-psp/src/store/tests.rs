@@ -34,6 +34,52 @@ fn open_creates_a_0700_directory_only_when_asked() {
     ));
 }
 
+/// An existing directory that others may write to, or that belongs to
+/// another user, is refused (with or without `create`); its mode is never
+/// changed silently. Read/execute bits for others are fine.
+#[test]
+fn open_refuses_a_directory_that_is_not_private() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("p");
+    fs::create_dir(&path).unwrap();
+    for (m, who) in [
+        (0o777, "other users"),
+        (0o1777, "other users"),
+        (0o722, "other users"),
+        (0o770, "its group"),
+        (0o730, "its group"),
+    ] {
+        fs::set_permissions(&path, Permissions::from_mode(m)).unwrap();
+        for create in [false, true] {
+            let e = StateDir::open(&path, create).unwrap_err();
+            let text = e.to_string();
+            assert!(matches!(e, StoreError::Insecure { .. }), "{text}");
+            assert!(text.contains(&format!("mode {m:o}")), "{text}");
+            assert!(text.contains(who), "{text}");
+            assert!(text.contains("chmod 700"), "{text}");
+            assert!(text.contains(path.to_str().unwrap()), "{text}");
+        }
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
+            m
+        );
+    }
+    for m in [0o700, 0o755, 0o750, 0o500] {
+        fs::set_permissions(&path, Permissions::from_mode(m)).unwrap();
+        StateDir::open(&path, false).unwrap();
+    }
+    fs::set_permissions(&path, Permissions::from_mode(0o700)).unwrap();
+    let meta = fs::metadata(&path).unwrap();
+    let other = effective_uid().wrapping_add(1);
+    let text = check_private(&path, &meta, other).unwrap_err().to_string();
+    assert!(text.contains("owned by uid"), "{text}");
+    assert!(
+        text.contains(&format!("not by this user (uid {other})")),
+        "{text}"
+    );
+    assert!(text.contains("chown"), "{text}");
+}
+
 #[test]
 fn atomic_write_and_read() {
     let (_tmp, dir) = temp_dir();

@@ -102,7 +102,7 @@ pub fn plan(p: &Prepared, secret_text: &str, work_dir: &Path) -> Result<Plan> {
         device: Device::Emulated(p.platform.clone()),
         chain: ChainInput::Source(ChainSource::File(p.chain.clone())),
         ca: CaOptions::default(),
-        trust: Trust::explicit(&p.ark)?,
+        trust: super::recognise_emulated_root(Trust::explicit(&p.ark)?, &p.platform),
         policy: Policy::from_bits(Policy::NODBG | Policy::NOKS),
         digest: DigestInputs {
             firmware: p.firmware.clone(),

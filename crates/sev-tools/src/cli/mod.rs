@@ -7,7 +7,7 @@ pub mod owner;
 pub mod platform;
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -184,6 +184,30 @@ pub struct TrustArgs {
     /// its own and must be trusted explicitly.
     #[arg(long, value_name = "FILE", conflicts_with = "generation")]
     pub trust_ark: Option<PathBuf>,
+    /// The platform's CEK signed by the ASK (as AMD's key distribution server serves it for the
+    /// chip): replaces a real host's unsigned CEK; its key must be the platform CEK's.
+    #[arg(long, value_name = "FILE")]
+    pub cek: Option<PathBuf>,
+    /// The chip id (128 hex digits as `sev-platform id` prints, or base64) when the chain source
+    /// does not carry it (query-sev-capabilities' cpu0-id does): selects the cached or fetched CEK.
+    #[arg(long, value_name = "ID", value_parser = parse_chip_id)]
+    pub chip_id: Option<crate::cek::ChipId>,
+    /// Allow fetching a real host's signed CEK from the key distribution server (GET
+    /// <KDS-URL>/cek/id/<chip id>) when it is not in the CEK cache; the fetched CEK is cached.
+    #[arg(long)]
+    pub fetch_cek: bool,
+    /// Base URL of the key distribution server for --fetch-cek.
+    #[arg(long, value_name = "URL", default_value = crate::cek::DEFAULT_KDS_URL, requires = "fetch_cek")]
+    pub kds_url: String,
+    /// The CEK cache directory (default: $SEV_OWNER_CEK_CACHE, $XDG_CACHE_HOME/sevm/cek or
+    /// ~/.cache/sevm/cek).
+    #[arg(long, value_name = "DIR")]
+    pub cek_cache: Option<PathBuf>,
+}
+
+/// Parses a chip id option.
+pub fn parse_chip_id(text: &str) -> Result<crate::cek::ChipId, String> {
+    crate::cek::ChipId::parse(text).map_err(|e| e.to_string())
 }
 
 impl TrustArgs {
@@ -198,10 +222,36 @@ impl TrustArgs {
 
     /// Where the ASK/ARK come from.
     pub fn ca_options(&self) -> CaOptions {
+        let roots_dirs = crate::roots::default_dirs();
+        let cek = crate::cek::CekOptions {
+            file: self.cek.clone(),
+            chip_id: self.chip_id,
+            cache_dir: self
+                .cek_cache
+                .clone()
+                .or_else(crate::cek::default_cache_dir),
+            extra_dirs: roots_dirs.iter().map(|d| d.join("cek")).collect(),
+            fetch_from: self.fetch_cek.then(|| self.kds_url.clone()),
+        };
         CaOptions {
             ca_file: self.ca.clone(),
-            roots_dirs: crate::roots::default_dirs(),
+            roots_dirs,
+            cek,
         }
+    }
+}
+
+/// Labels an explicit root as the emulated platform's own when it is the
+/// ARK of the emulated platform in `dir` (see [`Trust::recognise_emulated`]);
+/// when the platform cannot be read the root keeps its label.
+pub fn recognise_emulated_root(trust: Trust, dir: &Path) -> Trust {
+    let ark = crate::platform::Emulated::open(dir)
+        .ok()
+        .and_then(|mut e| crate::platform::Backend::ca_chain(&mut e).ok().flatten())
+        .map(|ca| ca.ark);
+    match ark {
+        Some(ark) => trust.recognise_emulated(dir, &ark),
+        None => trust,
     }
 }
 

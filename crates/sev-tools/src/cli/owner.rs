@@ -621,7 +621,10 @@ fn print_step(step: &launch::Step) {
 }
 
 fn launch_cmd(a: LaunchArgs) -> Result<()> {
-    let trust = a.trust.trust()?;
+    let mut trust = a.trust.trust()?;
+    if let Some(dir) = &a.emulated {
+        trust = super::recognise_emulated_root(trust, dir);
+    }
     let device = match (&a.emulated, &a.device) {
         (Some(d), _) => launch::Device::Emulated(d.clone()),
         (None, Some(p)) => launch::Device::Hardware(p.clone()),

@@ -109,6 +109,9 @@ pub fn template(name: &str, api: &str) -> PathBuf {
 pub fn platform_copy(template: &Path, dest: &Path) -> PathBuf {
     let d = dest.join("platform");
     std::fs::create_dir_all(&d).unwrap();
+    // A platform directory must be private (sev-psp refuses one that others
+    // may write to), whatever the umask.
+    std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     for e in std::fs::read_dir(template).unwrap() {
         let e = e.unwrap();
         if e.file_type().unwrap().is_file() {
