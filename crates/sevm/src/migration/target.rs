@@ -245,6 +245,8 @@ fn accept_source(
     eprintln!("sevm: incoming migration: waiting on {where_}");
     let (tx, rx) = std::sync::mpsc::channel::<Result<Candidate, (String, StreamError)>>();
     let pending = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Strangers can connect as often as they like: at most one line a second.
+    let mut said = RateLimit::default();
     loop {
         if ctl.cancel.is_cancelled() {
             return Err(MigrationError::Cancelled);
@@ -252,11 +254,11 @@ fn accept_source(
         match listener.accept(ctl.timeout) {
             Ok(conn) => {
                 if pending.load(Ordering::SeqCst) >= MAX_CANDIDATES {
-                    log::warn!(
-                        "incoming migration: {} closed: {MAX_CANDIDATES} connections are already \
-                         being read",
+                    said.say(format!(
+                        "incoming migration: closed a connection from {}: {MAX_CANDIDATES} \
+                         connections are already being read",
                         conn.peer
-                    );
+                    ));
                     continue;
                 }
                 pending.fetch_add(1, Ordering::SeqCst);
@@ -295,7 +297,7 @@ fn accept_source(
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => log::warn!("incoming migration: accept failed: {e}"),
+            Err(e) => said.say(format!("incoming migration: accept failed: {e}")),
         }
         match rx.recv_timeout(Duration::from_millis(20)) {
             Ok(Ok(c)) => {
@@ -304,10 +306,42 @@ fn accept_source(
             }
             Ok(Err((peer, e))) => {
                 let e = MigrationError::from(e).with_timeout("the stream header", ctl.timeout);
-                eprintln!("sevm: incoming migration: dropped a connection from {peer}: {e}");
+                said.say(format!(
+                    "incoming migration: dropped a connection from {peer}: {e}"
+                ));
             }
             Err(_) => {}
         }
+    }
+}
+
+/// Lines on stderr about things a peer can repeat at will: at most one a
+/// second, with a count of what was left out.
+#[derive(Default)]
+struct RateLimit {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    fn say(&mut self, line: String) {
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return;
+        }
+        if self.suppressed > 0 {
+            eprintln!(
+                "sevm: {line} ({} similar lines suppressed)",
+                self.suppressed
+            );
+        } else {
+            eprintln!("sevm: {line}");
+        }
+        self.last = Some(Instant::now());
+        self.suppressed = 0;
     }
 }
 
