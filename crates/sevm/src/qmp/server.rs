@@ -5,6 +5,8 @@
 //! the first disconnects, then gets its greeting. Per connection:
 //! greeting, capabilities negotiation, then each request is parsed
 //! ([`parse_request_in`]) and executed by the [`QmpHandler`], in order.
+//! That per-connection protocol is [`serve_connection`], a function of the
+//! bytes read, callable without a socket (the `qmp_session` fuzz target).
 //! Replies and events go through a per-connection writer thread, so an
 //! event emitted from a vCPU or VMM thread never blocks on the socket.
 //!
@@ -362,10 +364,157 @@ fn writer_loop(mut stream: UnixStream, rx: Receiver<Value>) {
     }
 }
 
+/// Serves one connection's protocol over `input`, without the socket: the
+/// greeting, then one reply per JSON text read, in order (capabilities
+/// negotiation first, then commands for `handler`), until `input` ends or
+/// fails. The server runs it for each client; the `qmp_session` fuzz target
+/// drives it with arbitrary reads.
+///
+/// `send` queues one message for the client and returns `false` once the
+/// client is gone, which ends the connection. `on_negotiated` is called
+/// when `qmp_capabilities` succeeds, before its reply is sent (events may
+/// be sent from then on). [`QmpHandler::after_reply`] follows each
+/// successful handler command's reply; a panic in the handler is caught
+/// (an error reply for [`QmpHandler::handle`], a log for `after_reply`).
+pub fn serve_connection(
+    handler: &dyn QmpHandler,
+    capabilities: &[QmpCapability],
+    mut input: impl Read,
+    mut send: impl FnMut(Value) -> bool,
+    mut on_negotiated: impl FnMut(),
+) {
+    if !send(response::greeting(capabilities)) {
+        return;
+    }
+    let mut session = Session {
+        handler,
+        capabilities,
+        negotiated: false,
+        oob: false,
+    };
+    let mut framer = JsonFramer::new();
+    let mut buf = [0u8; 4096];
+    let mut reply_to = |session: &mut Session<'_>, frame: Frame| -> bool {
+        let was_negotiated = session.negotiated;
+        let (reply, done) = session.process(frame);
+        if session.negotiated && !was_negotiated {
+            on_negotiated();
+        }
+        if !send(reply) {
+            return false;
+        }
+        session.after_reply(done);
+        true
+    };
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::info!("QMP client read failed: {e}");
+                break;
+            }
+        };
+        for frame in framer.push(buf.get(..n).unwrap_or_default()) {
+            if !reply_to(&mut session, frame) {
+                return;
+            }
+        }
+    }
+    if let Some(frame) = framer.finish() {
+        reply_to(&mut session, frame);
+    }
+}
+
 /// Per-connection protocol state.
-struct Session {
+struct Session<'a> {
+    handler: &'a dyn QmpHandler,
+    capabilities: &'a [QmpCapability],
     negotiated: bool,
     oob: bool,
+}
+
+impl Session<'_> {
+    fn after_reply(&self, done: Option<&'static str>) {
+        if let Some(name) = done {
+            if catch_unwind(AssertUnwindSafe(|| self.handler.after_reply(name))).is_err() {
+                log::error!("QMP handler panicked after replying to {name}");
+            }
+        }
+    }
+
+    /// One frame in, one reply out (and the name of the handler command
+    /// that succeeded, for [`QmpHandler::after_reply`]).
+    fn process(&mut self, frame: Frame) -> (Value, Option<&'static str>) {
+        let bytes = match frame {
+            Frame::Message(bytes) => bytes,
+            Frame::Error(e) => return (response::error(&e, None), None),
+        };
+        let stage = if self.negotiated {
+            Stage::Command { oob: self.oob }
+        } else {
+            Stage::Negotiation
+        };
+        let request = match parse_request_in(&bytes, stage) {
+            Ok(r) => r,
+            Err(e) => return (response::error(&e.error, e.id), None),
+        };
+        let id = request.id;
+        let mut handled = None;
+        let result = match request.command {
+            QmpCommand::QmpCapabilities { enable } => self.negotiate(&enable),
+            QmpCommand::QueryVersion => response::to_value(&VersionInfo::current()),
+            QmpCommand::QueryCommands => {
+                let list: Vec<CommandInfo> = COMMAND_NAMES
+                    .iter()
+                    .map(|n| CommandInfo {
+                        name: (*n).to_string(),
+                    })
+                    .collect();
+                response::to_value(&list)
+            }
+            command => {
+                let name = command.name();
+                match catch_unwind(AssertUnwindSafe(|| self.handler.handle(command))) {
+                    Ok(r) => {
+                        if r.is_ok() {
+                            handled = Some(name);
+                        }
+                        r
+                    }
+                    Err(_) => {
+                        log::error!("QMP handler panicked on {name}");
+                        Err(QmpError::generic(format!(
+                            "internal error while executing {name}"
+                        )))
+                    }
+                }
+            }
+        };
+        let reply = match result {
+            Ok(ret) => response::success(ret, id),
+            Err(e) => response::error(&e, id),
+        };
+        (reply, handled)
+    }
+
+    fn negotiate(&mut self, enable: &[QmpCapability]) -> Result<Value, QmpError> {
+        if self.negotiated {
+            return Err(QmpError::command_not_found(
+                "Capabilities negotiation is already complete, command ignored",
+            ));
+        }
+        if let Some(cap) = enable.iter().find(|c| !self.capabilities.contains(c)) {
+            return Err(QmpError::generic(format!(
+                "Capability '{}' not available",
+                cap.as_str()
+            )));
+        }
+        self.negotiated = true;
+        self.oob = enable.contains(&QmpCapability::Oob);
+        Ok(json!({}))
+    }
 }
 
 fn serve(shared: &Arc<Shared>, stream: UnixStream) {
@@ -403,7 +552,17 @@ fn serve(shared: &Arc<Shared>, stream: UnixStream) {
     shared.client_seen_cv.notify_all();
     log::info!("QMP client connected");
 
-    read_loop(shared, &stream, &tx);
+    serve_connection(
+        &*shared.handler,
+        &shared.capabilities,
+        &stream,
+        |message| tx.send(message).is_ok(),
+        || {
+            if let Some(client) = lock(&shared.current).as_mut() {
+                client.negotiated = true;
+            }
+        },
+    );
 
     *lock(&shared.current) = None;
     drop(tx);
@@ -411,133 +570,6 @@ fn serve(shared: &Arc<Shared>, stream: UnixStream) {
         log::error!("QMP writer thread panicked");
     }
     log::info!("QMP client disconnected");
-}
-
-fn read_loop(shared: &Arc<Shared>, mut stream: &UnixStream, tx: &SyncSender<Value>) {
-    if tx.send(response::greeting(&shared.capabilities)).is_err() {
-        return;
-    }
-    let mut session = Session {
-        negotiated: false,
-        oob: false,
-    };
-    let mut framer = JsonFramer::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                log::info!("QMP client read failed: {e}");
-                break;
-            }
-        };
-        for frame in framer.push(buf.get(..n).unwrap_or_default()) {
-            let (reply, done) = process(shared, &mut session, frame);
-            if tx.send(reply).is_err() {
-                return;
-            }
-            after_reply(shared, done);
-        }
-    }
-    if let Some(frame) = framer.finish() {
-        let (reply, done) = process(shared, &mut session, frame);
-        if tx.send(reply).is_ok() {
-            after_reply(shared, done);
-        }
-    }
-}
-
-fn after_reply(shared: &Arc<Shared>, done: Option<&'static str>) {
-    if let Some(name) = done {
-        if catch_unwind(AssertUnwindSafe(|| shared.handler.after_reply(name))).is_err() {
-            log::error!("QMP handler panicked after replying to {name}");
-        }
-    }
-}
-
-/// One frame in, one reply out (and the name of the handler command that
-/// succeeded, for [`QmpHandler::after_reply`]).
-fn process(
-    shared: &Arc<Shared>,
-    session: &mut Session,
-    frame: Frame,
-) -> (Value, Option<&'static str>) {
-    let bytes = match frame {
-        Frame::Message(bytes) => bytes,
-        Frame::Error(e) => return (response::error(&e, None), None),
-    };
-    let stage = if session.negotiated {
-        Stage::Command { oob: session.oob }
-    } else {
-        Stage::Negotiation
-    };
-    let request = match parse_request_in(&bytes, stage) {
-        Ok(r) => r,
-        Err(e) => return (response::error(&e.error, e.id), None),
-    };
-    let id = request.id;
-    let mut handled = None;
-    let result = match request.command {
-        QmpCommand::QmpCapabilities { enable } => negotiate(shared, session, &enable),
-        QmpCommand::QueryVersion => response::to_value(&VersionInfo::current()),
-        QmpCommand::QueryCommands => {
-            let list: Vec<CommandInfo> = COMMAND_NAMES
-                .iter()
-                .map(|n| CommandInfo {
-                    name: (*n).to_string(),
-                })
-                .collect();
-            response::to_value(&list)
-        }
-        command => {
-            let name = command.name();
-            match catch_unwind(AssertUnwindSafe(|| shared.handler.handle(command))) {
-                Ok(r) => {
-                    if r.is_ok() {
-                        handled = Some(name);
-                    }
-                    r
-                }
-                Err(_) => {
-                    log::error!("QMP handler panicked on {name}");
-                    Err(QmpError::generic(format!(
-                        "internal error while executing {name}"
-                    )))
-                }
-            }
-        }
-    };
-    let reply = match result {
-        Ok(ret) => response::success(ret, id),
-        Err(e) => response::error(&e, id),
-    };
-    (reply, handled)
-}
-
-fn negotiate(
-    shared: &Arc<Shared>,
-    session: &mut Session,
-    enable: &[QmpCapability],
-) -> Result<Value, QmpError> {
-    if session.negotiated {
-        return Err(QmpError::command_not_found(
-            "Capabilities negotiation is already complete, command ignored",
-        ));
-    }
-    if let Some(cap) = enable.iter().find(|c| !shared.capabilities.contains(c)) {
-        return Err(QmpError::generic(format!(
-            "Capability '{}' not available",
-            cap.as_str()
-        )));
-    }
-    session.negotiated = true;
-    session.oob = enable.contains(&QmpCapability::Oob);
-    if let Some(client) = lock(&shared.current).as_mut() {
-        client.negotiated = true;
-    }
-    Ok(json!({}))
 }
 
 #[cfg(test)]

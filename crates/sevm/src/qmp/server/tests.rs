@@ -517,3 +517,98 @@ fn a_full_queue_drops_events_instead_of_blocking() {
     events.emit(&QmpEvent::Stop);
     assert_eq!(format!("{events:?}"), "EventSender { .. }");
 }
+
+/// Reads one byte at a time, with an `Interrupted` error before each byte.
+struct Trickle<'a> {
+    rest: &'a [u8],
+    interrupted: bool,
+}
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.interrupted = !self.interrupted;
+        if self.interrupted && !self.rest.is_empty() {
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
+        let Some((first, rest)) = self.rest.split_first() else {
+            return Ok(0);
+        };
+        let Some(slot) = buf.first_mut() else {
+            return Ok(0);
+        };
+        *slot = *first;
+        self.rest = rest;
+        Ok(1)
+    }
+}
+
+#[test]
+fn serve_connection_without_a_socket() {
+    let dummy = Dummy::default();
+    let input = br#"{"execute": "stop", "id": 1}{"execute": "qmp_capabilities", "id": 2}
+{"execute": "stop", "id": 3} [] {"execute": "query-sev", "id": 4}{"execute": "query-version", "id": 5} 42"#;
+    // Output, with "negotiated" marking the hook's call.
+    let out = Mutex::new(Vec::new());
+    serve_connection(
+        &dummy,
+        &[QmpCapability::Oob],
+        Trickle {
+            rest: input,
+            interrupted: false,
+        },
+        |message| {
+            lock(&out).push(message);
+            true
+        },
+        || lock(&out).push(json!("negotiated")),
+    );
+    let out = out.into_inner().unwrap();
+    assert_eq!(out.len(), 9, "{out:?}");
+    assert_eq!(out[0]["QMP"]["capabilities"], json!(["oob"]));
+    assert_eq!(out[1]["id"], json!(1));
+    assert_eq!(error_of(&out[1]).0, "CommandNotFound");
+    assert_eq!(out[2], json!("negotiated"));
+    assert_eq!(out[3], json!({"return": {}, "id": 2}));
+    assert_eq!(out[4], json!({"return": {}, "id": 3}));
+    assert_eq!(
+        error_of(&out[5]),
+        ("GenericError", "QMP input must be a JSON object")
+    );
+    assert_eq!(out[6]["id"], json!(4));
+    assert_eq!(error_of(&out[6]), ("GenericError", "SEV is not enabled"));
+    assert_eq!(out[7]["id"], json!(5));
+    assert_eq!(
+        out[7]["return"],
+        serde_json::to_value(VersionInfo::current()).unwrap()
+    );
+    // A trailing scalar is only complete at end of input.
+    assert_eq!(
+        out[8],
+        response::error(&QmpError::generic("QMP input must be a JSON object"), None)
+    );
+    assert_eq!(
+        *lock(&dummy.seen),
+        vec![QmpCommand::Stop, QmpCommand::QuerySev]
+    );
+}
+
+#[test]
+fn serve_connection_ends_when_the_client_is_gone() {
+    let dummy = Dummy::default();
+    let input = br#"{"execute": "qmp_capabilities"}{"execute": "stop"}{"execute": "stop"}"#;
+    let mut sent = 0;
+    // The greeting and the capabilities reply go through, then the client
+    // is gone: the first `stop` runs (its reply fails), the second never.
+    serve_connection(
+        &dummy,
+        &[],
+        &input[..],
+        |_| {
+            sent += 1;
+            sent <= 2
+        },
+        || {},
+    );
+    assert_eq!(sent, 3);
+    assert_eq!(*lock(&dummy.seen), vec![QmpCommand::Stop]);
+}
