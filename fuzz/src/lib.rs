@@ -42,6 +42,18 @@ impl<'a> Cursor<'a> {
         u32::from_le_bytes(self.array())
     }
 
+    /// The next `n` bytes (fewer if the input ran out).
+    pub fn bytes(&mut self, n: usize) -> &'a [u8] {
+        let (head, tail) = self.rest.split_at(n.min(self.rest.len()));
+        self.rest = tail;
+        head
+    }
+
+    /// Whether the input is used up.
+    pub fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
     /// Everything not read yet.
     pub fn rest(self) -> &'a [u8] {
         self.rest
