@@ -478,6 +478,16 @@ fn text(s: &mut Seeds) -> Result<()> {
         s.put("qmp_session", name, bytes)?;
     }
 
+    // migration_control: the faults (COMMIT dropped, the target's answer,
+    // garbage byte, when migrate_cancel comes), one seed per answer.
+    for back in 0..4u8 {
+        s.put(
+            "migration_control",
+            &format!("back{back}"),
+            [back & 1, back, 0x5a * (back & 1), back],
+        )?;
+    }
+
     let args: [(&str, &[&str]); 4] = [
         (
             "sev",

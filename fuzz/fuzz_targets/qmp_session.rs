@@ -262,7 +262,7 @@ impl QmpHandler for FakeVm<'_> {
 
 /// Requests the generator knows how to write: (command, arguments).
 fn template(choice: u8, c: &mut Cursor<'_>) -> (&'static str, Option<Value>) {
-    match choice % 24 {
+    match choice % 25 {
         0 => ("qmp_capabilities", None),
         1 => ("qmp_capabilities", Some(json!({ "enable": ["oob"] }))),
         2 => ("qmp_capabilities", Some(json!({ "enable": ["bogus"] }))),
@@ -298,6 +298,10 @@ fn template(choice: u8, c: &mut Cursor<'_>) -> (&'static str, Option<Value>) {
         20 => ("query-migrate-parameters", None),
         21 => ("cont", Some(json!([]))),
         22 => ("query-name", None),
+        23 => (
+            "migrate-set-parameters",
+            Some(json!({ "x-peer-timeout": c.u16() })),
+        ),
         _ => ("query-status", Some(json!({}))),
     }
 }
