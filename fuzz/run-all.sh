@@ -18,7 +18,7 @@
 # git-ignored, where new finds are written), for SECONDS_PER_TARGET.
 #
 # A crash, a panic, a failed assertion, a timeout (-timeout, seconds per
-# input) or memory above -rss_limit_mb fails the target: its log tail and
+# input) or memory above -rss_limit_mb fails the target: its log (progress lines and backtrace frames left out) and
 # the input (fuzz/artifacts/<target>/crash-*, oom-*, timeout-*) are printed,
 # the remaining targets still run, and the script exits 1.
 #
@@ -86,8 +86,8 @@ for t in $targets; do
         cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1)
         echo "== $t: ok, ${runs:-?} runs, $cov, $(($(date +%s) - t0)) s"
     else
-        echo "== $t: FAILED after $(($(date +%s) - t0)) s; log tail (backtrace frames left out):"
-        grep -v -E '^ +[0-9]+: |^ +at ' "$log" | tail -n 40
+        echo "== $t: FAILED after $(($(date +%s) - t0)) s; log tail (progress lines and backtrace frames left out):"
+        grep -v -E '^#[0-9]+\s|^ +[0-9]+: |^ +at ' "$log" | tail -n 40
         artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
         if [ -n "$artifact" ]; then
             echo "== $t: input: fuzz/$artifact ($(wc -c <"$artifact") bytes), base64:"
