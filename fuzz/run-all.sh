@@ -18,9 +18,10 @@
 # git-ignored, where new finds are written), for SECONDS_PER_TARGET.
 #
 # A crash, a panic, a failed assertion, a timeout (-timeout, seconds per
-# input) or memory above -rss_limit_mb fails the target: its log (progress lines and backtrace frames left out) and
-# the input (fuzz/artifacts/<target>/crash-*, oom-*, timeout-*) are printed,
-# the remaining targets still run, and the script exits 1.
+# input) or memory above -rss_limit_mb fails the target: its log (without
+# progress lines and backtrace frames) and the input
+# (fuzz/artifacts/<target>/crash-*, oom-*, timeout-*) are printed, the
+# remaining targets still run, and the script exits 1.
 #
 # Environment: SEVM_FUZZ_SECONDS (time per target), SEVM_FUZZ_TIMEOUT
 # (seconds per input, default 10), SEVM_FUZZ_RSS_MB (default 2048),
