@@ -104,6 +104,20 @@ impl Client {
             None => Err(ErrorKind::NotConnected.into()),
         }
     }
+
+    /// Sends the answer to a `continue`/`step` once: whoever (the session or
+    /// [`GdbServer::vm_exited`]) takes `continuing` sends, under the writer
+    /// lock, so the answer is never lost between the two nor sent twice.
+    fn answer_continue(&self, payload: &[u8]) -> std::io::Result<()> {
+        let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if !self.continuing.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        match w.as_mut() {
+            Some(s) => s.write_all(&protocol::encode(payload)),
+            None => Err(ErrorKind::NotConnected.into()),
+        }
+    }
 }
 
 /// The running stub.
@@ -172,9 +186,7 @@ impl GdbServer {
     /// The VM ended: a client waiting in `continue` gets `W<code>`; the
     /// connection is closed.
     pub fn vm_exited(&self, exit: &MachineExit) {
-        if self.client.continuing.swap(false, Ordering::SeqCst) {
-            let _ = self.client.send(exit_packet(exit).as_bytes());
-        }
+        let _ = self.client.answer_continue(exit_packet(exit).as_bytes());
         let mut w = self
             .client
             .writer
@@ -309,7 +321,19 @@ fn session_loop(
                 Incoming::Packet(p) => {
                     input.write_all(b"+")?;
                     let cmd = protocol::parse(&p);
+                    // A resumed guest can end before `run_until_stop` runs:
+                    // mark the client as waiting first, so that
+                    // `GdbServer::vm_exited` sends it the `W` packet.
+                    let resumes = matches!(cmd, Command::Continue { addr: None } | Command::Step);
+                    if resumes {
+                        client.continuing.store(true, Ordering::SeqCst);
+                    }
                     match handle(cmd, target, session) {
+                        Reply::Packet(r) if resumes => {
+                            // Not resumed after all (an error, or the VM had
+                            // ended): answer unless `vm_exited` already did.
+                            client.answer_continue(r.as_bytes())?
+                        }
                         Reply::Packet(r) => client.send(r.as_bytes())?,
                         Reply::Continue => {
                             if !run_until_stop(input, target, client, &mut reader, session)? {
@@ -525,15 +549,13 @@ fn run_until_stop(
     reader: &mut PacketReader,
     session: &mut Session,
 ) -> std::io::Result<bool> {
-    client.continuing.store(true, Ordering::SeqCst);
+    // `continuing` was set before the VM was resumed (session_loop).
     input.set_read_timeout(Some(POLL))?;
     let mut buf = [0u8; 256];
     let machine = target.debug.machine();
     let result = loop {
         if let Some(exit) = machine.exit() {
-            if client.continuing.swap(false, Ordering::SeqCst) {
-                client.send(exit_packet(&exit).as_bytes())?;
-            }
+            client.answer_continue(exit_packet(&exit).as_bytes())?;
             break Ok(false);
         }
         if machine.debug_stop_pending() {
