@@ -168,7 +168,7 @@ pub(crate) struct Shared {
 }
 
 /// The incoming side's life cycle (QEMU's `inmigrate` run state lasts
-/// while it is `Waiting` or `Receiving`, and after a failure that did not
+/// while it is `Deferred` or `Receiving`, and after a failure that did not
 /// end the process).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum IncomingPhase {
