@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver};
@@ -14,78 +14,16 @@ use std::time::Instant;
 
 use common::*;
 use serde_json::{json, Value};
-use sevm::demo::{DemoMode, DemoOptions, MemtestOptions, DEFAULT_IMAGE_SIZE};
 
 const PAGES: u32 = 64;
 const MEM_MIB: u32 = 24;
 
 fn memtest_image(dir: &Path) -> PathBuf {
-    let image = sevm::demo::build(&DemoOptions {
-        size: DEFAULT_IMAGE_SIZE,
-        mode: DemoMode::Memtest(MemtestOptions {
-            base: 16 << 20,
-            pages: PAGES,
-            max_passes: 0,
-            progress_every: 0,
-        }),
-    })
-    .unwrap();
-    let p = dir.join("memtest.fd");
-    std::fs::write(&p, image).unwrap();
-    p
+    common::memtest_image(dir, PAGES, 0)
 }
 
 fn args(fw: &Path, platform: &Path, policy: u32, qmp: &Path, extra: &[&str]) -> Vec<String> {
-    let mut a = sev_args(fw, MEM_MIB, &sev_object(platform, policy, None, ""), None);
-    a.extend([
-        "-qmp".to_string(),
-        format!("unix:{},server=on,wait=off", qmp.display()),
-        "-serial".into(),
-        "stdio".into(),
-    ]);
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
-}
-
-/// The guest's serial output, line by line.
-fn serial(vm: &mut Sevm) -> Receiver<String> {
-    let out = vm.stdout.take().unwrap();
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn wait_line(rx: &Receiver<String>, needle: &str) -> Vec<String> {
-    let deadline = Instant::now() + WAIT;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) if l.contains(needle) => return seen,
-            Ok(l) => seen.push(l),
-            Err(e) => panic!("no serial line {needle:?} ({e}); saw {seen:?}"),
-        }
-    }
-}
-
-/// Waits for the migration to end; returns `query-migrate`.
-fn migration_result(q: &mut Qmp) -> Value {
-    loop {
-        let e = q.event("MIGRATION");
-        let s = e["data"]["status"].as_str().unwrap().to_string();
-        if ["completed", "failed", "cancelled"].contains(&s.as_str()) {
-            let info = q.ok("query-migrate", Value::Null);
-            assert_eq!(info["status"], s.as_str(), "{info}");
-            return info;
-        }
-    }
+    migration_args(fw, platform, policy, MEM_MIB, qmp, extra)
 }
 
 fn set_target_chain(q: &mut Qmp, target: &Path) {

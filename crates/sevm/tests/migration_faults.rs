@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver};
@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-use sevm::demo::{DemoMode, DemoOptions, MemtestOptions, DEFAULT_IMAGE_SIZE};
 use sevm::migration::handover;
 use sevm::migration::stream::{Reader, Record};
 
@@ -28,58 +27,11 @@ const PEER_TIMEOUT_MS: u64 = 1500;
 const CASE_BOUND: Duration = Duration::from_secs(20);
 
 fn memtest_image(dir: &Path) -> PathBuf {
-    let image = sevm::demo::build(&DemoOptions {
-        size: DEFAULT_IMAGE_SIZE,
-        mode: DemoMode::Memtest(MemtestOptions {
-            base: 16 << 20,
-            pages: 64,
-            max_passes: 0,
-            progress_every: 8,
-        }),
-    })
-    .unwrap();
-    let p = dir.join("memtest.fd");
-    std::fs::write(&p, image).unwrap();
-    p
+    common::memtest_image(dir, 64, 8)
 }
 
 fn args(fw: &Path, platform: &Path, qmp: &Path, extra: &[&str]) -> Vec<String> {
-    let mut a = sev_args(fw, MEM_MIB, &sev_object(platform, 0x1, None, ""), None);
-    a.extend([
-        "-qmp".to_string(),
-        format!("unix:{},server=on,wait=off", qmp.display()),
-        "-serial".into(),
-        "stdio".into(),
-    ]);
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
-}
-
-fn serial(vm: &mut Sevm) -> Receiver<String> {
-    let out = vm.stdout.take().unwrap();
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Waits for a serial line containing `needle`.
-fn wait_line(rx: &Receiver<String>, needle: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) if l.contains(needle) => return,
-            Ok(_) => {}
-            Err(e) => panic!("no serial line {needle:?} ({e})"),
-        }
-    }
+    migration_args(fw, platform, 0x1, MEM_MIB, qmp, extra)
 }
 
 /// The guest runs: it prints a new progress line.
@@ -211,19 +163,6 @@ fn fake_target(path: &Path, peer: Peer) -> Fake {
     }
 }
 
-/// Waits for a MIGRATION event with a final status; returns query-migrate.
-fn migration_end(q: &mut Qmp) -> Value {
-    loop {
-        let e = q.event("MIGRATION");
-        let s = e["data"]["status"].as_str().unwrap().to_string();
-        if ["completed", "failed", "cancelled"].contains(&s.as_str()) {
-            let info = q.ok("query-migrate", Value::Null);
-            assert_eq!(info["status"], s.as_str(), "{info}");
-            return info;
-        }
-    }
-}
-
 /// Polls query-migrate until `status` (the phase under test).
 fn wait_status(q: &mut Qmp, status: &str) {
     let deadline = Instant::now() + WAIT;
@@ -339,7 +278,7 @@ fn case(d: &Path, src: &mut Source, peer: Peer, phase: &str, cmd: Cmd, n: usize)
         let r = q.cmd("migrate_cancel", Value::Null);
         assert!(r.get("return").is_some(), "{what}: {r}");
     }
-    let info = migration_end(q);
+    let info = migration_result(q);
     let status = info["status"].as_str().unwrap().to_string();
     match cmd {
         Cmd::Cancel => assert_eq!(status, "cancelled", "{what}: {info}"),
@@ -436,7 +375,7 @@ fn every_run_state_command_in_every_phase_against_faulty_targets() {
         "migrate",
         json!({"uri": format!("unix:{}", fake.path.display())}),
     );
-    let info = migration_end(&mut src.q);
+    let info = migration_result(&mut src.q);
     assert_eq!(info["status"], "failed", "{info}");
     assert_eq!(src.q.ok("query-status", Value::Null)["status"], "running");
     assert_guest_runs(&src.out);
@@ -468,7 +407,7 @@ fn the_hand_over_never_leaves_two_running_copies() {
             "migrate",
             json!({"uri": format!("unix:{}", fake.path.display())}),
         );
-        let info = migration_end(&mut src.q);
+        let info = migration_result(&mut src.q);
         assert!(start.elapsed() < CASE_BOUND);
         assert!(fake.committed.recv_timeout(CASE_BOUND).unwrap());
         if peer == Peer::Confirming {
@@ -628,7 +567,7 @@ fn the_snapshot_temp_file_is_private_and_never_follows_a_link() {
         "migrate",
         json!({"uri": format!("file:{}", snap.display())}),
     );
-    let info = migration_end(&mut q);
+    let info = migration_result(&mut q);
     assert_eq!(info["status"], "failed", "{info}");
     let e = info["error-desc"].as_str().unwrap();
     assert!(e.contains("cannot create") && e.contains("sevm-tmp"), "{e}");
@@ -650,7 +589,7 @@ fn the_snapshot_temp_file_is_private_and_never_follows_a_link() {
     let mode = std::fs::metadata(&planted).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     q.ok("migrate_cancel", Value::Null);
-    assert_eq!(migration_end(&mut q)["status"], "cancelled");
+    assert_eq!(migration_result(&mut q)["status"], "cancelled");
     assert!(!planted.exists());
     q.ok("quit", Value::Null);
     assert_exit(vm.wait(), 0, &vm.stderr_text());
@@ -724,7 +663,7 @@ fn stream_for(d: &Path, fw: &Path, a: &Path, b: &Path) -> Vec<u8> {
         "migrate",
         json!({"uri": format!("file:{}", snap.display())}),
     );
-    assert_eq!(migration_end(&mut src.q)["status"], "completed");
+    assert_eq!(migration_result(&mut src.q)["status"], "completed");
     src.q.ok("quit", Value::Null);
     assert_exit(src.vm.wait(), 0, &src.vm.stderr_text());
     std::fs::read(&snap).unwrap()
@@ -790,7 +729,7 @@ fn the_incoming_side_cannot_be_held_and_answers_qmp() {
     assert!(start.elapsed() < CASE_BOUND);
     q.event("RESUME");
     assert_eq!(q.ok("query-status", Value::Null)["status"], "running");
-    assert_eq!(migration_end(&mut q)["status"], "completed");
+    assert_eq!(migration_result(&mut q)["status"], "completed");
     wait_line(&out, "memtest: pass");
     drop(silent);
     q.ok("quit", Value::Null);
@@ -934,7 +873,7 @@ fn a_target_without_commit_never_runs_the_guest() {
     });
     src.q
         .ok("migrate", json!({"uri": format!("unix:{}", p.display())}));
-    let info = migration_end(&mut src.q);
+    let info = migration_result(&mut src.q);
     assert_eq!(info["status"], "failed", "{info}");
     let e = info["error-desc"].as_str().unwrap();
     assert!(e.contains("hand-over is unconfirmed"), "{e}");

@@ -295,6 +295,39 @@ impl Endpoint {
     }
 }
 
+/// A connected stream socket of either family (the source's connection,
+/// the target's accepted one).
+pub(crate) trait StreamSocket:
+    std::io::Read + std::io::Write + Send + Sync + Sized + 'static
+{
+    /// Blocking, every read and write bounded by `t` (`x-peer-timeout`).
+    fn set_peer_timeout(&self, t: Duration) -> std::io::Result<()>;
+    /// Another handle on the same socket.
+    fn duplicate(&self) -> std::io::Result<Self>;
+    /// `shutdown(2)`, which wakes a thread blocked on the socket.
+    fn shut(&self, how: std::net::Shutdown);
+}
+
+macro_rules! stream_socket {
+    ($($t:ty),*) => {$(
+        impl StreamSocket for $t {
+            fn set_peer_timeout(&self, t: Duration) -> std::io::Result<()> {
+                self.set_nonblocking(false)?;
+                self.set_read_timeout(Some(t))?;
+                self.set_write_timeout(Some(t))
+            }
+            fn duplicate(&self) -> std::io::Result<Self> {
+                self.try_clone()
+            }
+            fn shut(&self, how: std::net::Shutdown) {
+                let _ = self.shutdown(how);
+            }
+        }
+    )*};
+}
+
+stream_socket!(std::net::TcpStream, std::os::unix::net::UnixStream);
+
 /// What the migration thread needs from the VMM.
 pub trait VmControl: Send + Sync {
     /// The machine.

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use super::handover;
 use super::stream::{Header, Record, Writer};
 use super::{
-    Cancel, Endpoint, MigrationError, Progress, ProgressDisplay, SevParts, Summary, VmControl, PAGE,
+    Cancel, Endpoint, MigrationError, Progress, ProgressDisplay, SevParts, StreamSocket, Summary,
+    VmControl, PAGE,
 };
 use crate::memory::Gpa;
 use crate::qmp::command::MigrationParameters;
@@ -151,52 +152,17 @@ pub(crate) fn create_temp(tmp: &Path) -> Result<File, MigrationError> {
         .map_err(io(format!("cannot create {}", tmp.display())))
 }
 
-/// A connected socket of either family.
-trait Socket: Read + Write + Send + 'static {
-    fn set_timeouts(&self, t: Duration) -> std::io::Result<()>;
-    fn clone_socket(&self) -> std::io::Result<Self>
-    where
-        Self: Sized;
-    fn shut(&self, how: std::net::Shutdown);
-}
-
-impl Socket for TcpStream {
-    fn set_timeouts(&self, t: Duration) -> std::io::Result<()> {
-        self.set_read_timeout(Some(t))?;
-        self.set_write_timeout(Some(t))
-    }
-    fn clone_socket(&self) -> std::io::Result<Self> {
-        self.try_clone()
-    }
-    fn shut(&self, how: std::net::Shutdown) {
-        let _ = self.shutdown(how);
-    }
-}
-
-impl Socket for UnixStream {
-    fn set_timeouts(&self, t: Duration) -> std::io::Result<()> {
-        self.set_read_timeout(Some(t))?;
-        self.set_write_timeout(Some(t))
-    }
-    fn clone_socket(&self) -> std::io::Result<Self> {
-        self.try_clone()
-    }
-    fn shut(&self, how: std::net::Shutdown) {
-        let _ = self.shutdown(how);
-    }
-}
-
 /// Bounds every read and write by `timeout`, and makes `cancel` shut the
 /// socket down (which wakes a writer or reader blocked on it).
-fn socket_conn<S: Socket>(
+fn socket_conn<S: StreamSocket>(
     s: S,
     timeout: Duration,
     cancel: &Cancel,
 ) -> Result<Conn, MigrationError> {
-    s.set_timeouts(timeout).map_err(io("socket timeouts"))?;
-    let w = s.clone_socket().map_err(io("socket"))?;
-    let sd = s.clone_socket().map_err(io("socket"))?;
-    let on_cancel = s.clone_socket().map_err(io("socket"))?;
+    s.set_peer_timeout(timeout).map_err(io("socket timeouts"))?;
+    let w = s.duplicate().map_err(io("socket"))?;
+    let sd = s.duplicate().map_err(io("socket"))?;
+    let on_cancel = s.duplicate().map_err(io("socket"))?;
     cancel.on_cancel(Box::new(move || on_cancel.shut(std::net::Shutdown::Both)));
     Ok(Conn::Socket {
         read: Box::new(s),

@@ -5,8 +5,8 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::sync_channel;
@@ -16,7 +16,7 @@ use sev_proto::abi::Policy;
 
 use super::handover;
 use super::stream::{Header, Reader, Record, StreamError};
-use super::{Cancel, MigrationError, Progress, ProgressDisplay, PAGE};
+use super::{Cancel, MigrationError, Progress, ProgressDisplay, StreamSocket, PAGE};
 use crate::machine::Machine;
 use crate::memory::Gpa;
 use crate::options::IncomingConfig;
@@ -71,15 +71,11 @@ struct Conn {
     peer: String,
 }
 
-fn conn_of<S>(s: S, peer: String, timeout: Duration) -> std::io::Result<Conn>
-where
-    S: Read + Write + Send + Sync + 'static,
-    S: SocketLike,
-{
-    s.set_blocking_with_timeout(timeout)?;
-    let w = s.clone_it()?;
-    let sd = s.clone_it()?;
-    let c = s.clone_it()?;
+fn conn_of<S: StreamSocket>(s: S, peer: String, timeout: Duration) -> std::io::Result<Conn> {
+    s.set_peer_timeout(timeout)?;
+    let w = s.duplicate()?;
+    let sd = s.duplicate()?;
+    let c = s.duplicate()?;
     Ok(Conn {
         read: Box::new(s),
         commit: Box::new(c),
@@ -87,41 +83,6 @@ where
         shutdown: Box::new(move |how| sd.shut(how)),
         peer,
     })
-}
-
-/// What the accept loop needs of a stream socket.
-trait SocketLike: Sized {
-    fn set_blocking_with_timeout(&self, t: Duration) -> std::io::Result<()>;
-    fn clone_it(&self) -> std::io::Result<Self>;
-    fn shut(&self, how: std::net::Shutdown);
-}
-
-impl SocketLike for TcpStream {
-    fn set_blocking_with_timeout(&self, t: Duration) -> std::io::Result<()> {
-        self.set_nonblocking(false)?;
-        self.set_read_timeout(Some(t))?;
-        self.set_write_timeout(Some(t))
-    }
-    fn clone_it(&self) -> std::io::Result<Self> {
-        self.try_clone()
-    }
-    fn shut(&self, how: std::net::Shutdown) {
-        let _ = self.shutdown(how);
-    }
-}
-
-impl SocketLike for UnixStream {
-    fn set_blocking_with_timeout(&self, t: Duration) -> std::io::Result<()> {
-        self.set_nonblocking(false)?;
-        self.set_read_timeout(Some(t))?;
-        self.set_write_timeout(Some(t))
-    }
-    fn clone_it(&self) -> std::io::Result<Self> {
-        self.try_clone()
-    }
-    fn shut(&self, how: std::net::Shutdown) {
-        let _ = self.shutdown(how);
-    }
 }
 
 /// A listening socket of either family (non-blocking accept).

@@ -444,3 +444,85 @@ pub fn secret_packet(owner: &Owner, blob: &[u8], table: &[u8]) -> (String, Strin
     );
     (b64(&hdr.to_bytes()), b64(&trans))
 }
+
+/// The demo guest in memtest mode (rewrites `pages` pages at 16 MiB until
+/// the host asks it to verify; a progress line every `progress_every`
+/// passes, 0 = never), written into `dir`.
+pub fn memtest_image(dir: &Path, pages: u32, progress_every: u32) -> PathBuf {
+    use sevm::demo::{DemoMode, DemoOptions, MemtestOptions, DEFAULT_IMAGE_SIZE};
+    let image = sevm::demo::build(&DemoOptions {
+        size: DEFAULT_IMAGE_SIZE,
+        mode: DemoMode::Memtest(MemtestOptions {
+            base: 16 << 20,
+            pages,
+            max_passes: 0,
+            progress_every,
+        }),
+    })
+    .unwrap();
+    let p = dir.join("memtest.fd");
+    std::fs::write(&p, image).unwrap();
+    p
+}
+
+/// Arguments of an SEV guest with a QMP socket and its serial on stdout.
+pub fn migration_args(
+    fw: &Path,
+    platform: &Path,
+    policy: u32,
+    mem_mib: u32,
+    qmp: &Path,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut a = sev_args(fw, mem_mib, &sev_object(platform, policy, None, ""), None);
+    a.extend([
+        "-qmp".to_string(),
+        format!("unix:{},server=on,wait=off", qmp.display()),
+        "-serial".into(),
+        "stdio".into(),
+    ]);
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+/// The guest's serial output (stdout), line by line.
+pub fn serial(vm: &mut Sevm) -> Receiver<String> {
+    let out = vm.stdout.take().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for a serial line containing `needle`; returns the lines before it.
+pub fn wait_line(rx: &Receiver<String>, needle: &str) -> Vec<String> {
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(needle) => return seen,
+            Ok(l) => seen.push(l),
+            Err(e) => panic!("no serial line {needle:?} ({e}); saw {seen:?}"),
+        }
+    }
+}
+
+/// Waits for a MIGRATION event with a final status; returns `query-migrate`.
+pub fn migration_result(q: &mut Qmp) -> Value {
+    loop {
+        let e = q.event("MIGRATION");
+        let s = e["data"]["status"].as_str().unwrap().to_string();
+        if ["completed", "failed", "cancelled"].contains(&s.as_str()) {
+            let info = q.ok("query-migrate", Value::Null);
+            assert_eq!(info["status"], s.as_str(), "{info}");
+            return info;
+        }
+    }
+}
