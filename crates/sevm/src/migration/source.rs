@@ -674,6 +674,11 @@ fn discard_file(file: &Option<(PathBuf, PathBuf)>) {
 /// A write failed: the target may have said why before closing.
 fn target_said(ack: Option<&mut Box<dyn Read + Send>>, e: MigrationError) -> MigrationError {
     let Some(r) = ack else { return e };
+    if matches!(e, MigrationError::PeerTimeout { .. }) {
+        // A target that stopped reading has nothing to say: do not wait
+        // another timeout for it.
+        return e;
+    }
     let mut buf = Vec::new();
     // Bounded by the socket's read timeout and the length.
     let _ = r
