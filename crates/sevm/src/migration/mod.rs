@@ -451,6 +451,47 @@ struct State {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+impl State {
+    /// A new migration starts (`setup`): fresh counters and cancellation.
+    fn begin(&mut self, resume: Option<Arc<AtomicBool>>) -> (Arc<Progress>, Arc<Cancel>) {
+        let progress = Arc::new(Progress::default());
+        let cancel = Arc::new(Cancel::default());
+        self.status = Some(MigrationStatus::Setup);
+        self.progress = Some(Arc::clone(&progress));
+        self.started = Some(Instant::now());
+        self.summary = None;
+        self.error = None;
+        self.cancel = Some(Arc::clone(&cancel));
+        self.resume = resume;
+        (progress, cancel)
+    }
+
+    /// Keeps the started thread, or records that it could not start.
+    fn spawned(
+        &mut self,
+        handle: std::io::Result<std::thread::JoinHandle<()>>,
+        what: &str,
+    ) -> Result<(), MigrationError> {
+        match handle {
+            Ok(h) => {
+                self.thread = Some(h);
+                Ok(())
+            }
+            Err(source) => {
+                let e = MigrationError::Io {
+                    what: what.into(),
+                    source,
+                };
+                self.status = Some(MigrationStatus::Failed);
+                self.error = Some(e.to_string());
+                self.cancel = None;
+                self.resume = None;
+                Err(e)
+            }
+        }
+    }
+}
+
 /// Whether a status belongs to a migration that has not ended.
 fn in_progress(status: Option<MigrationStatus>) -> bool {
     matches!(
@@ -639,16 +680,8 @@ impl Migrations {
             });
         }
         let params = self.parameters();
-        let progress = Arc::new(Progress::default());
-        let cancel = Arc::new(Cancel::default());
         let resume = Arc::new(AtomicBool::new(true));
-        st.status = Some(MigrationStatus::Setup);
-        st.progress = Some(Arc::clone(&progress));
-        st.started = Some(Instant::now());
-        st.summary = None;
-        st.error = None;
-        st.cancel = Some(Arc::clone(&cancel));
-        st.resume = Some(Arc::clone(&resume));
+        let (progress, cancel) = st.begin(Some(Arc::clone(&resume)));
         vm.emit_event(&QmpEvent::Migration {
             status: MigrationStatus::Setup,
         });
@@ -668,24 +701,8 @@ impl Migrations {
                 };
                 let result = source::run(&job);
                 me.finish(vm.as_ref(), result, &cancel);
-            })
-            .map_err(|source| MigrationError::Io {
-                what: "cannot start the migration thread".into(),
-                source,
             });
-        match handle {
-            Ok(h) => {
-                st.thread = Some(h);
-                Ok(())
-            }
-            Err(e) => {
-                st.status = Some(MigrationStatus::Failed);
-                st.error = Some(e.to_string());
-                st.cancel = None;
-                st.resume = None;
-                Err(e)
-            }
-        }
+        st.spawned(handle, "cannot start the migration thread")
     }
 
     /// Runs an incoming migration on its own thread (`-incoming`,
@@ -702,15 +719,7 @@ impl Migrations {
                 "a migration is already in progress".into(),
             ));
         }
-        let progress = Arc::new(Progress::default());
-        let cancel = Arc::new(Cancel::default());
-        st.status = Some(MigrationStatus::Setup);
-        st.progress = Some(Arc::clone(&progress));
-        st.started = Some(Instant::now());
-        st.summary = None;
-        st.error = None;
-        st.cancel = Some(Arc::clone(&cancel));
-        st.resume = None;
+        let (progress, cancel) = st.begin(None);
         vm.emit_event(&QmpEvent::Migration {
             status: MigrationStatus::Setup,
         });
@@ -746,20 +755,7 @@ impl Migrations {
                 };
                 vm.emit_event(&QmpEvent::Migration { status });
             });
-        match spawned {
-            Ok(h) => {
-                st.thread = Some(h);
-                Ok(())
-            }
-            Err(source) => {
-                st.status = Some(MigrationStatus::Failed);
-                st.cancel = None;
-                Err(MigrationError::Io {
-                    what: "cannot start the incoming migration thread".into(),
-                    source,
-                })
-            }
-        }
+        st.spawned(spawned, "cannot start the incoming migration thread")
     }
 
     fn set_status(&self, vm: &dyn VmControl, status: MigrationStatus) {
