@@ -18,8 +18,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use sev_proto::abi::buffers::{LaunchStart, LaunchUpdateData, PlatformStatus, SendStart};
-use sev_proto::abi::CommandBuffer;
 use sev_proto::attestation::Report;
 use sev_proto::cert::chain::{CaChain, FullChain, PlatformChain};
 use sev_proto::cert::{ca, sev};
@@ -246,18 +244,14 @@ fn tables(s: &mut Seeds) -> Result<()> {
 }
 
 fn firmware_and_state(s: &mut Seeds) -> Result<()> {
-    // fw_buffers: every decoder takes exactly its own size.
-    for (name, size) in [
-        ("launch_start", <LaunchStart as CommandBuffer>::SIZE),
-        (
-            "launch_update_data",
-            <LaunchUpdateData as CommandBuffer>::SIZE,
-        ),
-        ("send_start", <SendStart as CommandBuffer>::SIZE),
-        ("platform_status", <PlatformStatus as CommandBuffer>::SIZE),
-    ] {
-        s.put("fw_buffers", name, pattern(1, size))?;
+    // abi_codes: command ids, status codes and state bytes as the firmware
+    // and the kernel return them (little-endian words and single bytes).
+    let mut codes = Vec::new();
+    for v in [0x01u32, 0x04, 0x0B, 0x12, 0x22, 0x36, 0x27, 0x42] {
+        codes.extend(v.to_le_bytes());
     }
+    s.put("abi_codes", "codes", codes)?;
+    s.put("abi_codes", "states", vec![0, 1, 2, 3, 4, 5, 6, 7])?;
 
     // vcpu_state: a vCPU at the reset vector, with two MSRs.
     let mut state = VcpuState {

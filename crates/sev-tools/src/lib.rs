@@ -11,6 +11,8 @@
 //! * [`platform`]: `/dev/sev` and emulated platform backends for `sev-platform`;
 //! * [`io`]: bounded reads, path-or-base64 arguments, atomic output files.
 
+#![forbid(unsafe_code)]
+
 pub mod attest;
 pub mod cek;
 pub mod chain;

@@ -6,6 +6,8 @@
 //! which case the test fails, so CI proves that every such test really ran. `/dev/sev` is the one
 //! exception: no CI machine has SEV hardware, so [`sev_device`] never fails.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

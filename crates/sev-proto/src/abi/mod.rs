@@ -1,20 +1,18 @@
 //! The SEV firmware ABI (SEV-REFERENCE.md sections 1 and 2): status codes,
 //! command identifiers, platform and guest states, the guest policy, and the
-//! byte-packed command buffers with their binding to command ids.
+//! lengths of the buffers the commands exchange.
 //!
 //! Everything here is plain data with explicit little-endian encoding; the
 //! crate forbids `unsafe`, so no buffer is ever transmuted.
 
-pub mod buffers;
 pub mod command;
 pub mod policy;
 pub mod state;
 pub mod status;
 
-pub use buffers::{BufferError, CommandBuffer};
 pub use command::CommandId;
 pub use policy::{ApiVersion, Policy, PolicyError};
-pub use state::{GuestState, Owner, PlatformState};
+pub use state::{GuestState, Owner, PlatformState, PlatformStatusInfo};
 pub use status::{Status, StatusCode};
 
 /// Length of one SEV-format certificate (OCA, CEK, PEK, PDH, GODH):

@@ -175,6 +175,23 @@ impl fmt::Display for Owner {
     }
 }
 
+/// PLATFORM_STATUS, decoded: what the firmware reports about the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlatformStatusInfo {
+    /// Running firmware API version.
+    pub api: super::ApiVersion,
+    /// Platform state.
+    pub state: PlatformState,
+    /// Ownership.
+    pub owner: Owner,
+    /// SEV-ES was enabled at INIT.
+    pub es_enabled: bool,
+    /// Firmware build id.
+    pub build: u8,
+    /// Number of guests.
+    pub guest_count: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,7 +68,7 @@ use zeroize::Zeroizing;
 
 pub use error::{FwError, Op, PlatformError, RequiredLen};
 pub use guest::GuestStatusInfo;
-pub use sev_proto::abi::buffers::PlatformStatusInfo;
+pub use sev_proto::abi::PlatformStatusInfo;
 
 use crate::memory::{GuestBacking, MemoryState};
 use crate::rng::PspRng;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use sev_proto::abi::Policy;
 
-use super::owner::TempDir;
+use super::owner::temp_dir;
 use crate::chain::{CaOptions, ChainSource, Trust};
 use crate::io;
 use crate::launch::{self, ChainInput, Device, Plan, Report};
@@ -162,7 +162,7 @@ pub fn run(
     );
     let mut totals = Vec::new();
     for i in 0..runs.max(1) {
-        let work = TempDir::new()?;
+        let work = temp_dir()?;
         let plan = plan(&prepared, &secret_text, work.path())?;
         let quiet = i > 0;
         let report = launch::run(&plan, &mut |step| {

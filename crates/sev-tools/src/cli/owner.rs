@@ -646,7 +646,7 @@ fn launch_cmd(a: LaunchArgs) -> Result<()> {
     let work_dir = match &a.work_dir {
         Some(d) => d.clone(),
         None => {
-            tmp = TempDir::new()?;
+            tmp = temp_dir()?;
             tmp.path().to_path_buf()
         }
     };
@@ -703,37 +703,15 @@ fn launch_cmd(a: LaunchArgs) -> Result<()> {
     }
 }
 
-/// A temporary directory removed on drop.
-#[derive(Debug)]
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    /// Creates `$XDG_RUNTIME_DIR/sev-owner-<pid>-<n>` (or under /tmp), 0700.
-    pub fn new() -> Result<Self> {
-        use std::os::unix::fs::DirBuilderExt;
-        let base = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .filter(|p| p.is_dir())
-            .unwrap_or_else(std::env::temp_dir);
-        for n in 0..1000u32 {
-            let p = base.join(format!("sev-owner-{}-{n}", std::process::id()));
-            match std::fs::DirBuilder::new().mode(0o700).create(&p) {
-                Ok(()) => return Ok(TempDir(p)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e).with_context(|| format!("creating {}", p.display())),
-            }
-        }
-        bail!("cannot create a temporary directory in {}", base.display())
-    }
-
-    /// Its path.
-    pub fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A private (0700) temporary directory under `$XDG_RUNTIME_DIR` (or the
+/// system temporary directory), removed on drop.
+pub fn temp_dir() -> Result<tempfile::TempDir> {
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    tempfile::Builder::new()
+        .prefix("sev-owner-")
+        .tempdir_in(&base)
+        .with_context(|| format!("cannot create a temporary directory in {}", base.display()))
 }

@@ -57,6 +57,7 @@ pub mod source;
 pub mod stream;
 pub mod target;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -385,8 +386,7 @@ pub struct ProgressDisplay {
 impl ProgressDisplay {
     /// A display for `what` ("migrate", "incoming").
     pub fn new(what: &'static str) -> Self {
-        // SAFETY: isatty only inspects the file descriptor number.
-        let tty = unsafe { libc::isatty(2) } == 1;
+        let tty = std::io::stderr().is_terminal();
         let now = Instant::now();
         ProgressDisplay {
             what,
