@@ -8,7 +8,6 @@ pub mod machine;
 pub mod memory;
 pub mod migration;
 pub mod options;
-pub mod qmp;
 pub mod sev;
 pub mod vcpu;
 pub mod vmm;
