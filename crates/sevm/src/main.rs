@@ -34,7 +34,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Invocation::WriteDemoGuest(path) => {
-            return match sevm::demo::write_image(&path) {
+            return match sevm_demo::write_image(&path) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("sevm: error: {e}");

@@ -448,8 +448,8 @@ pub fn secret_packet(owner: &Owner, blob: &[u8], table: &[u8]) -> (String, Strin
 /// the host asks it to verify; a progress line every `progress_every`
 /// passes, 0 = never), written into `dir`.
 pub fn memtest_image(dir: &Path, pages: u32, progress_every: u32) -> PathBuf {
-    use sevm::demo::{DemoMode, DemoOptions, MemtestOptions, DEFAULT_IMAGE_SIZE};
-    let image = sevm::demo::build(&DemoOptions {
+    use sevm_demo::{DemoMode, DemoOptions, MemtestOptions, DEFAULT_IMAGE_SIZE};
+    let image = sevm_demo::build(&DemoOptions {
         size: DEFAULT_IMAGE_SIZE,
         mode: DemoMode::Memtest(MemtestOptions {
             base: 16 << 20,
