@@ -37,7 +37,8 @@ pub struct VersionTriple {
 pub struct VersionInfo {
     /// The QEMU version implemented.
     pub qemu: VersionTriple,
-    /// `sevm-<crate version>`.
+    /// `sevm-<version>` (sevm and this crate share the workspace's
+    /// version).
     pub package: String,
 }
 

@@ -18,12 +18,12 @@ use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
 use serde_json::{json, Value};
+use sevm_qmp::QmpError;
 
 use super::hmp::error_text;
 use super::{DebugError, GuestDebug, View, MAX_INLINE};
 use crate::machine::RunState;
 use crate::vcpu::VcpuState;
-use sevm_qmp::QmpError;
 
 fn generic(desc: impl Into<String>) -> QmpError {
     QmpError::generic(desc)

@@ -62,11 +62,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::machine::Machine;
-use crate::sev::{SevBackend, SevError, SevPlatform};
 use sevm_qmp::response::{MigrationInfo, MigrationStats, MigrationStatus};
 use sevm_qmp::MigrateSetParameters as MigrationParameters;
 use sevm_qmp::QmpEvent;
+
+use crate::machine::Machine;
+use crate::sev::{SevBackend, SevError, SevPlatform};
 
 pub use stream::StreamError;
 

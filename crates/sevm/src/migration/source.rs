@@ -14,6 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
+use sevm_qmp::response::MigrationStatus;
+use sevm_qmp::QmpEvent;
+use sevm_qmp::{Base64Bytes, MigrateSetParameters as MigrationParameters};
+
 use super::handover;
 use super::stream::{Header, Record, Writer};
 use super::{
@@ -21,9 +25,6 @@ use super::{
     VmControl, PAGE,
 };
 use crate::memory::Gpa;
-use sevm_qmp::response::MigrationStatus;
-use sevm_qmp::QmpEvent;
-use sevm_qmp::{Base64Bytes, MigrateSetParameters as MigrationParameters};
 
 /// Largest number of pre-copy passes before stop-and-copy is forced.
 pub const MAX_PASSES: u64 = 30;

@@ -25,6 +25,8 @@ use std::time::Duration;
 
 use sev_proto::abi::Policy;
 use sev_proto::ovmf::{FooterTable, KernelHashes, OvmfArea, PADDED_HASH_TABLE_LEN};
+use sevm_qmp::response::ShutdownCause;
+use sevm_qmp::{EventSender, QmpEvent, QmpServer, ServerError};
 
 use crate::devices::serial::SerialOutput;
 use crate::machine::{Machine, MachineConfig, MachineError, MachineExit, RunState};
@@ -34,8 +36,6 @@ use crate::sev::launch::Failed;
 use crate::sev::{
     self, EncryptionParams, Launch, PlatformInfo, Running, Secret, SevError, SevPlatform,
 };
-use sevm_qmp::response::ShutdownCause;
-use sevm_qmp::{EventSender, QmpEvent, QmpServer, ServerError};
 
 pub use files::FileError;
 

@@ -7,16 +7,16 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use sev_proto::abi::GuestState;
 use sevm_qmp::base64::encode as b64;
-
-use super::{lock, IncomingPhase, LaunchPhase, SevContext, Shared};
-use crate::debug::commands as debug;
-use crate::machine::RunState as MachineState;
-use crate::memory::Gpa;
 use sevm_qmp::response::{
     self, CpuInfoFast, KvmInfo, NameInfo, RunState, SevAttestationReport, SevCapability,
     SevGuestType, SevInfo, SevLaunchMeasureInfo, SevState, StatusInfo,
 };
 use sevm_qmp::{QmpCommand, QmpError, QmpHandler};
+
+use super::{lock, IncomingPhase, LaunchPhase, SevContext, Shared};
+use crate::debug::commands as debug;
+use crate::machine::RunState as MachineState;
+use crate::memory::Gpa;
 
 /// The handler the QMP servers call.
 pub(crate) struct Handler(pub(crate) Arc<Shared>);
