@@ -1,5 +1,5 @@
-//! `qmp::framing::JsonFramer` (splitting the QMP byte stream), feeding every
-//! frame to `qmp::command::parse_request_in` as the server does.
+//! `sevm_qmp::framing::JsonFramer` (splitting the QMP byte stream), feeding every
+//! frame to `sevm_qmp::command::parse_request_in` as the server does.
 //!
 //! Properties: no panic; the frames do not depend on how the stream is cut
 //! into reads (all at once, byte by byte, or in chunks sized by the input);
@@ -8,8 +8,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sevm::qmp::framing::{Frame, JsonFramer, MAX_MESSAGE_SIZE};
-use sevm::qmp::{parse_request_in, Stage};
+use sevm_qmp::framing::{Frame, JsonFramer, MAX_MESSAGE_SIZE};
+use sevm_qmp::{parse_request_in, Stage};
 
 fn frames_in_chunks<'a>(chunks: impl Iterator<Item = &'a [u8]>) -> Vec<Frame> {
     let mut framer = JsonFramer::new();

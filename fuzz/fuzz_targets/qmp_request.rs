@@ -1,4 +1,4 @@
-//! `qmp::command::parse_request` / `parse_request_in`: one JSON text to a
+//! `sevm_qmp::command::parse_request` / `parse_request_in`: one JSON text to a
 //! typed command.
 //!
 //! Properties: no panic at any protocol stage; an accepted request is a JSON
@@ -10,9 +10,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use sevm::qmp::framing::{Frame, JsonFramer};
-use sevm::qmp::response::{error, to_wire};
-use sevm::qmp::{parse_request, parse_request_in, QmpCommand, Stage};
+use sevm_qmp::framing::{Frame, JsonFramer};
+use sevm_qmp::response::{error, to_wire};
+use sevm_qmp::{parse_request, parse_request_in, QmpCommand, Stage};
 
 fuzz_target!(|data: &[u8]| {
     assert_eq!(

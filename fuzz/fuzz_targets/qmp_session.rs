@@ -1,4 +1,4 @@
-//! The QMP server's per-connection protocol (`qmp::server::serve_connection`)
+//! The QMP server's per-connection protocol (`sevm_qmp::server::serve_connection`)
 //! under sequences of requests: greeting, capabilities negotiation, then
 //! commands, read in arbitrary chunks, against a fake VM.
 //!
@@ -29,12 +29,12 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
-use sevm::qmp::command::{QmpCapability, COMMAND_NAMES};
-use sevm::qmp::framing::{Frame, JsonFramer};
-use sevm::qmp::response::{self, to_wire, VersionInfo};
-use sevm::qmp::server::serve_connection;
-use sevm::qmp::{parse_request_in, QmpCommand, QmpError, QmpHandler, Stage};
 use sevm_fuzz::Cursor;
+use sevm_qmp::command::{QmpCapability, COMMAND_NAMES};
+use sevm_qmp::framing::{Frame, JsonFramer};
+use sevm_qmp::response::{self, to_wire, VersionInfo};
+use sevm_qmp::server::serve_connection;
+use sevm_qmp::{parse_request_in, QmpCommand, QmpError, QmpHandler, Stage};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)

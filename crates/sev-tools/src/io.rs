@@ -8,8 +8,6 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-
 /// The largest file the tools read whole (certificates, blobs, secrets,
 /// JSON). Firmware, kernel and initrd are streamed and have no such limit.
 pub const MAX_SMALL_FILE: u64 = 16 << 20;
@@ -65,7 +63,7 @@ pub enum IoError {
         what: String,
         /// Why.
         #[source]
-        source: base64::DecodeError,
+        source: sevm_qmp::base64::DecodeError,
     },
     /// An output file could not be written.
     #[error("cannot write {}", path.display())]
@@ -113,19 +111,19 @@ pub fn read_file_max(path: &Path, max: u64) -> Result<Vec<u8>, IoError> {
     Ok(out)
 }
 
-/// Standard base64 (with padding), ignoring surrounding whitespace.
+/// Standard base64 (with padding), ignoring ASCII whitespace anywhere:
+/// the one rule sevm applies to its QMP arguments and base64 files
+/// (`sevm_qmp::base64`).
 pub fn b64_decode(what: &str, text: &str) -> Result<Vec<u8>, IoError> {
-    base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .map_err(|source| IoError::Base64 {
-            what: what.to_string(),
-            source,
-        })
+    sevm_qmp::base64::decode(text.as_bytes()).map_err(|source| IoError::Base64 {
+        what: what.to_string(),
+        source,
+    })
 }
 
 /// Standard base64 with padding.
 pub fn b64_encode(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    sevm_qmp::base64::encode(bytes)
 }
 
 /// Reads a file holding base64 text (e.g. sevctl's `*_godh.b64`).
@@ -313,6 +311,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), IoError>
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// One base64 rule with sevm: whitespace anywhere is skipped (wrapped
+    /// files, CRLF), anything else outside the alphabet is refused.
+    #[test]
+    fn base64_whitespace_rule_is_sevms() {
+        assert_eq!(b64_decode("x", "  aGVsbG8=\n").unwrap(), b"hello");
+        assert_eq!(b64_decode("x", "aGVs\r\nbG8=").unwrap(), b"hello");
+        let e = b64_decode("the value", "aGVs*bG8=").unwrap_err();
+        assert_eq!(e.to_string(), "the value is not valid base64");
+        assert_eq!(b64_encode(b"hello"), "aGVsbG8=");
+    }
 
     #[test]
     fn path_or_b64_reads_raw_files_base64_files_and_literals() {

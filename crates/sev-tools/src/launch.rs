@@ -36,9 +36,9 @@ use sev_proto::measurement::MeasureBlob;
 use crate::chain::{self, CaOptions, ChainError, ChainSource, Trust, Verification};
 use crate::io::{self, IoError};
 use crate::measure::{self, DigestInputs, FirmwareVersion, MeasureError};
-use crate::qmp::{self, Qmp, QmpError};
 use crate::secret::{self, SecretError, SecretSpec};
 use crate::session::{self, SessionError, SessionPaths};
+use sevm_qmp::client::{self as qmp, ClientError, QmpClient};
 
 /// How long a QMP reply may take.
 const QMP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -70,7 +70,7 @@ pub enum LaunchError {
     Secret(#[source] SecretError),
     /// Talking to the VMM failed.
     #[error("QMP")]
-    Qmp(#[source] QmpError),
+    Qmp(#[source] ClientError),
     /// A file could not be read or written.
     #[error(transparent)]
     Io(#[from] IoError),
@@ -270,12 +270,12 @@ impl VmmProcess {
 
     /// Connects to the QMP socket once the VMM has opened it (or reports
     /// the VMM's exit and its stderr).
-    pub fn connect(&mut self) -> Result<Qmp, LaunchError> {
+    pub fn connect(&mut self) -> Result<QmpClient, LaunchError> {
         let deadline = Instant::now() + START_TIMEOUT;
         let mut backoff = Duration::from_micros(200);
         loop {
             if let Ok(stream) = UnixStream::connect(&self.socket) {
-                return Qmp::from_stream(stream, QMP_TIMEOUT).map_err(LaunchError::Qmp);
+                return QmpClient::from_stream(stream, QMP_TIMEOUT).map_err(LaunchError::Qmp);
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 let err = self.finish_output();
@@ -351,7 +351,7 @@ impl VmmProcess {
     }
 
     /// Asks the VMM to quit (or kills it) and reaps it.
-    pub fn stop(&mut self, qmp: Option<&mut Qmp>) {
+    pub fn stop(&mut self, qmp: Option<&mut QmpClient>) {
         if let Some(q) = qmp {
             let _ = q.execute("quit", None);
         }
@@ -443,7 +443,7 @@ fn refused(step: &'static str, reason: impl Into<String>) -> LaunchError {
     }
 }
 
-fn capabilities(q: &mut Qmp, origin: &str) -> Result<ChainSource, LaunchError> {
+fn capabilities(q: &mut QmpClient, origin: &str) -> Result<ChainSource, LaunchError> {
     let caps = q
         .execute("query-sev-capabilities", None)
         .map_err(LaunchError::Qmp)?;
@@ -478,7 +478,7 @@ pub struct SevInfo {
     pub emulated: Option<bool>,
 }
 
-fn query_sev(q: &mut Qmp) -> Result<SevInfo, LaunchError> {
+fn query_sev(q: &mut QmpClient) -> Result<SevInfo, LaunchError> {
     let v = q.execute("query-sev", None).map_err(LaunchError::Qmp)?;
     if v.get("enabled").and_then(Value::as_bool) != Some(true) {
         return Err(refused(
@@ -575,7 +575,7 @@ fn run_steps(plan: &Plan, t: &mut Timer<'_>) -> Result<Outcome, LaunchError> {
     // 1. The chain (and, for an attached VMM, the connection).
     let (mut vmm, mut q, session_paths, verified) = match &plan.attach {
         Some(a) => {
-            let mut q = Qmp::connect(&a.qmp, QMP_TIMEOUT).map_err(LaunchError::Qmp)?;
+            let mut q = QmpClient::connect(&a.qmp, QMP_TIMEOUT).map_err(LaunchError::Qmp)?;
             let source = match &plan.chain {
                 ChainInput::Source(s) => s.clone(),
                 ChainInput::Probe | ChainInput::Attached => capabilities(
@@ -793,7 +793,7 @@ fn run_steps(plan: &Plan, t: &mut Timer<'_>) -> Result<Outcome, LaunchError> {
 
 /// The secret area as the host reads it through the VMM (QEMU's `xp`
 /// monitor command): on an SEV guest, ciphertext.
-fn host_view(q: &mut Qmp) -> Result<String, String> {
+fn host_view(q: &mut QmpClient) -> Result<String, String> {
     match q.execute(
         "human-monitor-command",
         Some(json!({"command-line": "xp /64xb 0x810000"})),

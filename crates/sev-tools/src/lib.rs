@@ -7,9 +7,11 @@
 //! * [`measure`]: expected launch digest and measurement, and their check;
 //! * [`secret`]: the secret table and LAUNCH_SECRET packet (`sevctl secret build`);
 //! * [`attest`]: attestation report verification;
-//! * [`qmp`]: a small QMP client;
 //! * [`platform`]: `/dev/sev` and emulated platform backends for `sev-platform`;
 //! * [`io`]: bounded reads, path-or-base64 arguments, atomic output files.
+//!
+//! QMP (`sev-owner --qmp`, the launch driver) goes through the client of
+//! the `sevm-qmp` crate.
 
 #![forbid(unsafe_code)]
 
@@ -21,7 +23,6 @@ pub mod io;
 pub mod launch;
 pub mod measure;
 pub mod platform;
-pub mod qmp;
 pub mod roots;
 pub mod secret;
 pub mod session;

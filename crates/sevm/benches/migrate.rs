@@ -25,11 +25,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sevm_qmp::QmpClient;
 
 const SEVM: &str = env!("CARGO_BIN_EXE_sevm");
 
@@ -42,7 +44,9 @@ impl Vm {
     fn spawn(bin: &Path, args: &[String]) -> Vm {
         let mut child = Command::new(bin)
             .args(args)
-            .env("RUST_LOG", "sevm::qmp=info")
+            // `sevm::qmp` names the QMP server of a baseline binary built
+            // before the server moved to the sevm-qmp crate.
+            .env("RUST_LOG", "sevm_qmp=info,sevm::qmp=info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -77,56 +81,22 @@ impl Drop for Vm {
     }
 }
 
-struct Qmp {
-    r: BufReader<UnixStream>,
-    w: UnixStream,
-    events: std::collections::VecDeque<serde_json::Value>,
+/// The bound of one QMP exchange (a 1 GiB migration included).
+const QMP_WAIT: Duration = Duration::from_secs(600);
+
+fn qmp(p: &Path) -> QmpClient {
+    QmpClient::connect(p, QMP_WAIT).unwrap()
 }
 
-impl Qmp {
-    fn connect(p: &Path) -> Qmp {
-        let s = UnixStream::connect(p).unwrap();
-        let mut q = Qmp {
-            r: BufReader::new(s.try_clone().unwrap()),
-            w: s,
-            events: Default::default(),
-        };
-        q.line();
-        q.cmd(r#"{"execute":"qmp_capabilities"}"#);
-        q
-    }
-
-    fn line(&mut self) -> serde_json::Value {
-        let mut l = String::new();
-        self.r.read_line(&mut l).unwrap();
-        serde_json::from_str(&l).unwrap()
-    }
-
-    fn cmd(&mut self, c: &str) -> serde_json::Value {
-        writeln!(self.w, "{c}").unwrap();
-        loop {
-            let v = self.line();
-            if v.get("event").is_none() {
-                assert!(v.get("return").is_some(), "{c}: {v}");
-                return v;
-            }
-            self.events.push_back(v);
-        }
-    }
-
-    fn migration_end(&mut self) -> serde_json::Value {
-        loop {
-            let v = match self.events.pop_front() {
-                Some(v) => v,
-                None => self.line(),
-            };
-            if v["event"] == "MIGRATION" {
-                let s = v["data"]["status"].as_str().unwrap_or("");
-                if ["completed", "failed", "cancelled"].contains(&s) {
-                    assert_eq!(s, "completed");
-                    return self.cmd(r#"{"execute":"query-migrate"}"#)["return"].clone();
-                }
-            }
+/// Waits for the migration to end; it must complete. Returns
+/// `query-migrate`'s reply.
+fn migration_end(q: &mut QmpClient) -> Value {
+    loop {
+        let v = q.wait_event("MIGRATION").unwrap();
+        let s = v["data"]["status"].as_str().unwrap_or("");
+        if ["completed", "failed", "cancelled"].contains(&s) {
+            assert_eq!(s, "completed");
+            return q.execute("query-migrate", None).unwrap();
         }
     }
 }
@@ -164,21 +134,19 @@ fn args(fw: &Path, platform: &Path, mib: u64, qmp: &Path, extra: &[&str]) -> Vec
     a
 }
 
-fn chain_params(target: &Path) -> String {
-    use base64::Engine;
-    let b = |v: &[u8]| base64::engine::general_purpose::STANDARD.encode(v);
+fn chain_params(target: &Path) -> Value {
+    let b = sevm_qmp::base64::encode;
     let p = sev_psp::Platform::open(target, sev_psp::rng::os_rng()).unwrap();
     p.init(false).unwrap();
     let mut pdh = vec![0u8; 0x824];
     let mut chain = vec![0u8; 0x186c];
     p.pdh_cert_export(&mut pdh, &mut chain).unwrap();
     let (ask, ark) = p.amd_chain();
-    format!(
-        r#"{{"execute":"migrate-set-parameters","arguments":{{"sev-pdh":"{}","sev-plat-cert":"{}","sev-amd-cert":"{}"}}}}"#,
-        b(&pdh),
-        b(&chain),
-        b(&[ask, ark].concat())
-    )
+    json!({
+        "sev-pdh": b(&pdh),
+        "sev-plat-cert": b(&chain),
+        "sev-amd-cert": b(&[ask, ark].concat()),
+    })
 }
 
 fn row(name: &str, build: &str, bytes: u64, wall: Duration, downtime: Option<u64>) -> f64 {
@@ -247,7 +215,7 @@ struct Setup {
     busy_fw: PathBuf,
     a: PathBuf,
     b: PathBuf,
-    set_b: String,
+    set_b: Value,
     mib: u64,
 }
 
@@ -275,16 +243,19 @@ impl Setup {
             &args(fwp, &self.b, self.mib, &qb, &["-incoming", &incoming]),
         );
         dst.wait_for("waiting on tcp");
-        let mut q = Qmp::connect(&qa);
-        q.cmd(&self.set_b);
+        let mut q = qmp(&qa);
+        q.execute("migrate-set-parameters", Some(self.set_b.clone()))
+            .unwrap();
         if stopped {
-            q.cmd(r#"{"execute":"stop"}"#);
+            q.execute("stop", None).unwrap();
         }
         let t = Instant::now();
-        q.cmd(&format!(
-            r#"{{"execute":"migrate","arguments":{{"uri":"tcp:127.0.0.1:{port}"}}}}"#
-        ));
-        let info = q.migration_end();
+        q.execute(
+            "migrate",
+            Some(json!({"uri": format!("tcp:127.0.0.1:{port}")})),
+        )
+        .unwrap();
+        let info = migration_end(&mut q);
         let wall = t.elapsed();
         let l = dst.wait_for("incoming migration complete");
         (
@@ -301,13 +272,14 @@ impl Setup {
         let snap = d.join("guest.snap");
         let src = Vm::spawn(bin, &args(&self.idle_fw, &self.a, self.mib, &qa, &[]));
         src.wait_for("QMP listening");
-        let mut q = Qmp::connect(&qa);
+        let mut q = qmp(&qa);
         let t = Instant::now();
-        q.cmd(&format!(
-            r#"{{"execute":"migrate","arguments":{{"uri":"file:{}"}}}}"#,
-            snap.display()
-        ));
-        let info = q.migration_end();
+        q.execute(
+            "migrate",
+            Some(json!({"uri": format!("file:{}", snap.display())})),
+        )
+        .unwrap();
+        let info = migration_end(&mut q);
         let write = (t.elapsed(), info["downtime"].as_u64());
         drop(src);
         let t = Instant::now();

@@ -16,10 +16,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use sev_proto::Guid;
-use sevm::demo::{self, DemoMode, DemoOptions, MemtestOptions};
 use sevm::devices::serial::SerialOutput;
 use sevm::machine::{Machine, MachineConfig, MachineExit};
 use sevm::memory::Gpa;
+use sevm_demo::{self as demo, DemoMode, DemoOptions, MemtestOptions};
 
 struct Args {
     ram_mib: u64,

@@ -974,17 +974,10 @@ fn vcpu_thread(slot: &VcpuSlot, shared: &Shared, bus: &IoBus) {
     shared.cond.notify_all();
 }
 
-/// Test helpers shared by this crate's machine and demo tests (the skips go
-/// through `sevm-testutil`).
+/// Test helpers shared by this crate's machine and demo-guest tests (the
+/// skips go through `sevm-testutil`).
 #[cfg(test)]
 pub(crate) mod testutil {
-    /// Reads `rel` from the shared fixtures (`../shared/sev-testdata` beside
-    /// the repository). When missing, prints `SKIPPED: <test>: ...` and
-    /// returns `None`, unless `SEVM_REQUIRE_ALL=1` (then it panics).
-    pub(crate) fn testdata(test: &str, rel: &str) -> Option<Vec<u8>> {
-        sevm_testutil::fixture(test, rel)
-    }
-
     /// Whether `/dev/kvm` can be used. When it cannot, prints
     /// `SKIPPED: <test>: /dev/kvm not available` and returns false, unless
     /// `SEVM_REQUIRE_ALL=1`, in which case it panics.
@@ -1301,13 +1294,13 @@ mod tests {
         // => #UD cannot be delivered -> #GP -> #DF -> triple fault. (In real
         // mode this KVM's emulator ignores the IDT limit, and it cannot
         // emulate int3, hence protected mode and ud2.)
-        let mut fw = crate::demo::build(&crate::demo::DemoOptions {
+        let mut fw = sevm_demo::build(&sevm_demo::DemoOptions {
             size: 0x10000,
-            mode: crate::demo::DemoMode::Normal,
+            mode: sevm_demo::DemoMode::Normal,
         })
         .unwrap();
         let base = (1u64 << 32) - fw.len() as u64;
-        let code_at = (u64::from(crate::demo::asm::CODE32_BASE) - base) as usize;
+        let code_at = (u64::from(sevm_demo::asm::CODE32_BASE) - base) as usize;
         let code = [
             0x66, 0xB8, 0x10, 0x00, 0x8E, 0xD8, 0x0F, 0x01, 0x1D, 0x00, 0xE8, 0xFF, 0xFF, 0x0F,
             0x0B,

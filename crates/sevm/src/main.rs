@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Invocation::Version => {
-            let q = sevm::qmp::response::QEMU_VERSION;
+            let q = sevm_qmp::response::QEMU_VERSION;
             println!(
                 "sevm {} (QEMU {}.{}.{} compatible options and QMP)",
                 env!("CARGO_PKG_VERSION"),
@@ -34,7 +34,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Invocation::WriteDemoGuest(path) => {
-            return match sevm::demo::write_image(&path) {
+            return match sevm_demo::write_image(&path) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("sevm: error: {e}");

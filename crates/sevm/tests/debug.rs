@@ -125,7 +125,7 @@ fn debug_reads_and_writes_are_decrypted_when_the_policy_allows() {
     let cipher = std::fs::read(&pfile).unwrap();
     assert_eq!(cipher.len() as u64, FW_SIZE);
     assert_ne!(cipher, image);
-    let greeting = sevm::demo::GREETING.as_bytes();
+    let greeting = sevm_demo::GREETING.as_bytes();
     assert!(contains(&image, &greeting[..16]));
     assert!(!contains(&cipher, &greeting[..16]));
     let mfile = d.join("fw.mem");
@@ -224,7 +224,7 @@ fn debug_reads_and_writes_are_decrypted_when_the_policy_allows() {
     let st = vm.wait();
     let out = vm.stdout_text();
     assert_exit(st, 0, &vm.stderr_text());
-    assert!(out.contains(sevm::demo::GREETING), "{out}");
+    assert!(out.contains(sevm_demo::GREETING), "{out}");
 }
 
 #[test]
@@ -414,7 +414,7 @@ fn gdb_attaches_reads_plaintext_writes_and_continues() {
     let st = vm.wait();
     let stdout = vm.stdout_text();
     assert_exit(st, 0, &vm.stderr_text());
-    assert!(stdout.contains(sevm::demo::GREETING), "{stdout}");
+    assert!(stdout.contains(sevm_demo::GREETING), "{stdout}");
 }
 
 #[test]
@@ -476,9 +476,9 @@ fn a_running_guest_is_debugged_in_place() {
     let platform = fresh_platform(d, "platform");
     let base = 0x20_0000u32;
     let pages = 32u32;
-    let opts = sevm::demo::DemoOptions {
-        size: sevm::demo::DEFAULT_IMAGE_SIZE,
-        mode: sevm::demo::DemoMode::Memtest(sevm::demo::MemtestOptions {
+    let opts = sevm_demo::DemoOptions {
+        size: sevm_demo::DEFAULT_IMAGE_SIZE,
+        mode: sevm_demo::DemoMode::Memtest(sevm_demo::MemtestOptions {
             base,
             pages,
             max_passes: 0,
@@ -486,7 +486,7 @@ fn a_running_guest_is_debugged_in_place() {
         }),
     };
     let fw = d.join("memtest.fd");
-    std::fs::write(&fw, sevm::demo::build(&opts).unwrap()).unwrap();
+    std::fs::write(&fw, sevm_demo::build(&opts).unwrap()).unwrap();
     let sock = d.join("qmp.sock");
     let obj = sev_object(&platform, 0x0, None, "");
     let mut args = sev_args(&fw, 16, &obj, Some(&sock));
@@ -720,7 +720,7 @@ fn gdb_single_steps_and_stops_at_a_breakpoint() {
     let st = vm.wait();
     let stdout = vm.stdout_text();
     assert_exit(st, 0, &vm.stderr_text());
-    assert!(stdout.contains(sevm::demo::GREETING), "{stdout}");
+    assert!(stdout.contains(sevm_demo::GREETING), "{stdout}");
 }
 
 /// One packet's payload from a raw GDB connection (acks skipped).
@@ -763,9 +763,9 @@ fn gdb_interrupt_stops_a_running_guest() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let platform = fresh_platform(d, "platform");
-    let opts = sevm::demo::DemoOptions {
-        size: sevm::demo::DEFAULT_IMAGE_SIZE,
-        mode: sevm::demo::DemoMode::Memtest(sevm::demo::MemtestOptions {
+    let opts = sevm_demo::DemoOptions {
+        size: sevm_demo::DEFAULT_IMAGE_SIZE,
+        mode: sevm_demo::DemoMode::Memtest(sevm_demo::MemtestOptions {
             base: 0x20_0000,
             pages: 16,
             max_passes: 0,
@@ -773,7 +773,7 @@ fn gdb_interrupt_stops_a_running_guest() {
         }),
     };
     let fw = d.join("memtest.fd");
-    std::fs::write(&fw, sevm::demo::build(&opts).unwrap()).unwrap();
+    std::fs::write(&fw, sevm_demo::build(&opts).unwrap()).unwrap();
     let sock = d.join("qmp.sock");
     let obj = sev_object(&platform, 0x0, None, "");
     let mut args = sev_args(&fw, 16, &obj, Some(&sock));

@@ -95,7 +95,7 @@ fn owner_attests_injects_a_secret_and_the_guest_prints_it() {
     assert_eq!(&report[16..48], &ld);
 
     // 4. Bad secrets are refused with the firmware's status; nothing changes.
-    let table = sevm::demo::secret_table(&[(GUID.parse().unwrap(), b"MY-LUKS-PASSPHRASE")]);
+    let table = sevm_demo::secret_table(&[(GUID.parse().unwrap(), b"MY-LUKS-PASSPHRASE")]);
     let (hdr, secret) = secret_packet(&owner, &blob, &table);
     let e = q.err(
         "sev-inject-launch-secret",
@@ -142,7 +142,7 @@ fn owner_attests_injects_a_secret_and_the_guest_prints_it() {
     let st = vm.wait();
     let out = vm.stdout_text();
     assert_exit(st, 0, &vm.stderr_text());
-    assert!(out.contains(sevm::demo::GREETING), "{out}");
+    assert!(out.contains(sevm_demo::GREETING), "{out}");
     assert!(
         out.contains(&format!("secret {GUID}: MY-LUKS-PASSPHRASE")),
         "{out}"

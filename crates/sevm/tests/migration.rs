@@ -111,7 +111,7 @@ fn snapshot_restores_on_its_platform_only_and_hides_plaintext() {
     let bytes = std::fs::read(&snap).unwrap();
     let image = std::fs::read(&fw).unwrap();
     for needle in [
-        sevm::demo::GREETING.as_bytes(),
+        sevm_demo::GREETING.as_bytes(),
         b"memtest: ",
         &image[image.len() - 64..],
     ] {

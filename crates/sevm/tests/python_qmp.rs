@@ -109,7 +109,7 @@ fn qemu_qmp_library_drives_the_attested_launch() {
     verify_measurement(&owner, &first["sev"], &blob, &ld).unwrap();
 
     let guid = "e6f5a162-d67f-4750-a67c-5d065f2a9910";
-    let table = sevm::demo::secret_table(&[(guid.parse().unwrap(), b"from qemu.qmp")]);
+    let table = sevm_demo::secret_table(&[(guid.parse().unwrap(), b"from qemu.qmp")]);
     let (hdr, secret) = secret_packet(&owner, &blob, &table);
     let mut stdin = py.stdin.take().unwrap();
     writeln!(stdin, "{}", json!({"header": hdr, "secret": secret})).unwrap();

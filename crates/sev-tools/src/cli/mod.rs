@@ -17,7 +17,7 @@ use sev_proto::abi::Policy;
 use sev_proto::cert::AmdGeneration;
 
 use crate::chain::{self, CaOptions, ChainSource, LoadedChain, Trust, Verification};
-use crate::qmp::Qmp;
+use sevm_qmp::QmpClient;
 
 /// How long a QMP read may take before the VMM is considered unresponsive.
 pub const QMP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -153,7 +153,7 @@ impl SourceArgs {
             return Ok(chain::capabilities_file(f)?);
         }
         if let Some(sock) = &self.qmp {
-            let mut q = Qmp::connect(sock, QMP_TIMEOUT)?;
+            let mut q = QmpClient::connect(sock, QMP_TIMEOUT)?;
             let caps = q
                 .execute("query-sev-capabilities", None)
                 .context("asking the VMM for the platform's certificates")?;

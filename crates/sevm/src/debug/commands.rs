@@ -17,13 +17,12 @@
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
-use base64::Engine;
 use serde_json::{json, Value};
+use sevm_qmp::QmpError;
 
 use super::hmp::error_text;
 use super::{DebugError, GuestDebug, View, MAX_INLINE};
 use crate::machine::RunState;
-use crate::qmp::QmpError;
 use crate::vcpu::VcpuState;
 
 fn generic(desc: impl Into<String>) -> QmpError {
@@ -157,28 +156,26 @@ pub fn dbg_decrypt(
     let mut buf = vec![0u8; size as usize];
     dbg.decrypt(gpa, &mut buf)
         .map_err(|e| generic(error_text(&e)))?;
-    Ok(json!({ "data": base64::engine::general_purpose::STANDARD.encode(&buf) }))
+    Ok(json!({ "data": sevm_qmp::base64::encode(&buf) }))
 }
 
-/// `sev-dbg-encrypt`: exactly one of `data` (base64, limited by the QMP
-/// message size) and `filename` (any size up to the end of guest memory,
-/// written in chunks after the whole range was checked).
+/// `sev-dbg-encrypt`: exactly one of `data` (base64 on the wire, decoded
+/// by the schema, limited by the QMP message size) and `filename` (any
+/// size up to the end of guest memory, written in chunks after the whole
+/// range was checked).
 pub fn dbg_encrypt(
     dbg: &GuestDebug,
     gpa: u64,
-    data: Option<&str>,
+    data: Option<&[u8]>,
     filename: Option<&str>,
 ) -> Result<Value, QmpError> {
     require_sev(dbg)?;
     let range_err = |e: DebugError| generic(format!("SEV: {}", error_text(&e)));
     match (data, filename) {
-        (Some(data), None) => {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(data.trim())
-                .map_err(|e| generic(format!("SEV: data is not valid base64: {e}")))?;
+        (Some(bytes), None) => {
             dbg.check_range(gpa, bytes.len() as u64)
                 .map_err(range_err)?;
-            dbg.encrypt(gpa, &bytes)
+            dbg.encrypt(gpa, bytes)
                 .map_err(|e| generic(error_text(&e)))?;
         }
         (None, Some(f)) => {

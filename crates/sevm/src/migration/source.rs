@@ -14,6 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
+use sevm_qmp::response::MigrationStatus;
+use sevm_qmp::QmpEvent;
+use sevm_qmp::{Base64Bytes, MigrateSetParameters as MigrationParameters};
+
 use super::handover;
 use super::stream::{Header, Record, Writer};
 use super::{
@@ -21,9 +25,6 @@ use super::{
     VmControl, PAGE,
 };
 use crate::memory::Gpa;
-use crate::qmp::command::MigrationParameters;
-use crate::qmp::response::MigrationStatus;
-use crate::qmp::QmpEvent;
 
 /// Largest number of pre-copy passes before stop-and-copy is forced.
 pub const MAX_PASSES: u64 = 30;
@@ -59,23 +60,18 @@ struct TargetChain {
     amd: Vec<u8>,
 }
 
-fn param(name: &'static str, v: &Option<String>) -> Result<Option<Vec<u8>>, MigrationError> {
-    match v.as_deref() {
-        None | Some("") => Ok(None),
-        Some(t) => crate::vmm::decode_base64(t.as_bytes())
-            .map(Some)
-            .map_err(|problem| MigrationError::Parameter {
-                name,
-                problem: format!("not valid base64: {problem}"),
-            }),
-    }
+/// A certificate parameter; set to the empty string means unset.
+fn param(v: &Option<Base64Bytes>) -> Option<Vec<u8>> {
+    v.as_ref()
+        .filter(|b| !b.is_empty())
+        .map(|b| b.as_bytes().to_vec())
 }
 
 fn target_chain(job: &Job<'_>) -> Result<TargetChain, MigrationError> {
     let p = job.params;
-    let pdh = param("sev-pdh", &p.sev_pdh)?;
-    let plat = param("sev-plat-cert", &p.sev_plat_cert)?;
-    let amd = param("sev-amd-cert", &p.sev_amd_cert)?;
+    let pdh = param(&p.sev_pdh);
+    let plat = param(&p.sev_plat_cert);
+    let amd = param(&p.sev_amd_cert);
     match (pdh, plat) {
         (Some(pdh), Some(plat)) => Ok(TargetChain {
             pdh,

@@ -114,7 +114,7 @@ impl Listener {
             IncomingConfig::Unix(path) => {
                 // Only a stale socket may be replaced: a regular file (or a
                 // live socket) at PATH is refused, never deleted.
-                crate::qmp::server::clear_stale_socket(path).map_err(|e| MigrationError::Uri {
+                sevm_qmp::server::clear_stale_socket(path).map_err(|e| MigrationError::Uri {
                     uri: format!("unix:{}", path.display()),
                     problem: crate::sev::hardware::error_chain(&e),
                 })?;

@@ -3,8 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-
 /// An input file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
@@ -72,19 +70,6 @@ fn base64_file_limit(decoded: usize) -> u64 {
     (decoded as u64).saturating_mul(4).max(4096)
 }
 
-/// Decodes base64 text as sevctl and QEMU write it: standard alphabet with
-/// padding; ASCII whitespace (line breaks) is ignored.
-pub fn decode_base64(text: &[u8]) -> Result<Vec<u8>, String> {
-    let compact: Vec<u8> = text
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(&compact)
-        .map_err(|e| e.to_string())
-}
-
 /// Reads a base64 file (QEMU's `dh-cert-file`, `session-file`) whose decoded
 /// content must be exactly `len` bytes.
 pub(crate) fn read_base64_exact(
@@ -94,10 +79,11 @@ pub(crate) fn read_base64_exact(
     meaning: &str,
 ) -> Result<Vec<u8>, FileError> {
     let text = read(what, path, base64_file_limit(len))?;
-    let bytes = decode_base64(&text).map_err(|problem| FileError::Base64 {
+    // The one base64 rule of sevm (that of its QMP arguments).
+    let bytes = sevm_qmp::base64::decode(&text).map_err(|e| FileError::Base64 {
         what,
         path: path.to_path_buf(),
-        problem,
+        problem: e.to_string(),
     })?;
     if bytes.len() != len {
         return Err(FileError::Size {
@@ -120,7 +106,7 @@ mod tests {
     fn base64_files_are_checked_for_syntax_and_size() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.b64");
-        let good = base64::engine::general_purpose::STANDARD.encode([7u8; 128]);
+        let good = sevm_qmp::base64::encode(&[7u8; 128]);
         // Line breaks as `base64` wraps them are fine.
         let wrapped = format!("{}\n{}\n", &good[..76], &good[76..]);
         std::fs::write(&p, wrapped).unwrap();

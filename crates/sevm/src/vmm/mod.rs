@@ -25,19 +25,18 @@ use std::time::Duration;
 
 use sev_proto::abi::Policy;
 use sev_proto::ovmf::{FooterTable, KernelHashes, OvmfArea, PADDED_HASH_TABLE_LEN};
+use sevm_qmp::response::ShutdownCause;
+use sevm_qmp::{EventSender, QmpEvent, QmpServer, ServerError};
 
 use crate::devices::serial::SerialOutput;
 use crate::machine::{Machine, MachineConfig, MachineError, MachineExit, RunState};
 use crate::memory::{Gpa, FOUR_GIB, MAX_FIRMWARE_SIZE};
 use crate::options::{IncomingConfig, SerialConfig, SevGuestConfig, VmConfig};
-use crate::qmp::response::ShutdownCause;
-use crate::qmp::{EventSender, QmpEvent, QmpServer, ServerError};
 use crate::sev::launch::Failed;
 use crate::sev::{
     self, EncryptionParams, Launch, PlatformInfo, Running, Secret, SevError, SevPlatform,
 };
 
-pub(crate) use files::decode_base64;
 pub use files::FileError;
 
 /// Why the VMM could not start or run the guest.
@@ -815,7 +814,7 @@ impl Vmm {
     /// Serves QMP, starts the guest (now, or at `cont` with `-S`) and waits
     /// for it to end.
     pub fn run(self) -> Result<Outcome, VmmError> {
-        let handler: Arc<dyn crate::qmp::QmpHandler> =
+        let handler: Arc<dyn sevm_qmp::QmpHandler> =
             Arc::new(qmp::Handler(Arc::clone(&self.shared)));
         let mut servers = Vec::new();
         {

@@ -1,28 +1,25 @@
-//! The VMM's QMP command handler: typed commands in, QEMU-shaped replies and
-//! errors out. SEV errors carry the firmware status in the description.
+//! The VMM's QMP command handler: typed commands in (their base64
+//! arguments already decoded by the schema), QEMU-shaped replies and errors
+//! out. SEV errors carry the firmware status in the description.
 
 use std::sync::Arc;
 
-use base64::Engine;
 use serde_json::{json, Value};
 use sev_proto::abi::GuestState;
-
-use super::{files::decode_base64, lock, IncomingPhase, LaunchPhase, SevContext, Shared};
-use crate::debug::commands as debug;
-use crate::machine::RunState as MachineState;
-use crate::memory::Gpa;
-use crate::qmp::response::{
+use sevm_qmp::base64::encode as b64;
+use sevm_qmp::response::{
     self, CpuInfoFast, KvmInfo, NameInfo, RunState, SevAttestationReport, SevCapability,
     SevGuestType, SevInfo, SevLaunchMeasureInfo, SevState, StatusInfo,
 };
-use crate::qmp::{QmpCommand, QmpError, QmpHandler};
+use sevm_qmp::{QmpCommand, QmpError, QmpHandler};
+
+use super::{lock, IncomingPhase, LaunchPhase, SevContext, Shared};
+use crate::debug::commands as debug;
+use crate::machine::RunState as MachineState;
+use crate::memory::Gpa;
 
 /// The handler the QMP servers call.
 pub(crate) struct Handler(pub(crate) Arc<Shared>);
-
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
 
 fn generic(desc: impl Into<String>) -> QmpError {
     QmpError::generic(desc)
@@ -140,8 +137,8 @@ impl Handler {
 
     fn inject_secret(
         &self,
-        packet_header: &str,
-        secret: &str,
+        header: &[u8],
+        data: &[u8],
         gpa: Option<u64>,
     ) -> Result<Value, QmpError> {
         let sev = self
@@ -149,8 +146,6 @@ impl Handler {
             .sev
             .as_ref()
             .ok_or_else(|| generic("SEV not enabled for guest"))?;
-        let header = decode_base64(packet_header.as_bytes())
-            .map_err(|e| generic(format!("SEV: packet-header is not valid base64: {e}")))?;
         if header.len() != sev_proto::abi::PACKET_HEADER_LEN {
             return Err(generic(format!(
                 "SEV: packet-header is {} bytes, expected {} bytes",
@@ -158,8 +153,6 @@ impl Handler {
                 sev_proto::abi::PACKET_HEADER_LEN
             )));
         }
-        let data = decode_base64(secret.as_bytes())
-            .map_err(|e| generic(format!("SEV: secret is not valid base64: {e}")))?;
         if data.is_empty() {
             return Err(generic("SEV: secret is empty"));
         }
@@ -188,7 +181,7 @@ impl Handler {
             )));
         }
         launch
-            .inject_secret(&header, Gpa(gpa), &data)
+            .inject_secret(header, Gpa(gpa), data)
             .map_err(|e| generic(e.to_string()))?;
         Ok(json!({}))
     }
@@ -219,11 +212,9 @@ impl Handler {
             .map_err(|e| generic(e.to_string()))
     }
 
-    fn attestation(&self, mnonce: &str) -> Result<Value, QmpError> {
+    fn attestation(&self, nonce: &[u8]) -> Result<Value, QmpError> {
         let sev = self.sev("attestation report")?;
-        let nonce = decode_base64(mnonce.as_bytes())
-            .map_err(|e| generic(format!("SEV: mnonce is not valid base64: {e}")))?;
-        let nonce: [u8; 16] = nonce.as_slice().try_into().map_err(|_| {
+        let nonce: [u8; 16] = nonce.try_into().map_err(|_| {
             generic(format!(
                 "SEV: mnonce is {} bytes (expected 16 bytes)",
                 nonce.len()
@@ -271,8 +262,8 @@ impl QmpHandler for Handler {
                 packet_header,
                 secret,
                 gpa,
-            } => self.inject_secret(&packet_header, &secret, gpa),
-            QmpCommand::QuerySevAttestationReport { mnonce } => self.attestation(&mnonce),
+            } => self.inject_secret(packet_header.as_bytes(), secret.as_bytes(), gpa),
+            QmpCommand::QuerySevAttestationReport { mnonce } => self.attestation(mnonce.as_bytes()),
             QmpCommand::HumanMonitorCommand {
                 command_line,
                 cpu_index,
@@ -297,7 +288,12 @@ impl QmpHandler for Handler {
                 gpa,
                 data,
                 filename,
-            } => debug::dbg_encrypt(&self.debug(), gpa, data.as_deref(), filename.as_deref()),
+            } => debug::dbg_encrypt(
+                &self.debug(),
+                gpa,
+                data.as_ref().map(|d| d.as_bytes()),
+                filename.as_deref(),
+            ),
             QmpCommand::Migrate { uri, .. } => self.migrate(&uri),
             QmpCommand::MigrateCancel => s
                 .migration
@@ -323,7 +319,7 @@ impl QmpHandler for Handler {
                 // cooperating guest (the demo memtest) treats as its
                 // power button.
                 s.machine.control().request_finish();
-                s.emit(&crate::qmp::QmpEvent::Powerdown);
+                s.emit(&sevm_qmp::QmpEvent::Powerdown);
                 Ok(json!({}))
             }
             QmpCommand::SystemReset => Err(generic(format!(

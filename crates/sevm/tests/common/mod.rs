@@ -2,15 +2,15 @@
 //! QMP to it, wait for its log lines (event driven: no sleeps).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
+use sevm_qmp::QmpClient;
 
 /// Upper bound for any single wait (a guard against hangs, not a timing).
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -139,40 +139,38 @@ impl Drop for Sevm {
     }
 }
 
-/// A minimal QMP client.
+/// The QMP client of these tests: `sevm_qmp`'s client, panicking instead
+/// of returning errors. Each read is bounded by [`WAIT`].
 pub struct Qmp {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
+    client: QmpClient,
     pub greeting: Value,
     pub events: Vec<Value>,
 }
 
 impl Qmp {
+    /// Connects and reads the greeting (capabilities are the test's job).
     pub fn connect(sock: &Path) -> Qmp {
-        let s = UnixStream::connect(sock).unwrap();
-        s.set_read_timeout(Some(WAIT)).unwrap();
-        let writer = s.try_clone().unwrap();
-        let mut q = Qmp {
-            reader: BufReader::new(s),
-            writer,
-            greeting: Value::Null,
+        let client = QmpClient::connect_without_negotiation(sock, WAIT)
+            .unwrap_or_else(|e| panic!("QMP connect to {}: {e}", sock.display()));
+        let greeting = client.greeting().clone();
+        Qmp {
+            client,
+            greeting,
             events: Vec::new(),
-        };
-        q.greeting = q.read();
-        assert!(q.greeting.get("QMP").is_some(), "{}", q.greeting);
-        q
+        }
     }
 
     fn read(&mut self) -> Value {
-        let mut line = String::new();
-        let n = self.reader.read_line(&mut line).unwrap();
-        assert!(n > 0, "QMP connection closed");
-        serde_json::from_str(&line).unwrap()
+        self.client
+            .read_message()
+            .unwrap_or_else(|e| panic!("QMP read: {e}"))
     }
 
     /// Sends raw bytes.
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).unwrap();
+        self.client
+            .send_raw(bytes)
+            .unwrap_or_else(|e| panic!("QMP write: {e}"));
     }
 
     /// Reads the next reply (not event), stashing events.
@@ -189,12 +187,13 @@ impl Qmp {
 
     /// Executes a command; returns the whole reply object.
     pub fn cmd(&mut self, name: &str, args: Value) -> Value {
-        let mut req = json!({ "execute": name });
-        if !args.is_null() {
-            req["arguments"] = args;
-        }
-        self.send_raw(format!("{req}\n").as_bytes());
-        self.reply()
+        let args = (!args.is_null()).then_some(args);
+        let reply = self
+            .client
+            .request(name, args)
+            .unwrap_or_else(|e| panic!("QMP {name}: {e}"));
+        self.events.extend(self.client.events());
+        reply
     }
 
     /// Executes a command that must succeed; returns `return`.
@@ -449,8 +448,8 @@ pub fn secret_packet(owner: &Owner, blob: &[u8], table: &[u8]) -> (String, Strin
 /// the host asks it to verify; a progress line every `progress_every`
 /// passes, 0 = never), written into `dir`.
 pub fn memtest_image(dir: &Path, pages: u32, progress_every: u32) -> PathBuf {
-    use sevm::demo::{DemoMode, DemoOptions, MemtestOptions, DEFAULT_IMAGE_SIZE};
-    let image = sevm::demo::build(&DemoOptions {
+    use sevm_demo::{DemoMode, DemoOptions, MemtestOptions, DEFAULT_IMAGE_SIZE};
+    let image = sevm_demo::build(&DemoOptions {
         size: DEFAULT_IMAGE_SIZE,
         mode: DemoMode::Memtest(MemtestOptions {
             base: 16 << 20,

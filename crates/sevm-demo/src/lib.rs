@@ -1,5 +1,7 @@
-//! The bundled demo guest: a small firmware image generated in Rust with the
-//! iced-x86 code assembler (no external assembler).
+//! sevm's bundled demo guest: a small firmware image generated in Rust with
+//! the iced-x86 code assembler (no external assembler). sevm writes it
+//! (`sevm -write-demo-guest FILE`) and its tests and examples boot it; the
+//! crate knows nothing of the VMM beyond the guest-visible [`ports`].
 //!
 //! The image is mapped to end at 4 GiB like an OVMF `-bios`. From the reset
 //! vector it loads a flat GDT, enters 32-bit protected mode without paging
@@ -25,9 +27,28 @@
 //! RAM needed: [`min_ram_size`] (9 MiB for the normal mode: the secret and
 //! hashes areas end at 0x811000; the stack lives below 512 KiB).
 
+#![forbid(unsafe_code)]
+
 pub mod asm;
 
 use sev_proto::Guid;
+
+/// The I/O ports the guest uses: what sevm's devices decode (sevm's tests
+/// check that the two agree).
+pub mod ports {
+    /// COM1, the 16550 UART the guest prints on.
+    pub const COM1_BASE: u16 = 0x3F8;
+    /// The debug-exit port: a byte written here ends the VM with that exit
+    /// code.
+    pub const DEBUG_EXIT_PORT: u16 = 0x501;
+    /// The guest control port: reads 1 once the host asks the guest to
+    /// finish (memtest mode).
+    pub const CONTROL_PORT: u16 = 0x502;
+}
+
+/// The largest guest RAM sevm gives a guest (3 GiB, below the PCI hole):
+/// a memtest range must end below it.
+pub const MAX_RAM_SIZE: u64 = 3 << 30;
 
 pub use asm::{EXIT_BAD_SECRET_TABLE, EXIT_MEMTEST_MISMATCH, EXIT_OK, GREETING};
 
@@ -191,7 +212,7 @@ fn check_memtest(m: &MemtestOptions) -> Result<(), DemoError> {
         return Err(err("base below 1 MiB (the guest's stack lives there)"));
     }
     let end = u64::from(m.base) + u64::from(m.pages) * 4096;
-    if end > crate::memory::MAX_RAM_SIZE {
+    if end > MAX_RAM_SIZE {
         return Err(err("range ends above 3 GiB, beyond the largest RAM"));
     }
     let areas = (

@@ -22,6 +22,10 @@ fn generic(desc: &str) -> QmpError {
     QmpError::generic(desc)
 }
 
+fn b64(text: &str) -> Base64Bytes {
+    Base64Bytes::decode(text).unwrap()
+}
+
 #[test]
 fn commands_without_arguments() {
     let table = [
@@ -65,8 +69,8 @@ fn commands_without_arguments() {
 fn every_command_name_parses_and_round_trips() {
     // Minimal valid arguments for each command.
     let args = |name: &str| match name {
-        "sev-inject-launch-secret" => json!({"packet-header": "h", "secret": "s"}),
-        "query-sev-attestation-report" => json!({"mnonce": "n"}),
+        "sev-inject-launch-secret" => json!({"packet-header": "aA==", "secret": "cw=="}),
+        "query-sev-attestation-report" => json!({"mnonce": "bg=="}),
         "human-monitor-command" => json!({"command-line": "info status"}),
         "pmemsave" => json!({"val": 0, "size": 1, "filename": "f"}),
         "memsave" => json!({"val": 0, "size": 1, "filename": "f"}),
@@ -117,24 +121,24 @@ fn sev_inject_launch_secret() {
         ok(json!({"execute": "sev-inject-launch-secret",
                   "arguments": {"packet-header": "aGRy", "secret": "c2Vj"}})),
         QmpCommand::SevInjectLaunchSecret {
-            packet_header: "aGRy".into(),
-            secret: "c2Vj".into(),
+            packet_header: b64("aGRy"),
+            secret: b64("c2Vj"),
             gpa: None
         }
     );
     assert_eq!(
         ok(json!({"execute": "sev-inject-launch-secret",
-                  "arguments": {"packet-header": "h", "secret": "s", "gpa": 8392704}})),
+                  "arguments": {"packet-header": "aA==", "secret": "cw==", "gpa": 8392704}})),
         QmpCommand::SevInjectLaunchSecret {
-            packet_header: "h".into(),
-            secret: "s".into(),
+            packet_header: b64("aA=="),
+            secret: b64("cw=="),
             gpa: Some(0x80_1000)
         }
     );
     // uint64: full range, and negative values wrap as in QEMU.
     assert!(matches!(
         ok(json!({"execute": "sev-inject-launch-secret",
-                  "arguments": {"packet-header": "h", "secret": "s", "gpa": u64::MAX}})),
+                  "arguments": {"packet-header": "aA==", "secret": "cw==", "gpa": u64::MAX}})),
         QmpCommand::SevInjectLaunchSecret {
             gpa: Some(u64::MAX),
             ..
@@ -142,7 +146,7 @@ fn sev_inject_launch_secret() {
     ));
     assert!(matches!(
         ok(json!({"execute": "sev-inject-launch-secret",
-                  "arguments": {"packet-header": "h", "secret": "s", "gpa": -1}})),
+                  "arguments": {"packet-header": "aA==", "secret": "cw==", "gpa": -1}})),
         QmpCommand::SevInjectLaunchSecret {
             gpa: Some(u64::MAX),
             ..
@@ -157,12 +161,12 @@ fn sev_inject_launch_secret() {
     ] {
         assert_eq!(
             fails(json!({"execute": "sev-inject-launch-secret",
-                         "arguments": {"packet-header": "h", "secret": "s", "gpa": bad_gpa}})),
+                         "arguments": {"packet-header": "aA==", "secret": "cw==", "gpa": bad_gpa}})),
             generic("Parameter 'gpa' expects uint64")
         );
     }
     assert_eq!(
-        fails(json!({"execute": "sev-inject-launch-secret", "arguments": {"secret": "s"}})),
+        fails(json!({"execute": "sev-inject-launch-secret", "arguments": {"secret": "cw=="}})),
         generic("Parameter 'packet-header' is missing")
     );
     assert_eq!(
@@ -170,17 +174,19 @@ fn sev_inject_launch_secret() {
         generic("Parameter 'packet-header' is missing")
     );
     assert_eq!(
-        fails(json!({"execute": "sev-inject-launch-secret", "arguments": {"packet-header": "h"}})),
+        fails(
+            json!({"execute": "sev-inject-launch-secret", "arguments": {"packet-header": "aA=="}})
+        ),
         generic("Parameter 'secret' is missing")
     );
     assert_eq!(
         fails(json!({"execute": "sev-inject-launch-secret",
-                     "arguments": {"packet-header": 5, "secret": "s"}})),
+                     "arguments": {"packet-header": 5, "secret": "cw=="}})),
         generic("Invalid parameter type for 'packet-header', expected: string")
     );
     assert_eq!(
         fails(json!({"execute": "sev-inject-launch-secret",
-                     "arguments": {"packet-header": "h", "secret": "s", "foo": 1}})),
+                     "arguments": {"packet-header": "aA==", "secret": "cw==", "foo": 1}})),
         generic("Parameter 'foo' is unexpected")
     );
 }
@@ -191,7 +197,7 @@ fn query_sev_attestation_report() {
         ok(json!({"execute": "query-sev-attestation-report",
                   "arguments": {"mnonce": "AAAAAAAAAAAAAAAAAAAAAA=="}})),
         QmpCommand::QuerySevAttestationReport {
-            mnonce: "AAAAAAAAAAAAAAAAAAAAAA==".into()
+            mnonce: b64("AAAAAAAAAAAAAAAAAAAAAA==")
         }
     );
     assert_eq!(
@@ -204,7 +210,7 @@ fn query_sev_attestation_report() {
     );
     assert_eq!(
         fails(json!({"execute": "query-sev-attestation-report",
-                     "arguments": {"mnonce": "x", "nonce": "y"}})),
+                     "arguments": {"mnonce": "eA==", "nonce": "y"}})),
         generic("Parameter 'nonce' is unexpected")
     );
 }
@@ -329,7 +335,7 @@ fn migration_commands() {
     assert_eq!(
         ok(json!({"execute": "migrate-set-parameters",
                   "arguments": {"max-bandwidth": 1048576, "downtime-limit": 300}})),
-        QmpCommand::MigrateSetParameters(MigrationParameters {
+        QmpCommand::MigrateSetParameters(MigrateSetParameters {
             max_bandwidth: Some(1 << 20),
             downtime_limit: Some(300),
             ..Default::default()
@@ -338,16 +344,16 @@ fn migration_commands() {
     assert_eq!(
         ok(json!({"execute": "migrate-set-parameters",
                   "arguments": {"sev-pdh": "UERI", "sev-plat-cert": "Q0hBSU4=", "sev-amd-cert": ""}})),
-        QmpCommand::MigrateSetParameters(MigrationParameters {
-            sev_pdh: Some("UERI".into()),
-            sev_plat_cert: Some("Q0hBSU4=".into()),
-            sev_amd_cert: Some(String::new()),
+        QmpCommand::MigrateSetParameters(MigrateSetParameters {
+            sev_pdh: Some(b64("UERI")),
+            sev_plat_cert: Some(b64("Q0hBSU4=")),
+            sev_amd_cert: Some(b64("")),
             ..Default::default()
         })
     );
     assert_eq!(
         ok(json!({"execute": "migrate-set-parameters"})),
-        QmpCommand::MigrateSetParameters(MigrationParameters::default())
+        QmpCommand::MigrateSetParameters(MigrateSetParameters::default())
     );
     assert_eq!(
         fails(json!({"execute": "migrate-set-parameters",
@@ -543,9 +549,9 @@ fn garbage_never_panics() {
             .collect();
         let _ = parse_request(&bytes);
         let _ = parse_request_in(&bytes, Stage::Negotiation);
-        let mut framer = crate::qmp::framing::JsonFramer::new();
+        let mut framer = crate::framing::JsonFramer::new();
         for frame in framer.push(&bytes) {
-            if let crate::qmp::framing::Frame::Message(m) = frame {
+            if let crate::framing::Frame::Message(m) = frame {
                 let _ = parse_request_in(&m, Stage::Command { oob: true });
             }
         }
@@ -565,4 +571,62 @@ fn garbage_never_panics() {
             );
         }
     }
+}
+
+/// base64 arguments arrive decoded; bad text is a GenericError naming the
+/// argument, with the messages sevm gave when its handlers decoded them.
+#[test]
+fn base64_arguments_are_decoded_where_they_are_parsed() {
+    assert_eq!(
+        ok(json!({"execute": "sev-dbg-encrypt",
+                  "arguments": {"gpa": 0, "data": " AAEC\r\n/w==\n"}})),
+        QmpCommand::SevDbgEncrypt {
+            gpa: 0,
+            data: Some(Base64Bytes::new(vec![0, 1, 2, 0xff])),
+            filename: None
+        }
+    );
+    for (command, args, desc) in [
+        (
+            "sev-inject-launch-secret",
+            json!({"packet-header": "!!notbase64", "secret": "cw=="}),
+            "SEV: packet-header is not valid base64: Invalid symbol 33, offset 0.",
+        ),
+        (
+            "sev-inject-launch-secret",
+            json!({"packet-header": "aA==", "secret": "s"}),
+            "SEV: secret is not valid base64: Invalid input length: 1",
+        ),
+        (
+            "query-sev-attestation-report",
+            json!({"mnonce": "a*"}),
+            "SEV: mnonce is not valid base64: Invalid symbol 42, offset 1.",
+        ),
+        (
+            "sev-dbg-encrypt",
+            json!({"gpa": 0, "data": "!!"}),
+            "SEV: data is not valid base64: Invalid symbol 33, offset 0.",
+        ),
+        (
+            "migrate-set-parameters",
+            json!({"sev-plat-cert": "!!"}),
+            "migration parameter sev-plat-cert: not valid base64: Invalid symbol 33, offset 0.",
+        ),
+        (
+            "migrate-set-parameters",
+            json!({"sev-pdh": "UERI", "sev-amd-cert": "QQ"}),
+            "migration parameter sev-amd-cert: not valid base64: Invalid padding",
+        ),
+    ] {
+        assert_eq!(
+            fails(json!({"execute": command, "arguments": args})),
+            generic(desc),
+            "{command} {args}"
+        );
+    }
+    // The type is checked before the text.
+    assert_eq!(
+        fails(json!({"execute": "sev-dbg-encrypt", "arguments": {"gpa": 0, "data": 1}})),
+        generic("Invalid parameter type for 'data', expected: string")
+    );
 }

@@ -16,10 +16,8 @@
 use iced_x86::code_asm::*;
 use iced_x86::{Code, Instruction, MemoryOperand, Register};
 
-use super::{DemoError, MemtestOptions};
-use crate::devices::control::CONTROL_PORT;
-use crate::devices::debug_exit::DEBUG_EXIT_PORT;
-use crate::devices::serial::COM1_BASE;
+use crate::ports::{COM1_BASE, CONTROL_PORT, DEBUG_EXIT_PORT};
+use crate::{DemoError, MemtestOptions};
 
 /// GPA of the 32-bit code.
 pub const CODE32_BASE: u32 = 0xFFFF_0000;
@@ -234,7 +232,7 @@ fn emit_normal(
     secret_base: u32,
     secret_size: u32,
 ) -> Result<(), IcedError> {
-    let header_guid = d.add(super::SECRET_TABLE_HEADER_GUID.as_bytes());
+    let header_guid = d.add(crate::SECRET_TABLE_HEADER_GUID.as_bytes());
     // GUID text order: bytes 3,2,1,0 - 5,4 - 7,6 - 8,9 - 10..15; 0xFF ends.
     let guid_fmt = d.add(&[
         3, 2, 1, 0, b'-', 5, 4, b'-', 7, 6, b'-', 8, 9, b'-', 10, 11, 12, 13, 14, 15, 0xFF,

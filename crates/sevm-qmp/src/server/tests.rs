@@ -5,8 +5,8 @@
 //! instead of a hang.
 
 use super::*;
-use crate::qmp::framing::MAX_MESSAGE_SIZE;
-use crate::qmp::response::{RunState, ShutdownCause, StatusInfo};
+use crate::framing::MAX_MESSAGE_SIZE;
+use crate::response::{RunState, ShutdownCause, StatusInfo};
 use std::io::{BufRead, BufReader};
 
 /// Records commands; `stop` emits STOP; `query-sev` fails; HMP "panic"

@@ -15,7 +15,7 @@
 //! Inside a value, bytes are collected as they come; the JSON parser then
 //! reports what is wrong with the whole value.
 
-use super::error::QmpError;
+use crate::error::QmpError;
 
 /// The largest JSON text accepted (64 KiB). QEMU's own limit is 64 MiB;
 /// sevm's largest legitimate request (a launch secret) is a few KiB.

@@ -10,8 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::command::QmpCapability;
-use super::error::QmpError;
+use crate::command::QmpCapability;
+use crate::error::QmpError;
 
 /// The QEMU version sevm's QMP interface corresponds to: `query-sev`
 /// carries `sev-type` (9.1+) and `migrate` has no `blk`/`inc` (9.1+).
@@ -37,7 +37,8 @@ pub struct VersionTriple {
 pub struct VersionInfo {
     /// The QEMU version implemented.
     pub qemu: VersionTriple,
-    /// `sevm-<crate version>`.
+    /// `sevm-<version>` (sevm and this crate share the workspace's
+    /// version).
     pub package: String,
 }
 
@@ -577,7 +578,7 @@ pub fn to_value<T: Serialize>(reply: &T) -> Result<Value, QmpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::qmp::error::ErrorClass;
+    use crate::error::ErrorClass;
 
     #[test]
     fn greeting_shape() {

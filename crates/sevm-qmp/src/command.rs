@@ -21,11 +21,16 @@
 //!    parameter type for 'X', expected: string|integer|boolean|array",
 //!    "Parameter 'X' expects uint64" (QAPI `uint64`/`size`), then "Parameter
 //!    'X' is unexpected" for leftovers.
+//!
+//! Arguments that carry bytes as base64 are decoded here, by the one rule
+//! of [`crate::base64`], so handlers receive bytes ([`Base64Bytes`]); text
+//! that is not base64 is a `GenericError` naming the argument.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::error::{ErrorClass, QmpError};
+use crate::base64::{Base64Bytes, DecodeError};
+use crate::error::{ErrorClass, QmpError};
 
 /// A QMP capability (QAPI `QMPCapability`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -44,11 +49,13 @@ impl QmpCapability {
     }
 }
 
-/// Settable migration parameters (QAPI `MigrateSetParameters`, the subset
-/// sevm implements). Also the reply shape of `query-migrate-parameters`.
+/// Settable migration parameters as they travel (QAPI
+/// `MigrateSetParameters`, the subset sevm implements); also the reply
+/// shape of `query-migrate-parameters` (QAPI `MigrationParameters`). Only
+/// the wire shape: the VMM checks ranges and keeps its own state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub struct MigrationParameters {
+pub struct MigrateSetParameters {
     /// `max-bandwidth` in bytes per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_bandwidth: Option<u64>,
@@ -58,20 +65,20 @@ pub struct MigrationParameters {
     /// `avail-switchover-bandwidth` in bytes per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub avail_switchover_bandwidth: Option<u64>,
-    /// `sev-pdh`: the target platform's PDH certificate, base64 (QEMU's SEV
-    /// migration patches).
+    /// `sev-pdh`: the target platform's PDH certificate, base64 on the
+    /// wire (QEMU's SEV migration patches); empty means unset.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sev_pdh: Option<String>,
-    /// `sev-plat-cert`: the target's PEK ‖ OCA ‖ CEK, base64.
+    pub sev_pdh: Option<Base64Bytes>,
+    /// `sev-plat-cert`: the target's PEK ‖ OCA ‖ CEK, base64 on the wire.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sev_plat_cert: Option<String>,
-    /// `sev-amd-cert`: the target's ASK ‖ ARK, base64.
+    pub sev_plat_cert: Option<Base64Bytes>,
+    /// `sev-amd-cert`: the target's ASK ‖ ARK, base64 on the wire.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sev_amd_cert: Option<String>,
+    pub sev_amd_cert: Option<Base64Bytes>,
     /// `x-peer-timeout` (sevm's own, hence QEMU's `x-` prefix), in
     /// milliseconds: the longest any single wait on the migration peer may
     /// take (connect, a blocked write, the acknowledgement, a silent
-    /// incoming connection). See `migration::DEFAULT_PEER_TIMEOUT_MS`.
+    /// incoming connection). The VMM checks its range.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub x_peer_timeout: Option<u64>,
 }
@@ -110,7 +117,7 @@ const UNSUPPORTED_MIGRATION_PARAMETERS: &[&str] = &[
 /// A QMP command with its typed arguments.
 ///
 /// `qmp_capabilities`, `query-version` and `query-commands` are answered by
-/// the server itself; a [`QmpHandler`](super::server::QmpHandler) sees every
+/// the server itself; a [`QmpHandler`](crate::server::QmpHandler) sees every
 /// other variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QmpCommand {
@@ -149,17 +156,17 @@ pub enum QmpCommand {
     QuerySevCapabilities,
     /// `sev-inject-launch-secret {packet-header, secret, gpa?}`.
     SevInjectLaunchSecret {
-        /// Base64 packet header (52 bytes decoded).
-        packet_header: String,
-        /// Base64 encrypted secret.
-        secret: String,
+        /// The packet header (base64 on the wire; 52 bytes for SEV).
+        packet_header: Base64Bytes,
+        /// The encrypted secret (base64 on the wire).
+        secret: Base64Bytes,
         /// Guest physical address; default: the firmware's secret area.
         gpa: Option<u64>,
     },
     /// `query-sev-attestation-report {mnonce}`.
     QuerySevAttestationReport {
-        /// Base64 16-byte nonce.
-        mnonce: String,
+        /// The 16-byte nonce (base64 on the wire).
+        mnonce: Base64Bytes,
     },
     /// `sev-dbg-decrypt {gpa, size, filename?}` (sevm): guest-physical
     /// memory through DBG_DECRYPT, returned as base64 `data` or written to
@@ -178,8 +185,8 @@ pub enum QmpCommand {
     SevDbgEncrypt {
         /// First guest-physical address.
         gpa: u64,
-        /// Base64 bytes.
-        data: Option<String>,
+        /// The bytes (base64 on the wire).
+        data: Option<Base64Bytes>,
         /// A host file to write instead.
         filename: Option<String>,
     },
@@ -231,7 +238,7 @@ pub enum QmpCommand {
     /// `query-migrate`.
     QueryMigrate,
     /// `migrate-set-parameters`.
-    MigrateSetParameters(MigrationParameters),
+    MigrateSetParameters(MigrateSetParameters),
     /// `query-migrate-parameters`.
     QueryMigrateParameters,
 }
@@ -497,6 +504,26 @@ impl<'a> Args<'a> {
         self.opt_u64(name)?.ok_or_else(|| missing(name))
     }
 
+    /// A string argument that carries base64: decoded here, and an error
+    /// from `bad` (which names the argument) when it is not base64.
+    fn opt_base64(
+        &mut self,
+        name: &str,
+        bad: fn(&str, &DecodeError) -> QmpError,
+    ) -> Result<Option<Base64Bytes>, QmpError> {
+        self.opt_str(name)?
+            .map(|text| Base64Bytes::decode(&text).map_err(|e| bad(name, &e)))
+            .transpose()
+    }
+
+    fn base64(
+        &mut self,
+        name: &str,
+        bad: fn(&str, &DecodeError) -> QmpError,
+    ) -> Result<Base64Bytes, QmpError> {
+        self.opt_base64(name, bad)?.ok_or_else(|| missing(name))
+    }
+
     fn opt_bool(&mut self, name: &str) -> Result<Option<bool>, QmpError> {
         match self.take(name) {
             None => Ok(None),
@@ -555,14 +582,25 @@ fn migration_uri(args: &mut Args<'_>) -> Result<String, QmpError> {
         .ok_or_else(|| QmpError::generic("Need either 'uri' or 'channels' argument"))
 }
 
-fn parse_migration_parameters(args: &mut Args<'_>) -> Result<MigrationParameters, QmpError> {
-    let params = MigrationParameters {
+/// Bad base64 in an SEV command's argument (the text sevm has always
+/// given).
+fn sev_base64(name: &str, e: &DecodeError) -> QmpError {
+    QmpError::generic(format!("SEV: {name} is not valid base64: {e}"))
+}
+
+/// Bad base64 in a migration parameter (the text sevm has always given).
+fn migration_base64(name: &str, e: &DecodeError) -> QmpError {
+    QmpError::generic(format!("migration parameter {name}: not valid base64: {e}"))
+}
+
+fn parse_migration_parameters(args: &mut Args<'_>) -> Result<MigrateSetParameters, QmpError> {
+    let params = MigrateSetParameters {
         max_bandwidth: args.opt_u64("max-bandwidth")?,
         downtime_limit: args.opt_u64("downtime-limit")?,
         avail_switchover_bandwidth: args.opt_u64("avail-switchover-bandwidth")?,
-        sev_pdh: args.opt_str("sev-pdh")?,
-        sev_plat_cert: args.opt_str("sev-plat-cert")?,
-        sev_amd_cert: args.opt_str("sev-amd-cert")?,
+        sev_pdh: args.opt_base64("sev-pdh", migration_base64)?,
+        sev_plat_cert: args.opt_base64("sev-plat-cert", migration_base64)?,
+        sev_amd_cert: args.opt_base64("sev-amd-cert", migration_base64)?,
         x_peer_timeout: args.opt_u64("x-peer-timeout")?,
     };
     if let Some(map) = args.map {
@@ -599,12 +637,12 @@ fn parse_command(name: &str, mut args: Args<'_>) -> Result<QmpCommand, QmpError>
         "query-sev-launch-measure" => QmpCommand::QuerySevLaunchMeasure,
         "query-sev-capabilities" => QmpCommand::QuerySevCapabilities,
         "sev-inject-launch-secret" => QmpCommand::SevInjectLaunchSecret {
-            packet_header: a.str("packet-header")?,
-            secret: a.str("secret")?,
+            packet_header: a.base64("packet-header", sev_base64)?,
+            secret: a.base64("secret", sev_base64)?,
             gpa: a.opt_u64("gpa")?,
         },
         "query-sev-attestation-report" => QmpCommand::QuerySevAttestationReport {
-            mnonce: a.str("mnonce")?,
+            mnonce: a.base64("mnonce", sev_base64)?,
         },
         "sev-dbg-decrypt" => QmpCommand::SevDbgDecrypt {
             gpa: a.u64("gpa")?,
@@ -613,7 +651,7 @@ fn parse_command(name: &str, mut args: Args<'_>) -> Result<QmpCommand, QmpError>
         },
         "sev-dbg-encrypt" => QmpCommand::SevDbgEncrypt {
             gpa: a.u64("gpa")?,
-            data: a.opt_str("data")?,
+            data: a.opt_base64("data", sev_base64)?,
             filename: a.opt_str("filename")?,
         },
         "human-monitor-command" => QmpCommand::HumanMonitorCommand {

@@ -31,10 +31,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::command::{parse_request_in, QmpCapability, QmpCommand, Stage, COMMAND_NAMES};
-use super::error::QmpError;
-use super::framing::{Frame, JsonFramer};
-use super::response::{self, CommandInfo, QmpEvent, Timestamp, VersionInfo};
+use crate::command::{parse_request_in, QmpCapability, QmpCommand, Stage, COMMAND_NAMES};
+use crate::error::QmpError;
+use crate::framing::{Frame, JsonFramer};
+use crate::response::{self, CommandInfo, QmpEvent, Timestamp, VersionInfo};
 
 /// Executes commands; the VMM implements it.
 ///
@@ -188,7 +188,7 @@ impl std::fmt::Debug for QmpServer {
 }
 
 /// Removes a stale socket at `path`; refuses a live one or a non-socket.
-pub(crate) fn clear_stale_socket(path: &Path) -> Result<(), ServerError> {
+pub fn clear_stale_socket(path: &Path) -> Result<(), ServerError> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             if UnixStream::connect(path).is_ok() {
