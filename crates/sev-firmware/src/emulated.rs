@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use sev_proto::abi::{
-    PlatformState, Policy, StatusCode, ATTESTATION_REPORT_LEN, GET_ID_LEN,
-    PACKET_HEADER_LEN, PLATFORM_CHAIN_LEN, SESSION_LEN, SEV_CERT_LEN,
+    PlatformState, Policy, StatusCode, ATTESTATION_REPORT_LEN, GET_ID_LEN, PACKET_HEADER_LEN,
+    PLATFORM_CHAIN_LEN, SESSION_LEN, SEV_CERT_LEN,
 };
 use sev_proto::cert::chain::{CaChain, PlatformChain};
 use sev_proto::cert::sev::Certificate;
@@ -152,7 +152,10 @@ impl PlatformManagement for EmulatedPlatform {
     }
 
     fn describe(&self) -> String {
-        format!("the EMULATED SEV platform in {}", self.platform.dir().display())
+        format!(
+            "the EMULATED SEV platform in {}",
+            self.platform.dir().display()
+        )
     }
 
     fn status(&self) -> Result<PlatformStatus, SevError> {
@@ -314,7 +317,11 @@ impl EmulatedGuest {
     pub fn new(platform: Arc<Platform>, mem: Arc<dyn GuestMemory>, es: bool) -> Self {
         // As KVM: SEV-ES guests take ASIDs 1..min_sev_asid, SEV guests
         // min_sev_asid..=max_asid. One VM per process: the first of the range.
-        let asid = if es { 1 } else { platform.config().min_sev_asid };
+        let asid = if es {
+            1
+        } else {
+            platform.config().min_sev_asid
+        };
         let view = Arc::new(ViewState {
             mem: Arc::clone(&mem),
             memory: OnceLock::new(),

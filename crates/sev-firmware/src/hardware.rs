@@ -130,15 +130,11 @@ impl PlatformManagement for HardwarePlatform {
     }
 
     fn pdh_gen(&self) -> Result<(), SevError> {
-        self.device
-            .pdh_gen()
-            .map_err(|e| host_error("PDH_GEN", e))
+        self.device.pdh_gen().map_err(|e| host_error("PDH_GEN", e))
     }
 
     fn pek_gen(&self) -> Result<(), SevError> {
-        self.device
-            .pek_gen()
-            .map_err(|e| host_error("PEK_GEN", e))
+        self.device.pek_gen().map_err(|e| host_error("PEK_GEN", e))
     }
 
     fn platform_reset(&self) -> Result<(), SevError> {

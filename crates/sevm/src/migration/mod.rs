@@ -66,7 +66,7 @@ use crate::machine::Machine;
 use crate::qmp::command::MigrationParameters;
 use crate::qmp::response::{MigrationInfo, MigrationStats, MigrationStatus};
 use crate::qmp::QmpEvent;
-use crate::sev::{SevBackend, SevError, SevPlatform};
+use crate::sev::{GuestContext, SevError, SevPlatform};
 
 pub use stream::StreamError;
 
@@ -343,8 +343,8 @@ pub trait VmControl: Send + Sync {
 /// The SEV side of the VM being migrated.
 #[derive(Clone, Debug)]
 pub struct SevParts {
-    /// The per-VM interface.
-    pub backend: Arc<dyn SevBackend>,
+    /// The guest's SEV context.
+    pub backend: Arc<dyn GuestContext>,
     /// The platform (for this platform's PDH and chain).
     pub platform: Arc<dyn SevPlatform>,
 }

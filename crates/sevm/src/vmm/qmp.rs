@@ -89,8 +89,8 @@ impl Handler {
         });
         response::to_value(&SevInfo {
             enabled: true,
-            api_major: sev.info.api_major,
-            api_minor: sev.info.api_minor,
+            api_major: sev.info.api.major,
+            api_minor: sev.info.api.minor,
             build_id: sev.info.build,
             state,
             sev_type: SevGuestType::Sev,
@@ -107,8 +107,8 @@ impl Handler {
             .as_ref()
             .ok_or_else(|| generic("SEV launch measurement is not available"))?;
         let data = match &*lock(&sev.launch) {
-            LaunchPhase::Secret(l) => b64(l.measurement()),
-            LaunchPhase::Running(l) => b64(l.measurement()),
+            LaunchPhase::Secret(l) => b64(l.measurement().as_bytes()),
+            LaunchPhase::Running(l) => b64(l.measurement().as_bytes()),
             LaunchPhase::Incoming | LaunchPhase::Received | LaunchPhase::Moving => {
                 return Err(generic(
                     "SEV launch measurement is not available (the guest was received by migration)",
@@ -120,7 +120,7 @@ impl Handler {
 
     fn capabilities(&self) -> Result<Value, QmpError> {
         let sev = self.sev("capabilities")?;
-        let (pdh, chain) = sev
+        let certs = sev
             .platform
             .pdh_cert_export()
             .map_err(|e| generic(e.to_string()))?;
@@ -128,8 +128,8 @@ impl Handler {
         // QEMU reports the first socket's 64-byte id as cpu0-id.
         let cpu0 = id.get(..64).unwrap_or(&id);
         response::to_value(&SevCapability {
-            pdh: b64(&pdh),
-            cert_chain: b64(&chain),
+            pdh: b64(&certs.pdh.encode()),
+            cert_chain: b64(&certs.chain.encode()),
             cpu0_id: b64(cpu0),
             cbitpos: i64::from(sev.params.cbitpos),
             // QEMU reports 1: the C-bit costs the guest one address bit
