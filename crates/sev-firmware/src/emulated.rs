@@ -69,8 +69,7 @@ fn decoded<T, E: std::fmt::Display>(
 ) -> Result<T, SevError> {
     r.map_err(|e| SevError::Decode {
         command,
-        what,
-        problem: e.to_string(),
+        problem: format!("the firmware's {what} does not decode: {e}"),
     })
 }
 

@@ -51,13 +51,11 @@ pub enum SevError {
     },
     /// The firmware answered with bytes that do not decode as the protocol
     /// value they must be (a certificate, a session buffer, ...).
-    #[error("SEV: {command}: the firmware's {what} does not decode: {problem}")]
+    #[error("SEV: {command}: {problem}")]
     Decode {
         /// The command.
         command: &'static str,
-        /// Which value.
-        what: &'static str,
-        /// The decoder's complaint.
+        /// Which value does not decode, and the decoder's complaint.
         problem: String,
     },
 }

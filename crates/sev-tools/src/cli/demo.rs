@@ -43,7 +43,8 @@ pub fn prepare(platform: &Path, sevm: &Path, say: &mut dyn FnMut(&str)) -> Resul
             "creating an emulated SEV platform in {} (once: generating its RSA-4096 roots takes a few seconds)",
             platform.display()
         ));
-        EmulatedPlatform::create(platform, CreateOptions::default()).map_err(PlatformError::from)?;
+        EmulatedPlatform::create(platform, CreateOptions::default())
+            .map_err(PlatformError::from)?;
     }
     let files = platform
         .parent()

@@ -419,7 +419,11 @@ fn export(cli: &Cli, b: &dyn PlatformManagement, a: &ExportArgs) -> Result<()> {
     for p in &written {
         text.push_str(&format!("wrote {}\n", p.display()));
     }
-    emit(cli, json!({"platform": KindJson(kind), "written": written}), &text);
+    emit(
+        cli,
+        json!({"platform": KindJson(kind), "written": written}),
+        &text,
+    );
     Ok(())
 }
 
