@@ -30,6 +30,7 @@ use sev_proto::abi::{
 };
 use sev_proto::cert::chain::{CaChain, PlatformChain};
 use sev_proto::cert::sev::Certificate;
+use sev_proto::secret::PacketHeader;
 use sev_proto::session::SessionBuffer;
 use sev_psp::memory::MemoryState;
 use sev_psp::{FwError, Platform};
@@ -420,12 +421,25 @@ impl LaunchCommands for EmulatedGuest {
         Ok(LaunchMeasurement::from_bytes(out))
     }
 
-    fn launch_secret(&self, header: &[u8], gpa: u64, secret: &[u8]) -> Result<(), SevError> {
+    fn launch_secret(
+        &self,
+        header: &PacketHeader,
+        gpa: u64,
+        secret: &[u8],
+    ) -> Result<(), SevError> {
         const CMD: &str = "LAUNCH_SECRET";
         let len = u32_len(CMD, gpa, secret.len() as u64)?;
-        // UNCERTAIN: GUEST_LEN = TRANS_LEN, as QEMU sends it.
+        // UNCERTAIN (SEV-REFERENCE 12 #14): GUEST_LEN = TRANS_LEN, as QEMU
+        // sends it.
         self.platform
-            .launch_secret(self.handle(), self.mem.as_ref(), header, gpa, len, secret)
+            .launch_secret(
+                self.handle(),
+                self.mem.as_ref(),
+                &header.to_bytes(),
+                gpa,
+                len,
+                secret,
+            )
             .map_err(|e| fw_error(CMD, e))
     }
 
@@ -654,7 +668,9 @@ mod tests {
         let s = b.guest_status().unwrap();
         assert_eq!(s.state, Some(GuestState::LaunchUpdate));
         // Wrong state: secrets need LSECRET.
-        let e = b.launch_secret(&[0u8; 52], 0x3000, &[0u8; 16]).unwrap_err();
+        let e = b
+            .launch_secret(&PacketHeader::from_bytes(&[0u8; 52]), 0x3000, &[0u8; 16])
+            .unwrap_err();
         assert_eq!(
             e.status(),
             Some(StatusCode(Status::InvalidGuestState.code()))

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use sev_proto::abi::Policy;
 use sev_proto::cert::sev::Certificate;
+use sev_proto::secret::PacketHeader;
 use sev_proto::session::SessionBuffer;
 
 use crate::memory::HostView;
@@ -38,7 +39,8 @@ pub trait LaunchCommands: Send + Sync + fmt::Debug {
     fn launch_measure(&self) -> Result<LaunchMeasurement, SevError>;
     /// LAUNCH_SECRET: the owner's packet header and encrypted payload, into
     /// guest memory at `gpa` (GUEST_LEN = TRANS_LEN = `secret.len()`).
-    fn launch_secret(&self, header: &[u8], gpa: u64, secret: &[u8]) -> Result<(), SevError>;
+    fn launch_secret(&self, header: &PacketHeader, gpa: u64, secret: &[u8])
+        -> Result<(), SevError>;
     /// LAUNCH_FINISH.
     fn launch_finish(&self) -> Result<(), SevError>;
     /// GUEST_STATUS.

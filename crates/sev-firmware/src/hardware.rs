@@ -16,6 +16,7 @@ use sev_host::{cpuid_8000_001f, HostError, SevDevice, SevVm};
 use sev_proto::abi::{GuestState, Owner, Policy, StatusCode};
 use sev_proto::cert::chain::{CaChain, PlatformChain};
 use sev_proto::cert::sev::Certificate;
+use sev_proto::secret::PacketHeader;
 use sev_proto::session::SessionBuffer;
 
 use crate::guest::{DebugCommands, GuestContext, LaunchCommands, MigrationCommands};
@@ -302,12 +303,18 @@ impl LaunchCommands for HardwareGuest {
             .map_err(|e| host_error("LAUNCH_MEASURE", e))
     }
 
-    fn launch_secret(&self, header: &[u8], gpa: u64, secret: &[u8]) -> Result<(), SevError> {
+    fn launch_secret(
+        &self,
+        header: &PacketHeader,
+        gpa: u64,
+        secret: &[u8],
+    ) -> Result<(), SevError> {
         const CMD: &str = "LAUNCH_SECRET";
         let addr = self.host_addr(CMD, gpa, secret.len() as u64)?;
         // SAFETY: as in `launch_update_data`: the destination lies inside
         // guest memory kept alive by `self.memory`, never referenced by Rust.
-        unsafe { self.sev().launch_secret(header, addr, secret) }.map_err(|e| host_error(CMD, e))
+        unsafe { self.sev().launch_secret(&header.to_bytes(), addr, secret) }
+            .map_err(|e| host_error(CMD, e))
     }
 
     fn launch_finish(&self) -> Result<(), SevError> {

@@ -61,8 +61,8 @@ impl PlatformStatus {
 pub struct EncryptionParams {
     /// The C-bit position.
     pub cbitpos: u32,
-    /// The host's physical address bit reduction (guests are told 1 whatever
-    /// this is; see the protocol notes on `reduced-phys-bits`).
+    /// The host's physical address bit reduction (QEMU reports 1 to guests,
+    /// SEV-REFERENCE 9.2).
     pub reduced_phys_bits: u32,
 }
 

@@ -16,6 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use sev_proto::abi::Policy;
+use sev_proto::secret::PacketHeader;
 
 use super::{LaunchCommands, LaunchMeasurement, LaunchSession, SevError};
 use crate::memory::Gpa;
@@ -150,7 +151,12 @@ impl Launch<Secret> {
     }
 
     /// LAUNCH_SECRET at `gpa`.
-    pub fn inject_secret(&self, header: &[u8], gpa: Gpa, secret: &[u8]) -> Result<(), SevError> {
+    pub fn inject_secret(
+        &self,
+        header: &PacketHeader,
+        gpa: Gpa,
+        secret: &[u8],
+    ) -> Result<(), SevError> {
         log::info!("SEV: LAUNCH_SECRET {} bytes at {gpa}", secret.len());
         self.backend.launch_secret(header, gpa.raw(), secret)
     }
@@ -235,7 +241,7 @@ mod tests {
             self.log("measure");
             Ok(LaunchMeasurement::from_bytes([0xAB; 48]))
         }
-        fn launch_secret(&self, _: &[u8], gpa: u64, _: &[u8]) -> Result<(), SevError> {
+        fn launch_secret(&self, _: &PacketHeader, gpa: u64, _: &[u8]) -> Result<(), SevError> {
             self.log(format!("secret {gpa:#x}"));
             Err(fw("LAUNCH_SECRET", Status::BadMeasurement))
         }
@@ -281,7 +287,11 @@ mod tests {
         let s = l.measure().unwrap();
         assert_eq!(s.measurement().as_bytes(), &[0xAB; 48]);
         let e = s
-            .inject_secret(&[0; 52], Gpa(0x81_0000), &[0; 16])
+            .inject_secret(
+                &PacketHeader::from_bytes(&[0; 52]),
+                Gpa(0x81_0000),
+                &[0; 16],
+            )
             .unwrap_err();
         assert_eq!(e.status(), Some(StatusCode(0x0B)));
         // The first LAUNCH_FINISH fails: the launch stays in LSECRET.

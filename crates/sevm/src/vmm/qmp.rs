@@ -6,6 +6,7 @@ use std::sync::Arc;
 use base64::Engine;
 use serde_json::{json, Value};
 use sev_proto::abi::GuestState;
+use sev_proto::secret::PacketHeader;
 
 use super::{files::decode_base64, lock, IncomingPhase, LaunchPhase, SevContext, Shared};
 use crate::debug::commands as debug;
@@ -151,13 +152,13 @@ impl Handler {
             .ok_or_else(|| generic("SEV not enabled for guest"))?;
         let header = decode_base64(packet_header.as_bytes())
             .map_err(|e| generic(format!("SEV: packet-header is not valid base64: {e}")))?;
-        if header.len() != sev_proto::abi::PACKET_HEADER_LEN {
-            return Err(generic(format!(
+        let header = PacketHeader::decode(&header).map_err(|_| {
+            generic(format!(
                 "SEV: packet-header is {} bytes, expected {} bytes",
                 header.len(),
-                sev_proto::abi::PACKET_HEADER_LEN
-            )));
-        }
+                PacketHeader::SIZE
+            ))
+        })?;
         let data = decode_base64(secret.as_bytes())
             .map_err(|e| generic(format!("SEV: secret is not valid base64: {e}")))?;
         if data.is_empty() {
