@@ -66,7 +66,7 @@ use crate::machine::Machine;
 use crate::qmp::command::MigrationParameters;
 use crate::qmp::response::{MigrationInfo, MigrationStats, MigrationStatus};
 use crate::qmp::QmpEvent;
-use crate::sev::{GuestContext, SevError, SevPlatform};
+use crate::sev::{MigrationCommands, PlatformManagement, SevError};
 
 pub use stream::StreamError;
 
@@ -343,10 +343,10 @@ pub trait VmControl: Send + Sync {
 /// The SEV side of the VM being migrated.
 #[derive(Clone, Debug)]
 pub struct SevParts {
-    /// The guest's SEV context.
-    pub backend: Arc<dyn GuestContext>,
+    /// The guest's migration commands.
+    pub backend: Arc<dyn MigrationCommands>,
     /// The platform (for this platform's PDH and chain).
-    pub platform: Arc<dyn SevPlatform>,
+    pub platform: Arc<dyn PlatformManagement>,
 }
 
 /// Live counters of one migration (source or target).

@@ -20,7 +20,7 @@ use super::{Cancel, MigrationError, Progress, ProgressDisplay, StreamSocket, PAG
 use crate::machine::Machine;
 use crate::memory::Gpa;
 use crate::options::IncomingConfig;
-use crate::sev::{GuestContext, SevError};
+use crate::sev::{MigrationCommands, SevError};
 use crate::vcpu::VcpuState;
 use sev_proto::cert::sev::Certificate;
 use sev_proto::session::SessionBuffer;
@@ -316,7 +316,7 @@ impl RateLimit {
 /// On failure the source is told why (sockets) and nothing may run.
 pub fn receive(
     machine: &Machine,
-    backend: &dyn GuestContext,
+    backend: &dyn MigrationCommands,
     incoming: &IncomingConfig,
     policy: Policy,
     ctl: &Control<'_>,
@@ -409,7 +409,7 @@ fn mismatch(s: String) -> MigrationError {
 
 fn receive_from(
     machine: &Machine,
-    backend: &dyn GuestContext,
+    backend: &dyn MigrationCommands,
     reader: Reader<BufReader<Box<dyn Read + Send>>>,
     header: &Header,
     ctl: &Control<'_>,

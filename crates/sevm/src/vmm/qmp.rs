@@ -209,8 +209,8 @@ impl Handler {
             ));
         }
         let parts = crate::migration::SevParts {
-            backend: Arc::clone(&sev.backend),
-            platform: Arc::clone(&sev.platform),
+            backend: Arc::clone(&sev.backend) as Arc<dyn crate::sev::MigrationCommands>,
+            platform: Arc::clone(&sev.platform) as Arc<dyn crate::sev::PlatformManagement>,
         };
         let vm: Arc<dyn crate::migration::VmControl> = Arc::clone(&self.0) as _;
         self.0
