@@ -26,7 +26,7 @@ use crate::io::{self, IoError};
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
     /// The platform ran the command and it failed.
-    #[error("{kind}: {source}")]
+    #[error("{}{source}", platform_prefix(.kind))]
     Firmware {
         /// Which platform.
         kind: PlatformKind,
@@ -54,6 +54,15 @@ pub enum PlatformError {
     /// An OCA key file is malformed.
     #[error("{} is not an OCA private key (48-byte P-384 scalar, as `sev-platform oca-gen` writes)", .0.display())]
     Key(PathBuf),
+}
+
+/// What a failed command's message starts with: the emulated platform's
+/// directory (hardware has one platform; the command names the device).
+fn platform_prefix(kind: &PlatformKind) -> String {
+    match kind {
+        PlatformKind::Emulated(dir) => format!("emulated platform {}: ", dir.display()),
+        PlatformKind::Hardware(_) => String::new(),
+    }
 }
 
 impl PlatformError {
@@ -268,6 +277,27 @@ mod tests {
         assert_eq!(read_oca_key(&f).unwrap(), key);
         std::fs::write(&f, [0u8; 48]).unwrap();
         assert!(matches!(read_oca_key(&f), Err(PlatformError::Key(_))));
+    }
+
+    #[test]
+    fn failed_commands_name_the_emulated_platform() {
+        let fail = || SevError::Host {
+            command: "PDH_GEN",
+            detail: "x".into(),
+        };
+        let e = PlatformError::Firmware {
+            kind: PlatformKind::Emulated("/p".into()),
+            source: fail(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "emulated platform /p: SEV: PDH_GEN failed: x"
+        );
+        let e = PlatformError::Firmware {
+            kind: PlatformKind::Hardware("/dev/sev".into()),
+            source: fail(),
+        };
+        assert_eq!(e.to_string(), "SEV: PDH_GEN failed: x");
     }
 
     /// No /dev/sev here: opening it fails with a message naming the node.
