@@ -41,7 +41,7 @@ use crate::guest::{DebugCommands, GuestContext, LaunchCommands, MigrationCommand
 use crate::memory::{GuestMemory, HostRegion, HostView, ViewError};
 use crate::platform::{PlatformManagement, SevPlatform};
 use crate::types::{
-    EncryptionParams, GuestStatus, LaunchMeasurement, LaunchSession, MigrationTarget,
+    EncryptionParams, GuestKind, GuestStatus, LaunchMeasurement, LaunchSession, MigrationTarget,
     PlatformCerts, PlatformKind, PlatformStatus,
 };
 use crate::{OpenError, SevError};
@@ -245,7 +245,12 @@ impl PlatformManagement for EmulatedPlatform {
 }
 
 impl SevPlatform for EmulatedPlatform {
-    fn prepare_vm(&self, _: BorrowedFd<'_>, _: &[HostRegion], _: bool) -> Result<(), SevError> {
+    fn prepare_vm(
+        &self,
+        _: BorrowedFd<'_>,
+        _: &[HostRegion],
+        _: GuestKind,
+    ) -> Result<(), SevError> {
         Ok(())
     }
 
@@ -253,12 +258,12 @@ impl SevPlatform for EmulatedPlatform {
         &self,
         _vm: BorrowedFd<'_>,
         memory: Arc<dyn GuestMemory>,
-        es: bool,
+        kind: GuestKind,
     ) -> Result<Arc<dyn GuestContext>, SevError> {
         Ok(Arc::new(EmulatedGuest::new(
             Arc::clone(&self.platform),
             memory,
-            es,
+            kind,
         )))
     }
 }
@@ -313,11 +318,11 @@ pub struct EmulatedGuest {
 }
 
 impl EmulatedGuest {
-    /// A guest context of `platform` over `mem` (an SEV-ES guest when `es`).
-    pub fn new(platform: Arc<Platform>, mem: Arc<dyn GuestMemory>, es: bool) -> Self {
+    /// A guest context of `platform` over `mem`.
+    pub fn new(platform: Arc<Platform>, mem: Arc<dyn GuestMemory>, kind: GuestKind) -> Self {
         // As KVM: SEV-ES guests take ASIDs 1..min_sev_asid, SEV guests
         // min_sev_asid..=max_asid. One VM per process: the first of the range.
-        let asid = if es {
+        let asid = if kind.encrypts_registers() {
             1
         } else {
             platform.config().min_sev_asid
@@ -635,7 +640,7 @@ mod tests {
             },
         ];
         let mem = Arc::new(TestMemory(VecBacking::new(&regions).unwrap()));
-        let g = EmulatedGuest::new(Arc::new(platform), mem.clone(), false);
+        let g = EmulatedGuest::new(Arc::new(platform), mem.clone(), GuestKind::Sev);
         (mem, g)
     }
 

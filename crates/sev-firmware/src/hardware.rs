@@ -23,7 +23,7 @@ use crate::guest::{DebugCommands, GuestContext, LaunchCommands, MigrationCommand
 use crate::memory::{GuestMemory, HostRegion, HostView, ViewError};
 use crate::platform::{PlatformManagement, SevPlatform};
 use crate::types::{
-    EncryptionParams, GuestStatus, LaunchMeasurement, LaunchSession, MigrationTarget,
+    EncryptionParams, GuestKind, GuestStatus, LaunchMeasurement, LaunchSession, MigrationTarget,
     PlatformCerts, PlatformKind, PlatformStatus,
 };
 use crate::{error_chain, OpenError, SevError};
@@ -170,8 +170,9 @@ impl SevPlatform for HardwarePlatform {
         &self,
         vm: BorrowedFd<'_>,
         regions: &[HostRegion],
-        es: bool,
+        kind: GuestKind,
     ) -> Result<(), SevError> {
+        let es = kind.encrypts_registers();
         let sev = SevVm::new(vm, self.device.as_fd());
         sev.init(es).map_err(|e| {
             host_error(
@@ -194,7 +195,7 @@ impl SevPlatform for HardwarePlatform {
         &self,
         vm: BorrowedFd<'_>,
         memory: Arc<dyn GuestMemory>,
-        _es: bool,
+        _kind: GuestKind,
     ) -> Result<Arc<dyn GuestContext>, SevError> {
         let vm = vm.try_clone_to_owned().map_err(|e| SevError::Host {
             command: "attach",

@@ -34,6 +34,6 @@ pub use guest::{DebugCommands, GuestContext, LaunchCommands, MigrationCommands};
 pub use memory::{GuestMemory, HostRegion, HostView, ViewError};
 pub use platform::{PlatformManagement, SevPlatform};
 pub use types::{
-    EncryptionParams, GuestStatus, LaunchMeasurement, LaunchSession, MigrationTarget,
+    EncryptionParams, GuestKind, GuestStatus, LaunchMeasurement, LaunchSession, MigrationTarget,
     PlatformCerts, PlatformKind, PlatformStatus,
 };

@@ -10,7 +10,7 @@ use sev_proto::cert::sev::Certificate;
 
 use crate::guest::GuestContext;
 use crate::memory::{GuestMemory, HostRegion};
-use crate::types::{EncryptionParams, PlatformCerts, PlatformKind, PlatformStatus};
+use crate::types::{EncryptionParams, GuestKind, PlatformCerts, PlatformKind, PlatformStatus};
 use crate::SevError;
 
 /// Platform management: the commands of the platform owner (`sev-platform`)
@@ -60,7 +60,7 @@ pub trait SevPlatform: PlatformManagement {
         &self,
         vm: BorrowedFd<'_>,
         regions: &[HostRegion],
-        es: bool,
+        kind: GuestKind,
     ) -> Result<(), SevError>;
     /// The guest context of the VM `vm` over `memory` (before its
     /// LAUNCH_START or RECEIVE_START).
@@ -68,6 +68,6 @@ pub trait SevPlatform: PlatformManagement {
         &self,
         vm: BorrowedFd<'_>,
         memory: Arc<dyn GuestMemory>,
-        es: bool,
+        kind: GuestKind,
     ) -> Result<Arc<dyn GuestContext>, SevError>;
 }

@@ -66,6 +66,33 @@ pub struct EncryptionParams {
     pub reduced_phys_bits: u32,
 }
 
+/// The kind of guest a VM runs, which decides how the platform prepares
+/// the VM and which ASIDs its guest takes. SEV-SNP adds a kind here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GuestKind {
+    /// SEV: encrypted memory.
+    Sev,
+    /// SEV-ES: encrypted memory and register state.
+    SevEs,
+}
+
+impl GuestKind {
+    /// The kind a guest policy asks for (the ES bit).
+    pub fn of_policy(policy: Policy) -> Self {
+        if policy.es() {
+            GuestKind::SevEs
+        } else {
+            GuestKind::Sev
+        }
+    }
+
+    /// Whether the guest has encrypted register state (SEV-ES or later).
+    pub fn encrypts_registers(self) -> bool {
+        matches!(self, GuestKind::SevEs)
+    }
+}
+
 /// What GUEST_STATUS returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuestStatus {
@@ -195,5 +222,11 @@ mod tests {
             PlatformKind::Emulated("/x".into()).to_string(),
             "emulated (/x)"
         );
+        assert_eq!(
+            GuestKind::of_policy(Policy::from_bits(0x5)),
+            GuestKind::SevEs
+        );
+        assert_eq!(GuestKind::of_policy(Policy::from_bits(0x1)), GuestKind::Sev);
+        assert!(GuestKind::SevEs.encrypts_registers());
     }
 }

@@ -26,9 +26,9 @@ use sev_firmware::memory::{GuestBacking, OutOfRange as PspOutOfRange, Region};
 use sev_firmware::{GuestMemory, HostRegion, HostView, ViewError};
 
 pub use sev_firmware::{
-    error_chain, DebugCommands, EncryptionParams, GuestContext, GuestStatus, LaunchCommands,
-    LaunchMeasurement, LaunchSession, MigrationCommands, MigrationTarget, PlatformCerts,
-    PlatformManagement, PlatformStatus, SevError, SevPlatform,
+    error_chain, DebugCommands, EncryptionParams, GuestContext, GuestKind, GuestStatus,
+    LaunchCommands, LaunchMeasurement, LaunchSession, MigrationCommands, MigrationTarget,
+    PlatformCerts, PlatformManagement, PlatformStatus, SevError, SevPlatform,
 };
 
 use crate::machine::{Machine, PreVcpuHook};
@@ -161,7 +161,7 @@ pub fn open_platform(device: &crate::options::SevDevice) -> Result<Arc<dyn SevPl
 
 /// The hook that prepares the KVM VM for `platform` before vCPUs exist
 /// ([`SevPlatform::prepare_vm`]).
-pub fn pre_vcpu_hook(platform: &Arc<dyn SevPlatform>, es: bool) -> Option<PreVcpuHook> {
+pub fn pre_vcpu_hook(platform: &Arc<dyn SevPlatform>, kind: GuestKind) -> Option<PreVcpuHook> {
     if platform.is_emulated() {
         return None;
     }
@@ -171,7 +171,7 @@ pub fn pre_vcpu_hook(platform: &Arc<dyn SevPlatform>, es: bool) -> Option<PreVcp
         // borrowed fd does not outlive it.
         let vm_fd = unsafe { BorrowedFd::borrow_raw(vm.as_raw_fd()) };
         platform
-            .prepare_vm(vm_fd, &host_regions(ram), es)
+            .prepare_vm(vm_fd, &host_regions(ram), kind)
             .map_err(Into::into)
     }))
 }
@@ -181,13 +181,13 @@ pub fn pre_vcpu_hook(platform: &Arc<dyn SevPlatform>, es: bool) -> Option<PreVcp
 pub fn attach(
     platform: &dyn SevPlatform,
     machine: &mut Machine,
-    es: bool,
+    kind: GuestKind,
 ) -> Result<Arc<dyn GuestContext>, SevError> {
     // SAFETY: the machine's VM fd is open for as long as `machine` is
     // borrowed; `attach` duplicates it if it keeps it.
     let vm = unsafe { BorrowedFd::borrow_raw(machine.vm_fd().as_raw_fd()) };
     let memory = Arc::new(RamBacking::new(Arc::clone(machine.guest_memory())));
-    let guest = platform.attach(vm, memory, es)?;
+    let guest = platform.attach(vm, memory, kind)?;
     machine.set_memory_view(Arc::new(SevView::new(guest.host_view())));
     Ok(guest)
 }

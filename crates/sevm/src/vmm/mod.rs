@@ -34,8 +34,8 @@ use crate::qmp::response::ShutdownCause;
 use crate::qmp::{EventSender, QmpEvent, QmpServer, ServerError};
 use crate::sev::launch::Failed;
 use crate::sev::{
-    self, error_chain, EncryptionParams, GuestContext, Launch, LaunchCommands, LaunchSession,
-    PlatformManagement, PlatformStatus, Running, Secret, SevError, SevPlatform,
+    self, error_chain, EncryptionParams, GuestContext, GuestKind, Launch, LaunchCommands,
+    LaunchSession, PlatformManagement, PlatformStatus, Running, Secret, SevError, SevPlatform,
 };
 
 pub(crate) use files::decode_base64;
@@ -688,7 +688,9 @@ impl Vmm {
             sev_setup = Some((g, platform, info, params));
         }
 
-        let es = sev_cfg.is_some_and(|g| Policy::from_bits(g.policy).es());
+        let kind = sev_cfg.map_or(GuestKind::Sev, |g| {
+            GuestKind::of_policy(Policy::from_bits(g.policy))
+        });
         let firmware_size = inputs.firmware.len() as u64;
         let mut mc = MachineConfig::new(config.memory, inputs.firmware);
         mc.vcpus = config.cpus;
@@ -697,7 +699,7 @@ impl Vmm {
         mc.serial = serial_output(config)?;
         mc.pre_vcpu_hook = sev_setup
             .as_ref()
-            .and_then(|(_, p, _, _)| sev::pre_vcpu_hook(p, es));
+            .and_then(|(_, p, _, _)| sev::pre_vcpu_hook(p, kind));
         let mut machine = Machine::new(mc).map_err(machine_err)?;
 
         let sev = match sev_setup {
@@ -712,7 +714,7 @@ impl Vmm {
             None => None,
             Some((g, platform, info, params)) if config.incoming.is_some() => {
                 // The guest arrives later, on the incoming thread (run).
-                let backend = sev::attach(platform.as_ref(), &mut machine, es)?;
+                let backend = sev::attach(platform.as_ref(), &mut machine, kind)?;
                 Some(SevContext {
                     platform,
                     backend,
@@ -725,7 +727,7 @@ impl Vmm {
                 })
             }
             Some((g, platform, info, params)) => {
-                let backend = sev::attach(platform.as_ref(), &mut machine, es)?;
+                let backend = sev::attach(platform.as_ref(), &mut machine, kind)?;
                 let policy = Policy::from_bits(g.policy);
                 let mut launch = Launch::start(
                     Arc::clone(&backend) as Arc<dyn LaunchCommands>,
@@ -746,7 +748,7 @@ impl Vmm {
                         })?;
                     launch.update_data(gpa, PADDED_HASH_TABLE_LEN as u64)?;
                 }
-                if es {
+                if kind.encrypts_registers() {
                     launch.update_vmsa()?;
                 }
                 let handle = launch.handle();
