@@ -26,6 +26,7 @@ use crate::qmp::QmpEvent;
 use crate::sev::MigrationTarget;
 use sev_proto::cert::chain::{CaChain, PlatformChain};
 use sev_proto::cert::sev::Certificate;
+use sev_proto::session::SessionBuffer;
 
 /// Largest number of pre-copy passes before stop-and-copy is forced.
 pub const MAX_PASSES: u64 = 30;
@@ -293,7 +294,7 @@ pub fn run(job: &Job<'_>) -> Result<Summary, MigrationError> {
         job,
         conn,
         policy.bits(),
-        session.to_bytes().to_vec(),
+        session,
         start,
         timeout,
         &mut paused_here,
@@ -470,7 +471,7 @@ fn send(
     job: &Job<'_>,
     conn: Conn,
     policy: u32,
-    session: Vec<u8>,
+    session: SessionBuffer,
     start: Instant,
     timeout: Duration,
     paused_here: &mut bool,
@@ -727,7 +728,7 @@ mod tests {
             firmware_size: 0x10000,
             vcpus: 1,
             source_pdh: vec![7; SEV_CERT_LEN],
-            session: vec![9; SESSION_LEN],
+            session: SessionBuffer::from_bytes(&[9; SESSION_LEN]),
         };
         let (tx, rx) = sync_channel::<Vec<Record>>(16);
         let (back_tx, back_rx) = sync_channel::<Vec<Record>>(16);

@@ -23,7 +23,6 @@ use crate::options::IncomingConfig;
 use crate::sev::{MigrationCommands, SevError};
 use crate::vcpu::VcpuState;
 use sev_proto::cert::sev::Certificate;
-use sev_proto::session::SessionBuffer;
 
 /// What a finished restore produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -434,14 +433,11 @@ fn receive_from(
     let max_packets = guest_pages.saturating_mul(max_passes).saturating_add(1);
     let mut last_pass = 0u64;
     let stream_policy = Policy::from_bits(header.policy);
-    let undecodable = |what: &str, e: &dyn std::fmt::Display| SevError::Host {
+    let source_pdh = Certificate::decode(&header.source_pdh).map_err(|e| SevError::Host {
         command: "RECEIVE_START",
-        detail: format!("the stream's {what} does not decode: {e}"),
-    };
-    let source_pdh =
-        Certificate::decode(&header.source_pdh).map_err(|e| undecodable("source PDH", &e))?;
-    let session = SessionBuffer::decode(&header.session).map_err(|e| undecodable("session", &e))?;
-    let handle = backend.receive_start(stream_policy, &source_pdh, &session)?;
+        detail: format!("the stream's source PDH does not decode: {e}"),
+    })?;
+    let handle = backend.receive_start(stream_policy, &source_pdh, &header.session)?;
     progress.total.store(
         (ram.ram_size() + ram.firmware_size()) / PAGE * PAGE,
         Ordering::Relaxed,
