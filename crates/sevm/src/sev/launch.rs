@@ -11,6 +11,12 @@
 //! unchanged with the error ([`Failed`]), so the VMM keeps the guest in the
 //! state the firmware left it in (a failed LAUNCH_FINISH leaves the guest in
 //! LSECRET, as on hardware).
+//!
+//! The typestate stays in the VMM rather than in `sev-firmware`: it
+//! sequences this VMM's launch (its guest-physical addresses, the phases it
+//! holds for QMP), while the boundary crate carries the commands every user
+//! shares. The SEV-SNP launch, a different sequence of commands, will be a
+//! typestate of its own over the same job traits.
 
 use std::fmt;
 use std::sync::Arc;
