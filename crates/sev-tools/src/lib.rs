@@ -8,7 +8,8 @@
 //! * [`secret`]: the secret table and LAUNCH_SECRET packet (`sevctl secret build`);
 //! * [`attest`]: attestation report verification;
 //! * [`qmp`]: a small QMP client;
-//! * [`platform`]: `/dev/sev` and emulated platform backends for `sev-platform`;
+//! * [`platform`]: `sev-firmware`'s platform management (`/dev/sev` or an
+//!   emulated platform) as `sev-platform` reports it, and the owner-CA side;
 //! * [`io`]: bounded reads, path-or-base64 arguments, atomic output files.
 
 pub mod attest;
