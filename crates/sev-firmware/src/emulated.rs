@@ -111,8 +111,16 @@ impl EmulatedPlatform {
     }
 
     /// INITs the platform for running guests, with SEV-ES when it is
-    /// capable (as Linux does).
+    /// capable (as Linux does), unless it is INITed already (another user
+    /// of a platform whose state is shared did it).
     pub fn init_for_guests(&self) -> Result<(), SevError> {
+        let status = self
+            .platform
+            .platform_status()
+            .map_err(|e| fw_error("PLATFORM_STATUS", e))?;
+        if status.state != PlatformState::Uninit {
+            return Ok(());
+        }
         let es = self.platform.config().es_capable;
         self.platform.init(es).map_err(|e| fw_error("INIT", e))
     }
@@ -712,6 +720,8 @@ mod tests {
         certs.chain.cek.verify_signed_by_ca(&ca.ask).unwrap();
         p.init_for_guests().unwrap();
         assert_eq!(p.status().unwrap().state(), Some(PlatformState::Init));
+        // INITed already: nothing to do.
+        p.init_for_guests().unwrap();
         // Already INIT: the command runs as it is and the platform stays INIT.
         assert_eq!(p.pdh_cert_export().unwrap(), certs);
         assert_eq!(p.status().unwrap().state(), Some(PlatformState::Init));
