@@ -276,7 +276,8 @@ fn firmware_and_state(s: &mut Seeds) -> Result<()> {
         vcpus: 1,
         // The reader wants a certificate's and a session buffer's length.
         source_pdh: pattern(0, sev::CERT_LEN),
-        session: pattern(0x80, SessionBuffer::SIZE),
+        session: SessionBuffer::decode(&pattern(0x80, SessionBuffer::SIZE))
+            .context("session buffer")?,
     };
     let mut w = Writer::new(Vec::new(), &header).context("stream header")?;
     w.records(&[

@@ -7,7 +7,8 @@
 //! * [`measure`]: expected launch digest and measurement, and their check;
 //! * [`secret`]: the secret table and LAUNCH_SECRET packet (`sevctl secret build`);
 //! * [`attest`]: attestation report verification;
-//! * [`platform`]: `/dev/sev` and emulated platform backends for `sev-platform`;
+//! * [`platform`]: `sev-firmware`'s platform management (`/dev/sev` or an
+//!   emulated platform) as `sev-platform` reports it, and the owner-CA side;
 //! * [`io`]: bounded reads, path-or-base64 arguments, atomic output files.
 //!
 //! QMP (`sev-owner --qmp`, the launch driver) goes through the client of

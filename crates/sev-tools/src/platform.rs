@@ -1,7 +1,7 @@
-//! The platform commands `sev-platform` runs, behind one trait with two
-//! implementations chosen at run time: AMD hardware through `/dev/sev`
-//! ([`Hardware`], `sev-host`) and the emulated AMD Secure Processor in a
-//! platform state directory ([`Emulated`], `sev-psp`).
+//! The platform side of the tools: `sev-firmware`'s platform management
+//! (AMD hardware through `/dev/sev`, or the emulated AMD Secure Processor
+//! in a platform state directory), with the tools' rendering of what it
+//! reports ([`Status`], [`KindJson`]).
 //!
 //! Also the owner-CA side of platform ownership: generating an OCA key pair
 //! and signing a PEK CSR with it ([`sign_csr`]), which
@@ -10,35 +10,32 @@
 use std::path::{Path, PathBuf};
 
 use p384::ecdsa::SigningKey;
-use serde::Serialize;
-use sev_proto::abi::{Owner, PlatformState, StatusCode};
-use sev_proto::cert::chain::CaChain;
+use serde::{Serialize, Serializer};
+use sev_proto::abi::{Owner, PlatformState};
 use sev_proto::cert::sev::{self, Slot};
 use sev_proto::cert::{Algorithm, Usage};
 use zeroize::Zeroizing;
 
-use crate::io::{self, IoError};
+pub use sev_firmware::emulated::{CreateOptions, EmulatedPlatform};
+pub use sev_firmware::hardware::HardwarePlatform;
+pub use sev_firmware::{OpenError, PlatformKind, PlatformManagement, PlatformStatus, SevError};
 
-mod emulated;
-pub use emulated::{Emulated, InitOptions};
+use crate::io::{self, IoError};
 
 /// Why a platform command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
-    /// The hardware backend failed.
-    #[error("{}", describe_host(.0))]
-    Host(#[source] sev_host::HostError),
-    /// The emulated platform failed.
-    #[error("emulated platform {}: {message}", dir.display())]
-    Emulated {
-        /// The platform directory.
-        dir: PathBuf,
+    /// The platform ran the command and it failed.
+    #[error("{}{source}", platform_prefix(.kind))]
+    Firmware {
+        /// Which platform.
+        kind: PlatformKind,
         /// What failed, with the firmware status where there is one.
-        message: String,
+        source: SevError,
     },
-    /// An emulated platform directory could not be created or opened.
+    /// The platform could not be opened or created.
     #[error(transparent)]
-    Open(#[from] sev_psp::PlatformError),
+    Open(#[from] OpenError),
     /// The command is not available on this backend.
     #[error("{0}")]
     Unsupported(String),
@@ -59,35 +56,46 @@ pub enum PlatformError {
     Key(PathBuf),
 }
 
-fn describe_host(e: &sev_host::HostError) -> String {
-    match e {
-        sev_host::HostError::Firmware { cmd, code } => {
-            format!("{cmd}: firmware status {}", StatusCode(*code))
-        }
-        other => other.to_string(),
+/// What a failed command's message starts with: the emulated platform's
+/// directory (hardware has one platform; the command names the device).
+fn platform_prefix(kind: &PlatformKind) -> String {
+    match kind {
+        PlatformKind::Emulated(dir) => format!("emulated platform {}: ", dir.display()),
+        PlatformKind::Hardware(_) => String::new(),
     }
 }
 
-/// Which platform a backend talks to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", content = "path", rename_all = "lowercase")]
-pub enum PlatformKind {
-    /// AMD hardware through a `/dev/sev` node.
-    Hardware(PathBuf),
-    /// The emulated AMD-SP in a state directory.
-    Emulated(PathBuf),
-}
-
-impl std::fmt::Display for PlatformKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PlatformKind::Hardware(p) => write!(f, "hardware ({})", p.display()),
-            PlatformKind::Emulated(p) => write!(f, "emulated ({})", p.display()),
+impl PlatformError {
+    /// A failed command of the platform `p`.
+    pub fn firmware(p: &dyn PlatformManagement) -> impl FnOnce(SevError) -> PlatformError + '_ {
+        move |source| PlatformError::Firmware {
+            kind: p.kind().clone(),
+            source,
         }
     }
 }
 
-/// PLATFORM_STATUS, decoded.
+/// [`PlatformKind`] as the tools' JSON shows it:
+/// `{"kind": "emulated", "path": "/x"}`.
+#[derive(Debug, Clone, Copy)]
+pub struct KindJson<'a>(pub &'a PlatformKind);
+
+impl Serialize for KindJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Tagged<'a> {
+            kind: &'static str,
+            path: &'a Path,
+        }
+        let (kind, path) = match self.0 {
+            PlatformKind::Hardware(p) => ("hardware", p),
+            PlatformKind::Emulated(p) => ("emulated", p),
+        };
+        Tagged { kind, path }.serialize(serializer)
+    }
+}
+
+/// PLATFORM_STATUS, as the tools report it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Status {
     /// API major version.
@@ -139,97 +147,24 @@ impl Status {
     }
 }
 
-/// The platform commands, on either backend.
-pub trait Backend {
-    /// Which platform this is.
-    fn kind(&self) -> PlatformKind;
-    /// PLATFORM_STATUS.
-    fn status(&mut self) -> Result<Status, PlatformError>;
-    /// PDH_CERT_EXPORT: `(PDH, PEK ‖ OCA ‖ CEK)`.
-    fn pdh_cert_export(&mut self) -> Result<(Vec<u8>, Vec<u8>), PlatformError>;
-    /// PEK_CSR.
-    fn pek_csr(&mut self) -> Result<Vec<u8>, PlatformError>;
-    /// PEK_CERT_IMPORT.
-    fn pek_cert_import(&mut self, pek: &[u8], oca: &[u8]) -> Result<(), PlatformError>;
-    /// PDH_GEN.
-    fn pdh_gen(&mut self) -> Result<(), PlatformError>;
-    /// PEK_GEN.
-    fn pek_gen(&mut self) -> Result<(), PlatformError>;
-    /// PLATFORM_RESET.
-    fn reset(&mut self) -> Result<(), PlatformError>;
-    /// GET_ID.
-    fn get_id(&mut self) -> Result<Vec<u8>, PlatformError>;
-    /// The ASK ‖ ARK that certify the CEK, when the backend knows them (the
-    /// emulated platform's own roots; `None` on hardware, whose roots are
-    /// AMD's and come from the roots directory).
-    fn ca_chain(&mut self) -> Result<Option<CaChain>, PlatformError>;
-}
-
-/// AMD hardware through `/dev/sev`.
-#[derive(Debug)]
-pub struct Hardware {
-    dev: sev_host::SevDevice,
-}
-
-impl Hardware {
-    /// Opens the device node.
-    pub fn open(path: &Path) -> Result<Self, PlatformError> {
-        Ok(Hardware {
-            dev: sev_host::SevDevice::open_path(path).map_err(PlatformError::Host)?,
-        })
-    }
-}
-
-impl Backend for Hardware {
-    fn kind(&self) -> PlatformKind {
-        PlatformKind::Hardware(self.dev.path().to_path_buf())
-    }
-
-    fn status(&mut self) -> Result<Status, PlatformError> {
-        let s = self.dev.platform_status().map_err(PlatformError::Host)?;
-        Ok(Status::from_raw(
-            s.api_major,
-            s.api_minor,
+impl From<&PlatformStatus> for Status {
+    fn from(s: &PlatformStatus) -> Self {
+        let flags = u32::from(s.owner == Owner::External) | if s.es_enabled { 0x100 } else { 0 };
+        Status::from_raw(
+            s.api.major,
+            s.api.minor,
             s.build,
-            s.state,
-            s.flags,
+            s.state_code,
+            flags,
             s.guest_count,
-        ))
+        )
     }
+}
 
-    fn pdh_cert_export(&mut self) -> Result<(Vec<u8>, Vec<u8>), PlatformError> {
-        self.dev.pdh_cert_export().map_err(PlatformError::Host)
-    }
-
-    fn pek_csr(&mut self) -> Result<Vec<u8>, PlatformError> {
-        self.dev.pek_csr().map_err(PlatformError::Host)
-    }
-
-    fn pek_cert_import(&mut self, pek: &[u8], oca: &[u8]) -> Result<(), PlatformError> {
-        self.dev
-            .pek_cert_import(pek, oca)
-            .map_err(PlatformError::Host)
-    }
-
-    fn pdh_gen(&mut self) -> Result<(), PlatformError> {
-        self.dev.pdh_gen().map_err(PlatformError::Host)
-    }
-
-    fn pek_gen(&mut self) -> Result<(), PlatformError> {
-        self.dev.pek_gen().map_err(PlatformError::Host)
-    }
-
-    fn reset(&mut self) -> Result<(), PlatformError> {
-        self.dev.factory_reset().map_err(PlatformError::Host)
-    }
-
-    fn get_id(&mut self) -> Result<Vec<u8>, PlatformError> {
-        self.dev.get_id().map_err(PlatformError::Host)
-    }
-
-    fn ca_chain(&mut self) -> Result<Option<CaChain>, PlatformError> {
-        Ok(None)
-    }
+/// PLATFORM_STATUS of `p`, as the tools report it.
+pub fn status(p: &dyn PlatformManagement) -> Result<Status, PlatformError> {
+    let s = p.status().map_err(PlatformError::firmware(p))?;
+    Ok(Status::from(&s))
 }
 
 /// A new OCA: a P-384 key pair and its self-signed certificate (usage OCA,
@@ -309,7 +244,7 @@ mod tests {
         assert_eq!(Status::from_raw(0, 0, 0, 9, 0, 0).state, "unknown (9)");
         let j = serde_json::to_value(&s).unwrap();
         assert_eq!(j["api_minor"], 55);
-        let k = serde_json::to_value(PlatformKind::Emulated("/x".into())).unwrap();
+        let k = serde_json::to_value(KindJson(&PlatformKind::Emulated("/x".into()))).unwrap();
         assert_eq!(k, serde_json::json!({"kind": "emulated", "path": "/x"}));
     }
 
@@ -344,13 +279,34 @@ mod tests {
         assert!(matches!(read_oca_key(&f), Err(PlatformError::Key(_))));
     }
 
+    #[test]
+    fn failed_commands_name_the_emulated_platform() {
+        let fail = || SevError::Host {
+            command: "PDH_GEN",
+            detail: "x".into(),
+        };
+        let e = PlatformError::Firmware {
+            kind: PlatformKind::Emulated("/p".into()),
+            source: fail(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "emulated platform /p: SEV: PDH_GEN failed: x"
+        );
+        let e = PlatformError::Firmware {
+            kind: PlatformKind::Hardware("/dev/sev".into()),
+            source: fail(),
+        };
+        assert_eq!(e.to_string(), "SEV: PDH_GEN failed: x");
+    }
+
     /// No /dev/sev here: opening it fails with a message naming the node.
     #[test]
     fn hardware_open_names_the_device() {
         if Path::new("/dev/sev").exists() {
             return;
         }
-        let e = Hardware::open(Path::new("/dev/sev")).unwrap_err();
+        let e = HardwarePlatform::open(Path::new("/dev/sev")).unwrap_err();
         assert!(e.to_string().contains("/dev/sev"), "{e}");
     }
 }

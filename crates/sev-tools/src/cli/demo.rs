@@ -13,7 +13,7 @@ use crate::chain::{CaOptions, ChainSource, Trust};
 use crate::io;
 use crate::launch::{self, ChainInput, Device, Plan, Report};
 use crate::measure::DigestInputs;
-use crate::platform::{Backend, Emulated, InitOptions};
+use crate::platform::{CreateOptions, EmulatedPlatform, PlatformError, PlatformManagement};
 use crate::secret;
 
 /// The GUID the demo's secret is stored under.
@@ -43,19 +43,21 @@ pub fn prepare(platform: &Path, sevm: &Path, say: &mut dyn FnMut(&str)) -> Resul
             "creating an emulated SEV platform in {} (once: generating its RSA-4096 roots takes a few seconds)",
             platform.display()
         ));
-        Emulated::init(platform, InitOptions::default())?;
+        EmulatedPlatform::create(platform, CreateOptions::default())
+            .map_err(PlatformError::from)?;
     }
     let files = platform
         .parent()
         .map_or_else(|| PathBuf::from("demo"), |p| p.join("demo"));
     std::fs::create_dir_all(&files).with_context(|| format!("creating {}", files.display()))?;
-    let mut b = Emulated::open(platform)?;
-    let (pdh, chain) = b.pdh_cert_export()?;
+    let b = EmulatedPlatform::open(platform).map_err(PlatformError::from)?;
+    let certs = b.pdh_cert_export().map_err(PlatformError::firmware(&b))?;
     let ca = b
-        .ca_chain()?
+        .amd_chain()
+        .map_err(PlatformError::firmware(&b))?
         .context("the emulated platform has no ASK/ARK")?;
-    let mut full = pdh;
-    full.extend_from_slice(&chain);
+    let mut full = certs.pdh.encode().to_vec();
+    full.extend_from_slice(&certs.chain.encode());
     full.extend_from_slice(&ca.encode());
     let chain_path = files.join("chain.cert");
     let ark_path = files.join("ark.cert");

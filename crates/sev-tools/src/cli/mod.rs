@@ -245,9 +245,10 @@ impl TrustArgs {
 /// ARK of the emulated platform in `dir` (see [`Trust::recognise_emulated`]);
 /// when the platform cannot be read the root keeps its label.
 pub fn recognise_emulated_root(trust: Trust, dir: &Path) -> Trust {
-    let ark = crate::platform::Emulated::open(dir)
+    use crate::platform::PlatformManagement;
+    let ark = crate::platform::EmulatedPlatform::open(dir)
         .ok()
-        .and_then(|mut e| crate::platform::Backend::ca_chain(&mut e).ok().flatten())
+        .and_then(|e| e.amd_chain().ok().flatten())
         .map(|ca| ca.ark);
     match ark {
         Some(ark) => trust.recognise_emulated(dir, &ark),

@@ -8,12 +8,15 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 use sev_proto::abi::ApiVersion;
-use sev_proto::cert::chain::{CaChain, PlatformChain};
+use sev_proto::cert::chain::CaChain;
 use sev_proto::cert::sev;
 use sev_proto::cert::AmdGeneration;
 
 use crate::io::{self, OutputSet};
-use crate::platform::{self, Backend, Emulated, Hardware, InitOptions, PlatformKind};
+use crate::platform::{
+    self, CreateOptions, EmulatedPlatform, HardwarePlatform, KindJson, PlatformError, PlatformKind,
+    PlatformManagement,
+};
 use crate::roots;
 
 /// The platform owner's tool: status, certificate export, ownership (PEK CSR, OCA signing,
@@ -170,10 +173,12 @@ fn emulated_dir(cli: &Cli) -> Result<Option<PathBuf>> {
     }
 }
 
-fn backend(cli: &Cli) -> Result<Box<dyn Backend>> {
+fn backend(cli: &Cli) -> Result<Box<dyn PlatformManagement>> {
     match emulated_dir(cli)? {
-        Some(dir) => Ok(Box::new(Emulated::open(&dir)?)),
-        None => Ok(Box::new(Hardware::open(&cli.device).with_context(
+        Some(dir) => Ok(Box::new(
+            EmulatedPlatform::open(&dir).map_err(PlatformError::from)?,
+        )),
+        None => Ok(Box::new(HardwarePlatform::open(&cli.device).with_context(
             || {
                 format!(
                     "no SEV hardware at {} (use --emulated [DIR] for an emulated platform)",
@@ -203,8 +208,8 @@ fn run(cli: Cli) -> Result<()> {
             out,
         } => sign_csr(&cli, csr, oca_cert, oca_key, out),
         _ => {
-            let mut b = backend(&cli)?;
-            platform_cmd(&cli, b.as_mut())
+            let b = backend(&cli)?;
+            platform_cmd(&cli, b.as_ref())
         }
     }
 }
@@ -214,14 +219,15 @@ fn init(cli: &Cli, a: &InitArgs) -> Result<()> {
         Some(d) => d.clone(),
         None => emulated_dir(cli)?.map_or_else(default_emulated_dir, Ok)?,
     };
-    let options = InitOptions {
+    let options = CreateOptions {
         api: a.api,
         build: a.build,
         ark_bits: if a.ark_bits == "2048" { 2048 } else { 4096 },
+        ..CreateOptions::default()
     };
-    let created = Emulated::init(&dir, options)?;
-    let mut b = Emulated::open(&dir)?;
-    let s = b.status()?;
+    let created = EmulatedPlatform::create(&dir, options).map_err(PlatformError::from)?;
+    let b = EmulatedPlatform::open(&dir).map_err(PlatformError::from)?;
+    let s = platform::status(&b)?;
     let verb = if created {
         "created"
     } else {
@@ -229,7 +235,7 @@ fn init(cli: &Cli, a: &InitArgs) -> Result<()> {
     };
     emit(
         cli,
-        json!({"platform": b.kind(), "created": created, "status": s}),
+        json!({"platform": KindJson(b.kind()), "created": created, "status": s}),
         &format!(
             "emulated platform {verb} {} (API {}.{} build {})\n",
             dir.display(),
@@ -241,11 +247,12 @@ fn init(cli: &Cli, a: &InitArgs) -> Result<()> {
     Ok(())
 }
 
-fn platform_cmd(cli: &Cli, b: &mut dyn Backend) -> Result<()> {
+fn platform_cmd(cli: &Cli, b: &dyn PlatformManagement) -> Result<()> {
     let kind = b.kind();
+    let failed = PlatformError::firmware(b);
     match &cli.cmd {
         Cmd::Status => {
-            let s = b.status()?;
+            let s = platform::status(b)?;
             let text = format!(
                 "platform:  {kind}\nfirmware:  API {}.{} build {}\nstate:     {}\nowner:     {}\nSEV-ES:    {}\nguests:    {}\n",
                 s.api_major,
@@ -256,15 +263,15 @@ fn platform_cmd(cli: &Cli, b: &mut dyn Backend) -> Result<()> {
                 if s.es { "enabled" } else { "disabled" },
                 s.guests
             );
-            emit(cli, json!({"platform": kind, "status": s}), &text);
+            emit(cli, json!({"platform": KindJson(kind), "status": s}), &text);
         }
         Cmd::Export(a) => export(cli, b, a)?,
         Cmd::PekCsr { out } => {
-            let csr = b.pek_csr()?;
+            let csr = b.pek_csr().map_err(failed)?.encode();
             io::write_atomic(out, &csr, 0o644)?;
             emit(
                 cli,
-                json!({"platform": kind, "written": [out]}),
+                json!({"platform": KindJson(kind), "written": [out]}),
                 &format!(
                     "PEK CSR ({} bytes) written to {}\n",
                     csr.len(),
@@ -273,48 +280,47 @@ fn platform_cmd(cli: &Cli, b: &mut dyn Backend) -> Result<()> {
             );
         }
         Cmd::PekCertImport { pek, oca } => {
-            let pek_bytes = io::read_file(pek)?;
-            let oca_bytes = io::read_file(oca)?;
-            for (what, p, bytes) in [("PEK", pek, &pek_bytes), ("OCA", oca, &oca_bytes)] {
-                sev::Certificate::decode(bytes)
-                    .with_context(|| format!("{what} certificate {}", p.display()))?;
-            }
-            b.pek_cert_import(&pek_bytes, &oca_bytes)?;
+            let decode = |what: &str, p: &Path| -> Result<sev::Certificate> {
+                sev::Certificate::decode(&io::read_file(p)?)
+                    .with_context(|| format!("{what} certificate {}", p.display()))
+            };
+            let (pek, oca) = (decode("PEK", pek)?, decode("OCA", oca)?);
+            b.pek_cert_import(&pek, &oca).map_err(failed)?;
             emit(
                 cli,
-                json!({"platform": kind, "ok": true}),
+                json!({"platform": KindJson(kind), "ok": true}),
                 "PEK and OCA imported: the platform is now owned by that OCA\n",
             );
         }
         Cmd::PdhGen => {
-            b.pdh_gen()?;
+            b.pdh_gen().map_err(failed)?;
             emit(
                 cli,
-                json!({"platform": kind, "ok": true}),
+                json!({"platform": KindJson(kind), "ok": true}),
                 "new PDH generated\n",
             );
         }
         Cmd::PekGen => {
-            b.pek_gen()?;
+            b.pek_gen().map_err(failed)?;
             emit(
                 cli,
-                json!({"platform": kind, "ok": true}),
+                json!({"platform": KindJson(kind), "ok": true}),
                 "new PEK and PDH generated; the platform is self-owned\n",
             );
         }
         Cmd::Reset => {
-            b.reset()?;
+            b.platform_reset().map_err(failed)?;
             emit(
                 cli,
-                json!({"platform": kind, "ok": true}),
+                json!({"platform": KindJson(kind), "ok": true}),
                 "platform reset: new OCA, PEK and PDH; ownership cleared\n",
             );
         }
         Cmd::Id => {
-            let id = b.get_id()?;
+            let id = b.get_id().map_err(failed)?;
             emit(
                 cli,
-                json!({"platform": kind, "id": hex::encode(&id)}),
+                json!({"platform": KindJson(kind), "id": hex::encode(&id)}),
                 &format!("{}\n", hex::encode(&id)),
             );
         }
@@ -346,17 +352,18 @@ fn amd_ca_for(cek: &sev::Certificate, amd_ca: Option<&Path>) -> Result<CaChain> 
     )
 }
 
-fn export(cli: &Cli, b: &mut dyn Backend, a: &ExportArgs) -> Result<()> {
+fn export(cli: &Cli, b: &dyn PlatformManagement, a: &ExportArgs) -> Result<()> {
     if a.file.is_none() && a.dir.is_none() && a.pdh.is_none() && a.ca.is_none() && a.ark.is_none() {
         bail!("nothing to export: give FILE, --dir, --pdh, --ca or --ark");
     }
     let kind = b.kind();
-    let (pdh, chain) = b.pdh_cert_export()?;
-    let pdh_cert = sev::Certificate::decode(&pdh).context("the platform's PDH certificate")?;
-    let platform = PlatformChain::decode(&chain).context("the platform's PEK/OCA/CEK chain")?;
+    let failed = PlatformError::firmware(b);
+    let certs = b.pdh_cert_export().map_err(PlatformError::firmware(b))?;
+    let (pdh_cert, platform) = (&certs.pdh, &certs.chain);
+    let pdh = pdh_cert.encode();
     let need_ca = a.full || a.dir.is_some() || a.ca.is_some() || a.ark.is_some();
     let ca = if need_ca {
-        match b.ca_chain()? {
+        match b.amd_chain().map_err(failed)? {
             Some(ca) => Some(ca),
             None => Some(amd_ca_for(&platform.cek, a.amd_ca.as_deref())?),
         }
@@ -371,8 +378,8 @@ fn export(cli: &Cli, b: &mut dyn Backend, a: &ExportArgs) -> Result<()> {
         Ok(())
     };
     if let Some(f) = &a.file {
-        let mut bytes = pdh.clone();
-        bytes.extend_from_slice(&chain);
+        let mut bytes = pdh.to_vec();
+        bytes.extend_from_slice(&platform.encode());
         if a.full {
             if let Some(ca) = &ca {
                 bytes.extend_from_slice(&ca.encode());
@@ -392,7 +399,7 @@ fn export(cli: &Cli, b: &mut dyn Backend, a: &ExportArgs) -> Result<()> {
     if let Some(d) = &a.dir {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         for (name, cert) in [
-            ("pdh.cert", &pdh_cert),
+            ("pdh.cert", pdh_cert),
             ("pek.cert", &platform.pek),
             ("oca.cert", &platform.oca),
             ("cek.cert", &platform.cek),
@@ -412,7 +419,11 @@ fn export(cli: &Cli, b: &mut dyn Backend, a: &ExportArgs) -> Result<()> {
     for p in &written {
         text.push_str(&format!("wrote {}\n", p.display()));
     }
-    emit(cli, json!({"platform": kind, "written": written}), &text);
+    emit(
+        cli,
+        json!({"platform": KindJson(kind), "written": written}),
+        &text,
+    );
     Ok(())
 }
 

@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use crate::machine::Machine;
 use crate::memory::{AccessError, Gpa};
-use crate::sev::{SevBackend, SevError};
+use crate::sev::{DebugCommands, SevError};
 use crate::vcpu::VcpuState;
 
 /// 4 KiB: the unit of one DBG_* call (as KVM).
@@ -128,7 +128,7 @@ pub enum DebugError {
 #[derive(Clone)]
 pub struct GuestDebug {
     machine: Arc<Machine>,
-    sev: Option<Arc<dyn SevBackend>>,
+    sev: Option<Arc<dyn DebugCommands>>,
     /// Mask that clears the C-bit (and bits above 51) from page-table
     /// addresses.
     cbit: Option<u32>,
@@ -178,7 +178,7 @@ impl GuestDebug {
     /// position) of an SEV guest.
     pub fn new(
         machine: Arc<Machine>,
-        sev: Option<Arc<dyn SevBackend>>,
+        sev: Option<Arc<dyn DebugCommands>>,
         cbitpos: Option<u32>,
     ) -> Self {
         GuestDebug {
@@ -232,7 +232,7 @@ impl GuestDebug {
             let dst = buf
                 .get_mut(usize_range(off, n))
                 .ok_or(DebugError::OutOfRange { gpa: at, len: n })?;
-            sev.dbg_decrypt(Gpa(at), dst)?;
+            sev.dbg_decrypt(at, dst)?;
         }
         Ok(())
     }
@@ -254,7 +254,7 @@ impl GuestDebug {
             let src = data
                 .get(usize_range(off, n))
                 .ok_or(DebugError::OutOfRange { gpa: at, len: n })?;
-            sev.dbg_encrypt(src, Gpa(at))?;
+            sev.dbg_encrypt(src, at)?;
         }
         Ok(())
     }

@@ -68,7 +68,7 @@ use sevm_qmp::MigrateSetParameters as MigrationParameters;
 use sevm_qmp::QmpEvent;
 
 use crate::machine::Machine;
-use crate::sev::{SevBackend, SevError, SevPlatform};
+use crate::sev::{MigrationCommands, PlatformManagement, SevError};
 
 pub use stream::StreamError;
 
@@ -345,10 +345,10 @@ pub trait VmControl: Send + Sync {
 /// The SEV side of the VM being migrated.
 #[derive(Clone, Debug)]
 pub struct SevParts {
-    /// The per-VM interface.
-    pub backend: Arc<dyn SevBackend>,
+    /// The guest's migration commands.
+    pub backend: Arc<dyn MigrationCommands>,
     /// The platform (for this platform's PDH and chain).
-    pub platform: Arc<dyn SevPlatform>,
+    pub platform: Arc<dyn PlatformManagement>,
 }
 
 /// Live counters of one migration (source or target).

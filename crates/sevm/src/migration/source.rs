@@ -24,7 +24,10 @@ use super::{
     Cancel, Endpoint, MigrationError, Progress, ProgressDisplay, SevParts, StreamSocket, Summary,
     VmControl, PAGE,
 };
-use crate::memory::Gpa;
+use crate::sev::MigrationTarget;
+use sev_proto::cert::chain::{CaChain, PlatformChain};
+use sev_proto::cert::sev::Certificate;
+use sev_proto::session::SessionBuffer;
 
 /// Largest number of pre-copy passes before stop-and-copy is forced.
 pub const MAX_PASSES: u64 = 30;
@@ -54,12 +57,6 @@ pub struct Job<'a> {
 }
 
 /// What the target's chain is.
-struct TargetChain {
-    pdh: Vec<u8>,
-    plat: Vec<u8>,
-    amd: Vec<u8>,
-}
-
 /// A certificate parameter; set to the empty string means unset.
 fn param(v: &Option<Base64Bytes>) -> Option<Vec<u8>> {
     v.as_ref()
@@ -67,25 +64,47 @@ fn param(v: &Option<Base64Bytes>) -> Option<Vec<u8>> {
         .map(|b| b.as_bytes().to_vec())
 }
 
-fn target_chain(job: &Job<'_>) -> Result<TargetChain, MigrationError> {
+/// Decodes a certificate parameter where it is read.
+fn decoded<T, E: std::fmt::Display>(
+    name: &'static str,
+    meaning: &str,
+    r: Result<T, E>,
+) -> Result<T, MigrationError> {
+    r.map_err(|e| MigrationError::Parameter {
+        name,
+        problem: format!("not {meaning}: {e}"),
+    })
+}
+
+fn target_chain(job: &Job<'_>) -> Result<MigrationTarget, MigrationError> {
     let p = job.params;
     let pdh = param(&p.sev_pdh);
     let plat = param(&p.sev_plat_cert);
-    let amd = param(&p.sev_amd_cert);
+    let amd = param(&p.sev_amd_cert)
+        .map(|a| decoded("sev-amd-cert", "an ASK and ARK", CaChain::decode(&a)))
+        .transpose()?;
     match (pdh, plat) {
-        (Some(pdh), Some(plat)) => Ok(TargetChain {
-            pdh,
-            plat,
-            amd: amd.unwrap_or_default(),
+        (Some(pdh), Some(plat)) => Ok(MigrationTarget {
+            pdh: decoded("sev-pdh", "a PDH certificate", Certificate::decode(&pdh))?,
+            chain: decoded(
+                "sev-plat-cert",
+                "a PEK, OCA and CEK chain",
+                PlatformChain::decode(&plat),
+            )?,
+            amd,
         }),
         (None, None) if matches!(job.endpoint, Endpoint::File(_)) => {
             // A snapshot for this same platform.
-            let (pdh, plat) = job.sev.platform.pdh_cert_export()?;
+            let certs = job.sev.platform.pdh_cert_export()?;
             let amd = match amd {
-                Some(a) => a,
-                None => job.sev.platform.amd_chain().unwrap_or_default(),
+                Some(a) => Some(a),
+                None => job.sev.platform.amd_chain()?,
             };
-            Ok(TargetChain { pdh, plat, amd })
+            Ok(MigrationTarget {
+                pdh: certs.pdh,
+                chain: certs.chain,
+                amd,
+            })
         }
         (None, None) => Err(MigrationError::Parameter {
             name: "sev-pdh",
@@ -259,7 +278,7 @@ pub fn run(job: &Job<'_>) -> Result<Summary, MigrationError> {
     let timeout = handover::peer_timeout(job.params.x_peer_timeout);
     let conn = open(&job.endpoint, timeout, job.cancel)?;
     let backend = &job.sev.backend;
-    let (policy, session) = match backend.send_start(&chain.pdh, &chain.plat, &chain.amd) {
+    let (policy, session) = match backend.send_start(&chain) {
         Ok(v) => v,
         Err(e) => {
             discard(&conn);
@@ -379,7 +398,7 @@ impl Sender<'_> {
         self.job
             .sev
             .backend
-            .send_update_data_into(Gpa(gpa), len, &mut header, &mut trans)?;
+            .send_update_data_into(gpa, len, &mut header, &mut trans)?;
         self.sent_bytes += len + 65;
         self.send(Record::Page { gpa, header, trans })?;
         self.job.progress.pages.fetch_add(1, Ordering::Relaxed);
@@ -448,14 +467,14 @@ fn send(
     job: &Job<'_>,
     conn: Conn,
     policy: u32,
-    session: Vec<u8>,
+    session: SessionBuffer,
     start: Instant,
     timeout: Duration,
     paused_here: &mut bool,
 ) -> Result<Summary, MigrationError> {
     let machine = job.vm.machine();
     let ram = machine.guest_memory();
-    let (own_pdh, _) = job.sev.platform.pdh_cert_export()?;
+    let own_pdh = job.sev.platform.pdh_cert_export()?.pdh.encode().to_vec();
     let header = Header {
         policy,
         ram_size: ram.ram_size(),
@@ -705,7 +724,7 @@ mod tests {
             firmware_size: 0x10000,
             vcpus: 1,
             source_pdh: vec![7; SEV_CERT_LEN],
-            session: vec![9; SESSION_LEN],
+            session: SessionBuffer::from_bytes(&[9; SESSION_LEN]),
         };
         let (tx, rx) = sync_channel::<Vec<Record>>(16);
         let (back_tx, back_rx) = sync_channel::<Vec<Record>>(16);

@@ -33,6 +33,7 @@
 use std::io::{IoSlice, Read, Write};
 
 use sev_proto::abi::{PACKET_HEADER_LEN, SESSION_LEN, SEV_CERT_LEN};
+use sev_proto::session::SessionBuffer;
 use sha2::{Digest, Sha256};
 
 /// First bytes of every stream.
@@ -98,7 +99,7 @@ pub struct Header {
     /// The source platform's PDH certificate (for RECEIVE_START).
     pub source_pdh: Vec<u8>,
     /// The session SEND_START made for the target's PDH.
-    pub session: Vec<u8>,
+    pub session: SessionBuffer,
 }
 
 /// One record after the header.
@@ -162,8 +163,8 @@ impl<W: Write> Writer<W> {
         w.put(&h.vcpus.to_le_bytes());
         w.put(&(h.source_pdh.len() as u32).to_le_bytes());
         w.put(&h.source_pdh);
-        w.put(&(h.session.len() as u32).to_le_bytes());
-        w.put(&h.session);
+        w.put(&(SessionBuffer::SIZE as u32).to_le_bytes());
+        w.put(&h.session.to_bytes());
         w.records(&[])?;
         Ok(w)
     }
@@ -336,7 +337,7 @@ impl<R: Read> Reader<R> {
             });
         }
         let source_pdh = r.exact_vec("pdh_len", SEV_CERT_LEN)?;
-        let session = r.exact_vec("session_len", SESSION_LEN)?;
+        let session = SessionBuffer::from_bytes(&r.exact_array::<SESSION_LEN>("session_len")?);
         Ok((
             r,
             Header {
@@ -396,6 +397,21 @@ impl<R: Read> Reader<R> {
         let mut v = vec![0u8; len];
         self.fill(&mut v, "the header", true)?;
         Ok(v)
+    }
+
+    /// A length-prefixed field of exactly `N` bytes.
+    fn exact_array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], StreamError> {
+        let n = self.u32("the header")?;
+        if n as usize != N {
+            return Err(StreamError::Field {
+                field,
+                value: u64::from(n),
+                problem: "wrong length",
+            });
+        }
+        let mut a = [0u8; N];
+        self.fill(&mut a, "the header", true)?;
+        Ok(a)
     }
 
     fn bounded_vec(
@@ -553,7 +569,7 @@ mod tests {
             firmware_size: 2 << 20,
             vcpus: 1,
             source_pdh: vec![7; SEV_CERT_LEN],
-            session: vec![9; SESSION_LEN],
+            session: SessionBuffer::from_bytes(&[9; SESSION_LEN]),
         }
     }
 

@@ -20,8 +20,9 @@ use super::{Cancel, MigrationError, Progress, ProgressDisplay, StreamSocket, PAG
 use crate::machine::Machine;
 use crate::memory::Gpa;
 use crate::options::IncomingConfig;
-use crate::sev::SevBackend;
+use crate::sev::{MigrationCommands, SevError};
 use crate::vcpu::VcpuState;
+use sev_proto::cert::sev::Certificate;
 
 /// What a finished restore produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +117,7 @@ impl Listener {
                 // live socket) at PATH is refused, never deleted.
                 sevm_qmp::server::clear_stale_socket(path).map_err(|e| MigrationError::Uri {
                     uri: format!("unix:{}", path.display()),
-                    problem: crate::sev::hardware::error_chain(&e),
+                    problem: crate::sev::error_chain(&e),
                 })?;
                 let l = UnixListener::bind(path).map_err(io(format!(
                     "-incoming: cannot listen on unix:{}",
@@ -314,7 +315,7 @@ impl RateLimit {
 /// On failure the source is told why (sockets) and nothing may run.
 pub fn receive(
     machine: &Machine,
-    backend: &dyn SevBackend,
+    backend: &dyn MigrationCommands,
     incoming: &IncomingConfig,
     policy: Policy,
     ctl: &Control<'_>,
@@ -407,7 +408,7 @@ fn mismatch(s: String) -> MigrationError {
 
 fn receive_from(
     machine: &Machine,
-    backend: &dyn SevBackend,
+    backend: &dyn MigrationCommands,
     reader: Reader<BufReader<Box<dyn Read + Send>>>,
     header: &Header,
     ctl: &Control<'_>,
@@ -432,7 +433,11 @@ fn receive_from(
     let max_packets = guest_pages.saturating_mul(max_passes).saturating_add(1);
     let mut last_pass = 0u64;
     let stream_policy = Policy::from_bits(header.policy);
-    let handle = backend.receive_start(stream_policy, &header.source_pdh, &header.session)?;
+    let source_pdh = Certificate::decode(&header.source_pdh).map_err(|e| SevError::Host {
+        command: "RECEIVE_START",
+        detail: format!("the stream's source PDH does not decode: {e}"),
+    })?;
+    let handle = backend.receive_start(stream_policy, &source_pdh, &header.session)?;
     progress.total.store(
         (ram.ram_size() + ram.firmware_size()) / PAGE * PAGE,
         Ordering::Relaxed,
@@ -508,7 +513,7 @@ fn receive_from(
                                 "page record for {len:#x} bytes at {gpa:#x} is not a guest page"
                             )));
                         }
-                        backend.receive_update_data(&header, Gpa(gpa), &trans)?;
+                        backend.receive_update_data(&header, gpa, &trans)?;
                         done.push(Record::Page { gpa, header, trans });
                         packets += 1;
                         progress.pages.store(packets, Ordering::Relaxed);

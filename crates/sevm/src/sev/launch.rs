@@ -11,13 +11,20 @@
 //! unchanged with the error ([`Failed`]), so the VMM keeps the guest in the
 //! state the firmware left it in (a failed LAUNCH_FINISH leaves the guest in
 //! LSECRET, as on hardware).
+//!
+//! The typestate stays in the VMM rather than in `sev-firmware`: it
+//! sequences this VMM's launch (its guest-physical addresses, the phases it
+//! holds for QMP), while the boundary crate carries the commands every user
+//! shares. The SEV-SNP launch, a different sequence of commands, will be a
+//! typestate of its own over the same job traits.
 
 use std::fmt;
 use std::sync::Arc;
 
 use sev_proto::abi::Policy;
+use sev_proto::secret::PacketHeader;
 
-use super::{SevBackend, SevError};
+use super::{LaunchCommands, LaunchMeasurement, LaunchSession, SevError};
 use crate::memory::Gpa;
 
 /// LUPDATE: data (and VMSAs) may be added to the measurement.
@@ -27,18 +34,18 @@ pub struct Update;
 /// LSECRET: measured; secrets may be injected.
 #[derive(Debug)]
 pub struct Secret {
-    measurement: [u8; 48],
+    measurement: LaunchMeasurement,
 }
 
 /// RUNNING: launched.
 #[derive(Debug)]
 pub struct Running {
-    measurement: [u8; 48],
+    measurement: LaunchMeasurement,
 }
 
 /// A guest being launched, in state `S`.
 pub struct Launch<S> {
-    backend: Arc<dyn SevBackend>,
+    backend: Arc<dyn LaunchCommands>,
     handle: u32,
     policy: Policy,
     state: S,
@@ -82,8 +89,8 @@ impl<S> Launch<S> {
         self.policy
     }
 
-    /// The per-VM SEV interface.
-    pub fn backend(&self) -> &Arc<dyn SevBackend> {
+    /// The guest's launch commands.
+    pub fn backend(&self) -> &Arc<dyn LaunchCommands> {
         &self.backend
     }
 
@@ -102,13 +109,12 @@ impl Launch<Update> {
     /// certificate and session, or neither; `share_handle` non-zero shares
     /// that guest's key).
     pub fn start(
-        backend: Arc<dyn SevBackend>,
+        backend: Arc<dyn LaunchCommands>,
         share_handle: u32,
         policy: Policy,
-        godh: Option<&[u8]>,
-        session: Option<&[u8]>,
+        session: Option<&LaunchSession>,
     ) -> Result<Self, SevError> {
-        let handle = backend.launch_start(share_handle, policy, godh, session)?;
+        let handle = backend.launch_start(share_handle, policy, session)?;
         log::info!(
             "SEV: LAUNCH_START: handle {handle}, policy {:#x}",
             policy.bits()
@@ -124,7 +130,7 @@ impl Launch<Update> {
     /// LAUNCH_UPDATE_DATA over `len` bytes at `gpa`.
     pub fn update_data(&mut self, gpa: Gpa, len: u64) -> Result<(), SevError> {
         log::debug!("SEV: LAUNCH_UPDATE_DATA {gpa}+{len:#x}");
-        self.backend.launch_update_data(gpa, len)
+        self.backend.launch_update_data(gpa.raw(), len)
     }
 
     /// LAUNCH_UPDATE_VMSA (SEV-ES).
@@ -146,14 +152,19 @@ impl Launch<Update> {
 
 impl Launch<Secret> {
     /// MEASUREMENT ‖ MNONCE.
-    pub fn measurement(&self) -> &[u8; 48] {
+    pub fn measurement(&self) -> &LaunchMeasurement {
         &self.state.measurement
     }
 
     /// LAUNCH_SECRET at `gpa`.
-    pub fn inject_secret(&self, header: &[u8], gpa: Gpa, secret: &[u8]) -> Result<(), SevError> {
+    pub fn inject_secret(
+        &self,
+        header: &PacketHeader,
+        gpa: Gpa,
+        secret: &[u8],
+    ) -> Result<(), SevError> {
         log::info!("SEV: LAUNCH_SECRET {} bytes at {gpa}", secret.len());
-        self.backend.launch_secret(header, gpa, secret)
+        self.backend.launch_secret(header, gpa.raw(), secret)
     }
 
     /// LAUNCH_FINISH: LSECRET → RUNNING.
@@ -174,7 +185,7 @@ impl Launch<Secret> {
 
 impl Launch<Running> {
     /// The launch measurement blob taken before LAUNCH_FINISH.
-    pub fn measurement(&self) -> &[u8; 48] {
+    pub fn measurement(&self) -> &LaunchMeasurement {
         &self.state.measurement
     }
 
@@ -187,9 +198,10 @@ impl Launch<Running> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::{AccessError, MemoryView};
-    use crate::sev::GuestInfo;
+    use crate::sev::GuestStatus;
     use sev_proto::abi::{GuestState, Status, StatusCode};
+    use sev_proto::cert::sev::Certificate;
+    use sev_proto::session::OwnerSession;
     use std::sync::Mutex;
 
     /// Records the commands it receives; LAUNCH_FINISH fails once.
@@ -197,17 +209,6 @@ mod tests {
     struct Recorder {
         calls: Mutex<Vec<String>>,
         finish_failures: Mutex<u32>,
-    }
-
-    #[derive(Debug)]
-    struct NoView;
-    impl MemoryView for NoView {
-        fn read(&self, _: Gpa, _: &mut [u8]) -> Result<(), AccessError> {
-            Ok(())
-        }
-        fn write(&self, _: Gpa, _: &[u8]) -> Result<(), AccessError> {
-            Ok(())
-        }
     }
 
     fn fw(command: &'static str, s: Status) -> SevError {
@@ -224,31 +225,30 @@ mod tests {
         }
     }
 
-    impl SevBackend for Recorder {
+    impl LaunchCommands for Recorder {
         fn launch_start(
             &self,
             _: u32,
             policy: Policy,
-            godh: Option<&[u8]>,
-            _: Option<&[u8]>,
+            session: Option<&LaunchSession>,
         ) -> Result<u32, SevError> {
-            self.log(format!("start {:#x} {}", policy.bits(), godh.is_some()));
+            self.log(format!("start {:#x} {}", policy.bits(), session.is_some()));
             Ok(7)
         }
-        fn launch_update_data(&self, gpa: Gpa, len: u64) -> Result<(), SevError> {
-            self.log(format!("update {gpa} {len:#x}"));
+        fn launch_update_data(&self, gpa: u64, len: u64) -> Result<(), SevError> {
+            self.log(format!("update {gpa:#x} {len:#x}"));
             Ok(())
         }
         fn launch_update_vmsa(&self) -> Result<(), SevError> {
             self.log("vmsa");
             Ok(())
         }
-        fn launch_measure(&self) -> Result<[u8; 48], SevError> {
+        fn launch_measure(&self) -> Result<LaunchMeasurement, SevError> {
             self.log("measure");
-            Ok([0xAB; 48])
+            Ok(LaunchMeasurement::from_bytes([0xAB; 48]))
         }
-        fn launch_secret(&self, _: &[u8], gpa: Gpa, _: &[u8]) -> Result<(), SevError> {
-            self.log(format!("secret {gpa}"));
+        fn launch_secret(&self, _: &PacketHeader, gpa: u64, _: &[u8]) -> Result<(), SevError> {
+            self.log(format!("secret {gpa:#x}"));
             Err(fw("LAUNCH_SECRET", Status::BadMeasurement))
         }
         fn launch_finish(&self) -> Result<(), SevError> {
@@ -260,8 +260,8 @@ mod tests {
             }
             Ok(())
         }
-        fn guest_status(&self) -> Result<GuestInfo, SevError> {
-            Ok(GuestInfo {
+        fn guest_status(&self) -> Result<GuestStatus, SevError> {
+            Ok(GuestStatus {
                 handle: 7,
                 policy: Policy::from_bits(1),
                 state: Some(GuestState::Running),
@@ -270,58 +270,41 @@ mod tests {
         fn attestation_report(&self, m: [u8; 16]) -> Result<Vec<u8>, SevError> {
             Ok(m.to_vec())
         }
-        fn dbg_decrypt(&self, _: Gpa, _: &mut [u8]) -> Result<(), SevError> {
-            Err(fw("DBG_DECRYPT", Status::PolicyFailure))
-        }
-        fn dbg_encrypt(&self, _: &[u8], _: Gpa) -> Result<(), SevError> {
-            Err(fw("DBG_ENCRYPT", Status::PolicyFailure))
-        }
-        fn send_start(&self, _: &[u8], _: &[u8], _: &[u8]) -> Result<(Policy, Vec<u8>), SevError> {
-            Err(fw("SEND_START", Status::PolicyFailure))
-        }
-        fn send_update_data(&self, _: Gpa, _: u64) -> Result<(Vec<u8>, Vec<u8>), SevError> {
-            Err(fw("SEND_UPDATE_DATA", Status::InvalidGuestState))
-        }
-        fn send_finish(&self) -> Result<(), SevError> {
-            Ok(())
-        }
-        fn send_cancel(&self) -> Result<(), SevError> {
-            Ok(())
-        }
-        fn receive_start(&self, _: Policy, _: &[u8], _: &[u8]) -> Result<u32, SevError> {
-            Ok(1)
-        }
-        fn receive_update_data(&self, _: &[u8], _: Gpa, _: &[u8]) -> Result<(), SevError> {
-            Ok(())
-        }
-        fn receive_finish(&self) -> Result<(), SevError> {
-            Ok(())
-        }
-        fn host_view(&self) -> Arc<dyn MemoryView> {
-            Arc::new(NoView)
+    }
+
+    fn owner_session() -> LaunchSession {
+        let pdh = p384::SecretKey::random(&mut rand_core::OsRng).public_key();
+        let owner = OwnerSession::new(&pdh, 1, &mut rand_core::OsRng);
+        LaunchSession {
+            godh: Certificate::godh(&owner.godh_public()),
+            session: owner.session_buffer().clone(),
         }
     }
 
     #[test]
     fn typestate_walks_the_launch_and_failed_transitions_keep_the_state() {
         let rec = Arc::new(Recorder::default());
-        let backend: Arc<dyn SevBackend> = rec.clone();
-        let mut l =
-            Launch::start(backend, 0, Policy::from_bits(1), Some(b"g"), Some(b"s")).unwrap();
+        let backend: Arc<dyn LaunchCommands> = rec.clone();
+        let session = owner_session();
+        let mut l = Launch::start(backend, 0, Policy::from_bits(1), Some(&session)).unwrap();
         assert_eq!(l.handle(), 7);
         l.update_data(Gpa(0xFFFF_0000), 0x1_0000).unwrap();
         l.update_vmsa().unwrap();
         let s = l.measure().unwrap();
-        assert_eq!(s.measurement(), &[0xAB; 48]);
+        assert_eq!(s.measurement().as_bytes(), &[0xAB; 48]);
         let e = s
-            .inject_secret(&[0; 52], Gpa(0x81_0000), &[0; 16])
+            .inject_secret(
+                &PacketHeader::from_bytes(&[0; 52]),
+                Gpa(0x81_0000),
+                &[0; 16],
+            )
             .unwrap_err();
         assert_eq!(e.status(), Some(StatusCode(0x0B)));
         // The first LAUNCH_FINISH fails: the launch stays in LSECRET.
         let failed = s.finish().unwrap_err();
         assert_eq!(failed.error.status(), Some(StatusCode(0x02)));
         let r = failed.launch.finish().unwrap();
-        assert_eq!(r.measurement(), &[0xAB; 48]);
+        assert_eq!(r.measurement().as_bytes(), &[0xAB; 48]);
         assert_eq!(r.attestation_report([3; 16]).unwrap(), vec![3; 16]);
         assert_eq!(
             *rec.calls.lock().unwrap(),

@@ -3,6 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use sev_proto::abi::SEV_CERT_LEN;
+use sev_proto::cert::sev::{Certificate, Error as CertError};
+use sev_proto::session::SessionBuffer;
+
 /// An input file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
@@ -70,32 +74,63 @@ fn base64_file_limit(decoded: usize) -> u64 {
     (decoded as u64).saturating_mul(4).max(4096)
 }
 
-/// Reads a base64 file (QEMU's `dh-cert-file`, `session-file`) whose decoded
-/// content must be exactly `len` bytes.
-pub(crate) fn read_base64_exact(
-    what: &'static str,
-    path: &Path,
-    len: usize,
-    meaning: &str,
-) -> Result<Vec<u8>, FileError> {
+/// Reads a base64 file (QEMU's `dh-cert-file`, `session-file`) that
+/// encodes about `len` bytes (the text may hold at most four times that).
+fn read_base64(what: &'static str, path: &Path, len: usize) -> Result<Vec<u8>, FileError> {
     let text = read(what, path, base64_file_limit(len))?;
     // The one base64 rule of sevm (that of its QMP arguments).
-    let bytes = sevm_qmp::base64::decode(&text).map_err(|e| FileError::Base64 {
+    sevm_qmp::base64::decode(&text).map_err(|e| FileError::Base64 {
         what,
         path: path.to_path_buf(),
         problem: e.to_string(),
-    })?;
-    if bytes.len() != len {
-        return Err(FileError::Size {
-            what,
-            path: path.to_path_buf(),
-            problem: format!(
-                "decodes to {} bytes, but {meaning} is {len} bytes",
-                bytes.len()
-            ),
-        });
+    })
+}
+
+fn size_mismatch(
+    what: &'static str,
+    path: &Path,
+    actual: usize,
+    meaning: &str,
+    len: usize,
+) -> FileError {
+    FileError::Size {
+        what,
+        path: path.to_path_buf(),
+        problem: format!("decodes to {actual} bytes, but {meaning} is {len} bytes"),
     }
-    Ok(bytes)
+}
+
+/// Reads QEMU's `dh-cert-file`: the owner's GODH certificate, base64. Its
+/// length and layout are checked here, once.
+pub(crate) fn read_godh(path: &Path) -> Result<Certificate, FileError> {
+    const WHAT: &str = "dh-cert-file";
+    let bytes = read_base64(WHAT, path, SEV_CERT_LEN)?;
+    Certificate::decode(&bytes).map_err(|e| match e {
+        CertError::Length(actual) => {
+            size_mismatch(WHAT, path, actual, "an SEV certificate", SEV_CERT_LEN)
+        }
+        other => FileError::Size {
+            what: WHAT,
+            path: path.to_path_buf(),
+            problem: format!("is not an SEV certificate: {other}"),
+        },
+    })
+}
+
+/// Reads QEMU's `session-file`: the owner's launch session buffer, base64.
+/// Its length is checked here, once.
+pub(crate) fn read_session(path: &Path) -> Result<SessionBuffer, FileError> {
+    const WHAT: &str = "session-file";
+    let bytes = read_base64(WHAT, path, SessionBuffer::SIZE)?;
+    SessionBuffer::decode(&bytes).map_err(|_| {
+        size_mismatch(
+            WHAT,
+            path,
+            bytes.len(),
+            "a launch session buffer",
+            SessionBuffer::SIZE,
+        )
+    })
 }
 
 #[cfg(test)]
@@ -111,15 +146,20 @@ mod tests {
         let wrapped = format!("{}\n{}\n", &good[..76], &good[76..]);
         std::fs::write(&p, wrapped).unwrap();
         assert_eq!(
-            read_base64_exact("session-file", &p, 128, "x").unwrap(),
-            vec![7u8; 128]
+            read_session(&p).unwrap(),
+            SessionBuffer::from_bytes(&[7u8; 128])
         );
-        let e = read_base64_exact("session-file", &p, 2084, "an SEV certificate").unwrap_err();
+        let e = read_godh(&p).unwrap_err();
         assert!(e.to_string().contains("decodes to 128 bytes"), "{e}");
+        // The right length but not a certificate.
+        let zeros = sevm_qmp::base64::encode(&[0u8; SEV_CERT_LEN]);
+        std::fs::write(&p, zeros).unwrap();
+        let e = read_godh(&p).unwrap_err();
+        assert!(e.to_string().contains("is not an SEV certificate"), "{e}");
         std::fs::write(&p, "not*base64").unwrap();
-        let e = read_base64_exact("session-file", &p, 128, "x").unwrap_err();
+        let e = read_session(&p).unwrap_err();
         assert!(matches!(e, FileError::Base64 { .. }), "{e}");
-        let e = read_base64_exact("dh-cert-file", &dir.path().join("missing"), 1, "x").unwrap_err();
+        let e = read_godh(&dir.path().join("missing")).unwrap_err();
         assert!(e.to_string().starts_with("dh-cert-file "), "{e}");
     }
 

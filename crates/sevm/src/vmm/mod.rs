@@ -34,7 +34,8 @@ use crate::memory::{Gpa, FOUR_GIB, MAX_FIRMWARE_SIZE};
 use crate::options::{IncomingConfig, SerialConfig, SevGuestConfig, VmConfig};
 use crate::sev::launch::Failed;
 use crate::sev::{
-    self, EncryptionParams, Launch, PlatformInfo, Running, Secret, SevError, SevPlatform,
+    self, error_chain, EncryptionParams, GuestContext, GuestKind, Launch, LaunchCommands,
+    LaunchSession, PlatformManagement, PlatformStatus, Running, Secret, SevError, SevPlatform,
 };
 
 pub use files::FileError;
@@ -77,7 +78,7 @@ impl VmmError {
 }
 
 fn machine_err(e: MachineError) -> VmmError {
-    VmmError::Machine(crate::sev::hardware::error_chain(&e))
+    VmmError::Machine(error_chain(&e))
 }
 
 /// How the guest ended (VMM errors are [`VmmError`]).
@@ -118,8 +119,8 @@ enum LaunchPhase {
 /// The SEV side of the VM.
 struct SevContext {
     platform: Arc<dyn SevPlatform>,
-    backend: Arc<dyn crate::sev::SevBackend>,
-    info: PlatformInfo,
+    backend: Arc<dyn GuestContext>,
+    info: PlatformStatus,
     params: EncryptionParams,
     policy: Policy,
     /// The firmware's guest handle (set when an incoming guest arrives).
@@ -394,7 +395,9 @@ impl Shared {
     fn debug(&self) -> crate::debug::GuestDebug {
         crate::debug::GuestDebug::new(
             Arc::clone(&self.machine),
-            self.sev.as_ref().map(|s| Arc::clone(&s.backend)),
+            self.sev
+                .as_ref()
+                .map(|s| Arc::clone(&s.backend) as Arc<dyn crate::sev::DebugCommands>),
             self.sev.as_ref().map(|s| s.params.cbitpos),
         )
     }
@@ -414,7 +417,7 @@ fn start_gdb(
     };
     crate::gdb::GdbServer::start(config, target).map_err(|e| VmmError::Config {
         option: "-gdb".into(),
-        problem: crate::sev::hardware::error_chain(&e),
+        problem: error_chain(&e),
     })
 }
 
@@ -469,8 +472,8 @@ fn serial_output(cfg: &VmConfig) -> Result<SerialOutput, VmmError> {
 struct Inputs {
     firmware: Vec<u8>,
     firmware_path: PathBuf,
-    godh: Option<Vec<u8>>,
-    session: Option<Vec<u8>>,
+    /// The owner's GODH and session (`dh-cert-file`, `session-file`).
+    launch_session: Option<LaunchSession>,
     hashes: Option<(OvmfArea, KernelHashes)>,
     secret_area: Option<OvmfArea>,
 }
@@ -519,8 +522,7 @@ fn read_inputs(cfg: &VmConfig, sev: Option<&SevGuestConfig>) -> Result<Inputs, V
     let mut inputs = Inputs {
         firmware,
         firmware_path,
-        godh: None,
-        session: None,
+        launch_session: None,
         hashes: None,
         secret_area: None,
     };
@@ -541,18 +543,10 @@ fn read_inputs(cfg: &VmConfig, sev: Option<&SevGuestConfig>) -> Result<Inputs, V
     }
     match (&g.dh_cert_file, &g.session_file) {
         (Some(dh), Some(session)) => {
-            inputs.godh = Some(files::read_base64_exact(
-                "dh-cert-file",
-                dh,
-                sev_proto::abi::SEV_CERT_LEN,
-                "an SEV certificate",
-            )?);
-            inputs.session = Some(files::read_base64_exact(
-                "session-file",
-                session,
-                sev_proto::abi::SESSION_LEN,
-                "a launch session buffer",
-            )?);
+            inputs.launch_session = Some(LaunchSession {
+                godh: files::read_godh(dh)?,
+                session: files::read_session(session)?,
+            });
         }
         (None, None) => {}
         (Some(_), None) | (None, Some(_)) => {
@@ -611,9 +605,9 @@ fn read_inputs(cfg: &VmConfig, sev: Option<&SevGuestConfig>) -> Result<Inputs, V
 /// Checks the SEV options against the platform, as QEMU's `sev_kvm_init`.
 fn check_platform(
     g: &SevGuestConfig,
-    info: &PlatformInfo,
+    info: &PlatformStatus,
     params: &EncryptionParams,
-    platform: &dyn SevPlatform,
+    platform: &dyn PlatformManagement,
 ) -> Result<(), VmmError> {
     let option = sev_option(g);
     if let Some(c) = g.cbitpos {
@@ -652,7 +646,7 @@ fn check_platform(
             ),
         });
     }
-    if policy.es() && !info.es_capable {
+    if policy.es() && !info.es_enabled {
         return Err(VmmError::Config {
             option,
             problem: format!(
@@ -693,7 +687,9 @@ impl Vmm {
             sev_setup = Some((g, platform, info, params));
         }
 
-        let es = sev_cfg.is_some_and(|g| Policy::from_bits(g.policy).es());
+        let kind = sev_cfg.map_or(GuestKind::Sev, |g| {
+            GuestKind::of_policy(Policy::from_bits(g.policy))
+        });
         let firmware_size = inputs.firmware.len() as u64;
         let mut mc = MachineConfig::new(config.memory, inputs.firmware);
         mc.vcpus = config.cpus;
@@ -702,7 +698,7 @@ impl Vmm {
         mc.serial = serial_output(config)?;
         mc.pre_vcpu_hook = sev_setup
             .as_ref()
-            .and_then(|(_, p, _, _)| p.pre_vcpu_hook(es));
+            .and_then(|(_, p, _, _)| sev::pre_vcpu_hook(p, kind));
         let mut machine = Machine::new(mc).map_err(machine_err)?;
 
         let sev = match sev_setup {
@@ -717,8 +713,7 @@ impl Vmm {
             None => None,
             Some((g, platform, info, params)) if config.incoming.is_some() => {
                 // The guest arrives later, on the incoming thread (run).
-                let backend = platform.attach(&machine, es)?;
-                machine.set_memory_view(backend.host_view());
+                let backend = sev::attach(platform.as_ref(), &mut machine, kind)?;
                 Some(SevContext {
                     platform,
                     backend,
@@ -731,15 +726,13 @@ impl Vmm {
                 })
             }
             Some((g, platform, info, params)) => {
-                let backend = platform.attach(&machine, es)?;
-                machine.set_memory_view(backend.host_view());
+                let backend = sev::attach(platform.as_ref(), &mut machine, kind)?;
                 let policy = Policy::from_bits(g.policy);
                 let mut launch = Launch::start(
-                    Arc::clone(&backend),
+                    Arc::clone(&backend) as Arc<dyn LaunchCommands>,
                     g.handle,
                     policy,
-                    inputs.godh.as_deref(),
-                    inputs.session.as_deref(),
+                    inputs.launch_session.as_ref(),
                 )?;
                 launch.update_data(Gpa(FOUR_GIB - firmware_size), firmware_size)?;
                 if let Some((area, hashes)) = &inputs.hashes {
@@ -754,7 +747,7 @@ impl Vmm {
                         })?;
                     launch.update_data(gpa, PADDED_HASH_TABLE_LEN as u64)?;
                 }
-                if es {
+                if kind.encrypts_registers() {
                     launch.update_vmsa()?;
                 }
                 let handle = launch.handle();
@@ -798,8 +791,8 @@ impl Vmm {
     pub fn launch_measurement(&self) -> Option<[u8; 48]> {
         let sev = self.shared.sev.as_ref()?;
         match &*lock(&sev.launch) {
-            LaunchPhase::Secret(l) => Some(*l.measurement()),
-            LaunchPhase::Running(l) => Some(*l.measurement()),
+            LaunchPhase::Secret(l) => Some(*l.measurement().as_bytes()),
+            LaunchPhase::Running(l) => Some(*l.measurement().as_bytes()),
             LaunchPhase::Incoming | LaunchPhase::Received | LaunchPhase::Moving => None,
         }
     }
@@ -942,23 +935,57 @@ pub fn run(config: &VmConfig) -> Result<Outcome, VmmError> {
 mod tests {
     use super::*;
     use crate::options::SevDevice;
+    use sev_firmware::PlatformKind;
+    use sev_proto::abi::{ApiVersion, Owner};
 
     #[derive(Debug)]
     struct Fake {
-        emulated: bool,
+        kind: PlatformKind,
     }
 
-    impl SevPlatform for Fake {
-        fn is_emulated(&self) -> bool {
-            self.emulated
+    impl Fake {
+        fn new(emulated: bool) -> Self {
+            let path = "/fake".into();
+            Fake {
+                kind: if emulated {
+                    PlatformKind::Emulated(path)
+                } else {
+                    PlatformKind::Hardware(path)
+                },
+            }
+        }
+    }
+
+    impl PlatformManagement for Fake {
+        fn kind(&self) -> &PlatformKind {
+            &self.kind
         }
         fn describe(&self) -> String {
             "the fake platform".into()
         }
-        fn status(&self) -> Result<PlatformInfo, SevError> {
+        fn status(&self) -> Result<PlatformStatus, SevError> {
             unimplemented!()
         }
-        fn pdh_cert_export(&self) -> Result<(Vec<u8>, Vec<u8>), SevError> {
+        fn pdh_cert_export(&self) -> Result<sev_firmware::PlatformCerts, SevError> {
+            unimplemented!()
+        }
+        fn pek_csr(&self) -> Result<sev_proto::cert::sev::Certificate, SevError> {
+            unimplemented!()
+        }
+        fn pek_cert_import(
+            &self,
+            _: &sev_proto::cert::sev::Certificate,
+            _: &sev_proto::cert::sev::Certificate,
+        ) -> Result<(), SevError> {
+            unimplemented!()
+        }
+        fn pdh_gen(&self) -> Result<(), SevError> {
+            unimplemented!()
+        }
+        fn pek_gen(&self) -> Result<(), SevError> {
+            unimplemented!()
+        }
+        fn platform_reset(&self) -> Result<(), SevError> {
             unimplemented!()
         }
         fn get_id(&self) -> Result<Vec<u8>, SevError> {
@@ -967,14 +994,7 @@ mod tests {
         fn encryption_params(&self) -> Result<EncryptionParams, SevError> {
             unimplemented!()
         }
-        fn pre_vcpu_hook(&self, _: bool) -> Option<crate::machine::PreVcpuHook> {
-            None
-        }
-        fn attach(
-            &self,
-            _: &Machine,
-            _: bool,
-        ) -> Result<Arc<dyn crate::sev::SevBackend>, SevError> {
+        fn amd_chain(&self) -> Result<Option<sev_proto::cert::chain::CaChain>, SevError> {
             unimplemented!()
         }
     }
@@ -1001,11 +1021,13 @@ mod tests {
         g
     }
 
-    const INFO: PlatformInfo = PlatformInfo {
-        api_major: 1,
-        api_minor: 55,
+    const INFO: PlatformStatus = PlatformStatus {
+        api: ApiVersion::new(1, 55),
         build: 21,
-        es_capable: false,
+        state_code: 1,
+        owner: Owner::SelfOwned,
+        es_enabled: false,
+        guest_count: 0,
     };
     const PARAMS: EncryptionParams = EncryptionParams {
         cbitpos: 47,
@@ -1014,7 +1036,7 @@ mod tests {
 
     #[test]
     fn sev_options_are_checked_against_the_platform_as_qemu_does() {
-        let hw = Fake { emulated: false };
+        let hw = Fake::new(false);
         check_platform(&guest(1, None, None), &INFO, &PARAMS, &hw).unwrap();
         check_platform(&guest(1, Some(47), Some(5)), &INFO, &PARAMS, &hw).unwrap();
         let e = check_platform(&guest(1, Some(51), None), &INFO, &PARAMS, &hw).unwrap_err();
@@ -1034,12 +1056,12 @@ mod tests {
                 .contains("requires SEV-ES, but the fake platform does not support SEV-ES"),
             "{e}"
         );
-        let es = PlatformInfo {
-            es_capable: true,
+        let es = PlatformStatus {
+            es_enabled: true,
             ..INFO
         };
         check_platform(&guest(0x5, None, None), &es, &PARAMS, &hw).unwrap();
-        let emu = Fake { emulated: true };
+        let emu = Fake::new(true);
         let e = check_platform(&guest(0x5, None, None), &es, &PARAMS, &emu).unwrap_err();
         assert!(e.to_string().contains("SEV hardware only"), "{e}");
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use sev_proto::abi::GuestState;
+use sev_proto::secret::PacketHeader;
 use sevm_qmp::base64::encode as b64;
 use sevm_qmp::response::{
     self, CpuInfoFast, KvmInfo, NameInfo, RunState, SevAttestationReport, SevCapability,
@@ -86,8 +87,8 @@ impl Handler {
         });
         response::to_value(&SevInfo {
             enabled: true,
-            api_major: sev.info.api_major,
-            api_minor: sev.info.api_minor,
+            api_major: sev.info.api.major,
+            api_minor: sev.info.api.minor,
             build_id: sev.info.build,
             state,
             sev_type: SevGuestType::Sev,
@@ -104,8 +105,8 @@ impl Handler {
             .as_ref()
             .ok_or_else(|| generic("SEV launch measurement is not available"))?;
         let data = match &*lock(&sev.launch) {
-            LaunchPhase::Secret(l) => b64(l.measurement()),
-            LaunchPhase::Running(l) => b64(l.measurement()),
+            LaunchPhase::Secret(l) => b64(l.measurement().as_bytes()),
+            LaunchPhase::Running(l) => b64(l.measurement().as_bytes()),
             LaunchPhase::Incoming | LaunchPhase::Received | LaunchPhase::Moving => {
                 return Err(generic(
                     "SEV launch measurement is not available (the guest was received by migration)",
@@ -117,7 +118,7 @@ impl Handler {
 
     fn capabilities(&self) -> Result<Value, QmpError> {
         let sev = self.sev("capabilities")?;
-        let (pdh, chain) = sev
+        let certs = sev
             .platform
             .pdh_cert_export()
             .map_err(|e| generic(e.to_string()))?;
@@ -125,8 +126,8 @@ impl Handler {
         // QEMU reports the first socket's 64-byte id as cpu0-id.
         let cpu0 = id.get(..64).unwrap_or(&id);
         response::to_value(&SevCapability {
-            pdh: b64(&pdh),
-            cert_chain: b64(&chain),
+            pdh: b64(&certs.pdh.encode()),
+            cert_chain: b64(&certs.chain.encode()),
             cpu0_id: b64(cpu0),
             cbitpos: i64::from(sev.params.cbitpos),
             // QEMU reports 1: the C-bit costs the guest one address bit
@@ -146,13 +147,13 @@ impl Handler {
             .sev
             .as_ref()
             .ok_or_else(|| generic("SEV not enabled for guest"))?;
-        if header.len() != sev_proto::abi::PACKET_HEADER_LEN {
-            return Err(generic(format!(
+        let header = PacketHeader::decode(header).map_err(|_| {
+            generic(format!(
                 "SEV: packet-header is {} bytes, expected {} bytes",
                 header.len(),
-                sev_proto::abi::PACKET_HEADER_LEN
-            )));
-        }
+                PacketHeader::SIZE
+            ))
+        })?;
         if data.is_empty() {
             return Err(generic("SEV: secret is empty"));
         }
@@ -181,7 +182,7 @@ impl Handler {
             )));
         }
         launch
-            .inject_secret(header, Gpa(gpa), data)
+            .inject_secret(&header, Gpa(gpa), data)
             .map_err(|e| generic(e.to_string()))?;
         Ok(json!({}))
     }
@@ -201,8 +202,8 @@ impl Handler {
             ));
         }
         let parts = crate::migration::SevParts {
-            backend: Arc::clone(&sev.backend),
-            platform: Arc::clone(&sev.platform),
+            backend: Arc::clone(&sev.backend) as Arc<dyn crate::sev::MigrationCommands>,
+            platform: Arc::clone(&sev.platform) as Arc<dyn crate::sev::PlatformManagement>,
         };
         let vm: Arc<dyn crate::migration::VmControl> = Arc::clone(&self.0) as _;
         self.0

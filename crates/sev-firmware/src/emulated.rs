@@ -1,0 +1,733 @@
+//! The emulated platform: the software AMD Secure Processor of `sev-psp` on
+//! a platform state directory.
+//!
+//! The emulator keeps a guest's plaintext in the VMM's memory (the
+//! [`GuestMemory`] given to [`SevPlatform::attach`]); the host view goes
+//! through the emulator's memory-encryption model ([`EmulatedView`]):
+//! private pages read as ciphertext under the guest's key, and writes to
+//! them decrypt to garbage in the guest, as on hardware.
+//!
+//! This implementation also plays the part of the Linux driver and KVM:
+//!
+//! * platform commands that need INIT (PEK_GEN, PDH_GEN, PEK_CSR,
+//!   PEK_CERT_IMPORT, PDH_CERT_EXPORT) INIT an UNINIT platform for the
+//!   command and SHUT it DOWN afterwards; PLATFORM_RESET runs in UNINIT;
+//! * [`EmulatedPlatform::init_for_guests`] INITs the platform with SEV-ES
+//!   when it is capable, as Linux does before KVM runs guests;
+//! * LAUNCH_START / RECEIVE_START are followed by ACTIVATE with an ASID of
+//!   the right range, as `KVM_SEV_LAUNCH_START` does;
+//! * DBG_DECRYPT/DBG_ENCRYPT get KVM's bouncing: any alignment is accepted
+//!   and turned into the firmware's 16-byte aligned accesses.
+
+use std::os::fd::BorrowedFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use sev_proto::abi::{
+    PlatformState, Policy, StatusCode, ATTESTATION_REPORT_LEN, GET_ID_LEN, PACKET_HEADER_LEN,
+    PLATFORM_CHAIN_LEN, SESSION_LEN, SEV_CERT_LEN,
+};
+use sev_proto::cert::chain::{CaChain, PlatformChain};
+use sev_proto::cert::sev::Certificate;
+use sev_proto::secret::PacketHeader;
+use sev_proto::session::SessionBuffer;
+use sev_psp::memory::MemoryState;
+use sev_psp::{FwError, Platform};
+
+pub use sev_psp::CreateOptions;
+
+use crate::guest::{DebugCommands, GuestContext, LaunchCommands, MigrationCommands};
+use crate::memory::{GuestMemory, HostRegion, HostView, ViewError};
+use crate::platform::{PlatformManagement, SevPlatform};
+use crate::types::{
+    EncryptionParams, GuestKind, GuestStatus, LaunchMeasurement, LaunchSession, MigrationTarget,
+    PlatformCerts, PlatformKind, PlatformStatus,
+};
+use crate::{OpenError, SevError};
+
+/// Maps an emulated-firmware error of `command` to a [`SevError`].
+fn fw_error(command: &'static str, e: FwError) -> SevError {
+    let mut detail = e.detail;
+    if let Some(r) = e.required_len {
+        detail.push_str(&format!("; required length {r}"));
+    }
+    SevError::Firmware {
+        command,
+        status: StatusCode(e.status.code()),
+        detail,
+    }
+}
+
+fn u32_len(command: &'static str, gpa: u64, len: u64) -> Result<u32, SevError> {
+    u32::try_from(len).map_err(|_| SevError::OutOfRange { command, gpa, len })
+}
+
+fn decoded<T, E: std::fmt::Display>(
+    command: &'static str,
+    what: &'static str,
+    r: Result<T, E>,
+) -> Result<T, SevError> {
+    r.map_err(|e| SevError::Decode {
+        command,
+        problem: format!("the firmware's {what} does not decode: {e}"),
+    })
+}
+
+/// The emulated AMD Secure Processor of one platform directory.
+#[derive(Debug)]
+pub struct EmulatedPlatform {
+    platform: Arc<Platform>,
+    kind: PlatformKind,
+}
+
+impl EmulatedPlatform {
+    /// Creates a platform directory with `options`; `false` if it already
+    /// held a platform (which is kept as it is).
+    pub fn create(dir: &Path, options: CreateOptions) -> Result<bool, OpenError> {
+        match Platform::create(dir, options, sev_psp::rng::os_rng()) {
+            Ok(_) => Ok(true),
+            Err(sev_psp::PlatformError::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Opens an existing platform directory (`sev-platform init DIR` makes
+    /// one). The platform starts UNINIT.
+    pub fn open(dir: &Path) -> Result<Self, OpenError> {
+        let platform = Platform::open(dir, sev_psp::rng::os_rng())?;
+        Ok(EmulatedPlatform {
+            kind: PlatformKind::Emulated(platform.dir().to_path_buf()),
+            platform: Arc::new(platform),
+        })
+    }
+
+    /// Wraps an emulated firmware (tests, benchmarks).
+    pub fn from_firmware(platform: Platform) -> Self {
+        EmulatedPlatform {
+            kind: PlatformKind::Emulated(platform.dir().to_path_buf()),
+            platform: Arc::new(platform),
+        }
+    }
+
+    /// INITs the platform for running guests, with SEV-ES when it is
+    /// capable (as Linux does), unless it is INITed already (another user
+    /// of a platform whose state is shared did it).
+    pub fn init_for_guests(&self) -> Result<(), SevError> {
+        let status = self
+            .platform
+            .platform_status()
+            .map_err(|e| fw_error("PLATFORM_STATUS", e))?;
+        if status.state != PlatformState::Uninit {
+            return Ok(());
+        }
+        let es = self.platform.config().es_capable;
+        self.platform.init(es).map_err(|e| fw_error("INIT", e))
+    }
+
+    /// The underlying emulated firmware.
+    pub fn firmware(&self) -> &Arc<Platform> {
+        &self.platform
+    }
+
+    /// Runs `f`, with the platform INITed for it when it is UNINIT (as the
+    /// Linux driver does for the commands that need INIT) and shut down
+    /// again afterwards.
+    fn with_init<T>(
+        &self,
+        command: &'static str,
+        f: impl FnOnce(&Platform) -> Result<T, FwError>,
+    ) -> Result<T, SevError> {
+        let p = &self.platform;
+        let status = p
+            .platform_status()
+            .map_err(|e| fw_error("PLATFORM_STATUS", e))?;
+        if status.state != PlatformState::Uninit {
+            return f(p).map_err(|e| fw_error(command, e));
+        }
+        p.init(false).map_err(|e| fw_error("INIT", e))?;
+        let result = f(p);
+        let down = p.shutdown();
+        let value = result.map_err(|e| fw_error(command, e))?;
+        down.map_err(|e| fw_error("SHUTDOWN", e))?;
+        Ok(value)
+    }
+}
+
+impl PlatformManagement for EmulatedPlatform {
+    fn kind(&self) -> &PlatformKind {
+        &self.kind
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "the EMULATED SEV platform in {}",
+            self.platform.dir().display()
+        )
+    }
+
+    fn status(&self) -> Result<PlatformStatus, SevError> {
+        let s = self
+            .platform
+            .platform_status()
+            .map_err(|e| fw_error("PLATFORM_STATUS", e))?;
+        Ok(PlatformStatus {
+            api: s.api,
+            build: s.build,
+            state_code: s.state.to_u8(),
+            owner: s.owner,
+            es_enabled: s.es_enabled,
+            guest_count: s.guest_count,
+        })
+    }
+
+    fn pdh_cert_export(&self) -> Result<PlatformCerts, SevError> {
+        const CMD: &str = "PDH_CERT_EXPORT";
+        let (pdh, chain) = self.with_init(CMD, |p| {
+            let mut pdh = vec![0u8; SEV_CERT_LEN];
+            let mut chain = vec![0u8; PLATFORM_CHAIN_LEN];
+            let (a, b) = p.pdh_cert_export(&mut pdh, &mut chain)?;
+            pdh.truncate(a);
+            chain.truncate(b);
+            Ok((pdh, chain))
+        })?;
+        Ok(PlatformCerts {
+            pdh: decoded(CMD, "PDH certificate", Certificate::decode(&pdh))?,
+            chain: decoded(CMD, "PEK/OCA/CEK chain", PlatformChain::decode(&chain))?,
+        })
+    }
+
+    fn pek_csr(&self) -> Result<Certificate, SevError> {
+        const CMD: &str = "PEK_CSR";
+        let csr = self.with_init(CMD, |p| {
+            let mut csr = vec![0u8; SEV_CERT_LEN];
+            let n = p.pek_csr(&mut csr)?;
+            csr.truncate(n);
+            Ok(csr)
+        })?;
+        decoded(CMD, "PEK CSR", Certificate::decode(&csr))
+    }
+
+    fn pek_cert_import(&self, pek: &Certificate, oca: &Certificate) -> Result<(), SevError> {
+        let (pek, oca) = (pek.encode(), oca.encode());
+        self.with_init("PEK_CERT_IMPORT", |p| p.pek_cert_import(&pek, &oca))
+    }
+
+    fn pdh_gen(&self) -> Result<(), SevError> {
+        self.with_init("PDH_GEN", |p| p.pdh_gen())
+    }
+
+    fn pek_gen(&self) -> Result<(), SevError> {
+        self.with_init("PEK_GEN", |p| p.pek_gen())
+    }
+
+    fn platform_reset(&self) -> Result<(), SevError> {
+        self.platform
+            .platform_reset()
+            .map_err(|e| fw_error("PLATFORM_RESET", e))
+    }
+
+    fn get_id(&self) -> Result<Vec<u8>, SevError> {
+        let mut id = vec![0u8; GET_ID_LEN];
+        let n = self
+            .platform
+            .get_id(&mut id)
+            .map_err(|e| fw_error("GET_ID", e))?;
+        id.truncate(n);
+        Ok(id)
+    }
+
+    fn encryption_params(&self) -> Result<EncryptionParams, SevError> {
+        let c = self.platform.config();
+        Ok(EncryptionParams {
+            cbitpos: c.cbitpos,
+            reduced_phys_bits: c.reduced_phys_bits,
+        })
+    }
+
+    fn amd_chain(&self) -> Result<Option<CaChain>, SevError> {
+        let (ask, ark) = self.platform.amd_chain();
+        let bytes = [ask, ark].concat();
+        decoded("AMD chain", "ASK/ARK", CaChain::decode(&bytes)).map(Some)
+    }
+}
+
+impl SevPlatform for EmulatedPlatform {
+    fn prepare_vm(
+        &self,
+        _: BorrowedFd<'_>,
+        _: &[HostRegion],
+        _: GuestKind,
+    ) -> Result<(), SevError> {
+        Ok(())
+    }
+
+    fn attach(
+        &self,
+        _vm: BorrowedFd<'_>,
+        memory: Arc<dyn GuestMemory>,
+        kind: GuestKind,
+    ) -> Result<Arc<dyn GuestContext>, SevError> {
+        Ok(Arc::new(EmulatedGuest::new(
+            Arc::clone(&self.platform),
+            memory,
+            kind,
+        )))
+    }
+}
+
+/// What the host view needs: the guest's memory-encryption state once the
+/// guest exists.
+#[derive(Debug)]
+struct ViewState {
+    mem: Arc<dyn GuestMemory>,
+    memory: OnceLock<Arc<MemoryState>>,
+}
+
+/// The host view of an emulated SEV guest's memory. Before LAUNCH_START
+/// there is no guest key and every page is shared (plain).
+#[derive(Debug, Clone)]
+pub struct EmulatedView(Arc<ViewState>);
+
+fn refused(gpa: u64, e: impl std::error::Error + Send + Sync + 'static) -> ViewError {
+    ViewError::Refused {
+        gpa,
+        source: Box::new(e),
+    }
+}
+
+impl HostView for EmulatedView {
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), ViewError> {
+        match self.0.memory.get() {
+            Some(state) => sev_psp::memory::host_read(self.0.mem.as_ref(), state, gpa, buf)
+                .map_err(|e| refused(gpa, e)),
+            None => Ok(self.0.mem.read_plain(gpa, buf)?),
+        }
+    }
+
+    fn write(&self, gpa: u64, data: &[u8]) -> Result<(), ViewError> {
+        match self.0.memory.get() {
+            Some(state) => sev_psp::memory::host_write(self.0.mem.as_ref(), state, gpa, data)
+                .map_err(|e| refused(gpa, e)),
+            None => Ok(self.0.mem.write_plain(gpa, data)?),
+        }
+    }
+}
+
+/// One VM's guest context on the emulated platform.
+#[derive(Debug)]
+pub struct EmulatedGuest {
+    platform: Arc<Platform>,
+    mem: Arc<dyn GuestMemory>,
+    /// 0 until LAUNCH_START/RECEIVE_START.
+    handle: AtomicU32,
+    asid: u32,
+    view: Arc<ViewState>,
+}
+
+impl EmulatedGuest {
+    /// A guest context of `platform` over `mem`.
+    pub fn new(platform: Arc<Platform>, mem: Arc<dyn GuestMemory>, kind: GuestKind) -> Self {
+        // As KVM: SEV-ES guests take ASIDs 1..min_sev_asid, SEV guests
+        // min_sev_asid..=max_asid. One VM per process: the first of the range.
+        let asid = if kind.encrypts_registers() {
+            1
+        } else {
+            platform.config().min_sev_asid
+        };
+        let view = Arc::new(ViewState {
+            mem: Arc::clone(&mem),
+            memory: OnceLock::new(),
+        });
+        EmulatedGuest {
+            platform,
+            mem,
+            handle: AtomicU32::new(0),
+            asid,
+            view,
+        }
+    }
+
+    fn handle(&self) -> u32 {
+        self.handle.load(Ordering::SeqCst)
+    }
+
+    /// KVM's part after LAUNCH_START/RECEIVE_START: ACTIVATE, and the host
+    /// view starts using the guest's key.
+    fn activate(&self, command: &'static str, handle: u32) -> Result<(), SevError> {
+        if let Err(e) = self.platform.activate(handle, self.asid) {
+            // As KVM: a guest that cannot be activated is decommissioned.
+            let _ = self.platform.decommission(handle);
+            return Err(fw_error(command, e));
+        }
+        self.handle.store(handle, Ordering::SeqCst);
+        let state = self
+            .platform
+            .memory_state(handle, self.mem.as_ref())
+            .map_err(|e| fw_error(command, e))?;
+        let _ = self.view.memory.set(state);
+        Ok(())
+    }
+
+    /// The 16-byte aligned span covering `gpa..gpa+len` (KVM's bounce
+    /// window for DBG_*).
+    fn aligned_span(command: &'static str, gpa: u64, len: usize) -> Result<(u64, usize), SevError> {
+        let out_of_range = || SevError::OutOfRange {
+            command,
+            gpa,
+            len: len as u64,
+        };
+        let start = gpa & !15;
+        let end = gpa
+            .checked_add(len as u64)
+            .and_then(|e| e.checked_add(15))
+            .map(|e| e & !15)
+            .ok_or_else(out_of_range)?;
+        let span = usize::try_from(end - start).map_err(|_| out_of_range())?;
+        Ok((start, span))
+    }
+}
+
+impl LaunchCommands for EmulatedGuest {
+    fn launch_start(
+        &self,
+        share_handle: u32,
+        policy: Policy,
+        session: Option<&LaunchSession>,
+    ) -> Result<u32, SevError> {
+        const CMD: &str = "LAUNCH_START";
+        let encoded = session.map(|s| (s.godh.encode(), s.session.to_bytes()));
+        let (godh, session) = match &encoded {
+            Some((g, s)) => (Some(&g[..]), Some(&s[..])),
+            None => (None, None),
+        };
+        let handle = self
+            .platform
+            .launch_start(share_handle, policy, godh, session)
+            .map_err(|e| fw_error(CMD, e))?;
+        self.activate(CMD, handle)?;
+        Ok(handle)
+    }
+
+    fn launch_update_data(&self, gpa: u64, len: u64) -> Result<(), SevError> {
+        const CMD: &str = "LAUNCH_UPDATE_DATA";
+        let len = u32_len(CMD, gpa, len)?;
+        self.platform
+            .launch_update_data(self.handle(), self.mem.as_ref(), gpa, len)
+            .map_err(|e| fw_error(CMD, e))
+    }
+
+    fn launch_update_vmsa(&self) -> Result<(), SevError> {
+        Err(SevError::Unsupported {
+            command: "LAUNCH_UPDATE_VMSA",
+            reason: "SEV-ES register state is not modelled for KVM-emulated vCPUs on the \
+                     emulated platform"
+                .into(),
+        })
+    }
+
+    fn launch_measure(&self) -> Result<LaunchMeasurement, SevError> {
+        let mut out = [0u8; LaunchMeasurement::LEN];
+        self.platform
+            .launch_measure(self.handle(), &mut out)
+            .map_err(|e| fw_error("LAUNCH_MEASURE", e))?;
+        Ok(LaunchMeasurement::from_bytes(out))
+    }
+
+    fn launch_secret(
+        &self,
+        header: &PacketHeader,
+        gpa: u64,
+        secret: &[u8],
+    ) -> Result<(), SevError> {
+        const CMD: &str = "LAUNCH_SECRET";
+        let len = u32_len(CMD, gpa, secret.len() as u64)?;
+        // UNCERTAIN (SEV-REFERENCE 12 #14): GUEST_LEN = TRANS_LEN, as QEMU
+        // sends it.
+        self.platform
+            .launch_secret(
+                self.handle(),
+                self.mem.as_ref(),
+                &header.to_bytes(),
+                gpa,
+                len,
+                secret,
+            )
+            .map_err(|e| fw_error(CMD, e))
+    }
+
+    fn launch_finish(&self) -> Result<(), SevError> {
+        self.platform
+            .launch_finish(self.handle())
+            .map_err(|e| fw_error("LAUNCH_FINISH", e))
+    }
+
+    fn guest_status(&self) -> Result<GuestStatus, SevError> {
+        let s = self
+            .platform
+            .guest_status(self.handle())
+            .map_err(|e| fw_error("GUEST_STATUS", e))?;
+        Ok(GuestStatus {
+            handle: s.handle,
+            policy: s.policy,
+            state: Some(s.state),
+        })
+    }
+
+    fn attestation_report(&self, mnonce: [u8; 16]) -> Result<Vec<u8>, SevError> {
+        let mut out = vec![0u8; ATTESTATION_REPORT_LEN];
+        let n = self
+            .platform
+            .attestation(self.handle(), &mnonce, &mut out)
+            .map_err(|e| fw_error("ATTESTATION", e))?;
+        out.truncate(n);
+        Ok(out)
+    }
+}
+
+impl DebugCommands for EmulatedGuest {
+    fn dbg_decrypt(&self, gpa: u64, buf: &mut [u8]) -> Result<(), SevError> {
+        const CMD: &str = "DBG_DECRYPT";
+        let (start, span) = Self::aligned_span(CMD, gpa, buf.len())?;
+        let mut bounce = vec![0u8; span];
+        self.platform
+            .dbg_decrypt(self.handle(), self.mem.as_ref(), start, &mut bounce)
+            .map_err(|e| fw_error(CMD, e))?;
+        let off = usize::try_from(gpa - start).unwrap_or(0);
+        if let Some(src) = bounce.get(off..off + buf.len()) {
+            buf.copy_from_slice(src);
+        }
+        Ok(())
+    }
+
+    fn dbg_encrypt(&self, data: &[u8], gpa: u64) -> Result<(), SevError> {
+        const CMD: &str = "DBG_ENCRYPT";
+        let (start, span) = Self::aligned_span(CMD, gpa, data.len())?;
+        let mut bounce = vec![0u8; span];
+        // KVM's read-modify-write: decrypt the aligned span, patch, encrypt.
+        if start != gpa || span != data.len() {
+            self.platform
+                .dbg_decrypt(self.handle(), self.mem.as_ref(), start, &mut bounce)
+                .map_err(|e| fw_error(CMD, e))?;
+        }
+        let off = usize::try_from(gpa - start).unwrap_or(0);
+        if let Some(dst) = bounce.get_mut(off..off + data.len()) {
+            dst.copy_from_slice(data);
+        }
+        self.platform
+            .dbg_encrypt(self.handle(), self.mem.as_ref(), &bounce, start)
+            .map_err(|e| fw_error(CMD, e))
+    }
+}
+
+impl MigrationCommands for EmulatedGuest {
+    fn send_start(&self, target: &MigrationTarget) -> Result<(Policy, SessionBuffer), SevError> {
+        let pdh = target.pdh.encode();
+        let chain = target.chain.encode();
+        let amd = target.amd.as_ref().map(CaChain::encode).unwrap_or_default();
+        let mut session = [0u8; SESSION_LEN];
+        let policy = self
+            .platform
+            .send_start(self.handle(), &pdh, &chain, &amd, &mut session)
+            .map_err(|e| fw_error("SEND_START", e))?;
+        Ok((policy, SessionBuffer::from_bytes(&session)))
+    }
+
+    fn send_update_data_into(
+        &self,
+        gpa: u64,
+        len: u64,
+        hdr: &mut Vec<u8>,
+        trans: &mut Vec<u8>,
+    ) -> Result<(), SevError> {
+        const CMD: &str = "SEND_UPDATE_DATA";
+        let len32 = u32_len(CMD, gpa, len)?;
+        // Reused buffers of the right size are not touched before the
+        // firmware overwrites them.
+        hdr.resize(PACKET_HEADER_LEN, 0);
+        trans.resize(len32 as usize, 0);
+        self.platform
+            .send_update_data(self.handle(), self.mem.as_ref(), gpa, len32, hdr, trans)
+            .map_err(|e| fw_error(CMD, e))
+    }
+
+    fn send_finish(&self) -> Result<(), SevError> {
+        self.platform
+            .send_finish(self.handle())
+            .map_err(|e| fw_error("SEND_FINISH", e))
+    }
+
+    fn send_cancel(&self) -> Result<(), SevError> {
+        self.platform
+            .send_cancel(self.handle())
+            .map_err(|e| fw_error("SEND_CANCEL", e))
+    }
+
+    fn receive_start(
+        &self,
+        policy: Policy,
+        pdh: &Certificate,
+        session: &SessionBuffer,
+    ) -> Result<u32, SevError> {
+        const CMD: &str = "RECEIVE_START";
+        let handle = self
+            .platform
+            .receive_start(0, policy, &pdh.encode(), &session.to_bytes())
+            .map_err(|e| fw_error(CMD, e))?;
+        self.activate(CMD, handle)?;
+        Ok(handle)
+    }
+
+    fn receive_update_data(&self, header: &[u8], gpa: u64, trans: &[u8]) -> Result<(), SevError> {
+        const CMD: &str = "RECEIVE_UPDATE_DATA";
+        let len = u32_len(CMD, gpa, trans.len() as u64)?;
+        self.platform
+            .receive_update_data(self.handle(), self.mem.as_ref(), header, gpa, len, trans)
+            .map_err(|e| fw_error(CMD, e))
+    }
+
+    fn receive_finish(&self) -> Result<(), SevError> {
+        self.platform
+            .receive_finish(self.handle())
+            .map_err(|e| fw_error("RECEIVE_FINISH", e))
+    }
+}
+
+impl GuestContext for EmulatedGuest {
+    fn host_view(&self) -> Arc<dyn HostView> {
+        Arc::new(EmulatedView(Arc::clone(&self.view)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{GuestBacking, OutOfRange, Region};
+    use sev_proto::abi::{GuestState, Status};
+    use sev_psp::memory::VecBacking;
+
+    /// Plain vectors as guest memory (the emulated firmware never uses host
+    /// addresses: no regions are listed).
+    #[derive(Debug)]
+    struct TestMemory(VecBacking);
+
+    impl GuestBacking for TestMemory {
+        fn regions(&self) -> Vec<Region> {
+            self.0.regions()
+        }
+        fn read_plain(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutOfRange> {
+            self.0.read_plain(gpa, buf)
+        }
+        fn write_plain(&self, gpa: u64, data: &[u8]) -> Result<(), OutOfRange> {
+            self.0.write_plain(gpa, data)
+        }
+    }
+
+    // SAFETY: no host regions are listed, so nothing is handed to a kernel.
+    unsafe impl GuestMemory for TestMemory {
+        fn host_regions(&self) -> Vec<HostRegion> {
+            Vec::new()
+        }
+    }
+
+    fn guest(dir: &Path) -> (Arc<TestMemory>, EmulatedGuest) {
+        let opts = CreateOptions {
+            ark_bits: 2048,
+            ..Default::default()
+        };
+        let platform = Platform::create(dir, opts, sev_psp::rng::seeded_rng(3)).unwrap();
+        platform.init(false).unwrap();
+        let regions = [
+            Region {
+                gpa: 0,
+                len: 1 << 20,
+            },
+            Region {
+                gpa: (1 << 32) - 0x1_0000,
+                len: 0x1_0000,
+            },
+        ];
+        let mem = Arc::new(TestMemory(VecBacking::new(&regions).unwrap()));
+        let g = EmulatedGuest::new(Arc::new(platform), mem.clone(), GuestKind::Sev);
+        (mem, g)
+    }
+
+    #[test]
+    fn launch_host_view_and_debug_bouncing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ram, b) = guest(&tmp.path().join("p"));
+        let view = b.host_view();
+        // Before LAUNCH_START every page is shared.
+        view.write(0x2000, b"plain text here!").unwrap();
+        let mut buf = [0u8; 16];
+        ram.read_plain(0x2000, &mut buf).unwrap();
+        assert_eq!(&buf, b"plain text here!");
+
+        // Policy 0: debugging allowed.
+        let handle = b.launch_start(0, Policy::from_bits(0), None).unwrap();
+        assert!(handle > 0);
+        b.launch_update_data(0x2000, 0x1000).unwrap();
+        // The host sees ciphertext of the (now private) page.
+        view.read(0x2000, &mut buf).unwrap();
+        assert_ne!(&buf, b"plain text here!");
+        // DBG at any alignment (KVM's bouncing): write 5 bytes at 0x2003.
+        b.dbg_encrypt(b"HELLO", 0x2003).unwrap();
+        let mut got = [0u8; 9];
+        b.dbg_decrypt(0x2001, &mut got).unwrap();
+        assert_eq!(&got, b"laHELLOxt");
+        ram.read_plain(0x2000, &mut buf).unwrap();
+        // The guest (the backing) holds the plaintext.
+        assert_eq!(&buf, b"plaHELLOxt here!");
+        let s = b.guest_status().unwrap();
+        assert_eq!(s.state, Some(GuestState::LaunchUpdate));
+        // Wrong state: secrets need LSECRET.
+        let e = b
+            .launch_secret(&PacketHeader::from_bytes(&[0u8; 52]), 0x3000, &[0u8; 16])
+            .unwrap_err();
+        assert_eq!(
+            e.status(),
+            Some(StatusCode(Status::InvalidGuestState.code()))
+        );
+        assert!(e
+            .to_string()
+            .starts_with("SEV: LAUNCH_SECRET failed: INVALID_GUEST_STATE (0x02)"));
+        b.launch_measure().unwrap();
+        b.launch_finish().unwrap();
+        assert_eq!(b.guest_status().unwrap().state, Some(GuestState::Running));
+        // ES register state is not modelled.
+        assert!(matches!(
+            b.launch_update_vmsa(),
+            Err(SevError::Unsupported { .. })
+        ));
+    }
+
+    #[test]
+    fn management_commands_init_an_uninit_platform_for_the_command_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("p");
+        let opts = CreateOptions {
+            ark_bits: 2048,
+            ..Default::default()
+        };
+        assert!(EmulatedPlatform::create(&dir, opts).unwrap());
+        assert!(!EmulatedPlatform::create(&dir, opts).unwrap());
+        let p = EmulatedPlatform::open(&dir).unwrap();
+        assert!(p.is_emulated());
+        assert_eq!(p.kind(), &PlatformKind::Emulated(dir.clone()));
+        let certs = p.pdh_cert_export().unwrap();
+        assert_eq!(p.status().unwrap().state(), Some(PlatformState::Uninit));
+        let ca = p.amd_chain().unwrap().unwrap();
+        certs.chain.cek.verify_signed_by_ca(&ca.ask).unwrap();
+        p.init_for_guests().unwrap();
+        assert_eq!(p.status().unwrap().state(), Some(PlatformState::Init));
+        // INITed already: nothing to do.
+        p.init_for_guests().unwrap();
+        // Already INIT: the command runs as it is and the platform stays INIT.
+        assert_eq!(p.pdh_cert_export().unwrap(), certs);
+        assert_eq!(p.status().unwrap().state(), Some(PlatformState::Init));
+        assert!(matches!(
+            EmulatedPlatform::open(&tmp.path().join("none")),
+            Err(OpenError::Emulated(_))
+        ));
+    }
+}

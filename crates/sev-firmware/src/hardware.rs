@@ -1,0 +1,491 @@
+//! The hardware platform: `/dev/sev` for platform commands and KVM's
+//! `KVM_MEMORY_ENCRYPT_OP` on the VM fd for guest commands (through
+//! `sev-host`).
+//!
+//! Guest ranges are translated from guest-physical addresses to the host
+//! virtual addresses of the VMM's mapping ([`GuestMemory::host_regions`]),
+//! which KVM pins and hands to the firmware. The host view of guest memory
+//! is that raw mapping: on SEV hardware the memory controller stores private
+//! pages as ciphertext, so reading the mapping *is* the hypervisor's view.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+
+use sev_host::{cpuid_8000_001f, HostError, SevDevice, SevVm};
+use sev_proto::abi::{GuestState, Owner, Policy, StatusCode};
+use sev_proto::cert::chain::{CaChain, PlatformChain};
+use sev_proto::cert::sev::Certificate;
+use sev_proto::secret::PacketHeader;
+use sev_proto::session::SessionBuffer;
+
+use crate::guest::{DebugCommands, GuestContext, LaunchCommands, MigrationCommands};
+use crate::memory::{GuestMemory, HostRegion, HostView, ViewError};
+use crate::platform::{PlatformManagement, SevPlatform};
+use crate::types::{
+    EncryptionParams, GuestKind, GuestStatus, LaunchMeasurement, LaunchSession, MigrationTarget,
+    PlatformCerts, PlatformKind, PlatformStatus,
+};
+use crate::{error_chain, OpenError, SevError};
+
+/// Maps a `sev-host` error of firmware command `command` to a [`SevError`]:
+/// firmware statuses stay data.
+pub fn host_error(command: &'static str, e: HostError) -> SevError {
+    match e {
+        HostError::Firmware { cmd, code } => SevError::Firmware {
+            command,
+            status: StatusCode(code),
+            detail: cmd.to_string(),
+        },
+        other => SevError::Host {
+            command,
+            detail: error_chain(&other),
+        },
+    }
+}
+
+fn decoded<T, E: std::fmt::Display>(
+    command: &'static str,
+    what: &'static str,
+    r: Result<T, E>,
+) -> Result<T, SevError> {
+    r.map_err(|e| SevError::Decode {
+        command,
+        problem: format!("the firmware's {what} does not decode: {e}"),
+    })
+}
+
+/// A SEV device node (`/dev/sev`, or another path).
+#[derive(Debug)]
+pub struct HardwarePlatform {
+    device: Arc<SevDevice>,
+    kind: PlatformKind,
+}
+
+impl HardwarePlatform {
+    /// Opens the SEV device.
+    pub fn open(path: &Path) -> Result<Self, OpenError> {
+        let device = SevDevice::open_path(path)?;
+        Ok(HardwarePlatform {
+            kind: PlatformKind::Hardware(device.path().to_path_buf()),
+            device: Arc::new(device),
+        })
+    }
+
+    fn path(&self) -> &Path {
+        self.device.path()
+    }
+}
+
+impl PlatformManagement for HardwarePlatform {
+    fn kind(&self) -> &PlatformKind {
+        &self.kind
+    }
+
+    fn describe(&self) -> String {
+        format!("SEV hardware through {}", self.path().display())
+    }
+
+    fn status(&self) -> Result<PlatformStatus, SevError> {
+        let s = self
+            .device
+            .platform_status()
+            .map_err(|e| host_error("PLATFORM_STATUS", e))?;
+        Ok(PlatformStatus {
+            api: sev_proto::abi::ApiVersion::new(s.api_major, s.api_minor),
+            build: s.build,
+            state_code: s.state,
+            owner: if s.externally_owned() {
+                Owner::External
+            } else {
+                Owner::SelfOwned
+            },
+            es_enabled: s.es_enabled(),
+            guest_count: s.guest_count,
+        })
+    }
+
+    fn pdh_cert_export(&self) -> Result<PlatformCerts, SevError> {
+        const CMD: &str = "PDH_CERT_EXPORT";
+        let (pdh, chain) = self
+            .device
+            .pdh_cert_export()
+            .map_err(|e| host_error(CMD, e))?;
+        Ok(PlatformCerts {
+            pdh: decoded(CMD, "PDH certificate", Certificate::decode(&pdh))?,
+            chain: decoded(CMD, "PEK/OCA/CEK chain", PlatformChain::decode(&chain))?,
+        })
+    }
+
+    fn pek_csr(&self) -> Result<Certificate, SevError> {
+        const CMD: &str = "PEK_CSR";
+        let csr = self.device.pek_csr().map_err(|e| host_error(CMD, e))?;
+        decoded(CMD, "PEK CSR", Certificate::decode(&csr))
+    }
+
+    fn pek_cert_import(&self, pek: &Certificate, oca: &Certificate) -> Result<(), SevError> {
+        self.device
+            .pek_cert_import(&pek.encode(), &oca.encode())
+            .map_err(|e| host_error("PEK_CERT_IMPORT", e))
+    }
+
+    fn pdh_gen(&self) -> Result<(), SevError> {
+        self.device.pdh_gen().map_err(|e| host_error("PDH_GEN", e))
+    }
+
+    fn pek_gen(&self) -> Result<(), SevError> {
+        self.device.pek_gen().map_err(|e| host_error("PEK_GEN", e))
+    }
+
+    fn platform_reset(&self) -> Result<(), SevError> {
+        self.device
+            .factory_reset()
+            .map_err(|e| host_error("PLATFORM_RESET", e))
+    }
+
+    fn get_id(&self) -> Result<Vec<u8>, SevError> {
+        self.device.get_id().map_err(|e| host_error("GET_ID", e))
+    }
+
+    fn encryption_params(&self) -> Result<EncryptionParams, SevError> {
+        let c = cpuid_8000_001f();
+        if !c.leaf_present || !c.sev {
+            return Err(SevError::Platform(
+                "the host CPU does not report SEV support (CPUID 0x8000001F)".into(),
+            ));
+        }
+        Ok(EncryptionParams {
+            cbitpos: u32::from(c.cbitpos),
+            reduced_phys_bits: u32::from(c.reduced_phys_bits),
+        })
+    }
+
+    fn amd_chain(&self) -> Result<Option<CaChain>, SevError> {
+        Ok(None)
+    }
+}
+
+impl SevPlatform for HardwarePlatform {
+    fn prepare_vm(
+        &self,
+        vm: BorrowedFd<'_>,
+        regions: &[HostRegion],
+        kind: GuestKind,
+    ) -> Result<(), SevError> {
+        let es = kind.encrypts_registers();
+        let sev = SevVm::new(vm, self.device.as_fd());
+        sev.init(es).map_err(|e| {
+            host_error(
+                if es {
+                    "KVM_SEV_ES_INIT"
+                } else {
+                    "KVM_SEV_INIT"
+                },
+                e,
+            )
+        })?;
+        for region in regions {
+            sev.register_region(region.host_addr, region.len)
+                .map_err(|e| host_error("KVM_MEMORY_ENCRYPT_REG_REGION", e))?;
+        }
+        Ok(())
+    }
+
+    fn attach(
+        &self,
+        vm: BorrowedFd<'_>,
+        memory: Arc<dyn GuestMemory>,
+        _kind: GuestKind,
+    ) -> Result<Arc<dyn GuestContext>, SevError> {
+        let vm = vm.try_clone_to_owned().map_err(|e| SevError::Host {
+            command: "attach",
+            detail: format!("cannot duplicate the KVM VM fd: {e}"),
+        })?;
+        let regions = memory.host_regions();
+        Ok(Arc::new(HardwareGuest {
+            vm,
+            device: Arc::clone(&self.device),
+            view: Arc::new(PlainView(Arc::clone(&memory))),
+            regions,
+            memory,
+        }))
+    }
+}
+
+/// The pass-through host view: the raw mapping.
+#[derive(Debug)]
+struct PlainView(Arc<dyn GuestMemory>);
+
+impl HostView for PlainView {
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), ViewError> {
+        Ok(self.0.read_plain(gpa, buf)?)
+    }
+
+    fn write(&self, gpa: u64, data: &[u8]) -> Result<(), ViewError> {
+        Ok(self.0.write_plain(gpa, data)?)
+    }
+}
+
+/// One VM's SEV context on hardware.
+pub struct HardwareGuest {
+    vm: OwnedFd,
+    device: Arc<SevDevice>,
+    /// Keeps the mappings of `regions` alive.
+    memory: Arc<dyn GuestMemory>,
+    regions: Vec<HostRegion>,
+    view: Arc<PlainView>,
+}
+
+impl std::fmt::Debug for HardwareGuest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HardwareGuest")
+            .field("vm", &self.vm)
+            .field("memory", &self.memory)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HardwareGuest {
+    fn sev(&self) -> SevVm<'_> {
+        SevVm::new(self.vm.as_fd(), self.device.as_fd())
+    }
+
+    /// The host address of `gpa..gpa+len`, which must lie in one region.
+    fn host_addr(&self, command: &'static str, gpa: u64, len: u64) -> Result<u64, SevError> {
+        self.regions
+            .iter()
+            .find_map(|r| r.host_address(gpa, len))
+            .ok_or(SevError::OutOfRange { command, gpa, len })
+    }
+}
+
+fn usize_len(command: &'static str, gpa: u64, len: u64) -> Result<usize, SevError> {
+    usize::try_from(len).map_err(|_| SevError::OutOfRange { command, gpa, len })
+}
+
+impl LaunchCommands for HardwareGuest {
+    fn launch_start(
+        &self,
+        share_handle: u32,
+        policy: Policy,
+        session: Option<&LaunchSession>,
+    ) -> Result<u32, SevError> {
+        let encoded = session.map(|s| (s.godh.encode(), s.session.to_bytes()));
+        let (godh, session) = match &encoded {
+            Some((g, s)) => (Some(&g[..]), Some(&s[..])),
+            None => (None, None),
+        };
+        self.sev()
+            .launch_start_sharing(share_handle, policy.bits(), godh, session)
+            .map_err(|e| host_error("LAUNCH_START", e))
+    }
+
+    fn launch_update_data(&self, gpa: u64, len: u64) -> Result<(), SevError> {
+        const CMD: &str = "LAUNCH_UPDATE_DATA";
+        let addr = self.host_addr(CMD, gpa, len)?;
+        let len = usize_len(CMD, gpa, len)?;
+        // SAFETY: `addr..addr+len` lies inside one of the regions of
+        // `self.memory`, which this context keeps alive and whose contract
+        // (`GuestMemory`) rules out Rust references into it, so in-place
+        // encryption invalidates nothing.
+        unsafe { self.sev().launch_update_data(addr, len) }.map_err(|e| host_error(CMD, e))
+    }
+
+    fn launch_update_vmsa(&self) -> Result<(), SevError> {
+        self.sev()
+            .launch_update_vmsa()
+            .map_err(|e| host_error("LAUNCH_UPDATE_VMSA", e))
+    }
+
+    fn launch_measure(&self) -> Result<LaunchMeasurement, SevError> {
+        self.sev()
+            .launch_measure()
+            .map(LaunchMeasurement::from_bytes)
+            .map_err(|e| host_error("LAUNCH_MEASURE", e))
+    }
+
+    fn launch_secret(
+        &self,
+        header: &PacketHeader,
+        gpa: u64,
+        secret: &[u8],
+    ) -> Result<(), SevError> {
+        const CMD: &str = "LAUNCH_SECRET";
+        let addr = self.host_addr(CMD, gpa, secret.len() as u64)?;
+        // SAFETY: as in `launch_update_data`: the destination lies inside
+        // guest memory kept alive by `self.memory`, never referenced by Rust.
+        unsafe { self.sev().launch_secret(&header.to_bytes(), addr, secret) }
+            .map_err(|e| host_error(CMD, e))
+    }
+
+    fn launch_finish(&self) -> Result<(), SevError> {
+        self.sev()
+            .launch_finish()
+            .map_err(|e| host_error("LAUNCH_FINISH", e))
+    }
+
+    fn guest_status(&self) -> Result<GuestStatus, SevError> {
+        let s = self
+            .sev()
+            .guest_status()
+            .map_err(|e| host_error("GUEST_STATUS", e))?;
+        Ok(GuestStatus {
+            handle: s.handle,
+            policy: Policy::from_bits(s.policy),
+            state: u8::try_from(s.state).ok().and_then(GuestState::from_u8),
+        })
+    }
+
+    fn attestation_report(&self, mnonce: [u8; 16]) -> Result<Vec<u8>, SevError> {
+        self.sev()
+            .attestation_report(mnonce)
+            .map_err(|e| host_error("ATTESTATION", e))
+    }
+}
+
+impl DebugCommands for HardwareGuest {
+    fn dbg_decrypt(&self, gpa: u64, buf: &mut [u8]) -> Result<(), SevError> {
+        const CMD: &str = "DBG_DECRYPT";
+        let addr = self.host_addr(CMD, gpa, buf.len() as u64)?;
+        self.sev()
+            .dbg_decrypt(addr, buf)
+            .map_err(|e| host_error(CMD, e))
+    }
+
+    fn dbg_encrypt(&self, data: &[u8], gpa: u64) -> Result<(), SevError> {
+        const CMD: &str = "DBG_ENCRYPT";
+        let addr = self.host_addr(CMD, gpa, data.len() as u64)?;
+        // SAFETY: the destination lies inside guest memory kept alive by
+        // `self.memory`, never referenced by Rust.
+        unsafe { self.sev().dbg_encrypt(data, addr) }.map_err(|e| host_error(CMD, e))
+    }
+}
+
+impl MigrationCommands for HardwareGuest {
+    fn send_start(&self, target: &MigrationTarget) -> Result<(Policy, SessionBuffer), SevError> {
+        const CMD: &str = "SEND_START";
+        let amd = target.amd.as_ref().map(CaChain::encode).unwrap_or_default();
+        let (policy, session) = self
+            .sev()
+            .send_start(&target.pdh.encode(), &target.chain.encode(), &amd)
+            .map_err(|e| host_error(CMD, e))?;
+        let session = decoded(CMD, "session", SessionBuffer::decode(&session))?;
+        Ok((Policy::from_bits(policy), session))
+    }
+
+    fn send_update_data_into(
+        &self,
+        gpa: u64,
+        len: u64,
+        header: &mut Vec<u8>,
+        trans: &mut Vec<u8>,
+    ) -> Result<(), SevError> {
+        let (h, t) = self.send_update_data(gpa, len)?;
+        *header = h;
+        *trans = t;
+        Ok(())
+    }
+
+    fn send_update_data(&self, gpa: u64, len: u64) -> Result<(Vec<u8>, Vec<u8>), SevError> {
+        const CMD: &str = "SEND_UPDATE_DATA";
+        let addr = self.host_addr(CMD, gpa, len)?;
+        let len = usize_len(CMD, gpa, len)?;
+        self.sev()
+            .send_update_data(addr, len)
+            .map_err(|e| host_error(CMD, e))
+    }
+
+    fn send_finish(&self) -> Result<(), SevError> {
+        self.sev()
+            .send_finish()
+            .map_err(|e| host_error("SEND_FINISH", e))
+    }
+
+    fn send_cancel(&self) -> Result<(), SevError> {
+        self.sev()
+            .send_cancel()
+            .map_err(|e| host_error("SEND_CANCEL", e))
+    }
+
+    fn receive_start(
+        &self,
+        policy: Policy,
+        pdh: &Certificate,
+        session: &SessionBuffer,
+    ) -> Result<u32, SevError> {
+        self.sev()
+            .receive_start(policy.bits(), &pdh.encode(), &session.to_bytes())
+            .map_err(|e| host_error("RECEIVE_START", e))
+    }
+
+    fn receive_update_data(&self, header: &[u8], gpa: u64, trans: &[u8]) -> Result<(), SevError> {
+        const CMD: &str = "RECEIVE_UPDATE_DATA";
+        let addr = self.host_addr(CMD, gpa, trans.len() as u64)?;
+        // SAFETY: the destination lies inside guest memory kept alive by
+        // `self.memory`, never referenced by Rust.
+        unsafe { self.sev().receive_update_data(header, addr, trans) }
+            .map_err(|e| host_error(CMD, e))
+    }
+
+    fn receive_finish(&self) -> Result<(), SevError> {
+        self.sev()
+            .receive_finish()
+            .map_err(|e| host_error("RECEIVE_FINISH", e))
+    }
+}
+
+impl GuestContext for HardwareGuest {
+    fn host_view(&self) -> Arc<dyn HostView> {
+        Arc::clone(&self.view) as Arc<dyn HostView>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_device_is_an_open_error_naming_it() {
+        let e = HardwarePlatform::open(Path::new("/nonexistent/sev")).unwrap_err();
+        assert!(matches!(e, OpenError::Hardware(_)));
+        assert!(error_chain(&e).contains("/nonexistent/sev"), "{e}");
+    }
+
+    #[test]
+    fn firmware_status_from_the_kernel_stays_data() {
+        let e = host_error(
+            "LAUNCH_SECRET",
+            HostError::Firmware {
+                cmd: "KVM_SEV_LAUNCH_SECRET",
+                code: 0x0B,
+            },
+        );
+        assert_eq!(e.status(), Some(StatusCode(0x0B)));
+        assert!(e
+            .to_string()
+            .starts_with("SEV: LAUNCH_SECRET failed: BAD_MEASUREMENT (0x0B)"));
+        let e = host_error("LAUNCH_START", HostError::Empty { what: "session" });
+        assert_eq!(e.status(), None);
+        assert_eq!(e.to_string(), "SEV: LAUNCH_START failed: session is empty");
+    }
+
+    /// On a host with SEV hardware: the platform answers and exports its
+    /// certificates (the full launch is exercised by sevm's integration
+    /// tests).
+    #[test]
+    fn hardware_platform_status_and_pdh() {
+        if !sevm_testutil::sev_device("hardware_platform_status_and_pdh") {
+            return;
+        }
+        let p = HardwarePlatform::open(Path::new("/dev/sev")).unwrap();
+        let s = p.status().unwrap();
+        assert!(s.api.major > 0 || s.api.minor > 0);
+        let certs = p.pdh_cert_export().unwrap();
+        assert_eq!(certs.pdh.encode().len(), sev_proto::abi::SEV_CERT_LEN);
+        assert_eq!(
+            certs.chain.encode().len(),
+            sev_proto::abi::PLATFORM_CHAIN_LEN
+        );
+        assert!(p.encryption_params().unwrap().cbitpos > 0);
+    }
+}
