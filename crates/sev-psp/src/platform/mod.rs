@@ -51,6 +51,7 @@ mod error;
 mod guest;
 mod identity;
 mod migrate;
+mod shared;
 
 #[cfg(test)]
 mod tests;
@@ -76,6 +77,7 @@ use crate::store::record::{RecordReader, RecordWriter};
 use crate::store::{PersistentIdentity, StateDir, StoreError};
 use guest::Guest;
 use identity::Identity;
+use shared::Snapshot;
 
 /// The C-bit position the emulated platform reports (CPUID 0x8000001F
 /// EBX bits 5:0 on the EPYC parts of every example).
@@ -210,35 +212,22 @@ impl StoredConfig {
     }
 }
 
-/// One ASID's bookkeeping.
-#[derive(Debug, Clone, Default)]
-struct AsidSlot {
-    /// Guests bound to the ASID (several only when they share a key).
-    owners: Vec<u32>,
-    /// Released by DEACTIVATE; reusable after DF_FLUSH.
-    needs_flush: bool,
-}
-
-/// The volatile PSP state, behind the platform's mutex.
+/// This process's part of the PSP, behind the platform's mutex (the
+/// platform-wide part is in the directory's runtime area: [`shared`]).
 struct Inner {
+    dir: StateDir,
     rng: PspRng,
     conf: StoredConfig,
     identity: Identity,
     /// The identity file's payload `identity` was loaded from.
     identity_payload: Zeroizing<Vec<u8>>,
-    state: PlatformState,
-    es_enabled: bool,
+    /// The guests this process created (each holds its record's lock).
     guests: BTreeMap<u32, Guest>,
-    next_handle: u32,
-    next_key_group: u64,
-    asids: Vec<AsidSlot>,
 }
 
 impl fmt::Debug for Inner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Inner")
-            .field("state", &self.state)
-            .field("es_enabled", &self.es_enabled)
             .field("guests", &self.guests.len())
             .field("identity", &self.identity)
             .finish_non_exhaustive()
@@ -396,22 +385,15 @@ impl Platform {
         let identity = Identity::load(&record).map_err(|e| damaged(e.to_string()))?;
         let conf =
             StoredConfig::decode(&conf_payload).map_err(|e| damaged(format!("config: {e}")))?;
-        let asid_count = usize::try_from(conf.max_asid)
-            .map_err(|_| damaged("config: ASID count".into()))?
-            .saturating_add(1);
         Ok(Platform {
-            dir,
+            dir: dir.clone(),
             inner: Mutex::new(Inner {
+                dir,
                 rng,
                 conf,
                 identity,
                 identity_payload: payload,
-                state: PlatformState::Uninit,
-                es_enabled: false,
                 guests: BTreeMap::new(),
-                next_handle: 1,
-                next_key_group: 1,
-                asids: vec![AsidSlot::default(); asid_count],
             }),
         })
     }
@@ -528,17 +510,18 @@ impl Platform {
         Ok(())
     }
 
-    /// Read-modify-write of the identity under the directory lock.
+    /// Read-modify-write of the identity; the caller holds the directory
+    /// lock (`_held`, the snapshot its state check was made on).
     fn modify_identity(
         &self,
         inner: &mut Inner,
+        _held: &Snapshot,
         op: Op,
         f: impl FnOnce(
             &mut PersistentIdentity,
             &mut dyn rand_core::CryptoRngCore,
         ) -> Result<(), FwError>,
     ) -> Result<(), FwError> {
-        let _lock = self.dir.lock().map_err(store_err(op))?;
         let mut record = read_identity(&self.dir, op)?;
         f(&mut record, &mut *inner.rng)?;
         let payload = record
@@ -554,8 +537,17 @@ impl Platform {
         Ok(())
     }
 
-    fn require_state(inner: &Inner, op: Op, allowed: &[PlatformState]) -> Result<(), FwError> {
-        if allowed.contains(&inner.state) {
+    /// The platform-wide state (a snapshot of it; the lock is released).
+    fn state(&self, op: Op) -> Result<PlatformState, FwError> {
+        Ok(Snapshot::load(&self.dir, op)?.platform.state)
+    }
+
+    fn require_state(
+        state: PlatformState,
+        op: Op,
+        allowed: &[PlatformState],
+    ) -> Result<(), FwError> {
+        if allowed.contains(&state) {
             return Ok(());
         }
         let names: Vec<&str> = allowed.iter().map(|s| s.name()).collect();
@@ -564,7 +556,7 @@ impl Platform {
             Status::InvalidPlatformState,
             format!(
                 "platform is {}; the command needs {}",
-                inner.state,
+                state,
                 names.join(" or ")
             ),
         ))
@@ -575,7 +567,8 @@ impl Platform {
     pub fn init(&self, es: bool) -> Result<(), FwError> {
         let op = cmd(CommandId::Init);
         let mut inner = self.lock();
-        Self::require_state(&inner, op, &[PlatformState::Uninit])?;
+        let mut shared = Snapshot::load(&self.dir, op)?;
+        Self::require_state(shared.platform.state, op, &[PlatformState::Uninit])?;
         if es && !inner.conf.es_capable {
             // UNCERTAIN (no reference): chose UNSUPPORTED ("feature not
             // supported") for INIT with the SEV-ES flag on a platform without
@@ -589,24 +582,43 @@ impl Platform {
         // INIT loads the persistent state: a damaged identity fails here with
         // SECURE_DATA_INVALID, as on hardware.
         self.refresh(&mut inner, op)?;
-        inner.state = PlatformState::Init;
-        inner.es_enabled = es;
+        shared.platform.state = PlatformState::Init;
+        shared.platform.es_enabled = es;
+        shared.save()?;
         log::debug!("INIT (SEV-ES {})", if es { "on" } else { "off" });
         Ok(())
     }
 
-    /// SHUTDOWN: INIT/WORKING → UNINIT. Every guest is destroyed and every
-    /// ASID released.
+    /// SHUTDOWN: INIT/WORKING → UNINIT. Every guest on the platform is
+    /// destroyed, other processes' guests included (as the firmware does:
+    /// SHUTDOWN is a platform command), and every ASID released. A process
+    /// whose guest was destroyed gets INVALID_PLATFORM_STATE (or, after a
+    /// new INIT, INVALID_GUEST) at its next command for it.
     pub fn shutdown(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::Shutdown);
         let mut inner = self.lock();
-        Self::require_state(&inner, op, &[PlatformState::Init, PlatformState::Working])?;
+        let mut shared = Snapshot::load(&self.dir, op)?;
+        Self::require_state(
+            shared.platform.state,
+            op,
+            &[PlatformState::Init, PlatformState::Working],
+        )?;
+        let others = shared
+            .guests
+            .keys()
+            .filter(|h| !inner.guests.contains_key(h))
+            .count();
+        shared.remove_all_guests()?;
         inner.guests.clear();
-        for slot in &mut inner.asids {
-            *slot = AsidSlot::default();
+        let p = &mut shared.platform;
+        p.state = PlatformState::Uninit;
+        p.es_enabled = false;
+        p.generation = p.generation.wrapping_add(1);
+        p.needs_flush.clear();
+        shared.save()?;
+        if others > 0 {
+            log::warn!("SHUTDOWN destroyed {others} guest(s) of other processes");
         }
-        inner.state = PlatformState::Uninit;
-        inner.es_enabled = false;
         log::debug!("SHUTDOWN");
         Ok(())
     }
@@ -616,8 +628,9 @@ impl Platform {
     pub fn platform_reset(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::PlatformReset);
         let mut inner = self.lock();
-        Self::require_state(&inner, op, &[PlatformState::Uninit])?;
-        self.modify_identity(&mut inner, op, |id, rng| {
+        let shared = Snapshot::load(&self.dir, op)?;
+        Self::require_state(shared.platform.state, op, &[PlatformState::Uninit])?;
+        self.modify_identity(&mut inner, &shared, op, |id, rng| {
             identity::regenerate_owner_keys(rng, id)
                 .map_err(|e| FwError::new(op, Status::SecureDataInvalid, e.to_string()))
         })?;
@@ -625,22 +638,24 @@ impl Platform {
         Ok(())
     }
 
-    /// PLATFORM_STATUS (any state).
+    /// PLATFORM_STATUS (any state): the platform-wide state, and the number
+    /// of guests of every process using the platform.
     pub fn platform_status(&self) -> Result<PlatformStatusInfo, FwError> {
         let op = cmd(CommandId::PlatformStatus);
         let mut inner = self.lock();
+        let shared = Snapshot::load(&self.dir, op)?;
         self.refresh(&mut inner, op)?;
         Ok(PlatformStatusInfo {
             api: inner.identity.api,
-            state: inner.state,
+            state: shared.platform.state,
             owner: if inner.identity.externally_owned {
                 Owner::External
             } else {
                 Owner::SelfOwned
             },
-            es_enabled: inner.es_enabled,
+            es_enabled: shared.platform.es_enabled,
             build: inner.identity.build,
-            guest_count: u32::try_from(inner.guests.len()).unwrap_or(u32::MAX),
+            guest_count: u32::try_from(shared.guests.len()).unwrap_or(u32::MAX),
         })
     }
 
@@ -649,8 +664,9 @@ impl Platform {
     pub fn pek_gen(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::PekGen);
         let mut inner = self.lock();
-        Self::require_state(&inner, op, &[PlatformState::Init])?;
-        self.modify_identity(&mut inner, op, |id, rng| {
+        let shared = Snapshot::load(&self.dir, op)?;
+        Self::require_state(shared.platform.state, op, &[PlatformState::Init])?;
+        self.modify_identity(&mut inner, &shared, op, |id, rng| {
             identity::regenerate_owner_keys(rng, id)
                 .map_err(|e| FwError::new(op, Status::SecureDataInvalid, e.to_string()))
         })?;
@@ -672,7 +688,7 @@ impl Platform {
             FwError::invalid_len(op, SEV_CERT_LEN, format!("CSR buffer is {out_len} bytes"))
         })?;
         let mut inner = self.lock();
-        Self::require_state(&inner, op, &[PlatformState::Init])?;
+        Self::require_state(self.state(op)?, op, &[PlatformState::Init])?;
         self.refresh(&mut inner, op)?;
         dst.copy_from_slice(&identity::pek_csr(&inner.identity.pek_cert));
         Ok(SEV_CERT_LEN)
@@ -704,13 +720,14 @@ impl Platform {
             }
         }
         let mut inner = self.lock();
-        Self::require_state(&inner, op, &[PlatformState::Init])?;
+        let shared = Snapshot::load(&self.dir, op)?;
+        Self::require_state(shared.platform.state, op, &[PlatformState::Init])?;
         // Every check that depends on the persistent state (ownership, the
         // platform's PEK) runs on the identity read under the directory lock,
         // in the same critical section as the write: another process's
         // import between a check and the write would otherwise make two
         // owners.
-        self.modify_identity(&mut inner, op, |id, _| {
+        self.modify_identity(&mut inner, &shared, op, |id, _| {
             let (pek_cert, oca_cert) = check_import(op, id, pek, oca)?;
             identity::import_signed_pek(id, &pek_cert, &oca_cert)
                 .map_err(|e| FwError::new(op, Status::InvalidCertificate, e.to_string()))
@@ -723,8 +740,13 @@ impl Platform {
     pub fn pdh_gen(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::PdhGen);
         let mut inner = self.lock();
-        Self::require_state(&inner, op, &[PlatformState::Init, PlatformState::Working])?;
-        self.modify_identity(&mut inner, op, |id, rng| {
+        let shared = Snapshot::load(&self.dir, op)?;
+        Self::require_state(
+            shared.platform.state,
+            op,
+            &[PlatformState::Init, PlatformState::Working],
+        )?;
+        self.modify_identity(&mut inner, &shared, op, |id, rng| {
             identity::regenerate_pdh(rng, id)
                 .map_err(|e| FwError::new(op, Status::SecureDataInvalid, e.to_string()))
         })?;
@@ -755,7 +777,11 @@ impl Platform {
             ));
         }
         let mut inner = self.lock();
-        Self::require_state(&inner, op, &[PlatformState::Init, PlatformState::Working])?;
+        Self::require_state(
+            self.state(op)?,
+            op,
+            &[PlatformState::Init, PlatformState::Working],
+        )?;
         self.refresh(&mut inner, op)?;
         let chain = inner.identity.platform_chain();
         if let (Some(p), Some(c)) = (
@@ -785,10 +811,16 @@ impl Platform {
     /// reusable. (WBINVD is not modelled: WBINVD_REQUIRED never occurs.)
     pub fn df_flush(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::DfFlush);
-        let mut inner = self.lock();
-        Self::require_state(&inner, op, &[PlatformState::Init, PlatformState::Working])?;
-        for slot in &mut inner.asids {
-            slot.needs_flush = false;
+        let _inner = self.lock();
+        let mut shared = Snapshot::load(&self.dir, op)?;
+        Self::require_state(
+            shared.platform.state,
+            op,
+            &[PlatformState::Init, PlatformState::Working],
+        )?;
+        if !shared.platform.needs_flush.is_empty() {
+            shared.platform.needs_flush.clear();
+            shared.save()?;
         }
         Ok(())
     }
