@@ -168,7 +168,10 @@ fn chain_params(target: &Path) -> String {
     use base64::Engine;
     let b = |v: &[u8]| base64::engine::general_purpose::STANDARD.encode(v);
     let p = sev_psp::Platform::open(target, sev_psp::rng::os_rng()).unwrap();
-    p.init(false).unwrap();
+    // The platform is one per directory: a VM on it may have INITed it.
+    if p.platform_status().unwrap().state == sev_proto::abi::PlatformState::Uninit {
+        p.init(false).unwrap();
+    }
     let mut pdh = vec![0u8; 0x824];
     let mut chain = vec![0u8; 0x186c];
     p.pdh_cert_export(&mut pdh, &mut chain).unwrap();

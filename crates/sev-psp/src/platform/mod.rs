@@ -54,6 +54,8 @@ mod migrate;
 mod shared;
 
 #[cfg(test)]
+mod shared_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;

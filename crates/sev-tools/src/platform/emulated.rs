@@ -1,16 +1,20 @@
 //! The emulated platform backend: [`sev_psp::Platform`] on a platform state
 //! directory.
 //!
-//! Each `sev-platform` process is its own emulated PSP sharing the
-//! directory's persistent state (as the Linux driver shares one firmware),
-//! and starts UNINIT. Like the Linux driver (SEV-REFERENCE 1.3), the
-//! commands that need INIT (PEK_GEN, PDH_GEN, PEK_CSR, PEK_CERT_IMPORT,
-//! PDH_CERT_EXPORT) INIT the platform for the command and SHUT it DOWN
-//! afterwards; PLATFORM_RESET runs in UNINIT.
+//! The directory is one emulated PSP shared by every process using it (the
+//! sevm VMs on it, this tool): its state, guests and handles are
+//! platform-wide, as on a host with one firmware. Like the Linux driver
+//! (SEV-REFERENCE 1.3), the commands that need INIT (PEK_GEN, PDH_GEN,
+//! PEK_CSR, PEK_CERT_IMPORT, PDH_CERT_EXPORT) INIT an UNINIT platform for
+//! the command and SHUT it DOWN afterwards (unless guests appeared
+//! meanwhile); on an INIT or WORKING platform they run as they are (PEK_GEN
+//! and PEK_CERT_IMPORT then fail with INVALID_PLATFORM_STATE while guests
+//! run, as the firmware's state table says). PLATFORM_RESET SHUTs an INIT
+//! platform DOWN first and is refused while guests run, as Linux does.
 
 use std::path::{Path, PathBuf};
 
-use sev_proto::abi::{ApiVersion, Owner, PLATFORM_CHAIN_LEN, SEV_CERT_LEN};
+use sev_proto::abi::{ApiVersion, Owner, PlatformState, PLATFORM_CHAIN_LEN, SEV_CERT_LEN};
 use sev_proto::cert::chain::CaChain;
 use sev_psp::{CreateOptions, FwError, Platform};
 
@@ -84,15 +88,40 @@ impl Emulated {
         }
     }
 
+    fn state(&self) -> Result<PlatformState, PlatformError> {
+        let s = self.platform.platform_status().map_err(|e| self.fw(e))?;
+        Ok(s.state)
+    }
+
     /// Runs `f` with the platform INITed (as the Linux driver does for
-    /// commands that need it), shutting it down again afterwards.
+    /// commands that need it): an UNINIT platform is INITed for `f` and shut
+    /// down again afterwards, unless another process created guests on it
+    /// meanwhile.
     fn with_init<T>(
         &self,
         f: impl FnOnce(&Platform) -> Result<T, FwError>,
     ) -> Result<T, PlatformError> {
-        self.platform.init(false).map_err(|e| self.fw(e))?;
+        if self.state()? != PlatformState::Uninit {
+            return f(&self.platform).map_err(|e| self.fw(e));
+        }
+        let es = self.platform.config().es_capable;
+        if let Err(e) = self.platform.init(es) {
+            // Another process may have INITed it in between.
+            if self.state()? == PlatformState::Uninit {
+                return Err(self.fw(e));
+            }
+            return f(&self.platform).map_err(|e| self.fw(e));
+        }
         let result = f(&self.platform);
-        let down = self.platform.shutdown();
+        let idle = self
+            .platform
+            .platform_status()
+            .map(|s| s.state == PlatformState::Init);
+        let down = match idle {
+            Ok(true) => self.platform.shutdown(),
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
+        };
         let value = result.map_err(|e| self.fw(e))?;
         down.map_err(|e| self.fw(e))?;
         Ok(value)
@@ -149,7 +178,21 @@ impl Backend for Emulated {
         self.with_init(|p| p.pek_gen())
     }
 
+    /// As the Linux driver: refused while guests run (WORKING), an INIT
+    /// platform is SHUT DOWN first.
     fn reset(&mut self) -> Result<(), PlatformError> {
+        match self.state()? {
+            PlatformState::Working => {
+                return Err(PlatformError::Emulated {
+                    dir: self.dir(),
+                    message: "guests are running on the platform (WORKING): \
+                              stop them before a reset"
+                        .into(),
+                })
+            }
+            PlatformState::Init => self.platform.shutdown().map_err(|e| self.fw(e))?,
+            PlatformState::Uninit => {}
+        }
         self.platform.platform_reset().map_err(|e| self.fw(e))
     }
 

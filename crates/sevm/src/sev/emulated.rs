@@ -8,9 +8,11 @@
 //! in the guest, as on hardware.
 //!
 //! Opening the platform plays the part of the Linux driver and KVM: the
-//! platform is INITed (with SEV-ES when it is capable, as Linux does), and
-//! LAUNCH_START / RECEIVE_START are followed by ACTIVATE with an ASID of the
-//! right range, as `KVM_SEV_LAUNCH_START` does. DBG_DECRYPT/DBG_ENCRYPT get
+//! platform is INITed unless another process did already (with SEV-ES when
+//! it is capable, as Linux does), and LAUNCH_START / RECEIVE_START are
+//! followed by ACTIVATE with a free ASID of the right range, as
+//! `KVM_SEV_LAUNCH_START` does. The platform is one per state directory:
+//! every sevm and tool on it sees the same guests, handles and ASIDs. DBG_DECRYPT/DBG_ENCRYPT get
 //! KVM's bouncing: any alignment is accepted here and turned into the
 //! firmware's 16-byte aligned accesses.
 
@@ -98,7 +100,9 @@ pub struct EmulatedPlatform {
 
 impl EmulatedPlatform {
     /// Opens the platform state directory (it must exist: `sev-platform
-    /// init DIR`) and INITs the platform.
+    /// init DIR`) and INITs the platform unless it is INIT or WORKING
+    /// already (another VM or tool on the same platform), as the Linux
+    /// driver does.
     pub fn open(dir: &Path) -> Result<Self, SevError> {
         let platform = Platform::open(dir, sev_psp::rng::os_rng()).map_err(|e| {
             SevError::Platform(format!(
@@ -107,7 +111,19 @@ impl EmulatedPlatform {
             ))
         })?;
         let es = platform.config().es_capable;
-        platform.init(es).map_err(|e| fw_error("INIT", e))?;
+        let uninit = |p: &Platform| {
+            p.platform_status()
+                .map(|s| s.state == sev_proto::abi::PlatformState::Uninit)
+                .map_err(|e| fw_error("PLATFORM_STATUS", e))
+        };
+        if uninit(&platform)? {
+            if let Err(e) = platform.init(es) {
+                // Another process may have INITed it in between.
+                if uninit(&platform)? {
+                    return Err(fw_error("INIT", e));
+                }
+            }
+        }
         Ok(EmulatedPlatform {
             platform: Arc::new(platform),
             dir: dir.to_path_buf(),
@@ -181,11 +197,9 @@ impl SevPlatform for EmulatedPlatform {
         None
     }
 
-    fn attach(&self, machine: &Machine, es: bool) -> Result<Arc<dyn SevBackend>, SevError> {
-        let config = self.platform.config();
-        // As KVM: SEV-ES guests take ASIDs 1..min_sev_asid, SEV guests
-        // min_sev_asid..=max_asid. One VM per process: the first of the range.
-        let asid = if es { 1 } else { config.min_sev_asid };
+    /// `_es` needs no handling here: the guest's policy picks its ASID
+    /// range at ACTIVATE.
+    fn attach(&self, machine: &Machine, _es: bool) -> Result<Arc<dyn SevBackend>, SevError> {
         let mem = Arc::new(RamBacking::new(Arc::clone(machine.guest_memory())));
         let shared = Arc::new(ViewState {
             mem: Arc::clone(&mem),
@@ -195,7 +209,6 @@ impl SevPlatform for EmulatedPlatform {
             platform: Arc::clone(&self.platform),
             mem,
             handle: AtomicU32::new(0),
-            asid,
             view: shared,
         }))
     }
@@ -246,7 +259,6 @@ pub struct EmulatedBackend {
     mem: Arc<RamBacking>,
     /// 0 until LAUNCH_START/RECEIVE_START.
     handle: AtomicU32,
-    asid: u32,
     view: Arc<ViewState>,
 }
 
@@ -255,10 +267,12 @@ impl EmulatedBackend {
         self.handle.load(Ordering::SeqCst)
     }
 
-    /// KVM's part after LAUNCH_START/RECEIVE_START: ACTIVATE, and the host
-    /// view starts using the guest's key.
+    /// KVM's part after LAUNCH_START/RECEIVE_START: ACTIVATE on a free ASID
+    /// of the guest's range (SEV-ES guests take ASIDs 1..min_sev_asid, SEV
+    /// guests min_sev_asid..=max_asid), and the host view starts using the
+    /// guest's key.
     fn activate(&self, command: &'static str, handle: u32) -> Result<(), SevError> {
-        if let Err(e) = self.platform.activate(handle, self.asid) {
+        if let Err(e) = self.platform.activate_free_asid(handle) {
             // As KVM: a guest that cannot be activated is decommissioned.
             let _ = self.platform.decommission(handle);
             return Err(fw_error(command, e));
@@ -304,8 +318,8 @@ impl SevBackend for EmulatedBackend {
         session: Option<&[u8]>,
     ) -> Result<u32, SevError> {
         const CMD: &str = "LAUNCH_START";
-        // One emulated PSP per process: a handle of another sevm's guest is
-        // unknown here (INVALID_GUEST from the firmware).
+        // The platform is shared: `share_handle` may be another sevm's guest
+        // on the same platform directory.
         let handle = self
             .platform
             .launch_start(share_handle, policy, godh, session)
@@ -522,7 +536,6 @@ mod tests {
         };
         let platform = Platform::create(dir, opts, sev_psp::rng::seeded_rng(3)).unwrap();
         platform.init(false).unwrap();
-        let asid = platform.config().min_sev_asid;
         let ram = Arc::new(GuestRam::new(1 << 20, 0x1_0000).unwrap());
         let mem = Arc::new(RamBacking::new(Arc::clone(&ram)));
         let view = Arc::new(ViewState {
@@ -533,7 +546,6 @@ mod tests {
             platform: Arc::new(platform),
             mem,
             handle: AtomicU32::new(0),
-            asid,
             view,
         };
         (ram, b)
