@@ -1,35 +1,62 @@
-//! The emulated AMD Secure Processor's SEV firmware: one [`Platform`] per
-//! process, modelled at the level of KVM's ioctls (host buffers are slices,
-//! guest addresses are guest-physical addresses into a [`GuestBacking`]).
+//! The emulated AMD Secure Processor's SEV firmware: one firmware per
+//! platform directory, shared by every process that opens it (each holds a
+//! [`Platform`]), modelled at the level of KVM's ioctls (host buffers are
+//! slices, guest addresses are guest-physical addresses into a
+//! [`GuestBacking`]). The design is in
+//! `docs/architecture-platform-state.md`.
 //!
-//! # Persistent and volatile state
+//! # Persistent state
 //!
 //! A platform directory ([`crate::store::StateDir`]) holds what real firmware
 //! keeps in its non-volatile storage (INIT_EX's NV file): the identity (chip
 //! id, CEK, OCA, PEK, PDH, the emulated ARK/ASK and every certificate; file
 //! `identity`), the platform's fixed configuration (file `config`) and the
 //! roots this platform trusts for the SEV policy bit besides its own ARK
-//! (file `trusted-arks`). Volatile state — the platform state machine, the
-//! SEV-ES flag of INIT, the guests and the ASID table — lives in the
-//! [`Platform`] object, as on hardware it lives in the PSP's RAM.
+//! (file `trusted-arks`).
 //!
 //! Commands that change persistent state (PLATFORM_RESET, PEK_GEN, PDH_GEN,
-//! PEK_CERT_IMPORT) take the directory lock, re-read the identity, check it,
-//! modify it and write it atomically (`modify_identity`): every decision that
-//! depends on the stored state (PEK_CERT_IMPORT's ALREADY_OWNED and PEK
-//! checks, the keys PDH_GEN signs with) is made on the identity read under
-//! the lock, never on a copy read before it.
+//! PEK_CERT_IMPORT) take the directory lock, check the platform-wide state,
+//! re-read the identity, check it, modify it and write it atomically
+//! (`modify_identity`): every decision that depends on the stored state
+//! (PEK_CERT_IMPORT's ALREADY_OWNED and PEK checks, the keys PDH_GEN signs
+//! with) is made on the identity read under the lock, never on a copy read
+//! before it. A process notices another one's PDH/PEK/ownership change at
+//! its next command that uses the identity (INIT, PLATFORM_STATUS, PEK_CSR,
+//! PEK_CERT_IMPORT, PDH_CERT_EXPORT, GET_ID, LAUNCH_START, RECEIVE_START,
+//! SEND_START, ATTESTATION): each of them re-reads the identity file (a few
+//! KiB, its checksum verified; writers replace it by an atomic rename) and
+//! reloads the keys when its contents changed. A damaged or vanished
+//! identity is reported as SECURE_DATA_INVALID and never replaced.
 //!
-//! **Several processes** may open the same
-//! directory (each is its own PSP sharing the NV state); a process notices
-//! another one's PDH/PEK/ownership change at its next command that uses the
-//! identity (INIT, PLATFORM_STATUS, PEK_CSR, PEK_CERT_IMPORT,
-//! PDH_CERT_EXPORT, GET_ID, LAUNCH_START, RECEIVE_START, SEND_START,
-//! ATTESTATION): each of them re-reads the identity file (a few KiB, its
-//! checksum verified; writers replace it by an atomic rename, so no lock is
-//! needed to read it) and reloads the keys when its contents changed. A
-//! damaged or vanished identity is reported as SECURE_DATA_INVALID and never
-//! replaced.
+//! # Volatile, platform-wide state
+//!
+//! What a PSP keeps in its RAM — the platform state machine, the SEV-ES flag
+//! of INIT, the guests with their handles, policies, states, ASIDs and
+//! memory keys, the ASIDs waiting for DF_FLUSH — is one per platform, not
+//! one per process: it lives in the directory's runtime area `run/`
+//! (`shared`, [`crate::store::run`]), read and changed under the directory
+//! lock (taken with a bound). So PLATFORM_STATUS reports every process's
+//! guests, handles are unique on the platform, INIT/SHUTDOWN/PEK_GEN/... see
+//! the platform-wide state, GUEST_STATUS and key sharing (`share_handle` of
+//! LAUNCH_START/RECEIVE_START, refused with POLICY_FAILURE under NOKS) reach
+//! another process's guest, and ACTIVATE checks ASIDs against every guest.
+//!
+//! What only the guest's process uses stays in the [`Platform`] object: the
+//! launch digest, transport keys and migration sessions, the host-view
+//! state. Commands other than GUEST_STATUS act on this process's guests only
+//! (another process's handle: INVALID_GUEST, saying so). The hot paths
+//! (LAUNCH_UPDATE_DATA, SEND/RECEIVE_UPDATE_*, DBG_*, the host view) touch
+//! no shared file: a guest command checks that its guest's record is still
+//! linked (one `fstat`), nothing more.
+//!
+//! Each guest's record is locked (`flock`) by its process for the guest's
+//! life: DECOMMISSION removes it; a dropped [`Platform`] or a dead process
+//! (SIGKILL included) leaves it unlocked, and the next reader reaps it as
+//! KVM tears a VM down (its ASID then needs DF_FLUSH; the last guest gone
+//! moves the platform WORKING → INIT). SHUTDOWN destroys every guest on the
+//! platform, other processes' included, as the firmware does; their owner
+//! gets INVALID_PLATFORM_STATE (or INVALID_GUEST after a new INIT) at its
+//! next command for them.
 //!
 //! # Check order
 //!
@@ -353,8 +380,9 @@ impl Platform {
 
     /// Opens the platform identity in `dir`. A missing directory or identity
     /// is [`PlatformError::NotInitialized`]; a damaged state file is
-    /// [`PlatformError::Damaged`] (SECURE_DATA_INVALID). The platform starts
-    /// UNINIT, with no guests.
+    /// [`PlatformError::Damaged`] (SECURE_DATA_INVALID). The platform is in
+    /// the state the processes using it left it in (UNINIT in a directory
+    /// nobody INITed, and after SHUTDOWN); this process has no guests yet.
     pub fn open(dir: impl AsRef<Path>, rng: PspRng) -> Result<Platform, PlatformError> {
         let path = dir.as_ref().to_path_buf();
         let dir = match StateDir::open(&path, false) {
