@@ -104,6 +104,9 @@ pub(crate) struct Guest {
     pub(crate) generation: u64,
     /// The guest's platform-wide record, locked while the guest lives.
     pub(crate) record: HeldRecord,
+    /// The platform's SHUTDOWN counter when the guest was created: while it
+    /// is unchanged, the guest exists.
+    pub(crate) epoch: u64,
 }
 
 impl fmt::Debug for Guest {
@@ -119,7 +122,7 @@ impl fmt::Debug for Guest {
 }
 
 impl Guest {
-    fn new(record: GuestRecord, keys: TransportKeys, held: HeldRecord) -> Self {
+    fn new(record: GuestRecord, keys: TransportKeys, held: HeldRecord, epoch: u64) -> Self {
         let GuestRecord {
             handle,
             policy,
@@ -146,6 +149,7 @@ impl Guest {
             recv: None,
             generation,
             record: held,
+            epoch,
         }
     }
 
@@ -268,10 +272,15 @@ impl Inner {
         handle: u32,
         needs_active: bool,
     ) -> Result<&mut Guest, FwError> {
-        // A guest of this process whose record is still in place exists, so
-        // the platform is WORKING: no need to read the platform's state.
+        // A guest of this process exists, so the platform is WORKING: no
+        // need to read the platform's state. Only a SHUTDOWN (of any
+        // process) destroys it; while the shared SHUTDOWN counter is
+        // unchanged that costs no system call, else its record tells.
         let live = match self.guests.get(&handle) {
-            Some(g) => g.record.is_linked().map_err(store_err(op))?,
+            Some(g) => match &self.epoch {
+                Some(counter) if counter.get() == g.epoch => true,
+                _ => g.record.is_linked().map_err(store_err(op))?,
+            },
             None => false,
         };
         if !live {
@@ -420,11 +429,13 @@ impl Inner {
             generation: shared.platform.generation,
             vek,
         };
+        let epoch = self.epoch(shared, op)?.get();
         let (handle, held) = shared.create_guest_record(record.clone())?;
         shared.platform.state = PlatformState::Working;
         shared.save()?;
         let record = GuestRecord { handle, ..record };
-        self.guests.insert(handle, Guest::new(record, keys, held));
+        self.guests
+            .insert(handle, Guest::new(record, keys, held, epoch));
         Ok(handle)
     }
 

@@ -103,6 +103,7 @@ pub use sev_proto::abi::buffers::PlatformStatusInfo;
 use crate::memory::{GuestBacking, MemoryState};
 use crate::rng::PspRng;
 use crate::store::record::{RecordReader, RecordWriter};
+use crate::store::run::SharedCounter;
 use crate::store::{PersistentIdentity, StateDir, StoreError};
 use guest::Guest;
 use identity::Identity;
@@ -117,6 +118,8 @@ pub const REDUCED_PHYS_BITS: u32 = 1;
 const IDENTITY_FILE: &str = "identity";
 const CONFIG_FILE: &str = "config";
 const TRUSTED_ARKS_FILE: &str = "trusted-arks";
+/// The runtime area's SHUTDOWN counter.
+const EPOCH_FILE: &str = "epoch";
 /// Most guests that may exist at once (RESOURCE_LIMIT beyond).
 const MAX_GUESTS: usize = 4096;
 
@@ -252,6 +255,21 @@ struct Inner {
     identity_payload: Zeroizing<Vec<u8>>,
     /// The guests this process created (each holds its record's lock).
     guests: BTreeMap<u32, Guest>,
+    /// The platform's shared SHUTDOWN counter, mapped on first use.
+    epoch: Option<SharedCounter>,
+}
+
+impl Inner {
+    /// The platform's shared SHUTDOWN counter (mapped under the directory
+    /// lock `shared` holds).
+    fn epoch(&mut self, shared: &Snapshot, op: Op) -> Result<&SharedCounter, FwError> {
+        if self.epoch.is_none() {
+            self.epoch = Some(shared.run.counter(EPOCH_FILE).map_err(store_err(op))?);
+        }
+        self.epoch
+            .as_ref()
+            .ok_or_else(|| FwError::new(op, Status::HwErrorPlatform, "epoch counter"))
+    }
 }
 
 impl fmt::Debug for Inner {
@@ -424,6 +442,7 @@ impl Platform {
                 identity,
                 identity_payload: payload,
                 guests: BTreeMap::new(),
+                epoch: None,
             }),
         })
     }
@@ -640,6 +659,7 @@ impl Platform {
             .count();
         shared.remove_all_guests()?;
         inner.guests.clear();
+        inner.epoch(&shared, op)?.increment();
         let p = &mut shared.platform;
         p.state = PlatformState::Uninit;
         p.es_enabled = false;

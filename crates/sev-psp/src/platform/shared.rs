@@ -304,7 +304,8 @@ impl Snapshot {
                 r => {
                     // Abandoned, or left from before a SHUTDOWN.
                     snap.run.remove(&name).map_err(store_err(op))?;
-                    if let Some(r) = r {
+                    // SHUTDOWN released the ASIDs of older generations.
+                    if let Some(r) = r.filter(|r| r.generation == snap.platform.generation) {
                         log::debug!("reaped guest {} (its process is gone)", r.handle);
                         released.push(r.asid);
                     }
@@ -382,7 +383,7 @@ impl Snapshot {
         Ok(())
     }
 
-    /// Whether another live guest than `handle` is bound to `asid`.
+    /// The live guests other than `except` bound to `asid`.
     pub(crate) fn asid_owners(&self, asid: u32, except: u32) -> impl Iterator<Item = &GuestRecord> {
         self.guests
             .values()

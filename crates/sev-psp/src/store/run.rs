@@ -9,6 +9,10 @@
 //!   guest for as long as the guest exists in it. The owner rewrites it in
 //!   place; a record nobody holds belongs to a process that is gone.
 //!
+//! * `run/epoch`: an 8-byte counter every process maps shared
+//!   ([`SharedCounter`]): SHUTDOWN increments it, so a guest command learns
+//!   that its guest still exists without a system call.
+//!
 //! Every read and write happens under the state directory's lock
 //! ([`super::StateDir::lock`]), so no reader sees a record half written by
 //! another process. The area is created on demand (mode 0700, files 0600),
@@ -17,9 +21,11 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use zeroize::Zeroizing;
 
@@ -54,6 +60,58 @@ pub enum Holder {
     /// The file does not exist (any more).
     Missing,
 }
+
+/// A `u64` in a file of the runtime area, mapped shared: every process
+/// that maps it sees the others' changes at once, without a system call.
+#[derive(Debug)]
+pub struct SharedCounter {
+    ptr: NonNull<AtomicU64>,
+    path: PathBuf,
+    _file: File,
+}
+
+// SAFETY: the mapping is only accessed through `&AtomicU64` (Sync), and it
+// stays valid until `drop`, whichever thread drops it.
+unsafe impl Send for SharedCounter {}
+// SAFETY: as above: shared access is atomic.
+unsafe impl Sync for SharedCounter {}
+
+impl SharedCounter {
+    fn atomic(&self) -> &AtomicU64 {
+        // SAFETY: `ptr` is a page-aligned (so 8-byte aligned) shared mapping
+        // of the counter's 8 bytes, readable and writable, valid until
+        // `drop` unmaps it; every bit pattern is a valid `AtomicU64`, and
+        // every process accesses it atomically.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.atomic().load(Ordering::Acquire)
+    }
+
+    /// Increments the counter; returns the new value.
+    pub fn increment(&self) -> u64 {
+        self.atomic().fetch_add(1, Ordering::AcqRel).wrapping_add(1)
+    }
+
+    /// The counter's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SharedCounter {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` was returned by mmap for COUNTER_LEN bytes and is
+        // unmapped once, here; no reference to it outlives `self`.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), COUNTER_LEN);
+        }
+    }
+}
+
+const COUNTER_LEN: usize = std::mem::size_of::<u64>();
 
 fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
     options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -205,6 +263,66 @@ impl RunDir {
             Err(fs::TryLockError::WouldBlock) => Ok(Holder::Held),
             Err(fs::TryLockError::Error(e)) => Err(StoreError::io("lock", &path)(e)),
         }
+    }
+
+    /// Maps counter `name` (an 8-byte file created 0600, zero, on first
+    /// use). The caller holds the directory lock.
+    pub fn counter(&self, name: &str) -> Result<SharedCounter, StoreError> {
+        let path = self.file_path(name)?;
+        let file = match no_follow(OpenOptions::new().read(true).write(true).create_new(true))
+            .mode(FILE_MODE)
+            .open(&path)
+        {
+            Ok(f) => {
+                f.set_permissions(Permissions::from_mode(FILE_MODE))
+                    .and_then(|()| f.set_len(COUNTER_LEN as u64))
+                    .map_err(StoreError::io("create", &path))?;
+                f
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                no_follow(OpenOptions::new().read(true).write(true))
+                    .open(&path)
+                    .map_err(StoreError::io("open", &path))?
+            }
+            Err(e) => return Err(StoreError::io("create", &path)(e)),
+        };
+        let len = file
+            .metadata()
+            .map_err(StoreError::io("inspect", &path))?
+            .len();
+        if len != COUNTER_LEN as u64 {
+            return Err(StoreError::Damaged {
+                path,
+                source: sealed::SealError::Truncated {
+                    len: usize::try_from(len).unwrap_or(usize::MAX),
+                    need: COUNTER_LEN,
+                },
+            });
+        }
+        // SAFETY: a new shared mapping of the file's 8 bytes (its length was
+        // just checked) at an address the kernel chooses; it aliases no Rust
+        // object. Only processes of this user can change the file's length
+        // (the directory is private).
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                COUNTER_LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(StoreError::io("map", &path)(io::Error::last_os_error()));
+        }
+        let ptr = NonNull::new(ptr.cast::<AtomicU64>())
+            .ok_or_else(|| StoreError::io("map", &path)(io::Error::from(io::ErrorKind::Other)))?;
+        Ok(SharedCounter {
+            ptr,
+            path,
+            _file: file,
+        })
     }
 
     /// Removes record `name`; `false` if it did not exist.
