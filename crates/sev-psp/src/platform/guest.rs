@@ -317,7 +317,7 @@ impl Inner {
     /// INVALID_PLATFORM_STATE unless the platform is INIT or WORKING, else
     /// INVALID_GUEST (naming another process's guest as such).
     fn absent_guest(&self, op: Op, handle: u32) -> FwError {
-        let shared = match Snapshot::load(&self.dir, op) {
+        let shared = match Snapshot::load(self, op) {
             Ok(s) => s,
             Err(e) => return e,
         };
@@ -588,7 +588,7 @@ impl Platform {
             ));
         }
         let mut inner = self.lock();
-        let mut shared = Snapshot::load(&self.dir, op)?;
+        let mut shared = Snapshot::load(&inner, op)?;
         Self::require_state(
             shared.platform.state,
             op,
@@ -667,7 +667,7 @@ impl Platform {
         }
         // The ASID table is platform-wide: checked against every process's
         // guests.
-        let mut shared = Snapshot::load(&self.dir, op)?;
+        let mut shared = Snapshot::load(&inner, op)?;
         inner.bind_asid(&mut shared, op, handle, asid, group)
     }
 
@@ -692,7 +692,7 @@ impl Platform {
         } else {
             min_sev..max.saturating_add(1)
         };
-        let mut shared = Snapshot::load(&self.dir, op)?;
+        let mut shared = Snapshot::load(&inner, op)?;
         let held: std::collections::BTreeSet<u32> =
             shared.guests.values().map(|g| g.asid).collect();
         let free = |shared: &Snapshot| {
@@ -727,12 +727,20 @@ impl Platform {
     pub fn deactivate(&self, handle: u32) -> Result<(), FwError> {
         let op = cmd(CommandId::Deactivate);
         let mut inner = self.lock();
-        let guest = inner.guest(op, CommandId::Deactivate, handle, false)?;
-        let asid = guest.asid;
+        let asid = inner.guest(op, CommandId::Deactivate, handle, false)?.asid;
         if asid == 0 {
             return Ok(());
         }
-        let mut shared = Snapshot::load(&self.dir, op)?;
+        let mut shared = Snapshot::load(&inner, op)?;
+        // Not `inner.guest` again: it may take the directory lock `shared`
+        // holds.
+        let guest = inner.guests.get_mut(&handle).ok_or_else(|| {
+            FwError::new(
+                op,
+                Status::InvalidGuest,
+                format!("no guest with handle {handle}"),
+            )
+        })?;
         let mut record = guest.to_record();
         record.asid = 0;
         shared::rewrite(op, &guest.record, &record)?;
@@ -762,7 +770,7 @@ impl Platform {
                 ),
             ));
         }
-        let mut shared = Snapshot::load(&self.dir, op)?;
+        let mut shared = Snapshot::load(&inner, op)?;
         shared
             .run
             .remove(&guest_record_name(handle))
@@ -784,7 +792,7 @@ impl Platform {
         let op = cmd(CommandId::GuestStatus);
         let mut inner = self.lock();
         if !inner.guests.contains_key(&handle) {
-            let shared = Snapshot::load(&self.dir, op)?;
+            let shared = Snapshot::load(&inner, op)?;
             let working = [PlatformState::Init, PlatformState::Working];
             Self::require_state(shared.platform.state, op, &working)?;
             if let Some(g) = shared.guests.get(&handle) {

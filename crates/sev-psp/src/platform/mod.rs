@@ -587,8 +587,8 @@ impl Platform {
     }
 
     /// The platform-wide state (a snapshot of it; the lock is released).
-    fn state(&self, op: Op) -> Result<PlatformState, FwError> {
-        Ok(Snapshot::load(&self.dir, op)?.platform.state)
+    fn state(inner: &Inner, op: Op) -> Result<PlatformState, FwError> {
+        Ok(Snapshot::load(inner, op)?.platform.state)
     }
 
     fn require_state(
@@ -616,7 +616,7 @@ impl Platform {
     pub fn init(&self, es: bool) -> Result<(), FwError> {
         let op = cmd(CommandId::Init);
         let mut inner = self.lock();
-        let mut shared = Snapshot::load(&self.dir, op)?;
+        let mut shared = Snapshot::load(&inner, op)?;
         Self::require_state(shared.platform.state, op, &[PlatformState::Uninit])?;
         if es && !inner.conf.es_capable {
             // UNCERTAIN (no reference): chose UNSUPPORTED ("feature not
@@ -646,7 +646,7 @@ impl Platform {
     pub fn shutdown(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::Shutdown);
         let mut inner = self.lock();
-        let mut shared = Snapshot::load(&self.dir, op)?;
+        let mut shared = Snapshot::load(&inner, op)?;
         Self::require_state(
             shared.platform.state,
             op,
@@ -678,7 +678,7 @@ impl Platform {
     pub fn platform_reset(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::PlatformReset);
         let mut inner = self.lock();
-        let shared = Snapshot::load(&self.dir, op)?;
+        let shared = Snapshot::load(&inner, op)?;
         Self::require_state(shared.platform.state, op, &[PlatformState::Uninit])?;
         self.modify_identity(&mut inner, &shared, op, |id, rng| {
             identity::regenerate_owner_keys(rng, id)
@@ -693,7 +693,7 @@ impl Platform {
     pub fn platform_status(&self) -> Result<PlatformStatusInfo, FwError> {
         let op = cmd(CommandId::PlatformStatus);
         let mut inner = self.lock();
-        let shared = Snapshot::load(&self.dir, op)?;
+        let shared = Snapshot::load(&inner, op)?;
         self.refresh(&mut inner, op)?;
         Ok(PlatformStatusInfo {
             api: inner.identity.api,
@@ -714,7 +714,7 @@ impl Platform {
     pub fn pek_gen(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::PekGen);
         let mut inner = self.lock();
-        let shared = Snapshot::load(&self.dir, op)?;
+        let shared = Snapshot::load(&inner, op)?;
         Self::require_state(shared.platform.state, op, &[PlatformState::Init])?;
         self.modify_identity(&mut inner, &shared, op, |id, rng| {
             identity::regenerate_owner_keys(rng, id)
@@ -738,7 +738,7 @@ impl Platform {
             FwError::invalid_len(op, SEV_CERT_LEN, format!("CSR buffer is {out_len} bytes"))
         })?;
         let mut inner = self.lock();
-        Self::require_state(self.state(op)?, op, &[PlatformState::Init])?;
+        Self::require_state(Self::state(&inner, op)?, op, &[PlatformState::Init])?;
         self.refresh(&mut inner, op)?;
         dst.copy_from_slice(&identity::pek_csr(&inner.identity.pek_cert));
         Ok(SEV_CERT_LEN)
@@ -770,7 +770,7 @@ impl Platform {
             }
         }
         let mut inner = self.lock();
-        let shared = Snapshot::load(&self.dir, op)?;
+        let shared = Snapshot::load(&inner, op)?;
         Self::require_state(shared.platform.state, op, &[PlatformState::Init])?;
         // Every check that depends on the persistent state (ownership, the
         // platform's PEK) runs on the identity read under the directory lock,
@@ -790,7 +790,7 @@ impl Platform {
     pub fn pdh_gen(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::PdhGen);
         let mut inner = self.lock();
-        let shared = Snapshot::load(&self.dir, op)?;
+        let shared = Snapshot::load(&inner, op)?;
         Self::require_state(
             shared.platform.state,
             op,
@@ -828,7 +828,7 @@ impl Platform {
         }
         let mut inner = self.lock();
         Self::require_state(
-            self.state(op)?,
+            Self::state(&inner, op)?,
             op,
             &[PlatformState::Init, PlatformState::Working],
         )?;
@@ -861,8 +861,8 @@ impl Platform {
     /// reusable. (WBINVD is not modelled: WBINVD_REQUIRED never occurs.)
     pub fn df_flush(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::DfFlush);
-        let _inner = self.lock();
-        let mut shared = Snapshot::load(&self.dir, op)?;
+        let inner = self.lock();
+        let mut shared = Snapshot::load(&inner, op)?;
         Self::require_state(
             shared.platform.state,
             op,

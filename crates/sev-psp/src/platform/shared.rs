@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use sev_proto::abi::{GuestState, PlatformState, Policy, Status};
 use zeroize::Zeroizing;
 
-use super::{store_err, FwError, Op};
+use super::{store_err, FwError, Inner, Op};
 use crate::memory::{Vek, VEK_LEN};
 use crate::store::record::{RecordReader, RecordWriter};
 use crate::store::run::{HeldRecord, Holder, RunDir};
@@ -259,8 +259,10 @@ pub(crate) struct Snapshot {
 impl Snapshot {
     /// Takes the directory lock and reads the runtime area (created on
     /// demand), reaping dead guests. Saves the platform record when reaping
-    /// changed it.
-    pub(crate) fn load(dir: &StateDir, op: Op) -> Result<Snapshot, FwError> {
+    /// changed it. The records of `inner`'s own guests are not read again:
+    /// this process holds them and wrote them last.
+    pub(crate) fn load(inner: &Inner, op: Op) -> Result<Snapshot, FwError> {
+        let dir = &inner.dir;
         let lock = dir.lock().map_err(store_err(op))?;
         let run = dir.run_dir().map_err(store_err(op))?;
         let platform = match run.read(PLATFORM_RECORD).map_err(store_err(op))? {
@@ -278,6 +280,15 @@ impl Snapshot {
         };
         let mut released = Vec::new();
         for name in snap.run.names(GUEST_PREFIX).map_err(store_err(op))? {
+            let own = name
+                .strip_prefix(GUEST_PREFIX)
+                .and_then(|h| h.parse::<u32>().ok())
+                .and_then(|h| inner.guests.get(&h))
+                .filter(|g| g.generation == snap.platform.generation);
+            if let Some(g) = own {
+                snap.guests.insert(g.handle, g.to_record());
+                continue;
+            }
             let holder = snap.run.probe(&name).map_err(store_err(op))?;
             if holder == Holder::Missing {
                 continue;
