@@ -45,9 +45,11 @@
 //! launch digest, transport keys and migration sessions, the host-view
 //! state. Commands other than GUEST_STATUS act on this process's guests only
 //! (another process's handle: INVALID_GUEST, saying so). The hot paths
-//! (LAUNCH_UPDATE_DATA, SEND/RECEIVE_UPDATE_*, DBG_*, the host view) touch
-//! no shared file: a guest command checks that its guest's record is still
-//! linked (one `fstat`), nothing more.
+//! (LAUNCH_UPDATE_DATA, SEND/RECEIVE_UPDATE_*, DBG_*, the host view) make
+//! no system call for the shared state: a guest command compares the
+//! platform's SHUTDOWN counter, mapped shared by every process, with the
+//! value its guest was created under, and looks at the guest's record only
+//! when it changed.
 //!
 //! Each guest's record is locked (`flock`) by its process for the guest's
 //! life: DECOMMISSION removes it; a dropped [`Platform`] or a dead process

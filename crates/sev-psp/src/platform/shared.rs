@@ -12,7 +12,10 @@
 //!   group, the INIT generation it was created in and its memory key (VEK,
 //!   so that a guest of another process can share it: LAUNCH_START or
 //!   RECEIVE_START with its handle). Records are sealed like every state
-//!   file (0600 in a 0700 directory, as the identity's private keys).
+//!   file (0600 in a 0700 directory, as the identity's private keys);
+//! * the SHUTDOWN counter `run/epoch`, mapped shared by every process (see
+//!   `Inner::guest`): how a guest command knows without a system call that
+//!   no SHUTDOWN destroyed its guest.
 //!
 //! [`Snapshot::load`] takes the directory lock and reads everything, reaping
 //! the records of dead guests on the way: a record whose owner no longer
