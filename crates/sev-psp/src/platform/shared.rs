@@ -33,7 +33,7 @@ use zeroize::Zeroizing;
 use super::{store_err, FwError, Inner, Op};
 use crate::memory::{Vek, VEK_LEN};
 use crate::store::record::{RecordReader, RecordWriter};
-use crate::store::run::{HeldRecord, Holder, RunDir};
+use crate::store::run::{HeldRecord, Holder, InPlaceRecord, RunDir};
 use crate::store::{StateDir, StateLock};
 
 /// The platform record's file name.
@@ -253,6 +253,7 @@ fn damaged(op: Op, what: &str, detail: impl std::fmt::Display) -> FwError {
 pub(crate) struct Snapshot {
     _lock: StateLock,
     pub(crate) run: RunDir,
+    record: InPlaceRecord,
     pub(crate) platform: PlatformRecord,
     /// Every live guest, this process's included.
     pub(crate) guests: BTreeMap<u32, GuestRecord>,
@@ -268,7 +269,8 @@ impl Snapshot {
         let dir = &inner.dir;
         let lock = dir.lock().map_err(store_err(op))?;
         let run = dir.run_dir().map_err(store_err(op))?;
-        let platform = match run.read(PLATFORM_RECORD).map_err(store_err(op))? {
+        let record = run.open_in_place(PLATFORM_RECORD).map_err(store_err(op))?;
+        let platform = match record.read().map_err(store_err(op))? {
             Some(payload) => {
                 PlatformRecord::decode(&payload).map_err(|e| damaged(op, "platform", e))?
             }
@@ -277,6 +279,7 @@ impl Snapshot {
         let mut snap = Snapshot {
             _lock: lock,
             run,
+            record,
             platform,
             guests: BTreeMap::new(),
             op,
@@ -348,9 +351,7 @@ impl Snapshot {
             .platform
             .encode()
             .map_err(|e| FwError::new(self.op, Status::HwErrorPlatform, e))?;
-        self.run
-            .replace(PLATFORM_RECORD, &payload)
-            .map_err(store_err(self.op))
+        self.record.write(&payload).map_err(store_err(self.op))
     }
 
     /// Creates the record of a new guest with the next free handle and

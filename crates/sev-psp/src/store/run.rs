@@ -2,8 +2,8 @@
 //! platform-wide volatile state shared by every process using the platform
 //! (`docs/architecture-platform-state.md`).
 //!
-//! * `run/platform`: one record, replaced atomically (temp file and rename,
-//!   without fsync: the state is volatile, as a PSP's RAM).
+//! * `run/platform`: one record, rewritten in place ([`InPlaceRecord`]; no
+//!   fsync: the state is volatile, as a PSP's RAM).
 //! * `run/guest-<handle>`: one record per live guest, created exclusively
 //!   and kept **locked** (`flock`, exclusive) by the process that owns the
 //!   guest for as long as the guest exists in it. The owner rewrites it in
@@ -20,7 +20,7 @@
 //! followed: neither `run` nor a file inside it may be one.
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use zeroize::Zeroizing;
 
 use super::{check_name, check_private, effective_uid, sealed, StateDir, StoreError};
-use super::{DIR_MODE, FILE_MODE, MAX_FILE_LEN, TEMP_COUNTER};
+use super::{DIR_MODE, FILE_MODE, MAX_FILE_LEN};
 
 /// The runtime area's directory name inside the state directory.
 pub const RUN_DIR: &str = "run";
@@ -48,6 +48,38 @@ pub struct RunDir {
 pub struct HeldRecord {
     file: File,
     path: PathBuf,
+}
+
+/// A record rewritten in place under the directory lock (no rename: on
+/// ext4 replacing a file by rename flushes it, milliseconds per command).
+#[derive(Debug)]
+pub struct InPlaceRecord {
+    file: File,
+    path: PathBuf,
+}
+
+impl InPlaceRecord {
+    /// The sealed payload; `None` while the record was never written.
+    pub fn read(&self) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(StoreError::io("inspect", &self.path))?
+            .len();
+        if len == 0 {
+            return Ok(None);
+        }
+        read_sealed_file(&self.file, self.path.clone()).map(Some)
+    }
+
+    /// Replaces the payload.
+    pub fn write(&self, payload: &[u8]) -> Result<(), StoreError> {
+        let bytes = seal(&self.path, payload)?;
+        self.file
+            .write_all_at(&bytes, 0)
+            .and_then(|()| self.file.set_len(bytes.len() as u64))
+            .map_err(StoreError::io("write", &self.path))
+    }
 }
 
 /// Whether another process holds a record ([`RunDir::probe`]).
@@ -180,33 +212,30 @@ impl RunDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(StoreError::io("open", &path)(e)),
         };
-        read_sealed_file(file, path).map(Some)
+        read_sealed_file(&file, path).map(Some)
     }
 
-    /// Replaces sealed record `name` atomically (a 0600 temp file renamed
-    /// over it; no fsync: the state is volatile).
-    pub fn replace(&self, name: &str, payload: &[u8]) -> Result<(), StoreError> {
-        let target = self.file_path(name)?;
-        let bytes = seal(&target, payload)?;
-        let pid = std::process::id();
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let temp = self.path.join(format!(".{name}.tmp-{pid}-{n}"));
-        let result = (|| {
-            let mut file = no_follow(OpenOptions::new().write(true).create_new(true))
-                .mode(FILE_MODE)
-                .open(&temp)
-                .map_err(StoreError::io("create temp file", &temp))?;
-            file.set_permissions(Permissions::from_mode(FILE_MODE))
-                .map_err(StoreError::io("set permissions of", &temp))?;
-            file.write_all(&bytes)
-                .map_err(StoreError::io("write", &temp))?;
-            fs::rename(&temp, &target).map_err(StoreError::io("rename into place", &target))
-        })();
-        if result.is_err() {
-            // Best effort: the temp file is useless now.
-            let _ = fs::remove_file(&temp);
-        }
-        result
+    /// Opens record `name` for reading and rewriting in place, creating it
+    /// empty (0600) if missing. The caller holds the directory lock.
+    pub fn open_in_place(&self, name: &str) -> Result<InPlaceRecord, StoreError> {
+        let path = self.file_path(name)?;
+        let file = match no_follow(OpenOptions::new().read(true).write(true).create_new(true))
+            .mode(FILE_MODE)
+            .open(&path)
+        {
+            Ok(f) => {
+                f.set_permissions(Permissions::from_mode(FILE_MODE))
+                    .map_err(StoreError::io("set permissions of", &path))?;
+                f
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                no_follow(OpenOptions::new().read(true).write(true))
+                    .open(&path)
+                    .map_err(StoreError::io("open", &path))?
+            }
+            Err(e) => return Err(StoreError::io("create", &path)(e)),
+        };
+        Ok(InPlaceRecord { file, path })
     }
 
     /// Creates record `name` exclusively (0600), locks it and writes
@@ -370,7 +399,7 @@ fn seal(path: &Path, payload: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
     })
 }
 
-fn read_sealed_file(file: File, path: PathBuf) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+fn read_sealed_file(file: &File, path: PathBuf) -> Result<Zeroizing<Vec<u8>>, StoreError> {
     let max = MAX_FILE_LEN as u64;
     let mut bytes = Zeroizing::new(Vec::new());
     file.take(max + 1)
