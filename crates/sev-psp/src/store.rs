@@ -32,6 +32,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
@@ -154,7 +155,52 @@ pub struct StateDir {
 /// Holds the directory's exclusive lock until dropped.
 #[derive(Debug)]
 pub struct StateLock {
-    file: File,
+    file: Arc<File>,
+}
+
+/// The directory's lock file kept open, to take the lock repeatedly without
+/// opening it each time ([`StateDir::lock_file`]). Clones share one open
+/// file: they do not exclude each other (the lock is the open file's), so
+/// one is used by one thread at a time (e.g. behind a mutex).
+#[derive(Debug, Clone)]
+pub struct LockFile {
+    file: Arc<File>,
+    path: PathBuf,
+}
+
+impl LockFile {
+    /// Takes the lock, waiting for other holders at most [`LOCK_TIMEOUT`].
+    pub fn lock(&self) -> Result<StateLock, StoreError> {
+        self.lock_within(LOCK_TIMEOUT)
+    }
+
+    /// [`LockFile::lock`] with another bound.
+    pub fn lock_within(&self, timeout: Duration) -> Result<StateLock, StoreError> {
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(200);
+        loop {
+            match self.file.try_lock() {
+                Ok(()) => {
+                    return Ok(StateLock {
+                        file: Arc::clone(&self.file),
+                    })
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(StoreError::io("lock", &self.path)(e))
+                }
+            }
+            let waited = start.elapsed();
+            if waited >= timeout {
+                return Err(StoreError::LockTimeout {
+                    path: self.path.clone(),
+                    waited,
+                });
+            }
+            std::thread::sleep(pause.min(timeout - waited));
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+    }
 }
 
 impl Drop for StateLock {
@@ -276,6 +322,12 @@ impl StateDir {
 
     /// [`StateDir::lock`] with another bound.
     pub fn lock_within(&self, timeout: Duration) -> Result<StateLock, StoreError> {
+        self.lock_file()?.lock_within(timeout)
+    }
+
+    /// Opens the directory's lock file (creating it 0600) for repeated
+    /// [`LockFile::lock`]s.
+    pub fn lock_file(&self) -> Result<LockFile, StoreError> {
         let path = self.path.join(LOCK_FILE);
         let file = OpenOptions::new()
             .read(true)
@@ -285,23 +337,10 @@ impl StateDir {
             .mode(FILE_MODE)
             .open(&path)
             .map_err(StoreError::io("open lock file", &path))?;
-        let start = Instant::now();
-        let mut pause = Duration::from_micros(200);
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(StateLock { file }),
-                Err(std::fs::TryLockError::WouldBlock) => {}
-                Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(StoreError::io("lock", &path)(e))
-                }
-            }
-            let waited = start.elapsed();
-            if waited >= timeout {
-                return Err(StoreError::LockTimeout { path, waited });
-            }
-            std::thread::sleep(pause.min(timeout - waited));
-            pause = (pause * 2).min(Duration::from_millis(10));
-        }
+        Ok(LockFile {
+            file: Arc::new(file),
+            path,
+        })
     }
 
     /// Runs `f` while holding the directory's lock: the way to do a

@@ -90,7 +90,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use sev_proto::abi::{ApiVersion, CommandId, GuestState, Owner, PlatformState, Status};
 use sev_proto::abi::{GET_ID_LEN, PLATFORM_CHAIN_LEN, SEV_CERT_LEN};
@@ -105,8 +105,8 @@ pub use sev_proto::abi::buffers::PlatformStatusInfo;
 use crate::memory::{GuestBacking, MemoryState};
 use crate::rng::PspRng;
 use crate::store::record::{RecordReader, RecordWriter};
-use crate::store::run::SharedCounter;
-use crate::store::{PersistentIdentity, StateDir, StoreError};
+use crate::store::run::{RunDir, SharedCounter};
+use crate::store::{LockFile, PersistentIdentity, StateDir, StoreError};
 use guest::Guest;
 use identity::Identity;
 use shared::Snapshot;
@@ -259,6 +259,10 @@ struct Inner {
     guests: BTreeMap<u32, Guest>,
     /// The platform's shared SHUTDOWN counter, mapped on first use.
     epoch: Option<SharedCounter>,
+    /// The directory's lock file, kept open.
+    lock_file: LockFile,
+    /// The runtime area, once made or checked.
+    run: OnceLock<RunDir>,
 }
 
 impl Inner {
@@ -421,8 +425,9 @@ impl Platform {
             Err(e) if e.is_damaged() => Err(damaged(e.to_string())),
             Err(e) => Err(PlatformError::Store(e)),
         };
+        let lock_file = dir.lock_file().map_err(PlatformError::Store)?;
         let (payload, conf_payload) = {
-            let _lock = dir.lock().map_err(PlatformError::Store)?;
+            let _lock = lock_file.lock().map_err(PlatformError::Store)?;
             let Some(payload) = read(IDENTITY_FILE)? else {
                 return Err(PlatformError::NotInitialized { path });
             };
@@ -445,6 +450,8 @@ impl Platform {
                 identity_payload: payload,
                 guests: BTreeMap::new(),
                 epoch: None,
+                lock_file,
+                run: OnceLock::new(),
             }),
         })
     }

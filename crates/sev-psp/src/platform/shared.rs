@@ -266,9 +266,14 @@ impl Snapshot {
     /// changed it. The records of `inner`'s own guests are not read again:
     /// this process holds them and wrote them last.
     pub(crate) fn load(inner: &Inner, op: Op) -> Result<Snapshot, FwError> {
-        let dir = &inner.dir;
-        let lock = dir.lock().map_err(store_err(op))?;
-        let run = dir.run_dir().map_err(store_err(op))?;
+        let lock = inner.lock_file.lock().map_err(store_err(op))?;
+        let run = match inner.run.get() {
+            Some(run) => run.clone(),
+            None => {
+                let run = inner.dir.run_dir().map_err(store_err(op))?;
+                inner.run.get_or_init(|| run).clone()
+            }
+        };
         let record = run.open_in_place(PLATFORM_RECORD).map_err(store_err(op))?;
         let platform = match record.read().map_err(store_err(op))? {
             Some(payload) => {
