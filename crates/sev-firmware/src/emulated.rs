@@ -9,13 +9,22 @@
 //!
 //! This implementation also plays the part of the Linux driver and KVM:
 //!
+//! * the platform is one per state directory, shared by every process on
+//!   it (the sevm VMs, `sev-platform`): its state, guests, handles and
+//!   ASIDs are platform-wide, as on a host with one firmware
+//!   (docs/architecture-platform-state.md);
 //! * platform commands that need INIT (PEK_GEN, PDH_GEN, PEK_CSR,
 //!   PEK_CERT_IMPORT, PDH_CERT_EXPORT) INIT an UNINIT platform for the
-//!   command and SHUT it DOWN afterwards; PLATFORM_RESET runs in UNINIT;
-//! * [`EmulatedPlatform::init_for_guests`] INITs the platform with SEV-ES
-//!   when it is capable, as Linux does before KVM runs guests;
-//! * LAUNCH_START / RECEIVE_START are followed by ACTIVATE with an ASID of
-//!   the right range, as `KVM_SEV_LAUNCH_START` does;
+//!   command and SHUT it DOWN afterwards (unless guests appeared
+//!   meanwhile); on an INIT or WORKING platform they run as they are
+//!   (PEK_GEN and PEK_CERT_IMPORT then fail with INVALID_PLATFORM_STATE
+//!   while guests run, as the firmware's state table says).
+//!   PLATFORM_RESET SHUTs an INIT platform DOWN first and is refused while
+//!   guests run, as Linux does;
+//! * [`EmulatedPlatform::init_for_guests`] INITs an UNINIT platform with
+//!   SEV-ES when it is capable, as Linux does before KVM runs guests;
+//! * LAUNCH_START / RECEIVE_START are followed by ACTIVATE with a free ASID
+//!   of the guest's range, as `KVM_SEV_LAUNCH_START` does;
 //! * DBG_DECRYPT/DBG_ENCRYPT get KVM's bouncing: any alignment is accepted
 //!   and turned into the firmware's 16-byte aligned accesses.
 
@@ -114,15 +123,23 @@ impl EmulatedPlatform {
     /// capable (as Linux does), unless it is INITed already (another user
     /// of a platform whose state is shared did it).
     pub fn init_for_guests(&self) -> Result<(), SevError> {
-        let status = self
-            .platform
-            .platform_status()
-            .map_err(|e| fw_error("PLATFORM_STATUS", e))?;
-        if status.state != PlatformState::Uninit {
+        if self.state()? != PlatformState::Uninit {
             return Ok(());
         }
         let es = self.platform.config().es_capable;
-        self.platform.init(es).map_err(|e| fw_error("INIT", e))
+        match self.platform.init(es) {
+            Ok(()) => Ok(()),
+            // Another process may have INITed it in between.
+            Err(_) if self.state()? != PlatformState::Uninit => Ok(()),
+            Err(e) => Err(fw_error("INIT", e)),
+        }
+    }
+
+    fn state(&self) -> Result<PlatformState, SevError> {
+        self.platform
+            .platform_status()
+            .map(|s| s.state)
+            .map_err(|e| fw_error("PLATFORM_STATUS", e))
     }
 
     /// The underlying emulated firmware.
@@ -132,24 +149,32 @@ impl EmulatedPlatform {
 
     /// Runs `f`, with the platform INITed for it when it is UNINIT (as the
     /// Linux driver does for the commands that need INIT) and shut down
-    /// again afterwards.
+    /// again afterwards, unless another process created guests on it
+    /// meanwhile.
     fn with_init<T>(
         &self,
         command: &'static str,
         f: impl FnOnce(&Platform) -> Result<T, FwError>,
     ) -> Result<T, SevError> {
         let p = &self.platform;
-        let status = p
-            .platform_status()
-            .map_err(|e| fw_error("PLATFORM_STATUS", e))?;
-        if status.state != PlatformState::Uninit {
+        if self.state()? != PlatformState::Uninit {
             return f(p).map_err(|e| fw_error(command, e));
         }
-        p.init(false).map_err(|e| fw_error("INIT", e))?;
+        if let Err(e) = p.init(p.config().es_capable) {
+            // Another process may have INITed it in between.
+            if self.state()? == PlatformState::Uninit {
+                return Err(fw_error("INIT", e));
+            }
+            return f(p).map_err(|e| fw_error(command, e));
+        }
         let result = f(p);
-        let down = p.shutdown();
+        let down = match self.state() {
+            Ok(PlatformState::Init) => p.shutdown().map_err(|e| fw_error("SHUTDOWN", e)),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
         let value = result.map_err(|e| fw_error(command, e))?;
-        down.map_err(|e| fw_error("SHUTDOWN", e))?;
+        down?;
         Ok(value)
     }
 }
@@ -221,7 +246,23 @@ impl PlatformManagement for EmulatedPlatform {
         self.with_init("PEK_GEN", |p| p.pek_gen())
     }
 
+    /// As the Linux driver: refused while guests run (WORKING), an INIT
+    /// platform is SHUT DOWN first.
     fn platform_reset(&self) -> Result<(), SevError> {
+        match self.state()? {
+            PlatformState::Working => {
+                return Err(SevError::Platform(
+                    "PLATFORM_RESET: guests are running on the platform (WORKING): \
+                     stop them before a reset"
+                        .into(),
+                ))
+            }
+            PlatformState::Init => self
+                .platform
+                .shutdown()
+                .map_err(|e| fw_error("SHUTDOWN", e))?,
+            PlatformState::Uninit => {}
+        }
         self.platform
             .platform_reset()
             .map_err(|e| fw_error("PLATFORM_RESET", e))
@@ -321,20 +362,14 @@ pub struct EmulatedGuest {
     mem: Arc<dyn GuestMemory>,
     /// 0 until LAUNCH_START/RECEIVE_START.
     handle: AtomicU32,
-    asid: u32,
     view: Arc<ViewState>,
 }
 
 impl EmulatedGuest {
     /// A guest context of `platform` over `mem`.
-    pub fn new(platform: Arc<Platform>, mem: Arc<dyn GuestMemory>, kind: GuestKind) -> Self {
-        // As KVM: SEV-ES guests take ASIDs 1..min_sev_asid, SEV guests
-        // min_sev_asid..=max_asid. One VM per process: the first of the range.
-        let asid = if kind.encrypts_registers() {
-            1
-        } else {
-            platform.config().min_sev_asid
-        };
+    /// The guest's kind needs no handling here: its policy picks its ASID
+    /// range at ACTIVATE.
+    pub fn new(platform: Arc<Platform>, mem: Arc<dyn GuestMemory>, _kind: GuestKind) -> Self {
         let view = Arc::new(ViewState {
             mem: Arc::clone(&mem),
             memory: OnceLock::new(),
@@ -343,7 +378,6 @@ impl EmulatedGuest {
             platform,
             mem,
             handle: AtomicU32::new(0),
-            asid,
             view,
         }
     }
@@ -352,10 +386,12 @@ impl EmulatedGuest {
         self.handle.load(Ordering::SeqCst)
     }
 
-    /// KVM's part after LAUNCH_START/RECEIVE_START: ACTIVATE, and the host
-    /// view starts using the guest's key.
+    /// KVM's part after LAUNCH_START/RECEIVE_START: ACTIVATE on a free ASID
+    /// of the guest's range (SEV-ES guests take ASIDs 1..min_sev_asid, SEV
+    /// guests min_sev_asid..=max_asid), and the host view starts using the
+    /// guest's key.
     fn activate(&self, command: &'static str, handle: u32) -> Result<(), SevError> {
-        if let Err(e) = self.platform.activate(handle, self.asid) {
+        if let Err(e) = self.platform.activate_free_asid(handle) {
             // As KVM: a guest that cannot be activated is decommissioned.
             let _ = self.platform.decommission(handle);
             return Err(fw_error(command, e));

@@ -11,13 +11,20 @@
 //! sees the old or the new file, never a torn one. Read-modify-write of
 //! persistent state is serialised between threads and processes by an
 //! exclusive lock on the directory's `.lock` file ([`StateDir::lock`],
-//! [`StateDir::locked`]).
+//! [`StateDir::locked`]), taken with a bound ([`LOCK_TIMEOUT`]): a holder
+//! that never lets go makes the waiter fail with [`StoreError::LockTimeout`]
+//! instead of hanging.
+//!
+//! The platform-wide volatile state (what a PSP keeps in its RAM) lives in
+//! the directory's runtime area `run/` ([`run`]), read and written under the
+//! same lock.
 //!
 //! State files are [`sealed`] containers; a damaged one is reported as
 //! [`StoreError::Damaged`] (the firmware answers SECURE_DATA_INVALID) and is
 //! never replaced silently. Their payloads use the [`record`] codec.
 
 pub mod record;
+pub mod run;
 pub mod sealed;
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
@@ -25,6 +32,8 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
@@ -35,6 +44,10 @@ pub use sealed::SealError;
 pub const MAX_FILE_LEN: usize = sealed::MAX_PAYLOAD_LEN + sealed::OVERHEAD;
 /// Longest state file name.
 pub const MAX_NAME_LEN: usize = 64;
+
+/// Longest wait for the directory's lock ([`StateDir::lock`]) before
+/// [`StoreError::LockTimeout`].
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
 const LOCK_FILE: &str = ".lock";
 const DIR_MODE: u32 = 0o700;
@@ -99,6 +112,16 @@ pub enum StoreError {
         /// How to fix it.
         fix: String,
     },
+    /// The directory's lock stayed held by another thread or process for
+    /// longer than the bound.
+    #[error("the lock of platform state directory {} stayed held for {waited:?} (another \
+             process is stuck holding it?)", path.display())]
+    LockTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// How long this process waited.
+        waited: Duration,
+    },
     /// A sealed state file is damaged (or of an unsupported format version).
     #[error("platform state file {path} is damaged")]
     Damaged {
@@ -132,7 +155,52 @@ pub struct StateDir {
 /// Holds the directory's exclusive lock until dropped.
 #[derive(Debug)]
 pub struct StateLock {
-    file: File,
+    file: Arc<File>,
+}
+
+/// The directory's lock file kept open, to take the lock repeatedly without
+/// opening it each time ([`StateDir::lock_file`]). Clones share one open
+/// file: they do not exclude each other (the lock is the open file's), so
+/// one is used by one thread at a time (e.g. behind a mutex).
+#[derive(Debug, Clone)]
+pub struct LockFile {
+    file: Arc<File>,
+    path: PathBuf,
+}
+
+impl LockFile {
+    /// Takes the lock, waiting for other holders at most [`LOCK_TIMEOUT`].
+    pub fn lock(&self) -> Result<StateLock, StoreError> {
+        self.lock_within(LOCK_TIMEOUT)
+    }
+
+    /// [`LockFile::lock`] with another bound.
+    pub fn lock_within(&self, timeout: Duration) -> Result<StateLock, StoreError> {
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(200);
+        loop {
+            match self.file.try_lock() {
+                Ok(()) => {
+                    return Ok(StateLock {
+                        file: Arc::clone(&self.file),
+                    })
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(StoreError::io("lock", &self.path)(e))
+                }
+            }
+            let waited = start.elapsed();
+            if waited >= timeout {
+                return Err(StoreError::LockTimeout {
+                    path: self.path.clone(),
+                    waited,
+                });
+            }
+            std::thread::sleep(pause.min(timeout - waited));
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+    }
 }
 
 impl Drop for StateLock {
@@ -246,9 +314,20 @@ impl StateDir {
     }
 
     /// Takes the directory's exclusive lock, waiting for other holders
-    /// (threads or processes). Each call opens the lock file anew, so two
-    /// threads of one process exclude each other too.
+    /// (threads or processes) at most [`LOCK_TIMEOUT`]. Each call opens the
+    /// lock file anew, so two threads of one process exclude each other too.
     pub fn lock(&self) -> Result<StateLock, StoreError> {
+        self.lock_within(LOCK_TIMEOUT)
+    }
+
+    /// [`StateDir::lock`] with another bound.
+    pub fn lock_within(&self, timeout: Duration) -> Result<StateLock, StoreError> {
+        self.lock_file()?.lock_within(timeout)
+    }
+
+    /// Opens the directory's lock file (creating it 0600) for repeated
+    /// [`LockFile::lock`]s.
+    pub fn lock_file(&self) -> Result<LockFile, StoreError> {
         let path = self.path.join(LOCK_FILE);
         let file = OpenOptions::new()
             .read(true)
@@ -258,8 +337,10 @@ impl StateDir {
             .mode(FILE_MODE)
             .open(&path)
             .map_err(StoreError::io("open lock file", &path))?;
-        file.lock().map_err(StoreError::io("lock", &path))?;
-        Ok(StateLock { file })
+        Ok(LockFile {
+            file: Arc::new(file),
+            path,
+        })
     }
 
     /// Runs `f` while holding the directory's lock: the way to do a

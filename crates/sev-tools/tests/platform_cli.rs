@@ -361,3 +361,48 @@ fn insecure_platform_directory_is_refused() {
         eprintln!("insecure_platform_directory_is_refused: not root, the owner check is covered by sev-psp's unit test");
     }
 }
+
+/// One firmware per platform: `sev-platform` sees the guests another
+/// process (here this test, as a VMM would) runs on the same directory,
+/// and the commands follow the platform-wide state as Linux does.
+#[test]
+fn commands_follow_the_guests_of_other_processes() {
+    use sev_proto::abi::Policy;
+    let tmp = tempfile::tempdir().unwrap();
+    let plat = platform_copy(&platform_a(), tmp.path());
+    let em = emu(&plat);
+    let status = || {
+        let v = json(&[&em, "status"]);
+        (
+            v["status"]["state"].as_str().unwrap().to_string(),
+            v["status"]["guests"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(status(), ("UNINIT".to_string(), 0));
+    let vmm = sev_psp::Platform::open(&plat, sev_psp::rng::os_rng()).unwrap();
+    vmm.init(false).unwrap();
+    let h = vmm
+        .launch_start(0, Policy::from_bits(0), None, None)
+        .unwrap();
+    assert_eq!(status(), ("WORKING".to_string(), 1));
+    // PEK_GEN needs INIT: refused while a guest runs, by the firmware.
+    fails(PLATFORM, &[&em, "pek-gen"], "INVALID_PLATFORM_STATE");
+    ok(PLATFORM, &[&em, "pdh-gen"]);
+    fails(PLATFORM, &[&em, "reset"], "guests are running");
+    assert_eq!(status(), ("WORKING".to_string(), 1));
+    vmm.decommission(h).unwrap();
+    assert_eq!(status(), ("INIT".to_string(), 0));
+    // An INIT platform stays INIT after a command that needs INIT; reset
+    // shuts it down first.
+    ok(PLATFORM, &[&em, "pek-gen"]);
+    assert_eq!(status(), ("INIT".to_string(), 0));
+    ok(PLATFORM, &[&em, "reset"]);
+    assert_eq!(status(), ("UNINIT".to_string(), 0));
+    // A guest whose process went away is gone for everybody.
+    vmm.init(false).unwrap();
+    vmm.launch_start(0, Policy::from_bits(0), None, None)
+        .unwrap();
+    assert_eq!(status().1, 1);
+    drop(vmm);
+    assert_eq!(status(), ("INIT".to_string(), 0));
+}

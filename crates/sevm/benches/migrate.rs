@@ -137,7 +137,10 @@ fn args(fw: &Path, platform: &Path, mib: u64, qmp: &Path, extra: &[&str]) -> Vec
 fn chain_params(target: &Path) -> Value {
     let b = sevm_qmp::base64::encode;
     let p = sev_psp::Platform::open(target, sev_psp::rng::os_rng()).unwrap();
-    p.init(false).unwrap();
+    // The platform is one per directory: a VM on it may have INITed it.
+    if p.platform_status().unwrap().state == sev_proto::abi::PlatformState::Uninit {
+        p.init(false).unwrap();
+    }
     let mut pdh = vec![0u8; 0x824];
     let mut chain = vec![0u8; 0x186c];
     p.pdh_cert_export(&mut pdh, &mut chain).unwrap();

@@ -17,8 +17,11 @@ use sev_proto::session::{self, SessionBuffer, TransportKeys};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::{cmd, guest_command_allowed, FwError, Inner, Op, Platform, MAX_GUESTS};
+use super::shared::{self, guest_record_name, GuestRecord, Snapshot};
+use super::{cmd, guest_command_allowed, store_err, FwError, Inner, Op, Platform, MAX_GUESTS};
 use crate::memory::{self, GuestBacking, MemoryState, Region, Vek, PAGE_SIZE};
+use crate::store::run::HeldRecord;
+use crate::store::StateDir;
 
 /// What GUEST_STATUS reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +100,13 @@ pub(crate) struct Guest {
     pub(crate) all_private: bool,
     pub(crate) send: Option<Transport>,
     pub(crate) recv: Option<Transport>,
+    /// The INIT generation the guest was created in.
+    pub(crate) generation: u64,
+    /// The guest's platform-wide record, locked while the guest lives.
+    pub(crate) record: HeldRecord,
+    /// The platform's SHUTDOWN counter when the guest was created: while it
+    /// is unchanged, the guest exists.
+    pub(crate) epoch: u64,
 }
 
 impl fmt::Debug for Guest {
@@ -112,14 +122,16 @@ impl fmt::Debug for Guest {
 }
 
 impl Guest {
-    fn new(
-        handle: u32,
-        policy: Policy,
-        state: GuestState,
-        vek: Vek,
-        key_group: u64,
-        keys: TransportKeys,
-    ) -> Self {
+    fn new(record: GuestRecord, keys: TransportKeys, held: HeldRecord, epoch: u64) -> Self {
+        let GuestRecord {
+            handle,
+            policy,
+            state,
+            key_group,
+            generation,
+            vek,
+            ..
+        } = record;
         Guest {
             handle,
             policy,
@@ -135,7 +147,36 @@ impl Guest {
             all_private: false,
             send: None,
             recv: None,
+            generation,
+            record: held,
+            epoch,
         }
+    }
+
+    /// What other processes see of this guest.
+    pub(crate) fn to_record(&self) -> GuestRecord {
+        GuestRecord {
+            handle: self.handle,
+            policy: self.policy,
+            state: self.state,
+            asid: self.asid,
+            key_group: self.key_group,
+            generation: self.generation,
+            vek: self.vek.clone(),
+        }
+    }
+
+    /// Publishes the guest as it will be in `state` (before the caller
+    /// changes it, so a failure leaves both sides unchanged).
+    pub(crate) fn publish_state(
+        &self,
+        dir: &StateDir,
+        op: Op,
+        state: GuestState,
+    ) -> Result<(), FwError> {
+        let mut record = self.to_record();
+        record.state = state;
+        shared::publish(dir, op, &self.record, &record)
     }
 
     /// The memory-encryption state over `mem`, created on first use. A
@@ -231,7 +272,23 @@ impl Inner {
         handle: u32,
         needs_active: bool,
     ) -> Result<&mut Guest, FwError> {
-        Platform::require_state(self, op, &[PlatformState::Init, PlatformState::Working])?;
+        // A guest of this process exists, so the platform is WORKING: no
+        // need to read the platform's state. Only a SHUTDOWN (of any
+        // process) destroys it; while the shared SHUTDOWN counter is
+        // unchanged that costs no system call, else its record tells.
+        let live = match self.guests.get(&handle) {
+            Some(g) => match &self.epoch {
+                Some(counter) if counter.get() == g.epoch => true,
+                _ => g.record.is_linked().map_err(store_err(op))?,
+            },
+            None => false,
+        };
+        if !live {
+            if self.guests.remove(&handle).is_some() {
+                log::info!("guest {handle} was destroyed by another process's SHUTDOWN");
+            }
+            return Err(self.absent_guest(op, handle));
+        }
         let guest = self.guests.get_mut(&handle).ok_or_else(|| {
             FwError::new(
                 op,
@@ -256,9 +313,34 @@ impl Inner {
         Ok(guest)
     }
 
-    /// Policy checks shared by LAUNCH_START and RECEIVE_START (step 7).
+    /// The error for a command on `handle`, not a guest of this process:
+    /// INVALID_PLATFORM_STATE unless the platform is INIT or WORKING, else
+    /// INVALID_GUEST (naming another process's guest as such).
+    fn absent_guest(&self, op: Op, handle: u32) -> FwError {
+        let shared = match Snapshot::load(self, op) {
+            Ok(s) => s,
+            Err(e) => return e,
+        };
+        let working = [PlatformState::Init, PlatformState::Working];
+        if let Err(e) = Platform::require_state(shared.platform.state, op, &working) {
+            return e;
+        }
+        let detail = if shared.guests.contains_key(&handle) {
+            format!(
+                "guest {handle} belongs to another process (only GUEST_STATUS and key sharing \
+                 reach another process's guest)"
+            )
+        } else {
+            format!("no guest with handle {handle}")
+        };
+        FwError::new(op, Status::InvalidGuest, detail)
+    }
+
+    /// Policy checks shared by LAUNCH_START and RECEIVE_START (step 7),
+    /// against the platform-wide state `shared`.
     pub(crate) fn check_new_guest_policy(
         &self,
+        shared: &Snapshot,
         op: Op,
         policy: Policy,
         share_handle: u32,
@@ -276,7 +358,7 @@ impl Inner {
                 ),
             ));
         }
-        if policy.es() && !self.es_enabled {
+        if policy.es() && !shared.platform.es_enabled {
             return Err(policy_failure(
                 op,
                 "policy requires SEV-ES but the platform was INIT without SEV-ES",
@@ -300,7 +382,7 @@ impl Inner {
             // UNCERTAIN (SEV-REFERENCE 12 #11): chose to refuse key sharing
             // when either guest's policy has NOKS, because either owner's
             // NOKS forbids its key to be shared, whichever side asks.
-            let other = self.guests.get(&share_handle).map(|g| g.policy);
+            let other = shared.guests.get(&share_handle).map(|g| g.policy);
             if policy.noks() || other.is_some_and(|p| p.noks()) {
                 return Err(policy_failure(
                     op,
@@ -311,42 +393,93 @@ impl Inner {
         Ok(())
     }
 
-    /// Creates a guest after every check passed (step 9): a new handle, a new
-    /// VEK or the shared guest's, platform INIT → WORKING.
+    /// Creates a guest after every check passed (step 9): a handle unique
+    /// on the platform, a new VEK or the shared guest's (of any process),
+    /// platform INIT → WORKING.
     pub(crate) fn create_guest(
         &mut self,
+        shared: &mut Snapshot,
         op: Op,
         share_handle: u32,
         policy: Policy,
         state: GuestState,
         keys: TransportKeys,
     ) -> Result<u32, FwError> {
-        if self.guests.len() >= MAX_GUESTS {
+        if shared.guests.len() >= MAX_GUESTS {
             return Err(FwError::new(
                 op,
                 Status::ResourceLimit,
                 format!("{MAX_GUESTS} guests exist already"),
             ));
         }
-        let (vek, key_group) = match self.guests.get(&share_handle) {
+        let (vek, key_group) = match shared.guests.get(&share_handle) {
             Some(g) if share_handle != 0 => (g.vek.clone(), g.key_group),
             _ => {
-                let group = self.next_key_group;
-                self.next_key_group = self.next_key_group.wrapping_add(1);
+                let group = shared.platform.next_key_group;
+                shared.platform.next_key_group = group.wrapping_add(1);
                 (Vek::generate(&mut self.rng), group)
             }
         };
-        let mut handle = self.next_handle;
-        while handle == 0 || self.guests.contains_key(&handle) {
-            handle = handle.wrapping_add(1);
-        }
-        self.next_handle = handle.wrapping_add(1);
-        self.guests.insert(
-            handle,
-            Guest::new(handle, policy, state, vek, key_group, keys),
-        );
-        self.state = PlatformState::Working;
+        let record = GuestRecord {
+            handle: 0,
+            policy,
+            state,
+            asid: 0,
+            key_group,
+            generation: shared.platform.generation,
+            vek,
+        };
+        let epoch = self.epoch(shared, op)?.get();
+        let (handle, held) = shared.create_guest_record(record.clone())?;
+        shared.platform.state = PlatformState::Working;
+        shared.save()?;
+        let record = GuestRecord { handle, ..record };
+        self.guests
+            .insert(handle, Guest::new(record, keys, held, epoch));
         Ok(handle)
+    }
+
+    /// Binds guest `handle` (of this process, inactive, key group `group`)
+    /// to `asid` after ACTIVATE's ASID checks against every live guest.
+    fn bind_asid(
+        &mut self,
+        shared: &mut Snapshot,
+        op: Op,
+        handle: u32,
+        asid: u32,
+        group: u64,
+    ) -> Result<(), FwError> {
+        let owners: Vec<u64> = shared
+            .asid_owners(asid, handle)
+            .map(|g| g.key_group)
+            .collect();
+        if owners.is_empty() && shared.platform.needs_flush.contains(&asid) {
+            return Err(FwError::new(
+                op,
+                Status::DfFlushRequired,
+                format!("ASID {asid} was released; DF_FLUSH first"),
+            ));
+        }
+        if owners.iter().any(|g| *g != group) {
+            return Err(FwError::new(
+                op,
+                Status::AsidOwned,
+                format!("ASID {asid} is bound to another guest"),
+            ));
+        }
+        let guest = self.guests.get_mut(&handle).ok_or_else(|| {
+            FwError::new(
+                op,
+                Status::InvalidGuest,
+                format!("no guest with handle {handle}"),
+            )
+        })?;
+        let mut record = guest.to_record();
+        record.asid = asid;
+        shared::rewrite(op, &guest.record, &record)?;
+        guest.asid = asid;
+        shared.guests.insert(handle, record);
+        Ok(())
     }
 
     /// ECDH with this platform's PDH and the unwrap of a session buffer
@@ -455,8 +588,13 @@ impl Platform {
             ));
         }
         let mut inner = self.lock();
-        Self::require_state(&inner, op, &[PlatformState::Init, PlatformState::Working])?;
-        if share_handle != 0 && !inner.guests.contains_key(&share_handle) {
+        let mut shared = Snapshot::load(&inner, op)?;
+        Self::require_state(
+            shared.platform.state,
+            op,
+            &[PlatformState::Init, PlatformState::Working],
+        )?;
+        if share_handle != 0 && !shared.guests.contains_key(&share_handle) {
             return Err(FwError::new(
                 op,
                 Status::InvalidGuest,
@@ -464,13 +602,19 @@ impl Platform {
             ));
         }
         self.refresh(&mut inner, op)?;
-        inner.check_new_guest_policy(op, policy, share_handle)?;
+        inner.check_new_guest_policy(&shared, op, policy, share_handle)?;
         let keys = match (godh, session) {
             (Some(g), Some(s)) => inner.unwrap_session(op, g, s, policy, Peer::Godh)?,
             _ => TransportKeys::random(&mut inner.rng),
         };
-        let handle =
-            inner.create_guest(op, share_handle, policy, GuestState::LaunchUpdate, keys)?;
+        let handle = inner.create_guest(
+            &mut shared,
+            op,
+            share_handle,
+            policy,
+            GuestState::LaunchUpdate,
+            keys,
+        )?;
         log::debug!("LAUNCH_START: guest {handle}, policy {policy}");
         Ok(handle)
     }
@@ -521,37 +665,61 @@ impl Platform {
                 format!("guest {handle} is already active on ASID {current}"),
             ));
         }
-        let index = usize::try_from(asid).unwrap_or(usize::MAX);
-        let owners_groups: Vec<u64> = {
-            let slot = inner.asids.get(index).ok_or_else(|| {
-                FwError::new(op, Status::InvalidAsid, format!("ASID {asid} out of range"))
-            })?;
-            if slot.needs_flush && slot.owners.is_empty() {
-                return Err(FwError::new(
-                    op,
-                    Status::DfFlushRequired,
-                    format!("ASID {asid} was released; DF_FLUSH first"),
-                ));
-            }
-            slot.owners
-                .iter()
-                .filter_map(|h| inner.guests.get(h).map(|g| g.key_group))
-                .collect()
+        // The ASID table is platform-wide: checked against every process's
+        // guests.
+        let mut shared = Snapshot::load(&inner, op)?;
+        inner.bind_asid(&mut shared, op, handle, asid, group)
+    }
+
+    /// ACTIVATE on a free ASID: what KVM does when a VM starts, not a
+    /// firmware command. Binds guest `handle` to the lowest ASID of its
+    /// range (SEV-ES or SEV, as [`Platform::activate`]) that no guest on the
+    /// platform holds, issuing DF_FLUSH first when only ASIDs released
+    /// since the last DF_FLUSH are left (as KVM does when its ASIDs run
+    /// out); none left → RESOURCE_LIMIT. Returns the ASID; an active guest
+    /// keeps the one it has.
+    pub fn activate_free_asid(&self, handle: u32) -> Result<u32, FwError> {
+        let op = cmd(CommandId::Activate);
+        let mut inner = self.lock();
+        let (max, min_sev) = (inner.conf.max_asid, inner.conf.min_sev_asid);
+        let guest = inner.guest(op, CommandId::Activate, handle, false)?;
+        let (es, current, group) = (guest.policy.es(), guest.asid, guest.key_group);
+        if current != 0 {
+            return Ok(current);
+        }
+        let range = if es {
+            1..min_sev
+        } else {
+            min_sev..max.saturating_add(1)
         };
-        if owners_groups.iter().any(|g| *g != group) {
-            return Err(FwError::new(
-                op,
-                Status::AsidOwned,
-                format!("ASID {asid} is bound to another guest"),
-            ));
-        }
-        if let Some(slot) = inner.asids.get_mut(index) {
-            slot.owners.push(handle);
-        }
-        if let Some(g) = inner.guests.get_mut(&handle) {
-            g.asid = asid;
-        }
-        Ok(())
+        let mut shared = Snapshot::load(&inner, op)?;
+        let held: std::collections::BTreeSet<u32> =
+            shared.guests.values().map(|g| g.asid).collect();
+        let free = |shared: &Snapshot| {
+            range
+                .clone()
+                .find(|a| !held.contains(a) && !shared.platform.needs_flush.contains(a))
+        };
+        let asid = match free(&shared) {
+            Some(asid) => asid,
+            None => {
+                if !range.clone().any(|a| !held.contains(&a)) {
+                    return Err(FwError::new(
+                        op,
+                        Status::ResourceLimit,
+                        format!("every {} ASID is in use", if es { "SEV-ES" } else { "SEV" }),
+                    ));
+                }
+                shared.platform.needs_flush.clear();
+                shared.save()?;
+                log::debug!("DF_FLUSH: released ASIDs made reusable");
+                free(&shared).ok_or_else(|| {
+                    FwError::new(op, Status::ResourceLimit, "no ASID free after DF_FLUSH")
+                })?
+            }
+        };
+        inner.bind_asid(&mut shared, op, handle, asid, group)?;
+        Ok(asid)
     }
 
     /// DEACTIVATE: unbinds the guest from its ASID (a no-op when inactive);
@@ -559,18 +727,29 @@ impl Platform {
     pub fn deactivate(&self, handle: u32) -> Result<(), FwError> {
         let op = cmd(CommandId::Deactivate);
         let mut inner = self.lock();
-        let guest = inner.guest(op, CommandId::Deactivate, handle, false)?;
-        let asid = std::mem::take(&mut guest.asid);
-        if asid != 0 {
-            if let Some(slot) = inner
-                .asids
-                .get_mut(usize::try_from(asid).unwrap_or(usize::MAX))
-            {
-                slot.owners.retain(|h| *h != handle);
-                if slot.owners.is_empty() {
-                    slot.needs_flush = true;
-                }
-            }
+        let asid = inner.guest(op, CommandId::Deactivate, handle, false)?.asid;
+        if asid == 0 {
+            return Ok(());
+        }
+        let mut shared = Snapshot::load(&inner, op)?;
+        // Not `inner.guest` again: it may take the directory lock `shared`
+        // holds.
+        let guest = inner.guests.get_mut(&handle).ok_or_else(|| {
+            FwError::new(
+                op,
+                Status::InvalidGuest,
+                format!("no guest with handle {handle}"),
+            )
+        })?;
+        let mut record = guest.to_record();
+        record.asid = 0;
+        shared::rewrite(op, &guest.record, &record)?;
+        guest.asid = 0;
+        shared.guests.insert(handle, record);
+        if shared.asid_owners(asid, handle).next().is_none()
+            && shared.platform.needs_flush.insert(asid)
+        {
+            shared.save()?;
         }
         Ok(())
     }
@@ -591,18 +770,40 @@ impl Platform {
                 ),
             ));
         }
+        let mut shared = Snapshot::load(&inner, op)?;
+        shared
+            .run
+            .remove(&guest_record_name(handle))
+            .map_err(store_err(op))?;
+        // Dropping the guest releases its record's lock.
         inner.guests.remove(&handle);
-        if inner.guests.is_empty() {
-            inner.state = PlatformState::Init;
+        shared.guests.remove(&handle);
+        if shared.guests.is_empty() {
+            shared.platform.state = PlatformState::Init;
+            shared.save()?;
         }
         log::debug!("DECOMMISSION: guest {handle}");
         Ok(())
     }
 
-    /// GUEST_STATUS: policy, ASID and state of the guest.
+    /// GUEST_STATUS: policy, ASID and state of the guest, of this process
+    /// or of another one using the platform.
     pub fn guest_status(&self, handle: u32) -> Result<GuestStatusInfo, FwError> {
         let op = cmd(CommandId::GuestStatus);
         let mut inner = self.lock();
+        if !inner.guests.contains_key(&handle) {
+            let shared = Snapshot::load(&inner, op)?;
+            let working = [PlatformState::Init, PlatformState::Working];
+            Self::require_state(shared.platform.state, op, &working)?;
+            if let Some(g) = shared.guests.get(&handle) {
+                return Ok(GuestStatusInfo {
+                    handle,
+                    policy: g.policy,
+                    asid: g.asid,
+                    state: g.state,
+                });
+            }
+        }
         let g = inner.guest(op, CommandId::GuestStatus, handle, false)?;
         Ok(GuestStatusInfo {
             handle,
@@ -689,6 +890,7 @@ impl Platform {
         let mut mnonce = [0u8; 16];
         inner.rng.fill_bytes(&mut mnonce);
         let guest = inner.guest(op, CommandId::LaunchMeasure, handle, false)?;
+        guest.publish_state(&self.dir, op, GuestState::LaunchSecret)?;
         let ld: [u8; 32] = guest
             .digest
             .take()
@@ -776,6 +978,7 @@ impl Platform {
         let op = cmd(CommandId::LaunchFinish);
         let mut inner = self.lock();
         let guest = inner.guest(op, CommandId::LaunchFinish, handle, false)?;
+        guest.publish_state(&self.dir, op, GuestState::Running)?;
         guest.state = GuestState::Running;
         guest.mark_all_private();
         log::debug!("LAUNCH_FINISH: guest {handle} running");

@@ -51,6 +51,7 @@ use super::guest::{
     check_aligned16, check_len16, check_range, check_vmsa_args, packet_error, Peer, Transport,
     IV_BATCH,
 };
+use super::shared::Snapshot;
 use super::{cmd, ct_eq, FwError, Op, Platform};
 use crate::memory::{self, GuestBacking, PAGE_SIZE};
 
@@ -196,6 +197,7 @@ impl Platform {
         let z = session::shared_secret(&inner.identity.pdh, verified.pdh_public_key());
         let session = session::wrap(z.as_slice(), &nonce, &wrap_iv, &keys, policy.bits());
         let guest = inner.guest(op, CommandId::SendStart, handle, false)?;
+        guest.publish_state(&self.dir, op, GuestState::SendUpdate)?;
         guest.send = Some(Transport::new(TransportCipher::new(&keys)));
         guest.state = GuestState::SendUpdate;
         dst.copy_from_slice(&session.to_bytes());
@@ -347,6 +349,7 @@ impl Platform {
         let op = cmd(CommandId::SendFinish);
         let mut inner = self.lock();
         let guest = inner.guest(op, CommandId::SendFinish, handle, false)?;
+        guest.publish_state(&self.dir, op, GuestState::Sent)?;
         guest.send = None;
         guest.state = GuestState::Sent;
         Ok(())
@@ -358,6 +361,7 @@ impl Platform {
         let op = cmd(CommandId::SendCancel);
         let mut inner = self.lock();
         let guest = inner.guest(op, CommandId::SendCancel, handle, false)?;
+        guest.publish_state(&self.dir, op, GuestState::Running)?;
         guest.send = None;
         guest.state = GuestState::Running;
         Ok(())
@@ -393,8 +397,13 @@ impl Platform {
             ));
         }
         let mut inner = self.lock();
-        Self::require_state(&inner, op, &[PlatformState::Init, PlatformState::Working])?;
-        if share_handle != 0 && !inner.guests.contains_key(&share_handle) {
+        let mut shared = Snapshot::load(&inner, op)?;
+        Self::require_state(
+            shared.platform.state,
+            op,
+            &[PlatformState::Init, PlatformState::Working],
+        )?;
+        if share_handle != 0 && !shared.guests.contains_key(&share_handle) {
             return Err(FwError::new(
                 op,
                 Status::InvalidGuest,
@@ -402,11 +411,17 @@ impl Platform {
             ));
         }
         self.refresh(&mut inner, op)?;
-        inner.check_new_guest_policy(op, policy, share_handle)?;
+        inner.check_new_guest_policy(&shared, op, policy, share_handle)?;
         let keys = inner.unwrap_session(op, pdh, session, policy, Peer::SourcePdh)?;
         let cipher = TransportCipher::new(&keys);
-        let handle =
-            inner.create_guest(op, share_handle, policy, GuestState::ReceiveUpdate, keys)?;
+        let handle = inner.create_guest(
+            &mut shared,
+            op,
+            share_handle,
+            policy,
+            GuestState::ReceiveUpdate,
+            keys,
+        )?;
         if let Some(g) = inner.guests.get_mut(&handle) {
             g.digest = None;
             g.recv = Some(Transport::new(cipher));
@@ -540,6 +555,7 @@ impl Platform {
         let op = cmd(CommandId::ReceiveFinish);
         let mut inner = self.lock();
         let guest = inner.guest(op, CommandId::ReceiveFinish, handle, false)?;
+        guest.publish_state(&self.dir, op, GuestState::Running)?;
         guest.recv = None;
         guest.state = GuestState::Running;
         guest.mark_all_private();

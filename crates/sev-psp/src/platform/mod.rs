@@ -1,35 +1,64 @@
-//! The emulated AMD Secure Processor's SEV firmware: one [`Platform`] per
-//! process, modelled at the level of KVM's ioctls (host buffers are slices,
-//! guest addresses are guest-physical addresses into a [`GuestBacking`]).
+//! The emulated AMD Secure Processor's SEV firmware: one firmware per
+//! platform directory, shared by every process that opens it (each holds a
+//! [`Platform`]), modelled at the level of KVM's ioctls (host buffers are
+//! slices, guest addresses are guest-physical addresses into a
+//! [`GuestBacking`]). The design is in
+//! `docs/architecture-platform-state.md`.
 //!
-//! # Persistent and volatile state
+//! # Persistent state
 //!
 //! A platform directory ([`crate::store::StateDir`]) holds what real firmware
 //! keeps in its non-volatile storage (INIT_EX's NV file): the identity (chip
 //! id, CEK, OCA, PEK, PDH, the emulated ARK/ASK and every certificate; file
 //! `identity`), the platform's fixed configuration (file `config`) and the
 //! roots this platform trusts for the SEV policy bit besides its own ARK
-//! (file `trusted-arks`). Volatile state — the platform state machine, the
-//! SEV-ES flag of INIT, the guests and the ASID table — lives in the
-//! [`Platform`] object, as on hardware it lives in the PSP's RAM.
+//! (file `trusted-arks`).
 //!
 //! Commands that change persistent state (PLATFORM_RESET, PEK_GEN, PDH_GEN,
-//! PEK_CERT_IMPORT) take the directory lock, re-read the identity, check it,
-//! modify it and write it atomically (`modify_identity`): every decision that
-//! depends on the stored state (PEK_CERT_IMPORT's ALREADY_OWNED and PEK
-//! checks, the keys PDH_GEN signs with) is made on the identity read under
-//! the lock, never on a copy read before it.
+//! PEK_CERT_IMPORT) take the directory lock, check the platform-wide state,
+//! re-read the identity, check it, modify it and write it atomically
+//! (`modify_identity`): every decision that depends on the stored state
+//! (PEK_CERT_IMPORT's ALREADY_OWNED and PEK checks, the keys PDH_GEN signs
+//! with) is made on the identity read under the lock, never on a copy read
+//! before it. A process notices another one's PDH/PEK/ownership change at
+//! its next command that uses the identity (INIT, PLATFORM_STATUS, PEK_CSR,
+//! PEK_CERT_IMPORT, PDH_CERT_EXPORT, GET_ID, LAUNCH_START, RECEIVE_START,
+//! SEND_START, ATTESTATION): each of them re-reads the identity file (a few
+//! KiB, its checksum verified; writers replace it by an atomic rename) and
+//! reloads the keys when its contents changed. A damaged or vanished
+//! identity is reported as SECURE_DATA_INVALID and never replaced.
 //!
-//! **Several processes** may open the same
-//! directory (each is its own PSP sharing the NV state); a process notices
-//! another one's PDH/PEK/ownership change at its next command that uses the
-//! identity (INIT, PLATFORM_STATUS, PEK_CSR, PEK_CERT_IMPORT,
-//! PDH_CERT_EXPORT, GET_ID, LAUNCH_START, RECEIVE_START, SEND_START,
-//! ATTESTATION): each of them re-reads the identity file (a few KiB, its
-//! checksum verified; writers replace it by an atomic rename, so no lock is
-//! needed to read it) and reloads the keys when its contents changed. A
-//! damaged or vanished identity is reported as SECURE_DATA_INVALID and never
-//! replaced.
+//! # Volatile, platform-wide state
+//!
+//! What a PSP keeps in its RAM — the platform state machine, the SEV-ES flag
+//! of INIT, the guests with their handles, policies, states, ASIDs and
+//! memory keys, the ASIDs waiting for DF_FLUSH — is one per platform, not
+//! one per process: it lives in the directory's runtime area `run/`
+//! (`shared`, [`crate::store::run`]), read and changed under the directory
+//! lock (taken with a bound). So PLATFORM_STATUS reports every process's
+//! guests, handles are unique on the platform, INIT/SHUTDOWN/PEK_GEN/... see
+//! the platform-wide state, GUEST_STATUS and key sharing (`share_handle` of
+//! LAUNCH_START/RECEIVE_START, refused with POLICY_FAILURE under NOKS) reach
+//! another process's guest, and ACTIVATE checks ASIDs against every guest.
+//!
+//! What only the guest's process uses stays in the [`Platform`] object: the
+//! launch digest, transport keys and migration sessions, the host-view
+//! state. Commands other than GUEST_STATUS act on this process's guests only
+//! (another process's handle: INVALID_GUEST, saying so). The hot paths
+//! (LAUNCH_UPDATE_DATA, SEND/RECEIVE_UPDATE_*, DBG_*, the host view) make
+//! no system call for the shared state: a guest command compares the
+//! platform's SHUTDOWN counter, mapped shared by every process, with the
+//! value its guest was created under, and looks at the guest's record only
+//! when it changed.
+//!
+//! Each guest's record is locked (`flock`) by its process for the guest's
+//! life: DECOMMISSION removes it; a dropped [`Platform`] or a dead process
+//! (SIGKILL included) leaves it unlocked, and the next reader reaps it as
+//! KVM tears a VM down (its ASID then needs DF_FLUSH; the last guest gone
+//! moves the platform WORKING → INIT). SHUTDOWN destroys every guest on the
+//! platform, other processes' included, as the firmware does; their owner
+//! gets INVALID_PLATFORM_STATE (or INVALID_GUEST after a new INIT) at its
+//! next command for them.
 //!
 //! # Check order
 //!
@@ -51,14 +80,17 @@ mod error;
 mod guest;
 mod identity;
 mod migrate;
+mod shared;
 
+#[cfg(test)]
+mod shared_tests;
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use sev_proto::abi::{ApiVersion, CommandId, GuestState, Owner, PlatformState, Status};
 use sev_proto::abi::{GET_ID_LEN, PLATFORM_CHAIN_LEN, SEV_CERT_LEN};
@@ -73,9 +105,11 @@ pub use sev_proto::abi::PlatformStatusInfo;
 use crate::memory::{GuestBacking, MemoryState};
 use crate::rng::PspRng;
 use crate::store::record::{RecordReader, RecordWriter};
-use crate::store::{PersistentIdentity, StateDir, StoreError};
+use crate::store::run::{RunDir, SharedCounter};
+use crate::store::{LockFile, PersistentIdentity, StateDir, StoreError};
 use guest::Guest;
 use identity::Identity;
+use shared::Snapshot;
 
 /// The C-bit position the emulated platform reports (CPUID 0x8000001F
 /// EBX bits 5:0 on the EPYC parts of every example).
@@ -86,6 +120,8 @@ pub const REDUCED_PHYS_BITS: u32 = 1;
 const IDENTITY_FILE: &str = "identity";
 const CONFIG_FILE: &str = "config";
 const TRUSTED_ARKS_FILE: &str = "trusted-arks";
+/// The runtime area's SHUTDOWN counter.
+const EPOCH_FILE: &str = "epoch";
 /// Most guests that may exist at once (RESOURCE_LIMIT beyond).
 const MAX_GUESTS: usize = 4096;
 
@@ -210,35 +246,41 @@ impl StoredConfig {
     }
 }
 
-/// One ASID's bookkeeping.
-#[derive(Debug, Clone, Default)]
-struct AsidSlot {
-    /// Guests bound to the ASID (several only when they share a key).
-    owners: Vec<u32>,
-    /// Released by DEACTIVATE; reusable after DF_FLUSH.
-    needs_flush: bool,
-}
-
-/// The volatile PSP state, behind the platform's mutex.
+/// This process's part of the PSP, behind the platform's mutex (the
+/// platform-wide part is in the directory's runtime area: [`shared`]).
 struct Inner {
+    dir: StateDir,
     rng: PspRng,
     conf: StoredConfig,
     identity: Identity,
     /// The identity file's payload `identity` was loaded from.
     identity_payload: Zeroizing<Vec<u8>>,
-    state: PlatformState,
-    es_enabled: bool,
+    /// The guests this process created (each holds its record's lock).
     guests: BTreeMap<u32, Guest>,
-    next_handle: u32,
-    next_key_group: u64,
-    asids: Vec<AsidSlot>,
+    /// The platform's shared SHUTDOWN counter, mapped on first use.
+    epoch: Option<SharedCounter>,
+    /// The directory's lock file, kept open.
+    lock_file: LockFile,
+    /// The runtime area, once made or checked.
+    run: OnceLock<RunDir>,
+}
+
+impl Inner {
+    /// The platform's shared SHUTDOWN counter (mapped under the directory
+    /// lock `shared` holds).
+    fn epoch(&mut self, shared: &Snapshot, op: Op) -> Result<&SharedCounter, FwError> {
+        if self.epoch.is_none() {
+            self.epoch = Some(shared.run.counter(EPOCH_FILE).map_err(store_err(op))?);
+        }
+        self.epoch
+            .as_ref()
+            .ok_or_else(|| FwError::new(op, Status::HwErrorPlatform, "epoch counter"))
+    }
 }
 
 impl fmt::Debug for Inner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Inner")
-            .field("state", &self.state)
-            .field("es_enabled", &self.es_enabled)
             .field("guests", &self.guests.len())
             .field("identity", &self.identity)
             .finish_non_exhaustive()
@@ -362,8 +404,9 @@ impl Platform {
 
     /// Opens the platform identity in `dir`. A missing directory or identity
     /// is [`PlatformError::NotInitialized`]; a damaged state file is
-    /// [`PlatformError::Damaged`] (SECURE_DATA_INVALID). The platform starts
-    /// UNINIT, with no guests.
+    /// [`PlatformError::Damaged`] (SECURE_DATA_INVALID). The platform is in
+    /// the state the processes using it left it in (UNINIT in a directory
+    /// nobody INITed, and after SHUTDOWN); this process has no guests yet.
     pub fn open(dir: impl AsRef<Path>, rng: PspRng) -> Result<Platform, PlatformError> {
         let path = dir.as_ref().to_path_buf();
         let dir = match StateDir::open(&path, false) {
@@ -382,8 +425,9 @@ impl Platform {
             Err(e) if e.is_damaged() => Err(damaged(e.to_string())),
             Err(e) => Err(PlatformError::Store(e)),
         };
+        let lock_file = dir.lock_file().map_err(PlatformError::Store)?;
         let (payload, conf_payload) = {
-            let _lock = dir.lock().map_err(PlatformError::Store)?;
+            let _lock = lock_file.lock().map_err(PlatformError::Store)?;
             let Some(payload) = read(IDENTITY_FILE)? else {
                 return Err(PlatformError::NotInitialized { path });
             };
@@ -396,22 +440,18 @@ impl Platform {
         let identity = Identity::load(&record).map_err(|e| damaged(e.to_string()))?;
         let conf =
             StoredConfig::decode(&conf_payload).map_err(|e| damaged(format!("config: {e}")))?;
-        let asid_count = usize::try_from(conf.max_asid)
-            .map_err(|_| damaged("config: ASID count".into()))?
-            .saturating_add(1);
         Ok(Platform {
-            dir,
+            dir: dir.clone(),
             inner: Mutex::new(Inner {
+                dir,
                 rng,
                 conf,
                 identity,
                 identity_payload: payload,
-                state: PlatformState::Uninit,
-                es_enabled: false,
                 guests: BTreeMap::new(),
-                next_handle: 1,
-                next_key_group: 1,
-                asids: vec![AsidSlot::default(); asid_count],
+                epoch: None,
+                lock_file,
+                run: OnceLock::new(),
             }),
         })
     }
@@ -528,17 +568,18 @@ impl Platform {
         Ok(())
     }
 
-    /// Read-modify-write of the identity under the directory lock.
+    /// Read-modify-write of the identity; the caller holds the directory
+    /// lock (`_held`, the snapshot its state check was made on).
     fn modify_identity(
         &self,
         inner: &mut Inner,
+        _held: &Snapshot,
         op: Op,
         f: impl FnOnce(
             &mut PersistentIdentity,
             &mut dyn rand_core::CryptoRngCore,
         ) -> Result<(), FwError>,
     ) -> Result<(), FwError> {
-        let _lock = self.dir.lock().map_err(store_err(op))?;
         let mut record = read_identity(&self.dir, op)?;
         f(&mut record, &mut *inner.rng)?;
         let payload = record
@@ -554,8 +595,17 @@ impl Platform {
         Ok(())
     }
 
-    fn require_state(inner: &Inner, op: Op, allowed: &[PlatformState]) -> Result<(), FwError> {
-        if allowed.contains(&inner.state) {
+    /// The platform-wide state (a snapshot of it; the lock is released).
+    fn state(inner: &Inner, op: Op) -> Result<PlatformState, FwError> {
+        Ok(Snapshot::load(inner, op)?.platform.state)
+    }
+
+    fn require_state(
+        state: PlatformState,
+        op: Op,
+        allowed: &[PlatformState],
+    ) -> Result<(), FwError> {
+        if allowed.contains(&state) {
             return Ok(());
         }
         let names: Vec<&str> = allowed.iter().map(|s| s.name()).collect();
@@ -564,7 +614,7 @@ impl Platform {
             Status::InvalidPlatformState,
             format!(
                 "platform is {}; the command needs {}",
-                inner.state,
+                state,
                 names.join(" or ")
             ),
         ))
@@ -575,7 +625,8 @@ impl Platform {
     pub fn init(&self, es: bool) -> Result<(), FwError> {
         let op = cmd(CommandId::Init);
         let mut inner = self.lock();
-        Self::require_state(&inner, op, &[PlatformState::Uninit])?;
+        let mut shared = Snapshot::load(&inner, op)?;
+        Self::require_state(shared.platform.state, op, &[PlatformState::Uninit])?;
         if es && !inner.conf.es_capable {
             // UNCERTAIN (no reference): chose UNSUPPORTED ("feature not
             // supported") for INIT with the SEV-ES flag on a platform without
@@ -589,24 +640,44 @@ impl Platform {
         // INIT loads the persistent state: a damaged identity fails here with
         // SECURE_DATA_INVALID, as on hardware.
         self.refresh(&mut inner, op)?;
-        inner.state = PlatformState::Init;
-        inner.es_enabled = es;
+        shared.platform.state = PlatformState::Init;
+        shared.platform.es_enabled = es;
+        shared.save()?;
         log::debug!("INIT (SEV-ES {})", if es { "on" } else { "off" });
         Ok(())
     }
 
-    /// SHUTDOWN: INIT/WORKING → UNINIT. Every guest is destroyed and every
-    /// ASID released.
+    /// SHUTDOWN: INIT/WORKING → UNINIT. Every guest on the platform is
+    /// destroyed, other processes' guests included (as the firmware does:
+    /// SHUTDOWN is a platform command), and every ASID released. A process
+    /// whose guest was destroyed gets INVALID_PLATFORM_STATE (or, after a
+    /// new INIT, INVALID_GUEST) at its next command for it.
     pub fn shutdown(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::Shutdown);
         let mut inner = self.lock();
-        Self::require_state(&inner, op, &[PlatformState::Init, PlatformState::Working])?;
+        let mut shared = Snapshot::load(&inner, op)?;
+        Self::require_state(
+            shared.platform.state,
+            op,
+            &[PlatformState::Init, PlatformState::Working],
+        )?;
+        let others = shared
+            .guests
+            .keys()
+            .filter(|h| !inner.guests.contains_key(h))
+            .count();
+        shared.remove_all_guests()?;
         inner.guests.clear();
-        for slot in &mut inner.asids {
-            *slot = AsidSlot::default();
+        inner.epoch(&shared, op)?.increment();
+        let p = &mut shared.platform;
+        p.state = PlatformState::Uninit;
+        p.es_enabled = false;
+        p.generation = p.generation.wrapping_add(1);
+        p.needs_flush.clear();
+        shared.save()?;
+        if others > 0 {
+            log::warn!("SHUTDOWN destroyed {others} guest(s) of other processes");
         }
-        inner.state = PlatformState::Uninit;
-        inner.es_enabled = false;
         log::debug!("SHUTDOWN");
         Ok(())
     }
@@ -616,8 +687,9 @@ impl Platform {
     pub fn platform_reset(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::PlatformReset);
         let mut inner = self.lock();
-        Self::require_state(&inner, op, &[PlatformState::Uninit])?;
-        self.modify_identity(&mut inner, op, |id, rng| {
+        let shared = Snapshot::load(&inner, op)?;
+        Self::require_state(shared.platform.state, op, &[PlatformState::Uninit])?;
+        self.modify_identity(&mut inner, &shared, op, |id, rng| {
             identity::regenerate_owner_keys(rng, id)
                 .map_err(|e| FwError::new(op, Status::SecureDataInvalid, e.to_string()))
         })?;
@@ -625,22 +697,24 @@ impl Platform {
         Ok(())
     }
 
-    /// PLATFORM_STATUS (any state).
+    /// PLATFORM_STATUS (any state): the platform-wide state, and the number
+    /// of guests of every process using the platform.
     pub fn platform_status(&self) -> Result<PlatformStatusInfo, FwError> {
         let op = cmd(CommandId::PlatformStatus);
         let mut inner = self.lock();
+        let shared = Snapshot::load(&inner, op)?;
         self.refresh(&mut inner, op)?;
         Ok(PlatformStatusInfo {
             api: inner.identity.api,
-            state: inner.state,
+            state: shared.platform.state,
             owner: if inner.identity.externally_owned {
                 Owner::External
             } else {
                 Owner::SelfOwned
             },
-            es_enabled: inner.es_enabled,
+            es_enabled: shared.platform.es_enabled,
             build: inner.identity.build,
-            guest_count: u32::try_from(inner.guests.len()).unwrap_or(u32::MAX),
+            guest_count: u32::try_from(shared.guests.len()).unwrap_or(u32::MAX),
         })
     }
 
@@ -649,8 +723,9 @@ impl Platform {
     pub fn pek_gen(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::PekGen);
         let mut inner = self.lock();
-        Self::require_state(&inner, op, &[PlatformState::Init])?;
-        self.modify_identity(&mut inner, op, |id, rng| {
+        let shared = Snapshot::load(&inner, op)?;
+        Self::require_state(shared.platform.state, op, &[PlatformState::Init])?;
+        self.modify_identity(&mut inner, &shared, op, |id, rng| {
             identity::regenerate_owner_keys(rng, id)
                 .map_err(|e| FwError::new(op, Status::SecureDataInvalid, e.to_string()))
         })?;
@@ -672,7 +747,7 @@ impl Platform {
             FwError::invalid_len(op, SEV_CERT_LEN, format!("CSR buffer is {out_len} bytes"))
         })?;
         let mut inner = self.lock();
-        Self::require_state(&inner, op, &[PlatformState::Init])?;
+        Self::require_state(Self::state(&inner, op)?, op, &[PlatformState::Init])?;
         self.refresh(&mut inner, op)?;
         dst.copy_from_slice(&identity::pek_csr(&inner.identity.pek_cert));
         Ok(SEV_CERT_LEN)
@@ -704,13 +779,14 @@ impl Platform {
             }
         }
         let mut inner = self.lock();
-        Self::require_state(&inner, op, &[PlatformState::Init])?;
+        let shared = Snapshot::load(&inner, op)?;
+        Self::require_state(shared.platform.state, op, &[PlatformState::Init])?;
         // Every check that depends on the persistent state (ownership, the
         // platform's PEK) runs on the identity read under the directory lock,
         // in the same critical section as the write: another process's
         // import between a check and the write would otherwise make two
         // owners.
-        self.modify_identity(&mut inner, op, |id, _| {
+        self.modify_identity(&mut inner, &shared, op, |id, _| {
             let (pek_cert, oca_cert) = check_import(op, id, pek, oca)?;
             identity::import_signed_pek(id, &pek_cert, &oca_cert)
                 .map_err(|e| FwError::new(op, Status::InvalidCertificate, e.to_string()))
@@ -723,8 +799,13 @@ impl Platform {
     pub fn pdh_gen(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::PdhGen);
         let mut inner = self.lock();
-        Self::require_state(&inner, op, &[PlatformState::Init, PlatformState::Working])?;
-        self.modify_identity(&mut inner, op, |id, rng| {
+        let shared = Snapshot::load(&inner, op)?;
+        Self::require_state(
+            shared.platform.state,
+            op,
+            &[PlatformState::Init, PlatformState::Working],
+        )?;
+        self.modify_identity(&mut inner, &shared, op, |id, rng| {
             identity::regenerate_pdh(rng, id)
                 .map_err(|e| FwError::new(op, Status::SecureDataInvalid, e.to_string()))
         })?;
@@ -755,7 +836,11 @@ impl Platform {
             ));
         }
         let mut inner = self.lock();
-        Self::require_state(&inner, op, &[PlatformState::Init, PlatformState::Working])?;
+        Self::require_state(
+            Self::state(&inner, op)?,
+            op,
+            &[PlatformState::Init, PlatformState::Working],
+        )?;
         self.refresh(&mut inner, op)?;
         let chain = inner.identity.platform_chain();
         if let (Some(p), Some(c)) = (
@@ -785,10 +870,16 @@ impl Platform {
     /// reusable. (WBINVD is not modelled: WBINVD_REQUIRED never occurs.)
     pub fn df_flush(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::DfFlush);
-        let mut inner = self.lock();
-        Self::require_state(&inner, op, &[PlatformState::Init, PlatformState::Working])?;
-        for slot in &mut inner.asids {
-            slot.needs_flush = false;
+        let inner = self.lock();
+        let mut shared = Snapshot::load(&inner, op)?;
+        Self::require_state(
+            shared.platform.state,
+            op,
+            &[PlatformState::Init, PlatformState::Working],
+        )?;
+        if !shared.platform.needs_flush.is_empty() {
+            shared.platform.needs_flush.clear();
+            shared.save()?;
         }
         Ok(())
     }

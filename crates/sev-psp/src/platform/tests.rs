@@ -342,7 +342,8 @@ fn identity_changes_are_persistent_and_seen_by_other_processes() {
     let f = fresh(13);
     let other = Platform::open(&f.path, seeded_rng(99)).unwrap();
     f.p.init(false).unwrap();
-    other.init(false).unwrap();
+    // One firmware per platform: the INIT is everybody's.
+    assert_eq!(status_of(other.init(false)), Status::InvalidPlatformState);
     let (pdh_before, chain_before) = export(&other);
     f.p.pdh_gen().unwrap();
     let (pdh_after, chain_after) = export(&other);
@@ -354,13 +355,15 @@ fn identity_changes_are_persistent_and_seen_by_other_processes() {
     assert_ne!(chain, chain_after);
     // A third open sees the same state.
     let third = Platform::open(&f.path, seeded_rng(98)).unwrap();
-    third.init(false).unwrap();
+    assert_eq!(third.platform_status().unwrap().state, PlatformState::Init);
     assert_eq!(export(&third), export(&f.p));
     // The CEK survives PEK_GEN and PLATFORM_RESET.
     let cek = |c: &[u8]| c[2 * 0x824..].to_vec();
     assert_eq!(cek(&chain), cek(&chain_before));
     f.p.shutdown().unwrap();
     f.p.platform_reset().unwrap();
+    // SHUTDOWN was the platform's: the other process INITs it again.
+    other.init(false).unwrap();
     let (_, reset_chain) = export(&other);
     assert_eq!(cek(&reset_chain), cek(&chain_before));
     assert_ne!(reset_chain, chain);
@@ -801,7 +804,7 @@ fn concurrent_identity_changes_stay_consistent() {
     let f = fresh(26);
     let other = Platform::open(&f.path, seeded_rng(27)).unwrap();
     f.p.init(false).unwrap();
-    other.init(false).unwrap();
+    assert_eq!(other.platform_status().unwrap().state, PlatformState::Init);
     std::thread::scope(|s| {
         s.spawn(|| {
             for _ in 0..8 {

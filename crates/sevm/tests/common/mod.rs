@@ -313,14 +313,20 @@ pub fn amd_chain(platform: &Path) -> (Vec<u8>, Vec<u8>) {
 /// platform" for sessions made with the old PDH.
 pub fn rotate_pdh(platform: &Path) {
     let p = sev_psp::Platform::open(platform, sev_psp::rng::os_rng()).unwrap();
-    p.init(false).unwrap();
+    // The platform is one per directory: a VM on it may have INITed it.
+    if p.platform_status().unwrap().state == sev_proto::abi::PlatformState::Uninit {
+        p.init(false).unwrap();
+    }
     p.pdh_gen().unwrap();
 }
 
 /// Exports the PDH and chain directly from the platform directory.
 pub fn export_pdh(platform: &Path) -> (Vec<u8>, Vec<u8>) {
     let p = sev_psp::Platform::open(platform, sev_psp::rng::os_rng()).unwrap();
-    p.init(false).unwrap();
+    // The platform is one per directory: a VM on it may have INITed it.
+    if p.platform_status().unwrap().state == sev_proto::abi::PlatformState::Uninit {
+        p.init(false).unwrap();
+    }
     let mut pdh = vec![0u8; 0x824];
     let mut chain = vec![0u8; 0x186c];
     p.pdh_cert_export(&mut pdh, &mut chain).unwrap();
