@@ -10,6 +10,10 @@
 //! * [`qmp`]: a small QMP client;
 //! * [`platform`]: `/dev/sev` and emulated platform backends for `sev-platform`;
 //! * [`io`]: bounded reads, path-or-base64 arguments, atomic output files.
+//!
+//! No `unsafe` but one function: `measure` maps the files it hashes
+//! (read-only, see its safety comment).
+#![deny(unsafe_code)]
 
 pub mod attest;
 pub mod cek;
