@@ -25,10 +25,12 @@
 //! | nothing | 0.33 GB/s | 0.27 GB/s |
 //!
 //! `ring` is as fast as `sha2` with SHA-NI and 1.6 times faster without it,
-//! so it is the choice on every feature set; `sha2`'s optional `asm` backend
-//! does not use SHA-NI and was not a candidate. The benchmark of
-//! `sev-owner measure` (`cargo bench -p sev-tools --bench measure`) prints
-//! both crates' speed on the machine it runs on, so a regression shows.
+//! so it is the choice on every feature set. (`sha2`'s optional `asm`
+//! feature, assembly from the `sha2-asm` crate for CPUs without SHA-NI, was
+//! not measured: it is not among this workspace's dependencies.) The
+//! benchmark of `sev-owner measure` (`cargo bench -p sev-tools --bench
+//! measure`) prints both crates' speed on the machine it runs on, so a
+//! regression shows.
 
 use std::fmt;
 
