@@ -8,6 +8,7 @@ pub mod abi;
 pub mod attestation;
 pub mod cert;
 pub mod guid;
+pub mod hash;
 pub mod kdf;
 pub mod measurement;
 pub mod ovmf;

@@ -1,23 +1,42 @@
-//! `sev-owner measure` against `sevctl measurement build` on the same inputs
-//! (firmware 4 MiB + kernel 12 MiB + initrd 34 MiB = 50 MiB), measured side
-//! by side in one run: median wall time of whole command runs (interleaved),
-//! input throughput, and the ratio. Also the library's digest in-process
-//! (no process start, no output).
+//! `sev-owner measure` at the hashing limit, against `sevctl measurement
+//! build` on the same inputs (firmware 4 MiB + kernel 8 MB + initrd 38 MB,
+//! pseudo-random), measured side by side in one run:
+//!
+//! - the single-stream bound: SHA-256 of the largest input (the initrd)
+//!   alone, in memory, with the implementation the tool uses; no
+//!   measurement can end before that stream is hashed;
+//! - whole `sev-owner measure` runs (process start to exit, including the
+//!   fsync of `--outfile`, which sevctl does not do), `sevctl` runs and,
+//!   with `SEV_OWNER_BASELINE=/path/to/older/sev-owner`, a previous
+//!   build's runs, interleaved;
+//! - the library's digest in-process (no process start, no output);
+//! - the SHA-256 crates on this CPU (the choice documented in
+//!   `sev_proto::hash`).
+//!
+//! Targets: sev-owner / bound <= 1.3 and sev-owner / sevctl <= 1.0, judged
+//! on the best run of each (the machine may be shared; medians printed too).
 //!
 //! `cargo bench -p sev-tools --bench measure` (sevctl from PATH;
 //! `SEVCTL=/path/to/sevctl` to choose one).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use sev_proto::hash;
 use sev_tools::measure::{launch_digest, DigestInputs};
 
 const OWNER: &str = env!("CARGO_BIN_EXE_sev-owner");
-const RUNS: usize = 15;
+const RUNS: usize = 21;
 const MIB: usize = 1 << 20;
+const MB: usize = 1_000_000;
+/// The inputs' sizes (as in the measurement).
+const FIRMWARE_LEN: usize = 4 * MIB;
+const KERNEL_LEN: usize = 8 * MB;
+const INITRD_LEN: usize = 38 * MB;
 
 /// A firmware image of `len` bytes (pseudo-random) ending in an OVMF footer
 /// table with a kernel-hashes area (SEV-REFERENCE 10.1), so that
@@ -85,6 +104,35 @@ fn sevctl() -> Option<String> {
     }
 }
 
+fn baseline_owner() -> Option<String> {
+    let candidate = std::env::var("SEV_OWNER_BASELINE").ok()?;
+    match Command::new(&candidate).arg("--version").output() {
+        Ok(o) if o.status.success() => Some(candidate),
+        _ => {
+            println!("SEV_OWNER_BASELINE={candidate} does not run: previous-build row skipped");
+            None
+        }
+    }
+}
+
+/// Best time of `runs` calls of `f`.
+fn best_of(runs: usize, mut f: impl FnMut()) -> Duration {
+    (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .min()
+        .unwrap_or_default()
+}
+
+/// SHA-256 of `data` with the RustCrypto `sha2` crate (comparison only).
+fn sha2_digest(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(data).into()
+}
+
 fn rate(bytes: usize, d: Duration) -> String {
     format!("{:.2} GB/s", bytes as f64 / d.as_secs_f64() / 1e9)
 }
@@ -102,11 +150,12 @@ fn main() {
         std::fs::write(&p, bytes).unwrap();
         p
     };
-    let fw = write("OVMF.fd", &firmware(4 * MIB));
-    let kernel = write("vmlinuz", &pseudo_random(12 * MIB, 2));
-    let initrd = write("initrd.img", &pseudo_random(34 * MIB, 3));
+    let initrd_bytes = pseudo_random(INITRD_LEN, 3);
+    let fw = write("OVMF.fd", &firmware(FIRMWARE_LEN));
+    let kernel = write("vmlinuz", &pseudo_random(KERNEL_LEN, 2));
+    let initrd = write("initrd.img", &initrd_bytes);
     let tik = write("tik.bin", &[0x35; 16]);
-    let total = 50 * MIB;
+    let total = FIRMWARE_LEN + KERNEL_LEN + INITRD_LEN;
     let s = |p: &Path| p.to_str().unwrap().to_string();
     let common: Vec<String> = [
         "--api-major",
@@ -135,15 +184,19 @@ fn main() {
     .collect();
     let owner_out = d.join("owner.bin");
     let sevctl_out = d.join("sevctl.bin");
+    let baseline_out = d.join("baseline.bin");
     let mut owner_args = vec!["measure".to_string()];
     owner_args.extend(common.iter().cloned());
+    let mut baseline_args = owner_args.clone();
     owner_args.extend(["--outfile".into(), s(&owner_out)]);
+    baseline_args.extend(["--outfile".into(), s(&baseline_out)]);
     let sevctl_bin = sevctl();
+    let baseline_bin = baseline_owner();
     let mut sevctl_args = vec!["measurement".to_string(), "build".to_string()];
     sevctl_args.extend(common.iter().cloned());
     sevctl_args.extend(["--outfile".into(), s(&sevctl_out)]);
 
-    // Warm the page cache and check that both compute the same blob.
+    // Warm the page cache and check that all compute the same blob.
     time_cmd(OWNER, &owner_args);
     if let Some(sc) = &sevctl_bin {
         time_cmd(sc, &sevctl_args);
@@ -153,6 +206,15 @@ fn main() {
             "sev-owner and sevctl disagree"
         );
     }
+    if let Some(b) = &baseline_bin {
+        time_cmd(b, &baseline_args);
+        assert_eq!(
+            std::fs::read(&owner_out).unwrap(),
+            std::fs::read(&baseline_out).unwrap(),
+            "sev-owner and the previous build disagree"
+        );
+    }
+    assert_eq!(hash::sha256(&initrd_bytes), sha2_digest(&initrd_bytes));
 
     let inputs = DigestInputs {
         firmware: fw.clone(),
@@ -161,8 +223,17 @@ fn main() {
         cmdline: Some("console=ttyS0 root=/dev/vda1".into()),
         vmsas: vec![],
     };
-    let (mut t_owner, mut t_sevctl, mut t_lib) = (Vec::new(), Vec::new(), Vec::new());
+    let mut t_owner = Vec::new();
+    let mut t_sevctl = Vec::new();
+    let mut t_base = Vec::new();
+    let mut t_lib = Vec::new();
+    let mut t_bound = Vec::new();
     for i in 0..RUNS {
+        // The bound next to every run, so that load on a shared machine
+        // slows both alike.
+        let t = Instant::now();
+        black_box(hash::sha256(black_box(&initrd_bytes)));
+        t_bound.push(t.elapsed());
         // Alternate which tool goes first, so neither always follows the
         // other's cache and scheduler state.
         if i % 2 == 0 {
@@ -171,6 +242,9 @@ fn main() {
         if let Some(sc) = &sevctl_bin {
             t_sevctl.push(time_cmd(sc, &sevctl_args));
         }
+        if let Some(b) = &baseline_bin {
+            t_base.push(time_cmd(b, &baseline_args));
+        }
         if i % 2 == 1 {
             t_owner.push(time_cmd(OWNER, &owner_args));
         }
@@ -178,48 +252,87 @@ fn main() {
         launch_digest(&inputs).unwrap();
         t_lib.push(t.elapsed());
     }
-    let (min_o, min_l) = (min(&t_owner), min(&t_lib));
-    let (mo, ml) = (median(t_owner), median(t_lib));
+    let micro = 1 << 20;
+    let sample = &initrd_bytes[..micro];
+    let micro_ring = best_of(300, || {
+        black_box(hash::sha256(black_box(sample)));
+    });
+    let micro_sha2 = best_of(300, || {
+        black_box(sha2_digest(black_box(sample)));
+    });
+
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
     println!(
-        "measure benchmark: firmware 4 MiB + kernel 12 MiB + initrd 34 MiB = {} MiB, kernel-hashes on, {RUNS} runs, {} CPUs, load average {}",
-        total / MIB,
+        "measure benchmark: firmware 4 MiB + kernel 8 MB + initrd 38 MB = {:.1} MB, kernel-hashes on, {RUNS} runs, {} CPUs, load average {}",
+        total as f64 / 1e6,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
     println!(
-        "{:<34} {:>10} {:>12} {:>10} {:>12}",
-        "", "median", "input rate", "min", "input rate"
+        "CPU: {cpu}; features: {}; SHA-256: {}",
+        hash::cpu_features().join(" "),
+        hash::active()
     );
-    let row = |name: &str, med: Duration, mn: Duration| {
+    println!(
+        "SHA-256 crates on this CPU (1 MiB in memory, best of 300): ring {} (the choice), sha2 {}",
+        rate(micro, micro_ring),
+        rate(micro, micro_sha2)
+    );
+    println!(
+        "{:<40} {:>10} {:>12} {:>10} {:>12}",
+        "", "best", "input rate", "median", "input rate"
+    );
+    let row = |name: &str, bytes: usize, v: &[Duration]| {
+        let (mn, med) = (min(v), median(v.to_vec()));
         println!(
-            "{:<34} {:>7.1} ms {:>12} {:>7.1} ms {:>12}",
+            "{:<40} {:>7.1} ms {:>12} {:>7.1} ms {:>12}",
             name,
-            med.as_secs_f64() * 1e3,
-            rate(total, med),
             mn.as_secs_f64() * 1e3,
-            rate(total, mn)
+            rate(bytes, mn),
+            med.as_secs_f64() * 1e3,
+            rate(bytes, med)
         );
     };
-    row("sev-owner measure (process)", mo, min_o);
-    row("sev-owner library launch_digest", ml, min_l);
+    row("bound: SHA-256 of the initrd alone", INITRD_LEN, &t_bound);
+    row("sev-owner measure (process)", total, &t_owner);
+    row("sev-owner library launch_digest", total, &t_lib);
+    if baseline_bin.is_some() {
+        row("previous sev-owner measure (process)", total, &t_base);
+    }
     if sevctl_bin.is_some() {
-        let min_s = min(&t_sevctl);
-        let ms = median(t_sevctl);
-        row("sevctl measurement build", ms, min_s);
+        row("sevctl measurement build (process)", total, &t_sevctl);
+    }
+    let ratio = |a: &[Duration], b: &[Duration]| {
+        (
+            min(a).as_secs_f64() / min(b).as_secs_f64(),
+            median(a.to_vec()).as_secs_f64() / median(b.to_vec()).as_secs_f64(),
+        )
+    };
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    let (best, med) = ratio(&t_owner, &t_bound);
+    println!(
+        "sev-owner / bound:  {best:.2} best, {med:.2} median (target <= 1.30: {})",
+        verdict(best <= 1.3)
+    );
+    if sevctl_bin.is_some() {
+        let (best, med) = ratio(&t_owner, &t_sevctl);
         println!(
-            "sev-owner vs sevctl (same output bytes): {:.2}x faster by median, {:.2}x by best run",
-            ms.as_secs_f64() / mo.as_secs_f64(),
-            min_s.as_secs_f64() / min_o.as_secs_f64()
+            "sev-owner / sevctl: {best:.2} best, {med:.2} median (target <= 1.00: {}; same output bytes)",
+            verdict(best <= 1.0)
         );
     } else {
         println!("sevctl not found on PATH (or $SEVCTL): comparison skipped");
     }
-    let target = 1.2e9;
-    let got = total as f64 / mo.as_secs_f64();
-    println!(
-        "target >= 1.20 GB/s: {} ({})",
-        if got >= target { "met" } else { "NOT met" },
-        rate(total, mo)
-    );
+    if baseline_bin.is_some() {
+        let (best, med) = ratio(&t_owner, &t_base);
+        println!("sev-owner / previous build: {best:.2} best, {med:.2} median");
+    }
 }

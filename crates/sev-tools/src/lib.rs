@@ -13,8 +13,11 @@
 //!
 //! QMP (`sev-owner --qmp`, the launch driver) goes through the client of
 //! the `sevm-qmp` crate.
+//!
+//! No `unsafe` but one function: `measure` maps the files it hashes
+//! (read-only, see its safety comment).
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod attest;
 pub mod cek;

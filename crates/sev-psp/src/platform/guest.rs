@@ -9,12 +9,12 @@ use sev_proto::abi::{
 };
 use sev_proto::attestation::Report;
 use sev_proto::cert::sev::Certificate;
+use sev_proto::hash::Sha256;
 use sev_proto::measurement::{
     api_has_measurement_context, launch_measurement_for_api, MeasureBlob,
 };
 use sev_proto::secret::{open_launch_secret, PacketError, PacketHeader, TransportCipher};
 use sev_proto::session::{self, SessionBuffer, TransportKeys};
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::shared::{self, guest_record_name, GuestRecord, Snapshot};
@@ -87,7 +87,8 @@ pub(crate) struct Guest {
     pub(crate) key_group: u64,
     /// TEK/TIK of the launch (owner's or firmware-chosen).
     pub(crate) keys: TransportKeys,
-    /// The running launch digest (until LAUNCH_MEASURE).
+    /// The running launch digest (until LAUNCH_MEASURE), with the fastest
+    /// SHA-256 for this CPU.
     pub(crate) digest: Option<Sha256>,
     /// The final launch digest (LAUNCH_MEASURE on).
     pub(crate) ld: Option<[u8; 32]>,
@@ -891,11 +892,7 @@ impl Platform {
         inner.rng.fill_bytes(&mut mnonce);
         let guest = inner.guest(op, CommandId::LaunchMeasure, handle, false)?;
         guest.publish_state(&self.dir, op, GuestState::LaunchSecret)?;
-        let ld: [u8; 32] = guest
-            .digest
-            .take()
-            .map(|d| d.finalize().into())
-            .unwrap_or_default();
+        let ld: [u8; 32] = guest.digest.take().map(Sha256::finish).unwrap_or_default();
         let measurement = launch_measurement_for_api(
             &guest.keys.tik,
             api.major,
