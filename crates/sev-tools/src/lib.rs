@@ -9,12 +9,14 @@
 //! * [`attest`]: attestation report verification;
 //! * [`qmp`]: a small QMP client;
 //! * [`platform`]: `/dev/sev` and emulated platform backends for `sev-platform`;
+//! * [`error`]: an error and its sources on one line;
 //! * [`io`]: bounded reads, path-or-base64 arguments, atomic output files.
 
 pub mod attest;
 pub mod cek;
 pub mod chain;
 pub mod cli;
+pub mod error;
 pub mod io;
 pub mod launch;
 pub mod measure;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use sev_proto::abi::Policy;
 
-use super::owner::TempDir;
+use super::tempdir::TempDir;
 use crate::chain::{CaOptions, ChainSource, Trust};
 use crate::io;
 use crate::launch::{self, ChainInput, Device, Plan, Report};

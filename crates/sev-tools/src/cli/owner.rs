@@ -12,6 +12,7 @@ use sev_proto::measurement::MeasureBlob;
 use sev_proto::ovmf::FooterTable;
 use sev_proto::session::Tik;
 
+use super::tempdir::TempDir;
 use super::{parse_digest, parse_policy, parse_u8, verify_chain, SourceArgs, TrustArgs};
 use crate::io::{self, path_or_b64, path_or_b64_array};
 use crate::measure::{self, DigestInputs, FirmwareVersion};
@@ -700,40 +701,5 @@ fn launch_cmd(a: LaunchArgs) -> Result<()> {
     match report.exit_code {
         Some(0) | None => Ok(()),
         Some(c) => bail!("the guest exited with status {c}"),
-    }
-}
-
-/// A temporary directory removed on drop.
-#[derive(Debug)]
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    /// Creates `$XDG_RUNTIME_DIR/sev-owner-<pid>-<n>` (or under /tmp), 0700.
-    pub fn new() -> Result<Self> {
-        use std::os::unix::fs::DirBuilderExt;
-        let base = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .filter(|p| p.is_dir())
-            .unwrap_or_else(std::env::temp_dir);
-        for n in 0..1000u32 {
-            let p = base.join(format!("sev-owner-{}-{n}", std::process::id()));
-            match std::fs::DirBuilder::new().mode(0o700).create(&p) {
-                Ok(()) => return Ok(TempDir(p)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e).with_context(|| format!("creating {}", p.display())),
-            }
-        }
-        bail!("cannot create a temporary directory in {}", base.display())
-    }
-
-    /// Its path.
-    pub fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
