@@ -53,6 +53,7 @@
 //! exactly like restoring the same snapshot file twice.
 
 pub mod handover;
+pub mod parameters;
 pub mod source;
 pub mod stream;
 pub mod target;
@@ -63,11 +64,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::machine::Machine;
-use crate::qmp::command::MigrationParameters;
 use crate::qmp::response::{MigrationInfo, MigrationStats, MigrationStatus};
 use crate::qmp::QmpEvent;
 use crate::sev::{SevBackend, SevError, SevPlatform};
 
+pub use parameters::Parameters;
 pub use stream::StreamError;
 
 /// Guest page size of every packet but the end packet.
@@ -515,7 +516,7 @@ pub type IncomingJob =
 #[derive(Default)]
 pub struct Migrations {
     state: Mutex<State>,
-    params: Mutex<MigrationParameters>,
+    params: Mutex<Parameters>,
 }
 
 impl std::fmt::Debug for Migrations {
@@ -554,59 +555,20 @@ impl std::fmt::Display for Hold {
 
 impl Migrations {
     /// `migrate-set-parameters`: checks, then merges the given members.
-    pub fn set_parameters(&self, p: MigrationParameters) -> Result<(), MigrationError> {
-        for (name, v) in [
-            ("sev-pdh", &p.sev_pdh),
-            ("sev-plat-cert", &p.sev_plat_cert),
-            ("sev-amd-cert", &p.sev_amd_cert),
-        ] {
-            if let Some(v) = v {
-                if !v.is_empty() {
-                    crate::vmm::decode_base64(v.as_bytes()).map_err(|problem| {
-                        MigrationError::Parameter {
-                            name,
-                            problem: format!("not valid base64: {problem}"),
-                        }
-                    })?;
-                }
-            }
-        }
-        if let Some(t) = p.x_peer_timeout {
-            if !(handover::MIN_PEER_TIMEOUT_MS..=handover::MAX_PEER_TIMEOUT_MS).contains(&t) {
-                return Err(MigrationError::Parameter {
-                    name: "x-peer-timeout",
-                    problem: format!(
-                        "{t} ms is out of range ({}..={} ms)",
-                        handover::MIN_PEER_TIMEOUT_MS,
-                        handover::MAX_PEER_TIMEOUT_MS
-                    ),
-                });
-            }
-        }
-        let mut cur = lock(&self.params);
-        macro_rules! merge {
-            ($($f:ident),*) => {$( if p.$f.is_some() { cur.$f = p.$f; } )*};
-        }
-        merge!(
-            max_bandwidth,
-            downtime_limit,
-            avail_switchover_bandwidth,
-            sev_pdh,
-            sev_plat_cert,
-            sev_amd_cert,
-            x_peer_timeout
-        );
+    pub fn set_parameters(&self, p: Parameters) -> Result<(), MigrationError> {
+        p.check()?;
+        lock(&self.params).merge(p);
         Ok(())
     }
 
     /// `query-migrate-parameters`.
-    pub fn parameters(&self) -> MigrationParameters {
+    pub fn parameters(&self) -> Parameters {
         lock(&self.params).clone()
     }
 
     /// The bound of every wait on a migration peer (`x-peer-timeout`).
     pub fn peer_timeout(&self) -> Duration {
-        handover::peer_timeout(lock(&self.params).x_peer_timeout)
+        lock(&self.params).peer_timeout()
     }
 
     /// Whether a completed migration sent the guest away (the source must
@@ -1036,38 +998,31 @@ mod tests {
     }
 
     #[test]
-    fn parameters_merge_and_check_base64() {
+    fn parameters_merge_and_check_ranges() {
         let m = Migrations::default();
-        m.set_parameters(MigrationParameters {
+        m.set_parameters(Parameters {
             max_bandwidth: Some(5),
             ..Default::default()
         })
         .unwrap();
-        m.set_parameters(MigrationParameters {
-            sev_pdh: Some("AAAA".into()),
+        m.set_parameters(Parameters {
+            sev_pdh: Some(vec![0; 3]),
             ..Default::default()
         })
         .unwrap();
         let p = m.parameters();
         assert_eq!(p.max_bandwidth, Some(5));
-        assert_eq!(p.sev_pdh.as_deref(), Some("AAAA"));
-        let e = m
-            .set_parameters(MigrationParameters {
-                sev_plat_cert: Some("!!".into()),
-                ..Default::default()
-            })
-            .unwrap_err();
-        assert!(e.to_string().contains("sev-plat-cert"), "{e}");
+        assert_eq!(p.sev_pdh.as_deref(), Some(&[0u8; 3][..]));
         for bad in [0, 99, 3_600_001] {
             let e = m
-                .set_parameters(MigrationParameters {
+                .set_parameters(Parameters {
                     x_peer_timeout: Some(bad),
                     ..Default::default()
                 })
                 .unwrap_err();
             assert!(e.to_string().contains("x-peer-timeout"), "{e}");
         }
-        m.set_parameters(MigrationParameters {
+        m.set_parameters(Parameters {
             x_peer_timeout: Some(1500),
             ..Default::default()
         })

@@ -21,14 +21,11 @@ use super::{
     VmControl, PAGE,
 };
 use crate::memory::Gpa;
-use crate::qmp::command::MigrationParameters;
 use crate::qmp::response::MigrationStatus;
 use crate::qmp::QmpEvent;
 
 /// Largest number of pre-copy passes before stop-and-copy is forced.
 pub const MAX_PASSES: u64 = 30;
-/// Default downtime limit (QEMU's default), in milliseconds.
-pub const DEFAULT_DOWNTIME_LIMIT_MS: u64 = 300;
 
 /// One migration's inputs.
 #[allow(missing_debug_implementations)]
@@ -40,7 +37,7 @@ pub struct Job<'a> {
     /// Where to.
     pub endpoint: super::Endpoint,
     /// The parameters at `migrate` time.
-    pub params: &'a MigrationParameters,
+    pub params: &'a super::Parameters,
     /// Live counters.
     pub progress: &'a Progress,
     /// `migrate_cancel`, quit.
@@ -59,23 +56,16 @@ struct TargetChain {
     amd: Vec<u8>,
 }
 
-fn param(name: &'static str, v: &Option<String>) -> Result<Option<Vec<u8>>, MigrationError> {
-    match v.as_deref() {
-        None | Some("") => Ok(None),
-        Some(t) => crate::vmm::decode_base64(t.as_bytes())
-            .map(Some)
-            .map_err(|problem| MigrationError::Parameter {
-                name,
-                problem: format!("not valid base64: {problem}"),
-            }),
-    }
+/// A certificate parameter, `None` when not given or empty.
+fn param(v: &Option<Vec<u8>>) -> Option<Vec<u8>> {
+    v.clone().filter(|bytes| !bytes.is_empty())
 }
 
 fn target_chain(job: &Job<'_>) -> Result<TargetChain, MigrationError> {
     let p = job.params;
-    let pdh = param("sev-pdh", &p.sev_pdh)?;
-    let plat = param("sev-plat-cert", &p.sev_plat_cert)?;
-    let amd = param("sev-amd-cert", &p.sev_amd_cert)?;
+    let pdh = param(&p.sev_pdh);
+    let plat = param(&p.sev_plat_cert);
+    let amd = param(&p.sev_amd_cert);
     match (pdh, plat) {
         (Some(pdh), Some(plat)) => Ok(TargetChain {
             pdh,
@@ -260,7 +250,7 @@ fn writer_thread<W: Write>(
 pub fn run(job: &Job<'_>) -> Result<Summary, MigrationError> {
     let start = Instant::now();
     let chain = target_chain(job)?;
-    let timeout = handover::peer_timeout(job.params.x_peer_timeout);
+    let timeout = job.params.peer_timeout();
     let conn = open(&job.endpoint, timeout, job.cancel)?;
     let backend = &job.sev.backend;
     let (policy, session) = match backend.send_start(&chain.pdh, &chain.plat, &chain.amd) {
@@ -526,7 +516,7 @@ fn send(
             back: back_rx,
             spare: Vec::new(),
             batch: Vec::with_capacity(BATCH),
-            bandwidth: job.params.max_bandwidth.filter(|&b| b > 0),
+            bandwidth: job.params.bandwidth_limit(),
             started: Instant::now(),
             sent_bytes: 0,
         };
@@ -542,11 +532,7 @@ fn send(
             let mut pass = 1;
             if precopy {
                 dirty_pages(job)?; // clear the log: pass 1 sends everything
-                let limit_ms = job
-                    .params
-                    .downtime_limit
-                    .unwrap_or(DEFAULT_DOWNTIME_LIMIT_MS)
-                    .max(1);
+                let limit_ms = job.params.downtime_limit_ms();
                 loop {
                     let t = Instant::now();
                     s.pass(pass, &remaining, &mut display)?;

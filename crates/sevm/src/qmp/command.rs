@@ -71,7 +71,7 @@ pub struct MigrationParameters {
     /// `x-peer-timeout` (sevm's own, hence QEMU's `x-` prefix), in
     /// milliseconds: the longest any single wait on the migration peer may
     /// take (connect, a blocked write, the acknowledgement, a silent
-    /// incoming connection). See `migration::DEFAULT_PEER_TIMEOUT_MS`.
+    /// incoming connection). See `migration::parameters::DEFAULT_PEER_TIMEOUT_MS`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub x_peer_timeout: Option<u64>,
 }

@@ -37,7 +37,6 @@ use crate::sev::{
     self, EncryptionParams, Launch, PlatformInfo, Running, Secret, SevError, SevPlatform,
 };
 
-pub(crate) use files::decode_base64;
 pub use files::FileError;
 
 /// Why the VMM could not start or run the guest.

@@ -11,6 +11,8 @@ use super::{files::decode_base64, lock, IncomingPhase, LaunchPhase, SevContext, 
 use crate::debug::commands as debug;
 use crate::machine::RunState as MachineState;
 use crate::memory::Gpa;
+use crate::migration::{MigrationError, Parameters};
+use crate::qmp::command::MigrationParameters;
 use crate::qmp::response::{
     self, CpuInfoFast, KvmInfo, NameInfo, RunState, SevAttestationReport, SevCapability,
     SevGuestType, SevInfo, SevLaunchMeasureInfo, SevState, StatusInfo,
@@ -26,6 +28,42 @@ fn b64(bytes: &[u8]) -> String {
 
 fn generic(desc: impl Into<String>) -> QmpError {
     QmpError::generic(desc)
+}
+
+/// `migrate-set-parameters`' arguments as the migration's own parameters,
+/// the certificates decoded from base64.
+fn migration_parameters(p: MigrationParameters) -> Result<Parameters, MigrationError> {
+    let cert = |name: &'static str, text: Option<String>| {
+        text.map(|t| {
+            decode_base64(t.as_bytes()).map_err(|problem| MigrationError::Parameter {
+                name,
+                problem: format!("not valid base64: {problem}"),
+            })
+        })
+        .transpose()
+    };
+    Ok(Parameters {
+        max_bandwidth: p.max_bandwidth,
+        downtime_limit: p.downtime_limit,
+        avail_switchover_bandwidth: p.avail_switchover_bandwidth,
+        sev_pdh: cert("sev-pdh", p.sev_pdh)?,
+        sev_plat_cert: cert("sev-plat-cert", p.sev_plat_cert)?,
+        sev_amd_cert: cert("sev-amd-cert", p.sev_amd_cert)?,
+        x_peer_timeout: p.x_peer_timeout,
+    })
+}
+
+/// The reply of `query-migrate-parameters`: the certificates in base64.
+fn qmp_migration_parameters(p: &Parameters) -> MigrationParameters {
+    MigrationParameters {
+        max_bandwidth: p.max_bandwidth,
+        downtime_limit: p.downtime_limit,
+        avail_switchover_bandwidth: p.avail_switchover_bandwidth,
+        sev_pdh: p.sev_pdh.as_deref().map(b64),
+        sev_plat_cert: p.sev_plat_cert.as_deref().map(b64),
+        sev_amd_cert: p.sev_amd_cert.as_deref().map(b64),
+        x_peer_timeout: p.x_peer_timeout,
+    }
 }
 
 fn sev_state(s: GuestState) -> SevState {
@@ -312,12 +350,13 @@ impl QmpHandler for Handler {
                     .map_err(generic)
             }
             QmpCommand::QueryMigrate => response::to_value(&s.migration.info()),
-            QmpCommand::MigrateSetParameters(p) => s
-                .migration
-                .set_parameters(p)
+            QmpCommand::MigrateSetParameters(p) => migration_parameters(p)
+                .and_then(|p| s.migration.set_parameters(p))
                 .map(|()| json!({}))
                 .map_err(|e| generic(e.to_string())),
-            QmpCommand::QueryMigrateParameters => response::to_value(&s.migration.parameters()),
+            QmpCommand::QueryMigrateParameters => {
+                response::to_value(&qmp_migration_parameters(&s.migration.parameters()))
+            }
             QmpCommand::SystemPowerdown => {
                 // The guest control port's "finish now" request: what a
                 // cooperating guest (the demo memtest) treats as its
@@ -340,6 +379,53 @@ impl QmpHandler for Handler {
     fn after_reply(&self, command: &'static str) {
         if command == "quit" {
             self.0.request_quit();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migration::Migrations;
+
+    #[test]
+    fn migration_parameters_decode_base64_and_round_trip() {
+        let m = Migrations::default();
+        let set =
+            |p: MigrationParameters| migration_parameters(p).and_then(|p| m.set_parameters(p));
+        set(MigrationParameters {
+            max_bandwidth: Some(5),
+            ..Default::default()
+        })
+        .unwrap();
+        set(MigrationParameters {
+            sev_pdh: Some("AAAA".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let p = qmp_migration_parameters(&m.parameters());
+        assert_eq!(p.max_bandwidth, Some(5));
+        assert_eq!(p.sev_pdh.as_deref(), Some("AAAA"));
+        let e = set(MigrationParameters {
+            sev_plat_cert: Some("!!".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("sev-plat-cert"), "{e}");
+        // Line breaks in the base64 text are ignored, as in the files.
+        set(MigrationParameters {
+            sev_amd_cert: Some("AAAA\nAAAA\n".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(m.parameters().sev_amd_cert, Some(vec![0; 6]));
+        for bad in [0, 99, 3_600_001] {
+            let e = set(MigrationParameters {
+                x_peer_timeout: Some(bad),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert!(e.to_string().contains("x-peer-timeout"), "{e}");
         }
     }
 }
