@@ -1,5 +1,6 @@
 //! sevm: a VMM that launches AMD SEV guests the way QEMU does.
 
+pub mod config;
 pub mod debug;
 pub mod demo;
 pub mod devices;

@@ -37,9 +37,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::config::GdbConfig;
 use crate::debug::{hmp::error_text, DebugError, GuestDebug, View};
 use crate::machine::{MachineExit, RunState};
-use crate::options::GdbConfig;
 use crate::vcpu::VcpuState;
 use protocol::{Command, Incoming, PacketReader};
 

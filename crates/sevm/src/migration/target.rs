@@ -17,9 +17,9 @@ use sev_proto::abi::Policy;
 use super::handover;
 use super::stream::{Header, Reader, Record, StreamError};
 use super::{Cancel, MigrationError, Progress, ProgressDisplay, StreamSocket, PAGE};
+use crate::config::IncomingConfig;
 use crate::machine::Machine;
 use crate::memory::Gpa;
-use crate::options::IncomingConfig;
 use crate::sev::SevBackend;
 use crate::vcpu::VcpuState;
 

@@ -1,6 +1,7 @@
 //! Every option, well-formed and malformed.
 
 use super::*;
+use crate::config::{Firmware, OptionsWarning, DEFAULT_POLICY};
 
 fn run(args: &[&str]) -> Result<VmConfig, OptionsError> {
     match parse_args(args.iter().copied())? {

@@ -235,12 +235,12 @@ pub trait SevBackend: Send + Sync + std::fmt::Debug {
 
 /// Opens the platform a `sev-device=` names: a device path (hardware) or
 /// `emulated:<state-dir>`.
-pub fn open_platform(device: &crate::options::SevDevice) -> Result<Arc<dyn SevPlatform>, SevError> {
+pub fn open_platform(device: &crate::config::SevDevice) -> Result<Arc<dyn SevPlatform>, SevError> {
     match device {
-        crate::options::SevDevice::Hardware(path) => {
+        crate::config::SevDevice::Hardware(path) => {
             Ok(Arc::new(hardware::HardwarePlatform::open(path)?))
         }
-        crate::options::SevDevice::Emulated { state_dir } => {
+        crate::config::SevDevice::Emulated { state_dir } => {
             Ok(Arc::new(emulated::EmulatedPlatform::open(state_dir)?))
         }
     }

@@ -26,10 +26,10 @@ use std::time::Duration;
 use sev_proto::abi::Policy;
 use sev_proto::ovmf::{FooterTable, KernelHashes, OvmfArea, PADDED_HASH_TABLE_LEN};
 
+use crate::config::{IncomingConfig, SerialConfig, SevGuestConfig, VmConfig};
 use crate::devices::serial::SerialOutput;
 use crate::machine::{Machine, MachineConfig, MachineError, MachineExit, RunState};
 use crate::memory::{Gpa, FOUR_GIB, MAX_FIRMWARE_SIZE};
-use crate::options::{IncomingConfig, SerialConfig, SevGuestConfig, VmConfig};
 use crate::qmp::response::ShutdownCause;
 use crate::qmp::{EventSender, QmpEvent, QmpServer, ServerError};
 use crate::sev::launch::Failed;
@@ -403,7 +403,7 @@ impl Shared {
 /// Starts the GDB stub of `-gdb`/`-s` on `shared`'s VM.
 fn start_gdb(
     shared: &Arc<Shared>,
-    config: &crate::options::GdbConfig,
+    config: &crate::config::GdbConfig,
 ) -> Result<crate::gdb::GdbServer, VmmError> {
     let (c, s, q) = (Arc::clone(shared), Arc::clone(shared), Arc::clone(shared));
     let target = crate::gdb::Target {
@@ -477,8 +477,8 @@ struct Inputs {
 
 fn read_inputs(cfg: &VmConfig, sev: Option<&SevGuestConfig>) -> Result<Inputs, VmmError> {
     let firmware_path = match cfg.firmware() {
-        Some(crate::options::Firmware::Bios(p)) => p,
-        Some(crate::options::Firmware::Pflash { code, vars }) => {
+        Some(crate::config::Firmware::Bios(p)) => p,
+        Some(crate::config::Firmware::Pflash { code, vars }) => {
             if let Some(v) = vars {
                 log::warn!(
                     "pflash unit 1 ({}) is not mapped: sevm maps only the firmware image",
@@ -628,19 +628,9 @@ fn check_platform(
         }
     }
     // UNCERTAIN (SEV-REFERENCE 9.2): the guest-visible reduced-phys-bits is
-    // checked as QEMU does (1..=63, done by `VmConfig::validate`), not
+    // checked as QEMU does (1..=63), once, by `VmConfig::validate`, not
     // against the host's EBX[11:6]: the architecturally correct guest value
     // is 1 whatever the host reduction is.
-    if let Some(r) = g.reduced_phys_bits {
-        if !(1..=63).contains(&r) {
-            return Err(VmmError::Config {
-                option,
-                problem: format!(
-                    "reduced_phys_bits check failed, it should be in the range of 1 to 63, requested '{r}'"
-                ),
-            });
-        }
-    }
     let policy = Policy::from_bits(g.policy);
     if policy.es() && platform.is_emulated() {
         return Err(VmmError::Config {
@@ -681,7 +671,7 @@ impl Vmm {
                 },
                 other => other.into(),
             })?;
-            if let crate::options::SevDevice::Emulated { state_dir } = &g.sev_device {
+            if let crate::config::SevDevice::Emulated { state_dir } = &g.sev_device {
                 eprintln!(
                     "sevm: using the EMULATED AMD SP in {} (not hardware)",
                     state_dir.display()
@@ -941,7 +931,7 @@ pub fn run(config: &VmConfig) -> Result<Outcome, VmmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::SevDevice;
+    use crate::config::SevDevice;
 
     #[derive(Debug)]
     struct Fake {
@@ -1023,11 +1013,9 @@ mod tests {
             "-object sev-guest,id=sev0: cbitpos check failed, host '47' requested '51'"
         );
         assert!(e.is_validation());
-        let e = check_platform(&guest(1, None, Some(0)), &INFO, &PARAMS, &hw).unwrap_err();
-        assert!(
-            e.to_string().contains("reduced_phys_bits check failed"),
-            "{e}"
-        );
+        // reduced-phys-bits is not the platform's business: 1..=63 is
+        // checked by `VmConfig::validate` (see the options tests).
+        check_platform(&guest(1, None, Some(63)), &INFO, &PARAMS, &hw).unwrap();
         let e = check_platform(&guest(0x5, None, None), &INFO, &PARAMS, &hw).unwrap_err();
         assert!(
             e.to_string()
