@@ -227,7 +227,10 @@ pub struct SevGuestConfig {
     pub kernel_hashes: bool,
     /// `sev-device=`.
     pub sev_device: SevDevice,
-    /// `legacy-vm-type=` (QEMU 9.1+: KVM_SEV_INIT vs KVM_SEV_INIT2).
+    /// `legacy-vm-type=` (QEMU 9.1+: `on` initialises the guest with
+    /// KVM_SEV_INIT, `off` with KVM_SEV_INIT2). sevm initialises with
+    /// KVM_SEV_INIT, so `on` and `auto` describe what it does; the parser
+    /// refuses `off`.
     pub legacy_vm_type: Option<OnOffAuto>,
 }
 
@@ -329,10 +332,13 @@ pub enum IncomingConfig {
     Defer,
 }
 
-/// `-cpu`.
+/// `-cpu`. Recorded for SEV-ES's initial register state; the vCPUs see
+/// KVM's supported CPUID whatever the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuConfig {
-    /// `host` or an `EPYC*` model name as written.
+    /// The model as written: `host`, `max`, `qemu64` or one of QEMU's EPYC
+    /// models (`EPYC`, `EPYC-v1`..`EPYC-v4`, `EPYC-Rome`, `EPYC-Milan`,
+    /// `EPYC-Genoa`, `EPYC-Turin`, each of the last four also `-vN`).
     pub model: String,
     /// Feature items after the model (`+x`, `-y`, `z=on`), as written.
     pub features: Vec<String>,
@@ -373,9 +379,13 @@ pub struct VmConfig {
     pub display_none: bool,
     /// `-name`.
     pub name: Option<String>,
-    /// `-name ...,debug-threads=on`: name vCPU threads.
+    /// `-name ...,debug-threads=on`: name the vCPU threads `CPU n/KVM`, as
+    /// QEMU does.
     pub debug_threads: bool,
-    /// `-no-reboot`.
+    /// `-no-reboot` (QEMU: exit instead of rebooting on a guest reset).
+    /// Recorded only: sevm never reboots a guest, a reset (or triple
+    /// fault) always ends the VM with a `SHUTDOWN` event, reason
+    /// `guest-reset`.
     pub no_reboot: bool,
     /// `-gdb` / `-s`.
     pub gdb: Option<GdbConfig>,
@@ -536,4 +546,31 @@ impl VmConfig {
         }
         Ok(warnings)
     }
+}
+
+/// A TCP port number: decimal digits only, 0..=65535.
+pub fn parse_port(s: &str) -> Result<u16, String> {
+    let invalid = || format!("invalid port \"{s}\"");
+    if s.is_empty() || !s.chars().all(|c| c.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    s.parse::<u16>().map_err(|_| invalid())
+}
+
+/// Splits `HOST:PORT` (of `-gdb` and `-incoming`) where HOST may be empty
+/// or a bracketed IPv6 address.
+pub fn split_host_port(s: &str) -> Result<(&str, u16), String> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("unterminated '[' in \"{s}\""))?;
+        let port = after
+            .strip_prefix(':')
+            .ok_or_else(|| format!("missing port in \"{s}\""))?;
+        (h, port)
+    } else {
+        s.rsplit_once(':')
+            .ok_or_else(|| format!("expected HOST:PORT, got \"{s}\""))?
+    };
+    Ok((host, parse_port(port)?))
 }

@@ -5,6 +5,7 @@ pub mod debug;
 pub mod demo;
 pub mod devices;
 pub mod gdb;
+pub(crate) mod keyval;
 pub mod machine;
 pub mod memory;
 pub mod migration;

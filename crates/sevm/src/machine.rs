@@ -64,6 +64,9 @@ pub struct MachineConfig {
     pub dirty_logging: bool,
     /// KVM VM type (0 for the default; SEV hardware may need another).
     pub vm_type: u64,
+    /// Name the vCPU threads as QEMU's `-name debug-threads=on` does
+    /// (`CPU 0/KVM`, ...) instead of `vcpu0`, ...
+    pub qemu_thread_names: bool,
     /// Runs between memory-slot registration and vCPU creation.
     pub pre_vcpu_hook: Option<PreVcpuHook>,
 }
@@ -77,6 +80,7 @@ impl std::fmt::Debug for MachineConfig {
             .field("serial", &self.serial)
             .field("dirty_logging", &self.dirty_logging)
             .field("vm_type", &self.vm_type)
+            .field("qemu_thread_names", &self.qemu_thread_names)
             .field("pre_vcpu_hook", &self.pre_vcpu_hook.is_some())
             .finish()
     }
@@ -92,6 +96,7 @@ impl MachineConfig {
             serial: SerialOutput::Stdout,
             dirty_logging: false,
             vm_type: 0,
+            qemu_thread_names: false,
             pre_vcpu_hook: None,
         }
     }
@@ -370,6 +375,7 @@ pub struct Machine {
     control: ControlHandle,
     slots: Vec<MemorySlot>,
     dirty_logging: bool,
+    qemu_thread_names: bool,
     msr_indices: Vec<u32>,
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -398,6 +404,7 @@ impl Machine {
             serial,
             dirty_logging,
             vm_type,
+            qemu_thread_names,
             pre_vcpu_hook,
         } = config;
         if vcpus == 0 || vcpus > MAX_VCPUS {
@@ -504,6 +511,7 @@ impl Machine {
             control,
             slots,
             dirty_logging,
+            qemu_thread_names,
             msr_indices,
             shared: Arc::new(Shared {
                 request: AtomicU8::new(REQ_RUN),
@@ -764,8 +772,14 @@ impl Machine {
             let shared = self.shared.clone();
             let bus = self.bus.clone();
             let id = slot.id;
+            // QEMU's debug-threads=on names; Linux keeps the first 15 bytes.
+            let name = if self.qemu_thread_names {
+                format!("CPU {id}/KVM")
+            } else {
+                format!("vcpu{id}")
+            };
             let spawned = std::thread::Builder::new()
-                .name(format!("vcpu{id}"))
+                .name(name)
                 .spawn(move || vcpu_thread(&slot, &shared, &bus));
             match spawned {
                 Ok(handle) => {
@@ -1037,6 +1051,47 @@ mod tests {
         assert_eq!(out.text(), "A");
         assert_eq!(m.run_state(), RunState::Exited);
         assert!(m.start().is_err());
+    }
+
+    /// The names of this process's threads.
+    fn thread_names() -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|n| n.trim_end().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn vcpu_threads_take_qemu_names_on_request() {
+        if !testutil::kvm_available("vcpu_threads_take_qemu_names_on_request") {
+            return;
+        }
+        // Two vCPUs that halt with interrupts enabled: they stay until quit.
+        let mut fw = vec![0xF4u8; 0x10000];
+        let at = fw.len() - 16;
+        fw[at..at + 2].copy_from_slice(&[0xFB, 0xF4]); // sti; hlt
+        let out = CaptureBuffer::new();
+        let mut c = config(fw, &out);
+        c.vcpus = 2;
+        c.qemu_thread_names = true;
+        let m = Machine::new(c).unwrap();
+        m.start().unwrap();
+        // Each thread names itself as it starts.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let names = loop {
+            let names = thread_names();
+            if names.iter().filter(|n| n.ends_with("/KVM")).count() == 2
+                || std::time::Instant::now() > deadline
+            {
+                break names;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        m.request_quit();
+        assert!(names.iter().any(|n| n == "CPU 0/KVM"), "{names:?}");
+        assert!(names.iter().any(|n| n == "CPU 1/KVM"), "{names:?}");
+        assert_eq!(m.wait_for_exit(), MachineExit::Quit);
     }
 
     #[test]

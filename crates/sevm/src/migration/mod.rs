@@ -52,13 +52,13 @@
 //! SEV firmware keeps no record of consumed sessions, so this is a clone,
 //! exactly like restoring the same snapshot file twice.
 
+pub mod endpoint;
 pub mod handover;
 pub mod parameters;
 pub mod source;
 pub mod stream;
 pub mod target;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -68,6 +68,7 @@ use crate::qmp::response::{MigrationInfo, MigrationStats, MigrationStatus};
 use crate::qmp::QmpEvent;
 use crate::sev::{SevBackend, SevError, SevPlatform};
 
+pub use endpoint::Endpoint;
 pub use parameters::Parameters;
 pub use stream::StreamError;
 
@@ -246,53 +247,6 @@ impl Cancel {
         }
         g.committing = true;
         true
-    }
-}
-
-/// Where a stream goes or comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `file:PATH` (the snapshot is written to a temporary file in the same
-    /// directory and renamed only when complete).
-    File(PathBuf),
-    /// `tcp:HOST:PORT`.
-    Tcp(String),
-    /// `unix:PATH`.
-    Unix(PathBuf),
-}
-
-impl Endpoint {
-    /// Parses a QMP `migrate` URI.
-    pub fn parse(uri: &str) -> Result<Endpoint, MigrationError> {
-        let bad = |problem: &str| MigrationError::Uri {
-            uri: uri.to_string(),
-            problem: problem.to_string(),
-        };
-        let (scheme, rest) = uri
-            .split_once(':')
-            .ok_or_else(|| bad("expected file:PATH, tcp:HOST:PORT or unix:PATH"))?;
-        match scheme {
-            "file" if !rest.is_empty() => Ok(Endpoint::File(PathBuf::from(rest))),
-            "unix" if !rest.is_empty() => Ok(Endpoint::Unix(PathBuf::from(rest))),
-            "tcp" => {
-                let (host, port) = rest
-                    .rsplit_once(':')
-                    .ok_or_else(|| bad("tcp: needs HOST:PORT"))?;
-                let port: u16 = port.parse().map_err(|_| bad("bad port"))?;
-                let host = if host.is_empty() { "127.0.0.1" } else { host };
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                Ok(Endpoint::Tcp(if host.contains(':') {
-                    format!("[{host}]:{port}")
-                } else {
-                    format!("{host}:{port}")
-                }))
-            }
-            "file" | "unix" => Err(bad("needs a path")),
-            "exec" => Err(bad(
-                "exec: is not supported by sevm (use file:, tcp: or unix:)",
-            )),
-            _ => Err(bad("unknown transport (file:, tcp: or unix:)")),
-        }
     }
 }
 

@@ -4,56 +4,21 @@
 //! opened. Every error names the option (and property) and what is wrong,
 //! e.g. `-object sev-guest: policy: invalid number "0xzz"`.
 //!
-//! # Accepted options (QEMU spelling and meaning; `-opt` and `--opt` alike)
-//!
-//! | option | meaning |
-//! |---|---|
-//! | `-machine`/`-M [type=]q35\|pc[,accel=kvm][,memory-encryption=ID][,confidential-guest-support=ID]` | machine; `pc-q35-*`/`pc-i440fx-*` versions accepted |
-//! | `-object sev-guest,id=ID[,policy=N][,handle=N][,dh-cert-file=F][,session-file=F][,cbitpos=N][,reduced-phys-bits=N][,kernel-hashes=on\|off][,sev-device=PATH\|emulated:DIR][,legacy-vm-type=on\|off\|auto]` | SEV guest (also QEMU's JSON form `-object '{"qom-type":"sev-guest",...}'`) |
-//! | `-m [size=]SIZE` | RAM; plain number = MiB, suffixes B/K/M/G/T |
-//! | `-smp [cpus=]N[,maxcpus=N][,sockets=N][,cores=N][,threads=N]` | vCPUs |
-//! | `-bios FILE`, `-drive if=pflash,format=raw,unit=0\|1,file=F[,readonly=on]` | firmware |
-//! | `-kernel F`, `-initrd F`, `-append CMDLINE` | direct kernel boot (measured with `kernel-hashes=on`) |
-//! | `-S` | start paused (SEV: wait in launch-secret state) |
-//! | `-qmp unix:PATH,server=on,wait=off` (also `server,nowait`) | QMP socket |
-//! | `-serial stdio\|file:PATH\|null\|none` | COM1 |
-//! | `-nographic`, `-display none` | no display (sevm never has one) |
-//! | `-name [guest=]NAME[,debug-threads=on\|off]` | VM name |
-//! | `-no-reboot` | guest reset ends the VM |
-//! | `-gdb tcp::PORT`/`tcp:HOST:PORT`, `-s` | GDB stub (`gdb` module) |
-//! | `-incoming file:PATH[,offset=N]\|tcp:HOST:PORT\|unix:PATH\|defer` | migration target (`defer`: wait for QMP `migrate-incoming`) |
-//! | `-enable-kvm`, `-accel kvm` | KVM (the only accelerator) |
-//! | `-cpu host\|EPYC*[,features]` | CPU model |
-//! | `-nodefaults` | no default devices (no default serial port) |
-//! | `-h`/`-help`, `-version` | usage, version |
-//!
-//! Known QEMU options that sevm does not implement (`-device`, `-netdev`,
-//! `-vnc`, `-monitor`, `-hda`, `-cdrom`, ...) are rejected with
-//! "QEMU option -X is not supported by sevm"; anything else with
-//! "unknown option".
-//!
-//! As in QEMU, a repeated single-valued option (`-m`, `-kernel`, `-name`,
-//! ...) takes its last value; `-object`, `-drive` and `-qmp` accumulate.
-//!
-//! # The emulated platform
-//!
-//! `sev-device=emulated:<state-dir>` selects sevm's emulated AMD Secure
-//! Processor with its persistent identity in `<state-dir>`. It is never
-//! chosen implicitly: without it, `sev-device` is a device path (QEMU's
-//! default `/dev/sev`), and a missing device is an error at launch, not a
-//! reason to fall back to the emulator.
+//! The options, their arguments and help text are one table
+//! ([`table`]); the `-help` usage ([`usage`]) and the options reference
+//! `docs/sevm-options.md` ([`markdown`]) are generated from it.
 
-mod keyval;
+mod table;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use keyval::{flag_or_bool, parse_bool, parse_props, parse_size, parse_u32, parse_u64, Prop};
+use crate::keyval::{flag_or_bool, parse_bool, parse_props, parse_size, parse_u32, Prop};
+pub use table::{markdown, usage};
 
 use crate::config::{
     CpuConfig, GdbConfig, IncomingConfig, MachineType, OnOffAuto, OptionsError, PflashDrive,
-    QmpSocketConfig, SerialConfig, SevDevice, SevGuestConfig, VmConfig, DEFAULT_GDB_PORT,
-    EMULATED_PREFIX, MAX_CPUS,
+    QmpSocketConfig, SerialConfig, SevDevice, SevGuestConfig, VmConfig, EMULATED_PREFIX, MAX_CPUS,
 };
 
 /// What the command line asks for.
@@ -68,53 +33,6 @@ pub enum Invocation {
     /// `-write-demo-guest FILE` (sevm's own): write the bundled demo guest
     /// firmware image (2 MiB, OVMF-style footer table) to FILE and exit.
     WriteDemoGuest(PathBuf),
-}
-
-/// The usage text for `-help`.
-pub fn usage() -> &'static str {
-    "usage: sevm [options]\n\
-     \n\
-     QEMU-compatible options:\n\
-     \x20 -machine [type=]q35|pc[,accel=kvm][,memory-encryption=ID]\n\
-     \x20 -object sev-guest,id=ID[,policy=N][,handle=N][,dh-cert-file=F][,session-file=F]\n\
-     \x20         [,cbitpos=N][,reduced-phys-bits=N][,kernel-hashes=on|off]\n\
-     \x20         [,sev-device=/dev/sev|emulated:STATE-DIR]\n\
-     \x20 -m SIZE            RAM (MiB, or with suffix K/M/G)\n\
-     \x20 -smp N             vCPUs\n\
-     \x20 -bios FILE | -drive if=pflash,format=raw,unit=0,file=FILE[,readonly=on]\n\
-     \x20 -kernel FILE [-initrd FILE] [-append CMDLINE]\n\
-     \x20 -S                 start paused (inject secrets over QMP, then 'cont')\n\
-     \x20 -qmp unix:PATH,server=on,wait=off\n\
-     \x20 -serial stdio|file:PATH|null|none\n\
-     \x20 -nographic | -display none\n\
-     \x20 -name NAME  -no-reboot  -nodefaults  -enable-kvm  -cpu host|EPYC*\n\
-     \x20 -gdb tcp::PORT | -s\n\
-     \x20 -incoming file:PATH|tcp:HOST:PORT|unix:PATH|defer\n\
-     \x20 -h | -help  -version\n\
-     \n\
-     sevm's own:\n\
-     \x20 -write-demo-guest FILE   write the bundled demo guest firmware (2 MiB) and exit\n"
-}
-
-/// How an option is handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// Supported, takes an argument.
-    Arg,
-    /// Supported, takes no argument.
-    Flag,
-}
-
-/// sevm's options (QEMU names without the dash).
-fn lookup(name: &str) -> Option<Kind> {
-    Some(match name {
-        "machine" | "M" | "object" | "m" | "smp" | "bios" | "drive" | "kernel" | "initrd"
-        | "append" | "qmp" | "serial" | "name" | "gdb" | "incoming" | "display" | "accel"
-        | "cpu" | "write-demo-guest" => Kind::Arg,
-        "S" | "nographic" | "no-reboot" | "s" | "enable-kvm" | "nodefaults" | "h" | "help"
-        | "version" => Kind::Flag,
-        _ => return None,
-    })
 }
 
 /// QEMU (x86) options that sevm recognises but does not implement.
@@ -360,95 +278,21 @@ where
             _ => return Err(OptionsError::StrayArgument { arg }),
         };
         let option = format!("-{name}");
-        let kind = match lookup(name) {
-            Some(k) => k,
-            None if UNSUPPORTED.contains(&name) => {
-                return Err(OptionsError::Unsupported { option })
+        let Some(spec) = table::lookup(name) else {
+            if UNSUPPORTED.contains(&name) {
+                return Err(OptionsError::Unsupported { option });
             }
-            None => return Err(OptionsError::UnknownOption { option: arg }),
+            return Err(OptionsError::UnknownOption { option: arg });
         };
-        let value = match kind {
-            Kind::Flag => String::new(),
-            Kind::Arg => match args.next() {
+        let value = match spec.arg {
+            None => String::new(),
+            Some(_) => match args.next() {
                 Some(v) => v?,
                 None => return Err(OptionsError::MissingArgument { option }),
             },
         };
-        match name {
-            "h" | "help" => return Ok(Invocation::Help),
-            "version" => return Ok(Invocation::Version),
-            "write-demo-guest" => {
-                return Ok(Invocation::WriteDemoGuest(non_empty_path(&option, &value)?))
-            }
-            "machine" | "M" => parse_machine(&mut cfg, &option, &value)?,
-            "object" => parse_object(&mut cfg, &value)?,
-            "m" => cfg.memory = parse_memory(&option, &value)?,
-            "smp" => cfg.cpus = parse_smp(&option, &value)?,
-            "bios" => cfg.bios = Some(non_empty_path(&option, &value)?),
-            "drive" => parse_drive(&mut cfg, &value)?,
-            "kernel" => cfg.kernel = Some(non_empty_path(&option, &value)?),
-            "initrd" => cfg.initrd = Some(non_empty_path(&option, &value)?),
-            "append" => cfg.append = Some(value),
-            "S" => cfg.start_paused = true,
-            "qmp" => cfg.qmp.push(parse_qmp(&option, &value)?),
-            "serial" => {
-                if cfg.serial.is_some() {
-                    return Err(OptionsError::Invalid {
-                        option,
-                        problem: "sevm has one serial port; -serial may be given once".into(),
-                    });
-                }
-                cfg.serial = Some(parse_serial(&option, &value)?);
-            }
-            "nographic" => cfg.nographic = true,
-            "display" => {
-                if value != "none" {
-                    return Err(OptionsError::Invalid {
-                        option,
-                        problem: format!(
-                            "display \"{value}\" is not supported by sevm (only \"none\")"
-                        ),
-                    });
-                }
-                cfg.display_none = true;
-            }
-            "name" => parse_name(&mut cfg, &option, &value)?,
-            "no-reboot" => cfg.no_reboot = true,
-            "gdb" => cfg.gdb = parse_gdb(&option, &value)?,
-            "s" => {
-                cfg.gdb = Some(GdbConfig {
-                    host: None,
-                    port: DEFAULT_GDB_PORT,
-                })
-            }
-            "incoming" => cfg.incoming = Some(parse_incoming(&option, &value)?),
-            "enable-kvm" => cfg.enable_kvm = true,
-            "accel" => {
-                let props = props_of(&option, &value, Some("accel"))?;
-                for p in &props {
-                    match (p.key.as_str(), p.value.as_deref()) {
-                        ("accel", Some("kvm")) => cfg.enable_kvm = true,
-                        ("accel", Some(other)) => {
-                            return Err(prop_err(
-                                &option,
-                                "accel",
-                                format!(
-                                    "accelerator \"{other}\" is not supported by sevm (only kvm)"
-                                ),
-                            ))
-                        }
-                        _ => {
-                            return Err(OptionsError::UnknownProperty {
-                                option,
-                                property: p.key.clone(),
-                            })
-                        }
-                    }
-                }
-            }
-            "cpu" => cfg.cpu = Some(parse_cpu(&option, &value)?),
-            "nodefaults" => cfg.nodefaults = true,
-            _ => return Err(OptionsError::UnknownOption { option: arg }),
+        if let Some(done) = (spec.apply)(&mut cfg, &option, value)? {
+            return Ok(done);
         }
     }
     Ok(Invocation::Run(Box::new(cfg)))
@@ -462,6 +306,29 @@ fn non_empty_path(option: &str, value: &str) -> Result<PathBuf, OptionsError> {
         });
     }
     Ok(PathBuf::from(value))
+}
+
+fn parse_accel(cfg: &mut VmConfig, option: &str, arg: &str) -> Result<(), OptionsError> {
+    let props = props_of(option, arg, Some("accel"))?;
+    for p in &props {
+        match (p.key.as_str(), p.value.as_deref()) {
+            ("accel", Some("kvm")) => cfg.enable_kvm = true,
+            ("accel", Some(other)) => {
+                return Err(prop_err(
+                    option,
+                    "accel",
+                    format!("accelerator \"{other}\" is not supported by sevm (only kvm)"),
+                ))
+            }
+            _ => {
+                return Err(OptionsError::UnknownProperty {
+                    option: option.into(),
+                    property: p.key.clone(),
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_machine(cfg: &mut VmConfig, option: &str, arg: &str) -> Result<(), OptionsError> {
@@ -603,7 +470,14 @@ fn parse_object(cfg: &mut VmConfig, arg: &str) -> Result<(), OptionsError> {
             "legacy-vm-type" => {
                 guest.legacy_vm_type = Some(match raw.string(o, key)?.as_str() {
                     "on" => OnOffAuto::On,
-                    "off" => OnOffAuto::Off,
+                    "off" => {
+                        return Err(prop_err(
+                            o,
+                            key,
+                            "off (KVM_SEV_INIT2) is not supported by sevm: it initialises SEV \
+                             guests with KVM_SEV_INIT only (use on or auto)",
+                        ))
+                    }
                     "auto" => OnOffAuto::Auto,
                     other => {
                         return Err(prop_err(
@@ -963,38 +837,12 @@ fn parse_name(cfg: &mut VmConfig, option: &str, arg: &str) -> Result<(), Options
     Ok(())
 }
 
-fn parse_port(option: &str, s: &str) -> Result<u16, OptionsError> {
-    let invalid = || OptionsError::Invalid {
-        option: option.into(),
-        problem: format!("invalid port \"{s}\""),
-    };
-    if s.is_empty() || !s.chars().all(|c| c.is_ascii_digit()) {
-        return Err(invalid());
-    }
-    s.parse::<u16>().map_err(|_| invalid())
-}
-
-/// Splits `HOST:PORT` where HOST may be empty or a bracketed IPv6 address.
+/// `HOST:PORT` of an option, the problem named with the option.
 fn split_host_port<'a>(option: &str, s: &'a str) -> Result<(&'a str, u16), OptionsError> {
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (h, after) = rest.split_once(']').ok_or_else(|| OptionsError::Invalid {
-            option: option.into(),
-            problem: format!("unterminated '[' in \"{s}\""),
-        })?;
-        let port = after
-            .strip_prefix(':')
-            .ok_or_else(|| OptionsError::Invalid {
-                option: option.into(),
-                problem: format!("missing port in \"{s}\""),
-            })?;
-        (h, port)
-    } else {
-        s.rsplit_once(':').ok_or_else(|| OptionsError::Invalid {
-            option: option.into(),
-            problem: format!("expected HOST:PORT, got \"{s}\""),
-        })?
-    };
-    Ok((host, parse_port(option, port)?))
+    crate::config::split_host_port(s).map_err(|problem| OptionsError::Invalid {
+        option: option.into(),
+        problem,
+    })
 }
 
 fn parse_gdb(option: &str, arg: &str) -> Result<Option<GdbConfig>, OptionsError> {
@@ -1005,7 +853,10 @@ fn parse_gdb(option: &str, arg: &str) -> Result<Option<GdbConfig>, OptionsError>
     if !arg.is_empty() && arg.chars().all(|c| c.is_ascii_digit()) {
         return Ok(Some(GdbConfig {
             host: None,
-            port: parse_port(option, arg)?,
+            port: crate::config::parse_port(arg).map_err(|problem| OptionsError::Invalid {
+                option: option.into(),
+                problem,
+            })?,
         }));
     }
     let Some(addr) = arg.strip_prefix("tcp:") else {
@@ -1021,67 +872,48 @@ fn parse_gdb(option: &str, arg: &str) -> Result<Option<GdbConfig>, OptionsError>
     }))
 }
 
+/// `-incoming` (and QMP `migrate-incoming`, as `option`): the URI is the
+/// migration's to parse; its problems are named with `option`.
 pub(crate) fn parse_incoming(option: &str, arg: &str) -> Result<IncomingConfig, OptionsError> {
-    if arg == "defer" {
-        return Ok(IncomingConfig::Defer);
-    }
-    let (scheme, rest) = arg.split_once(':').ok_or_else(|| OptionsError::Invalid {
-        option: option.into(),
-        problem: format!("\"{arg}\" is not a migration URI (file:, tcp:, unix: or defer)"),
-    })?;
-    match scheme {
-        "file" => {
-            let (path, offset) = match rest.rsplit_once(",offset=") {
-                Some((path, off)) => (
-                    path,
-                    parse_u64(off).map_err(|e| prop_err(option, "offset", e))?,
-                ),
-                None => (rest, 0),
-            };
-            if path.is_empty() {
-                return Err(OptionsError::Invalid {
-                    option: option.into(),
-                    problem: "file: needs a path".into(),
-                });
-            }
-            Ok(IncomingConfig::File {
-                path: PathBuf::from(path),
-                offset,
-            })
-        }
-        "tcp" => {
-            let (host, port) = split_host_port(option, rest)?;
-            Ok(IncomingConfig::Tcp {
-                host: host.to_string(),
-                port,
-            })
-        }
-        "unix" => {
-            if rest.is_empty() {
-                return Err(OptionsError::Invalid {
-                    option: option.into(),
-                    problem: "unix: needs a path".into(),
-                });
-            }
-            Ok(IncomingConfig::Unix(PathBuf::from(rest)))
-        }
-        other => Err(OptionsError::Invalid {
+    crate::migration::endpoint::parse_incoming(arg).map_err(|e| match e.property {
+        Some(property) => prop_err(option, property, e.problem),
+        None => OptionsError::Invalid {
             option: option.into(),
-            problem: format!(
-                "migration transport \"{other}:\" is not supported by sevm (file:, tcp:, unix: or defer)"
-            ),
+            problem: e.problem,
+        },
+    })
+}
+
+/// The CPU models `-cpu` accepts: QEMU's EPYC family, `host`, `qemu64` and
+/// `max`.
+const CPU_MODELS: &str = "host, max, qemu64, EPYC, EPYC-v1..EPYC-v4, EPYC-Rome, EPYC-Milan, \
+                          EPYC-Genoa, EPYC-Turin (each of the last four also -vN)";
+
+/// Whether `model` is one of [`CPU_MODELS`].
+fn known_cpu_model(model: &str) -> bool {
+    let versioned = |family: &str| match model.strip_prefix(family) {
+        Some("") => true,
+        Some(rest) => rest.strip_prefix("-v").is_some_and(|n| {
+            !n.is_empty() && !n.starts_with('0') && n.bytes().all(|b| b.is_ascii_digit())
         }),
-    }
+        None => false,
+    };
+    matches!(
+        model,
+        "host" | "max" | "qemu64" | "EPYC" | "EPYC-v1" | "EPYC-v2" | "EPYC-v3" | "EPYC-v4"
+    ) || ["EPYC-Rome", "EPYC-Milan", "EPYC-Genoa", "EPYC-Turin"]
+        .into_iter()
+        .any(versioned)
 }
 
 fn parse_cpu(option: &str, arg: &str) -> Result<CpuConfig, OptionsError> {
     let mut parts = arg.split(',');
     let model = parts.next().unwrap_or_default();
-    if model != "host" && !model.starts_with("EPYC") {
+    if !known_cpu_model(model) {
         return Err(OptionsError::Invalid {
             option: option.into(),
             problem: format!(
-                "CPU model \"{model}\" is not supported by sevm (use host or an EPYC model)"
+                "CPU model \"{model}\" is not supported by sevm (use one of: {CPU_MODELS})"
             ),
         });
     }

@@ -687,6 +687,7 @@ impl Vmm {
         let firmware_size = inputs.firmware.len() as u64;
         let mut mc = MachineConfig::new(config.memory, inputs.firmware);
         mc.vcpus = config.cpus;
+        mc.qemu_thread_names = config.debug_threads;
         // Pre-copy migration needs KVM's dirty page log.
         mc.dirty_logging = sev_setup.is_some();
         mc.serial = serial_output(config)?;
