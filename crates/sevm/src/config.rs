@@ -163,7 +163,7 @@ pub enum MachineType {
 
 /// `-machine` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct MachineConfig {
+pub struct MachineOptions {
     /// The machine type.
     pub machine_type: MachineType,
     /// The type exactly as written (e.g. `pc-q35-8.2`), if given.
@@ -350,7 +350,7 @@ pub struct CpuConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmConfig {
     /// `-machine`.
-    pub machine: MachineConfig,
+    pub machine: MachineOptions,
     /// Every `-object sev-guest`, in command-line order.
     pub sev_guests: Vec<SevGuestConfig>,
     /// `-m`, in bytes (rounded up to 8 KiB as QEMU does).
@@ -403,7 +403,7 @@ pub struct VmConfig {
 impl Default for VmConfig {
     fn default() -> Self {
         VmConfig {
-            machine: MachineConfig::default(),
+            machine: MachineOptions::default(),
             sev_guests: Vec::new(),
             memory: DEFAULT_MEMORY,
             cpus: 1,

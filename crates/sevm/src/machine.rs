@@ -2,12 +2,12 @@
 //! port-I/O devices, and the run/pause/resume/exit life cycle.
 //!
 //! Life cycle: [`Machine::new`] builds everything with the vCPUs stopped
-//! ([`RunState::Created`]); the SEV launch happens in between; [`Machine::start`]
+//! ([`MachineState::Created`]); the SEV launch happens in between; [`Machine::start`]
 //! spawns one thread per vCPU; [`Machine::pause`] / [`Machine::resume`] stop and
 //! restart them at a safe point (outside `KVM_RUN`, vCPU fds released so their
 //! state can be read or written); the first of a debug-exit write, a shutdown,
 //! an unrecoverable error or [`Machine::request_quit`] ends the machine
-//! ([`RunState::Exited`], a [`MachineExit`]).
+//! ([`MachineState::Exited`], a [`MachineExit`]).
 //!
 //! Only the bootstrap processor (vCPU 0) runs from the reset vector. The
 //! application processors are created (so their state exists for snapshots)
@@ -131,7 +131,7 @@ impl std::fmt::Display for MachineExit {
 
 /// Where the machine is in its life cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunState {
+pub enum MachineState {
     /// Built, vCPUs never started.
     Created,
     /// vCPU threads running.
@@ -194,7 +194,7 @@ pub enum MachineError {
         /// What was attempted.
         op: &'static str,
         /// The state the machine was in.
-        state: RunState,
+        state: MachineState,
     },
     /// A device could not be placed on the I/O bus.
     #[error(transparent)]
@@ -230,7 +230,7 @@ pub struct MemorySlot {
 }
 
 // ---------------------------------------------------------------------------
-// Shared control state between the machine and its vCPU threads.
+// The run control state shared by the machine and its vCPU threads.
 
 const REQ_RUN: u8 = 0;
 const REQ_PAUSE: u8 = 1;
@@ -238,7 +238,7 @@ const REQ_STOP: u8 = 2;
 
 #[derive(Debug)]
 struct Inner {
-    state: RunState,
+    state: MachineState,
     /// Threads inside the park wait (paused, or APs waiting) plus finished.
     parked: usize,
     /// Threads that have returned.
@@ -255,7 +255,7 @@ struct Inner {
 }
 
 #[derive(Debug)]
-struct Shared {
+struct RunControl {
     /// REQ_* mirror of what the threads should do, checked without the lock.
     request: AtomicU8,
     inner: Mutex<Inner>,
@@ -280,7 +280,7 @@ impl DebugConfig {
     }
 }
 
-impl Shared {
+impl RunControl {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -308,7 +308,7 @@ impl Shared {
         if g.exit.is_none() {
             log::debug!("machine exit: {exit}");
             g.exit = Some(exit);
-            g.state = RunState::Exited;
+            g.state = MachineState::Exited;
             self.request.store(REQ_STOP, Ordering::SeqCst);
             self.kick_all(g);
             // Lock order: shared, then a device (vCPU threads never take
@@ -321,7 +321,7 @@ impl Shared {
 
 /// A handle to wait for the machine's exit from another thread.
 #[derive(Debug, Clone)]
-pub struct ExitHandle(Arc<Shared>);
+pub struct ExitHandle(Arc<RunControl>);
 
 impl ExitHandle {
     /// Blocks until the machine has exited; returns how.
@@ -341,7 +341,7 @@ impl ExitHandle {
     }
 
     /// The current run state.
-    pub fn run_state(&self) -> RunState {
+    pub fn run_state(&self) -> MachineState {
         self.0.lock().state
     }
 }
@@ -377,7 +377,7 @@ pub struct Machine {
     dirty_logging: bool,
     qemu_thread_names: bool,
     msr_indices: Vec<u32>,
-    shared: Arc<Shared>,
+    shared: Arc<RunControl>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -513,10 +513,10 @@ impl Machine {
             dirty_logging,
             qemu_thread_names,
             msr_indices,
-            shared: Arc::new(Shared {
+            shared: Arc::new(RunControl {
                 request: AtomicU8::new(REQ_RUN),
                 inner: Mutex::new(Inner {
-                    state: RunState::Created,
+                    state: MachineState::Created,
                     parked: 0,
                     debug_stop: None,
                     finished: 0,
@@ -636,7 +636,7 @@ impl Machine {
     }
 
     /// The current run state.
-    pub fn run_state(&self) -> RunState {
+    pub fn run_state(&self) -> MachineState {
         self.shared.lock().state
     }
 
@@ -667,7 +667,7 @@ impl Machine {
 
     fn require_stopped(&self, op: &'static str) -> Result<(), MachineError> {
         match self.run_state() {
-            RunState::Created | RunState::Paused => Ok(()),
+            MachineState::Created | MachineState::Paused => Ok(()),
             state => Err(MachineError::WrongState { op, state }),
         }
     }
@@ -730,7 +730,7 @@ impl Machine {
     /// Takes the guest-debug trap that stopped the vCPUs, if any: the vCPU
     /// index and the linear address of the next instruction. After a trap
     /// the vCPUs are parked but the machine still says
-    /// [`RunState::Running`] until [`Machine::pause`].
+    /// [`MachineState::Running`] until [`Machine::pause`].
     pub fn take_debug_stop(&self) -> Option<(usize, u64)> {
         let mut g = self.shared.lock();
         g.debug_stop.take().map(|(id, pc)| (id as usize, pc))
@@ -756,11 +756,11 @@ impl Machine {
         self.shared.lock().debug_stop.is_some()
     }
 
-    /// Starts the vCPU threads (once, from [`RunState::Created`]).
+    /// Starts the vCPU threads (once, from [`MachineState::Created`]).
     pub fn start(&self) -> Result<(), MachineError> {
         let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
         let mut g = self.shared.lock();
-        if g.state != RunState::Created {
+        if g.state != MachineState::Created {
             return Err(MachineError::WrongState {
                 op: "start",
                 state: g.state,
@@ -797,7 +797,7 @@ impl Machine {
                 }
             }
         }
-        g.state = RunState::Running;
+        g.state = MachineState::Running;
         self.shared.cond.notify_all();
         Ok(())
     }
@@ -807,14 +807,14 @@ impl Machine {
     pub fn pause(&self) -> Result<(), MachineError> {
         let mut g = self.shared.lock();
         match g.state {
-            RunState::Created | RunState::Paused => return Ok(()),
-            RunState::Exited => {
+            MachineState::Created | MachineState::Paused => return Ok(()),
+            MachineState::Exited => {
                 return Err(MachineError::WrongState {
                     op: "pause",
-                    state: RunState::Exited,
+                    state: MachineState::Exited,
                 })
             }
-            RunState::Running => {}
+            MachineState::Running => {}
         }
         self.shared.request.store(REQ_PAUSE, Ordering::SeqCst);
         self.shared.kick_all(&g);
@@ -824,10 +824,10 @@ impl Machine {
         if g.exit.is_some() {
             return Err(MachineError::WrongState {
                 op: "pause",
-                state: RunState::Exited,
+                state: MachineState::Exited,
             });
         }
-        g.state = RunState::Paused;
+        g.state = MachineState::Paused;
         Ok(())
     }
 
@@ -835,8 +835,8 @@ impl Machine {
     pub fn resume(&self) -> Result<(), MachineError> {
         let mut g = self.shared.lock();
         match g.state {
-            RunState::Paused => {}
-            RunState::Running => return Ok(()),
+            MachineState::Paused => {}
+            MachineState::Running => return Ok(()),
             state => {
                 return Err(MachineError::WrongState {
                     op: "resume",
@@ -845,7 +845,7 @@ impl Machine {
             }
         }
         self.shared.request.store(REQ_RUN, Ordering::SeqCst);
-        g.state = RunState::Running;
+        g.state = MachineState::Running;
         self.shared.cond.notify_all();
         Ok(())
     }
@@ -898,7 +898,7 @@ impl Drop for Machine {
 }
 
 /// Parks until this vCPU may run; returns false when the machine stops.
-fn park(slot: &VcpuSlot, shared: &Shared) -> bool {
+fn park(slot: &VcpuSlot, shared: &RunControl) -> bool {
     let mut g = shared.lock();
     let mut counted = false;
     let run = loop {
@@ -925,7 +925,7 @@ fn park(slot: &VcpuSlot, shared: &Shared) -> bool {
     run
 }
 
-fn vcpu_thread(slot: &VcpuSlot, shared: &Shared, bus: &IoBus) {
+fn vcpu_thread(slot: &VcpuSlot, shared: &RunControl, bus: &IoBus) {
     // Threads inherit the spawner's signal mask; kicks must get through.
     if let Err(e) = vmm_sys_util::signal::unblock_signal(vcpu::kick_signal()) {
         log::warn!("vCPU {}: cannot unblock the kick signal: {e}", slot.id);
@@ -1042,14 +1042,14 @@ mod tests {
         }
         let out = CaptureBuffer::new();
         let m = Machine::new(config(tiny_firmware(7), &out)).unwrap();
-        assert_eq!(m.run_state(), RunState::Created);
+        assert_eq!(m.run_state(), MachineState::Created);
         let s = m.vcpu_state(0).unwrap();
         assert_eq!(s.sregs.cs.selector, 0xF000);
         assert_eq!(s.sregs.cs.base, 0xFFFF_0000);
         assert_eq!(s.regs.rip, 0xFFF0);
         assert_eq!(m.run_until_exit().unwrap(), MachineExit::GuestExit(7));
         assert_eq!(out.text(), "A");
-        assert_eq!(m.run_state(), RunState::Exited);
+        assert_eq!(m.run_state(), MachineState::Exited);
         assert!(m.start().is_err());
     }
 
@@ -1130,7 +1130,7 @@ mod tests {
         // Still halted, not exited, after running a while longer.
         m.resume().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(100));
-        assert_eq!(m.run_state(), RunState::Running);
+        assert_eq!(m.run_state(), MachineState::Running);
         m.pause().unwrap();
         assert!(m.vcpu_state(0).unwrap().halted);
         // A restored state that is not halted runs on after the hlt.
@@ -1245,7 +1245,7 @@ mod tests {
         assert!(matches!(
             m.resume(),
             Err(MachineError::WrongState {
-                state: RunState::Created,
+                state: MachineState::Created,
                 ..
             })
         ));
@@ -1253,13 +1253,13 @@ mod tests {
         assert!(matches!(
             m.vcpu_state(0),
             Err(MachineError::WrongState {
-                state: RunState::Running,
+                state: MachineState::Running,
                 ..
             })
         ));
         for _ in 0..3 {
             m.pause().unwrap();
-            assert_eq!(m.run_state(), RunState::Paused);
+            assert_eq!(m.run_state(), MachineState::Paused);
             let s = m.vcpu_state(0).unwrap();
             assert_eq!(
                 s.regs.rip, 0xFFF0,
@@ -1267,7 +1267,7 @@ mod tests {
             );
             m.set_vcpu_state(0, &s).unwrap();
             m.resume().unwrap();
-            assert_eq!(m.run_state(), RunState::Running);
+            assert_eq!(m.run_state(), MachineState::Running);
         }
         let handle = m.exit_handle();
         assert_eq!(handle.try_exit(), None);

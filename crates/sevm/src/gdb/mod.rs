@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use crate::config::GdbConfig;
 use crate::debug::{hmp::error_text, DebugError, GuestDebug, View};
-use crate::machine::{MachineExit, RunState};
+use crate::machine::{MachineExit, MachineState};
 use crate::vcpu::VcpuState;
 use protocol::{Command, Incoming, PacketReader};
 
@@ -248,7 +248,7 @@ fn cleanup(target: &Target, session: &mut Session) {
         return;
     }
     let machine = target.debug.machine();
-    let running = machine.run_state() == RunState::Running;
+    let running = machine.run_state() == MachineState::Running;
     if running {
         if let Err(e) = (target.stop)() {
             log::warn!("gdb: cannot stop the VM to remove breakpoints: {e}");
@@ -284,7 +284,7 @@ fn serve(stream: &TcpStream, target: &Target, client: &Client) -> std::io::Resul
     let machine = Arc::clone(target.debug.machine());
     let mut session = Session {
         cpu: 0,
-        was_running: machine.run_state() == RunState::Running,
+        was_running: machine.run_state() == MachineState::Running,
         breakpoints: std::collections::BTreeSet::new(),
         stepping: None,
     };

@@ -521,7 +521,7 @@ fn send(
             sent_bytes: 0,
         };
         let body = (|| -> Result<(Instant, bool, u64), MigrationError> {
-            let running = machine.run_state() == crate::machine::RunState::Running;
+            let running = machine.run_state() == crate::machine::MachineState::Running;
             let precopy = running && machine.dirty_logging();
             if running && !machine.dirty_logging() {
                 log::warn!(

@@ -28,7 +28,7 @@ use sev_proto::ovmf::{FooterTable, KernelHashes, OvmfArea, PADDED_HASH_TABLE_LEN
 
 use crate::config::{IncomingConfig, SerialConfig, SevGuestConfig, VmConfig};
 use crate::devices::serial::SerialOutput;
-use crate::machine::{Machine, MachineConfig, MachineError, MachineExit, RunState};
+use crate::machine::{Machine, MachineConfig, MachineError, MachineExit, MachineState};
 use crate::memory::{Gpa, FOUR_GIB, MAX_FIRMWARE_SIZE};
 use crate::qmp::response::ShutdownCause;
 use crate::qmp::{EventSender, QmpEvent, QmpServer, ServerError};
@@ -143,7 +143,7 @@ impl std::fmt::Debug for SevContext {
 
 /// State shared between the main thread and the QMP handler.
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct VmmState {
     // Field order is drop order: the SEV backend (on hardware a duplicate of
     // the VM fd) goes before the machine.
     sev: Option<SevContext>,
@@ -192,7 +192,7 @@ impl IncomingPhase {
     }
 }
 
-impl crate::migration::VmControl for Shared {
+impl crate::migration::VmControl for VmmState {
     fn machine(&self) -> &Arc<Machine> {
         &self.machine
     }
@@ -200,13 +200,13 @@ impl crate::migration::VmControl for Shared {
     fn pause_vm(&self) -> Result<bool, String> {
         let _g = lock(&self.control);
         match self.machine.run_state() {
-            RunState::Running => {
+            MachineState::Running => {
                 self.machine.pause().map_err(|e| e.to_string())?;
                 self.emit(&QmpEvent::Stop);
                 Ok(true)
             }
-            RunState::Created | RunState::Paused => Ok(false),
-            RunState::Exited => Err("the guest has shut down".into()),
+            MachineState::Created | MachineState::Paused => Ok(false),
+            MachineState::Exited => Err("the guest has shut down".into()),
         }
     }
 
@@ -215,7 +215,7 @@ impl crate::migration::VmControl for Shared {
         if self.migration.guest_was_sent() {
             return Err("the guest was handed over: this copy must not run".into());
         }
-        if self.machine.run_state() == RunState::Paused {
+        if self.machine.run_state() == MachineState::Paused {
             self.machine.resume().map_err(|e| e.to_string())?;
             self.emit(&QmpEvent::Resume);
         }
@@ -231,7 +231,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Shared {
+impl VmmState {
     fn emit(&self, event: &QmpEvent) {
         for e in lock(&self.events).iter() {
             e.emit(event);
@@ -257,18 +257,18 @@ impl Shared {
             None => {}
             // Pre-copy of a running guest: it runs already.
             Some(crate::migration::Hold::InProgress(_))
-                if self.machine.run_state() == RunState::Running => {}
+                if self.machine.run_state() == MachineState::Running => {}
             Some(h) => return Err(h.to_string()),
         }
         match self.machine.run_state() {
-            RunState::Running => Ok(()),
-            RunState::Exited => Err("the guest has shut down; it cannot be continued".into()),
-            RunState::Paused => {
+            MachineState::Running => Ok(()),
+            MachineState::Exited => Err("the guest has shut down; it cannot be continued".into()),
+            MachineState::Paused => {
                 self.machine.resume().map_err(|e| e.to_string())?;
                 self.emit(&QmpEvent::Resume);
                 Ok(())
             }
-            RunState::Created => {
+            MachineState::Created => {
                 if let Some(sev) = &self.sev {
                     finish_launch(sev).map_err(|e| e.to_string())?;
                 }
@@ -290,13 +290,13 @@ impl Shared {
         // A migration that fails now leaves the guest paused.
         self.migration.note_stop();
         match self.machine.run_state() {
-            RunState::Running => {
+            MachineState::Running => {
                 self.machine.pause().map_err(|e| e.to_string())?;
                 self.emit(&QmpEvent::Stop);
                 Ok(())
             }
-            RunState::Created | RunState::Paused => Ok(()),
-            RunState::Exited => Err("the guest has shut down".into()),
+            MachineState::Created | MachineState::Paused => Ok(()),
+            MachineState::Exited => Err("the guest has shut down".into()),
         }
     }
 
@@ -402,7 +402,7 @@ impl Shared {
 
 /// Starts the GDB stub of `-gdb`/`-s` on `shared`'s VM.
 fn start_gdb(
-    shared: &Arc<Shared>,
+    shared: &Arc<VmmState>,
     config: &crate::config::GdbConfig,
 ) -> Result<crate::gdb::GdbServer, VmmError> {
     let (c, s, q) = (Arc::clone(shared), Arc::clone(shared), Arc::clone(shared));
@@ -442,7 +442,7 @@ fn finish_launch(sev: &SevContext) -> Result<(), SevError> {
 /// A built VM, ready to run.
 #[derive(Debug)]
 pub struct Vmm {
-    shared: Arc<Shared>,
+    shared: Arc<VmmState>,
     config: VmConfig,
 }
 
@@ -764,7 +764,7 @@ impl Vmm {
         };
 
         Ok(Vmm {
-            shared: Arc::new(Shared {
+            shared: Arc::new(VmmState {
                 sev,
                 machine: Arc::new(machine),
                 name: config.name.clone(),

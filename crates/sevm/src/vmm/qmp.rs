@@ -7,9 +7,9 @@ use base64::Engine;
 use serde_json::{json, Value};
 use sev_proto::abi::GuestState;
 
-use super::{files::decode_base64, lock, IncomingPhase, LaunchPhase, SevContext, Shared};
+use super::{files::decode_base64, lock, IncomingPhase, LaunchPhase, SevContext, VmmState};
 use crate::debug::commands as debug;
-use crate::machine::RunState as MachineState;
+use crate::machine::MachineState;
 use crate::memory::Gpa;
 use crate::migration::{MigrationError, Parameters};
 use crate::qmp::command::MigrationParameters;
@@ -20,7 +20,7 @@ use crate::qmp::response::{
 use crate::qmp::{QmpCommand, QmpError, QmpHandler};
 
 /// The handler the QMP servers call.
-pub(crate) struct Handler(pub(crate) Arc<Shared>);
+pub(crate) struct Handler(pub(crate) Arc<VmmState>);
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
