@@ -1,6 +1,7 @@
 //! sevm: a VMM that launches AMD SEV guests the way QEMU does.
 
 pub mod config;
+pub mod control;
 pub mod debug;
 pub mod demo;
 pub mod devices;

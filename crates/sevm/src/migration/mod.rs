@@ -63,11 +63,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::machine::Machine;
 use crate::qmp::response::{MigrationInfo, MigrationStats, MigrationStatus};
 use crate::qmp::QmpEvent;
 use crate::sev::{SevBackend, SevError, SevPlatform};
 
+use crate::control::VmControl;
 pub use endpoint::Endpoint;
 pub use parameters::Parameters;
 pub use stream::StreamError;
@@ -282,18 +282,6 @@ macro_rules! stream_socket {
 }
 
 stream_socket!(std::net::TcpStream, std::os::unix::net::UnixStream);
-
-/// What the migration thread needs from the VMM.
-pub trait VmControl: Send + Sync {
-    /// The machine.
-    fn machine(&self) -> &Arc<Machine>;
-    /// Pauses the vCPUs (STOP event); returns whether they were running.
-    fn pause_vm(&self) -> Result<bool, String>;
-    /// Resumes the vCPUs (RESUME event).
-    fn resume_vm(&self) -> Result<(), String>;
-    /// Emits a QMP event.
-    fn emit_event(&self, event: &QmpEvent);
-}
 
 /// The SEV side of the VM being migrated.
 #[derive(Clone, Debug)]

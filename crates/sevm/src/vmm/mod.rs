@@ -192,9 +192,25 @@ impl IncomingPhase {
     }
 }
 
-impl crate::migration::VmControl for VmmState {
+impl crate::control::VmControl for VmmState {
     fn machine(&self) -> &Arc<Machine> {
         &self.machine
+    }
+
+    fn debug(&self) -> crate::debug::GuestDebug {
+        VmmState::debug(self)
+    }
+
+    fn cont(&self) -> Result<(), String> {
+        VmmState::cont(self)
+    }
+
+    fn stop(&self) -> Result<(), String> {
+        VmmState::stop(self)
+    }
+
+    fn quit(&self) {
+        self.request_quit();
     }
 
     fn pause_vm(&self) -> Result<bool, String> {
@@ -327,7 +343,7 @@ impl VmmState {
             *phase = IncomingPhase::Receiving;
         }
         let me = Arc::clone(self);
-        let vm: Arc<dyn crate::migration::VmControl> = Arc::clone(self) as _;
+        let vm: Arc<dyn crate::control::VmControl> = Arc::clone(self) as _;
         let started = self.migration.start_incoming(
             vm,
             Box::new(move |ctl| me.receive(&cfg, ctl, exit_on_error)),
@@ -405,13 +421,7 @@ fn start_gdb(
     shared: &Arc<VmmState>,
     config: &crate::config::GdbConfig,
 ) -> Result<crate::gdb::GdbServer, VmmError> {
-    let (c, s, q) = (Arc::clone(shared), Arc::clone(shared), Arc::clone(shared));
-    let target = crate::gdb::Target {
-        debug: shared.debug(),
-        cont: Box::new(move || c.cont()),
-        stop: Box::new(move || s.stop()),
-        quit: Box::new(move || q.request_quit()),
-    };
+    let target = crate::gdb::Target::new(Arc::clone(shared) as _);
     crate::gdb::GdbServer::start(config, target).map_err(|e| VmmError::Config {
         option: "-gdb".into(),
         problem: crate::sev::hardware::error_chain(&e),

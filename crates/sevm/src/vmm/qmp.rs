@@ -249,7 +249,7 @@ impl Handler {
             backend: Arc::clone(&sev.backend),
             platform: Arc::clone(&sev.platform),
         };
-        let vm: Arc<dyn crate::migration::VmControl> = Arc::clone(&self.0) as _;
+        let vm: Arc<dyn crate::control::VmControl> = Arc::clone(&self.0) as _;
         self.0
             .migration
             .start(uri, vm, parts)
