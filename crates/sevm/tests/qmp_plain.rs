@@ -189,11 +189,24 @@ fn debug_threads_name_the_vcpu_threads_like_qemu() {
         q.ok("qmp_capabilities", serde_json::Value::Null);
         q.ok("cont", serde_json::Value::Null);
         let tasks = format!("/proc/{}/task", vm.child.id());
-        let names: Vec<String> = std::fs::read_dir(&tasks)
-            .unwrap()
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            .map(|n| n.trim_end().to_string())
-            .collect();
+        let thread_names = || -> Vec<String> {
+            std::fs::read_dir(&tasks)
+                .unwrap()
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .map(|n| n.trim_end().to_string())
+                .collect()
+        };
+        // Each vCPU thread names itself as it starts.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let names = loop {
+            let names = thread_names();
+            if expected.iter().all(|e| names.iter().any(|n| n == e))
+                || std::time::Instant::now() > deadline
+            {
+                break names;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
         q.ok("quit", serde_json::Value::Null);
         let st = vm.wait();
         assert_exit(st, 0, &vm.stderr_text());
