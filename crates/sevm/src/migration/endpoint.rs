@@ -121,3 +121,46 @@ pub fn parse_incoming(uri: &str) -> Result<IncomingConfig, UriProblem> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris() {
+        assert_eq!(
+            Endpoint::parse("file:/tmp/x").unwrap(),
+            Endpoint::File("/tmp/x".into())
+        );
+        assert_eq!(
+            Endpoint::parse("tcp:localhost:4444").unwrap(),
+            Endpoint::Tcp("localhost:4444".into())
+        );
+        assert_eq!(
+            Endpoint::parse("tcp::4444").unwrap(),
+            Endpoint::Tcp("127.0.0.1:4444".into())
+        );
+        assert_eq!(
+            Endpoint::parse("tcp:[::1]:4444").unwrap(),
+            Endpoint::Tcp("[::1]:4444".into())
+        );
+        assert_eq!(
+            Endpoint::parse("unix:/run/s").unwrap(),
+            Endpoint::Unix("/run/s".into())
+        );
+        for bad in [
+            "file:",
+            "exec:cat",
+            "tcp:host",
+            "tcp:h:99999",
+            "x",
+            "rdma:h:1",
+        ] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Endpoint::parse("exec:cat")
+            .unwrap_err()
+            .to_string()
+            .contains("not supported"));
+    }
+}

@@ -829,44 +829,6 @@ impl Drop for Migrations {
 mod tests {
     use super::*;
 
-    #[test]
-    fn uris() {
-        assert_eq!(
-            Endpoint::parse("file:/tmp/x").unwrap(),
-            Endpoint::File("/tmp/x".into())
-        );
-        assert_eq!(
-            Endpoint::parse("tcp:localhost:4444").unwrap(),
-            Endpoint::Tcp("localhost:4444".into())
-        );
-        assert_eq!(
-            Endpoint::parse("tcp::4444").unwrap(),
-            Endpoint::Tcp("127.0.0.1:4444".into())
-        );
-        assert_eq!(
-            Endpoint::parse("tcp:[::1]:4444").unwrap(),
-            Endpoint::Tcp("[::1]:4444".into())
-        );
-        assert_eq!(
-            Endpoint::parse("unix:/run/s").unwrap(),
-            Endpoint::Unix("/run/s".into())
-        );
-        for bad in [
-            "file:",
-            "exec:cat",
-            "tcp:host",
-            "tcp:h:99999",
-            "x",
-            "rdma:h:1",
-        ] {
-            assert!(Endpoint::parse(bad).is_err(), "{bad}");
-        }
-        assert!(Endpoint::parse("exec:cat")
-            .unwrap_err()
-            .to_string()
-            .contains("not supported"));
-    }
-
     /// The run-state rules of every status (README "Run-state rules during
     /// migration"): what holds the guest, what a second `migrate` and a
     /// `migrate_cancel` get.
