@@ -1,5 +1,6 @@
-//! The SEV key-derivation function and the session key hierarchy
-//! (SEV-REFERENCE.md section 5.2).
+//! The SEV key-derivation function (SEV-REFERENCE.md section 5.2) and the
+//! HMAC-SHA-256 it is built on. The session key hierarchy derived with it
+//! lives in [`crate::session`].
 //!
 //! `KDF` is NIST SP 800-108 in counter mode with HMAC-SHA-256 as the PRF and
 //! little-endian encodings of the counter and of the output length:
@@ -16,8 +17,6 @@ use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
-
-use crate::session::{Kek, Kik, MasterSecret};
 
 /// HMAC-SHA-256, the only MAC and PRF SEV uses.
 pub(crate) type HmacSha256 = Hmac<Sha256>;
@@ -88,37 +87,6 @@ pub fn kdf(key: &[u8], len: usize, label: &str, context: &[u8]) -> Zeroizing<Vec
     out
 }
 
-/// Copies the first 16 bytes of a KDF output into an array.
-fn first16(bytes: &[u8]) -> Zeroizing<[u8; 16]> {
-    let mut key = Zeroizing::new([0u8; 16]);
-    for (dst, src) in key.iter_mut().zip(bytes) {
-        *dst = *src;
-    }
-    key
-}
-
-/// `master = KDF(Z, 16, "sev-master-secret", NONCE)` (SEV-REFERENCE 5.2).
-///
-/// `z` is the ECDH shared secret (48 bytes, big-endian x coordinate, see
-/// [`crate::session::shared_secret`]); any length is accepted because the
-/// published test vectors use a 16-byte all-zero `z`.
-pub fn master_secret(z: &[u8], nonce: &[u8; 16]) -> MasterSecret {
-    let out = kdf(z, 16, LABEL_MASTER_SECRET, nonce);
-    MasterSecret::from_bytes(*first16(&out))
-}
-
-/// `KEK = KDF(master, 16, "sev-kek", "")` (SEV-REFERENCE 5.2).
-pub fn kek(master: &MasterSecret) -> Kek {
-    let out = kdf(master.as_bytes(), 16, LABEL_KEK, &[]);
-    Kek::from_bytes(*first16(&out))
-}
-
-/// `KIK = KDF(master, 16, "sev-kik", "")` (SEV-REFERENCE 5.2).
-pub fn kik(master: &MasterSecret) -> Kik {
-    let out = kdf(master.as_bytes(), 16, LABEL_KIK, &[]);
-    Kik::from_bytes(*first16(&out))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,11 +101,6 @@ mod tests {
     fn kdf_known_answer_master_secret() {
         let out = kdf(&[0u8; 16], 16, "sev-master-secret", &[0u8; 16]);
         assert_eq!(hex::encode(&*out), "ab4d269fcc62bedb4511d56c386ce706");
-        let master = master_secret(&[0u8; 16], &[0u8; 16]);
-        assert_eq!(
-            hex::encode(master.as_bytes()),
-            "ab4d269fcc62bedb4511d56c386ce706"
-        );
     }
 
     /// SEV-REFERENCE 11.1: the single HMAC message of that KDF call, checked
@@ -164,41 +127,6 @@ mod tests {
         assert_eq!(
             hex::encode(mac.finalize().into_bytes()),
             "aa7855e13839dd767cd5da7c1ff5036540c9264b7a803029315e55375287b4af"
-        );
-    }
-
-    /// SEV-REFERENCE 11.1 session test (derived values): KEK and KIK from the
-    /// published master secret.
-    #[test]
-    fn kek_kik_known_answer() {
-        let master = master_secret(&[0u8; 16], &[0u8; 16]);
-        assert_eq!(
-            hex::encode(kek(&master).as_bytes()),
-            "b6abfbfb75ea1ea74ed8750b8afdb973"
-        );
-        assert_eq!(
-            hex::encode(kik(&master).as_bytes()),
-            "53b524bf5669a363f365c864acba8572"
-        );
-    }
-
-    /// SEV-REFERENCE 11.2 (derived): master/KEK/KIK from the Naples ECDH Z.
-    #[test]
-    fn kdf_chain_from_real_z() {
-        let z = unhex("7be34c0ef47fc437ebcc45d14503c5c4aeb458f60e0de7431337fef73d8f57e1a6287e945a73d04e9cdf8b66362c143b");
-        let nonce: [u8; 16] = core::array::from_fn(|i| i as u8);
-        let master = master_secret(&z, &nonce);
-        assert_eq!(
-            hex::encode(master.as_bytes()),
-            "014d09949d42108057fc783a252b6781"
-        );
-        assert_eq!(
-            hex::encode(kek(&master).as_bytes()),
-            "b56cdd777a5fbc9bce11a7217598ac8a"
-        );
-        assert_eq!(
-            hex::encode(kik(&master).as_bytes()),
-            "8b5d0e91f211c152df0bf95383a424e2"
         );
     }
 

@@ -17,7 +17,7 @@ use rand_core::CryptoRngCore;
 use subtle::{Choice, ConstantTimeEq};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::kdf::{hmac_sha256, kek, kik, master_secret};
+use crate::kdf::{hmac_sha256, kdf, LABEL_KEK, LABEL_KIK, LABEL_MASTER_SECRET};
 
 /// AES-128 in CTR mode with a 128-bit big-endian counter (OpenSSL semantics).
 pub(crate) type Aes128Ctr = ctr::Ctr128BE<aes::Aes128>;
@@ -252,6 +252,37 @@ fn mac16(key: &[u8; 16], msg: &[u8]) -> [u8; 32] {
     let mut mac = hmac_sha256(key);
     mac.update(msg);
     mac.finalize().into_bytes().into()
+}
+
+/// Copies the first 16 bytes of a KDF output into an array.
+fn first16(bytes: &[u8]) -> Zeroizing<[u8; 16]> {
+    let mut key = Zeroizing::new([0u8; 16]);
+    for (dst, src) in key.iter_mut().zip(bytes) {
+        *dst = *src;
+    }
+    key
+}
+
+/// `master = KDF(Z, 16, "sev-master-secret", NONCE)` (SEV-REFERENCE 5.2).
+///
+/// `z` is the ECDH shared secret (48 bytes, big-endian x coordinate, see
+/// [`shared_secret`]); any length is accepted because the
+/// published test vectors use a 16-byte all-zero `z`.
+pub fn master_secret(z: &[u8], nonce: &[u8; 16]) -> MasterSecret {
+    let out = kdf(z, 16, LABEL_MASTER_SECRET, nonce);
+    MasterSecret::from_bytes(*first16(&out))
+}
+
+/// `KEK = KDF(master, 16, "sev-kek", "")` (SEV-REFERENCE 5.2).
+pub fn kek(master: &MasterSecret) -> Kek {
+    let out = kdf(master.as_bytes(), 16, LABEL_KEK, &[]);
+    Kek::from_bytes(*first16(&out))
+}
+
+/// `KIK = KDF(master, 16, "sev-kik", "")` (SEV-REFERENCE 5.2).
+pub fn kik(master: &MasterSecret) -> Kik {
+    let out = kdf(master.as_bytes(), 16, LABEL_KIK, &[]);
+    Kik::from_bytes(*first16(&out))
 }
 
 /// POLICY_MAC = HMAC-SHA256(TIK, LE32(policy)).
@@ -647,5 +678,51 @@ mod tests {
             }
         );
         assert_eq!(Tek::from_slice(&[9; 16]).unwrap().as_bytes(), &[9; 16]);
+    }
+
+    /// SEV-REFERENCE 11.1 (virtee/sev src/session/key.rs, test `derive`):
+    /// the master secret of KDF(00×16, 16, "sev-master-secret", 00×16).
+    #[test]
+    fn master_secret_known_answer() {
+        let master = master_secret(&[0u8; 16], &[0u8; 16]);
+        assert_eq!(
+            hex::encode(master.as_bytes()),
+            "ab4d269fcc62bedb4511d56c386ce706"
+        );
+    }
+
+    /// SEV-REFERENCE 11.1 session test (derived values): KEK and KIK from the
+    /// published master secret.
+    #[test]
+    fn kek_kik_known_answer() {
+        let master = master_secret(&[0u8; 16], &[0u8; 16]);
+        assert_eq!(
+            hex::encode(kek(&master).as_bytes()),
+            "b6abfbfb75ea1ea74ed8750b8afdb973"
+        );
+        assert_eq!(
+            hex::encode(kik(&master).as_bytes()),
+            "53b524bf5669a363f365c864acba8572"
+        );
+    }
+
+    /// SEV-REFERENCE 11.2 (derived): master/KEK/KIK from the Naples ECDH Z.
+    #[test]
+    fn kdf_chain_from_real_z() {
+        let z: [u8; 48] = unhex("7be34c0ef47fc437ebcc45d14503c5c4aeb458f60e0de7431337fef73d8f57e1a6287e945a73d04e9cdf8b66362c143b");
+        let nonce: [u8; 16] = core::array::from_fn(|i| i as u8);
+        let master = master_secret(&z, &nonce);
+        assert_eq!(
+            hex::encode(master.as_bytes()),
+            "014d09949d42108057fc783a252b6781"
+        );
+        assert_eq!(
+            hex::encode(kek(&master).as_bytes()),
+            "b56cdd777a5fbc9bce11a7217598ac8a"
+        );
+        assert_eq!(
+            hex::encode(kik(&master).as_bytes()),
+            "8b5d0e91f211c152df0bf95383a424e2"
+        );
     }
 }

@@ -204,7 +204,7 @@ fn check_candidate(
     let cek = Certificate::decode(bytes).map_err(|e| {
         unusable(format!(
             "does not decode: {}",
-            crate::chain::error_chain(&e)
+            crate::error::error_chain(&e)
         ))
     })?;
     if cek.usage() != Usage::Cek {
@@ -221,7 +221,7 @@ fn check_candidate(
     cek.verify_signed_by_ca(ask).map_err(|e| {
         unusable(format!(
             "not signed by the chain's ASK: {}",
-            crate::chain::error_chain(&e)
+            crate::error::error_chain(&e)
         ))
     })?;
     Ok(cek)
@@ -306,7 +306,7 @@ pub fn resolve(
             let path = dir.join(&name);
             match store(dir, &path, &bytes) {
                 Ok(()) => origin = format!("{url} (cached in {})", path.display()),
-                Err(e) => origin = format!("{url} (not cached: {})", crate::chain::error_chain(&e)),
+                Err(e) => origin = format!("{url} (not cached: {})", crate::error::error_chain(&e)),
             }
         }
     }

@@ -747,7 +747,7 @@ pub fn verify(
                     chain
                         .check(check, &chain.ark)
                         .err()
-                        .map(|e| error_chain(&e))
+                        .map(|e| crate::error::error_chain(&e))
                 };
                 // Say what is missing for a real host's unsigned CEK.
                 let failure = match (failure, check, &cek_missing) {
@@ -773,17 +773,6 @@ pub fn verify(
         checks,
         verified,
     })
-}
-
-/// An error and its sources on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(src) = cur {
-        let _ = write!(s, ": {src}");
-        cur = src.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -460,7 +460,7 @@ fn verify_chain(
     v.into_result().map_err(|e| {
         refused(
             "verify chain",
-            format!("{}\n{rendered}", chain::error_chain(&e)),
+            format!("{}\n{rendered}", crate::error::error_chain(&e)),
         )
     })
 }

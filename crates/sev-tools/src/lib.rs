@@ -9,6 +9,7 @@
 //! * [`attest`]: attestation report verification;
 //! * [`platform`]: `sev-firmware`'s platform management (`/dev/sev` or an
 //!   emulated platform) as `sev-platform` reports it, and the owner-CA side;
+//! * [`error`]: an error and its sources on one line;
 //! * [`io`]: bounded reads, path-or-base64 arguments, atomic output files.
 //!
 //! QMP (`sev-owner --qmp`, the launch driver) goes through the client of
@@ -23,6 +24,7 @@ pub mod attest;
 pub mod cek;
 pub mod chain;
 pub mod cli;
+pub mod error;
 pub mod io;
 pub mod launch;
 pub mod measure;

@@ -280,9 +280,9 @@ mod tests {
         ] {
             let e = parse_spec(spec).unwrap_err();
             assert!(
-                crate::chain::error_chain(&e).contains(want),
+                crate::error::error_chain(&e).contains(want),
                 "{spec}: {}",
-                crate::chain::error_chain(&e)
+                crate::error::error_chain(&e)
             );
         }
     }

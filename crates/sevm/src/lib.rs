@@ -13,9 +13,12 @@
 //! The bundled demo guest (`sevm -write-demo-guest FILE`) is the
 //! `sevm-demo` crate.
 
+pub mod config;
+pub mod control;
 pub mod debug;
 pub mod devices;
 pub mod gdb;
+pub(crate) mod keyval;
 pub mod machine;
 pub mod memory;
 pub mod migration;

@@ -2,12 +2,12 @@
 //! port-I/O devices, and the run/pause/resume/exit life cycle.
 //!
 //! Life cycle: [`Machine::new`] builds everything with the vCPUs stopped
-//! ([`RunState::Created`]); the SEV launch happens in between; [`Machine::start`]
+//! ([`MachineState::Created`]); the SEV launch happens in between; [`Machine::start`]
 //! spawns one thread per vCPU; [`Machine::pause`] / [`Machine::resume`] stop and
 //! restart them at a safe point (outside `KVM_RUN`, vCPU fds released so their
 //! state can be read or written); the first of a debug-exit write, a shutdown,
 //! an unrecoverable error or [`Machine::request_quit`] ends the machine
-//! ([`RunState::Exited`], a [`MachineExit`]).
+//! ([`MachineState::Exited`], a [`MachineExit`]).
 //!
 //! Only the bootstrap processor (vCPU 0) runs from the reset vector. The
 //! application processors are created (so their state exists for snapshots)
@@ -64,6 +64,9 @@ pub struct MachineConfig {
     pub dirty_logging: bool,
     /// KVM VM type (0 for the default; SEV hardware may need another).
     pub vm_type: u64,
+    /// Name the vCPU threads as QEMU's `-name debug-threads=on` does
+    /// (`CPU 0/KVM`, ...) instead of `vcpu0`, ...
+    pub qemu_thread_names: bool,
     /// Runs between memory-slot registration and vCPU creation.
     pub pre_vcpu_hook: Option<PreVcpuHook>,
 }
@@ -77,6 +80,7 @@ impl std::fmt::Debug for MachineConfig {
             .field("serial", &self.serial)
             .field("dirty_logging", &self.dirty_logging)
             .field("vm_type", &self.vm_type)
+            .field("qemu_thread_names", &self.qemu_thread_names)
             .field("pre_vcpu_hook", &self.pre_vcpu_hook.is_some())
             .finish()
     }
@@ -92,6 +96,7 @@ impl MachineConfig {
             serial: SerialOutput::Stdout,
             dirty_logging: false,
             vm_type: 0,
+            qemu_thread_names: false,
             pre_vcpu_hook: None,
         }
     }
@@ -126,7 +131,7 @@ impl std::fmt::Display for MachineExit {
 
 /// Where the machine is in its life cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunState {
+pub enum MachineState {
     /// Built, vCPUs never started.
     Created,
     /// vCPU threads running.
@@ -189,7 +194,7 @@ pub enum MachineError {
         /// What was attempted.
         op: &'static str,
         /// The state the machine was in.
-        state: RunState,
+        state: MachineState,
     },
     /// A device could not be placed on the I/O bus.
     #[error(transparent)]
@@ -225,7 +230,7 @@ pub struct MemorySlot {
 }
 
 // ---------------------------------------------------------------------------
-// Shared control state between the machine and its vCPU threads.
+// The run control state shared by the machine and its vCPU threads.
 
 const REQ_RUN: u8 = 0;
 const REQ_PAUSE: u8 = 1;
@@ -233,7 +238,7 @@ const REQ_STOP: u8 = 2;
 
 #[derive(Debug)]
 struct Inner {
-    state: RunState,
+    state: MachineState,
     /// Threads inside the park wait (paused, or APs waiting) plus finished.
     parked: usize,
     /// Threads that have returned.
@@ -250,7 +255,7 @@ struct Inner {
 }
 
 #[derive(Debug)]
-struct Shared {
+struct RunControl {
     /// REQ_* mirror of what the threads should do, checked without the lock.
     request: AtomicU8,
     inner: Mutex<Inner>,
@@ -275,7 +280,7 @@ impl DebugConfig {
     }
 }
 
-impl Shared {
+impl RunControl {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -303,7 +308,7 @@ impl Shared {
         if g.exit.is_none() {
             log::debug!("machine exit: {exit}");
             g.exit = Some(exit);
-            g.state = RunState::Exited;
+            g.state = MachineState::Exited;
             self.request.store(REQ_STOP, Ordering::SeqCst);
             self.kick_all(g);
             // Lock order: shared, then a device (vCPU threads never take
@@ -316,7 +321,7 @@ impl Shared {
 
 /// A handle to wait for the machine's exit from another thread.
 #[derive(Debug, Clone)]
-pub struct ExitHandle(Arc<Shared>);
+pub struct ExitHandle(Arc<RunControl>);
 
 impl ExitHandle {
     /// Blocks until the machine has exited; returns how.
@@ -336,7 +341,7 @@ impl ExitHandle {
     }
 
     /// The current run state.
-    pub fn run_state(&self) -> RunState {
+    pub fn run_state(&self) -> MachineState {
         self.0.lock().state
     }
 }
@@ -370,8 +375,9 @@ pub struct Machine {
     control: ControlHandle,
     slots: Vec<MemorySlot>,
     dirty_logging: bool,
+    qemu_thread_names: bool,
     msr_indices: Vec<u32>,
-    shared: Arc<Shared>,
+    shared: Arc<RunControl>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -398,6 +404,7 @@ impl Machine {
             serial,
             dirty_logging,
             vm_type,
+            qemu_thread_names,
             pre_vcpu_hook,
         } = config;
         if vcpus == 0 || vcpus > MAX_VCPUS {
@@ -504,11 +511,12 @@ impl Machine {
             control,
             slots,
             dirty_logging,
+            qemu_thread_names,
             msr_indices,
-            shared: Arc::new(Shared {
+            shared: Arc::new(RunControl {
                 request: AtomicU8::new(REQ_RUN),
                 inner: Mutex::new(Inner {
-                    state: RunState::Created,
+                    state: MachineState::Created,
                     parked: 0,
                     debug_stop: None,
                     finished: 0,
@@ -628,7 +636,7 @@ impl Machine {
     }
 
     /// The current run state.
-    pub fn run_state(&self) -> RunState {
+    pub fn run_state(&self) -> MachineState {
         self.shared.lock().state
     }
 
@@ -659,7 +667,7 @@ impl Machine {
 
     fn require_stopped(&self, op: &'static str) -> Result<(), MachineError> {
         match self.run_state() {
-            RunState::Created | RunState::Paused => Ok(()),
+            MachineState::Created | MachineState::Paused => Ok(()),
             state => Err(MachineError::WrongState { op, state }),
         }
     }
@@ -722,7 +730,7 @@ impl Machine {
     /// Takes the guest-debug trap that stopped the vCPUs, if any: the vCPU
     /// index and the linear address of the next instruction. After a trap
     /// the vCPUs are parked but the machine still says
-    /// [`RunState::Running`] until [`Machine::pause`].
+    /// [`MachineState::Running`] until [`Machine::pause`].
     pub fn take_debug_stop(&self) -> Option<(usize, u64)> {
         let mut g = self.shared.lock();
         g.debug_stop.take().map(|(id, pc)| (id as usize, pc))
@@ -748,11 +756,11 @@ impl Machine {
         self.shared.lock().debug_stop.is_some()
     }
 
-    /// Starts the vCPU threads (once, from [`RunState::Created`]).
+    /// Starts the vCPU threads (once, from [`MachineState::Created`]).
     pub fn start(&self) -> Result<(), MachineError> {
         let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
         let mut g = self.shared.lock();
-        if g.state != RunState::Created {
+        if g.state != MachineState::Created {
             return Err(MachineError::WrongState {
                 op: "start",
                 state: g.state,
@@ -764,8 +772,14 @@ impl Machine {
             let shared = self.shared.clone();
             let bus = self.bus.clone();
             let id = slot.id;
+            // QEMU's debug-threads=on names; Linux keeps the first 15 bytes.
+            let name = if self.qemu_thread_names {
+                format!("CPU {id}/KVM")
+            } else {
+                format!("vcpu{id}")
+            };
             let spawned = std::thread::Builder::new()
-                .name(format!("vcpu{id}"))
+                .name(name)
                 .spawn(move || vcpu_thread(&slot, &shared, &bus));
             match spawned {
                 Ok(handle) => {
@@ -783,7 +797,7 @@ impl Machine {
                 }
             }
         }
-        g.state = RunState::Running;
+        g.state = MachineState::Running;
         self.shared.cond.notify_all();
         Ok(())
     }
@@ -793,14 +807,14 @@ impl Machine {
     pub fn pause(&self) -> Result<(), MachineError> {
         let mut g = self.shared.lock();
         match g.state {
-            RunState::Created | RunState::Paused => return Ok(()),
-            RunState::Exited => {
+            MachineState::Created | MachineState::Paused => return Ok(()),
+            MachineState::Exited => {
                 return Err(MachineError::WrongState {
                     op: "pause",
-                    state: RunState::Exited,
+                    state: MachineState::Exited,
                 })
             }
-            RunState::Running => {}
+            MachineState::Running => {}
         }
         self.shared.request.store(REQ_PAUSE, Ordering::SeqCst);
         self.shared.kick_all(&g);
@@ -810,10 +824,10 @@ impl Machine {
         if g.exit.is_some() {
             return Err(MachineError::WrongState {
                 op: "pause",
-                state: RunState::Exited,
+                state: MachineState::Exited,
             });
         }
-        g.state = RunState::Paused;
+        g.state = MachineState::Paused;
         Ok(())
     }
 
@@ -821,8 +835,8 @@ impl Machine {
     pub fn resume(&self) -> Result<(), MachineError> {
         let mut g = self.shared.lock();
         match g.state {
-            RunState::Paused => {}
-            RunState::Running => return Ok(()),
+            MachineState::Paused => {}
+            MachineState::Running => return Ok(()),
             state => {
                 return Err(MachineError::WrongState {
                     op: "resume",
@@ -831,7 +845,7 @@ impl Machine {
             }
         }
         self.shared.request.store(REQ_RUN, Ordering::SeqCst);
-        g.state = RunState::Running;
+        g.state = MachineState::Running;
         self.shared.cond.notify_all();
         Ok(())
     }
@@ -884,7 +898,7 @@ impl Drop for Machine {
 }
 
 /// Parks until this vCPU may run; returns false when the machine stops.
-fn park(slot: &VcpuSlot, shared: &Shared) -> bool {
+fn park(slot: &VcpuSlot, shared: &RunControl) -> bool {
     let mut g = shared.lock();
     let mut counted = false;
     let run = loop {
@@ -911,7 +925,7 @@ fn park(slot: &VcpuSlot, shared: &Shared) -> bool {
     run
 }
 
-fn vcpu_thread(slot: &VcpuSlot, shared: &Shared, bus: &IoBus) {
+fn vcpu_thread(slot: &VcpuSlot, shared: &RunControl, bus: &IoBus) {
     // Threads inherit the spawner's signal mask; kicks must get through.
     if let Err(e) = vmm_sys_util::signal::unblock_signal(vcpu::kick_signal()) {
         log::warn!("vCPU {}: cannot unblock the kick signal: {e}", slot.id);
@@ -1021,15 +1035,56 @@ mod tests {
         }
         let out = CaptureBuffer::new();
         let m = Machine::new(config(tiny_firmware(7), &out)).unwrap();
-        assert_eq!(m.run_state(), RunState::Created);
+        assert_eq!(m.run_state(), MachineState::Created);
         let s = m.vcpu_state(0).unwrap();
         assert_eq!(s.sregs.cs.selector, 0xF000);
         assert_eq!(s.sregs.cs.base, 0xFFFF_0000);
         assert_eq!(s.regs.rip, 0xFFF0);
         assert_eq!(m.run_until_exit().unwrap(), MachineExit::GuestExit(7));
         assert_eq!(out.text(), "A");
-        assert_eq!(m.run_state(), RunState::Exited);
+        assert_eq!(m.run_state(), MachineState::Exited);
         assert!(m.start().is_err());
+    }
+
+    /// The names of this process's threads.
+    fn thread_names() -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|n| n.trim_end().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn vcpu_threads_take_qemu_names_on_request() {
+        if !testutil::kvm_available("vcpu_threads_take_qemu_names_on_request") {
+            return;
+        }
+        // Two vCPUs that halt with interrupts enabled: they stay until quit.
+        let mut fw = vec![0xF4u8; 0x10000];
+        let at = fw.len() - 16;
+        fw[at..at + 2].copy_from_slice(&[0xFB, 0xF4]); // sti; hlt
+        let out = CaptureBuffer::new();
+        let mut c = config(fw, &out);
+        c.vcpus = 2;
+        c.qemu_thread_names = true;
+        let m = Machine::new(c).unwrap();
+        m.start().unwrap();
+        // Each thread names itself as it starts.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let names = loop {
+            let names = thread_names();
+            if names.iter().filter(|n| n.ends_with("/KVM")).count() == 2
+                || std::time::Instant::now() > deadline
+            {
+                break names;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        m.request_quit();
+        assert!(names.iter().any(|n| n == "CPU 0/KVM"), "{names:?}");
+        assert!(names.iter().any(|n| n == "CPU 1/KVM"), "{names:?}");
+        assert_eq!(m.wait_for_exit(), MachineExit::Quit);
     }
 
     #[test]
@@ -1068,7 +1123,7 @@ mod tests {
         // Still halted, not exited, after running a while longer.
         m.resume().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(100));
-        assert_eq!(m.run_state(), RunState::Running);
+        assert_eq!(m.run_state(), MachineState::Running);
         m.pause().unwrap();
         assert!(m.vcpu_state(0).unwrap().halted);
         // A restored state that is not halted runs on after the hlt.
@@ -1183,7 +1238,7 @@ mod tests {
         assert!(matches!(
             m.resume(),
             Err(MachineError::WrongState {
-                state: RunState::Created,
+                state: MachineState::Created,
                 ..
             })
         ));
@@ -1191,13 +1246,13 @@ mod tests {
         assert!(matches!(
             m.vcpu_state(0),
             Err(MachineError::WrongState {
-                state: RunState::Running,
+                state: MachineState::Running,
                 ..
             })
         ));
         for _ in 0..3 {
             m.pause().unwrap();
-            assert_eq!(m.run_state(), RunState::Paused);
+            assert_eq!(m.run_state(), MachineState::Paused);
             let s = m.vcpu_state(0).unwrap();
             assert_eq!(
                 s.regs.rip, 0xFFF0,
@@ -1205,7 +1260,7 @@ mod tests {
             );
             m.set_vcpu_state(0, &s).unwrap();
             m.resume().unwrap();
-            assert_eq!(m.run_state(), RunState::Running);
+            assert_eq!(m.run_state(), MachineState::Running);
         }
         let handle = m.exit_handle();
         assert_eq!(handle.try_exit(), None);

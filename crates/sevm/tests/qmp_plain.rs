@@ -154,3 +154,67 @@ fn sigterm_shuts_down_like_qemu() {
     assert!(err.contains("sevm: terminating on signal 15"), "{err}");
     assert!(!sock.exists(), "socket removed");
 }
+
+/// `-name ...,debug-threads=on` names the vCPU threads as QEMU does.
+#[test]
+fn debug_threads_name_the_vcpu_threads_like_qemu() {
+    if !sevm_testutil::kvm("debug_threads_name_the_vcpu_threads_like_qemu") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A firmware that halts with interrupts enabled: it runs until quit.
+    let mut image = vec![0xF4u8; 0x10000];
+    image[0xFFF0..0xFFF2].copy_from_slice(&[0xFB, 0xF4]); // sti; hlt
+    let fw = dir.path().join("idle.fd");
+    std::fs::write(&fw, image).unwrap();
+    for (debug_threads, expected) in [
+        ("on", ["CPU 0/KVM", "CPU 1/KVM"]),
+        ("off", ["vcpu0", "vcpu1"]),
+    ] {
+        let sock = dir.path().join(format!("t{debug_threads}.sock"));
+        let mut vm = Sevm::spawn([
+            "-bios".as_ref(),
+            fw.as_os_str(),
+            "-m".as_ref(),
+            "16".as_ref(),
+            "-smp".as_ref(),
+            "2".as_ref(),
+            "-S".as_ref(),
+            "-name".as_ref(),
+            format!("guest=t,debug-threads={debug_threads}").as_ref(),
+            "-qmp".as_ref(),
+            format!("unix:{},server=on,wait=off", sock.display()).as_ref(),
+        ]);
+        let mut q = vm.qmp(&sock);
+        q.ok("qmp_capabilities", serde_json::Value::Null);
+        q.ok("cont", serde_json::Value::Null);
+        let tasks = format!("/proc/{}/task", vm.child.id());
+        let thread_names = || -> Vec<String> {
+            std::fs::read_dir(&tasks)
+                .unwrap()
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .map(|n| n.trim_end().to_string())
+                .collect()
+        };
+        // Each vCPU thread names itself as it starts.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let names = loop {
+            let names = thread_names();
+            if expected.iter().all(|e| names.iter().any(|n| n == e))
+                || std::time::Instant::now() > deadline
+            {
+                break names;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        q.ok("quit", serde_json::Value::Null);
+        let st = vm.wait();
+        assert_exit(st, 0, &vm.stderr_text());
+        for name in expected {
+            assert!(
+                names.iter().any(|n| n == name),
+                "{debug_threads}: {names:?}"
+            );
+        }
+    }
+}

@@ -8,13 +8,14 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use sev_proto::abi::Policy;
 
-use super::owner::temp_dir;
 use crate::chain::{CaOptions, ChainSource, Trust};
 use crate::io;
 use crate::launch::{self, ChainInput, Device, Plan, Report};
 use crate::measure::DigestInputs;
 use crate::platform::{CreateOptions, EmulatedPlatform, PlatformError, PlatformManagement};
 use crate::secret;
+
+use super::tempdir::temp_dir;
 
 /// The GUID the demo's secret is stored under.
 pub const DEMO_SECRET_GUID: &str = "f4d5a2c1-6b3e-4c8f-9a1d-2e7b5c3f8a90";

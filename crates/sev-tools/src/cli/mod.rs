@@ -5,6 +5,7 @@
 pub mod demo;
 pub mod owner;
 pub mod platform;
+pub mod tempdir;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

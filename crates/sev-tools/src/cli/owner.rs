@@ -12,6 +12,7 @@ use sev_proto::measurement::MeasureBlob;
 use sev_proto::ovmf::FooterTable;
 use sev_proto::session::Tik;
 
+use super::tempdir::temp_dir;
 use super::{parse_digest, parse_policy, parse_u8, verify_chain, SourceArgs, TrustArgs};
 use crate::io::{self, path_or_b64, path_or_b64_array};
 use crate::measure::{self, DigestInputs, FirmwareVersion};
@@ -701,17 +702,4 @@ fn launch_cmd(a: LaunchArgs) -> Result<()> {
         Some(0) | None => Ok(()),
         Some(c) => bail!("the guest exited with status {c}"),
     }
-}
-
-/// A private (0700) temporary directory under `$XDG_RUNTIME_DIR` (or the
-/// system temporary directory), removed on drop.
-pub fn temp_dir() -> Result<tempfile::TempDir> {
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|p| p.is_dir())
-        .unwrap_or_else(std::env::temp_dir);
-    tempfile::Builder::new()
-        .prefix("sev-owner-")
-        .tempdir_in(&base)
-        .with_context(|| format!("cannot create a temporary directory in {}", base.display()))
 }

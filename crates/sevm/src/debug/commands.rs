@@ -22,7 +22,7 @@ use sevm_qmp::QmpError;
 
 use super::hmp::error_text;
 use super::{DebugError, GuestDebug, View, MAX_INLINE};
-use crate::machine::RunState;
+use crate::machine::MachineState;
 use crate::vcpu::VcpuState;
 
 fn generic(desc: impl Into<String>) -> QmpError {
@@ -42,7 +42,7 @@ pub fn vcpu_state(
         index,
         reason: e.to_string(),
     };
-    let running = machine.run_state() == RunState::Running;
+    let running = machine.run_state() == MachineState::Running;
     if running {
         machine.pause().map_err(err)?;
     }

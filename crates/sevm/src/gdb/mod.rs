@@ -37,9 +37,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::config::GdbConfig;
+use crate::control::VmControl;
 use crate::debug::{hmp::error_text, DebugError, GuestDebug, View};
-use crate::machine::{MachineExit, RunState};
-use crate::options::GdbConfig;
+use crate::machine::{MachineExit, MachineState};
 use crate::vcpu::VcpuState;
 use protocol::{Command, Incoming, PacketReader};
 
@@ -49,20 +50,23 @@ const MAX_BREAKPOINTS: usize = 64;
 /// How often a continuing stub checks whether the guest ended.
 const POLL: Duration = Duration::from_millis(20);
 
-/// A run-state change requested by the stub (the VMM's `cont`/`stop`, with
-/// their QMP events).
-pub type Control = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
-
-/// What the stub debugs.
+/// What the stub debugs: the VM, through its control interface.
 pub struct Target {
     /// Memory and vCPU access.
     pub debug: GuestDebug,
-    /// Starts or resumes the VM (QMP `cont`).
-    pub cont: Control,
-    /// Pauses the VM (QMP `stop`).
-    pub stop: Control,
-    /// Quits the VM (QMP `quit`).
-    pub quit: Box<dyn Fn() + Send + Sync>,
+    /// Run-state changes (QMP's `cont`, `stop` and `quit`, with their
+    /// events).
+    pub vm: Arc<dyn VmControl>,
+}
+
+impl Target {
+    /// The target of `vm`.
+    pub fn new(vm: Arc<dyn VmControl>) -> Self {
+        Target {
+            debug: vm.debug(),
+            vm,
+        }
+    }
 }
 
 impl std::fmt::Debug for Target {
@@ -248,9 +252,9 @@ fn cleanup(target: &Target, session: &mut Session) {
         return;
     }
     let machine = target.debug.machine();
-    let running = machine.run_state() == RunState::Running;
+    let running = machine.run_state() == MachineState::Running;
     if running {
-        if let Err(e) = (target.stop)() {
+        if let Err(e) = target.vm.stop() {
             log::warn!("gdb: cannot stop the VM to remove breakpoints: {e}");
         }
     }
@@ -259,7 +263,7 @@ fn cleanup(target: &Target, session: &mut Session) {
     }
     let _ = machine.take_debug_stop();
     if running {
-        if let Err(e) = (target.cont)() {
+        if let Err(e) = target.vm.cont() {
             log::warn!("gdb: cannot resume the VM: {e}");
         }
     }
@@ -284,11 +288,11 @@ fn serve(stream: &TcpStream, target: &Target, client: &Client) -> std::io::Resul
     let machine = Arc::clone(target.debug.machine());
     let mut session = Session {
         cpu: 0,
-        was_running: machine.run_state() == RunState::Running,
+        was_running: machine.run_state() == MachineState::Running,
         breakpoints: std::collections::BTreeSet::new(),
         stepping: None,
     };
-    if let Err(e) = (target.stop)() {
+    if let Err(e) = target.vm.stop() {
         log::warn!("gdb: cannot stop the VM: {e}");
     }
     let result = session_loop(stream, target, client, &mut session);
@@ -469,7 +473,7 @@ fn handle(cmd: Command, target: &Target, session: &mut Session) -> Reply {
             if target.debug.machine().exit().is_some() {
                 return Reply::Packet(stop_reply(target, 5, session.cpu));
             }
-            match (target.cont)() {
+            match target.vm.cont() {
                 Ok(()) => Reply::Continue,
                 Err(e) => {
                     log::warn!("gdb: continue failed: {e}");
@@ -486,7 +490,7 @@ fn handle(cmd: Command, target: &Target, session: &mut Session) -> Reply {
                 return p("E01");
             }
             session.stepping = Some(session.cpu);
-            match (target.cont)() {
+            match target.vm.cont() {
                 Ok(()) => Reply::Continue,
                 Err(e) => {
                     log::warn!("gdb: step failed: {e}");
@@ -524,14 +528,14 @@ fn handle(cmd: Command, target: &Target, session: &mut Session) -> Reply {
         Command::Detach => {
             cleanup(target, session);
             if session.was_running {
-                if let Err(e) = (target.cont)() {
+                if let Err(e) = target.vm.cont() {
                     log::warn!("gdb: cannot resume the VM on detach: {e}");
                 }
             }
             Reply::Close(Some("OK".into()))
         }
         Command::Kill => {
-            (target.quit)();
+            target.vm.quit();
             Reply::Close(None)
         }
         Command::Malformed => p("E01"),
@@ -562,7 +566,7 @@ fn run_until_stop(
             // A single-step or breakpoint trap parked the vCPUs: pause the
             // machine (STOP event) and report SIGTRAP on that vCPU.
             client.continuing.store(false, Ordering::SeqCst);
-            if let Err(e) = (target.stop)() {
+            if let Err(e) = target.vm.stop() {
                 log::warn!("gdb: cannot stop the VM: {e}");
             }
             if let Some((cpu, _pc)) = machine.take_debug_stop() {
@@ -584,7 +588,7 @@ fn run_until_stop(
                     .contains(&Incoming::Interrupt);
                 if interrupted {
                     client.continuing.store(false, Ordering::SeqCst);
-                    if let Err(e) = (target.stop)() {
+                    if let Err(e) = target.vm.stop() {
                         log::warn!("gdb: cannot stop the VM: {e}");
                     }
                     let _ = machine.take_debug_stop();

@@ -47,19 +47,6 @@ pub const CONFIRM: u8 = 0x00;
 /// Longest error text a target sends.
 pub const MAX_ERROR_LEN: usize = 1024;
 
-/// Default bound of every single wait on the migration peer
-/// (`x-peer-timeout`), in milliseconds.
-pub const DEFAULT_PEER_TIMEOUT_MS: u64 = 30_000;
-/// Smallest settable `x-peer-timeout`.
-pub const MIN_PEER_TIMEOUT_MS: u64 = 100;
-/// Largest settable `x-peer-timeout` (one hour).
-pub const MAX_PEER_TIMEOUT_MS: u64 = 3_600_000;
-
-/// The effective peer timeout of a parameter value.
-pub fn peer_timeout(ms: Option<u64>) -> Duration {
-    Duration::from_millis(ms.unwrap_or(DEFAULT_PEER_TIMEOUT_MS))
-}
-
 /// Whether an I/O error is a socket timeout (`SO_RCVTIMEO`/`SO_SNDTIMEO`
 /// expired: Linux reports `EAGAIN`).
 pub fn is_timeout(e: &std::io::Error) -> bool {
@@ -396,8 +383,8 @@ mod tests {
             std::io::ErrorKind::BrokenPipe
         )));
         assert_eq!(
-            peer_timeout(None),
-            Duration::from_millis(DEFAULT_PEER_TIMEOUT_MS)
+            super::super::parameters::peer_timeout(None),
+            Duration::from_millis(super::super::parameters::DEFAULT_PEER_TIMEOUT_MS)
         );
     }
 }

@@ -52,24 +52,26 @@
 //! SEV firmware keeps no record of consumed sessions, so this is a clone,
 //! exactly like restoring the same snapshot file twice.
 
+pub mod endpoint;
 pub mod handover;
+pub mod parameters;
 pub mod source;
 pub mod stream;
 pub mod target;
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use sevm_qmp::response::{MigrationInfo, MigrationStats, MigrationStatus};
-use sevm_qmp::MigrateSetParameters as MigrationParameters;
 use sevm_qmp::QmpEvent;
 
-use crate::machine::Machine;
 use crate::sev::{MigrationCommands, PlatformManagement, SevError};
 
+use crate::control::VmControl;
+pub use endpoint::Endpoint;
+pub use parameters::Parameters;
 pub use stream::StreamError;
 
 /// Guest page size of every packet but the end packet.
@@ -250,53 +252,6 @@ impl Cancel {
     }
 }
 
-/// Where a stream goes or comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `file:PATH` (the snapshot is written to a temporary file in the same
-    /// directory and renamed only when complete).
-    File(PathBuf),
-    /// `tcp:HOST:PORT`.
-    Tcp(String),
-    /// `unix:PATH`.
-    Unix(PathBuf),
-}
-
-impl Endpoint {
-    /// Parses a QMP `migrate` URI.
-    pub fn parse(uri: &str) -> Result<Endpoint, MigrationError> {
-        let bad = |problem: &str| MigrationError::Uri {
-            uri: uri.to_string(),
-            problem: problem.to_string(),
-        };
-        let (scheme, rest) = uri
-            .split_once(':')
-            .ok_or_else(|| bad("expected file:PATH, tcp:HOST:PORT or unix:PATH"))?;
-        match scheme {
-            "file" if !rest.is_empty() => Ok(Endpoint::File(PathBuf::from(rest))),
-            "unix" if !rest.is_empty() => Ok(Endpoint::Unix(PathBuf::from(rest))),
-            "tcp" => {
-                let (host, port) = rest
-                    .rsplit_once(':')
-                    .ok_or_else(|| bad("tcp: needs HOST:PORT"))?;
-                let port: u16 = port.parse().map_err(|_| bad("bad port"))?;
-                let host = if host.is_empty() { "127.0.0.1" } else { host };
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                Ok(Endpoint::Tcp(if host.contains(':') {
-                    format!("[{host}]:{port}")
-                } else {
-                    format!("{host}:{port}")
-                }))
-            }
-            "file" | "unix" => Err(bad("needs a path")),
-            "exec" => Err(bad(
-                "exec: is not supported by sevm (use file:, tcp: or unix:)",
-            )),
-            _ => Err(bad("unknown transport (file:, tcp: or unix:)")),
-        }
-    }
-}
-
 /// A connected stream socket of either family (the source's connection,
 /// the target's accepted one).
 pub(crate) trait StreamSocket:
@@ -329,18 +284,6 @@ macro_rules! stream_socket {
 }
 
 stream_socket!(std::net::TcpStream, std::os::unix::net::UnixStream);
-
-/// What the migration thread needs from the VMM.
-pub trait VmControl: Send + Sync {
-    /// The machine.
-    fn machine(&self) -> &Arc<Machine>;
-    /// Pauses the vCPUs (STOP event); returns whether they were running.
-    fn pause_vm(&self) -> Result<bool, String>;
-    /// Resumes the vCPUs (RESUME event).
-    fn resume_vm(&self) -> Result<(), String>;
-    /// Emits a QMP event.
-    fn emit_event(&self, event: &QmpEvent);
-}
 
 /// The SEV side of the VM being migrated.
 #[derive(Clone, Debug)]
@@ -516,7 +459,7 @@ pub type IncomingJob =
 #[derive(Default)]
 pub struct Migrations {
     state: Mutex<State>,
-    params: Mutex<MigrationParameters>,
+    params: Mutex<Parameters>,
 }
 
 impl std::fmt::Debug for Migrations {
@@ -554,45 +497,21 @@ impl std::fmt::Display for Hold {
 }
 
 impl Migrations {
-    /// `migrate-set-parameters`: checks, then merges the given members
-    /// (the certificates arrive decoded: QMP's schema checks their base64).
-    pub fn set_parameters(&self, p: MigrationParameters) -> Result<(), MigrationError> {
-        if let Some(t) = p.x_peer_timeout {
-            if !(handover::MIN_PEER_TIMEOUT_MS..=handover::MAX_PEER_TIMEOUT_MS).contains(&t) {
-                return Err(MigrationError::Parameter {
-                    name: "x-peer-timeout",
-                    problem: format!(
-                        "{t} ms is out of range ({}..={} ms)",
-                        handover::MIN_PEER_TIMEOUT_MS,
-                        handover::MAX_PEER_TIMEOUT_MS
-                    ),
-                });
-            }
-        }
-        let mut cur = lock(&self.params);
-        macro_rules! merge {
-            ($($f:ident),*) => {$( if p.$f.is_some() { cur.$f = p.$f; } )*};
-        }
-        merge!(
-            max_bandwidth,
-            downtime_limit,
-            avail_switchover_bandwidth,
-            sev_pdh,
-            sev_plat_cert,
-            sev_amd_cert,
-            x_peer_timeout
-        );
+    /// `migrate-set-parameters`: checks, then merges the given members.
+    pub fn set_parameters(&self, p: Parameters) -> Result<(), MigrationError> {
+        p.check()?;
+        lock(&self.params).merge(p);
         Ok(())
     }
 
     /// `query-migrate-parameters`.
-    pub fn parameters(&self) -> MigrationParameters {
+    pub fn parameters(&self) -> Parameters {
         lock(&self.params).clone()
     }
 
     /// The bound of every wait on a migration peer (`x-peer-timeout`).
     pub fn peer_timeout(&self) -> Duration {
-        handover::peer_timeout(lock(&self.params).x_peer_timeout)
+        lock(&self.params).peer_timeout()
     }
 
     /// Whether a completed migration sent the guest away (the source must
@@ -911,44 +830,6 @@ impl Drop for Migrations {
 mod tests {
     use super::*;
 
-    #[test]
-    fn uris() {
-        assert_eq!(
-            Endpoint::parse("file:/tmp/x").unwrap(),
-            Endpoint::File("/tmp/x".into())
-        );
-        assert_eq!(
-            Endpoint::parse("tcp:localhost:4444").unwrap(),
-            Endpoint::Tcp("localhost:4444".into())
-        );
-        assert_eq!(
-            Endpoint::parse("tcp::4444").unwrap(),
-            Endpoint::Tcp("127.0.0.1:4444".into())
-        );
-        assert_eq!(
-            Endpoint::parse("tcp:[::1]:4444").unwrap(),
-            Endpoint::Tcp("[::1]:4444".into())
-        );
-        assert_eq!(
-            Endpoint::parse("unix:/run/s").unwrap(),
-            Endpoint::Unix("/run/s".into())
-        );
-        for bad in [
-            "file:",
-            "exec:cat",
-            "tcp:host",
-            "tcp:h:99999",
-            "x",
-            "rdma:h:1",
-        ] {
-            assert!(Endpoint::parse(bad).is_err(), "{bad}");
-        }
-        assert!(Endpoint::parse("exec:cat")
-            .unwrap_err()
-            .to_string()
-            .contains("not supported"));
-    }
-
     /// The run-state rules of every status (README "Run-state rules during
     /// migration"): what holds the guest, what a second `migrate` and a
     /// `migrate_cancel` get.
@@ -1022,37 +903,31 @@ mod tests {
     }
 
     #[test]
-    fn parameters_merge_and_check_base64() {
+    fn parameters_merge_and_check_ranges() {
         let m = Migrations::default();
-        m.set_parameters(MigrationParameters {
+        m.set_parameters(Parameters {
             max_bandwidth: Some(5),
             ..Default::default()
         })
         .unwrap();
-        m.set_parameters(MigrationParameters {
-            sev_pdh: Some(sevm_qmp::Base64Bytes::decode("AAAA").unwrap()),
+        m.set_parameters(Parameters {
+            sev_pdh: Some(vec![0; 3]),
             ..Default::default()
         })
         .unwrap();
         let p = m.parameters();
         assert_eq!(p.max_bandwidth, Some(5));
-        assert_eq!(
-            p.sev_pdh.as_ref().map(|b| b.as_bytes()),
-            Some(&[0u8; 3][..])
-        );
-        // Bad base64 (`sev-plat-cert: "!!"`) is refused by the QMP schema
-        // now, naming the parameter: see sevm-qmp's
-        // `base64_arguments_are_decoded_where_they_are_parsed`.
+        assert_eq!(p.sev_pdh.as_deref(), Some(&[0u8; 3][..]));
         for bad in [0, 99, 3_600_001] {
             let e = m
-                .set_parameters(MigrationParameters {
+                .set_parameters(Parameters {
                     x_peer_timeout: Some(bad),
                     ..Default::default()
                 })
                 .unwrap_err();
             assert!(e.to_string().contains("x-peer-timeout"), "{e}");
         }
-        m.set_parameters(MigrationParameters {
+        m.set_parameters(Parameters {
             x_peer_timeout: Some(1500),
             ..Default::default()
         })

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use sevm_qmp::response::MigrationStatus;
 use sevm_qmp::QmpEvent;
-use sevm_qmp::{Base64Bytes, MigrateSetParameters as MigrationParameters};
 
 use super::handover;
 use super::stream::{Header, Record, Writer};
@@ -31,8 +30,6 @@ use sev_proto::session::SessionBuffer;
 
 /// Largest number of pre-copy passes before stop-and-copy is forced.
 pub const MAX_PASSES: u64 = 30;
-/// Default downtime limit (QEMU's default), in milliseconds.
-pub const DEFAULT_DOWNTIME_LIMIT_MS: u64 = 300;
 
 /// One migration's inputs.
 #[allow(missing_debug_implementations)]
@@ -44,7 +41,7 @@ pub struct Job<'a> {
     /// Where to.
     pub endpoint: super::Endpoint,
     /// The parameters at `migrate` time.
-    pub params: &'a MigrationParameters,
+    pub params: &'a super::Parameters,
     /// Live counters.
     pub progress: &'a Progress,
     /// `migrate_cancel`, quit.
@@ -56,12 +53,9 @@ pub struct Job<'a> {
     pub on_status: &'a dyn Fn(MigrationStatus),
 }
 
-/// What the target's chain is.
-/// A certificate parameter; set to the empty string means unset.
-fn param(v: &Option<Base64Bytes>) -> Option<Vec<u8>> {
-    v.as_ref()
-        .filter(|b| !b.is_empty())
-        .map(|b| b.as_bytes().to_vec())
+/// A certificate parameter, `None` when not given or empty.
+fn param(v: &Option<Vec<u8>>) -> Option<Vec<u8>> {
+    v.clone().filter(|bytes| !bytes.is_empty())
 }
 
 /// Decodes a certificate parameter where it is read.
@@ -275,7 +269,7 @@ fn writer_thread<W: Write>(
 pub fn run(job: &Job<'_>) -> Result<Summary, MigrationError> {
     let start = Instant::now();
     let chain = target_chain(job)?;
-    let timeout = handover::peer_timeout(job.params.x_peer_timeout);
+    let timeout = job.params.peer_timeout();
     let conn = open(&job.endpoint, timeout, job.cancel)?;
     let backend = &job.sev.backend;
     let (policy, session) = match backend.send_start(&chain) {
@@ -541,12 +535,12 @@ fn send(
             back: back_rx,
             spare: Vec::new(),
             batch: Vec::with_capacity(BATCH),
-            bandwidth: job.params.max_bandwidth.filter(|&b| b > 0),
+            bandwidth: job.params.bandwidth_limit(),
             started: Instant::now(),
             sent_bytes: 0,
         };
         let body = (|| -> Result<(Instant, bool, u64), MigrationError> {
-            let running = machine.run_state() == crate::machine::RunState::Running;
+            let running = machine.run_state() == crate::machine::MachineState::Running;
             let precopy = running && machine.dirty_logging();
             if running && !machine.dirty_logging() {
                 log::warn!(
@@ -557,11 +551,7 @@ fn send(
             let mut pass = 1;
             if precopy {
                 dirty_pages(job)?; // clear the log: pass 1 sends everything
-                let limit_ms = job
-                    .params
-                    .downtime_limit
-                    .unwrap_or(DEFAULT_DOWNTIME_LIMIT_MS)
-                    .max(1);
+                let limit_ms = job.params.downtime_limit_ms();
                 loop {
                     let t = Instant::now();
                     s.pass(pass, &remaining, &mut display)?;

@@ -4,195 +4,22 @@
 //! opened. Every error names the option (and property) and what is wrong,
 //! e.g. `-object sev-guest: policy: invalid number "0xzz"`.
 //!
-//! # Accepted options (QEMU spelling and meaning; `-opt` and `--opt` alike)
-//!
-//! | option | meaning |
-//! |---|---|
-//! | `-machine`/`-M [type=]q35\|pc[,accel=kvm][,memory-encryption=ID][,confidential-guest-support=ID]` | machine; `pc-q35-*`/`pc-i440fx-*` versions accepted |
-//! | `-object sev-guest,id=ID[,policy=N][,handle=N][,dh-cert-file=F][,session-file=F][,cbitpos=N][,reduced-phys-bits=N][,kernel-hashes=on\|off][,sev-device=PATH\|emulated:DIR][,legacy-vm-type=on\|off\|auto]` | SEV guest (also QEMU's JSON form `-object '{"qom-type":"sev-guest",...}'`) |
-//! | `-m [size=]SIZE` | RAM; plain number = MiB, suffixes B/K/M/G/T |
-//! | `-smp [cpus=]N[,maxcpus=N][,sockets=N][,cores=N][,threads=N]` | vCPUs |
-//! | `-bios FILE`, `-drive if=pflash,format=raw,unit=0\|1,file=F[,readonly=on]` | firmware |
-//! | `-kernel F`, `-initrd F`, `-append CMDLINE` | direct kernel boot (measured with `kernel-hashes=on`) |
-//! | `-S` | start paused (SEV: wait in launch-secret state) |
-//! | `-qmp unix:PATH,server=on,wait=off` (also `server,nowait`) | QMP socket |
-//! | `-serial stdio\|file:PATH\|null\|none` | COM1 |
-//! | `-nographic`, `-display none` | no display (sevm never has one) |
-//! | `-name [guest=]NAME[,debug-threads=on\|off]` | VM name |
-//! | `-no-reboot` | guest reset ends the VM |
-//! | `-gdb tcp::PORT`/`tcp:HOST:PORT`, `-s` | GDB stub (`gdb` module) |
-//! | `-incoming file:PATH[,offset=N]\|tcp:HOST:PORT\|unix:PATH\|defer` | migration target (`defer`: wait for QMP `migrate-incoming`) |
-//! | `-enable-kvm`, `-accel kvm` | KVM (the only accelerator) |
-//! | `-cpu host\|EPYC*[,features]` | CPU model |
-//! | `-nodefaults` | no default devices (no default serial port) |
-//! | `-h`/`-help`, `-version` | usage, version |
-//!
-//! Known QEMU options that sevm does not implement (`-device`, `-netdev`,
-//! `-vnc`, `-monitor`, `-hda`, `-cdrom`, ...) are rejected with
-//! "QEMU option -X is not supported by sevm"; anything else with
-//! "unknown option".
-//!
-//! As in QEMU, a repeated single-valued option (`-m`, `-kernel`, `-name`,
-//! ...) takes its last value; `-object`, `-drive` and `-qmp` accumulate.
-//!
-//! # The emulated platform
-//!
-//! `sev-device=emulated:<state-dir>` selects sevm's emulated AMD Secure
-//! Processor with its persistent identity in `<state-dir>`. It is never
-//! chosen implicitly: without it, `sev-device` is a device path (QEMU's
-//! default `/dev/sev`), and a missing device is an error at launch, not a
-//! reason to fall back to the emulator.
+//! The options, their arguments and help text are one table
+//! ([`table`]); the `-help` usage ([`usage`]) and the options reference
+//! `docs/sevm-options.md` ([`markdown`]) are generated from it.
 
-mod keyval;
+mod table;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use keyval::{flag_or_bool, parse_bool, parse_props, parse_size, parse_u32, parse_u64, Prop};
+use crate::keyval::{flag_or_bool, parse_bool, parse_props, parse_size, parse_u32, Prop};
+pub use table::{markdown, usage};
 
-/// QEMU's default guest policy (`DEFAULT_GUEST_POLICY` in target/i386/sev.c:
-/// NODBG).
-pub const DEFAULT_POLICY: u32 = 0x1;
-/// QEMU's default `sev-device`.
-pub const DEFAULT_SEV_DEVICE: &str = "/dev/sev";
-/// QEMU's default RAM size (128 MiB).
-pub const DEFAULT_MEMORY: u64 = 128 << 20;
-/// The most vCPUs sevm accepts (xAPIC ids; sevm has no x2APIC setup).
-pub const MAX_CPUS: u32 = 255;
-/// The `-s` shorthand's gdb port.
-pub const DEFAULT_GDB_PORT: u16 = 1234;
-/// The `sev-device` prefix that selects the emulated platform.
-pub const EMULATED_PREFIX: &str = "emulated:";
-
-/// An option error. Every variant names the option it is about.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OptionsError {
-    /// A command-line argument that is not valid UTF-8.
-    #[error("argument {arg:?} is not valid UTF-8")]
-    NotUtf8 {
-        /// The argument, lossily decoded.
-        arg: String,
-    },
-    /// An option neither sevm nor QEMU knows.
-    #[error("unknown option {option}")]
-    UnknownOption {
-        /// The option as written.
-        option: String,
-    },
-    /// A QEMU option sevm does not implement.
-    #[error("QEMU option {option} is not supported by sevm")]
-    Unsupported {
-        /// The option as written.
-        option: String,
-    },
-    /// An option that takes an argument was last on the command line.
-    #[error("{option}: requires an argument")]
-    MissingArgument {
-        /// The option as written.
-        option: String,
-    },
-    /// A non-option argument (QEMU would take it as a `-hda` image).
-    #[error(
-        "unexpected argument \"{arg}\" (QEMU's implicit -hda disk image is not supported by sevm)"
-    )]
-    StrayArgument {
-        /// The argument.
-        arg: String,
-    },
-    /// An option's argument is wrong as a whole.
-    #[error("{option}: {problem}")]
-    Invalid {
-        /// The option (with its type where it has one, e.g. `-object sev-guest`).
-        option: String,
-        /// What is wrong.
-        problem: String,
-    },
-    /// One property of an option's argument is wrong.
-    #[error("{option}: {property}: {problem}")]
-    InvalidProperty {
-        /// The option (with its type where it has one).
-        option: String,
-        /// The property name.
-        property: String,
-        /// What is wrong.
-        problem: String,
-    },
-    /// A property the option does not have.
-    #[error("{option}: unknown property '{property}'")]
-    UnknownProperty {
-        /// The option.
-        option: String,
-        /// The property name.
-        property: String,
-    },
-    /// A required property is absent.
-    #[error("{option}: property '{property}' is required")]
-    MissingProperty {
-        /// The option.
-        option: String,
-        /// The property name.
-        property: String,
-    },
-    /// A property given twice in one option argument.
-    #[error("{option}: property '{property}' is given more than once")]
-    DuplicateProperty {
-        /// The option.
-        option: String,
-        /// The property name.
-        property: String,
-    },
-    /// `-initrd`/`-append` without `-kernel` (QEMU's message).
-    #[error("{option} only allowed with -kernel option")]
-    RequiresKernel {
-        /// `-initrd` or `-append`.
-        option: String,
-    },
-    /// `-machine memory-encryption=ID` names no `-object sev-guest`.
-    #[error("-machine memory-encryption={id}: there is no -object sev-guest with id '{id}'")]
-    NoSuchSevGuest {
-        /// The id the machine refers to.
-        id: String,
-    },
-    /// Two options that cannot be combined.
-    #[error("{first} conflicts with {second}: {problem}")]
-    Conflict {
-        /// The first option.
-        first: String,
-        /// The second option.
-        second: String,
-        /// Why they conflict.
-        problem: String,
-    },
-}
-
-/// Something suspicious but allowed; the binary prints these.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OptionsWarning {
-    /// `kernel-hashes=on` without `-kernel`: nothing to measure. QEMU says
-    /// nothing in this case (it only consults `kernel-hashes` while loading
-    /// a kernel); sevm warns because the owner probably expected a measured
-    /// kernel.
-    #[error("-object sev-guest,id={id}: kernel-hashes=on has no effect without -kernel")]
-    KernelHashesWithoutKernel {
-        /// The sev-guest id.
-        id: String,
-    },
-    /// A `-object sev-guest` that `-machine memory-encryption` does not
-    /// name: the guest would run unencrypted.
-    #[error("-object sev-guest,id={id} is not used by -machine memory-encryption: the guest will not be encrypted")]
-    UnusedSevGuest {
-        /// The sev-guest id.
-        id: String,
-    },
-    /// `-kernel` without `kernel-hashes=on` under SEV: the kernel, initrd
-    /// and command line are not part of the launch measurement.
-    #[error("-kernel with SEV but kernel-hashes is off: the kernel, initrd and command line are not measured")]
-    KernelNotMeasured,
-    /// `-kernel` without SEV: sevm does not boot kernels (it has no fw_cfg);
-    /// `-kernel` only feeds the SEV kernel-hashes measurement.
-    #[error("-kernel is ignored: sevm does not boot kernels; it only measures them for SEV (kernel-hashes=on)")]
-    KernelIgnored,
-}
+use crate::config::{
+    CpuConfig, GdbConfig, IncomingConfig, MachineType, OnOffAuto, OptionsError, PflashDrive,
+    QmpSocketConfig, SerialConfig, SevDevice, SevGuestConfig, VmConfig, EMULATED_PREFIX, MAX_CPUS,
+};
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,438 +33,6 @@ pub enum Invocation {
     /// `-write-demo-guest FILE` (sevm's own): write the bundled demo guest
     /// firmware image (2 MiB, OVMF-style footer table) to FILE and exit.
     WriteDemoGuest(PathBuf),
-}
-
-/// The machine type (`-machine type=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MachineType {
-    /// `pc` / `pc-i440fx-*` (QEMU's x86 default).
-    #[default]
-    Pc,
-    /// `q35` / `pc-q35-*`.
-    Q35,
-}
-
-/// `-machine` settings.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct MachineConfig {
-    /// The machine type.
-    pub machine_type: MachineType,
-    /// The type exactly as written (e.g. `pc-q35-8.2`), if given.
-    pub type_name: Option<String>,
-    /// `memory-encryption=` / `confidential-guest-support=`: the id of the
-    /// `-object sev-guest` that encrypts this VM.
-    pub memory_encryption: Option<String>,
-}
-
-/// Which SEV firmware interface a guest uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SevDevice {
-    /// Real hardware through this device node (QEMU's `sev-device`).
-    Hardware(PathBuf),
-    /// sevm's emulated AMD Secure Processor with its state in `state_dir`
-    /// (spelled `sev-device=emulated:<state-dir>`).
-    Emulated {
-        /// The platform state directory.
-        state_dir: PathBuf,
-    },
-}
-
-impl Default for SevDevice {
-    fn default() -> Self {
-        SevDevice::Hardware(PathBuf::from(DEFAULT_SEV_DEVICE))
-    }
-}
-
-/// QEMU's OnOffAuto.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnOffAuto {
-    /// `on`
-    On,
-    /// `off`
-    Off,
-    /// `auto`
-    Auto,
-}
-
-/// One `-object sev-guest`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SevGuestConfig {
-    /// `id=` (required).
-    pub id: String,
-    /// `policy=` (default [`DEFAULT_POLICY`]).
-    pub policy: u32,
-    /// `handle=`: a non-zero handle shares the key of that running guest
-    /// (default 0: a new key).
-    // UNCERTAIN (SEV-REFERENCE 12 #11): stored as given; which checks apply
-    // to a key-sharing launch (NOKS, same owner) is decided at launch.
-    pub handle: u32,
-    /// `dh-cert-file=`: the owner's base64 GODH certificate.
-    pub dh_cert_file: Option<PathBuf>,
-    /// `session-file=`: the owner's base64 launch session blob.
-    pub session_file: Option<PathBuf>,
-    /// `cbitpos=`; `None` means "the platform's value" (checked at launch).
-    pub cbitpos: Option<u32>,
-    /// `reduced-phys-bits=`; `None` means 1 (SEV-REFERENCE 9.2).
-    pub reduced_phys_bits: Option<u32>,
-    /// `kernel-hashes=` (default off).
-    pub kernel_hashes: bool,
-    /// `sev-device=`.
-    pub sev_device: SevDevice,
-    /// `legacy-vm-type=` (QEMU 9.1+: KVM_SEV_INIT vs KVM_SEV_INIT2).
-    pub legacy_vm_type: Option<OnOffAuto>,
-}
-
-impl SevGuestConfig {
-    fn new(id: String) -> Self {
-        SevGuestConfig {
-            id,
-            policy: DEFAULT_POLICY,
-            handle: 0,
-            dh_cert_file: None,
-            session_file: None,
-            cbitpos: None,
-            reduced_phys_bits: None,
-            kernel_hashes: false,
-            sev_device: SevDevice::default(),
-            legacy_vm_type: None,
-        }
-    }
-}
-
-/// One `-drive if=pflash`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PflashDrive {
-    /// `unit=` (0: firmware code, 1: variable store).
-    pub unit: u32,
-    /// `file=`.
-    pub file: PathBuf,
-    /// `readonly=`.
-    pub readonly: bool,
-}
-
-/// Where the firmware comes from, after combining `-bios` and pflash drives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Firmware {
-    /// `-bios FILE`.
-    Bios(PathBuf),
-    /// `-drive if=pflash` units 0 and (optionally) 1.
-    Pflash {
-        /// Unit 0: the firmware image (measured under SEV).
-        code: PflashDrive,
-        /// Unit 1: the variable store.
-        vars: Option<PflashDrive>,
-    },
-}
-
-/// `-qmp unix:PATH,server=on[,wait=on|off]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QmpSocketConfig {
-    /// The socket path.
-    pub path: PathBuf,
-    /// `wait=on` (QEMU's default for a server): block until a client
-    /// connects before starting the VM.
-    pub wait: bool,
-}
-
-/// `-serial`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SerialConfig {
-    /// `stdio`.
-    Stdio,
-    /// `file:PATH` (output only).
-    File(PathBuf),
-    /// `null`: a port whose output is discarded.
-    Null,
-    /// `none`: no serial port.
-    None,
-}
-
-/// `-gdb tcp:[HOST]:PORT` / `-s`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GdbConfig {
-    /// The host to listen on; `None` for all addresses (`tcp::PORT`).
-    pub host: Option<String>,
-    /// The port.
-    pub port: u16,
-}
-
-/// `-incoming`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IncomingConfig {
-    /// `file:PATH[,offset=N]`.
-    File {
-        /// The stream file.
-        path: PathBuf,
-        /// Byte offset of the stream in the file.
-        offset: u64,
-    },
-    /// `tcp:HOST:PORT` (HOST may be empty or `[v6]`).
-    Tcp {
-        /// Host to listen on (empty = all).
-        host: String,
-        /// Port.
-        port: u16,
-    },
-    /// `unix:PATH`.
-    Unix(PathBuf),
-    /// `defer`: wait for QMP `migrate-incoming`.
-    Defer,
-}
-
-/// `-cpu`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CpuConfig {
-    /// `host` or an `EPYC*` model name as written.
-    pub model: String,
-    /// Feature items after the model (`+x`, `-y`, `z=on`), as written.
-    pub features: Vec<String>,
-}
-
-/// The VM described by the command line. Build it with [`parse_args`],
-/// then check cross-option rules with [`VmConfig::validate`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VmConfig {
-    /// `-machine`.
-    pub machine: MachineConfig,
-    /// Every `-object sev-guest`, in command-line order.
-    pub sev_guests: Vec<SevGuestConfig>,
-    /// `-m`, in bytes (rounded up to 8 KiB as QEMU does).
-    pub memory: u64,
-    /// `-smp`.
-    pub cpus: u32,
-    /// `-bios`.
-    pub bios: Option<PathBuf>,
-    /// `-drive if=pflash`, in command-line order.
-    pub pflash: Vec<PflashDrive>,
-    /// `-kernel`.
-    pub kernel: Option<PathBuf>,
-    /// `-initrd`.
-    pub initrd: Option<PathBuf>,
-    /// `-append`.
-    pub append: Option<String>,
-    /// `-S`.
-    pub start_paused: bool,
-    /// `-qmp` sockets.
-    pub qmp: Vec<QmpSocketConfig>,
-    /// `-serial` as given (see [`VmConfig::effective_serial`]).
-    pub serial: Option<SerialConfig>,
-    /// `-nographic`.
-    pub nographic: bool,
-    /// `-display none`.
-    pub display_none: bool,
-    /// `-name`.
-    pub name: Option<String>,
-    /// `-name ...,debug-threads=on`: name vCPU threads.
-    pub debug_threads: bool,
-    /// `-no-reboot`.
-    pub no_reboot: bool,
-    /// `-gdb` / `-s`.
-    pub gdb: Option<GdbConfig>,
-    /// `-incoming`.
-    pub incoming: Option<IncomingConfig>,
-    /// `-cpu`.
-    pub cpu: Option<CpuConfig>,
-    /// `-nodefaults`.
-    pub nodefaults: bool,
-    /// `-enable-kvm`, `-accel kvm` or `-machine accel=kvm` was given (sevm
-    /// always uses KVM; this only records the spelling).
-    pub enable_kvm: bool,
-}
-
-impl Default for VmConfig {
-    fn default() -> Self {
-        VmConfig {
-            machine: MachineConfig::default(),
-            sev_guests: Vec::new(),
-            memory: DEFAULT_MEMORY,
-            cpus: 1,
-            bios: None,
-            pflash: Vec::new(),
-            kernel: None,
-            initrd: None,
-            append: None,
-            start_paused: false,
-            qmp: Vec::new(),
-            serial: None,
-            nographic: false,
-            display_none: false,
-            name: None,
-            debug_threads: false,
-            no_reboot: false,
-            gdb: None,
-            incoming: None,
-            cpu: None,
-            nodefaults: false,
-            enable_kvm: false,
-        }
-    }
-}
-
-impl VmConfig {
-    /// The `-object sev-guest` that `-machine memory-encryption=` names, if
-    /// any (None also when the id names no object; [`validate`] rejects
-    /// that).
-    ///
-    /// [`validate`]: VmConfig::validate
-    pub fn sev_guest(&self) -> Option<&SevGuestConfig> {
-        let id = self.machine.memory_encryption.as_deref()?;
-        self.sev_guests.iter().find(|g| g.id == id)
-    }
-
-    /// The serial port to create: `-serial` if given; otherwise none with
-    /// `-nodefaults`, else stdio.
-    ///
-    /// QEMU's default is a virtual console (stdio only with `-nographic`);
-    /// sevm has no graphical console, so its default is what QEMU does with
-    /// `-nographic`.
-    pub fn effective_serial(&self) -> SerialConfig {
-        match &self.serial {
-            Some(s) => s.clone(),
-            None if self.nodefaults => SerialConfig::None,
-            None => SerialConfig::Stdio,
-        }
-    }
-
-    /// The firmware after combining `-bios` and pflash drives (assumes
-    /// [`validate`](VmConfig::validate) passed; returns `None` when neither
-    /// was given).
-    pub fn firmware(&self) -> Option<Firmware> {
-        if let Some(bios) = &self.bios {
-            return Some(Firmware::Bios(bios.clone()));
-        }
-        let code = self.pflash.iter().find(|d| d.unit == 0)?.clone();
-        let vars = self.pflash.iter().find(|d| d.unit == 1).cloned();
-        Some(Firmware::Pflash { code, vars })
-    }
-
-    /// Cross-option rules. Returns the warnings to print, or the first
-    /// error:
-    /// * `-initrd`/`-append` need `-kernel` (QEMU's rule and message);
-    /// * `memory-encryption=ID` must name an `-object sev-guest`;
-    /// * `-bios` and pflash unit 0 both give the firmware (QEMU refuses);
-    ///   pflash unit 1 needs unit 0;
-    /// * `reduced-phys-bits` must be 1..=63 and `cbitpos` 1..=63
-    ///   (SEV-REFERENCE 9.2; the exact platform value is checked at launch).
-    ///
-    /// Warnings: `kernel-hashes=on` without `-kernel`; a sev-guest object
-    /// the machine does not use; `-kernel` under SEV without kernel-hashes.
-    pub fn validate(&self) -> Result<Vec<OptionsWarning>, OptionsError> {
-        let mut warnings = Vec::new();
-        if self.kernel.is_none() {
-            if self.append.is_some() {
-                return Err(OptionsError::RequiresKernel {
-                    option: "-append".into(),
-                });
-            }
-            if self.initrd.is_some() {
-                return Err(OptionsError::RequiresKernel {
-                    option: "-initrd".into(),
-                });
-            }
-        }
-        if let Some(id) = &self.machine.memory_encryption {
-            if self.sev_guest().is_none() {
-                return Err(OptionsError::NoSuchSevGuest { id: id.clone() });
-            }
-        }
-        let unit0 = self.pflash.iter().any(|d| d.unit == 0);
-        if self.bios.is_some() && unit0 {
-            return Err(OptionsError::Conflict {
-                first: "-bios".into(),
-                second: "-drive if=pflash,unit=0".into(),
-                problem: "both give the firmware image".into(),
-            });
-        }
-        if !unit0 && self.pflash.iter().any(|d| d.unit == 1) {
-            return Err(OptionsError::Invalid {
-                option: "-drive if=pflash,unit=1".into(),
-                problem: "a variable store needs a firmware image in pflash unit 0".into(),
-            });
-        }
-        for g in &self.sev_guests {
-            let option = "-object sev-guest";
-            if let Some(bits) = g.reduced_phys_bits {
-                if !(1..=63).contains(&bits) {
-                    return Err(OptionsError::InvalidProperty {
-                        option: option.into(),
-                        property: "reduced-phys-bits".into(),
-                        problem: format!("{bits} is out of range (1..=63)"),
-                    });
-                }
-            }
-            if let Some(pos) = g.cbitpos {
-                if !(1..=63).contains(&pos) {
-                    return Err(OptionsError::InvalidProperty {
-                        option: option.into(),
-                        property: "cbitpos".into(),
-                        problem: format!("{pos} is out of range (1..=63)"),
-                    });
-                }
-            }
-            if g.kernel_hashes && self.kernel.is_none() {
-                warnings.push(OptionsWarning::KernelHashesWithoutKernel { id: g.id.clone() });
-            }
-            if self.machine.memory_encryption.as_deref() != Some(g.id.as_str()) {
-                warnings.push(OptionsWarning::UnusedSevGuest { id: g.id.clone() });
-            }
-        }
-        match self.sev_guest() {
-            Some(g) if self.kernel.is_some() && !g.kernel_hashes => {
-                warnings.push(OptionsWarning::KernelNotMeasured);
-            }
-            None if self.kernel.is_some() => warnings.push(OptionsWarning::KernelIgnored),
-            _ => {}
-        }
-        Ok(warnings)
-    }
-}
-
-/// The usage text for `-help`.
-pub fn usage() -> &'static str {
-    "usage: sevm [options]\n\
-     \n\
-     QEMU-compatible options:\n\
-     \x20 -machine [type=]q35|pc[,accel=kvm][,memory-encryption=ID]\n\
-     \x20 -object sev-guest,id=ID[,policy=N][,handle=N][,dh-cert-file=F][,session-file=F]\n\
-     \x20         [,cbitpos=N][,reduced-phys-bits=N][,kernel-hashes=on|off]\n\
-     \x20         [,sev-device=/dev/sev|emulated:STATE-DIR]\n\
-     \x20 -m SIZE            RAM (MiB, or with suffix K/M/G)\n\
-     \x20 -smp N             vCPUs\n\
-     \x20 -bios FILE | -drive if=pflash,format=raw,unit=0,file=FILE[,readonly=on]\n\
-     \x20 -kernel FILE [-initrd FILE] [-append CMDLINE]\n\
-     \x20 -S                 start paused (inject secrets over QMP, then 'cont')\n\
-     \x20 -qmp unix:PATH,server=on,wait=off\n\
-     \x20 -serial stdio|file:PATH|null|none\n\
-     \x20 -nographic | -display none\n\
-     \x20 -name NAME  -no-reboot  -nodefaults  -enable-kvm  -cpu host|EPYC*\n\
-     \x20 -gdb tcp::PORT | -s\n\
-     \x20 -incoming file:PATH|tcp:HOST:PORT|unix:PATH|defer\n\
-     \x20 -h | -help  -version\n\
-     \n\
-     sevm's own:\n\
-     \x20 -write-demo-guest FILE   write the bundled demo guest firmware (2 MiB) and exit\n"
-}
-
-/// How an option is handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// Supported, takes an argument.
-    Arg,
-    /// Supported, takes no argument.
-    Flag,
-}
-
-/// sevm's options (QEMU names without the dash).
-fn lookup(name: &str) -> Option<Kind> {
-    Some(match name {
-        "machine" | "M" | "object" | "m" | "smp" | "bios" | "drive" | "kernel" | "initrd"
-        | "append" | "qmp" | "serial" | "name" | "gdb" | "incoming" | "display" | "accel"
-        | "cpu" | "write-demo-guest" => Kind::Arg,
-        "S" | "nographic" | "no-reboot" | "s" | "enable-kvm" | "nodefaults" | "h" | "help"
-        | "version" => Kind::Flag,
-        _ => return None,
-    })
 }
 
 /// QEMU (x86) options that sevm recognises but does not implement.
@@ -883,95 +278,21 @@ where
             _ => return Err(OptionsError::StrayArgument { arg }),
         };
         let option = format!("-{name}");
-        let kind = match lookup(name) {
-            Some(k) => k,
-            None if UNSUPPORTED.contains(&name) => {
-                return Err(OptionsError::Unsupported { option })
+        let Some(spec) = table::lookup(name) else {
+            if UNSUPPORTED.contains(&name) {
+                return Err(OptionsError::Unsupported { option });
             }
-            None => return Err(OptionsError::UnknownOption { option: arg }),
+            return Err(OptionsError::UnknownOption { option: arg });
         };
-        let value = match kind {
-            Kind::Flag => String::new(),
-            Kind::Arg => match args.next() {
+        let value = match spec.arg {
+            None => String::new(),
+            Some(_) => match args.next() {
                 Some(v) => v?,
                 None => return Err(OptionsError::MissingArgument { option }),
             },
         };
-        match name {
-            "h" | "help" => return Ok(Invocation::Help),
-            "version" => return Ok(Invocation::Version),
-            "write-demo-guest" => {
-                return Ok(Invocation::WriteDemoGuest(non_empty_path(&option, &value)?))
-            }
-            "machine" | "M" => parse_machine(&mut cfg, &option, &value)?,
-            "object" => parse_object(&mut cfg, &value)?,
-            "m" => cfg.memory = parse_memory(&option, &value)?,
-            "smp" => cfg.cpus = parse_smp(&option, &value)?,
-            "bios" => cfg.bios = Some(non_empty_path(&option, &value)?),
-            "drive" => parse_drive(&mut cfg, &value)?,
-            "kernel" => cfg.kernel = Some(non_empty_path(&option, &value)?),
-            "initrd" => cfg.initrd = Some(non_empty_path(&option, &value)?),
-            "append" => cfg.append = Some(value),
-            "S" => cfg.start_paused = true,
-            "qmp" => cfg.qmp.push(parse_qmp(&option, &value)?),
-            "serial" => {
-                if cfg.serial.is_some() {
-                    return Err(OptionsError::Invalid {
-                        option,
-                        problem: "sevm has one serial port; -serial may be given once".into(),
-                    });
-                }
-                cfg.serial = Some(parse_serial(&option, &value)?);
-            }
-            "nographic" => cfg.nographic = true,
-            "display" => {
-                if value != "none" {
-                    return Err(OptionsError::Invalid {
-                        option,
-                        problem: format!(
-                            "display \"{value}\" is not supported by sevm (only \"none\")"
-                        ),
-                    });
-                }
-                cfg.display_none = true;
-            }
-            "name" => parse_name(&mut cfg, &option, &value)?,
-            "no-reboot" => cfg.no_reboot = true,
-            "gdb" => cfg.gdb = parse_gdb(&option, &value)?,
-            "s" => {
-                cfg.gdb = Some(GdbConfig {
-                    host: None,
-                    port: DEFAULT_GDB_PORT,
-                })
-            }
-            "incoming" => cfg.incoming = Some(parse_incoming(&option, &value)?),
-            "enable-kvm" => cfg.enable_kvm = true,
-            "accel" => {
-                let props = props_of(&option, &value, Some("accel"))?;
-                for p in &props {
-                    match (p.key.as_str(), p.value.as_deref()) {
-                        ("accel", Some("kvm")) => cfg.enable_kvm = true,
-                        ("accel", Some(other)) => {
-                            return Err(prop_err(
-                                &option,
-                                "accel",
-                                format!(
-                                    "accelerator \"{other}\" is not supported by sevm (only kvm)"
-                                ),
-                            ))
-                        }
-                        _ => {
-                            return Err(OptionsError::UnknownProperty {
-                                option,
-                                property: p.key.clone(),
-                            })
-                        }
-                    }
-                }
-            }
-            "cpu" => cfg.cpu = Some(parse_cpu(&option, &value)?),
-            "nodefaults" => cfg.nodefaults = true,
-            _ => return Err(OptionsError::UnknownOption { option: arg }),
+        if let Some(done) = (spec.apply)(&mut cfg, &option, value)? {
+            return Ok(done);
         }
     }
     Ok(Invocation::Run(Box::new(cfg)))
@@ -985,6 +306,29 @@ fn non_empty_path(option: &str, value: &str) -> Result<PathBuf, OptionsError> {
         });
     }
     Ok(PathBuf::from(value))
+}
+
+fn parse_accel(cfg: &mut VmConfig, option: &str, arg: &str) -> Result<(), OptionsError> {
+    let props = props_of(option, arg, Some("accel"))?;
+    for p in &props {
+        match (p.key.as_str(), p.value.as_deref()) {
+            ("accel", Some("kvm")) => cfg.enable_kvm = true,
+            ("accel", Some(other)) => {
+                return Err(prop_err(
+                    option,
+                    "accel",
+                    format!("accelerator \"{other}\" is not supported by sevm (only kvm)"),
+                ))
+            }
+            _ => {
+                return Err(OptionsError::UnknownProperty {
+                    option: option.into(),
+                    property: p.key.clone(),
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_machine(cfg: &mut VmConfig, option: &str, arg: &str) -> Result<(), OptionsError> {
@@ -1126,7 +470,14 @@ fn parse_object(cfg: &mut VmConfig, arg: &str) -> Result<(), OptionsError> {
             "legacy-vm-type" => {
                 guest.legacy_vm_type = Some(match raw.string(o, key)?.as_str() {
                     "on" => OnOffAuto::On,
-                    "off" => OnOffAuto::Off,
+                    "off" => {
+                        return Err(prop_err(
+                            o,
+                            key,
+                            "off (KVM_SEV_INIT2) is not supported by sevm: it initialises SEV \
+                             guests with KVM_SEV_INIT only (use on or auto)",
+                        ))
+                    }
                     "auto" => OnOffAuto::Auto,
                     other => {
                         return Err(prop_err(
@@ -1486,38 +837,12 @@ fn parse_name(cfg: &mut VmConfig, option: &str, arg: &str) -> Result<(), Options
     Ok(())
 }
 
-fn parse_port(option: &str, s: &str) -> Result<u16, OptionsError> {
-    let invalid = || OptionsError::Invalid {
-        option: option.into(),
-        problem: format!("invalid port \"{s}\""),
-    };
-    if s.is_empty() || !s.chars().all(|c| c.is_ascii_digit()) {
-        return Err(invalid());
-    }
-    s.parse::<u16>().map_err(|_| invalid())
-}
-
-/// Splits `HOST:PORT` where HOST may be empty or a bracketed IPv6 address.
+/// `HOST:PORT` of an option, the problem named with the option.
 fn split_host_port<'a>(option: &str, s: &'a str) -> Result<(&'a str, u16), OptionsError> {
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (h, after) = rest.split_once(']').ok_or_else(|| OptionsError::Invalid {
-            option: option.into(),
-            problem: format!("unterminated '[' in \"{s}\""),
-        })?;
-        let port = after
-            .strip_prefix(':')
-            .ok_or_else(|| OptionsError::Invalid {
-                option: option.into(),
-                problem: format!("missing port in \"{s}\""),
-            })?;
-        (h, port)
-    } else {
-        s.rsplit_once(':').ok_or_else(|| OptionsError::Invalid {
-            option: option.into(),
-            problem: format!("expected HOST:PORT, got \"{s}\""),
-        })?
-    };
-    Ok((host, parse_port(option, port)?))
+    crate::config::split_host_port(s).map_err(|problem| OptionsError::Invalid {
+        option: option.into(),
+        problem,
+    })
 }
 
 fn parse_gdb(option: &str, arg: &str) -> Result<Option<GdbConfig>, OptionsError> {
@@ -1528,7 +853,10 @@ fn parse_gdb(option: &str, arg: &str) -> Result<Option<GdbConfig>, OptionsError>
     if !arg.is_empty() && arg.chars().all(|c| c.is_ascii_digit()) {
         return Ok(Some(GdbConfig {
             host: None,
-            port: parse_port(option, arg)?,
+            port: crate::config::parse_port(arg).map_err(|problem| OptionsError::Invalid {
+                option: option.into(),
+                problem,
+            })?,
         }));
     }
     let Some(addr) = arg.strip_prefix("tcp:") else {
@@ -1544,67 +872,48 @@ fn parse_gdb(option: &str, arg: &str) -> Result<Option<GdbConfig>, OptionsError>
     }))
 }
 
+/// `-incoming` (and QMP `migrate-incoming`, as `option`): the URI is the
+/// migration's to parse; its problems are named with `option`.
 pub(crate) fn parse_incoming(option: &str, arg: &str) -> Result<IncomingConfig, OptionsError> {
-    if arg == "defer" {
-        return Ok(IncomingConfig::Defer);
-    }
-    let (scheme, rest) = arg.split_once(':').ok_or_else(|| OptionsError::Invalid {
-        option: option.into(),
-        problem: format!("\"{arg}\" is not a migration URI (file:, tcp:, unix: or defer)"),
-    })?;
-    match scheme {
-        "file" => {
-            let (path, offset) = match rest.rsplit_once(",offset=") {
-                Some((path, off)) => (
-                    path,
-                    parse_u64(off).map_err(|e| prop_err(option, "offset", e))?,
-                ),
-                None => (rest, 0),
-            };
-            if path.is_empty() {
-                return Err(OptionsError::Invalid {
-                    option: option.into(),
-                    problem: "file: needs a path".into(),
-                });
-            }
-            Ok(IncomingConfig::File {
-                path: PathBuf::from(path),
-                offset,
-            })
-        }
-        "tcp" => {
-            let (host, port) = split_host_port(option, rest)?;
-            Ok(IncomingConfig::Tcp {
-                host: host.to_string(),
-                port,
-            })
-        }
-        "unix" => {
-            if rest.is_empty() {
-                return Err(OptionsError::Invalid {
-                    option: option.into(),
-                    problem: "unix: needs a path".into(),
-                });
-            }
-            Ok(IncomingConfig::Unix(PathBuf::from(rest)))
-        }
-        other => Err(OptionsError::Invalid {
+    crate::migration::endpoint::parse_incoming(arg).map_err(|e| match e.property {
+        Some(property) => prop_err(option, property, e.problem),
+        None => OptionsError::Invalid {
             option: option.into(),
-            problem: format!(
-                "migration transport \"{other}:\" is not supported by sevm (file:, tcp:, unix: or defer)"
-            ),
+            problem: e.problem,
+        },
+    })
+}
+
+/// The CPU models `-cpu` accepts: QEMU's EPYC family, `host`, `qemu64` and
+/// `max`.
+const CPU_MODELS: &str = "host, max, qemu64, EPYC, EPYC-v1..EPYC-v4, EPYC-Rome, EPYC-Milan, \
+                          EPYC-Genoa, EPYC-Turin (each of the last four also -vN)";
+
+/// Whether `model` is one of [`CPU_MODELS`].
+fn known_cpu_model(model: &str) -> bool {
+    let versioned = |family: &str| match model.strip_prefix(family) {
+        Some("") => true,
+        Some(rest) => rest.strip_prefix("-v").is_some_and(|n| {
+            !n.is_empty() && !n.starts_with('0') && n.bytes().all(|b| b.is_ascii_digit())
         }),
-    }
+        None => false,
+    };
+    matches!(
+        model,
+        "host" | "max" | "qemu64" | "EPYC" | "EPYC-v1" | "EPYC-v2" | "EPYC-v3" | "EPYC-v4"
+    ) || ["EPYC-Rome", "EPYC-Milan", "EPYC-Genoa", "EPYC-Turin"]
+        .into_iter()
+        .any(versioned)
 }
 
 fn parse_cpu(option: &str, arg: &str) -> Result<CpuConfig, OptionsError> {
     let mut parts = arg.split(',');
     let model = parts.next().unwrap_or_default();
-    if model != "host" && !model.starts_with("EPYC") {
+    if !known_cpu_model(model) {
         return Err(OptionsError::Invalid {
             option: option.into(),
             problem: format!(
-                "CPU model \"{model}\" is not supported by sevm (use host or an EPYC model)"
+                "CPU model \"{model}\" is not supported by sevm (use one of: {CPU_MODELS})"
             ),
         });
     }

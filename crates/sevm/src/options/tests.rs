@@ -1,6 +1,7 @@
 //! Every option, well-formed and malformed.
 
 use super::*;
+use crate::config::{Firmware, OptionsWarning, DEFAULT_POLICY};
 
 fn run(args: &[&str]) -> Result<VmConfig, OptionsError> {
     match parse_args(args.iter().copied())? {
@@ -423,6 +424,19 @@ fn sev_guest_object_malformed() {
     assert_err(
         &["-object", "sev-guest,id=s,legacy-vm-type=maybe"],
         "legacy-vm-type: invalid value",
+    );
+    // sevm has the KVM_SEV_INIT path only.
+    assert_eq!(
+        err(&["-object", "sev-guest,id=s,legacy-vm-type=off"]),
+        "-object sev-guest: legacy-vm-type: off (KVM_SEV_INIT2) is not supported by sevm: it \
+         initialises SEV guests with KVM_SEV_INIT only (use on or auto)"
+    );
+    assert_eq!(
+        run(&["-object", "sev-guest,id=s,legacy-vm-type=on"])
+            .unwrap()
+            .sev_guests[0]
+            .legacy_vm_type,
+        Some(OnOffAuto::On)
     );
     assert_eq!(
         err(&["-object", "sev-guest,id=s,foo=1"]),
@@ -904,9 +918,39 @@ fn cpu() {
             features: vec!["+invtsc".into(), "-svm".into()]
         })
     );
-    assert!(run(&["-cpu", "EPYC"]).is_ok());
-    assert_err(&["-cpu", "qemu64"], "CPU model \"qemu64\" is not supported");
+    for model in [
+        "EPYC",
+        "EPYC-v1",
+        "EPYC-v4",
+        "EPYC-Rome",
+        "EPYC-Rome-v4",
+        "EPYC-Milan-v2",
+        "EPYC-Genoa",
+        "EPYC-Genoa-v1",
+        "EPYC-Turin",
+        "host",
+        "qemu64",
+        "max",
+    ] {
+        assert_eq!(run(&["-cpu", model]).unwrap().cpu.unwrap().model, model);
+    }
+    // QEMU's other models, and EPYC names QEMU does not have, are refused
+    // with the list.
+    assert_err(&["-cpu", "qemu32"], "CPU model \"qemu32\" is not supported");
     assert_err(&["-cpu", "Skylake-Server"], "is not supported");
+    for model in [
+        "EPYC-v5",
+        "EPYC-Foo",
+        "EPYC-Rome-v",
+        "EPYC-Milan-v0",
+        "EPYC-Genoa-2",
+        "epyc",
+    ] {
+        assert_err(
+            &["-cpu", model],
+            "use one of: host, max, qemu64, EPYC, EPYC-v1..EPYC-v4, EPYC-Rome",
+        );
+    }
     assert_err(&["-cpu", "host,,"], "");
     assert_err(&["-cpu", "host,"], "empty CPU feature");
 }

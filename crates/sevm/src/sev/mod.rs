@@ -132,9 +132,9 @@ impl MemoryView for SevView {
 /// `emulated:<state-dir>`, INITed for running guests. A missing device is an
 /// error that says how to use the emulated platform instead; sevm never
 /// falls back to it.
-pub fn open_platform(device: &crate::options::SevDevice) -> Result<Arc<dyn SevPlatform>, SevError> {
+pub fn open_platform(device: &crate::config::SevDevice) -> Result<Arc<dyn SevPlatform>, SevError> {
     match device {
-        crate::options::SevDevice::Hardware(path) => {
+        crate::config::SevDevice::Hardware(path) => {
             let p = HardwarePlatform::open(path).map_err(|e| {
                 SevError::Platform(format!(
                     "cannot use the SEV device {}: {} (this host has no usable SEV hardware; \
@@ -146,7 +146,7 @@ pub fn open_platform(device: &crate::options::SevDevice) -> Result<Arc<dyn SevPl
             })?;
             Ok(Arc::new(p))
         }
-        crate::options::SevDevice::Emulated { state_dir } => {
+        crate::config::SevDevice::Emulated { state_dir } => {
             let p = EmulatedPlatform::open(state_dir).map_err(|e| {
                 SevError::Platform(format!(
                     "cannot open the emulated SEV platform: {}",
@@ -223,7 +223,7 @@ mod tests {
 
     #[test]
     fn missing_device_says_how_to_get_the_emulator_and_never_falls_back() {
-        let dev = crate::options::SevDevice::Hardware(PathBuf::from("/nonexistent/sev"));
+        let dev = crate::config::SevDevice::Hardware(PathBuf::from("/nonexistent/sev"));
         let e = open_platform(&dev).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("/nonexistent/sev"), "{msg}");

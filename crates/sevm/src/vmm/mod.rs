@@ -28,10 +28,10 @@ use sev_proto::ovmf::{FooterTable, KernelHashes, OvmfArea, PADDED_HASH_TABLE_LEN
 use sevm_qmp::response::ShutdownCause;
 use sevm_qmp::{EventSender, QmpEvent, QmpServer, ServerError};
 
+use crate::config::{IncomingConfig, SerialConfig, SevGuestConfig, VmConfig};
 use crate::devices::serial::SerialOutput;
-use crate::machine::{Machine, MachineConfig, MachineError, MachineExit, RunState};
+use crate::machine::{Machine, MachineConfig, MachineError, MachineExit, MachineState};
 use crate::memory::{Gpa, FOUR_GIB, MAX_FIRMWARE_SIZE};
-use crate::options::{IncomingConfig, SerialConfig, SevGuestConfig, VmConfig};
 use crate::sev::launch::Failed;
 use crate::sev::{
     self, error_chain, EncryptionParams, GuestContext, GuestKind, Launch, LaunchCommands,
@@ -144,7 +144,7 @@ impl std::fmt::Debug for SevContext {
 
 /// State shared between the main thread and the QMP handler.
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct VmmState {
     // Field order is drop order: the SEV backend (on hardware a duplicate of
     // the VM fd) goes before the machine.
     sev: Option<SevContext>,
@@ -193,21 +193,37 @@ impl IncomingPhase {
     }
 }
 
-impl crate::migration::VmControl for Shared {
+impl crate::control::VmControl for VmmState {
     fn machine(&self) -> &Arc<Machine> {
         &self.machine
+    }
+
+    fn debug(&self) -> crate::debug::GuestDebug {
+        VmmState::debug(self)
+    }
+
+    fn cont(&self) -> Result<(), String> {
+        VmmState::cont(self)
+    }
+
+    fn stop(&self) -> Result<(), String> {
+        VmmState::stop(self)
+    }
+
+    fn quit(&self) {
+        self.request_quit();
     }
 
     fn pause_vm(&self) -> Result<bool, String> {
         let _g = lock(&self.control);
         match self.machine.run_state() {
-            RunState::Running => {
+            MachineState::Running => {
                 self.machine.pause().map_err(|e| e.to_string())?;
                 self.emit(&QmpEvent::Stop);
                 Ok(true)
             }
-            RunState::Created | RunState::Paused => Ok(false),
-            RunState::Exited => Err("the guest has shut down".into()),
+            MachineState::Created | MachineState::Paused => Ok(false),
+            MachineState::Exited => Err("the guest has shut down".into()),
         }
     }
 
@@ -216,7 +232,7 @@ impl crate::migration::VmControl for Shared {
         if self.migration.guest_was_sent() {
             return Err("the guest was handed over: this copy must not run".into());
         }
-        if self.machine.run_state() == RunState::Paused {
+        if self.machine.run_state() == MachineState::Paused {
             self.machine.resume().map_err(|e| e.to_string())?;
             self.emit(&QmpEvent::Resume);
         }
@@ -232,7 +248,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Shared {
+impl VmmState {
     fn emit(&self, event: &QmpEvent) {
         for e in lock(&self.events).iter() {
             e.emit(event);
@@ -258,18 +274,18 @@ impl Shared {
             None => {}
             // Pre-copy of a running guest: it runs already.
             Some(crate::migration::Hold::InProgress(_))
-                if self.machine.run_state() == RunState::Running => {}
+                if self.machine.run_state() == MachineState::Running => {}
             Some(h) => return Err(h.to_string()),
         }
         match self.machine.run_state() {
-            RunState::Running => Ok(()),
-            RunState::Exited => Err("the guest has shut down; it cannot be continued".into()),
-            RunState::Paused => {
+            MachineState::Running => Ok(()),
+            MachineState::Exited => Err("the guest has shut down; it cannot be continued".into()),
+            MachineState::Paused => {
                 self.machine.resume().map_err(|e| e.to_string())?;
                 self.emit(&QmpEvent::Resume);
                 Ok(())
             }
-            RunState::Created => {
+            MachineState::Created => {
                 if let Some(sev) = &self.sev {
                     finish_launch(sev).map_err(|e| e.to_string())?;
                 }
@@ -291,13 +307,13 @@ impl Shared {
         // A migration that fails now leaves the guest paused.
         self.migration.note_stop();
         match self.machine.run_state() {
-            RunState::Running => {
+            MachineState::Running => {
                 self.machine.pause().map_err(|e| e.to_string())?;
                 self.emit(&QmpEvent::Stop);
                 Ok(())
             }
-            RunState::Created | RunState::Paused => Ok(()),
-            RunState::Exited => Err("the guest has shut down".into()),
+            MachineState::Created | MachineState::Paused => Ok(()),
+            MachineState::Exited => Err("the guest has shut down".into()),
         }
     }
 
@@ -328,7 +344,7 @@ impl Shared {
             *phase = IncomingPhase::Receiving;
         }
         let me = Arc::clone(self);
-        let vm: Arc<dyn crate::migration::VmControl> = Arc::clone(self) as _;
+        let vm: Arc<dyn crate::control::VmControl> = Arc::clone(self) as _;
         let started = self.migration.start_incoming(
             vm,
             Box::new(move |ctl| me.receive(&cfg, ctl, exit_on_error)),
@@ -405,16 +421,10 @@ impl Shared {
 
 /// Starts the GDB stub of `-gdb`/`-s` on `shared`'s VM.
 fn start_gdb(
-    shared: &Arc<Shared>,
-    config: &crate::options::GdbConfig,
+    shared: &Arc<VmmState>,
+    config: &crate::config::GdbConfig,
 ) -> Result<crate::gdb::GdbServer, VmmError> {
-    let (c, s, q) = (Arc::clone(shared), Arc::clone(shared), Arc::clone(shared));
-    let target = crate::gdb::Target {
-        debug: shared.debug(),
-        cont: Box::new(move || c.cont()),
-        stop: Box::new(move || s.stop()),
-        quit: Box::new(move || q.request_quit()),
-    };
+    let target = crate::gdb::Target::new(Arc::clone(shared) as _);
     crate::gdb::GdbServer::start(config, target).map_err(|e| VmmError::Config {
         option: "-gdb".into(),
         problem: error_chain(&e),
@@ -445,7 +455,7 @@ fn finish_launch(sev: &SevContext) -> Result<(), SevError> {
 /// A built VM, ready to run.
 #[derive(Debug)]
 pub struct Vmm {
-    shared: Arc<Shared>,
+    shared: Arc<VmmState>,
     config: VmConfig,
 }
 
@@ -480,8 +490,8 @@ struct Inputs {
 
 fn read_inputs(cfg: &VmConfig, sev: Option<&SevGuestConfig>) -> Result<Inputs, VmmError> {
     let firmware_path = match cfg.firmware() {
-        Some(crate::options::Firmware::Bios(p)) => p,
-        Some(crate::options::Firmware::Pflash { code, vars }) => {
+        Some(crate::config::Firmware::Bios(p)) => p,
+        Some(crate::config::Firmware::Pflash { code, vars }) => {
             if let Some(v) = vars {
                 log::warn!(
                     "pflash unit 1 ({}) is not mapped: sevm maps only the firmware image",
@@ -622,19 +632,9 @@ fn check_platform(
         }
     }
     // UNCERTAIN (SEV-REFERENCE 9.2): the guest-visible reduced-phys-bits is
-    // checked as QEMU does (1..=63, done by `VmConfig::validate`), not
+    // checked as QEMU does (1..=63), once, by `VmConfig::validate`, not
     // against the host's EBX[11:6]: the architecturally correct guest value
     // is 1 whatever the host reduction is.
-    if let Some(r) = g.reduced_phys_bits {
-        if !(1..=63).contains(&r) {
-            return Err(VmmError::Config {
-                option,
-                problem: format!(
-                    "reduced_phys_bits check failed, it should be in the range of 1 to 63, requested '{r}'"
-                ),
-            });
-        }
-    }
     let policy = Policy::from_bits(g.policy);
     if policy.es() && platform.is_emulated() {
         return Err(VmmError::Config {
@@ -675,7 +675,7 @@ impl Vmm {
                 },
                 other => other.into(),
             })?;
-            if let crate::options::SevDevice::Emulated { state_dir } = &g.sev_device {
+            if let crate::config::SevDevice::Emulated { state_dir } = &g.sev_device {
                 eprintln!(
                     "sevm: using the EMULATED AMD SP in {} (not hardware)",
                     state_dir.display()
@@ -693,6 +693,7 @@ impl Vmm {
         let firmware_size = inputs.firmware.len() as u64;
         let mut mc = MachineConfig::new(config.memory, inputs.firmware);
         mc.vcpus = config.cpus;
+        mc.qemu_thread_names = config.debug_threads;
         // Pre-copy migration needs KVM's dirty page log.
         mc.dirty_logging = sev_setup.is_some();
         mc.serial = serial_output(config)?;
@@ -766,7 +767,7 @@ impl Vmm {
         };
 
         Ok(Vmm {
-            shared: Arc::new(Shared {
+            shared: Arc::new(VmmState {
                 sev,
                 machine: Arc::new(machine),
                 name: config.name.clone(),
@@ -934,7 +935,7 @@ pub fn run(config: &VmConfig) -> Result<Outcome, VmmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::SevDevice;
+    use crate::config::SevDevice;
     use sev_firmware::PlatformKind;
     use sev_proto::abi::{ApiVersion, Owner};
 
@@ -1045,11 +1046,9 @@ mod tests {
             "-object sev-guest,id=sev0: cbitpos check failed, host '47' requested '51'"
         );
         assert!(e.is_validation());
-        let e = check_platform(&guest(1, None, Some(0)), &INFO, &PARAMS, &hw).unwrap_err();
-        assert!(
-            e.to_string().contains("reduced_phys_bits check failed"),
-            "{e}"
-        );
+        // reduced-phys-bits is not the platform's business: 1..=63 is
+        // checked by `VmConfig::validate` (see the options tests).
+        check_platform(&guest(1, None, Some(63)), &INFO, &PARAMS, &hw).unwrap();
         let e = check_platform(&guest(0x5, None, None), &INFO, &PARAMS, &hw).unwrap_err();
         assert!(
             e.to_string()

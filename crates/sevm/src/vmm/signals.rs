@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC};
 use vmm_sys_util::signal::register_signal_handler;
 
-use super::{lock, Shared, VmmError};
+use super::{lock, VmmError, VmmState};
 
 /// The eventfd the handler writes the signal number to (one VM per process).
 static SIGNALLED: OnceLock<EventFd> = OnceLock::new();
@@ -21,7 +21,7 @@ extern "C" fn on_signal(num: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc:
     }
 }
 
-pub(super) fn install(shared: Arc<Shared>) -> Result<(), VmmError> {
+pub(super) fn install(shared: Arc<VmmState>) -> Result<(), VmmError> {
     let fail = |what: &str, e: std::io::Error| VmmError::Machine(format!("{what}: {e}"));
     if SIGNALLED.get().is_none() {
         let evt = EventFd::new(EFD_CLOEXEC).map_err(|e| fail("cannot create an eventfd", e))?;
