@@ -478,7 +478,7 @@ impl LaunchCommands for EmulatedGuest {
     ) -> Result<(), SevError> {
         const CMD: &str = "LAUNCH_SECRET";
         let len = u32_len(CMD, gpa, secret.len() as u64)?;
-        // UNCERTAIN (SEV-REFERENCE 12 #14): GUEST_LEN = TRANS_LEN, as QEMU
+        // UNCERTAIN (docs/protocol/choices.md#u14): GUEST_LEN = TRANS_LEN, as QEMU
         // sends it.
         self.platform
             .launch_secret(

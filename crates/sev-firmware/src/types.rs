@@ -62,7 +62,7 @@ pub struct EncryptionParams {
     /// The C-bit position.
     pub cbitpos: u32,
     /// The host's physical address bit reduction (QEMU reports 1 to guests,
-    /// SEV-REFERENCE 9.2).
+    /// docs/protocol/memory.md#cbitpos).
     pub reduced_phys_bits: u32,
 }
 

@@ -1,4 +1,4 @@
-//! The Linux ABI of SEV: `/dev/sev` user structures (SEV-REFERENCE.md 3.1) and
+//! The Linux ABI of SEV: `/dev/sev` user structures (docs/protocol/linux.md#dev-sev) and
 //! the KVM `KVM_MEMORY_ENCRYPT_OP` sub-command structures (3.2).
 //!
 //! The KVM structures come from `kvm-bindings` where it has them (generated
@@ -108,7 +108,7 @@ pub mod kvm_cmd {
     /// KVM_SEV_SEND_CANCEL.
     pub const SEND_CANCEL: u32 = 21;
     /// KVM_SEV_INIT2 (22; one third-party binding says 23, which is wrong:
-    /// SEV-REFERENCE 12 #18).
+    /// docs/protocol/choices.md#u18).
     pub const INIT2: u32 = 22;
 }
 
@@ -123,7 +123,7 @@ pub mod vm_type {
 }
 
 /// `struct sev_issue_cmd` (`__packed`, 16 bytes): the argument of
-/// `SEV_ISSUE_CMD`. SEV-REFERENCE.md 3.1.
+/// `SEV_ISSUE_CMD`. docs/protocol/linux.md#dev-sev.
 #[repr(C, packed)]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SevIssueCmd {
@@ -136,7 +136,7 @@ pub struct SevIssueCmd {
 }
 
 /// `struct sev_user_data_status` (`__packed`, 12 bytes): PLATFORM_STATUS
-/// output, the firmware layout of SEV-REFERENCE.md 2.3 with bytes 3..7 read
+/// output, the firmware layout of docs/protocol/commands.md#buffers with bytes 3..7 read
 /// as one `flags` word.
 #[repr(C, packed)]
 #[derive(Debug, Default, Clone, Copy)]
@@ -294,7 +294,7 @@ macro_rules! data_command {
     ($ty:ty, $trait:ident, $id:expr, $cmd_name:literal) => {
         // SAFETY: `$ty` is the structure the kernel declares for this
         // sub-command; its size and every field offset are tested below
-        // against SEV-REFERENCE.md 3.1/3.2.
+        // against docs/protocol/linux.md#dev-sev, docs/protocol/linux.md#kvm.
         unsafe impl $trait for $ty {
             const ID: u32 = $id;
             const NAME: &'static str = $cmd_name;
@@ -468,7 +468,7 @@ data_command!(
 
 #[cfg(test)]
 mod tests {
-    //! Sizes and every field offset against SEV-REFERENCE.md 3.1 (the
+    //! Sizes and every field offset against docs/protocol/linux.md#dev-sev (the
     //! `__packed` structs of linux include/uapi/linux/psp-sev.h) and 3.2
     //! (arch/x86/include/uapi/asm/kvm.h, natural alignment).
     use super::*;
@@ -590,7 +590,7 @@ mod tests {
 
     #[test]
     fn kvm_sev_guest_status_layout() {
-        // SEV-REFERENCE 12 #4: the KVM doc says `__u8 state`, the uapi header
+        // docs/protocol/choices.md#u4: the KVM doc says `__u8 state`, the uapi header
         // has `__u32 state`; the struct is 12 bytes.
         assert_eq!(size_of::<kvm_sev_guest_status>(), 12);
         assert_eq!(offset_of!(kvm_sev_guest_status, handle), 0x00);
@@ -676,7 +676,7 @@ mod tests {
 
     #[test]
     fn command_ids_match_reference() {
-        // SEV-REFERENCE.md 3.1 and 3.2 tables.
+        // docs/protocol/linux.md#dev-sev, docs/protocol/linux.md#kvm tables.
         assert_eq!(<SevUserDataStatus as SevPlatformCommand>::ID, 1);
         assert_eq!(<SevUserDataPekCsr as SevPlatformCommand>::ID, 3);
         assert_eq!(<SevUserDataPdhCertExport as SevPlatformCommand>::ID, 5);

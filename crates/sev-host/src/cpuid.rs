@@ -1,5 +1,5 @@
 //! CPUID Fn8000_001F: the memory-encryption capabilities of the host CPU
-//! (SEV-REFERENCE.md 9.1).
+//! (docs/protocol/memory.md#cpuid).
 
 use std::ops::RangeInclusive;
 

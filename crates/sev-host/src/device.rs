@@ -1,5 +1,5 @@
 //! `/dev/sev`: the platform-management commands of the AMD Secure Processor
-//! through the `SEV_ISSUE_CMD` ioctl (SEV-REFERENCE.md 3.1).
+//! through the `SEV_ISSUE_CMD` ioctl (docs/protocol/linux.md#dev-sev).
 
 use std::fs::OpenOptions;
 use std::io;
@@ -27,7 +27,7 @@ pub struct PlatformStatus {
     pub api_major: u8,
     /// API minor version.
     pub api_minor: u8,
-    /// Raw platform state (0 UNINIT, 1 INIT, 2 WORKING; SEV-REFERENCE.md 1.3).
+    /// Raw platform state (0 UNINIT, 1 INIT, 2 WORKING; docs/protocol/abi.md#platform-states).
     pub state: u8,
     /// Raw flags word (bit 0 owner, bit 8 SEV-ES).
     pub flags: u32,
@@ -507,10 +507,11 @@ mod tests {
             return;
         };
         let (pdh, chain) = dev.pdh_cert_export().unwrap();
-        // SEV-REFERENCE.md 2.3: one 0x824-byte certificate, three in the chain.
+        // docs/protocol/commands.md#buffers: one 0x824-byte certificate, three in the chain.
         assert_eq!(pdh.len(), 0x824);
         assert_eq!(chain.len(), 3 * 0x824);
-        // Certificate version 1 (u32 LE at offset 0; SEV-REFERENCE.md 4.1).
+        // Certificate version 1 (u32 LE at offset 0;
+        // docs/protocol/certificates.md#sev-certificate).
         assert_eq!(&pdh[..4], &[1, 0, 0, 0]);
     }
 

@@ -8,8 +8,8 @@ use crate::abi::{SEV_RET_INVALID_LEN, SEV_RET_NO_FW_CALL};
 
 /// Everything that can go wrong talking to `/dev/sev` or to KVM's SEV ioctls.
 ///
-/// Firmware failures carry the raw SEV status code (`code`, SEV-REFERENCE.md
-/// 1.2); mapping it to a typed status is left to the caller.
+/// Firmware failures carry the raw SEV status code (`code`, docs/protocol/abi.md#status-codes);
+/// mapping it to a typed status is left to the caller.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
     /// A device node could not be opened.
@@ -38,7 +38,7 @@ pub enum HostError {
     Firmware {
         /// Sub-command name.
         cmd: &'static str,
-        /// Raw SEV firmware status code (SEV-REFERENCE.md 1.2).
+        /// Raw SEV firmware status code (docs/protocol/abi.md#status-codes).
         code: u32,
     },
 

@@ -1,8 +1,8 @@
 //! ioctl request numbers and the Linux `_IOC` encoding they come from.
 //!
-//! The numbers are written out as the literals of SEV-REFERENCE.md 3.1/3.2
-//! (linux include/uapi/linux/psp-sev.h, include/uapi/linux/kvm.h); the tests
-//! recompute each one with the `_IOWR`/`_IOR`/`_IO` formulas from the size of
+//! The numbers are written out as the literals of docs/protocol/linux.md#dev-sev,
+//! docs/protocol/linux.md#kvm (linux include/uapi/linux/psp-sev.h, include/uapi/linux/kvm.h); the
+//! tests recompute each one with the `_IOWR`/`_IOR`/`_IO` formulas from the size of
 //! the struct the kernel declares for it.
 
 /// `_IOC_NONE`: no data transfer.

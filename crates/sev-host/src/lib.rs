@@ -10,7 +10,7 @@
 //! address before anything reaches the kernel.
 //!
 //! Firmware failures come back as [`HostError::Firmware`] with the raw SEV
-//! status code (SEV-REFERENCE.md 1.2).
+//! status code (docs/protocol/abi.md#status-codes).
 //!
 //! x86-64 Linux only (the KVM SEV structures come from kvm-bindings' x86-64
 //! module).

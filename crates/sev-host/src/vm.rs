@@ -1,5 +1,6 @@
 //! Guest commands through KVM: `KVM_MEMORY_ENCRYPT_OP` and the encrypted-
-//! region ioctls on a VM fd (SEV-REFERENCE.md 3.2, 3.3, 8.4).
+//! region ioctls on a VM fd (docs/protocol/linux.md#kvm, docs/protocol/linux.md#launch-sequence,
+//! docs/protocol/memory.md#debug-commands).
 //!
 //! Addresses given as `u64` ("host addresses") are virtual addresses in this
 //! process: KVM pins the pages behind them and hands their physical addresses
@@ -30,7 +31,7 @@ use crate::ioctl::{
 use crate::HostError;
 
 /// Size of the LAUNCH_MEASURE output: 32-byte MAC ‖ 16-byte MNONCE
-/// (SEV-REFERENCE.md 6.1).
+/// (docs/protocol/measurement.md#launch-measure).
 pub const MEASUREMENT_LEN: usize = 48;
 
 /// Acceptable firmware-reported blob lengths, in words.
@@ -48,9 +49,9 @@ pub struct GuestStatus {
     pub handle: u32,
     /// Guest policy.
     pub policy: u32,
-    /// Raw guest state (SEV-REFERENCE.md 1.4: 0 UNINIT, 1 LUPDATE, 2 LSECRET,
+    /// Raw guest state (docs/protocol/abi.md#guest-states: 0 UNINIT, 1 LUPDATE, 2 LSECRET,
     /// 3 RUNNING, 4 SUPDATE, 5 RUPDATE, 6 SENT). A `u32` in the uapi header
-    /// (SEV-REFERENCE 12 #4).
+    /// (docs/protocol/choices.md#u4).
     pub state: u32,
 }
 
@@ -149,8 +150,8 @@ impl<'fd> SevVm<'fd> {
     /// (the kernel's default), `flags` 0. `vmsa_features` must be 0 for SEV;
     /// for SEV-ES only bit 5 (DEBUG_SWAP) is accepted — virtee/sev's
     /// `init_default_es()` value 0x1 is rejected by the kernel
-    /// (SEV-REFERENCE 12 #8). The VMSA features change the SEV-ES launch
-    /// measurement (12 #9).
+    /// (docs/protocol/choices.md#u8). The VMSA features change the SEV-ES launch
+    /// measurement (docs/protocol/choices.md#u9).
     ///
     /// # Errors
     /// [`HostError::Ioctl`] (EINVAL for unsupported `vmsa_features`, or on a
@@ -231,7 +232,7 @@ impl<'fd> SevVm<'fd> {
         let len32 = check_len("LAUNCH_UPDATE_DATA region", len, U32_MAX_LEN)?;
         check_range("LAUNCH_UPDATE_DATA region", host_addr, u64::from(len32))?;
         // The firmware wants PADDR 16-byte aligned and LEN a multiple of 16
-        // (SEV-REFERENCE 2.3). KVM splits the range only at page boundaries,
+        // (docs/protocol/commands.md#buffers). KVM splits the range only at page boundaries,
         // so checking the user range here catches it with the argument named.
         check_aligned("LAUNCH_UPDATE_DATA address", host_addr, 16)?;
         check_aligned("LAUNCH_UPDATE_DATA length", u64::from(len32), 16)?;
@@ -303,7 +304,7 @@ impl<'fd> SevVm<'fd> {
         guest_host_addr: u64,
         trans: &[u8],
     ) -> Result<()> {
-        // UNCERTAIN (SEV-REFERENCE 12 #14): chose GUEST_LEN = TRANS_LEN and
+        // UNCERTAIN (docs/protocol/choices.md#u14): chose GUEST_LEN = TRANS_LEN and
         // require a 16-byte aligned destination, because QEMU and every tool
         // send equal lengths and the firmware's behaviour otherwise is unknown.
         let hdr_len = check_blob("secret header", hdr, SEV_FW_BLOB_MAX_SIZE)?;
@@ -508,7 +509,8 @@ impl<'fd> SevVm<'fd> {
         )?;
         let mut hdr = vec![0u8; hdr_len_usize];
         // TRANS_LEN = GUEST_LEN: the firmware needs TRANS_LEN >= GUEST_LEN
-        // (SEV-REFERENCE 8.3); QEMU sizes the transport buffer the same way.
+        // (docs/protocol/migration.md#transport-packets); QEMU sizes the transport buffer the same
+        // way.
         let mut trans = vec![0u8; len];
         let mut update = kvm_sev_send_update_data {
             hdr_uaddr: hdr.as_mut_ptr() as u64,

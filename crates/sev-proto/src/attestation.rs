@@ -1,5 +1,5 @@
 //! The SEV attestation report (command ATTESTATION 0x036,
-//! KVM_SEV_GET_ATTESTATION_REPORT; SEV-REFERENCE 6.3): 0xD0 bytes.
+//! KVM_SEV_GET_ATTESTATION_REPORT; docs/protocol/measurement.md#attestation-report): 0xD0 bytes.
 //!
 //! | Off  | Size | Field |
 //! |------|------|-------|

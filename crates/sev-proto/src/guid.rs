@@ -1,5 +1,5 @@
 //! EFI GUIDs in the mixed-endian byte order used by OVMF tables, secret tables
-//! and the kernel-hashes table (SEV-REFERENCE.md section 0).
+//! and the kernel-hashes table (docs/protocol/README.md#conventions).
 
 use std::fmt;
 use std::str::FromStr;
@@ -119,7 +119,7 @@ impl fmt::Debug for Guid {
 mod tests {
     use super::*;
 
-    /// SEV-REFERENCE.md section 0: the footer GUID example.
+    /// docs/protocol/README.md#conventions: the footer GUID example.
     #[test]
     fn mixed_endian_bytes_match_reference_example() {
         let g: Guid = "96b582de-1fb2-45f7-baea-a366c55a082d".parse().unwrap();

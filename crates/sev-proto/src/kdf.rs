@@ -1,4 +1,4 @@
-//! The SEV key-derivation function (SEV-REFERENCE.md section 5.2) and the
+//! The SEV key-derivation function (docs/protocol/session.md#kdf) and the
 //! HMAC-SHA-256 it is built on. The session key hierarchy derived with it
 //! lives in [`crate::session`].
 //!
@@ -58,7 +58,7 @@ pub(crate) fn hmac_sha256(key: &[u8]) -> HmacSha256 {
     <HmacSha256 as KeyInit>::new(&key_block)
 }
 
-/// SP 800-108 counter-mode KDF with HMAC-SHA-256 (SEV-REFERENCE 5.2).
+/// SP 800-108 counter-mode KDF with HMAC-SHA-256 (docs/protocol/session.md#kdf).
 ///
 /// Returns `len` bytes. `len` is clamped to [`KDF_MAX_LEN`] (beyond it the
 /// bit length cannot be encoded); every SEV derivation asks for 16 bytes, so
@@ -95,16 +95,16 @@ mod tests {
         hex::decode(s.replace(' ', "")).unwrap()
     }
 
-    /// SEV-REFERENCE 11.1 (virtee/sev src/session/key.rs, test `derive`):
-    /// KDF(00×16, 16, "sev-master-secret", 00×16).
+    /// docs/protocol/test-vectors.md#kdf-and-session (virtee/sev src/session/key.rs, test
+    /// `derive`): KDF(00×16, 16, "sev-master-secret", 00×16).
     #[test]
     fn kdf_known_answer_master_secret() {
         let out = kdf(&[0u8; 16], 16, "sev-master-secret", &[0u8; 16]);
         assert_eq!(hex::encode(&*out), "ab4d269fcc62bedb4511d56c386ce706");
     }
 
-    /// SEV-REFERENCE 11.1: the single HMAC message of that KDF call, checked
-    /// by MACing the reference's message bytes independently.
+    /// docs/protocol/test-vectors.md#kdf-and-session: the single HMAC message of that KDF call,
+    /// checked by MACing the reference's message bytes independently.
     #[test]
     fn kdf_message_layout_matches_reference() {
         let msg = unhex(
@@ -118,7 +118,7 @@ mod tests {
         assert_eq!(&block[..16], &out[..]);
     }
 
-    /// SEV-REFERENCE 11.1 (virtee/sev src/session/mod.rs, test `mac`):
+    /// docs/protocol/test-vectors.md#kdf-and-session (virtee/sev src/session/mod.rs, test `mac`):
     /// HMAC-SHA256(00×16, 00×4).
     #[test]
     fn hmac_known_answer() {

@@ -1,4 +1,4 @@
-//! The AMD SEV protocol, exact to `SEV-REFERENCE.md`: ABI types, certificates
+//! The AMD SEV protocol, exact to docs/protocol/README.md: ABI types, certificates
 //! and chain verification, the guest owner's key agreement and wrapping, the
 //! measurement, secret and transport packets, attestation reports and OVMF
 //! metadata. No I/O and no unsafe code: every function takes and returns bytes.

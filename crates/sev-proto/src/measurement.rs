@@ -1,5 +1,5 @@
 //! The LAUNCH_MEASURE measurement and its 48-byte output blob
-//! (SEV-REFERENCE.md section 6.1).
+//! (docs/protocol/measurement.md#launch-measure).
 //!
 //! ```text
 //! API >= 0.17: MEASUREMENT = HMAC-SHA256(TIK, 0x04 || API_MAJOR || API_MINOR || BUILD
@@ -9,7 +9,7 @@
 //!
 //! API_MAJOR, API_MINOR and BUILD are the platform's running firmware
 //! version, not the policy's minimum. LD is the SHA-256 launch digest
-//! (section 6.2, computed elsewhere).
+//! (docs/protocol/measurement.md#launch-digest, computed elsewhere).
 
 use hmac::Mac;
 use subtle::ConstantTimeEq;
@@ -41,12 +41,13 @@ pub enum MeasurementError {
 
 /// Whether firmware of API version `major.minor` uses the measurement form
 /// with the context byte and version/build (API >= 0.17). The same cut-off
-/// decides whether the LAUNCH_SECRET MAC covers the measurement (section 7.2).
+/// decides whether the LAUNCH_SECRET MAC covers the measurement
+/// (docs/protocol/secret.md#launch-secret).
 pub const fn api_has_measurement_context(api_major: u8, api_minor: u8) -> bool {
     api_major > 0 || api_minor >= 17
 }
 
-/// MEASUREMENT for API >= 0.17 (SEV-REFERENCE 6.1).
+/// MEASUREMENT for API >= 0.17 (docs/protocol/measurement.md#launch-measure).
 pub fn launch_measurement(
     tik: &Tik,
     api_major: u8,
@@ -65,8 +66,9 @@ pub fn launch_measurement(
 }
 
 /// MEASUREMENT for API < 0.17: no context byte, version or build
-/// (SEV-REFERENCE 6.1 and 12 #19, from sev-tool `calculate_measurement`).
-// UNCERTAIN (SEV-REFERENCE 12 #19): chose sev-tool's legacy formula
+/// (docs/protocol/measurement.md#launch-measure, docs/protocol/choices.md#u19, from sev-tool
+/// `calculate_measurement`).
+// UNCERTAIN (docs/protocol/choices.md#u19): chose sev-tool's legacy formula
 // HMAC(TIK, LE32(POLICY) || LD || MNONCE) because it is the only source; no
 // known-answer vector exists for firmware older than API 0.17.
 pub fn launch_measurement_legacy(
@@ -99,8 +101,8 @@ pub fn launch_measurement_for_api(
     }
 }
 
-/// The LAUNCH_MEASURE output (SEV-REFERENCE 6.1): MEASUREMENT ‖ MNONCE, the
-/// 48 bytes QEMU's `query-sev-launch-measure` returns (base64 is the
+/// The LAUNCH_MEASURE output (docs/protocol/measurement.md#launch-measure): MEASUREMENT ‖ MNONCE,
+/// the 48 bytes QEMU's `query-sev-launch-measure` returns (base64 is the
 /// caller's business).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MeasureBlob {
@@ -175,7 +177,7 @@ mod tests {
         hex::decode(s).unwrap().try_into().unwrap()
     }
 
-    /// SEV-REFERENCE 11.3 (virtee/sev src/session/mod.rs, test `verify`):
+    /// docs/protocol/test-vectors.md#launch-measure (virtee/sev src/session/mod.rs, test `verify`):
     /// API 0.18 build 15, policy 0, LD = SHA-256("").
     #[test]
     fn measurement_known_answer_virtee() {
@@ -198,8 +200,8 @@ mod tests {
         assert_eq!(verify_measurement(&tik, 0, 18, 15, 0, &ld, &blob), Ok(()));
     }
 
-    // SEV-REFERENCE 11.4 (virtee/sevctl tests/measurementbuild.rs) common
-    // inputs: TIK tik1.bin, API 1.40 build 40, policy 0x03.
+    // docs/protocol/test-vectors.md#sevctl-measurement (virtee/sevctl tests/measurementbuild.rs)
+    // common inputs: TIK tik1.bin, API 1.40 build 40, policy 0x03.
     const TIK_11_4: &str = "3569cf61a32a602b87185ac6e0f55913";
     const MNONCE_11_4: &str = "c313fab511c216b1505b1b2ea9903c40";
 
@@ -226,7 +228,7 @@ mod tests {
         );
     }
 
-    /// SEV-REFERENCE 11.4 a: LD supplied on the command line.
+    /// docs/protocol/test-vectors.md#sevctl-measurement a: LD supplied on the command line.
     #[test]
     fn sevctl_measurement_case_a_supplied_ld() {
         check_11_4(
@@ -238,8 +240,8 @@ mod tests {
         );
     }
 
-    /// SEV-REFERENCE 11.4 b: LD of the trimmed sevctl OVMF fixture (taken
-    /// from the reference table; the digest itself is computed elsewhere).
+    /// docs/protocol/test-vectors.md#sevctl-measurement b: LD of the trimmed sevctl OVMF fixture
+    /// (taken from the reference table; the digest itself is computed elsewhere).
     #[test]
     fn sevctl_measurement_case_b_ovmf() {
         check_11_4(
@@ -251,7 +253,8 @@ mod tests {
         );
     }
 
-    /// SEV-REFERENCE 11.4 c: OVMF + kernel hashes table (LD from the table).
+    /// docs/protocol/test-vectors.md#sevctl-measurement c: OVMF + kernel hashes table (LD from the
+    /// table).
     #[test]
     fn sevctl_measurement_case_c_kernel_hashes() {
         check_11_4(
@@ -263,7 +266,8 @@ mod tests {
         );
     }
 
-    /// SEV-REFERENCE 11.4 d: SEV-ES, policy 0x05, API 1.49 build 6, own MNONCE.
+    /// docs/protocol/test-vectors.md#sevctl-measurement d: SEV-ES, policy 0x05, API 1.49 build 6,
+    /// own MNONCE.
     #[test]
     fn sevctl_measurement_case_d_seves() {
         check_11_4(

@@ -1,5 +1,5 @@
 //! OVMF metadata, the SEV kernel-hashes table and the launch digest
-//! (SEV-REFERENCE.md section 10).
+//! (docs/protocol/ovmf.md).
 //!
 //! * [`FooterTable`] parses the GUIDed table at the end of an OVMF image
 //!   (10.1) and answers the lookups QEMU makes: the launch-secret area, the
@@ -267,7 +267,7 @@ impl ResetVector {
     }
 }
 
-/// The OVMF footer GUID table (SEV-REFERENCE 10.1; qemu
+/// The OVMF footer GUID table (docs/protocol/ovmf.md#footer-table; qemu
 /// hw/i386/pc_sysfw_ovmf.c).
 ///
 /// Works on a whole image or on any suffix of it that contains the table
@@ -493,7 +493,7 @@ impl<'a> FooterTable<'a> {
     }
 }
 
-/// The three digests of the SEV kernel-hashes table (SEV-REFERENCE 10.2;
+/// The three digests of the SEV kernel-hashes table (docs/protocol/ovmf.md#kernel-hashes;
 /// qemu `SevHashTable`).
 ///
 /// Build it from the raw inputs with [`KernelHashes::new`], or from
@@ -527,7 +527,7 @@ impl fmt::Debug for KernelHashes {
 
 impl KernelHashes {
     /// Hashes the inputs as QEMU does: the command line (exactly as given,
-    /// no trimming — SEV-REFERENCE 12 #7) followed by one NUL byte, `None`
+    /// no trimming — docs/protocol/choices.md#u7) followed by one NUL byte, `None`
     /// meaning no `-append` (the single byte 0x00 is hashed, as for an empty
     /// command line); the initrd file (`None` = no initrd, hashed as empty);
     /// the kernel file as-is.
@@ -735,7 +735,7 @@ impl Writer<'_> {
     }
 }
 
-/// A running launch digest GCTX.LD (SEV-REFERENCE 6.2): SHA-256 over the
+/// A running launch digest GCTX.LD (docs/protocol/measurement.md#launch-digest): SHA-256 over the
 /// firmware image, then the padded hashes table (if any), then the VMSA
 /// pages (SEV-ES) — in that order, nothing else.
 ///
@@ -788,7 +788,7 @@ impl std::io::Write for LaunchDigest {
     }
 }
 
-/// The 'sev' mode launch digest (SEV-REFERENCE 10.3; sev-snp-measure
+/// The 'sev' mode launch digest (docs/protocol/ovmf.md#sev-digest; sev-snp-measure
 /// `sev_calc_launch_digest`): SHA-256 of the whole firmware image followed
 /// by the padded hashes table when `hashes` is given.
 ///
@@ -803,7 +803,7 @@ pub fn sev_launch_digest(
     seves_launch_digest(firmware, hashes, &[])
 }
 
-/// The 'seves' mode launch digest (SEV-REFERENCE 10.4): as
+/// The 'seves' mode launch digest (docs/protocol/ovmf.md#seves-digest): as
 /// [`sev_launch_digest`], then each caller-built VMSA page in vCPU order
 /// (each must be exactly 4096 bytes). With no VMSAs this is the 'sev'
 /// digest.
@@ -886,7 +886,7 @@ mod tests {
         [base.to_le_bytes(), size.to_le_bytes()].concat()
     }
 
-    /// SEV-REFERENCE 10.1 worked example: every entry of the AmdSev fixture.
+    /// docs/protocol/ovmf.md#footer-table worked example: every entry of the AmdSev fixture.
     #[test]
     fn amdsev_footer_table_matches_worked_example() {
         let Some(img) = testdata("amdsev_footer_table_matches_worked_example", AMDSEV) else {
@@ -928,7 +928,7 @@ mod tests {
         assert!(t.find(SNP_BOOT_BLOCK_GUID).is_none());
     }
 
-    /// SEV-REFERENCE 10.1: the OvmfX64 entries exist but are zero
+    /// docs/protocol/ovmf.md#footer-table: the OvmfX64 entries exist but are zero
     /// ("not supported").
     #[test]
     fn ovmfx64_areas_are_unsupported() {
@@ -972,7 +972,7 @@ mod tests {
         );
     }
 
-    /// SEV-REFERENCE 11.6 intermediates: padded table for empty kernel,
+    /// docs/protocol/test-vectors.md#launch-digests intermediates: padded table for empty kernel,
     /// empty initrd, no cmdline; and the cmdline digest with an append.
     #[test]
     fn padded_hashes_table_known_answers() {
@@ -1004,7 +1004,7 @@ mod tests {
         assert_eq!(&wt[0x44..], &want[0x44..]);
     }
 
-    /// SEV-REFERENCE 10.2: field offsets of the table.
+    /// docs/protocol/ovmf.md#kernel-hashes: field offsets of the table.
     #[test]
     fn hashes_table_layout() {
         let h = KernelHashes {
@@ -1038,8 +1038,8 @@ mod tests {
         assert!(format!("{h:?}").contains("0101"));
     }
 
-    /// SEV-REFERENCE 11.6, 'sev' rows (sev-snp-measure tests/test_guest.py,
-    /// virtee/sev tests/measurement.rs).
+    /// docs/protocol/test-vectors.md#launch-digests, 'sev' rows (sev-snp-measure
+    /// tests/test_guest.py, virtee/sev tests/measurement.rs).
     #[test]
     fn sev_launch_digests_11_6() {
         let (Some(amd), Some(x64)) = (
@@ -1074,8 +1074,8 @@ mod tests {
         assert!(seves_launch_digest(&x64, Some(&h2), &[]).is_err());
     }
 
-    /// SEV-REFERENCE 11.4 b and c (virtee/sevctl tests/measurementbuild.rs):
-    /// launch digests, and the padded table of case c.
+    /// docs/protocol/test-vectors.md#sevctl-measurement b and c (virtee/sevctl
+    /// tests/measurementbuild.rs): launch digests, and the padded table of case c.
     #[test]
     fn sevctl_launch_digests_11_4() {
         let Some(fw) = testdata("sevctl_launch_digests_11_4", SEVCTL) else {
@@ -1118,7 +1118,8 @@ mod tests {
         assert_eq!(ld.finalize(), sha256(&fw));
     }
 
-    /// SEV-REFERENCE 11.4 d: SEV-ES, sevctl firmware + vmsa0 + 3 × vmsa1.
+    /// docs/protocol/test-vectors.md#sevctl-measurement d: SEV-ES, sevctl firmware + vmsa0 + 3 ×
+    /// vmsa1.
     #[test]
     fn seves_launch_digest_11_4_d() {
         let (Some(fw), Some(v0), Some(v1)) = (
@@ -1591,7 +1592,7 @@ mod sev_snp_measure_tests {
                 Some((&ipath, &initrd)),
                 Some("console=ttyS0 root=/dev/vda1 ro"),
             ),
-            // Not trimmed (SEV-REFERENCE 12 #7).
+            // Not trimmed (docs/protocol/choices.md#u7).
             (Some((&epath, b"")), None, Some("  padded cmdline  ")),
             (Some((&epath, b"")), Some((&epath, b"")), Some("")),
         ];

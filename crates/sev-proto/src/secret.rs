@@ -1,5 +1,6 @@
-//! Secret and transport packets: LAUNCH_SECRET (SEV-REFERENCE.md sections
-//! 7.1, 7.2) and SEND_UPDATE_* / RECEIVE_UPDATE_* (section 8.3).
+//! Secret and transport packets: LAUNCH_SECRET (docs/protocol/secret.md#packet-header,
+//! docs/protocol/secret.md#launch-secret) and SEND_UPDATE_* / RECEIVE_UPDATE_*
+//! (docs/protocol/migration.md#transport-packets).
 //!
 //! Every packet is a 52-byte [`PacketHeader`] {FLAGS, IV, MAC} plus a
 //! transport buffer `TRANS = AES-128-CTR(TEK, IV, plaintext)`. With
@@ -19,7 +20,7 @@
 //! second half must be zero. Hashing then encrypting the hash XOR the IV
 //! with a block cipher is a PRF-based MAC (an ε-almost-XOR-universal hash
 //! followed by a PRP, as GCM-SIV's tag), so it stays a MAC even if an IV
-//! repeats. UNCERTAIN (SEV-REFERENCE 12 #1): no real firmware's transport MAC
+//! repeats. UNCERTAIN (docs/protocol/choices.md#u1): no real firmware's transport MAC
 //! is known, so the emulator chose its own: a POLYVAL-based MAC instead of
 //! the reference's HMAC-SHA256 reconstruction because SHA-256 without SHA-NI
 //! bounded migration to about 300 MB/s per side, and POLYVAL rather than
@@ -34,11 +35,12 @@
 //! | transport data page | 0x02 | `binding` (emulator extension, see below) |
 //! | transport VMSA | 0x03 | `binding` |
 //!
-//! The LAUNCH_SECRET formula is verified against sevctl (section 11.5). The
-//! transport packets keep the reference's context bytes 0x02 (data) and
-//! 0x03 (VMSA) and field order inside `A` (section 8.3).
+//! The LAUNCH_SECRET formula is verified against sevctl
+//! (docs/protocol/test-vectors.md#sevctl-secret). The transport packets keep the reference's
+//! context bytes 0x02 (data) and 0x03 (VMSA) and field order inside `A`
+//! (docs/protocol/migration.md#transport-packets).
 //!
-//! **Binding (emulator-internal extension).** SEV-REFERENCE 8.3 ("design
+//! **Binding (emulator-internal extension).** docs/protocol/migration.md#transport-packets ("design
 //! advice") suggests binding a sequence number or guest address into the
 //! transport MAC for replay/reordering protection. [`seal_transport`] and
 //! [`open_transport`] take the caller's `binding` bytes as the TRAILER: they
@@ -123,7 +125,7 @@ pub enum PacketError {
     Mac,
 }
 
-/// The 52-byte packet header (SEV-REFERENCE 7.1).
+/// The 52-byte packet header (docs/protocol/secret.md#packet-header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PacketHeader {
     /// 0x00: FLAGS (bit 0 = COMPRESSED).
@@ -350,7 +352,7 @@ impl TransportCipher {
     ) -> Result<(), PacketError> {
         let trans_len =
             u32::try_from(trans.len()).map_err(|_| PacketError::TooLong { len: trans.len() })?;
-        // UNCERTAIN (SEV-REFERENCE 12 #14): chose to require
+        // UNCERTAIN (docs/protocol/choices.md#u14): chose to require
         // GUEST_LENGTH == TRANS_LENGTH because every tool sends equal lengths
         // and CTR mode maps the one onto the other byte for byte.
         if guest_len != trans_len {
@@ -359,8 +361,8 @@ impl TransportCipher {
                 trans_len: trans.len(),
             });
         }
-        // UNCERTAIN (SEV-REFERENCE 7.2, 12 #14): chose to refuse
-        // FLAGS.COMPRESSED with a distinct error (the emulator maps it to
+        // UNCERTAIN (docs/protocol/secret.md#launch-secret, docs/protocol/choices.md#u14): chose to
+        // refuse FLAGS.COMPRESSED with a distinct error (the emulator maps it to
         // UNSUPPORTED) because no tool compresses and no compression format
         // is documented; other FLAGS bits are reserved and refused too.
         if header.flags & FLAG_COMPRESSED != 0 {
@@ -467,8 +469,8 @@ impl TransportCipher {
 }
 
 /// The LAUNCH_SECRET MAC trailer: the measurement, or nothing for API < 0.17.
-// UNCERTAIN (SEV-REFERENCE 7.2, 12 #19): for API < 0.17 chose to keep the
-// 0x01 context byte and drop only the MEASUREMENT, because the reference (from
+// UNCERTAIN (docs/protocol/secret.md#launch-secret, docs/protocol/choices.md#u19): for API < 0.17
+// chose to keep the 0x01 context byte and drop only the MEASUREMENT, because the reference (from
 // sev-tool `create_launch_secret_header`) names only the measurement as
 // omitted.
 fn measurement_trailer(measurement: Option<&[u8; 32]>) -> &[u8] {
@@ -478,7 +480,7 @@ fn measurement_trailer(measurement: Option<&[u8; 32]>) -> &[u8] {
     }
 }
 
-/// Builds a LAUNCH_SECRET packet (guest owner, SEV-REFERENCE 7.2): FLAGS 0,
+/// Builds a LAUNCH_SECRET packet (guest owner, docs/protocol/secret.md#launch-secret): FLAGS 0,
 /// GUEST_LENGTH = TRANS_LENGTH = `plaintext.len()`.
 ///
 /// `measurement` is the launch MEASUREMENT (not the MNONCE) for firmware of
@@ -503,7 +505,7 @@ pub fn build_launch_secret(
     (header, trans)
 }
 
-/// Opens a LAUNCH_SECRET packet as the firmware does (SEV-REFERENCE 7.2):
+/// Opens a LAUNCH_SECRET packet as the firmware does (docs/protocol/secret.md#launch-secret):
 /// checks, in order, the lengths, FLAGS and the MAC (constant-time), then
 /// decrypts. `guest_len` is the command's GUEST_LENGTH, `trans` the
 /// transport buffer (its length is TRANS_LENGTH), `measurement` as for
@@ -515,8 +517,8 @@ pub fn open_launch_secret(
     trans: &[u8],
     measurement: Option<&[u8; 32]>,
 ) -> Result<Zeroizing<Vec<u8>>, PacketError> {
-    // UNCERTAIN (SEV-REFERENCE 7.2, 12 #14): chose to require a non-empty
-    // payload that is a multiple of 16 bytes, because every tool pads to 16
+    // UNCERTAIN (docs/protocol/secret.md#launch-secret, docs/protocol/choices.md#u14): chose to
+    // require a non-empty payload that is a multiple of 16 bytes, because every tool pads to 16
     // and virtee/sev's hardware test notes the firmware needs a 16-byte
     // multiple. Checked before the shared length/FLAGS/MAC checks.
     if trans.is_empty() {
@@ -539,7 +541,7 @@ pub fn open_launch_secret(
 }
 
 /// Seals a migration packet (source firmware, SEND_UPDATE_DATA/VMSA,
-/// SEV-REFERENCE 8.3) with the emulator's `binding` appended to the MAC
+/// docs/protocol/migration.md#transport-packets) with the emulator's `binding` appended to the MAC
 /// input (empty = the 8.3 formula). For many packets build a
 /// [`TransportCipher`] once instead.
 pub fn seal_transport(
@@ -580,7 +582,8 @@ mod tests {
         unhex(s).try_into().unwrap()
     }
 
-    // SEV-REFERENCE 11.5 (virtee/sevctl tests/secretbuild.rs, tests/data/secret/).
+    // docs/protocol/test-vectors.md#sevctl-secret (virtee/sevctl tests/secretbuild.rs,
+    // tests/data/secret/).
     fn keys_11_5() -> TransportKeys {
         TransportKeys {
             tek: Tek::from_bytes(arr("52a869b79ab9c13bb6a92b0561619cb3")),
@@ -597,7 +600,8 @@ mod tests {
         e5696873f084734992ec06879ce3da0b 26000000 4d592d4c554b532d50415353504852415345 \
         e5696873aaaa734992ec06879ce3da0b 25000000 534f4d45204f54484552205345435245 54 00";
 
-    /// SEV-REFERENCE 11.5 case 1: header (52 B) and payload (64 B) [published].
+    /// docs/protocol/test-vectors.md#sevctl-secret case 1: header (52 B) and payload (64 B)
+    /// [published].
     #[test]
     fn launch_secret_known_answer_case1() {
         let keys = keys_11_5();
@@ -618,7 +622,8 @@ mod tests {
         assert_eq!(&plain[..], &table[..]);
     }
 
-    /// SEV-REFERENCE 11.5 case 2: header MAC and payload (96 B) [published].
+    /// docs/protocol/test-vectors.md#sevctl-secret case 2: header MAC and payload (96 B)
+    /// [published].
     #[test]
     fn launch_secret_known_answer_case2() {
         let keys = keys_11_5();
@@ -704,8 +709,8 @@ mod tests {
         );
     }
 
-    /// API < 0.17: the MAC omits the measurement (SEV-REFERENCE 7.2, 12 #19);
-    /// checked against HMAC computed directly from the formula.
+    /// API < 0.17: the MAC omits the measurement (docs/protocol/secret.md#launch-secret,
+    /// docs/protocol/choices.md#u19); checked against HMAC computed directly from the formula.
     #[test]
     fn launch_secret_legacy_mac_omits_measurement() {
         let keys = keys_11_5();

@@ -1,4 +1,4 @@
-//! The OVMF / Linux `efi_secret` secret table (SEV-REFERENCE.md section 7.3):
+//! The OVMF / Linux `efi_secret` secret table (docs/protocol/secret.md#secret-table):
 //! the plaintext a guest owner encrypts into a LAUNCH_SECRET packet.
 //!
 //! ```text
@@ -17,7 +17,7 @@ use crate::guid::Guid;
 /// The table header GUID 1e74f542-71dd-4d66-963e-ef4287ff173b.
 pub const SECRET_TABLE_GUID: Guid = Guid::from_str_const("1e74f542-71dd-4d66-963e-ef4287ff173b");
 
-/// Size of the secret area OVMF (AmdSev build) reserves (section 7.4).
+/// Size of the secret area OVMF (AmdSev build) reserves (docs/protocol/secret.md#secret-area).
 pub const OVMF_SECRET_AREA_SIZE: usize = 0xC00;
 
 /// Size of the table header (GUID + total length).
@@ -295,7 +295,7 @@ mod tests {
         s.parse().unwrap()
     }
 
-    // SEV-REFERENCE 11.5 (virtee/sevctl tests/secretbuild.rs).
+    // docs/protocol/test-vectors.md#sevctl-secret (virtee/sevctl tests/secretbuild.rs).
     const GUID1: &str = "736869e5-84f0-4973-92ec-06879ce3da0b";
     const GUID2: &str = "736869e5-aaaa-4973-92ec-06879ce3da0b";
 
@@ -315,7 +315,7 @@ mod tests {
         );
     }
 
-    /// SEV-REFERENCE 11.5 case 1: the 64-byte plaintext table [derived].
+    /// docs/protocol/test-vectors.md#sevctl-secret case 1: the 64-byte plaintext table [derived].
     #[test]
     fn table_bytes_case1() {
         let t = case1();
@@ -330,7 +330,7 @@ mod tests {
         );
     }
 
-    /// SEV-REFERENCE 11.5 case 2: the 96-byte plaintext table [derived].
+    /// docs/protocol/test-vectors.md#sevctl-secret case 2: the 96-byte plaintext table [derived].
     #[test]
     fn table_bytes_case2() {
         let bytes = case2().to_padded_bytes().unwrap();
@@ -344,7 +344,7 @@ mod tests {
         );
     }
 
-    /// SEV-REFERENCE 11.5 end to end: table → LAUNCH_SECRET packet gives
+    /// docs/protocol/test-vectors.md#sevctl-secret end to end: table → LAUNCH_SECRET packet gives
     /// sevctl's published header and payload (cases 1 and 2), and the
     /// firmware side recovers and parses the table.
     #[test]

@@ -1,6 +1,8 @@
 //! Guest-owner session establishment: ECDH, the transport keys and the
 //! 128-byte session buffer of LAUNCH_START / SEND_START / RECEIVE_START
-//! (SEV-REFERENCE.md sections 5.1, 5.3, 5.4, 5.5 and 8.2).
+//! (docs/protocol/session.md#key-agreement, docs/protocol/session.md#wrapping,
+//! docs/protocol/session.md#firmware-checks, docs/protocol/session.md#session-buffer,
+//! docs/protocol/migration.md#send-start).
 //!
 //! The owner side (or the source firmware in SEND_START) calls [`wrap`]; the
 //! firmware side (LAUNCH_START, RECEIVE_START) calls [`unwrap`], which checks
@@ -159,7 +161,7 @@ impl ConstantTimeEq for TransportKeys {
 }
 
 /// The ECDH shared secret Z: the affine x coordinate of `secret · public`,
-/// 48 bytes big-endian (SEV-REFERENCE 5.1; OpenSSL's ECDH output).
+/// 48 bytes big-endian (docs/protocol/session.md#key-agreement; OpenSSL's ECDH output).
 ///
 /// `PublicKey` guarantees its point is on P-384 and not the identity, so the
 /// result is always defined.
@@ -172,7 +174,7 @@ pub fn shared_secret(secret: &SecretKey, public: &PublicKey) -> Zeroizing<[u8; 4
     z
 }
 
-/// The session buffer (SEV-REFERENCE 5.5), 0x80 bytes. Nothing in it is
+/// The session buffer (docs/protocol/session.md#session-buffer), 0x80 bytes. Nothing in it is
 /// secret: TEK ‖ TIK are wrapped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionBuffer {
@@ -263,7 +265,7 @@ fn first16(bytes: &[u8]) -> Zeroizing<[u8; 16]> {
     key
 }
 
-/// `master = KDF(Z, 16, "sev-master-secret", NONCE)` (SEV-REFERENCE 5.2).
+/// `master = KDF(Z, 16, "sev-master-secret", NONCE)` (docs/protocol/session.md#kdf).
 ///
 /// `z` is the ECDH shared secret (48 bytes, big-endian x coordinate, see
 /// [`shared_secret`]); any length is accepted because the
@@ -273,13 +275,13 @@ pub fn master_secret(z: &[u8], nonce: &[u8; 16]) -> MasterSecret {
     MasterSecret::from_bytes(*first16(&out))
 }
 
-/// `KEK = KDF(master, 16, "sev-kek", "")` (SEV-REFERENCE 5.2).
+/// `KEK = KDF(master, 16, "sev-kek", "")` (docs/protocol/session.md#kdf).
 pub fn kek(master: &MasterSecret) -> Kek {
     let out = kdf(master.as_bytes(), 16, LABEL_KEK, &[]);
     Kek::from_bytes(*first16(&out))
 }
 
-/// `KIK = KDF(master, 16, "sev-kik", "")` (SEV-REFERENCE 5.2).
+/// `KIK = KDF(master, 16, "sev-kik", "")` (docs/protocol/session.md#kdf).
 pub fn kik(master: &MasterSecret) -> Kik {
     let out = kdf(master.as_bytes(), 16, LABEL_KIK, &[]);
     Kik::from_bytes(*first16(&out))
@@ -290,7 +292,7 @@ fn policy_mac(tik: &Tik, policy: u32) -> [u8; 32] {
     mac16(tik.as_bytes(), &policy.to_le_bytes())
 }
 
-/// Wraps TEK ‖ TIK for a session (SEV-REFERENCE 5.3): the owner's side of
+/// Wraps TEK ‖ TIK for a session (docs/protocol/session.md#wrapping): the owner's side of
 /// LAUNCH_START and the source firmware's side of SEND_START.
 ///
 /// `z` is the ECDH shared secret ([`shared_secret`]), `nonce` and `wrap_iv`
@@ -323,14 +325,15 @@ pub fn wrap(
 }
 
 /// Unwraps the transport keys from a session buffer, as the firmware does in
-/// LAUNCH_START and RECEIVE_START (SEV-REFERENCE 5.4 step 3, 8.2).
+/// LAUNCH_START and RECEIVE_START (docs/protocol/session.md#firmware-checks (step 3),
+/// docs/protocol/migration.md#send-start).
 ///
 /// Checks WRAP_MAC first ([`SessionError::WrapMac`]), then decrypts TEK ‖ TIK
 /// and checks POLICY_MAC against `policy`, the policy of the command
 /// ([`SessionError::PolicyMac`]). Both comparisons are constant-time.
 ///
 /// The firmware status code for either failure is the caller's choice;
-/// SEV-REFERENCE 12 #2 recommends BAD_MEASUREMENT (0x0B) for both.
+/// docs/protocol/choices.md#u2 recommends BAD_MEASUREMENT (0x0B) for both.
 pub fn unwrap(
     z: &[u8],
     session: &SessionBuffer,
@@ -459,8 +462,8 @@ mod tests {
         PublicKey::from_encoded_point(&point).unwrap()
     }
 
-    /// SEV-REFERENCE 11.1 (virtee/sev src/session/mod.rs, test `session`):
-    /// Z = 00×16, NONCE = WRAP_IV = TEK = TIK = 00×16, POLICY = 0.
+    /// docs/protocol/test-vectors.md#kdf-and-session (virtee/sev src/session/mod.rs, test
+    /// `session`): Z = 00×16, NONCE = WRAP_IV = TEK = TIK = 00×16, POLICY = 0.
     #[test]
     fn session_known_answer_zero_inputs() {
         let keys = TransportKeys {
@@ -484,7 +487,7 @@ mod tests {
         assert!(bool::from(back.ct_eq(&keys)));
     }
 
-    // SEV-REFERENCE 11.2 (derived): the Naples PDH and the fixed GODH key.
+    // docs/protocol/test-vectors.md#ecdh-session (derived): the Naples PDH and the fixed GODH key.
     const PDH_QX: &str = "36024908d6d5b6a134c1c9aff652c39eaec13f3afeb487ac6210f119199e08e677245f8f4fe9c63ad525245457205295";
     const PDH_QY: &str = "3ec89bb2111b4297695805b4111982f44540f44bc45e5c19719dd726a1e05bb450a41736f6d21d84e92aab209ff16f03";
     const GODH_D: &str = "8fe744ddc6481f755c4ea0234fbfd45e44374c265107bf7b47de043007e469369e830f953ac8b691b136e3cddb269fae";
@@ -525,16 +528,16 @@ mod tests {
         assert!(bool::from(back.ct_eq(owner.keys())));
     }
 
-    /// SEV-REFERENCE 11.2, hermetic variant: PDH coordinates hard-coded from
-    /// the reference table (big-endian).
+    /// docs/protocol/test-vectors.md#ecdh-session, hermetic variant: PDH coordinates hard-coded
+    /// from the reference table (big-endian).
     #[test]
     fn ecdh_session_known_answer_hardcoded_pdh() {
         let pdh = public_key_be(&unhex(PDH_QX), &unhex(PDH_QY));
         check_session_11_2(&pdh);
     }
 
-    /// SEV-REFERENCE 11.2 from the real Naples PDH certificate: QX at 0x14
-    /// and QY at 0x5C, 72 bytes little-endian each (section 4.1).
+    /// docs/protocol/test-vectors.md#ecdh-session from the real Naples PDH certificate: QX at 0x14
+    /// and QY at 0x5C, 72 bytes little-endian each (docs/protocol/certificates.md#sev-certificate).
     #[test]
     fn ecdh_session_known_answer_naples_pdh_cert() {
         let test = "ecdh_session_known_answer_naples_pdh_cert";
@@ -556,7 +559,7 @@ mod tests {
         check_session_11_2(&public_key_be(&qx, &qy));
     }
 
-    /// SEV-REFERENCE 11.2: the GODH QX as stored little-endian in a cert.
+    /// docs/protocol/test-vectors.md#ecdh-session: the GODH QX as stored little-endian in a cert.
     #[test]
     fn godh_qx_little_endian_storage() {
         let mut le = unhex::<48>(GODH_QX);
@@ -680,8 +683,8 @@ mod tests {
         assert_eq!(Tek::from_slice(&[9; 16]).unwrap().as_bytes(), &[9; 16]);
     }
 
-    /// SEV-REFERENCE 11.1 (virtee/sev src/session/key.rs, test `derive`):
-    /// the master secret of KDF(00×16, 16, "sev-master-secret", 00×16).
+    /// docs/protocol/test-vectors.md#kdf-and-session (virtee/sev src/session/key.rs, test
+    /// `derive`): the master secret of KDF(00×16, 16, "sev-master-secret", 00×16).
     #[test]
     fn master_secret_known_answer() {
         let master = master_secret(&[0u8; 16], &[0u8; 16]);
@@ -691,8 +694,8 @@ mod tests {
         );
     }
 
-    /// SEV-REFERENCE 11.1 session test (derived values): KEK and KIK from the
-    /// published master secret.
+    /// docs/protocol/test-vectors.md#kdf-and-session session test (derived values): KEK and KIK
+    /// from the published master secret.
     #[test]
     fn kek_kik_known_answer() {
         let master = master_secret(&[0u8; 16], &[0u8; 16]);
@@ -706,7 +709,7 @@ mod tests {
         );
     }
 
-    /// SEV-REFERENCE 11.2 (derived): master/KEK/KIK from the Naples ECDH Z.
+    /// docs/protocol/test-vectors.md#ecdh-session (derived): master/KEK/KIK from the Naples ECDH Z.
     #[test]
     fn kdf_chain_from_real_z() {
         let z: [u8; 48] = unhex("7be34c0ef47fc437ebcc45d14503c5c4aeb458f60e0de7431337fef73d8f57e1a6287e945a73d04e9cdf8b66362c143b");

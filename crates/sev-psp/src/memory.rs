@@ -1,5 +1,5 @@
-//! The memory-encryption model (DESIGN.md "Memory-encryption model",
-//! SEV-REFERENCE.md 9.3 and 9.4).
+//! The memory-encryption model (docs/architecture.md#memory-encryption-model,
+//! docs/protocol/memory.md#private-and-shared, docs/protocol/memory.md#cipher).
 //!
 //! On SEV hardware a guest's private pages are stored in DRAM as ciphertext
 //! under the guest's VM encryption key (VEK) with an address tweak: the guest
@@ -56,7 +56,7 @@
 //! K1  = VEK                              K2  = HMAC-SHA-256(VEK, "sevm memory-encryption tweak key")[0..16]
 //! ```
 //!
-//! UNCERTAIN (SEV-REFERENCE 12 #13): the hardware's tweak function is not
+//! UNCERTAIN (docs/protocol/choices.md#u13): the hardware's tweak function is not
 //! public; standard XTS was chosen because it has the required properties, is
 //! pinned by the IEEE 1619 vectors, and runs a whole page through the AES-NI
 //! pipeline per tweak encryption. The tweak uses the guest-physical address
@@ -410,7 +410,7 @@ impl MemoryState {
     }
 
     /// Marks all guest memory private (the guest runs: under SEV every access
-    /// of early boot code is private, SEV-REFERENCE 9.3).
+    /// of early boot code is private, docs/protocol/memory.md#private-and-shared).
     pub fn mark_all_private(&self) {
         self.pages.set_all(true);
     }
@@ -633,7 +633,7 @@ pub fn firmware_write<B: GuestBacking + ?Sized>(
 /// with the guest's key. Private pages yield their plaintext; shared pages
 /// (stored in the clear) yield the decryption of their clear bytes, i.e.
 /// garbage, as on hardware. `gpa` and the length must be multiples of 16
-/// (SEV-REFERENCE 8.4).
+/// (docs/protocol/memory.md#debug-commands).
 pub fn decrypt_from_guest<B: GuestBacking + ?Sized>(
     backing: &B,
     state: &MemoryState,
@@ -652,7 +652,7 @@ pub fn decrypt_from_guest<B: GuestBacking + ?Sized>(
 
 /// DBG_ENCRYPT semantics: the firmware encrypts `data` with the guest's key
 /// into memory at `gpa`, so the guest reads `data`; the pages written become
-/// private. `gpa` and the length must be multiples of 16 (SEV-REFERENCE 8.4).
+/// private. `gpa` and the length must be multiples of 16 (docs/protocol/memory.md#debug-commands).
 pub fn encrypt_for_guest<B: GuestBacking + ?Sized>(
     backing: &B,
     state: &MemoryState,

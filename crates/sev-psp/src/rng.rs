@@ -1,6 +1,6 @@
 //! Injectable randomness: every random draw of the emulated firmware (VEK,
 //! nonces, IVs, MNONCE, key generation) comes from a [`PspRng`], so tests can
-//! make runs reproducible (SEV-REFERENCE 13, "Determinism for tests").
+//! make runs reproducible (docs/protocol/emulator.md#determinism).
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRngCore, OsRng, SeedableRng};

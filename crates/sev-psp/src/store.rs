@@ -1,5 +1,4 @@
-//! The persistent platform state directory (DESIGN.md "The emulated
-//! platform").
+//! The persistent platform state directory (docs/architecture.md#the-emulated-platform).
 //!
 //! One directory is one emulated host. It is created `0700`, and an existing
 //! one is used only if it is private: a directory owned by another user, or

@@ -1,5 +1,5 @@
 //! Wrong-state matrix: every guest command in every guest state, checked
-//! against the table of SEV-REFERENCE 1.4 (copied below independently of
+//! against the table of docs/protocol/abi.md#guest-states (copied below independently of
 //! the implementation). A command the table allows succeeds (it is given
 //! valid arguments); any other answers INVALID_GUEST_STATE and leaves the
 //! guest's state unchanged. In UNINIT (no context) every command answers
@@ -67,7 +67,7 @@ const ALL: [Cmd; 20] = [
     Cmd::ReceiveFinish,
 ];
 
-/// SEV-REFERENCE 1.4, "Legal guest commands" per state (including the
+/// docs/protocol/abi.md#guest-states, "Legal guest commands" per state (including the
 /// starred reconstructions: DBG_* in LUPDATE/LSECRET, ATTESTATION in
 /// LSECRET, GUEST_STATUS in SENT).
 fn legal(state: GuestState) -> &'static [Cmd] {

@@ -170,9 +170,9 @@ fn owner_launch_end_to_end() {
 }
 
 /// The same flow over the OVMF fixture with kernel hashes: the firmware's
-/// launch digest equals the one sev-snp-measure publishes (SEV-REFERENCE
-/// 11.6, row 1: ovmf_AmdSev_suffix.bin, kernel and initrd empty, append
-/// "console=ttyS0 loglevel=7"), and the owner's sev_launch_digest agrees.
+/// launch digest equals the one sev-snp-measure publishes
+/// (docs/protocol/test-vectors.md#launch-digests, row 1: ovmf_AmdSev_suffix.bin, kernel and initrd
+/// empty, append "console=ttyS0 loglevel=7"), and the owner's sev_launch_digest agrees.
 #[test]
 fn ovmf_launch_digest_matches_published_value() {
     let test = "ovmf_launch_digest_matches_published_value";

@@ -39,7 +39,7 @@ const KERNEL_LEN: usize = 8 * MB;
 const INITRD_LEN: usize = 38 * MB;
 
 /// A firmware image of `len` bytes (pseudo-random) ending in an OVMF footer
-/// table with a kernel-hashes area (SEV-REFERENCE 10.1), so that
+/// table with a kernel-hashes area (docs/protocol/ovmf.md#footer-table), so that
 /// kernel-hashes measurement is supported.
 fn firmware(len: usize) -> Vec<u8> {
     let mut img = pseudo_random(len, 1);

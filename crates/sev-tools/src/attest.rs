@@ -1,4 +1,4 @@
-//! Checking an ATTESTATION report (SEV-REFERENCE 6.3), as QMP
+//! Checking an ATTESTATION report (docs/protocol/measurement.md#attestation-report), as QMP
 //! `query-sev-attestation-report` returns it: the PEK signature (PEK from a
 //! verified chain), then the launch digest, policy and MNONCE against what
 //! the owner expects. Comparisons of the digest are constant-time.

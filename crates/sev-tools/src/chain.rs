@@ -796,7 +796,7 @@ mod tests {
         })
     }
 
-    /// The real Rome chain (SEV-REFERENCE 11.7) verifies to the built-in
+    /// The real Rome chain (docs/protocol/test-vectors.md#chain-checks) verifies to the built-in
     /// Rome root with every check passing, and fails the ARK pin for Milan.
     #[test]
     fn real_rome_chain_verifies_to_pinned_rome_root() {

@@ -1,6 +1,7 @@
-//! The expected launch digest and measurement (SEV-REFERENCE 6.1, 6.2, 10.2,
-//! 10.3, 10.4), computed fast, and the check of a launch-measure blob that
-//! says which input would have to differ when it fails.
+//! The expected launch digest and measurement (docs/protocol/measurement.md#launch-measure,
+//! docs/protocol/measurement.md#launch-digest, docs/protocol/ovmf.md#kernel-hashes,
+//! docs/protocol/ovmf.md#sev-digest, docs/protocol/ovmf.md#seves-digest), computed fast, and the
+//! check of a launch-measure blob that says which input would have to differ when it fails.
 //!
 //! ```text
 //! LD = SHA-256(firmware ‖ [176-byte hashes table] ‖ [VMSA pages])
@@ -607,7 +608,7 @@ mod tests {
         p
     }
 
-    /// SEV-REFERENCE 11.6 (virtee/sev-snp-measure tests/test_guest.py):
+    /// docs/protocol/test-vectors.md#launch-digests (virtee/sev-snp-measure tests/test_guest.py):
     /// ovmf_AmdSev_suffix.bin, empty kernel and initrd, append
     /// "console=ttyS0 loglevel=7" → 82a3ee5d…; empty kernel, no initrd, no
     /// append → 77f613d7…; OvmfX64 without a kernel = SHA-256 of the file,
@@ -669,8 +670,8 @@ mod tests {
         assert!(matches!(e, MeasureError::Firmware { .. }), "{e}");
     }
 
-    /// SEV-REFERENCE 11.4 case c (virtee/sevctl tests/measurementbuild.rs):
-    /// sevctl's trimmed OVMF, kernel "fake vmlinuz\n", initrd "fake
+    /// docs/protocol/test-vectors.md#sevctl-measurement case c (virtee/sevctl
+    /// tests/measurementbuild.rs): sevctl's trimmed OVMF, kernel "fake vmlinuz\n", initrd "fake
     /// initrd\n", cmdline "foo bar baz fake kernel=cmdline", TIK tik1.bin,
     /// API 1.40 build 40, policy 3 → LD 4b47fec6…, measurement 8776ae61….
     #[test]

@@ -208,7 +208,7 @@ mod tests {
     use sevm_testutil::{fixture, testdata_dir};
 
     /// The built-in fingerprints are those of the published roots
-    /// (sev-testdata/amd-roots, SEV-REFERENCE 11.7), and each ARK passes
+    /// (sev-testdata/amd-roots, docs/protocol/test-vectors.md#chain-checks), and each ARK passes
     /// its generation's checks while failing every other generation's.
     #[test]
     fn builtin_fingerprints_match_published_roots() {

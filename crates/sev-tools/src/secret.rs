@@ -1,4 +1,4 @@
-//! The owner's secret: the efi_secret table (SEV-REFERENCE 7.3) of one or
+//! The owner's secret: the efi_secret table (docs/protocol/secret.md#secret-table) of one or
 //! more `GUID:FILE` / `GUID:=string` entries, wrapped into a LAUNCH_SECRET
 //! packet header and payload (7.1, 7.2) byte-compatible with
 //! `sevctl secret build` (virtee/sevctl `src/secret.rs`): the table padded to
@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use crate::io::{self, IoError};
 
 /// The largest blob the Linux kernel passes to LAUNCH_SECRET
-/// (SEV_FW_BLOB_MAX_SIZE, SEV-REFERENCE 3.1).
+/// (SEV_FW_BLOB_MAX_SIZE, docs/protocol/linux.md#dev-sev).
 pub const KERNEL_BLOB_MAX: usize = 0x4000;
 
 /// Why a secret could not be built.
@@ -205,8 +205,8 @@ mod tests {
         }
     }
 
-    /// SEV-REFERENCE 11.5 (virtee/sevctl tests/secretbuild.rs), cases 1 and
-    /// 2: header and payload bytes as sevctl writes them.
+    /// docs/protocol/test-vectors.md#sevctl-secret (virtee/sevctl tests/secretbuild.rs), cases 1
+    /// and 2: header and payload bytes as sevctl writes them.
     #[test]
     fn sevctl_secret_build_known_answers() {
         let iv = unhex("ac5474ed4dd32c7d989ec523d92559ec");

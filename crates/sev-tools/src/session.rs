@@ -1,5 +1,5 @@
 //! The guest owner's launch session, written as `sevctl session` writes it
-//! (virtee/sevctl `src/session.rs`; SEV-REFERENCE 5.5): `<name>_godh.b64`
+//! (virtee/sevctl `src/session.rs`; docs/protocol/session.md#session-buffer): `<name>_godh.b64`
 //! (the GODH certificate, base64), `<name>_session.b64` (the 0x80-byte
 //! session buffer, base64), `<name>_tek.bin` and `<name>_tik.bin` (raw
 //! 16-byte keys). All four are created 0600 and appear together or not at

@@ -75,7 +75,7 @@ fn sevctl_verify_accepts_sev_platform_export() {
     );
 }
 
-/// Both tools accept the real Rome chain (SEV-REFERENCE 11.7): sevctl with
+/// Both tools accept the real Rome chain (docs/protocol/test-vectors.md#chain-checks): sevctl with
 /// its built-in Rome roots, sev-owner with the pinned Rome root.
 #[test]
 fn sevctl_and_sev_owner_agree_on_the_real_rome_chain() {
@@ -168,8 +168,8 @@ fn both_measure(tmp: &Path, sevctl: &str, common: &[&str], tag: &str) {
 }
 
 /// `sevctl measurement build` and `sev-owner measure` write the same 48
-/// bytes: the SEV-REFERENCE 11.4 cases a–c and a 3 MiB firmware with a
-/// multi-megabyte kernel and initrd.
+/// bytes: the docs/protocol/test-vectors.md#sevctl-measurement cases a–c and a 3 MiB firmware with
+/// a multi-megabyte kernel and initrd.
 #[test]
 fn sevctl_measurement_build_and_sev_owner_measure_agree() {
     let test = "sevctl_measurement_build_and_sev_owner_measure_agree";
@@ -324,7 +324,7 @@ fn sev_snp_measure_and_sev_owner_agree() {
         }
         assert_eq!(snp_measure(tool, &s), owner_digest(&o), "{args:?}");
     }
-    // SEV-REFERENCE 11.6: the published digest for the third case.
+    // docs/protocol/test-vectors.md#launch-digests: the published digest for the third case.
     assert_eq!(
         owner_digest(&[
             "--firmware",

@@ -10,7 +10,7 @@
 //! 1. prints [`asm::GREETING`] on the serial port,
 //! 2. reads the secret area advertised in its footer table
 //!    ([`SECRET_AREA_BASE`], [`SECRET_AREA_SIZE`]) and parses the efi_secret
-//!    table found there (SEV-REFERENCE 7.3): `no secret injected` if the header
+//!    table found there (docs/protocol/secret.md#secret-table): `no secret injected` if the header
 //!    GUID is absent; otherwise one line `secret <guid>: <data>` per entry
 //!    (data as text when all bytes are printable ASCII, else `hex <digits>`,
 //!    `(empty)` if there is none), then `secret table: <n> entries`,
@@ -20,7 +20,7 @@
 //!
 //! [`DemoMode::Memtest`] is described at [`MemtestOptions`].
 //!
-//! The image carries an OVMF-style footer GUID table (SEV-REFERENCE 10.1)
+//! The image carries an OVMF-style footer GUID table (docs/protocol/ovmf.md#footer-table)
 //! with a SEV secret block entry and a kernel-hashes area entry, so the
 //! launch code finds the secret and hashes areas exactly as for OVMF.
 //!
@@ -52,13 +52,14 @@ pub const MAX_RAM_SIZE: u64 = 3 << 30;
 
 pub use asm::{EXIT_BAD_SECRET_TABLE, EXIT_MEMTEST_MISMATCH, EXIT_OK, GREETING};
 
-/// OVMF footer table GUID (SEV-REFERENCE 10.1), at EOF−48.
+/// OVMF footer table GUID (docs/protocol/ovmf.md#footer-table), at EOF−48.
 pub const FOOTER_GUID: Guid = Guid::from_str_const("96b582de-1fb2-45f7-baea-a366c55a082d");
-/// SEV secret block entry: `u32 base, u32 size` (SEV-REFERENCE 10.1, 7.4).
+/// SEV secret block entry: `u32 base, u32 size` (docs/protocol/ovmf.md#footer-table,
+/// docs/protocol/secret.md#secret-area).
 pub const SECRET_BLOCK_GUID: Guid = Guid::from_str_const("4c2eb361-7d9b-4cc3-8081-127c90d3d294");
-/// SEV kernel-hashes area entry: `u32 base, u32 size` (SEV-REFERENCE 10.1).
+/// SEV kernel-hashes area entry: `u32 base, u32 size` (docs/protocol/ovmf.md#footer-table).
 pub const HASHES_BLOCK_GUID: Guid = Guid::from_str_const("7255371f-3a3b-4b04-927b-1da6efa8d454");
-/// efi_secret table header GUID (SEV-REFERENCE 7.3).
+/// efi_secret table header GUID (docs/protocol/secret.md#secret-table).
 pub const SECRET_TABLE_HEADER_GUID: Guid =
     Guid::from_str_const("1e74f542-71dd-4d66-963e-ef4287ff173b");
 
@@ -314,7 +315,7 @@ pub fn write_image(path: &std::path::Path) -> Result<(), WriteError> {
     })
 }
 
-/// Builds an efi_secret table (SEV-REFERENCE 7.3) holding `entries`, padded
+/// Builds an efi_secret table (docs/protocol/secret.md#secret-table) holding `entries`, padded
 /// with zeros to a multiple of 16 bytes, as a guest owner's tool would
 /// (sevctl `secret build`). For tests and demos.
 pub fn secret_table(entries: &[(Guid, &[u8])]) -> Vec<u8> {

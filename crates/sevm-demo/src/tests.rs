@@ -7,7 +7,7 @@ fn testdata(test: &str, rel: &str) -> Option<Vec<u8>> {
     sevm_testutil::fixture(test, rel)
 }
 
-/// A footer-table parser written from SEV-REFERENCE 10.1, independent of the
+/// A footer-table parser written from docs/protocol/ovmf.md#footer-table, independent of the
 /// builder: walks the entries backwards from EOF−50.
 fn parse_footer(image: &[u8]) -> Result<Vec<(Guid, Vec<u8>)>, String> {
     let n = image.len();
@@ -49,7 +49,7 @@ fn base_size(data: &[u8]) -> (u32, u32) {
 }
 
 /// Checks the test parser itself on OVMF AmdSev's real footer table
-/// (SEV-REFERENCE 10.1 worked example; fixture from virtee/sev-snp-measure).
+/// (docs/protocol/ovmf.md#footer-table worked example; fixture from virtee/sev-snp-measure).
 #[test]
 fn footer_parser_reads_the_ovmf_amdsev_fixture() {
     let Some(suffix) = testdata(
@@ -222,7 +222,7 @@ fn memtest_ranges_are_validated() {
 
 #[test]
 fn secret_table_builder_matches_the_efi_secret_layout() {
-    // SEV-REFERENCE 7.3: header GUID bytes 42f5741e dd71 664d 963e ef4287ff173b.
+    // docs/protocol/secret.md#secret-table: header GUID bytes 42f5741e dd71 664d 963e ef4287ff173b.
     let g: Guid = "736869e5-84f0-4973-92ec-06879ce3da0b".parse().unwrap();
     let t = secret_table(&[(g, b"abc")]);
     assert_eq!(

@@ -212,7 +212,7 @@ pub struct SevGuestConfig {
     pub policy: u32,
     /// `handle=`: a non-zero handle shares the key of that running guest
     /// (default 0: a new key).
-    // UNCERTAIN (SEV-REFERENCE 12 #11): stored as given; which checks apply
+    // UNCERTAIN (docs/protocol/choices.md#u11): stored as given; which checks apply
     // to a key-sharing launch (NOKS, same owner) is decided at launch.
     pub handle: u32,
     /// `dh-cert-file=`: the owner's base64 GODH certificate.
@@ -221,7 +221,7 @@ pub struct SevGuestConfig {
     pub session_file: Option<PathBuf>,
     /// `cbitpos=`; `None` means "the platform's value" (checked at launch).
     pub cbitpos: Option<u32>,
-    /// `reduced-phys-bits=`; `None` means 1 (SEV-REFERENCE 9.2).
+    /// `reduced-phys-bits=`; `None` means 1 (docs/protocol/memory.md#cbitpos).
     pub reduced_phys_bits: Option<u32>,
     /// `kernel-hashes=` (default off).
     pub kernel_hashes: bool,
@@ -473,7 +473,7 @@ impl VmConfig {
     /// * `-bios` and pflash unit 0 both give the firmware (QEMU refuses);
     ///   pflash unit 1 needs unit 0;
     /// * `reduced-phys-bits` must be 1..=63 and `cbitpos` 1..=63
-    ///   (SEV-REFERENCE 9.2; the exact platform value is checked at launch).
+    ///   (docs/protocol/memory.md#cbitpos; the exact platform value is checked at launch).
     ///
     /// Warnings: `kernel-hashes=on` without `-kernel`; a sev-guest object
     /// the machine does not use; `-kernel` under SEV without kernel-hashes.

@@ -710,8 +710,8 @@ pub(crate) fn run_step(fd: &mut VcpuFd, vcpu: u32, bus: &IoBus, log: &mut ExitLo
                 .map(|r| r.rflags & 0x200 != 0)
                 .unwrap_or(false);
             if if_set {
-                // UNCERTAIN (not in SEV-REFERENCE): no interrupt controller is
-                // emulated, so nothing can wake a halted vCPU: it stays halted
+                // UNCERTAIN (not in the protocol notes, docs/protocol/README.md): no interrupt
+                // controller is emulated, so nothing can wake a halted vCPU: it stays halted
                 // (an idle guest, as on hardware with no interrupt pending)
                 // and its thread sleeps. Chose this over ending the machine so
                 // that an idle guest can be paused, snapshotted, migrated and

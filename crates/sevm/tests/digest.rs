@@ -1,6 +1,6 @@
 //! The launch digest sevm measures equals what `sev-snp-measure --mode sev`
 //! computes for the same firmware, kernel, initrd and command line (and the
-//! published known answer of SEV-REFERENCE 11.6).
+//! published known answer of docs/protocol/test-vectors.md#launch-digests).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -151,8 +151,8 @@ fn kernel_hashes_digest_matches_sev_snp_measure() {
     launch_and_check(d, &fw, 16, &extra, ",kernel-hashes=on", &ld);
 }
 
-/// SEV-REFERENCE 11.6 row 1 (sev-snp-measure tests/test_guest.py, virtee/sev
-/// tests/measurement.rs): ovmf_AmdSev_suffix.bin, empty kernel and initrd,
+/// docs/protocol/test-vectors.md#launch-digests row 1 (sev-snp-measure tests/test_guest.py,
+/// virtee/sev tests/measurement.rs): ovmf_AmdSev_suffix.bin, empty kernel and initrd,
 /// append "console=ttyS0 loglevel=7".
 #[test]
 fn amdsev_fixture_with_kernel_hashes_gives_the_published_digest() {

@@ -1,4 +1,4 @@
-//! Firmware command identifiers (SEV-REFERENCE.md section 2.1; SEV and
+//! Firmware command identifiers (docs/protocol/commands.md#command-ids; SEV and
 //! SEV-ES only, the SNP commands from 0x081 on are out of scope).
 
 use std::fmt;
@@ -36,7 +36,7 @@ macro_rules! commands {
                 }
             }
 
-            /// Whether the command takes a command buffer (SEV-REFERENCE 2.1,
+            /// Whether the command takes a command buffer (docs/protocol/commands.md#command-ids,
             /// column "Buffer?"). Commands without one are issued with
             /// address 0.
             pub const fn has_buffer(self) -> bool {
@@ -134,7 +134,7 @@ impl From<CommandId> for u32 {
 mod tests {
     use super::*;
 
-    /// SEV-REFERENCE 2.1, every SEV row: id, name, "Buffer?".
+    /// docs/protocol/commands.md#command-ids, every SEV row: id, name, "Buffer?".
     #[test]
     fn ids_names_and_buffers_match_reference_table() {
         let table: &[(u32, &str, bool)] = &[

@@ -1,4 +1,4 @@
-//! The guest policy (SEV-REFERENCE.md section 1.1) and firmware API versions.
+//! The guest policy (docs/protocol/abi.md#policy) and firmware API versions.
 
 use std::fmt;
 
@@ -71,7 +71,7 @@ fn list_bits(mask: &u32) -> String {
         .join(", ")
 }
 
-/// A 32-bit SEV guest policy (SEV-REFERENCE 1.1): flag bits 5:0, reserved
+/// A 32-bit SEV guest policy (docs/protocol/abi.md#policy): flag bits 5:0, reserved
 /// bits 15:6, minimum API major in bits 23:16 and minor in bits 31:24.
 ///
 /// Any `u32` can be held (a policy reported by firmware is shown as it is);
@@ -276,7 +276,7 @@ impl fmt::Display for Policy {
 mod tests {
     use super::*;
 
-    /// SEV-REFERENCE 1.1: bit positions and byte layout.
+    /// docs/protocol/abi.md#policy: bit positions and byte layout.
     #[test]
     fn flag_bits_and_layout() {
         assert_eq!(Policy::NODBG, 0x01);

@@ -1,4 +1,4 @@
-//! Firmware status codes (SEV-REFERENCE.md section 1.2).
+//! Firmware status codes (docs/protocol/abi.md#status-codes).
 //!
 //! [`Status`] is the closed set of codes any source assigns; it is what the
 //! emulated firmware returns and what travels up to QMP errors and CLI
@@ -12,7 +12,7 @@ use std::fmt;
 
 macro_rules! statuses {
     ($( $(#[$doc:meta])* $variant:ident = $code:literal, $name:literal, $text:literal; )*) => {
-        /// A firmware status code (SEV-REFERENCE 1.2; Linux `SEV_RET_*`).
+        /// A firmware status code (docs/protocol/abi.md#status-codes; Linux `SEV_RET_*`).
         ///
         /// `Display` prints `NAME (0xNN): meaning`, e.g.
         /// `INVALID_GUEST_STATE (0x02): command not allowed in the current guest state`.
@@ -206,7 +206,7 @@ impl std::error::Error for StatusCode {}
 mod tests {
     use super::*;
 
-    /// SEV-REFERENCE 1.2: every assigned code and its name.
+    /// docs/protocol/abi.md#status-codes: every assigned code and its name.
     #[test]
     fn codes_and_names_match_reference_table() {
         let table: &[(u32, &str)] = &[

@@ -1,5 +1,5 @@
-//! AMD CA certificates: the ARK and the ASK (SEV-REFERENCE 4.3), and the
-//! RSASSA-PSS scheme every RSA signature of the SEV chain uses.
+//! AMD CA certificates: the ARK and the ASK (docs/protocol/certificates.md#amd-ca-certificate), and
+//! the RSASSA-PSS scheme every RSA signature of the SEV chain uses.
 //!
 //! Layout: VERSION (=1) | KEY_ID (16) | CERTIFYING_ID (16) | KEY_USAGE |
 //! reserved (16, zero) | PUB_EXP_SIZE (bits) | MODULUS_SIZE (bits) | PUB_EXP
@@ -131,7 +131,7 @@ fn hex16(id: &[u8; KEY_ID_LEN]) -> String {
 }
 
 /// The hash used with an RSA key of this size: SHA-256 for 2048 bits,
-/// SHA-384 otherwise (SEV-REFERENCE 4.3).
+/// SHA-384 otherwise (docs/protocol/certificates.md#amd-ca-certificate).
 pub fn hash_for_modulus_bits(bits: u32) -> HashAlgorithm {
     if bits <= 2048 {
         HashAlgorithm::Sha256
@@ -468,7 +468,7 @@ mod tests {
             assert_eq!(ark.key_id(), ark.certifying_id());
             assert_eq!(ask.certifying_id(), ark.key_id());
             assert_eq!(ark.public_key().e(), &BigUint::from(65537u32));
-            // SEV-REFERENCE 11.7: ARK self-signature and ASK by ARK.
+            // docs/protocol/test-vectors.md#chain-checks: ARK self-signature and ASK by ARK.
             ark.verify_signed_by(&ark).unwrap();
             ask.verify_signed_by(&ark).unwrap();
             // Negative: the ARK is not signed by the ASK; the ASK not by itself.

@@ -1,4 +1,4 @@
-//! Certificate blobs and chain verification (SEV-REFERENCE 4.4).
+//! Certificate blobs and chain verification (docs/protocol/certificates.md#chain-of-trust).
 //!
 //! ```text
 //! ARK (self-signed, RSA) ──▶ ASK (RSA) ──▶ CEK (ECDSA P-384)
@@ -679,7 +679,7 @@ mod tests {
 
     #[test]
     fn fixture_chains_verify_to_pinned_ark() {
-        // SEV-REFERENCE 11.7.
+        // docs/protocol/test-vectors.md#chain-checks.
         for (name, gen) in [
             ("naples", AmdGeneration::Naples),
             ("rome", AmdGeneration::Rome),
@@ -806,7 +806,7 @@ mod tests {
 
     #[test]
     fn later_generation_roots_verify() {
-        // SEV-REFERENCE 11.7: Milan/Genoa/Turin ARK self + ASK by ARK.
+        // docs/protocol/test-vectors.md#chain-checks: Milan/Genoa/Turin ARK self + ASK by ARK.
         for gen in [
             AmdGeneration::Milan,
             AmdGeneration::Genoa,

@@ -1,5 +1,6 @@
-//! SEV encodings of elliptic-curve keys and ECDSA signatures (SEV-REFERENCE
-//! 4.1, 6.3) and their conversion to and from RustCrypto's P-384 types.
+//! SEV encodings of elliptic-curve keys and ECDSA signatures
+//! (docs/protocol/certificates.md#sev-certificate, docs/protocol/measurement.md#attestation-report)
+//! and their conversion to and from RustCrypto's P-384 types.
 //!
 //! * Public key: CURVE (u32 LE: 1 = P-256, 2 = P-384), QX (72 bytes), QY
 //!   (72 bytes), coordinates little-endian and zero-padded.
@@ -12,7 +13,7 @@
 //!
 //! Signing and verification hash the message with the digest the algorithm
 //! code names and use the prehash form of ECDSA. A P-384 key with SHA-256
-//! (`ECDSA_SHA256`) is normal on real hardware (SEV-REFERENCE 12 #20): the
+//! (`ECDSA_SHA256`) is normal on real hardware (docs/protocol/choices.md#u20): the
 //! 32-byte digest is used as the ECDSA input as-is (it is shorter than the
 //! group order, so no truncation happens).
 
@@ -372,7 +373,8 @@ pub fn verify(
 mod tests {
     use super::*;
 
-    /// SEV-REFERENCE 11.2: PDH coordinates of the Naples fixture, big-endian.
+    /// docs/protocol/test-vectors.md#ecdh-session: PDH coordinates of the Naples fixture,
+    /// big-endian.
     const NAPLES_PDH_QX: &str = "36024908d6d5b6a134c1c9aff652c39eaec13f3afeb487ac6210f119199e08e677245f8f4fe9c63ad525245457205295";
     const NAPLES_PDH_QY: &str = "3ec89bb2111b4297695805b4111982f44540f44bc45e5c19719dd726a1e05bb450a41736f6d21d84e92aab209ff16f03";
 
@@ -404,8 +406,8 @@ mod tests {
 
     #[test]
     fn godh_key_encoding_matches_reference() {
-        // SEV-REFERENCE 11.2: GODH d = SHA-384("sev-reference-godh") mod n; its QX
-        // as stored in the cert (LE).
+        // docs/protocol/test-vectors.md#ecdh-session: GODH d = SHA-384("sev-reference-godh") mod n;
+        // its QX as stored in the cert (LE).
         let d = hex::decode("8fe744ddc6481f755c4ea0234fbfd45e44374c265107bf7b47de043007e469369e830f953ac8b691b136e3cddb269fae").unwrap();
         let sk = SigningKey::from_slice(&d).unwrap();
         let (qx, _qy) = p384_to_le(&PublicKey::from(sk.verifying_key()));
@@ -519,7 +521,7 @@ mod tests {
 
     #[test]
     fn sha256_prehash_is_plain_ecdsa_of_the_digest() {
-        // A P-384 key over a SHA-256 digest (SEV-REFERENCE 12 #20): the
+        // A P-384 key over a SHA-256 digest (docs/protocol/choices.md#u20): the
         // signature must verify as ECDSA over the 32-byte digest interpreted as
         // an integer, i.e. the same as prehash verification with that digest.
         use sha2::Digest as _;

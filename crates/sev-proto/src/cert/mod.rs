@@ -1,4 +1,4 @@
-//! Certificates of the SEV chain of trust (SEV-REFERENCE.md section 4).
+//! Certificates of the SEV chain of trust (docs/protocol/certificates.md).
 //!
 //! * [`sev`]: the 0x824-byte SEV certificate (OCA, CEK, PEK, PDH, GODH);
 //! * [`ca`]: the AMD CA certificate (ARK, ASK);
@@ -34,7 +34,7 @@ pub enum Error {
     UnknownAlgorithm(u32),
 }
 
-/// Key usage codes (SEV-REFERENCE 4.2).
+/// Key usage codes (docs/protocol/certificates.md#usage-and-algorithms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Usage {
     /// AMD Root Key (AMD CA format only).
@@ -125,7 +125,7 @@ impl From<Usage> for u32 {
     }
 }
 
-/// Algorithm codes (SEV-REFERENCE 4.2).
+/// Algorithm codes (docs/protocol/certificates.md#usage-and-algorithms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
     /// No algorithm: marks an empty signature slot.
@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn usage_codes_round_trip() {
-        // SEV-REFERENCE 4.2 table.
+        // docs/protocol/certificates.md#usage-and-algorithms table.
         let expect = [
             (Usage::Ark, 0x0, "ARK"),
             (Usage::Ask, 0x13, "ASK"),

@@ -1,4 +1,5 @@
-//! The published AMD roots, by processor generation (SEV-REFERENCE 4.3).
+//! The published AMD roots, by processor generation
+//! (docs/protocol/certificates.md#amd-ca-certificate).
 //!
 //! Only the KEY_IDs and modulus sizes are carried here; the certificates
 //! themselves are third-party data that tools load from a file and check
@@ -107,7 +108,8 @@ impl AmdGeneration {
         }
     }
 
-    /// The ARK's KEY_ID as stored at offset 0x04 (SEV-REFERENCE 4.3).
+    /// The ARK's KEY_ID as stored at offset 0x04
+    /// (docs/protocol/certificates.md#amd-ca-certificate).
     pub const fn ark_key_id(self) -> [u8; KEY_ID_LEN] {
         match self {
             AmdGeneration::Naples => id(b"1bb987c359494606b174945601c9ea5b"),
@@ -118,7 +120,8 @@ impl AmdGeneration {
         }
     }
 
-    /// The ASK's KEY_ID as stored at offset 0x04 (SEV-REFERENCE 4.3).
+    /// The ASK's KEY_ID as stored at offset 0x04
+    /// (docs/protocol/certificates.md#amd-ca-certificate).
     pub const fn ask_key_id(self) -> [u8; KEY_ID_LEN] {
         match self {
             AmdGeneration::Naples => id(b"e139970cfc464377ae61b289e2f9e96e"),
@@ -208,7 +211,7 @@ mod tests {
         let mut loaded = Vec::new();
         for g in AmdGeneration::ALL {
             let Some((ark, ask)) = load(g) else { return };
-            // SEV-REFERENCE 4.3 key id table.
+            // docs/protocol/certificates.md#amd-ca-certificate key id table.
             assert_eq!(*ark.key_id(), g.ark_key_id());
             assert_eq!(*ask.key_id(), g.ask_key_id());
             assert_eq!(AmdGeneration::from_ark_key_id(ark.key_id()), Some(g));

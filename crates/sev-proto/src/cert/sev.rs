@@ -1,5 +1,5 @@
-//! The SEV certificate (SEV-REFERENCE 4.1): 0x824 bytes, used for the OCA,
-//! CEK, PEK, PDH and the guest owner's GODH.
+//! The SEV certificate (docs/protocol/certificates.md#sev-certificate): 0x824 bytes, used for the
+//! OCA, CEK, PEK, PDH and the guest owner's GODH.
 //!
 //! Decoding is strict, so that every byte of a certificate matters: a
 //! certificate either fails to decode, or re-encodes to exactly the same
@@ -601,7 +601,7 @@ impl Certificate {
         }
     }
 
-    /// The firmware's GODH checks (SEV-REFERENCE 4.2) on a decoded
+    /// The firmware's GODH checks (docs/protocol/certificates.md#usage-and-algorithms) on a decoded
     /// certificate: usage PDH, algorithm ECDH_*, a P-384 key (version 1 and the
     /// point being on the curve were checked by [`Certificate::decode`]).
     /// Signatures are not checked. Returns the owner's public key.
@@ -621,8 +621,8 @@ impl Certificate {
         self.ec_public_key().copied()
     }
 
-    /// Exactly the firmware's GODH checks (SEV-REFERENCE 4.2) on raw bytes,
-    /// without the rest of [`Certificate::decode`]'s strictness: length
+    /// Exactly the firmware's GODH checks (docs/protocol/certificates.md#usage-and-algorithms) on
+    /// raw bytes, without the rest of [`Certificate::decode`]'s strictness: length
     /// 0x824, VERSION 1, usage PDH, algorithm ECDH_*, curve P-384, a valid
     /// point (coordinates below p with zero padding, on the curve, not the
     /// identity). Reserved bytes and signature slots are ignored, as the
@@ -976,7 +976,7 @@ mod tests {
 
     #[test]
     fn fixture_fields_match_reference_table() {
-        // SEV-REFERENCE 4.2 "Observed on real hardware".
+        // docs/protocol/certificates.md#usage-and-algorithms "Observed on real hardware".
         let Some(files) = fixtures("sev::fixture_fields_match_reference_table", NAPLES) else {
             return;
         };
@@ -1014,7 +1014,8 @@ mod tests {
 
     #[test]
     fn fixture_signatures_verify_and_negatives_fail() {
-        // SEV-REFERENCE 11.7 (virtee/sev tests/naples/*.rs, tests/rome/*.rs).
+        // docs/protocol/test-vectors.md#chain-checks (virtee/sev tests/naples/*.rs,
+        // tests/rome/*.rs).
         for (set, ask_name) in [
             (NAPLES, "amd-roots/naples-ask.cert"),
             (ROME, "amd-roots/rome-ask.cert"),
@@ -1082,7 +1083,7 @@ mod tests {
 
     #[test]
     fn godh_certificate() {
-        // SEV-REFERENCE 11.2: the GODH key and its QX as stored at 0x014.
+        // docs/protocol/test-vectors.md#ecdh-session: the GODH key and its QX as stored at 0x014.
         let d = hex::decode("8fe744ddc6481f755c4ea0234fbfd45e44374c265107bf7b47de043007e469369e830f953ac8b691b136e3cddb269fae").unwrap();
         let sk = SigningKey::from_slice(&d).unwrap();
         let pk = p384::PublicKey::from(sk.verifying_key());

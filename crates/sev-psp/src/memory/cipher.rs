@@ -15,7 +15,7 @@
 //! garbage. Every page is a whole number of blocks, so XTS ciphertext stealing
 //! never occurs.
 //!
-//! UNCERTAIN (SEV-REFERENCE 12 #13): the hardware's tweak function is not
+//! UNCERTAIN (docs/protocol/choices.md#u13): the hardware's tweak function is not
 //! public. Chose standard XTS because it has exactly the required properties,
 //! is pinned by published IEEE 1619 vectors, and lets the whole page's blocks go
 //! through the AES-NI pipeline at once (one tweak encryption per page, the rest

@@ -75,7 +75,7 @@ impl Transport {
     }
 }
 
-/// One guest context (SEV-REFERENCE 13, "Guest context").
+/// One guest context (docs/protocol/emulator.md#guest-context).
 pub(crate) struct Guest {
     pub(crate) handle: u32,
     pub(crate) policy: Policy,
@@ -346,7 +346,7 @@ impl Inner {
         policy: Policy,
         share_handle: u32,
     ) -> Result<(), FwError> {
-        // UNCERTAIN (SEV-REFERENCE 1.1, no code given): chose POLICY_FAILURE
+        // UNCERTAIN (docs/protocol/abi.md#policy, no code given): chose POLICY_FAILURE
         // for reserved policy bits 15:6 because the refusal is about the
         // policy, and a policy this firmware cannot interpret cannot be
         // honoured.
@@ -365,8 +365,8 @@ impl Inner {
                 "policy requires SEV-ES but the platform was INIT without SEV-ES",
             ));
         }
-        // UNCERTAIN (SEV-REFERENCE 1.1, 12 #10): chose to enforce the
-        // policy's API minimum at LAUNCH_START and RECEIVE_START too, because
+        // UNCERTAIN (docs/protocol/abi.md#policy, docs/protocol/choices.md#u10): chose to enforce
+        // the policy's API minimum at LAUNCH_START and RECEIVE_START too, because
         // the reference recommends it and a guest must never run on firmware
         // older than its owner allowed.
         if policy.min_api() > self.identity.api {
@@ -380,7 +380,7 @@ impl Inner {
             ));
         }
         if share_handle != 0 {
-            // UNCERTAIN (SEV-REFERENCE 12 #11): chose to refuse key sharing
+            // UNCERTAIN (docs/protocol/choices.md#u11): chose to refuse key sharing
             // when either guest's policy has NOKS, because either owner's
             // NOKS forbids its key to be shared, whichever side asks.
             let other = shared.guests.get(&share_handle).map(|g| g.policy);
@@ -490,12 +490,12 @@ impl Inner {
     /// PDH) must decode strictly — VERSION 1, known codes, reserved bytes and
     /// key padding zero, well-formed signature slots — and hold a P-384 ECDH
     /// key with usage PDH; a GODH must also carry API version 0.0.
-    // UNCERTAIN (SEV-REFERENCE 4.2): real firmware is only known to check
-    // version, usage, algorithm, curve and the point. The emulator is
+    // UNCERTAIN (docs/protocol/certificates.md#usage-and-algorithms): real firmware is only known
+    // to check version, usage, algorithm, curve and the point. The emulator is
     // stricter so that no byte of the GODH can be changed unnoticed (the
     // session MACs cover only the key): a well-formed encoding and API 0.0,
-    // the version of user-made certificates (SEV-REFERENCE 4.1). Signatures
-    // in the slots are still not verified (sev-tool self-signs its GODH).
+    // the version of user-made certificates (docs/protocol/certificates.md#sev-certificate).
+    // Signatures in the slots are still not verified (sev-tool self-signs its GODH).
     pub(crate) fn unwrap_session(
         &self,
         op: Op,
@@ -535,8 +535,8 @@ impl Inner {
         let session = SessionBuffer::decode(session_bytes)
             .map_err(|e| FwError::invalid_len(op, SESSION_LEN, e.to_string()))?;
         let z = session::shared_secret(&self.identity.pdh, &peer_key);
-        // UNCERTAIN (SEV-REFERENCE 5.4, 12 #2): chose BAD_MEASUREMENT for
-        // both WRAP_MAC and POLICY_MAC failures because the reference
+        // UNCERTAIN (docs/protocol/session.md#firmware-checks, docs/protocol/choices.md#u2): chose
+        // BAD_MEASUREMENT for both WRAP_MAC and POLICY_MAC failures because the reference
         // recommends it ("measurement or MAC check failed").
         session::unwrap(z.as_slice(), &session, policy.bits())
             .map_err(|e| FwError::new(op, Status::BadMeasurement, e.to_string()))
@@ -625,7 +625,7 @@ impl Platform {
     /// (INVALID_ASID); an ASID bound to a guest with another key →
     /// ASID_OWNED; an ASID released without DF_FLUSH since →
     /// DFFLUSH_REQUIRED. Re-activating on the same ASID is a no-op.
-    // UNCERTAIN (SEV-REFERENCE 2.3 ACTIVATE): chose to refuse ES guests on
+    // UNCERTAIN (docs/protocol/commands.md#buffers ACTIVATE): chose to refuse ES guests on
     // non-ES ASIDs (and the reverse) with INVALID_ASID because the ASID
     // ranges exist to separate them (KVM never mixes them); and to refuse
     // activating an active guest on a different ASID with ACTIVE because its
@@ -850,7 +850,7 @@ impl Platform {
     /// LAUNCH_UPDATE_VMSA: measures and encrypts one 4 KiB VMSA page at `gpa`
     /// (page aligned → else INVALID_ADDRESS; `len` 4096 → else INVALID_LEN).
     /// The guest's policy must have ES.
-    // UNCERTAIN (SEV-REFERENCE 2.3, "SEV-ES only"): chose POLICY_FAILURE for
+    // UNCERTAIN (docs/protocol/commands.md#buffers, "SEV-ES only"): chose POLICY_FAILURE for
     // LAUNCH_UPDATE_VMSA on a guest whose policy lacks ES, because it is the
     // policy that makes the guest an SEV-ES guest.
     pub fn launch_update_vmsa(
@@ -925,9 +925,9 @@ impl Platform {
     /// `guest_len` (INVALID_LEN); the destination inside guest memory
     /// (INVALID_ADDRESS). Then LSECRET, active; FLAGS.COMPRESSED →
     /// UNSUPPORTED, other FLAGS bits → INVALID_PARAM, MAC → BAD_MEASUREMENT.
-    // UNCERTAIN (SEV-REFERENCE 7.2, 12 #2, #14): chose the codes above and
-    // to require equal lengths and 16-byte multiples, because every tool
-    // sends exactly that and the reference recommends these codes.
+    // UNCERTAIN (docs/protocol/secret.md#launch-secret, docs/protocol/choices.md#u2,
+    // docs/protocol/choices.md#u14): chose the codes above and to require equal lengths and 16-byte
+    // multiples, because every tool sends exactly that and the reference recommends these codes.
     pub fn launch_secret(
         &self,
         handle: u32,

@@ -3,7 +3,8 @@
 //! PEK_CERT_IMPORT on the stored record, and loading it into usable keys
 //! ([`Identity`]).
 //!
-//! What the emulator makes (SEV-REFERENCE 4.2, 4.4, 13):
+//! What the emulator makes (docs/protocol/certificates.md#usage-and-algorithms,
+//! docs/protocol/certificates.md#chain-of-trust, docs/protocol/emulator.md):
 //!
 //! * ARK (self-signed) and ASK (signed by the ARK): RSA, AMD CA format, each
 //!   with its own random KEY_ID; RSA-PSS with SHA-256 for 2048-bit keys and

@@ -1,5 +1,5 @@
 //! SEND_* and RECEIVE_*: moving a guest between two emulated platforms
-//! (SEV-REFERENCE 8).
+//! (docs/protocol/migration.md).
 //!
 //! # Trust between two emulated hosts (SEND_START)
 //!
@@ -16,8 +16,8 @@
 //! * the policy's API minimum must not exceed the target's firmware version
 //!   (the API version in the target's PDH certificate).
 //!
-//! UNCERTAIN (SEV-REFERENCE 8.2, 12 #15): chose malformed certificates →
-//! INVALID_CERTIFICATE, signatures that do not verify → BAD_SIGNATURE, a
+//! UNCERTAIN (docs/protocol/migration.md#send-start, docs/protocol/choices.md#u15): chose malformed
+//! certificates → INVALID_CERTIFICATE, signatures that do not verify → BAD_SIGNATURE, a
 //! DOMAIN/SEV/API-minimum refusal (including an untrusted root) →
 //! POLICY_FAILURE, because each code names exactly that failure; chose not
 //! to skip the platform-part checks when DOMAIN = SEV = 0, because the
@@ -87,9 +87,9 @@ fn binding(seq: u64, gpa: u64) -> [u8; 16] {
 
 /// Step 2 of the data packets: a 16-byte aligned, non-zero multiple of 16,
 /// at most one page, not crossing a page, inside guest memory.
-// UNCERTAIN (SEV-REFERENCE 3.2, 8.3): chose to enforce KVM's one-page rule
-// in the firmware too, because every caller (KVM, QEMU) sends single pages
-// and a packet then always matches one page's address binding.
+// UNCERTAIN (docs/protocol/linux.md#kvm, docs/protocol/migration.md#transport-packets): chose to
+// enforce KVM's one-page rule in the firmware too, because every caller (KVM, QEMU) sends single
+// pages and a packet then always matches one page's address binding.
 fn check_data_packet(op: Op, mem: &dyn GuestBacking, gpa: u64, len: u32) -> Result<(), FwError> {
     check_aligned16(op, "GUEST_PADDR", gpa)?;
     check_len16(op, "GUEST_LEN", u64::from(len))?;

@@ -62,11 +62,11 @@
 //!
 //! # Check order
 //!
-//! Every command checks, in this order (SEV-REFERENCE 13): buffer lengths
+//! Every command checks, in this order (docs/protocol/emulator.md): buffer lengths
 //! and addresses (INVALID_LEN with the required length written back,
 //! INVALID_ADDRESS), platform state (INVALID_PLATFORM_STATE), the handle
 //! (INVALID_GUEST), the guest state (INVALID_GUEST_STATE, per the table of
-//! SEV-REFERENCE 1.4), activation (INACTIVE), the policy (POLICY_FAILURE),
+//! docs/protocol/abi.md#guest-states), activation (INACTIVE), the policy (POLICY_FAILURE),
 //! cryptographic checks (INVALID_CERTIFICATE / BAD_SIGNATURE /
 //! BAD_MEASUREMENT); only then does it change anything.
 //!
@@ -114,7 +114,7 @@ use shared::Snapshot;
 /// The C-bit position the emulated platform reports (CPUID 0x8000001F
 /// EBX bits 5:0 on the EPYC parts of every example).
 pub const CBITPOS: u32 = 47;
-/// The guest-visible physical-address reduction (SEV-REFERENCE 9.2).
+/// The guest-visible physical-address reduction (docs/protocol/memory.md#cbitpos).
 pub const REDUCED_PHYS_BITS: u32 = 1;
 
 const IDENTITY_FILE: &str = "identity";
@@ -737,7 +737,7 @@ impl Platform {
     /// certificate with both signature slots empty, 0x824 bytes) into `out`
     /// and returns its length; `out` shorter than 0x824 → INVALID_LEN with
     /// the required length.
-    // UNCERTAIN (SEV-REFERENCE 12 #12): chose to allow PEK_CSR on an
+    // UNCERTAIN (docs/protocol/choices.md#u12): chose to allow PEK_CSR on an
     // externally owned platform too, because it only reads the PEK;
     // PEK_CERT_IMPORT is the command that answers ALREADY_OWNED.
     pub fn pek_csr(&self, out: &mut [u8]) -> Result<usize, FwError> {
@@ -763,7 +763,7 @@ impl Platform {
     /// malformed certificates, wrong usages, an OCA API version other than
     /// 0.0 or a PEK key that is not this platform's → INVALID_CERTIFICATE; a
     /// signature that does not verify → BAD_SIGNATURE.
-    // UNCERTAIN (SEV-REFERENCE 12 #12): chose ALREADY_OWNED for an import on
+    // UNCERTAIN (docs/protocol/choices.md#u12): chose ALREADY_OWNED for an import on
     // an externally owned platform, because silently replacing one owner's
     // OCA by another's is what the code exists to prevent; the owner returns
     // the platform to self-owned with PEK_GEN or PLATFORM_RESET first.
@@ -1023,7 +1023,7 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
-/// Whether `cmd` is legal for a guest in `state` (SEV-REFERENCE 1.4, with
+/// Whether `cmd` is legal for a guest in `state` (docs/protocol/abi.md#guest-states, with
 /// the starred reconstructions: DBG_* in LUPDATE/LSECRET/RUNNING, ATTESTATION
 /// in LSECRET/RUNNING, ACTIVATE everywhere but SENT).
 pub fn guest_command_allowed(cmd: CommandId, state: GuestState) -> bool {
@@ -1035,7 +1035,7 @@ pub fn guest_command_allowed(cmd: CommandId, state: GuestState) -> bool {
         C::LaunchStart | C::ReceiveStart => state == S::Uninit,
         C::LaunchUpdateData | C::LaunchUpdateVmsa | C::LaunchMeasure => state == S::LaunchUpdate,
         C::LaunchSecret | C::LaunchFinish => state == S::LaunchSecret,
-        // UNCERTAIN (SEV-REFERENCE 12 #16): chose to allow ATTESTATION in
+        // UNCERTAIN (docs/protocol/choices.md#u16): chose to allow ATTESTATION in
         // LSECRET as well as RUNNING, because the launch digest is final from
         // LAUNCH_MEASURE on and the reference's table lists it (starred).
         C::Attestation => matches!(state, S::LaunchSecret | S::Running),

@@ -222,7 +222,7 @@ fn simple_guest(p: &Platform, policy: u32, asid: u32) -> u32 {
 
 #[test]
 fn platform_state_machine() {
-    // SEV-REFERENCE 1.3: which platform commands each state allows.
+    // docs/protocol/abi.md#platform-states: which platform commands each state allows.
     type Cmd = fn(&Platform) -> Status;
     let cmds: [(&str, Cmd, [bool; 3]); 10] = [
         ("SHUTDOWN", |p| status_of(p.shutdown()), [false, true, true]),

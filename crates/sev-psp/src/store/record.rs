@@ -224,7 +224,7 @@ impl fmt::Debug for RsaKeyBytes {
 }
 
 /// The platform's persistent identity: what survives a restart of the
-/// emulated PSP (SEV-REFERENCE 13, "Platform context"). Raw bytes only; the
+/// emulated PSP (docs/protocol/emulator.md#platform-context). Raw bytes only; the
 /// firmware turns them into keys and certificates.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PersistentIdentity {

@@ -1,6 +1,5 @@
 //! Snapshot/restore and live migration of SEV guests through the firmware's
-//! SEND_* / RECEIVE_* commands (SEV-REFERENCE 8; DESIGN.md "Snapshot and
-//! migration").
+//! SEND_* / RECEIVE_* commands (docs/protocol/migration.md; docs/architecture.md#migration).
 //!
 //! * **Source** ([`source`]): QMP `migrate` to `file:PATH`, `tcp:HOST:PORT`
 //!   or `unix:PATH`. SEND_START with the target platform's PDH and chain

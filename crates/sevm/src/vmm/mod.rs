@@ -2,7 +2,7 @@
 //!
 //! [`Vmm::build`] reads every input file, opens the SEV platform, checks
 //! the SEV options against it (as QEMU's `sev_kvm_init` does), creates the
-//! KVM machine and runs the launch flow of DESIGN.md up to LAUNCH_MEASURE:
+//! KVM machine and runs the launch flow of docs/architecture.md#launch up to LAUNCH_MEASURE:
 //! LAUNCH_START with the owner's GODH and session (or neither),
 //! LAUNCH_UPDATE_DATA over the firmware image, the kernel-hashes table
 //! when `-kernel` and `kernel-hashes=on` are given (placed where the
@@ -631,7 +631,7 @@ fn check_platform(
             });
         }
     }
-    // UNCERTAIN (SEV-REFERENCE 9.2): the guest-visible reduced-phys-bits is
+    // UNCERTAIN (docs/protocol/memory.md#cbitpos): the guest-visible reduced-phys-bits is
     // checked as QEMU does (1..=63), once, by `VmConfig::validate`, not
     // against the host's EBX[11:6]: the architecturally correct guest value
     // is 1 whatever the host reduction is.

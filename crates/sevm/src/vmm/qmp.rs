@@ -160,7 +160,7 @@ impl Handler {
             cpu0_id: b64(cpu0),
             cbitpos: i64::from(sev.params.cbitpos),
             // QEMU reports 1: the C-bit costs the guest one address bit
-            // whatever the host's reduction (SEV-REFERENCE 9.2).
+            // whatever the host's reduction (docs/protocol/memory.md#cbitpos).
             reduced_phys_bits: 1,
         })
     }
