@@ -5,7 +5,12 @@
 //!
 //! ```text
 //! cargo bench -p sevm --bench coldstart [-- RUNS]
+//! SEVM_BENCH_BASELINE=/path/to/old/sevm cargo bench -p sevm --bench coldstart
 //! ```
+//!
+//! With a baseline binary, every sevm row runs alternately with it and with
+//! this build (same machine, same moment) and prints both, with the ratio of
+//! the medians (this build / baseline).
 //!
 //! Rows: the demo guest (2 MiB firmware) on the emulated SEV platform (a
 //! fresh platform directory with 2048-bit roots, made once), the same
@@ -77,8 +82,9 @@ fn row(name: &str, v: Vec<Duration>) {
     println!("{name:<44} {min:>9.2} {med:>9.2} {max:>9.2}");
 }
 
-fn sevm_rows(name: &str, args: &[&str], runs: usize) {
+fn sevm_rows(name: &str, args: &[&str], runs: usize, baseline: Option<&str>) {
     let mut walls = Vec::new();
+    let mut base_walls = Vec::new();
     let mut overhead = Vec::new();
     for _ in 0..runs {
         let r = run(SEVM, args);
@@ -87,8 +93,21 @@ fn sevm_rows(name: &str, args: &[&str], runs: usize) {
         if let Some(g) = r.guest_kib {
             overhead.push((r.maxrss_kib, g));
         }
+        if let Some(old) = baseline {
+            let r = run(old, args);
+            assert_eq!(r.code, 0, "baseline {old} {args:?} failed");
+            base_walls.push(r.wall);
+        }
     }
-    row(name, walls);
+    if baseline.is_some() {
+        let (_, new_med, _) = stats(walls.clone());
+        let (_, old_med, _) = stats(base_walls.clone());
+        row(&format!("{name} (baseline)"), base_walls);
+        row(&format!("{name} (this build)"), walls);
+        println!("    this build / baseline (medians): {:.2}", new_med / old_med);
+    } else {
+        row(name, walls);
+    }
     overhead.sort();
     if let Some(&(rss, guest)) = overhead.get(overhead.len() / 2) {
         println!(
@@ -122,6 +141,8 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(30);
+    let baseline = std::env::var("SEVM_BENCH_BASELINE").ok();
+    let baseline = baseline.as_deref();
     if std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -163,6 +184,7 @@ fn main() {
                 &sev,
             ],
             runs,
+            baseline,
         );
     } else {
         println!("(emulated SEV row skipped: no emulated platform available)");
@@ -171,6 +193,7 @@ fn main() {
         "demo guest, no SEV, 2 MiB firmware",
         &["-bios", &fw, "-m", "16", "-serial", "null"],
         runs,
+        baseline,
     );
     let kvm = kvm_ioctls::Kvm::new().unwrap();
     let mut creates = Vec::new();
