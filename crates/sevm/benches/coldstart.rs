@@ -104,7 +104,10 @@ fn sevm_rows(name: &str, args: &[&str], runs: usize, baseline: Option<&str>) {
         let (_, old_med, _) = stats(base_walls.clone());
         row(&format!("{name} (baseline)"), base_walls);
         row(&format!("{name} (this build)"), walls);
-        println!("    this build / baseline (medians): {:.2}", new_med / old_med);
+        println!(
+            "    this build / baseline (medians): {:.2}",
+            new_med / old_med
+        );
     } else {
         row(name, walls);
     }
