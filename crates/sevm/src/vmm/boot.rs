@@ -57,14 +57,8 @@ pub(super) fn build(config: &VmConfig) -> Result<Vmm, VmmError> {
             }
             let handle = launch.handle();
             let secret = launch.measure().map_err(|f| f.error)?;
-            Some(platform.into_context(
-                backend,
-                handle,
-                secret_area,
-                LaunchPhase::Secret(secret),
-            ))
+            Some(platform.into_context(backend, handle, secret_area, LaunchPhase::Secret(secret)))
         }
     };
     Ok(Vmm::new(config, machine, sev, IncomingPhase::None))
 }
-

@@ -33,7 +33,12 @@ pub(super) fn build(config: &VmConfig) -> Result<Vmm, VmmError> {
     // The guest arrives later, on the incoming thread (`Vmm::run`).
     let backend = platform.attach(&mut machine)?;
     let sev = platform.into_context(backend, 0, secret_area, LaunchPhase::Incoming);
-    Ok(Vmm::new(config, machine, Some(sev), IncomingPhase::Deferred))
+    Ok(Vmm::new(
+        config,
+        machine,
+        Some(sev),
+        IncomingPhase::Deferred,
+    ))
 }
 
 impl VmmState {

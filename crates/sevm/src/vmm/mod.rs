@@ -32,15 +32,15 @@ use std::time::Duration;
 
 use sev_proto::abi::Policy;
 use sev_proto::ovmf::OvmfArea;
-use sevm_qmp::response::ShutdownCause;
+use sevm_qmp::response::{RunState, ShutdownCause};
 use sevm_qmp::{EventSender, QmpEvent, QmpServer, ServerError};
 
 use crate::config::{IncomingConfig, VmConfig};
 use crate::machine::{Machine, MachineError, MachineExit, MachineState};
 use crate::sev::launch::Failed;
 use crate::sev::{
-    error_chain, EncryptionParams, GuestContext, Launch, PlatformStatus, Running, Secret,
-    SevError, SevPlatform,
+    error_chain, EncryptionParams, GuestContext, Launch, PlatformStatus, Running, Secret, SevError,
+    SevPlatform,
 };
 
 pub use files::FileError;
@@ -205,6 +205,26 @@ impl crate::control::VmControl for VmmState {
 
     fn debug(&self) -> crate::debug::GuestDebug {
         VmmState::debug(self)
+    }
+
+    fn vcpu_state(&self, index: usize) -> Result<crate::vcpu::VcpuState, crate::debug::DebugError> {
+        crate::debug::commands::vcpu_state(&VmmState::debug(self), &self.control, index)
+    }
+
+    fn run_state(&self) -> RunState {
+        let incoming = lock(&self.incoming).clone();
+        if incoming.waiting() {
+            return RunState::Inmigrate;
+        }
+        match self.machine.run_state() {
+            MachineState::Created if incoming == IncomingPhase::Done => RunState::Paused,
+            MachineState::Created => RunState::Prelaunch,
+            MachineState::Running => RunState::Running,
+            MachineState::Paused if self.migration.guest_was_sent() => RunState::Postmigrate,
+            MachineState::Paused if self.migration.finishing() => RunState::FinishMigrate,
+            MachineState::Paused => RunState::Paused,
+            MachineState::Exited => RunState::Shutdown,
+        }
     }
 
     fn cont(&self) -> Result<(), String> {
@@ -379,7 +399,6 @@ pub struct Vmm {
     config: VmConfig,
 }
 
-
 impl Vmm {
     /// Builds the VM `config` describes: one that boots (the SEV launch up
     /// to LAUNCH_MEASURE, [`boot`]) or, with `-incoming`, one that waits for
@@ -438,7 +457,7 @@ impl Vmm {
     /// for it to end.
     pub fn run(self) -> Result<Outcome, VmmError> {
         let handler: Arc<dyn sevm_qmp::QmpHandler> =
-            Arc::new(qmp::Handler(Arc::clone(&self.shared)));
+            Arc::new(qmp::Handler::new(Arc::clone(&self.shared)));
         let mut servers = Vec::new();
         {
             // Held while binding: a client can connect and run `cont` as soon
