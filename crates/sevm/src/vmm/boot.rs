@@ -12,7 +12,8 @@ use std::sync::Arc;
 use sev_proto::ovmf::PADDED_HASH_TABLE_LEN;
 
 use super::setup::{self, Prepared};
-use super::{IncomingPhase, LaunchPhase, Vmm, VmmError};
+use super::state::{IncomingPhase, LaunchPhase};
+use super::{Vmm, VmmError};
 use crate::config::VmConfig;
 use crate::memory::{Gpa, FOUR_GIB};
 use crate::sev::{Launch, LaunchCommands, SevError};

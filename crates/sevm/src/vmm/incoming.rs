@@ -10,7 +10,8 @@ use std::sync::Arc;
 use sevm_qmp::QmpEvent;
 
 use super::setup::{self, Prepared};
-use super::{lock, IncomingPhase, LaunchPhase, Vmm, VmmError, VmmState};
+use super::state::{lock, IncomingPhase, LaunchPhase, VmmState};
+use super::{Vmm, VmmError};
 use crate::config::{IncomingConfig, VmConfig};
 
 /// Builds a VM that waits for an incoming migration: prepares the machine

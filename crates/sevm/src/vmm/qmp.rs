@@ -19,7 +19,7 @@ use sevm_qmp::response::{
 };
 use sevm_qmp::{Base64Bytes, MigrateSetParameters, QmpCommand, QmpError, QmpHandler};
 
-use super::{lock, LaunchPhase, SevContext, VmmState};
+use super::state::{lock, LaunchPhase, SevContext, VmmState};
 use crate::control::VmControl;
 use crate::debug::commands as debug;
 use crate::memory::Gpa;

@@ -12,7 +12,8 @@ use sev_proto::abi::Policy;
 use sev_proto::ovmf::{FooterTable, KernelHashes, OvmfArea, PADDED_HASH_TABLE_LEN};
 
 use super::files::{self, FileError};
-use super::{machine_err, LaunchPhase, SevContext, VmmError};
+use super::state::{LaunchPhase, SevContext};
+use super::{machine_err, VmmError};
 use crate::config::{SerialConfig, SevGuestConfig, VmConfig};
 use crate::devices::serial::SerialOutput;
 use crate::machine::{Machine, MachineConfig};
