@@ -1,13 +1,13 @@
 //! The VMM: a validated [`VmConfig`] in, a running guest out.
 //!
-//! Two builders produce the same [`Vmm`], on a machine [`setup`] prepares
+//! Two builders produce the same [`Vmm`], on a machine `setup` prepares
 //! for both (every input file read, the SEV platform opened and checked
 //! against the options as QEMU's `sev_kvm_init` does, the KVM machine and
 //! its devices created):
 //!
-//! * [`boot`]: a VM that boots its firmware, the SEV launch run up to
+//! * `boot`: a VM that boots its firmware, the SEV launch run up to
 //!   LAUNCH_MEASURE (docs/architecture.md#launch);
-//! * [`incoming`]: a VM whose guest arrives by migration (`-incoming`),
+//! * `incoming`: a VM whose guest arrives by migration (`-incoming`),
 //!   received through RECEIVE_* on a thread while QMP serves.
 //!
 //! [`Vmm::run`] starts what both share -- the QMP servers, the GDB stub --
@@ -125,8 +125,8 @@ pub struct Vmm {
 
 impl Vmm {
     /// Builds the VM `config` describes: one that boots (the SEV launch up
-    /// to LAUNCH_MEASURE, [`boot`]) or, with `-incoming`, one that waits for
-    /// its guest to arrive by migration ([`incoming`]).
+    /// to LAUNCH_MEASURE, `vmm/boot.rs`) or, with `-incoming`, one that waits for
+    /// its guest to arrive by migration (`vmm/incoming.rs`).
     pub fn build(config: &VmConfig) -> Result<Vmm, VmmError> {
         match config.incoming {
             None => boot::build(config),
