@@ -1,12 +1,13 @@
-//! The one interface through which the VM's users outside the VMM -- the
+//! The one interface through which the VM's users -- the QMP handler, the
 //! GDB stub and migration -- read it and change its run state, instead of
-//! reaching into the VMM. The VMM implements it; QMP's `cont`, `stop` and
-//! `quit` are the same operations.
+//! reaching into the VMM. The VMM implements it.
 
 use std::sync::Arc;
 
-use crate::debug::GuestDebug;
+use crate::debug::{DebugError, GuestDebug};
 use crate::machine::Machine;
+use crate::vcpu::VcpuState;
+use sevm_qmp::response::RunState;
 use sevm_qmp::QmpEvent;
 
 /// Run-state control and guest access of one VM.
@@ -16,6 +17,14 @@ pub trait VmControl: Send + Sync {
     /// Guest memory and vCPU access through the host view (the firmware's
     /// debug commands for an SEV guest).
     fn debug(&self) -> GuestDebug;
+    /// vCPU `index`'s registers, the VM paused for the moment the read
+    /// takes when it runs (no STOP/RESUME events), serialised with the
+    /// run-state changes.
+    fn vcpu_state(&self, index: usize) -> Result<VcpuState, DebugError>;
+    /// The run state as QMP's `query-status` reports it (`inmigrate` while
+    /// an incoming guest has not arrived, `postmigrate` once the guest was
+    /// handed over, ...).
+    fn run_state(&self) -> RunState;
     /// QMP `cont`: starts or resumes the VM (RESUME event), under the same
     /// rules as QMP (refused while a migration owns the run state).
     fn cont(&self) -> Result<(), String>;

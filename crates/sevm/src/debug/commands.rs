@@ -77,15 +77,19 @@ fn save_error(path: &str, addr: u64, size: u64, e: &DebugError) -> QmpError {
     }
 }
 
+/// How a command reads vCPU `index`'s state: the VM's control interface,
+/// which pauses a running VM around the read ([`vcpu_state`]).
+pub type ReadVcpu<'a> = &'a dyn Fn(usize) -> Result<VcpuState, DebugError>;
+
 /// `human-monitor-command`.
 pub fn human_monitor_command(
     dbg: &GuestDebug,
-    control: &Mutex<()>,
+    read_vcpu: ReadVcpu<'_>,
     command_line: &str,
     cpu: Option<i64>,
 ) -> Result<Value, QmpError> {
     let cpu = cpu_index(dbg, cpu)?;
-    let out = super::hmp::execute(command_line, dbg, || vcpu_state(dbg, control, cpu));
+    let out = super::hmp::execute(command_line, dbg, || read_vcpu(cpu));
     Ok(Value::String(out))
 }
 
@@ -102,7 +106,7 @@ pub fn pmemsave(dbg: &GuestDebug, val: i64, size: i64, filename: &str) -> Result
 /// sees it.
 pub fn memsave(
     dbg: &GuestDebug,
-    control: &Mutex<()>,
+    read_vcpu: ReadVcpu<'_>,
     val: i64,
     size: i64,
     filename: &str,
@@ -111,7 +115,7 @@ pub fn memsave(
     let cpu = cpu_index(dbg, cpu)?;
     let addr = val as u64;
     let size = non_negative("size", size)?;
-    let state = vcpu_state(dbg, control, cpu).map_err(|e| generic(error_text(&e)))?;
+    let state = read_vcpu(cpu).map_err(|e| generic(error_text(&e)))?;
     dbg.save(View::Host, Some(&state), addr, size, Path::new(filename))
         .map_err(|e| save_error(filename, addr, size, &e))?;
     Ok(json!({}))

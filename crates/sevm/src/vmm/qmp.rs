@@ -1,6 +1,11 @@
 //! The VMM's QMP command handler: typed commands in (their base64
 //! arguments already decoded by the schema), QEMU-shaped replies and errors
 //! out. SEV errors carry the firmware status in the description.
+//!
+//! What controls the VM -- `cont`, `stop`, `quit`, the run state, guest
+//! memory and vCPU access, events -- goes through [`VmControl`], the
+//! interface the GDB stub and migration use; the SEV and migration
+//! commands use the VMM's SEV context and migrations.
 
 use std::sync::Arc;
 
@@ -14,14 +19,29 @@ use sevm_qmp::response::{
 };
 use sevm_qmp::{Base64Bytes, MigrateSetParameters, QmpCommand, QmpError, QmpHandler};
 
-use super::{lock, IncomingPhase, LaunchPhase, SevContext, VmmState};
+use super::state::{lock, LaunchPhase, SevContext, VmmState};
+use crate::control::VmControl;
 use crate::debug::commands as debug;
-use crate::machine::MachineState;
 use crate::memory::Gpa;
 use crate::migration::Parameters;
 
 /// The handler the QMP servers call.
-pub(crate) struct Handler(pub(crate) Arc<VmmState>);
+pub(crate) struct Handler {
+    /// The VM, as QMP controls it.
+    vm: Arc<dyn VmControl>,
+    /// The VMM (its SEV context and migrations).
+    vmm: Arc<VmmState>,
+}
+
+impl Handler {
+    /// The handler of `vmm`'s QMP servers.
+    pub(crate) fn new(vmm: Arc<VmmState>) -> Self {
+        Handler {
+            vm: Arc::clone(&vmm) as _,
+            vmm,
+        }
+    }
+}
 
 fn generic(desc: impl Into<String>) -> QmpError {
     QmpError::generic(desc)
@@ -69,36 +89,16 @@ fn sev_state(s: GuestState) -> SevState {
 
 impl Handler {
     fn sev(&self, what: &str) -> Result<&SevContext, QmpError> {
-        self.0.sev.as_ref().ok_or_else(|| {
+        self.vmm.sev.as_ref().ok_or_else(|| {
             generic(format!(
                 "SEV {what} is not available: SEV is not enabled for this guest"
             ))
         })
     }
 
-    fn debug(&self) -> crate::debug::GuestDebug {
-        self.0.debug()
-    }
-
-    fn run_state(&self) -> RunState {
-        let s = &self.0;
-        if lock(&s.incoming).waiting() {
-            return RunState::Inmigrate;
-        }
-        match s.machine.run_state() {
-            MachineState::Created if *lock(&s.incoming) == IncomingPhase::Done => RunState::Paused,
-            MachineState::Created => RunState::Prelaunch,
-            MachineState::Running => RunState::Running,
-            MachineState::Paused if s.migration.guest_was_sent() => RunState::Postmigrate,
-            MachineState::Paused if s.migration.finishing() => RunState::FinishMigrate,
-            MachineState::Paused => RunState::Paused,
-            MachineState::Exited => RunState::Shutdown,
-        }
-    }
-
     fn query_sev(&self) -> Result<Value, QmpError> {
         let sev = self
-            .0
+            .vmm
             .sev
             .as_ref()
             .ok_or_else(|| generic("SEV feature is not available"))?;
@@ -129,7 +129,7 @@ impl Handler {
 
     fn launch_measure(&self) -> Result<Value, QmpError> {
         let sev = self
-            .0
+            .vmm
             .sev
             .as_ref()
             .ok_or_else(|| generic("SEV launch measurement is not available"))?;
@@ -172,7 +172,7 @@ impl Handler {
         gpa: Option<u64>,
     ) -> Result<Value, QmpError> {
         let sev = self
-            .0
+            .vmm
             .sev
             .as_ref()
             .ok_or_else(|| generic("SEV not enabled for guest"))?;
@@ -200,8 +200,8 @@ impl Handler {
             ));
         };
         if !self
-            .0
-            .machine
+            .vm
+            .machine()
             .guest_memory()
             .contains(Gpa(gpa), data.len() as u64)
         {
@@ -217,15 +217,16 @@ impl Handler {
     }
 
     fn migrate(&self, uri: &str) -> Result<Value, QmpError> {
-        let sev = self.0.sev.as_ref().ok_or_else(|| {
+        let sev = self.vmm.sev.as_ref().ok_or_else(|| {
             generic("sevm migrates SEV guests only: SEV is not enabled for this guest")
         })?;
-        if lock(&self.0.incoming).waiting() {
+        let state = self.vm.run_state();
+        if state == RunState::Inmigrate {
             return Err(generic(
                 "the guest has not arrived yet (incoming migration): there is nothing to migrate",
             ));
         }
-        if self.0.machine.run_state() == MachineState::Exited {
+        if state == RunState::Shutdown {
             return Err(generic(
                 "the guest has shut down: there is nothing to migrate",
             ));
@@ -234,10 +235,9 @@ impl Handler {
             backend: Arc::clone(&sev.backend) as Arc<dyn crate::sev::MigrationCommands>,
             platform: Arc::clone(&sev.platform) as Arc<dyn crate::sev::PlatformManagement>,
         };
-        let vm: Arc<dyn crate::control::VmControl> = Arc::clone(&self.0) as _;
-        self.0
+        self.vmm
             .migration
-            .start(uri, vm, parts)
+            .start(uri, Arc::clone(&self.vm), parts)
             .map(|()| json!({}))
             .map_err(|e| generic(e.to_string()))
     }
@@ -260,9 +260,11 @@ impl Handler {
 
 impl QmpHandler for Handler {
     fn handle(&self, command: QmpCommand) -> Result<Value, QmpError> {
-        let s = &self.0;
+        let s = &self.vmm;
+        let vm = self.vm.as_ref();
+        let read_vcpu = |i| vm.vcpu_state(i);
         match command {
-            QmpCommand::QueryStatus => response::to_value(&StatusInfo::new(self.run_state())),
+            QmpCommand::QueryStatus => response::to_value(&StatusInfo::new(vm.run_state())),
             QmpCommand::QueryName => response::to_value(&NameInfo {
                 name: s.name.clone(),
             }),
@@ -272,7 +274,7 @@ impl QmpHandler for Handler {
             }),
             QmpCommand::QueryCpusFast => {
                 let pid = i64::from(std::process::id());
-                let cpus: Vec<CpuInfoFast> = (0..s.machine.vcpu_count())
+                let cpus: Vec<CpuInfoFast> = (0..vm.machine().vcpu_count())
                     .map(|i| CpuInfoFast {
                         cpu_index: i as i64,
                         qom_path: format!("/machine/unattached/device[{i}]"),
@@ -282,8 +284,8 @@ impl QmpHandler for Handler {
                     .collect();
                 response::to_value(&cpus)
             }
-            QmpCommand::Stop => s.stop().map(|()| json!({})).map_err(generic),
-            QmpCommand::Cont => s.cont().map(|()| json!({})).map_err(generic),
+            QmpCommand::Stop => vm.stop().map(|()| json!({})).map_err(generic),
+            QmpCommand::Cont => vm.cont().map(|()| json!({})).map_err(generic),
             QmpCommand::Quit => Ok(json!({})),
             QmpCommand::QuerySev => self.query_sev(),
             QmpCommand::QuerySevLaunchMeasure => self.launch_measure(),
@@ -297,29 +299,29 @@ impl QmpHandler for Handler {
             QmpCommand::HumanMonitorCommand {
                 command_line,
                 cpu_index,
-            } => debug::human_monitor_command(&self.debug(), &s.control, &command_line, cpu_index),
+            } => debug::human_monitor_command(&vm.debug(), &read_vcpu, &command_line, cpu_index),
             QmpCommand::Pmemsave {
                 val,
                 size,
                 filename,
-            } => debug::pmemsave(&self.debug(), val, size, &filename),
+            } => debug::pmemsave(&vm.debug(), val, size, &filename),
             QmpCommand::Memsave {
                 val,
                 size,
                 filename,
                 cpu_index,
-            } => debug::memsave(&self.debug(), &s.control, val, size, &filename, cpu_index),
+            } => debug::memsave(&vm.debug(), &read_vcpu, val, size, &filename, cpu_index),
             QmpCommand::SevDbgDecrypt {
                 gpa,
                 size,
                 filename,
-            } => debug::dbg_decrypt(&self.debug(), gpa, size, filename.as_deref()),
+            } => debug::dbg_decrypt(&vm.debug(), gpa, size, filename.as_deref()),
             QmpCommand::SevDbgEncrypt {
                 gpa,
                 data,
                 filename,
             } => debug::dbg_encrypt(
-                &self.debug(),
+                &vm.debug(),
                 gpa,
                 data.as_ref().map(|d| d.as_bytes()),
                 filename.as_deref(),
@@ -327,7 +329,7 @@ impl QmpHandler for Handler {
             QmpCommand::Migrate { uri, .. } => self.migrate(&uri),
             QmpCommand::MigrateCancel => s
                 .migration
-                .cancel(s.as_ref())
+                .cancel(vm)
                 .map(|()| json!({}))
                 .map_err(|e| generic(e.to_string())),
             QmpCommand::MigrateIncoming { uri, exit_on_error } => {
@@ -350,8 +352,8 @@ impl QmpHandler for Handler {
                 // The guest control port's "finish now" request: what a
                 // cooperating guest (the demo memtest) treats as its
                 // power button.
-                s.machine.control().request_finish();
-                s.emit(&sevm_qmp::QmpEvent::Powerdown);
+                vm.machine().control().request_finish();
+                vm.emit_event(&sevm_qmp::QmpEvent::Powerdown);
                 Ok(json!({}))
             }
             QmpCommand::SystemReset => Err(generic(format!(
@@ -367,7 +369,7 @@ impl QmpHandler for Handler {
 
     fn after_reply(&self, command: &'static str) {
         if command == "quit" {
-            self.0.request_quit();
+            self.vm.quit();
         }
     }
 }

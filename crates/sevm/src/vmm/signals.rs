@@ -7,7 +7,8 @@ use std::sync::{Arc, OnceLock};
 use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC};
 use vmm_sys_util::signal::register_signal_handler;
 
-use super::{lock, VmmError, VmmState};
+use super::state::{lock, VmmState};
+use super::VmmError;
 
 /// The eventfd the handler writes the signal number to (one VM per process).
 static SIGNALLED: OnceLock<EventFd> = OnceLock::new();

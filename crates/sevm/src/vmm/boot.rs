@@ -1,0 +1,65 @@
+//! The builder of a VM that boots: the launch flow of
+//! docs/architecture.md#launch up to LAUNCH_MEASURE on a prepared machine
+//! (LAUNCH_START with the owner's GODH and session, or neither;
+//! LAUNCH_UPDATE_DATA over the firmware image; the kernel-hashes table when
+//! `-kernel` and `kernel-hashes=on` are given, placed where the firmware's
+//! footer table says and measured after the firmware; LAUNCH_UPDATE_VMSA for
+//! SEV-ES; LAUNCH_MEASURE). LAUNCH_FINISH comes with the first `cont`
+//! (at once without `-S`).
+
+use std::sync::Arc;
+
+use sev_proto::ovmf::PADDED_HASH_TABLE_LEN;
+
+use super::setup::{self, Prepared};
+use super::state::{IncomingPhase, LaunchPhase};
+use super::{Vmm, VmmError};
+use crate::config::VmConfig;
+use crate::memory::{Gpa, FOUR_GIB};
+use crate::sev::{Launch, LaunchCommands, SevError};
+
+/// Builds a VM that boots its firmware: prepares the machine and, for an
+/// SEV guest, runs the launch up to LAUNCH_MEASURE.
+pub(super) fn build(config: &VmConfig) -> Result<Vmm, VmmError> {
+    let Prepared {
+        mut machine,
+        firmware_size,
+        launch_session,
+        hashes,
+        secret_area,
+        sev,
+    } = setup::prepare(config)?;
+    let sev = match sev {
+        None => None,
+        Some(platform) => {
+            let backend = platform.attach(&mut machine)?;
+            let policy = platform.policy();
+            let mut launch = Launch::start(
+                Arc::clone(&backend) as Arc<dyn LaunchCommands>,
+                platform.guest.handle,
+                policy,
+                launch_session.as_ref(),
+            )?;
+            launch.update_data(Gpa(FOUR_GIB - firmware_size), firmware_size)?;
+            if let Some((area, hashes)) = &hashes {
+                let gpa = Gpa(u64::from(area.base));
+                machine
+                    .guest_memory()
+                    .write_plain(gpa, &hashes.to_table())
+                    .map_err(|e| SevError::OutOfRange {
+                        command: "LAUNCH_UPDATE_DATA",
+                        gpa: e.gpa,
+                        len: e.len,
+                    })?;
+                launch.update_data(gpa, PADDED_HASH_TABLE_LEN as u64)?;
+            }
+            if platform.kind.encrypts_registers() {
+                launch.update_vmsa()?;
+            }
+            let handle = launch.handle();
+            let secret = launch.measure().map_err(|f| f.error)?;
+            Some(platform.into_context(backend, handle, secret_area, LaunchPhase::Secret(secret)))
+        }
+    };
+    Ok(Vmm::new(config, machine, sev, IncomingPhase::None))
+}

@@ -1,0 +1,473 @@
+//! What both builders do before their paths part: read every input file,
+//! open the SEV platform and check the options against it (as QEMU's
+//! `sev_kvm_init` does), and create the KVM machine with its devices.
+//! [`super::boot`] then runs the launch flow on it, [`super::incoming`]
+//! waits for the guest to arrive.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex};
+
+use sev_proto::abi::Policy;
+use sev_proto::ovmf::{FooterTable, KernelHashes, OvmfArea, PADDED_HASH_TABLE_LEN};
+
+use super::files::{self, FileError};
+use super::state::{LaunchPhase, SevContext};
+use super::{machine_err, VmmError};
+use crate::config::{SerialConfig, SevGuestConfig, VmConfig};
+use crate::devices::serial::SerialOutput;
+use crate::machine::{Machine, MachineConfig};
+use crate::memory::MAX_FIRMWARE_SIZE;
+use crate::sev::{
+    self, EncryptionParams, GuestContext, GuestKind, LaunchSession, PlatformManagement,
+    PlatformStatus, SevError, SevPlatform,
+};
+
+/// The machine, created, and what the builders need to finish the VM.
+pub(super) struct Prepared<'a> {
+    /// The KVM machine with its memory and devices (no SEV context yet).
+    pub machine: Machine,
+    /// The size of the firmware image mapped below 4 GiB.
+    pub firmware_size: u64,
+    /// The owner's GODH and session (`dh-cert-file`, `session-file`).
+    pub launch_session: Option<LaunchSession>,
+    /// The kernel-hashes table and where the firmware wants it.
+    pub hashes: Option<(OvmfArea, KernelHashes)>,
+    /// The firmware's secret area.
+    pub secret_area: Option<OvmfArea>,
+    /// The opened and checked SEV platform, when the guest is an SEV guest.
+    pub sev: Option<SevPlatformSetup<'a>>,
+}
+
+/// The SEV platform, opened and checked against the `sev-guest` options.
+pub(super) struct SevPlatformSetup<'a> {
+    /// The `sev-guest` object.
+    pub guest: &'a SevGuestConfig,
+    platform: Arc<dyn SevPlatform>,
+    info: PlatformStatus,
+    params: EncryptionParams,
+    /// The guest's kind (SEV or SEV-ES), from its policy.
+    pub kind: GuestKind,
+}
+
+impl SevPlatformSetup<'_> {
+    /// The guest's policy.
+    pub fn policy(&self) -> Policy {
+        Policy::from_bits(self.guest.policy)
+    }
+
+    /// Attaches the SEV guest context to `machine` (KVM_SEV_INIT on
+    /// hardware) before any vCPU runs.
+    pub fn attach(&self, machine: &mut Machine) -> Result<Arc<dyn GuestContext>, VmmError> {
+        Ok(sev::attach(self.platform.as_ref(), machine, self.kind)?)
+    }
+
+    /// The VM's SEV side, its launch at `launch`.
+    pub fn into_context(
+        self,
+        backend: Arc<dyn GuestContext>,
+        handle: u32,
+        secret_area: Option<OvmfArea>,
+        launch: LaunchPhase,
+    ) -> SevContext {
+        SevContext {
+            policy: self.policy(),
+            platform: self.platform,
+            backend,
+            info: self.info,
+            params: self.params,
+            handle: AtomicU32::new(handle),
+            secret_area,
+            launch: Mutex::new(launch),
+        }
+    }
+}
+
+/// Reads the inputs, opens the SEV platform, checks the options against
+/// it and creates the machine.
+pub(super) fn prepare(config: &VmConfig) -> Result<Prepared<'_>, VmmError> {
+    let sev_cfg = config.sev_guest();
+    let inputs = read_inputs(config, sev_cfg)?;
+
+    let mut sev_setup = None;
+    if let Some(g) = sev_cfg {
+        let platform = sev::open_platform(&g.sev_device).map_err(|e| match e {
+            SevError::Platform(problem) => VmmError::Config {
+                option: sev_option(g),
+                problem,
+            },
+            other => other.into(),
+        })?;
+        if let crate::config::SevDevice::Emulated { state_dir } = &g.sev_device {
+            eprintln!(
+                "sevm: using the EMULATED AMD SP in {} (not hardware)",
+                state_dir.display()
+            );
+        }
+        let info = platform.status()?;
+        let params = platform.encryption_params()?;
+        check_platform(g, &info, &params, platform.as_ref())?;
+        sev_setup = Some(SevPlatformSetup {
+            guest: g,
+            platform,
+            info,
+            params,
+            kind: GuestKind::of_policy(Policy::from_bits(g.policy)),
+        });
+    }
+
+    let kind = sev_setup.as_ref().map_or(GuestKind::Sev, |s| s.kind);
+    let firmware_size = inputs.firmware.len() as u64;
+    let mut mc = MachineConfig::new(config.memory, inputs.firmware);
+    mc.vcpus = config.cpus;
+    mc.qemu_thread_names = config.debug_threads;
+    // Pre-copy migration needs KVM's dirty page log.
+    mc.dirty_logging = sev_setup.is_some();
+    mc.serial = serial_output(config)?;
+    mc.pre_vcpu_hook = sev_setup
+        .as_ref()
+        .and_then(|s| sev::pre_vcpu_hook(&s.platform, kind));
+    let machine = Machine::new(mc).map_err(machine_err)?;
+    Ok(Prepared {
+        machine,
+        firmware_size,
+        launch_session: inputs.launch_session,
+        hashes: inputs.hashes,
+        secret_area: inputs.secret_area,
+        sev: sev_setup,
+    })
+}
+
+/// The option text QEMU would name for the SEV object.
+pub(super) fn sev_option(g: &SevGuestConfig) -> String {
+    format!("-object sev-guest,id={}", g.id)
+}
+
+fn serial_output(cfg: &VmConfig) -> Result<SerialOutput, VmmError> {
+    Ok(match cfg.effective_serial() {
+        SerialConfig::Stdio => SerialOutput::Stdout,
+        SerialConfig::Null | SerialConfig::None => SerialOutput::Null,
+        SerialConfig::File(path) => SerialOutput::File(std::fs::File::create(&path).map_err(
+            |source| FileError::Io {
+                what: "-serial file",
+                path: path.clone(),
+                source,
+            },
+        )?),
+    })
+}
+
+/// Everything read from disk before the machine exists.
+struct Inputs {
+    firmware: Vec<u8>,
+    firmware_path: PathBuf,
+    /// The owner's GODH and session (`dh-cert-file`, `session-file`).
+    launch_session: Option<LaunchSession>,
+    hashes: Option<(OvmfArea, KernelHashes)>,
+    secret_area: Option<OvmfArea>,
+}
+
+fn read_inputs(cfg: &VmConfig, sev: Option<&SevGuestConfig>) -> Result<Inputs, VmmError> {
+    let firmware_path = match cfg.firmware() {
+        Some(crate::config::Firmware::Bios(p)) => p,
+        Some(crate::config::Firmware::Pflash { code, vars }) => {
+            if let Some(v) = vars {
+                log::warn!(
+                    "pflash unit 1 ({}) is not mapped: sevm maps only the firmware image",
+                    v.file.display()
+                );
+            }
+            code.file
+        }
+        None => return Err(VmmError::Config {
+            option: "-bios".into(),
+            problem:
+                "no firmware given: use -bios FILE or -drive if=pflash,format=raw,unit=0,file=FILE \
+                          (sevm -write-demo-guest FILE writes the bundled demo guest)"
+                    .into(),
+        }),
+    };
+    // One byte more than can be mapped, so the size check below names it.
+    let firmware = files::read("firmware image", &firmware_path, MAX_FIRMWARE_SIZE + 1)?;
+    if firmware.is_empty() {
+        return Err(FileError::Size {
+            what: "firmware image",
+            path: firmware_path,
+            problem: "is empty".into(),
+        }
+        .into());
+    }
+    if firmware.len() as u64 > MAX_FIRMWARE_SIZE {
+        return Err(FileError::Size {
+            what: "firmware image",
+            path: firmware_path,
+            problem: format!(
+                "is {} bytes; at most {MAX_FIRMWARE_SIZE} bytes (16 MiB) can be mapped below 4 GiB",
+                firmware.len()
+            ),
+        }
+        .into());
+    }
+    let mut inputs = Inputs {
+        firmware,
+        firmware_path,
+        launch_session: None,
+        hashes: None,
+        secret_area: None,
+    };
+    let Some(g) = sev else {
+        return Ok(inputs);
+    };
+    let option = sev_option(g);
+    if !inputs.firmware.len().is_multiple_of(16) {
+        return Err(FileError::Size {
+            what: "firmware image",
+            path: inputs.firmware_path,
+            problem: format!(
+                "is {} bytes; LAUNCH_UPDATE_DATA needs a multiple of 16 bytes",
+                inputs.firmware.len()
+            ),
+        }
+        .into());
+    }
+    match (&g.dh_cert_file, &g.session_file) {
+        (Some(dh), Some(session)) => {
+            inputs.launch_session = Some(LaunchSession {
+                godh: files::read_godh(dh)?,
+                session: files::read_session(session)?,
+            });
+        }
+        (None, None) => {}
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(VmmError::Config {
+                option,
+                problem: "dh-cert-file and session-file must be given together \
+                          (the owner's GODH certificate and its launch session)"
+                    .into(),
+            })
+        }
+    }
+    let table = FooterTable::parse(&inputs.firmware).map_err(|e| VmmError::Config {
+        option: "-bios".into(),
+        problem: format!(
+            "{}: bad OVMF footer table: {e}",
+            inputs.firmware_path.display()
+        ),
+    })?;
+    inputs.secret_area = table.sev_secret_block().ok().flatten();
+    if g.kernel_hashes {
+        if let Some(kernel_path) = &cfg.kernel {
+            let area = table.check_hashes_area().map_err(|e| VmmError::Config {
+                option: option.clone(),
+                problem: format!(
+                    "kernel-hashes=on: the firmware {} cannot measure -kernel: {e}",
+                    inputs.firmware_path.display()
+                ),
+            })?;
+            let end = u64::from(area.base) + PADDED_HASH_TABLE_LEN as u64;
+            if end > cfg.memory {
+                return Err(VmmError::Config {
+                    option: "-m".into(),
+                    problem: format!(
+                        "the firmware's kernel-hashes area at {:#x} lies outside the {} bytes of RAM",
+                        area.base, cfg.memory
+                    ),
+                });
+            }
+            // Neither can be larger than the guest's RAM it is loaded into.
+            let kernel = files::read("-kernel", kernel_path, cfg.memory)?;
+            let initrd = match &cfg.initrd {
+                Some(p) => Some(files::read("-initrd", p, cfg.memory)?),
+                None => None,
+            };
+            let hashes = KernelHashes::new(
+                cfg.append.as_deref().map(str::as_bytes),
+                initrd.as_deref(),
+                &kernel,
+            );
+            inputs.hashes = Some((area, hashes));
+        }
+    }
+    Ok(inputs)
+}
+
+/// Checks the SEV options against the platform, as QEMU's `sev_kvm_init`.
+fn check_platform(
+    g: &SevGuestConfig,
+    info: &PlatformStatus,
+    params: &EncryptionParams,
+    platform: &dyn PlatformManagement,
+) -> Result<(), VmmError> {
+    let option = sev_option(g);
+    if let Some(c) = g.cbitpos {
+        if c != params.cbitpos {
+            return Err(VmmError::Config {
+                option,
+                problem: format!(
+                    "cbitpos check failed, host '{}' requested '{c}'",
+                    params.cbitpos
+                ),
+            });
+        }
+    }
+    // UNCERTAIN (docs/protocol/memory.md#cbitpos): the guest-visible reduced-phys-bits is
+    // checked as QEMU does (1..=63), once, by `VmConfig::validate`, not
+    // against the host's EBX[11:6]: the architecturally correct guest value
+    // is 1 whatever the host reduction is.
+    let policy = Policy::from_bits(g.policy);
+    if policy.es() && platform.is_emulated() {
+        return Err(VmmError::Config {
+            option,
+            problem: format!(
+                "guest policy {:#x} requires SEV-ES, which sevm supports on SEV hardware only \
+                 (the emulated platform does not model encrypted register state)",
+                g.policy
+            ),
+        });
+    }
+    if policy.es() && !info.es_enabled {
+        return Err(VmmError::Config {
+            option,
+            problem: format!(
+                "guest policy {:#x} requires SEV-ES, but {} does not support SEV-ES",
+                g.policy,
+                platform.describe()
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SevDevice;
+    use sev_firmware::PlatformKind;
+    use sev_proto::abi::{ApiVersion, Owner};
+
+    #[derive(Debug)]
+    struct Fake {
+        kind: PlatformKind,
+    }
+
+    impl Fake {
+        fn new(emulated: bool) -> Self {
+            let path = "/fake".into();
+            Fake {
+                kind: if emulated {
+                    PlatformKind::Emulated(path)
+                } else {
+                    PlatformKind::Hardware(path)
+                },
+            }
+        }
+    }
+
+    impl PlatformManagement for Fake {
+        fn kind(&self) -> &PlatformKind {
+            &self.kind
+        }
+        fn describe(&self) -> String {
+            "the fake platform".into()
+        }
+        fn status(&self) -> Result<PlatformStatus, SevError> {
+            unimplemented!()
+        }
+        fn pdh_cert_export(&self) -> Result<sev_firmware::PlatformCerts, SevError> {
+            unimplemented!()
+        }
+        fn pek_csr(&self) -> Result<sev_proto::cert::sev::Certificate, SevError> {
+            unimplemented!()
+        }
+        fn pek_cert_import(
+            &self,
+            _: &sev_proto::cert::sev::Certificate,
+            _: &sev_proto::cert::sev::Certificate,
+        ) -> Result<(), SevError> {
+            unimplemented!()
+        }
+        fn pdh_gen(&self) -> Result<(), SevError> {
+            unimplemented!()
+        }
+        fn pek_gen(&self) -> Result<(), SevError> {
+            unimplemented!()
+        }
+        fn platform_reset(&self) -> Result<(), SevError> {
+            unimplemented!()
+        }
+        fn get_id(&self) -> Result<Vec<u8>, SevError> {
+            unimplemented!()
+        }
+        fn encryption_params(&self) -> Result<EncryptionParams, SevError> {
+            unimplemented!()
+        }
+        fn amd_chain(&self) -> Result<Option<sev_proto::cert::chain::CaChain>, SevError> {
+            unimplemented!()
+        }
+    }
+
+    fn guest(policy: u32, cbitpos: Option<u32>, rpb: Option<u32>) -> SevGuestConfig {
+        let mut cfg = match crate::options::parse_args([
+            "-object",
+            "sev-guest,id=sev0",
+            "-machine",
+            "q35,memory-encryption=sev0",
+        ])
+        .unwrap()
+        {
+            crate::options::Invocation::Run(c) => c,
+            other => panic!("{other:?}"),
+        };
+        let mut g = cfg.sev_guests.remove(0);
+        g.policy = policy;
+        g.cbitpos = cbitpos;
+        g.reduced_phys_bits = rpb;
+        g.sev_device = SevDevice::Emulated {
+            state_dir: "/x".into(),
+        };
+        g
+    }
+
+    const INFO: PlatformStatus = PlatformStatus {
+        api: ApiVersion::new(1, 55),
+        build: 21,
+        state_code: 1,
+        owner: Owner::SelfOwned,
+        es_enabled: false,
+        guest_count: 0,
+    };
+    const PARAMS: EncryptionParams = EncryptionParams {
+        cbitpos: 47,
+        reduced_phys_bits: 1,
+    };
+
+    #[test]
+    fn sev_options_are_checked_against_the_platform_as_qemu_does() {
+        let hw = Fake::new(false);
+        check_platform(&guest(1, None, None), &INFO, &PARAMS, &hw).unwrap();
+        check_platform(&guest(1, Some(47), Some(5)), &INFO, &PARAMS, &hw).unwrap();
+        let e = check_platform(&guest(1, Some(51), None), &INFO, &PARAMS, &hw).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "-object sev-guest,id=sev0: cbitpos check failed, host '47' requested '51'"
+        );
+        assert!(e.is_validation());
+        // reduced-phys-bits is not the platform's business: 1..=63 is
+        // checked by `VmConfig::validate` (see the options tests).
+        check_platform(&guest(1, None, Some(63)), &INFO, &PARAMS, &hw).unwrap();
+        let e = check_platform(&guest(0x5, None, None), &INFO, &PARAMS, &hw).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("requires SEV-ES, but the fake platform does not support SEV-ES"),
+            "{e}"
+        );
+        let es = PlatformStatus {
+            es_enabled: true,
+            ..INFO
+        };
+        check_platform(&guest(0x5, None, None), &es, &PARAMS, &hw).unwrap();
+        let emu = Fake::new(true);
+        let e = check_platform(&guest(0x5, None, None), &es, &PARAMS, &emu).unwrap_err();
+        assert!(e.to_string().contains("SEV hardware only"), "{e}");
+    }
+}
