@@ -5,7 +5,7 @@ use std::io;
 
 use vm_memory::{
     Bytes, GuestAddress, GuestMemory as _, GuestMemoryMmap, GuestMemoryRegion as _,
-    GuestRegionMmap, MmapRegion,
+    GuestRegionMmap, MemoryRegionAddress, MmapRegion,
 };
 
 use crate::{Gpa, FOUR_GIB, MAX_FIRMWARE_SIZE, MAX_RAM_SIZE, PAGE_SIZE};
@@ -287,6 +287,16 @@ impl GuestRam {
         self.mem.iter().map(resident).sum()
     }
 
+    /// The region holding all of `gpa..gpa+len` and the offset of `gpa` in
+    /// it. Checked here, before any copy: `vm-memory` would copy the part of
+    /// a range that fits and then fail.
+    fn locate(&self, gpa: Gpa, len: usize) -> Option<(&GuestRegionMmap, MemoryRegionAddress)> {
+        let region = self.mem.find_region(GuestAddress(gpa.0))?;
+        let offset = gpa.0.checked_sub(region.start_addr().0)?;
+        let end = offset.checked_add(u64::try_from(len).ok()?)?;
+        (end <= region.len()).then_some((region, MemoryRegionAddress(offset)))
+    }
+
     /// Whether `gpa..gpa+len` lies inside one region.
     pub fn contains(&self, gpa: Gpa, len: u64) -> bool {
         let Some(region) = self.mem.find_region(GuestAddress(gpa.0)) else {
@@ -302,28 +312,24 @@ impl GuestRam {
     /// `vm-memory`). The whole range must lie in one region; nothing is
     /// copied otherwise.
     pub fn read_plain(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), OutOfRange> {
-        let len = buf.len() as u64;
-        let refused = OutOfRange { gpa: gpa.0, len };
-        if !self.contains(gpa, len) {
-            return Err(refused);
-        }
-        self.mem
-            .read_slice(buf, GuestAddress(gpa.0))
-            .map_err(|_| refused)
+        let refused = OutOfRange {
+            gpa: gpa.0,
+            len: buf.len() as u64,
+        };
+        let (region, offset) = self.locate(gpa, buf.len()).ok_or(refused)?;
+        region.read_slice(buf, offset).map_err(|_| refused)
     }
 
     /// Copies `data` into guest memory at `gpa` (a volatile copy through
     /// `vm-memory`). The whole range must lie in one region; nothing is
     /// written otherwise.
     pub fn write_plain(&self, gpa: Gpa, data: &[u8]) -> Result<(), OutOfRange> {
-        let len = data.len() as u64;
-        let refused = OutOfRange { gpa: gpa.0, len };
-        if !self.contains(gpa, len) {
-            return Err(refused);
-        }
-        self.mem
-            .write_slice(data, GuestAddress(gpa.0))
-            .map_err(|_| refused)
+        let refused = OutOfRange {
+            gpa: gpa.0,
+            len: data.len() as u64,
+        };
+        let (region, offset) = self.locate(gpa, data.len()).ok_or(refused)?;
+        region.write_slice(data, offset).map_err(|_| refused)
     }
 }
 
@@ -462,6 +468,11 @@ mod tests {
         // the top of the firmware region
         mem.write_plain(Gpa(FOUR_GIB - 2), &[1, 2]).unwrap();
         assert!(mem.write_plain(Gpa(FOUR_GIB - 2), &[1, 2, 3]).is_err());
+        // a refused write leaves the bytes that would have fitted unchanged
+        assert!(mem.write_plain(Gpa(FOUR_GIB - 2), &[9, 9, 9]).is_err());
+        let mut top = [0u8; 2];
+        mem.read_plain(Gpa(FOUR_GIB - 2), &mut top).unwrap();
+        assert_eq!(top, [1, 2]);
         // zero-length accesses inside a region are fine
         mem.read_plain(Gpa(0), &mut []).unwrap();
     }
