@@ -20,7 +20,8 @@ pub mod devices;
 pub mod gdb;
 pub(crate) mod keyval;
 pub mod machine;
-pub mod memory;
+/// Guest physical memory and the host view of it (the `sevm-memory` crate).
+pub use sevm_memory as memory;
 pub mod migration;
 pub mod options;
 pub mod sev;

@@ -440,7 +440,7 @@ impl Machine {
                 memory_size: region.len,
                 userspace_addr: region.host_addr,
             };
-            // SAFETY: the host range is a live anonymous mapping of exactly
+            // SAFETY: the host range is a live anonymous `vm-memory` mapping of exactly
             // `region.len` bytes owned by `ram`, which this machine keeps
             // alive (and declares after `vm`, so it is unmapped only after the
             // VM fd is closed).

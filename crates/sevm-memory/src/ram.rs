@@ -1,59 +1,14 @@
-//! Guest physical memory: the RAM below 4 GiB and the firmware region that
-//! ends at 4 GiB, backed by anonymous host mappings.
-//!
-//! Two ways in:
-//! * [`GuestRam::read_plain`] / [`GuestRam::write_plain`] touch the backing
-//!   directly. Only the pre-launch loader (placing the firmware image before
-//!   LAUNCH_UPDATE_DATA encrypts it) and the emulated firmware's backing use
-//!   them.
-//! * Everything else in the VMM goes through a [`MemoryView`], the *host view*
-//!   of guest memory. For an SEV guest that view returns ciphertext for private
-//!   pages; [`PlainView`] is the pass-through used for guests without SEV.
+//! [`GuestRam`]: the guest-physical layout on `vm-memory`'s mmap backend.
 
-use std::error::Error as StdError;
 use std::fmt;
 use std::io;
-use std::ptr::NonNull;
-use std::sync::Arc;
 
-/// A guest physical address.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Gpa(pub u64);
+use vm_memory::{
+    Bytes, GuestAddress, GuestMemory as _, GuestMemoryMmap, GuestMemoryRegion as _,
+    GuestRegionMmap, MemoryRegionAddress, MmapRegion,
+};
 
-impl Gpa {
-    /// The address as a number.
-    pub const fn raw(self) -> u64 {
-        self.0
-    }
-
-    /// `self + offset`, or `None` on overflow.
-    pub fn checked_add(self, offset: u64) -> Option<Gpa> {
-        self.0.checked_add(offset).map(Gpa)
-    }
-}
-
-impl fmt::Debug for Gpa {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Gpa({:#x})", self.0)
-    }
-}
-
-impl fmt::Display for Gpa {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x}", self.0)
-    }
-}
-
-/// Host page size assumed for guest memory layout.
-pub const PAGE_SIZE: u64 = 4096;
-/// 4 GiB: the firmware region ends here.
-pub const FOUR_GIB: u64 = 1 << 32;
-/// Largest RAM size accepted for now (all RAM lives below 4 GiB, under the
-/// firmware and the KVM TSS/identity-map pages).
-pub const MAX_RAM_SIZE: u64 = 3 << 30;
-/// Largest firmware image: the 16 MiB below 4 GiB (QEMU's pflash window);
-/// the KVM TSS and identity map pages sit just below it (see `machine`).
-pub const MAX_FIRMWARE_SIZE: u64 = 16 << 20;
+use crate::{Gpa, FOUR_GIB, MAX_FIRMWARE_SIZE, MAX_RAM_SIZE, PAGE_SIZE};
 
 /// An access that does not fall entirely inside one guest memory region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -132,129 +87,6 @@ pub enum RegionKind {
     Firmware,
 }
 
-/// One anonymous host mapping backing a guest-physical range.
-struct Mapping {
-    gpa: u64,
-    len: u64,
-    host: NonNull<u8>,
-    kind: RegionKind,
-}
-
-impl Mapping {
-    fn new(gpa: u64, len: u64, kind: RegionKind) -> Result<Self, MemoryError> {
-        let size = usize::try_from(len).map_err(|_| MemoryError::Mmap {
-            size: len,
-            source: io::Error::from(io::ErrorKind::OutOfMemory),
-        })?;
-        // SAFETY: an anonymous private mapping at an address of the kernel's
-        // choosing: no existing memory is affected. The result is checked.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(MemoryError::Mmap {
-                size: len,
-                source: io::Error::last_os_error(),
-            });
-        }
-        let host = NonNull::new(ptr.cast::<u8>()).ok_or(MemoryError::Mmap {
-            size: len,
-            source: io::Error::from(io::ErrorKind::OutOfMemory),
-        })?;
-        Ok(Mapping {
-            gpa,
-            len,
-            host,
-            kind,
-        })
-    }
-
-    /// Allocates every page of the mapping now (`MADV_POPULATE_WRITE`, Linux
-    /// 5.14+). Returns `Ok(false)` when the kernel does not know the advice
-    /// (the pages are then allocated on first touch, as before).
-    fn populate(&self) -> Result<bool, MemoryError> {
-        let size = usize::try_from(self.len).unwrap_or(0);
-        // SAFETY: `host`/`size` describe exactly the live mapping created in
-        // `Mapping::new`; MADV_POPULATE_WRITE only faults its pages in (as
-        // writing a zero to each would, without changing the contents).
-        let rc =
-            unsafe { libc::madvise(self.host.as_ptr().cast(), size, libc::MADV_POPULATE_WRITE) };
-        if rc == 0 {
-            return Ok(true);
-        }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EINVAL) {
-            return Ok(false);
-        }
-        Err(MemoryError::Populate {
-            size: self.len,
-            source: err,
-        })
-    }
-
-    /// Host pointer for `gpa..gpa+len` if the range lies inside this mapping.
-    fn host_range(&self, gpa: u64, len: u64) -> Option<*mut u8> {
-        let offset = gpa.checked_sub(self.gpa)?;
-        let end = offset.checked_add(len)?;
-        if end > self.len {
-            return None;
-        }
-        let offset = usize::try_from(offset).ok()?;
-        // SAFETY: `offset + len <= self.len`, the size of the mapping, so the
-        // resulting pointer stays inside (or one past the end of) the mapping.
-        Some(unsafe { self.host.as_ptr().add(offset) })
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // The length was accepted by mmap, so it fits in usize.
-        let size = usize::try_from(self.len).unwrap_or(0);
-        // SAFETY: `host`/`size` describe exactly the mapping created in
-        // `Mapping::new`, which nothing references after `GuestRam` is dropped
-        // (KVM slots are removed when the VM fd, owned by the machine that
-        // also owns this `GuestRam`, is closed first; see `machine`).
-        unsafe {
-            libc::munmap(self.host.as_ptr().cast(), size);
-        }
-    }
-}
-
-/// Guest physical memory: RAM at GPA 0 and a firmware region ending at 4 GiB.
-pub struct GuestRam {
-    regions: Vec<Mapping>,
-}
-
-// SAFETY: the mappings are plain memory owned by this struct for its whole
-// life; all access goes through bounds-checked byte copies (no references to
-// guest memory are ever handed out), so sharing between threads is as safe as
-// the guest's own concurrent access to the same memory.
-unsafe impl Send for GuestRam {}
-// SAFETY: see `Send` above; `&self` methods only copy bytes in or out.
-unsafe impl Sync for GuestRam {}
-
-impl fmt::Debug for GuestRam {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut list = f.debug_list();
-        for m in &self.regions {
-            list.entry(&format_args!(
-                "{:?} {:#x}..{:#x}",
-                m.kind,
-                m.gpa,
-                m.gpa + m.len
-            ));
-        }
-        list.finish()
-    }
-}
-
 /// A region of guest memory as seen from outside: where it is and how large.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RegionInfo {
@@ -268,8 +100,48 @@ pub struct RegionInfo {
     pub host_addr: u64,
 }
 
+/// Guest physical memory: RAM at GPA 0 and a firmware region ending at 4 GiB.
+///
+/// The regions are anonymous private mappings made by `vm-memory`
+/// ([`MmapRegion::new`]), unmapped when this value is dropped. KVM memory
+/// slots take their host addresses from [`GuestRam::region_info`]; the VM fd
+/// that holds those slots is closed before this memory is dropped (see
+/// sevm's `machine`).
+pub struct GuestRam {
+    mem: GuestMemoryMmap,
+    ram_size: u64,
+    firmware_size: u64,
+}
+
+impl fmt::Debug for GuestRam {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut list = f.debug_list();
+        for r in self.region_info() {
+            list.entry(&format_args!(
+                "{:?} {:#x}..{:#x}",
+                r.kind,
+                r.gpa.raw(),
+                r.gpa.raw() + r.len
+            ));
+        }
+        list.finish()
+    }
+}
+
 fn round_up_page(n: u64) -> Option<u64> {
     n.checked_add(PAGE_SIZE - 1).map(|v| v & !(PAGE_SIZE - 1))
+}
+
+/// One anonymous mapping of `len` bytes placed at `gpa`.
+fn region(gpa: u64, len: u64) -> Result<GuestRegionMmap, MemoryError> {
+    let mmap_error = |source: io::Error| MemoryError::Mmap { size: len, source };
+    let size = usize::try_from(len)
+        .map_err(|_| mmap_error(io::Error::from(io::ErrorKind::OutOfMemory)))?;
+    let mapping = MmapRegion::new(size).map_err(|e| match e {
+        vm_memory::mmap::MmapRegionError::Mmap(source) => mmap_error(source),
+        other => mmap_error(io::Error::other(other)),
+    })?;
+    GuestRegionMmap::new(mapping, GuestAddress(gpa)).map_err(|e| mmap_error(io::Error::other(e)))
 }
 
 impl GuestRam {
@@ -299,10 +171,18 @@ impl GuestRam {
                 size: firmware_size,
                 max: MAX_FIRMWARE_SIZE,
             })?;
-        let ram = Mapping::new(0, ram_size, RegionKind::Ram)?;
-        let fw = Mapping::new(FOUR_GIB - fw_len, fw_len, RegionKind::Firmware)?;
+        let ram = region(0, ram_size)?;
+        let fw = region(FOUR_GIB - fw_len, fw_len)?;
+        // RAM ends at most at 3 GiB, the firmware starts at least at
+        // 4 GiB - 16 MiB: sorted and disjoint, as `from_regions` requires.
+        let mem = GuestMemoryMmap::from_regions(vec![ram, fw]).map_err(|e| MemoryError::Mmap {
+            size: ram_size + fw_len,
+            source: io::Error::other(e),
+        })?;
         Ok(GuestRam {
-            regions: vec![ram, fw],
+            mem,
+            ram_size,
+            firmware_size: fw_len,
         })
     }
 
@@ -326,6 +206,12 @@ impl GuestRam {
             .map_err(|_| MemoryError::FirmwareDoesNotFit { size, region })
     }
 
+    /// The `vm-memory` guest memory behind this layout, for code that uses
+    /// its [`Bytes`] access directly.
+    pub fn guest_memory(&self) -> &GuestMemoryMmap {
+        &self.mem
+    }
+
     /// Allocates all guest memory now instead of on first touch. The
     /// migration target does this before it accepts a stream: a host that
     /// cannot hold the guest fails before the source sends anything (not
@@ -333,20 +219,20 @@ impl GuestRam {
     /// the stream arrives. Returns whether the kernel supports it.
     pub fn preallocate(&self) -> Result<bool, MemoryError> {
         let mut all = true;
-        for m in &self.regions {
-            all &= m.populate()?;
+        for r in self.mem.iter() {
+            all &= populate(r)?;
         }
         Ok(all)
     }
 
     /// Size of RAM (the region at GPA 0).
     pub fn ram_size(&self) -> u64 {
-        self.region_len(RegionKind::Ram)
+        self.ram_size
     }
 
     /// Size of the firmware region (ends at 4 GiB).
     pub fn firmware_size(&self) -> u64 {
-        self.region_len(RegionKind::Firmware)
+        self.firmware_size
     }
 
     /// First GPA of the firmware region.
@@ -354,50 +240,43 @@ impl GuestRam {
         Gpa(FOUR_GIB - self.firmware_size())
     }
 
-    fn region_len(&self, kind: RegionKind) -> u64 {
-        self.regions
-            .iter()
-            .find(|m| m.kind == kind)
-            .map_or(0, |m| m.len)
-    }
-
-    /// The guest-physical ranges backed by memory, as `(start, length)`.
+    /// The guest-physical ranges backed by memory, as `(start, length)`,
+    /// sorted by address.
     pub fn regions(&self) -> Vec<(Gpa, u64)> {
-        self.regions.iter().map(|m| (Gpa(m.gpa), m.len)).collect()
+        self.mem
+            .iter()
+            .map(|r| (Gpa(r.start_addr().0), r.len()))
+            .collect()
     }
 
     /// The regions with their kind and host address (for KVM memory slots).
     pub fn region_info(&self) -> Vec<RegionInfo> {
-        self.regions
+        self.mem
             .iter()
-            .map(|m| RegionInfo {
-                gpa: Gpa(m.gpa),
-                len: m.len,
-                kind: m.kind,
-                host_addr: m.host.as_ptr() as u64,
+            .map(|r| RegionInfo {
+                gpa: Gpa(r.start_addr().0),
+                len: r.len(),
+                kind: if r.start_addr().0 == 0 {
+                    RegionKind::Ram
+                } else {
+                    RegionKind::Firmware
+                },
+                host_addr: r.as_ptr() as u64,
             })
             .collect()
-    }
-
-    fn host_range(&self, gpa: Gpa, len: usize) -> Result<*mut u8, OutOfRange> {
-        let len64 = len as u64;
-        self.regions
-            .iter()
-            .find_map(|m| m.host_range(gpa.0, len64))
-            .ok_or(OutOfRange {
-                gpa: gpa.0,
-                len: len64,
-            })
     }
 
     /// The host virtual address of `gpa..gpa+len` (which must lie inside one
     /// region), for ioctls that take user addresses (the hardware SEV
     /// backend's `KVM_MEMORY_ENCRYPT_OP` commands).
     pub fn host_address(&self, gpa: Gpa, len: u64) -> Result<u64, OutOfRange> {
-        self.regions
+        self.region_info()
             .iter()
-            .find_map(|m| m.host_range(gpa.0, len))
-            .map(|p| p as u64)
+            .find_map(|r| {
+                let off = gpa.0.checked_sub(r.gpa.0)?;
+                let end = off.checked_add(len)?;
+                (end <= r.len).then(|| r.host_addr + off)
+            })
             .ok_or(OutOfRange { gpa: gpa.0, len })
     }
 
@@ -405,108 +284,98 @@ impl GuestRam {
     /// memory (`mincore`), i.e. the guest memory touched so far. For
     /// measuring the VMM's own memory overhead.
     pub fn resident_bytes(&self) -> u64 {
-        let page = PAGE_SIZE as usize;
-        let mut total = 0u64;
-        for m in &self.regions {
-            let Ok(len) = usize::try_from(m.len) else {
-                continue;
-            };
-            let mut vec = vec![0u8; len.div_ceil(page)];
-            // SAFETY: `m.host..m.host+len` is a live mapping owned by `self`
-            // (page aligned, as mmap returned it); `vec` has one byte per
-            // page of it, as mincore requires.
-            let rc = unsafe { libc::mincore(m.host.as_ptr().cast(), len, vec.as_mut_ptr()) };
-            if rc == 0 {
-                total += vec.iter().filter(|&&b| b & 1 != 0).count() as u64 * PAGE_SIZE;
-            }
-        }
-        total
+        self.mem.iter().map(resident).sum()
+    }
+
+    /// The region holding all of `gpa..gpa+len` and the offset of `gpa` in
+    /// it. Checked here, before any copy: `vm-memory` would copy the part of
+    /// a range that fits and then fail.
+    fn locate(&self, gpa: Gpa, len: usize) -> Option<(&GuestRegionMmap, MemoryRegionAddress)> {
+        let region = self.mem.find_region(GuestAddress(gpa.0))?;
+        let offset = gpa.0.checked_sub(region.start_addr().0)?;
+        let end = offset.checked_add(u64::try_from(len).ok()?)?;
+        (end <= region.len()).then_some((region, MemoryRegionAddress(offset)))
     }
 
     /// Whether `gpa..gpa+len` lies inside one region.
     pub fn contains(&self, gpa: Gpa, len: u64) -> bool {
-        self.regions
-            .iter()
-            .any(|m| m.host_range(gpa.0, len).is_some())
+        let Some(region) = self.mem.find_region(GuestAddress(gpa.0)) else {
+            return false;
+        };
+        let offset = gpa.0 - region.start_addr().0;
+        offset
+            .checked_add(len)
+            .is_some_and(|end| end <= region.len())
     }
 
-    /// Copies guest memory at `gpa` into `buf`. The whole range must lie in
-    /// one region.
+    /// Copies guest memory at `gpa` into `buf` (a volatile copy through
+    /// `vm-memory`). The whole range must lie in one region; nothing is
+    /// copied otherwise.
     pub fn read_plain(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), OutOfRange> {
-        let src = self.host_range(gpa, buf.len())?;
-        // SAFETY: `host_range` checked that `src..src+buf.len()` lies inside a
-        // live mapping owned by `self`; `buf` is a distinct Rust allocation, so
-        // the ranges do not overlap. The guest may write the same bytes
-        // concurrently; we only copy bytes and never form references into
-        // guest memory.
-        unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
-        Ok(())
+        let refused = OutOfRange {
+            gpa: gpa.0,
+            len: buf.len() as u64,
+        };
+        let (region, offset) = self.locate(gpa, buf.len()).ok_or(refused)?;
+        region.read_slice(buf, offset).map_err(|_| refused)
     }
 
-    /// Copies `data` into guest memory at `gpa`. The whole range must lie in
-    /// one region.
+    /// Copies `data` into guest memory at `gpa` (a volatile copy through
+    /// `vm-memory`). The whole range must lie in one region; nothing is
+    /// written otherwise.
     pub fn write_plain(&self, gpa: Gpa, data: &[u8]) -> Result<(), OutOfRange> {
-        let dst = self.host_range(gpa, data.len())?;
-        // SAFETY: as in `read_plain`: the destination range lies inside a live
-        // mapping owned by `self` and cannot overlap `data`.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
-        Ok(())
+        let refused = OutOfRange {
+            gpa: gpa.0,
+            len: data.len() as u64,
+        };
+        let (region, offset) = self.locate(gpa, data.len()).ok_or(refused)?;
+        region.write_slice(data, offset).map_err(|_| refused)
     }
 }
 
-/// Why a [`MemoryView`] access failed.
-#[derive(Debug, thiserror::Error)]
-pub enum AccessError {
-    /// The range is not backed by guest memory.
-    #[error(transparent)]
-    OutOfRange(#[from] OutOfRange),
-    /// The view's backend (e.g. the SEV memory-encryption model) refused.
-    #[error("guest memory access at {gpa:#x} refused by the memory view")]
-    Backend {
-        /// First byte of the access.
-        gpa: u64,
-        /// What the backend reported.
-        #[source]
-        source: Box<dyn StdError + Send + Sync>,
-    },
-}
-
-/// The host's view of guest memory. All VMM accesses to guest memory after
-/// launch (devices, debug, snapshot, migration) go through this trait; for an
-/// SEV guest the implementation returns ciphertext for private pages.
-pub trait MemoryView: Send + Sync {
-    /// Reads `buf.len()` bytes at `gpa` as the host sees them.
-    fn read(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), AccessError>;
-    /// Writes `data` at `gpa` as the host would.
-    fn write(&self, gpa: Gpa, data: &[u8]) -> Result<(), AccessError>;
-}
-
-/// The pass-through host view of a guest without memory encryption.
-#[derive(Debug, Clone)]
-pub struct PlainView {
-    ram: Arc<GuestRam>,
-}
-
-impl PlainView {
-    /// A view that reads and writes `ram` unchanged.
-    pub fn new(ram: Arc<GuestRam>) -> Self {
-        PlainView { ram }
+/// Allocates every page of `region` now (`MADV_POPULATE_WRITE`, Linux
+/// 5.14+). Returns `Ok(false)` when the kernel does not know the advice (the
+/// pages are then allocated on first touch).
+fn populate(region: &GuestRegionMmap) -> Result<bool, MemoryError> {
+    let size = region.size();
+    // SAFETY: `as_ptr()..as_ptr()+size()` is exactly the live anonymous
+    // mapping `region` owns (borrowed here, so it cannot be unmapped during
+    // the call); MADV_POPULATE_WRITE only faults its pages in (as writing a
+    // zero to each would, without changing the contents).
+    let rc = unsafe { libc::madvise(region.as_ptr().cast(), size, libc::MADV_POPULATE_WRITE) };
+    if rc == 0 {
+        return Ok(true);
     }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EINVAL) {
+        return Ok(false);
+    }
+    Err(MemoryError::Populate {
+        size: region.len(),
+        source: err,
+    })
 }
 
-impl MemoryView for PlainView {
-    fn read(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), AccessError> {
-        Ok(self.ram.read_plain(gpa, buf)?)
+/// Bytes of `region` resident in host memory (`mincore`); 0 if the kernel
+/// refuses.
+fn resident(region: &GuestRegionMmap) -> u64 {
+    let len = region.size();
+    let mut vec = vec![0u8; len.div_ceil(PAGE_SIZE as usize)];
+    // SAFETY: `as_ptr()..as_ptr()+len` is a live mapping owned by `region`
+    // (page aligned, as mmap returned it); `vec` has one byte per page of
+    // it, as mincore requires.
+    let rc = unsafe { libc::mincore(region.as_ptr().cast(), len, vec.as_mut_ptr()) };
+    if rc != 0 {
+        return 0;
     }
-
-    fn write(&self, gpa: Gpa, data: &[u8]) -> Result<(), AccessError> {
-        Ok(self.ram.write_plain(gpa, data)?)
-    }
+    vec.iter().filter(|&&b| b & 1 != 0).count() as u64 * PAGE_SIZE
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{AccessError, MemoryView, PlainView};
+    use std::sync::Arc;
 
     /// Resident set size of this process in bytes (`/proc/self/statm`).
     fn resident_bytes() -> u64 {
@@ -599,6 +468,11 @@ mod tests {
         // the top of the firmware region
         mem.write_plain(Gpa(FOUR_GIB - 2), &[1, 2]).unwrap();
         assert!(mem.write_plain(Gpa(FOUR_GIB - 2), &[1, 2, 3]).is_err());
+        // a refused write leaves the bytes that would have fitted unchanged
+        assert!(mem.write_plain(Gpa(FOUR_GIB - 2), &[9, 9, 9]).is_err());
+        let mut top = [0u8; 2];
+        mem.read_plain(Gpa(FOUR_GIB - 2), &mut top).unwrap();
+        assert_eq!(top, [1, 2]);
         // zero-length accesses inside a region are fine
         mem.read_plain(Gpa(0), &mut []).unwrap();
     }
