@@ -72,17 +72,6 @@ fn u32_len(command: &'static str, gpa: u64, len: u64) -> Result<u32, SevError> {
     u32::try_from(len).map_err(|_| SevError::OutOfRange { command, gpa, len })
 }
 
-fn decoded<T, E: std::fmt::Display>(
-    command: &'static str,
-    what: &'static str,
-    r: Result<T, E>,
-) -> Result<T, SevError> {
-    r.map_err(|e| SevError::Decode {
-        command,
-        problem: format!("the firmware's {what} does not decode: {e}"),
-    })
-}
-
 /// The emulated AMD Secure Processor of one platform directory.
 #[derive(Debug)]
 pub struct EmulatedPlatform {
@@ -217,8 +206,8 @@ impl PlatformManagement for EmulatedPlatform {
             Ok((pdh, chain))
         })?;
         Ok(PlatformCerts {
-            pdh: decoded(CMD, "PDH certificate", Certificate::decode(&pdh))?,
-            chain: decoded(CMD, "PEK/OCA/CEK chain", PlatformChain::decode(&chain))?,
+            pdh: SevError::decoded(CMD, "PDH certificate", Certificate::decode(&pdh))?,
+            chain: SevError::decoded(CMD, "PEK/OCA/CEK chain", PlatformChain::decode(&chain))?,
         })
     }
 
@@ -230,7 +219,7 @@ impl PlatformManagement for EmulatedPlatform {
             csr.truncate(n);
             Ok(csr)
         })?;
-        decoded(CMD, "PEK CSR", Certificate::decode(&csr))
+        SevError::decoded(CMD, "PEK CSR", Certificate::decode(&csr))
     }
 
     fn pek_cert_import(&self, pek: &Certificate, oca: &Certificate) -> Result<(), SevError> {
@@ -289,7 +278,7 @@ impl PlatformManagement for EmulatedPlatform {
     fn amd_chain(&self) -> Result<Option<CaChain>, SevError> {
         let (ask, ark) = self.platform.amd_chain();
         let bytes = [ask, ark].concat();
-        decoded("AMD chain", "ASK/ARK", CaChain::decode(&bytes)).map(Some)
+        SevError::decoded("AMD chain", "ASK/ARK", CaChain::decode(&bytes)).map(Some)
     }
 }
 

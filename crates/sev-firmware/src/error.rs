@@ -76,6 +76,19 @@ impl SevError {
             _ => None,
         }
     }
+
+    /// `r` as a [`SevError::Decode`] of `command`: a value the firmware
+    /// returned (`what`) does not decode.
+    pub(crate) fn decoded<T, E: std::fmt::Display>(
+        command: &'static str,
+        what: &'static str,
+        r: Result<T, E>,
+    ) -> Result<T, SevError> {
+        r.map_err(|e| SevError::Decode {
+            command,
+            problem: format!("the firmware's {what} does not decode: {e}"),
+        })
+    }
 }
 
 /// Why a platform could not be opened (before any firmware command ran).

@@ -44,17 +44,6 @@ pub fn host_error(command: &'static str, e: HostError) -> SevError {
     }
 }
 
-fn decoded<T, E: std::fmt::Display>(
-    command: &'static str,
-    what: &'static str,
-    r: Result<T, E>,
-) -> Result<T, SevError> {
-    r.map_err(|e| SevError::Decode {
-        command,
-        problem: format!("the firmware's {what} does not decode: {e}"),
-    })
-}
-
 /// A SEV device node (`/dev/sev`, or another path).
 #[derive(Debug)]
 pub struct HardwarePlatform {
@@ -112,15 +101,15 @@ impl PlatformManagement for HardwarePlatform {
             .pdh_cert_export()
             .map_err(|e| host_error(CMD, e))?;
         Ok(PlatformCerts {
-            pdh: decoded(CMD, "PDH certificate", Certificate::decode(&pdh))?,
-            chain: decoded(CMD, "PEK/OCA/CEK chain", PlatformChain::decode(&chain))?,
+            pdh: SevError::decoded(CMD, "PDH certificate", Certificate::decode(&pdh))?,
+            chain: SevError::decoded(CMD, "PEK/OCA/CEK chain", PlatformChain::decode(&chain))?,
         })
     }
 
     fn pek_csr(&self) -> Result<Certificate, SevError> {
         const CMD: &str = "PEK_CSR";
         let csr = self.device.pek_csr().map_err(|e| host_error(CMD, e))?;
-        decoded(CMD, "PEK CSR", Certificate::decode(&csr))
+        SevError::decoded(CMD, "PEK CSR", Certificate::decode(&csr))
     }
 
     fn pek_cert_import(&self, pek: &Certificate, oca: &Certificate) -> Result<(), SevError> {
@@ -369,7 +358,7 @@ impl MigrationCommands for HardwareGuest {
             .sev()
             .send_start(&target.pdh.encode(), &target.chain.encode(), &amd)
             .map_err(|e| host_error(CMD, e))?;
-        let session = decoded(CMD, "session", SessionBuffer::decode(&session))?;
+        let session = SevError::decoded(CMD, "session", SessionBuffer::decode(&session))?;
         Ok((Policy::from_bits(policy), session))
     }
 
