@@ -219,22 +219,7 @@ impl RunDir {
     /// empty (0600) if missing. The caller holds the directory lock.
     pub fn open_in_place(&self, name: &str) -> Result<InPlaceRecord, StoreError> {
         let path = self.file_path(name)?;
-        let file = match no_follow(OpenOptions::new().read(true).write(true).create_new(true))
-            .mode(FILE_MODE)
-            .open(&path)
-        {
-            Ok(f) => {
-                f.set_permissions(Permissions::from_mode(FILE_MODE))
-                    .map_err(StoreError::io("set permissions of", &path))?;
-                f
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                no_follow(OpenOptions::new().read(true).write(true))
-                    .open(&path)
-                    .map_err(StoreError::io("open", &path))?
-            }
-            Err(e) => return Err(StoreError::io("create", &path)(e)),
-        };
+        let (file, _) = open_or_create(&path)?;
         Ok(InPlaceRecord { file, path })
     }
 
@@ -298,23 +283,11 @@ impl RunDir {
     /// use). The caller holds the directory lock.
     pub fn counter(&self, name: &str) -> Result<SharedCounter, StoreError> {
         let path = self.file_path(name)?;
-        let file = match no_follow(OpenOptions::new().read(true).write(true).create_new(true))
-            .mode(FILE_MODE)
-            .open(&path)
-        {
-            Ok(f) => {
-                f.set_permissions(Permissions::from_mode(FILE_MODE))
-                    .and_then(|()| f.set_len(COUNTER_LEN as u64))
-                    .map_err(StoreError::io("create", &path))?;
-                f
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                no_follow(OpenOptions::new().read(true).write(true))
-                    .open(&path)
-                    .map_err(StoreError::io("open", &path))?
-            }
-            Err(e) => return Err(StoreError::io("create", &path)(e)),
-        };
+        let (file, created) = open_or_create(&path)?;
+        if created {
+            file.set_len(COUNTER_LEN as u64)
+                .map_err(StoreError::io("create", &path))?;
+        }
         let len = file
             .metadata()
             .map_err(StoreError::io("inspect", &path))?
@@ -415,5 +388,28 @@ fn read_sealed_file(file: &File, path: PathBuf) -> Result<Zeroizing<Vec<u8>>, St
     match sealed::open_sealed(&bytes) {
         Ok(payload) => Ok(Zeroizing::new(payload.to_vec())),
         Err(source) => Err(StoreError::Damaged { path, source }),
+    }
+}
+
+/// Opens `path` for reading and writing without following a link, creating
+/// it empty with mode 0600 when it does not exist; `true` when it was
+/// created. The caller holds the directory lock.
+fn open_or_create(path: &Path) -> Result<(File, bool), StoreError> {
+    match no_follow(OpenOptions::new().read(true).write(true).create_new(true))
+        .mode(FILE_MODE)
+        .open(path)
+    {
+        Ok(f) => {
+            f.set_permissions(Permissions::from_mode(FILE_MODE))
+                .map_err(StoreError::io("set permissions of", path))?;
+            Ok((f, true))
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let f = no_follow(OpenOptions::new().read(true).write(true))
+                .open(path)
+                .map_err(StoreError::io("open", path))?;
+            Ok((f, false))
+        }
+        Err(e) => Err(StoreError::io("create", path)(e)),
     }
 }
