@@ -831,4 +831,73 @@ mod tests {
         }
         vm.delete_memory_region(0).unwrap();
     }
+
+    /// A whole SNP launch on hardware: one 2 MiB guest_memfd slot, a zero
+    /// page and a measured page, one vCPU, LAUNCH_FINISH without an ID block.
+    #[test]
+    fn hw_snp_launch_small_vm() {
+        use crate::abi::vm_type;
+        use crate::probe::supported_vm_types;
+        use crate::testutil::sev_device_or_skip;
+        let Some(sev) = sev_device_or_skip("hw_snp_launch_small_vm") else {
+            return;
+        };
+        let kvm = open_kvm(Path::new(KVM_PATH)).unwrap();
+        if !supported_vm_types(kvm.as_fd())
+            .unwrap()
+            .supports(vm_type::SNP)
+        {
+            eprintln!("SKIPPED: hw_snp_launch_small_vm: KVM cannot create SNP VMs here");
+            return;
+        }
+        const SIZE: u64 = 0x20_0000;
+        // Declared before the VM, so that it is unmapped after the VM is gone.
+        let shared = Mapping::new(usize::try_from(SIZE).unwrap());
+        let vm_fd = create_vm_of_type(kvm.as_fd(), vm_type::SNP).unwrap();
+        let vm = SnpVm::new(vm_fd.as_fd(), sev.as_fd());
+        vm.init2(0).unwrap();
+        vm.enable_page_state_exits().unwrap();
+        let gmem = vm.create_guest_memfd(SIZE).unwrap();
+        let region = PrivateMemoryRegion {
+            slot: 0,
+            guest_phys_addr: 0,
+            size: SIZE,
+            userspace_addr: shared.addr as u64,
+            guest_memfd: gmem.as_fd(),
+            guest_memfd_offset: 0,
+        };
+        // SAFETY: `shared` outlives the VM (declared before `vm_fd`).
+        unsafe { vm.set_memory_region(&region) }.unwrap();
+        // Policy: bit 17 (reserved, must be one) and SMT allowed.
+        vm.launch_start(&SnpLaunchStart {
+            policy: 0x3_0000,
+            gosvw: [0; 16],
+        })
+        .unwrap();
+        vm.set_memory_private(0, 0x2000, true).unwrap();
+        // SAFETY: `shared` is an anonymous mapping owned by this test, never
+        // accessed through Rust references.
+        unsafe {
+            vm.launch_update(0, 0, 0x1000, SnpPageType::Zero).unwrap();
+            vm.launch_update(
+                0x1000,
+                shared.addr as u64 + 0x1000,
+                0x1000,
+                SnpPageType::Normal,
+            )
+            .unwrap();
+        }
+        // SAFETY: KVM_CREATE_VCPU takes the vCPU id by value.
+        let vcpu = unsafe {
+            libc::ioctl(
+                vm_fd.as_raw_fd(),
+                crate::ioctl::io(crate::ioctl::KVMIO, 0x41) as libc::Ioctl,
+                0 as libc::c_ulong,
+            )
+        };
+        assert!(vcpu >= 0, "KVM_CREATE_VCPU: {}", io::Error::last_os_error());
+        // SAFETY: a non-negative KVM_CREATE_VCPU result is a new fd.
+        let _vcpu = unsafe { OwnedFd::from_raw_fd(vcpu) };
+        vm.launch_finish(&SnpLaunchFinish::default()).unwrap();
+    }
 }
