@@ -5,13 +5,15 @@
 //! * `KVM_EXIT_MEMORY_FAULT` ([`MemoryFault`]): the guest touched a page
 //!   whose private/shared attribute does not match the access (KVM_RUN fails
 //!   with EFAULT and fills `memory_fault`). The VMM converts the range to
-//!   what the access wants ([`SnpVm::set_memory_private`](crate::snp::SnpVm::set_memory_private)),
+//!   what the access wants ([`SnpVm::resolve_memory_fault`](crate::snp::SnpVm::resolve_memory_fault)),
 //!   discards the now-unused backing, and runs the vCPU again.
 //! * `KVM_EXIT_HYPERCALL` with `KVM_HC_MAP_GPA_RANGE` ([`PageStateChange`]):
 //!   the guest asked for a page-state change (GHCB MSR protocol or the PSC
 //!   NAE event; KVM turns both into this exit once
 //!   [`SnpVm::enable_page_state_exits`](crate::snp::SnpVm::enable_page_state_exits)
-//!   was called). The VMM converts the range, writes 0 (or an error) to
+//!   was called). The VMM converts the range
+//!   ([`SnpVm::apply_page_state_change`](crate::snp::SnpVm::apply_page_state_change)),
+//!   releases the unused backing, writes 0 (or an error) to
 //!   `hypercall.ret`, and runs the vCPU again; KVM hands the result to the
 //!   guest.
 

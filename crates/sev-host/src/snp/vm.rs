@@ -35,6 +35,7 @@ use crate::error::{check_aligned, check_blob, check_range, Result};
 use crate::ioctl::{
     KVM_CREATE_GUEST_MEMFD, KVM_ENABLE_CAP, KVM_SET_MEMORY_ATTRIBUTES, KVM_SET_USER_MEMORY_REGION2,
 };
+use crate::snp::{MemoryFault, PageStateChange};
 use crate::vm::SevVm;
 use crate::HostError;
 
@@ -389,8 +390,8 @@ impl<'fd> SnpVm<'fd> {
                 Err(HostError::Ioctl { errno, .. })
                     if matches!(errno.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) =>
                 {
-                    // QEMU retries EAGAIN; the structure was not written back.
-                    update.len = before;
+                    // QEMU retries EAGAIN; KVM wrote nothing back, so this
+                    // counts as a call without progress below.
                 }
                 Err(e) => return Err(e),
             }
@@ -445,6 +446,27 @@ impl<'fd> SnpVm<'fd> {
         // block and to `padded_auth`, a live 4096-byte buffer; the kernel only
         // reads them (copying exactly those sizes).
         unsafe { self.inner.issue(&mut raw) }
+    }
+
+    /// Carry out a guest's page-state change: set the range's attribute
+    /// (docs/protocol/linux.md#snp-exits). Releasing the backing that is no
+    /// longer used (a hole in the guest_memfd, or the mapping's pages) is
+    /// left to the VMM, which owns both. On success the VMM stores 0 in
+    /// `run.hypercall.ret`.
+    ///
+    /// # Errors
+    /// As [`set_memory_private`](Self::set_memory_private).
+    pub fn apply_page_state_change(&self, change: &PageStateChange) -> Result<()> {
+        self.set_memory_private(change.gpa, change.size(), change.private)
+    }
+
+    /// Resolve a `KVM_EXIT_MEMORY_FAULT`: give the range the attribute the
+    /// guest's access wanted (docs/protocol/linux.md#snp-exits).
+    ///
+    /// # Errors
+    /// As [`set_memory_private`](Self::set_memory_private).
+    pub fn resolve_memory_fault(&self, fault: &MemoryFault) -> Result<()> {
+        self.set_memory_private(fault.gpa, fault.size, fault.private)
     }
 
     /// Issue an ioctl whose argument is a pointer to `arg` on the VM fd;
@@ -580,6 +602,19 @@ mod tests {
             "KVM_SET_MEMORY_ATTRIBUTES",
         );
         assert_issued(vm.delete_memory_region(3), "KVM_SET_USER_MEMORY_REGION2");
+        let change = PageStateChange::from_hypercall(12, &[0x1000, 2, 0, 0, 0, 0]).unwrap();
+        assert_issued(
+            vm.apply_page_state_change(&change),
+            "KVM_SET_MEMORY_ATTRIBUTES",
+        );
+        let fault = MemoryFault::from_kvm(1 << 3, 0x2000, 0x1000);
+        assert_issued(vm.resolve_memory_fault(&fault), "KVM_SET_MEMORY_ATTRIBUTES");
+        // A fault KVM reports with an unaligned range is refused before the
+        // ioctl.
+        assert!(matches!(
+            vm.resolve_memory_fault(&MemoryFault::from_kvm(0, 0x2010, 0x1000)),
+            Err(HostError::Misaligned { .. })
+        ));
     }
 
     #[test]
