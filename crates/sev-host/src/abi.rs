@@ -2,9 +2,13 @@
 //! the KVM `KVM_MEMORY_ENCRYPT_OP` sub-command structures (3.2).
 //!
 //! The KVM structures come from `kvm-bindings` where it has them (generated
-//! from arch/x86/include/uapi/asm/kvm.h); `struct kvm_sev_init` (KVM_SEV_INIT2,
-//! newer than kvm-bindings 0.10) and every `/dev/sev` structure
-//! (include/uapi/linux/psp-sev.h, `__packed`) are declared here.
+//! from arch/x86/include/uapi/asm/kvm.h and include/uapi/linux/kvm.h, among
+//! them the guest_memfd, memory-region-2 and memory-attribute structures);
+//! `struct kvm_sev_init` (KVM_SEV_INIT2), the three SNP launch structures
+//! (newer than kvm-bindings 0.10) and every `/dev/sev` structure
+//! (include/uapi/linux/psp-sev.h, `__packed`) are declared here. The SNP
+//! facts are in docs/protocol/linux.md#dev-sev-snp and
+//! docs/protocol/linux.md#kvm-snp.
 //!
 //! Each sub-command id is bound to its payload type through
 //! [`SevPlatformCommand`] and [`KvmSevCommand`], so that the only way to send,
@@ -59,6 +63,14 @@ pub mod sev_cmd {
     pub const GET_ID: u32 = 7;
     /// SEV_GET_ID2 (address + length, length query supported).
     pub const GET_ID2: u32 = 8;
+    /// SNP_PLATFORM_STATUS (`sev_user_data_snp_status`, out).
+    pub const SNP_PLATFORM_STATUS: u32 = 9;
+    /// SNP_COMMIT (no data: the driver builds the firmware buffer).
+    pub const SNP_COMMIT: u32 = 10;
+    /// SNP_SET_CONFIG (`sev_user_data_snp_config`, in; firmware SNP_CONFIG).
+    pub const SNP_SET_CONFIG: u32 = 11;
+    /// SNP_VLEK_LOAD (`sev_user_data_snp_vlek_load`, in).
+    pub const SNP_VLEK_LOAD: u32 = 12;
 }
 
 /// KVM SEV sub-command ids (`enum sev_cmd_id`, arch/x86/include/uapi/asm/kvm.h).
@@ -110,6 +122,12 @@ pub mod kvm_cmd {
     /// KVM_SEV_INIT2 (22; one third-party binding says 23, which is wrong:
     /// docs/protocol/choices.md#u18).
     pub const INIT2: u32 = 22;
+    /// KVM_SEV_SNP_LAUNCH_START (the SNP ids start at 100).
+    pub const SNP_LAUNCH_START: u32 = 100;
+    /// KVM_SEV_SNP_LAUNCH_UPDATE.
+    pub const SNP_LAUNCH_UPDATE: u32 = 101;
+    /// KVM_SEV_SNP_LAUNCH_FINISH.
+    pub const SNP_LAUNCH_FINISH: u32 = 102;
 }
 
 /// KVM machine types for `KVM_CREATE_VM` (arch/x86/include/uapi/asm/kvm.h).
@@ -120,7 +138,64 @@ pub mod vm_type {
     pub const SEV: u64 = 2;
     /// KVM_X86_SEV_ES_VM: needs KVM_SEV_INIT2.
     pub const SEV_ES: u64 = 3;
+    /// KVM_X86_SNP_VM: needs KVM_SEV_INIT2, guest_memfd for private memory,
+    /// and only accepts the SNP launch commands (docs/protocol/linux.md#kvm-snp).
+    pub const SNP: u64 = 4;
 }
+
+/// SNP page types of `kvm_sev_snp_launch_update.type`
+/// (`KVM_SEV_SNP_PAGE_TYPE_*`, arch/x86/include/uapi/asm/kvm.h). They are the
+/// firmware's page types; VMSA (2) is missing because KVM measures the VMSAs
+/// itself at LAUNCH_FINISH.
+pub mod snp_page_type {
+    /// KVM_SEV_SNP_PAGE_TYPE_NORMAL: measured and encrypted data.
+    pub const NORMAL: u8 = 0x1;
+    /// KVM_SEV_SNP_PAGE_TYPE_ZERO: a zero page (the source is not read).
+    pub const ZERO: u8 = 0x3;
+    /// KVM_SEV_SNP_PAGE_TYPE_UNMEASURED: encrypted, only its address measured.
+    pub const UNMEASURED: u8 = 0x4;
+    /// KVM_SEV_SNP_PAGE_TYPE_SECRETS: filled by the firmware.
+    pub const SECRETS: u8 = 0x5;
+    /// KVM_SEV_SNP_PAGE_TYPE_CPUID: checked against the platform's CPUID
+    /// policy; on failure the kernel copies the corrected page back to the
+    /// source.
+    pub const CPUID: u8 = 0x6;
+}
+
+/// `KVM_SEV_SNP_ID_BLOCK_SIZE`: the ID block KVM copies for LAUNCH_FINISH.
+pub const SNP_ID_BLOCK_SIZE: usize = 96;
+/// `KVM_SEV_SNP_ID_AUTH_SIZE`: the ID authentication structure KVM copies
+/// (always the whole 4 KiB; shorter ones are zero-padded by the caller).
+pub const SNP_ID_AUTH_SIZE: usize = 4096;
+/// `KVM_SEV_SNP_FINISH_DATA_SIZE`: HOST_DATA.
+pub const SNP_HOST_DATA_SIZE: usize = 32;
+/// Size of the wrapped VLEK ("hashstick") SNP_VLEK_LOAD reads
+/// (`struct sev_user_data_snp_wrapped_vlek_hashstick`).
+pub const SNP_WRAPPED_VLEK_SIZE: usize = 432;
+
+/// KVM device-attribute group of SEV on `/dev/kvm` (`KVM_X86_GRP_SEV`).
+pub const KVM_X86_GRP_SEV: u32 = 1;
+/// Attribute of [`KVM_X86_GRP_SEV`]: the VMSA features KVM_SEV_INIT2
+/// accepts (`KVM_X86_SEV_VMSA_FEATURES`, a u64).
+pub const KVM_X86_SEV_VMSA_FEATURES: u64 = 0;
+
+/// `KVM_HC_MAP_GPA_RANGE` (include/uapi/linux/kvm_para.h): the hypercall
+/// number KVM reports in a `KVM_EXIT_HYPERCALL` for an SNP guest's
+/// page-state change (docs/protocol/linux.md#snp-exits).
+pub const KVM_HC_MAP_GPA_RANGE: u64 = 12;
+/// `KVM_MAP_GPA_RANGE_ENCRYPTED` (arch/x86/include/uapi/asm/kvm_para.h):
+/// bit 4 of the hypercall's third argument, set for "make private".
+pub const KVM_MAP_GPA_RANGE_ENCRYPTED: u64 = 1 << 4;
+/// Page-size field of the third argument (bits 0..4): 0 4 KiB, 1 2 MiB,
+/// 2 1 GiB.
+pub const KVM_MAP_GPA_RANGE_PAGE_SZ_MASK: u64 = 0xF;
+
+pub use kvm_bindings::{
+    kvm_create_guest_memfd, kvm_enable_cap, kvm_memory_attributes, kvm_userspace_memory_region2,
+    KVM_CAP_EXIT_HYPERCALL, KVM_CAP_GUEST_MEMFD, KVM_CAP_MEMORY_ATTRIBUTES, KVM_CAP_USER_MEMORY2,
+    KVM_CAP_VM_TYPES, KVM_EXIT_HYPERCALL, KVM_EXIT_MEMORY_FAULT, KVM_MEMORY_ATTRIBUTE_PRIVATE,
+    KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_MEM_GUEST_MEMFD,
+};
 
 /// `struct sev_issue_cmd` (`__packed`, 16 bytes): the argument of
 /// `SEV_ISSUE_CMD`. docs/protocol/linux.md#dev-sev.
@@ -241,6 +316,140 @@ pub struct KvmSevInit {
     pub pad2: [u32; 8],
 }
 
+/// `struct sev_user_data_snp_status` (`__packed`, 32 bytes): SNP_PLATFORM_STATUS
+/// output, the firmware's status page as is (docs/protocol/linux.md#dev-sev-snp).
+/// The header declares bytes 3 and 8..12 as bit fields; they are read here as
+/// whole words.
+#[repr(C, packed)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SevUserDataSnpStatus {
+    /// API major version.
+    pub api_major: u8,
+    /// API minor version.
+    pub api_minor: u8,
+    /// Platform state (0 UNINIT, 1 INIT).
+    pub state: u8,
+    /// Bit 0 IS_RMP_INITIALIZED; the rest reserved.
+    pub rmp_flags: u8,
+    /// Firmware build id.
+    pub build_id: u32,
+    /// Bit 0 MASK_CHIP_ID, bit 1 MASK_CHIP_KEY, bit 2 VLEK_EN, bit 3
+    /// FEATURE_INFO, bit 4 RAPL_DIS, bit 5 CIPHERTEXT_HIDING_CAP, bit 6
+    /// CIPHERTEXT_HIDING_EN (newer headers name more bits than older ones).
+    pub flags: u32,
+    /// Number of guest contexts.
+    pub guest_count: u32,
+    /// CURRENT_TCB (TCB_VERSION).
+    pub current_tcb_version: u64,
+    /// REPORTED_TCB (TCB_VERSION).
+    pub reported_tcb_version: u64,
+}
+
+/// `struct sev_user_data_snp_config` (`__packed`, 64 bytes): the SNP_SET_CONFIG
+/// argument, the firmware's SNP_CONFIG buffer as is.
+#[repr(C, packed)]
+#[derive(Debug, Clone, Copy)]
+pub struct SevUserDataSnpConfig {
+    /// TCB_VERSION to put in reports (0: the current TCB).
+    pub reported_tcb: u64,
+    /// Bit 0 MASK_CHIP_ID, bit 1 MASK_CHIP_KEY; bits 31:2 reserved (0).
+    pub flags: u32,
+    /// Reserved (0).
+    pub rsvd1: [u8; 52],
+}
+
+impl Default for SevUserDataSnpConfig {
+    fn default() -> Self {
+        Self {
+            reported_tcb: 0,
+            flags: 0,
+            rsvd1: [0; 52],
+        }
+    }
+}
+
+/// `struct sev_user_data_snp_vlek_load` (`__packed`, 16 bytes): the
+/// SNP_VLEK_LOAD argument.
+#[repr(C, packed)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SevUserDataSnpVlekLoad {
+    /// Must be 16 (`sizeof` the structure); the driver refuses anything else.
+    pub len: u32,
+    /// Version of the wrapped VLEK; must be 0.
+    pub vlek_wrapped_version: u8,
+    /// Reserved (0).
+    pub rsvd: [u8; 3],
+    /// User address of the 432-byte wrapped VLEK.
+    pub vlek_wrapped_address: u64,
+}
+
+/// `struct kvm_sev_snp_launch_start` (64 bytes, natural alignment): the
+/// KVM_SEV_SNP_LAUNCH_START payload.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KvmSevSnpLaunchStart {
+    /// The 64-bit guest policy.
+    pub policy: u64,
+    /// Guest OS-visible workarounds (GOSVW), opaque to KVM.
+    pub gosvw: [u8; 16],
+    /// Must be 0.
+    pub flags: u16,
+    /// Padding (0).
+    pub pad0: [u8; 6],
+    /// Padding (0).
+    pub pad1: [u64; 4],
+}
+
+/// `struct kvm_sev_snp_launch_update` (64 bytes, natural alignment): the
+/// KVM_SEV_SNP_LAUNCH_UPDATE payload. On success KVM writes back what is
+/// left to do (`gfn_start`, `uaddr` and `len` advanced past the pages done).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KvmSevSnpLaunchUpdate {
+    /// First guest frame number (GPA / 4096).
+    pub gfn_start: u64,
+    /// Page-aligned user address of the source (not read for ZERO pages).
+    pub uaddr: u64,
+    /// Length in bytes, a non-zero multiple of 4096.
+    pub len: u64,
+    /// Page type ([`snp_page_type`]).
+    pub page_type: u8,
+    /// Padding (0).
+    pub pad0: u8,
+    /// Must be 0.
+    pub flags: u16,
+    /// Padding (0).
+    pub pad1: u32,
+    /// Padding (0).
+    pub pad2: [u64; 4],
+}
+
+/// `struct kvm_sev_snp_launch_finish` (88 bytes, natural alignment): the
+/// KVM_SEV_SNP_LAUNCH_FINISH payload.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KvmSevSnpLaunchFinish {
+    /// User address of the 96-byte ID block (read when `id_block_en`).
+    pub id_block_uaddr: u64,
+    /// User address of the 4096-byte ID authentication structure (read
+    /// when `id_block_en`).
+    pub id_auth_uaddr: u64,
+    /// 1: an ID block is given.
+    pub id_block_en: u8,
+    /// 1: the ID auth carries an author key.
+    pub auth_key_en: u8,
+    /// 1: reports may not be signed with the VCEK.
+    pub vcek_disabled: u8,
+    /// HOST_DATA, reported as is.
+    pub host_data: [u8; SNP_HOST_DATA_SIZE],
+    /// Padding (0).
+    pub pad0: [u8; 3],
+    /// Must be 0.
+    pub flags: u16,
+    /// Padding (0).
+    pub pad1: [u64; 4],
+}
+
 /// Binds a `/dev/sev` sub-command id to the structure `data` points to.
 ///
 /// # Safety
@@ -314,6 +523,10 @@ no_data_command!(
     /// SEV_PDH_GEN (no data).
     PdhGen, SevPlatformCommand, sev_cmd::PDH_GEN, "SEV_PDH_GEN"
 );
+no_data_command!(
+    /// SNP_COMMIT (no data: the driver fills the firmware's `{len}` buffer).
+    SnpCommit, SevPlatformCommand, sev_cmd::SNP_COMMIT, "SNP_COMMIT"
+);
 data_command!(
     SevUserDataStatus,
     SevPlatformCommand,
@@ -381,6 +594,42 @@ no_data_command!(
 );
 
 data_command!(KvmSevInit, KvmSevCommand, kvm_cmd::INIT2, "KVM_SEV_INIT2");
+data_command!(
+    KvmSevSnpLaunchStart,
+    KvmSevCommand,
+    kvm_cmd::SNP_LAUNCH_START,
+    "KVM_SEV_SNP_LAUNCH_START"
+);
+data_command!(
+    KvmSevSnpLaunchUpdate,
+    KvmSevCommand,
+    kvm_cmd::SNP_LAUNCH_UPDATE,
+    "KVM_SEV_SNP_LAUNCH_UPDATE"
+);
+data_command!(
+    KvmSevSnpLaunchFinish,
+    KvmSevCommand,
+    kvm_cmd::SNP_LAUNCH_FINISH,
+    "KVM_SEV_SNP_LAUNCH_FINISH"
+);
+data_command!(
+    SevUserDataSnpStatus,
+    SevPlatformCommand,
+    sev_cmd::SNP_PLATFORM_STATUS,
+    "SNP_PLATFORM_STATUS"
+);
+data_command!(
+    SevUserDataSnpConfig,
+    SevPlatformCommand,
+    sev_cmd::SNP_SET_CONFIG,
+    "SNP_SET_CONFIG"
+);
+data_command!(
+    SevUserDataSnpVlekLoad,
+    SevPlatformCommand,
+    sev_cmd::SNP_VLEK_LOAD,
+    "SNP_VLEK_LOAD"
+);
 data_command!(
     kvm_sev_launch_start,
     KvmSevCommand,
@@ -552,6 +801,159 @@ mod tests {
         assert_eq!(offset_of!(KvmSevInit, pad2), 0x10);
     }
 
+    // include/uapi/linux/psp-sev.h (`__packed`).
+    #[test]
+    fn sev_user_data_snp_status_layout() {
+        assert_eq!(size_of::<SevUserDataSnpStatus>(), 32);
+        assert_eq!(align_of::<SevUserDataSnpStatus>(), 1);
+        assert_eq!(offset_of!(SevUserDataSnpStatus, api_major), 0x00);
+        assert_eq!(offset_of!(SevUserDataSnpStatus, api_minor), 0x01);
+        assert_eq!(offset_of!(SevUserDataSnpStatus, state), 0x02);
+        assert_eq!(offset_of!(SevUserDataSnpStatus, rmp_flags), 0x03);
+        assert_eq!(offset_of!(SevUserDataSnpStatus, build_id), 0x04);
+        assert_eq!(offset_of!(SevUserDataSnpStatus, flags), 0x08);
+        assert_eq!(offset_of!(SevUserDataSnpStatus, guest_count), 0x0C);
+        assert_eq!(offset_of!(SevUserDataSnpStatus, current_tcb_version), 0x10);
+        assert_eq!(offset_of!(SevUserDataSnpStatus, reported_tcb_version), 0x18);
+    }
+
+    #[test]
+    fn sev_user_data_snp_config_layout() {
+        assert_eq!(size_of::<SevUserDataSnpConfig>(), 64);
+        assert_eq!(align_of::<SevUserDataSnpConfig>(), 1);
+        assert_eq!(offset_of!(SevUserDataSnpConfig, reported_tcb), 0x00);
+        assert_eq!(offset_of!(SevUserDataSnpConfig, flags), 0x08);
+        assert_eq!(offset_of!(SevUserDataSnpConfig, rsvd1), 0x0C);
+    }
+
+    #[test]
+    fn sev_user_data_snp_vlek_load_layout() {
+        assert_eq!(size_of::<SevUserDataSnpVlekLoad>(), 16);
+        assert_eq!(align_of::<SevUserDataSnpVlekLoad>(), 1);
+        assert_eq!(offset_of!(SevUserDataSnpVlekLoad, len), 0x00);
+        assert_eq!(
+            offset_of!(SevUserDataSnpVlekLoad, vlek_wrapped_version),
+            0x04
+        );
+        assert_eq!(offset_of!(SevUserDataSnpVlekLoad, rsvd), 0x05);
+        assert_eq!(
+            offset_of!(SevUserDataSnpVlekLoad, vlek_wrapped_address),
+            0x08
+        );
+        assert_eq!(SNP_WRAPPED_VLEK_SIZE, 432);
+    }
+
+    // arch/x86/include/uapi/asm/kvm.h (natural alignment).
+    #[test]
+    fn kvm_sev_snp_launch_start_layout() {
+        assert_eq!(size_of::<KvmSevSnpLaunchStart>(), 64);
+        assert_eq!(offset_of!(KvmSevSnpLaunchStart, policy), 0x00);
+        assert_eq!(offset_of!(KvmSevSnpLaunchStart, gosvw), 0x08);
+        assert_eq!(offset_of!(KvmSevSnpLaunchStart, flags), 0x18);
+        assert_eq!(offset_of!(KvmSevSnpLaunchStart, pad0), 0x1A);
+        assert_eq!(offset_of!(KvmSevSnpLaunchStart, pad1), 0x20);
+    }
+
+    #[test]
+    fn kvm_sev_snp_launch_update_layout() {
+        assert_eq!(size_of::<KvmSevSnpLaunchUpdate>(), 64);
+        assert_eq!(offset_of!(KvmSevSnpLaunchUpdate, gfn_start), 0x00);
+        assert_eq!(offset_of!(KvmSevSnpLaunchUpdate, uaddr), 0x08);
+        assert_eq!(offset_of!(KvmSevSnpLaunchUpdate, len), 0x10);
+        assert_eq!(offset_of!(KvmSevSnpLaunchUpdate, page_type), 0x18);
+        assert_eq!(offset_of!(KvmSevSnpLaunchUpdate, pad0), 0x19);
+        assert_eq!(offset_of!(KvmSevSnpLaunchUpdate, flags), 0x1A);
+        assert_eq!(offset_of!(KvmSevSnpLaunchUpdate, pad1), 0x1C);
+        assert_eq!(offset_of!(KvmSevSnpLaunchUpdate, pad2), 0x20);
+    }
+
+    #[test]
+    fn kvm_sev_snp_launch_finish_layout() {
+        assert_eq!(size_of::<KvmSevSnpLaunchFinish>(), 88);
+        assert_eq!(offset_of!(KvmSevSnpLaunchFinish, id_block_uaddr), 0x00);
+        assert_eq!(offset_of!(KvmSevSnpLaunchFinish, id_auth_uaddr), 0x08);
+        assert_eq!(offset_of!(KvmSevSnpLaunchFinish, id_block_en), 0x10);
+        assert_eq!(offset_of!(KvmSevSnpLaunchFinish, auth_key_en), 0x11);
+        assert_eq!(offset_of!(KvmSevSnpLaunchFinish, vcek_disabled), 0x12);
+        assert_eq!(offset_of!(KvmSevSnpLaunchFinish, host_data), 0x13);
+        assert_eq!(offset_of!(KvmSevSnpLaunchFinish, pad0), 0x33);
+        assert_eq!(offset_of!(KvmSevSnpLaunchFinish, flags), 0x36);
+        assert_eq!(offset_of!(KvmSevSnpLaunchFinish, pad1), 0x38);
+        assert_eq!(SNP_ID_BLOCK_SIZE, 96);
+        assert_eq!(SNP_ID_AUTH_SIZE, 4096);
+    }
+
+    // include/uapi/linux/kvm.h (natural alignment), through kvm-bindings.
+    #[test]
+    fn kvm_userspace_memory_region2_layout() {
+        type R = kvm_userspace_memory_region2;
+        assert_eq!(size_of::<R>(), 160);
+        assert_eq!(offset_of!(R, slot), 0x00);
+        assert_eq!(offset_of!(R, flags), 0x04);
+        assert_eq!(offset_of!(R, guest_phys_addr), 0x08);
+        assert_eq!(offset_of!(R, memory_size), 0x10);
+        assert_eq!(offset_of!(R, userspace_addr), 0x18);
+        assert_eq!(offset_of!(R, guest_memfd_offset), 0x20);
+        assert_eq!(offset_of!(R, guest_memfd), 0x28);
+        assert_eq!(offset_of!(R, pad1), 0x2C);
+        assert_eq!(offset_of!(R, pad2), 0x30);
+    }
+
+    #[test]
+    fn kvm_memory_attributes_layout() {
+        assert_eq!(size_of::<kvm_memory_attributes>(), 32);
+        assert_eq!(offset_of!(kvm_memory_attributes, address), 0x00);
+        assert_eq!(offset_of!(kvm_memory_attributes, size), 0x08);
+        assert_eq!(offset_of!(kvm_memory_attributes, attributes), 0x10);
+        assert_eq!(offset_of!(kvm_memory_attributes, flags), 0x18);
+    }
+
+    #[test]
+    fn kvm_create_guest_memfd_layout() {
+        assert_eq!(size_of::<kvm_create_guest_memfd>(), 64);
+        assert_eq!(offset_of!(kvm_create_guest_memfd, size), 0x00);
+        assert_eq!(offset_of!(kvm_create_guest_memfd, flags), 0x08);
+        assert_eq!(offset_of!(kvm_create_guest_memfd, reserved), 0x10);
+    }
+
+    #[test]
+    fn kvm_enable_cap_layout() {
+        assert_eq!(size_of::<kvm_enable_cap>(), 104);
+        assert_eq!(offset_of!(kvm_enable_cap, cap), 0x00);
+        assert_eq!(offset_of!(kvm_enable_cap, flags), 0x04);
+        assert_eq!(offset_of!(kvm_enable_cap, args), 0x08);
+        assert_eq!(offset_of!(kvm_enable_cap, pad), 0x28);
+    }
+
+    #[test]
+    fn snp_constants_match_the_headers() {
+        assert_eq!(vm_type::SNP, 4);
+        assert_eq!(
+            u64::from(kvm_bindings::KVM_X86_DEFAULT_VM),
+            vm_type::DEFAULT
+        );
+        assert_eq!(KVM_CAP_VM_TYPES, 235);
+        assert_eq!(KVM_CAP_USER_MEMORY2, 231);
+        assert_eq!(KVM_CAP_MEMORY_ATTRIBUTES, 233);
+        assert_eq!(KVM_CAP_GUEST_MEMFD, 234);
+        assert_eq!(KVM_CAP_EXIT_HYPERCALL, 201);
+        assert_eq!(KVM_MEM_GUEST_MEMFD, 1 << 2);
+        assert_eq!(KVM_MEMORY_ATTRIBUTE_PRIVATE, 1 << 3);
+        assert_eq!(KVM_MEMORY_EXIT_FLAG_PRIVATE, 1 << 3);
+        assert_eq!(KVM_EXIT_HYPERCALL, 3);
+        assert_eq!(KVM_EXIT_MEMORY_FAULT, 39);
+        assert_eq!(
+            [
+                snp_page_type::NORMAL,
+                snp_page_type::ZERO,
+                snp_page_type::UNMEASURED,
+                snp_page_type::SECRETS,
+                snp_page_type::CPUID
+            ],
+            [1, 3, 4, 5, 6]
+        );
+    }
+
     #[test]
     fn kvm_sev_launch_start_layout() {
         assert_eq!(size_of::<kvm_sev_launch_start>(), 40);
@@ -686,6 +1088,11 @@ mod tests {
         assert_eq!(<FactoryReset as SevPlatformCommand>::ID, 0);
         assert_eq!(<PekGen as SevPlatformCommand>::ID, 2);
         assert_eq!(<PdhGen as SevPlatformCommand>::ID, 4);
+        assert_eq!(<SevUserDataSnpStatus as SevPlatformCommand>::ID, 9);
+        assert_eq!(<SnpCommit as SevPlatformCommand>::ID, 10);
+        assert_eq!(<SevUserDataSnpConfig as SevPlatformCommand>::ID, 11);
+        assert_eq!(<SevUserDataSnpVlekLoad as SevPlatformCommand>::ID, 12);
+        const { assert!(!<SnpCommit as SevPlatformCommand>::HAS_DATA) };
         const { assert!(!<PdhGen as SevPlatformCommand>::HAS_DATA) };
 
         assert_eq!(<SevInit as KvmSevCommand>::ID, 0);
@@ -708,6 +1115,9 @@ mod tests {
         assert_eq!(<kvm_sev_attestation_report as KvmSevCommand>::ID, 20);
         assert_eq!(<SendCancel as KvmSevCommand>::ID, 21);
         assert_eq!(<KvmSevInit as KvmSevCommand>::ID, 22);
+        assert_eq!(<KvmSevSnpLaunchStart as KvmSevCommand>::ID, 100);
+        assert_eq!(<KvmSevSnpLaunchUpdate as KvmSevCommand>::ID, 101);
+        assert_eq!(<KvmSevSnpLaunchFinish as KvmSevCommand>::ID, 102);
         const { assert!(!<LaunchFinish as KvmSevCommand>::HAS_DATA) };
         const { assert!(<kvm_sev_launch_start as KvmSevCommand>::HAS_DATA) };
     }

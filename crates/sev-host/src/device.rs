@@ -118,7 +118,7 @@ impl SevDevice {
     /// owned by the caller that is valid for reads and writes of the length
     /// given next to it, and not otherwise accessed, for the duration of the
     /// call (the kernel reads and writes those buffers).
-    unsafe fn issue<C: SevPlatformCommand>(&self, payload: &mut C) -> Result<()> {
+    pub(crate) unsafe fn issue<C: SevPlatformCommand>(&self, payload: &mut C) -> Result<()> {
         let data = if C::HAS_DATA {
             std::ptr::from_mut(payload) as u64
         } else {

@@ -100,6 +100,19 @@ pub enum HostError {
         len: u64,
     },
 
+    /// A command that KVM carries out in steps and resumes from what it
+    /// wrote back (KVM_SEV_SNP_LAUNCH_UPDATE) stopped making progress, or
+    /// wrote back a remainder that is not a smaller whole number of pages.
+    #[error("{cmd}: no progress, {left:#x} bytes left after {attempts} calls")]
+    Stalled {
+        /// Sub-command name.
+        cmd: &'static str,
+        /// Bytes KVM reported as left to do.
+        left: u64,
+        /// Calls made.
+        attempts: u32,
+    },
+
     /// The firmware reported a length (in answer to a length query, or after
     /// a fetch) that is zero, larger than any buffer the kernel would copy, or
     /// not the fixed size the output must have.

@@ -25,6 +25,12 @@ pub const fn io(ty: u32, nr: u32) -> u32 {
     ioc(IOC_NONE, ty, nr, 0)
 }
 
+/// `_IOW(type, nr, size)`.
+#[must_use]
+pub const fn iow(ty: u32, nr: u32, size: u32) -> u32 {
+    ioc(IOC_WRITE, ty, nr, size)
+}
+
 /// `_IOR(type, nr, size)`.
 #[must_use]
 pub const fn ior(ty: u32, nr: u32, size: u32) -> u32 {
@@ -50,6 +56,23 @@ pub const KVM_CREATE_VM: u32 = 0xAE01;
 /// The kernel declares the size as `unsigned long` although the argument is a
 /// pointer to `struct kvm_sev_cmd`.
 pub const KVM_MEMORY_ENCRYPT_OP: u32 = 0xC008_AEBA;
+/// `KVM_CHECK_EXTENSION = _IO(KVMIO, 0x03)` on `/dev/kvm` or a VM fd
+/// (argument: capability number; returns its value, 0 when absent).
+pub const KVM_CHECK_EXTENSION: u32 = 0xAE03;
+/// `KVM_SET_USER_MEMORY_REGION2 = _IOW(KVMIO, 0x49, struct
+/// kvm_userspace_memory_region2)` on a VM fd.
+pub const KVM_SET_USER_MEMORY_REGION2: u32 = 0x40A0_AE49;
+/// `KVM_ENABLE_CAP = _IOW(KVMIO, 0xa3, struct kvm_enable_cap)` on a VM fd.
+pub const KVM_ENABLE_CAP: u32 = 0x4068_AEA3;
+/// `KVM_SET_MEMORY_ATTRIBUTES = _IOW(KVMIO, 0xd2, struct
+/// kvm_memory_attributes)` on a VM fd.
+pub const KVM_SET_MEMORY_ATTRIBUTES: u32 = 0x4020_AED2;
+/// `KVM_CREATE_GUEST_MEMFD = _IOWR(KVMIO, 0xd4, struct
+/// kvm_create_guest_memfd)` on a VM fd (returns the new fd).
+pub const KVM_CREATE_GUEST_MEMFD: u32 = 0xC040_AED4;
+/// `KVM_GET_DEVICE_ATTR = _IOW(KVMIO, 0xe2, struct kvm_device_attr)` (on
+/// `/dev/kvm` for the system attributes such as the SEV VMSA features).
+pub const KVM_GET_DEVICE_ATTR: u32 = 0x4018_AEE2;
 /// `KVM_MEMORY_ENCRYPT_REG_REGION = _IOR(KVMIO, 0xbb, struct kvm_enc_region)`.
 pub const KVM_MEMORY_ENCRYPT_REG_REGION: u32 = 0x8010_AEBB;
 /// `KVM_MEMORY_ENCRYPT_UNREG_REGION = _IOR(KVMIO, 0xbc, struct kvm_enc_region)`.
@@ -59,8 +82,11 @@ pub const KVM_MEMORY_ENCRYPT_UNREG_REGION: u32 = 0x8010_AEBC;
 mod tests {
     use super::*;
     use crate::abi::SevIssueCmd;
+    use crate::abi::{
+        kvm_create_guest_memfd, kvm_enable_cap, kvm_memory_attributes, kvm_userspace_memory_region2,
+    };
     use core::mem::size_of;
-    use kvm_bindings::kvm_enc_region;
+    use kvm_bindings::{kvm_device_attr, kvm_enc_region};
 
     fn size32<T>() -> u32 {
         u32::try_from(size_of::<T>()).unwrap()
@@ -93,6 +119,37 @@ mod tests {
         assert_eq!(KVM_MEMORY_ENCRYPT_OP, 0xC008_AEBA);
         assert_eq!(KVM_MEMORY_ENCRYPT_REG_REGION, 0x8010_AEBB);
         assert_eq!(KVM_MEMORY_ENCRYPT_UNREG_REGION, 0x8010_AEBC);
+    }
+
+    #[test]
+    fn snp_kvm_numbers_match_formula() {
+        // include/uapi/linux/kvm.h: the request numbers from the sizes of the
+        // structures they carry.
+        assert_eq!(io(KVMIO, 0x03), KVM_CHECK_EXTENSION);
+        assert_eq!(
+            iow(KVMIO, 0x49, size32::<kvm_userspace_memory_region2>()),
+            KVM_SET_USER_MEMORY_REGION2
+        );
+        assert_eq!(iow(KVMIO, 0xA3, size32::<kvm_enable_cap>()), KVM_ENABLE_CAP);
+        assert_eq!(
+            iow(KVMIO, 0xD2, size32::<kvm_memory_attributes>()),
+            KVM_SET_MEMORY_ATTRIBUTES
+        );
+        assert_eq!(
+            iowr(KVMIO, 0xD4, size32::<kvm_create_guest_memfd>()),
+            KVM_CREATE_GUEST_MEMFD
+        );
+        assert_eq!(
+            iow(KVMIO, 0xE2, size32::<kvm_device_attr>()),
+            KVM_GET_DEVICE_ATTR
+        );
+        // Known values (as strace and QEMU's traces print them).
+        assert_eq!(KVM_CHECK_EXTENSION, 0xAE03);
+        assert_eq!(KVM_SET_USER_MEMORY_REGION2, 0x40A0_AE49);
+        assert_eq!(KVM_ENABLE_CAP, 0x4068_AEA3);
+        assert_eq!(KVM_SET_MEMORY_ATTRIBUTES, 0x4020_AED2);
+        assert_eq!(KVM_CREATE_GUEST_MEMFD, 0xC040_AED4);
+        assert_eq!(KVM_GET_DEVICE_ATTR, 0x4018_AEE2);
     }
 
     #[test]

@@ -7,10 +7,13 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
+use crate::abi::{vm_type, KVM_CAP_VM_TYPES, KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES};
 use crate::cpuid::{cpuid_8000_001f, SevCpuid};
 use crate::device::{PlatformStatus, SevDevice};
 use crate::error::Result;
-use crate::ioctl::{KVM_CREATE_VM, KVM_MEMORY_ENCRYPT_OP};
+use crate::ioctl::{
+    KVM_CHECK_EXTENSION, KVM_CREATE_VM, KVM_GET_DEVICE_ATTR, KVM_MEMORY_ENCRYPT_OP,
+};
 use crate::HostError;
 
 /// The usual KVM device node.
@@ -63,6 +66,15 @@ pub fn parse_bool_param(text: &str) -> Option<bool> {
 
 /// Create a VM of the default machine type on the KVM device at `kvm_path`.
 pub(crate) fn create_vm(kvm_path: &Path) -> Result<OwnedFd> {
+    let kvm = open_kvm(kvm_path)?;
+    create_vm_of_type(kvm.as_fd(), vm_type::DEFAULT)
+}
+
+/// Open the KVM device at `kvm_path` read-write.
+///
+/// # Errors
+/// [`HostError::Open`] naming the path.
+pub fn open_kvm(kvm_path: &Path) -> Result<OwnedFd> {
     let kvm = OpenOptions::new()
         .read(true)
         .write(true)
@@ -71,15 +83,23 @@ pub(crate) fn create_vm(kvm_path: &Path) -> Result<OwnedFd> {
             path: kvm_path.to_path_buf(),
             source,
         })?;
-    // SAFETY: KVM_CREATE_VM takes an integer machine type (0, the default)
-    // by value; no memory is passed.
-    let fd = unsafe {
-        libc::ioctl(
-            kvm.as_raw_fd(),
-            KVM_CREATE_VM as libc::Ioctl,
-            0 as libc::c_ulong,
-        )
-    };
+    Ok(kvm.into())
+}
+
+/// KVM_CREATE_VM with machine type `vm_type` ([`vm_type`]; an SNP guest
+/// needs [`vm_type::SNP`]) on an open KVM device.
+///
+/// # Errors
+/// [`HostError::Ioctl`] (EINVAL for a type this KVM does not support; see
+/// [`supported_vm_types`]).
+pub fn create_vm_of_type(kvm: BorrowedFd<'_>, vm_type: u64) -> Result<OwnedFd> {
+    let machine_type = libc::c_ulong::try_from(vm_type).map_err(|_| HostError::Ioctl {
+        cmd: "KVM_CREATE_VM",
+        errno: io::Error::from_raw_os_error(libc::EINVAL),
+    })?;
+    // SAFETY: KVM_CREATE_VM takes an integer machine type by value; no memory
+    // is passed.
+    let fd = unsafe { libc::ioctl(kvm.as_raw_fd(), KVM_CREATE_VM as libc::Ioctl, machine_type) };
     if fd < 0 {
         return Err(HostError::Ioctl {
             cmd: "KVM_CREATE_VM",
@@ -89,6 +109,105 @@ pub(crate) fn create_vm(kvm_path: &Path) -> Result<OwnedFd> {
     // SAFETY: a non-negative return of KVM_CREATE_VM is a new fd that nothing
     // else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// KVM_CHECK_EXTENSION on `fd` (`/dev/kvm` or a VM fd): the capability's
+/// value, 0 when KVM does not have it.
+///
+/// # Errors
+/// [`HostError::Ioctl`] if the ioctl itself fails (e.g. `fd` is not KVM).
+pub fn check_extension(fd: BorrowedFd<'_>, cap: u32) -> Result<i32> {
+    // SAFETY: KVM_CHECK_EXTENSION takes the capability number by value; no
+    // memory is passed.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            KVM_CHECK_EXTENSION as libc::Ioctl,
+            libc::c_ulong::from(cap),
+        )
+    };
+    if rc < 0 {
+        return Err(HostError::Ioctl {
+            cmd: "KVM_CHECK_EXTENSION",
+            errno: io::Error::last_os_error(),
+        });
+    }
+    Ok(rc)
+}
+
+/// The machine types a KVM offers (`KVM_CAP_VM_TYPES`: bit *n* set when type
+/// *n* can be created).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmTypes(u32);
+
+impl VmTypes {
+    /// From the capability's raw bit mask.
+    #[must_use]
+    pub const fn from_bits(bits: u32) -> Self {
+        Self(bits)
+    }
+
+    /// The raw bit mask.
+    #[must_use]
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// Whether `vm_type` ([`vm_type`]) can be created.
+    #[must_use]
+    pub fn supports(self, vm_type: u64) -> bool {
+        vm_type < 32 && self.0 & (1 << vm_type) != 0
+    }
+}
+
+/// KVM_CHECK_EXTENSION(KVM_CAP_VM_TYPES) on `/dev/kvm`. A kernel without the
+/// capability (before 6.8) only has the default type, reported as such.
+///
+/// # Errors
+/// [`HostError::Ioctl`] if the ioctl fails.
+pub fn supported_vm_types(kvm: BorrowedFd<'_>) -> Result<VmTypes> {
+    let bits = check_extension(kvm, KVM_CAP_VM_TYPES)?;
+    Ok(match u32::try_from(bits) {
+        Ok(0) | Err(_) => VmTypes(1 << vm_type::DEFAULT),
+        Ok(bits) => VmTypes(bits),
+    })
+}
+
+/// The VMSA features KVM_SEV_INIT2 accepts (KVM_GET_DEVICE_ATTR group
+/// `KVM_X86_GRP_SEV`, attribute `KVM_X86_SEV_VMSA_FEATURES`, on `/dev/kvm`);
+/// `None` when this KVM has no such attribute (no SEV, or older than 6.10).
+///
+/// # Errors
+/// [`HostError::Ioctl`] for a failure other than "no such attribute".
+pub fn sev_vmsa_features(kvm: BorrowedFd<'_>) -> Result<Option<u64>> {
+    let mut features: u64 = 0;
+    let attr = kvm_bindings::kvm_device_attr {
+        flags: 0,
+        group: KVM_X86_GRP_SEV,
+        attr: KVM_X86_SEV_VMSA_FEATURES,
+        addr: std::ptr::from_mut(&mut features) as u64,
+    };
+    // SAFETY: `attr` is a live `struct kvm_device_attr` (size encoded in the
+    // request); the kernel writes one u64 at `addr`, which points to
+    // `features`, live and untouched for the duration of the call.
+    let rc = unsafe {
+        libc::ioctl(
+            kvm.as_raw_fd(),
+            KVM_GET_DEVICE_ATTR as libc::Ioctl,
+            std::ptr::from_ref(&attr),
+        )
+    };
+    if rc < 0 {
+        let errno = io::Error::last_os_error();
+        return match errno.raw_os_error() {
+            Some(libc::ENXIO | libc::EINVAL | libc::ENOTTY) => Ok(None),
+            _ => Err(HostError::Ioctl {
+                cmd: "KVM_GET_DEVICE_ATTR",
+                errno,
+            }),
+        };
+    }
+    Ok(Some(features))
 }
 
 /// Whether KVM accepts `KVM_MEMORY_ENCRYPT_OP` on `vm`: the kernel answers a
@@ -256,6 +375,52 @@ mod tests {
         if supported {
             eprintln!("kvm_null_probe: KVM accepts KVM_MEMORY_ENCRYPT_OP");
         }
+    }
+
+    #[test]
+    fn vm_types_bits() {
+        let t = VmTypes::from_bits(0b1_1101);
+        assert!(t.supports(vm_type::DEFAULT));
+        assert!(!t.supports(1));
+        assert!(t.supports(vm_type::SEV));
+        assert!(t.supports(vm_type::SEV_ES));
+        assert!(t.supports(vm_type::SNP));
+        assert!(!t.supports(64));
+        assert_eq!(t.bits(), 0b1_1101);
+    }
+
+    #[test]
+    fn kvm_vm_types_and_features() {
+        if !Path::new(KVM_PATH).exists() {
+            eprintln!("SKIPPED: kvm_vm_types_and_features: {KVM_PATH} not available");
+            return;
+        }
+        let kvm = open_kvm(Path::new(KVM_PATH)).unwrap();
+        let types = supported_vm_types(kvm.as_fd()).unwrap();
+        // Every KVM can create the default type.
+        assert!(types.supports(vm_type::DEFAULT), "{types:?}");
+        if !types.supports(vm_type::SNP) {
+            // The kernel refuses an unsupported type with EINVAL.
+            assert!(matches!(
+                create_vm_of_type(kvm.as_fd(), vm_type::SNP),
+                Err(HostError::Ioctl { errno, .. }) if errno.raw_os_error() == Some(libc::EINVAL)
+            ));
+        }
+        // Answers with the features or "no such attribute", never an error.
+        let features = sev_vmsa_features(kvm.as_fd()).unwrap();
+        eprintln!("kvm_vm_types_and_features: types {types:?}, VMSA features {features:?}");
+    }
+
+    #[test]
+    fn check_extension_on_a_non_kvm_fd_fails() {
+        let null = std::fs::File::open("/dev/null").unwrap();
+        assert!(matches!(
+            check_extension(null.as_fd(), KVM_CAP_VM_TYPES),
+            Err(HostError::Ioctl {
+                cmd: "KVM_CHECK_EXTENSION",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -80,6 +80,11 @@ impl<'fd> SevVm<'fd> {
         }
     }
 
+    /// The VM fd.
+    pub(crate) fn vm_fd(&self) -> BorrowedFd<'fd> {
+        self.vm
+    }
+
     /// Issue one `KVM_MEMORY_ENCRYPT_OP`.
     ///
     /// # Safety
@@ -90,7 +95,7 @@ impl<'fd> SevVm<'fd> {
     /// buffers the kernel writes must be owned by the caller and not otherwise
     /// accessed; guest memory the firmware writes must not be referenced by
     /// Rust references.
-    unsafe fn issue<C: KvmSevCommand>(&self, payload: &mut C) -> Result<()> {
+    pub(crate) unsafe fn issue<C: KvmSevCommand>(&self, payload: &mut C) -> Result<()> {
         let data = if C::HAS_DATA {
             std::ptr::from_mut(payload) as u64
         } else {
