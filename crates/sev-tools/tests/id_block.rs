@@ -363,4 +363,11 @@ fn bad_arguments_are_refused() {
         "cannot write",
     );
     assert!(!tmp.path().join("a.b64").exists());
+    for e in std::fs::read_dir(tmp.path()).unwrap() {
+        let name = e.unwrap().file_name();
+        assert!(
+            !name.to_string_lossy().contains(".tmp"),
+            "{name:?} left behind"
+        );
+    }
 }
