@@ -81,11 +81,12 @@ mod guest;
 mod identity;
 mod migrate;
 mod shared;
+mod snp;
 
 #[cfg(test)]
 mod shared_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -104,11 +105,14 @@ pub use sev_proto::abi::PlatformStatusInfo;
 
 use crate::memory::{GuestBacking, MemoryState};
 use crate::rng::PspRng;
+use crate::snp::identity::SNP_IDENTITY_FILE;
+use crate::snp::{SnpIdentity, SnpOptions};
 use crate::store::record::{RecordReader, RecordWriter};
 use crate::store::run::{RunDir, SharedCounter};
 use crate::store::{LockFile, PersistentIdentity, StateDir, StoreError};
 use guest::Guest;
 use identity::Identity;
+use sev_proto::snp::Product;
 use shared::Snapshot;
 
 /// The C-bit position the emulated platform reports (CPUID 0x8000001F
@@ -122,6 +126,8 @@ const CONFIG_FILE: &str = "config";
 const TRUSTED_ARKS_FILE: &str = "trusted-arks";
 /// The runtime area's SHUTDOWN counter.
 const EPOCH_FILE: &str = "epoch";
+/// Significant bytes of a Turin chip id (the rest are zero).
+const TURIN_CHIP_ID_LEN: usize = 8;
 /// Most guests that may exist at once (RESOURCE_LIMIT beyond).
 const MAX_GUESTS: usize = 4096;
 
@@ -143,11 +149,15 @@ pub struct CreateOptions {
     /// First ASID for plain SEV guests (CPUID 0x8000001F EDX); ASIDs
     /// `1..min_sev_asid` are for SEV-ES guests.
     pub min_sev_asid: u32,
+    /// The SNP identity: product, TCB, SMT, sockets
+    /// (docs/protocol/snp.md#snp-identity).
+    pub snp: SnpOptions,
 }
 
 impl Default for CreateOptions {
     /// API 1.55 build 21 (a current Milan-class firmware), 4096-bit roots,
-    /// SEV-ES capable, ES ASIDs 1..=99, SEV ASIDs 100..=509.
+    /// SEV-ES capable, ES ASIDs 1..=99, SEV ASIDs 100..=509, SNP as
+    /// [`SnpOptions::default`] (Genoa).
     fn default() -> Self {
         CreateOptions {
             api: ApiVersion::new(1, 55),
@@ -156,6 +166,7 @@ impl Default for CreateOptions {
             es_capable: true,
             max_asid: 509,
             min_sev_asid: 100,
+            snp: SnpOptions::default(),
         }
     }
 }
@@ -312,7 +323,7 @@ fn cmd(c: CommandId) -> Op {
     Op::Command(c)
 }
 
-fn store_err(op: Op) -> impl Fn(StoreError) -> FwError {
+pub(crate) fn store_err(op: Op) -> impl Fn(StoreError) -> FwError {
     move |e| {
         if e.is_damaged() {
             FwError::new(op, Status::SecureDataInvalid, e.to_string())
@@ -375,8 +386,17 @@ impl Platform {
         if dir.read(IDENTITY_FILE)?.is_some() {
             return Err(PlatformError::AlreadyExists { path });
         }
-        let id = identity::generate(&mut *rng, options.api, options.build, options.ark_bits)
+        let mut id = identity::generate(&mut *rng, options.api, options.build, options.ark_bits)
             .map_err(|e| PlatformError::Generate(e.to_string()))?;
+        if options.snp.product == Product::Turin {
+            // Turin's chip id has 8 significant bytes
+            // (docs/protocol/snp.md#snp-identity).
+            id.chip_id[TURIN_CHIP_ID_LEN..].fill(0);
+        }
+        let snp_payload =
+            SnpIdentity::generate(&mut *rng, &options.snp, (options.api, options.build))
+                .and_then(|snp| snp.encode())
+                .map_err(PlatformError::InvalidOptions)?;
         let payload = id
             .encode()
             .map_err(|e| PlatformError::Generate(e.to_string()))?;
@@ -389,6 +409,7 @@ impl Platform {
             }
             // The identity last: a directory without it is "not initialised".
             d.write_sealed(CONFIG_FILE, &conf_payload)?;
+            d.write_sealed(SNP_IDENTITY_FILE, &snp_payload)?;
             d.write_sealed(IDENTITY_FILE, &payload)?;
             Ok(())
         })?;
