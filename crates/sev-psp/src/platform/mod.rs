@@ -82,6 +82,7 @@ mod identity;
 mod migrate;
 mod shared;
 mod snp;
+mod snp_guest;
 
 #[cfg(test)]
 mod shared_tests;
@@ -268,6 +269,8 @@ struct Inner {
     identity_payload: Zeroizing<Vec<u8>>,
     /// The guests this process created (each holds its record's lock).
     guests: BTreeMap<u32, Guest>,
+    /// The SNP guest contexts this process created.
+    snp_guests: BTreeMap<u32, snp_guest::SnpGuest>,
     /// The platform's shared SHUTDOWN counter, mapped on first use.
     epoch: Option<SharedCounter>,
     /// The directory's lock file, kept open.
@@ -470,6 +473,7 @@ impl Platform {
                 identity,
                 identity_payload: payload,
                 guests: BTreeMap::new(),
+                snp_guests: BTreeMap::new(),
                 epoch: None,
                 lock_file,
                 run: OnceLock::new(),

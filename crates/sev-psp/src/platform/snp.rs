@@ -15,7 +15,7 @@ use super::shared::Snapshot;
 use super::{store_err, FwError, Inner, Op, Platform};
 use crate::snp::buffers::{init_flags, status_flags, SnpPlatformState};
 use crate::snp::identity::SNP_IDENTITY_FILE;
-use crate::snp::state::SnpShared;
+use crate::snp::state::{SnpRuntime, SnpShared};
 use crate::snp::{
     SnpCommand, SnpCommit, SnpConfig, SnpIdentity, SnpInitEx, SnpOptions, SnpPlatformStatus,
     SnpShutdownEx, MIN_SNP_API,
@@ -36,7 +36,7 @@ impl Platform {
     /// `_held` snapshot holds. A platform directory made before SNP existed
     /// gets one on first use: the default [`SnpOptions`] (Genoa), its
     /// chip id unchanged (docs/protocol/snp.md#snp-identity).
-    fn load_snp_identity(
+    pub(super) fn load_snp_identity(
         &self,
         inner: &mut Inner,
         _held: &Snapshot,
@@ -178,7 +178,8 @@ impl Platform {
     /// SNP_SHUTDOWN_EX: SNP INIT → UNINIT (already UNINIT: success, nothing
     /// changes). The SEV platform must be UNINIT (INVALID_PLATFORM_STATE);
     /// ASIDs of decommissioned guests not yet flushed → DFFLUSH_REQUIRED.
-    /// The init flags, range list and SNP_CONFIG settings are discarded.
+    /// The init flags, range list and SNP_CONFIG settings are discarded, and
+    /// every SNP guest context on the platform is destroyed.
     pub fn snp_shutdown_ex(&self, params: &SnpShutdownEx) -> Result<(), FwError> {
         self.snp_shutdown_as(SnpCommand::ShutdownEx, params)
     }
@@ -212,8 +213,16 @@ impl Platform {
                 ),
             ));
         }
-        snp.snp = Default::default();
+        let destroyed = snp.snp.guests.len();
+        snp.snp = SnpRuntime {
+            next_handle: snp.snp.next_handle,
+            ..SnpRuntime::default()
+        };
         snp.save()?;
+        inner.snp_guests.clear();
+        if destroyed > 0 {
+            log::warn!("{cmd} destroyed {destroyed} SNP guest context(s)");
+        }
         log::debug!(
             "{cmd}: SNP UNINIT (IOMMU teardown {}, x86 teardown {})",
             params.iommu_snp_shutdown,
@@ -250,7 +259,7 @@ impl Platform {
             rmp_initialized: init && snp.init_flags & init_flags::INIT_RMP != 0,
             build_id: u32::from(inner.identity.build),
             flags,
-            guest_count: 0,
+            guest_count: u32::try_from(snp.guests.len()).unwrap_or(u32::MAX),
             current_tcb: current,
             reported_tcb: if snp.reported_tcb == 0 {
                 current
@@ -335,7 +344,7 @@ impl Platform {
     }
 }
 
-fn require_snp_init(op: Op, state: SnpPlatformState) -> Result<(), FwError> {
+pub(super) fn require_snp_init(op: Op, state: SnpPlatformState) -> Result<(), FwError> {
     if state == SnpPlatformState::Init {
         return Ok(());
     }

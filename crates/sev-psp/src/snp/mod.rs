@@ -11,12 +11,17 @@
 //!   versions, the sealed seed the VCEKs derive from, SMT and sockets);
 //! * [`buffers`]: the command buffers, decoded once with their reserved
 //!   fields checked, and the PLATFORM_STATUS output;
+//! * [`guest`]: the guest commands' inputs and outputs, the CPUID page
+//!   check and the secrets page;
 //! * `state`: the platform-wide volatile SNP state (runtime area).
 
 pub mod buffers;
+pub mod guest;
 pub mod identity;
 pub(crate) mod state;
 
+#[cfg(test)]
+mod guest_tests;
 #[cfg(test)]
 mod tests;
 
@@ -25,6 +30,7 @@ use std::fmt;
 pub use buffers::{
     HvFixedRange, SnpCommit, SnpConfig, SnpInitEx, SnpPlatformStatus, SnpShutdownEx,
 };
+pub use guest::{SnpGuestState, SnpGuestStatus, SnpLaunchFinish, SnpLaunchStart, SnpLaunchUpdate};
 pub use identity::{SnpIdentity, SnpOptions};
 pub use sev_proto::snp::{Product, TcbVersion};
 

@@ -3,7 +3,7 @@
 //! module, in the runtime area's `snp` record, read and written under the
 //! directory lock.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sev_proto::abi::Status;
 use zeroize::Zeroizing;
@@ -24,6 +24,8 @@ mod tag {
     pub const REPORTED_TCB: u16 = 0x0005;
     pub const MASKS: u16 = 0x0006;
     pub const FLUSH: u16 = 0x0007;
+    pub const GUESTS: u16 = 0x0008;
+    pub const NEXT_HANDLE: u16 = 0x0009;
 }
 
 /// The SNP platform's volatile state.
@@ -41,6 +43,12 @@ pub(crate) struct SnpRuntime {
     pub(crate) mask_chip_key: bool,
     /// ASIDs of decommissioned SNP guests awaiting SNP_DF_FLUSH.
     pub(crate) needs_flush: BTreeSet<u32>,
+    /// The live guest contexts of every process: handle → ASID (0 =
+    /// inactive).
+    pub(crate) guests: BTreeMap<u32, u32>,
+    /// The next guest-context handle to try (never reused within a run of
+    /// the runtime area, SNP_SHUTDOWN included).
+    pub(crate) next_handle: u32,
 }
 
 fn word<const N: usize>(v: &[u8]) -> Option<[u8; N]> {
@@ -66,6 +74,16 @@ impl SnpRuntime {
             .flat_map(|a| a.to_le_bytes())
             .collect();
         let masks = u8::from(self.mask_chip_id) | u8::from(self.mask_chip_key) << 1;
+        let guests: Vec<u8> = self
+            .guests
+            .iter()
+            .flat_map(|(h, a)| {
+                let mut e = [0u8; 8];
+                e[..4].copy_from_slice(&h.to_le_bytes());
+                e[4..].copy_from_slice(&a.to_le_bytes());
+                e
+            })
+            .collect();
         w.put(tag::STATE, &[self.state.to_u8()])
             .and_then(|()| w.put(tag::INIT_FLAGS, &self.init_flags.to_le_bytes()))
             .and_then(|()| w.put(tag::MAX_SNP_ASID, &self.max_snp_asid.to_le_bytes()))
@@ -73,6 +91,8 @@ impl SnpRuntime {
             .and_then(|()| w.put(tag::REPORTED_TCB, &self.reported_tcb.to_le_bytes()))
             .and_then(|()| w.put(tag::MASKS, &[masks]))
             .and_then(|()| w.put(tag::FLUSH, &flush))
+            .and_then(|()| w.put(tag::GUESTS, &guests))
+            .and_then(|()| w.put(tag::NEXT_HANDLE, &self.next_handle.to_le_bytes()))
             .map_err(|e| e.to_string())?;
         Ok(w.finish())
     }
@@ -119,13 +139,27 @@ impl SnpRuntime {
                         .collect();
                     true
                 }
+                (tag::GUESTS, v) if v.len().is_multiple_of(8) => {
+                    r.guests = v
+                        .chunks_exact(8)
+                        .filter_map(|e| {
+                            let h = u32::from_le_bytes(word(e.get(..4)?)?);
+                            let a = u32::from_le_bytes(word(e.get(4..)?)?);
+                            Some((h, a))
+                        })
+                        .collect();
+                    true
+                }
+                (tag::NEXT_HANDLE, v) => word(v)
+                    .map(|b| r.next_handle = u32::from_le_bytes(b))
+                    .is_some(),
                 _ => false,
             };
             if !ok {
                 return Err(format!("unexpected or malformed record {t:#06x}"));
             }
         }
-        if seen.len() != 7 {
+        if seen.len() != 9 {
             return Err("missing record".into());
         }
         Ok(r)
@@ -190,6 +224,8 @@ mod tests {
             mask_chip_id: true,
             mask_chip_key: false,
             needs_flush: [4, 9].into_iter().collect(),
+            guests: [(1, 0), (2, 7)].into_iter().collect(),
+            next_handle: 3,
         };
         assert_eq!(SnpRuntime::decode(&r.encode().unwrap()).unwrap(), r);
         let d = SnpRuntime::default();
