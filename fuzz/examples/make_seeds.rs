@@ -29,6 +29,9 @@ use sev_proto::ovmf::{
 use sev_proto::secret::{build_launch_secret, PacketHeader};
 use sev_proto::secret_table::SecretTable;
 use sev_proto::session::{wrap, SessionBuffer};
+use sev_proto::snp::id_block::{
+    verify as verify_id_block, Expected as IdExpected, ID_AUTH_LEN, ID_BLOCK_LEN,
+};
 use sev_proto::Guid;
 use sev_psp::rng::seeded_rng;
 use sev_psp::store::sealed::{open_sealed, seal};
@@ -69,6 +72,19 @@ fn check(target: &str, name: &str, bytes: &[u8]) -> Result<()> {
         },
         "session_buffer" if name == "wrapped" => SessionBuffer::decode(bytes).is_ok(),
         "attestation_report" => Report::decode(bytes).is_ok(),
+        "id_block" => {
+            let block = bytes.get(1..1 + ID_BLOCK_LEN).unwrap_or_default();
+            let auth = bytes
+                .get(1 + ID_BLOCK_LEN..1 + ID_BLOCK_LEN + ID_AUTH_LEN)
+                .unwrap_or_default();
+            let id = sevm_fuzz::id_block();
+            let expected = IdExpected {
+                launch_digest: id.launch_digest,
+                policy: id.policy,
+            };
+            let author = bytes.first().is_some_and(|f| f & 1 != 0);
+            verify_id_block(block, auth, author, &expected).is_ok()
+        }
         "measure_blob" if name == "blob" => MeasureBlob::decode(bytes).is_ok(),
         "secret_table" => SecretTable::parse(bytes).is_ok_and(|e| e.len() == 2),
         "ovmf_footer" => FooterTable::parse(bytes).is_ok_and(|t| t.entries().len() == 3),
@@ -177,6 +193,34 @@ fn crypto(s: &mut Seeds) -> Result<()> {
     let report = Report::sign([0x11; 16], [0x22; 32], 0x0005_0001, &signing_key())
         .context("signing a report")?;
     s.put("attestation_report", "signed", report.encode())?;
+
+    // id_block: flags, ID block, ID auth (with and without the author key),
+    // then the tamper check's index and mask.
+    let block = sevm_fuzz::id_block();
+    for (name, flags, author) in [("author", 1u8, true), ("id-only", 0, false)] {
+        let author_key = sevm_fuzz::author_signing_key();
+        let auth = block
+            .sign(&signing_key(), author.then_some(&author_key))
+            .context("signing an ID block")?;
+        s.put(
+            "id_block",
+            name,
+            [&[flags][..], &block.encode(), &auth.encode()].concat(),
+        )?;
+        if author {
+            s.put(
+                "id_block",
+                "tamper",
+                [
+                    &[3u8][..],
+                    &block.encode(),
+                    &auth.encode(),
+                    &[0x44, 0x02, 0x10],
+                ]
+                .concat(),
+            )?;
+        }
+    }
 
     // measure_blob: the target reads API version, build, flip, policy, LD
     // and MNONCE from the front; a 48-byte blob is also decoded as is.

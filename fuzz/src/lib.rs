@@ -3,6 +3,7 @@
 
 use p384::ecdsa::SigningKey;
 use sev_proto::session::{Tek, Tik, TransportKeys};
+use sev_proto::snp::{GuestPolicy, IdBlock};
 
 /// Reads fields off the front of the fuzzer's input; a field the input is
 /// too short for reads as zeros (so every input is usable).
@@ -75,6 +76,25 @@ pub fn signing_key() -> SigningKey {
         Ok(k) => k,
         Err(e) => panic!("fixed P-384 scalar rejected: {e}"),
     }
+}
+
+/// A second fixed P-384 signing key (scalar 0x0202...02): the author key
+/// of the `id_block` target's genuine structures.
+pub fn author_signing_key() -> SigningKey {
+    match SigningKey::from_slice(&[2u8; 48]) {
+        Ok(k) => k,
+        Err(e) => panic!("fixed P-384 scalar rejected: {e}"),
+    }
+}
+
+/// The fixed ID block the `id_block` target and its seeds sign: a launch
+/// digest of 0x5a bytes, family and image ids, guest SVN 3, QEMU's policy.
+pub fn id_block() -> IdBlock {
+    let mut block = IdBlock::new([0x5a; 48], GuestPolicy::QEMU_DEFAULT);
+    block.family_id = [0xf1; 16];
+    block.image_id = [0x1a; 16];
+    block.guest_svn = 3;
+    block
 }
 
 /// Flips the bits `mask` (forced non-zero) of the byte at `index % len`;

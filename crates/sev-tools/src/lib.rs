@@ -5,6 +5,7 @@
 //! * [`cek`]: a real host's signed CEK (file, cache, key distribution server);
 //! * [`session`]: the launch session files (`sevctl session` format);
 //! * [`measure`]: expected launch digest and measurement, and their check;
+//! * [`id_block`]: SNP ID blocks and ID authentication structures from PEM keys;
 //! * [`secret`]: the secret table and LAUNCH_SECRET packet (`sevctl secret build`);
 //! * [`attest`]: attestation report verification;
 //! * [`platform`]: `sev-firmware`'s platform management (`/dev/sev` or an
@@ -25,6 +26,7 @@ pub mod cek;
 pub mod chain;
 pub mod cli;
 pub mod error;
+pub mod id_block;
 pub mod io;
 pub mod launch;
 pub mod measure;

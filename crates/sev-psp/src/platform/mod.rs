@@ -103,6 +103,7 @@ use zeroize::Zeroizing;
 pub use error::{FwError, Op, PlatformError, RequiredLen};
 pub use guest::GuestStatusInfo;
 pub use sev_proto::abi::PlatformStatusInfo;
+pub use snp_guest::SnpLaunchIdentity;
 
 use crate::memory::{GuestBacking, MemoryState};
 use crate::rng::PspRng;

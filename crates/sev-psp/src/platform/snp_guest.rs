@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use sev_proto::abi::Status;
 use sev_proto::hash::SHA384_LEN;
-use sev_proto::snp::{GuestPolicy, LaunchDigest, PageInfo, PageType};
+use sev_proto::snp::{id_block, GuestPolicy, LaunchDigest, PageInfo, PageType};
 use zeroize::Zeroizing;
 
 use super::shared::Snapshot;
@@ -28,6 +28,17 @@ use crate::snp::{
     SnpLaunchUpdate,
 };
 
+/// What SNP_LAUNCH_FINISH recorded about a guest's identity
+/// ([`Platform::snp_launch_identity`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnpLaunchIdentity {
+    /// What the verified ID block gave the guest; `None` without one.
+    pub id_block: Option<id_block::Identity>,
+    /// AUTH_KEY_EN as given (accepted without an ID block, as the 1.55
+    /// firmware does).
+    pub author_key_en: bool,
+}
+
 /// One SNP guest context, in the process that created it.
 pub(crate) struct SnpGuest {
     state: SnpGuestState,
@@ -39,6 +50,9 @@ pub(crate) struct SnpGuest {
     digest: LaunchDigest,
     host_data: [u8; 32],
     vcek_disabled: bool,
+    /// What a verified ID block gave the guest (None without one).
+    identity: Option<id_block::Identity>,
+    auth_key_en: bool,
     memory: Option<Arc<MemoryState>>,
     /// The 4 KiB units LAUNCH_UPDATE has assigned to the guest.
     launched: BTreeSet<u64>,
@@ -153,6 +167,8 @@ impl Platform {
                 digest: LaunchDigest::new(),
                 host_data: [0; 32],
                 vcek_disabled: false,
+                identity: None,
+                auth_key_en: false,
                 memory: None,
                 launched: BTreeSet::new(),
                 vmsas: BTreeSet::new(),
@@ -417,9 +433,14 @@ impl Platform {
         Ok(())
     }
 
-    /// SNP_LAUNCH_FINISH, guest LAUNCH and active → RUNNING: stores
-    /// HOST_DATA and VCEK_DISABLED. An ID block is UNSUPPORTED until the ID
-    /// block check exists (it is never accepted unchecked).
+    /// SNP_LAUNCH_FINISH, guest LAUNCH and active → RUNNING: with an ID
+    /// block, checks it and its ID authentication structure against the
+    /// guest (docs/protocol/snp.md#what-launch_finish-checks: a launch
+    /// digest that differs → BAD_MEASUREMENT, a policy that differs →
+    /// POLICY_FAILURE, malformed structures → INVALID_PARAM, keys or
+    /// signatures that do not verify → BAD_SIGNATURE) and keeps the
+    /// identity it gives; stores HOST_DATA and VCEK_DISABLED. Nothing
+    /// changes on an error.
     pub fn snp_launch_finish(&self, handle: u32, finish: &SnpLaunchFinish) -> Result<(), FwError> {
         let op = op_of(SnpCommand::LaunchFinish);
         let mut inner = self.lock();
@@ -427,18 +448,50 @@ impl Platform {
         let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
         guest.require_state(op, &[SnpGuestState::Launch])?;
         guest.require_active(op)?;
-        if finish.id_block_en {
-            return Err(fail(
-                op,
-                Status::Unsupported,
-                "ID blocks are not checked by this firmware yet",
-            ));
-        }
+        let identity = match &finish.id {
+            None => None,
+            Some(id) => {
+                let policy = guest.policy.ok_or_else(|| {
+                    fail(op, Status::InvalidGuestState, "the guest has no policy")
+                })?;
+                let expected = id_block::Expected {
+                    launch_digest: *guest.digest.bytes(),
+                    policy,
+                };
+                let identity =
+                    id_block::verify(&id.id_block, &id.id_auth, finish.auth_key_en, &expected)
+                        .map_err(|e| fail(op, e.status(), format!("ID block: {e}")))?;
+                Some(identity)
+            }
+        };
+        guest.identity = identity;
+        guest.auth_key_en = finish.auth_key_en;
         guest.host_data = finish.host_data;
         guest.vcek_disabled = finish.vcek_disabled;
         guest.state = SnpGuestState::Running;
-        log::debug!("SNP_LAUNCH_FINISH: guest {handle} runs");
+        log::debug!(
+            "SNP_LAUNCH_FINISH: guest {handle} runs ({})",
+            if guest.identity.is_some() {
+                "ID block verified"
+            } else {
+                "no ID block"
+            }
+        );
         Ok(())
+    }
+
+    /// What SNP_LAUNCH_FINISH recorded for guest `handle` about its
+    /// identity: what a verified ID block gave it, and AUTH_KEY_EN as given
+    /// (both go into its attestation reports).
+    pub fn snp_launch_identity(&self, handle: u32) -> Result<SnpLaunchIdentity, FwError> {
+        let op = op_of(SnpCommand::GuestStatus);
+        let mut inner = self.lock();
+        let ctx = self.snp_guest_ctx(&mut inner, op)?;
+        let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
+        Ok(SnpLaunchIdentity {
+            id_block: guest.identity,
+            author_key_en: guest.auth_key_en,
+        })
     }
 
     /// SNP_GUEST_STATUS (any guest state).

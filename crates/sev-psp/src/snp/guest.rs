@@ -162,16 +162,27 @@ impl SnpLaunchUpdate {
 }
 
 /// SNP_LAUNCH_FINISH's input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SnpLaunchFinish {
-    /// ID_BLOCK_EN: an ID block and ID auth structure are given.
-    pub id_block_en: bool,
+    /// ID_BLOCK_EN: the ID block (0x60 bytes) and the ID authentication
+    /// structure (0x1000 bytes) the firmware checks.
+    pub id: Option<IdBlockInput>,
     /// AUTH_KEY_EN: the ID key is signed by an author key.
     pub auth_key_en: bool,
     /// VCEK_DISABLED: no VCEK-signed reports for this guest.
     pub vcek_disabled: bool,
     /// HOST_DATA, copied into every report.
     pub host_data: [u8; 32],
+}
+
+/// The ID block and ID authentication structure of SNP_LAUNCH_FINISH, as
+/// the host gives them (checked by the command).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdBlockInput {
+    /// The ID block.
+    pub id_block: Vec<u8>,
+    /// The ID authentication structure.
+    pub id_auth: Vec<u8>,
 }
 
 /// The SNP guest states (docs/protocol/snp.md#snp-guest-states).

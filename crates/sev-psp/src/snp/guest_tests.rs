@@ -4,7 +4,7 @@
 //! entry), each leaving nothing changed.
 
 use sev_proto::abi::Status;
-use sev_proto::snp::{GuestPolicy, LaunchDigest, PageType};
+use sev_proto::snp::{id_block, GuestPolicy, LaunchDigest, PageType};
 
 use super::buffers::init_flags;
 use super::guest::{fms, SECRETS_VERSION};
@@ -280,14 +280,18 @@ fn every_command_in_every_wrong_state() {
     let other = f.p.snp_gctx_create().unwrap();
     f.p.snp_launch_start(other, &start).unwrap();
     assert_eq!(status_of(f.p.snp_activate(other, 2)), Status::AsidOwned);
-    // An ID block is not accepted unchecked.
+    // An ID block is checked: zeros match the digest of a launch without
+    // pages, not its policy.
     let with_id = SnpLaunchFinish {
-        id_block_en: true,
+        id: Some(IdBlockInput {
+            id_block: vec![0; 0x60],
+            id_auth: vec![0; 0x1000],
+        }),
         ..SnpLaunchFinish::default()
     };
     assert_eq!(
         status_of(f.p.snp_launch_finish(h, &with_id)),
-        Status::Unsupported
+        Status::PolicyFailure
     );
     assert_eq!(
         f.p.snp_guest_status(h).unwrap().state,
@@ -473,4 +477,112 @@ fn launch_buffers_decode_with_reserved_fields_checked() {
         status_of(SnpLaunchStart::decode(&[0; 0x20])),
         Status::InvalidParam
     );
+}
+
+fn signing_key(seed: u64) -> p384::ecdsa::SigningKey {
+    p384::ecdsa::SigningKey::from(p384::SecretKey::random(&mut crate::rng::seeded_rng(seed)))
+}
+
+/// A launched guest with one measured page, and ID structures for it.
+fn id_for(seed: u64, author: bool) -> (Fresh, u32, id_block::IdBlock, IdBlockInput) {
+    let (f, h) = launched(seed, QEMU_POLICY);
+    let m = mem();
+    m.write_plain(0, &[3; 4096]).unwrap();
+    f.p.snp_launch_update(h, &m, &SnpLaunchUpdate::page(PageType::Normal, 0))
+        .unwrap();
+    let policy = GuestPolicy::new(QEMU_POLICY).unwrap();
+    let mut block = id_block::IdBlock::new(f.p.snp_launch_digest(h).unwrap(), policy);
+    block.family_id = [1; 16];
+    block.image_id = [2; 16];
+    block.guest_svn = 7;
+    let author_key = signing_key(2);
+    let auth = block
+        .sign(&signing_key(1), author.then_some(&author_key))
+        .unwrap();
+    let input = IdBlockInput {
+        id_block: block.encode().to_vec(),
+        id_auth: auth.encode().to_vec(),
+    };
+    (f, h, block, input)
+}
+
+#[test]
+fn launch_finish_verifies_the_id_block_and_keeps_its_identity() {
+    for author in [false, true] {
+        let (f, h, block, input) = id_for(30, author);
+        let finish = SnpLaunchFinish {
+            id: Some(input.clone()),
+            auth_key_en: author,
+            host_data: [5; 32],
+            ..SnpLaunchFinish::default()
+        };
+        f.p.snp_launch_finish(h, &finish).unwrap();
+        let ids = f.p.snp_launch_identity(h).unwrap();
+        assert_eq!(ids.author_key_en, author);
+        let id = ids.id_block.unwrap();
+        assert_eq!(
+            (id.family_id, id.image_id, id.guest_svn),
+            (block.family_id, block.image_id, 7)
+        );
+        assert_eq!(id.author_key_digest.is_some(), author);
+        let auth = id_block::IdAuth::decode(&input.id_auth, author).unwrap();
+        assert_eq!(id.id_key_digest, auth.id_key_digest());
+    }
+}
+
+#[test]
+fn a_bad_id_block_or_auth_is_refused_with_the_firmwares_status() {
+    let (f, h, block, input) = id_for(31, true);
+    let finish = |id_block: Vec<u8>, id_auth: Vec<u8>| SnpLaunchFinish {
+        id: Some(IdBlockInput { id_block, id_auth }),
+        auth_key_en: true,
+        ..SnpLaunchFinish::default()
+    };
+    let mut wrong_ld = block;
+    wrong_ld.launch_digest[0] ^= 1;
+    let mut wrong_policy = block;
+    wrong_policy.policy = GuestPolicy::new(QEMU_POLICY | GuestPolicy::DEBUG).unwrap();
+    let mut bad_sig = input.id_auth.clone();
+    bad_sig[0x40] ^= 1;
+    // The author's signature over the ID key, corrupted.
+    let mut bad_author_sig = input.id_auth.clone();
+    bad_author_sig[0x680] ^= 1;
+    let mut bad_algo = input.id_auth.clone();
+    bad_algo[0] = 2;
+    let cases = [
+        (
+            finish(wrong_ld.encode().to_vec(), input.id_auth.clone()),
+            Status::BadMeasurement,
+        ),
+        (
+            finish(wrong_policy.encode().to_vec(), input.id_auth.clone()),
+            Status::PolicyFailure,
+        ),
+        (
+            finish(input.id_block.clone(), bad_sig),
+            Status::BadSignature,
+        ),
+        (
+            finish(input.id_block.clone(), bad_author_sig),
+            Status::BadSignature,
+        ),
+        (
+            finish(input.id_block.clone(), bad_algo),
+            Status::InvalidParam,
+        ),
+        (
+            finish(input.id_block.clone(), input.id_auth[..0x800].to_vec()),
+            Status::InvalidParam,
+        ),
+    ];
+    for (finish, want) in cases {
+        assert_eq!(status_of(f.p.snp_launch_finish(h, &finish)), want);
+        assert_eq!(
+            f.p.snp_guest_status(h).unwrap().state,
+            SnpGuestState::Launch
+        );
+        assert_eq!(f.p.snp_launch_identity(h).unwrap().id_block, None);
+    }
+    f.p.snp_launch_finish(h, &finish(input.id_block, input.id_auth))
+        .unwrap();
 }

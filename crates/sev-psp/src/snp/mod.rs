@@ -27,10 +27,13 @@ mod tests;
 
 use std::fmt;
 
+pub use crate::platform::SnpLaunchIdentity;
 pub use buffers::{
     HvFixedRange, SnpCommit, SnpConfig, SnpInitEx, SnpPlatformStatus, SnpShutdownEx,
 };
-pub use guest::{SnpGuestState, SnpGuestStatus, SnpLaunchFinish, SnpLaunchStart, SnpLaunchUpdate};
+pub use guest::{
+    IdBlockInput, SnpGuestState, SnpGuestStatus, SnpLaunchFinish, SnpLaunchStart, SnpLaunchUpdate,
+};
 pub use identity::{SnpIdentity, SnpOptions};
 pub use sev_proto::snp::{Product, TcbVersion};
 

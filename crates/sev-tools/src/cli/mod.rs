@@ -3,6 +3,7 @@
 //! `<tool>: error: ...` line and a non-zero exit status.
 
 pub mod demo;
+pub mod id_block;
 pub mod owner;
 pub mod platform;
 pub mod tempdir;

@@ -41,6 +41,10 @@ enum Cmd {
     Measure(MeasureArgs),
     /// Build the secret table and the LAUNCH_SECRET header and payload (as `sevctl secret build`).
     Secret(SecretArgs),
+    /// SNP: create the ID block and ID authentication structure for a launch digest, signed with
+    /// an ID key and optionally an author key (QEMU's sev-snp-guest id-block=, id-auth=); with
+    /// --verify, check given ones as SNP_LAUNCH_FINISH does.
+    IdBlock(super::id_block::IdBlockArgs),
     /// Attestation reports.
     Attestation {
         #[command(subcommand)]
@@ -347,6 +351,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Session(a) => session_cmd(a),
         Cmd::Measure(a) => measure_cmd(a),
         Cmd::Secret(a) => secret_cmd(a),
+        Cmd::IdBlock(a) => super::id_block::run(a),
         Cmd::Attestation {
             cmd: AttestationCmd::Verify(a),
         } => attest_cmd(a),
