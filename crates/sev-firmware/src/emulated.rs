@@ -44,6 +44,7 @@ use sev_proto::session::SessionBuffer;
 use sev_psp::memory::MemoryState;
 use sev_psp::{FwError, Platform};
 
+pub use sev_psp::snp::SnpOptions;
 pub use sev_psp::CreateOptions;
 
 use crate::guest::{DebugCommands, GuestContext, LaunchCommands, MigrationCommands};

@@ -10,7 +10,8 @@
 //!   private guest memory as address-tweaked AES-128 ciphertext);
 //! * [`store`]: the persistent platform state directory (locking, atomic
 //!   writes, sealed state files, the platform identity record);
-//! * [`rng`]: injectable randomness.
+//! * [`rng`]: injectable randomness;
+//! * [`snp`]: the SEV-SNP types (the SNP commands are `Platform::snp_*`).
 //!
 //! # A launch, end to end
 //!
@@ -59,6 +60,7 @@
 pub mod memory;
 pub mod platform;
 pub mod rng;
+pub mod snp;
 pub mod store;
 
 pub use platform::{

@@ -16,7 +16,7 @@ use sev_proto::cert::sev::{self, Slot};
 use sev_proto::cert::{Algorithm, Usage};
 use zeroize::Zeroizing;
 
-pub use sev_firmware::emulated::{CreateOptions, EmulatedPlatform};
+pub use sev_firmware::emulated::{CreateOptions, EmulatedPlatform, SnpOptions};
 pub use sev_firmware::hardware::HardwarePlatform;
 pub use sev_firmware::{OpenError, PlatformKind, PlatformManagement, PlatformStatus, SevError};
 

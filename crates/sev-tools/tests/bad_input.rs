@@ -664,6 +664,7 @@ fn platform_bad_inputs() {
     );
     fails(PLATFORM, &["init", "--api", "1"], "MAJOR.MINOR");
     fails(PLATFORM, &["init", "--ark-bits", "1024"], "1024");
+    fails(PLATFORM, &["init", "--product", "Rome"], "Rome");
     // OCA work without a platform.
     let (cert, key) = (d.join("oca.cert"), d.join("oca.key"));
     ok(PLATFORM, &["oca-gen", "--cert", p(&cert), "--key", p(&key)]);

@@ -190,6 +190,26 @@ fn ownership_rotation_and_reset() {
 }
 
 #[test]
+fn init_product_turin_makes_an_eight_byte_chip_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let v = json(&[
+        &emu(&dir),
+        "init",
+        "--ark-bits",
+        "2048",
+        "--product",
+        "turin",
+    ]);
+    assert_eq!(v["created"], true);
+    let v = json(&[&emu(&dir), "id"]);
+    let id = v["id"].as_str().unwrap();
+    assert_eq!(id.len(), 128);
+    assert_ne!(&id[..16], "0000000000000000");
+    assert_eq!(&id[16..], "0".repeat(112));
+}
+
+#[test]
 fn init_creates_once_and_reports() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");

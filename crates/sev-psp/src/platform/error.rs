@@ -18,6 +18,8 @@ use crate::store::StoreError;
 pub enum Op {
     /// A firmware command.
     Command(CommandId),
+    /// An SNP firmware command.
+    Snp(crate::snp::SnpCommand),
     /// [`super::Platform::host_read`] (no firmware command on hardware: the
     /// hypervisor reads DRAM).
     HostRead,
@@ -32,6 +34,7 @@ impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Op::Command(c) => write!(f, "{c}"),
+            Op::Snp(c) => write!(f, "{c}"),
             Op::HostRead => f.write_str("host-view read"),
             Op::HostWrite => f.write_str("host-view write"),
             Op::TrustArk => f.write_str("trusting an ARK"),

@@ -81,11 +81,13 @@ mod guest;
 mod identity;
 mod migrate;
 mod shared;
+mod snp;
+mod snp_guest;
 
 #[cfg(test)]
 mod shared_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -101,14 +103,18 @@ use zeroize::Zeroizing;
 pub use error::{FwError, Op, PlatformError, RequiredLen};
 pub use guest::GuestStatusInfo;
 pub use sev_proto::abi::PlatformStatusInfo;
+pub use snp_guest::SnpLaunchIdentity;
 
 use crate::memory::{GuestBacking, MemoryState};
 use crate::rng::PspRng;
+use crate::snp::identity::SNP_IDENTITY_FILE;
+use crate::snp::{SnpIdentity, SnpOptions};
 use crate::store::record::{RecordReader, RecordWriter};
 use crate::store::run::{RunDir, SharedCounter};
 use crate::store::{LockFile, PersistentIdentity, StateDir, StoreError};
 use guest::Guest;
 use identity::Identity;
+use sev_proto::snp::Product;
 use shared::Snapshot;
 
 /// The C-bit position the emulated platform reports (CPUID 0x8000001F
@@ -122,6 +128,8 @@ const CONFIG_FILE: &str = "config";
 const TRUSTED_ARKS_FILE: &str = "trusted-arks";
 /// The runtime area's SHUTDOWN counter.
 const EPOCH_FILE: &str = "epoch";
+/// Significant bytes of a Turin chip id (the rest are zero).
+const TURIN_CHIP_ID_LEN: usize = 8;
 /// Most guests that may exist at once (RESOURCE_LIMIT beyond).
 const MAX_GUESTS: usize = 4096;
 
@@ -143,11 +151,15 @@ pub struct CreateOptions {
     /// First ASID for plain SEV guests (CPUID 0x8000001F EDX); ASIDs
     /// `1..min_sev_asid` are for SEV-ES guests.
     pub min_sev_asid: u32,
+    /// The SNP identity: product, TCB, SMT, sockets
+    /// (docs/protocol/snp.md#snp-identity).
+    pub snp: SnpOptions,
 }
 
 impl Default for CreateOptions {
     /// API 1.55 build 21 (a current Milan-class firmware), 4096-bit roots,
-    /// SEV-ES capable, ES ASIDs 1..=99, SEV ASIDs 100..=509.
+    /// SEV-ES capable, ES ASIDs 1..=99, SEV ASIDs 100..=509, SNP as
+    /// [`SnpOptions::default`] (Genoa).
     fn default() -> Self {
         CreateOptions {
             api: ApiVersion::new(1, 55),
@@ -156,6 +168,7 @@ impl Default for CreateOptions {
             es_capable: true,
             max_asid: 509,
             min_sev_asid: 100,
+            snp: SnpOptions::default(),
         }
     }
 }
@@ -257,6 +270,8 @@ struct Inner {
     identity_payload: Zeroizing<Vec<u8>>,
     /// The guests this process created (each holds its record's lock).
     guests: BTreeMap<u32, Guest>,
+    /// The SNP guest contexts this process created.
+    snp_guests: BTreeMap<u32, snp_guest::SnpGuest>,
     /// The platform's shared SHUTDOWN counter, mapped on first use.
     epoch: Option<SharedCounter>,
     /// The directory's lock file, kept open.
@@ -312,7 +327,7 @@ fn cmd(c: CommandId) -> Op {
     Op::Command(c)
 }
 
-fn store_err(op: Op) -> impl Fn(StoreError) -> FwError {
+pub(crate) fn store_err(op: Op) -> impl Fn(StoreError) -> FwError {
     move |e| {
         if e.is_damaged() {
             FwError::new(op, Status::SecureDataInvalid, e.to_string())
@@ -375,8 +390,17 @@ impl Platform {
         if dir.read(IDENTITY_FILE)?.is_some() {
             return Err(PlatformError::AlreadyExists { path });
         }
-        let id = identity::generate(&mut *rng, options.api, options.build, options.ark_bits)
+        let mut id = identity::generate(&mut *rng, options.api, options.build, options.ark_bits)
             .map_err(|e| PlatformError::Generate(e.to_string()))?;
+        if options.snp.product == Product::Turin {
+            // Turin's chip id has 8 significant bytes
+            // (docs/protocol/snp.md#snp-identity).
+            id.chip_id[TURIN_CHIP_ID_LEN..].fill(0);
+        }
+        let snp_payload =
+            SnpIdentity::generate(&mut *rng, &options.snp, (options.api, options.build))
+                .and_then(|snp| snp.encode())
+                .map_err(PlatformError::InvalidOptions)?;
         let payload = id
             .encode()
             .map_err(|e| PlatformError::Generate(e.to_string()))?;
@@ -389,6 +413,7 @@ impl Platform {
             }
             // The identity last: a directory without it is "not initialised".
             d.write_sealed(CONFIG_FILE, &conf_payload)?;
+            d.write_sealed(SNP_IDENTITY_FILE, &snp_payload)?;
             d.write_sealed(IDENTITY_FILE, &payload)?;
             Ok(())
         })?;
@@ -449,6 +474,7 @@ impl Platform {
                 identity,
                 identity_payload: payload,
                 guests: BTreeMap::new(),
+                snp_guests: BTreeMap::new(),
                 epoch: None,
                 lock_file,
                 run: OnceLock::new(),

@@ -34,6 +34,7 @@ fn template() -> &'static Path {
             es_capable: true,
             max_asid: 16,
             min_sev_asid: 5,
+            snp: crate::snp::SnpOptions::default(),
         };
         Platform::create(&path, options, seeded_rng(42)).unwrap();
         (tmp, path)

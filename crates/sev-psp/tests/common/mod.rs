@@ -39,6 +39,7 @@ impl Host {
             es_capable: true,
             max_asid: 16,
             min_sev_asid: 5,
+            snp: sev_psp::snp::SnpOptions::default(),
         }
     }
 }

@@ -11,11 +11,12 @@ use sev_proto::abi::ApiVersion;
 use sev_proto::cert::chain::CaChain;
 use sev_proto::cert::sev;
 use sev_proto::cert::AmdGeneration;
+use sev_proto::snp::Product;
 
 use crate::io::{self, OutputSet};
 use crate::platform::{
     self, CreateOptions, EmulatedPlatform, HardwarePlatform, KindJson, PlatformError, PlatformKind,
-    PlatformManagement,
+    PlatformManagement, SnpOptions,
 };
 use crate::roots;
 
@@ -114,6 +115,10 @@ struct InitArgs {
     /// RSA size of the emulated ARK and ASK: 4096 (as AMD's since Rome) or 2048 (faster).
     #[arg(long, value_name = "BITS", default_value = "4096", value_parser = ["2048", "4096"])]
     ark_bits: String,
+    /// The EPYC generation whose SNP firmware the platform emulates (TCB layout, chip id):
+    /// Milan, Genoa or Turin.
+    #[arg(long, value_name = "PRODUCT", default_value = "Genoa")]
+    product: Product,
 }
 
 fn parse_api(text: &str) -> Result<ApiVersion, String> {
@@ -223,6 +228,10 @@ fn init(cli: &Cli, a: &InitArgs) -> Result<()> {
         api: a.api,
         build: a.build,
         ark_bits: if a.ark_bits == "2048" { 2048 } else { 4096 },
+        snp: SnpOptions {
+            product: a.product,
+            ..SnpOptions::default()
+        },
         ..CreateOptions::default()
     };
     let created = EmulatedPlatform::create(&dir, options).map_err(PlatformError::from)?;

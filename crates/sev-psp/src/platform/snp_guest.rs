@@ -1,0 +1,589 @@
+//! The SNP guest commands (docs/protocol/snp.md#snp-guest-commands) on
+//! [`Platform`]: guest contexts, the launch, guest status, decommission.
+//!
+//! A guest context is named by a handle unique on the platform; the
+//! platform-wide part (which handles exist, their ASIDs) is in the runtime
+//! area's `snp` record, the rest (policy, keys, launch digest, which pages
+//! were launched) in the process that created it, as for SEV guests.
+//! Checks run in the order of docs/protocol/emulator.md#snp-check-order.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use sev_proto::abi::Status;
+use sev_proto::hash::SHA384_LEN;
+use sev_proto::snp::{id_block, GuestPolicy, LaunchDigest, PageInfo, PageType};
+use zeroize::Zeroizing;
+
+use super::shared::Snapshot;
+use super::snp::require_snp_init;
+use super::{FwError, Inner, Op, Platform, MAX_GUESTS};
+use crate::memory::{firmware_read, firmware_write, GuestBacking, MemoryState, Vek};
+use crate::snp::guest::{
+    check_cpuid_page, fms, secrets_page, CpuidRejection, LARGE_PAGE_LEN, PAGE_LEN,
+};
+use crate::snp::state::{SnpRuntime, SnpShared};
+use crate::snp::{
+    SnpCommand, SnpGuestState, SnpGuestStatus, SnpIdentity, SnpLaunchFinish, SnpLaunchStart,
+    SnpLaunchUpdate,
+};
+
+/// What SNP_LAUNCH_FINISH recorded about a guest's identity
+/// ([`Platform::snp_launch_identity`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnpLaunchIdentity {
+    /// What the verified ID block gave the guest; `None` without one.
+    pub id_block: Option<id_block::Identity>,
+    /// AUTH_KEY_EN as given (accepted without an ID block, as the 1.55
+    /// firmware does).
+    pub author_key_en: bool,
+}
+
+/// One SNP guest context, in the process that created it.
+pub(crate) struct SnpGuest {
+    state: SnpGuestState,
+    policy: Option<GuestPolicy>,
+    asid: u32,
+    vek: Vek,
+    vmpcks: Zeroizing<[[u8; 32]; 4]>,
+    gosvw: [u8; 16],
+    digest: LaunchDigest,
+    host_data: [u8; 32],
+    vcek_disabled: bool,
+    /// What a verified ID block gave the guest (None without one).
+    identity: Option<id_block::Identity>,
+    auth_key_en: bool,
+    memory: Option<Arc<MemoryState>>,
+    /// The 4 KiB units LAUNCH_UPDATE has assigned to the guest.
+    launched: BTreeSet<u64>,
+    /// The units that are VMSAs.
+    vmsas: BTreeSet<u64>,
+}
+
+fn op_of(c: SnpCommand) -> Op {
+    Op::Snp(c)
+}
+
+fn fail(op: Op, status: Status, detail: impl Into<String>) -> FwError {
+    FwError::new(op, status, detail)
+}
+
+fn policy_failure(op: Op, detail: impl Into<String>) -> FwError {
+    fail(op, Status::PolicyFailure, detail)
+}
+
+impl SnpGuest {
+    fn memory(&mut self, op: Op, mem: &dyn GuestBacking) -> Result<Arc<MemoryState>, FwError> {
+        let regions = mem.regions();
+        if let Some(state) = &self.memory {
+            if state.regions() != regions.as_slice() {
+                return Err(fail(
+                    op,
+                    Status::InvalidAddress,
+                    "the guest was first used with another guest-memory layout",
+                ));
+            }
+            return Ok(Arc::clone(state));
+        }
+        let state = Arc::new(
+            MemoryState::new(&self.vek, &regions)
+                .map_err(|e| fail(op, Status::InvalidAddress, e.to_string()))?,
+        );
+        self.memory = Some(Arc::clone(&state));
+        Ok(state)
+    }
+
+    fn require_state(&self, op: Op, allowed: &[SnpGuestState]) -> Result<(), FwError> {
+        if allowed.contains(&self.state) {
+            return Ok(());
+        }
+        let names: Vec<&str> = allowed.iter().map(|s| s.name()).collect();
+        Err(fail(
+            op,
+            Status::InvalidGuestState,
+            format!(
+                "guest is {}; the command needs {}",
+                self.state.name(),
+                names.join(" or ")
+            ),
+        ))
+    }
+
+    fn require_active(&self, op: Op) -> Result<(), FwError> {
+        if self.asid == 0 {
+            return Err(fail(op, Status::Inactive, "guest is not activated"));
+        }
+        Ok(())
+    }
+}
+
+/// The platform-wide state a guest command works on, read under the
+/// directory lock (held until dropped).
+struct GuestCtx {
+    shared: Snapshot,
+    snp: SnpShared,
+    id: SnpIdentity,
+}
+
+impl Platform {
+    /// Loads the platform-wide state for a guest command: SNP INIT
+    /// (INVALID_PLATFORM_STATE).
+    fn snp_guest_ctx(&self, inner: &mut Inner, op: Op) -> Result<GuestCtx, FwError> {
+        let shared = Snapshot::load(inner, op)?;
+        let id = self.load_snp_identity(inner, &shared, op)?;
+        let snp = SnpShared::load(&shared.run, op)?;
+        require_snp_init(op, snp.snp.state)?;
+        Ok(GuestCtx { shared, snp, id })
+    }
+
+    /// SNP_GCTX_CREATE, SNP INIT: a new guest context in state INIT, with
+    /// a fresh memory key; returns its handle. RESOURCE_LIMIT beyond 4096
+    /// contexts.
+    pub fn snp_gctx_create(&self) -> Result<u32, FwError> {
+        let op = op_of(SnpCommand::GctxCreate);
+        let mut inner = self.lock();
+        let mut ctx = self.snp_guest_ctx(&mut inner, op)?;
+        let s = &mut ctx.snp.snp;
+        if s.guests.len() >= MAX_GUESTS {
+            return Err(fail(op, Status::ResourceLimit, "too many guest contexts"));
+        }
+        let mut handle = s.next_handle.max(1);
+        while s.guests.contains_key(&handle) {
+            handle = handle.wrapping_add(1).max(1);
+        }
+        s.guests.insert(handle, 0);
+        s.next_handle = handle.wrapping_add(1).max(1);
+        ctx.snp.save()?;
+        let vek = Vek::generate(&mut *inner.rng);
+        inner.snp_guests.insert(
+            handle,
+            SnpGuest {
+                state: SnpGuestState::Init,
+                policy: None,
+                asid: 0,
+                vek,
+                vmpcks: Zeroizing::new([[0; 32]; 4]),
+                gosvw: [0; 16],
+                digest: LaunchDigest::new(),
+                host_data: [0; 32],
+                vcek_disabled: false,
+                identity: None,
+                auth_key_en: false,
+                memory: None,
+                launched: BTreeSet::new(),
+                vmsas: BTreeSet::new(),
+            },
+        );
+        log::debug!("SNP_GCTX_CREATE: guest context {handle}");
+        Ok(handle)
+    }
+
+    /// This process's guest `handle`, which must still exist on the
+    /// platform (INVALID_GUEST).
+    fn snp_guest<'a>(
+        inner: &'a mut Inner,
+        snp: &SnpRuntime,
+        op: Op,
+        handle: u32,
+    ) -> Result<&'a mut SnpGuest, FwError> {
+        if !snp.guests.contains_key(&handle) {
+            // Destroyed by an SNP_SHUTDOWN, or never existed.
+            inner.snp_guests.remove(&handle);
+        }
+        inner.snp_guests.get_mut(&handle).ok_or_else(|| {
+            fail(
+                op,
+                Status::InvalidGuest,
+                format!("no SNP guest context {handle} in this process"),
+            )
+        })
+    }
+
+    /// SNP_LAUNCH_START, guest INIT → LAUNCH: checks the policy against the
+    /// platform (docs/protocol/snp.md#launch-start-policy-checks, all
+    /// POLICY_FAILURE), draws VMPCK0–3, resets the launch digest. MA_EN and
+    /// IMI_EN (migration) are UNSUPPORTED.
+    pub fn snp_launch_start(&self, handle: u32, start: &SnpLaunchStart) -> Result<(), FwError> {
+        let op = op_of(SnpCommand::LaunchStart);
+        let mut inner = self.lock();
+        let ctx = self.snp_guest_ctx(&mut inner, op)?;
+        let api = inner.identity.api;
+        let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
+        guest.require_state(op, &[SnpGuestState::Init])?;
+        let policy = check_policy(op, start, api, &ctx.id, &ctx.snp.snp)?;
+        if start.ma_en || start.imi_en {
+            return Err(fail(
+                op,
+                Status::Unsupported,
+                "migration agents and page import (MA_EN, IMI_EN) are not emulated",
+            ));
+        }
+        let mut vmpcks = Zeroizing::new([[0u8; 32]; 4]);
+        for key in vmpcks.iter_mut() {
+            inner.rng.fill_bytes(key);
+        }
+        let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
+        guest.policy = Some(policy);
+        guest.vmpcks = vmpcks;
+        guest.gosvw = start.gosvw;
+        guest.digest = LaunchDigest::new();
+        guest.state = SnpGuestState::Launch;
+        log::debug!("SNP_LAUNCH_START: guest {handle}, policy {policy}");
+        Ok(())
+    }
+
+    /// SNP_ACTIVATE, guest LAUNCH or RUNNING: binds `asid`. SINGLE_SOCKET
+    /// on a multi-socket platform → POLICY_FAILURE; an ASID outside the
+    /// SEV-ES/SNP range 1..min_sev_asid → INVALID_ASID; the guest already
+    /// bound to another ASID → ACTIVE; the ASID bound to another guest (SNP
+    /// or SEV) → ASID_OWNED; awaiting a flush → DFFLUSH_REQUIRED.
+    pub fn snp_activate(&self, handle: u32, asid: u32) -> Result<(), FwError> {
+        let op = op_of(SnpCommand::Activate);
+        let mut inner = self.lock();
+        let mut ctx = self.snp_guest_ctx(&mut inner, op)?;
+        let min_sev_asid = inner.conf.min_sev_asid;
+        let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
+        guest.require_state(op, &[SnpGuestState::Launch, SnpGuestState::Running])?;
+        let single = guest
+            .policy
+            .is_some_and(|p| p.has(GuestPolicy::SINGLE_SOCKET));
+        if single && ctx.id.sockets > 1 {
+            return Err(policy_failure(
+                op,
+                format!(
+                    "policy SINGLE_SOCKET, but the platform has {} sockets",
+                    ctx.id.sockets
+                ),
+            ));
+        }
+        if asid == 0 || asid >= min_sev_asid {
+            return Err(fail(
+                op,
+                Status::InvalidAsid,
+                format!("ASID {asid} is not an SEV-ES/SNP ASID (1..{min_sev_asid})"),
+            ));
+        }
+        if guest.asid != 0 && guest.asid != asid {
+            return Err(fail(
+                op,
+                Status::Active,
+                format!("guest is already active on ASID {}", guest.asid),
+            ));
+        }
+        let s = &ctx.snp.snp;
+        let snp_owner = s.guests.iter().any(|(h, a)| *h != handle && *a == asid);
+        let sev_owner = ctx.shared.guests.values().any(|g| g.asid == asid);
+        if snp_owner || sev_owner {
+            return Err(fail(
+                op,
+                Status::AsidOwned,
+                format!("ASID {asid} belongs to another guest"),
+            ));
+        }
+        if s.needs_flush.contains(&asid) || ctx.shared.platform.needs_flush.contains(&asid) {
+            return Err(fail(
+                op,
+                Status::DfFlushRequired,
+                format!("ASID {asid} needs SNP_DF_FLUSH first"),
+            ));
+        }
+        guest.asid = asid;
+        ctx.snp.snp.guests.insert(handle, asid);
+        ctx.snp.save()
+    }
+
+    /// SNP_LAUNCH_UPDATE, guest LAUNCH and active: encrypts and measures
+    /// one 4 KiB or 2 MiB page at `update.gpa` of `mem` as its page type
+    /// (docs/protocol/snp.md#launch-update), chaining one PAGE_INFO per
+    /// 4 KiB unit into the launch digest.
+    ///
+    /// Errors, in order: misaligned GPA → INVALID_ADDRESS; VMSA, SECRETS or
+    /// CPUID as a 2 MiB page → INVALID_PAGE_SIZE; IMI_PAGE → INVALID_PARAM;
+    /// the platform and guest checks; outside guest memory →
+    /// INVALID_ADDRESS; a unit already launched → INVALID_PAGE_STATE; a
+    /// CPUID page that breaks the platform's CPUID policy → INVALID_PARAM
+    /// with the corrected table written back unencrypted and the digest
+    /// unchanged.
+    pub fn snp_launch_update(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        update: &SnpLaunchUpdate,
+    ) -> Result<(), FwError> {
+        let op = op_of(SnpCommand::LaunchUpdate);
+        let len = if update.large {
+            LARGE_PAGE_LEN
+        } else {
+            PAGE_LEN as u64
+        };
+        if !update.gpa.is_multiple_of(len) {
+            return Err(fail(
+                op,
+                Status::InvalidAddress,
+                format!(
+                    "GPA {:#x} is not aligned to the page size {len:#x}",
+                    update.gpa
+                ),
+            ));
+        }
+        let single_page = matches!(
+            update.page_type,
+            PageType::Vmsa | PageType::Secrets | PageType::Cpuid
+        );
+        if update.large && single_page {
+            return Err(fail(
+                op,
+                Status::InvalidPageSize,
+                format!("a {:?} page must be 4 KiB", update.page_type),
+            ));
+        }
+        if update.imi {
+            return Err(fail(
+                op,
+                Status::InvalidParam,
+                "IMI_PAGE for a guest without IMI_EN",
+            ));
+        }
+        let mut inner = self.lock();
+        let ctx = self.snp_guest_ctx(&mut inner, op)?;
+        let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
+        guest.require_state(op, &[SnpGuestState::Launch])?;
+        guest.require_active(op)?;
+        let end = update.gpa.checked_add(len).ok_or_else(|| {
+            fail(
+                op,
+                Status::InvalidAddress,
+                "the page wraps the address space",
+            )
+        })?;
+        let regions = mem.regions();
+        if !regions
+            .iter()
+            .any(|r| r.gpa <= update.gpa && r.end().is_some_and(|e| end <= e))
+        {
+            return Err(fail(
+                op,
+                Status::InvalidAddress,
+                format!("{:#x}..{end:#x} is not guest memory", update.gpa),
+            ));
+        }
+        if let Some(u) = guest.launched.range(update.gpa..end).next() {
+            return Err(fail(
+                op,
+                Status::InvalidPageState,
+                format!("the page at {u:#x} was already launched (not Pre-Guest)"),
+            ));
+        }
+        let state = guest.memory(op, mem)?;
+        let mem_err =
+            |e: crate::memory::MemoryError| fail(op, Status::InvalidAddress, e.to_string());
+        let mut page = Zeroizing::new([0u8; PAGE_LEN]);
+        let mut digest = guest.digest;
+        for unit in (update.gpa..end).step_by(PAGE_LEN) {
+            match update.page_type {
+                PageType::Normal | PageType::Vmsa | PageType::Unmeasured => {
+                    firmware_read(mem, unit, &mut page[..]).map_err(mem_err)?;
+                }
+                PageType::Zero => {
+                    page.fill(0);
+                    firmware_write(mem, unit, &page[..]).map_err(mem_err)?;
+                }
+                PageType::Secrets => {
+                    let built =
+                        secrets_page(fms(ctx.id.product), false, &guest.gosvw, &guest.vmpcks);
+                    firmware_write(mem, unit, &built[..]).map_err(mem_err)?;
+                    page.fill(0);
+                }
+                PageType::Cpuid => {
+                    firmware_read(mem, unit, &mut page[..]).map_err(mem_err)?;
+                    match check_cpuid_page(&page, fms(ctx.id.product)) {
+                        Ok(()) => {}
+                        Err(CpuidRejection::Malformed(why)) => {
+                            return Err(fail(
+                                op,
+                                Status::InvalidParam,
+                                format!("CPUID page: {why}"),
+                            ));
+                        }
+                        Err(CpuidRejection::Corrected(fixed, why)) => {
+                            firmware_write(mem, unit, &fixed[..]).map_err(mem_err)?;
+                            return Err(fail(
+                                op,
+                                Status::InvalidParam,
+                                format!("CPUID page refused, corrected table written back: {why}"),
+                            ));
+                        }
+                    }
+                }
+            }
+            digest.extend(&PageInfo {
+                contents: update.page_type.contents_digest(&page),
+                page_type: update.page_type,
+                imi: false,
+                vmpl_perms: update.vmpl_perms,
+                gpa: unit,
+            });
+        }
+        state.mark_private(update.gpa, len).map_err(mem_err)?;
+        guest.digest = digest;
+        guest.launched.extend((update.gpa..end).step_by(PAGE_LEN));
+        if update.page_type == PageType::Vmsa {
+            guest.vmsas.insert(update.gpa);
+        }
+        Ok(())
+    }
+
+    /// SNP_LAUNCH_FINISH, guest LAUNCH and active → RUNNING: with an ID
+    /// block, checks it and its ID authentication structure against the
+    /// guest (docs/protocol/snp.md#what-launch_finish-checks: a launch
+    /// digest that differs → BAD_MEASUREMENT, a policy that differs →
+    /// POLICY_FAILURE, malformed structures → INVALID_PARAM, keys or
+    /// signatures that do not verify → BAD_SIGNATURE) and keeps the
+    /// identity it gives; stores HOST_DATA and VCEK_DISABLED. Nothing
+    /// changes on an error.
+    pub fn snp_launch_finish(&self, handle: u32, finish: &SnpLaunchFinish) -> Result<(), FwError> {
+        let op = op_of(SnpCommand::LaunchFinish);
+        let mut inner = self.lock();
+        let ctx = self.snp_guest_ctx(&mut inner, op)?;
+        let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
+        guest.require_state(op, &[SnpGuestState::Launch])?;
+        guest.require_active(op)?;
+        let identity = match &finish.id {
+            None => None,
+            Some(id) => {
+                let policy = guest.policy.ok_or_else(|| {
+                    fail(op, Status::InvalidGuestState, "the guest has no policy")
+                })?;
+                let expected = id_block::Expected {
+                    launch_digest: *guest.digest.bytes(),
+                    policy,
+                };
+                let identity =
+                    id_block::verify(&id.id_block, &id.id_auth, finish.auth_key_en, &expected)
+                        .map_err(|e| fail(op, e.status(), format!("ID block: {e}")))?;
+                Some(identity)
+            }
+        };
+        guest.identity = identity;
+        guest.auth_key_en = finish.auth_key_en;
+        guest.host_data = finish.host_data;
+        guest.vcek_disabled = finish.vcek_disabled;
+        guest.state = SnpGuestState::Running;
+        log::debug!(
+            "SNP_LAUNCH_FINISH: guest {handle} runs ({})",
+            if guest.identity.is_some() {
+                "ID block verified"
+            } else {
+                "no ID block"
+            }
+        );
+        Ok(())
+    }
+
+    /// What SNP_LAUNCH_FINISH recorded for guest `handle` about its
+    /// identity: what a verified ID block gave it, and AUTH_KEY_EN as given
+    /// (both go into its attestation reports).
+    pub fn snp_launch_identity(&self, handle: u32) -> Result<SnpLaunchIdentity, FwError> {
+        let op = op_of(SnpCommand::GuestStatus);
+        let mut inner = self.lock();
+        let ctx = self.snp_guest_ctx(&mut inner, op)?;
+        let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
+        Ok(SnpLaunchIdentity {
+            id_block: guest.identity,
+            author_key_en: guest.auth_key_en,
+        })
+    }
+
+    /// SNP_GUEST_STATUS (any guest state).
+    pub fn snp_guest_status(&self, handle: u32) -> Result<SnpGuestStatus, FwError> {
+        let op = op_of(SnpCommand::GuestStatus);
+        let mut inner = self.lock();
+        let ctx = self.snp_guest_ctx(&mut inner, op)?;
+        let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
+        Ok(SnpGuestStatus {
+            policy: guest.policy.map_or(0, GuestPolicy::bits),
+            asid: guest.asid,
+            state: guest.state,
+            vcek_disabled: guest.vcek_disabled,
+        })
+    }
+
+    /// The guest's launch digest so far (what its attestation reports carry
+    /// as MEASUREMENT): the emulator's host-side view, for tests and for an
+    /// operator checking a launch (docs/protocol/snp.md#launch-digest).
+    pub fn snp_launch_digest(&self, handle: u32) -> Result<[u8; SHA384_LEN], FwError> {
+        let op = op_of(SnpCommand::GuestStatus);
+        let mut inner = self.lock();
+        let ctx = self.snp_guest_ctx(&mut inner, op)?;
+        let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
+        Ok(*guest.digest.bytes())
+    }
+
+    /// SNP_DECOMMISSION (any guest state): destroys the context; its ASID
+    /// needs SNP_DF_FLUSH before reuse.
+    pub fn snp_decommission(&self, handle: u32) -> Result<(), FwError> {
+        let op = op_of(SnpCommand::Decommission);
+        let mut inner = self.lock();
+        let mut ctx = self.snp_guest_ctx(&mut inner, op)?;
+        let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
+        let asid = guest.asid;
+        inner.snp_guests.remove(&handle);
+        let s = &mut ctx.snp.snp;
+        s.guests.remove(&handle);
+        if asid != 0 {
+            s.needs_flush.insert(asid);
+        }
+        ctx.snp.save()
+    }
+}
+
+/// SNP_LAUNCH_START's policy checks against the platform
+/// (docs/protocol/snp.md#launch-start-policy-checks).
+fn check_policy(
+    op: Op,
+    start: &SnpLaunchStart,
+    api: sev_proto::abi::ApiVersion,
+    id: &SnpIdentity,
+    snp: &SnpRuntime,
+) -> Result<GuestPolicy, FwError> {
+    let policy = GuestPolicy::new(start.policy).map_err(|e| policy_failure(op, e.to_string()))?;
+    if policy.abi_minimum() > api {
+        return Err(policy_failure(
+            op,
+            format!(
+                "policy needs firmware ABI {}, this firmware is {api}",
+                policy.abi_minimum()
+            ),
+        ));
+    }
+    if !policy.has(GuestPolicy::SMT) && id.smt {
+        return Err(policy_failure(
+            op,
+            "policy forbids SMT and SMT is enabled on this platform",
+        ));
+    }
+    if start.ma_en && !policy.has(GuestPolicy::MIGRATE_MA) {
+        return Err(policy_failure(op, "MA_EN without policy MIGRATE_MA"));
+    }
+    if policy.has(GuestPolicy::MEM_AES_256_XTS) {
+        return Err(policy_failure(
+            op,
+            "policy requires AES-256-XTS memory encryption, which this platform lacks",
+        ));
+    }
+    if policy.has(GuestPolicy::CIPHERTEXT_HIDING) {
+        return Err(policy_failure(
+            op,
+            "policy requires ciphertext hiding, which this platform lacks",
+        ));
+    }
+    if policy.has(GuestPolicy::RAPL_DIS)
+        && snp.init_flags & crate::snp::buffers::init_flags::RAPL_DIS == 0
+    {
+        return Err(policy_failure(
+            op,
+            "policy requires RAPL disabled (SNP_INIT_EX RAPL_DIS)",
+        ));
+    }
+    Ok(policy)
+}
