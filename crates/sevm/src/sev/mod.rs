@@ -25,7 +25,7 @@ use sev_firmware::hardware::HardwarePlatform;
 pub use sev_firmware::{
     error_chain, DebugCommands, EncryptionParams, GuestContext, GuestKind, GuestStatus,
     LaunchCommands, LaunchMeasurement, LaunchSession, MigrationCommands, MigrationTarget,
-    PlatformCerts, PlatformManagement, PlatformStatus, SevError, SevPlatform,
+    PlatformCerts, PlatformManagement, PlatformStatus, SevError, SevPlatform, VmsaPage,
 };
 
 use crate::machine::{Machine, PreVcpuHook};

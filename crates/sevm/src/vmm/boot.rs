@@ -54,7 +54,7 @@ pub(super) fn build(config: &VmConfig) -> Result<Vmm, VmmError> {
                 launch.update_data(gpa, PADDED_HASH_TABLE_LEN as u64)?;
             }
             if platform.kind.encrypts_registers() {
-                launch.update_vmsa()?;
+                launch.update_vmsa(&[])?;
             }
             let handle = launch.handle();
             let secret = launch.measure().map_err(|f| f.error)?;
