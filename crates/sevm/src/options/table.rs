@@ -269,9 +269,11 @@ pub(super) static OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         names: &["cpu"],
         arg: Some("MODEL[,FEATURES]"),
-        help: "CPU model: `host`, `max`, `qemu64`, `EPYC`, `EPYC-v1`..`EPYC-v4`, `EPYC-Rome`, \
-               `EPYC-Milan`, `EPYC-Genoa`, `EPYC-Turin` (each also `-vN`); recorded in the \
-               configuration (the vCPUs see KVM's supported CPUID whatever the model)",
+        help: "CPU model: `host`, `max`, `qemu64`, `EPYC`, `EPYC-v1`..`EPYC-v4`, `EPYC-IBPB`, \
+               `EPYC-Rome[-v1..v5]`, `EPYC-Milan[-v1..v3]`, `EPYC-Genoa[-v1..v2]`, \
+               `EPYC-Turin[-v1]`; gives an SEV-ES guest's initial VMSAs their CPU signature \
+               (`host`, `max`: the host's; no `-cpu`: `qemu64`'s); the vCPUs see KVM's \
+               supported CPUID whatever the model",
         origin: Origin::Qemu,
         apply: |cfg, option, value| {
             cfg.cpu = Some(parse_cpu(option, &value)?);

@@ -14,6 +14,7 @@
 //! QMP errors and CLI messages show, e.g.
 //! `SEV: LAUNCH_SECRET failed: BAD_MEASUREMENT (0x0B): measurement or MAC check failed`.
 
+pub mod es;
 pub mod launch;
 
 use std::os::fd::{AsRawFd, BorrowedFd};
