@@ -14,8 +14,8 @@ use sev_proto::secret::PacketHeader;
 use sev_proto::session::SessionBuffer;
 
 use crate::memory::HostView;
-use crate::vmsa_window::VmsaPage;
 use crate::types::{GuestStatus, LaunchMeasurement, LaunchSession, MigrationTarget};
+use crate::vmsa_window::VmsaPage;
 use crate::SevError;
 
 /// The launch commands (and the status and attestation of a launched

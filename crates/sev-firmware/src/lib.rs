@@ -34,8 +34,8 @@ pub use error::{error_chain, OpenError, SevError};
 pub use guest::{DebugCommands, GuestContext, LaunchCommands, MigrationCommands};
 pub use memory::{GuestMemory, HostRegion, HostView, ViewError};
 pub use platform::{PlatformManagement, SevPlatform};
-pub use vmsa_window::{VmsaPage, VMSA_PAGE_LEN};
 pub use types::{
     EncryptionParams, GuestKind, GuestStatus, LaunchMeasurement, LaunchSession, MigrationTarget,
     PlatformCerts, PlatformKind, PlatformStatus,
 };
+pub use vmsa_window::{VmsaPage, VMSA_PAGE_LEN};

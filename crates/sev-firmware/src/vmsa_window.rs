@@ -161,9 +161,7 @@ mod tests {
         // RAM is untouched and still reachable; nothing runs across.
         m.write_plain(0xff00, &[1u8; 0x100]).unwrap();
         assert!(m.write_plain(0xff00, &[1u8; 0x200]).is_err());
-        assert!(m
-            .read_plain(VMSA_WINDOW_GPA - 8, &mut [0u8; 16])
-            .is_err());
+        assert!(m.read_plain(VMSA_WINDOW_GPA - 8, &mut [0u8; 16]).is_err());
         assert!(m.read_plain(last + 8, &mut [0u8; 4096]).is_err());
     }
 }

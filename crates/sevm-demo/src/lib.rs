@@ -280,10 +280,8 @@ pub fn build(opts: &DemoOptions) -> Result<Vec<u8>, DemoError> {
     let table = footer_table();
     let table_start = size - 32 - table.len();
     let park = usize::try_from(u64::from(AP_RESET_ADDR) - image_base).unwrap_or(usize::MAX);
-    let mut placed: Vec<(usize, usize)> = vec![
-        (table_start, size - 32),
-        (park, park + AP_PARK_CODE.len()),
-    ];
+    let mut placed: Vec<(usize, usize)> =
+        vec![(table_start, size - 32), (park, park + AP_PARK_CODE.len())];
     image[park..park + AP_PARK_CODE.len()].copy_from_slice(&AP_PARK_CODE);
     for (gpa, bytes) in &blobs.pieces {
         let too_large = DemoError::CodeTooLarge {

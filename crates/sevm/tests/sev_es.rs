@@ -13,9 +13,9 @@ use std::process::Command;
 
 use common::*;
 use serde_json::{json, Value};
+use sev_proto::hash::{sha256, Sha256};
 use sev_proto::ovmf::FooterTable;
 use sev_proto::vmsa::{KvmInit, SevFeatures, VcpuModel, VcpuRole, VmmType, VmsaConfig};
-use sev_proto::hash::{sha256, Sha256};
 
 /// Policy NODBG | ES.
 const ES: u32 = 0x5;
@@ -29,8 +29,8 @@ fn es_digest(fw: &[u8], vcpus: u32, model: &str) -> [u8; 32] {
     let table = FooterTable::parse(fw).unwrap();
     let reset = table.sev_es_reset_vector().unwrap().unwrap();
     let sig = VcpuModel::by_name(model).unwrap().signature();
-    let config = VmsaConfig::new(VmmType::Qemu, sig, SevFeatures::NONE)
-        .with_kvm_init(KvmInit::LegacyEsInit);
+    let config =
+        VmsaConfig::new(VmmType::Qemu, sig, SevFeatures::NONE).with_kvm_init(KvmInit::LegacyEsInit);
     let mut h = Sha256::new();
     h.update(fw);
     for i in 0..vcpus {
@@ -166,11 +166,13 @@ fn sevctl_measurement_build_verifies_an_es_launch() {
     let image = std::fs::read(&fw).unwrap();
     let (pdh, _) = export_pdh_for_es(&platform);
     std::fs::write(d.join("pdh.cert"), &pdh).unwrap();
-    run_ok(
-        Command::new(&sevctl)
-            .current_dir(d)
-            .args(["session", "--name", "vm", "pdh.cert", &ES.to_string()]),
-    );
+    run_ok(Command::new(&sevctl).current_dir(d).args([
+        "session",
+        "--name",
+        "vm",
+        "pdh.cert",
+        &ES.to_string(),
+    ]));
     for (vcpus, model) in [(1u32, "EPYC"), (4, "EPYC-Milan")] {
         let sock = d.join(format!("qmp-{vcpus}.sock"));
         let obj = format!(
@@ -256,7 +258,11 @@ fn sevctl_measurement_build_verifies_an_es_launch() {
             ap_file.display().to_string(),
         ];
         let from_vmsas = build(&extra);
-        assert_eq!(from_vmsas.trim(), blob_b64, "{vcpus} x {model} (sevctl's VMSAs)");
+        assert_eq!(
+            from_vmsas.trim(),
+            blob_b64,
+            "{vcpus} x {model} (sevctl's VMSAs)"
+        );
         q.ok("quit", Value::Null);
         vm.wait();
     }
@@ -293,7 +299,10 @@ fn registers_are_refused_after_the_launch_but_memory_follows_nodbg() {
     );
     assert!(mem.contains("register state is protected"), "{mem}");
     // Guest memory: DBG_DECRYPT, allowed by this policy.
-    let dec = q.ok("sev-dbg-decrypt", json!({"gpa": 0xffff_fff0u64, "size": 16}));
+    let dec = q.ok(
+        "sev-dbg-decrypt",
+        json!({"gpa": 0xffff_fff0u64, "size": 16}),
+    );
     let image = std::fs::read(&fw).unwrap();
     assert_eq!(
         unb64(dec["data"].as_str().unwrap()),
@@ -322,8 +331,13 @@ fn gdb_cannot_read_an_es_guests_registers() {
     if !sevm_testutil::kvm(TEST) {
         return;
     }
-    if sevm_testutil::peer_tool(TEST, "gdb", "--version", "install gdb (apt-get install gdb)")
-        .is_none()
+    if sevm_testutil::peer_tool(
+        TEST,
+        "gdb",
+        "--version",
+        "install gdb (apt-get install gdb)",
+    )
+    .is_none()
     {
         return;
     }

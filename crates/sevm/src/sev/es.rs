@@ -205,7 +205,10 @@ mod tests {
         assert_ne!(v.pages()[0], v.pages()[1]);
         // The code segment as KVM takes it: present, readable code, S=1.
         let cs = segment(&bsp.cs);
-        assert_eq!((cs.type_, cs.s, cs.present, cs.dpl, cs.unusable), (0xB, 1, 1, 0, 0));
+        assert_eq!(
+            (cs.type_, cs.s, cs.present, cs.dpl, cs.unusable),
+            (0xB, 1, 1, 0, 0)
+        );
         let ldt = segment(&bsp.ldtr);
         assert_eq!((ldt.type_, ldt.s, ldt.present), (2, 0, 1));
     }

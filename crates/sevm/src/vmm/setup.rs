@@ -121,10 +121,11 @@ pub(super) fn prepare(config: &VmConfig) -> Result<Prepared<'_>, VmmError> {
 
     let vmsas = match inputs.es_reset {
         Some(reset) => {
-            let signature = es::cpu_signature(config.cpu.as_ref()).map_err(|e| VmmError::Config {
-                option: "-cpu".into(),
-                problem: e.to_string(),
-            })?;
+            let signature =
+                es::cpu_signature(config.cpu.as_ref()).map_err(|e| VmmError::Config {
+                    option: "-cpu".into(),
+                    problem: e.to_string(),
+                })?;
             Some(InitialVmsas::new(signature, config.cpus, reset))
         }
         None => None,
