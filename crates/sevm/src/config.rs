@@ -227,10 +227,11 @@ pub struct SevGuestConfig {
     pub kernel_hashes: bool,
     /// `sev-device=`.
     pub sev_device: SevDevice,
-    /// `legacy-vm-type=` (QEMU 9.1+: `on` initialises the guest with
-    /// KVM_SEV_INIT, `off` with KVM_SEV_INIT2). sevm initialises with
-    /// KVM_SEV_INIT, so `on` and `auto` describe what it does; the parser
-    /// refuses `off`.
+    /// `legacy-vm-type=` (QEMU 9.1+: `on` and `auto` initialise the guest
+    /// with KVM_SEV_INIT / KVM_SEV_ES_INIT, `off` with KVM_SEV_INIT2, whose
+    /// SEV-ES VMSAs carry the reset FPU state). On hardware sevm has the
+    /// legacy path only and refuses `off`; the emulated platform takes it
+    /// (docs/sev-es.md#the-initial-vmsas).
     pub legacy_vm_type: Option<OnOffAuto>,
 }
 

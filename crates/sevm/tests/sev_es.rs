@@ -26,11 +26,15 @@ const ES_DBG: u32 = 0x4;
 /// firmware `fw`: SHA-256 of the image, then each VMSA in vCPU order
 /// (KVM_SEV_ES_INIT's convention, as sevm initialises the guest).
 fn es_digest(fw: &[u8], vcpus: u32, model: &str) -> [u8; 32] {
+    es_digest_with(fw, vcpus, model, KvmInit::LegacyEsInit)
+}
+
+/// [`es_digest`] for a VM initialised with `init`.
+fn es_digest_with(fw: &[u8], vcpus: u32, model: &str, init: KvmInit) -> [u8; 32] {
     let table = FooterTable::parse(fw).unwrap();
     let reset = table.sev_es_reset_vector().unwrap().unwrap();
     let sig = VcpuModel::by_name(model).unwrap().signature();
-    let config =
-        VmsaConfig::new(VmmType::Qemu, sig, SevFeatures::NONE).with_kvm_init(KvmInit::LegacyEsInit);
+    let config = VmsaConfig::new(VmmType::Qemu, sig, SevFeatures::NONE).with_kvm_init(init);
     let mut h = Sha256::new();
     h.update(fw);
     for i in 0..vcpus {
@@ -265,6 +269,89 @@ fn sevctl_measurement_build_verifies_an_es_launch() {
         );
         q.ok("quit", Value::Null);
         vm.wait();
+    }
+}
+
+/// `sev-snp-measure --mode seves` (which models KVM_SEV_INIT2) for the
+/// demo guest.
+fn snp_measure_seves(test: &str, fw: &Path, vcpus: u32, model: &str) -> Option<[u8; 32]> {
+    let tool = sevm_testutil::peer_tool(
+        test,
+        "sev-snp-measure",
+        "--version",
+        "install it with `pip install sev-snp-measure`",
+    )?;
+    let out = Command::new(tool)
+        .args(["--mode", "seves", "--output-format", "hex"])
+        .args([
+            "--vcpus",
+            &vcpus.to_string(),
+            "--vcpu-type",
+            model,
+            "--ovmf",
+        ])
+        .arg(fw)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    Some(hex::decode(text.trim()).unwrap().try_into().unwrap())
+}
+
+/// sev-snp-measure's SEV-ES digests equal the builder's for 1-8 vCPUs and
+/// several vCPU types, and a launch with `legacy-vm-type=off` (KVM_SEV_INIT2,
+/// what sev-snp-measure models) measures exactly that digest.
+#[test]
+fn sev_snp_measure_seves_equals_an_init2_launch() {
+    const TEST: &str = "sev_snp_measure_seves_equals_an_init2_launch";
+    if !sevm_testutil::kvm(TEST) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let fw = demo_image(d);
+    let image = std::fs::read(&fw).unwrap();
+    for vcpus in [1, 2, 4, 8] {
+        for model in [
+            "EPYC",
+            "EPYC-v4",
+            "EPYC-Rome",
+            "EPYC-Milan-v2",
+            "EPYC-Genoa",
+        ] {
+            let Some(theirs) = snp_measure_seves(TEST, &fw, vcpus, model) else {
+                return;
+            };
+            let ours = es_digest_with(&image, vcpus, model, KvmInit::Init2);
+            assert_eq!(ours, theirs, "{vcpus} x {model}");
+            // The legacy init (sevm's default) differs in the FPU fields.
+            assert_ne!(es_digest(&image, vcpus, model), theirs);
+        }
+    }
+    let platform = fresh_platform(d, "platform");
+    let (pdh, chain) = export_pdh_for_es(&platform);
+    for (vcpus, model) in [(1, "EPYC-v4"), (8, "EPYC-Genoa")] {
+        let ld = snp_measure_seves(TEST, &fw, vcpus, model).unwrap();
+        let owner = owner(d, &pdh, &chain, &amd_chain(&platform), ES);
+        let sock = d.join(format!("qmp-{vcpus}.sock"));
+        let obj = sev_object(&platform, ES, Some(&owner), ",legacy-vm-type=off");
+        let mut vm = Sevm::spawn(es_vm_args(&fw, &obj, &sock, vcpus, model));
+        let mut q = vm.qmp(&sock);
+        q.ok("qmp_capabilities", Value::Null);
+        let info = q.ok("query-sev", Value::Null);
+        let blob = unb64(
+            q.ok("query-sev-launch-measure", Value::Null)["data"]
+                .as_str()
+                .unwrap(),
+        );
+        verify_measurement(&owner, &info, &blob, &ld)
+            .unwrap_or_else(|e| panic!("{vcpus} x {model}: {e}"));
+        q.ok("cont", Value::Null);
+        assert_exit(vm.wait(), 0, &vm.stderr_text());
     }
 }
 

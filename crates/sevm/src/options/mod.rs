@@ -470,14 +470,9 @@ fn parse_object(cfg: &mut VmConfig, arg: &str) -> Result<(), OptionsError> {
             "legacy-vm-type" => {
                 guest.legacy_vm_type = Some(match raw.string(o, key)?.as_str() {
                     "on" => OnOffAuto::On,
-                    "off" => {
-                        return Err(prop_err(
-                            o,
-                            key,
-                            "off (KVM_SEV_INIT2) is not supported by sevm: it initialises SEV \
-                             guests with KVM_SEV_INIT only (use on or auto)",
-                        ))
-                    }
+                    // Checked against the platform at start-up (hardware
+                    // refuses it).
+                    "off" => OnOffAuto::Off,
                     "auto" => OnOffAuto::Auto,
                     other => {
                         return Err(prop_err(

@@ -63,8 +63,9 @@ pub(super) static OPTIONS: &[OptionSpec] = &[
              [,legacy-vm-type=on|off|auto]",
         ),
         help: "SEV guest (also QEMU's JSON form `-object '{\"qom-type\":\"sev-guest\",...}'`); \
-               `legacy-vm-type=off` (KVM_SEV_INIT2) is refused: sevm has the legacy \
-               KVM_SEV_INIT path only",
+               `legacy-vm-type=off` (KVM_SEV_INIT2: SEV-ES VMSAs with the reset FPU state) \
+               only on the emulated platform: on hardware sevm has the legacy KVM_SEV_INIT \
+               path only",
         origin: Origin::Qemu,
         apply: |cfg, _, value| parse_object(cfg, &value).map(|()| None),
     },

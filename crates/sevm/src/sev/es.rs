@@ -77,12 +77,13 @@ pub struct InitialVmsas {
 
 impl InitialVmsas {
     /// The VMSAs of `vcpus` vCPUs of model `signature`: vCPU 0 is the BSP,
-    /// the others start at `ap_reset`. sevm initialises SEV-ES guests with
-    /// KVM_SEV_ES_INIT (QEMU's legacy VM type), whose VMSAs carry no FPU
-    /// state.
-    pub fn new(signature: CpuSignature, vcpus: u32, ap_reset: ResetVector) -> Self {
-        let config = VmsaConfig::new(VmmType::Qemu, signature, SevFeatures::NONE)
-            .with_kvm_init(KvmInit::LegacyEsInit);
+    /// the others start at `ap_reset`. `init` is how the VM was initialised:
+    /// KVM_SEV_ES_INIT (QEMU's legacy VM type, sevm's default) leaves the
+    /// VMSAs' FPU fields zero, KVM_SEV_INIT2 (`legacy-vm-type=off`) fills
+    /// them with the reset values.
+    pub fn new(signature: CpuSignature, vcpus: u32, ap_reset: ResetVector, init: KvmInit) -> Self {
+        let config =
+            VmsaConfig::new(VmmType::Qemu, signature, SevFeatures::NONE).with_kvm_init(init);
         let states: Vec<InitialState> = (0..vcpus)
             .map(|i| {
                 config.state(if i == 0 {
@@ -195,7 +196,12 @@ mod tests {
     #[test]
     fn bsp_and_aps_start_where_qemu_starts_them() {
         let sig = VcpuModel::by_name("EPYC-Genoa").unwrap().signature();
-        let v = InitialVmsas::new(sig, 3, ResetVector { addr: 0x0080_B004 });
+        let v = InitialVmsas::new(
+            sig,
+            3,
+            ResetVector { addr: 0x0080_B004 },
+            KvmInit::LegacyEsInit,
+        );
         assert_eq!(v.pages().len(), 3);
         let (bsp, ap) = (&v.states()[0], &v.states()[1]);
         assert_eq!((bsp.cs.base, bsp.rip), (0xFFFF_0000, 0xFFF0));

@@ -10,11 +10,12 @@ use std::sync::{Arc, Mutex};
 
 use sev_proto::abi::Policy;
 use sev_proto::ovmf::{FooterTable, KernelHashes, OvmfArea, ResetVector, PADDED_HASH_TABLE_LEN};
+use sev_proto::vmsa::KvmInit;
 
 use super::files::{self, FileError};
 use super::state::{LaunchPhase, SevContext};
 use super::{machine_err, VmmError};
-use crate::config::{SerialConfig, SevGuestConfig, VmConfig};
+use crate::config::{OnOffAuto, SerialConfig, SevGuestConfig, VmConfig};
 use crate::devices::serial::SerialOutput;
 use crate::machine::{Machine, MachineConfig};
 use crate::memory::MAX_FIRMWARE_SIZE;
@@ -126,7 +127,11 @@ pub(super) fn prepare(config: &VmConfig) -> Result<Prepared<'_>, VmmError> {
                     option: "-cpu".into(),
                     problem: e.to_string(),
                 })?;
-            Some(InitialVmsas::new(signature, config.cpus, reset))
+            let init = match sev_cfg.and_then(|g| g.legacy_vm_type) {
+                Some(OnOffAuto::Off) => KvmInit::Init2,
+                _ => KvmInit::LegacyEsInit,
+            };
+            Some(InitialVmsas::new(signature, config.cpus, reset, init))
         }
         None => None,
     };
@@ -352,6 +357,15 @@ fn check_platform(
     // checked as QEMU does (1..=63), once, by `VmConfig::validate`, not
     // against the host's EBX[11:6]: the architecturally correct guest value
     // is 1 whatever the host reduction is.
+    if g.legacy_vm_type == Some(OnOffAuto::Off) && !platform.is_emulated() {
+        return Err(VmmError::Config {
+            option,
+            problem: "legacy-vm-type: off (KVM_SEV_INIT2) is not supported by sevm on SEV \
+                      hardware: it initialises hardware SEV guests with KVM_SEV_INIT only (use \
+                      on or auto)"
+                .into(),
+        });
+    }
     let policy = Policy::from_bits(g.policy);
     if policy.es() && !info.es_enabled {
         return Err(VmmError::Config {
@@ -494,6 +508,18 @@ mod tests {
             ..INFO
         };
         check_platform(&guest(0x5, None, None), &es, &PARAMS, &hw).unwrap();
+        // sevm has the KVM_SEV_INIT path only on hardware; the emulated
+        // platform takes legacy-vm-type=off (moved from the parser's tests).
+        let mut init2 = guest(1, None, None);
+        init2.legacy_vm_type = Some(OnOffAuto::Off);
+        let e = check_platform(&init2, &INFO, &PARAMS, &hw).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "-object sev-guest,id=sev0: legacy-vm-type: off (KVM_SEV_INIT2) is not supported by \
+             sevm on SEV hardware: it initialises hardware SEV guests with KVM_SEV_INIT only (use \
+             on or auto)"
+        );
+        check_platform(&init2, &INFO, &PARAMS, &Fake::new(true)).unwrap();
         // The emulated platform runs SEV-ES guests too, when INITed with ES.
         let emu = Fake::new(true);
         check_platform(&guest(0x5, None, None), &es, &PARAMS, &emu).unwrap();
