@@ -8,6 +8,8 @@
 //! vCPU at [`VMSA_WINDOW_GPA`], above any physical address a guest can have,
 //! that the VMM never maps into the guest
 //! (docs/sev-es.md#where-the-vmsa-pages-live).
+// UNCERTAIN (docs/protocol/choices.md#u33): the VMSA window's address and
+// size, where hardware uses KVM-owned system pages.
 
 use std::fmt;
 use std::sync::Arc;

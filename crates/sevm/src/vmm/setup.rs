@@ -127,6 +127,8 @@ pub(super) fn prepare(config: &VmConfig) -> Result<Prepared<'_>, VmmError> {
                     option: "-cpu".into(),
                     problem: e.to_string(),
                 })?;
+            // UNCERTAIN (docs/protocol/choices.md#u34): the legacy FPU
+            // convention unless legacy-vm-type=off.
             let init = match sev_cfg.and_then(|g| g.legacy_vm_type) {
                 Some(OnOffAuto::Off) => KvmInit::Init2,
                 _ => KvmInit::LegacyEsInit,
