@@ -48,13 +48,35 @@ pub use sev_psp::snp::SnpOptions;
 pub use sev_psp::CreateOptions;
 
 use crate::guest::{DebugCommands, GuestContext, LaunchCommands, MigrationCommands};
-use crate::memory::{GuestMemory, HostRegion, HostView, ViewError};
+use crate::memory::{GuestBacking, GuestMemory, HostRegion, HostView, ViewError};
 use crate::platform::{PlatformManagement, SevPlatform};
 use crate::types::{
     EncryptionParams, GuestKind, GuestStatus, LaunchMeasurement, LaunchSession, MigrationTarget,
     PlatformCerts, PlatformKind, PlatformStatus,
 };
+use crate::vmsa_window::{vmsa_gpa, VmsaPage, WithVmsaWindow, VMSA_PAGE_LEN, VMSA_WINDOW_GPA};
 use crate::{OpenError, SevError};
+
+/// Guest memory as the emulated firmware reads it (RAM, or RAM and the
+/// VMSA window).
+trait GuestBackingDebug: GuestBacking + std::fmt::Debug {}
+impl<T: GuestBacking + std::fmt::Debug + ?Sized> GuestBackingDebug for T {}
+
+/// Guest RAM alone (a plain SEV guest).
+#[derive(Debug)]
+struct Ram(Arc<dyn GuestMemory>);
+
+impl GuestBacking for Ram {
+    fn regions(&self) -> Vec<crate::memory::Region> {
+        self.0.regions()
+    }
+    fn read_plain(&self, gpa: u64, buf: &mut [u8]) -> Result<(), crate::memory::OutOfRange> {
+        self.0.read_plain(gpa, buf)
+    }
+    fn write_plain(&self, gpa: u64, data: &[u8]) -> Result<(), crate::memory::OutOfRange> {
+        self.0.write_plain(gpa, data)
+    }
+}
 
 /// Maps an emulated-firmware error of `command` to a [`SevError`].
 fn fw_error(command: &'static str, e: FwError) -> SevError {
@@ -303,7 +325,7 @@ impl SevPlatform for EmulatedPlatform {
             Arc::clone(&self.platform),
             memory,
             kind,
-        )))
+        )?))
     }
 }
 
@@ -311,7 +333,7 @@ impl SevPlatform for EmulatedPlatform {
 /// guest exists.
 #[derive(Debug)]
 struct ViewState {
-    mem: Arc<dyn GuestMemory>,
+    mem: Arc<dyn GuestBackingDebug>,
     memory: OnceLock<Arc<MemoryState>>,
 }
 
@@ -349,27 +371,44 @@ impl HostView for EmulatedView {
 #[derive(Debug)]
 pub struct EmulatedGuest {
     platform: Arc<Platform>,
-    mem: Arc<dyn GuestMemory>,
+    /// Guest RAM, and for an SEV-ES guest its VMSA window after it.
+    mem: Arc<dyn GuestBackingDebug>,
+    /// Whether the guest is an SEV-ES guest (has a VMSA window).
+    es: bool,
     /// 0 until LAUNCH_START/RECEIVE_START.
     handle: AtomicU32,
     view: Arc<ViewState>,
 }
 
 impl EmulatedGuest {
-    /// A guest context of `platform` over `mem`.
-    /// The guest's kind needs no handling here: its policy picks its ASID
-    /// range at ACTIVATE.
-    pub fn new(platform: Arc<Platform>, mem: Arc<dyn GuestMemory>, _kind: GuestKind) -> Self {
+    /// A guest context of `platform` over `mem`. An SEV-ES guest's memory
+    /// gets the VMSA window after its RAM ([`crate::vmsa_window`]); its
+    /// policy picks its ASID range at ACTIVATE. Fails if `mem` reaches into
+    /// the VMSA window.
+    pub fn new(
+        platform: Arc<Platform>,
+        mem: Arc<dyn GuestMemory>,
+        kind: GuestKind,
+    ) -> Result<Self, SevError> {
+        let es = kind.encrypts_registers();
+        let mem: Arc<dyn GuestBackingDebug> = if es {
+            Arc::new(WithVmsaWindow::new(mem).map_err(|e| {
+                SevError::Platform(format!("guest memory and the VMSA window: {e}"))
+            })?)
+        } else {
+            Arc::new(Ram(mem))
+        };
         let view = Arc::new(ViewState {
             mem: Arc::clone(&mem),
             memory: OnceLock::new(),
         });
-        EmulatedGuest {
+        Ok(EmulatedGuest {
             platform,
             mem,
+            es,
             handle: AtomicU32::new(0),
             view,
-        }
+        })
     }
 
     fn handle(&self) -> u32 {
@@ -443,13 +482,29 @@ impl LaunchCommands for EmulatedGuest {
             .map_err(|e| fw_error(CMD, e))
     }
 
-    fn launch_update_vmsa(&self) -> Result<(), SevError> {
-        Err(SevError::Unsupported {
-            command: "LAUNCH_UPDATE_VMSA",
-            reason: "SEV-ES register state is not modelled for KVM-emulated vCPUs on the \
-                     emulated platform"
-                .into(),
-        })
+    /// Writes each page into the guest's VMSA window (as KVM's VMSA pages,
+    /// they are outside guest RAM) and measures it there, in vCPU order.
+    fn launch_update_vmsa(&self, vmsas: &[VmsaPage]) -> Result<(), SevError> {
+        const CMD: &str = "LAUNCH_UPDATE_VMSA";
+        let too_many = || SevError::OutOfRange {
+            command: CMD,
+            gpa: VMSA_WINDOW_GPA,
+            len: (vmsas.len() * VMSA_PAGE_LEN) as u64,
+        };
+        if !self.es {
+            return Err(SevError::Unsupported {
+                command: CMD,
+                reason: "the guest was not created as an SEV-ES guest".into(),
+            });
+        }
+        for (index, page) in vmsas.iter().enumerate() {
+            let gpa = vmsa_gpa(index).ok_or_else(too_many)?;
+            self.mem.write_plain(gpa, page).map_err(|_| too_many())?;
+            self.platform
+                .launch_update_vmsa(self.handle(), self.mem.as_ref(), gpa, VMSA_PAGE_LEN as u32)
+                .map_err(|e| fw_error(CMD, e))?;
+        }
+        Ok(())
     }
 
     fn launch_measure(&self) -> Result<LaunchMeasurement, SevError> {
@@ -657,12 +712,16 @@ mod tests {
     }
 
     fn guest(dir: &Path) -> (Arc<TestMemory>, EmulatedGuest) {
+        guest_of_kind(dir, GuestKind::Sev)
+    }
+
+    fn guest_of_kind(dir: &Path, kind: GuestKind) -> (Arc<TestMemory>, EmulatedGuest) {
         let opts = CreateOptions {
             ark_bits: 2048,
             ..Default::default()
         };
         let platform = Platform::create(dir, opts, sev_psp::rng::seeded_rng(3)).unwrap();
-        platform.init(false).unwrap();
+        platform.init(kind.encrypts_registers()).unwrap();
         let regions = [
             Region {
                 gpa: 0,
@@ -674,7 +733,7 @@ mod tests {
             },
         ];
         let mem = Arc::new(TestMemory(VecBacking::new(&regions).unwrap()));
-        let g = EmulatedGuest::new(Arc::new(platform), mem.clone(), GuestKind::Sev);
+        let g = EmulatedGuest::new(Arc::new(platform), mem.clone(), kind).unwrap();
         (mem, g)
     }
 
@@ -720,11 +779,43 @@ mod tests {
         b.launch_measure().unwrap();
         b.launch_finish().unwrap();
         assert_eq!(b.guest_status().unwrap().state, Some(GuestState::Running));
-        // ES register state is not modelled.
+        // A plain SEV guest has no VMSAs.
         assert!(matches!(
-            b.launch_update_vmsa(),
+            b.launch_update_vmsa(&[]),
             Err(SevError::Unsupported { .. })
         ));
+    }
+
+    #[test]
+    fn es_vmsas_are_measured_in_the_window_and_encrypted_there() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_ram, g) = guest_of_kind(&tmp.path().join("p"), GuestKind::SevEs);
+        let view = g.host_view();
+        // Policy ES (bit 2).
+        g.launch_start(0, Policy::from_bits(0x4), None).unwrap();
+        g.launch_update_data(0x2000, 0x1000).unwrap();
+        let pages = [[0x11u8; VMSA_PAGE_LEN], [0x22u8; VMSA_PAGE_LEN]];
+        g.launch_update_vmsa(&pages).unwrap();
+        // The host sees the VMSA pages encrypted, the firmware holds them.
+        let mut seen = [0u8; VMSA_PAGE_LEN];
+        view.read(vmsa_gpa(1).unwrap(), &mut seen).unwrap();
+        assert_ne!(seen, pages[1]);
+        let mut plain = [0u8; VMSA_PAGE_LEN];
+        g.mem.read_plain(vmsa_gpa(1).unwrap(), &mut plain).unwrap();
+        assert_eq!(plain, pages[1]);
+        // More vCPUs than the window holds.
+        let many = vec![[0u8; VMSA_PAGE_LEN]; crate::vmsa_window::MAX_VMSAS + 1];
+        assert!(matches!(
+            g.launch_update_vmsa(&many),
+            Err(SevError::OutOfRange { .. })
+        ));
+        g.launch_measure().unwrap();
+        // After LAUNCH_MEASURE the firmware refuses more VMSAs.
+        let e = g.launch_update_vmsa(&pages[..1]).unwrap_err();
+        assert_eq!(
+            e.status(),
+            Some(StatusCode(Status::InvalidGuestState.code()))
+        );
     }
 
     #[test]

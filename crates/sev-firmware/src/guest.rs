@@ -15,6 +15,7 @@ use sev_proto::session::SessionBuffer;
 
 use crate::memory::HostView;
 use crate::types::{GuestStatus, LaunchMeasurement, LaunchSession, MigrationTarget};
+use crate::vmsa_window::VmsaPage;
 use crate::SevError;
 
 /// The launch commands (and the status and attestation of a launched
@@ -33,8 +34,13 @@ pub trait LaunchCommands: Send + Sync + fmt::Debug {
     /// LAUNCH_UPDATE_DATA: measures `len` bytes at `gpa` and encrypts them in
     /// place.
     fn launch_update_data(&self, gpa: u64, len: u64) -> Result<(), SevError>;
-    /// LAUNCH_UPDATE_VMSA for every vCPU (SEV-ES).
-    fn launch_update_vmsa(&self) -> Result<(), SevError>;
+    /// LAUNCH_UPDATE_VMSA for every vCPU (SEV-ES), in vCPU-index order:
+    /// `vmsas[i]` is vCPU `i`'s initial VMSA as the VMM built it. KVM
+    /// builds the pages itself from the vCPUs' registers (which the VMM set
+    /// from the same VMSAs) and checks only their number; the emulated
+    /// firmware measures and encrypts these pages
+    /// (docs/sev-es.md#where-the-vmsa-pages-live).
+    fn launch_update_vmsa(&self, vmsas: &[VmsaPage]) -> Result<(), SevError>;
     /// LAUNCH_MEASURE.
     fn launch_measure(&self) -> Result<LaunchMeasurement, SevError>;
     /// LAUNCH_SECRET: the owner's packet header and encrypted payload, into

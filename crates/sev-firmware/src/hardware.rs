@@ -26,6 +26,7 @@ use crate::types::{
     EncryptionParams, GuestKind, GuestStatus, LaunchMeasurement, LaunchSession, MigrationTarget,
     PlatformCerts, PlatformKind, PlatformStatus,
 };
+use crate::vmsa_window::VmsaPage;
 use crate::{error_chain, OpenError, SevError};
 
 /// Maps a `sev-host` error of firmware command `command` to a [`SevError`]:
@@ -280,7 +281,9 @@ impl LaunchCommands for HardwareGuest {
         unsafe { self.sev().launch_update_data(addr, len) }.map_err(|e| host_error(CMD, e))
     }
 
-    fn launch_update_vmsa(&self) -> Result<(), SevError> {
+    fn launch_update_vmsa(&self, _vmsas: &[VmsaPage]) -> Result<(), SevError> {
+        // KVM encrypts the VMSAs it built from the vCPUs' registers, which
+        // the VMM set from these pages.
         self.sev()
             .launch_update_vmsa()
             .map_err(|e| host_error("LAUNCH_UPDATE_VMSA", e))

@@ -28,6 +28,7 @@ pub mod hardware;
 pub mod memory;
 pub mod platform;
 pub mod types;
+pub mod vmsa_window;
 
 pub use error::{error_chain, OpenError, SevError};
 pub use guest::{DebugCommands, GuestContext, LaunchCommands, MigrationCommands};
@@ -37,3 +38,4 @@ pub use types::{
     EncryptionParams, GuestKind, GuestStatus, LaunchMeasurement, LaunchSession, MigrationTarget,
     PlatformCerts, PlatformKind, PlatformStatus,
 };
+pub use vmsa_window::{VmsaPage, VMSA_PAGE_LEN};

@@ -17,5 +17,6 @@ pub mod secret;
 pub mod secret_table;
 pub mod session;
 pub mod snp;
+pub mod vmsa;
 
 pub use guid::Guid;

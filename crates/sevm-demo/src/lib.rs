@@ -59,6 +59,14 @@ pub const FOOTER_GUID: Guid = Guid::from_str_const("96b582de-1fb2-45f7-baea-a366
 pub const SECRET_BLOCK_GUID: Guid = Guid::from_str_const("4c2eb361-7d9b-4cc3-8081-127c90d3d294");
 /// SEV kernel-hashes area entry: `u32 base, u32 size` (docs/protocol/ovmf.md#footer-table).
 pub const HASHES_BLOCK_GUID: Guid = Guid::from_str_const("7255371f-3a3b-4b04-927b-1da6efa8d454");
+/// SEV-ES reset block entry: `u32` AP reset address (docs/protocol/ovmf.md#footer-table).
+pub const SEV_ES_RESET_BLOCK_GUID: Guid =
+    Guid::from_str_const("00f771de-1a7e-4fcb-890e-68c77e2fb44e");
+/// Where an SEV-ES guest's APs start (CS base 0xFFFF0000, IP 0xFF00): the
+/// demo never starts its APs, so they only park there (`cli; hlt`).
+pub const AP_RESET_ADDR: u32 = 0xFFFF_FF00;
+/// The AP parking code at [`AP_RESET_ADDR`]: `cli; hlt; jmp short -3`.
+pub const AP_PARK_CODE: [u8; 4] = [0xFA, 0xF4, 0xEB, 0xFD];
 /// efi_secret table header GUID (docs/protocol/secret.md#secret-table).
 pub const SECRET_TABLE_HEADER_GUID: Guid =
     Guid::from_str_const("1e74f542-71dd-4d66-963e-ef4287ff173b");
@@ -226,10 +234,14 @@ fn check_memtest(m: &MemtestOptions) -> Result<(), DemoError> {
     Ok(())
 }
 
-/// The footer table bytes that end at EOF−32: the two entries (data ‖ u16
-/// length ‖ GUID each), then u16 table length and the footer GUID.
+/// The footer table bytes that end at EOF−32: the three entries (data ‖ u16
+/// length ‖ GUID each: the SEV-ES reset block, the hashes area, the secret
+/// block), then u16 table length and the footer GUID.
 pub fn footer_table() -> Vec<u8> {
     let mut t = Vec::new();
+    t.extend_from_slice(&AP_RESET_ADDR.to_le_bytes());
+    t.extend_from_slice(&(4u16 + 2 + 16).to_le_bytes());
+    t.extend_from_slice(SEV_ES_RESET_BLOCK_GUID.as_bytes());
     for (guid, base, size) in [
         (HASHES_BLOCK_GUID, HASHES_AREA_BASE, HASHES_AREA_SIZE),
         (SECRET_BLOCK_GUID, SECRET_AREA_BASE, SECRET_AREA_SIZE),
@@ -267,7 +279,10 @@ pub fn build(opts: &DemoOptions) -> Result<Vec<u8>, DemoError> {
     let image_base = (1u64 << 32) - size as u64;
     let table = footer_table();
     let table_start = size - 32 - table.len();
-    let mut placed: Vec<(usize, usize)> = vec![(table_start, size - 32)];
+    let park = usize::try_from(u64::from(AP_RESET_ADDR) - image_base).unwrap_or(usize::MAX);
+    let mut placed: Vec<(usize, usize)> =
+        vec![(table_start, size - 32), (park, park + AP_PARK_CODE.len())];
+    image[park..park + AP_PARK_CODE.len()].copy_from_slice(&AP_PARK_CODE);
     for (gpa, bytes) in &blobs.pieces {
         let too_large = DemoError::CodeTooLarge {
             what: "boot block piece",

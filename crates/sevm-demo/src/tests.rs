@@ -71,10 +71,16 @@ fn default_image_size_and_footer_table() {
     assert_eq!(image.len(), 2 << 20);
     let n = image.len();
     assert_eq!(&image[n - 48..n - 32], FOOTER_GUID.as_bytes());
-    // table_len = 2 entries of 26 bytes + the 18-byte footer header.
-    assert_eq!(u16::from_le_bytes([image[n - 50], image[n - 49]]), 70);
+    // table_len = 2 entries of 26 bytes + the 22-byte SEV-ES reset block
+    // + the 18-byte footer header.
+    assert_eq!(u16::from_le_bytes([image[n - 50], image[n - 49]]), 92);
     let entries = parse_footer(&image).unwrap();
-    assert_eq!(entries.len(), 2);
+    assert_eq!(entries.len(), 3);
+    let (g2, d2) = &entries[2];
+    assert_eq!(*g2, SEV_ES_RESET_BLOCK_GUID);
+    assert_eq!(d2.as_slice(), AP_RESET_ADDR.to_le_bytes());
+    let park = AP_RESET_ADDR as usize - ((1usize << 32) - n);
+    assert_eq!(image[park..park + 4], AP_PARK_CODE);
     let (g0, d0) = &entries[0];
     assert_eq!(*g0, SECRET_BLOCK_GUID, "first entry walking backwards");
     assert_eq!(base_size(d0), (SECRET_AREA_BASE, SECRET_AREA_SIZE));
@@ -169,7 +175,7 @@ fn image_sizes_are_validated() {
         // The same boot block whatever the size.
         assert_eq!(
             parse_footer(&image).unwrap().len(),
-            2,
+            3,
             "footer table present at size {size:#x}"
         );
     }

@@ -14,7 +14,9 @@
 //!
 //! Rows: the demo guest (2 MiB firmware) on the emulated SEV platform (a
 //! fresh platform directory with 2048-bit roots, made once), the same
-//! guest without SEV, `KVM_CREATE_VM` alone (in this process), and spawning
+//! guest without SEV, the guest with 8 vCPUs as a plain SEV and as an
+//! SEV-ES guest (run alternately, with the difference of their medians),
+//! `KVM_CREATE_VM` alone (in this process), and spawning
 //! `/bin/true` (process start cost).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -122,6 +124,24 @@ fn sevm_rows(name: &str, args: &[&str], runs: usize, baseline: Option<&str>) {
     }
 }
 
+/// Two configurations run alternately (same machine, same moment): their
+/// rows and the difference of the medians (`b` − `a`).
+fn paired_rows(a: (&str, &[&str]), b: (&str, &[&str]), runs: usize) {
+    let (mut wa, mut wb) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        for ((_, args), walls) in [(a, &mut wa), (b, &mut wb)] {
+            let r = run(SEVM, args);
+            assert_eq!(r.code, 0, "sevm {args:?} failed");
+            walls.push(r.wall);
+        }
+    }
+    let (_, med_a, _) = stats(wa.clone());
+    let (_, med_b, _) = stats(wb.clone());
+    row(a.0, wa);
+    row(b.0, wb);
+    println!("    difference of the medians: {:+.2} ms", med_b - med_a);
+}
+
 /// A new emulated platform (2048-bit roots: key generation is not what is
 /// measured).
 fn platform_dir(dir: &Path) -> Option<std::path::PathBuf> {
@@ -188,6 +208,40 @@ fn main() {
             ],
             runs,
             baseline,
+        );
+        // SEV-ES against plain SEV, 8 vCPUs each, interleaved.
+        let es = format!(
+            "sev-guest,id=sev0,policy=0x5,sev-device=emulated:{}",
+            pdir.display()
+        );
+        let args = |object: &str| -> Vec<String> {
+            [
+                "-bios",
+                &fw,
+                "-m",
+                "16",
+                "-serial",
+                "null",
+                "-smp",
+                "8",
+                "-cpu",
+                "EPYC-Milan",
+                "-machine",
+                "q35,memory-encryption=sev0",
+                "-object",
+                object,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        };
+        let (sev8, es8) = (args(&sev), args(&es));
+        let sev8: Vec<&str> = sev8.iter().map(String::as_str).collect();
+        let es8: Vec<&str> = es8.iter().map(String::as_str).collect();
+        paired_rows(
+            ("demo guest, emulated SEV, 8 vCPUs", &sev8),
+            ("demo guest, emulated SEV-ES, 8 vCPUs", &es8),
+            runs,
         );
     } else {
         println!("(emulated SEV row skipped: no emulated platform available)");

@@ -227,10 +227,11 @@ pub struct SevGuestConfig {
     pub kernel_hashes: bool,
     /// `sev-device=`.
     pub sev_device: SevDevice,
-    /// `legacy-vm-type=` (QEMU 9.1+: `on` initialises the guest with
-    /// KVM_SEV_INIT, `off` with KVM_SEV_INIT2). sevm initialises with
-    /// KVM_SEV_INIT, so `on` and `auto` describe what it does; the parser
-    /// refuses `off`.
+    /// `legacy-vm-type=` (QEMU 9.1+: `on` and `auto` initialise the guest
+    /// with KVM_SEV_INIT / KVM_SEV_ES_INIT, `off` with KVM_SEV_INIT2, whose
+    /// SEV-ES VMSAs carry the reset FPU state). On hardware sevm has the
+    /// legacy path only and refuses `off`; the emulated platform takes it
+    /// (docs/sev-es.md#the-initial-vmsas).
     pub legacy_vm_type: Option<OnOffAuto>,
 }
 
@@ -332,13 +333,15 @@ pub enum IncomingConfig {
     Defer,
 }
 
-/// `-cpu`. Recorded for SEV-ES's initial register state; the vCPUs see
-/// KVM's supported CPUID whatever the model.
+/// `-cpu`. Gives an SEV-ES guest's VMSAs their CPU signature
+/// ([`crate::sev::es::cpu_signature`]); the vCPUs see KVM's supported CPUID
+/// whatever the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuConfig {
     /// The model as written: `host`, `max`, `qemu64` or one of QEMU's EPYC
-    /// models (`EPYC`, `EPYC-v1`..`EPYC-v4`, `EPYC-Rome`, `EPYC-Milan`,
-    /// `EPYC-Genoa`, `EPYC-Turin`, each of the last four also `-vN`).
+    /// models with its versions (`EPYC`, `EPYC-v1`..`EPYC-v4`, `EPYC-IBPB`,
+    /// `EPYC-Rome[-v1..v5]`, `EPYC-Milan[-v1..v3]`, `EPYC-Genoa[-v1..v2]`,
+    /// `EPYC-Turin[-v1]`).
     pub model: String,
     /// Feature items after the model (`+x`, `-y`, `z=on`), as written.
     pub features: Vec<String>,

@@ -211,6 +211,18 @@ pub enum MachineError {
         #[source]
         source: std::io::Error,
     },
+    /// The guest's register state is encrypted (SEV-ES, after
+    /// LAUNCH_UPDATE_VMSA): the host can neither read nor set it.
+    #[error(
+        "cannot {op}: the guest's register state is protected (SEV-ES encrypts vCPU {index}'s \
+         registers; the host cannot read or set them)"
+    )]
+    RegistersProtected {
+        /// What was attempted.
+        op: &'static str,
+        /// The vCPU.
+        index: usize,
+    },
 }
 
 /// Length of [`Machine::device_state`].
@@ -377,6 +389,9 @@ pub struct Machine {
     dirty_logging: bool,
     qemu_thread_names: bool,
     msr_indices: Vec<u32>,
+    /// Set once an SEV-ES guest's VMSAs are encrypted: from then on the
+    /// vCPUs' registers cannot be read or set by the host.
+    registers_protected: AtomicBool,
     shared: Arc<RunControl>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -513,6 +528,7 @@ impl Machine {
             dirty_logging,
             qemu_thread_names,
             msr_indices,
+            registers_protected: AtomicBool::new(false),
             shared: Arc::new(RunControl {
                 request: AtomicU8::new(REQ_RUN),
                 inner: Mutex::new(Inner {
@@ -672,10 +688,33 @@ impl Machine {
         }
     }
 
-    /// Reads vCPU `index`'s state. The machine must be created or paused.
+    /// Marks the vCPUs' register state as protected (SEV-ES, once
+    /// LAUNCH_UPDATE_VMSA encrypted the VMSAs, as KVM does): from then on
+    /// [`Machine::vcpu_state`], [`Machine::set_vcpu_state`] and
+    /// [`Machine::set_debug`] fail with [`MachineError::RegistersProtected`].
+    pub fn protect_registers(&self) {
+        self.registers_protected.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the vCPUs' register state is protected
+    /// ([`Machine::protect_registers`]).
+    pub fn registers_protected(&self) -> bool {
+        self.registers_protected.load(Ordering::SeqCst)
+    }
+
+    fn require_unprotected(&self, op: &'static str, index: usize) -> Result<(), MachineError> {
+        if self.registers_protected() {
+            return Err(MachineError::RegistersProtected { op, index });
+        }
+        Ok(())
+    }
+
+    /// Reads vCPU `index`'s state. The machine must be created or paused,
+    /// and its registers not protected.
     pub fn vcpu_state(&self, index: usize) -> Result<VcpuState, MachineError> {
         self.require_stopped("read vCPU state")?;
         let slot = self.slot(index)?;
+        self.require_unprotected("read vCPU state", index)?;
         let fd = slot.lock();
         Ok(vcpu::get_state(
             &fd,
@@ -686,10 +725,12 @@ impl Machine {
         )?)
     }
 
-    /// Writes vCPU `index`'s state. The machine must be created or paused.
+    /// Writes vCPU `index`'s state. The machine must be created or paused,
+    /// and its registers not protected.
     pub fn set_vcpu_state(&self, index: usize, state: &VcpuState) -> Result<(), MachineError> {
         self.require_stopped("write vCPU state")?;
         let slot = self.slot(index)?;
+        self.require_unprotected("write vCPU state", index)?;
         let fd = slot.lock();
         vcpu::set_state(&fd, slot.id, state)?;
         slot.runnable.store(state.runnable, Ordering::SeqCst);
@@ -704,11 +745,16 @@ impl Machine {
     /// trap's address, so no guest memory is modified (no `int3`, which an
     /// SEV guest's encrypted memory could only take through DBG_ENCRYPT):
     /// with breakpoints set the guest runs one instruction per KVM exit.
-    /// The machine must be created or paused.
+    /// The machine must be created or paused; with its registers protected
+    /// (SEV-ES) only turning debugging off is accepted, as KVM refuses
+    /// single-stepping such a guest.
     pub fn set_debug(&self, step: Option<usize>, breakpoints: &[u64]) -> Result<(), MachineError> {
         self.require_stopped("set guest debugging")?;
         if let Some(i) = step {
             self.slot(i)?;
+        }
+        if step.is_some() || !breakpoints.is_empty() {
+            self.require_unprotected("single-step or set breakpoints", step.unwrap_or(0))?;
         }
         let config = DebugConfig {
             step: step.and_then(|i| self.vcpus.get(i)).map(|s| s.id),
@@ -1214,6 +1260,42 @@ mod tests {
         assert_eq!(m.run_until_exit().unwrap(), MachineExit::GuestExit(0));
         // Only the BSP ran the firmware.
         assert_eq!(out.text(), "A");
+    }
+
+    #[test]
+    fn protected_registers_cannot_be_read_set_or_stepped() {
+        if !testutil::kvm_available("protected_registers_cannot_be_read_set_or_stepped") {
+            return;
+        }
+        let out = CaptureBuffer::new();
+        let mut c = config(tiny_firmware(0), &out);
+        c.vcpus = 2;
+        let m = Machine::new(c).unwrap();
+        let state = m.vcpu_state(1).unwrap();
+        assert!(!m.registers_protected());
+        m.protect_registers();
+        assert!(m.registers_protected());
+        let e = m.vcpu_state(1).unwrap_err();
+        assert!(
+            matches!(e, MachineError::RegistersProtected { index: 1, .. }),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("protected"), "{e}");
+        assert!(matches!(
+            m.set_vcpu_state(0, &state),
+            Err(MachineError::RegistersProtected { index: 0, .. })
+        ));
+        assert!(matches!(
+            m.set_debug(Some(0), &[]),
+            Err(MachineError::RegistersProtected { .. })
+        ));
+        assert!(matches!(
+            m.set_debug(None, &[0xFFFF_FFF0]),
+            Err(MachineError::RegistersProtected { .. })
+        ));
+        // Turning debugging off stays possible; the guest still runs.
+        m.set_debug(None, &[]).unwrap();
+        assert_eq!(m.run_until_exit().unwrap(), MachineExit::GuestExit(0));
     }
 
     /// 16-bit code placed at the reset vector of a 64 KiB image.

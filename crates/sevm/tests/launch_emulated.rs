@@ -335,7 +335,16 @@ fn bad_owner_files_and_foreign_sessions_are_refused() {
         assert!(err.contains(fragment), "{extra}: {err}");
         assert_eq!(err.matches("sevm:").count(), err.lines().count(), "{err}");
     }
-    // Policy ES: refused on the emulated platform, before anything runs.
+    // Policy ES: refused, before anything runs, by a platform INITed
+    // without SEV-ES (SEV-ES guests themselves run on the emulated platform:
+    // tests/sev_es.rs).
+    let fw_platform = sev_psp::Platform::open(&platform, sev_psp::rng::os_rng()).unwrap();
+    // The VMs above INITed it (with SEV-ES, as Linux does) and it stays
+    // INIT after they exit.
+    if fw_platform.platform_status().unwrap().state != sev_proto::abi::PlatformState::Uninit {
+        fw_platform.shutdown().unwrap();
+    }
+    fw_platform.init(false).unwrap();
     let (st, err) = run_sevm(&sev_args(
         &fw,
         16,
@@ -344,6 +353,7 @@ fn bad_owner_files_and_foreign_sessions_are_refused() {
     ));
     assert_exit(st, 1, &err);
     assert!(err.contains("requires SEV-ES"), "{err}");
+    assert!(err.contains("does not support SEV-ES"), "{err}");
     // A platform directory that does not exist: say how to make one.
     let obj = format!(
         "sev-guest,id=sev0,sev-device=emulated:{}",

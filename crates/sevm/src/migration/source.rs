@@ -23,7 +23,7 @@ use super::{
     Cancel, Endpoint, MigrationError, Progress, ProgressDisplay, SevParts, StreamSocket, Summary,
     VmControl, PAGE,
 };
-use crate::sev::MigrationTarget;
+use crate::sev::{MigrationTarget, SevError};
 use sev_proto::cert::chain::{CaChain, PlatformChain};
 use sev_proto::cert::sev::Certificate;
 use sev_proto::session::SessionBuffer;
@@ -268,6 +268,17 @@ fn writer_thread<W: Write>(
 /// the guest resumed if this paused it).
 pub fn run(job: &Job<'_>) -> Result<Summary, MigrationError> {
     let start = Instant::now();
+    if job.vm.machine().registers_protected() {
+        // An SEV-ES guest's registers leave only as SEND_UPDATE_VMSA
+        // packets, which the stream does not carry (docs/sev-es.md#migration).
+        return Err(SevError::Unsupported {
+            command: "SEND_UPDATE_VMSA",
+            reason: "the guest's register state is protected (SEV-ES): sevm cannot migrate or \
+                     snapshot an SEV-ES guest"
+                .into(),
+        }
+        .into());
+    }
     let chain = target_chain(job)?;
     let timeout = job.params.peer_timeout();
     let conn = open(&job.endpoint, timeout, job.cancel)?;

@@ -470,14 +470,9 @@ fn parse_object(cfg: &mut VmConfig, arg: &str) -> Result<(), OptionsError> {
             "legacy-vm-type" => {
                 guest.legacy_vm_type = Some(match raw.string(o, key)?.as_str() {
                     "on" => OnOffAuto::On,
-                    "off" => {
-                        return Err(prop_err(
-                            o,
-                            key,
-                            "off (KVM_SEV_INIT2) is not supported by sevm: it initialises SEV \
-                             guests with KVM_SEV_INIT only (use on or auto)",
-                        ))
-                    }
+                    // Checked against the platform at start-up (hardware
+                    // refuses it).
+                    "off" => OnOffAuto::Off,
                     "auto" => OnOffAuto::Auto,
                     other => {
                         return Err(prop_err(
@@ -886,24 +881,15 @@ pub(crate) fn parse_incoming(option: &str, arg: &str) -> Result<IncomingConfig, 
 
 /// The CPU models `-cpu` accepts: QEMU's EPYC family, `host`, `qemu64` and
 /// `max`.
-const CPU_MODELS: &str = "host, max, qemu64, EPYC, EPYC-v1..EPYC-v4, EPYC-Rome, EPYC-Milan, \
-                          EPYC-Genoa, EPYC-Turin (each of the last four also -vN)";
+const CPU_MODELS: &str = "host, max, qemu64, EPYC, EPYC-v1..EPYC-v4, EPYC-Rome[-v1..v5], \
+                          EPYC-Milan[-v1..v3], EPYC-Genoa[-v1..v2], EPYC-Turin[-v1], EPYC-IBPB";
 
-/// Whether `model` is one of [`CPU_MODELS`].
+/// Whether `model` is one of [`CPU_MODELS`]: `host`, `max`, `qemu64`, or
+/// a name (exactly as QEMU spells it) of the vCPU-model table that gives
+/// SEV-ES guests their CPU signature (`sev_proto::vmsa::VCPU_MODELS`).
 fn known_cpu_model(model: &str) -> bool {
-    let versioned = |family: &str| match model.strip_prefix(family) {
-        Some("") => true,
-        Some(rest) => rest.strip_prefix("-v").is_some_and(|n| {
-            !n.is_empty() && !n.starts_with('0') && n.bytes().all(|b| b.is_ascii_digit())
-        }),
-        None => false,
-    };
-    matches!(
-        model,
-        "host" | "max" | "qemu64" | "EPYC" | "EPYC-v1" | "EPYC-v2" | "EPYC-v3" | "EPYC-v4"
-    ) || ["EPYC-Rome", "EPYC-Milan", "EPYC-Genoa", "EPYC-Turin"]
-        .into_iter()
-        .any(versioned)
+    matches!(model, "host" | "max" | "qemu64")
+        || sev_proto::vmsa::VCPU_MODELS.iter().any(|m| m.name == model)
 }
 
 fn parse_cpu(option: &str, arg: &str) -> Result<CpuConfig, OptionsError> {

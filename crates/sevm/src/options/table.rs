@@ -63,8 +63,9 @@ pub(super) static OPTIONS: &[OptionSpec] = &[
              [,legacy-vm-type=on|off|auto]",
         ),
         help: "SEV guest (also QEMU's JSON form `-object '{\"qom-type\":\"sev-guest\",...}'`); \
-               `legacy-vm-type=off` (KVM_SEV_INIT2) is refused: sevm has the legacy \
-               KVM_SEV_INIT path only",
+               `legacy-vm-type=off` (KVM_SEV_INIT2: SEV-ES VMSAs with the reset FPU state) \
+               only on the emulated platform: on hardware sevm has the legacy KVM_SEV_INIT \
+               path only",
         origin: Origin::Qemu,
         apply: |cfg, _, value| parse_object(cfg, &value).map(|()| None),
     },
@@ -269,9 +270,11 @@ pub(super) static OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         names: &["cpu"],
         arg: Some("MODEL[,FEATURES]"),
-        help: "CPU model: `host`, `max`, `qemu64`, `EPYC`, `EPYC-v1`..`EPYC-v4`, `EPYC-Rome`, \
-               `EPYC-Milan`, `EPYC-Genoa`, `EPYC-Turin` (each also `-vN`); recorded in the \
-               configuration (the vCPUs see KVM's supported CPUID whatever the model)",
+        help: "CPU model: `host`, `max`, `qemu64`, `EPYC`, `EPYC-v1`..`EPYC-v4`, `EPYC-IBPB`, \
+               `EPYC-Rome[-v1..v5]`, `EPYC-Milan[-v1..v3]`, `EPYC-Genoa[-v1..v2]`, \
+               `EPYC-Turin[-v1]`; gives an SEV-ES guest's initial VMSAs their CPU signature \
+               (`host`, `max`: the host's; no `-cpu`: `qemu64`'s); the vCPUs see KVM's \
+               supported CPUID whatever the model",
         origin: Origin::Qemu,
         apply: |cfg, option, value| {
             cfg.cpu = Some(parse_cpu(option, &value)?);

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use sev_proto::abi::Policy;
 use sev_proto::secret::PacketHeader;
 
-use super::{LaunchCommands, LaunchMeasurement, LaunchSession, SevError};
+use super::{LaunchCommands, LaunchMeasurement, LaunchSession, SevError, VmsaPage};
 use crate::memory::Gpa;
 
 /// LUPDATE: data (and VMSAs) may be added to the measurement.
@@ -133,9 +133,11 @@ impl Launch<Update> {
         self.backend.launch_update_data(gpa.raw(), len)
     }
 
-    /// LAUNCH_UPDATE_VMSA (SEV-ES).
-    pub fn update_vmsa(&mut self) -> Result<(), SevError> {
-        self.backend.launch_update_vmsa()
+    /// LAUNCH_UPDATE_VMSA (SEV-ES) of every vCPU's initial VMSA, in vCPU
+    /// order.
+    pub fn update_vmsa(&mut self, vmsas: &[VmsaPage]) -> Result<(), SevError> {
+        log::debug!("SEV: LAUNCH_UPDATE_VMSA of {} vCPUs", vmsas.len());
+        self.backend.launch_update_vmsa(vmsas)
     }
 
     /// LAUNCH_MEASURE: LUPDATE → LSECRET.
@@ -239,8 +241,8 @@ mod tests {
             self.log(format!("update {gpa:#x} {len:#x}"));
             Ok(())
         }
-        fn launch_update_vmsa(&self) -> Result<(), SevError> {
-            self.log("vmsa");
+        fn launch_update_vmsa(&self, vmsas: &[VmsaPage]) -> Result<(), SevError> {
+            self.log(format!("vmsa {}", vmsas.len()));
             Ok(())
         }
         fn launch_measure(&self) -> Result<LaunchMeasurement, SevError> {
@@ -289,7 +291,7 @@ mod tests {
         let mut l = Launch::start(backend, 0, Policy::from_bits(1), Some(&session)).unwrap();
         assert_eq!(l.handle(), 7);
         l.update_data(Gpa(0xFFFF_0000), 0x1_0000).unwrap();
-        l.update_vmsa().unwrap();
+        l.update_vmsa(&[[0; 4096]; 2]).unwrap();
         let s = l.measure().unwrap();
         assert_eq!(s.measurement().as_bytes(), &[0xAB; 48]);
         let e = s
@@ -311,7 +313,7 @@ mod tests {
             vec![
                 "start 0x1 true",
                 "update 0xffff0000 0x10000",
-                "vmsa",
+                "vmsa 2",
                 "measure",
                 "secret 0x810000",
                 "finish",

@@ -14,6 +14,7 @@
 //! QMP errors and CLI messages show, e.g.
 //! `SEV: LAUNCH_SECRET failed: BAD_MEASUREMENT (0x0B): measurement or MAC check failed`.
 
+pub mod es;
 pub mod launch;
 
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -25,7 +26,7 @@ use sev_firmware::hardware::HardwarePlatform;
 pub use sev_firmware::{
     error_chain, DebugCommands, EncryptionParams, GuestContext, GuestKind, GuestStatus,
     LaunchCommands, LaunchMeasurement, LaunchSession, MigrationCommands, MigrationTarget,
-    PlatformCerts, PlatformManagement, PlatformStatus, SevError, SevPlatform,
+    PlatformCerts, PlatformManagement, PlatformStatus, SevError, SevPlatform, VmsaPage,
 };
 
 use crate::machine::{Machine, PreVcpuHook};

@@ -13,7 +13,7 @@ use sev_proto::ovmf::PADDED_HASH_TABLE_LEN;
 
 use super::setup::{self, Prepared};
 use super::state::{IncomingPhase, LaunchPhase};
-use super::{Vmm, VmmError};
+use super::{machine_err, Vmm, VmmError};
 use crate::config::VmConfig;
 use crate::memory::{Gpa, FOUR_GIB};
 use crate::sev::{Launch, LaunchCommands, SevError};
@@ -28,6 +28,7 @@ pub(super) fn build(config: &VmConfig) -> Result<Vmm, VmmError> {
         hashes,
         secret_area,
         sev,
+        vmsas,
     } = setup::prepare(config)?;
     let sev = match sev {
         None => None,
@@ -53,8 +54,12 @@ pub(super) fn build(config: &VmConfig) -> Result<Vmm, VmmError> {
                     })?;
                 launch.update_data(gpa, PADDED_HASH_TABLE_LEN as u64)?;
             }
-            if platform.kind.encrypts_registers() {
-                launch.update_vmsa()?;
+            if let Some(vmsas) = &vmsas {
+                // The vCPUs start from their VMSAs; once these are
+                // encrypted the host no longer reads or sets registers.
+                vmsas.apply(&machine).map_err(machine_err)?;
+                launch.update_vmsa(vmsas.pages())?;
+                machine.protect_registers();
             }
             let handle = launch.handle();
             let secret = launch.measure().map_err(|f| f.error)?;

@@ -9,15 +9,17 @@ use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 
 use sev_proto::abi::Policy;
-use sev_proto::ovmf::{FooterTable, KernelHashes, OvmfArea, PADDED_HASH_TABLE_LEN};
+use sev_proto::ovmf::{FooterTable, KernelHashes, OvmfArea, ResetVector, PADDED_HASH_TABLE_LEN};
+use sev_proto::vmsa::KvmInit;
 
 use super::files::{self, FileError};
 use super::state::{LaunchPhase, SevContext};
 use super::{machine_err, VmmError};
-use crate::config::{SerialConfig, SevGuestConfig, VmConfig};
+use crate::config::{OnOffAuto, SerialConfig, SevGuestConfig, VmConfig};
 use crate::devices::serial::SerialOutput;
 use crate::machine::{Machine, MachineConfig};
 use crate::memory::MAX_FIRMWARE_SIZE;
+use crate::sev::es::{self, InitialVmsas};
 use crate::sev::{
     self, EncryptionParams, GuestContext, GuestKind, LaunchSession, PlatformManagement,
     PlatformStatus, SevError, SevPlatform,
@@ -37,6 +39,8 @@ pub(super) struct Prepared<'a> {
     pub secret_area: Option<OvmfArea>,
     /// The opened and checked SEV platform, when the guest is an SEV guest.
     pub sev: Option<SevPlatformSetup<'a>>,
+    /// The vCPUs' initial VMSAs, when the guest is an SEV-ES guest.
+    pub vmsas: Option<InitialVmsas>,
 }
 
 /// The SEV platform, opened and checked against the `sev-guest` options.
@@ -116,6 +120,23 @@ pub(super) fn prepare(config: &VmConfig) -> Result<Prepared<'_>, VmmError> {
         });
     }
 
+    let vmsas = match inputs.es_reset {
+        Some(reset) => {
+            let signature =
+                es::cpu_signature(config.cpu.as_ref()).map_err(|e| VmmError::Config {
+                    option: "-cpu".into(),
+                    problem: e.to_string(),
+                })?;
+            // UNCERTAIN (docs/protocol/choices.md#u34): the legacy FPU
+            // convention unless legacy-vm-type=off.
+            let init = match sev_cfg.and_then(|g| g.legacy_vm_type) {
+                Some(OnOffAuto::Off) => KvmInit::Init2,
+                _ => KvmInit::LegacyEsInit,
+            };
+            Some(InitialVmsas::new(signature, config.cpus, reset, init))
+        }
+        None => None,
+    };
     let kind = sev_setup.as_ref().map_or(GuestKind::Sev, |s| s.kind);
     let firmware_size = inputs.firmware.len() as u64;
     let mut mc = MachineConfig::new(config.memory, inputs.firmware);
@@ -135,6 +156,7 @@ pub(super) fn prepare(config: &VmConfig) -> Result<Prepared<'_>, VmmError> {
         hashes: inputs.hashes,
         secret_area: inputs.secret_area,
         sev: sev_setup,
+        vmsas,
     })
 }
 
@@ -165,6 +187,8 @@ struct Inputs {
     launch_session: Option<LaunchSession>,
     hashes: Option<(OvmfArea, KernelHashes)>,
     secret_area: Option<OvmfArea>,
+    /// The SEV-ES AP reset address from the firmware (SEV-ES guests only).
+    es_reset: Option<ResetVector>,
 }
 
 fn read_inputs(cfg: &VmConfig, sev: Option<&SevGuestConfig>) -> Result<Inputs, VmmError> {
@@ -214,6 +238,7 @@ fn read_inputs(cfg: &VmConfig, sev: Option<&SevGuestConfig>) -> Result<Inputs, V
         launch_session: None,
         hashes: None,
         secret_area: None,
+        es_reset: None,
     };
     let Some(g) = sev else {
         return Ok(inputs);
@@ -255,6 +280,26 @@ fn read_inputs(cfg: &VmConfig, sev: Option<&SevGuestConfig>) -> Result<Inputs, V
         ),
     })?;
     inputs.secret_area = table.sev_secret_block().ok().flatten();
+    if Policy::from_bits(g.policy).es() {
+        // As QEMU's sev_es_save_reset_vector: an SEV-ES guest needs the
+        // firmware's AP reset address, whatever the vCPU count.
+        let missing = |problem: String| VmmError::Config {
+            option: "-bios".into(),
+            problem: format!("{}: SEV-ES: {problem}", inputs.firmware_path.display()),
+        };
+        inputs.es_reset = Some(
+            table
+                .sev_es_reset_vector()
+                .map_err(|e| missing(format!("bad SEV-ES reset block: {e}")))?
+                .ok_or_else(|| {
+                    missing(
+                        "SEV information block/Firmware GUID Table block not found in pflash \
+                         rom (the firmware has no SEV-ES AP reset address, or it is zero)"
+                            .into(),
+                    )
+                })?,
+        );
+    }
     if g.kernel_hashes {
         if let Some(kernel_path) = &cfg.kernel {
             let area = table.check_hashes_area().map_err(|e| VmmError::Config {
@@ -314,17 +359,16 @@ fn check_platform(
     // checked as QEMU does (1..=63), once, by `VmConfig::validate`, not
     // against the host's EBX[11:6]: the architecturally correct guest value
     // is 1 whatever the host reduction is.
-    let policy = Policy::from_bits(g.policy);
-    if policy.es() && platform.is_emulated() {
+    if g.legacy_vm_type == Some(OnOffAuto::Off) && !platform.is_emulated() {
         return Err(VmmError::Config {
             option,
-            problem: format!(
-                "guest policy {:#x} requires SEV-ES, which sevm supports on SEV hardware only \
-                 (the emulated platform does not model encrypted register state)",
-                g.policy
-            ),
+            problem: "legacy-vm-type: off (KVM_SEV_INIT2) is not supported by sevm on SEV \
+                      hardware: it initialises hardware SEV guests with KVM_SEV_INIT only (use \
+                      on or auto)"
+                .into(),
         });
     }
+    let policy = Policy::from_bits(g.policy);
     if policy.es() && !info.es_enabled {
         return Err(VmmError::Config {
             option,
@@ -466,8 +510,22 @@ mod tests {
             ..INFO
         };
         check_platform(&guest(0x5, None, None), &es, &PARAMS, &hw).unwrap();
+        // sevm has the KVM_SEV_INIT path only on hardware; the emulated
+        // platform takes legacy-vm-type=off (moved from the parser's tests).
+        let mut init2 = guest(1, None, None);
+        init2.legacy_vm_type = Some(OnOffAuto::Off);
+        let e = check_platform(&init2, &INFO, &PARAMS, &hw).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "-object sev-guest,id=sev0: legacy-vm-type: off (KVM_SEV_INIT2) is not supported by \
+             sevm on SEV hardware: it initialises hardware SEV guests with KVM_SEV_INIT only (use \
+             on or auto)"
+        );
+        check_platform(&init2, &INFO, &PARAMS, &Fake::new(true)).unwrap();
+        // The emulated platform runs SEV-ES guests too, when INITed with ES.
         let emu = Fake::new(true);
-        let e = check_platform(&guest(0x5, None, None), &es, &PARAMS, &emu).unwrap_err();
-        assert!(e.to_string().contains("SEV hardware only"), "{e}");
+        check_platform(&guest(0x5, None, None), &es, &PARAMS, &emu).unwrap();
+        let e = check_platform(&guest(0x5, None, None), &INFO, &PARAMS, &emu).unwrap_err();
+        assert!(e.to_string().contains("does not support SEV-ES"), "{e}");
     }
 }

@@ -1,0 +1,496 @@
+//! SEV-ES guests on the emulated platform, through the real `sevm` binary:
+//! the demo guest runs to its exit; the launch digest covers the firmware
+//! and every vCPU's initial VMSA as `sev_proto::vmsa` builds them (and as
+//! `sevctl measurement build` computes it); after the launch the host can
+//! no longer read the registers (HMP, GDB) nor migrate the guest.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use serde_json::{json, Value};
+use sev_proto::hash::{sha256, Sha256};
+use sev_proto::ovmf::FooterTable;
+use sev_proto::vmsa::{KvmInit, SevFeatures, VcpuModel, VcpuRole, VmmType, VmsaConfig};
+
+/// Policy NODBG | ES.
+const ES: u32 = 0x5;
+/// Policy ES with debugging allowed.
+const ES_DBG: u32 = 0x4;
+
+/// The launch digest of an SEV-ES guest of `vcpus` vCPUs of `model` on
+/// firmware `fw`: SHA-256 of the image, then each VMSA in vCPU order
+/// (KVM_SEV_ES_INIT's convention, as sevm initialises the guest).
+fn es_digest(fw: &[u8], vcpus: u32, model: &str) -> [u8; 32] {
+    es_digest_with(fw, vcpus, model, KvmInit::LegacyEsInit)
+}
+
+/// [`es_digest`] for a VM initialised with `init`.
+fn es_digest_with(fw: &[u8], vcpus: u32, model: &str, init: KvmInit) -> [u8; 32] {
+    let table = FooterTable::parse(fw).unwrap();
+    let reset = table.sev_es_reset_vector().unwrap().unwrap();
+    let sig = VcpuModel::by_name(model).unwrap().signature();
+    let config = VmsaConfig::new(VmmType::Qemu, sig, SevFeatures::NONE).with_kvm_init(init);
+    let mut h = Sha256::new();
+    h.update(fw);
+    for i in 0..vcpus {
+        let role = if i == 0 {
+            VcpuRole::Bsp
+        } else {
+            VcpuRole::Ap(reset)
+        };
+        h.update(&config.page(role));
+    }
+    h.finish()
+}
+
+/// The PDH and chain of `platform`, leaving it UNINIT again: `export_pdh`
+/// INITs it without SEV-ES, and a platform INITed so refuses SEV-ES guests
+/// (sevm INITs an UNINIT platform with SEV-ES, as Linux does).
+fn export_pdh_for_es(platform: &Path) -> (Vec<u8>, Vec<u8>) {
+    let certs = export_pdh(platform);
+    let p = sev_psp::Platform::open(platform, sev_psp::rng::os_rng()).unwrap();
+    p.shutdown().unwrap();
+    certs
+}
+
+fn es_vm_args(fw: &Path, object: &str, sock: &Path, vcpus: u32, model: &str) -> Vec<String> {
+    let mut args = sev_args(fw, 16, object, Some(sock));
+    args.extend([
+        "-smp".into(),
+        vcpus.to_string(),
+        "-cpu".into(),
+        model.into(),
+    ]);
+    args
+}
+
+#[test]
+fn demo_guest_runs_to_its_exit_as_an_sev_es_guest() {
+    if !sevm_testutil::kvm("demo_guest_runs_to_its_exit_as_an_sev_es_guest") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let platform = fresh_platform(d, "platform");
+    let fw = demo_image(d);
+    for vcpus in [1, 4] {
+        let mut args = sev_args(&fw, 16, &sev_object(&platform, ES, None, ""), None);
+        args.extend(["-smp".into(), vcpus.to_string()]);
+        args.extend(["-cpu".into(), "EPYC-Milan".into()]);
+        let mut vm = Sevm::spawn(&args);
+        let st = vm.wait();
+        let stdout = vm.stdout_text();
+        assert_exit(st, 0, &vm.stderr_text());
+        assert!(stdout.contains(sevm_demo::GREETING), "{stdout}");
+    }
+}
+
+#[test]
+fn es_launch_measures_the_firmware_and_every_vmsa() {
+    const TEST: &str = "es_launch_measures_the_firmware_and_every_vmsa";
+    if !sevm_testutil::kvm(TEST) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let platform = fresh_platform(d, "platform");
+    let (pdh, chain) = export_pdh_for_es(&platform);
+    let fw = demo_image(d);
+    let image = std::fs::read(&fw).unwrap();
+    for (vcpus, model) in [
+        (1, "EPYC"),
+        (2, "EPYC-Milan"),
+        (4, "EPYC-Rome-v4"),
+        (8, "EPYC-Genoa"),
+    ] {
+        let owner = owner(d, &pdh, &chain, &amd_chain(&platform), ES);
+        let sock = d.join(format!("qmp-{vcpus}.sock"));
+        let obj = sev_object(&platform, ES, Some(&owner), "");
+        let mut vm = Sevm::spawn(es_vm_args(&fw, &obj, &sock, vcpus, model));
+        let mut q = vm.qmp(&sock);
+        q.ok("qmp_capabilities", Value::Null);
+        let info = q.ok("query-sev", Value::Null);
+        assert_eq!(info["policy"], json!(ES), "{info}");
+        assert_eq!(info["state"], json!("launch-secret"), "{info}");
+        let blob = unb64(
+            q.ok("query-sev-launch-measure", Value::Null)["data"]
+                .as_str()
+                .unwrap(),
+        );
+        let ld = es_digest(&image, vcpus, model);
+        verify_measurement(&owner, &info, &blob, &ld)
+            .unwrap_or_else(|e| panic!("{vcpus} x {model}: {e}"));
+        // The plain-SEV digest (firmware only) does not verify.
+        let plain = sha256(&image);
+        assert!(verify_measurement(&owner, &info, &blob, &plain).is_err());
+        q.ok("cont", Value::Null);
+        let st = vm.wait();
+        assert_exit(st, 0, &vm.stderr_text());
+    }
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Under a `sevctl session` with the ES policy, `sevctl measurement build`
+/// reproduces sevm's measurement of an SEV-ES launch from the launch digest
+/// sevm's builder gives, and from the firmware and the VMSAs that
+/// `sevctl vmsa build` makes on its own.
+#[test]
+fn sevctl_measurement_build_verifies_an_es_launch() {
+    const TEST: &str = "sevctl_measurement_build_verifies_an_es_launch";
+    let Some(sevctl) = sevm_testutil::peer_tool(
+        TEST,
+        "sevctl",
+        "--version",
+        "install it with `cargo install sevctl`",
+    ) else {
+        return;
+    };
+    if !sevm_testutil::kvm(TEST) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let platform = fresh_platform(d, "platform");
+    let fw = demo_image(d);
+    let image = std::fs::read(&fw).unwrap();
+    let (pdh, _) = export_pdh_for_es(&platform);
+    std::fs::write(d.join("pdh.cert"), &pdh).unwrap();
+    run_ok(Command::new(&sevctl).current_dir(d).args([
+        "session",
+        "--name",
+        "vm",
+        "pdh.cert",
+        &ES.to_string(),
+    ]));
+    for (vcpus, model) in [(1u32, "EPYC"), (4, "EPYC-Milan")] {
+        let sock = d.join(format!("qmp-{vcpus}.sock"));
+        let obj = format!(
+            "sev-guest,id=sev0,policy={ES:#x},sev-device=emulated:{},dh-cert-file={},\
+             session-file={}",
+            platform.display(),
+            d.join("vm_godh.b64").display(),
+            d.join("vm_session.b64").display()
+        );
+        let mut vm = Sevm::spawn(es_vm_args(&fw, &obj, &sock, vcpus, model));
+        let mut q = vm.qmp(&sock);
+        q.ok("qmp_capabilities", Value::Null);
+        let info = q.ok("query-sev", Value::Null);
+        let blob_b64 = q.ok("query-sev-launch-measure", Value::Null)["data"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let build = |extra: &[String]| {
+            run_ok(
+                Command::new(&sevctl)
+                    .current_dir(d)
+                    .args(["measurement", "build"])
+                    .args(["--api-major", &info["api-major"].to_string()])
+                    .args(["--api-minor", &info["api-minor"].to_string()])
+                    .args(["--build-id", &info["build-id"].to_string()])
+                    .args(["--policy", &info["policy"].to_string()])
+                    .args(["--tik", "vm_tik.bin", "--launch-measure-blob", &blob_b64])
+                    .args(extra),
+            )
+        };
+        let ld = es_digest(&image, vcpus, model);
+        let from_digest = build(&["--launch-digest".into(), b64(&ld)]);
+        assert_eq!(from_digest.trim(), blob_b64, "{vcpus} x {model}");
+
+        // sevctl's own VMSAs for this model (family/model/stepping). Its
+        // BSP page is sevm's byte for byte; its AP page too, but for the CS
+        // base: sevctl keeps only bits 16-23 of the AP reset address
+        // (0x00FF0000 for the demo's 0xFFFFFF00), where QEMU, KVM and
+        // sev-snp-measure take `addr & 0xFFFF0000`. The AP page measured is
+        // therefore sevm's, after that one difference is checked.
+        let m = VcpuModel::by_name(model).unwrap();
+        let sig = m.signature();
+        let config = VmsaConfig::new(VmmType::Qemu, sig, SevFeatures::NONE)
+            .with_kvm_init(KvmInit::LegacyEsInit);
+        let reset = FooterTable::parse(&image)
+            .unwrap()
+            .sev_es_reset_vector()
+            .unwrap()
+            .unwrap();
+        let mut sevctl_pages = Vec::new();
+        for cpu in 0..2 {
+            let file = d.join(format!("vmsa{cpu}-{vcpus}.bin"));
+            run_ok(
+                Command::new(&sevctl)
+                    .args(["vmsa", "build", "--userspace", "qemu"])
+                    .args(["--cpu", &cpu.to_string()])
+                    .args(["--family", &m.family.to_string()])
+                    .args(["--model", &m.model.to_string()])
+                    .args(["--stepping", &m.stepping.to_string()])
+                    .arg("--firmware")
+                    .arg(&fw)
+                    .arg(&file),
+            );
+            sevctl_pages.push(std::fs::read(&file).unwrap());
+        }
+        assert_eq!(sevctl_pages[0], config.page(VcpuRole::Bsp));
+        let ours_ap = config.page(VcpuRole::Ap(reset));
+        let cs_base = sev_proto::vmsa::offset::CS + 8..sev_proto::vmsa::offset::CS + 16;
+        let mut theirs_ap = sevctl_pages[1].clone();
+        assert_eq!(theirs_ap[cs_base.clone()], 0x00FF_0000u64.to_le_bytes());
+        theirs_ap[cs_base].copy_from_slice(&u64::from(reset.cs_base()).to_le_bytes());
+        assert_eq!(theirs_ap, ours_ap);
+        let ap_file = d.join(format!("vmsa1-sevm-{vcpus}.bin"));
+        std::fs::write(&ap_file, ours_ap).unwrap();
+        let extra = vec![
+            "--firmware".to_string(),
+            fw.display().to_string(),
+            "--num-cpus".into(),
+            vcpus.to_string(),
+            "--vmsa-cpu0".into(),
+            d.join(format!("vmsa0-{vcpus}.bin")).display().to_string(),
+            "--vmsa-cpu1".into(),
+            ap_file.display().to_string(),
+        ];
+        let from_vmsas = build(&extra);
+        assert_eq!(
+            from_vmsas.trim(),
+            blob_b64,
+            "{vcpus} x {model} (sevctl's VMSAs)"
+        );
+        q.ok("quit", Value::Null);
+        vm.wait();
+    }
+}
+
+/// `sev-snp-measure --mode seves` (which models KVM_SEV_INIT2) for the
+/// demo guest.
+fn snp_measure_seves(test: &str, fw: &Path, vcpus: u32, model: &str) -> Option<[u8; 32]> {
+    let tool = sevm_testutil::peer_tool(
+        test,
+        "sev-snp-measure",
+        "--version",
+        "install it with `pip install sev-snp-measure`",
+    )?;
+    let out = Command::new(tool)
+        .args(["--mode", "seves", "--output-format", "hex"])
+        .args([
+            "--vcpus",
+            &vcpus.to_string(),
+            "--vcpu-type",
+            model,
+            "--ovmf",
+        ])
+        .arg(fw)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    Some(hex::decode(text.trim()).unwrap().try_into().unwrap())
+}
+
+/// sev-snp-measure's SEV-ES digests equal the builder's for 1-8 vCPUs and
+/// several vCPU types, and a launch with `legacy-vm-type=off` (KVM_SEV_INIT2,
+/// what sev-snp-measure models) measures exactly that digest.
+#[test]
+fn sev_snp_measure_seves_equals_an_init2_launch() {
+    const TEST: &str = "sev_snp_measure_seves_equals_an_init2_launch";
+    if !sevm_testutil::kvm(TEST) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let fw = demo_image(d);
+    let image = std::fs::read(&fw).unwrap();
+    for vcpus in [1, 2, 4, 8] {
+        for model in [
+            "EPYC",
+            "EPYC-v4",
+            "EPYC-Rome",
+            "EPYC-Milan-v2",
+            "EPYC-Genoa",
+        ] {
+            let Some(theirs) = snp_measure_seves(TEST, &fw, vcpus, model) else {
+                return;
+            };
+            let ours = es_digest_with(&image, vcpus, model, KvmInit::Init2);
+            assert_eq!(ours, theirs, "{vcpus} x {model}");
+            // The legacy init (sevm's default) differs in the FPU fields.
+            assert_ne!(es_digest(&image, vcpus, model), theirs);
+        }
+    }
+    let platform = fresh_platform(d, "platform");
+    let (pdh, chain) = export_pdh_for_es(&platform);
+    for (vcpus, model) in [(1, "EPYC-v4"), (8, "EPYC-Genoa")] {
+        let ld = snp_measure_seves(TEST, &fw, vcpus, model).unwrap();
+        let owner = owner(d, &pdh, &chain, &amd_chain(&platform), ES);
+        let sock = d.join(format!("qmp-{vcpus}.sock"));
+        let obj = sev_object(&platform, ES, Some(&owner), ",legacy-vm-type=off");
+        let mut vm = Sevm::spawn(es_vm_args(&fw, &obj, &sock, vcpus, model));
+        let mut q = vm.qmp(&sock);
+        q.ok("qmp_capabilities", Value::Null);
+        let info = q.ok("query-sev", Value::Null);
+        let blob = unb64(
+            q.ok("query-sev-launch-measure", Value::Null)["data"]
+                .as_str()
+                .unwrap(),
+        );
+        verify_measurement(&owner, &info, &blob, &ld)
+            .unwrap_or_else(|e| panic!("{vcpus} x {model}: {e}"));
+        q.ok("cont", Value::Null);
+        assert_exit(vm.wait(), 0, &vm.stderr_text());
+    }
+}
+
+#[test]
+fn registers_are_refused_after_the_launch_but_memory_follows_nodbg() {
+    const TEST: &str = "registers_are_refused_after_the_launch_but_memory_follows_nodbg";
+    if !sevm_testutil::kvm(TEST) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let platform = fresh_platform(d, "platform");
+    // A guest that keeps running (memtest) until it is migrated.
+    let fw = memtest_image(d, 64, 0);
+    let sock = d.join("qmp.sock");
+    let obj = sev_object(&platform, ES_DBG, None, "");
+    let mut args = sev_args(&fw, 64, &obj, Some(&sock));
+    args.extend(["-smp".into(), "2".into(), "-cpu".into(), "EPYC".into()]);
+    let mut vm = Sevm::spawn(args);
+    let mut q = vm.qmp(&sock);
+    q.ok("qmp_capabilities", Value::Null);
+    // HMP `x` with a virtual address needs the vCPU's control registers.
+    let x = q.ok(
+        "human-monitor-command",
+        json!({"command-line": "x /4xb 0xfffffff0"}),
+    );
+    let text = x.as_str().unwrap();
+    assert!(text.contains("register state is protected"), "{text}");
+    let mem = q.err(
+        "memsave",
+        json!({"val": 0xfff0, "size": 16, "filename": d.join("m").display().to_string()}),
+    );
+    assert!(mem.contains("register state is protected"), "{mem}");
+    // Guest memory: DBG_DECRYPT, allowed by this policy.
+    let dec = q.ok(
+        "sev-dbg-decrypt",
+        json!({"gpa": 0xffff_fff0u64, "size": 16}),
+    );
+    let image = std::fs::read(&fw).unwrap();
+    assert_eq!(
+        unb64(dec["data"].as_str().unwrap()),
+        image[image.len() - 16..]
+    );
+    // A migration would have to carry the registers.
+    q.ok("cont", Value::Null);
+    q.ok(
+        "migrate",
+        json!({"uri": format!("file:{}", d.join("snap").display())}),
+    );
+    let info = migration_result(&mut q);
+    assert_eq!(info["status"], "failed", "{info}");
+    let why = info["error-desc"].as_str().unwrap_or_default();
+    assert!(why.contains("register state is protected"), "{info}");
+    assert!(why.contains("SEND_UPDATE_VMSA"), "{info}");
+    // The guest keeps running.
+    assert_eq!(q.ok("query-status", Value::Null)["status"], "running");
+    q.ok("quit", Value::Null);
+    vm.wait();
+}
+
+#[test]
+fn gdb_cannot_read_an_es_guests_registers() {
+    const TEST: &str = "gdb_cannot_read_an_es_guests_registers";
+    if !sevm_testutil::kvm(TEST) {
+        return;
+    }
+    if sevm_testutil::peer_tool(
+        TEST,
+        "gdb",
+        "--version",
+        "install gdb (apt-get install gdb)",
+    )
+    .is_none()
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let platform = fresh_platform(d, "platform");
+    let fw = demo_image(d);
+    let sock = d.join("qmp.sock");
+    let obj = sev_object(&platform, ES_DBG, None, "");
+    let mut args = es_vm_args(&fw, &obj, &sock, 1, "EPYC");
+    args.extend(["-gdb".into(), "tcp:127.0.0.1:0".into()]);
+    let mut vm = Sevm::spawn(args);
+    let mut q = vm.qmp(&sock);
+    q.ok("qmp_capabilities", Value::Null);
+    assert!(
+        vm.wait_for_stderr("gdb stub listening on"),
+        "{}",
+        vm.stderr_text()
+    );
+    let port: u16 = {
+        let lines = vm.stderr.lock().unwrap();
+        let line = lines
+            .iter()
+            .find(|l| l.contains("gdb stub listening on"))
+            .unwrap();
+        line.rsplit(':').next().unwrap().trim().parse().unwrap()
+    };
+    let out = Command::new("gdb")
+        .args(["-batch", "-nx", "-ex", "set pagination off", "-ex"])
+        .arg(format!("target remote 127.0.0.1:{port}"))
+        .args(["-ex", "info registers rip", "-ex", "x/4xb 0xfffffff0"])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No register values reach gdb; memory (policy allows debugging) does.
+    assert!(!text.contains("rip            0x"), "{text}");
+    assert!(text.contains("0xfffffff0:"), "{text}");
+    q.ok("quit", Value::Null);
+    vm.wait();
+}
+
+#[test]
+fn es_needs_the_firmwares_reset_block() {
+    if !sevm_testutil::kvm("es_needs_the_firmwares_reset_block") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let platform = fresh_platform(d, "platform");
+    // A firmware without a footer table.
+    let fw = d.join("bare.fd");
+    let mut image = vec![0xF4u8; 64 << 10];
+    let n = image.len();
+    image[n - 16..n - 14].copy_from_slice(&[0xEB, 0xFE]);
+    std::fs::write(&fw, &image).unwrap();
+    let args = sev_args(&fw, 16, &sev_object(&platform, ES, None, ""), None);
+    let mut vm = Sevm::spawn(&args);
+    let st = vm.wait();
+    let err = vm.stderr_text();
+    assert!(!st.success(), "{err}");
+    assert!(
+        err.contains("SEV information block/Firmware GUID Table block not found"),
+        "{err}"
+    );
+}
