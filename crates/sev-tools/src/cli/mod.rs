@@ -6,6 +6,7 @@ pub mod demo;
 pub mod owner;
 pub mod platform;
 pub mod tempdir;
+pub mod vcpu;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
