@@ -425,3 +425,57 @@ fn sev_snp_measure_matrix_agrees() {
         start.elapsed().as_secs_f64()
     );
 }
+
+/// Debian's OVMF: sev-snp-measure and sev-owner agree for SEV-ES and SNP;
+/// the 4 MiB build has no SEV metadata, so sev-owner refuses an SNP digest
+/// that no launch can produce (docs/protocol/choices.md#u23).
+#[test]
+fn debian_ovmf_agrees() {
+    let test = "debian_ovmf_agrees";
+    let Some(tool) = peer(test, "sev-snp-measure") else {
+        return;
+    };
+    let code = Path::new("/usr/share/OVMF/OVMF_CODE.fd");
+    let code_4m = Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd");
+    if !code.exists() || !code_4m.exists() {
+        sevm_testutil::skip(
+            test,
+            "Debian OVMF in /usr/share/OVMF (apt-get install ovmf)",
+        );
+        return;
+    }
+    for (mode, fw, vcpus) in [
+        ("snp", code, "1"),
+        ("snp", code, "8"),
+        ("seves", code, "4"),
+        ("seves", code_4m, "2"),
+        ("snp:ovmf-hash", code_4m, ""),
+    ] {
+        let mut args = vec!["--mode", mode, "--ovmf", p(fw)];
+        if !vcpus.is_empty() {
+            args.extend(["--vcpus", vcpus, "--vcpu-type", "EPYC-Genoa"]);
+        }
+        let theirs = Command::new(&tool).args(&args).output().unwrap();
+        assert!(theirs.status.success(), "{args:?}");
+        assert_eq!(
+            owner_hex(&args),
+            String::from_utf8_lossy(&theirs.stdout).trim(),
+            "{args:?}"
+        );
+    }
+    fails(
+        OWNER,
+        &[
+            "measure",
+            "--mode",
+            "snp",
+            "--ovmf",
+            p(code_4m),
+            "--vcpus",
+            "1",
+            "--vcpu-type",
+            "EPYC",
+        ],
+        "OVMF has no SEV metadata",
+    );
+}
