@@ -4,13 +4,18 @@
 //! and the two bytes before it forced into place (input ‖ LE16 length ‖
 //! footer GUID ‖ 32 bytes), so that the table walk is reached on every run.
 //!
+//! The SEV metadata parser also runs on its own, with the offset from the
+//! end taken from the input's first four bytes.
+//!
 //! Properties: no panic; every entry lies inside the image at the offset it
 //! reports, entries do not overlap and their lengths (data + 18) add up to
 //! the table length minus its own header.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sev_proto::ovmf::{FooterTable, ENTRY_HEADER_LEN, FOOTER_GUID, TABLE_LEN_FROM_END};
+use sev_proto::ovmf::{
+    FooterTable, SevMetadata, ENTRY_HEADER_LEN, FOOTER_GUID, TABLE_LEN_FROM_END,
+};
 
 fn check(image: &[u8]) {
     let Ok(table) = FooterTable::parse(image) else {
@@ -52,11 +57,32 @@ fn lookups(table: &FooterTable<'_>) {
         assert_ne!(rv.addr, 0);
         let _ = (rv.cs_base(), rv.ip());
     }
+    if let Ok(Some(m)) = table.sev_metadata() {
+        for s in &m.sections {
+            assert_eq!(s.gpa % 4096, 0);
+            assert!(s.size > 0 && s.size % 4096 == 0);
+            assert!(u64::from(s.gpa) + u64::from(s.size) <= 1 << 32);
+            assert_eq!(s.pages().count() as u32, s.size / 4096);
+        }
+    }
     let _ = format!("{table:?}");
+}
+
+/// The metadata parser on its own, at an offset taken from the input.
+fn metadata(data: &[u8]) {
+    let Some((head, image)) = data.split_first_chunk::<4>() else {
+        return;
+    };
+    let offset = u32::from_le_bytes(*head) % (image.len() as u32 + 2);
+    if let Ok(m) = SevMetadata::parse(image, offset) {
+        assert_eq!(m.offset, image.len() - offset as usize);
+        assert_eq!(&image[m.offset..m.offset + 4], b"ASEV");
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
     check(data);
+    metadata(data);
 
     // Force a footer: the last 2 input bytes become the table length.
     let (body, len) = data.split_at(data.len().saturating_sub(2));

@@ -7,6 +7,8 @@
 //!   for older images that carry only the SEV-ES block).
 //! * [`KernelHashes`] builds and parses the 176-byte padded hashes table that
 //!   QEMU measures after the firmware with `kernel-hashes=on` (10.2).
+//! * [`FooterTable::sev_metadata`] parses the SEV metadata an SNP launch
+//!   follows ([`metadata`]).
 //! * [`sev_launch_digest`], [`seves_launch_digest`] and the streaming
 //!   [`LaunchDigest`] compute GCTX.LD the way sev-snp-measure does (10.3,
 //!   10.4).
@@ -14,6 +16,10 @@
 //! Everything here parses untrusted bytes: every offset and length is
 //! checked, and a malformed table is an [`OvmfError`] naming the file offset
 //! and the problem — never a panic.
+
+pub mod metadata;
+
+pub use metadata::{MetadataError, MetadataSection, SectionType, SevMetadata};
 
 use std::fmt;
 
@@ -203,6 +209,9 @@ pub enum OvmfError {
         /// What is wrong.
         problem: String,
     },
+    /// The SEV metadata is malformed.
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
     /// A VMSA page given to the SEV-ES digest is not 4096 bytes.
     #[error("VMSA {index} is {actual} bytes, expected {VMSA_PAGE_LEN}")]
     VmsaLength {

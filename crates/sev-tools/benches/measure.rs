@@ -222,6 +222,7 @@ fn main() {
         initrd: Some(initrd.clone()),
         cmdline: Some("console=ttyS0 root=/dev/vda1".into()),
         vmsas: vec![],
+        es_vcpus: None,
     };
     let mut t_owner = Vec::new();
     let mut t_sevctl = Vec::new();

@@ -38,6 +38,8 @@ use sev_proto::hash::Sha256;
 use sev_proto::measurement::{self, MeasureBlob};
 use sev_proto::ovmf::{FooterTable, KernelHashes, OvmfError, VMSA_PAGE_LEN};
 use sev_proto::session::Tik;
+use sev_proto::snp::{self, LaunchDigest, SnpLaunch, SnpMeasureError};
+use sev_proto::vmsa::VmsaConfig;
 use subtle::ConstantTimeEq;
 
 /// Read size of the streaming hashers.
@@ -80,9 +82,46 @@ pub enum MeasureError {
         /// Its size.
         actual: u64,
     },
+    /// More than one vCPU, and the firmware has no SEV-ES AP reset address.
+    #[error("firmware {}: {vcpus} vCPUs need the SEV-ES AP reset address (footer entry 00f771de-1a7e-4fcb-890e-68c77e2fb44e), and the firmware has none", path.display())]
+    NoApResetVector {
+        /// The file.
+        path: PathBuf,
+        /// The vCPU count asked for.
+        vcpus: u32,
+    },
+    /// The firmware cannot be measured for an SNP launch.
+    #[error("firmware {}", path.display())]
+    Snp {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: SnpMeasureError,
+    },
+    /// The firmware is larger than any OVMF image.
+    #[error("firmware {} is {len} bytes, more than the {max} an SNP launch can map below 4 GiB", path.display())]
+    FirmwareTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
     /// A hashing thread could not be started, or panicked (a bug).
     #[error("a hashing thread failed")]
     Thread,
+}
+
+/// The vCPUs of an SEV-ES guest whose VMSAs are built here (instead of read
+/// from files).
+#[derive(Debug, Clone, Copy)]
+pub struct EsVcpus {
+    /// The number of vCPUs.
+    pub count: u32,
+    /// Their VMSA parameters (SEV features 0 for QEMU's SEV-ES guests).
+    pub vmsa: VmsaConfig,
 }
 
 /// What the launch digest covers.
@@ -98,6 +137,9 @@ pub struct DigestInputs {
     pub cmdline: Option<String>,
     /// SEV-ES VMSA pages in vCPU order (each 4096 bytes).
     pub vmsas: Vec<PathBuf>,
+    /// SEV-ES vCPUs whose VMSAs are built from the firmware's reset address
+    /// (after any `vmsas`; normally one or the other).
+    pub es_vcpus: Option<EsVcpus>,
 }
 
 /// A computed launch digest and what went into it.
@@ -328,7 +370,7 @@ pub fn launch_digest(inputs: &DigestInputs) -> Result<DigestOutcome, MeasureErro
     let mut streams = vec![Stream {
         what: "firmware",
         path: &inputs.firmware,
-        keep_tail: if inputs.kernel.is_some() {
+        keep_tail: if inputs.kernel.is_some() || inputs.es_vcpus.is_some() {
             FOOTER_TAIL
         } else {
             0
@@ -398,8 +440,173 @@ pub fn launch_digest(inputs: &DigestInputs) -> Result<DigestOutcome, MeasureErro
         ctx.update(&page_ctx_bytes);
         input_bytes += VMSA_PAGE_LEN as u64;
     }
+    if let Some(es) = &inputs.es_vcpus {
+        let fw_err = |source| MeasureError::Firmware {
+            path: inputs.firmware.clone(),
+            source,
+        };
+        let reset = FooterTable::parse(&tail)
+            .and_then(|t| t.sev_es_reset_vector())
+            .map_err(fw_err)?;
+        let pages = es
+            .vmsa
+            .pages(es.count, reset)
+            .map_err(|e| MeasureError::NoApResetVector {
+                path: inputs.firmware.clone(),
+                vcpus: e.vcpus,
+            })?;
+        for page in pages {
+            ctx.update(&page);
+            input_bytes += VMSA_PAGE_LEN as u64;
+        }
+    }
     Ok(DigestOutcome {
         launch_digest: ctx.finish(),
+        hashes,
+        input_bytes,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// The largest firmware an SNP launch maps (it ends at 4 GiB and must leave
+/// room below it; OVMF images are a few MiB).
+const SNP_FIRMWARE_MAX: u64 = 256 << 20;
+
+/// What an SNP launch digest covers (docs/protocol/snp.md#ovmf-launch-order).
+#[derive(Debug, Clone)]
+pub struct SnpInputs {
+    /// The firmware image: its footer table and metadata always, its pages
+    /// unless `ovmf_hash` is given.
+    pub firmware: PathBuf,
+    /// `-kernel` (needs an SNP_KERNEL_HASHES range in the firmware).
+    pub kernel: Option<PathBuf>,
+    /// `-initrd` (needs a kernel).
+    pub initrd: Option<PathBuf>,
+    /// `-append` (needs a kernel).
+    pub cmdline: Option<String>,
+    /// The digest of the firmware pages computed earlier (`snp:ovmf-hash`).
+    pub ovmf_hash: Option<[u8; 48]>,
+    /// The number of vCPUs.
+    pub vcpus: u32,
+    /// The VMSA parameters (SEV features = the guest features).
+    pub vmsa: VmsaConfig,
+}
+
+/// A computed SNP launch digest and what went into it.
+#[derive(Debug, Clone)]
+pub struct SnpOutcome {
+    /// The launch digest (the attestation report's MEASUREMENT).
+    pub launch_digest: [u8; 48],
+    /// The kernel-hashes table digests, when a kernel was given.
+    pub hashes: Option<KernelHashes>,
+    /// Bytes of input hashed (firmware pages, kernel, initrd).
+    pub input_bytes: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+fn read_firmware(path: &Path) -> Result<Vec<u8>, MeasureError> {
+    let err = |source| MeasureError::Read {
+        what: "firmware",
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(err)?;
+    let mut out = Vec::new();
+    file.take(SNP_FIRMWARE_MAX + 1)
+        .read_to_end(&mut out)
+        .map_err(err)?;
+    let len = out.len() as u64;
+    if len > SNP_FIRMWARE_MAX {
+        return Err(MeasureError::FirmwareTooLarge {
+            path: path.to_path_buf(),
+            len,
+            max: SNP_FIRMWARE_MAX,
+        });
+    }
+    Ok(out)
+}
+
+/// sev-snp-measure's `snp:ovmf-hash`: the SNP launch digest after the
+/// firmware pages alone, from which [`snp_launch_digest`] can resume.
+pub fn snp_ovmf_hash(firmware: &Path) -> Result<[u8; 48], MeasureError> {
+    let image = read_firmware(firmware)?;
+    snp::measure::ovmf_hash(&image)
+        .map(|ld| *ld.bytes())
+        .map_err(|source| MeasureError::Snp {
+            path: firmware.to_path_buf(),
+            source,
+        })
+}
+
+/// Computes the SNP launch digest of `inputs`: the kernel and initrd are
+/// hashed (SHA-256, on their own threads) while the firmware pages are
+/// measured (SHA-384).
+pub fn snp_launch_digest(inputs: &SnpInputs) -> Result<SnpOutcome, MeasureError> {
+    if inputs.kernel.is_none() && (inputs.initrd.is_some() || inputs.cmdline.is_some()) {
+        return Err(MeasureError::NoKernel);
+    }
+    let start = Instant::now();
+    let mut streams = Vec::new();
+    for (what, path) in [("kernel", &inputs.kernel), ("initrd", &inputs.initrd)] {
+        if let Some(path) = path {
+            streams.push(Stream {
+                what,
+                path,
+                keep_tail: 0,
+            });
+        }
+    }
+    let image = read_firmware(&inputs.firmware)?;
+    let snp_err = |source| MeasureError::Snp {
+        path: inputs.firmware.clone(),
+        source,
+    };
+    let (firmware_ld, streamed) = std::thread::scope(|s| {
+        let files = std::thread::Builder::new()
+            .name("hash".into())
+            .spawn_scoped(s, || stream_all(&streams));
+        let firmware_ld = match inputs.ovmf_hash {
+            Some(ld) => Ok(LaunchDigest::from_bytes(ld)),
+            None => snp::measure::ovmf_hash(&image),
+        };
+        let streamed = match files {
+            Ok(h) => h.join().unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        (firmware_ld, streamed)
+    });
+    if streamed.len() != streams.len() {
+        return Err(MeasureError::Thread);
+    }
+    let firmware_ld = firmware_ld.map_err(snp_err)?;
+    let mut input_bytes = if inputs.ovmf_hash.is_some() {
+        0
+    } else {
+        image.len() as u64
+    };
+    let mut streamed = streamed.into_iter();
+    let mut next = || streamed.next().unwrap_or(Err(MeasureError::Thread));
+    let kernel = inputs.kernel.as_ref().map(|_| next()).transpose()?;
+    let initrd = inputs.initrd.as_ref().map(|_| next()).transpose()?;
+    let hashes = kernel.map(|k| {
+        input_bytes += k.len;
+        let initrd = initrd.map(|i| {
+            input_bytes += i.len;
+            i.hash.finish()
+        });
+        let cmdline = KernelHashes::cmdline_digest(inputs.cmdline.as_deref().map(str::as_bytes));
+        KernelHashes::from_digests(cmdline, initrd, k.hash.finish())
+    });
+    let launch = SnpLaunch {
+        ovmf_hash: Some(firmware_ld),
+        kernel_hashes: hashes.as_ref(),
+        vcpus: inputs.vcpus,
+        vmsa: inputs.vmsa,
+    };
+    let ld = snp::snp_launch_digest(&image, &launch).map_err(snp_err)?;
+    Ok(SnpOutcome {
+        launch_digest: *ld.bytes(),
         hashes,
         input_bytes,
         elapsed: start.elapsed(),
@@ -631,6 +838,7 @@ mod tests {
             initrd: Some(empty.clone()),
             cmdline: Some("console=ttyS0 loglevel=7".into()),
             vmsas: vec![],
+            es_vcpus: None,
         })
         .unwrap();
         assert_eq!(
@@ -687,6 +895,7 @@ mod tests {
             initrd: Some(write(dir.path(), "i", b"fake initrd\n")),
             cmdline: Some("foo bar baz fake kernel=cmdline".into()),
             vmsas: vec![],
+            es_vcpus: None,
         })
         .unwrap();
         assert_eq!(
@@ -729,6 +938,7 @@ mod tests {
             initrd: Some(write(dir.path(), "i", &initrd)),
             cmdline: Some(" x ".into()),
             vmsas: vec![],
+            es_vcpus: None,
         })
         .unwrap();
         let hashes = KernelHashes::new(Some(b" x "), Some(&initrd), &kernel);

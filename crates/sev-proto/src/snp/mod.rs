@@ -1,14 +1,17 @@
 //! SEV-SNP (docs/protocol/snp.md): the 64-bit guest policy, TCB versions,
-//! the SHA-384 launch digest, and the ID block and ID authentication. Byte
-//! layouts and their checks only; the firmware that enforces them is
-//! sev-psp's, the VMM that drives them is sevm.
+//! the SHA-384 launch digest, the launch digest of an OVMF guest, and the ID
+//! block and ID authentication. Byte layouts and their checks only; the
+//! firmware that enforces them is sev-psp's, the VMM that drives them is
+//! sevm.
 
 pub mod id_block;
 pub mod launch;
+pub mod measure;
 pub mod policy;
 pub mod tcb;
 
 pub use id_block::{IdAuth, IdBlock, IdBlockError};
 pub use launch::{LaunchDigest, PageInfo, PageType, INITIAL_VMSA_GPA};
+pub use measure::{snp_launch_digest, SnpLaunch, SnpMeasureError};
 pub use policy::{GuestPolicy, GuestPolicyError};
 pub use tcb::{Product, TcbVersion};

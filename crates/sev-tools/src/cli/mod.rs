@@ -7,6 +7,7 @@ pub mod id_block;
 pub mod owner;
 pub mod platform;
 pub mod tempdir;
+pub mod vcpu;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -13,11 +13,13 @@ use sev_proto::ovmf::FooterTable;
 use sev_proto::session::Tik;
 
 use super::tempdir::temp_dir;
+use super::vcpu::{parse_u64, Mode, VcpuArgs};
 use super::{parse_digest, parse_policy, parse_u8, verify_chain, SourceArgs, TrustArgs};
 use crate::io::{self, path_or_b64, path_or_b64_array};
-use crate::measure::{self, DigestInputs, FirmwareVersion};
+use crate::measure::{self, DigestInputs, EsVcpus, FirmwareVersion, SnpInputs};
 use crate::session::{self, SessionPaths};
 use crate::{attest, launch, secret};
+use sev_proto::vmsa::{SevFeatures, VmsaConfig};
 
 /// The guest owner's tool: verify a platform's certificate chain, create the launch session,
 /// compute and check the launch measurement, wrap secrets, check attestation reports, and run
@@ -95,8 +97,12 @@ struct SessionArgs {
 /// What the launch digest covers (or the digest itself).
 #[derive(Debug, Clone, Args)]
 pub struct DigestArgs {
+    /// Which launch digest: sev (default), seves, snp or snp:ovmf-hash (the last two only for
+    /// `measure`).
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
     /// Firmware image (OVMF or the demo firmware), measured whole.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, visible_alias = "ovmf", value_name = "FILE")]
     pub firmware: Option<PathBuf>,
     /// Kernel (QEMU -kernel with kernel-hashes=on).
     #[arg(long, value_name = "FILE", requires = "firmware")]
@@ -105,10 +111,18 @@ pub struct DigestArgs {
     #[arg(long, value_name = "FILE", requires = "kernel")]
     pub initrd: Option<PathBuf>,
     /// Kernel command line (QEMU -append), hashed exactly as given; needs --kernel.
-    #[arg(long, value_name = "TEXT", requires = "kernel")]
+    #[arg(
+        long,
+        visible_alias = "append",
+        value_name = "TEXT",
+        requires = "kernel"
+    )]
     pub cmdline: Option<String>,
-    /// SEV-ES: number of vCPUs (VMSA pages measured).
-    #[arg(long, value_name = "N", requires_all = ["vmsa_cpu0", "firmware"])]
+    #[command(flatten)]
+    pub vcpu: VcpuArgs,
+    /// SEV-ES with VMSA files: number of vCPUs (VMSA pages measured). --mode seves with --vcpus
+    /// builds the VMSAs instead.
+    #[arg(long, value_name = "N", requires_all = ["vmsa_cpu0", "firmware"], conflicts_with = "vcpus")]
     pub num_cpus: Option<u32>,
     /// SEV-ES: VMSA page of the boot CPU.
     #[arg(long, value_name = "FILE", requires = "num_cpus")]
@@ -123,7 +137,37 @@ pub struct DigestArgs {
 
 impl DigestArgs {
     fn inputs(&self) -> Result<Option<DigestInputs>> {
+        let mode = self.mode.unwrap_or(Mode::Sev);
+        let mut es_vcpus = None;
+        match mode {
+            Mode::Snp | Mode::SnpOvmfHash => bail!(
+                "--mode {}: SNP launch digests are 48 bytes and only `sev-owner measure` computes them",
+                mode.name()
+            ),
+            Mode::Sev if self.vcpu.any() => {
+                bail!("--vcpus and --vcpu-* apply to --mode seves and snp")
+            }
+            Mode::Sev if self.mode.is_some() && self.num_cpus.is_some() => {
+                bail!("--num-cpus measures SEV-ES VMSA files: give --mode seves or no --mode")
+            }
+            Mode::Sev => {}
+            Mode::Seves if self.num_cpus.is_some() => {}
+            Mode::Seves => {
+                let vmsa = VmsaConfig::new(
+                    self.vcpu.vmm_type,
+                    self.vcpu.signature("seves")?,
+                    SevFeatures::NONE,
+                );
+                es_vcpus = Some(EsVcpus {
+                    count: self.vcpu.count("seves")?,
+                    vmsa,
+                });
+            }
+        }
         let Some(firmware) = &self.firmware else {
+            if mode != Mode::Sev {
+                bail!("--mode {} needs --firmware", mode.name());
+            }
             return Ok(None);
         };
         let mut vmsas = Vec::new();
@@ -150,6 +194,7 @@ impl DigestArgs {
             initrd: self.initrd.clone(),
             cmdline: self.cmdline.clone(),
             vmsas,
+            es_vcpus,
         }))
     }
 
@@ -200,9 +245,38 @@ struct MeasureArgs {
     /// Write the 48-byte measurement ‖ nonce here (as `sevctl measurement build --outfile`).
     #[arg(long, value_name = "FILE")]
     outfile: Option<PathBuf>,
+    /// SNP: the guest features, the VMSAs' SEV_FEATURES (default 0x1, SNPActive; 0x21 adds
+    /// the DebugSwap of kernels 6.6 and 6.7).
+    #[arg(long, value_name = "VALUE", value_parser = parse_u64)]
+    guest_features: Option<u64>,
+    /// SNP: resume from this digest of the firmware pages (hex, from --mode snp:ovmf-hash)
+    /// instead of measuring the firmware's pages.
+    #[arg(long, value_name = "HASH")]
+    snp_ovmf_hash: Option<String>,
+    /// Print only the launch digest, as hex or base64 (as sev-snp-measure prints it).
+    #[arg(long, value_enum, conflicts_with = "json")]
+    output_format: Option<OutputFormat>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// How `--output-format` prints the launch digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    /// Lower-case hex.
+    Hex,
+    /// Standard base64.
+    Base64,
+}
+
+impl OutputFormat {
+    fn encode(self, digest: &[u8]) -> String {
+        match self {
+            OutputFormat::Hex => hex::encode(digest),
+            OutputFormat::Base64 => io::b64_encode(digest),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -398,6 +472,12 @@ fn firmware_version(a: &MeasureArgs) -> Result<FirmwareVersion> {
 }
 
 fn measure_cmd(a: MeasureArgs) -> Result<()> {
+    if matches!(a.digest.mode, Some(Mode::Snp | Mode::SnpOvmfHash)) {
+        return snp_measure_cmd(&a);
+    }
+    if a.guest_features.is_some() || a.snp_ovmf_hash.is_some() {
+        bail!("--guest-features and --snp-ovmf-hash apply to --mode snp");
+    }
     let (ld, outcome) = a.digest.digest()?;
     let mut report = json!({ "launch_digest": hex::encode(ld) });
     if let Some(o) = &outcome {
@@ -477,6 +557,15 @@ fn print_measure(
         println!("{report:#}");
         return Ok(());
     }
+    if let Some(format) = a.output_format {
+        let digest = report
+            .get("launch_digest")
+            .and_then(|v| v.as_str())
+            .and_then(|h| hex::decode(h).ok())
+            .unwrap_or_default();
+        println!("{}", format.encode(&digest));
+        return Ok(());
+    }
     let s = |k: &str| {
         report
             .get(k)
@@ -510,6 +599,97 @@ fn print_measure(
         Some(true) => println!("measurement verified: the launch-measure blob matches"),
         Some(false) => println!("measurement MISMATCH: {}", s("mismatch")),
         None => {}
+    }
+    Ok(())
+}
+
+/// `measure --mode snp` and `--mode snp:ovmf-hash`: the SHA-384 launch digest, which the
+/// attestation report carries as MEASUREMENT (there is no LAUNCH_MEASURE to compute).
+fn snp_measure_cmd(a: &MeasureArgs) -> Result<()> {
+    let d = &a.digest;
+    let mode = d.mode.unwrap_or(Mode::Snp);
+    if a.tik.is_some()
+        || a.nonce.is_some()
+        || a.launch_measure_blob.is_some()
+        || a.verify.is_some()
+        || a.outfile.is_some()
+        || a.policy.is_some()
+        || a.api_major.is_some()
+        || a.api_minor.is_some()
+        || a.build_id.is_some()
+    {
+        bail!("SNP has no LAUNCH_MEASURE: compare the launch digest with the attestation report's MEASUREMENT (--tik, --nonce, --launch-measure-blob, --verify, --outfile, --policy and the firmware version apply to SEV and SEV-ES)");
+    }
+    if d.num_cpus.is_some() {
+        bail!("--num-cpus takes SEV-ES VMSA files; for SNP give --vcpus and --vcpu-type");
+    }
+    let firmware = d
+        .firmware
+        .as_ref()
+        .with_context(|| format!("--mode {} needs --firmware", mode.name()))?;
+    let mut report = json!({ "mode": mode.name() });
+    let ld = if mode == Mode::SnpOvmfHash {
+        if d.kernel.is_some()
+            || d.vcpu.any()
+            || a.guest_features.is_some()
+            || a.snp_ovmf_hash.is_some()
+        {
+            bail!("--mode snp:ovmf-hash measures the firmware pages only: no kernel, vCPU or guest-feature options");
+        }
+        measure::snp_ovmf_hash(firmware)?
+    } else {
+        let ovmf_hash = a
+            .snp_ovmf_hash
+            .as_deref()
+            .map(|h| {
+                hex::decode(h.trim())
+                    .ok()
+                    .and_then(|b| <[u8; 48]>::try_from(b).ok())
+                    .with_context(|| format!("--snp-ovmf-hash {h:?} is not 96 hex digits"))
+            })
+            .transpose()?;
+        let signature = d.vcpu.signature("snp")?;
+        let features = SevFeatures::from_bits(a.guest_features.unwrap_or(1));
+        let inputs = SnpInputs {
+            firmware: firmware.clone(),
+            kernel: d.kernel.clone(),
+            initrd: d.initrd.clone(),
+            cmdline: d.cmdline.clone(),
+            ovmf_hash,
+            vcpus: d.vcpu.count("snp")?,
+            vmsa: VmsaConfig::new(d.vcpu.vmm_type, signature, features),
+        };
+        let out = measure::snp_launch_digest(&inputs)?;
+        report["vcpus"] = json!(inputs.vcpus);
+        report["vcpu_signature"] = json!(format!("{signature}"));
+        report["vmm_type"] = json!(d.vcpu.vmm_type.name());
+        report["guest_features"] = json!(format!("{:#x}", features.bits()));
+        report["input_bytes"] = json!(out.input_bytes);
+        report["seconds"] = json!(out.elapsed.as_secs_f64());
+        if let Some(h) = &out.hashes {
+            report["kernel_hashes"] = json!({
+                "cmdline": hex::encode(h.cmdline),
+                "initrd": hex::encode(h.initrd),
+                "kernel": hex::encode(h.kernel),
+            });
+        }
+        out.launch_digest
+    };
+    report["launch_digest"] = json!(hex::encode(ld));
+    if a.json {
+        println!("{report:#}");
+    } else if let Some(format) = a.output_format {
+        println!("{}", format.encode(&ld));
+    } else {
+        println!("launch digest: {}", hex::encode(ld));
+        if let Some(v) = report.get("vcpus") {
+            println!(
+                "  {v} vCPU(s), signature {}, VMM {}, guest features {}",
+                report["vcpu_signature"].as_str().unwrap_or(""),
+                report["vmm_type"].as_str().unwrap_or(""),
+                report["guest_features"].as_str().unwrap_or("")
+            );
+        }
     }
     Ok(())
 }
@@ -676,6 +856,7 @@ fn launch_cmd(a: LaunchArgs) -> Result<()> {
             initrd: a.initrd.clone(),
             cmdline: a.cmdline.clone(),
             vmsas: vec![],
+            es_vcpus: None,
         },
         memory_mib: a.memory,
         secrets,
