@@ -773,7 +773,7 @@ impl Platform {
         }
         let mut shared = Snapshot::load(&inner, op)?;
         shared
-            .run
+            .run()
             .remove(&guest_record_name(handle))
             .map_err(store_err(op))?;
         // Dropping the guest releases its record's lock.

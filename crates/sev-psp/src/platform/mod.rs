@@ -105,11 +105,11 @@ pub use sev_proto::abi::PlatformStatusInfo;
 use crate::memory::{GuestBacking, MemoryState};
 use crate::rng::PspRng;
 use crate::store::record::{RecordReader, RecordWriter};
-use crate::store::run::{RunDir, SharedCounter};
+use crate::store::run::SharedCounter;
 use crate::store::{LockFile, PersistentIdentity, StateDir, StoreError};
 use guest::Guest;
 use identity::Identity;
-use shared::Snapshot;
+use shared::{RunArea, Snapshot};
 
 /// The C-bit position the emulated platform reports (CPUID 0x8000001F
 /// EBX bits 5:0 on the EPYC parts of every example).
@@ -262,7 +262,7 @@ struct Inner {
     /// The directory's lock file, kept open.
     lock_file: LockFile,
     /// The runtime area, once made or checked.
-    run: OnceLock<RunDir>,
+    run: OnceLock<Arc<RunArea>>,
 }
 
 impl Inner {
@@ -270,7 +270,7 @@ impl Inner {
     /// lock `shared` holds).
     fn epoch(&mut self, shared: &Snapshot, op: Op) -> Result<&SharedCounter, FwError> {
         if self.epoch.is_none() {
-            self.epoch = Some(shared.run.counter(EPOCH_FILE).map_err(store_err(op))?);
+            self.epoch = Some(shared.run().counter(EPOCH_FILE).map_err(store_err(op))?);
         }
         self.epoch
             .as_ref()

@@ -26,6 +26,7 @@
 //! WORKING → INIT.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use sev_proto::abi::{GuestState, PlatformState, Policy, Status};
 use zeroize::Zeroizing;
@@ -248,12 +249,32 @@ fn damaged(op: Op, what: &str, detail: impl std::fmt::Display) -> FwError {
     )
 }
 
+/// The runtime area as one process keeps it: checked (or made) once, the
+/// platform record kept open (opening it for every snapshot cost a path
+/// lookup per command; see `docs/architecture-platform-state.md#cost-measured`).
+/// `run/` is only removed by hand while no process uses the platform, so
+/// the open record stays the one every process uses.
+#[derive(Debug)]
+pub(crate) struct RunArea {
+    run: RunDir,
+    platform: InPlaceRecord,
+}
+
+impl RunArea {
+    /// Checks or makes the runtime area and opens the platform record (the
+    /// caller holds the directory lock).
+    pub(crate) fn open(dir: &StateDir) -> Result<RunArea, crate::store::StoreError> {
+        let run = dir.run_dir()?;
+        let platform = run.open_in_place(PLATFORM_RECORD)?;
+        Ok(RunArea { run, platform })
+    }
+}
+
 /// The platform-wide state read under the directory lock, which it keeps
 /// until dropped: every decision made on it holds until then.
 pub(crate) struct Snapshot {
     _lock: StateLock,
-    pub(crate) run: RunDir,
-    record: InPlaceRecord,
+    area: Arc<RunArea>,
     pub(crate) platform: PlatformRecord,
     /// Every live guest, this process's included.
     pub(crate) guests: BTreeMap<u32, GuestRecord>,
@@ -267,15 +288,14 @@ impl Snapshot {
     /// this process holds them and wrote them last.
     pub(crate) fn load(inner: &Inner, op: Op) -> Result<Snapshot, FwError> {
         let lock = inner.lock_file.lock().map_err(store_err(op))?;
-        let run = match inner.run.get() {
-            Some(run) => run.clone(),
+        let area = match inner.run.get() {
+            Some(area) => Arc::clone(area),
             None => {
-                let run = inner.dir.run_dir().map_err(store_err(op))?;
-                inner.run.get_or_init(|| run).clone()
+                let area = Arc::new(RunArea::open(&inner.dir).map_err(store_err(op))?);
+                Arc::clone(inner.run.get_or_init(|| area))
             }
         };
-        let record = run.open_in_place(PLATFORM_RECORD).map_err(store_err(op))?;
-        let platform = match record.read().map_err(store_err(op))? {
+        let platform = match area.platform.read().map_err(store_err(op))? {
             Some(payload) => {
                 PlatformRecord::decode(&payload).map_err(|e| damaged(op, "platform", e))?
             }
@@ -283,14 +303,13 @@ impl Snapshot {
         };
         let mut snap = Snapshot {
             _lock: lock,
-            run,
-            record,
+            area,
             platform,
             guests: BTreeMap::new(),
             op,
         };
         let mut released = Vec::new();
-        for name in snap.run.names(GUEST_PREFIX).map_err(store_err(op))? {
+        for name in snap.area.run.names(GUEST_PREFIX).map_err(store_err(op))? {
             let own = name
                 .strip_prefix(GUEST_PREFIX)
                 .and_then(|h| h.parse::<u32>().ok())
@@ -300,11 +319,11 @@ impl Snapshot {
                 snap.guests.insert(g.handle, g.to_record());
                 continue;
             }
-            let holder = snap.run.probe(&name).map_err(store_err(op))?;
+            let holder = snap.area.run.probe(&name).map_err(store_err(op))?;
             if holder == Holder::Missing {
                 continue;
             }
-            let record = match snap.run.read(&name) {
+            let record = match snap.area.run.read(&name) {
                 Ok(Some(payload)) => GuestRecord::decode(&payload).ok(),
                 Ok(None) => continue,
                 // The owner died while writing it, or it was damaged: a held
@@ -325,7 +344,7 @@ impl Snapshot {
                 }
                 r => {
                     // Abandoned, or left from before a SHUTDOWN.
-                    snap.run.remove(&name).map_err(store_err(op))?;
+                    snap.area.run.remove(&name).map_err(store_err(op))?;
                     // SHUTDOWN released the ASIDs of older generations.
                     if let Some(r) = r.filter(|r| r.generation == snap.platform.generation) {
                         log::debug!("reaped guest {} (its process is gone)", r.handle);
@@ -356,7 +375,12 @@ impl Snapshot {
             .platform
             .encode()
             .map_err(|e| FwError::new(self.op, Status::HwErrorPlatform, e))?;
-        self.record.write(&payload).map_err(store_err(self.op))
+        self.area.platform.write(&payload).map_err(store_err(self.op))
+    }
+
+    /// The runtime area.
+    pub(crate) fn run(&self) -> &RunDir {
+        &self.area.run
     }
 
     /// Creates the record of a new guest with the next free handle and
@@ -375,6 +399,7 @@ impl Snapshot {
                     .encode()
                     .map_err(|e| FwError::new(op, Status::HwErrorPlatform, e))?;
                 if let Some(held) = self
+                    .area
                     .run
                     .create_held(&guest_record_name(handle), &payload)
                     .map_err(store_err(op))?
@@ -396,7 +421,8 @@ impl Snapshot {
     /// Removes every guest's record (SHUTDOWN).
     pub(crate) fn remove_all_guests(&mut self) -> Result<(), FwError> {
         for handle in std::mem::take(&mut self.guests).into_keys() {
-            self.run
+            self.area
+                .run
                 .remove(&guest_record_name(handle))
                 .map_err(store_err(self.op))?;
         }

@@ -60,6 +60,8 @@ pub struct InPlaceRecord {
 
 impl InPlaceRecord {
     /// The sealed payload; `None` while the record was never written.
+    ///
+    /// Read at offset 0 (`pread`): the file stays open for the next read.
     pub fn read(&self) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
         let len = self
             .file
@@ -69,16 +71,30 @@ impl InPlaceRecord {
         if len == 0 {
             return Ok(None);
         }
-        read_sealed_file(&self.file, self.path.clone()).map(Some)
+        let max = MAX_FILE_LEN as u64;
+        if len > max {
+            return Err(StoreError::TooLarge {
+                path: self.path.clone(),
+                len,
+                max,
+            });
+        }
+        let mut bytes = Zeroizing::new(vec![0; len as usize]);
+        self.file
+            .read_exact_at(&mut bytes, 0)
+            .map_err(StoreError::io("read", &self.path))?;
+        match sealed::open_sealed(&bytes) {
+            Ok(payload) => Ok(Some(Zeroizing::new(payload.to_vec()))),
+            Err(source) => Err(StoreError::Damaged {
+                path: self.path.clone(),
+                source,
+            }),
+        }
     }
 
     /// Replaces the payload.
     pub fn write(&self, payload: &[u8]) -> Result<(), StoreError> {
-        let bytes = seal(&self.path, payload)?;
-        self.file
-            .write_all_at(&bytes, 0)
-            .and_then(|()| self.file.set_len(bytes.len() as u64))
-            .map_err(StoreError::io("write", &self.path))
+        rewrite_in_place(&self.file, &self.path, payload)
     }
 }
 
@@ -342,11 +358,7 @@ impl HeldRecord {
     /// Rewrites the record in place with `payload` (the caller holds the
     /// state directory's lock, so no reader sees it half written).
     pub fn rewrite(&self, payload: &[u8]) -> Result<(), StoreError> {
-        let bytes = seal(&self.path, payload)?;
-        self.file
-            .write_all_at(&bytes, 0)
-            .and_then(|()| self.file.set_len(bytes.len() as u64))
-            .map_err(StoreError::io("write", &self.path))
+        rewrite_in_place(&self.file, &self.path, payload)
     }
 
     /// Whether the record is still in the runtime area: another process's
@@ -362,6 +374,27 @@ impl HeldRecord {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Overwrites `file` with `payload` sealed, from offset 0. The file is
+/// truncated only when the new contents are shorter: an `ftruncate` costs a
+/// journal update on ext4 even when the length does not change.
+fn rewrite_in_place(file: &File, path: &Path, payload: &[u8]) -> Result<(), StoreError> {
+    let bytes = seal(path, payload)?;
+    let new_len = bytes.len() as u64;
+    let old_len = file
+        .metadata()
+        .map_err(StoreError::io("inspect", path))?
+        .len();
+    file.write_all_at(&bytes, 0)
+        .and_then(|()| {
+            if old_len > new_len {
+                file.set_len(new_len)
+            } else {
+                Ok(())
+            }
+        })
+        .map_err(StoreError::io("write", path))
 }
 
 fn seal(path: &Path, payload: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
