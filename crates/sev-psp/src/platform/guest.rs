@@ -17,7 +17,7 @@ use sev_proto::secret::{open_launch_secret, PacketError, PacketHeader, Transport
 use sev_proto::session::{self, SessionBuffer, TransportKeys};
 use zeroize::Zeroizing;
 
-use super::shared::{self, guest_record_name, GuestRecord, Snapshot};
+use super::shared::{self, GuestRecord, Snapshot};
 use super::{cmd, guest_command_allowed, store_err, FwError, Inner, Op, Platform, MAX_GUESTS};
 use crate::memory::{self, GuestBacking, MemoryState, Region, Vek, PAGE_SIZE};
 use crate::store::run::HeldRecord;
@@ -589,7 +589,7 @@ impl Platform {
             ));
         }
         let mut inner = self.lock();
-        let mut shared = Snapshot::load(&inner, op)?;
+        let mut shared = Snapshot::load_cached(&inner, op)?;
         Self::require_state(
             shared.platform.state,
             op,
@@ -668,7 +668,7 @@ impl Platform {
         }
         // The ASID table is platform-wide: checked against every process's
         // guests.
-        let mut shared = Snapshot::load(&inner, op)?;
+        let mut shared = Snapshot::load_cached(&inner, op)?;
         inner.bind_asid(&mut shared, op, handle, asid, group)
     }
 
@@ -693,7 +693,7 @@ impl Platform {
         } else {
             min_sev..max.saturating_add(1)
         };
-        let mut shared = Snapshot::load(&inner, op)?;
+        let mut shared = Snapshot::load_cached(&inner, op)?;
         let held: std::collections::BTreeSet<u32> =
             shared.guests.values().map(|g| g.asid).collect();
         let free = |shared: &Snapshot| {
@@ -732,7 +732,7 @@ impl Platform {
         if asid == 0 {
             return Ok(());
         }
-        let mut shared = Snapshot::load(&inner, op)?;
+        let mut shared = Snapshot::load_cached(&inner, op)?;
         // Not `inner.guest` again: it may take the directory lock `shared`
         // holds.
         let guest = inner.guests.get_mut(&handle).ok_or_else(|| {
@@ -771,11 +771,8 @@ impl Platform {
                 ),
             ));
         }
-        let mut shared = Snapshot::load(&inner, op)?;
-        shared
-            .run()
-            .remove(&guest_record_name(handle))
-            .map_err(store_err(op))?;
+        let mut shared = Snapshot::load_cached(&inner, op)?;
+        shared.remove_guest_record(handle)?;
         // Dropping the guest releases its record's lock.
         inner.guests.remove(&handle);
         shared.guests.remove(&handle);

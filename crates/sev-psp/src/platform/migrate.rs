@@ -397,7 +397,7 @@ impl Platform {
             ));
         }
         let mut inner = self.lock();
-        let mut shared = Snapshot::load(&inner, op)?;
+        let mut shared = Snapshot::load_cached(&inner, op)?;
         Self::require_state(
             shared.platform.state,
             op,

@@ -26,7 +26,7 @@
 //! WORKING → INIT.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use sev_proto::abi::{GuestState, PlatformState, Policy, Status};
 use zeroize::Zeroizing;
@@ -34,11 +34,13 @@ use zeroize::Zeroizing;
 use super::{store_err, FwError, Inner, Op};
 use crate::memory::{Vek, VEK_LEN};
 use crate::store::record::{RecordReader, RecordWriter};
-use crate::store::run::{HeldRecord, Holder, InPlaceRecord, RunDir};
-use crate::store::{StateDir, StateLock};
+use crate::store::run::{HeldRecord, Holder, InPlaceRecord, RunDir, SharedCounter};
+use crate::store::{StateDir, StateLock, StoreError};
 
 /// The platform record's file name.
 const PLATFORM_RECORD: &str = "platform";
+/// The guest records' change counter (see [`RunArea`]).
+const CHANGES_COUNTER: &str = "records";
 /// Guest records are `guest-<handle>` (decimal).
 const GUEST_PREFIX: &str = "guest-";
 
@@ -254,20 +256,104 @@ fn damaged(op: Op, what: &str, detail: impl std::fmt::Display) -> FwError {
 /// lookup per command; see `docs/architecture-platform-state.md#cost-measured`).
 /// `run/` is only removed by hand while no process uses the platform, so
 /// the open record stays the one every process uses.
+///
+/// It also keeps the list of guest records it last read from the directory,
+/// with the value then of `run/records`, a counter (mapped shared, as
+/// `run/epoch`) that every process increments before it creates or removes
+/// a guest record, under the directory lock. While the counter has not
+/// moved, the list is still the directory's, and a [`Listing::Cached`]
+/// snapshot skips listing the directory again (a directory listing cost
+/// about a tenth of a LAUNCH_START).
 #[derive(Debug)]
 pub(crate) struct RunArea {
     run: RunDir,
     platform: InPlaceRecord,
+    changes: SharedCounter,
+    /// The guest records' names as last listed, and `changes` then.
+    listed: Mutex<Option<(u64, Vec<String>)>>,
 }
 
 impl RunArea {
-    /// Checks or makes the runtime area and opens the platform record (the
-    /// caller holds the directory lock).
-    pub(crate) fn open(dir: &StateDir) -> Result<RunArea, crate::store::StoreError> {
+    /// Checks or makes the runtime area and opens the platform record and
+    /// the change counter (the caller holds the directory lock).
+    pub(crate) fn open(dir: &StateDir) -> Result<RunArea, StoreError> {
         let run = dir.run_dir()?;
         let platform = run.open_in_place(PLATFORM_RECORD)?;
-        Ok(RunArea { run, platform })
+        let changes = run.counter(CHANGES_COUNTER)?;
+        Ok(RunArea {
+            run,
+            platform,
+            changes,
+            listed: Mutex::new(None),
+        })
     }
+
+    fn listed(&self) -> MutexGuard<'_, Option<(u64, Vec<String>)>> {
+        // The list is only a cache: a panic while it was held loses nothing.
+        self.listed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The names of the guest records (the caller holds the directory lock).
+    fn guest_names(&self, listing: Listing) -> Result<Vec<String>, StoreError> {
+        let now = self.changes.get();
+        if listing == Listing::Cached {
+            if let Some((at, names)) = self.listed().as_ref() {
+                if *at == now {
+                    return Ok(names.clone());
+                }
+            }
+        }
+        let names = self.run.names(GUEST_PREFIX)?;
+        *self.listed() = Some((now, names.clone()));
+        Ok(names)
+    }
+
+    /// Counts a change of the guest records about to be made: `update`
+    /// applies it to the cached list, which stays current only if it was
+    /// current before.
+    fn change(&self, update: impl FnOnce(&mut Vec<String>)) {
+        let before = self.changes.get();
+        let after = self.changes.increment();
+        let mut listed = self.listed();
+        match listed.as_mut() {
+            Some((at, names)) if *at == before => {
+                update(names);
+                *at = after;
+            }
+            _ => *listed = None,
+        }
+    }
+
+    /// Creates and holds guest record `name` (see [`RunDir::create_held`]).
+    fn create_held(&self, name: &str, payload: &[u8]) -> Result<Option<HeldRecord>, StoreError> {
+        self.change(|names| {
+            if let Err(at) = names.binary_search_by(|n| n.as_str().cmp(name)) {
+                names.insert(at, name.to_owned());
+            }
+        });
+        // If the file exists already (`Ok(None)`), the cached list is still
+        // right: it did not list a file it did not see, and counting the
+        // attempt only costs other processes a listing.
+        self.run.create_held(name, payload)
+    }
+
+    /// Removes guest record `name`; `false` if it did not exist.
+    pub(crate) fn remove(&self, name: &str) -> Result<bool, StoreError> {
+        self.change(|names| names.retain(|n| n != name));
+        self.run.remove(name)
+    }
+}
+
+/// Whether a [`Snapshot`] lists the runtime area's directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listing {
+    /// Always: also finds (and reaps) records no process counted, a
+    /// file left by hand or by a process that died between counting and
+    /// creating it. The platform and status commands list.
+    Full,
+    /// Only when a process created or removed a guest record since this
+    /// process last listed: the commands on this process's guests.
+    Cached,
 }
 
 /// The platform-wide state read under the directory lock, which it keeps
@@ -285,8 +371,18 @@ impl Snapshot {
     /// Takes the directory lock and reads the runtime area (created on
     /// demand), reaping dead guests. Saves the platform record when reaping
     /// changed it. The records of `inner`'s own guests are not read again:
-    /// this process holds them and wrote them last.
+    /// this process holds them and wrote them last. A full snapshot.
     pub(crate) fn load(inner: &Inner, op: Op) -> Result<Snapshot, FwError> {
+        Snapshot::load_listing(inner, op, Listing::Full)
+    }
+
+    /// [`Snapshot::load`] for a command on this process's guests: lists the
+    /// directory only when its guest records changed ([`Listing::Cached`]).
+    pub(crate) fn load_cached(inner: &Inner, op: Op) -> Result<Snapshot, FwError> {
+        Snapshot::load_listing(inner, op, Listing::Cached)
+    }
+
+    fn load_listing(inner: &Inner, op: Op, listing: Listing) -> Result<Snapshot, FwError> {
         let lock = inner.lock_file.lock().map_err(store_err(op))?;
         let area = match inner.run.get() {
             Some(area) => Arc::clone(area),
@@ -309,7 +405,7 @@ impl Snapshot {
             op,
         };
         let mut released = Vec::new();
-        for name in snap.area.run.names(GUEST_PREFIX).map_err(store_err(op))? {
+        for name in snap.area.guest_names(listing).map_err(store_err(op))? {
             let own = name
                 .strip_prefix(GUEST_PREFIX)
                 .and_then(|h| h.parse::<u32>().ok())
@@ -344,7 +440,7 @@ impl Snapshot {
                 }
                 r => {
                     // Abandoned, or left from before a SHUTDOWN.
-                    snap.area.run.remove(&name).map_err(store_err(op))?;
+                    snap.area.remove(&name).map_err(store_err(op))?;
                     // SHUTDOWN released the ASIDs of older generations.
                     if let Some(r) = r.filter(|r| r.generation == snap.platform.generation) {
                         log::debug!("reaped guest {} (its process is gone)", r.handle);
@@ -383,6 +479,13 @@ impl Snapshot {
         &self.area.run
     }
 
+    /// Removes guest `handle`'s record; `false` if it did not exist.
+    pub(crate) fn remove_guest_record(&self, handle: u32) -> Result<bool, FwError> {
+        self.area
+            .remove(&guest_record_name(handle))
+            .map_err(store_err(self.op))
+    }
+
     /// Creates the record of a new guest with the next free handle and
     /// holds it; returns the handle and the record.
     pub(crate) fn create_guest_record(
@@ -400,7 +503,6 @@ impl Snapshot {
                     .map_err(|e| FwError::new(op, Status::HwErrorPlatform, e))?;
                 if let Some(held) = self
                     .area
-                    .run
                     .create_held(&guest_record_name(handle), &payload)
                     .map_err(store_err(op))?
                 {
@@ -422,7 +524,6 @@ impl Snapshot {
     pub(crate) fn remove_all_guests(&mut self) -> Result<(), FwError> {
         for handle in std::mem::take(&mut self.guests).into_keys() {
             self.area
-                .run
                 .remove(&guest_record_name(handle))
                 .map_err(store_err(self.op))?;
         }
