@@ -122,6 +122,8 @@ const CONFIG_FILE: &str = "config";
 const TRUSTED_ARKS_FILE: &str = "trusted-arks";
 /// The runtime area's SHUTDOWN counter.
 const EPOCH_FILE: &str = "epoch";
+/// The states in which guests can exist.
+const INIT_OR_WORKING: &[PlatformState] = &[PlatformState::Init, PlatformState::Working];
 /// Most guests that may exist at once (RESOURCE_LIMIT beyond).
 const MAX_GUESTS: usize = 4096;
 
@@ -595,9 +597,12 @@ impl Platform {
         Ok(())
     }
 
-    /// The platform-wide state (a snapshot of it; the lock is released).
-    fn state(inner: &Inner, op: Op) -> Result<PlatformState, FwError> {
-        Ok(Snapshot::load(inner, op)?.platform.state)
+    /// The platform-wide state under the directory lock ([`Snapshot::load`]),
+    /// required to be one of `allowed` (else INVALID_PLATFORM_STATE).
+    fn snapshot_in(inner: &Inner, op: Op, allowed: &[PlatformState]) -> Result<Snapshot, FwError> {
+        let shared = Snapshot::load(inner, op)?;
+        Self::require_state(shared.platform.state, op, allowed)?;
+        Ok(shared)
     }
 
     fn require_state(
@@ -625,8 +630,7 @@ impl Platform {
     pub fn init(&self, es: bool) -> Result<(), FwError> {
         let op = cmd(CommandId::Init);
         let mut inner = self.lock();
-        let mut shared = Snapshot::load(&inner, op)?;
-        Self::require_state(shared.platform.state, op, &[PlatformState::Uninit])?;
+        let mut shared = Self::snapshot_in(&inner, op, &[PlatformState::Uninit])?;
         if es && !inner.conf.es_capable {
             // UNCERTAIN (no reference): chose UNSUPPORTED ("feature not
             // supported") for INIT with the SEV-ES flag on a platform without
@@ -655,12 +659,7 @@ impl Platform {
     pub fn shutdown(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::Shutdown);
         let mut inner = self.lock();
-        let mut shared = Snapshot::load(&inner, op)?;
-        Self::require_state(
-            shared.platform.state,
-            op,
-            &[PlatformState::Init, PlatformState::Working],
-        )?;
+        let mut shared = Self::snapshot_in(&inner, op, INIT_OR_WORKING)?;
         let others = shared
             .guests
             .keys()
@@ -687,8 +686,7 @@ impl Platform {
     pub fn platform_reset(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::PlatformReset);
         let mut inner = self.lock();
-        let shared = Snapshot::load(&inner, op)?;
-        Self::require_state(shared.platform.state, op, &[PlatformState::Uninit])?;
+        let shared = Self::snapshot_in(&inner, op, &[PlatformState::Uninit])?;
         self.modify_identity(&mut inner, &shared, op, |id, rng| {
             identity::regenerate_owner_keys(rng, id)
                 .map_err(|e| FwError::new(op, Status::SecureDataInvalid, e.to_string()))
@@ -723,8 +721,7 @@ impl Platform {
     pub fn pek_gen(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::PekGen);
         let mut inner = self.lock();
-        let shared = Snapshot::load(&inner, op)?;
-        Self::require_state(shared.platform.state, op, &[PlatformState::Init])?;
+        let shared = Self::snapshot_in(&inner, op, &[PlatformState::Init])?;
         self.modify_identity(&mut inner, &shared, op, |id, rng| {
             identity::regenerate_owner_keys(rng, id)
                 .map_err(|e| FwError::new(op, Status::SecureDataInvalid, e.to_string()))
@@ -747,7 +744,7 @@ impl Platform {
             FwError::invalid_len(op, SEV_CERT_LEN, format!("CSR buffer is {out_len} bytes"))
         })?;
         let mut inner = self.lock();
-        Self::require_state(Self::state(&inner, op)?, op, &[PlatformState::Init])?;
+        Self::snapshot_in(&inner, op, &[PlatformState::Init])?;
         self.refresh(&mut inner, op)?;
         dst.copy_from_slice(&identity::pek_csr(&inner.identity.pek_cert));
         Ok(SEV_CERT_LEN)
@@ -779,8 +776,7 @@ impl Platform {
             }
         }
         let mut inner = self.lock();
-        let shared = Snapshot::load(&inner, op)?;
-        Self::require_state(shared.platform.state, op, &[PlatformState::Init])?;
+        let shared = Self::snapshot_in(&inner, op, &[PlatformState::Init])?;
         // Every check that depends on the persistent state (ownership, the
         // platform's PEK) runs on the identity read under the directory lock,
         // in the same critical section as the write: another process's
@@ -799,12 +795,7 @@ impl Platform {
     pub fn pdh_gen(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::PdhGen);
         let mut inner = self.lock();
-        let shared = Snapshot::load(&inner, op)?;
-        Self::require_state(
-            shared.platform.state,
-            op,
-            &[PlatformState::Init, PlatformState::Working],
-        )?;
+        let shared = Self::snapshot_in(&inner, op, INIT_OR_WORKING)?;
         self.modify_identity(&mut inner, &shared, op, |id, rng| {
             identity::regenerate_pdh(rng, id)
                 .map_err(|e| FwError::new(op, Status::SecureDataInvalid, e.to_string()))
@@ -836,11 +827,7 @@ impl Platform {
             ));
         }
         let mut inner = self.lock();
-        Self::require_state(
-            Self::state(&inner, op)?,
-            op,
-            &[PlatformState::Init, PlatformState::Working],
-        )?;
+        Self::snapshot_in(&inner, op, INIT_OR_WORKING)?;
         self.refresh(&mut inner, op)?;
         let chain = inner.identity.platform_chain();
         if let (Some(p), Some(c)) = (
@@ -871,12 +858,7 @@ impl Platform {
     pub fn df_flush(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::DfFlush);
         let inner = self.lock();
-        let mut shared = Snapshot::load(&inner, op)?;
-        Self::require_state(
-            shared.platform.state,
-            op,
-            &[PlatformState::Init, PlatformState::Working],
-        )?;
+        let mut shared = Self::snapshot_in(&inner, op, INIT_OR_WORKING)?;
         if !shared.platform.needs_flush.is_empty() {
             shared.platform.needs_flush.clear();
             shared.save()?;

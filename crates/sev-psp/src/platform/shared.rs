@@ -471,7 +471,10 @@ impl Snapshot {
             .platform
             .encode()
             .map_err(|e| FwError::new(self.op, Status::HwErrorPlatform, e))?;
-        self.area.platform.write(&payload).map_err(store_err(self.op))
+        self.area
+            .platform
+            .write(&payload)
+            .map_err(store_err(self.op))
     }
 
     /// The runtime area.
