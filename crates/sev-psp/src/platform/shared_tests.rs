@@ -253,6 +253,31 @@ fn a_dropped_platforms_guests_vanish_and_stale_records_are_reaped() {
 }
 
 #[test]
+fn commands_on_own_guests_see_other_processes_guests_come_and_go() {
+    // ACTIVATE lists run/ only when a process created or removed a guest
+    // record since this process last listed it (run/records): it must still
+    // see a guest another process made after that, and its end.
+    let f = fresh(55);
+    let other = Platform::open(&f.path, seeded_rng(56)).unwrap();
+    f.p.init(false).unwrap();
+    let a =
+        f.p.launch_start(0, Policy::from_bits(0), None, None)
+            .unwrap();
+    let b = other
+        .launch_start(0, Policy::from_bits(0), None, None)
+        .unwrap();
+    other.activate(b, 5).unwrap();
+    assert_eq!(status_of(f.p.activate(a, 5)), Status::AsidOwned);
+    drop(other);
+    // b's record is abandoned: reaped by this process's next command, which
+    // releases ASID 5 (DF_FLUSH needed before reuse).
+    assert_eq!(status_of(f.p.activate(a, 5)), Status::DfFlushRequired);
+    assert_eq!(count(&f.p), 1);
+    f.p.df_flush().unwrap();
+    f.p.activate(a, 5).unwrap();
+}
+
+#[test]
 fn shutdown_destroys_every_processes_guests() {
     // The firmware's SHUTDOWN is a platform command: it destroys all guests,
     // whichever process made them. Their owner finds out at its next

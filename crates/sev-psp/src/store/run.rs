@@ -263,10 +263,7 @@ impl RunDir {
                 .file
                 .try_lock()
                 .map_err(|e| StoreError::io("lock", &record.path)(io::Error::from(e)))?;
-            record
-                .file
-                .set_permissions(Permissions::from_mode(FILE_MODE))
-                .map_err(StoreError::io("set permissions of", &record.path))?;
+            exact_mode(&record.file, &record.path)?;
             record
                 .file
                 .write_all_at(&bytes, 0)
@@ -424,6 +421,24 @@ fn read_sealed_file(file: &File, path: PathBuf) -> Result<Zeroizing<Vec<u8>>, St
     }
 }
 
+/// Makes a file this process just created exactly [`FILE_MODE`]. Created
+/// with that mode, it can only lack bits the umask removed: the `fchmod`
+/// (a journalled metadata change on ext4, on every LAUNCH_START's record)
+/// is issued only then.
+fn exact_mode(file: &File, path: &Path) -> Result<(), StoreError> {
+    let mode = file
+        .metadata()
+        .map_err(StoreError::io("inspect", path))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if mode == FILE_MODE {
+        return Ok(());
+    }
+    file.set_permissions(Permissions::from_mode(FILE_MODE))
+        .map_err(StoreError::io("set permissions of", path))
+}
+
 /// Opens `path` for reading and writing without following a link, creating
 /// it empty with mode 0600 when it does not exist; `true` when it was
 /// created. The caller holds the directory lock.
@@ -433,8 +448,7 @@ fn open_or_create(path: &Path) -> Result<(File, bool), StoreError> {
         .open(path)
     {
         Ok(f) => {
-            f.set_permissions(Permissions::from_mode(FILE_MODE))
-                .map_err(StoreError::io("set permissions of", path))?;
+            exact_mode(&f, path)?;
             Ok((f, true))
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
