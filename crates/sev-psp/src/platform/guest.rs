@@ -428,7 +428,7 @@ impl Inner {
             vek,
         };
         let epoch = self.epoch(shared, op)?.get();
-        let (handle, held) = shared.create_guest_record(record.clone())?;
+        let (handle, held) = shared.create_guest_record(record.clone(), &mut self.spare)?;
         shared.platform.state = PlatformState::Working;
         shared.save()?;
         let record = GuestRecord { handle, ..record };
@@ -778,9 +778,12 @@ impl Platform {
             ));
         }
         let mut shared = Snapshot::load_cached(&inner, op)?;
-        shared.remove_guest_record(handle)?;
-        // Dropping the guest releases its record's lock.
-        inner.guests.remove(&handle);
+        if let Some(guest) = inner.guests.remove(&handle) {
+            // Kept as this process's spare record, or removed (and its lock
+            // released).
+            let inner = &mut *inner;
+            shared.retire_guest_record(handle, guest.record, &mut inner.spare)?;
+        }
         shared.guests.remove(&handle);
         if shared.guests.is_empty() {
             shared.platform.state = PlatformState::Init;

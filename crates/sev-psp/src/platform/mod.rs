@@ -105,7 +105,7 @@ pub use sev_proto::abi::PlatformStatusInfo;
 use crate::memory::{GuestBacking, MemoryState};
 use crate::rng::PspRng;
 use crate::store::record::{RecordReader, RecordWriter};
-use crate::store::run::SharedCounter;
+use crate::store::run::{HeldRecord, SharedCounter};
 use crate::store::{LockFile, PersistentIdentity, StateDir, StoreError};
 use guest::Guest;
 use identity::Identity;
@@ -265,6 +265,8 @@ struct Inner {
     lock_file: LockFile,
     /// The runtime area, once made or checked.
     run: OnceLock<Arc<RunArea>>,
+    /// A decommissioned guest's record, kept (locked) for the next guest.
+    spare: Option<HeldRecord>,
 }
 
 impl Inner {
@@ -454,6 +456,7 @@ impl Platform {
                 epoch: None,
                 lock_file,
                 run: OnceLock::new(),
+                spare: None,
             }),
         })
     }

@@ -26,6 +26,7 @@
 //! WORKING → INIT.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use sev_proto::abi::{GuestState, PlatformState, Policy, Status};
@@ -43,6 +44,11 @@ const PLATFORM_RECORD: &str = "platform";
 const CHANGES_COUNTER: &str = "records";
 /// Guest records are `guest-<handle>` (decimal).
 const GUEST_PREFIX: &str = "guest-";
+/// A process's spare record (a decommissioned guest's, kept for its next
+/// guest) is `spare-<pid>-<n>`.
+const SPARE_PREFIX: &str = "spare-";
+/// The `<n>` of the next spare record's name in this process.
+static NEXT_SPARE: AtomicU64 = AtomicU64::new(0);
 
 mod tag {
     pub const STATE: u16 = 0x0001;
@@ -326,21 +332,41 @@ impl RunArea {
 
     /// Creates and holds guest record `name` (see [`RunDir::create_held`]).
     fn create_held(&self, name: &str, payload: &[u8]) -> Result<Option<HeldRecord>, StoreError> {
-        self.change(|names| {
-            if let Err(at) = names.binary_search_by(|n| n.as_str().cmp(name)) {
-                names.insert(at, name.to_owned());
-            }
-        });
+        self.change(|names| insert_sorted(names, name));
         // If the file exists already (`Ok(None)`), the cached list is still
         // right: it did not list a file it did not see, and counting the
         // attempt only costs other processes a listing.
         self.run.create_held(name, payload)
     }
 
+    /// Makes `spare` guest record `name` with `payload`: written under the
+    /// spare's name, then renamed, so no process reads it half written.
+    /// `Ok(Err(spare))` when a file `name` exists.
+    fn adopt(
+        &self,
+        mut spare: HeldRecord,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<Result<HeldRecord, HeldRecord>, StoreError> {
+        spare.rewrite(payload)?;
+        self.change(|names| insert_sorted(names, name));
+        if spare.rename(&self.run, name)? {
+            Ok(Ok(spare))
+        } else {
+            Ok(Err(spare))
+        }
+    }
+
     /// Removes guest record `name`; `false` if it did not exist.
     pub(crate) fn remove(&self, name: &str) -> Result<bool, StoreError> {
         self.change(|names| names.retain(|n| n != name));
         self.run.remove(name)
+    }
+}
+
+fn insert_sorted(names: &mut Vec<String>, name: &str) {
+    if let Err(at) = names.binary_search_by(|n| n.as_str().cmp(name)) {
+        names.insert(at, name.to_owned());
     }
 }
 
@@ -404,6 +430,9 @@ impl Snapshot {
             guests: BTreeMap::new(),
             op,
         };
+        if listing == Listing::Full {
+            snap.reap_spares(inner)?;
+        }
         let mut released = Vec::new();
         for name in snap.area.guest_names(listing).map_err(store_err(op))? {
             let own = name
@@ -465,6 +494,22 @@ impl Snapshot {
         Ok(snap)
     }
 
+    /// Removes the spare records of processes that are gone (nobody holds
+    /// them).
+    fn reap_spares(&self, inner: &Inner) -> Result<(), FwError> {
+        let run = &self.area.run;
+        let own = inner.spare.as_ref().map(HeldRecord::path);
+        for name in run.names(SPARE_PREFIX).map_err(store_err(self.op))? {
+            if own.is_some_and(|p| p.ends_with(&name)) {
+                continue;
+            }
+            if run.probe(&name).map_err(store_err(self.op))? == Holder::Abandoned {
+                run.remove(&name).map_err(store_err(self.op))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the platform record.
     pub(crate) fn save(&self) -> Result<(), FwError> {
         let payload = self
@@ -482,18 +527,14 @@ impl Snapshot {
         &self.area.run
     }
 
-    /// Removes guest `handle`'s record; `false` if it did not exist.
-    pub(crate) fn remove_guest_record(&self, handle: u32) -> Result<bool, FwError> {
-        self.area
-            .remove(&guest_record_name(handle))
-            .map_err(store_err(self.op))
-    }
-
     /// Creates the record of a new guest with the next free handle and
-    /// holds it; returns the handle and the record.
+    /// holds it; returns the handle and the record. A `spare` record (a
+    /// decommissioned guest's, see [`Snapshot::retire_guest_record`]) is
+    /// reused when there is one.
     pub(crate) fn create_guest_record(
         &mut self,
         mut record: GuestRecord,
+        spare: &mut Option<HeldRecord>,
     ) -> Result<(u32, HeldRecord), FwError> {
         let op = self.op;
         let mut handle = self.platform.next_handle;
@@ -504,11 +545,27 @@ impl Snapshot {
                 let payload = record
                     .encode()
                     .map_err(|e| FwError::new(op, Status::HwErrorPlatform, e))?;
-                if let Some(held) = self
-                    .area
-                    .create_held(&guest_record_name(handle), &payload)
-                    .map_err(store_err(op))?
-                {
+                let name = guest_record_name(handle);
+                let made = match spare.take() {
+                    Some(s) => match self.area.adopt(s, &name, &payload) {
+                        Ok(Ok(held)) => Some(held),
+                        Ok(Err(s)) => {
+                            // The name is taken: keep the spare, next handle.
+                            *spare = Some(s);
+                            None
+                        }
+                        // No reuse on this file system: make records anew.
+                        Err(_) => self
+                            .area
+                            .create_held(&name, &payload)
+                            .map_err(store_err(op))?,
+                    },
+                    None => self
+                        .area
+                        .create_held(&name, &payload)
+                        .map_err(store_err(op))?,
+                };
+                if let Some(held) = made {
                     self.platform.next_handle = handle.wrapping_add(1);
                     self.guests.insert(handle, record);
                     return Ok((handle, held));
@@ -521,6 +578,36 @@ impl Snapshot {
             Status::ResourceLimit,
             "no free guest handle",
         ))
+    }
+
+    /// Ends guest `handle`'s record (DECOMMISSION): kept, wiped and renamed,
+    /// as this process's `spare` for its next guest when it has none, else
+    /// removed. The lock stays with the spare, so another process sees a
+    /// spare nobody holds only after this process is gone, and reaps it.
+    pub(crate) fn retire_guest_record(
+        &self,
+        handle: u32,
+        mut record: HeldRecord,
+        spare: &mut Option<HeldRecord>,
+    ) -> Result<(), FwError> {
+        let name = guest_record_name(handle);
+        if spare.is_none() {
+            let spare_name = format!(
+                "{SPARE_PREFIX}{}-{}",
+                std::process::id(),
+                NEXT_SPARE.fetch_add(1, Ordering::Relaxed)
+            );
+            self.area.change(|names| names.retain(|n| *n != name));
+            let renamed = record
+                .wipe()
+                .and_then(|()| record.rename(&self.area.run, &spare_name));
+            if let Ok(true) = renamed {
+                *spare = Some(record);
+                return Ok(());
+            }
+        }
+        self.area.remove(&name).map_err(store_err(self.op))?;
+        Ok(())
     }
 
     /// Removes every guest's record (SHUTDOWN).
