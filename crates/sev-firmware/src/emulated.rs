@@ -415,6 +415,15 @@ impl EmulatedGuest {
         self.handle.load(Ordering::SeqCst)
     }
 
+    /// Runs firmware command `command` (`f`) on this guest's handle.
+    fn on_guest<T>(
+        &self,
+        command: &'static str,
+        f: impl FnOnce(&Platform, u32) -> Result<T, FwError>,
+    ) -> Result<T, SevError> {
+        f(&self.platform, self.handle()).map_err(|e| fw_error(command, e))
+    }
+
     /// KVM's part after LAUNCH_START/RECEIVE_START: ACTIVATE on a free ASID
     /// of the guest's range (SEV-ES guests take ASIDs 1..min_sev_asid, SEV
     /// guests min_sev_asid..=max_asid), and the host view starts using the
@@ -477,9 +486,9 @@ impl LaunchCommands for EmulatedGuest {
     fn launch_update_data(&self, gpa: u64, len: u64) -> Result<(), SevError> {
         const CMD: &str = "LAUNCH_UPDATE_DATA";
         let len = u32_len(CMD, gpa, len)?;
-        self.platform
-            .launch_update_data(self.handle(), self.mem.as_ref(), gpa, len)
-            .map_err(|e| fw_error(CMD, e))
+        self.on_guest(CMD, |p, h| {
+            p.launch_update_data(h, self.mem.as_ref(), gpa, len)
+        })
     }
 
     /// Writes each page into the guest's VMSA window (as KVM's VMSA pages,
@@ -509,9 +518,7 @@ impl LaunchCommands for EmulatedGuest {
 
     fn launch_measure(&self) -> Result<LaunchMeasurement, SevError> {
         let mut out = [0u8; LaunchMeasurement::LEN];
-        self.platform
-            .launch_measure(self.handle(), &mut out)
-            .map_err(|e| fw_error("LAUNCH_MEASURE", e))?;
+        self.on_guest("LAUNCH_MEASURE", |p, h| p.launch_measure(h, &mut out))?;
         Ok(LaunchMeasurement::from_bytes(out))
     }
 
@@ -538,16 +545,11 @@ impl LaunchCommands for EmulatedGuest {
     }
 
     fn launch_finish(&self) -> Result<(), SevError> {
-        self.platform
-            .launch_finish(self.handle())
-            .map_err(|e| fw_error("LAUNCH_FINISH", e))
+        self.on_guest("LAUNCH_FINISH", |p, h| p.launch_finish(h))
     }
 
     fn guest_status(&self) -> Result<GuestStatus, SevError> {
-        let s = self
-            .platform
-            .guest_status(self.handle())
-            .map_err(|e| fw_error("GUEST_STATUS", e))?;
+        let s = self.on_guest("GUEST_STATUS", |p, h| p.guest_status(h))?;
         Ok(GuestStatus {
             handle: s.handle,
             policy: s.policy,
@@ -557,10 +559,7 @@ impl LaunchCommands for EmulatedGuest {
 
     fn attestation_report(&self, mnonce: [u8; 16]) -> Result<Vec<u8>, SevError> {
         let mut out = vec![0u8; ATTESTATION_REPORT_LEN];
-        let n = self
-            .platform
-            .attestation(self.handle(), &mnonce, &mut out)
-            .map_err(|e| fw_error("ATTESTATION", e))?;
+        let n = self.on_guest("ATTESTATION", |p, h| p.attestation(h, &mnonce, &mut out))?;
         out.truncate(n);
         Ok(out)
     }
@@ -571,9 +570,9 @@ impl DebugCommands for EmulatedGuest {
         const CMD: &str = "DBG_DECRYPT";
         let (start, span) = Self::aligned_span(CMD, gpa, buf.len())?;
         let mut bounce = vec![0u8; span];
-        self.platform
-            .dbg_decrypt(self.handle(), self.mem.as_ref(), start, &mut bounce)
-            .map_err(|e| fw_error(CMD, e))?;
+        self.on_guest(CMD, |p, h| {
+            p.dbg_decrypt(h, self.mem.as_ref(), start, &mut bounce)
+        })?;
         let off = usize::try_from(gpa - start).unwrap_or(0);
         if let Some(src) = bounce.get(off..off + buf.len()) {
             buf.copy_from_slice(src);
@@ -587,17 +586,17 @@ impl DebugCommands for EmulatedGuest {
         let mut bounce = vec![0u8; span];
         // KVM's read-modify-write: decrypt the aligned span, patch, encrypt.
         if start != gpa || span != data.len() {
-            self.platform
-                .dbg_decrypt(self.handle(), self.mem.as_ref(), start, &mut bounce)
-                .map_err(|e| fw_error(CMD, e))?;
+            self.on_guest(CMD, |p, h| {
+                p.dbg_decrypt(h, self.mem.as_ref(), start, &mut bounce)
+            })?;
         }
         let off = usize::try_from(gpa - start).unwrap_or(0);
         if let Some(dst) = bounce.get_mut(off..off + data.len()) {
             dst.copy_from_slice(data);
         }
-        self.platform
-            .dbg_encrypt(self.handle(), self.mem.as_ref(), &bounce, start)
-            .map_err(|e| fw_error(CMD, e))
+        self.on_guest(CMD, |p, h| {
+            p.dbg_encrypt(h, self.mem.as_ref(), &bounce, start)
+        })
     }
 }
 
@@ -607,10 +606,9 @@ impl MigrationCommands for EmulatedGuest {
         let chain = target.chain.encode();
         let amd = target.amd.as_ref().map(CaChain::encode).unwrap_or_default();
         let mut session = [0u8; SESSION_LEN];
-        let policy = self
-            .platform
-            .send_start(self.handle(), &pdh, &chain, &amd, &mut session)
-            .map_err(|e| fw_error("SEND_START", e))?;
+        let policy = self.on_guest("SEND_START", |p, h| {
+            p.send_start(h, &pdh, &chain, &amd, &mut session)
+        })?;
         Ok((policy, SessionBuffer::from_bytes(&session)))
     }
 
@@ -627,21 +625,17 @@ impl MigrationCommands for EmulatedGuest {
         // firmware overwrites them.
         hdr.resize(PACKET_HEADER_LEN, 0);
         trans.resize(len32 as usize, 0);
-        self.platform
-            .send_update_data(self.handle(), self.mem.as_ref(), gpa, len32, hdr, trans)
-            .map_err(|e| fw_error(CMD, e))
+        self.on_guest(CMD, |p, h| {
+            p.send_update_data(h, self.mem.as_ref(), gpa, len32, hdr, trans)
+        })
     }
 
     fn send_finish(&self) -> Result<(), SevError> {
-        self.platform
-            .send_finish(self.handle())
-            .map_err(|e| fw_error("SEND_FINISH", e))
+        self.on_guest("SEND_FINISH", |p, h| p.send_finish(h))
     }
 
     fn send_cancel(&self) -> Result<(), SevError> {
-        self.platform
-            .send_cancel(self.handle())
-            .map_err(|e| fw_error("SEND_CANCEL", e))
+        self.on_guest("SEND_CANCEL", |p, h| p.send_cancel(h))
     }
 
     fn receive_start(
@@ -662,15 +656,13 @@ impl MigrationCommands for EmulatedGuest {
     fn receive_update_data(&self, header: &[u8], gpa: u64, trans: &[u8]) -> Result<(), SevError> {
         const CMD: &str = "RECEIVE_UPDATE_DATA";
         let len = u32_len(CMD, gpa, trans.len() as u64)?;
-        self.platform
-            .receive_update_data(self.handle(), self.mem.as_ref(), header, gpa, len, trans)
-            .map_err(|e| fw_error(CMD, e))
+        self.on_guest(CMD, |p, h| {
+            p.receive_update_data(h, self.mem.as_ref(), header, gpa, len, trans)
+        })
     }
 
     fn receive_finish(&self) -> Result<(), SevError> {
-        self.platform
-            .receive_finish(self.handle())
-            .map_err(|e| fw_error("RECEIVE_FINISH", e))
+        self.on_guest("RECEIVE_FINISH", |p, h| p.receive_finish(h))
     }
 }
 

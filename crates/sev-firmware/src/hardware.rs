@@ -240,6 +240,15 @@ impl HardwareGuest {
         SevVm::new(self.vm.as_fd(), self.device.as_fd())
     }
 
+    /// Runs KVM command `command` (`f`) on this guest.
+    fn run<T>(
+        &self,
+        command: &'static str,
+        f: impl FnOnce(&SevVm<'_>) -> Result<T, HostError>,
+    ) -> Result<T, SevError> {
+        f(&self.sev()).map_err(|e| host_error(command, e))
+    }
+
     /// The host address of `gpa..gpa+len`, which must lie in one region.
     fn host_addr(&self, command: &'static str, gpa: u64, len: u64) -> Result<u64, SevError> {
         self.regions
@@ -265,9 +274,9 @@ impl LaunchCommands for HardwareGuest {
             Some((g, s)) => (Some(&g[..]), Some(&s[..])),
             None => (None, None),
         };
-        self.sev()
-            .launch_start_sharing(share_handle, policy.bits(), godh, session)
-            .map_err(|e| host_error("LAUNCH_START", e))
+        self.run("LAUNCH_START", |sev| {
+            sev.launch_start_sharing(share_handle, policy.bits(), godh, session)
+        })
     }
 
     fn launch_update_data(&self, gpa: u64, len: u64) -> Result<(), SevError> {
@@ -278,22 +287,18 @@ impl LaunchCommands for HardwareGuest {
         // `self.memory`, which this context keeps alive and whose contract
         // (`GuestMemory`) rules out Rust references into it, so in-place
         // encryption invalidates nothing.
-        unsafe { self.sev().launch_update_data(addr, len) }.map_err(|e| host_error(CMD, e))
+        self.run(CMD, |sev| unsafe { sev.launch_update_data(addr, len) })
     }
 
     fn launch_update_vmsa(&self, _vmsas: &[VmsaPage]) -> Result<(), SevError> {
         // KVM encrypts the VMSAs it built from the vCPUs' registers, which
         // the VMM set from these pages.
-        self.sev()
-            .launch_update_vmsa()
-            .map_err(|e| host_error("LAUNCH_UPDATE_VMSA", e))
+        self.run("LAUNCH_UPDATE_VMSA", |sev| sev.launch_update_vmsa())
     }
 
     fn launch_measure(&self) -> Result<LaunchMeasurement, SevError> {
-        self.sev()
-            .launch_measure()
+        self.run("LAUNCH_MEASURE", |sev| sev.launch_measure())
             .map(LaunchMeasurement::from_bytes)
-            .map_err(|e| host_error("LAUNCH_MEASURE", e))
     }
 
     fn launch_secret(
@@ -306,21 +311,17 @@ impl LaunchCommands for HardwareGuest {
         let addr = self.host_addr(CMD, gpa, secret.len() as u64)?;
         // SAFETY: as in `launch_update_data`: the destination lies inside
         // guest memory kept alive by `self.memory`, never referenced by Rust.
-        unsafe { self.sev().launch_secret(&header.to_bytes(), addr, secret) }
-            .map_err(|e| host_error(CMD, e))
+        self.run(CMD, |sev| unsafe {
+            sev.launch_secret(&header.to_bytes(), addr, secret)
+        })
     }
 
     fn launch_finish(&self) -> Result<(), SevError> {
-        self.sev()
-            .launch_finish()
-            .map_err(|e| host_error("LAUNCH_FINISH", e))
+        self.run("LAUNCH_FINISH", |sev| sev.launch_finish())
     }
 
     fn guest_status(&self) -> Result<GuestStatus, SevError> {
-        let s = self
-            .sev()
-            .guest_status()
-            .map_err(|e| host_error("GUEST_STATUS", e))?;
+        let s = self.run("GUEST_STATUS", |sev| sev.guest_status())?;
         Ok(GuestStatus {
             handle: s.handle,
             policy: Policy::from_bits(s.policy),
@@ -329,9 +330,7 @@ impl LaunchCommands for HardwareGuest {
     }
 
     fn attestation_report(&self, mnonce: [u8; 16]) -> Result<Vec<u8>, SevError> {
-        self.sev()
-            .attestation_report(mnonce)
-            .map_err(|e| host_error("ATTESTATION", e))
+        self.run("ATTESTATION", |sev| sev.attestation_report(mnonce))
     }
 }
 
@@ -339,9 +338,7 @@ impl DebugCommands for HardwareGuest {
     fn dbg_decrypt(&self, gpa: u64, buf: &mut [u8]) -> Result<(), SevError> {
         const CMD: &str = "DBG_DECRYPT";
         let addr = self.host_addr(CMD, gpa, buf.len() as u64)?;
-        self.sev()
-            .dbg_decrypt(addr, buf)
-            .map_err(|e| host_error(CMD, e))
+        self.run(CMD, |sev| sev.dbg_decrypt(addr, buf))
     }
 
     fn dbg_encrypt(&self, data: &[u8], gpa: u64) -> Result<(), SevError> {
@@ -349,7 +346,7 @@ impl DebugCommands for HardwareGuest {
         let addr = self.host_addr(CMD, gpa, data.len() as u64)?;
         // SAFETY: the destination lies inside guest memory kept alive by
         // `self.memory`, never referenced by Rust.
-        unsafe { self.sev().dbg_encrypt(data, addr) }.map_err(|e| host_error(CMD, e))
+        self.run(CMD, |sev| unsafe { sev.dbg_encrypt(data, addr) })
     }
 }
 
@@ -357,10 +354,9 @@ impl MigrationCommands for HardwareGuest {
     fn send_start(&self, target: &MigrationTarget) -> Result<(Policy, SessionBuffer), SevError> {
         const CMD: &str = "SEND_START";
         let amd = target.amd.as_ref().map(CaChain::encode).unwrap_or_default();
-        let (policy, session) = self
-            .sev()
-            .send_start(&target.pdh.encode(), &target.chain.encode(), &amd)
-            .map_err(|e| host_error(CMD, e))?;
+        let (policy, session) = self.run(CMD, |sev| {
+            sev.send_start(&target.pdh.encode(), &target.chain.encode(), &amd)
+        })?;
         let session = SevError::decoded(CMD, "session", SessionBuffer::decode(&session))?;
         Ok((Policy::from_bits(policy), session))
     }
@@ -382,21 +378,15 @@ impl MigrationCommands for HardwareGuest {
         const CMD: &str = "SEND_UPDATE_DATA";
         let addr = self.host_addr(CMD, gpa, len)?;
         let len = usize_len(CMD, gpa, len)?;
-        self.sev()
-            .send_update_data(addr, len)
-            .map_err(|e| host_error(CMD, e))
+        self.run(CMD, |sev| sev.send_update_data(addr, len))
     }
 
     fn send_finish(&self) -> Result<(), SevError> {
-        self.sev()
-            .send_finish()
-            .map_err(|e| host_error("SEND_FINISH", e))
+        self.run("SEND_FINISH", |sev| sev.send_finish())
     }
 
     fn send_cancel(&self) -> Result<(), SevError> {
-        self.sev()
-            .send_cancel()
-            .map_err(|e| host_error("SEND_CANCEL", e))
+        self.run("SEND_CANCEL", |sev| sev.send_cancel())
     }
 
     fn receive_start(
@@ -405,9 +395,9 @@ impl MigrationCommands for HardwareGuest {
         pdh: &Certificate,
         session: &SessionBuffer,
     ) -> Result<u32, SevError> {
-        self.sev()
-            .receive_start(policy.bits(), &pdh.encode(), &session.to_bytes())
-            .map_err(|e| host_error("RECEIVE_START", e))
+        self.run("RECEIVE_START", |sev| {
+            sev.receive_start(policy.bits(), &pdh.encode(), &session.to_bytes())
+        })
     }
 
     fn receive_update_data(&self, header: &[u8], gpa: u64, trans: &[u8]) -> Result<(), SevError> {
@@ -415,14 +405,13 @@ impl MigrationCommands for HardwareGuest {
         let addr = self.host_addr(CMD, gpa, trans.len() as u64)?;
         // SAFETY: the destination lies inside guest memory kept alive by
         // `self.memory`, never referenced by Rust.
-        unsafe { self.sev().receive_update_data(header, addr, trans) }
-            .map_err(|e| host_error(CMD, e))
+        self.run(CMD, |sev| unsafe {
+            sev.receive_update_data(header, addr, trans)
+        })
     }
 
     fn receive_finish(&self) -> Result<(), SevError> {
-        self.sev()
-            .receive_finish()
-            .map_err(|e| host_error("RECEIVE_FINISH", e))
+        self.run("RECEIVE_FINISH", |sev| sev.receive_finish())
     }
 }
 

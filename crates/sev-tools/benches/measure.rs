@@ -5,8 +5,8 @@
 //! - the single-stream bound: SHA-256 of the largest input (the initrd)
 //!   alone, in memory, with the implementation the tool uses; no
 //!   measurement can end before that stream is hashed;
-//! - whole `sev-owner measure` runs (process start to exit, including the
-//!   fsync of `--outfile`, which sevctl does not do), `sevctl` runs and,
+//! - whole `sev-owner measure` runs (process start to exit, including
+//!   writing `--outfile`, not fsynced, as sevctl's), `sevctl` runs and,
 //!   with `SEV_OWNER_BASELINE=/path/to/older/sev-owner`, a previous
 //!   build's runs, interleaved;
 //! - the library's digest in-process (no process start, no output);

@@ -300,9 +300,22 @@ impl Drop for OutputSet {
     }
 }
 
-/// Writes one file atomically with mode `mode`.
+/// Writes one file atomically with mode `mode`, fsynced before it
+/// replaces `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), IoError> {
     let mut set = OutputSet::new();
+    set.stage(path, bytes, mode)?;
+    set.commit().map(|_| ())
+}
+
+/// Writes one file atomically with mode `mode`, without fsync: for an
+/// output the command recomputes from its inputs in milliseconds (`measure
+/// --outfile`), where an fsync would cost more than the whole command and
+/// protects nothing that cannot be made again (see `docs/guide/sev-owner.md#measure`).
+/// Readers see the old file or the new one, never a part; after a power
+/// loss the file may be missing or empty.
+pub fn write_atomic_unsynced(path: &Path, bytes: &[u8], mode: u32) -> Result<(), IoError> {
+    let mut set = OutputSet::scratch();
     set.stage(path, bytes, mode)?;
     set.commit().map(|_| ())
 }
@@ -314,6 +327,22 @@ mod tests {
 
     /// One base64 rule with sevm: whitespace anywhere is skipped (wrapped
     /// files, CRLF), anything else outside the alphabet is refused.
+    #[test]
+    fn unsynced_writes_replace_the_file_whole_with_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("m.bin");
+        fs::write(&out, b"old contents, longer").unwrap();
+        write_atomic_unsynced(&out, &[5u8; 48], 0o644).unwrap();
+        assert_eq!(fs::read(&out).unwrap(), [5u8; 48]);
+        let mode = fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+    }
+
     #[test]
     fn base64_whitespace_rule_is_sevms() {
         assert_eq!(b64_decode("x", "  aGVsbG8=\n").unwrap(), b"hello");

@@ -62,18 +62,18 @@ pub fn greeting(capabilities: &[QmpCapability]) -> Value {
 
 /// `{"return": ret, "id": id}` (no `id` member when the request had none).
 pub fn success(ret: Value, id: Option<Value>) -> Value {
-    let mut m = Map::new();
-    m.insert("return".into(), ret);
-    if let Some(id) = id {
-        m.insert("id".into(), id);
-    }
-    Value::Object(m)
+    reply("return", ret, id)
 }
 
 /// `{"error": {"class", "desc"}, "id": id}`.
 pub fn error(err: &QmpError, id: Option<Value>) -> Value {
+    reply("error", err.to_json(), id)
+}
+
+/// `{key: value, "id": id}`, without `id` when the request had none.
+fn reply(key: &str, value: Value, id: Option<Value>) -> Value {
     let mut m = Map::new();
-    m.insert("error".into(), err.to_json());
+    m.insert(key.into(), value);
     if let Some(id) = id {
         m.insert("id".into(), id);
     }
@@ -83,17 +83,22 @@ pub fn error(err: &QmpError, id: Option<Value>) -> Value {
 /// QEMU's compact JSON style: `": "` after keys and `", "` between items.
 struct QemuFormatter;
 
+/// `", "` before every array item or object member but the first.
+fn item_separator<W: ?Sized + std::io::Write>(writer: &mut W, first: bool) -> std::io::Result<()> {
+    if first {
+        Ok(())
+    } else {
+        writer.write_all(b", ")
+    }
+}
+
 impl serde_json::ser::Formatter for QemuFormatter {
     fn begin_array_value<W: ?Sized + std::io::Write>(
         &mut self,
         writer: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            writer.write_all(b", ")
-        }
+        item_separator(writer, first)
     }
 
     fn begin_object_key<W: ?Sized + std::io::Write>(
@@ -101,11 +106,7 @@ impl serde_json::ser::Formatter for QemuFormatter {
         writer: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            writer.write_all(b", ")
-        }
+        item_separator(writer, first)
     }
 
     fn begin_object_value<W: ?Sized + std::io::Write>(

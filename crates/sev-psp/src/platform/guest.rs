@@ -17,8 +17,9 @@ use sev_proto::secret::{open_launch_secret, PacketError, PacketHeader, Transport
 use sev_proto::session::{self, SessionBuffer, TransportKeys};
 use zeroize::Zeroizing;
 
-use super::shared::{self, guest_record_name, GuestRecord, Snapshot};
-use super::{cmd, guest_command_allowed, store_err, FwError, Inner, Op, Platform, MAX_GUESTS};
+use super::shared::{self, GuestRecord, Snapshot};
+use super::{cmd, guest_command_allowed, store_err, FwError, Inner, Op, Platform};
+use super::{INIT_OR_WORKING, MAX_GUESTS};
 use crate::memory::{self, GuestBacking, MemoryState, Region, Vek, PAGE_SIZE};
 use crate::store::run::HeldRecord;
 use crate::store::StateDir;
@@ -318,14 +319,10 @@ impl Inner {
     /// INVALID_PLATFORM_STATE unless the platform is INIT or WORKING, else
     /// INVALID_GUEST (naming another process's guest as such).
     fn absent_guest(&self, op: Op, handle: u32) -> FwError {
-        let shared = match Snapshot::load(self, op) {
+        let shared = match Platform::snapshot_in(self, op, INIT_OR_WORKING) {
             Ok(s) => s,
             Err(e) => return e,
         };
-        let working = [PlatformState::Init, PlatformState::Working];
-        if let Err(e) = Platform::require_state(shared.platform.state, op, &working) {
-            return e;
-        }
         let detail = if shared.guests.contains_key(&handle) {
             format!(
                 "guest {handle} belongs to another process (only GUEST_STATUS and key sharing \
@@ -431,7 +428,7 @@ impl Inner {
             vek,
         };
         let epoch = self.epoch(shared, op)?.get();
-        let (handle, held) = shared.create_guest_record(record.clone())?;
+        let (handle, held) = shared.create_guest_record(record.clone(), &mut self.spare)?;
         shared.platform.state = PlatformState::Working;
         shared.save()?;
         let record = GuestRecord { handle, ..record };
@@ -589,19 +586,7 @@ impl Platform {
             ));
         }
         let mut inner = self.lock();
-        let mut shared = Snapshot::load(&inner, op)?;
-        Self::require_state(
-            shared.platform.state,
-            op,
-            &[PlatformState::Init, PlatformState::Working],
-        )?;
-        if share_handle != 0 && !shared.guests.contains_key(&share_handle) {
-            return Err(FwError::new(
-                op,
-                Status::InvalidGuest,
-                format!("no guest with handle {share_handle} to share a key with"),
-            ));
-        }
+        let mut shared = Self::snapshot_for_new_guest(&inner, op, share_handle)?;
         self.refresh(&mut inner, op)?;
         inner.check_new_guest_policy(&shared, op, policy, share_handle)?;
         let keys = match (godh, session) {
@@ -618,6 +603,27 @@ impl Platform {
         )?;
         log::debug!("LAUNCH_START: guest {handle}, policy {policy}");
         Ok(handle)
+    }
+
+    /// The preamble of LAUNCH_START and RECEIVE_START: the platform-wide
+    /// state ([`Snapshot::load_cached`]), INIT or WORKING, with
+    /// `share_handle` (unless 0) a live guest of any process (else
+    /// INVALID_GUEST).
+    pub(super) fn snapshot_for_new_guest(
+        inner: &Inner,
+        op: Op,
+        share_handle: u32,
+    ) -> Result<Snapshot, FwError> {
+        let shared = Snapshot::load_cached(inner, op)?;
+        Self::require_state(shared.platform.state, op, INIT_OR_WORKING)?;
+        if share_handle != 0 && !shared.guests.contains_key(&share_handle) {
+            return Err(FwError::new(
+                op,
+                Status::InvalidGuest,
+                format!("no guest with handle {share_handle} to share a key with"),
+            ));
+        }
+        Ok(shared)
     }
 
     /// ACTIVATE: binds the guest's key to `asid`. SEV-ES guests need an
@@ -668,7 +674,7 @@ impl Platform {
         }
         // The ASID table is platform-wide: checked against every process's
         // guests.
-        let mut shared = Snapshot::load(&inner, op)?;
+        let mut shared = Snapshot::load_cached(&inner, op)?;
         inner.bind_asid(&mut shared, op, handle, asid, group)
     }
 
@@ -693,7 +699,7 @@ impl Platform {
         } else {
             min_sev..max.saturating_add(1)
         };
-        let mut shared = Snapshot::load(&inner, op)?;
+        let mut shared = Snapshot::load_cached(&inner, op)?;
         let held: std::collections::BTreeSet<u32> =
             shared.guests.values().map(|g| g.asid).collect();
         let free = |shared: &Snapshot| {
@@ -732,7 +738,7 @@ impl Platform {
         if asid == 0 {
             return Ok(());
         }
-        let mut shared = Snapshot::load(&inner, op)?;
+        let mut shared = Snapshot::load_cached(&inner, op)?;
         // Not `inner.guest` again: it may take the directory lock `shared`
         // holds.
         let guest = inner.guests.get_mut(&handle).ok_or_else(|| {
@@ -771,13 +777,13 @@ impl Platform {
                 ),
             ));
         }
-        let mut shared = Snapshot::load(&inner, op)?;
-        shared
-            .run
-            .remove(&guest_record_name(handle))
-            .map_err(store_err(op))?;
-        // Dropping the guest releases its record's lock.
-        inner.guests.remove(&handle);
+        let mut shared = Snapshot::load_cached(&inner, op)?;
+        if let Some(guest) = inner.guests.remove(&handle) {
+            // Kept as this process's spare record, or removed (and its lock
+            // released).
+            let inner = &mut *inner;
+            shared.retire_guest_record(handle, guest.record, &mut inner.spare)?;
+        }
         shared.guests.remove(&handle);
         if shared.guests.is_empty() {
             shared.platform.state = PlatformState::Init;
@@ -793,9 +799,7 @@ impl Platform {
         let op = cmd(CommandId::GuestStatus);
         let mut inner = self.lock();
         if !inner.guests.contains_key(&handle) {
-            let shared = Snapshot::load(&inner, op)?;
-            let working = [PlatformState::Init, PlatformState::Working];
-            Self::require_state(shared.platform.state, op, &working)?;
+            let shared = Self::snapshot_in(&inner, op, INIT_OR_WORKING)?;
             if let Some(g) = shared.guests.get(&handle) {
                 return Ok(GuestStatusInfo {
                     handle,

@@ -39,8 +39,7 @@
 //! requires); address and length are multiples of 16.
 
 use sev_proto::abi::{
-    CommandId, GuestState, PlatformState, Policy, Status, PACKET_HEADER_LEN, SESSION_LEN,
-    SEV_CERT_LEN,
+    CommandId, GuestState, Policy, Status, PACKET_HEADER_LEN, SESSION_LEN, SEV_CERT_LEN,
 };
 use sev_proto::cert::chain::{self, CaChain, PlatformChain};
 use sev_proto::cert::sev::Certificate;
@@ -51,7 +50,6 @@ use super::guest::{
     check_aligned16, check_len16, check_range, check_vmsa_args, packet_error, Peer, Transport,
     IV_BATCH,
 };
-use super::shared::Snapshot;
 use super::{cmd, ct_eq, FwError, Op, Platform};
 use crate::memory::{self, GuestBacking, PAGE_SIZE};
 
@@ -397,19 +395,7 @@ impl Platform {
             ));
         }
         let mut inner = self.lock();
-        let mut shared = Snapshot::load(&inner, op)?;
-        Self::require_state(
-            shared.platform.state,
-            op,
-            &[PlatformState::Init, PlatformState::Working],
-        )?;
-        if share_handle != 0 && !shared.guests.contains_key(&share_handle) {
-            return Err(FwError::new(
-                op,
-                Status::InvalidGuest,
-                format!("no guest with handle {share_handle} to share a key with"),
-            ));
-        }
+        let mut shared = Self::snapshot_for_new_guest(&inner, op, share_handle)?;
         self.refresh(&mut inner, op)?;
         inner.check_new_guest_policy(&shared, op, policy, share_handle)?;
         let keys = inner.unwrap_session(op, pdh, session, policy, Peer::SourcePdh)?;

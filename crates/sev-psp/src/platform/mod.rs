@@ -110,12 +110,12 @@ use crate::rng::PspRng;
 use crate::snp::identity::SNP_IDENTITY_FILE;
 use crate::snp::{SnpIdentity, SnpOptions};
 use crate::store::record::{RecordReader, RecordWriter};
-use crate::store::run::{RunDir, SharedCounter};
+use crate::store::run::{HeldRecord, SharedCounter};
 use crate::store::{LockFile, PersistentIdentity, StateDir, StoreError};
 use guest::Guest;
 use identity::Identity;
 use sev_proto::snp::Product;
-use shared::Snapshot;
+use shared::{RunArea, Snapshot};
 
 /// The C-bit position the emulated platform reports (CPUID 0x8000001F
 /// EBX bits 5:0 on the EPYC parts of every example).
@@ -130,6 +130,8 @@ const TRUSTED_ARKS_FILE: &str = "trusted-arks";
 const EPOCH_FILE: &str = "epoch";
 /// Significant bytes of a Turin chip id (the rest are zero).
 const TURIN_CHIP_ID_LEN: usize = 8;
+/// The states in which guests can exist.
+const INIT_OR_WORKING: &[PlatformState] = &[PlatformState::Init, PlatformState::Working];
 /// Most guests that may exist at once (RESOURCE_LIMIT beyond).
 const MAX_GUESTS: usize = 4096;
 
@@ -277,7 +279,9 @@ struct Inner {
     /// The directory's lock file, kept open.
     lock_file: LockFile,
     /// The runtime area, once made or checked.
-    run: OnceLock<RunDir>,
+    run: OnceLock<Arc<RunArea>>,
+    /// A decommissioned guest's record, kept (locked) for the next guest.
+    spare: Option<HeldRecord>,
 }
 
 impl Inner {
@@ -285,7 +289,7 @@ impl Inner {
     /// lock `shared` holds).
     fn epoch(&mut self, shared: &Snapshot, op: Op) -> Result<&SharedCounter, FwError> {
         if self.epoch.is_none() {
-            self.epoch = Some(shared.run.counter(EPOCH_FILE).map_err(store_err(op))?);
+            self.epoch = Some(shared.run().counter(EPOCH_FILE).map_err(store_err(op))?);
         }
         self.epoch
             .as_ref()
@@ -478,6 +482,7 @@ impl Platform {
                 epoch: None,
                 lock_file,
                 run: OnceLock::new(),
+                spare: None,
             }),
         })
     }
@@ -621,9 +626,12 @@ impl Platform {
         Ok(())
     }
 
-    /// The platform-wide state (a snapshot of it; the lock is released).
-    fn state(inner: &Inner, op: Op) -> Result<PlatformState, FwError> {
-        Ok(Snapshot::load(inner, op)?.platform.state)
+    /// The platform-wide state under the directory lock ([`Snapshot::load`]),
+    /// required to be one of `allowed` (else INVALID_PLATFORM_STATE).
+    fn snapshot_in(inner: &Inner, op: Op, allowed: &[PlatformState]) -> Result<Snapshot, FwError> {
+        let shared = Snapshot::load(inner, op)?;
+        Self::require_state(shared.platform.state, op, allowed)?;
+        Ok(shared)
     }
 
     fn require_state(
@@ -651,8 +659,7 @@ impl Platform {
     pub fn init(&self, es: bool) -> Result<(), FwError> {
         let op = cmd(CommandId::Init);
         let mut inner = self.lock();
-        let mut shared = Snapshot::load(&inner, op)?;
-        Self::require_state(shared.platform.state, op, &[PlatformState::Uninit])?;
+        let mut shared = Self::snapshot_in(&inner, op, &[PlatformState::Uninit])?;
         if es && !inner.conf.es_capable {
             // UNCERTAIN (no reference): chose UNSUPPORTED ("feature not
             // supported") for INIT with the SEV-ES flag on a platform without
@@ -681,12 +688,7 @@ impl Platform {
     pub fn shutdown(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::Shutdown);
         let mut inner = self.lock();
-        let mut shared = Snapshot::load(&inner, op)?;
-        Self::require_state(
-            shared.platform.state,
-            op,
-            &[PlatformState::Init, PlatformState::Working],
-        )?;
+        let mut shared = Self::snapshot_in(&inner, op, INIT_OR_WORKING)?;
         let others = shared
             .guests
             .keys()
@@ -713,8 +715,7 @@ impl Platform {
     pub fn platform_reset(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::PlatformReset);
         let mut inner = self.lock();
-        let shared = Snapshot::load(&inner, op)?;
-        Self::require_state(shared.platform.state, op, &[PlatformState::Uninit])?;
+        let shared = Self::snapshot_in(&inner, op, &[PlatformState::Uninit])?;
         self.modify_identity(&mut inner, &shared, op, |id, rng| {
             identity::regenerate_owner_keys(rng, id)
                 .map_err(|e| FwError::new(op, Status::SecureDataInvalid, e.to_string()))
@@ -749,8 +750,7 @@ impl Platform {
     pub fn pek_gen(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::PekGen);
         let mut inner = self.lock();
-        let shared = Snapshot::load(&inner, op)?;
-        Self::require_state(shared.platform.state, op, &[PlatformState::Init])?;
+        let shared = Self::snapshot_in(&inner, op, &[PlatformState::Init])?;
         self.modify_identity(&mut inner, &shared, op, |id, rng| {
             identity::regenerate_owner_keys(rng, id)
                 .map_err(|e| FwError::new(op, Status::SecureDataInvalid, e.to_string()))
@@ -773,7 +773,7 @@ impl Platform {
             FwError::invalid_len(op, SEV_CERT_LEN, format!("CSR buffer is {out_len} bytes"))
         })?;
         let mut inner = self.lock();
-        Self::require_state(Self::state(&inner, op)?, op, &[PlatformState::Init])?;
+        Self::snapshot_in(&inner, op, &[PlatformState::Init])?;
         self.refresh(&mut inner, op)?;
         dst.copy_from_slice(&identity::pek_csr(&inner.identity.pek_cert));
         Ok(SEV_CERT_LEN)
@@ -805,8 +805,7 @@ impl Platform {
             }
         }
         let mut inner = self.lock();
-        let shared = Snapshot::load(&inner, op)?;
-        Self::require_state(shared.platform.state, op, &[PlatformState::Init])?;
+        let shared = Self::snapshot_in(&inner, op, &[PlatformState::Init])?;
         // Every check that depends on the persistent state (ownership, the
         // platform's PEK) runs on the identity read under the directory lock,
         // in the same critical section as the write: another process's
@@ -825,12 +824,7 @@ impl Platform {
     pub fn pdh_gen(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::PdhGen);
         let mut inner = self.lock();
-        let shared = Snapshot::load(&inner, op)?;
-        Self::require_state(
-            shared.platform.state,
-            op,
-            &[PlatformState::Init, PlatformState::Working],
-        )?;
+        let shared = Self::snapshot_in(&inner, op, INIT_OR_WORKING)?;
         self.modify_identity(&mut inner, &shared, op, |id, rng| {
             identity::regenerate_pdh(rng, id)
                 .map_err(|e| FwError::new(op, Status::SecureDataInvalid, e.to_string()))
@@ -862,11 +856,7 @@ impl Platform {
             ));
         }
         let mut inner = self.lock();
-        Self::require_state(
-            Self::state(&inner, op)?,
-            op,
-            &[PlatformState::Init, PlatformState::Working],
-        )?;
+        Self::snapshot_in(&inner, op, INIT_OR_WORKING)?;
         self.refresh(&mut inner, op)?;
         let chain = inner.identity.platform_chain();
         if let (Some(p), Some(c)) = (
@@ -897,12 +887,7 @@ impl Platform {
     pub fn df_flush(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::DfFlush);
         let inner = self.lock();
-        let mut shared = Snapshot::load(&inner, op)?;
-        Self::require_state(
-            shared.platform.state,
-            op,
-            &[PlatformState::Init, PlatformState::Working],
-        )?;
+        let mut shared = Self::snapshot_in(&inner, op, INIT_OR_WORKING)?;
         if !shared.platform.needs_flush.is_empty() {
             shared.platform.needs_flush.clear();
             shared.save()?;

@@ -26,6 +26,8 @@
 //! WORKING → INIT.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use sev_proto::abi::{GuestState, PlatformState, Policy, Status};
 use zeroize::Zeroizing;
@@ -33,13 +35,20 @@ use zeroize::Zeroizing;
 use super::{store_err, FwError, Inner, Op};
 use crate::memory::{Vek, VEK_LEN};
 use crate::store::record::{RecordReader, RecordWriter};
-use crate::store::run::{HeldRecord, Holder, InPlaceRecord, RunDir};
-use crate::store::{StateDir, StateLock};
+use crate::store::run::{HeldRecord, Holder, InPlaceRecord, RunDir, SharedCounter};
+use crate::store::{StateDir, StateLock, StoreError};
 
 /// The platform record's file name.
 const PLATFORM_RECORD: &str = "platform";
+/// The guest records' change counter (see [`RunArea`]).
+const CHANGES_COUNTER: &str = "records";
 /// Guest records are `guest-<handle>` (decimal).
 const GUEST_PREFIX: &str = "guest-";
+/// A process's spare record (a decommissioned guest's, kept for its next
+/// guest) is `spare-<pid>-<n>`.
+const SPARE_PREFIX: &str = "spare-";
+/// The `<n>` of the next spare record's name in this process.
+static NEXT_SPARE: AtomicU64 = AtomicU64::new(0);
 
 mod tag {
     pub const STATE: u16 = 0x0001;
@@ -248,12 +257,136 @@ fn damaged(op: Op, what: &str, detail: impl std::fmt::Display) -> FwError {
     )
 }
 
+/// The runtime area as one process keeps it: checked (or made) once, the
+/// platform record kept open (opening it for every snapshot cost a path
+/// lookup per command; see `docs/architecture-platform-state.md#cost-measured`).
+/// `run/` is only removed by hand while no process uses the platform, so
+/// the open record stays the one every process uses.
+///
+/// It also keeps the list of guest records it last read from the directory,
+/// with the value then of `run/records`, a counter (mapped shared, as
+/// `run/epoch`) that every process increments before it creates or removes
+/// a guest record, under the directory lock. While the counter has not
+/// moved, the list is still the directory's, and a [`Listing::Cached`]
+/// snapshot skips listing the directory again (a directory listing cost
+/// about a tenth of a LAUNCH_START).
+#[derive(Debug)]
+pub(crate) struct RunArea {
+    run: RunDir,
+    platform: InPlaceRecord,
+    changes: SharedCounter,
+    /// The guest records' names as last listed, and `changes` then.
+    listed: Mutex<Option<(u64, Vec<String>)>>,
+}
+
+impl RunArea {
+    /// Checks or makes the runtime area and opens the platform record and
+    /// the change counter (the caller holds the directory lock).
+    pub(crate) fn open(dir: &StateDir) -> Result<RunArea, StoreError> {
+        let run = dir.run_dir()?;
+        let platform = run.open_in_place(PLATFORM_RECORD)?;
+        let changes = run.counter(CHANGES_COUNTER)?;
+        Ok(RunArea {
+            run,
+            platform,
+            changes,
+            listed: Mutex::new(None),
+        })
+    }
+
+    fn listed(&self) -> MutexGuard<'_, Option<(u64, Vec<String>)>> {
+        // The list is only a cache: a panic while it was held loses nothing.
+        self.listed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The names of the guest records (the caller holds the directory lock).
+    fn guest_names(&self, listing: Listing) -> Result<Vec<String>, StoreError> {
+        let now = self.changes.get();
+        if listing == Listing::Cached {
+            if let Some((at, names)) = self.listed().as_ref() {
+                if *at == now {
+                    return Ok(names.clone());
+                }
+            }
+        }
+        let names = self.run.names(GUEST_PREFIX)?;
+        *self.listed() = Some((now, names.clone()));
+        Ok(names)
+    }
+
+    /// Counts a change of the guest records about to be made: `update`
+    /// applies it to the cached list, which stays current only if it was
+    /// current before.
+    fn change(&self, update: impl FnOnce(&mut Vec<String>)) {
+        let before = self.changes.get();
+        let after = self.changes.increment();
+        let mut listed = self.listed();
+        match listed.as_mut() {
+            Some((at, names)) if *at == before => {
+                update(names);
+                *at = after;
+            }
+            _ => *listed = None,
+        }
+    }
+
+    /// Creates and holds guest record `name` (see [`RunDir::create_held`]).
+    fn create_held(&self, name: &str, payload: &[u8]) -> Result<Option<HeldRecord>, StoreError> {
+        self.change(|names| insert_sorted(names, name));
+        // If the file exists already (`Ok(None)`), the cached list is still
+        // right: it did not list a file it did not see, and counting the
+        // attempt only costs other processes a listing.
+        self.run.create_held(name, payload)
+    }
+
+    /// Makes `spare` guest record `name` with `payload`: written under the
+    /// spare's name, then renamed, so no process reads it half written.
+    /// `Ok(Err(spare))` when a file `name` exists.
+    fn adopt(
+        &self,
+        mut spare: HeldRecord,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<Result<HeldRecord, HeldRecord>, StoreError> {
+        spare.rewrite(payload)?;
+        self.change(|names| insert_sorted(names, name));
+        if spare.rename(&self.run, name)? {
+            Ok(Ok(spare))
+        } else {
+            Ok(Err(spare))
+        }
+    }
+
+    /// Removes guest record `name`; `false` if it did not exist.
+    pub(crate) fn remove(&self, name: &str) -> Result<bool, StoreError> {
+        self.change(|names| names.retain(|n| n != name));
+        self.run.remove(name)
+    }
+}
+
+fn insert_sorted(names: &mut Vec<String>, name: &str) {
+    if let Err(at) = names.binary_search_by(|n| n.as_str().cmp(name)) {
+        names.insert(at, name.to_owned());
+    }
+}
+
+/// Whether a [`Snapshot`] lists the runtime area's directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listing {
+    /// Always: also finds (and reaps) records no process counted, a
+    /// file left by hand or by a process that died between counting and
+    /// creating it. The platform and status commands list.
+    Full,
+    /// Only when a process created or removed a guest record since this
+    /// process last listed: the commands on this process's guests.
+    Cached,
+}
+
 /// The platform-wide state read under the directory lock, which it keeps
 /// until dropped: every decision made on it holds until then.
 pub(crate) struct Snapshot {
     _lock: StateLock,
-    pub(crate) run: RunDir,
-    record: InPlaceRecord,
+    area: Arc<RunArea>,
     pub(crate) platform: PlatformRecord,
     /// Every live guest, this process's included.
     pub(crate) guests: BTreeMap<u32, GuestRecord>,
@@ -264,18 +397,27 @@ impl Snapshot {
     /// Takes the directory lock and reads the runtime area (created on
     /// demand), reaping dead guests. Saves the platform record when reaping
     /// changed it. The records of `inner`'s own guests are not read again:
-    /// this process holds them and wrote them last.
+    /// this process holds them and wrote them last. A full snapshot.
     pub(crate) fn load(inner: &Inner, op: Op) -> Result<Snapshot, FwError> {
+        Snapshot::load_listing(inner, op, Listing::Full)
+    }
+
+    /// [`Snapshot::load`] for a command on this process's guests: lists the
+    /// directory only when its guest records changed ([`Listing::Cached`]).
+    pub(crate) fn load_cached(inner: &Inner, op: Op) -> Result<Snapshot, FwError> {
+        Snapshot::load_listing(inner, op, Listing::Cached)
+    }
+
+    fn load_listing(inner: &Inner, op: Op, listing: Listing) -> Result<Snapshot, FwError> {
         let lock = inner.lock_file.lock().map_err(store_err(op))?;
-        let run = match inner.run.get() {
-            Some(run) => run.clone(),
+        let area = match inner.run.get() {
+            Some(area) => Arc::clone(area),
             None => {
-                let run = inner.dir.run_dir().map_err(store_err(op))?;
-                inner.run.get_or_init(|| run).clone()
+                let area = Arc::new(RunArea::open(&inner.dir).map_err(store_err(op))?);
+                Arc::clone(inner.run.get_or_init(|| area))
             }
         };
-        let record = run.open_in_place(PLATFORM_RECORD).map_err(store_err(op))?;
-        let platform = match record.read().map_err(store_err(op))? {
+        let platform = match area.platform.read().map_err(store_err(op))? {
             Some(payload) => {
                 PlatformRecord::decode(&payload).map_err(|e| damaged(op, "platform", e))?
             }
@@ -283,14 +425,16 @@ impl Snapshot {
         };
         let mut snap = Snapshot {
             _lock: lock,
-            run,
-            record,
+            area,
             platform,
             guests: BTreeMap::new(),
             op,
         };
+        if listing == Listing::Full {
+            snap.reap_spares(inner)?;
+        }
         let mut released = Vec::new();
-        for name in snap.run.names(GUEST_PREFIX).map_err(store_err(op))? {
+        for name in snap.area.guest_names(listing).map_err(store_err(op))? {
             let own = name
                 .strip_prefix(GUEST_PREFIX)
                 .and_then(|h| h.parse::<u32>().ok())
@@ -300,11 +444,11 @@ impl Snapshot {
                 snap.guests.insert(g.handle, g.to_record());
                 continue;
             }
-            let holder = snap.run.probe(&name).map_err(store_err(op))?;
+            let holder = snap.area.run.probe(&name).map_err(store_err(op))?;
             if holder == Holder::Missing {
                 continue;
             }
-            let record = match snap.run.read(&name) {
+            let record = match snap.area.run.read(&name) {
                 Ok(Some(payload)) => GuestRecord::decode(&payload).ok(),
                 Ok(None) => continue,
                 // The owner died while writing it, or it was damaged: a held
@@ -325,7 +469,7 @@ impl Snapshot {
                 }
                 r => {
                     // Abandoned, or left from before a SHUTDOWN.
-                    snap.run.remove(&name).map_err(store_err(op))?;
+                    snap.area.remove(&name).map_err(store_err(op))?;
                     // SHUTDOWN released the ASIDs of older generations.
                     if let Some(r) = r.filter(|r| r.generation == snap.platform.generation) {
                         log::debug!("reaped guest {} (its process is gone)", r.handle);
@@ -350,20 +494,47 @@ impl Snapshot {
         Ok(snap)
     }
 
+    /// Removes the spare records of processes that are gone (nobody holds
+    /// them).
+    fn reap_spares(&self, inner: &Inner) -> Result<(), FwError> {
+        let run = &self.area.run;
+        let own = inner.spare.as_ref().map(HeldRecord::path);
+        for name in run.names(SPARE_PREFIX).map_err(store_err(self.op))? {
+            if own.is_some_and(|p| p.ends_with(&name)) {
+                continue;
+            }
+            if run.probe(&name).map_err(store_err(self.op))? == Holder::Abandoned {
+                run.remove(&name).map_err(store_err(self.op))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the platform record.
     pub(crate) fn save(&self) -> Result<(), FwError> {
         let payload = self
             .platform
             .encode()
             .map_err(|e| FwError::new(self.op, Status::HwErrorPlatform, e))?;
-        self.record.write(&payload).map_err(store_err(self.op))
+        self.area
+            .platform
+            .write(&payload)
+            .map_err(store_err(self.op))
+    }
+
+    /// The runtime area.
+    pub(crate) fn run(&self) -> &RunDir {
+        &self.area.run
     }
 
     /// Creates the record of a new guest with the next free handle and
-    /// holds it; returns the handle and the record.
+    /// holds it; returns the handle and the record. A `spare` record (a
+    /// decommissioned guest's, see [`Snapshot::retire_guest_record`]) is
+    /// reused when there is one.
     pub(crate) fn create_guest_record(
         &mut self,
         mut record: GuestRecord,
+        spare: &mut Option<HeldRecord>,
     ) -> Result<(u32, HeldRecord), FwError> {
         let op = self.op;
         let mut handle = self.platform.next_handle;
@@ -374,11 +545,27 @@ impl Snapshot {
                 let payload = record
                     .encode()
                     .map_err(|e| FwError::new(op, Status::HwErrorPlatform, e))?;
-                if let Some(held) = self
-                    .run
-                    .create_held(&guest_record_name(handle), &payload)
-                    .map_err(store_err(op))?
-                {
+                let name = guest_record_name(handle);
+                let made = match spare.take() {
+                    Some(s) => match self.area.adopt(s, &name, &payload) {
+                        Ok(Ok(held)) => Some(held),
+                        Ok(Err(s)) => {
+                            // The name is taken: keep the spare, next handle.
+                            *spare = Some(s);
+                            None
+                        }
+                        // No reuse on this file system: make records anew.
+                        Err(_) => self
+                            .area
+                            .create_held(&name, &payload)
+                            .map_err(store_err(op))?,
+                    },
+                    None => self
+                        .area
+                        .create_held(&name, &payload)
+                        .map_err(store_err(op))?,
+                };
+                if let Some(held) = made {
                     self.platform.next_handle = handle.wrapping_add(1);
                     self.guests.insert(handle, record);
                     return Ok((handle, held));
@@ -393,10 +580,40 @@ impl Snapshot {
         ))
     }
 
+    /// Ends guest `handle`'s record (DECOMMISSION): kept, wiped and renamed,
+    /// as this process's `spare` for its next guest when it has none, else
+    /// removed. The lock stays with the spare, so another process sees a
+    /// spare nobody holds only after this process is gone, and reaps it.
+    pub(crate) fn retire_guest_record(
+        &self,
+        handle: u32,
+        mut record: HeldRecord,
+        spare: &mut Option<HeldRecord>,
+    ) -> Result<(), FwError> {
+        let name = guest_record_name(handle);
+        if spare.is_none() {
+            let spare_name = format!(
+                "{SPARE_PREFIX}{}-{}",
+                std::process::id(),
+                NEXT_SPARE.fetch_add(1, Ordering::Relaxed)
+            );
+            self.area.change(|names| names.retain(|n| *n != name));
+            let renamed = record
+                .wipe()
+                .and_then(|()| record.rename(&self.area.run, &spare_name));
+            if let Ok(true) = renamed {
+                *spare = Some(record);
+                return Ok(());
+            }
+        }
+        self.area.remove(&name).map_err(store_err(self.op))?;
+        Ok(())
+    }
+
     /// Removes every guest's record (SHUTDOWN).
     pub(crate) fn remove_all_guests(&mut self) -> Result<(), FwError> {
         for handle in std::mem::take(&mut self.guests).into_keys() {
-            self.run
+            self.area
                 .remove(&guest_record_name(handle))
                 .map_err(store_err(self.op))?;
         }

@@ -253,6 +253,70 @@ fn a_dropped_platforms_guests_vanish_and_stale_records_are_reaped() {
 }
 
 #[test]
+fn commands_on_own_guests_see_other_processes_guests_come_and_go() {
+    // ACTIVATE lists run/ only when a process created or removed a guest
+    // record since this process last listed it (run/records): it must still
+    // see a guest another process made after that, and its end.
+    let f = fresh(55);
+    let other = Platform::open(&f.path, seeded_rng(56)).unwrap();
+    f.p.init(false).unwrap();
+    let a =
+        f.p.launch_start(0, Policy::from_bits(0), None, None)
+            .unwrap();
+    let b = other
+        .launch_start(0, Policy::from_bits(0), None, None)
+        .unwrap();
+    other.activate(b, 5).unwrap();
+    assert_eq!(status_of(f.p.activate(a, 5)), Status::AsidOwned);
+    drop(other);
+    // b's record is abandoned: reaped by this process's next command, which
+    // releases ASID 5 (DF_FLUSH needed before reuse).
+    assert_eq!(status_of(f.p.activate(a, 5)), Status::DfFlushRequired);
+    assert_eq!(count(&f.p), 1);
+    f.p.df_flush().unwrap();
+    f.p.activate(a, 5).unwrap();
+}
+
+#[test]
+fn a_decommissioned_guests_record_is_reused_and_a_dead_processes_spare_reaped() {
+    let f = fresh(57);
+    let other = Platform::open(&f.path, seeded_rng(58)).unwrap();
+    f.p.init(false).unwrap();
+    let spares = || {
+        std::fs::read_dir(run_dir(&f))
+            .unwrap()
+            .filter(|e| {
+                let e = e.as_ref().unwrap();
+                e.file_name().to_string_lossy().starts_with("spare-")
+            })
+            .count()
+    };
+    let a = other
+        .launch_start(0, Policy::from_bits(0), None, None)
+        .unwrap();
+    other.decommission(a).unwrap();
+    assert_eq!(spares(), 1, "kept for the next guest");
+    assert!(!run_dir(&f).join(format!("guest-{a}")).exists());
+    assert_eq!(count(&f.p), 0);
+    let b = other
+        .launch_start(0, Policy::from_bits(Policy::NODBG), None, None)
+        .unwrap();
+    assert_ne!(a, b);
+    assert_eq!(spares(), 0, "reused");
+    let seen = f.p.guest_status(b).unwrap();
+    assert_eq!(
+        (seen.policy.bits(), seen.state),
+        (Policy::NODBG, GuestState::LaunchUpdate)
+    );
+    other.decommission(b).unwrap();
+    assert_eq!(spares(), 1);
+    // A spare nobody holds any more is reaped by the next full listing.
+    drop(other);
+    assert_eq!(count(&f.p), 0);
+    assert_eq!(spares(), 0);
+}
+
+#[test]
 fn shutdown_destroys_every_processes_guests() {
     // The firmware's SHUTDOWN is a platform command: it destroys all guests,
     // whichever process made them. Their owner finds out at its next

@@ -128,7 +128,7 @@ impl Platform {
         let mut inner = self.lock();
         let shared = Snapshot::load(&inner, op)?;
         self.load_snp_identity(&mut inner, &shared, op)?;
-        let mut snp = SnpShared::load(&shared.run, op)?;
+        let mut snp = SnpShared::load(shared.run(), op)?;
         if snp.snp.state != SnpPlatformState::Uninit {
             return Err(FwError::new(
                 op,
@@ -189,7 +189,7 @@ impl Platform {
         let mut inner = self.lock();
         let shared = Snapshot::load(&inner, op)?;
         self.load_snp_identity(&mut inner, &shared, op)?;
-        let mut snp = SnpShared::load(&shared.run, op)?;
+        let mut snp = SnpShared::load(shared.run(), op)?;
         if snp.snp.state == SnpPlatformState::Uninit {
             return Ok(());
         }
@@ -237,7 +237,7 @@ impl Platform {
         let mut inner = self.lock();
         let shared = Snapshot::load(&inner, op)?;
         let id = self.load_snp_identity(&mut inner, &shared, op)?;
-        let snp = SnpShared::load(&shared.run, op)?.snp;
+        let snp = SnpShared::load(shared.run(), op)?.snp;
         let current = id
             .current_tcb
             .encode(id.product)
@@ -278,7 +278,7 @@ impl Platform {
         let mut inner = self.lock();
         let shared = Snapshot::load(&inner, op)?;
         let id = self.load_snp_identity(&mut inner, &shared, op)?;
-        let mut snp = SnpShared::load(&shared.run, op)?;
+        let mut snp = SnpShared::load(shared.run(), op)?;
         require_snp_init(op, snp.snp.state)?;
         if config.reported_tcb != 0 {
             let tcb = TcbVersion::decode(config.reported_tcb, id.product)
@@ -314,7 +314,7 @@ impl Platform {
         let mut inner = self.lock();
         let shared = Snapshot::load(&inner, op)?;
         let mut id = self.load_snp_identity(&mut inner, &shared, op)?;
-        require_snp_init(op, SnpShared::load(&shared.run, op)?.snp.state)?;
+        require_snp_init(op, SnpShared::load(shared.run(), op)?.snp.state)?;
         id.committed_tcb = id.current_tcb;
         id.committed_version = (inner.identity.api, inner.identity.build);
         self.write_snp_identity(&id, op)?;
@@ -334,7 +334,7 @@ impl Platform {
         let mut inner = self.lock();
         let shared = Snapshot::load(&inner, op)?;
         self.load_snp_identity(&mut inner, &shared, op)?;
-        let mut snp = SnpShared::load(&shared.run, op)?;
+        let mut snp = SnpShared::load(shared.run(), op)?;
         require_snp_init(op, snp.snp.state)?;
         if !snp.snp.needs_flush.is_empty() {
             snp.snp.needs_flush.clear();

@@ -131,7 +131,7 @@ impl Platform {
     fn snp_guest_ctx(&self, inner: &mut Inner, op: Op) -> Result<GuestCtx, FwError> {
         let shared = Snapshot::load(inner, op)?;
         let id = self.load_snp_identity(inner, &shared, op)?;
-        let snp = SnpShared::load(&shared.run, op)?;
+        let snp = SnpShared::load(shared.run(), op)?;
         require_snp_init(op, snp.snp.state)?;
         Ok(GuestCtx { shared, snp, id })
     }
