@@ -197,6 +197,22 @@ fn published_digests_through_the_cli() {
         ],
         "is not 96 hex digits",
     );
+    fails(
+        OWNER,
+        &[
+            "measure",
+            "--mode",
+            "snp",
+            "--ovmf",
+            fw,
+            "--vcpus",
+            "1",
+            "--vcpu-type",
+            "EPYC",
+            "--legacy-es-init",
+        ],
+        "--legacy-es-init is SEV-ES only",
+    );
     // The same signature three ways, and the old VMSA-file options still work.
     let by_fms = owner_hex(&[
         "--mode",
@@ -261,6 +277,19 @@ fn published_digests_through_the_cli() {
         ]);
         assert_eq!(files.len(), 64);
         assert_ne!(files, built);
+        // With --legacy-es-init the built pages are sevctl's.
+        let legacy = owner_hex(&[
+            "--mode",
+            "seves",
+            "--firmware",
+            fw,
+            "--vcpus",
+            "2",
+            "--vcpu-type",
+            "EPYC-Milan",
+            "--legacy-es-init",
+        ]);
+        assert_eq!(files, legacy);
     }
 }
 

@@ -151,13 +151,18 @@ impl DigestArgs {
                 bail!("--num-cpus measures SEV-ES VMSA files: give --mode seves or no --mode")
             }
             Mode::Sev => {}
-            Mode::Seves if self.num_cpus.is_some() => {}
+            Mode::Seves if self.num_cpus.is_some() => {
+                if self.vcpu.any() {
+                    bail!("--num-cpus measures the given VMSA files: no --vcpus or --vcpu-* options");
+                }
+            }
             Mode::Seves => {
                 let vmsa = VmsaConfig::new(
                     self.vcpu.vmm_type,
                     self.vcpu.signature("seves")?,
                     SevFeatures::NONE,
-                );
+                )
+                .with_kvm_init(self.vcpu.kvm_init());
                 es_vcpus = Some(EsVcpus {
                     count: self.vcpu.count("seves")?,
                     vmsa,
@@ -649,6 +654,9 @@ fn snp_measure_cmd(a: &MeasureArgs) -> Result<()> {
                     .with_context(|| format!("--snp-ovmf-hash {h:?} is not 96 hex digits"))
             })
             .transpose()?;
+        if d.vcpu.legacy_es_init {
+            bail!("--legacy-es-init is SEV-ES only: every SNP VM is set up with KVM_SEV_INIT2");
+        }
         let signature = d.vcpu.signature("snp")?;
         let features = SevFeatures::from_bits(a.guest_features.unwrap_or(1));
         let inputs = SnpInputs {

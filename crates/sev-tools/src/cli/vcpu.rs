@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
-use sev_proto::vmsa::{CpuSignature, VcpuModel, VmmType, VCPU_MODELS};
+use sev_proto::vmsa::{CpuSignature, KvmInit, VcpuModel, VmmType, VCPU_MODELS};
 
 /// Which launch digest to compute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -81,6 +81,11 @@ pub struct VcpuArgs {
     /// SEV-ES/SNP: whose initial register state to model: QEMU (sevm's), ec2 or gce.
     #[arg(long, value_name = "VMMTYPE", value_parser = parse_vmm, default_value = "QEMU")]
     pub vmm_type: VmmType,
+    /// SEV-ES: the VMM set the guest up with the legacy KVM_SEV_ES_INIT (QEMU 7.2, sevctl, and
+    /// sevm without `legacy-vm-type=off`), which leaves the VMSAs' FPU fields zero; without it the
+    /// VMSAs are KVM_SEV_INIT2's, as sev-snp-measure computes them.
+    #[arg(long)]
+    pub legacy_es_init: bool,
 }
 
 impl VcpuArgs {
@@ -90,6 +95,16 @@ impl VcpuArgs {
             || self.vcpu_type.is_some()
             || self.vcpu_sig.is_some()
             || self.vcpu_family.is_some()
+            || self.legacy_es_init
+    }
+
+    /// How KVM set up the VMSAs' FPU fields: `--legacy-es-init` or KVM_SEV_INIT2.
+    pub fn kvm_init(&self) -> KvmInit {
+        if self.legacy_es_init {
+            KvmInit::LegacyEsInit
+        } else {
+            KvmInit::Init2
+        }
     }
 
     /// The vCPU count, which SEV-ES and SNP need.
