@@ -57,6 +57,7 @@
 //! # }
 //! ```
 
+mod error;
 pub mod memory;
 pub mod platform;
 pub mod rng;

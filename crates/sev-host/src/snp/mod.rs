@@ -5,6 +5,10 @@
 //! [`PageStateChange`]). docs/protocol/linux.md#dev-sev-snp,
 //! docs/protocol/linux.md#kvm-snp.
 
+/// The page size of every SNP range: GPAs, lengths, guest_memfd offsets and
+/// source addresses are multiples of it.
+pub const SNP_PAGE_SIZE: u64 = 4096;
+
 mod exit;
 mod platform;
 mod vm;
@@ -16,5 +20,5 @@ pub use platform::{
 };
 pub use vm::{
     PrivateMemoryRegion, SnpIdentity, SnpLaunchFinish, SnpLaunchStart, SnpPageType, SnpVm,
-    LAUNCH_UPDATE_MAX_STALLS, SNP_PAGE_SIZE,
+    LAUNCH_UPDATE_MAX_STALLS,
 };

@@ -35,13 +35,9 @@ use crate::error::{check_aligned, check_blob, check_range, Result};
 use crate::ioctl::{
     KVM_CREATE_GUEST_MEMFD, KVM_ENABLE_CAP, KVM_SET_MEMORY_ATTRIBUTES, KVM_SET_USER_MEMORY_REGION2,
 };
-use crate::snp::{MemoryFault, PageStateChange};
+use crate::snp::{MemoryFault, PageStateChange, SNP_PAGE_SIZE};
 use crate::vm::SevVm;
 use crate::HostError;
-
-/// The page size of every SNP range: GPAs, lengths, guest_memfd offsets and
-/// source addresses are multiples of it.
-pub const SNP_PAGE_SIZE: u64 = 4096;
 
 /// Consecutive KVM_SEV_SNP_LAUNCH_UPDATE calls that may end without progress
 /// (EAGAIN/EINTR, e.g. a signal) before [`SnpVm::launch_update`] gives up.

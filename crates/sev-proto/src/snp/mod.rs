@@ -4,12 +4,14 @@
 //! firmware that enforces them is sev-psp's, the VMM that drives them is
 //! sevm.
 
+pub mod command;
 pub mod id_block;
 pub mod launch;
 pub mod measure;
 pub mod policy;
 pub mod tcb;
 
+pub use command::SnpCommand;
 pub use id_block::{IdAuth, IdBlock, IdBlockError};
 pub use launch::{LaunchDigest, PageInfo, PageType, INITIAL_VMSA_GPA};
 pub use measure::{snp_launch_digest, SnpLaunch, SnpMeasureError};

@@ -76,7 +76,6 @@
 //! rooted in this platform's own ARK ([`Platform::amd_chain`]), which a guest
 //! owner must trust explicitly. Logs never contain keys.
 
-mod error;
 mod guest;
 mod identity;
 mod migrate;
@@ -100,10 +99,11 @@ use sev_proto::cert::{ca, sev as sevcert};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-pub use error::{FwError, Op, PlatformError, RequiredLen};
+pub(crate) use crate::error::store_err;
+pub use crate::error::{FwError, Op, PlatformError, RequiredLen};
+pub use crate::snp::SnpLaunchIdentity;
 pub use guest::GuestStatusInfo;
 pub use sev_proto::abi::PlatformStatusInfo;
-pub use snp_guest::SnpLaunchIdentity;
 
 use crate::memory::{GuestBacking, MemoryState};
 use crate::rng::PspRng;
@@ -329,20 +329,6 @@ impl fmt::Debug for Platform {
 
 fn cmd(c: CommandId) -> Op {
     Op::Command(c)
-}
-
-pub(crate) fn store_err(op: Op) -> impl Fn(StoreError) -> FwError {
-    move |e| {
-        if e.is_damaged() {
-            FwError::new(op, Status::SecureDataInvalid, e.to_string())
-        } else {
-            // UNCERTAIN (no reference): chose HWERROR_PLATFORM ("hardware
-            // error, buffers safe to reuse") for an I/O failure of the NV
-            // storage, because it is the closest thing the status list has to
-            // a storage fault.
-            FwError::new(op, Status::HwErrorPlatform, e.to_string())
-        }
-    }
 }
 
 fn damaged_identity(op: Op, detail: impl fmt::Display) -> FwError {

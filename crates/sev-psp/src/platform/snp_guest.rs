@@ -24,20 +24,9 @@ use crate::snp::guest::{
 };
 use crate::snp::state::{SnpRuntime, SnpShared};
 use crate::snp::{
-    SnpCommand, SnpGuestState, SnpGuestStatus, SnpIdentity, SnpLaunchFinish, SnpLaunchStart,
-    SnpLaunchUpdate,
+    SnpCommand, SnpGuestState, SnpGuestStatus, SnpIdentity, SnpLaunchFinish, SnpLaunchIdentity,
+    SnpLaunchStart, SnpLaunchUpdate,
 };
-
-/// What SNP_LAUNCH_FINISH recorded about a guest's identity
-/// ([`Platform::snp_launch_identity`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SnpLaunchIdentity {
-    /// What the verified ID block gave the guest; `None` without one.
-    pub id_block: Option<id_block::Identity>,
-    /// AUTH_KEY_EN as given (accepted without an ID block, as the 1.55
-    /// firmware does).
-    pub author_key_en: bool,
-}
 
 /// One SNP guest context, in the process that created it.
 pub(crate) struct SnpGuest {

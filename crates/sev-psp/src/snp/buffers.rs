@@ -6,7 +6,7 @@
 use sev_proto::abi::{ApiVersion, Status};
 
 use super::SnpCommand;
-use crate::platform::{FwError, Op};
+use crate::error::{FwError, Op};
 
 /// Length of the SNP_INIT_EX buffer.
 pub const INIT_EX_LEN: usize = 0x40;

@@ -7,10 +7,21 @@
 //! GCTX_PADDR field of a buffer is not decoded.
 
 use sev_proto::abi::Status;
-use sev_proto::snp::{PageType, Product};
+use sev_proto::snp::{id_block, PageType, Product};
 
 use super::SnpCommand;
-use crate::platform::{FwError, Op};
+use crate::error::{FwError, Op};
+
+/// What SNP_LAUNCH_FINISH recorded about a guest's identity
+/// ([`crate::Platform::snp_launch_identity`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnpLaunchIdentity {
+    /// What the verified ID block gave the guest; `None` without one.
+    pub id_block: Option<id_block::Identity>,
+    /// AUTH_KEY_EN as given (accepted without an ID block, as the 1.55
+    /// firmware does).
+    pub author_key_en: bool,
+}
 
 /// Length of the SNP_LAUNCH_START buffer.
 pub const LAUNCH_START_LEN: usize = 0x30;

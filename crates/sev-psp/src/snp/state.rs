@@ -9,7 +9,7 @@ use sev_proto::abi::Status;
 use zeroize::Zeroizing;
 
 use super::buffers::{HvFixedRange, SnpPlatformState};
-use crate::platform::{FwError, Op};
+use crate::error::{FwError, Op};
 use crate::store::record::{RecordReader, RecordWriter};
 use crate::store::run::{InPlaceRecord, RunDir};
 
@@ -180,8 +180,8 @@ impl SnpShared {
     pub(crate) fn load(run: &RunDir, op: Op) -> Result<Self, FwError> {
         let record = run
             .open_in_place(SNP_RECORD)
-            .map_err(crate::platform::store_err(op))?;
-        let snp = match record.read().map_err(crate::platform::store_err(op))? {
+            .map_err(crate::error::store_err(op))?;
+        let snp = match record.read().map_err(crate::error::store_err(op))? {
             Some(payload) => SnpRuntime::decode(&payload).map_err(|e| {
                 FwError::new(
                     op,
@@ -202,7 +202,7 @@ impl SnpShared {
             .map_err(|e| FwError::new(self.op, Status::HwErrorPlatform, e))?;
         self.record
             .write(&payload)
-            .map_err(crate::platform::store_err(self.op))
+            .map_err(crate::error::store_err(self.op))
     }
 }
 

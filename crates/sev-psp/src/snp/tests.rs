@@ -8,8 +8,8 @@ use super::buffers::{init_flags, status_flags, SnpPlatformState, PLATFORM_STATUS
 use super::identity::{default_tcb, SNP_IDENTITY_FILE};
 use super::state::SnpShared;
 use super::*;
+use crate::error::{FwError, Op};
 use crate::platform::tests::{fresh, Fresh, API, BUILD};
-use crate::platform::{FwError, Op};
 use crate::rng::seeded_rng;
 use crate::store::StateDir;
 use crate::{CreateOptions, Platform};

@@ -19,13 +19,13 @@ pub enum Op {
     /// A firmware command.
     Command(CommandId),
     /// An SNP firmware command.
-    Snp(crate::snp::SnpCommand),
-    /// [`super::Platform::host_read`] (no firmware command on hardware: the
+    Snp(sev_proto::snp::SnpCommand),
+    /// [`crate::Platform::host_read`] (no firmware command on hardware: the
     /// hypervisor reads DRAM).
     HostRead,
-    /// [`super::Platform::host_write`].
+    /// [`crate::Platform::host_write`].
     HostWrite,
-    /// [`super::Platform::trust_ark`] (an administrator's action, not a
+    /// [`crate::Platform::trust_ark`] (an administrator's action, not a
     /// firmware command).
     TrustArk,
 }
@@ -169,6 +169,22 @@ impl PlatformError {
         match self {
             PlatformError::Damaged { .. } => Some(Status::SecureDataInvalid),
             _ => None,
+        }
+    }
+}
+
+/// The firmware error for a failure of the platform directory's storage
+/// during `op`.
+pub(crate) fn store_err(op: Op) -> impl Fn(StoreError) -> FwError {
+    move |e| {
+        if e.is_damaged() {
+            FwError::new(op, Status::SecureDataInvalid, e.to_string())
+        } else {
+            // UNCERTAIN (no reference): chose HWERROR_PLATFORM ("hardware
+            // error, buffers safe to reuse") for an I/O failure of the NV
+            // storage, because it is the closest thing the status list has to
+            // a storage fault.
+            FwError::new(op, Status::HwErrorPlatform, e.to_string())
         }
     }
 }
