@@ -25,6 +25,10 @@ pub enum Op {
     HostRead,
     /// [`crate::Platform::host_write`].
     HostWrite,
+    /// [`crate::Platform::snp_page_state_change`] (on hardware the
+    /// hypervisor's RMPUPDATE and the guest's PVALIDATE, not a firmware
+    /// command).
+    PageStateChange,
     /// [`crate::Platform::trust_ark`] (an administrator's action, not a
     /// firmware command).
     TrustArk,
@@ -37,6 +41,7 @@ impl fmt::Display for Op {
             Op::Snp(c) => write!(f, "{c}"),
             Op::HostRead => f.write_str("host-view read"),
             Op::HostWrite => f.write_str("host-view write"),
+            Op::PageStateChange => f.write_str("page-state change"),
             Op::TrustArk => f.write_str("trusting an ARK"),
         }
     }

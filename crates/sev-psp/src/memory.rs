@@ -25,7 +25,12 @@
 //! Pages start shared. They turn private when a firmware command writes them
 //! (LAUNCH_UPDATE_DATA, LAUNCH_SECRET, RECEIVE_UPDATE_DATA, DBG_ENCRYPT call
 //! [`MemoryState::mark_private`]) and all guest RAM is private once the guest
-//! runs ([`MemoryState::mark_all_private`]). The firmware itself accesses
+//! runs ([`MemoryState::mark_all_private`]). An SEV-SNP guest's state
+//! ([`MemoryState::new_snp`]) models the RMP as well: its private pages are
+//! the pages assigned to the guest, host writes into them fail with
+//! [`MemoryError::RmpFault`], and they change only through LAUNCH_UPDATE and
+//! page-state changes ([`MemoryState::convert_pages`],
+//! docs/protocol/snp.md#rmp-model). The firmware itself accesses
 //! plaintext through [`firmware_read`]/[`firmware_write`];
 //! [`decrypt_from_guest`]/[`encrypt_for_guest`] give DBG_DECRYPT/DBG_ENCRYPT
 //! semantics.
@@ -151,6 +156,14 @@ pub enum MemoryError {
         gpa: u64,
         /// Length of the access.
         len: u64,
+    },
+    /// A host-view write into a page the RMP assigns to an SEV-SNP guest
+    /// (docs/protocol/snp.md#rmp-model): on hardware the hypervisor's write
+    /// faults (#PF with the RMP bit); nothing was written.
+    #[error("RMP fault: the page at {gpa:#x} is assigned to the SNP guest (private)")]
+    RmpFault {
+        /// The first faulting page.
+        gpa: u64,
     },
 }
 
@@ -371,6 +384,9 @@ impl GuestBacking for VecBacking {
 pub struct MemoryState {
     cipher: MemoryCipher,
     pages: PageMap,
+    /// SEV-SNP: private pages are guest-assigned in the RMP, and host writes
+    /// into them fault instead of landing.
+    rmp: bool,
 }
 
 impl fmt::Debug for MemoryState {
@@ -379,6 +395,7 @@ impl fmt::Debug for MemoryState {
             .field("key", &"<redacted>")
             .field("regions", &self.pages.regions())
             .field("private_pages", &self.pages.count_private())
+            .field("rmp", &self.rmp)
             .finish()
     }
 }
@@ -390,7 +407,58 @@ impl MemoryState {
         Ok(Self {
             cipher: MemoryCipher::new(vek),
             pages: PageMap::new(regions)?,
+            rmp: false,
         })
+    }
+
+    /// State for an SEV-SNP guest (docs/protocol/snp.md#rmp-model): as
+    /// [`Self::new`], but its private pages are the pages the RMP assigns
+    /// to the guest, so [`host_write`] into them fails with
+    /// [`MemoryError::RmpFault`] (reads still give ciphertext).
+    pub fn new_snp(vek: &Vek, regions: &[Region]) -> Result<Self, MemoryError> {
+        Ok(Self {
+            rmp: true,
+            ..Self::new(vek, regions)?
+        })
+    }
+
+    /// Whether this is an SEV-SNP guest's state (host writes into private
+    /// pages fault).
+    pub fn is_snp(&self) -> bool {
+        self.rmp
+    }
+
+    /// Re-encodes the whole pages of `[gpa, gpa + len)` in `backing` for a
+    /// page-state change (docs/protocol/choices.md#u39): to shared, the
+    /// backing receives the page's ciphertext (what the host and a C-bit-clear
+    /// guest access find there); to private, the decryption of its current
+    /// bytes. Then marks the pages. `gpa` and `len` must be page aligned and
+    /// inside both the regions and the backing; nothing changes otherwise.
+    pub fn convert_pages<B: GuestBacking + ?Sized>(
+        &self,
+        backing: &B,
+        gpa: u64,
+        len: u64,
+        private: bool,
+    ) -> Result<(), MemoryError> {
+        if !gpa.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
+            return Err(MemoryError::Misaligned { gpa, len });
+        }
+        pieces(self.regions(), gpa, len)?;
+        pieces(&backing.regions(), gpa, len)?;
+        let mut page = zeroize::Zeroizing::new([0u8; PAGE_BYTES]);
+        for at in (gpa..gpa + len).step_by(PAGE_BYTES) {
+            if self.is_private(at) == private {
+                continue;
+            }
+            backing.read_plain(at, &mut page[..])?;
+            // Private → shared: the stored ciphertext appears; shared →
+            // private: the guest now reads the decryption of what is there.
+            self.transform_blocks(at, 0, &mut page[..], !private);
+            backing.write_plain(at, &page[..])?;
+            self.pages.set_range(at, PAGE_SIZE, private)?;
+        }
+        Ok(())
     }
 
     /// The regions the page map covers.
@@ -575,7 +643,9 @@ pub fn host_read<B: GuestBacking + ?Sized>(
 /// hypervisor's write would land. Shared pages store it as it is; in private
 /// pages it is ciphertext, so the backing receives its decryption (partial
 /// 16-byte blocks are patched into the blocks' current ciphertext first). The
-/// whole range is checked before anything is written. Any alignment.
+/// whole range is checked before anything is written. Any alignment. For an
+/// SEV-SNP guest's state ([`MemoryState::new_snp`]) a write touching a
+/// private page fails with [`MemoryError::RmpFault`] and writes nothing.
 pub fn host_write<B: GuestBacking + ?Sized>(
     backing: &B,
     state: &MemoryState,
@@ -588,6 +658,20 @@ pub fn host_write<B: GuestBacking + ?Sized>(
     };
     // Validate up front so an error never leaves a partial write behind.
     pieces(&backing.regions(), gpa, whole.len)?;
+    if state.rmp && whole.len > 0 {
+        let first = gpa & !PAGE_OFFSET_MASK;
+        let last = gpa + (whole.len - 1);
+        let mut page = first;
+        while page <= last {
+            if state.is_private(page) {
+                return Err(MemoryError::RmpFault { gpa: page });
+            }
+            page = match page.checked_add(PAGE_SIZE) {
+                Some(next) => next,
+                None => break,
+            };
+        }
+    }
     let mut scratch = [0u8; PAGE_BYTES];
     for_each_page_chunk(gpa, data, |page, offset, chunk| {
         if !state.is_private(page) {

@@ -25,7 +25,7 @@ use crate::snp::guest::{
 use crate::snp::state::{SnpRuntime, SnpShared};
 use crate::snp::{
     SnpCommand, SnpGuestState, SnpGuestStatus, SnpIdentity, SnpLaunchFinish, SnpLaunchIdentity,
-    SnpLaunchStart, SnpLaunchUpdate,
+    SnpLaunchStart, SnpLaunchUpdate, SnpPageState,
 };
 
 /// One SNP guest context, in the process that created it.
@@ -43,8 +43,10 @@ pub(crate) struct SnpGuest {
     identity: Option<id_block::Identity>,
     auth_key_en: bool,
     memory: Option<Arc<MemoryState>>,
-    /// The 4 KiB units LAUNCH_UPDATE has assigned to the guest.
-    launched: BTreeSet<u64>,
+    /// The 4 KiB units the RMP model assigns to the guest (private):
+    /// launched by LAUNCH_UPDATE or made private by a page-state change
+    /// (docs/protocol/snp.md#rmp-model).
+    assigned: BTreeSet<u64>,
     /// The units that are VMSAs.
     vmsas: BTreeSet<u64>,
 }
@@ -75,7 +77,7 @@ impl SnpGuest {
             return Ok(Arc::clone(state));
         }
         let state = Arc::new(
-            MemoryState::new(&self.vek, &regions)
+            MemoryState::new_snp(&self.vek, &regions)
                 .map_err(|e| fail(op, Status::InvalidAddress, e.to_string()))?,
         );
         self.memory = Some(Arc::clone(&state));
@@ -159,7 +161,7 @@ impl Platform {
                 identity: None,
                 auth_key_en: false,
                 memory: None,
-                launched: BTreeSet::new(),
+                assigned: BTreeSet::new(),
                 vmsas: BTreeSet::new(),
             },
         );
@@ -356,7 +358,7 @@ impl Platform {
                 format!("{:#x}..{end:#x} is not guest memory", update.gpa),
             ));
         }
-        if let Some(u) = guest.launched.range(update.gpa..end).next() {
+        if let Some(u) = guest.assigned.range(update.gpa..end).next() {
             return Err(fail(
                 op,
                 Status::InvalidPageState,
@@ -415,7 +417,7 @@ impl Platform {
         }
         state.mark_private(update.gpa, len).map_err(mem_err)?;
         guest.digest = digest;
-        guest.launched.extend((update.gpa..end).step_by(PAGE_LEN));
+        guest.assigned.extend((update.gpa..end).step_by(PAGE_LEN));
         if update.page_type == PageType::Vmsa {
             guest.vmsas.insert(update.gpa);
         }
@@ -506,6 +508,190 @@ impl Platform {
         let ctx = self.snp_guest_ctx(&mut inner, op)?;
         let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
         Ok(*guest.digest.bytes())
+    }
+
+    /// The checks SNP_DBG_DECRYPT and SNP_DBG_ENCRYPT share
+    /// (docs/protocol/snp.md#snp-debug-commands), in order: a GPA not 4 KiB
+    /// aligned → INVALID_ADDRESS; the platform and guest checks; the guest
+    /// not active → INACTIVE; no DEBUG in the policy (or no policy yet) →
+    /// POLICY_FAILURE; the page not assigned to the guest →
+    /// INVALID_PAGE_STATE. Returns the guest's memory state.
+    fn snp_dbg_checks(
+        &self,
+        op: Op,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        gpa: u64,
+    ) -> Result<Arc<MemoryState>, FwError> {
+        if !gpa.is_multiple_of(PAGE_LEN as u64) {
+            return Err(fail(
+                op,
+                Status::InvalidAddress,
+                format!("GPA {gpa:#x} is not 4 KiB aligned"),
+            ));
+        }
+        let mut inner = self.lock();
+        let ctx = self.snp_guest_ctx(&mut inner, op)?;
+        let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
+        guest.require_active(op)?;
+        if !guest.policy.is_some_and(|p| p.has(GuestPolicy::DEBUG)) {
+            return Err(policy_failure(op, "guest policy does not allow DEBUG"));
+        }
+        if !guest.assigned.contains(&gpa) {
+            return Err(fail(
+                op,
+                Status::InvalidPageState,
+                format!("the page at {gpa:#x} is not assigned to the guest"),
+            ));
+        }
+        guest.memory(op, mem)
+    }
+
+    /// SNP_DBG_DECRYPT (any guest state): the plaintext of the guest's 4 KiB
+    /// page at `gpa` (a VMSA page as it was measured: the emulator applies
+    /// no VMSA register-protection tweak). Errors: see
+    /// docs/protocol/snp.md#snp-debug-commands.
+    pub fn snp_dbg_decrypt(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        gpa: u64,
+        dst: &mut [u8; PAGE_LEN],
+    ) -> Result<(), FwError> {
+        let op = op_of(SnpCommand::DbgDecrypt);
+        let state = self.snp_dbg_checks(op, handle, mem, gpa)?;
+        crate::memory::decrypt_from_guest(mem, &state, gpa, &mut dst[..])
+            .map_err(|e| fail(op, Status::InvalidAddress, e.to_string()))
+    }
+
+    /// SNP_DBG_ENCRYPT (any guest state): writes `src` into the guest's
+    /// 4 KiB page at `gpa`, encrypted with its key (the guest reads `src`).
+    /// The page must already be assigned to the guest; the launch digest is
+    /// unchanged. Errors as for [`Platform::snp_dbg_decrypt`].
+    pub fn snp_dbg_encrypt(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        src: &[u8; PAGE_LEN],
+        gpa: u64,
+    ) -> Result<(), FwError> {
+        let op = op_of(SnpCommand::DbgEncrypt);
+        let state = self.snp_dbg_checks(op, handle, mem, gpa)?;
+        crate::memory::encrypt_for_guest(mem, &state, gpa, &src[..])
+            .map_err(|e| fail(op, Status::InvalidAddress, e.to_string()))
+    }
+
+    /// The memory-encryption state of SNP guest `handle` over `mem` (created
+    /// on first use): the host view of an SNP guest, where writes into
+    /// assigned pages fail with an RMP fault
+    /// (docs/protocol/snp.md#rmp-model). Keep the `Arc` and call
+    /// [`crate::memory::host_read`]/[`crate::memory::host_write`] on hot
+    /// paths.
+    pub fn snp_memory_state(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+    ) -> Result<Arc<MemoryState>, FwError> {
+        let op = Op::HostRead;
+        let mut inner = self.lock();
+        let ctx = self.snp_guest_ctx(&mut inner, op)?;
+        let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
+        guest.memory(op, mem)
+    }
+
+    /// What the hypervisor reads at `gpa` of SNP guest `handle`: shared
+    /// pages as they are, assigned (private) pages as ciphertext.
+    pub fn snp_host_read(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        gpa: u64,
+        buf: &mut [u8],
+    ) -> Result<(), FwError> {
+        let state = self.snp_memory_state(handle, mem)?;
+        crate::memory::host_read(mem, &state, gpa, buf)
+            .map_err(|e| fail(Op::HostRead, Status::InvalidAddress, e.to_string()))
+    }
+
+    /// A hypervisor write of `data` at `gpa` of SNP guest `handle`: shared
+    /// pages store it; a write touching a page assigned to the guest is an
+    /// RMP fault (INVALID_PAGE_OWNER with an "RMP fault" detail,
+    /// docs/protocol/choices.md#u38) and writes nothing.
+    pub fn snp_host_write(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        gpa: u64,
+        data: &[u8],
+    ) -> Result<(), FwError> {
+        let state = self.snp_memory_state(handle, mem).map_err(|mut e| {
+            e.op = Op::HostWrite;
+            e
+        })?;
+        crate::memory::host_write(mem, &state, gpa, data).map_err(|e| {
+            let status = match e {
+                crate::memory::MemoryError::RmpFault { .. } => Status::InvalidPageOwner,
+                _ => Status::InvalidAddress,
+            };
+            fail(Op::HostWrite, status, e.to_string())
+        })
+    }
+
+    /// A page-state change on behalf of the guest (the GHCB page-state
+    /// change request the VMM forwards; docs/protocol/snp.md#page-state-changes):
+    /// makes the `pages` 4 KiB pages at `gpa` private (assigned to the guest,
+    /// no longer host-writable) or shared. The only way, besides
+    /// LAUNCH_UPDATE, that pages change state.
+    ///
+    /// Errors, in order (nothing changes on error): `gpa` not 4 KiB aligned
+    /// or the range outside guest memory → INVALID_ADDRESS; the platform and
+    /// guest checks; the guest not RUNNING → INVALID_GUEST_STATE; not active
+    /// → INACTIVE; a VMSA page made shared → INVALID_PAGE_STATE.
+    pub fn snp_page_state_change(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        gpa: u64,
+        pages: u64,
+        to: SnpPageState,
+    ) -> Result<(), FwError> {
+        let op = Op::PageStateChange;
+        let addr = |detail: String| fail(op, Status::InvalidAddress, detail);
+        if !gpa.is_multiple_of(PAGE_LEN as u64) {
+            return Err(addr(format!("GPA {gpa:#x} is not 4 KiB aligned")));
+        }
+        let len = pages
+            .checked_mul(PAGE_LEN as u64)
+            .and_then(|l| gpa.checked_add(l).map(|_| l))
+            .ok_or_else(|| addr(format!("{pages} pages at {gpa:#x} wrap the address space")))?;
+        let mut inner = self.lock();
+        let ctx = self.snp_guest_ctx(&mut inner, op)?;
+        let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
+        guest.require_state(op, &[SnpGuestState::Running])?;
+        guest.require_active(op)?;
+        let end = gpa + len;
+        if to == SnpPageState::Shared {
+            if let Some(v) = guest.vmsas.range(gpa..end).next() {
+                return Err(fail(
+                    op,
+                    Status::InvalidPageState,
+                    format!("the page at {v:#x} is a VMSA"),
+                ));
+            }
+        }
+        let state = guest.memory(op, mem)?;
+        let private = to == SnpPageState::Private;
+        state
+            .convert_pages(mem, gpa, len, private)
+            .map_err(|e| addr(e.to_string()))?;
+        for unit in (gpa..end).step_by(PAGE_LEN) {
+            if private {
+                guest.assigned.insert(unit);
+            } else {
+                guest.assigned.remove(&unit);
+            }
+        }
+        Ok(())
     }
 
     /// SNP_DECOMMISSION (any guest state): destroys the context; its ASID

@@ -218,6 +218,17 @@ impl SnpGuestState {
     }
 }
 
+/// The state a page-state change asks for
+/// ([`crate::Platform::snp_page_state_change`],
+/// docs/protocol/snp.md#page-state-changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnpPageState {
+    /// Assigned to the guest: encrypted, not writable by the host.
+    Private,
+    /// Hypervisor-owned: stored in the clear, writable by the host.
+    Shared,
+}
+
 /// SNP_GUEST_STATUS's output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnpGuestStatus {

@@ -15,14 +15,14 @@ use crate::platform::tests::{fresh, Fresh};
 use crate::platform::FwError;
 use crate::store::StateDir;
 
-const QEMU_POLICY: u64 = 0x30000;
+pub(super) const QEMU_POLICY: u64 = 0x30000;
 const MIB2: u64 = 2 << 20;
 
-fn status_of<T: std::fmt::Debug>(r: Result<T, FwError>) -> Status {
+pub(super) fn status_of<T: std::fmt::Debug>(r: Result<T, FwError>) -> Status {
     r.expect_err("the command must fail").status
 }
 
-fn mem() -> VecBacking {
+pub(super) fn mem() -> VecBacking {
     VecBacking::new(&[Region {
         gpa: 0,
         len: 4 * MIB2,
@@ -31,7 +31,7 @@ fn mem() -> VecBacking {
 }
 
 /// SNP INIT, a guest context launched with `policy` and active on ASID 1.
-fn launched(seed: u64, policy: u64) -> (Fresh, u32) {
+pub(super) fn launched(seed: u64, policy: u64) -> (Fresh, u32) {
     let f = fresh(seed);
     f.p.snp_init().unwrap();
     let h = f.p.snp_gctx_create().unwrap();
@@ -41,7 +41,7 @@ fn launched(seed: u64, policy: u64) -> (Fresh, u32) {
     (f, h)
 }
 
-fn page_of(mem: &VecBacking, gpa: u64) -> [u8; 4096] {
+pub(super) fn page_of(mem: &VecBacking, gpa: u64) -> [u8; 4096] {
     let mut page = [0u8; 4096];
     mem.read_plain(gpa, &mut page).unwrap();
     page

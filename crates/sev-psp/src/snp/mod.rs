@@ -23,6 +23,8 @@ pub(crate) mod state;
 #[cfg(test)]
 mod guest_tests;
 #[cfg(test)]
+mod rmp_tests;
+#[cfg(test)]
 mod tests;
 
 pub use buffers::{
@@ -30,7 +32,7 @@ pub use buffers::{
 };
 pub use guest::{
     IdBlockInput, SnpGuestState, SnpGuestStatus, SnpLaunchFinish, SnpLaunchIdentity,
-    SnpLaunchStart, SnpLaunchUpdate,
+    SnpLaunchStart, SnpLaunchUpdate, SnpPageState,
 };
 pub use identity::{SnpIdentity, SnpOptions};
 pub use sev_proto::snp::{Product, SnpCommand, TcbVersion};
