@@ -675,33 +675,11 @@ impl GuestContext for EmulatedGuest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::{GuestBacking, OutOfRange, Region};
+    use crate::memory::{GuestBacking, Region};
     use sev_proto::abi::{GuestState, Status};
     use sev_psp::memory::VecBacking;
 
-    /// Plain vectors as guest memory (the emulated firmware never uses host
-    /// addresses: no regions are listed).
-    #[derive(Debug)]
-    struct TestMemory(VecBacking);
-
-    impl GuestBacking for TestMemory {
-        fn regions(&self) -> Vec<Region> {
-            self.0.regions()
-        }
-        fn read_plain(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutOfRange> {
-            self.0.read_plain(gpa, buf)
-        }
-        fn write_plain(&self, gpa: u64, data: &[u8]) -> Result<(), OutOfRange> {
-            self.0.write_plain(gpa, data)
-        }
-    }
-
-    // SAFETY: no host regions are listed, so nothing is handed to a kernel.
-    unsafe impl GuestMemory for TestMemory {
-        fn host_regions(&self) -> Vec<HostRegion> {
-            Vec::new()
-        }
-    }
+    use crate::test_memory::TestMemory;
 
     fn guest(dir: &Path) -> (Arc<TestMemory>, EmulatedGuest) {
         guest_of_kind(dir, GuestKind::Sev)

@@ -27,6 +27,8 @@ pub mod guest;
 pub mod hardware;
 pub mod memory;
 pub mod platform;
+#[cfg(test)]
+mod test_memory;
 pub mod types;
 pub mod vmsa_window;
 

@@ -115,29 +115,8 @@ fn check_not_crossing(gpa: u64, len: usize) -> Result<(), OutOfRange> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::HostRegion;
 
-    #[derive(Debug)]
-    struct Ram(VecBacking);
-
-    impl GuestBacking for Ram {
-        fn regions(&self) -> Vec<Region> {
-            self.0.regions()
-        }
-        fn read_plain(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutOfRange> {
-            self.0.read_plain(gpa, buf)
-        }
-        fn write_plain(&self, gpa: u64, data: &[u8]) -> Result<(), OutOfRange> {
-            self.0.write_plain(gpa, data)
-        }
-    }
-
-    // SAFETY: no host regions are listed.
-    unsafe impl GuestMemory for Ram {
-        fn host_regions(&self) -> Vec<HostRegion> {
-            Vec::new()
-        }
-    }
+    use crate::test_memory::TestMemory;
 
     #[test]
     fn the_window_follows_ram_and_holds_one_page_per_vcpu() {
@@ -146,7 +125,7 @@ mod tests {
             len: 0x10_000,
         }])
         .unwrap();
-        let m = WithVmsaWindow::new(Arc::new(Ram(ram))).unwrap();
+        let m = WithVmsaWindow::new(Arc::new(TestMemory(ram))).unwrap();
         let regions = m.regions();
         assert_eq!(regions.len(), 2);
         assert_eq!(regions[1], window_region());
