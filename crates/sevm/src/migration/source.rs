@@ -23,7 +23,7 @@ use super::{
     Cancel, Endpoint, MigrationError, Progress, ProgressDisplay, SevParts, StreamSocket, Summary,
     VmControl, PAGE,
 };
-use crate::sev::{MigrationTarget, SevError};
+use crate::sev::{es_state, MigrationTarget};
 use sev_proto::cert::chain::{CaChain, PlatformChain};
 use sev_proto::cert::sev::Certificate;
 use sev_proto::session::SessionBuffer;
@@ -268,17 +268,6 @@ fn writer_thread<W: Write>(
 /// the guest resumed if this paused it).
 pub fn run(job: &Job<'_>) -> Result<Summary, MigrationError> {
     let start = Instant::now();
-    if job.vm.machine().registers_protected() {
-        // An SEV-ES guest's registers leave only as SEND_UPDATE_VMSA
-        // packets, which the stream does not carry (docs/sev-es.md#migration).
-        return Err(SevError::Unsupported {
-            command: "SEND_UPDATE_VMSA",
-            reason: "the guest's register state is protected (SEV-ES): sevm cannot migrate or \
-                     snapshot an SEV-ES guest"
-                .into(),
-        }
-        .into());
-    }
     let chain = target_chain(job)?;
     let timeout = job.params.peer_timeout();
     let conn = open(&job.endpoint, timeout, job.cancel)?;
@@ -596,10 +585,26 @@ fn send(
                 progress.dirty_syncs.fetch_add(1, Ordering::Relaxed);
             }
             s.pass(pass, &remaining, &mut display)?;
+            let es = machine.registers_protected();
             for i in 0..machine.vcpu_count() {
-                let st = machine
-                    .vcpu_state(i)
-                    .map_err(|e| MigrationError::Machine(format!("vCPU {i} state: {e}")))?;
+                let st = if es {
+                    machine.vcpu_state_for_vmsa(i)
+                } else {
+                    machine.vcpu_state(i)
+                };
+                let mut st = st.map_err(|e| MigrationError::Machine(format!("vCPU {i} state: {e}")))?;
+                if es {
+                    // An SEV-ES vCPU's registers leave only in its VMSA,
+                    // as a SEND_UPDATE_VMSA packet (docs/sev-es.md#migration).
+                    let vmsa = es_state::to_vmsa(&st);
+                    let (header, trans) = job.sev.backend.send_update_vmsa(i, &vmsa)?;
+                    s.send(Record::Vmsa {
+                        index: i as u32,
+                        header,
+                        trans,
+                    })?;
+                    es_state::strip(&mut st);
+                }
                 s.send(Record::Vcpu {
                     index: i as u32,
                     state: st.to_bytes(),
