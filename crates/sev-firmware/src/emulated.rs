@@ -645,6 +645,10 @@ impl MigrationCommands for EmulatedGuest {
         })
     }
 
+    fn migrates_vmsas(&self) -> bool {
+        self.es
+    }
+
     /// Saves `state` into vCPU `index`'s page of the VMSA window (encrypted,
     /// as the processor does when the vCPU exits), then sends that page.
     fn send_update_vmsa(

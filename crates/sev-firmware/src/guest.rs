@@ -86,6 +86,13 @@ pub trait MigrationCommands: Send + Sync + fmt::Debug {
         self.send_update_data_into(gpa, len, &mut header, &mut trans)?;
         Ok((header, trans))
     }
+    /// Whether this context implements [`MigrationCommands::send_update_vmsa`]
+    /// and [`MigrationCommands::receive_update_vmsa`] (an SEV-ES guest on
+    /// the emulated platform), so that a migration of an SEV-ES guest can
+    /// be refused before SEND_START where they are missing.
+    fn migrates_vmsas(&self) -> bool {
+        false
+    }
     /// SEND_UPDATE_VMSA of vCPU `index` (SEV-ES), after the VMM stopped the
     /// vCPUs: `state` is the vCPU's current register state as a VMSA, which
     /// the processor has saved into the vCPU's VMSA page on hardware (and

@@ -23,7 +23,7 @@ use super::{
     Cancel, Endpoint, MigrationError, Progress, ProgressDisplay, SevParts, StreamSocket, Summary,
     VmControl, PAGE,
 };
-use crate::sev::{es_state, MigrationTarget};
+use crate::sev::{es_state, MigrationTarget, SevError};
 use sev_proto::cert::chain::{CaChain, PlatformChain};
 use sev_proto::cert::sev::Certificate;
 use sev_proto::session::SessionBuffer;
@@ -268,6 +268,17 @@ fn writer_thread<W: Write>(
 /// the guest resumed if this paused it).
 pub fn run(job: &Job<'_>) -> Result<Summary, MigrationError> {
     let start = Instant::now();
+    if job.vm.machine().registers_protected() && !job.sev.backend.migrates_vmsas() {
+        // An SEV-ES guest's registers leave only as SEND_UPDATE_VMSA
+        // packets, which KVM does not expose (docs/sev-es.md#migration).
+        return Err(SevError::Unsupported {
+            command: "SEND_UPDATE_VMSA",
+            reason: "the guest's register state is protected (SEV-ES) and this platform does \
+                     not migrate it: sevm cannot migrate or snapshot this SEV-ES guest"
+                .into(),
+        }
+        .into());
+    }
     let chain = target_chain(job)?;
     let timeout = job.params.peer_timeout();
     let conn = open(&job.endpoint, timeout, job.cancel)?;
@@ -592,7 +603,8 @@ fn send(
                 } else {
                     machine.vcpu_state(i)
                 };
-                let mut st = st.map_err(|e| MigrationError::Machine(format!("vCPU {i} state: {e}")))?;
+                let mut st =
+                    st.map_err(|e| MigrationError::Machine(format!("vCPU {i} state: {e}")))?;
                 if es {
                     // An SEV-ES vCPU's registers leave only in its VMSA,
                     // as a SEND_UPDATE_VMSA packet (docs/sev-es.md#migration).

@@ -73,6 +73,8 @@ const TAG_END: u8 = 0xEE;
 const VMSA_LEN: u32 = 4096;
 
 /// The version of the stream of a guest with `policy`.
+// UNCERTAIN (docs/protocol/choices.md#u40): version 3 for SEV-ES guests
+// only, so plain SEV streams stay readable by a sevm that reads version 2.
 pub fn version_for(policy: u32) -> u32 {
     if policy & POLICY_ES != 0 {
         VERSION
@@ -675,6 +677,112 @@ mod tests {
         .unwrap();
         assert_eq!(w.bytes() as usize, w.out.len());
         w.into_inner()
+    }
+
+    fn es_stream(version: Option<u32>) -> Vec<u8> {
+        let h = Header {
+            policy: 0x5,
+            ..header()
+        };
+        let mut w = Writer::new(Vec::new(), &h).unwrap();
+        w.record(&Record::Vmsa {
+            index: 0,
+            header: vec![5; 52],
+            trans: vec![6; 4096],
+        })
+        .unwrap();
+        w.record(&Record::End {
+            packets: 0,
+            digest: [0; 32],
+        })
+        .unwrap();
+        let mut b = w.into_inner();
+        if let Some(v) = version {
+            b[8..12].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn es_streams_are_version_3_and_carry_vmsa_records() {
+        assert_eq!(&sample()[8..12], &PLAIN_VERSION.to_le_bytes());
+        let b = es_stream(None);
+        assert_eq!(&b[8..12], &VERSION.to_le_bytes());
+        let (mut r, h) = Reader::new(b.as_slice()).unwrap();
+        assert_eq!(h.policy, 0x5);
+        assert_eq!(
+            r.next_record().unwrap(),
+            Record::Vmsa {
+                index: 0,
+                header: vec![5; 52],
+                trans: vec![6; 4096],
+            }
+        );
+        assert!(matches!(
+            r.next_record().unwrap(),
+            Record::End { packets: 0, .. }
+        ));
+    }
+
+    #[test]
+    fn version_mismatches_are_refused_clearly() {
+        // An SEV-ES stream labelled version 2 (what an older sevm reads).
+        let e = Reader::new(es_stream(Some(PLAIN_VERSION)).as_slice()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StreamError::Field {
+                    field: "version",
+                    value: 2,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // A plain stream labelled version 3.
+        let mut b = sample();
+        b[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        assert!(matches!(
+            Reader::new(b.as_slice()).unwrap_err(),
+            StreamError::Field {
+                field: "version",
+                value: 3,
+                ..
+            }
+        ));
+        // A version this build does not know says which it reads.
+        let e = Reader::new(es_stream(Some(4)).as_slice()).unwrap_err();
+        assert!(matches!(e, StreamError::Version(4)));
+        assert!(e.to_string().contains("reads versions 2 and 3"), "{e}");
+        // A VMSA record in a plain stream is an unknown record.
+        let mut plain = sample();
+        let end = plain.len() - 41;
+        plain.truncate(end);
+        plain.push(TAG_VMSA);
+        let (mut r, _) = Reader::new(plain.as_slice()).unwrap();
+        let mut last = r.next_record();
+        while let Ok(rec) = &last {
+            assert!(!matches!(rec, Record::End { .. }));
+            last = r.next_record();
+        }
+        assert!(matches!(last, Err(StreamError::Tag(TAG_VMSA))));
+    }
+
+    #[test]
+    fn a_vmsa_record_of_another_length_is_refused() {
+        let mut b = es_stream(None);
+        // tag ‖ index ‖ 52-byte header ‖ len: after the fixed header.
+        let at = b.len() - 41 - 4096 - 4;
+        b[at..at + 4].copy_from_slice(&4080u32.to_le_bytes());
+        let (mut r, _) = Reader::new(b.as_slice()).unwrap();
+        assert!(matches!(
+            r.next_record(),
+            Err(StreamError::Field {
+                field: "VMSA len",
+                value: 4080,
+                ..
+            })
+        ));
     }
 
     #[test]

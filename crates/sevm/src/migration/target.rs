@@ -551,7 +551,8 @@ fn receive_from(
                         if slot.is_some() {
                             return Err(mismatch(format!("vCPU {index}'s VMSA appears twice")));
                         }
-                        *slot = Some(backend.receive_update_vmsa(index as usize, &header, &trans)?);
+                        *slot =
+                            Some(backend.receive_update_vmsa(index as usize, &header, &trans)?);
                     }
                     Record::Device(d) => {
                         if device.replace(d).is_some() {

@@ -30,6 +30,8 @@ const R8: usize = 0x340;
 const EFER_SVME: u64 = 1 << 12;
 
 /// The registers of `state` as a VMSA page (zero elsewhere).
+// UNCERTAIN (docs/protocol/choices.md#u41): which registers the page holds
+// where hardware saves the whole save area.
 pub fn to_vmsa(state: &VcpuState) -> Box<VmsaPage> {
     let mut page = Box::new([0u8; 4096]);
     let (r, s) = (&state.regs, &state.sregs);
