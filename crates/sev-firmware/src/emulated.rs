@@ -874,6 +874,47 @@ mod tests {
     }
 
     #[test]
+    fn vmsa_migration_commands_need_an_es_guest_in_the_right_state() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_ram, g) = guest_of_kind(&tmp.path().join("p"), GuestKind::SevEs);
+        assert!(g.migrates_vmsas());
+        g.launch_start(0, Policy::from_bits(0x4), None).unwrap();
+        let pages = [[0x11u8; VMSA_PAGE_LEN]];
+        g.launch_update_vmsa(&pages).unwrap();
+        g.launch_measure().unwrap();
+        g.launch_finish().unwrap();
+        // RUNNING, not SUPDATE: no SEND_START yet, and nothing is saved.
+        let e = g.send_update_vmsa(0, &[0x33; VMSA_PAGE_LEN]).unwrap_err();
+        assert_eq!(
+            e.status(),
+            Some(StatusCode(Status::InvalidGuestState.code()))
+        );
+        let mut plain = [0u8; VMSA_PAGE_LEN];
+        g.mem.read_plain(vmsa_gpa(0).unwrap(), &mut plain).unwrap();
+        assert_eq!(plain, pages[0]);
+        // Nor is a packet received outside RUPDATE.
+        let e = g
+            .receive_update_vmsa(0, &[0; PACKET_HEADER_LEN], &[0; VMSA_PAGE_LEN])
+            .unwrap_err();
+        assert_eq!(
+            e.status(),
+            Some(StatusCode(Status::InvalidGuestState.code()))
+        );
+        // Past the window.
+        assert!(matches!(
+            g.send_update_vmsa(crate::vmsa_window::MAX_VMSAS, &pages[0]),
+            Err(SevError::OutOfRange { .. })
+        ));
+        // A plain SEV guest has no VMSAs to send.
+        let (_ram, b) = guest(&tmp.path().join("q"));
+        assert!(!b.migrates_vmsas());
+        assert!(matches!(
+            b.send_update_vmsa(0, &pages[0]),
+            Err(SevError::Unsupported { .. })
+        ));
+    }
+
+    #[test]
     fn management_commands_init_an_uninit_platform_for_the_command_only() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("p");
