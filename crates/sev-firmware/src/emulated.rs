@@ -424,6 +424,21 @@ impl EmulatedGuest {
         f(&self.platform, self.handle()).map_err(|e| fw_error(command, e))
     }
 
+    /// vCPU `index`'s page of the VMSA window, for an SEV-ES guest.
+    fn vmsa_page(&self, command: &'static str, index: usize) -> Result<u64, SevError> {
+        if !self.es {
+            return Err(SevError::Unsupported {
+                command,
+                reason: "the guest was not created as an SEV-ES guest".into(),
+            });
+        }
+        vmsa_gpa(index).ok_or(SevError::OutOfRange {
+            command,
+            gpa: VMSA_WINDOW_GPA,
+            len: ((index + 1) * VMSA_PAGE_LEN) as u64,
+        })
+    }
+
     /// KVM's part after LAUNCH_START/RECEIVE_START: ACTIVATE on a free ASID
     /// of the guest's range (SEV-ES guests take ASIDs 1..min_sev_asid, SEV
     /// guests min_sev_asid..=max_asid), and the host view starts using the
@@ -630,6 +645,35 @@ impl MigrationCommands for EmulatedGuest {
         })
     }
 
+    fn migrates_vmsas(&self) -> bool {
+        self.es
+    }
+
+    /// Saves `state` into vCPU `index`'s page of the VMSA window (encrypted,
+    /// as the processor does when the vCPU exits), then sends that page.
+    fn send_update_vmsa(
+        &self,
+        index: usize,
+        state: &VmsaPage,
+    ) -> Result<(Vec<u8>, Vec<u8>), SevError> {
+        const CMD: &str = "SEND_UPDATE_VMSA";
+        let gpa = self.vmsa_page(CMD, index)?;
+        let mut hdr = vec![0; PACKET_HEADER_LEN];
+        let mut trans = vec![0; VMSA_PAGE_LEN];
+        self.on_guest(CMD, |p, h| {
+            p.vcpu_save_vmsa(h, self.mem.as_ref(), gpa, state)?;
+            p.send_update_vmsa(
+                h,
+                self.mem.as_ref(),
+                gpa,
+                VMSA_PAGE_LEN as u32,
+                &mut hdr,
+                &mut trans,
+            )
+        })?;
+        Ok((hdr, trans))
+    }
+
     fn send_finish(&self) -> Result<(), SevError> {
         self.on_guest("SEND_FINISH", |p, h| p.send_finish(h))
     }
@@ -659,6 +703,25 @@ impl MigrationCommands for EmulatedGuest {
         self.on_guest(CMD, |p, h| {
             p.receive_update_data(h, self.mem.as_ref(), header, gpa, len, trans)
         })
+    }
+
+    /// Receives the page into vCPU `index`'s page of the VMSA window, then
+    /// reads it back as the processor loads it on VMRUN.
+    fn receive_update_vmsa(
+        &self,
+        index: usize,
+        header: &[u8],
+        trans: &[u8],
+    ) -> Result<Box<VmsaPage>, SevError> {
+        const CMD: &str = "RECEIVE_UPDATE_VMSA";
+        let gpa = self.vmsa_page(CMD, index)?;
+        let len = u32_len(CMD, gpa, trans.len() as u64)?;
+        let mut state = Box::new([0u8; VMSA_PAGE_LEN]);
+        self.on_guest(CMD, |p, h| {
+            p.receive_update_vmsa(h, self.mem.as_ref(), header, gpa, len, trans)?;
+            p.vcpu_load_vmsa(h, self.mem.as_ref(), gpa, state.as_mut_slice())
+        })?;
+        Ok(state)
     }
 
     fn receive_finish(&self) -> Result<(), SevError> {
@@ -786,6 +849,47 @@ mod tests {
             e.status(),
             Some(StatusCode(Status::InvalidGuestState.code()))
         );
+    }
+
+    #[test]
+    fn vmsa_migration_commands_need_an_es_guest_in_the_right_state() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_ram, g) = guest_of_kind(&tmp.path().join("p"), GuestKind::SevEs);
+        assert!(g.migrates_vmsas());
+        g.launch_start(0, Policy::from_bits(0x4), None).unwrap();
+        let pages = [[0x11u8; VMSA_PAGE_LEN]];
+        g.launch_update_vmsa(&pages).unwrap();
+        g.launch_measure().unwrap();
+        g.launch_finish().unwrap();
+        // RUNNING, not SUPDATE: no SEND_START yet, and nothing is saved.
+        let e = g.send_update_vmsa(0, &[0x33; VMSA_PAGE_LEN]).unwrap_err();
+        assert_eq!(
+            e.status(),
+            Some(StatusCode(Status::InvalidGuestState.code()))
+        );
+        let mut plain = [0u8; VMSA_PAGE_LEN];
+        g.mem.read_plain(vmsa_gpa(0).unwrap(), &mut plain).unwrap();
+        assert_eq!(plain, pages[0]);
+        // Nor is a packet received outside RUPDATE.
+        let e = g
+            .receive_update_vmsa(0, &[0; PACKET_HEADER_LEN], &[0; VMSA_PAGE_LEN])
+            .unwrap_err();
+        assert_eq!(
+            e.status(),
+            Some(StatusCode(Status::InvalidGuestState.code()))
+        );
+        // Past the window.
+        assert!(matches!(
+            g.send_update_vmsa(crate::vmsa_window::MAX_VMSAS, &pages[0]),
+            Err(SevError::OutOfRange { .. })
+        ));
+        // A plain SEV guest has no VMSAs to send.
+        let (_ram, b) = guest(&tmp.path().join("q"));
+        assert!(!b.migrates_vmsas());
+        assert!(matches!(
+            b.send_update_vmsa(0, &pages[0]),
+            Err(SevError::Unsupported { .. })
+        ));
     }
 
     #[test]

@@ -86,6 +86,30 @@ pub trait MigrationCommands: Send + Sync + fmt::Debug {
         self.send_update_data_into(gpa, len, &mut header, &mut trans)?;
         Ok((header, trans))
     }
+    /// Whether this context implements [`MigrationCommands::send_update_vmsa`]
+    /// and [`MigrationCommands::receive_update_vmsa`] (an SEV-ES guest on
+    /// the emulated platform), so that a migration of an SEV-ES guest can
+    /// be refused before SEND_START where they are missing.
+    fn migrates_vmsas(&self) -> bool {
+        false
+    }
+    /// SEND_UPDATE_VMSA of vCPU `index` (SEV-ES), after the VMM stopped the
+    /// vCPUs: `state` is the vCPU's current register state as a VMSA, which
+    /// the processor has saved into the vCPU's VMSA page on hardware (and
+    /// the emulated platform saves there first,
+    /// docs/sev-es.md#migration). Returns the packet header and transport
+    /// buffer. Unsupported unless the context implements it.
+    fn send_update_vmsa(
+        &self,
+        index: usize,
+        state: &VmsaPage,
+    ) -> Result<(Vec<u8>, Vec<u8>), SevError> {
+        let _ = (index, state);
+        Err(SevError::Unsupported {
+            command: "SEND_UPDATE_VMSA",
+            reason: "this platform does not migrate SEV-ES register state".into(),
+        })
+    }
     /// SEND_FINISH.
     fn send_finish(&self) -> Result<(), SevError>;
     /// SEND_CANCEL.
@@ -100,6 +124,23 @@ pub trait MigrationCommands: Send + Sync + fmt::Debug {
     ) -> Result<u32, SevError>;
     /// RECEIVE_UPDATE_DATA of one packet into `gpa`.
     fn receive_update_data(&self, header: &[u8], gpa: u64, trans: &[u8]) -> Result<(), SevError>;
+    /// RECEIVE_UPDATE_VMSA of one packet into vCPU `index`'s VMSA page
+    /// (SEV-ES); returns the register state the vCPU resumes with, as the
+    /// processor loads it on VMRUN (the emulated platform's vCPUs are set
+    /// from it, docs/sev-es.md#migration). Unsupported unless the context
+    /// implements it.
+    fn receive_update_vmsa(
+        &self,
+        index: usize,
+        header: &[u8],
+        trans: &[u8],
+    ) -> Result<Box<VmsaPage>, SevError> {
+        let _ = (index, header, trans);
+        Err(SevError::Unsupported {
+            command: "RECEIVE_UPDATE_VMSA",
+            reason: "this platform does not migrate SEV-ES register state".into(),
+        })
+    }
     /// RECEIVE_FINISH.
     fn receive_finish(&self) -> Result<(), SevError>;
 }

@@ -725,6 +725,24 @@ impl Machine {
         )?)
     }
 
+    /// Reads vCPU `index`'s state for an SEV-ES migration, protected
+    /// registers included: on hardware the processor saves them into the
+    /// vCPU's VMSA when it stops, and the migration sends them only as that
+    /// VMSA's SEND_UPDATE_VMSA packet (docs/sev-es.md#migration). The
+    /// machine must be created or paused.
+    pub(crate) fn vcpu_state_for_vmsa(&self, index: usize) -> Result<VcpuState, MachineError> {
+        self.require_stopped("read vCPU state")?;
+        let slot = self.slot(index)?;
+        let fd = slot.lock();
+        Ok(vcpu::get_state(
+            &fd,
+            slot.id,
+            &self.msr_indices,
+            slot.runnable.load(Ordering::SeqCst),
+            slot.halted.load(Ordering::SeqCst),
+        )?)
+    }
+
     /// Writes vCPU `index`'s state. The machine must be created or paused,
     /// and its registers not protected.
     pub fn set_vcpu_state(&self, index: usize, state: &VcpuState) -> Result<(), MachineError> {

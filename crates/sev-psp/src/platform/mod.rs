@@ -82,6 +82,7 @@ mod migrate;
 mod shared;
 mod snp;
 mod snp_guest;
+mod vcpu;
 
 #[cfg(test)]
 mod shared_tests;

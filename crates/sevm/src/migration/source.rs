@@ -23,7 +23,7 @@ use super::{
     Cancel, Endpoint, MigrationError, Progress, ProgressDisplay, SevParts, StreamSocket, Summary,
     VmControl, PAGE,
 };
-use crate::sev::{MigrationTarget, SevError};
+use crate::sev::{es_state, MigrationTarget, SevError};
 use sev_proto::cert::chain::{CaChain, PlatformChain};
 use sev_proto::cert::sev::Certificate;
 use sev_proto::session::SessionBuffer;
@@ -268,13 +268,13 @@ fn writer_thread<W: Write>(
 /// the guest resumed if this paused it).
 pub fn run(job: &Job<'_>) -> Result<Summary, MigrationError> {
     let start = Instant::now();
-    if job.vm.machine().registers_protected() {
+    if job.vm.machine().registers_protected() && !job.sev.backend.migrates_vmsas() {
         // An SEV-ES guest's registers leave only as SEND_UPDATE_VMSA
-        // packets, which the stream does not carry (docs/sev-es.md#migration).
+        // packets, which KVM does not expose (docs/sev-es.md#migration).
         return Err(SevError::Unsupported {
             command: "SEND_UPDATE_VMSA",
-            reason: "the guest's register state is protected (SEV-ES): sevm cannot migrate or \
-                     snapshot an SEV-ES guest"
+            reason: "the guest's register state is protected (SEV-ES) and this platform does \
+                     not migrate it: sevm cannot migrate or snapshot this SEV-ES guest"
                 .into(),
         }
         .into());
@@ -596,10 +596,27 @@ fn send(
                 progress.dirty_syncs.fetch_add(1, Ordering::Relaxed);
             }
             s.pass(pass, &remaining, &mut display)?;
+            let es = machine.registers_protected();
             for i in 0..machine.vcpu_count() {
-                let st = machine
-                    .vcpu_state(i)
-                    .map_err(|e| MigrationError::Machine(format!("vCPU {i} state: {e}")))?;
+                let st = if es {
+                    machine.vcpu_state_for_vmsa(i)
+                } else {
+                    machine.vcpu_state(i)
+                };
+                let mut st =
+                    st.map_err(|e| MigrationError::Machine(format!("vCPU {i} state: {e}")))?;
+                if es {
+                    // An SEV-ES vCPU's registers leave only in its VMSA,
+                    // as a SEND_UPDATE_VMSA packet (docs/sev-es.md#migration).
+                    let vmsa = es_state::to_vmsa(&st);
+                    let (header, trans) = job.sev.backend.send_update_vmsa(i, &vmsa)?;
+                    s.send(Record::Vmsa {
+                        index: i as u32,
+                        header,
+                        trans,
+                    })?;
+                    es_state::strip(&mut st);
+                }
                 s.send(Record::Vcpu {
                     index: i as u32,
                     state: st.to_bytes(),

@@ -1,7 +1,7 @@
 //! The sevm migration stream (snapshot files and live migration share it).
 //!
 //! ```text
-//! stream  = MAGIC "SEVMMIG\0" ‖ LE32 version (2) ‖ header ‖ record* ‖ end
+//! stream  = MAGIC "SEVMMIG\0" ‖ LE32 version (2, or 3 for SEV-ES) ‖ header ‖ record* ‖ end
 //! header  = LE32 policy ‖ LE64 ram_size ‖ LE64 firmware_size ‖ LE32 vcpus
 //!           ‖ LE32 pdh_len (= 0x824) ‖ source PDH certificate
 //!           ‖ LE32 session_len (= 0x80) ‖ SEND_START session
@@ -9,6 +9,8 @@
 //!         | 0x02 LE32 vcpu index ‖ LE32 len (≤ 64 KiB) ‖ VcpuState bytes
 //!         | 0x03 LE32 len (≤ 4 KiB) ‖ device state bytes
 //!         | 0x04 LE64 pass                     (start of a pre-copy pass; informative)
+//!         | 0x05 LE32 vcpu index ‖ 52-byte packet header ‖ LE32 len (= 4096) ‖ transport bytes
+//!                                              (a SEND_UPDATE_VMSA packet; version 3 only)
 //! end     = 0xEE LE64 packet count ‖ SHA-256 digest
 //! ```
 //!
@@ -22,7 +24,14 @@
 //! unauthenticated parts (GPAs, vCPU and device state). How the end of the
 //! stream is *authenticated* is described in [`super`](crate::migration).
 //!
-//! Version 1 hashed the packet headers too; this build reads version 2 only.
+//! Version 1 hashed the packet headers too; this build reads versions 2 and
+//! 3. Version 3 is version 2 with VMSA records (0x05), written for an SEV-ES
+//! guest (the policy's ES bit) and only for one, so that a plain SEV stream
+//! stays readable by a sevm that reads version 2 only, and an SEV-ES stream
+//! is refused by such a sevm at its version rather than at its first VMSA
+//! record (docs/guide/sevm-migration.md#stream-versions). VMSA records, as
+//! page records, keep their packet header and transport bytes outside the
+//! digest; they are not counted as page packets.
 //!
 //! Writing: the [`Writer`] stages everything but transport bytes in one
 //! reused buffer and hands each batch of records to the output as one
@@ -38,8 +47,12 @@ use sha2::{Digest, Sha256};
 
 /// First bytes of every stream.
 pub const MAGIC: [u8; 8] = *b"SEVMMIG\0";
-/// The format version this build writes and reads.
-pub const VERSION: u32 = 2;
+/// The newest format version this build writes and reads (SEV-ES guests).
+pub const VERSION: u32 = 3;
+/// The format version of a plain SEV guest's stream (no VMSA records).
+pub const PLAIN_VERSION: u32 = 2;
+/// The guest policy's ES bit: its stream has version [`VERSION`].
+const POLICY_ES: u32 = 0x4;
 /// Largest transport buffer of a page record (one page).
 pub const MAX_PAGE_LEN: u32 = 4096;
 /// Largest vCPU state record.
@@ -53,7 +66,22 @@ const TAG_PAGE: u8 = 0x01;
 const TAG_VCPU: u8 = 0x02;
 const TAG_DEVICE: u8 = 0x03;
 const TAG_PASS: u8 = 0x04;
+const TAG_VMSA: u8 = 0x05;
 const TAG_END: u8 = 0xEE;
+
+/// The length of a VMSA record's transport bytes.
+const VMSA_LEN: u32 = 4096;
+
+/// The version of the stream of a guest with `policy`.
+// UNCERTAIN (docs/protocol/choices.md#u40): version 3 for SEV-ES guests
+// only, so plain SEV streams stay readable by a sevm that reads version 2.
+pub fn version_for(policy: u32) -> u32 {
+    if policy & POLICY_ES != 0 {
+        VERSION
+    } else {
+        PLAIN_VERSION
+    }
+}
 
 /// A malformed or unreadable stream.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +96,10 @@ pub enum StreamError {
     #[error("not a sevm migration stream (bad magic {0:02x?})")]
     Magic([u8; 8]),
     /// A version this build does not read.
-    #[error("migration stream version {0} is not supported (this sevm reads version {VERSION})")]
+    #[error(
+        "migration stream version {0} is not supported (this sevm reads versions \
+         {PLAIN_VERSION} and {VERSION}; version {VERSION} carries SEV-ES guests)"
+    )]
     Version(u32),
     /// A field is out of its bounds.
     #[error("malformed migration stream: {field} = {value:#x} ({problem})")]
@@ -125,6 +156,15 @@ pub enum Record {
     Device(Vec<u8>),
     /// Start of pre-copy pass `n`.
     Pass(u64),
+    /// A SEND_UPDATE_VMSA packet: vCPU `index`'s VMSA (SEV-ES).
+    Vmsa {
+        /// vCPU index.
+        index: u32,
+        /// The 52-byte packet header.
+        header: Vec<u8>,
+        /// The transport bytes (one page).
+        trans: Vec<u8>,
+    },
     /// The end: how many page packets came before, and the digest.
     End {
         /// Page records in the stream.
@@ -156,7 +196,7 @@ impl<W: Write> Writer<W> {
             staged: Vec::with_capacity(16 << 10),
         };
         w.put(&MAGIC);
-        w.put(&VERSION.to_le_bytes());
+        w.put(&version_for(h.policy).to_le_bytes());
         w.put(&h.policy.to_le_bytes());
         w.put(&h.ram_size.to_le_bytes());
         w.put(&h.firmware_size.to_le_bytes());
@@ -206,6 +246,17 @@ impl<W: Write> Writer<W> {
             Record::Pass(n) => {
                 self.put(&[TAG_PASS]);
                 self.put(&n.to_le_bytes());
+            }
+            Record::Vmsa {
+                index,
+                header,
+                trans,
+            } => {
+                self.put(&[TAG_VMSA]);
+                self.put(&index.to_le_bytes());
+                self.put_unhashed(header);
+                self.put(&(trans.len() as u32).to_le_bytes());
+                return Some(trans);
             }
             Record::End { .. } => {
                 self.put(&[TAG_END]);
@@ -302,6 +353,8 @@ pub struct Reader<R: Read> {
     bytes: u64,
     packets: u64,
     ended: bool,
+    /// Version 3 (SEV-ES): VMSA records may follow.
+    es: bool,
     /// Buffers (packet header, transport) of recycled page records.
     spare: Vec<(Vec<u8>, Vec<u8>)>,
 }
@@ -315,6 +368,7 @@ impl<R: Read> Reader<R> {
             bytes: 0,
             packets: 0,
             ended: false,
+            es: false,
             spare: Vec::new(),
         };
         let magic: [u8; 8] = r.array("the magic")?;
@@ -322,10 +376,17 @@ impl<R: Read> Reader<R> {
             return Err(StreamError::Magic(magic));
         }
         let version = r.u32("the version")?;
-        if version != VERSION {
+        if version != VERSION && version != PLAIN_VERSION {
             return Err(StreamError::Version(version));
         }
         let policy = r.u32("the header")?;
+        if version != version_for(policy) {
+            return Err(StreamError::Field {
+                field: "version",
+                value: u64::from(version),
+                problem: "a stream has version 3 exactly when the policy has ES",
+            });
+        }
         let ram_size = r.u64("the header")?;
         let firmware_size = r.u64("the header")?;
         let vcpus = r.u32("the header")?;
@@ -338,6 +399,7 @@ impl<R: Read> Reader<R> {
         }
         let source_pdh = r.exact_vec("pdh_len", SEV_CERT_LEN)?;
         let session = SessionBuffer::from_bytes(&r.exact_array::<SESSION_LEN>("session_len")?);
+        r.es = version == VERSION;
         Ok((
             r,
             Header {
@@ -502,6 +564,26 @@ impl<R: Read> Reader<R> {
                 true,
             )?),
             TAG_PASS => Record::Pass(self.u64("a pass record")?),
+            TAG_VMSA if self.es => {
+                let index = self.u32("a VMSA record")?;
+                let mut header = vec![0u8; PACKET_HEADER_LEN];
+                self.fill(&mut header, "a VMSA record", false)?;
+                let n = self.u32("a VMSA record")?;
+                if n != VMSA_LEN {
+                    return Err(StreamError::Field {
+                        field: "VMSA len",
+                        value: u64::from(n),
+                        problem: "a VMSA packet is one 4 KiB page",
+                    });
+                }
+                let mut trans = vec![0u8; n as usize];
+                self.fill(&mut trans, "a VMSA record", false)?;
+                Record::Vmsa {
+                    index,
+                    header,
+                    trans,
+                }
+            }
             TAG_END => {
                 let expect: [u8; 32] = self.hash.clone().finalize().into();
                 let mut b = [0u8; 40];
@@ -595,6 +677,112 @@ mod tests {
         .unwrap();
         assert_eq!(w.bytes() as usize, w.out.len());
         w.into_inner()
+    }
+
+    fn es_stream(version: Option<u32>) -> Vec<u8> {
+        let h = Header {
+            policy: 0x5,
+            ..header()
+        };
+        let mut w = Writer::new(Vec::new(), &h).unwrap();
+        w.record(&Record::Vmsa {
+            index: 0,
+            header: vec![5; 52],
+            trans: vec![6; 4096],
+        })
+        .unwrap();
+        w.record(&Record::End {
+            packets: 0,
+            digest: [0; 32],
+        })
+        .unwrap();
+        let mut b = w.into_inner();
+        if let Some(v) = version {
+            b[8..12].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn es_streams_are_version_3_and_carry_vmsa_records() {
+        assert_eq!(&sample()[8..12], &PLAIN_VERSION.to_le_bytes());
+        let b = es_stream(None);
+        assert_eq!(&b[8..12], &VERSION.to_le_bytes());
+        let (mut r, h) = Reader::new(b.as_slice()).unwrap();
+        assert_eq!(h.policy, 0x5);
+        assert_eq!(
+            r.next_record().unwrap(),
+            Record::Vmsa {
+                index: 0,
+                header: vec![5; 52],
+                trans: vec![6; 4096],
+            }
+        );
+        assert!(matches!(
+            r.next_record().unwrap(),
+            Record::End { packets: 0, .. }
+        ));
+    }
+
+    #[test]
+    fn version_mismatches_are_refused_clearly() {
+        // An SEV-ES stream labelled version 2 (what an older sevm reads).
+        let e = Reader::new(es_stream(Some(PLAIN_VERSION)).as_slice()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StreamError::Field {
+                    field: "version",
+                    value: 2,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // A plain stream labelled version 3.
+        let mut b = sample();
+        b[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        assert!(matches!(
+            Reader::new(b.as_slice()).unwrap_err(),
+            StreamError::Field {
+                field: "version",
+                value: 3,
+                ..
+            }
+        ));
+        // A version this build does not know says which it reads.
+        let e = Reader::new(es_stream(Some(4)).as_slice()).unwrap_err();
+        assert!(matches!(e, StreamError::Version(4)));
+        assert!(e.to_string().contains("reads versions 2 and 3"), "{e}");
+        // A VMSA record in a plain stream is an unknown record.
+        let mut plain = sample();
+        let end = plain.len() - 41;
+        plain.truncate(end);
+        plain.push(TAG_VMSA);
+        let (mut r, _) = Reader::new(plain.as_slice()).unwrap();
+        let mut last = r.next_record();
+        while let Ok(rec) = &last {
+            assert!(!matches!(rec, Record::End { .. }));
+            last = r.next_record();
+        }
+        assert!(matches!(last, Err(StreamError::Tag(TAG_VMSA))));
+    }
+
+    #[test]
+    fn a_vmsa_record_of_another_length_is_refused() {
+        let mut b = es_stream(None);
+        // tag ‖ index ‖ 52-byte header ‖ len: after the fixed header.
+        let at = b.len() - 41 - 4096 - 4;
+        b[at..at + 4].copy_from_slice(&4080u32.to_le_bytes());
+        let (mut r, _) = Reader::new(b.as_slice()).unwrap();
+        assert!(matches!(
+            r.next_record(),
+            Err(StreamError::Field {
+                field: "VMSA len",
+                value: 4080,
+                ..
+            })
+        ));
     }
 
     #[test]

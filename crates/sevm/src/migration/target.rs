@@ -20,7 +20,7 @@ use super::{Cancel, MigrationError, Progress, ProgressDisplay, StreamSocket, PAG
 use crate::config::IncomingConfig;
 use crate::machine::Machine;
 use crate::memory::Gpa;
-use crate::sev::{MigrationCommands, SevError};
+use crate::sev::{es_state, MigrationCommands, SevError, VmsaPage};
 use crate::vcpu::VcpuState;
 use sev_proto::cert::sev::Certificate;
 
@@ -459,7 +459,8 @@ fn receive_from(
                     Ok(Record::Page { .. }
                         | Record::Vcpu { .. }
                         | Record::Device(_)
-                        | Record::Pass(_))
+                        | Record::Pass(_)
+                        | Record::Vmsa { .. })
                 );
                 batch.push(rec);
                 if stop || batch.len() >= BATCH {
@@ -471,6 +472,7 @@ fn receive_from(
             }
         });
         let mut vcpus: Vec<Option<VcpuState>> = vec![None; machine.vcpu_count()];
+        let mut vmsas: Vec<Option<Box<VmsaPage>>> = vec![None; machine.vcpu_count()];
         let mut device: Option<Vec<u8>> = None;
         let mut end_packet = false;
         let mut packets = 0u64;
@@ -534,6 +536,24 @@ fn receive_from(
                                 .map_err(|e| mismatch(format!("vCPU {index} state: {e}")))?,
                         );
                     }
+                    Record::Vmsa {
+                        index,
+                        header,
+                        trans,
+                    } => {
+                        // The reader takes VMSA records from SEV-ES streams
+                        // only (stream version 3).
+                        let slot = vmsas.get_mut(index as usize).ok_or_else(|| {
+                            mismatch(format!(
+                                "VMSA record for vCPU {index}, which does not exist"
+                            ))
+                        })?;
+                        if slot.is_some() {
+                            return Err(mismatch(format!("vCPU {index}'s VMSA appears twice")));
+                        }
+                        *slot =
+                            Some(backend.receive_update_vmsa(index as usize, &header, &trans)?);
+                    }
                     Record::Device(d) => {
                         if device.replace(d).is_some() {
                             return Err(mismatch("device state appears twice".into()));
@@ -570,13 +590,24 @@ fn receive_from(
         display.finish();
         outcome?;
         let device = device.ok_or_else(|| mismatch("the stream has no device state".into()))?;
-        let states: Vec<VcpuState> = vcpus
+        let mut states: Vec<VcpuState> = vcpus
             .into_iter()
             .enumerate()
             .map(|(i, s)| {
                 s.ok_or_else(|| mismatch(format!("the stream has no state for vCPU {i}")))
             })
             .collect::<Result<_, _>>()?;
+        let es = stream_policy.es();
+        if es {
+            // The registers of an SEV-ES guest's vCPUs arrive only in its
+            // VMSAs; the vCPUs resume from them (docs/sev-es.md#migration).
+            for (i, (state, vmsa)) in states.iter_mut().zip(&vmsas).enumerate() {
+                let vmsa = vmsa
+                    .as_ref()
+                    .ok_or_else(|| mismatch(format!("the stream has no VMSA for vCPU {i}")))?;
+                es_state::apply_vmsa(state, vmsa);
+            }
+        }
         backend.receive_finish()?;
         for (i, s) in states.iter().enumerate() {
             machine
@@ -586,6 +617,9 @@ fn receive_from(
         machine
             .set_device_state(&device)
             .map_err(|e| MigrationError::Machine(e.to_string()))?;
+        if es {
+            machine.protect_registers();
+        }
         let ms = start.elapsed().as_millis().max(1);
         eprintln!(
             "sevm: incoming migration complete: {packets} packets, {:.1} MiB in {ms} ms ({:.0} MB/s)",

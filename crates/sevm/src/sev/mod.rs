@@ -15,6 +15,7 @@
 //! `SEV: LAUNCH_SECRET failed: BAD_MEASUREMENT (0x0B): measurement or MAC check failed`.
 
 pub mod es;
+pub mod es_state;
 pub mod launch;
 
 use std::os::fd::{AsRawFd, BorrowedFd};
