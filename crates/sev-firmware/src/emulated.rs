@@ -59,7 +59,7 @@ use crate::{OpenError, SevError};
 
 /// Guest memory as the emulated firmware reads it (RAM, or RAM and the
 /// VMSA window).
-trait GuestBackingDebug: GuestBacking + std::fmt::Debug {}
+pub(crate) trait GuestBackingDebug: GuestBacking + std::fmt::Debug {}
 impl<T: GuestBacking + std::fmt::Debug + ?Sized> GuestBackingDebug for T {}
 
 /// Guest RAM alone (a plain SEV guest).
@@ -79,7 +79,7 @@ impl GuestBacking for Ram {
 }
 
 /// Maps an emulated-firmware error of `command` to a [`SevError`].
-fn fw_error(command: &'static str, e: FwError) -> SevError {
+pub(crate) fn fw_error(command: &'static str, e: FwError) -> SevError {
     let mut detail = e.detail;
     if let Some(r) = e.required_len {
         detail.push_str(&format!("; required length {r}"));
@@ -147,7 +147,7 @@ impl EmulatedPlatform {
         }
     }
 
-    fn state(&self) -> Result<PlatformState, SevError> {
+    pub(crate) fn state(&self) -> Result<PlatformState, SevError> {
         self.platform
             .platform_status()
             .map(|s| s.state)
@@ -327,20 +327,32 @@ impl SevPlatform for EmulatedPlatform {
             kind,
         )?))
     }
+
+    fn attach_snp(
+        &self,
+        _vm: BorrowedFd<'_>,
+        memory: Arc<dyn GuestMemory>,
+    ) -> Result<Arc<dyn crate::snp::SnpGuestContext>, SevError> {
+        self.init_for_snp_guests()?;
+        Ok(Arc::new(crate::snp::emulated::EmulatedSnpGuest::new(
+            Arc::clone(&self.platform),
+            memory,
+        )?))
+    }
 }
 
 /// What the host view needs: the guest's memory-encryption state once the
 /// guest exists.
 #[derive(Debug)]
-struct ViewState {
-    mem: Arc<dyn GuestBackingDebug>,
-    memory: OnceLock<Arc<MemoryState>>,
+pub(crate) struct ViewState {
+    pub(crate) mem: Arc<dyn GuestBackingDebug>,
+    pub(crate) memory: OnceLock<Arc<MemoryState>>,
 }
 
 /// The host view of an emulated SEV guest's memory. Before LAUNCH_START
 /// there is no guest key and every page is shared (plain).
 #[derive(Debug, Clone)]
-pub struct EmulatedView(Arc<ViewState>);
+pub struct EmulatedView(pub(crate) Arc<ViewState>);
 
 fn refused(gpa: u64, e: impl std::error::Error + Send + Sync + 'static) -> ViewError {
     ViewError::Refused {

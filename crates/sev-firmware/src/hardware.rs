@@ -162,6 +162,12 @@ impl SevPlatform for HardwarePlatform {
         regions: &[HostRegion],
         kind: GuestKind,
     ) -> Result<(), SevError> {
+        if kind == GuestKind::Snp {
+            // guest_memfd backs the private pages: no regions to register.
+            return sev_host::SnpVm::new(vm, self.device.as_fd())
+                .init2(0)
+                .map_err(|e| host_error("KVM_SEV_INIT2", e));
+        }
         let es = kind.encrypts_registers();
         let sev = SevVm::new(vm, self.device.as_fd());
         sev.init(es).map_err(|e| {
@@ -200,11 +206,23 @@ impl SevPlatform for HardwarePlatform {
             memory,
         }))
     }
+
+    fn attach_snp(
+        &self,
+        vm: BorrowedFd<'_>,
+        memory: Arc<dyn GuestMemory>,
+    ) -> Result<Arc<dyn crate::snp::SnpGuestContext>, SevError> {
+        Ok(Arc::new(crate::snp::hardware::HardwareSnpGuest::new(
+            vm,
+            Arc::clone(&self.device),
+            memory,
+        )?))
+    }
 }
 
 /// The pass-through host view: the raw mapping.
 #[derive(Debug)]
-struct PlainView(Arc<dyn GuestMemory>);
+pub(crate) struct PlainView(pub(crate) Arc<dyn GuestMemory>);
 
 impl HostView for PlainView {
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), ViewError> {

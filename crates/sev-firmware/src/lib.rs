@@ -27,6 +27,7 @@ pub mod guest;
 pub mod hardware;
 pub mod memory;
 pub mod platform;
+pub mod snp;
 #[cfg(test)]
 mod test_memory;
 pub mod types;
@@ -36,6 +37,9 @@ pub use error::{error_chain, OpenError, SevError};
 pub use guest::{DebugCommands, GuestContext, LaunchCommands, MigrationCommands};
 pub use memory::{GuestMemory, HostRegion, HostView, ViewError};
 pub use platform::{PlatformManagement, SevPlatform};
+pub use snp::{
+    LaunchUpdateError, SnpFinish, SnpGuestContext, SnpGuestState, SnpGuestStatus, SnpLaunchCommands,
+};
 pub use types::{
     EncryptionParams, GuestKind, GuestStatus, LaunchMeasurement, LaunchSession, MigrationTarget,
     PlatformCerts, PlatformKind, PlatformStatus,

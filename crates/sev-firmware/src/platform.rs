@@ -10,6 +10,7 @@ use sev_proto::cert::sev::Certificate;
 
 use crate::guest::GuestContext;
 use crate::memory::{GuestMemory, HostRegion};
+use crate::snp::SnpGuestContext;
 use crate::types::{EncryptionParams, GuestKind, PlatformCerts, PlatformKind, PlatformStatus};
 use crate::SevError;
 
@@ -70,4 +71,20 @@ pub trait SevPlatform: PlatformManagement {
         memory: Arc<dyn GuestMemory>,
         kind: GuestKind,
     ) -> Result<Arc<dyn GuestContext>, SevError>;
+    /// The SNP guest context of the VM `vm` over `memory`, before its
+    /// SNP_LAUNCH_START (which creates the firmware's guest context). The
+    /// emulated platform SNP_INITs itself first when needed; on hardware
+    /// `vm` must be a KVM VM of the SNP type whose memory is backed by
+    /// guest_memfd. Unsupported unless the platform implements it.
+    fn attach_snp(
+        &self,
+        vm: BorrowedFd<'_>,
+        memory: Arc<dyn GuestMemory>,
+    ) -> Result<Arc<dyn SnpGuestContext>, SevError> {
+        let _ = (vm, memory);
+        Err(SevError::Unsupported {
+            command: "SNP_GCTX_CREATE",
+            reason: format!("{} runs no SEV-SNP guests", self.describe()),
+        })
+    }
 }

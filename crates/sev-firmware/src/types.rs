@@ -75,6 +75,9 @@ pub enum GuestKind {
     Sev,
     /// SEV-ES: encrypted memory and register state.
     SevEs,
+    /// SEV-SNP: SEV-ES with integrity (the RMP) and its own guest context
+    /// ([`crate::SevPlatform::attach_snp`]).
+    Snp,
 }
 
 impl GuestKind {
@@ -89,7 +92,7 @@ impl GuestKind {
 
     /// Whether the guest has encrypted register state (SEV-ES or later).
     pub fn encrypts_registers(self) -> bool {
-        matches!(self, GuestKind::SevEs)
+        matches!(self, GuestKind::SevEs | GuestKind::Snp)
     }
 }
 

@@ -301,7 +301,43 @@ impl Platform {
         mem: &dyn GuestBacking,
         update: &SnpLaunchUpdate,
     ) -> Result<(), FwError> {
+        self.snp_launch_update_as(handle, mem, update, update.gpa)
+    }
+
+    /// SNP_LAUNCH_UPDATE of a VMSA page kept at `page_gpa` of `mem`,
+    /// outside guest RAM (as KVM keeps VMSA pages in its own memory), whose
+    /// RMP entry names the guest-physical address `rmp_gpa`: KVM assigns
+    /// every VMSA page at `INITIAL_VMSA_GPA`, and the firmware measures a
+    /// page with the GPA of its RMP entry (docs/protocol/snp.md#launch-update).
+    /// Errors as [`Platform::snp_launch_update`].
+    pub fn snp_launch_update_vmsa(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        page_gpa: u64,
+        rmp_gpa: u64,
+    ) -> Result<(), FwError> {
+        let update = SnpLaunchUpdate::page(PageType::Vmsa, page_gpa);
+        self.snp_launch_update_as(handle, mem, &update, rmp_gpa)
+    }
+
+    /// SNP_LAUNCH_UPDATE of the page at `update.gpa`, measured as the page
+    /// whose RMP entry names `rmp_gpa`.
+    fn snp_launch_update_as(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        update: &SnpLaunchUpdate,
+        rmp_gpa: u64,
+    ) -> Result<(), FwError> {
         let op = op_of(SnpCommand::LaunchUpdate);
+        if !rmp_gpa.is_multiple_of(PAGE_LEN as u64) {
+            return Err(fail(
+                op,
+                Status::InvalidAddress,
+                format!("RMP GPA {rmp_gpa:#x} is not 4 KiB aligned"),
+            ));
+        }
         let len = if update.large {
             LARGE_PAGE_LEN
         } else {
@@ -412,7 +448,7 @@ impl Platform {
                 page_type: update.page_type,
                 imi: false,
                 vmpl_perms: update.vmpl_perms,
-                gpa: unit,
+                gpa: rmp_gpa.wrapping_add(unit - update.gpa),
             });
         }
         state.mark_private(update.gpa, len).map_err(mem_err)?;
