@@ -233,9 +233,59 @@ pub struct SevGuestConfig {
     /// legacy path only and refuses `off`; the emulated platform takes it
     /// (docs/sev-es.md#the-initial-vmsas).
     pub legacy_vm_type: Option<OnOffAuto>,
+    /// The SEV-SNP properties when the object is a `sev-snp-guest` (then
+    /// `policy`, `handle`, the files and `legacy-vm-type` are unused).
+    pub snp: Option<SnpGuestOptions>,
+}
+
+/// QEMU's default SEV-SNP guest policy: SMT allowed, the must-be-one bit.
+pub const DEFAULT_SNP_POLICY: u64 = 0x30000;
+
+/// The properties of a `sev-snp-guest` object besides those it shares with
+/// `sev-guest` (`sev-device`, `cbitpos`, `reduced-phys-bits`,
+/// `kernel-hashes`), checked as QEMU checks them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnpGuestOptions {
+    /// `policy=` (default [`DEFAULT_SNP_POLICY`]), checked as a 64-bit
+    /// SNP guest policy.
+    pub policy: sev_proto::snp::GuestPolicy,
+    /// `guest-visible-workarounds=`: base64 of exactly 16 bytes (default
+    /// zeros).
+    pub gosvw: [u8; 16],
+    /// `id-block=`: base64 of exactly 96 bytes, decoded at launch.
+    pub id_block: Option<Vec<u8>>,
+    /// `id-auth=`: base64 of at most 4096 bytes (zero-padded to 4096, as
+    /// QEMU and KVM do), decoded at launch.
+    pub id_auth: Option<Vec<u8>>,
+    /// `author-key-enabled=` (default off).
+    pub author_key_enabled: bool,
+    /// `host-data=`: base64 of exactly 32 bytes (default zeros).
+    pub host_data: [u8; 32],
+}
+
+impl Default for SnpGuestOptions {
+    fn default() -> Self {
+        SnpGuestOptions {
+            policy: sev_proto::snp::GuestPolicy::QEMU_DEFAULT,
+            gosvw: [0; 16],
+            id_block: None,
+            id_auth: None,
+            author_key_enabled: false,
+            host_data: [0; 32],
+        }
+    }
 }
 
 impl SevGuestConfig {
+    /// The object's QOM type: `sev-snp-guest` or `sev-guest`.
+    pub fn qom_type(&self) -> &'static str {
+        if self.snp.is_some() {
+            "sev-snp-guest"
+        } else {
+            "sev-guest"
+        }
+    }
+
     /// A sev-guest with QEMU's defaults for every property but `id`.
     pub fn new(id: String) -> Self {
         SevGuestConfig {
@@ -249,6 +299,7 @@ impl SevGuestConfig {
             kernel_hashes: false,
             sev_device: SevDevice::default(),
             legacy_vm_type: None,
+            snp: None,
         }
     }
 }
@@ -514,7 +565,8 @@ impl VmConfig {
             });
         }
         for g in &self.sev_guests {
-            let option = "-object sev-guest";
+            let option = format!("-object {}", g.qom_type());
+            let option = option.as_str();
             if let Some(bits) = g.reduced_phys_bits {
                 if !(1..=63).contains(&bits) {
                     return Err(OptionsError::InvalidProperty {

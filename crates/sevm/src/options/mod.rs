@@ -13,12 +13,18 @@ mod table;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::keyval::{flag_or_bool, parse_bool, parse_props, parse_size, parse_u32, Prop};
+use sev_proto::snp::id_block::{ID_AUTH_LEN, ID_BLOCK_LEN};
+use sev_proto::snp::GuestPolicy;
+
+use crate::keyval::{
+    flag_or_bool, parse_bool, parse_props, parse_size, parse_u32, parse_u64, Prop,
+};
 pub use table::{markdown, usage};
 
 use crate::config::{
     CpuConfig, GdbConfig, IncomingConfig, MachineType, OnOffAuto, OptionsError, PflashDrive,
-    QmpSocketConfig, SerialConfig, SevDevice, SevGuestConfig, VmConfig, EMULATED_PREFIX, MAX_CPUS,
+    QmpSocketConfig, SerialConfig, SevDevice, SevGuestConfig, SnpGuestOptions, VmConfig,
+    EMULATED_PREFIX, MAX_CPUS,
 };
 
 /// What the command line asks for.
@@ -210,6 +216,23 @@ impl Raw<'_> {
                 }),
             Raw::Flag => Err(prop_err(option, key, "needs a value")),
         }
+    }
+
+    fn u64(self, option: &str, key: &str) -> Result<u64, OptionsError> {
+        match self {
+            Raw::Text(t) => parse_u64(t).map_err(|p| prop_err(option, key, p)),
+            Raw::Json(v) => v
+                .as_u64()
+                .ok_or_else(|| prop_err(option, key, format!("expected an integer, got {v}"))),
+            Raw::Flag => Err(prop_err(option, key, "needs a value")),
+        }
+    }
+
+    /// A base64 string property, decoded.
+    fn base64(self, option: &str, key: &str) -> Result<Vec<u8>, OptionsError> {
+        let text = self.string(option, key)?;
+        sevm_qmp::base64::decode(text.as_bytes())
+            .map_err(|e| prop_err(option, key, format!("invalid base64: {e}")))
     }
 
     fn bool(self, option: &str, key: &str) -> Result<bool, OptionsError> {
@@ -427,21 +450,17 @@ fn parse_object(cfg: &mut VmConfig, arg: &str) -> Result<(), OptionsError> {
         }
     };
     let option = format!("-object {qom_type}");
-    match qom_type.as_str() {
-        "sev-guest" => {}
-        "sev-snp-guest" => {
-            return Err(OptionsError::Invalid {
-                option,
-                problem: "SEV-SNP is not supported by sevm (use sev-guest)".into(),
-            })
-        }
+    let snp = match qom_type.as_str() {
+        "sev-guest" => false,
+        "sev-snp-guest" => true,
         _ => {
             return Err(OptionsError::Invalid {
                 option,
-                problem: "unsupported object type (sevm supports only sev-guest)".into(),
+                problem: "unsupported object type (sevm supports sev-guest and sev-snp-guest)"
+                    .into(),
             })
         }
-    }
+    };
     let id = match items.iter().find(|(k, _)| *k == "id") {
         Some((_, raw)) => raw.non_empty(&option, "id")?,
         None => {
@@ -455,8 +474,21 @@ fn parse_object(cfg: &mut VmConfig, arg: &str) -> Result<(), OptionsError> {
         return Err(prop_err(&option, "id", format!("duplicate id '{id}'")));
     }
     let mut guest = SevGuestConfig::new(id);
+    let mut snp_options = snp.then(SnpGuestOptions::default);
     for &(key, raw) in &items {
         let o = option.as_str();
+        if let Some(snp) = snp_options.as_mut() {
+            match key {
+                "handle" | "dh-cert-file" | "session-file" | "legacy-vm-type" => {
+                    return Err(OptionsError::UnknownProperty {
+                        option,
+                        property: key.to_string(),
+                    })
+                }
+                _ if parse_snp_property(snp, o, key, raw)? => continue,
+                _ => {}
+            }
+        }
         match key {
             "qom-type" | "id" => {}
             "policy" => guest.policy = raw.u32(o, key)?,
@@ -491,8 +523,82 @@ fn parse_object(cfg: &mut VmConfig, arg: &str) -> Result<(), OptionsError> {
             }
         }
     }
+    guest.snp = snp_options;
     cfg.sev_guests.push(guest);
     Ok(())
+}
+
+/// Applies one `sev-snp-guest` property of its own, with QEMU's checks and
+/// messages; `false` for a property it shares with `sev-guest`.
+fn parse_snp_property(
+    snp: &mut SnpGuestOptions,
+    option: &str,
+    key: &str,
+    raw: Raw<'_>,
+) -> Result<bool, OptionsError> {
+    match key {
+        "policy" => {
+            let bits = raw.u64(option, key)?;
+            snp.policy = GuestPolicy::new(bits).map_err(|e| {
+                prop_err(
+                    option,
+                    key,
+                    format!("{bits:#x} is not an SNP guest policy: {e}"),
+                )
+            })?;
+        }
+        "guest-visible-workarounds" => {
+            let bytes = raw.base64(option, key)?;
+            snp.gosvw = bytes.as_slice().try_into().map_err(|_| {
+                prop_err(
+                    option,
+                    key,
+                    format!("parameter length of {} exceeds max of 16", bytes.len()),
+                )
+            })?;
+        }
+        "id-block" => {
+            let bytes = raw.base64(option, key)?;
+            if bytes.len() != ID_BLOCK_LEN {
+                return Err(prop_err(
+                    option,
+                    key,
+                    format!(
+                        "parameter length of {} not equal to {ID_BLOCK_LEN}",
+                        bytes.len()
+                    ),
+                ));
+            }
+            snp.id_block = Some(bytes);
+        }
+        "id-auth" => {
+            let bytes = raw.base64(option, key)?;
+            if bytes.len() > ID_AUTH_LEN {
+                return Err(prop_err(
+                    option,
+                    key,
+                    format!(
+                        "parameter length:ID_AUTH {} exceeds max of {ID_AUTH_LEN}",
+                        bytes.len()
+                    ),
+                ));
+            }
+            snp.id_auth = Some(bytes);
+        }
+        "author-key-enabled" => snp.author_key_enabled = raw.bool(option, key)?,
+        "host-data" => {
+            let bytes = raw.base64(option, key)?;
+            snp.host_data = bytes.as_slice().try_into().map_err(|_| {
+                prop_err(
+                    option,
+                    key,
+                    format!("parameter length of {} not equal to 32", bytes.len()),
+                )
+            })?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 fn parse_sev_device(option: &str, value: &str) -> Result<SevDevice, OptionsError> {

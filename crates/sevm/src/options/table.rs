@@ -60,12 +60,18 @@ pub(super) static OPTIONS: &[OptionSpec] = &[
         arg: Some(
             "sev-guest,id=ID[,policy=N][,handle=N][,dh-cert-file=F][,session-file=F][,cbitpos=N]\
              [,reduced-phys-bits=N][,kernel-hashes=on|off][,sev-device=PATH|emulated:DIR]\
-             [,legacy-vm-type=on|off|auto]",
+             [,legacy-vm-type=on|off|auto] | sev-snp-guest,id=ID[,policy=N]\
+             [,guest-visible-workarounds=B64][,id-block=B64][,id-auth=B64]\
+             [,author-key-enabled=on|off][,host-data=B64][,cbitpos=N][,reduced-phys-bits=N]\
+             [,kernel-hashes=on|off][,sev-device=PATH|emulated:DIR]",
         ),
         help: "SEV guest (also QEMU's JSON form `-object '{\"qom-type\":\"sev-guest\",...}'`); \
                `legacy-vm-type=off` (KVM_SEV_INIT2: SEV-ES VMSAs with the reset FPU state) \
                only on the emulated platform: on hardware sevm has the legacy KVM_SEV_INIT \
-               path only",
+               path only. SEV-SNP guest: `sev-snp-guest` (policy default 0x30000; \
+               guest-visible-workarounds 16 bytes, id-block 96 bytes, id-auth at most 4096 \
+               bytes, host-data 32 bytes, all base64), launched from the firmware's SEV \
+               metadata",
         origin: Origin::Qemu,
         apply: |cfg, _, value| parse_object(cfg, &value).map(|()| None),
     },

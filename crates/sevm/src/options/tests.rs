@@ -458,13 +458,10 @@ fn sev_guest_object_malformed() {
         &["-object", "sev-guest,id=a", "-object", "sev-guest,id=a"],
         "duplicate id 'a'",
     );
-    assert_err(
-        &["-object", "sev-snp-guest,id=a"],
-        "SEV-SNP is not supported",
-    );
     assert_eq!(
         err(&["-object", "memory-backend-ram,id=m,size=1G"]),
-        "-object memory-backend-ram: unsupported object type (sevm supports only sev-guest)"
+        "-object memory-backend-ram: unsupported object type (sevm supports sev-guest and \
+         sev-snp-guest)"
     );
     assert_err(
         &["-object", "id=x"],
@@ -1057,4 +1054,105 @@ fn validate_cross_option_rules() {
     ])
     .unwrap();
     assert_eq!(cfg.validate().unwrap(), vec![]);
+}
+
+#[test]
+fn sev_snp_guest_object_with_qemus_defaults_and_checks() {
+    use sevm_qmp::base64::encode;
+    let cfg = run(&["-object", "sev-snp-guest,id=snp0"]).unwrap();
+    let g = &cfg.sev_guests[0];
+    assert_eq!(g.qom_type(), "sev-snp-guest");
+    let snp = g.snp.as_ref().unwrap();
+    assert_eq!(snp.policy.bits(), crate::config::DEFAULT_SNP_POLICY);
+    assert_eq!(snp, &crate::config::SnpGuestOptions::default());
+
+    let block = encode(&[1u8; 96]);
+    let auth = encode(&[2u8; 100]);
+    let gosvw = encode(&[3u8; 16]);
+    let host = encode(&[4u8; 32]);
+    let arg = format!(
+        "sev-snp-guest,id=s,policy=0x70000,guest-visible-workarounds={gosvw},id-block={block},\
+         id-auth={auth},author-key-enabled=on,host-data={host},kernel-hashes=on,cbitpos=51,\
+         reduced-phys-bits=1,sev-device=emulated:/tmp/p"
+    );
+    let cfg = run(&["-object", &arg]).unwrap();
+    let g = &cfg.sev_guests[0];
+    let snp = g.snp.as_ref().unwrap();
+    assert_eq!(snp.policy.bits(), 0x70000);
+    assert_eq!(snp.gosvw, [3; 16]);
+    assert_eq!(snp.id_block.as_deref(), Some(&[1u8; 96][..]));
+    assert_eq!(snp.id_auth.as_deref(), Some(&[2u8; 100][..]));
+    assert!(snp.author_key_enabled);
+    assert_eq!(snp.host_data, [4; 32]);
+    assert!(g.kernel_hashes);
+    assert_eq!(g.cbitpos, Some(51));
+    // The JSON form.
+    let json = format!(
+        r#"{{"qom-type":"sev-snp-guest","id":"j","policy":196608,"host-data":"{host}","author-key-enabled":true}}"#
+    );
+    let cfg = run(&["-object", &json]).unwrap();
+    let snp = cfg.sev_guests[0].snp.clone().unwrap();
+    assert_eq!(snp.policy.bits(), 0x30000);
+    assert!(snp.author_key_enabled);
+
+    // QEMU's length checks and messages.
+    let cases = [
+        (
+            format!("guest-visible-workarounds={}", encode(&[0; 15])),
+            "-object sev-snp-guest: guest-visible-workarounds: parameter length of 15 exceeds max of 16",
+        ),
+        (
+            format!("id-block={}", encode(&[0; 95])),
+            "-object sev-snp-guest: id-block: parameter length of 95 not equal to 96",
+        ),
+        (
+            format!("id-auth={}", encode(&[0; 4097])),
+            "-object sev-snp-guest: id-auth: parameter length:ID_AUTH 4097 exceeds max of 4096",
+        ),
+        (
+            format!("host-data={}", encode(&[0; 33])),
+            "-object sev-snp-guest: host-data: parameter length of 33 not equal to 32",
+        ),
+    ];
+    for (prop, expected) in cases {
+        assert_eq!(
+            err(&["-object", &format!("sev-snp-guest,id=x,{prop}")]),
+            expected
+        );
+    }
+    for (prop, expected) in [
+        ("host-data=!!!", "host-data: invalid base64"),
+        (
+            "policy=0x10000",
+            "policy: 0x10000 is not an SNP guest policy",
+        ),
+        ("policy=0x1", "policy: 0x1 is not an SNP guest policy"),
+        ("policy=zz", "policy: invalid number"),
+        (
+            "author-key-enabled=maybe",
+            "author-key-enabled: invalid boolean",
+        ),
+        // sev-guest's own properties are not sev-snp-guest's.
+        ("handle=1", "unknown property 'handle'"),
+        ("dh-cert-file=a", "unknown property 'dh-cert-file'"),
+        ("session-file=a", "unknown property 'session-file'"),
+        ("legacy-vm-type=on", "unknown property 'legacy-vm-type'"),
+        ("vcek-disabled=on", "unknown property 'vcek-disabled'"),
+    ] {
+        assert_err(
+            &["-object", &format!("sev-snp-guest,id=x,{prop}")],
+            expected,
+        );
+    }
+    // And the SNP properties are not sev-guest's.
+    assert_err(
+        &["-object", &format!("sev-guest,id=x,host-data={host}")],
+        "-object sev-guest: unknown property 'host-data'",
+    );
+    // Shared checks name the SNP object.
+    let cfg = run(&["-object", "sev-snp-guest,id=x,cbitpos=64"]).unwrap();
+    assert_eq!(
+        cfg.validate().unwrap_err().to_string(),
+        "-object sev-snp-guest: cbitpos: 64 is out of range (1..=63)"
+    );
 }

@@ -95,6 +95,12 @@ pub(super) fn prepare(config: &VmConfig) -> Result<Prepared<'_>, VmmError> {
 
     let mut sev_setup = None;
     if let Some(g) = sev_cfg {
+        if g.snp.is_some() {
+            return Err(VmmError::Config {
+                option: sev_option(g),
+                problem: "the SEV-SNP launch is not built yet".into(),
+            });
+        }
         let platform = sev::open_platform(&g.sev_device).map_err(|e| match e {
             SevError::Platform(problem) => VmmError::Config {
                 option: sev_option(g),
@@ -162,7 +168,7 @@ pub(super) fn prepare(config: &VmConfig) -> Result<Prepared<'_>, VmmError> {
 
 /// The option text QEMU would name for the SEV object.
 pub(super) fn sev_option(g: &SevGuestConfig) -> String {
-    format!("-object sev-guest,id={}", g.id)
+    format!("-object {},id={}", g.qom_type(), g.id)
 }
 
 fn serial_output(cfg: &VmConfig) -> Result<SerialOutput, VmmError> {
