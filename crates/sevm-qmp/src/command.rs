@@ -154,6 +154,9 @@ pub enum QmpCommand {
     QuerySevLaunchMeasure,
     /// `query-sev-capabilities`.
     QuerySevCapabilities,
+    /// `x-sevm-query-snp-launch-digest`: sevm's extension giving the host
+    /// operator an SNP guest's launch digest (on the emulated platform).
+    XSevmQuerySnpLaunchDigest,
     /// `sev-inject-launch-secret {packet-header, secret, gpa?}`.
     SevInjectLaunchSecret {
         /// The packet header (base64 on the wire; 52 bytes for SEV).
@@ -260,6 +263,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "query-sev",
     "query-sev-launch-measure",
     "query-sev-capabilities",
+    "x-sevm-query-snp-launch-digest",
     "sev-inject-launch-secret",
     "query-sev-attestation-report",
     "sev-dbg-decrypt",
@@ -294,6 +298,7 @@ impl QmpCommand {
             QmpCommand::QuerySev => "query-sev",
             QmpCommand::QuerySevLaunchMeasure => "query-sev-launch-measure",
             QmpCommand::QuerySevCapabilities => "query-sev-capabilities",
+            QmpCommand::XSevmQuerySnpLaunchDigest => "x-sevm-query-snp-launch-digest",
             QmpCommand::SevInjectLaunchSecret { .. } => "sev-inject-launch-secret",
             QmpCommand::QuerySevAttestationReport { .. } => "query-sev-attestation-report",
             QmpCommand::SevDbgDecrypt { .. } => "sev-dbg-decrypt",
@@ -636,6 +641,7 @@ fn parse_command(name: &str, mut args: Args<'_>) -> Result<QmpCommand, QmpError>
         "query-sev" => QmpCommand::QuerySev,
         "query-sev-launch-measure" => QmpCommand::QuerySevLaunchMeasure,
         "query-sev-capabilities" => QmpCommand::QuerySevCapabilities,
+        "x-sevm-query-snp-launch-digest" => QmpCommand::XSevmQuerySnpLaunchDigest,
         "sev-inject-launch-secret" => QmpCommand::SevInjectLaunchSecret {
             packet_header: a.base64("packet-header", sev_base64)?,
             secret: a.base64("secret", sev_base64)?,

@@ -406,7 +406,7 @@ pub enum SevState {
 pub enum SevGuestType {
     /// SEV or SEV-ES.
     Sev,
-    /// SEV-SNP (never produced by sevm).
+    /// SEV-SNP.
     SevSnp,
 }
 
@@ -433,6 +433,48 @@ pub struct SevInfo {
     pub handle: u32,
     /// sevm extension: the platform is the emulated Secure Processor.
     pub emulated: bool,
+}
+
+/// `query-sev`'s reply for an SEV-SNP guest: QEMU 9.1's `SevInfo` union
+/// with the `sev-snp` branch (`snp-policy`) flattened in, plus sevm's
+/// `emulated`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SevSnpInfo {
+    /// SEV is active for this VM.
+    pub enabled: bool,
+    /// Firmware API major version.
+    pub api_major: u8,
+    /// Firmware API minor version.
+    pub api_minor: u8,
+    /// Firmware build id.
+    pub build_id: u8,
+    /// The guest state (QEMU's SevState: launch-update during the launch,
+    /// running after SNP_LAUNCH_FINISH).
+    pub state: SevState,
+    /// Always `sev-snp`.
+    pub sev_type: SevGuestType,
+    /// The 64-bit SNP guest policy.
+    pub snp_policy: u64,
+    /// sevm extension: the platform is the emulated Secure Processor.
+    pub emulated: bool,
+}
+
+/// `x-sevm-query-snp-launch-digest`'s reply (a sevm extension).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SnpLaunchDigestInfo {
+    /// base64 of the 48-byte SHA-384 launch digest (the attestation
+    /// report's MEASUREMENT).
+    pub digest: String,
+    /// The 64-bit guest policy the guest was launched with.
+    pub snp_policy: u64,
+    /// base64 of the 32-byte HOST_DATA given at SNP_LAUNCH_FINISH (zeros
+    /// before it).
+    pub host_data: String,
+    /// Whether the launch is finished (SNP_LAUNCH_FINISH done): only then is
+    /// the digest final.
+    pub finished: bool,
 }
 
 /// `query-sev-launch-measure`'s reply.

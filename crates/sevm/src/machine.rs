@@ -725,6 +725,33 @@ impl Machine {
         )?)
     }
 
+    /// vCPU `index`'s CPUID as KVM holds it (what the guest sees), as
+    /// function, significant index and EAX..EDX: QEMU fills an SNP guest's
+    /// CPUID page from the first vCPU's.
+    pub fn vcpu_cpuid(
+        &self,
+        index: usize,
+    ) -> Result<Vec<crate::sev::snp::CpuidEntry>, MachineError> {
+        let slot = self.slot(index)?;
+        let fd = slot.lock();
+        let cpuid = fd
+            .get_cpuid2(KVM_MAX_CPUID_ENTRIES)
+            .map_err(|source| MachineError::Kvm {
+                op: "KVM_GET_CPUID2",
+                source,
+            })?;
+        Ok(cpuid
+            .as_slice()
+            .iter()
+            .map(|e| crate::sev::snp::CpuidEntry {
+                function: e.function,
+                index: (e.flags & kvm_bindings::KVM_CPUID_FLAG_SIGNIFCANT_INDEX != 0)
+                    .then_some(e.index),
+                regs: [e.eax, e.ebx, e.ecx, e.edx],
+            })
+            .collect())
+    }
+
     /// Reads vCPU `index`'s state for an SEV-ES migration, protected
     /// registers included: on hardware the processor saves them into the
     /// vCPU's VMSA when it stops, and the migration sends them only as that

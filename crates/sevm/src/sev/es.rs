@@ -84,6 +84,20 @@ impl InitialVmsas {
     pub fn new(signature: CpuSignature, vcpus: u32, ap_reset: ResetVector, init: KvmInit) -> Self {
         let config =
             VmsaConfig::new(VmmType::Qemu, signature, SevFeatures::NONE).with_kvm_init(init);
+        Self::from_config(&config, vcpus, ap_reset)
+    }
+
+    /// The VMSAs of an SEV-SNP guest's `vcpus` vCPUs of model `signature`:
+    /// as for SEV-ES on a VM made with KVM_SEV_INIT2 (every SNP VM is), with
+    /// the SEV feature SNPActive that KVM sets (the VMSAs
+    /// `sev-owner measure --mode snp` builds by default).
+    pub fn snp(signature: CpuSignature, vcpus: u32, ap_reset: ResetVector) -> Self {
+        let config = VmsaConfig::new(VmmType::Qemu, signature, SevFeatures::SNP_ACTIVE)
+            .with_kvm_init(KvmInit::Init2);
+        Self::from_config(&config, vcpus, ap_reset)
+    }
+
+    fn from_config(config: &VmsaConfig, vcpus: u32, ap_reset: ResetVector) -> Self {
         let states: Vec<InitialState> = (0..vcpus)
             .map(|i| {
                 config.state(if i == 0 {

@@ -17,6 +17,7 @@
 pub mod es;
 pub mod es_state;
 pub mod launch;
+pub mod snp;
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::Arc;
@@ -27,7 +28,8 @@ use sev_firmware::hardware::HardwarePlatform;
 pub use sev_firmware::{
     error_chain, DebugCommands, EncryptionParams, GuestContext, GuestKind, GuestStatus,
     LaunchCommands, LaunchMeasurement, LaunchSession, MigrationCommands, MigrationTarget,
-    PlatformCerts, PlatformManagement, PlatformStatus, SevError, SevPlatform, VmsaPage,
+    PlatformCerts, PlatformManagement, PlatformStatus, SevError, SevPlatform, SnpGuestContext,
+    VmsaPage,
 };
 
 use crate::machine::{Machine, PreVcpuHook};
@@ -95,6 +97,22 @@ pub fn attach(
     let vm = unsafe { BorrowedFd::borrow_raw(machine.vm_fd().as_raw_fd()) };
     let memory = Arc::new(RamBacking::new(Arc::clone(machine.guest_memory())));
     let guest = platform.attach(vm, memory, kind)?;
+    machine.set_memory_view(Arc::new(SevView::new(guest.host_view())));
+    Ok(guest)
+}
+
+/// The SNP guest context of `machine` on `platform`; the machine's memory
+/// view becomes the guest's host view (assigned pages are ciphertext and
+/// not host-writable).
+pub fn attach_snp(
+    platform: &dyn SevPlatform,
+    machine: &mut Machine,
+) -> Result<Arc<dyn SnpGuestContext>, SevError> {
+    // SAFETY: the machine's VM fd is open for as long as `machine` is
+    // borrowed; `attach_snp` duplicates it if it keeps it.
+    let vm = unsafe { BorrowedFd::borrow_raw(machine.vm_fd().as_raw_fd()) };
+    let memory = Arc::new(RamBacking::new(Arc::clone(machine.guest_memory())));
+    let guest = platform.attach_snp(vm, memory)?;
     machine.set_memory_view(Arc::new(SevView::new(guest.host_view())));
     Ok(guest)
 }

@@ -12,10 +12,11 @@ use std::sync::Arc;
 use sev_proto::ovmf::PADDED_HASH_TABLE_LEN;
 
 use super::setup::{self, Prepared};
-use super::state::{IncomingPhase, LaunchPhase};
+use super::state::{IncomingPhase, LaunchPhase, SnpContext, SnpPhase};
 use super::{machine_err, Vmm, VmmError};
 use crate::config::VmConfig;
 use crate::memory::{Gpa, FOUR_GIB};
+use crate::sev::snp::{self, SnpLaunch};
 use crate::sev::{Launch, LaunchCommands, SevError};
 
 /// Builds a VM that boots its firmware: prepares the machine and, for an
@@ -29,10 +30,17 @@ pub(super) fn build(config: &VmConfig) -> Result<Vmm, VmmError> {
         secret_area,
         sev,
         vmsas,
+        snp,
     } = setup::prepare(config)?;
-    let sev = match sev {
-        None => None,
-        Some(platform) => {
+    let (sev, snp) = match (sev, snp) {
+        (None, _) => (None, None),
+        (Some(platform), Some(inputs)) => {
+            let vmsas =
+                vmsas.ok_or_else(|| VmmError::Guest("SEV-SNP: no VMSAs were built".into()))?;
+            let snp = launch_snp(&mut machine, platform, inputs, firmware_size, &vmsas)?;
+            (None, Some(snp))
+        }
+        (Some(platform), None) => {
             let backend = platform.attach(&mut machine)?;
             let policy = platform.policy();
             let mut launch = Launch::start(
@@ -63,8 +71,40 @@ pub(super) fn build(config: &VmConfig) -> Result<Vmm, VmmError> {
             }
             let handle = launch.handle();
             let secret = launch.measure().map_err(|f| f.error)?;
-            Some(platform.into_context(backend, handle, secret_area, LaunchPhase::Secret(secret)))
+            let sev =
+                platform.into_context(backend, handle, secret_area, LaunchPhase::Secret(secret));
+            (Some(sev), None)
         }
     };
-    Ok(Vmm::new(config, machine, sev, IncomingPhase::None))
+    Ok(Vmm::new(config, machine, sev, snp, IncomingPhase::None))
+}
+
+/// The SNP launch up to SNP_LAUNCH_FINISH (docs/snp.md#the-launch-in-sevm):
+/// SNP_LAUNCH_START, the firmware and its metadata ranges as the plan
+/// says, the CPUID page from vCPU 0's CPUID, the VMSAs. The vCPUs start
+/// from their VMSAs, whose registers the host can no longer read or set.
+fn launch_snp(
+    machine: &mut crate::machine::Machine,
+    platform: setup::SevPlatformSetup<'_>,
+    inputs: setup::SnpInputs,
+    firmware_size: u64,
+    vmsas: &crate::sev::es::InitialVmsas,
+) -> Result<SnpContext, VmmError> {
+    let options = platform.guest.snp.clone().unwrap_or_default();
+    let backend = platform.attach_snp(machine)?;
+    let cpuid = machine.vcpu_cpuid(0).map_err(machine_err)?;
+    let cpuid_page =
+        snp::cpuid_page(&cpuid).map_err(|e| VmmError::Guest(format!("SEV-SNP: {e}")))?;
+    let plan = snp::FirmwarePlan {
+        firmware_size,
+        updates: inputs.updates,
+        hashes_page: inputs.hashes_page,
+        cpuid_page,
+    };
+    let mut launch = SnpLaunch::start(Arc::clone(&backend), options.policy, options.gosvw)?;
+    snp::launch_firmware(&mut launch, machine.guest_memory(), &plan)?;
+    vmsas.apply(machine).map_err(machine_err)?;
+    launch.update_vmsas(vmsas.pages())?;
+    machine.protect_registers();
+    Ok(platform.into_snp_context(backend, inputs.finish, SnpPhase::Updating(launch)))
 }

@@ -17,6 +17,13 @@ use crate::config::{IncomingConfig, VmConfig};
 /// Builds a VM that waits for an incoming migration: prepares the machine
 /// and attaches the SEV guest context the stream is received into.
 pub(super) fn build(config: &VmConfig) -> Result<Vmm, VmmError> {
+    if let Some(g) = config.sev_guest().filter(|g| g.snp.is_some()) {
+        return Err(VmmError::Config {
+            option: setup::sev_option(g),
+            problem: "sevm does not migrate SEV-SNP guests (-incoming needs -object sev-guest)"
+                .into(),
+        });
+    }
     let Prepared {
         mut machine,
         secret_area,
@@ -38,6 +45,7 @@ pub(super) fn build(config: &VmConfig) -> Result<Vmm, VmmError> {
         config,
         machine,
         Some(sev),
+        None,
         IncomingPhase::Deferred,
     ))
 }

@@ -39,7 +39,7 @@ use crate::machine::{Machine, MachineError, MachineExit};
 use crate::sev::{error_chain, SevError};
 
 pub use files::FileError;
-use state::{lock, IncomingPhase, LaunchPhase, SevContext, VmmState};
+use state::{lock, IncomingPhase, LaunchPhase, SevContext, SnpContext, VmmState};
 
 /// Why the VMM could not start or run the guest.
 #[derive(Debug, thiserror::Error)]
@@ -140,11 +140,13 @@ impl Vmm {
         config: &VmConfig,
         machine: Machine,
         sev: Option<SevContext>,
+        snp: Option<SnpContext>,
         incoming: IncomingPhase,
     ) -> Vmm {
         Vmm {
             shared: Arc::new(VmmState {
                 sev,
+                snp,
                 machine: Arc::new(machine),
                 name: config.name.clone(),
                 control: Mutex::new(()),

@@ -15,11 +15,12 @@ use sev_proto::secret::PacketHeader;
 use sevm_qmp::base64::encode as b64;
 use sevm_qmp::response::{
     self, CpuInfoFast, KvmInfo, NameInfo, RunState, SevAttestationReport, SevCapability,
-    SevGuestType, SevInfo, SevLaunchMeasureInfo, SevState, StatusInfo,
+    SevGuestType, SevInfo, SevLaunchMeasureInfo, SevSnpInfo, SevState, SnpLaunchDigestInfo,
+    StatusInfo,
 };
 use sevm_qmp::{Base64Bytes, MigrateSetParameters, QmpCommand, QmpError, QmpHandler};
 
-use super::state::{lock, LaunchPhase, SevContext, VmmState};
+use super::state::{lock, LaunchPhase, SevContext, SnpContext, VmmState};
 use crate::control::VmControl;
 use crate::debug::commands as debug;
 use crate::memory::Gpa;
@@ -96,7 +97,54 @@ impl Handler {
         })
     }
 
+    /// `query-sev` of an SNP guest, as QEMU 9.1 answers it: the `sev-snp`
+    /// branch with the 64-bit policy; LAUNCH_UPDATE until SNP_LAUNCH_FINISH.
+    fn query_sev_snp(&self, snp: &SnpContext) -> Result<Value, QmpError> {
+        let (policy, _) = snp
+            .policy_and_handle()
+            .ok_or_else(|| generic("SEV-SNP: the launch is changing state; try again"))?;
+        let state = if snp.finished() {
+            SevState::Running
+        } else {
+            SevState::LaunchUpdate
+        };
+        response::to_value(&SevSnpInfo {
+            enabled: true,
+            api_major: snp.info.api.major,
+            api_minor: snp.info.api.minor,
+            build_id: snp.info.build,
+            state,
+            sev_type: SevGuestType::SevSnp,
+            snp_policy: policy.bits(),
+            emulated: snp.platform.is_emulated(),
+        })
+    }
+
+    /// `x-sevm-query-snp-launch-digest`: the SNP guest's launch digest from
+    /// the firmware's guest context (docs/snp.md#the-launch-digest-extension).
+    fn snp_launch_digest(&self) -> Result<Value, QmpError> {
+        let snp = self.vmm.snp.as_ref().ok_or_else(|| {
+            generic("SEV-SNP launch digest is not available: the guest is not an SEV-SNP guest")
+        })?;
+        let (policy, _) = snp
+            .policy_and_handle()
+            .ok_or_else(|| generic("SEV-SNP: the launch is changing state; try again"))?;
+        let digest = snp
+            .backend
+            .snp_launch_digest()
+            .map_err(|e| generic(e.to_string()))?;
+        response::to_value(&SnpLaunchDigestInfo {
+            digest: b64(&digest),
+            snp_policy: policy.bits(),
+            host_data: b64(&snp.finish.host_data),
+            finished: snp.finished(),
+        })
+    }
+
     fn query_sev(&self) -> Result<Value, QmpError> {
+        if let Some(snp) = &self.vmm.snp {
+            return self.query_sev_snp(snp);
+        }
         let sev = self
             .vmm
             .sev
@@ -146,19 +194,27 @@ impl Handler {
     }
 
     fn capabilities(&self) -> Result<Value, QmpError> {
-        let sev = self.sev("capabilities")?;
-        let certs = sev
-            .platform
+        // An SNP host answers as an SEV host does (QEMU exports the PDH of
+        // the same device for both).
+        let (platform, params) = match (&self.vmm.sev, &self.vmm.snp) {
+            (Some(sev), _) => (&sev.platform, sev.params),
+            (None, Some(snp)) => (&snp.platform, snp.params),
+            (None, None) => {
+                self.sev("capabilities")?;
+                return Err(generic("SEV capabilities are not available"));
+            }
+        };
+        let certs = platform
             .pdh_cert_export()
             .map_err(|e| generic(e.to_string()))?;
-        let id = sev.platform.get_id().map_err(|e| generic(e.to_string()))?;
+        let id = platform.get_id().map_err(|e| generic(e.to_string()))?;
         // QEMU reports the first socket's 64-byte id as cpu0-id.
         let cpu0 = id.get(..64).unwrap_or(&id);
         response::to_value(&SevCapability {
             pdh: b64(&certs.pdh.encode()),
             cert_chain: b64(&certs.chain.encode()),
             cpu0_id: b64(cpu0),
-            cbitpos: i64::from(sev.params.cbitpos),
+            cbitpos: i64::from(params.cbitpos),
             // QEMU reports 1: the C-bit costs the guest one address bit
             // whatever the host's reduction (docs/protocol/memory.md#cbitpos).
             reduced_phys_bits: 1,
@@ -290,6 +346,7 @@ impl QmpHandler for Handler {
             QmpCommand::QuerySev => self.query_sev(),
             QmpCommand::QuerySevLaunchMeasure => self.launch_measure(),
             QmpCommand::QuerySevCapabilities => self.capabilities(),
+            QmpCommand::XSevmQuerySnpLaunchDigest => self.snp_launch_digest(),
             QmpCommand::SevInjectLaunchSecret {
                 packet_header,
                 secret,

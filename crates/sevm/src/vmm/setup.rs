@@ -13,13 +13,14 @@ use sev_proto::ovmf::{FooterTable, KernelHashes, OvmfArea, ResetVector, PADDED_H
 use sev_proto::vmsa::KvmInit;
 
 use super::files::{self, FileError};
-use super::state::{LaunchPhase, SevContext};
+use super::state::{LaunchPhase, SevContext, SnpContext, SnpPhase};
 use super::{machine_err, VmmError};
 use crate::config::{OnOffAuto, SerialConfig, SevGuestConfig, VmConfig};
 use crate::devices::serial::SerialOutput;
 use crate::machine::{Machine, MachineConfig};
 use crate::memory::MAX_FIRMWARE_SIZE;
 use crate::sev::es::{self, InitialVmsas};
+use crate::sev::snp::FinishInputs;
 use crate::sev::{
     self, EncryptionParams, GuestContext, GuestKind, LaunchSession, PlatformManagement,
     PlatformStatus, SevError, SevPlatform,
@@ -39,8 +40,22 @@ pub(super) struct Prepared<'a> {
     pub secret_area: Option<OvmfArea>,
     /// The opened and checked SEV platform, when the guest is an SEV guest.
     pub sev: Option<SevPlatformSetup<'a>>,
-    /// The vCPUs' initial VMSAs, when the guest is an SEV-ES guest.
+    /// The vCPUs' initial VMSAs, when the guest is an SEV-ES or SNP guest.
     pub vmsas: Option<InitialVmsas>,
+    /// What an SNP launch needs besides the machine (`sev-snp-guest`).
+    pub snp: Option<SnpInputs>,
+}
+
+/// What an SNP launch needs, read and checked before the machine exists.
+#[derive(Debug)]
+pub(super) struct SnpInputs {
+    /// The firmware's metadata ranges in launch order with their page
+    /// types, and the kernel-hashes page.
+    pub updates: Vec<sev_proto::snp::measure::MetadataUpdate>,
+    /// The kernel-hashes page (`-kernel` with `kernel-hashes=on`).
+    pub hashes_page: Option<Box<[u8; 4096]>>,
+    /// What SNP_LAUNCH_FINISH is given.
+    pub finish: FinishInputs,
 }
 
 /// The SEV platform, opened and checked against the `sev-guest` options.
@@ -64,6 +79,31 @@ impl SevPlatformSetup<'_> {
     /// hardware) before any vCPU runs.
     pub fn attach(&self, machine: &mut Machine) -> Result<Arc<dyn GuestContext>, VmmError> {
         Ok(sev::attach(self.platform.as_ref(), machine, self.kind)?)
+    }
+
+    /// Attaches the SNP guest context to `machine` before any vCPU runs.
+    pub fn attach_snp(
+        &self,
+        machine: &mut Machine,
+    ) -> Result<Arc<dyn crate::sev::SnpGuestContext>, VmmError> {
+        Ok(sev::attach_snp(self.platform.as_ref(), machine)?)
+    }
+
+    /// The VM's SEV-SNP side, its launch at `launch`.
+    pub fn into_snp_context(
+        self,
+        backend: Arc<dyn crate::sev::SnpGuestContext>,
+        finish: FinishInputs,
+        launch: SnpPhase,
+    ) -> SnpContext {
+        SnpContext {
+            platform: self.platform,
+            backend,
+            info: self.info,
+            params: self.params,
+            finish,
+            launch: Mutex::new(launch),
+        }
     }
 
     /// The VM's SEV side, its launch at `launch`.
@@ -95,12 +135,6 @@ pub(super) fn prepare(config: &VmConfig) -> Result<Prepared<'_>, VmmError> {
 
     let mut sev_setup = None;
     if let Some(g) = sev_cfg {
-        if g.snp.is_some() {
-            return Err(VmmError::Config {
-                option: sev_option(g),
-                problem: "the SEV-SNP launch is not built yet".into(),
-            });
-        }
         let platform = sev::open_platform(&g.sev_device).map_err(|e| match e {
             SevError::Platform(problem) => VmmError::Config {
                 option: sev_option(g),
@@ -122,7 +156,11 @@ pub(super) fn prepare(config: &VmConfig) -> Result<Prepared<'_>, VmmError> {
             platform,
             info,
             params,
-            kind: GuestKind::of_policy(Policy::from_bits(g.policy)),
+            kind: if g.snp.is_some() {
+                GuestKind::Snp
+            } else {
+                GuestKind::of_policy(Policy::from_bits(g.policy))
+            },
         });
     }
 
@@ -133,13 +171,17 @@ pub(super) fn prepare(config: &VmConfig) -> Result<Prepared<'_>, VmmError> {
                     option: "-cpu".into(),
                     problem: e.to_string(),
                 })?;
-            // UNCERTAIN (docs/protocol/choices.md#u34): the legacy FPU
-            // convention unless legacy-vm-type=off.
-            let init = match sev_cfg.and_then(|g| g.legacy_vm_type) {
-                Some(OnOffAuto::Off) => KvmInit::Init2,
-                _ => KvmInit::LegacyEsInit,
-            };
-            Some(InitialVmsas::new(signature, config.cpus, reset, init))
+            if inputs.snp.is_some() {
+                Some(InitialVmsas::snp(signature, config.cpus, reset))
+            } else {
+                // UNCERTAIN (docs/protocol/choices.md#u34): the legacy FPU
+                // convention unless legacy-vm-type=off.
+                let init = match sev_cfg.and_then(|g| g.legacy_vm_type) {
+                    Some(OnOffAuto::Off) => KvmInit::Init2,
+                    _ => KvmInit::LegacyEsInit,
+                };
+                Some(InitialVmsas::new(signature, config.cpus, reset, init))
+            }
         }
         None => None,
     };
@@ -163,6 +205,7 @@ pub(super) fn prepare(config: &VmConfig) -> Result<Prepared<'_>, VmmError> {
         secret_area: inputs.secret_area,
         sev: sev_setup,
         vmsas,
+        snp: inputs.snp,
     })
 }
 
@@ -193,8 +236,11 @@ struct Inputs {
     launch_session: Option<LaunchSession>,
     hashes: Option<(OvmfArea, KernelHashes)>,
     secret_area: Option<OvmfArea>,
-    /// The SEV-ES AP reset address from the firmware (SEV-ES guests only).
+    /// The SEV-ES AP reset address from the firmware (SEV-ES and SNP
+    /// guests only).
     es_reset: Option<ResetVector>,
+    /// What an SNP launch needs (`sev-snp-guest` only).
+    snp: Option<SnpInputs>,
 }
 
 fn read_inputs(cfg: &VmConfig, sev: Option<&SevGuestConfig>) -> Result<Inputs, VmmError> {
@@ -245,6 +291,7 @@ fn read_inputs(cfg: &VmConfig, sev: Option<&SevGuestConfig>) -> Result<Inputs, V
         hashes: None,
         secret_area: None,
         es_reset: None,
+        snp: None,
     };
     let Some(g) = sev else {
         return Ok(inputs);
@@ -286,7 +333,7 @@ fn read_inputs(cfg: &VmConfig, sev: Option<&SevGuestConfig>) -> Result<Inputs, V
         ),
     })?;
     inputs.secret_area = table.sev_secret_block().ok().flatten();
-    if Policy::from_bits(g.policy).es() {
+    if g.snp.is_some() || Policy::from_bits(g.policy).es() {
         // As QEMU's sev_es_save_reset_vector: an SEV-ES guest needs the
         // firmware's AP reset address, whatever the vCPU count.
         let missing = |problem: String| VmmError::Config {
@@ -339,7 +386,82 @@ fn read_inputs(cfg: &VmConfig, sev: Option<&SevGuestConfig>) -> Result<Inputs, V
             inputs.hashes = Some((area, hashes));
         }
     }
+    if let Some(snp) = &g.snp {
+        inputs.snp = Some(snp_inputs(g, snp, &table, &inputs)?);
+    }
     Ok(inputs)
+}
+
+/// The SNP launch plan of the firmware (its SEV metadata, which an image
+/// without it cannot give: refused) and the decoded SNP_LAUNCH_FINISH
+/// inputs.
+fn snp_inputs(
+    g: &SevGuestConfig,
+    snp: &crate::config::SnpGuestOptions,
+    table: &FooterTable<'_>,
+    inputs: &Inputs,
+) -> Result<SnpInputs, VmmError> {
+    use sev_proto::snp::measure::{kernel_hashes_page, metadata_updates};
+    use sev_proto::snp::{IdAuth, IdBlock, SnpMeasureError};
+    let option = sev_option(g);
+    let bios = |problem: String| VmmError::Config {
+        option: "-bios".into(),
+        problem: format!("{}: SEV-SNP: {problem}", inputs.firmware_path.display()),
+    };
+    if !inputs.firmware.len().is_multiple_of(4096) {
+        return Err(bios(format!(
+            "the image is {} bytes; SNP_LAUNCH_UPDATE needs whole 4 KiB pages",
+            inputs.firmware.len()
+        )));
+    }
+    let metadata = table
+        .sev_metadata()
+        .map_err(|e| bios(format!("bad SEV metadata: {e}")))?
+        .ok_or_else(|| bios(SnpMeasureError::NoMetadata.to_string()))?;
+    let kernel = inputs.hashes.is_some();
+    let updates = metadata_updates(&metadata, kernel, sev_proto::vmsa::VmmType::Qemu)
+        .map_err(|e| bios(e.to_string()))?;
+    let hashes_page = match &inputs.hashes {
+        Some((_, hashes)) => Some(Box::new(
+            kernel_hashes_page(table, hashes).map_err(|e| bios(e.to_string()))?,
+        )),
+        None => None,
+    };
+    let invalid = |property: &str, problem: String| VmmError::Config {
+        option: option.clone(),
+        problem: format!("{property}: {problem}"),
+    };
+    let id = match (&snp.id_block, &snp.id_auth) {
+        (None, None) => None,
+        (Some(block), Some(auth)) => {
+            let block = IdBlock::decode(block).map_err(|e| invalid("id-block", e.to_string()))?;
+            // KVM reads 4096 bytes: a shorter id-auth is zero-padded, as QEMU
+            // pads it.
+            let mut padded = vec![0u8; sev_proto::snp::id_block::ID_AUTH_LEN];
+            padded[..auth.len()].copy_from_slice(auth);
+            let auth = IdAuth::decode(&padded, snp.author_key_enabled)
+                .map_err(|e| invalid("id-auth", e.to_string()))?;
+            Some((block, auth))
+        }
+        (Some(_), None) => {
+            return Err(invalid(
+                "id-block",
+                "needs id-auth (SNP_LAUNCH_FINISH takes the ID block with its ID \
+                 authentication structure)"
+                    .into(),
+            ))
+        }
+        (None, Some(_)) => return Err(invalid("id-auth", "is given without id-block".into())),
+    };
+    Ok(SnpInputs {
+        updates,
+        hashes_page,
+        finish: FinishInputs {
+            id,
+            author_key_en: snp.author_key_enabled,
+            host_data: snp.host_data,
+        },
+    })
 }
 
 /// Checks the SEV options against the platform, as QEMU's `sev_kvm_init`.
@@ -375,7 +497,7 @@ fn check_platform(
         });
     }
     let policy = Policy::from_bits(g.policy);
-    if policy.es() && !info.es_enabled {
+    if g.snp.is_none() && policy.es() && !info.es_enabled {
         return Err(VmmError::Config {
             option,
             problem: format!(

@@ -15,8 +15,10 @@ use sevm_qmp::{EventSender, QmpEvent};
 use crate::control::VmControl;
 use crate::machine::{Machine, MachineState};
 use crate::sev::launch::Failed;
+use crate::sev::snp::{FinishInputs, Finished, SnpLaunch, Updating};
 use crate::sev::{
     EncryptionParams, GuestContext, Launch, PlatformStatus, Running, Secret, SevError, SevPlatform,
+    SnpGuestContext,
 };
 
 /// Where the SEV launch is (the typestate of [`crate::sev::launch`], held at
@@ -58,12 +60,83 @@ impl std::fmt::Debug for SevContext {
     }
 }
 
+/// Where the SNP launch is (the typestate of [`crate::sev::snp`], held at
+/// run time so `cont` can finish it).
+pub(super) enum SnpPhase {
+    /// SNP LAUNCH: measured, not finished.
+    Updating(SnpLaunch<Updating>),
+    /// SNP_LAUNCH_FINISH done.
+    Finished(SnpLaunch<Finished>),
+    /// Only while a transition is in progress.
+    Moving,
+}
+
+/// The SEV-SNP side of the VM.
+pub(super) struct SnpContext {
+    pub(super) platform: Arc<dyn SevPlatform>,
+    pub(super) backend: Arc<dyn SnpGuestContext>,
+    pub(super) info: PlatformStatus,
+    pub(super) params: EncryptionParams,
+    /// What SNP_LAUNCH_FINISH is given at the first `cont`.
+    pub(super) finish: FinishInputs,
+    pub(super) launch: Mutex<SnpPhase>,
+}
+
+impl std::fmt::Debug for SnpContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnpContext")
+            .field("platform", &self.platform)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SnpContext {
+    /// The launch's policy and handle.
+    pub(super) fn policy_and_handle(&self) -> Option<(sev_proto::snp::GuestPolicy, u32)> {
+        match &*lock(&self.launch) {
+            SnpPhase::Updating(l) => Some((l.policy(), l.handle())),
+            SnpPhase::Finished(l) => Some((l.policy(), l.handle())),
+            SnpPhase::Moving => None,
+        }
+    }
+
+    /// Whether SNP_LAUNCH_FINISH is done.
+    pub(super) fn finished(&self) -> bool {
+        matches!(&*lock(&self.launch), SnpPhase::Finished(_))
+    }
+}
+
+/// SNP LAUNCH → RUNNING (SNP_LAUNCH_FINISH with the ID block, ID auth and
+/// host data). On failure the launch stays in LAUNCH.
+pub(super) fn finish_snp_launch(snp: &SnpContext) -> Result<(), SevError> {
+    let mut phase = lock(&snp.launch);
+    match std::mem::replace(&mut *phase, SnpPhase::Moving) {
+        SnpPhase::Updating(l) => match l.finish(&snp.finish) {
+            Ok(r) => {
+                *phase = SnpPhase::Finished(r);
+                Ok(())
+            }
+            Err(crate::sev::snp::Failed { launch, error }) => {
+                *phase = SnpPhase::Updating(launch);
+                Err(error)
+            }
+        },
+        other => {
+            *phase = other;
+            Ok(())
+        }
+    }
+}
+
 /// State shared between the main thread and the QMP handler.
 #[derive(Debug)]
 pub(crate) struct VmmState {
     // Field order is drop order: the SEV backend (on hardware a duplicate of
     // the VM fd) goes before the machine.
     pub(super) sev: Option<SevContext>,
+    /// The SEV-SNP side, for an SNP guest (then `sev` is `None`).
+    pub(super) snp: Option<SnpContext>,
     pub(super) machine: Arc<Machine>,
     pub(super) name: Option<String>,
     /// Serialises run-state changes (cont, stop, quit).
@@ -224,6 +297,9 @@ impl VmmState {
             MachineState::Created => {
                 if let Some(sev) = &self.sev {
                     finish_launch(sev).map_err(|e| e.to_string())?;
+                }
+                if let Some(snp) = &self.snp {
+                    finish_snp_launch(snp).map_err(|e| e.to_string())?;
                 }
                 self.machine.start().map_err(|e| e.to_string())?;
                 self.emit(&QmpEvent::Resume);
