@@ -45,6 +45,9 @@ use sev_psp::memory::MemoryState;
 use sev_psp::{FwError, Platform};
 
 pub use sev_psp::snp::SnpOptions;
+pub use snp::EmulatedSnpGuest;
+
+mod snp;
 pub use sev_psp::CreateOptions;
 
 use crate::guest::{DebugCommands, GuestContext, LaunchCommands, MigrationCommands};
@@ -59,7 +62,7 @@ use crate::{OpenError, SevError};
 
 /// Guest memory as the emulated firmware reads it (RAM, or RAM and the
 /// VMSA window).
-pub(crate) trait GuestBackingDebug: GuestBacking + std::fmt::Debug {}
+trait GuestBackingDebug: GuestBacking + std::fmt::Debug {}
 impl<T: GuestBacking + std::fmt::Debug + ?Sized> GuestBackingDebug for T {}
 
 /// Guest RAM alone (a plain SEV guest).
@@ -79,7 +82,7 @@ impl GuestBacking for Ram {
 }
 
 /// Maps an emulated-firmware error of `command` to a [`SevError`].
-pub(crate) fn fw_error(command: &'static str, e: FwError) -> SevError {
+fn fw_error(command: &'static str, e: FwError) -> SevError {
     let mut detail = e.detail;
     if let Some(r) = e.required_len {
         detail.push_str(&format!("; required length {r}"));
@@ -147,7 +150,7 @@ impl EmulatedPlatform {
         }
     }
 
-    pub(crate) fn state(&self) -> Result<PlatformState, SevError> {
+    fn state(&self) -> Result<PlatformState, SevError> {
         self.platform
             .platform_status()
             .map(|s| s.state)
@@ -334,7 +337,7 @@ impl SevPlatform for EmulatedPlatform {
         memory: Arc<dyn GuestMemory>,
     ) -> Result<Arc<dyn crate::snp::SnpGuestContext>, SevError> {
         self.init_for_snp_guests()?;
-        Ok(Arc::new(crate::snp::emulated::EmulatedSnpGuest::new(
+        Ok(Arc::new(EmulatedSnpGuest::new(
             Arc::clone(&self.platform),
             memory,
         )?))
@@ -344,15 +347,15 @@ impl SevPlatform for EmulatedPlatform {
 /// What the host view needs: the guest's memory-encryption state once the
 /// guest exists.
 #[derive(Debug)]
-pub(crate) struct ViewState {
-    pub(crate) mem: Arc<dyn GuestBackingDebug>,
-    pub(crate) memory: OnceLock<Arc<MemoryState>>,
+struct ViewState {
+    mem: Arc<dyn GuestBackingDebug>,
+    memory: OnceLock<Arc<MemoryState>>,
 }
 
 /// The host view of an emulated SEV guest's memory. Before LAUNCH_START
 /// there is no guest key and every page is shared (plain).
 #[derive(Debug, Clone)]
-pub struct EmulatedView(pub(crate) Arc<ViewState>);
+pub struct EmulatedView(Arc<ViewState>);
 
 fn refused(gpa: u64, e: impl std::error::Error + Send + Sync + 'static) -> ViewError {
     ViewError::Refused {

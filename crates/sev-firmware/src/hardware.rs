@@ -29,6 +29,10 @@ use crate::types::{
 use crate::vmsa_window::VmsaPage;
 use crate::{error_chain, OpenError, SevError};
 
+pub use snp::HardwareSnpGuest;
+
+mod snp;
+
 /// Maps a `sev-host` error of firmware command `command` to a [`SevError`]:
 /// firmware statuses stay data.
 pub fn host_error(command: &'static str, e: HostError) -> SevError {
@@ -212,7 +216,7 @@ impl SevPlatform for HardwarePlatform {
         vm: BorrowedFd<'_>,
         memory: Arc<dyn GuestMemory>,
     ) -> Result<Arc<dyn crate::snp::SnpGuestContext>, SevError> {
-        Ok(Arc::new(crate::snp::hardware::HardwareSnpGuest::new(
+        Ok(Arc::new(HardwareSnpGuest::new(
             vm,
             Arc::clone(&self.device),
             memory,
@@ -222,7 +226,7 @@ impl SevPlatform for HardwarePlatform {
 
 /// The pass-through host view: the raw mapping.
 #[derive(Debug)]
-pub(crate) struct PlainView(pub(crate) Arc<dyn GuestMemory>);
+struct PlainView(Arc<dyn GuestMemory>);
 
 impl HostView for PlainView {
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), ViewError> {

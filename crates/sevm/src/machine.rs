@@ -143,6 +143,17 @@ pub enum MachineState {
 }
 
 /// Why a machine operation failed.
+/// One CPUID function as a vCPU reports it ([`Machine::vcpu_cpuid`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuidEntry {
+    /// EAX in.
+    pub function: u32,
+    /// ECX in, when it selects a subleaf.
+    pub index: Option<u32>,
+    /// EAX, EBX, ECX, EDX out.
+    pub regs: [u32; 4],
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
     /// `/dev/kvm` could not be opened.
@@ -728,10 +739,7 @@ impl Machine {
     /// vCPU `index`'s CPUID as KVM holds it (what the guest sees), as
     /// function, significant index and EAX..EDX: QEMU fills an SNP guest's
     /// CPUID page from the first vCPU's.
-    pub fn vcpu_cpuid(
-        &self,
-        index: usize,
-    ) -> Result<Vec<crate::sev::snp::CpuidEntry>, MachineError> {
+    pub fn vcpu_cpuid(&self, index: usize) -> Result<Vec<CpuidEntry>, MachineError> {
         let slot = self.slot(index)?;
         let fd = slot.lock();
         let cpuid = fd
@@ -743,7 +751,7 @@ impl Machine {
         Ok(cpuid
             .as_slice()
             .iter()
-            .map(|e| crate::sev::snp::CpuidEntry {
+            .map(|e| CpuidEntry {
                 function: e.function,
                 index: (e.flags & kvm_bindings::KVM_CPUID_FLAG_SIGNIFCANT_INDEX != 0)
                     .then_some(e.index),

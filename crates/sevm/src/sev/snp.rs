@@ -23,6 +23,7 @@ use sev_proto::snp::measure::{MetadataUpdate, FIRMWARE_END};
 use sev_proto::snp::{GuestPolicy, IdAuth, IdBlock, PageType};
 
 use super::{SevError, VmsaPage};
+pub use crate::machine::CpuidEntry;
 use crate::memory::{Gpa, GuestRam};
 
 /// SNP LAUNCH: pages and VMSAs may be added to the launch digest.
@@ -260,17 +261,6 @@ pub const CPUID_PAGE_LEN: usize = 4096;
 const MAX_CPUID_ENTRIES: usize = 64;
 const CPUID_HEADER_LEN: usize = 16;
 const CPUID_ENTRY_LEN: usize = 48;
-
-/// One CPUID function as the vCPU reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CpuidEntry {
-    /// EAX in.
-    pub function: u32,
-    /// ECX in, when it selects a subleaf.
-    pub index: Option<u32>,
-    /// EAX, EBX, ECX, EDX out.
-    pub regs: [u32; 4],
-}
 
 /// Why the CPUID page cannot be built.
 #[derive(Debug, thiserror::Error)]

@@ -11,11 +11,9 @@
 //!
 //! Decoded values cross the boundary ([`GuestPolicy`], [`PageType`],
 //! [`IdBlock`], [`IdAuth`]); each implementation encodes them for its
-//! firmware: [`emulated`] over `sev-psp`'s SNP firmware, [`hardware`] over
-//! `sev-host`'s KVM SNP commands.
-
-pub mod emulated;
-pub mod hardware;
+//! firmware: [`crate::emulated::EmulatedSnpGuest`] over `sev-psp`'s SNP
+//! firmware, [`crate::hardware::HardwareSnpGuest`] over `sev-host`'s KVM SNP
+//! commands.
 
 use std::fmt;
 use std::sync::Arc;
@@ -147,7 +145,7 @@ pub trait SnpGuestContext: SnpLaunchCommands {
 }
 
 /// An SNP_LAUNCH_UPDATE range must be whole pages at a page boundary.
-fn check_pages(command: &'static str, gpa: u64, len: u64) -> Result<(), SevError> {
+pub(crate) fn check_pages(command: &'static str, gpa: u64, len: u64) -> Result<(), SevError> {
     let page = SNP_PAGE_LEN as u64;
     if len == 0 || !gpa.is_multiple_of(page) || !len.is_multiple_of(page) {
         return Err(SevError::Host {

@@ -21,12 +21,12 @@ use sev_psp::snp::{
 };
 use sev_psp::{FwError, Platform};
 
-use super::{
+use super::{fw_error, EmulatedPlatform, EmulatedView, GuestBackingDebug, ViewState};
+use crate::memory::{GuestMemory, HostView};
+use crate::snp::{
     check_pages, LaunchUpdateError, SnpFinish, SnpGuestContext, SnpGuestState, SnpGuestStatus,
     SnpLaunchCommands, SNP_PAGE_LEN,
 };
-use crate::emulated::{fw_error, EmulatedPlatform, EmulatedView, GuestBackingDebug, ViewState};
-use crate::memory::{GuestMemory, HostView};
 use crate::vmsa_window::{vmsa_gpa, VmsaPage, WithVmsaWindow, VMSA_PAGE_LEN, VMSA_WINDOW_GPA};
 use crate::SevError;
 

@@ -18,12 +18,12 @@ use sev_proto::abi::Status;
 use sev_proto::hash::SHA384_LEN;
 use sev_proto::snp::{GuestPolicy, PageType};
 
-use super::{
+use super::{host_error, PlainView};
+use crate::memory::{GuestMemory, HostRegion, HostView};
+use crate::snp::{
     check_pages, LaunchUpdateError, SnpFinish, SnpGuestContext, SnpGuestStatus, SnpLaunchCommands,
     SNP_PAGE_LEN,
 };
-use crate::hardware::{host_error, PlainView};
-use crate::memory::{GuestMemory, HostRegion, HostView};
 use crate::vmsa_window::VmsaPage;
 use crate::SevError;
 
