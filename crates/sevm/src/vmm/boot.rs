@@ -4,8 +4,9 @@
 //! LAUNCH_UPDATE_DATA over the firmware image; the kernel-hashes table when
 //! `-kernel` and `kernel-hashes=on` are given, placed where the firmware's
 //! footer table says and measured after the firmware; LAUNCH_UPDATE_VMSA for
-//! SEV-ES; LAUNCH_MEASURE). LAUNCH_FINISH comes with the first `cont`
-//! (at once without `-S`).
+//! SEV-ES; LAUNCH_MEASURE), or for an SEV-SNP guest the SNP launch up to
+//! SNP_LAUNCH_FINISH ([`launch_snp`]). LAUNCH_FINISH (SNP_LAUNCH_FINISH)
+//! comes with the first `cont` (at once without `-S`).
 
 use std::sync::Arc;
 
