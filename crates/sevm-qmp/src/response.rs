@@ -755,6 +755,33 @@ mod tests {
                    "state": "launch-secret", "sev-type": "sev", "policy": 1, "handle": 1,
                    "emulated": true})
         );
+        // QEMU 9.1's sev-snp branch: snp-policy, no handle.
+        let snp = SevSnpInfo {
+            enabled: true,
+            api_major: 1,
+            api_minor: 55,
+            build_id: 21,
+            state: SevState::LaunchUpdate,
+            sev_type: SevGuestType::SevSnp,
+            snp_policy: 0x30000,
+            emulated: true,
+        };
+        assert_eq!(
+            to_value(&snp).unwrap(),
+            json!({"enabled": true, "api-major": 1, "api-minor": 55, "build-id": 21,
+                   "state": "launch-update", "sev-type": "sev-snp", "snp-policy": 196608,
+                   "emulated": true})
+        );
+        assert_eq!(
+            to_value(&SnpLaunchDigestInfo {
+                digest: "D".into(),
+                snp_policy: 0x30000,
+                host_data: "H".into(),
+                finished: false,
+            })
+            .unwrap(),
+            json!({"digest": "D", "snp-policy": 196608, "host-data": "H", "finished": false})
+        );
         assert_eq!(
             to_value(&SevCapability {
                 pdh: "P".into(),

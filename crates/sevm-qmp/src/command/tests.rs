@@ -46,6 +46,10 @@ fn commands_without_arguments() {
             QmpCommand::QuerySevLaunchMeasure,
         ),
         ("query-sev-capabilities", QmpCommand::QuerySevCapabilities),
+        (
+            "x-sevm-query-snp-launch-digest",
+            QmpCommand::XSevmQuerySnpLaunchDigest,
+        ),
         ("migrate_cancel", QmpCommand::MigrateCancel),
         ("query-migrate", QmpCommand::QueryMigrate),
         (
