@@ -180,6 +180,16 @@ fn check(test: &str, d: &Path, fw: &Path, vcpus: u32, model: &str, k: Option<&Ke
     let sev = q.ok("query-sev", json!({}));
     assert_eq!(sev["sev-type"], json!("sev-snp"));
     assert_eq!(sev["state"], json!("launch-update"));
+    assert_eq!(sev["snp-policy"], json!(0x30000));
+    // An SNP host answers query-sev-capabilities as an SEV host; there is
+    // no SEV launch measurement for an SNP guest, as in QEMU.
+    let caps = q.ok("query-sev-capabilities", json!({}));
+    assert_eq!(caps["cbitpos"], json!(47));
+    assert!(!caps["pdh"].as_str().unwrap().is_empty());
+    assert_eq!(
+        q.err("query-sev-launch-measure", json!({})),
+        "SEV launch measurement is not available"
+    );
     q.ok("quit", json!({}));
     vm.wait();
 }
