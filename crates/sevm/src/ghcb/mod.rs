@@ -18,6 +18,7 @@ pub mod msr;
 pub mod page;
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use sevm_memory::{Gpa, GuestRam};
@@ -183,6 +184,7 @@ pub struct GhcbHost {
     mode: SevMode,
     c_bit: u8,
     platform: RwLock<Arc<dyn GhcbPlatform>>,
+    page_exits: AtomicU64,
 }
 
 /// Meaning of a termination reason (set 0 from the GHCB specification,
@@ -217,12 +219,18 @@ impl GhcbHost {
             mode,
             c_bit,
             platform: RwLock::new(platform),
+            page_exits: AtomicU64::new(0),
         }
     }
 
     /// The guest's mode.
     pub fn mode(&self) -> SevMode {
         self.mode
+    }
+
+    /// How many GHCB page exits the guest has made so far.
+    pub fn page_exits(&self) -> u64 {
+        self.page_exits.load(Ordering::Relaxed)
     }
 
     /// Replaces the platform (an SNP guest context, once attached).
@@ -311,6 +319,7 @@ impl GhcbHost {
     /// A GHCB page exit: validate the page as KVM does, handle the exit,
     /// write the answer back.
     fn page_exit(&self, vcpu: &mut VcpuGhcb, gpa: u64, bus: &IoBus) -> Outcome {
+        self.page_exits.fetch_add(1, Ordering::Relaxed);
         if self.mode == SevMode::Snp && vcpu.registered != Some(gpa) {
             return Outcome::Terminate(format!(
                 "the SNP guest used the GHCB at {gpa:#x}, which it did not register \
