@@ -20,9 +20,19 @@
 //!
 //! [`DemoMode::Memtest`] is described at [`MemtestOptions`].
 //!
+//! Before the greeting the guest finds its SEV mode (CPUID 0x8000001F, then
+//! the SEV status MSR). Without SEV and as a plain SEV guest its output is
+//! the above; as an SEV-ES or SNP guest it talks to the host only through
+//! the GHCB (the MSR protocol and GHCB IOIO exits at [`GHCB_GPA`]) and
+//! prints its mode, the GHCB protocol and a CPUID value obtained through
+//! the GHCB; in SNP mode it also makes its GHCB shared, registers it, and
+//! reports its secrets page and CPUID page, found through the image's SEV
+//! metadata ([`sev_metadata`]); docs/guide/demo-guest.md#modes.
+//!
 //! The image carries an OVMF-style footer GUID table (docs/protocol/ovmf.md#footer-table)
-//! with a SEV secret block entry and a kernel-hashes area entry, so the
-//! launch code finds the secret and hashes areas exactly as for OVMF.
+//! with a SEV secret block entry, a kernel-hashes area entry, the SEV-ES
+//! reset block and the SEV metadata, so the launch code finds the secret
+//! and hashes areas and the SNP pages exactly as for OVMF.
 //!
 //! RAM needed: [`min_ram_size`] (9 MiB for the normal mode: the secret and
 //! hashes areas end at 0x811000; the stack lives below 512 KiB).
