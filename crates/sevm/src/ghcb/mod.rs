@@ -421,4 +421,6 @@ pub fn handle_exit(ghcb: &mut Ghcb, cpuid: &[CpuidLeaf], bus: &IoBus) -> Outcome
 }
 
 #[cfg(test)]
+mod snp_tests;
+#[cfg(test)]
 mod tests;
