@@ -94,7 +94,7 @@ fn an_snp_guest_converts_registers_and_uses_its_ghcb_through_the_rmp_model() {
     let mut vcpu = VcpuGhcb::default();
     let bus = IoBus::new();
     let gfn = GHCB_GPA >> 12;
-    let mut wr = |vcpu: &mut VcpuGhcb, v| host.write_msr(vcpu, msr::GHCB_MSR, v, &bus);
+    let wr = |vcpu: &mut VcpuGhcb, v| host.write_msr(vcpu, msr::GHCB_MSR, v, &bus);
 
     // Registered but still private: the host cannot write its answer into
     // a guest-assigned page (an RMP fault), and KVM would stop the VM.
