@@ -47,6 +47,15 @@ pub enum VcpuError {
     /// The kick signal handler could not be installed.
     #[error("cannot install the vCPU kick signal handler")]
     Signal(#[source] kvm_ioctls::Error),
+    /// The SEV MSRs could not be trapped to sevm ([`trap_sev_msrs`]).
+    #[error("cannot trap the SEV MSRs to sevm: {op} failed")]
+    MsrTrap {
+        /// Which KVM operation.
+        op: &'static str,
+        /// The kernel's error.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
 }
 
 /// Why a serialised [`VcpuState`] was refused.
@@ -567,9 +576,8 @@ pub fn trap_sev_msrs(vm: &VmFd) -> Result<(), VcpuError> {
         args: [u64::from(kvm_bindings::KVM_MSR_EXIT_REASON_FILTER), 0, 0, 0],
         ..Default::default()
     };
-    vm.enable_cap(&cap).map_err(|source| VcpuError::Kvm {
+    vm.enable_cap(&cap).map_err(|source| VcpuError::MsrTrap {
         op: "KVM_ENABLE_CAP(KVM_CAP_X86_USER_SPACE_MSR)",
-        vcpu: 0,
         source,
     })?;
     // One range from the GHCB MSR: both MSRs' bits clear = denied to KVM,
@@ -590,9 +598,8 @@ pub fn trap_sev_msrs(vm: &VmFd) -> Result<(), VcpuError> {
     // the bitmap during the call, and both outlive it.
     let ret = unsafe { vmm_sys_util::ioctl::ioctl_with_ref(vm, KVM_X86_SET_MSR_FILTER(), &filter) };
     if ret < 0 {
-        return Err(VcpuError::Kvm {
+        return Err(VcpuError::MsrTrap {
             op: "KVM_X86_SET_MSR_FILTER",
-            vcpu: 0,
             source: kvm_ioctls::Error::last(),
         });
     }
