@@ -164,6 +164,36 @@ fn guest_got_no_secret(mut vmm: VmmProcess) {
     assert!(out.contains("no secret injected"), "{out}");
 }
 
+/// `sev-owner demo --es`: the attested launch of the demo guest as an
+/// SEV-ES guest — the owner checks the measurement over the firmware and
+/// the VMSA, the secret is injected, and the guest prints it (and
+/// everything else) through the GHCB.
+#[test]
+fn demo_runs_the_attested_launch_as_an_sev_es_guest() {
+    let test = "demo_runs_the_attested_launch_as_an_sev_es_guest";
+    let Some(e) = env(test) else { return };
+    let o = ok(
+        OWNER,
+        &[
+            "demo",
+            "--es",
+            "--platform",
+            p(&e.platform),
+            "--sevm",
+            p(&e.sevm),
+            "--secret",
+            "s3cr3t for the es demo",
+        ],
+    );
+    let out = stdout(&o);
+    for step in ["verify measurement", "inject secret", "cont"] {
+        assert!(out.contains(step), "{step}:\n{out}");
+    }
+    assert!(out.contains("mode: sev-es"), "{out}");
+    assert!(out.contains("all i/o through the ghcb"), "{out}");
+    assert!(out.contains("s3cr3t for the es demo"), "{out}");
+}
+
 /// The one-command demo: platform, chain to its own root, session, sevm,
 /// measurement, secret, guest output.
 #[test]

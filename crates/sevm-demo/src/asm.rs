@@ -61,6 +61,43 @@ pub const MEMTEST_POLL_PAGES: u32 = 16;
 /// The greeting line.
 pub const GREETING: &str = "sevm demo guest: hello from the encrypted guest";
 
+/// The guest's variables page in RAM: the SEV status (dword at +0, 0
+/// without SEV) and the C-bit position the host reported (+4).
+pub const VARS_BASE: u32 = 0x0006_0000;
+/// The GHCB page of an SEV-ES or SNP guest.
+pub const GHCB_GPA: u32 = 0x0006_1000;
+/// The SNP secrets page (SEV metadata section SNP_SECRETS).
+pub const SNP_SECRETS_GPA: u32 = 0x0080_D000;
+/// The SNP CPUID page (SEV metadata section CPUID).
+pub const SNP_CPUID_GPA: u32 = 0x0080_E000;
+
+/// The GHCB MSR.
+const GHCB_MSR: u32 = 0xC001_0130;
+/// The SEV status MSR.
+const SEV_STATUS_MSR: u32 = 0xC001_0131;
+/// SEV status bits: SEV-ES, SEV-SNP.
+const STATUS_ES: u32 = 1 << 1;
+const STATUS_SNP: u32 = 1 << 2;
+/// The GHCB protocol version the guest speaks.
+const GHCB_VERSION: u32 = 2;
+
+/// GHCB page offsets (docs/protocol/snp.md#ghcb-page).
+mod ghcb {
+    pub const RAX: u32 = 0x1F8;
+    pub const SW_EXIT_CODE: u32 = 0x390;
+    pub const SW_EXIT_INFO_1: u32 = 0x398;
+    pub const SW_EXIT_INFO_2: u32 = 0x3A0;
+    pub const VALID_BITMAP: u32 = 0x3F0;
+    pub const PROTOCOL_VERSION: u32 = 0xFFA;
+    pub const USAGE: u32 = 0xFFC;
+    /// Valid-bitmap byte 7, bit 7: RAX (qword 0x3F).
+    pub const VALID_RAX: (u32, u32) = (VALID_BITMAP + 7, 0x80);
+    /// Valid-bitmap byte 14, bits 2–4: SW_EXITCODE, SW_EXITINFO1, SW_EXITINFO2.
+    pub const VALID_EXIT: (u32, u32) = (VALID_BITMAP + 14, 0x1C);
+    /// The IOIO exit code.
+    pub const EXIT_IOIO: u32 = 0x7B;
+}
+
 /// The assembled pieces, each with the GPA it must be placed at.
 #[derive(Debug)]
 pub struct Blobs {
@@ -106,6 +143,10 @@ pub enum Program {
 
 /// Helper routines shared by both programs.
 struct Lib {
+    in8: CodeLabel,
+    out8: CodeLabel,
+    msr_call: CodeLabel,
+    terminate: CodeLabel,
     putc: CodeLabel,
     puts: CodeLabel,
     put_hex8: CodeLabel,
@@ -120,7 +161,130 @@ fn say(a: &mut CodeAssembler, lib: &Lib, gpa: u32) -> Result<(), IcedError> {
     a.call(lib.puts)
 }
 
+/// Whether the guest talks through the GHCB: jumps to `to` if the SEV
+/// status has SEV-ES.
+fn if_es(a: &mut CodeAssembler, to: CodeLabel) -> Result<(), IcedError> {
+    a.test(dword_ptr(VARS_BASE), STATUS_ES)?;
+    a.jnz(to)
+}
+
 fn emit_lib(a: &mut CodeAssembler, lib: &mut Lib) -> Result<(), IcedError> {
+    let mut ghcb_ioio = a.create_label();
+
+    // in8: al = byte read from port dx (through the GHCB under SEV-ES).
+    // Preserves all but al.
+    let mut in_ghcb = a.create_label();
+    a.set_label(&mut lib.in8)?;
+    if_es(a, in_ghcb)?;
+    a.in_(al, dx)?;
+    a.ret()?;
+    a.set_label(&mut in_ghcb)?;
+    a.push(ecx)?;
+    a.push(ebx)?;
+    a.mov(ebx, eax)?;
+    a.movzx(ecx, dx)?;
+    a.shl(ecx, 16)?;
+    a.or(ecx, 0x11)?; // IN, 8-bit
+    a.call(ghcb_ioio)?;
+    a.mov(bl, al)?;
+    a.mov(eax, ebx)?;
+    a.pop(ebx)?;
+    a.pop(ecx)?;
+    a.ret()?;
+
+    // out8: al written to port dx (through the GHCB under SEV-ES).
+    // Preserves all.
+    let mut out_ghcb = a.create_label();
+    a.set_label(&mut lib.out8)?;
+    if_es(a, out_ghcb)?;
+    a.out(dx, al)?;
+    a.ret()?;
+    a.set_label(&mut out_ghcb)?;
+    a.push(eax)?;
+    a.push(ecx)?;
+    a.movzx(eax, al)?;
+    a.movzx(ecx, dx)?;
+    a.shl(ecx, 16)?;
+    a.or(ecx, 0x10)?; // OUT, 8-bit
+    a.call(ghcb_ioio)?;
+    a.pop(ecx)?;
+    a.pop(eax)?;
+    a.ret()?;
+
+    // ghcb_ioio: ecx = SW_EXITINFO1 (SVM IOIO layout), eax = RAX for an
+    // OUT. Fills the GHCB page, rings the doorbell (the GHCB MSR write;
+    // on hardware VMGEXIT would follow, docs/protocol/choices.md#u46) and
+    // returns the RAX the host answered in eax. A refused exit terminates.
+    // Preserves all but eax.
+    let mut io_failed = a.create_label();
+    a.set_label(&mut ghcb_ioio)?;
+    a.push(edi)?;
+    a.push(edx)?;
+    a.push(ecx)?;
+    a.mov(edi, GHCB_GPA)?;
+    for off in (0..16).step_by(4) {
+        a.mov(dword_ptr(edi + (ghcb::VALID_BITMAP + off)), 0)?;
+    }
+    a.mov(dword_ptr(edi + ghcb::USAGE), 0)?;
+    a.mov(word_ptr(edi + ghcb::PROTOCOL_VERSION), GHCB_VERSION)?;
+    a.mov(dword_ptr(edi + ghcb::RAX), eax)?;
+    a.mov(dword_ptr(edi + (ghcb::RAX + 4)), 0)?;
+    a.mov(dword_ptr(edi + ghcb::SW_EXIT_CODE), ghcb::EXIT_IOIO)?;
+    a.mov(dword_ptr(edi + (ghcb::SW_EXIT_CODE + 4)), 0)?;
+    a.mov(dword_ptr(edi + ghcb::SW_EXIT_INFO_1), ecx)?;
+    a.mov(dword_ptr(edi + (ghcb::SW_EXIT_INFO_1 + 4)), 0)?;
+    a.mov(dword_ptr(edi + ghcb::SW_EXIT_INFO_2), 0)?;
+    a.mov(dword_ptr(edi + (ghcb::SW_EXIT_INFO_2 + 4)), 0)?;
+    a.mov(byte_ptr(ghcb::VALID_EXIT.0 + GHCB_GPA), ghcb::VALID_EXIT.1)?;
+    let mut is_in = a.create_label();
+    a.test(cl, 1)?;
+    a.jnz(is_in)?;
+    a.mov(byte_ptr(ghcb::VALID_RAX.0 + GHCB_GPA), ghcb::VALID_RAX.1)?;
+    a.set_label(&mut is_in)?;
+    a.mov(eax, edi)?;
+    a.xor(edx, edx)?;
+    a.mov(ecx, GHCB_MSR)?;
+    a.wrmsr()?;
+    a.cmp(dword_ptr(edi + ghcb::SW_EXIT_INFO_1), 0)?;
+    a.jne(io_failed)?;
+    a.mov(eax, dword_ptr(edi + ghcb::RAX))?;
+    a.pop(ecx)?;
+    a.pop(edx)?;
+    a.pop(edi)?;
+    a.ret()?;
+    a.set_label(&mut io_failed)?;
+    a.mov(ebx, 0)?; // reason set 0, code 0: general
+    a.jmp(lib.terminate)?;
+
+    // msr_call: edx:eax = GHCB MSR protocol request; returns the response
+    // in edx:eax (the write is the doorbell, the read the answer).
+    // Preserves ecx.
+    a.set_label(&mut lib.msr_call)?;
+    a.push(ecx)?;
+    a.mov(ecx, GHCB_MSR)?;
+    a.wrmsr()?;
+    a.rdmsr()?;
+    a.pop(ecx)?;
+    a.ret()?;
+
+    // terminate: bl = reason set, bh = reason code. Never returns.
+    a.set_label(&mut lib.terminate)?;
+    a.movzx(eax, bh)?;
+    a.shl(eax, 16)?;
+    a.movzx(ecx, bl)?;
+    a.and(ecx, 0xF)?;
+    a.shl(ecx, 12)?;
+    a.or(eax, ecx)?;
+    a.or(eax, 0x100)?;
+    a.xor(edx, edx)?;
+    a.mov(ecx, GHCB_MSR)?;
+    a.wrmsr()?;
+    let mut dead = a.create_label();
+    a.set_label(&mut dead)?;
+    a.cli()?;
+    a.hlt()?;
+    a.jmp(dead)?;
+
     // putc: al = byte. Waits for THRE, then writes THR. Preserves all.
     a.set_label(&mut lib.putc)?;
     a.push(edx)?;
@@ -128,12 +292,12 @@ fn emit_lib(a: &mut CodeAssembler, lib: &mut Lib) -> Result<(), IcedError> {
     a.mov(dx, u32::from(COM1_BASE + 5))?;
     let mut wait = a.create_label();
     a.set_label(&mut wait)?;
-    a.in_(al, dx)?;
+    a.call(lib.in8)?;
     a.test(al, 0x20)?;
     a.jz(wait)?;
     a.pop(eax)?;
     a.mov(dx, u32::from(COM1_BASE))?;
-    a.out(dx, al)?;
+    a.call(lib.out8)?;
     a.pop(edx)?;
     a.ret()?;
 
@@ -214,7 +378,7 @@ fn emit_lib(a: &mut CodeAssembler, lib: &mut Lib) -> Result<(), IcedError> {
     // exit: al = status -> debug-exit port; never returns.
     a.set_label(&mut lib.exit)?;
     a.mov(dx, u32::from(DEBUG_EXIT_PORT))?;
-    a.out(dx, al)?;
+    a.call(lib.out8)?;
     let mut stuck = a.create_label();
     a.set_label(&mut stuck)?;
     a.cli()?;
@@ -543,7 +707,7 @@ fn emit_memtest(
     a.test(ebx, MEMTEST_POLL_PAGES - 1)?;
     a.jnz(fill_loop)?;
     a.mov(dx, u32::from(CONTROL_PORT))?;
-    a.in_(al, dx)?;
+    a.call(lib.in8)?;
     a.test(al, 1)?;
     a.jz(fill_loop)?;
 
@@ -601,12 +765,227 @@ fn emit_memtest(
     Ok(())
 }
 
+/// Mode detection, as OVMF does it (docs/guide/demo-guest.md#modes): CPUID
+/// 0x80000000 must reach leaf 0x8000001F, whose EAX bit 1 says SEV; then
+/// the SEV status MSR says which mode, stored at [`VARS_BASE`] (0 without
+/// SEV). No output.
+fn emit_detect(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    let mut done = a.create_label();
+    a.mov(dword_ptr(VARS_BASE), 0)?;
+    a.mov(eax, 0x8000_0000u32)?;
+    a.cpuid()?;
+    a.cmp(eax, 0x8000_001Fu32)?;
+    a.jb(done)?;
+    a.mov(eax, 0x8000_001Fu32)?;
+    a.cpuid()?;
+    a.test(al, 2)?;
+    a.jz(done)?;
+    a.mov(ecx, SEV_STATUS_MSR)?;
+    a.rdmsr()?;
+    a.mov(dword_ptr(VARS_BASE), eax)?;
+    a.set_label(&mut done)?;
+    Ok(())
+}
+
+/// `bl` = reason set, `bh` = reason code; terminate.
+fn terminate(a: &mut CodeAssembler, lib: &Lib, set: u8, code: u8) -> Result<(), IcedError> {
+    a.mov(ebx, u32::from(set) | (u32::from(code) << 8))?;
+    a.jmp(lib.terminate)
+}
+
+/// Under SEV-ES or SNP, makes the GHCB usable before anything is printed:
+/// the SEV information request (protocol versions, C-bit); for SNP also
+/// the hypervisor features (SNP bit), the GHCB page made shared by a
+/// page-state change and registered. Any bad answer terminates with the
+/// reason the GHCB specification or Linux uses for it.
+fn emit_ghcb_setup(a: &mut CodeAssembler, lib: &Lib) -> Result<(), IcedError> {
+    let mut done = a.create_label();
+    let mut bad_version = a.create_label();
+    let mut no_snp = a.create_label();
+    let mut psc_failed = a.create_label();
+    let mut reg_failed = a.create_label();
+    a.test(dword_ptr(VARS_BASE), STATUS_ES)?;
+    a.jz(done)?;
+    // SEV information: 0x001 | c-bit << 24 | min << 32 | max << 48.
+    a.xor(edx, edx)?;
+    a.mov(eax, 0x002)?;
+    a.call(lib.msr_call)?;
+    a.mov(ebx, eax)?;
+    a.and(ebx, 0xFFF)?;
+    a.cmp(ebx, 0x001)?;
+    a.jne(bad_version)?;
+    a.movzx(ebx, dx)?;
+    a.cmp(ebx, GHCB_VERSION)?;
+    a.ja(bad_version)?;
+    a.mov(ebx, edx)?;
+    a.shr(ebx, 16)?;
+    a.cmp(ebx, GHCB_VERSION)?;
+    a.jb(bad_version)?;
+    a.shr(eax, 24)?;
+    a.mov(dword_ptr(VARS_BASE + 4), eax)?;
+    a.mov(dword_ptr(VARS_BASE + 8), edx)?;
+    a.test(dword_ptr(VARS_BASE), STATUS_SNP)?;
+    a.jz(done)?;
+    // Hypervisor features: 0x081 | bitmap << 12, bit 0 SNP.
+    a.xor(edx, edx)?;
+    a.mov(eax, 0x080)?;
+    a.call(lib.msr_call)?;
+    a.mov(ebx, eax)?;
+    a.and(ebx, 0xFFF)?;
+    a.cmp(ebx, 0x081)?;
+    a.jne(no_snp)?;
+    a.test(eax, 1 << 12)?;
+    a.jz(no_snp)?;
+    // Page-state change of the GHCB page to shared (operation 2):
+    // 0x014 | gfn << 12 | op << 52; response 0x015 with error 0.
+    a.mov(eax, GHCB_GPA | 0x014)?;
+    a.mov(edx, 2 << 20)?;
+    a.call(lib.msr_call)?;
+    a.cmp(eax, 0x015)?;
+    a.jne(psc_failed)?;
+    a.test(edx, edx)?;
+    a.jnz(psc_failed)?;
+    // Register the GHCB: 0x012 | gfn << 12; the response echoes the GFN.
+    a.mov(eax, GHCB_GPA | 0x012)?;
+    a.xor(edx, edx)?;
+    a.call(lib.msr_call)?;
+    a.cmp(eax, GHCB_GPA | 0x013)?;
+    a.jne(reg_failed)?;
+    a.test(edx, edx)?;
+    a.jnz(reg_failed)?;
+    a.jmp(done)?;
+    a.set_label(&mut bad_version)?;
+    terminate(a, lib, 0, 1)?;
+    a.set_label(&mut no_snp)?;
+    terminate(a, lib, 0, 2)?;
+    a.set_label(&mut psc_failed)?;
+    terminate(a, lib, 1, 1)?;
+    a.set_label(&mut reg_failed)?;
+    terminate(a, lib, 1, 0)?;
+    a.set_label(&mut done)?;
+    Ok(())
+}
+
+/// Under SEV-ES or SNP, after the greeting: the mode, the GHCB, a CPUID
+/// value obtained through the MSR protocol; for SNP the secrets page
+/// (version, VMPCK0–3 present or zero, never their values) and the CPUID
+/// page's entry count.
+fn emit_mode_report(a: &mut CodeAssembler, lib: &Lib, d: &mut Data) -> Result<(), IcedError> {
+    let s_es = d.cstr("mode: sev-es\n");
+    let s_snp = d.cstr("mode: sev-snp\n");
+    let s_ghcb = d.cstr("ghcb: protocol ");
+    let s_dash = d.cstr("-");
+    let s_cbit = d.cstr(", c-bit ");
+    let s_page = d.cstr(", all i/o through the ghcb at 0x");
+    let s_snp_ghcb = d.cstr("ghcb: page made shared by page-state change and registered\n");
+    let s_cpuid = d.cstr("cpuid 0x8000001f via ghcb msr protocol: eax 0x");
+    let s_ebx = d.cstr(", ebx 0x");
+    let s_nl = d.cstr("\n");
+    let s_secrets = d.cstr("snp secrets page at 0x");
+    let s_version = d.cstr(": version ");
+    let s_vmpck = d.cstr(", vmpck");
+    let s_present = d.cstr(" present");
+    let s_zero = d.cstr(" zero");
+    let s_cpuid_page = d.cstr("snp cpuid page at 0x");
+    let s_entries = d.cstr(": ");
+    let s_entries2 = d.cstr(" entries\n");
+
+    let mut done = a.create_label();
+    let mut es_line = a.create_label();
+    let mut common = a.create_label();
+    a.test(dword_ptr(VARS_BASE), STATUS_ES)?;
+    a.jz(done)?;
+    a.test(dword_ptr(VARS_BASE), STATUS_SNP)?;
+    a.jz(es_line)?;
+    say(a, lib, s_snp)?;
+    a.jmp(common)?;
+    a.set_label(&mut es_line)?;
+    say(a, lib, s_es)?;
+    a.set_label(&mut common)?;
+    // ghcb: protocol <min>-<max>, c-bit <n>, all i/o through the ghcb at 0x...
+    say(a, lib, s_ghcb)?;
+    a.movzx(eax, word_ptr(VARS_BASE + 8))?;
+    a.call(lib.put_dec)?;
+    say(a, lib, s_dash)?;
+    a.movzx(eax, word_ptr(VARS_BASE + 10))?;
+    a.call(lib.put_dec)?;
+    say(a, lib, s_cbit)?;
+    a.movzx(eax, byte_ptr(VARS_BASE + 4))?;
+    a.call(lib.put_dec)?;
+    say(a, lib, s_page)?;
+    a.mov(eax, GHCB_GPA)?;
+    a.call(lib.put_hex32)?;
+    say(a, lib, s_nl)?;
+    let mut not_snp = a.create_label();
+    a.test(dword_ptr(VARS_BASE), STATUS_SNP)?;
+    a.jz(not_snp)?;
+    say(a, lib, s_snp_ghcb)?;
+    a.set_label(&mut not_snp)?;
+    // CPUID through the MSR protocol: 0x004 | reg << 30 | leaf << 32;
+    // the answer's value is in edx.
+    say(a, lib, s_cpuid)?;
+    a.mov(eax, 0x004)?;
+    a.mov(edx, 0x8000_001Fu32)?;
+    a.call(lib.msr_call)?;
+    a.mov(eax, edx)?;
+    a.call(lib.put_hex32)?;
+    say(a, lib, s_ebx)?;
+    a.mov(eax, 0x004 | (1 << 30))?;
+    a.mov(edx, 0x8000_001Fu32)?;
+    a.call(lib.msr_call)?;
+    a.mov(eax, edx)?;
+    a.call(lib.put_hex32)?;
+    say(a, lib, s_nl)?;
+    a.test(dword_ptr(VARS_BASE), STATUS_SNP)?;
+    a.jz(done)?;
+    // The secrets page: version, then each VMPCK present or zero.
+    say(a, lib, s_secrets)?;
+    a.mov(eax, SNP_SECRETS_GPA)?;
+    a.call(lib.put_hex32)?;
+    say(a, lib, s_version)?;
+    a.mov(eax, dword_ptr(SNP_SECRETS_GPA))?;
+    a.call(lib.put_dec)?;
+    for key in 0..4u32 {
+        let mut zero = a.create_label();
+        let mut next = a.create_label();
+        say(a, lib, s_vmpck)?;
+        a.mov(eax, key)?;
+        a.call(lib.put_dec)?;
+        // OR of the key's eight dwords: zero only for an all-zero key.
+        let at = SNP_SECRETS_GPA + 0x20 + 0x20 * key;
+        a.xor(eax, eax)?;
+        for w in 0..8 {
+            a.or(eax, dword_ptr(at + 4 * w))?;
+        }
+        a.jz(zero)?;
+        say(a, lib, s_present)?;
+        a.jmp(next)?;
+        a.set_label(&mut zero)?;
+        say(a, lib, s_zero)?;
+        a.set_label(&mut next)?;
+    }
+    say(a, lib, s_nl)?;
+    say(a, lib, s_cpuid_page)?;
+    a.mov(eax, SNP_CPUID_GPA)?;
+    a.call(lib.put_hex32)?;
+    say(a, lib, s_entries)?;
+    a.mov(eax, dword_ptr(SNP_CPUID_GPA))?;
+    a.call(lib.put_dec)?;
+    say(a, lib, s_entries2)?;
+    a.set_label(&mut done)?;
+    Ok(())
+}
+
 fn assemble32(program: &Program) -> Result<(Vec<u8>, Vec<u8>), IcedError> {
     let mut a = CodeAssembler::new(32)?;
     let mut d = Data {
         bytes: b"sevm-demo-guest v1\0".to_vec(),
     };
     let mut lib = Lib {
+        in8: a.create_label(),
+        out8: a.create_label(),
+        msr_call: a.create_label(),
+        terminate: a.create_label(),
         putc: a.create_label(),
         puts: a.create_label(),
         put_hex8: a.create_label(),
@@ -625,7 +1004,10 @@ fn assemble32(program: &Program) -> Result<(Vec<u8>, Vec<u8>), IcedError> {
     a.mov(gs, ax)?;
     a.mov(esp, STACK_TOP)?;
     a.cld()?;
+    emit_detect(&mut a)?;
+    emit_ghcb_setup(&mut a, &lib)?;
     say(&mut a, &lib, greeting)?;
+    emit_mode_report(&mut a, &lib, &mut d)?;
     match program {
         Program::Normal {
             secret_base,

@@ -20,9 +20,19 @@
 //!
 //! [`DemoMode::Memtest`] is described at [`MemtestOptions`].
 //!
+//! Before the greeting the guest finds its SEV mode (CPUID 0x8000001F, then
+//! the SEV status MSR). Without SEV and as a plain SEV guest its output is
+//! the above; as an SEV-ES or SNP guest it talks to the host only through
+//! the GHCB (the MSR protocol and GHCB IOIO exits at [`GHCB_GPA`]) and
+//! prints its mode, the GHCB protocol and a CPUID value obtained through
+//! the GHCB; in SNP mode it also makes its GHCB shared, registers it, and
+//! reports its secrets page and CPUID page, found through the image's SEV
+//! metadata ([`sev_metadata`]); docs/guide/demo-guest.md#modes.
+//!
 //! The image carries an OVMF-style footer GUID table (docs/protocol/ovmf.md#footer-table)
-//! with a SEV secret block entry and a kernel-hashes area entry, so the
-//! launch code finds the secret and hashes areas exactly as for OVMF.
+//! with a SEV secret block entry, a kernel-hashes area entry, the SEV-ES
+//! reset block and the SEV metadata, so the launch code finds the secret
+//! and hashes areas and the SNP pages exactly as for OVMF.
 //!
 //! RAM needed: [`min_ram_size`] (9 MiB for the normal mode: the secret and
 //! hashes areas end at 0x811000; the stack lives below 512 KiB).
@@ -67,6 +77,22 @@ pub const SEV_ES_RESET_BLOCK_GUID: Guid =
 pub const AP_RESET_ADDR: u32 = 0xFFFF_FF00;
 /// The AP parking code at [`AP_RESET_ADDR`]: `cli; hlt; jmp short -3`.
 pub const AP_PARK_CODE: [u8; 4] = [0xFA, 0xF4, 0xEB, 0xFD];
+/// SEV metadata entry: `u32` distance from the end of the image to the
+/// "ASEV" metadata header (docs/protocol/snp.md#ovmf-sev-metadata).
+pub const SEV_METADATA_GUID: Guid = sev_proto::ovmf::SEV_METADATA_GUID;
+/// Where the SEV metadata lives in the boot block.
+pub const METADATA_GPA: u32 = 0xFFFF_F800;
+/// SNP_SEC_MEM: the variables page, the GHCB page and the stack, which an
+/// SNP launch hands over as zero pages.
+pub const SEC_MEM_BASE: u32 = asm::VARS_BASE;
+/// Size of the SNP_SEC_MEM range (up to [`asm::STACK_TOP`]).
+pub const SEC_MEM_SIZE: u32 = asm::STACK_TOP - asm::VARS_BASE;
+/// The page the SNP kernel-hashes section names: the one holding the
+/// hashes area.
+pub const KERNEL_HASHES_PAGE: u32 = HASHES_AREA_BASE & !0xFFF;
+
+pub use asm::{GHCB_GPA, SNP_CPUID_GPA, SNP_SECRETS_GPA, VARS_BASE};
+
 /// efi_secret table header GUID (docs/protocol/secret.md#secret-table).
 pub const SECRET_TABLE_HEADER_GUID: Guid =
     Guid::from_str_const("1e74f542-71dd-4d66-963e-ef4287ff173b");
@@ -234,11 +260,39 @@ fn check_memtest(m: &MemtestOptions) -> Result<(), DemoError> {
     Ok(())
 }
 
-/// The footer table bytes that end at EOF−32: the three entries (data ‖ u16
-/// length ‖ GUID each: the SEV-ES reset block, the hashes area, the secret
-/// block), then u16 table length and the footer GUID.
+/// The SEV metadata (docs/protocol/snp.md#ovmf-sev-metadata): the "ASEV"
+/// header and four descriptors — SNP_SEC_MEM ([`SEC_MEM_BASE`]), the SNP
+/// secrets page, the CPUID page and the kernel-hashes page.
+pub fn sev_metadata() -> Vec<u8> {
+    let sections: [(u32, u32, u32); 4] = [
+        (SEC_MEM_BASE, SEC_MEM_SIZE, 1),
+        (SNP_SECRETS_GPA, 0x1000, 2),
+        (SNP_CPUID_GPA, 0x1000, 3),
+        (KERNEL_HASHES_PAGE, 0x1000, 0x10),
+    ];
+    let mut m = b"ASEV".to_vec();
+    let size = 16 + 12 * sections.len() as u32;
+    for v in [size, 1, sections.len() as u32] {
+        m.extend_from_slice(&v.to_le_bytes());
+    }
+    for (gpa, len, kind) in sections {
+        for v in [gpa, len, kind] {
+            m.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    m
+}
+
+/// The footer table bytes that end at EOF−32: the four entries (data ‖ u16
+/// length ‖ GUID each: the SEV metadata offset, the SEV-ES reset block, the
+/// hashes area, the secret block), then u16 table length and the footer
+/// GUID.
 pub fn footer_table() -> Vec<u8> {
     let mut t = Vec::new();
+    let metadata_from_end = ((1u64 << 32) - u64::from(METADATA_GPA)) as u32;
+    t.extend_from_slice(&metadata_from_end.to_le_bytes());
+    t.extend_from_slice(&(4u16 + 2 + 16).to_le_bytes());
+    t.extend_from_slice(SEV_METADATA_GUID.as_bytes());
     t.extend_from_slice(&AP_RESET_ADDR.to_le_bytes());
     t.extend_from_slice(&(4u16 + 2 + 16).to_le_bytes());
     t.extend_from_slice(SEV_ES_RESET_BLOCK_GUID.as_bytes());
@@ -280,9 +334,21 @@ pub fn build(opts: &DemoOptions) -> Result<Vec<u8>, DemoError> {
     let table = footer_table();
     let table_start = size - 32 - table.len();
     let park = usize::try_from(u64::from(AP_RESET_ADDR) - image_base).unwrap_or(usize::MAX);
-    let mut placed: Vec<(usize, usize)> =
-        vec![(table_start, size - 32), (park, park + AP_PARK_CODE.len())];
+    let metadata = sev_metadata();
+    let meta = usize::try_from(u64::from(METADATA_GPA) - image_base).unwrap_or(usize::MAX);
+    let mut placed: Vec<(usize, usize)> = vec![
+        (table_start, size - 32),
+        (park, park + AP_PARK_CODE.len()),
+        (meta, meta + metadata.len()),
+    ];
+    if meta + metadata.len() > table_start {
+        return Err(DemoError::CodeTooLarge {
+            what: "SEV metadata",
+            len: metadata.len(),
+        });
+    }
     image[park..park + AP_PARK_CODE.len()].copy_from_slice(&AP_PARK_CODE);
+    image[meta..meta + metadata.len()].copy_from_slice(&metadata);
     for (gpa, bytes) in &blobs.pieces {
         let too_large = DemoError::CodeTooLarge {
             what: "boot block piece",

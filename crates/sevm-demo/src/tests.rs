@@ -72,10 +72,13 @@ fn default_image_size_and_footer_table() {
     let n = image.len();
     assert_eq!(&image[n - 48..n - 32], FOOTER_GUID.as_bytes());
     // table_len = 2 entries of 26 bytes + the 22-byte SEV-ES reset block
-    // + the 18-byte footer header.
-    assert_eq!(u16::from_le_bytes([image[n - 50], image[n - 49]]), 92);
+    // + the 22-byte SEV metadata entry + the 18-byte footer header.
+    assert_eq!(u16::from_le_bytes([image[n - 50], image[n - 49]]), 92 + 22);
     let entries = parse_footer(&image).unwrap();
-    assert_eq!(entries.len(), 3);
+    assert_eq!(entries.len(), 4);
+    let (g3, d3) = &entries[3];
+    assert_eq!(*g3, SEV_METADATA_GUID, "last entry walking backwards");
+    assert_eq!(d3.as_slice(), 0x800u32.to_le_bytes());
     let (g2, d2) = &entries[2];
     assert_eq!(*g2, SEV_ES_RESET_BLOCK_GUID);
     assert_eq!(d2.as_slice(), AP_RESET_ADDR.to_le_bytes());
@@ -175,7 +178,7 @@ fn image_sizes_are_validated() {
         // The same boot block whatever the size.
         assert_eq!(
             parse_footer(&image).unwrap().len(),
-            3,
+            4,
             "footer table present at size {size:#x}"
         );
     }
@@ -244,4 +247,66 @@ fn secret_table_builder_matches_the_efi_secret_layout() {
     assert_eq!(&t[40..43], b"abc");
     assert_eq!(t.len(), 48);
     assert!(t[43..].iter().all(|&b| b == 0));
+}
+
+#[test]
+fn sev_metadata_parses_and_gives_an_snp_launch_plan() {
+    use sev_proto::ovmf::{FooterTable, SectionType};
+    use sev_proto::snp::measure::{metadata_updates, snp_launch_digest, SnpLaunch};
+    use sev_proto::snp::PageType;
+    use sev_proto::vmsa::{CpuSignature, SevFeatures, VmmType, VmsaConfig};
+
+    let image = build(&DemoOptions::default()).unwrap();
+    let n = image.len();
+    let meta = &image[n - 0x800..n - 0x800 + 64];
+    assert_eq!(meta, sev_metadata().as_slice());
+    let table = FooterTable::parse(&image).unwrap();
+    let md = table.sev_metadata().unwrap().expect("metadata entry");
+    let got: Vec<_> = md
+        .sections
+        .iter()
+        .map(|s| (s.gpa, s.size, s.section_type))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (VARS_BASE, 0x20000, SectionType::SnpSecMem),
+            (SNP_SECRETS_GPA, 0x1000, SectionType::SnpSecrets),
+            (SNP_CPUID_GPA, 0x1000, SectionType::Cpuid),
+            (0x0081_0000, 0x1000, SectionType::KernelHashes),
+        ]
+    );
+    // The GHCB page and the stack lie in SNP_SEC_MEM; no section overlaps
+    // another or the secret/hashes areas' pages except the hashes page.
+    const {
+        assert!(GHCB_GPA >= SEC_MEM_BASE && GHCB_GPA + 0x1000 <= SEC_MEM_BASE + SEC_MEM_SIZE);
+        assert!(SNP_CPUID_GPA + 0x1000 <= SECRET_AREA_BASE);
+    }
+    assert!(u64::from(SNP_CPUID_GPA) + 0x1000 <= min_ram_size(&DemoOptions::default()));
+    let updates = metadata_updates(&md, false, VmmType::Qemu).unwrap();
+    let types: Vec<_> = updates.iter().map(|u| u.page_type).collect();
+    assert_eq!(
+        types,
+        vec![
+            PageType::Zero,
+            PageType::Secrets,
+            PageType::Cpuid,
+            PageType::Zero
+        ]
+    );
+    // The whole launch plan measures: 1 and 4 vCPUs differ.
+    let sig = CpuSignature::from_raw(0x00A0_0F11);
+    let digest = |vcpus| {
+        snp_launch_digest(
+            &image,
+            &SnpLaunch {
+                ovmf_hash: None,
+                kernel_hashes: None,
+                vcpus,
+                vmsa: VmsaConfig::new(VmmType::Qemu, sig, SevFeatures::from_bits(1)),
+            },
+        )
+        .unwrap()
+    };
+    assert_ne!(digest(1).bytes(), digest(4).bytes());
 }

@@ -263,3 +263,149 @@ fn memtest_detects_a_corrupted_page() {
     );
     assert!(text.ends_with(&expected), "want {expected:?} in:\n{text}");
 }
+
+// ---------------------------------------------------------------------------
+// SEV, SEV-ES and SNP modes on the machine alone (no SEV platform): the
+// guest sees its mode through CPUID and the SEV status MSR and, in ES and
+// SNP modes, talks to the host only through the GHCB.
+
+mod sev_modes {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::ghcb::msr::PageState;
+    use crate::ghcb::page::GHCB_LEN;
+    use crate::ghcb::{GhcbPlatform, PlatformError, SevMode, SharedGhcbPage};
+    use crate::vcpu::SevCpuid;
+
+    fn machine(mode: SevMode) -> (Machine, CaptureBuffer) {
+        let out = CaptureBuffer::new();
+        let mut config = MachineConfig::new(TEST_RAM, build(&DemoOptions::default()).unwrap());
+        config.serial = SerialOutput::Capture(out.clone());
+        config.emulated_sev = Some(SevCpuid {
+            mode,
+            c_bit: 51,
+            reduced_phys_bits: 1,
+        });
+        (Machine::new(config).unwrap(), out)
+    }
+
+    const NO_SECRET: &str = "secret area: 0x00810000, size 0x00000c00\nno secret injected\n";
+    const ES_LINES: &str = "ghcb: protocol 1-2, c-bit 51, all i/o through the ghcb at 0x00061000\n";
+
+    #[test]
+    fn plain_sev_mode_prints_exactly_what_a_plain_guest_prints() {
+        if !kvm_available("plain_sev_mode_prints_exactly_what_a_plain_guest_prints") {
+            return;
+        }
+        let (m, out) = machine(SevMode::Sev);
+        let exit = m.run_until_exit().unwrap();
+        let text = out.text();
+        assert_eq!(exit, MachineExit::GuestExit(EXIT_OK), "output:\n{text}");
+        assert_eq!(text, format!("{GREETING}\n{NO_SECRET}"));
+        assert_eq!(m.ghcb_host().unwrap().page_exits(), 0);
+    }
+
+    #[test]
+    fn es_mode_does_all_its_io_through_the_ghcb() {
+        if !kvm_available("es_mode_does_all_its_io_through_the_ghcb") {
+            return;
+        }
+        let (m, out) = machine(SevMode::SevEs);
+        let exit = m.run_until_exit().unwrap();
+        let text = out.text();
+        assert_eq!(exit, MachineExit::GuestExit(EXIT_OK), "output:\n{text}");
+        assert_eq!(
+            text,
+            format!(
+                "{GREETING}\nmode: sev-es\n{ES_LINES}\
+                 cpuid 0x8000001f via ghcb msr protocol: eax 0x0000000a, ebx 0x00000073\n\
+                 {NO_SECRET}"
+            )
+        );
+        // Per character: the line-status IN and the data OUT; then the exit.
+        let chars = text.len() as u64;
+        assert_eq!(m.ghcb_host().unwrap().page_exits(), 2 * chars + 1);
+    }
+
+    /// An SNP platform stand-in: the GHCB in plain memory, page-state
+    /// changes recorded.
+    #[derive(Debug)]
+    struct Psc {
+        ram: SharedGhcbPage,
+        changes: Mutex<Vec<(u64, PageState)>>,
+    }
+
+    impl GhcbPlatform for Psc {
+        fn read_ghcb(&self, gpa: u64, page: &mut [u8; GHCB_LEN]) -> Result<(), PlatformError> {
+            self.ram.read_ghcb(gpa, page)
+        }
+        fn write_ghcb(&self, gpa: u64, page: &[u8; GHCB_LEN]) -> Result<(), PlatformError> {
+            self.ram.write_ghcb(gpa, page)
+        }
+        fn page_state_change(&self, gpa: u64, to: PageState) -> Result<(), PlatformError> {
+            self.changes.lock().unwrap().push((gpa, to));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn snp_mode_registers_its_ghcb_and_reads_its_secrets_and_cpuid_pages() {
+        if !kvm_available("snp_mode_registers_its_ghcb_and_reads_its_secrets_and_cpuid_pages") {
+            return;
+        }
+        let (m, out) = machine(SevMode::Snp);
+        let psc = Arc::new(Psc {
+            ram: SharedGhcbPage::new(m.guest_memory().clone()),
+            changes: Mutex::new(Vec::new()),
+        });
+        m.ghcb_host().unwrap().set_platform(psc.clone());
+        // A secrets page as the firmware fills it (VMPCK3 left zero to see
+        // it reported) and a CPUID page of 5 entries.
+        let mut secrets = vec![0u8; 4096];
+        secrets[0] = 3;
+        secrets[0x20..0x80].fill(0x5A);
+        let ram = m.guest_memory();
+        ram.write_plain(Gpa(u64::from(SNP_SECRETS_GPA)), &secrets)
+            .unwrap();
+        ram.write_plain(Gpa(u64::from(SNP_CPUID_GPA)), &5u32.to_le_bytes())
+            .unwrap();
+        let exit = m.run_until_exit().unwrap();
+        let text = out.text();
+        assert_eq!(exit, MachineExit::GuestExit(EXIT_OK), "output:\n{text}");
+        assert_eq!(
+            text,
+            format!(
+                "{GREETING}\nmode: sev-snp\n{ES_LINES}\
+                 ghcb: page made shared by page-state change and registered\n\
+                 cpuid 0x8000001f via ghcb msr protocol: eax 0x0000001a, ebx 0x00000073\n\
+                 snp secrets page at 0x0080d000: version 3, vmpck0 present, vmpck1 present, \
+                 vmpck2 present, vmpck3 zero\n\
+                 snp cpuid page at 0x0080e000: 5 entries\n{NO_SECRET}"
+            )
+        );
+        assert!(!text.contains("5a5a"), "a key value leaked: {text}");
+        assert_eq!(
+            *psc.changes.lock().unwrap(),
+            vec![(u64::from(GHCB_GPA), PageState::Shared)]
+        );
+    }
+
+    #[test]
+    fn a_refused_page_state_change_terminates_the_guest_with_its_reason() {
+        if !kvm_available("a_refused_page_state_change_terminates_the_guest_with_its_reason") {
+            return;
+        }
+        // The ES platform has no RMP: the SNP guest's GHCB conversion fails.
+        let (m, out) = machine(SevMode::Snp);
+        let exit = m.run_until_exit().unwrap();
+        let MachineExit::Error(msg) = exit else {
+            panic!("not an error: {exit:?}, output:\n{}", out.text());
+        };
+        assert!(
+            msg.contains("requested termination: reason set 1, code 1 (page-state change failed)"),
+            "{msg}"
+        );
+        assert_eq!(out.text(), "", "nothing printed before the GHCB works");
+    }
+}

@@ -18,6 +18,7 @@ pub mod control;
 pub mod debug;
 pub mod devices;
 pub mod gdb;
+pub mod ghcb;
 pub(crate) mod keyval;
 pub mod machine;
 /// Guest physical memory and the host view of it (the `sevm-memory` crate).

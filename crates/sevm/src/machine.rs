@@ -30,8 +30,9 @@ use crate::devices::control::{ControlHandle, GuestControl, CONTROL_PORT};
 use crate::devices::debug_exit::{DebugExit, DEBUG_EXIT_PORT};
 use crate::devices::serial::{Serial, SerialOutput, COM1_BASE, PORT_COUNT};
 use crate::devices::{BusError, IoBus};
+use crate::ghcb::{GhcbHost, SharedGhcbPage, VcpuGhcb};
 use crate::memory::{GuestRam, MemoryError, MemoryView, PlainView, RegionKind};
-use crate::vcpu::{self, ExitLog, RunGuard, Step, VcpuError, VcpuState};
+use crate::vcpu::{self, ExitLog, GhcbExits, RunGuard, SevCpuid, Step, VcpuError, VcpuState};
 
 /// Guest-physical address of the page KVM uses for its real-mode identity
 /// map on Intel hosts, as QEMU places it: just below the 16 MiB firmware
@@ -69,6 +70,10 @@ pub struct MachineConfig {
     pub qemu_thread_names: bool,
     /// Runs between memory-slot registration and vCPU creation.
     pub pre_vcpu_hook: Option<PreVcpuHook>,
+    /// An SEV guest on the emulated platform: its CPUID leaf 0x8000001F,
+    /// and the SEV MSRs trapped to sevm's GHCB host
+    /// (docs/sev-es.md#the-ghcb-path).
+    pub emulated_sev: Option<SevCpuid>,
 }
 
 impl std::fmt::Debug for MachineConfig {
@@ -82,6 +87,7 @@ impl std::fmt::Debug for MachineConfig {
             .field("vm_type", &self.vm_type)
             .field("qemu_thread_names", &self.qemu_thread_names)
             .field("pre_vcpu_hook", &self.pre_vcpu_hook.is_some())
+            .field("emulated_sev", &self.emulated_sev)
             .finish()
     }
 }
@@ -98,6 +104,7 @@ impl MachineConfig {
             vm_type: 0,
             qemu_thread_names: false,
             pre_vcpu_hook: None,
+            emulated_sev: None,
         }
     }
 }
@@ -287,6 +294,8 @@ struct RunControl {
     bus: Arc<IoBus>,
     /// Where single-stepping vCPUs stop (see [`Machine::set_debug`]).
     debug: std::sync::RwLock<DebugConfig>,
+    /// The GHCB host of an SEV guest on the emulated platform.
+    ghcb: Option<Arc<GhcbHost>>,
 }
 
 /// What a debugger asked for: which vCPU stops after one instruction, and
@@ -376,6 +385,8 @@ struct VcpuSlot {
     runnable: AtomicBool,
     /// Halted waiting for an interrupt (see [`VcpuState::halted`]).
     halted: AtomicBool,
+    /// The vCPU's GHCB MSR and registered GHCB (SEV-ES and SNP guests).
+    ghcb: Mutex<VcpuGhcb>,
 }
 
 impl VcpuSlot {
@@ -432,6 +443,7 @@ impl Machine {
             vm_type,
             qemu_thread_names,
             pre_vcpu_hook,
+            emulated_sev,
         } = config;
         if vcpus == 0 || vcpus > MAX_VCPUS {
             return Err(MachineError::VcpuCount {
@@ -503,11 +515,18 @@ impl Machine {
             let fd = vm
                 .create_vcpu(u64::from(id))
                 .map_err(vm_err("KVM_CREATE_VCPU"))?;
-            vcpu::set_cpuid(&fd, &supported, id)?;
+            let cpuid = vcpu::vcpu_cpuid(&supported, id, emulated_sev);
+            fd.set_cpuid2(&cpuid)
+                .map_err(|source| vcpu::VcpuError::Kvm {
+                    op: "KVM_SET_CPUID2",
+                    vcpu: id,
+                    source,
+                })?;
             vcpu::set_reset_state(&fd, id)?;
             vcpu_slots.push(Arc::new(VcpuSlot {
                 id,
                 fd: Mutex::new(fd),
+                ghcb: Mutex::new(VcpuGhcb::new(vcpu::cpuid_leaves(&cpuid))),
                 runnable: AtomicBool::new(id == 0),
                 halted: AtomicBool::new(false),
             }));
@@ -524,6 +543,14 @@ impl Machine {
             Arc::new(Mutex::new(GuestControl::new(control.clone()))),
         )?;
 
+        let ghcb = match emulated_sev {
+            Some(sev) => {
+                vcpu::trap_sev_msrs(&vm)?;
+                let page = Arc::new(SharedGhcbPage::new(ram.clone()));
+                Some(Arc::new(GhcbHost::new(sev.mode, sev.c_bit, page)))
+            }
+            None => None,
+        };
         let view: Arc<dyn MemoryView> = Arc::new(PlainView::new(ram.clone()));
         let bus = Arc::new(bus);
         Ok(Machine {
@@ -554,6 +581,7 @@ impl Machine {
                 cond: Condvar::new(),
                 debug: std::sync::RwLock::new(DebugConfig::default()),
                 bus,
+                ghcb,
             }),
             threads: Mutex::new(Vec::new()),
         })
@@ -564,6 +592,13 @@ impl Machine {
     /// [`Machine::memory_view`].
     pub fn guest_memory(&self) -> &Arc<GuestRam> {
         &self.ram
+    }
+
+    /// The GHCB host of an SEV guest on the emulated platform
+    /// ([`MachineConfig::emulated_sev`]); an SNP guest context replaces its
+    /// platform ([`GhcbHost::set_platform`]).
+    pub fn ghcb_host(&self) -> Option<&Arc<GhcbHost>> {
+        self.shared.ghcb.as_ref()
     }
 
     /// The host view of guest memory.
@@ -1037,7 +1072,18 @@ fn vcpu_thread(slot: &VcpuSlot, shared: &RunControl, bus: &IoBus) {
             if shared.request.load(Ordering::SeqCst) != REQ_RUN {
                 break None;
             }
-            match vcpu::run_step(&mut fd, slot.id, bus, &mut log) {
+            let mut ghcb_state;
+            let ghcb = match &shared.ghcb {
+                Some(host) => {
+                    ghcb_state = slot.ghcb.lock().unwrap_or_else(PoisonError::into_inner);
+                    Some(GhcbExits {
+                        host,
+                        vcpu: &mut ghcb_state,
+                    })
+                }
+                None => None,
+            };
+            match vcpu::run_step(&mut fd, slot.id, bus, &mut log, ghcb) {
                 Step::Continue | Step::Interrupted => {}
                 Step::Halted => {
                     // Parked until the machine stops: nothing can wake it.

@@ -15,10 +15,12 @@ use kvm_bindings::{
     kvm_dtable, kvm_msr_entry, kvm_regs, kvm_run, kvm_segment, kvm_sregs, CpuId, Msrs,
     KVM_EXIT_INTERNAL_ERROR,
 };
-use kvm_ioctls::{VcpuExit, VcpuFd};
+use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 use libc::{c_int, c_void, siginfo_t};
 
 use crate::devices::{IoAction, IoBus, RateLimiter};
+use crate::ghcb::msr::GHCB_MSR;
+use crate::ghcb::{CpuidLeaf, GhcbHost, Outcome, SevMode, VcpuGhcb};
 
 /// Why a vCPU operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,15 @@ pub enum VcpuError {
     /// The kick signal handler could not be installed.
     #[error("cannot install the vCPU kick signal handler")]
     Signal(#[source] kvm_ioctls::Error),
+    /// The SEV MSRs could not be trapped to sevm ([`trap_sev_msrs`]).
+    #[error("cannot trap the SEV MSRs to sevm: {op} failed")]
+    MsrTrap {
+        /// Which KVM operation.
+        op: &'static str,
+        /// The kernel's error.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
 }
 
 /// Why a serialised [`VcpuState`] was refused.
@@ -480,9 +491,24 @@ pub fn set_reset_state(fd: &VcpuFd, vcpu: u32) -> Result<(), VcpuError> {
     Ok(())
 }
 
-/// Sets the vCPU's CPUID from what KVM supports, with its APIC id filled in
-/// and the hypervisor-present bit set (as QEMU does).
-pub fn set_cpuid(fd: &VcpuFd, supported: &CpuId, vcpu: u32) -> Result<(), VcpuError> {
+/// What CPUID leaf 0x8000001F tells an SEV guest: its mode, the C-bit
+/// position and the physical address bit reduction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SevCpuid {
+    /// The guest's SEV mode.
+    pub mode: SevMode,
+    /// The C-bit position (EBX bits 5:0).
+    pub c_bit: u8,
+    /// The physical address bit reduction (EBX bits 11:6).
+    pub reduced_phys_bits: u8,
+}
+
+/// The vCPU's CPUID: what KVM supports, with its APIC id filled in and the
+/// hypervisor-present bit set (as QEMU does); for an SEV guest, leaf
+/// 0x8000001F reports its mode as the hypervisor does on SEV hardware
+/// (EAX bit 1 SEV, bit 3 SEV-ES, bit 4 SEV-SNP; EBX the C-bit position and
+/// the address reduction).
+pub fn vcpu_cpuid(supported: &CpuId, vcpu: u32, sev: Option<SevCpuid>) -> CpuId {
     let mut cpuid = supported.clone();
     for e in cpuid.as_mut_slice() {
         match e.function {
@@ -491,14 +517,93 @@ pub fn set_cpuid(fd: &VcpuFd, supported: &CpuId, vcpu: u32) -> Result<(), VcpuEr
                 e.ecx |= 1 << 31;
             }
             0xB | 0x1F => e.edx = vcpu,
+            0x8000_001F => {
+                if let Some(sev) = sev {
+                    e.eax = sev.mode.cpuid_eax();
+                    e.ebx = u32::from(sev.c_bit & 0x3F)
+                        | (u32::from(sev.reduced_phys_bits & 0x3F) << 6);
+                }
+            }
             _ => {}
         }
     }
+    cpuid
+}
+
+/// Sets the vCPU's CPUID ([`vcpu_cpuid`]).
+pub fn set_cpuid(
+    fd: &VcpuFd,
+    supported: &CpuId,
+    vcpu: u32,
+    sev: Option<SevCpuid>,
+) -> Result<(), VcpuError> {
+    let cpuid = vcpu_cpuid(supported, vcpu, sev);
     fd.set_cpuid2(&cpuid).map_err(|source| VcpuError::Kvm {
         op: "KVM_SET_CPUID2",
         vcpu,
         source,
     })
+}
+
+/// Sub-leaf 0 of every leaf of `cpuid`, as the GHCB CPUID requests see it.
+pub fn cpuid_leaves(cpuid: &CpuId) -> Vec<CpuidLeaf> {
+    cpuid
+        .as_slice()
+        .iter()
+        .filter(|e| e.index == 0)
+        .map(|e| CpuidLeaf {
+            leaf: e.function,
+            regs: [e.eax, e.ebx, e.ecx, e.edx],
+        })
+        .collect()
+}
+
+use vmm_sys_util::{ioctl_ioc_nr, ioctl_iow_nr};
+ioctl_iow_nr!(
+    KVM_X86_SET_MSR_FILTER,
+    kvm_bindings::KVMIO,
+    0xc6,
+    kvm_bindings::kvm_msr_filter
+);
+
+/// Makes the guest's reads and writes of the SEV status MSR and the GHCB
+/// MSR exit to user space (KVM_CAP_X86_USER_SPACE_MSR for filtered MSRs
+/// and an MSR filter denying both to KVM), where [`GhcbHost`] answers them
+/// (docs/protocol/choices.md#u46). Every other MSR stays KVM's.
+pub fn trap_sev_msrs(vm: &VmFd) -> Result<(), VcpuError> {
+    let cap = kvm_bindings::kvm_enable_cap {
+        cap: kvm_bindings::KVM_CAP_X86_USER_SPACE_MSR,
+        args: [u64::from(kvm_bindings::KVM_MSR_EXIT_REASON_FILTER), 0, 0, 0],
+        ..Default::default()
+    };
+    vm.enable_cap(&cap).map_err(|source| VcpuError::MsrTrap {
+        op: "KVM_ENABLE_CAP(KVM_CAP_X86_USER_SPACE_MSR)",
+        source,
+    })?;
+    // One range from the GHCB MSR: both MSRs' bits clear = denied to KVM,
+    // so the accesses exit to user space.
+    let bitmap = [0u8; 1];
+    let mut filter = kvm_bindings::kvm_msr_filter {
+        flags: kvm_bindings::KVM_MSR_FILTER_DEFAULT_ALLOW,
+        ..Default::default()
+    };
+    filter.ranges[0] = kvm_bindings::kvm_msr_filter_range {
+        flags: kvm_bindings::KVM_MSR_FILTER_READ | kvm_bindings::KVM_MSR_FILTER_WRITE,
+        nmsrs: 2,
+        base: GHCB_MSR,
+        bitmap: bitmap.as_ptr().cast_mut(),
+    };
+    // SAFETY: KVM_X86_SET_MSR_FILTER reads a `kvm_msr_filter` whose used
+    // range points at `bitmap`, one byte covering its two MSRs; KVM copies
+    // the bitmap during the call, and both outlive it.
+    let ret = unsafe { vmm_sys_util::ioctl::ioctl_with_ref(vm, KVM_X86_SET_MSR_FILTER(), &filter) };
+    if ret < 0 {
+        return Err(VcpuError::MsrTrap {
+            op: "KVM_X86_SET_MSR_FILTER",
+            source: kvm_ioctls::Error::last(),
+        });
+    }
+    Ok(())
 }
 
 /// Reads the vCPU's state. `msr_indices` are the [`STATE_MSRS`] that KVM
@@ -651,9 +756,44 @@ pub fn set_guest_debug(fd: &VcpuFd, vcpu: u32, single_step: bool) -> Result<(), 
     })
 }
 
+/// The GHCB side of a vCPU's run loop: the VM's [`GhcbHost`] and this
+/// vCPU's GHCB state.
+pub(crate) struct GhcbExits<'a> {
+    pub(crate) host: &'a GhcbHost,
+    pub(crate) vcpu: &'a mut VcpuGhcb,
+}
+
 /// Enters the guest once and handles the exit.
-pub(crate) fn run_step(fd: &mut VcpuFd, vcpu: u32, bus: &IoBus, log: &mut ExitLog) -> Step {
+pub(crate) fn run_step(
+    fd: &mut VcpuFd,
+    vcpu: u32,
+    bus: &IoBus,
+    log: &mut ExitLog,
+    ghcb: Option<GhcbExits<'_>>,
+) -> Step {
     let pending = match fd.run() {
+        Ok(VcpuExit::X86Rdmsr(exit)) => {
+            match ghcb.and_then(|g| g.host.read_msr(g.vcpu, exit.index)) {
+                Some(value) => *exit.data = value,
+                None => *exit.error = 1,
+            }
+            return Step::Continue;
+        }
+        Ok(VcpuExit::X86Wrmsr(exit)) => {
+            let Some(g) = ghcb else {
+                *exit.error = 1;
+                return Step::Continue;
+            };
+            return match g.host.write_msr(g.vcpu, exit.index, exit.data, bus) {
+                Outcome::Continue => Step::Continue,
+                Outcome::Fault => {
+                    *exit.error = 1;
+                    Step::Continue
+                }
+                Outcome::Exit(v) => Step::GuestExit(v),
+                Outcome::Terminate(why) => Step::Error(format!("vCPU {vcpu}: {why}")),
+            };
+        }
         Ok(VcpuExit::IoOut(port, data)) => {
             return match bus.write(port, data) {
                 IoAction::Continue => Step::Continue,

@@ -485,3 +485,115 @@ fn es_needs_the_firmwares_reset_block() {
         "{err}"
     );
 }
+
+#[test]
+fn the_es_demo_guest_talks_only_through_the_ghcb_and_a_plain_sev_one_does_not() {
+    const TEST: &str = "the_es_demo_guest_talks_only_through_the_ghcb_and_a_plain_sev_one_does_not";
+    if !sevm_testutil::kvm(TEST) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let platform = fresh_platform(d, "platform");
+    let fw = demo_image(d);
+    let run = |policy: u32| {
+        let mut args = sev_args(&fw, 16, &sev_object(&platform, policy, None, ""), None);
+        args.extend(["-cpu".into(), "EPYC-Milan".into()]);
+        let mut vm = Sevm::spawn(&args);
+        let st = vm.wait();
+        assert_exit(st, 0, &vm.stderr_text());
+        vm.stdout_text()
+    };
+    let es = run(ES);
+    let lines: Vec<&str> = es.lines().collect();
+    assert_eq!(lines[0], sevm_demo::GREETING, "{es}");
+    assert_eq!(lines[1], "mode: sev-es", "{es}");
+    // The C-bit the platform reports (the emulated platform's position).
+    let c_bit: u32 = lines[2]
+        .strip_prefix("ghcb: protocol 1-2, c-bit ")
+        .and_then(|rest| rest.strip_suffix(", all i/o through the ghcb at 0x00061000"))
+        .unwrap_or_else(|| panic!("{es}"))
+        .parse()
+        .unwrap();
+    assert!((32..64).contains(&c_bit), "{es}");
+    // CPUID 0x8000001F through the MSR protocol: SEV and SEV-ES, the same
+    // C-bit, one bit of address reduction.
+    assert_eq!(
+        lines[3],
+        format!(
+            "cpuid 0x8000001f via ghcb msr protocol: eax 0x0000000a, ebx 0x{:08x}",
+            c_bit | (1 << 6)
+        ),
+        "{es}"
+    );
+    assert!(es.ends_with("no secret injected\n"), "{es}");
+    // Plain SEV: the output it always had.
+    let sev = run(0x1);
+    assert_eq!(
+        sev,
+        format!(
+            "{}\nsecret area: 0x00810000, size 0x00000c00\nno secret injected\n",
+            sevm_demo::GREETING
+        )
+    );
+}
+
+/// A firmware that writes `request` to the GHCB MSR from the reset vector
+/// (real mode; `jmp` to 0xFFFFE000, then `mov ecx, GHCB; mov eax, lo;
+/// mov edx, hi; wrmsr; hlt`), with the demo's footer table (SEV-ES reset
+/// block).
+fn ghcb_request_firmware(dir: &Path, request: u64) -> std::path::PathBuf {
+    let size = 64 << 10;
+    let mut image = vec![0u8; size];
+    let code = [
+        &[0x66, 0xB9][..],
+        &0xC001_0130u32.to_le_bytes(),
+        &[0x66, 0xB8],
+        &(request as u32).to_le_bytes(),
+        &[0x66, 0xBA],
+        &((request >> 32) as u32).to_le_bytes(),
+        &[0x0F, 0x30, 0xF4, 0xEB, 0xFD],
+    ]
+    .concat();
+    image[0xE000..0xE000 + code.len()].copy_from_slice(&code);
+    // jmp near 0xE000 from IP 0xFFF3: rel16 = 0xE000 - 0xFFF3.
+    image[size - 16..size - 13].copy_from_slice(&[0xE9, 0x0D, 0xE0]);
+    let table = sevm_demo::footer_table();
+    let at = size - 32 - table.len();
+    image[at..size - 32].copy_from_slice(&table);
+    let path = dir.join(format!("ghcb-{request:x}.fd"));
+    std::fs::write(&path, image).unwrap();
+    path
+}
+
+#[test]
+fn an_es_guests_termination_or_bad_request_ends_sevm_with_a_clear_error() {
+    const TEST: &str = "an_es_guests_termination_or_bad_request_ends_sevm_with_a_clear_error";
+    if !sevm_testutil::kvm(TEST) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let platform = fresh_platform(d, "platform");
+    for (request, expect) in [
+        // Termination, reason set 1 code 4 (Linux: CPUID table problem).
+        (
+            (4 << 16) | (1 << 12) | 0x100,
+            "the guest requested termination: reason set 1, code 4 (CPUID table problem)",
+        ),
+        // A page-state change: SNP only, KVM terminates an SEV-ES guest.
+        (
+            (2u64 << 52) | (0x61 << 12) | 0x014,
+            "the SEV-ES guest sent the SNP-only GHCB request \"page-state change\"",
+        ),
+    ] {
+        let fw = ghcb_request_firmware(d, request);
+        let args = sev_args(&fw, 16, &sev_object(&platform, ES, None, ""), None);
+        let mut vm = Sevm::spawn(&args);
+        let st = vm.wait();
+        let stderr = vm.stderr_text();
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_ne!(st.code(), Some(0), "{stderr}");
+        assert!(stderr.contains(expect), "{stderr}");
+    }
+}

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use sev_proto::abi::Policy;
+use sev_proto::vmsa::{KvmInit, SevFeatures, VcpuModel, VmmType, VmsaConfig};
 
 use crate::chain::{CaOptions, ChainSource, Trust};
 use crate::io;
 use crate::launch::{self, ChainInput, Device, Plan, Report};
-use crate::measure::DigestInputs;
+use crate::measure::{DigestInputs, EsVcpus};
 use crate::platform::{CreateOptions, EmulatedPlatform, PlatformError, PlatformManagement};
 use crate::secret;
 
@@ -97,18 +98,49 @@ pub fn prepare(platform: &Path, sevm: &Path, say: &mut dyn FnMut(&str)) -> Resul
     })
 }
 
+/// The `-cpu` model of an SEV-ES demo launch: the VMSAs the owner builds
+/// carry its CPU signature.
+pub const ES_CPU_MODEL: &str = "EPYC-Milan";
+
+/// How the demo guest runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DemoMode {
+    /// A plain SEV guest (policy NODBG | NOKS).
+    #[default]
+    Sev,
+    /// An SEV-ES guest (policy NODBG | NOKS | ES, one vCPU of
+    /// [`ES_CPU_MODEL`]): the owner checks the measurement over the firmware
+    /// and the VMSA, and the guest talks to sevm through the GHCB.
+    SevEs,
+}
+
 /// The launch plan of the demo.
-pub fn plan(p: &Prepared, secret_text: &str, work_dir: &Path) -> Result<Plan> {
+pub fn plan(p: &Prepared, secret_text: &str, work_dir: &Path, mode: DemoMode) -> Result<Plan> {
     let spec = secret::parse_spec(&format!("{DEMO_SECRET_GUID}:={secret_text}"))?;
+    let (policy, es_vcpus, extra_args) = match mode {
+        DemoMode::Sev => (Policy::NODBG | Policy::NOKS, None, vec![]),
+        DemoMode::SevEs => {
+            let model = VcpuModel::by_name(ES_CPU_MODEL)
+                .with_context(|| format!("unknown vCPU model {ES_CPU_MODEL}"))?;
+            let vmsa = VmsaConfig::new(VmmType::Qemu, model.signature(), SevFeatures::NONE)
+                .with_kvm_init(KvmInit::LegacyEsInit);
+            (
+                Policy::NODBG | Policy::NOKS | Policy::ES,
+                Some(EsVcpus { count: 1, vmsa }),
+                vec!["-cpu".to_owned(), ES_CPU_MODEL.to_owned()],
+            )
+        }
+    };
     Ok(Plan {
         sevm: p.sevm.clone(),
         device: Device::Emulated(p.platform.clone()),
         chain: ChainInput::Source(ChainSource::File(p.chain.clone())),
         ca: CaOptions::default(),
         trust: super::recognise_emulated_root(Trust::explicit(&p.ark)?, &p.platform),
-        policy: Policy::from_bits(Policy::NODBG | Policy::NOKS),
+        policy: Policy::from_bits(policy),
         digest: DigestInputs {
             firmware: p.firmware.clone(),
+            es_vcpus,
             ..DigestInputs::default()
         },
         memory_mib: 16,
@@ -116,7 +148,7 @@ pub fn plan(p: &Prepared, secret_text: &str, work_dir: &Path) -> Result<Plan> {
         secret_limit: secret::DEFAULT_LIMIT,
         work_dir: work_dir.to_path_buf(),
         attach: None,
-        extra_args: vec![],
+        extra_args,
         host_view: true,
         wait_for_guest: true,
         guest_timeout: Duration::from_secs(60),
@@ -152,6 +184,7 @@ pub fn run(
     secret_text: String,
     sevm: Option<PathBuf>,
     runs: u32,
+    mode: DemoMode,
 ) -> Result<()> {
     let platform = match platform {
         Some(p) => p,
@@ -166,7 +199,7 @@ pub fn run(
     let mut totals = Vec::new();
     for i in 0..runs.max(1) {
         let work = temp_dir()?;
-        let plan = plan(&prepared, &secret_text, work.path())?;
+        let plan = plan(&prepared, &secret_text, work.path(), mode)?;
         let quiet = i > 0;
         let report = launch::run(&plan, &mut |step| {
             if !quiet {
@@ -186,6 +219,9 @@ pub fn run(
         }
         if !report.guest_output.contains(&secret_text) {
             bail!("the guest did not print the injected secret");
+        }
+        if mode == DemoMode::SevEs && !report.guest_output.contains("mode: sev-es") {
+            bail!("the guest did not run as an SEV-ES guest");
         }
         totals.push(report.total);
         if !quiet {

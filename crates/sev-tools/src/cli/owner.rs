@@ -417,6 +417,10 @@ struct DemoArgs {
     /// Run the attested launch this many times and print the timing distribution.
     #[arg(long, default_value = "1")]
     runs: u32,
+    /// Launch the demo guest as an SEV-ES guest (policy ES, one EPYC-Milan vCPU whose VMSA the
+    /// measurement covers); the guest talks to sevm through the GHCB.
+    #[arg(long)]
+    es: bool,
 }
 
 /// Entry point of the `sev-owner` binary.
@@ -435,7 +439,14 @@ fn run(cli: Cli) -> Result<()> {
             cmd: AttestationCmd::Verify(a),
         } => attest_cmd(a),
         Cmd::Launch(a) => launch_cmd(a),
-        Cmd::Demo(a) => super::demo::run(a.platform, a.secret, a.sevm, a.runs),
+        Cmd::Demo(a) => {
+            let mode = if a.es {
+                super::demo::DemoMode::SevEs
+            } else {
+                super::demo::DemoMode::Sev
+            };
+            super::demo::run(a.platform, a.secret, a.sevm, a.runs, mode)
+        }
     }
 }
 

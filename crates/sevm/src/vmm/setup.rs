@@ -17,6 +17,7 @@ use super::state::{LaunchPhase, SevContext, SnpContext, SnpPhase};
 use super::{machine_err, VmmError};
 use crate::config::{OnOffAuto, SerialConfig, SevGuestConfig, VmConfig};
 use crate::devices::serial::SerialOutput;
+use crate::ghcb::SevMode;
 use crate::machine::{Machine, MachineConfig};
 use crate::memory::MAX_FIRMWARE_SIZE;
 use crate::sev::es::{self, InitialVmsas};
@@ -25,6 +26,7 @@ use crate::sev::{
     self, EncryptionParams, GuestContext, GuestKind, LaunchSession, PlatformManagement,
     PlatformStatus, SevError, SevPlatform,
 };
+use crate::vcpu::SevCpuid;
 
 /// The machine, created, and what the builders need to finish the VM.
 pub(super) struct Prepared<'a> {
@@ -196,6 +198,16 @@ pub(super) fn prepare(config: &VmConfig) -> Result<Prepared<'_>, VmmError> {
     mc.pre_vcpu_hook = sev_setup
         .as_ref()
         .and_then(|s| sev::pre_vcpu_hook(&s.platform, kind));
+    // The emulated platform's guest sees its SEV mode in CPUID and the SEV
+    // MSRs, and talks to sevm through the GHCB (docs/sev-es.md#the-ghcb-path).
+    mc.emulated_sev = sev_setup
+        .as_ref()
+        .filter(|s| s.platform.is_emulated())
+        .map(|s| SevCpuid {
+            mode: SevMode::of_kind(s.kind),
+            c_bit: u8::try_from(s.params.cbitpos).unwrap_or(0),
+            reduced_phys_bits: u8::try_from(s.params.reduced_phys_bits).unwrap_or(0),
+        });
     let machine = Machine::new(mc).map_err(machine_err)?;
     Ok(Prepared {
         machine,
