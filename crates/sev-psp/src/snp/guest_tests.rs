@@ -74,7 +74,7 @@ fn a_launch_with_every_page_type_matches_the_independent_digest() {
         ..SnpLaunchUpdate::page(PageType::Normal, MIB2)
     };
     f.p.snp_launch_update(h, &m, &large).unwrap();
-    expected.add_region(PageType::Normal, MIB2, &big);
+    expected.add_region(PageType::Normal, MIB2, &big).unwrap();
     // ZERO: the contents are replaced by zeros.
     m.write_plain(0x2000, &[7; 4096]).unwrap();
     f.p.snp_launch_update(h, &m, &SnpLaunchUpdate::page(PageType::Zero, 0x2000))
