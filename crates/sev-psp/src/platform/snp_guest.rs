@@ -16,7 +16,7 @@ use sev_proto::snp::{id_block, GuestPolicy, LaunchDigest, PageInfo, PageType};
 use zeroize::Zeroizing;
 
 use super::shared::Snapshot;
-use super::snp::require_snp_init;
+use super::snp::{load_snp_shared, require_snp_init};
 use super::{FwError, Inner, Op, Platform, MAX_GUESTS};
 use crate::memory::{firmware_read, firmware_write, GuestBacking, MemoryState, Vek};
 use crate::snp::guest::{
@@ -27,6 +27,7 @@ use crate::snp::{
     SnpCommand, SnpGuestState, SnpGuestStatus, SnpIdentity, SnpLaunchFinish, SnpLaunchIdentity,
     SnpLaunchStart, SnpLaunchUpdate, SnpPageState,
 };
+use crate::store::run::HeldRecord;
 
 /// One SNP guest context, in the process that created it.
 pub(crate) struct SnpGuest {
@@ -49,6 +50,9 @@ pub(crate) struct SnpGuest {
     assigned: BTreeSet<u64>,
     /// The units that are VMSAs.
     vmsas: BTreeSet<u64>,
+    /// The context's liveness record, held while the context exists in
+    /// this process (docs/architecture-platform-state.md#snp-guest-contexts).
+    _liveness: HeldRecord,
 }
 
 fn op_of(c: SnpCommand) -> Op {
@@ -122,7 +126,7 @@ impl Platform {
     fn snp_guest_ctx(&self, inner: &mut Inner, op: Op) -> Result<GuestCtx, FwError> {
         let shared = Snapshot::load(inner, op)?;
         let id = self.load_snp_identity(inner, &shared, op)?;
-        let snp = SnpShared::load(shared.run(), op)?;
+        let snp = load_snp_shared(inner, &shared, op)?;
         require_snp_init(op, snp.snp.state)?;
         Ok(GuestCtx { shared, snp, id })
     }
@@ -138,13 +142,27 @@ impl Platform {
         if s.guests.len() >= MAX_GUESTS {
             return Err(fail(op, Status::ResourceLimit, "too many guest contexts"));
         }
-        let mut handle = s.next_handle.max(1);
-        while s.guests.contains_key(&handle) {
+        let mut handle = ctx.snp.snp.next_handle.max(1);
+        let mut liveness = None;
+        // Bounded: at most MAX_GUESTS handles are taken, plus stray files.
+        for _ in 0..=MAX_GUESTS * 2 {
+            if !ctx.snp.snp.guests.contains_key(&handle) {
+                liveness = ctx.snp.hold_guest(handle)?;
+                if liveness.is_some() {
+                    break;
+                }
+            }
             handle = handle.wrapping_add(1).max(1);
         }
+        let liveness =
+            liveness.ok_or_else(|| fail(op, Status::ResourceLimit, "no free guest handle"))?;
+        let s = &mut ctx.snp.snp;
         s.guests.insert(handle, 0);
         s.next_handle = handle.wrapping_add(1).max(1);
-        ctx.snp.save()?;
+        if let Err(e) = ctx.snp.save() {
+            let _ = ctx.snp.release_guest(handle);
+            return Err(e);
+        }
         let vek = Vek::generate(&mut *inner.rng);
         inner.snp_guests.insert(
             handle,
@@ -163,6 +181,7 @@ impl Platform {
                 memory: None,
                 assigned: BTreeSet::new(),
                 vmsas: BTreeSet::new(),
+                _liveness: liveness,
             },
         );
         log::debug!("SNP_GCTX_CREATE: guest context {handle}");
@@ -702,13 +721,15 @@ impl Platform {
         let mut ctx = self.snp_guest_ctx(&mut inner, op)?;
         let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
         let asid = guest.asid;
-        inner.snp_guests.remove(&handle);
         let s = &mut ctx.snp.snp;
         s.guests.remove(&handle);
         if asid != 0 {
             s.needs_flush.insert(asid);
         }
-        ctx.snp.save()
+        ctx.snp.save()?;
+        ctx.snp.release_guest(handle)?;
+        inner.snp_guests.remove(&handle);
+        Ok(())
     }
 }
 
