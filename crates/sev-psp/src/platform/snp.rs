@@ -331,17 +331,22 @@ impl Platform {
     }
 
     /// SNP_DF_FLUSH, SNP INIT only: the ASIDs of decommissioned SNP guests
-    /// become reusable.
+    /// become reusable, and those SEV guests released (one ASID table,
+    /// docs/protocol/choices.md#u50).
     pub fn snp_df_flush(&self) -> Result<(), FwError> {
         let op = snp_op(SnpCommand::DfFlush);
         let mut inner = self.lock();
-        let shared = Snapshot::load(&inner, op)?;
+        let mut shared = Snapshot::load(&inner, op)?;
         self.load_snp_identity(&mut inner, &shared, op)?;
         let mut snp = load_snp_shared(&inner, &shared, op)?;
         require_snp_init(op, snp.snp.state)?;
         if !snp.snp.needs_flush.is_empty() {
             snp.snp.needs_flush.clear();
             snp.save()?;
+        }
+        if !shared.platform.needs_flush.is_empty() {
+            shared.platform.needs_flush.clear();
+            shared.save()?;
         }
         Ok(())
     }

@@ -586,3 +586,51 @@ fn a_bad_id_block_or_auth_is_refused_with_the_firmwares_status() {
     f.p.snp_launch_finish(h, &finish(input.id_block, input.id_auth))
         .unwrap();
 }
+
+#[test]
+fn sev_and_snp_guests_share_one_asid_table() {
+    use sev_proto::abi::Policy;
+    // SNP guest `h` on ASID 1, then SEV INIT with SEV-ES (ASIDs 1..=4).
+    let (f, h) = launched(30, QEMU_POLICY);
+    f.p.init(true).unwrap();
+    let es = |p: &crate::Platform| {
+        p.launch_start(0, Policy::from_bits(Policy::ES), None, None)
+            .unwrap()
+    };
+    let a = es(&f.p);
+    // An SNP context's ASID is owned, for ACTIVATE as for SNP_ACTIVATE.
+    assert_eq!(status_of(f.p.activate(a, 1)), Status::AsidOwned);
+    assert_eq!(f.p.guest_status(a).unwrap().asid, 0);
+    // KVM's choice skips it.
+    assert_eq!(f.p.activate_free_asid(a).unwrap(), 2);
+    let other = f.p.snp_gctx_create().unwrap();
+    f.p.snp_launch_start(other, &SnpLaunchStart::with_policy(QEMU_POLICY))
+        .unwrap();
+    assert_eq!(status_of(f.p.snp_activate(other, 2)), Status::AsidOwned);
+    assert_eq!(f.p.snp_guest_status(other).unwrap().asid, 0);
+    // A decommissioned SNP context's ASID needs a flush before an SEV guest
+    // takes it; DF_FLUSH does it as SNP_DF_FLUSH would.
+    f.p.snp_decommission(h).unwrap();
+    let b = es(&f.p);
+    assert_eq!(status_of(f.p.activate(b, 1)), Status::DfFlushRequired);
+    assert_eq!(f.p.guest_status(b).unwrap().asid, 0);
+    f.p.df_flush().unwrap();
+    f.p.activate(b, 1).unwrap();
+    // And the other way: an ASID an SEV guest released needs a flush before
+    // an SNP context takes it; SNP_DF_FLUSH does it.
+    f.p.deactivate(a).unwrap();
+    assert_eq!(
+        status_of(f.p.snp_activate(other, 2)),
+        Status::DfFlushRequired
+    );
+    f.p.snp_df_flush().unwrap();
+    f.p.snp_activate(other, 2).unwrap();
+    // With only released ASIDs left, KVM's choice flushes both kinds.
+    f.p.snp_decommission(other).unwrap();
+    let c = es(&f.p);
+    let d = es(&f.p);
+    assert_eq!(f.p.activate_free_asid(c).unwrap(), 3);
+    assert_eq!(f.p.activate_free_asid(d).unwrap(), 4);
+    let e = es(&f.p);
+    assert_eq!(f.p.activate_free_asid(e).unwrap(), 2);
+}
