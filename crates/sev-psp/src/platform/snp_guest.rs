@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use super::shared::Snapshot;
 use super::snp::{load_snp_shared, require_snp_init};
 use super::{FwError, Inner, Op, Platform, MAX_GUESTS};
-use crate::memory::{firmware_read, firmware_write, GuestBacking, MemoryState, Vek};
+use crate::memory::{firmware_read, firmware_write, GuestBacking, MemoryState, Region, Vek};
 use crate::snp::guest::{
     check_cpuid_page, fms, secrets_page, CpuidRejection, LARGE_PAGE_LEN, PAGE_LEN,
 };
@@ -69,9 +69,13 @@ fn policy_failure(op: Op, detail: impl Into<String>) -> FwError {
 
 impl SnpGuest {
     fn memory(&mut self, op: Op, mem: &dyn GuestBacking) -> Result<Arc<MemoryState>, FwError> {
-        let regions = mem.regions();
+        self.memory_with(op, &mem.regions())
+    }
+
+    /// [`SnpGuest::memory`] over guest memory of `regions`.
+    fn memory_with(&mut self, op: Op, regions: &[Region]) -> Result<Arc<MemoryState>, FwError> {
         if let Some(state) = &self.memory {
-            if state.regions() != regions.as_slice() {
+            if state.regions() != regions {
                 return Err(fail(
                     op,
                     Status::InvalidAddress,
@@ -81,7 +85,7 @@ impl SnpGuest {
             return Ok(Arc::clone(state));
         }
         let state = Arc::new(
-            MemoryState::new_snp(&self.vek, &regions)
+            MemoryState::new_snp(&self.vek, regions)
                 .map_err(|e| fail(op, Status::InvalidAddress, e.to_string()))?,
         );
         self.memory = Some(Arc::clone(&state));
@@ -110,6 +114,148 @@ impl SnpGuest {
         }
         Ok(())
     }
+}
+
+impl SnpGuest {
+    /// One SNP_LAUNCH_UPDATE page of this guest (LAUNCH and active,
+    /// checked by the caller), `update` already checked by
+    /// [`check_update`]: the rest of the command's checks in its order,
+    /// then the page is encrypted and measured. Nothing changes on error
+    /// but a CPUID page's corrected table, written back.
+    fn launch_page(
+        &mut self,
+        op: Op,
+        id: &SnpIdentity,
+        mem: &dyn GuestBacking,
+        regions: &[Region],
+        update: &SnpLaunchUpdate,
+        page: &mut [u8; PAGE_LEN],
+    ) -> Result<(), FwError> {
+        let len = if update.large {
+            LARGE_PAGE_LEN
+        } else {
+            PAGE_LEN as u64
+        };
+        let end = update.gpa.checked_add(len).ok_or_else(|| {
+            fail(
+                op,
+                Status::InvalidAddress,
+                "the page wraps the address space",
+            )
+        })?;
+        if !regions
+            .iter()
+            .any(|r| r.gpa <= update.gpa && r.end().is_some_and(|e| end <= e))
+        {
+            return Err(fail(
+                op,
+                Status::InvalidAddress,
+                format!("{:#x}..{end:#x} is not guest memory", update.gpa),
+            ));
+        }
+        if let Some(u) = self.assigned.range(update.gpa..end).next() {
+            return Err(fail(
+                op,
+                Status::InvalidPageState,
+                format!("the page at {u:#x} was already launched (not Pre-Guest)"),
+            ));
+        }
+        let state = self.memory_with(op, regions)?;
+        let mem_err =
+            |e: crate::memory::MemoryError| fail(op, Status::InvalidAddress, e.to_string());
+        let mut digest = self.digest;
+        for unit in (update.gpa..end).step_by(PAGE_LEN) {
+            match update.page_type {
+                PageType::Normal | PageType::Vmsa | PageType::Unmeasured => {
+                    firmware_read(mem, unit, &mut page[..]).map_err(mem_err)?;
+                }
+                PageType::Zero => {
+                    page.fill(0);
+                    firmware_write(mem, unit, &page[..]).map_err(mem_err)?;
+                }
+                PageType::Secrets => {
+                    let built = secrets_page(fms(id.product), false, &self.gosvw, &self.vmpcks);
+                    firmware_write(mem, unit, &built[..]).map_err(mem_err)?;
+                    page.fill(0);
+                }
+                PageType::Cpuid => {
+                    firmware_read(mem, unit, &mut page[..]).map_err(mem_err)?;
+                    match check_cpuid_page(page, fms(id.product)) {
+                        Ok(()) => {}
+                        Err(CpuidRejection::Malformed(why)) => {
+                            return Err(fail(
+                                op,
+                                Status::InvalidParam,
+                                format!("CPUID page: {why}"),
+                            ));
+                        }
+                        Err(CpuidRejection::Corrected(fixed, why)) => {
+                            firmware_write(mem, unit, &fixed[..]).map_err(mem_err)?;
+                            return Err(fail(
+                                op,
+                                Status::InvalidParam,
+                                format!("CPUID page refused, corrected table written back: {why}"),
+                            ));
+                        }
+                    }
+                }
+            }
+            digest.extend(&PageInfo {
+                contents: update.page_type.contents_digest(page),
+                page_type: update.page_type,
+                imi: false,
+                vmpl_perms: update.vmpl_perms,
+                gpa: unit,
+            });
+        }
+        state.mark_private(update.gpa, len).map_err(mem_err)?;
+        self.digest = digest;
+        self.assigned.extend((update.gpa..end).step_by(PAGE_LEN));
+        if update.page_type == PageType::Vmsa {
+            self.vmsas.insert(update.gpa);
+        }
+        Ok(())
+    }
+}
+
+/// SNP_LAUNCH_UPDATE's checks of its input alone, before any state is
+/// read: misaligned GPA → INVALID_ADDRESS; VMSA, SECRETS or CPUID as a
+/// 2 MiB page → INVALID_PAGE_SIZE; IMI_PAGE → INVALID_PARAM.
+fn check_update(op: Op, update: &SnpLaunchUpdate) -> Result<(), FwError> {
+    let len = if update.large {
+        LARGE_PAGE_LEN
+    } else {
+        PAGE_LEN as u64
+    };
+    if !update.gpa.is_multiple_of(len) {
+        return Err(fail(
+            op,
+            Status::InvalidAddress,
+            format!(
+                "GPA {:#x} is not aligned to the page size {len:#x}",
+                update.gpa
+            ),
+        ));
+    }
+    let single_page = matches!(
+        update.page_type,
+        PageType::Vmsa | PageType::Secrets | PageType::Cpuid
+    );
+    if update.large && single_page {
+        return Err(fail(
+            op,
+            Status::InvalidPageSize,
+            format!("a {:?} page must be 4 KiB", update.page_type),
+        ));
+    }
+    if update.imi {
+        return Err(fail(
+            op,
+            Status::InvalidParam,
+            "IMI_PAGE for a guest without IMI_EN",
+        ));
+    }
+    Ok(())
 }
 
 /// The platform-wide state a guest command works on, read under the
@@ -321,124 +467,67 @@ impl Platform {
         update: &SnpLaunchUpdate,
     ) -> Result<(), FwError> {
         let op = op_of(SnpCommand::LaunchUpdate);
-        let len = if update.large {
-            LARGE_PAGE_LEN
-        } else {
-            PAGE_LEN as u64
-        };
-        if !update.gpa.is_multiple_of(len) {
-            return Err(fail(
-                op,
-                Status::InvalidAddress,
-                format!(
-                    "GPA {:#x} is not aligned to the page size {len:#x}",
-                    update.gpa
-                ),
-            ));
-        }
-        let single_page = matches!(
-            update.page_type,
-            PageType::Vmsa | PageType::Secrets | PageType::Cpuid
-        );
-        if update.large && single_page {
-            return Err(fail(
-                op,
-                Status::InvalidPageSize,
-                format!("a {:?} page must be 4 KiB", update.page_type),
-            ));
-        }
-        if update.imi {
-            return Err(fail(
-                op,
-                Status::InvalidParam,
-                "IMI_PAGE for a guest without IMI_EN",
-            ));
-        }
+        check_update(op, update)?;
         let mut inner = self.lock();
         let ctx = self.snp_guest_ctx(&mut inner, op)?;
         let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
         guest.require_state(op, &[SnpGuestState::Launch])?;
         guest.require_active(op)?;
-        let end = update.gpa.checked_add(len).ok_or_else(|| {
-            fail(
-                op,
-                Status::InvalidAddress,
-                "the page wraps the address space",
-            )
-        })?;
-        let regions = mem.regions();
-        if !regions
-            .iter()
-            .any(|r| r.gpa <= update.gpa && r.end().is_some_and(|e| end <= e))
-        {
-            return Err(fail(
-                op,
-                Status::InvalidAddress,
-                format!("{:#x}..{end:#x} is not guest memory", update.gpa),
-            ));
-        }
-        if let Some(u) = guest.assigned.range(update.gpa..end).next() {
-            return Err(fail(
-                op,
-                Status::InvalidPageState,
-                format!("the page at {u:#x} was already launched (not Pre-Guest)"),
-            ));
-        }
-        let state = guest.memory(op, mem)?;
-        let mem_err =
-            |e: crate::memory::MemoryError| fail(op, Status::InvalidAddress, e.to_string());
         let mut page = Zeroizing::new([0u8; PAGE_LEN]);
-        let mut digest = guest.digest;
-        for unit in (update.gpa..end).step_by(PAGE_LEN) {
-            match update.page_type {
-                PageType::Normal | PageType::Vmsa | PageType::Unmeasured => {
-                    firmware_read(mem, unit, &mut page[..]).map_err(mem_err)?;
-                }
-                PageType::Zero => {
-                    page.fill(0);
-                    firmware_write(mem, unit, &page[..]).map_err(mem_err)?;
-                }
-                PageType::Secrets => {
-                    let built =
-                        secrets_page(fms(ctx.id.product), false, &guest.gosvw, &guest.vmpcks);
-                    firmware_write(mem, unit, &built[..]).map_err(mem_err)?;
-                    page.fill(0);
-                }
-                PageType::Cpuid => {
-                    firmware_read(mem, unit, &mut page[..]).map_err(mem_err)?;
-                    match check_cpuid_page(&page, fms(ctx.id.product)) {
-                        Ok(()) => {}
-                        Err(CpuidRejection::Malformed(why)) => {
-                            return Err(fail(
-                                op,
-                                Status::InvalidParam,
-                                format!("CPUID page: {why}"),
-                            ));
-                        }
-                        Err(CpuidRejection::Corrected(fixed, why)) => {
-                            firmware_write(mem, unit, &fixed[..]).map_err(mem_err)?;
-                            return Err(fail(
-                                op,
-                                Status::InvalidParam,
-                                format!("CPUID page refused, corrected table written back: {why}"),
-                            ));
-                        }
-                    }
-                }
-            }
-            digest.extend(&PageInfo {
-                contents: update.page_type.contents_digest(&page),
-                page_type: update.page_type,
-                imi: false,
-                vmpl_perms: update.vmpl_perms,
-                gpa: unit,
-            });
+        guest.launch_page(op, &ctx.id, mem, &mem.regions(), update, &mut page)
+    }
+
+    /// SNP_LAUNCH_UPDATE over a range, as KVM's KVM_SEV_SNP_LAUNCH_UPDATE
+    /// issues it: the `len` bytes at `gpa` as consecutive 4 KiB pages of
+    /// `page_type` (no VMPL permissions), each launched exactly as
+    /// [`Platform::snp_launch_update`] launches it, but with the platform
+    /// state loaded once for the whole range.
+    ///
+    /// `gpa` not 4 KiB aligned, or `len` zero or not a multiple of 4 KiB →
+    /// INVALID_ADDRESS. Otherwise the pages are launched in order; at the
+    /// first page the per-page command would refuse, the range stops with
+    /// that command's error (its detail names the page): the pages before
+    /// it stay launched and measured, it and those after it are unchanged.
+    pub fn snp_launch_update_range(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        gpa: u64,
+        len: u64,
+        page_type: PageType,
+    ) -> Result<(), FwError> {
+        let op = op_of(SnpCommand::LaunchUpdate);
+        let unit = PAGE_LEN as u64;
+        if len == 0 || !len.is_multiple_of(unit) {
+            return Err(fail(
+                op,
+                Status::InvalidAddress,
+                format!("a range of {len:#x} bytes is not a whole number of 4 KiB pages"),
+            ));
         }
-        state.mark_private(update.gpa, len).map_err(mem_err)?;
-        guest.digest = digest;
-        guest.assigned.extend((update.gpa..end).step_by(PAGE_LEN));
-        if update.page_type == PageType::Vmsa {
-            guest.vmsas.insert(update.gpa);
+        let first = SnpLaunchUpdate::page(page_type, gpa);
+        check_update(op, &first)?;
+        let mut inner = self.lock();
+        let ctx = self.snp_guest_ctx(&mut inner, op)?;
+        let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
+        guest.require_state(op, &[SnpGuestState::Launch])?;
+        guest.require_active(op)?;
+        let regions = mem.regions();
+        let mut page = Zeroizing::new([0u8; PAGE_LEN]);
+        for i in 0..len / unit {
+            // A GPA past 2^64 is refused by the page's own wrap check.
+            let update = SnpLaunchUpdate {
+                gpa: gpa.wrapping_add(i * unit),
+                ..first
+            };
+            if update.gpa < gpa {
+                return Err(fail(
+                    op,
+                    Status::InvalidAddress,
+                    "the range wraps the address space",
+                ));
+            }
+            guest.launch_page(op, &ctx.id, mem, &regions, &update, &mut page)?;
         }
         Ok(())
     }

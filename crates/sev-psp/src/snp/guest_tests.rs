@@ -634,3 +634,117 @@ fn sev_and_snp_guests_share_one_asid_table() {
     let e = es(&f.p);
     assert_eq!(f.p.activate_free_asid(e).unwrap(), 2);
 }
+
+#[test]
+fn a_ranged_launch_update_is_the_per_page_command_page_by_page() {
+    const BASE: u64 = 0x10_0000;
+    const PAGES: u64 = 64;
+    const BLOCKED: u64 = 40;
+    let content: Vec<u8> = (0..PAGES * 4096).map(|i| (i % 253) as u8 + 1).collect();
+    for page_type in [PageType::Normal, PageType::Zero, PageType::Unmeasured] {
+        // The same launch twice: page by page, then as one range; in both
+        // one page in the middle was launched before (INVALID_PAGE_STATE).
+        let runs: Vec<_> = [false, true]
+            .into_iter()
+            .map(|ranged| {
+                let (f, h) = launched(31, QEMU_POLICY);
+                let m = mem();
+                m.write_plain(BASE, &content).unwrap();
+                let blocked = BASE + BLOCKED * 4096;
+                f.p.snp_launch_update(h, &m, &SnpLaunchUpdate::page(page_type, blocked))
+                    .unwrap();
+                let err = if ranged {
+                    f.p.snp_launch_update_range(h, &m, BASE, PAGES * 4096, page_type)
+                        .unwrap_err()
+                } else {
+                    (0..PAGES)
+                        .find_map(|i| {
+                            let page = SnpLaunchUpdate::page(page_type, BASE + i * 4096);
+                            f.p.snp_launch_update(h, &m, &page).err()
+                        })
+                        .unwrap()
+                };
+                let digest = f.p.snp_launch_digest(h).unwrap();
+                let mut after = vec![0u8; ((PAGES - BLOCKED - 1) * 4096) as usize];
+                m.read_plain(blocked + 4096, &mut after).unwrap();
+                // Nothing after the failing page was launched.
+                f.p.snp_launch_update(h, &m, &SnpLaunchUpdate::page(page_type, blocked + 4096))
+                    .unwrap();
+                (err.status, err.detail, digest, after)
+            })
+            .collect();
+        assert_eq!(runs[0].0, Status::InvalidPageState, "{page_type:?}");
+        assert!(
+            runs[0] == runs[1],
+            "{page_type:?}: {:?} / {:?}",
+            runs[0].1,
+            runs[1].1
+        );
+        let measured = |i: u64| {
+            let page = &content[(i * 4096) as usize..][..4096];
+            if page_type == PageType::Zero {
+                [0; 4096]
+            } else {
+                page.try_into().unwrap()
+            }
+        };
+        let expect_blocked = measured(BLOCKED);
+        let mut expected = LaunchDigest::new();
+        expected.add_page(page_type, BASE + BLOCKED * 4096, &expect_blocked);
+        for i in 0..BLOCKED {
+            expected.add_page(page_type, BASE + i * 4096, &measured(i));
+        }
+        assert_eq!(&runs[1].2, expected.bytes(), "{page_type:?}");
+        // The pages after the failing one are as they were (not zeroed).
+        assert!(
+            runs[1].3 == content[((BLOCKED + 1) * 4096) as usize..],
+            "{page_type:?}"
+        );
+    }
+}
+
+#[test]
+fn a_ranged_launch_update_refuses_bad_ranges_and_stops_at_the_end_of_memory() {
+    let (f, h) = launched(32, QEMU_POLICY);
+    let m = mem();
+    let before = f.p.snp_launch_digest(h).unwrap();
+    let range = |gpa: u64, len: u64| {
+        f.p.snp_launch_update_range(h, &m, gpa, len, PageType::Normal)
+    };
+    for (gpa, len) in [(0, 0), (0, 100), (0x800, 4096), (0, 4096 + 1)] {
+        assert_eq!(
+            status_of(range(gpa, len)),
+            Status::InvalidAddress,
+            "{gpa:#x}+{len:#x}"
+        );
+    }
+    // Past 2^64: the first page fails, nothing is launched.
+    assert_eq!(
+        status_of(range(0u64.wrapping_sub(4096), 8192)),
+        Status::InvalidAddress
+    );
+    assert_eq!(f.p.snp_launch_digest(h).unwrap(), before);
+    // A range running past guest memory launches the pages inside it and
+    // stops at the first page outside, as the per-page command would.
+    let end = 4 * MIB2;
+    m.write_plain(end - 8192, &[5; 8192]).unwrap();
+    let e = range(end - 8192, 4 * 4096).unwrap_err();
+    assert_eq!(e.status, Status::InvalidAddress);
+    assert!(e.detail.contains(&format!("{end:#x}")), "{e}");
+    let mut expected = LaunchDigest::new();
+    expected.add_page(PageType::Normal, end - 8192, &[5; 4096]);
+    expected.add_page(PageType::Normal, end - 4096, &[5; 4096]);
+    assert_eq!(&f.p.snp_launch_digest(h).unwrap(), expected.bytes());
+    // The guest's state is checked once for the range.
+    let g = f.p.snp_gctx_create().unwrap();
+    assert_eq!(
+        status_of(f.p.snp_launch_update_range(g, &m, 0, 4096, PageType::Normal)),
+        Status::InvalidGuestState
+    );
+    f.p.snp_launch_start(g, &SnpLaunchStart::with_policy(QEMU_POLICY))
+        .unwrap();
+    assert_eq!(
+        status_of(f.p.snp_launch_update_range(g, &m, 0, 4096, PageType::Normal)),
+        Status::Inactive
+    );
+}
