@@ -181,7 +181,7 @@ impl LaunchDigest {
             gpa,
             len: bytes.len(),
         };
-        if gpa % PAGE_LEN as u64 != 0 {
+        if !gpa.is_multiple_of(PAGE_LEN as u64) {
             return Err(bad);
         }
         // The last page's GPA must be representable: the range may end at
