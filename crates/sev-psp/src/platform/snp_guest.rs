@@ -24,8 +24,8 @@ use crate::snp::guest::{
 };
 use crate::snp::state::{SnpRuntime, SnpShared};
 use crate::snp::{
-    SnpCommand, SnpGuestState, SnpGuestStatus, SnpIdentity, SnpLaunchFinish, SnpLaunchIdentity,
-    SnpLaunchStart, SnpLaunchUpdate, SnpPageState,
+    Pvalidate, SnpCommand, SnpGuestState, SnpGuestStatus, SnpIdentity, SnpLaunchFinish,
+    SnpLaunchIdentity, SnpLaunchStart, SnpLaunchUpdate, SnpPageState, SnpRmpEntry,
 };
 use crate::store::run::HeldRecord;
 
@@ -50,6 +50,12 @@ pub(crate) struct SnpGuest {
     assigned: BTreeSet<u64>,
     /// The units that are VMSAs.
     vmsas: BTreeSet<u64>,
+    /// The assigned units whose RMP Validated bit is set: launched, or
+    /// validated by the guest's PVALIDATE.
+    validated: BTreeSet<u64>,
+    /// The first units of the assigned 2 MiB RMP entries (the other units of
+    /// such an entry are in `assigned` too).
+    large: BTreeSet<u64>,
     /// The context's liveness record, held while the context exists in
     /// this process (docs/architecture-platform-state.md#snp-guest-contexts).
     _liveness: HeldRecord,
@@ -211,6 +217,11 @@ impl SnpGuest {
         state.mark_private(update.gpa, len).map_err(mem_err)?;
         self.digest = digest;
         self.assigned.extend((update.gpa..end).step_by(PAGE_LEN));
+        // Launched pages start validated, as on hardware.
+        self.validated.extend((update.gpa..end).step_by(PAGE_LEN));
+        if update.large {
+            self.large.insert(update.gpa);
+        }
         if update.page_type == PageType::Vmsa {
             self.vmsas.insert(update.gpa);
         }
@@ -327,6 +338,8 @@ impl Platform {
                 memory: None,
                 assigned: BTreeSet::new(),
                 vmsas: BTreeSet::new(),
+                validated: BTreeSet::new(),
+                large: BTreeSet::new(),
                 _liveness: liveness,
             },
         );
@@ -748,8 +761,10 @@ impl Platform {
     /// A page-state change on behalf of the guest (the GHCB page-state
     /// change request the VMM forwards; docs/protocol/snp.md#page-state-changes):
     /// makes the `pages` 4 KiB pages at `gpa` private (assigned to the guest,
-    /// no longer host-writable) or shared. The only way, besides
-    /// LAUNCH_UPDATE, that pages change state.
+    /// no longer host-writable, not validated until the guest's PVALIDATE)
+    /// or shared (no longer validated). The only way, besides LAUNCH_UPDATE,
+    /// that pages change state. A 4 KiB change inside a 2 MiB RMP entry
+    /// splits the entry first (the hypervisor's PSMASH).
     ///
     /// Errors, in order (nothing changes on error): `gpa` not 4 KiB aligned
     /// or the range outside guest memory → INVALID_ADDRESS; the platform and
@@ -763,10 +778,44 @@ impl Platform {
         pages: u64,
         to: SnpPageState,
     ) -> Result<(), FwError> {
+        self.page_state_change(handle, mem, gpa, pages, false, to)
+    }
+
+    /// A page-state change of one 2 MiB entry (the GHCB request's page-size
+    /// bit) at `gpa`, 2 MiB aligned: as [`Platform::snp_page_state_change`]
+    /// of its 512 pages, but made private it becomes one 2 MiB RMP entry,
+    /// not validated, which the guest validates with a 2 MiB PVALIDATE
+    /// (docs/protocol/choices.md#u51). `gpa` not 2 MiB aligned →
+    /// INVALID_ADDRESS.
+    pub fn snp_page_state_change_large(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        gpa: u64,
+        to: SnpPageState,
+    ) -> Result<(), FwError> {
+        let units = LARGE_PAGE_LEN / PAGE_LEN as u64;
+        self.page_state_change(handle, mem, gpa, units, true, to)
+    }
+
+    fn page_state_change(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        gpa: u64,
+        pages: u64,
+        large: bool,
+        to: SnpPageState,
+    ) -> Result<(), FwError> {
         let op = Op::PageStateChange;
         let addr = |detail: String| fail(op, Status::InvalidAddress, detail);
-        if !gpa.is_multiple_of(PAGE_LEN as u64) {
-            return Err(addr(format!("GPA {gpa:#x} is not 4 KiB aligned")));
+        let align = if large {
+            LARGE_PAGE_LEN
+        } else {
+            PAGE_LEN as u64
+        };
+        if !gpa.is_multiple_of(align) {
+            return Err(addr(format!("GPA {gpa:#x} is not aligned to {align:#x}")));
         }
         let len = pages
             .checked_mul(PAGE_LEN as u64)
@@ -789,17 +838,118 @@ impl Platform {
         }
         let state = guest.memory(op, mem)?;
         let private = to == SnpPageState::Private;
+        // Already this one 2 MiB private entry: nothing to change.
+        let unchanged = large && private && guest.large.contains(&gpa);
         state
             .convert_pages(mem, gpa, len, private)
             .map_err(|e| addr(e.to_string()))?;
+        if unchanged {
+            return Ok(());
+        }
+        // Split (PSMASH) the 2 MiB entries the range touches.
+        let first_large = gpa - gpa % LARGE_PAGE_LEN;
+        let touched: Vec<u64> = guest.large.range(first_large..end).copied().collect();
+        for base in touched {
+            guest.large.remove(&base);
+        }
         for unit in (gpa..end).step_by(PAGE_LEN) {
             if private {
-                guest.assigned.insert(unit);
+                // A newly assigned page is not validated; one already
+                // private keeps its Validated bit (choices.md#u52), except in
+                // a new 2 MiB entry.
+                if guest.assigned.insert(unit) || large {
+                    guest.validated.remove(&unit);
+                }
             } else {
                 guest.assigned.remove(&unit);
+                guest.validated.remove(&unit);
             }
         }
+        if large && private {
+            guest.large.insert(gpa);
+        }
         Ok(())
+    }
+
+    /// The guest's PVALIDATE of the 4 KiB page, or with `large` the 2 MiB
+    /// page, at `gpa`: sets (`validate`) or clears the Validated bit of its
+    /// RMP entry (docs/protocol/snp.md#pvalidate). The guest can use a
+    /// private page only once it is validated.
+    ///
+    /// The instruction's results: `gpa` not aligned to the page size →
+    /// FAIL_INPUT; the size not that of the page's RMP entry →
+    /// FAIL_SIZEMISMATCH; the bit already as asked → FAIL_NOUPDATE;
+    /// nothing changes on any. Errors: the platform and guest checks; the
+    /// guest not RUNNING → INVALID_GUEST_STATE; not active → INACTIVE; a
+    /// page not assigned to the guest (a nested page fault on hardware) →
+    /// INVALID_PAGE_STATE (docs/protocol/choices.md#u53).
+    pub fn snp_pvalidate(
+        &self,
+        handle: u32,
+        gpa: u64,
+        large: bool,
+        validate: bool,
+    ) -> Result<Pvalidate, FwError> {
+        let op = Op::Pvalidate;
+        let mut inner = self.lock();
+        let ctx = self.snp_guest_ctx(&mut inner, op)?;
+        let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
+        guest.require_state(op, &[SnpGuestState::Running])?;
+        guest.require_active(op)?;
+        let len = if large {
+            LARGE_PAGE_LEN
+        } else {
+            PAGE_LEN as u64
+        };
+        if !gpa.is_multiple_of(len) {
+            return Ok(Pvalidate::FailInput);
+        }
+        let end = gpa.saturating_add(len);
+        let units = (gpa..end).step_by(PAGE_LEN);
+        if let Some(u) = units.clone().find(|u| !guest.assigned.contains(u)) {
+            return Err(fail(
+                op,
+                Status::InvalidPageState,
+                format!("the page at {u:#x} is not assigned to the guest (RMP fault)"),
+            ));
+        }
+        let in_large = guest.large.contains(&(gpa - gpa % LARGE_PAGE_LEN));
+        if in_large != large {
+            return Ok(Pvalidate::FailSizeMismatch);
+        }
+        if units
+            .clone()
+            .all(|u| guest.validated.contains(&u) == validate)
+        {
+            return Ok(Pvalidate::FailNoUpdate);
+        }
+        for unit in units {
+            if validate {
+                guest.validated.insert(unit);
+            } else {
+                guest.validated.remove(&unit);
+            }
+        }
+        Ok(Pvalidate::Success)
+    }
+
+    /// The RMP model's entry of the 4 KiB page at `gpa` of SNP guest
+    /// `handle` (any guest state): assigned, validated, in a 2 MiB entry, a
+    /// VMSA (docs/protocol/snp.md#rmp-model). What a guest access checks:
+    /// private accesses need an assigned, validated page.
+    pub fn snp_rmp_entry(&self, handle: u32, gpa: u64) -> Result<SnpRmpEntry, FwError> {
+        let op = Op::Pvalidate;
+        let mut inner = self.lock();
+        let ctx = self.snp_guest_ctx(&mut inner, op)?;
+        let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
+        let unit = gpa - gpa % PAGE_LEN as u64;
+        let assigned = guest.assigned.contains(&unit);
+        Ok(SnpRmpEntry {
+            assigned,
+            validated: guest.validated.contains(&unit),
+            large: assigned && guest.large.contains(&(unit - unit % LARGE_PAGE_LEN)),
+            vmsa: guest.vmsas.contains(&unit),
+        })
     }
 
     /// SNP_DECOMMISSION (any guest state): destroys the context; its ASID
