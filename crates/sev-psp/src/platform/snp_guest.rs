@@ -137,11 +137,28 @@ impl SnpGuest {
         update: &SnpLaunchUpdate,
         page: &mut [u8; PAGE_LEN],
     ) -> Result<(), FwError> {
-        let len = if update.large {
-            LARGE_PAGE_LEN
-        } else {
-            PAGE_LEN as u64
-        };
+        let mut digest = self.digest;
+        let state = self.measure_page(op, id, mem, regions, update, page, &mut digest)?;
+        self.commit_pages(op, &state, update, update_len(update), digest)
+    }
+
+    /// [`SnpGuest::launch_page`] without its commit: the checks, the page's
+    /// encryption and its measurement into `digest`. Changes nothing of the
+    /// guest, so consecutive pages of one range can be measured first and
+    /// committed together ([`SnpGuest::commit_pages`]); returns the memory
+    /// state to commit to.
+    #[allow(clippy::too_many_arguments)]
+    fn measure_page(
+        &mut self,
+        op: Op,
+        id: &SnpIdentity,
+        mem: &dyn GuestBacking,
+        regions: &[Region],
+        update: &SnpLaunchUpdate,
+        page: &mut [u8; PAGE_LEN],
+        digest: &mut LaunchDigest,
+    ) -> Result<Arc<MemoryState>, FwError> {
+        let len = update_len(update);
         let end = update.gpa.checked_add(len).ok_or_else(|| {
             fail(
                 op,
@@ -169,7 +186,7 @@ impl SnpGuest {
         let state = self.memory_with(op, regions)?;
         let mem_err =
             |e: crate::memory::MemoryError| fail(op, Status::InvalidAddress, e.to_string());
-        let mut digest = self.digest;
+        let mut measured = *digest;
         for unit in (update.gpa..end).step_by(PAGE_LEN) {
             match update.page_type {
                 PageType::Normal | PageType::Vmsa | PageType::Unmeasured => {
@@ -206,7 +223,7 @@ impl SnpGuest {
                     }
                 }
             }
-            digest.extend(&PageInfo {
+            measured.extend(&PageInfo {
                 contents: update.page_type.contents_digest(page),
                 page_type: update.page_type,
                 imi: false,
@@ -214,18 +231,45 @@ impl SnpGuest {
                 gpa: unit,
             });
         }
-        state.mark_private(update.gpa, len).map_err(mem_err)?;
+        *digest = measured;
+        Ok(state)
+    }
+
+    /// Commits the `len` bytes of pages of `update`'s type from
+    /// `update.gpa` on, measured into `digest` by [`SnpGuest::measure_page`]:
+    /// assigned to the guest, validated (launched pages start validated, as
+    /// on hardware), private in `state`, one 2 MiB entry for a 2 MiB page.
+    fn commit_pages(
+        &mut self,
+        op: Op,
+        state: &MemoryState,
+        update: &SnpLaunchUpdate,
+        len: u64,
+        digest: LaunchDigest,
+    ) -> Result<(), FwError> {
+        state
+            .mark_private(update.gpa, len)
+            .map_err(|e| fail(op, Status::InvalidAddress, e.to_string()))?;
         self.digest = digest;
-        self.assigned.extend((update.gpa..end).step_by(PAGE_LEN));
-        // Launched pages start validated, as on hardware.
-        self.validated.extend((update.gpa..end).step_by(PAGE_LEN));
+        let units = (update.gpa..update.gpa.saturating_add(len)).step_by(PAGE_LEN);
+        self.assigned.extend(units.clone());
+        self.validated.extend(units.clone());
         if update.large {
             self.large.insert(update.gpa);
         }
         if update.page_type == PageType::Vmsa {
-            self.vmsas.insert(update.gpa);
+            self.vmsas.extend(units);
         }
         Ok(())
+    }
+}
+
+/// The bytes one SNP_LAUNCH_UPDATE covers: 4 KiB or 2 MiB.
+fn update_len(update: &SnpLaunchUpdate) -> u64 {
+    if update.large {
+        LARGE_PAGE_LEN
+    } else {
+        PAGE_LEN as u64
     }
 }
 
@@ -527,22 +571,42 @@ impl Platform {
         guest.require_active(op)?;
         let regions = mem.regions();
         let mut page = Zeroizing::new([0u8; PAGE_LEN]);
-        for i in 0..len / unit {
+        // The pages are measured one by one, then the ones measured are
+        // committed at once: the same as launching each in turn, since no
+        // page's checks depend on the others of the range (they are
+        // distinct, and the private marks are not read while launching).
+        let mut digest = guest.digest;
+        let mut state = None;
+        let mut done = 0;
+        let mut failure = None;
+        while done < len {
             // A GPA past 2^64 is refused by the page's own wrap check.
             let update = SnpLaunchUpdate {
-                gpa: gpa.wrapping_add(i * unit),
+                gpa: gpa.wrapping_add(done),
                 ..first
             };
-            if update.gpa < gpa {
-                return Err(fail(
+            let measured = if update.gpa < gpa {
+                Err(fail(
                     op,
                     Status::InvalidAddress,
                     "the range wraps the address space",
-                ));
+                ))
+            } else {
+                guest.measure_page(op, &ctx.id, mem, &regions, &update, &mut page, &mut digest)
+            };
+            match measured {
+                Ok(s) => state = Some(s),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
             }
-            guest.launch_page(op, &ctx.id, mem, &regions, &update, &mut page)?;
+            done += unit;
         }
-        Ok(())
+        if let Some(state) = state {
+            guest.commit_pages(op, &state, &first, done, digest)?;
+        }
+        failure.map_or(Ok(()), Err)
     }
 
     /// SNP_LAUNCH_FINISH, guest LAUNCH and active → RUNNING: with an ID
