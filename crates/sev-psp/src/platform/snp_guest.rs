@@ -349,6 +349,9 @@ impl Platform {
         for _ in 0..=MAX_GUESTS * 2 {
             if !ctx.snp.snp.guests.contains_key(&handle) {
                 liveness = ctx.snp.hold_guest(handle)?;
+                if liveness.is_none() && ctx.snp.remove_stale(handle)? {
+                    liveness = ctx.snp.hold_guest(handle)?;
+                }
                 if liveness.is_some() {
                     break;
                 }

@@ -245,6 +245,18 @@ impl SnpShared {
             .map_err(crate::error::store_err(self.op))
     }
 
+    /// Removes the liveness record of `handle` if nobody holds it: a file a
+    /// process left when it died between creating it and recording the
+    /// context. `true` when one was removed.
+    pub(crate) fn remove_stale(&self, handle: u32) -> Result<bool, FwError> {
+        let store = crate::error::store_err(self.op);
+        let name = guest_record_name(handle);
+        if self.run.probe(&name).map_err(&store)? != Holder::Abandoned {
+            return Ok(false);
+        }
+        self.run.remove(&name).map_err(&store)
+    }
+
     /// Removes the liveness record of guest context `handle` (its context
     /// is destroyed).
     pub(crate) fn release_guest(&self, handle: u32) -> Result<(), FwError> {

@@ -346,8 +346,16 @@ fn snp_shutdown_removes_every_processes_context_records() {
     f.p.snp_init().unwrap();
     assert_eq!(status_of(other.snp_guest_status(a)), Status::InvalidGuest);
     // The next handle is a new one; nothing stale is left to reap.
-    assert_ne!(other.snp_gctx_create().unwrap(), a);
+    let b = other.snp_gctx_create().unwrap();
+    assert_ne!(b, a);
     assert_eq!(f.p.snp_platform_status().unwrap().guest_count, 1);
+    // A record nobody holds and no context names (its process died before
+    // recording the context) does not keep its handle from being used.
+    let stray = f.path.join("run").join(format!("snp-guest-{}", b + 1));
+    std::fs::write(&stray, b"left behind").unwrap();
+    assert_eq!(f.p.snp_gctx_create().unwrap(), b + 1);
+    assert!(stray.exists(), "the new context's own record");
+    assert_eq!(f.p.snp_platform_status().unwrap().guest_count, 2);
 }
 
 #[test]
