@@ -29,6 +29,9 @@ pub enum Op {
     /// hypervisor's RMPUPDATE and the guest's PVALIDATE, not a firmware
     /// command).
     PageStateChange,
+    /// [`crate::Platform::snp_pvalidate`] (the guest's PVALIDATE
+    /// instruction, not a firmware command).
+    Pvalidate,
     /// [`crate::Platform::trust_ark`] (an administrator's action, not a
     /// firmware command).
     TrustArk,
@@ -42,6 +45,7 @@ impl fmt::Display for Op {
             Op::HostRead => f.write_str("host-view read"),
             Op::HostWrite => f.write_str("host-view write"),
             Op::PageStateChange => f.write_str("page-state change"),
+            Op::Pvalidate => f.write_str("PVALIDATE"),
             Op::TrustArk => f.write_str("trusting an ARK"),
         }
     }

@@ -124,6 +124,17 @@ impl PageInfo {
     }
 }
 
+/// A region [`LaunchDigest::add_region`] cannot measure: its GPA is not
+/// page-aligned, or its pages run past the top of the 64-bit address space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("SNP region of {len} bytes at GPA {gpa:#x} is not page-aligned or runs past 2^64")]
+pub struct BadRegion {
+    /// The region's first GPA.
+    pub gpa: u64,
+    /// Its length in bytes.
+    pub len: usize,
+}
+
 /// A guest's running launch digest, zero when the launch starts.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct LaunchDigest([u8; SHA384_LEN]);
@@ -157,12 +168,39 @@ impl LaunchDigest {
     /// Measures consecutive pages from `gpa` on, as `page_type`. `bytes` is
     /// padded with zeros to a whole number of pages, as the VMM pads the
     /// last page it encrypts.
-    pub fn add_region(&mut self, page_type: PageType, gpa: u64, bytes: &[u8]) {
-        for (i, chunk) in bytes.chunks(PAGE_LEN).enumerate() {
+    ///
+    /// `gpa` must be page-aligned and the padded range must end at or below
+    /// 2^64; otherwise nothing is measured and the digest is unchanged.
+    pub fn add_region(
+        &mut self,
+        page_type: PageType,
+        gpa: u64,
+        bytes: &[u8],
+    ) -> Result<(), BadRegion> {
+        let bad = BadRegion {
+            gpa,
+            len: bytes.len(),
+        };
+        if !gpa.is_multiple_of(PAGE_LEN as u64) {
+            return Err(bad);
+        }
+        // The last page's GPA must be representable: the range may end at
+        // exactly 2^64 but not past it.
+        let pages = u64::try_from(bytes.len().div_ceil(PAGE_LEN)).map_err(|_| bad)?;
+        if let Some(last) = pages.checked_sub(1) {
+            last.checked_mul(PAGE_LEN as u64)
+                .and_then(|off| gpa.checked_add(off))
+                .ok_or(bad)?;
+        }
+        let mut page_gpa = gpa;
+        for chunk in bytes.chunks(PAGE_LEN) {
             let mut page = [0u8; PAGE_LEN];
             page[..chunk.len()].copy_from_slice(chunk);
-            self.add_page(page_type, gpa + (i * PAGE_LEN) as u64, &page);
+            self.add_page(page_type, page_gpa, &page);
+            // Wraps to 0 only after the last page (checked above).
+            page_gpa = page_gpa.wrapping_add(PAGE_LEN as u64);
         }
+        Ok(())
     }
 }
 
@@ -249,7 +287,8 @@ mod tests {
         assert_ne!(a, c);
         // add_region pads and advances the GPA page by page.
         let mut d = LaunchDigest::new();
-        d.add_region(PageType::Normal, 0x1000, &[7u8; PAGE_LEN + 10]);
+        d.add_region(PageType::Normal, 0x1000, &[7u8; PAGE_LEN + 10])
+            .unwrap();
         let mut e = LaunchDigest::new();
         e.add_page(PageType::Normal, 0x1000, &page);
         let mut tail = [0u8; PAGE_LEN];
@@ -257,6 +296,36 @@ mod tests {
         e.add_page(PageType::Normal, 0x2000, &tail);
         assert_eq!(d, e);
         assert_eq!(LaunchDigest::from_bytes(*e.bytes()), e);
+    }
+
+    #[test]
+    fn add_region_refuses_unaligned_and_wrapping_ranges() {
+        let top = 0u64.wrapping_sub(PAGE_LEN as u64);
+        let mut d = LaunchDigest::new();
+        let before = d;
+        // Past 2^64: two pages starting at the last page, or a partial
+        // second page.
+        for bytes in [&[1u8; 2 * PAGE_LEN][..], &[1u8; PAGE_LEN + 1][..]] {
+            assert_eq!(
+                d.add_region(PageType::Normal, top, bytes),
+                Err(BadRegion {
+                    gpa: top,
+                    len: bytes.len()
+                })
+            );
+            assert_eq!(d, before);
+        }
+        assert!(d.add_region(PageType::Normal, 0x1001, &[1; 16]).is_err());
+        assert_eq!(d, before);
+        // Ending exactly at 2^64 is fine, and so is nothing at all.
+        d.add_region(PageType::Normal, top, &[1; PAGE_LEN]).unwrap();
+        let mut e = LaunchDigest::new();
+        let mut page = [0u8; PAGE_LEN];
+        page.fill(1);
+        e.add_page(PageType::Normal, top, &page);
+        assert_eq!(d, e);
+        d.add_region(PageType::Normal, top, &[]).unwrap();
+        assert_eq!(d, e);
     }
 
     /// sev-snp-measure's 'snp:ovmf-hash' of its AmdSev OVMF fixture: the one

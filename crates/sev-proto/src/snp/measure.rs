@@ -121,8 +121,10 @@ fn firmware_gpa(firmware: &[u8]) -> Result<u64, SnpMeasureError> {
 /// size: sev-snp-measure's `snp:ovmf-hash` when `ld` starts at zero.
 pub fn add_firmware_pages(ld: &mut LaunchDigest, firmware: &[u8]) -> Result<(), SnpMeasureError> {
     let gpa = firmware_gpa(firmware)?;
-    ld.add_region(PageType::Normal, gpa, firmware);
-    Ok(())
+    ld.add_region(PageType::Normal, gpa, firmware)
+        .map_err(|_| SnpMeasureError::FirmwareSize {
+            len: firmware.len(),
+        })
 }
 
 /// The digest of the firmware pages alone, from zero (`snp:ovmf-hash`).

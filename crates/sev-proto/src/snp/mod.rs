@@ -13,7 +13,7 @@ pub mod tcb;
 
 pub use command::SnpCommand;
 pub use id_block::{IdAuth, IdBlock, IdBlockError};
-pub use launch::{LaunchDigest, PageInfo, PageType, INITIAL_VMSA_GPA};
+pub use launch::{BadRegion, LaunchDigest, PageInfo, PageType, INITIAL_VMSA_GPA};
 pub use measure::{snp_launch_digest, SnpLaunch, SnpMeasureError};
 pub use policy::{GuestPolicy, GuestPolicyError};
 pub use tcb::{Product, TcbVersion};

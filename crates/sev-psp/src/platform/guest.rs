@@ -21,6 +21,7 @@ use super::shared::{self, GuestRecord, Snapshot};
 use super::{cmd, guest_command_allowed, store_err, FwError, Inner, Op, Platform};
 use super::{INIT_OR_WORKING, MAX_GUESTS};
 use crate::memory::{self, GuestBacking, MemoryState, Region, Vek, PAGE_SIZE};
+use crate::snp::state::SnpShared;
 use crate::store::run::HeldRecord;
 use crate::store::StateDir;
 
@@ -451,7 +452,20 @@ impl Inner {
             .asid_owners(asid, handle)
             .map(|g| g.key_group)
             .collect();
-        if owners.is_empty() && shared.platform.needs_flush.contains(&asid) {
+        // One ASID table for SEV and SNP guests
+        // (docs/protocol/choices.md#u50): an SNP context's ASID is owned, a
+        // decommissioned one's needs a flush.
+        let snp = super::snp::load_snp_shared(self, shared, op)?.snp;
+        if snp.guests.values().any(|a| *a == asid) {
+            return Err(FwError::new(
+                op,
+                Status::AsidOwned,
+                format!("ASID {asid} is bound to an SNP guest context"),
+            ));
+        }
+        let released =
+            shared.platform.needs_flush.contains(&asid) || snp.needs_flush.contains(&asid);
+        if owners.is_empty() && released {
             return Err(FwError::new(
                 op,
                 Status::DfFlushRequired,
@@ -700,14 +714,22 @@ impl Platform {
             min_sev..max.saturating_add(1)
         };
         let mut shared = Snapshot::load_cached(&inner, op)?;
-        let held: std::collections::BTreeSet<u32> =
-            shared.guests.values().map(|g| g.asid).collect();
-        let free = |shared: &Snapshot| {
-            range
-                .clone()
-                .find(|a| !held.contains(a) && !shared.platform.needs_flush.contains(a))
+        // SNP guest contexts hold ASIDs of the SEV-ES range too.
+        let mut snp = super::snp::load_snp_shared(&inner, &shared, op)?;
+        let held: std::collections::BTreeSet<u32> = shared
+            .guests
+            .values()
+            .map(|g| g.asid)
+            .chain(snp.snp.guests.values().copied())
+            .collect();
+        let free = |shared: &Snapshot, snp: &SnpShared| {
+            range.clone().find(|a| {
+                !held.contains(a)
+                    && !shared.platform.needs_flush.contains(a)
+                    && !snp.snp.needs_flush.contains(a)
+            })
         };
-        let asid = match free(&shared) {
+        let asid = match free(&shared, &snp) {
             Some(asid) => asid,
             None => {
                 if !range.clone().any(|a| !held.contains(&a)) {
@@ -719,8 +741,12 @@ impl Platform {
                 }
                 shared.platform.needs_flush.clear();
                 shared.save()?;
+                if !snp.snp.needs_flush.is_empty() {
+                    snp.snp.needs_flush.clear();
+                    snp.save()?;
+                }
                 log::debug!("DF_FLUSH: released ASIDs made reusable");
-                free(&shared).ok_or_else(|| {
+                free(&shared, &snp).ok_or_else(|| {
                     FwError::new(op, Status::ResourceLimit, "no ASID free after DF_FLUSH")
                 })?
             }

@@ -870,7 +870,9 @@ impl Platform {
     }
 
     /// DF_FLUSH, INIT or WORKING: makes the ASIDs released by DEACTIVATE
-    /// reusable. (WBINVD is not modelled: WBINVD_REQUIRED never occurs.)
+    /// reusable, and those of decommissioned SNP guest contexts (one ASID
+    /// table, docs/protocol/choices.md#u50). (WBINVD is not modelled:
+    /// WBINVD_REQUIRED never occurs.)
     pub fn df_flush(&self) -> Result<(), FwError> {
         let op = cmd(CommandId::DfFlush);
         let inner = self.lock();
@@ -878,6 +880,11 @@ impl Platform {
         if !shared.platform.needs_flush.is_empty() {
             shared.platform.needs_flush.clear();
             shared.save()?;
+        }
+        let mut snp = snp::load_snp_shared(&inner, &shared, op)?;
+        if !snp.snp.needs_flush.is_empty() {
+            snp.snp.needs_flush.clear();
+            snp.save()?;
         }
         Ok(())
     }

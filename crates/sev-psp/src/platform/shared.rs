@@ -34,7 +34,7 @@ use zeroize::Zeroizing;
 
 use super::{store_err, FwError, Inner, Op};
 use crate::memory::{Vek, VEK_LEN};
-use crate::store::record::{RecordReader, RecordWriter};
+use crate::store::record::{decode_fixed, RecordReader, RecordWriter};
 use crate::store::run::{HeldRecord, Holder, InPlaceRecord, RunDir, SharedCounter};
 use crate::store::{StateDir, StateLock, StoreError};
 
@@ -123,43 +123,30 @@ impl PlatformRecord {
 
     fn decode(payload: &[u8]) -> Result<Self, String> {
         let mut r = PlatformRecord::default();
-        let mut seen = BTreeSet::new();
-        for record in RecordReader::new(payload) {
-            let (t, v) = record.map_err(|e| e.to_string())?;
-            if !seen.insert(t) {
-                return Err(format!("record {t:#06x} repeated"));
+        decode_fixed(payload, 6, |t, v| match (t, v) {
+            (tag::STATE, [b]) => PlatformState::from_u8(*b).map(|s| r.state = s).is_some(),
+            (tag::ES, [b @ (0 | 1)]) => {
+                r.es_enabled = *b == 1;
+                true
             }
-            let ok = match (t, v) {
-                (tag::STATE, [b]) => PlatformState::from_u8(*b).map(|s| r.state = s).is_some(),
-                (tag::ES, [b @ (0 | 1)]) => {
-                    r.es_enabled = *b == 1;
-                    true
-                }
-                (tag::GENERATION, v) => word(v)
-                    .map(|b| r.generation = u64::from_le_bytes(b))
-                    .is_some(),
-                (tag::NEXT_HANDLE, v) => word(v)
-                    .map(|b| r.next_handle = u32::from_le_bytes(b))
-                    .is_some(),
-                (tag::NEXT_KEY_GROUP, v) => word(v)
-                    .map(|b| r.next_key_group = u64::from_le_bytes(b))
-                    .is_some(),
-                (tag::FLUSH, v) if v.len() % 4 == 0 => {
-                    r.needs_flush = v
-                        .chunks_exact(4)
-                        .filter_map(|c| word(c).map(u32::from_le_bytes))
-                        .collect();
-                    true
-                }
-                _ => false,
-            };
-            if !ok {
-                return Err(format!("unexpected or malformed record {t:#06x}"));
+            (tag::GENERATION, v) => word(v)
+                .map(|b| r.generation = u64::from_le_bytes(b))
+                .is_some(),
+            (tag::NEXT_HANDLE, v) => word(v)
+                .map(|b| r.next_handle = u32::from_le_bytes(b))
+                .is_some(),
+            (tag::NEXT_KEY_GROUP, v) => word(v)
+                .map(|b| r.next_key_group = u64::from_le_bytes(b))
+                .is_some(),
+            (tag::FLUSH, v) if v.len() % 4 == 0 => {
+                r.needs_flush = v
+                    .chunks_exact(4)
+                    .filter_map(|c| word(c).map(u32::from_le_bytes))
+                    .collect();
+                true
             }
-        }
-        if seen.len() != 6 {
-            return Err("missing record".into());
-        }
+            _ => false,
+        })?;
         Ok(r)
     }
 }

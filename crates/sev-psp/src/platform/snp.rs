@@ -128,7 +128,7 @@ impl Platform {
         let mut inner = self.lock();
         let shared = Snapshot::load(&inner, op)?;
         self.load_snp_identity(&mut inner, &shared, op)?;
-        let mut snp = SnpShared::load(shared.run(), op)?;
+        let mut snp = load_snp_shared(&inner, &shared, op)?;
         if snp.snp.state != SnpPlatformState::Uninit {
             return Err(FwError::new(
                 op,
@@ -189,7 +189,7 @@ impl Platform {
         let mut inner = self.lock();
         let shared = Snapshot::load(&inner, op)?;
         self.load_snp_identity(&mut inner, &shared, op)?;
-        let mut snp = SnpShared::load(shared.run(), op)?;
+        let mut snp = load_snp_shared(&inner, &shared, op)?;
         if snp.snp.state == SnpPlatformState::Uninit {
             return Ok(());
         }
@@ -214,6 +214,9 @@ impl Platform {
             ));
         }
         let destroyed = snp.snp.guests.len();
+        for handle in snp.snp.guests.keys() {
+            snp.release_guest(*handle)?;
+        }
         snp.snp = SnpRuntime {
             next_handle: snp.snp.next_handle,
             ..SnpRuntime::default()
@@ -237,7 +240,7 @@ impl Platform {
         let mut inner = self.lock();
         let shared = Snapshot::load(&inner, op)?;
         let id = self.load_snp_identity(&mut inner, &shared, op)?;
-        let snp = SnpShared::load(shared.run(), op)?.snp;
+        let snp = load_snp_shared(&inner, &shared, op)?.snp;
         let current = id
             .current_tcb
             .encode(id.product)
@@ -278,7 +281,7 @@ impl Platform {
         let mut inner = self.lock();
         let shared = Snapshot::load(&inner, op)?;
         let id = self.load_snp_identity(&mut inner, &shared, op)?;
-        let mut snp = SnpShared::load(shared.run(), op)?;
+        let mut snp = load_snp_shared(&inner, &shared, op)?;
         require_snp_init(op, snp.snp.state)?;
         if config.reported_tcb != 0 {
             let tcb = TcbVersion::decode(config.reported_tcb, id.product)
@@ -314,7 +317,7 @@ impl Platform {
         let mut inner = self.lock();
         let shared = Snapshot::load(&inner, op)?;
         let mut id = self.load_snp_identity(&mut inner, &shared, op)?;
-        require_snp_init(op, SnpShared::load(shared.run(), op)?.snp.state)?;
+        require_snp_init(op, load_snp_shared(&inner, &shared, op)?.snp.state)?;
         id.committed_tcb = id.current_tcb;
         id.committed_version = (inner.identity.api, inner.identity.build);
         self.write_snp_identity(&id, op)?;
@@ -328,20 +331,37 @@ impl Platform {
     }
 
     /// SNP_DF_FLUSH, SNP INIT only: the ASIDs of decommissioned SNP guests
-    /// become reusable.
+    /// become reusable, and those SEV guests released (one ASID table,
+    /// docs/protocol/choices.md#u50).
     pub fn snp_df_flush(&self) -> Result<(), FwError> {
         let op = snp_op(SnpCommand::DfFlush);
         let mut inner = self.lock();
-        let shared = Snapshot::load(&inner, op)?;
+        let mut shared = Snapshot::load(&inner, op)?;
         self.load_snp_identity(&mut inner, &shared, op)?;
-        let mut snp = SnpShared::load(shared.run(), op)?;
+        let mut snp = load_snp_shared(&inner, &shared, op)?;
         require_snp_init(op, snp.snp.state)?;
         if !snp.snp.needs_flush.is_empty() {
             snp.snp.needs_flush.clear();
             snp.save()?;
         }
+        if !shared.platform.needs_flush.is_empty() {
+            shared.platform.needs_flush.clear();
+            shared.save()?;
+        }
         Ok(())
     }
+}
+
+/// The SNP runtime record, with the guest contexts of processes that are
+/// gone reaped ([`SnpShared::reap`]); `shared` holds the directory lock.
+pub(super) fn load_snp_shared(
+    inner: &Inner,
+    shared: &Snapshot,
+    op: Op,
+) -> Result<SnpShared, FwError> {
+    let mut snp = SnpShared::load(shared.run(), op)?;
+    snp.reap(|h| inner.snp_guests.contains_key(&h))?;
+    Ok(snp)
 }
 
 pub(super) fn require_snp_init(op: Op, state: SnpPlatformState) -> Result<(), FwError> {

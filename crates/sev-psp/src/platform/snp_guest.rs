@@ -16,17 +16,18 @@ use sev_proto::snp::{id_block, GuestPolicy, LaunchDigest, PageInfo, PageType};
 use zeroize::Zeroizing;
 
 use super::shared::Snapshot;
-use super::snp::require_snp_init;
+use super::snp::{load_snp_shared, require_snp_init};
 use super::{FwError, Inner, Op, Platform, MAX_GUESTS};
-use crate::memory::{firmware_read, firmware_write, GuestBacking, MemoryState, Vek};
+use crate::memory::{firmware_read, firmware_write, GuestBacking, MemoryState, Region, Vek};
 use crate::snp::guest::{
     check_cpuid_page, fms, secrets_page, CpuidRejection, LARGE_PAGE_LEN, PAGE_LEN,
 };
 use crate::snp::state::{SnpRuntime, SnpShared};
 use crate::snp::{
-    SnpCommand, SnpGuestState, SnpGuestStatus, SnpIdentity, SnpLaunchFinish, SnpLaunchIdentity,
-    SnpLaunchStart, SnpLaunchUpdate, SnpPageState,
+    Pvalidate, SnpCommand, SnpGuestState, SnpGuestStatus, SnpIdentity, SnpLaunchFinish,
+    SnpLaunchIdentity, SnpLaunchStart, SnpLaunchUpdate, SnpPageState, SnpRmpEntry,
 };
+use crate::store::run::HeldRecord;
 
 /// One SNP guest context, in the process that created it.
 pub(crate) struct SnpGuest {
@@ -49,6 +50,15 @@ pub(crate) struct SnpGuest {
     assigned: BTreeSet<u64>,
     /// The units that are VMSAs.
     vmsas: BTreeSet<u64>,
+    /// The assigned units whose RMP Validated bit is set: launched, or
+    /// validated by the guest's PVALIDATE.
+    validated: BTreeSet<u64>,
+    /// The first units of the assigned 2 MiB RMP entries (the other units of
+    /// such an entry are in `assigned` too).
+    large: BTreeSet<u64>,
+    /// The context's liveness record, held while the context exists in
+    /// this process (docs/architecture-platform-state.md#snp-guest-contexts).
+    _liveness: HeldRecord,
 }
 
 fn op_of(c: SnpCommand) -> Op {
@@ -65,9 +75,13 @@ fn policy_failure(op: Op, detail: impl Into<String>) -> FwError {
 
 impl SnpGuest {
     fn memory(&mut self, op: Op, mem: &dyn GuestBacking) -> Result<Arc<MemoryState>, FwError> {
-        let regions = mem.regions();
+        self.memory_with(op, &mem.regions())
+    }
+
+    /// [`SnpGuest::memory`] over guest memory of `regions`.
+    fn memory_with(&mut self, op: Op, regions: &[Region]) -> Result<Arc<MemoryState>, FwError> {
         if let Some(state) = &self.memory {
-            if state.regions() != regions.as_slice() {
+            if state.regions() != regions {
                 return Err(fail(
                     op,
                     Status::InvalidAddress,
@@ -77,7 +91,7 @@ impl SnpGuest {
             return Ok(Arc::clone(state));
         }
         let state = Arc::new(
-            MemoryState::new_snp(&self.vek, &regions)
+            MemoryState::new_snp(&self.vek, regions)
                 .map_err(|e| fail(op, Status::InvalidAddress, e.to_string()))?,
         );
         self.memory = Some(Arc::clone(&state));
@@ -108,6 +122,204 @@ impl SnpGuest {
     }
 }
 
+impl SnpGuest {
+    /// One SNP_LAUNCH_UPDATE page of this guest (LAUNCH and active,
+    /// checked by the caller), `update` already checked by
+    /// [`check_update`]: the rest of the command's checks in its order,
+    /// then the page is encrypted and measured. Nothing changes on error
+    /// but a CPUID page's corrected table, written back. The page is
+    /// measured with the GPA of its RMP entry, `rmp_gpa` (the page's own
+    /// GPA but for VMSAs: [`Platform::snp_launch_update_vmsa`]).
+    #[allow(clippy::too_many_arguments)]
+    fn launch_page(
+        &mut self,
+        op: Op,
+        id: &SnpIdentity,
+        mem: &dyn GuestBacking,
+        regions: &[Region],
+        update: &SnpLaunchUpdate,
+        rmp_gpa: u64,
+        page: &mut [u8; PAGE_LEN],
+    ) -> Result<(), FwError> {
+        let mut digest = self.digest;
+        let state =
+            self.measure_page(op, id, mem, regions, update, rmp_gpa, page, &mut digest)?;
+        self.commit_pages(op, &state, update, update_len(update), digest)
+    }
+
+    /// [`SnpGuest::launch_page`] without its commit: the checks, the page's
+    /// encryption and its measurement into `digest`. Changes nothing of the
+    /// guest, so consecutive pages of one range can be measured first and
+    /// committed together ([`SnpGuest::commit_pages`]); returns the memory
+    /// state to commit to. Each 4 KiB unit is measured with the GPA its
+    /// RMP entry names, `rmp_gpa` onwards.
+    #[allow(clippy::too_many_arguments)]
+    fn measure_page(
+        &mut self,
+        op: Op,
+        id: &SnpIdentity,
+        mem: &dyn GuestBacking,
+        regions: &[Region],
+        update: &SnpLaunchUpdate,
+        rmp_gpa: u64,
+        page: &mut [u8; PAGE_LEN],
+        digest: &mut LaunchDigest,
+    ) -> Result<Arc<MemoryState>, FwError> {
+        let len = update_len(update);
+        let end = update.gpa.checked_add(len).ok_or_else(|| {
+            fail(
+                op,
+                Status::InvalidAddress,
+                "the page wraps the address space",
+            )
+        })?;
+        if !regions
+            .iter()
+            .any(|r| r.gpa <= update.gpa && r.end().is_some_and(|e| end <= e))
+        {
+            return Err(fail(
+                op,
+                Status::InvalidAddress,
+                format!("{:#x}..{end:#x} is not guest memory", update.gpa),
+            ));
+        }
+        if let Some(u) = self.assigned.range(update.gpa..end).next() {
+            return Err(fail(
+                op,
+                Status::InvalidPageState,
+                format!("the page at {u:#x} was already launched (not Pre-Guest)"),
+            ));
+        }
+        let state = self.memory_with(op, regions)?;
+        let mem_err =
+            |e: crate::memory::MemoryError| fail(op, Status::InvalidAddress, e.to_string());
+        let mut measured = *digest;
+        for unit in (update.gpa..end).step_by(PAGE_LEN) {
+            match update.page_type {
+                PageType::Normal | PageType::Vmsa | PageType::Unmeasured => {
+                    firmware_read(mem, unit, &mut page[..]).map_err(mem_err)?;
+                }
+                PageType::Zero => {
+                    page.fill(0);
+                    firmware_write(mem, unit, &page[..]).map_err(mem_err)?;
+                }
+                PageType::Secrets => {
+                    let built = secrets_page(fms(id.product), false, &self.gosvw, &self.vmpcks);
+                    firmware_write(mem, unit, &built[..]).map_err(mem_err)?;
+                    page.fill(0);
+                }
+                PageType::Cpuid => {
+                    firmware_read(mem, unit, &mut page[..]).map_err(mem_err)?;
+                    match check_cpuid_page(page, fms(id.product)) {
+                        Ok(()) => {}
+                        Err(CpuidRejection::Malformed(why)) => {
+                            return Err(fail(
+                                op,
+                                Status::InvalidParam,
+                                format!("CPUID page: {why}"),
+                            ));
+                        }
+                        Err(CpuidRejection::Corrected(fixed, why)) => {
+                            firmware_write(mem, unit, &fixed[..]).map_err(mem_err)?;
+                            return Err(fail(
+                                op,
+                                Status::InvalidParam,
+                                format!("CPUID page refused, corrected table written back: {why}"),
+                            ));
+                        }
+                    }
+                }
+            }
+            measured.extend(&PageInfo {
+                contents: update.page_type.contents_digest(page),
+                page_type: update.page_type,
+                imi: false,
+                vmpl_perms: update.vmpl_perms,
+                gpa: rmp_gpa.wrapping_add(unit - update.gpa),
+            });
+        }
+        *digest = measured;
+        Ok(state)
+    }
+
+    /// Commits the `len` bytes of pages of `update`'s type from
+    /// `update.gpa` on, measured into `digest` by [`SnpGuest::measure_page`]:
+    /// assigned to the guest, validated (launched pages start validated, as
+    /// on hardware), private in `state`, one 2 MiB entry for a 2 MiB page.
+    fn commit_pages(
+        &mut self,
+        op: Op,
+        state: &MemoryState,
+        update: &SnpLaunchUpdate,
+        len: u64,
+        digest: LaunchDigest,
+    ) -> Result<(), FwError> {
+        state
+            .mark_private(update.gpa, len)
+            .map_err(|e| fail(op, Status::InvalidAddress, e.to_string()))?;
+        self.digest = digest;
+        let units = (update.gpa..update.gpa.saturating_add(len)).step_by(PAGE_LEN);
+        self.assigned.extend(units.clone());
+        self.validated.extend(units.clone());
+        if update.large {
+            self.large.insert(update.gpa);
+        }
+        if update.page_type == PageType::Vmsa {
+            self.vmsas.extend(units);
+        }
+        Ok(())
+    }
+}
+
+/// The bytes one SNP_LAUNCH_UPDATE covers: 4 KiB or 2 MiB.
+fn update_len(update: &SnpLaunchUpdate) -> u64 {
+    if update.large {
+        LARGE_PAGE_LEN
+    } else {
+        PAGE_LEN as u64
+    }
+}
+
+/// SNP_LAUNCH_UPDATE's checks of its input alone, before any state is
+/// read: misaligned GPA → INVALID_ADDRESS; VMSA, SECRETS or CPUID as a
+/// 2 MiB page → INVALID_PAGE_SIZE; IMI_PAGE → INVALID_PARAM.
+fn check_update(op: Op, update: &SnpLaunchUpdate) -> Result<(), FwError> {
+    let len = if update.large {
+        LARGE_PAGE_LEN
+    } else {
+        PAGE_LEN as u64
+    };
+    if !update.gpa.is_multiple_of(len) {
+        return Err(fail(
+            op,
+            Status::InvalidAddress,
+            format!(
+                "GPA {:#x} is not aligned to the page size {len:#x}",
+                update.gpa
+            ),
+        ));
+    }
+    let single_page = matches!(
+        update.page_type,
+        PageType::Vmsa | PageType::Secrets | PageType::Cpuid
+    );
+    if update.large && single_page {
+        return Err(fail(
+            op,
+            Status::InvalidPageSize,
+            format!("a {:?} page must be 4 KiB", update.page_type),
+        ));
+    }
+    if update.imi {
+        return Err(fail(
+            op,
+            Status::InvalidParam,
+            "IMI_PAGE for a guest without IMI_EN",
+        ));
+    }
+    Ok(())
+}
+
 /// The platform-wide state a guest command works on, read under the
 /// directory lock (held until dropped).
 struct GuestCtx {
@@ -122,7 +334,7 @@ impl Platform {
     fn snp_guest_ctx(&self, inner: &mut Inner, op: Op) -> Result<GuestCtx, FwError> {
         let shared = Snapshot::load(inner, op)?;
         let id = self.load_snp_identity(inner, &shared, op)?;
-        let snp = SnpShared::load(shared.run(), op)?;
+        let snp = load_snp_shared(inner, &shared, op)?;
         require_snp_init(op, snp.snp.state)?;
         Ok(GuestCtx { shared, snp, id })
     }
@@ -138,13 +350,30 @@ impl Platform {
         if s.guests.len() >= MAX_GUESTS {
             return Err(fail(op, Status::ResourceLimit, "too many guest contexts"));
         }
-        let mut handle = s.next_handle.max(1);
-        while s.guests.contains_key(&handle) {
+        let mut handle = ctx.snp.snp.next_handle.max(1);
+        let mut liveness = None;
+        // Bounded: at most MAX_GUESTS handles are taken, plus stray files.
+        for _ in 0..=MAX_GUESTS * 2 {
+            if !ctx.snp.snp.guests.contains_key(&handle) {
+                liveness = ctx.snp.hold_guest(handle)?;
+                if liveness.is_none() && ctx.snp.remove_stale(handle)? {
+                    liveness = ctx.snp.hold_guest(handle)?;
+                }
+                if liveness.is_some() {
+                    break;
+                }
+            }
             handle = handle.wrapping_add(1).max(1);
         }
+        let liveness =
+            liveness.ok_or_else(|| fail(op, Status::ResourceLimit, "no free guest handle"))?;
+        let s = &mut ctx.snp.snp;
         s.guests.insert(handle, 0);
         s.next_handle = handle.wrapping_add(1).max(1);
-        ctx.snp.save()?;
+        if let Err(e) = ctx.snp.save() {
+            let _ = ctx.snp.release_guest(handle);
+            return Err(e);
+        }
         let vek = Vek::generate(&mut *inner.rng);
         inner.snp_guests.insert(
             handle,
@@ -163,6 +392,9 @@ impl Platform {
                 memory: None,
                 assigned: BTreeSet::new(),
                 vmsas: BTreeSet::new(),
+                validated: BTreeSet::new(),
+                large: BTreeSet::new(),
+                _liveness: liveness,
             },
         );
         log::debug!("SNP_GCTX_CREATE: guest context {handle}");
@@ -301,7 +533,15 @@ impl Platform {
         mem: &dyn GuestBacking,
         update: &SnpLaunchUpdate,
     ) -> Result<(), FwError> {
-        self.snp_launch_update_as(handle, mem, update, update.gpa)
+        let op = op_of(SnpCommand::LaunchUpdate);
+        check_update(op, update)?;
+        let mut inner = self.lock();
+        let ctx = self.snp_guest_ctx(&mut inner, op)?;
+        let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
+        guest.require_state(op, &[SnpGuestState::Launch])?;
+        guest.require_active(op)?;
+        let mut page = Zeroizing::new([0u8; PAGE_LEN]);
+        guest.launch_page(op, &ctx.id, mem, &mem.regions(), update, update.gpa, &mut page)
     }
 
     /// SNP_LAUNCH_UPDATE of a VMSA page kept at `page_gpa` of `mem`,
@@ -309,25 +549,13 @@ impl Platform {
     /// RMP entry names the guest-physical address `rmp_gpa`: KVM assigns
     /// every VMSA page at `INITIAL_VMSA_GPA`, and the firmware measures a
     /// page with the GPA of its RMP entry (docs/protocol/snp.md#launch-update).
-    /// Errors as [`Platform::snp_launch_update`].
+    /// `rmp_gpa` not 4 KiB aligned → INVALID_ADDRESS; otherwise errors as
+    /// [`Platform::snp_launch_update`].
     pub fn snp_launch_update_vmsa(
         &self,
         handle: u32,
         mem: &dyn GuestBacking,
         page_gpa: u64,
-        rmp_gpa: u64,
-    ) -> Result<(), FwError> {
-        let update = SnpLaunchUpdate::page(PageType::Vmsa, page_gpa);
-        self.snp_launch_update_as(handle, mem, &update, rmp_gpa)
-    }
-
-    /// SNP_LAUNCH_UPDATE of the page at `update.gpa`, measured as the page
-    /// whose RMP entry names `rmp_gpa`.
-    fn snp_launch_update_as(
-        &self,
-        handle: u32,
-        mem: &dyn GuestBacking,
-        update: &SnpLaunchUpdate,
         rmp_gpa: u64,
     ) -> Result<(), FwError> {
         let op = op_of(SnpCommand::LaunchUpdate);
@@ -338,126 +566,99 @@ impl Platform {
                 format!("RMP GPA {rmp_gpa:#x} is not 4 KiB aligned"),
             ));
         }
-        let len = if update.large {
-            LARGE_PAGE_LEN
-        } else {
-            PAGE_LEN as u64
-        };
-        if !update.gpa.is_multiple_of(len) {
-            return Err(fail(
-                op,
-                Status::InvalidAddress,
-                format!(
-                    "GPA {:#x} is not aligned to the page size {len:#x}",
-                    update.gpa
-                ),
-            ));
-        }
-        let single_page = matches!(
-            update.page_type,
-            PageType::Vmsa | PageType::Secrets | PageType::Cpuid
-        );
-        if update.large && single_page {
-            return Err(fail(
-                op,
-                Status::InvalidPageSize,
-                format!("a {:?} page must be 4 KiB", update.page_type),
-            ));
-        }
-        if update.imi {
-            return Err(fail(
-                op,
-                Status::InvalidParam,
-                "IMI_PAGE for a guest without IMI_EN",
-            ));
-        }
+        let update = SnpLaunchUpdate::page(PageType::Vmsa, page_gpa);
+        check_update(op, &update)?;
         let mut inner = self.lock();
         let ctx = self.snp_guest_ctx(&mut inner, op)?;
         let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
         guest.require_state(op, &[SnpGuestState::Launch])?;
         guest.require_active(op)?;
-        let end = update.gpa.checked_add(len).ok_or_else(|| {
-            fail(
-                op,
-                Status::InvalidAddress,
-                "the page wraps the address space",
-            )
-        })?;
-        let regions = mem.regions();
-        if !regions
-            .iter()
-            .any(|r| r.gpa <= update.gpa && r.end().is_some_and(|e| end <= e))
-        {
-            return Err(fail(
-                op,
-                Status::InvalidAddress,
-                format!("{:#x}..{end:#x} is not guest memory", update.gpa),
-            ));
-        }
-        if let Some(u) = guest.assigned.range(update.gpa..end).next() {
-            return Err(fail(
-                op,
-                Status::InvalidPageState,
-                format!("the page at {u:#x} was already launched (not Pre-Guest)"),
-            ));
-        }
-        let state = guest.memory(op, mem)?;
-        let mem_err =
-            |e: crate::memory::MemoryError| fail(op, Status::InvalidAddress, e.to_string());
         let mut page = Zeroizing::new([0u8; PAGE_LEN]);
+        guest.launch_page(op, &ctx.id, mem, &mem.regions(), &update, rmp_gpa, &mut page)
+    }
+
+    /// SNP_LAUNCH_UPDATE over a range, as KVM's KVM_SEV_SNP_LAUNCH_UPDATE
+    /// issues it: the `len` bytes at `gpa` as consecutive 4 KiB pages of
+    /// `page_type` (no VMPL permissions), each launched exactly as
+    /// [`Platform::snp_launch_update`] launches it, but with the platform
+    /// state loaded once for the whole range.
+    ///
+    /// `gpa` not 4 KiB aligned, or `len` zero or not a multiple of 4 KiB →
+    /// INVALID_ADDRESS. Otherwise the pages are launched in order; at the
+    /// first page the per-page command would refuse, the range stops with
+    /// that command's error (its detail names the page): the pages before
+    /// it stay launched and measured, it and those after it are unchanged.
+    pub fn snp_launch_update_range(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        gpa: u64,
+        len: u64,
+        page_type: PageType,
+    ) -> Result<(), FwError> {
+        let op = op_of(SnpCommand::LaunchUpdate);
+        let unit = PAGE_LEN as u64;
+        if len == 0 || !len.is_multiple_of(unit) {
+            return Err(fail(
+                op,
+                Status::InvalidAddress,
+                format!("a range of {len:#x} bytes is not a whole number of 4 KiB pages"),
+            ));
+        }
+        let first = SnpLaunchUpdate::page(page_type, gpa);
+        check_update(op, &first)?;
+        let mut inner = self.lock();
+        let ctx = self.snp_guest_ctx(&mut inner, op)?;
+        let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
+        guest.require_state(op, &[SnpGuestState::Launch])?;
+        guest.require_active(op)?;
+        let regions = mem.regions();
+        let mut page = Zeroizing::new([0u8; PAGE_LEN]);
+        // The pages are measured one by one, then the ones measured are
+        // committed at once: the same as launching each in turn, since no
+        // page's checks depend on the others of the range (they are
+        // distinct, and the private marks are not read while launching).
         let mut digest = guest.digest;
-        for unit in (update.gpa..end).step_by(PAGE_LEN) {
-            match update.page_type {
-                PageType::Normal | PageType::Vmsa | PageType::Unmeasured => {
-                    firmware_read(mem, unit, &mut page[..]).map_err(mem_err)?;
-                }
-                PageType::Zero => {
-                    page.fill(0);
-                    firmware_write(mem, unit, &page[..]).map_err(mem_err)?;
-                }
-                PageType::Secrets => {
-                    let built =
-                        secrets_page(fms(ctx.id.product), false, &guest.gosvw, &guest.vmpcks);
-                    firmware_write(mem, unit, &built[..]).map_err(mem_err)?;
-                    page.fill(0);
-                }
-                PageType::Cpuid => {
-                    firmware_read(mem, unit, &mut page[..]).map_err(mem_err)?;
-                    match check_cpuid_page(&page, fms(ctx.id.product)) {
-                        Ok(()) => {}
-                        Err(CpuidRejection::Malformed(why)) => {
-                            return Err(fail(
-                                op,
-                                Status::InvalidParam,
-                                format!("CPUID page: {why}"),
-                            ));
-                        }
-                        Err(CpuidRejection::Corrected(fixed, why)) => {
-                            firmware_write(mem, unit, &fixed[..]).map_err(mem_err)?;
-                            return Err(fail(
-                                op,
-                                Status::InvalidParam,
-                                format!("CPUID page refused, corrected table written back: {why}"),
-                            ));
-                        }
-                    }
+        let mut state = None;
+        let mut done = 0;
+        let mut failure = None;
+        while done < len {
+            // A GPA past 2^64 is refused by the page's own wrap check.
+            let update = SnpLaunchUpdate {
+                gpa: gpa.wrapping_add(done),
+                ..first
+            };
+            let measured = if update.gpa < gpa {
+                Err(fail(
+                    op,
+                    Status::InvalidAddress,
+                    "the range wraps the address space",
+                ))
+            } else {
+                guest.measure_page(
+                    op,
+                    &ctx.id,
+                    mem,
+                    &regions,
+                    &update,
+                    update.gpa,
+                    &mut page,
+                    &mut digest,
+                )
+            };
+            match measured {
+                Ok(s) => state = Some(s),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
                 }
             }
-            digest.extend(&PageInfo {
-                contents: update.page_type.contents_digest(&page),
-                page_type: update.page_type,
-                imi: false,
-                vmpl_perms: update.vmpl_perms,
-                gpa: rmp_gpa.wrapping_add(unit - update.gpa),
-            });
+            done += unit;
         }
-        state.mark_private(update.gpa, len).map_err(mem_err)?;
-        guest.digest = digest;
-        guest.assigned.extend((update.gpa..end).step_by(PAGE_LEN));
-        if update.page_type == PageType::Vmsa {
-            guest.vmsas.insert(update.gpa);
+        if let Some(state) = state {
+            guest.commit_pages(op, &state, &first, done, digest)?;
         }
-        Ok(())
+        failure.map_or(Ok(()), Err)
     }
 
     /// SNP_LAUNCH_FINISH, guest LAUNCH and active → RUNNING: with an ID
@@ -676,8 +877,10 @@ impl Platform {
     /// A page-state change on behalf of the guest (the GHCB page-state
     /// change request the VMM forwards; docs/protocol/snp.md#page-state-changes):
     /// makes the `pages` 4 KiB pages at `gpa` private (assigned to the guest,
-    /// no longer host-writable) or shared. The only way, besides
-    /// LAUNCH_UPDATE, that pages change state.
+    /// no longer host-writable, not validated until the guest's PVALIDATE)
+    /// or shared (no longer validated). The only way, besides LAUNCH_UPDATE,
+    /// that pages change state. A 4 KiB change inside a 2 MiB RMP entry
+    /// splits the entry first (the hypervisor's PSMASH).
     ///
     /// Errors, in order (nothing changes on error): `gpa` not 4 KiB aligned
     /// or the range outside guest memory → INVALID_ADDRESS; the platform and
@@ -691,10 +894,44 @@ impl Platform {
         pages: u64,
         to: SnpPageState,
     ) -> Result<(), FwError> {
+        self.page_state_change(handle, mem, gpa, pages, false, to)
+    }
+
+    /// A page-state change of one 2 MiB entry (the GHCB request's page-size
+    /// bit) at `gpa`, 2 MiB aligned: as [`Platform::snp_page_state_change`]
+    /// of its 512 pages, but made private it becomes one 2 MiB RMP entry,
+    /// not validated, which the guest validates with a 2 MiB PVALIDATE
+    /// (docs/protocol/choices.md#u51). `gpa` not 2 MiB aligned →
+    /// INVALID_ADDRESS.
+    pub fn snp_page_state_change_large(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        gpa: u64,
+        to: SnpPageState,
+    ) -> Result<(), FwError> {
+        let units = LARGE_PAGE_LEN / PAGE_LEN as u64;
+        self.page_state_change(handle, mem, gpa, units, true, to)
+    }
+
+    fn page_state_change(
+        &self,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        gpa: u64,
+        pages: u64,
+        large: bool,
+        to: SnpPageState,
+    ) -> Result<(), FwError> {
         let op = Op::PageStateChange;
         let addr = |detail: String| fail(op, Status::InvalidAddress, detail);
-        if !gpa.is_multiple_of(PAGE_LEN as u64) {
-            return Err(addr(format!("GPA {gpa:#x} is not 4 KiB aligned")));
+        let align = if large {
+            LARGE_PAGE_LEN
+        } else {
+            PAGE_LEN as u64
+        };
+        if !gpa.is_multiple_of(align) {
+            return Err(addr(format!("GPA {gpa:#x} is not aligned to {align:#x}")));
         }
         let len = pages
             .checked_mul(PAGE_LEN as u64)
@@ -717,17 +954,118 @@ impl Platform {
         }
         let state = guest.memory(op, mem)?;
         let private = to == SnpPageState::Private;
+        // Already this one 2 MiB private entry: nothing to change.
+        let unchanged = large && private && guest.large.contains(&gpa);
         state
             .convert_pages(mem, gpa, len, private)
             .map_err(|e| addr(e.to_string()))?;
+        if unchanged {
+            return Ok(());
+        }
+        // Split (PSMASH) the 2 MiB entries the range touches.
+        let first_large = gpa - gpa % LARGE_PAGE_LEN;
+        let touched: Vec<u64> = guest.large.range(first_large..end).copied().collect();
+        for base in touched {
+            guest.large.remove(&base);
+        }
         for unit in (gpa..end).step_by(PAGE_LEN) {
             if private {
-                guest.assigned.insert(unit);
+                // A newly assigned page is not validated; one already
+                // private keeps its Validated bit (choices.md#u52), except in
+                // a new 2 MiB entry.
+                if guest.assigned.insert(unit) || large {
+                    guest.validated.remove(&unit);
+                }
             } else {
                 guest.assigned.remove(&unit);
+                guest.validated.remove(&unit);
             }
         }
+        if large && private {
+            guest.large.insert(gpa);
+        }
         Ok(())
+    }
+
+    /// The guest's PVALIDATE of the 4 KiB page, or with `large` the 2 MiB
+    /// page, at `gpa`: sets (`validate`) or clears the Validated bit of its
+    /// RMP entry (docs/protocol/snp.md#pvalidate). The guest can use a
+    /// private page only once it is validated.
+    ///
+    /// The instruction's results: `gpa` not aligned to the page size →
+    /// FAIL_INPUT; the size not that of the page's RMP entry →
+    /// FAIL_SIZEMISMATCH; the bit already as asked → FAIL_NOUPDATE;
+    /// nothing changes on any. Errors: the platform and guest checks; the
+    /// guest not RUNNING → INVALID_GUEST_STATE; not active → INACTIVE; a
+    /// page not assigned to the guest (a nested page fault on hardware) →
+    /// INVALID_PAGE_STATE (docs/protocol/choices.md#u53).
+    pub fn snp_pvalidate(
+        &self,
+        handle: u32,
+        gpa: u64,
+        large: bool,
+        validate: bool,
+    ) -> Result<Pvalidate, FwError> {
+        let op = Op::Pvalidate;
+        let mut inner = self.lock();
+        let ctx = self.snp_guest_ctx(&mut inner, op)?;
+        let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
+        guest.require_state(op, &[SnpGuestState::Running])?;
+        guest.require_active(op)?;
+        let len = if large {
+            LARGE_PAGE_LEN
+        } else {
+            PAGE_LEN as u64
+        };
+        if !gpa.is_multiple_of(len) {
+            return Ok(Pvalidate::FailInput);
+        }
+        let end = gpa.saturating_add(len);
+        let units = (gpa..end).step_by(PAGE_LEN);
+        if let Some(u) = units.clone().find(|u| !guest.assigned.contains(u)) {
+            return Err(fail(
+                op,
+                Status::InvalidPageState,
+                format!("the page at {u:#x} is not assigned to the guest (RMP fault)"),
+            ));
+        }
+        let in_large = guest.large.contains(&(gpa - gpa % LARGE_PAGE_LEN));
+        if in_large != large {
+            return Ok(Pvalidate::FailSizeMismatch);
+        }
+        if units
+            .clone()
+            .all(|u| guest.validated.contains(&u) == validate)
+        {
+            return Ok(Pvalidate::FailNoUpdate);
+        }
+        for unit in units {
+            if validate {
+                guest.validated.insert(unit);
+            } else {
+                guest.validated.remove(&unit);
+            }
+        }
+        Ok(Pvalidate::Success)
+    }
+
+    /// The RMP model's entry of the 4 KiB page at `gpa` of SNP guest
+    /// `handle` (any guest state): assigned, validated, in a 2 MiB entry, a
+    /// VMSA (docs/protocol/snp.md#rmp-model). What a guest access checks:
+    /// private accesses need an assigned, validated page.
+    pub fn snp_rmp_entry(&self, handle: u32, gpa: u64) -> Result<SnpRmpEntry, FwError> {
+        let op = Op::Pvalidate;
+        let mut inner = self.lock();
+        let ctx = self.snp_guest_ctx(&mut inner, op)?;
+        let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
+        let unit = gpa - gpa % PAGE_LEN as u64;
+        let assigned = guest.assigned.contains(&unit);
+        Ok(SnpRmpEntry {
+            assigned,
+            validated: guest.validated.contains(&unit),
+            large: assigned && guest.large.contains(&(unit - unit % LARGE_PAGE_LEN)),
+            vmsa: guest.vmsas.contains(&unit),
+        })
     }
 
     /// SNP_DECOMMISSION (any guest state): destroys the context; its ASID
@@ -738,13 +1076,15 @@ impl Platform {
         let mut ctx = self.snp_guest_ctx(&mut inner, op)?;
         let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
         let asid = guest.asid;
-        inner.snp_guests.remove(&handle);
         let s = &mut ctx.snp.snp;
         s.guests.remove(&handle);
         if asid != 0 {
             s.needs_flush.insert(asid);
         }
-        ctx.snp.save()
+        ctx.snp.save()?;
+        ctx.snp.release_guest(handle)?;
+        inner.snp_guests.remove(&handle);
+        Ok(())
     }
 }
 

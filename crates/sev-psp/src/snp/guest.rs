@@ -229,6 +229,50 @@ pub enum SnpPageState {
     Shared,
 }
 
+/// What the guest's PVALIDATE returns ([`crate::Platform::snp_pvalidate`],
+/// docs/protocol/snp.md#pvalidate): the instruction's result, not a firmware
+/// status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pvalidate {
+    /// The page's Validated bit was set or cleared as asked.
+    Success,
+    /// The address is not aligned to the page size asked for.
+    FailInput,
+    /// The page size asked for is not the size of the page's RMP entry.
+    FailSizeMismatch,
+    /// The Validated bit already had the value asked for (the instruction
+    /// sets rFLAGS.CF; Linux reports it as 255).
+    FailNoUpdate,
+}
+
+impl Pvalidate {
+    /// The value Linux's `pvalidate()` returns for it: EAX, or 255 for
+    /// FAIL_NOUPDATE.
+    pub fn code(self) -> u32 {
+        match self {
+            Pvalidate::Success => 0,
+            Pvalidate::FailInput => 1,
+            Pvalidate::FailSizeMismatch => 6,
+            Pvalidate::FailNoUpdate => 255,
+        }
+    }
+}
+
+/// One 4 KiB page's entry in the RMP model of an SNP guest
+/// ([`crate::Platform::snp_rmp_entry`], docs/protocol/snp.md#rmp-model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SnpRmpEntry {
+    /// Assigned to the guest (private).
+    pub assigned: bool,
+    /// The guest validated it (PVALIDATE, or launched by LAUNCH_UPDATE): the
+    /// guest can use it as private memory.
+    pub validated: bool,
+    /// Part of a 2 MiB RMP entry.
+    pub large: bool,
+    /// A VMSA page.
+    pub vmsa: bool,
+}
+
 /// SNP_GUEST_STATUS's output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnpGuestStatus {

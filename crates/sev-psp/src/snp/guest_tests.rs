@@ -74,7 +74,7 @@ fn a_launch_with_every_page_type_matches_the_independent_digest() {
         ..SnpLaunchUpdate::page(PageType::Normal, MIB2)
     };
     f.p.snp_launch_update(h, &m, &large).unwrap();
-    expected.add_region(PageType::Normal, MIB2, &big);
+    expected.add_region(PageType::Normal, MIB2, &big).unwrap();
     // ZERO: the contents are replaced by zeros.
     m.write_plain(0x2000, &[7; 4096]).unwrap();
     f.p.snp_launch_update(h, &m, &SnpLaunchUpdate::page(PageType::Zero, 0x2000))
@@ -585,4 +585,166 @@ fn a_bad_id_block_or_auth_is_refused_with_the_firmwares_status() {
     }
     f.p.snp_launch_finish(h, &finish(input.id_block, input.id_auth))
         .unwrap();
+}
+
+#[test]
+fn sev_and_snp_guests_share_one_asid_table() {
+    use sev_proto::abi::Policy;
+    // SNP guest `h` on ASID 1, then SEV INIT with SEV-ES (ASIDs 1..=4).
+    let (f, h) = launched(30, QEMU_POLICY);
+    f.p.init(true).unwrap();
+    let es = |p: &crate::Platform| {
+        p.launch_start(0, Policy::from_bits(Policy::ES), None, None)
+            .unwrap()
+    };
+    let a = es(&f.p);
+    // An SNP context's ASID is owned, for ACTIVATE as for SNP_ACTIVATE.
+    assert_eq!(status_of(f.p.activate(a, 1)), Status::AsidOwned);
+    assert_eq!(f.p.guest_status(a).unwrap().asid, 0);
+    // KVM's choice skips it.
+    assert_eq!(f.p.activate_free_asid(a).unwrap(), 2);
+    let other = f.p.snp_gctx_create().unwrap();
+    f.p.snp_launch_start(other, &SnpLaunchStart::with_policy(QEMU_POLICY))
+        .unwrap();
+    assert_eq!(status_of(f.p.snp_activate(other, 2)), Status::AsidOwned);
+    assert_eq!(f.p.snp_guest_status(other).unwrap().asid, 0);
+    // A decommissioned SNP context's ASID needs a flush before an SEV guest
+    // takes it; DF_FLUSH does it as SNP_DF_FLUSH would.
+    f.p.snp_decommission(h).unwrap();
+    let b = es(&f.p);
+    assert_eq!(status_of(f.p.activate(b, 1)), Status::DfFlushRequired);
+    assert_eq!(f.p.guest_status(b).unwrap().asid, 0);
+    f.p.df_flush().unwrap();
+    f.p.activate(b, 1).unwrap();
+    // And the other way: an ASID an SEV guest released needs a flush before
+    // an SNP context takes it; SNP_DF_FLUSH does it.
+    f.p.deactivate(a).unwrap();
+    assert_eq!(
+        status_of(f.p.snp_activate(other, 2)),
+        Status::DfFlushRequired
+    );
+    f.p.snp_df_flush().unwrap();
+    f.p.snp_activate(other, 2).unwrap();
+    // With only released ASIDs left, KVM's choice flushes both kinds.
+    f.p.snp_decommission(other).unwrap();
+    let c = es(&f.p);
+    let d = es(&f.p);
+    assert_eq!(f.p.activate_free_asid(c).unwrap(), 3);
+    assert_eq!(f.p.activate_free_asid(d).unwrap(), 4);
+    let e = es(&f.p);
+    assert_eq!(f.p.activate_free_asid(e).unwrap(), 2);
+}
+
+#[test]
+fn a_ranged_launch_update_is_the_per_page_command_page_by_page() {
+    const BASE: u64 = 0x10_0000;
+    const PAGES: u64 = 64;
+    const BLOCKED: u64 = 40;
+    let content: Vec<u8> = (0..PAGES * 4096).map(|i| (i % 253) as u8 + 1).collect();
+    for page_type in [PageType::Normal, PageType::Zero, PageType::Unmeasured] {
+        // The same launch twice: page by page, then as one range; in both
+        // one page in the middle was launched before (INVALID_PAGE_STATE).
+        let runs: Vec<_> = [false, true]
+            .into_iter()
+            .map(|ranged| {
+                let (f, h) = launched(31, QEMU_POLICY);
+                let m = mem();
+                m.write_plain(BASE, &content).unwrap();
+                let blocked = BASE + BLOCKED * 4096;
+                f.p.snp_launch_update(h, &m, &SnpLaunchUpdate::page(page_type, blocked))
+                    .unwrap();
+                let err = if ranged {
+                    f.p.snp_launch_update_range(h, &m, BASE, PAGES * 4096, page_type)
+                        .unwrap_err()
+                } else {
+                    (0..PAGES)
+                        .find_map(|i| {
+                            let page = SnpLaunchUpdate::page(page_type, BASE + i * 4096);
+                            f.p.snp_launch_update(h, &m, &page).err()
+                        })
+                        .unwrap()
+                };
+                let digest = f.p.snp_launch_digest(h).unwrap();
+                let mut after = vec![0u8; ((PAGES - BLOCKED - 1) * 4096) as usize];
+                m.read_plain(blocked + 4096, &mut after).unwrap();
+                // Nothing after the failing page was launched.
+                f.p.snp_launch_update(h, &m, &SnpLaunchUpdate::page(page_type, blocked + 4096))
+                    .unwrap();
+                (err.status, err.detail, digest, after)
+            })
+            .collect();
+        assert_eq!(runs[0].0, Status::InvalidPageState, "{page_type:?}");
+        assert!(
+            runs[0] == runs[1],
+            "{page_type:?}: {:?} / {:?}",
+            runs[0].1,
+            runs[1].1
+        );
+        let measured = |i: u64| {
+            let page = &content[(i * 4096) as usize..][..4096];
+            if page_type == PageType::Zero {
+                [0; 4096]
+            } else {
+                page.try_into().unwrap()
+            }
+        };
+        let expect_blocked = measured(BLOCKED);
+        let mut expected = LaunchDigest::new();
+        expected.add_page(page_type, BASE + BLOCKED * 4096, &expect_blocked);
+        for i in 0..BLOCKED {
+            expected.add_page(page_type, BASE + i * 4096, &measured(i));
+        }
+        assert_eq!(&runs[1].2, expected.bytes(), "{page_type:?}");
+        // The pages after the failing one are as they were (not zeroed).
+        assert!(
+            runs[1].3 == content[((BLOCKED + 1) * 4096) as usize..],
+            "{page_type:?}"
+        );
+    }
+}
+
+#[test]
+fn a_ranged_launch_update_refuses_bad_ranges_and_stops_at_the_end_of_memory() {
+    let (f, h) = launched(32, QEMU_POLICY);
+    let m = mem();
+    let before = f.p.snp_launch_digest(h).unwrap();
+    let range = |gpa: u64, len: u64| {
+        f.p.snp_launch_update_range(h, &m, gpa, len, PageType::Normal)
+    };
+    for (gpa, len) in [(0, 0), (0, 100), (0x800, 4096), (0, 4096 + 1)] {
+        assert_eq!(
+            status_of(range(gpa, len)),
+            Status::InvalidAddress,
+            "{gpa:#x}+{len:#x}"
+        );
+    }
+    // Past 2^64: the first page fails, nothing is launched.
+    assert_eq!(
+        status_of(range(0u64.wrapping_sub(4096), 8192)),
+        Status::InvalidAddress
+    );
+    assert_eq!(f.p.snp_launch_digest(h).unwrap(), before);
+    // A range running past guest memory launches the pages inside it and
+    // stops at the first page outside, as the per-page command would.
+    let end = 4 * MIB2;
+    m.write_plain(end - 8192, &[5; 8192]).unwrap();
+    let e = range(end - 8192, 4 * 4096).unwrap_err();
+    assert_eq!(e.status, Status::InvalidAddress);
+    assert!(e.detail.contains(&format!("{end:#x}")), "{e}");
+    let mut expected = LaunchDigest::new();
+    expected.add_page(PageType::Normal, end - 8192, &[5; 4096]);
+    expected.add_page(PageType::Normal, end - 4096, &[5; 4096]);
+    assert_eq!(&f.p.snp_launch_digest(h).unwrap(), expected.bytes());
+    // The guest's state is checked once for the range.
+    let g = f.p.snp_gctx_create().unwrap();
+    assert_eq!(
+        status_of(f.p.snp_launch_update_range(g, &m, 0, 4096, PageType::Normal)),
+        Status::InvalidGuestState
+    );
+    f.p.snp_launch_start(g, &SnpLaunchStart::with_policy(QEMU_POLICY))
+        .unwrap();
+    assert_eq!(
+        status_of(f.p.snp_launch_update_range(g, &m, 0, 4096, PageType::Normal)),
+        Status::Inactive
+    );
 }

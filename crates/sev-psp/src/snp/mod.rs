@@ -31,8 +31,8 @@ pub use buffers::{
     HvFixedRange, SnpCommit, SnpConfig, SnpInitEx, SnpPlatformStatus, SnpShutdownEx,
 };
 pub use guest::{
-    IdBlockInput, SnpGuestState, SnpGuestStatus, SnpLaunchFinish, SnpLaunchIdentity,
-    SnpLaunchStart, SnpLaunchUpdate, SnpPageState,
+    IdBlockInput, Pvalidate, SnpGuestState, SnpGuestStatus, SnpLaunchFinish, SnpLaunchIdentity,
+    SnpLaunchStart, SnpLaunchUpdate, SnpPageState, SnpRmpEntry,
 };
 pub use identity::{SnpIdentity, SnpOptions};
 pub use sev_proto::snp::{Product, SnpCommand, TcbVersion};

@@ -259,3 +259,159 @@ fn sev_memory_states_keep_host_writes_into_private_pages() {
     assert!(!state.is_snp());
     crate::memory::host_write(&m, &state, NORMAL, &[1; 16]).unwrap();
 }
+
+fn entry(f: &Fresh, h: u32, gpa: u64) -> SnpRmpEntry {
+    f.p.snp_rmp_entry(h, gpa).unwrap()
+}
+
+#[test]
+fn pvalidate_sets_and_clears_the_validated_bit() {
+    // Before LAUNCH_FINISH the guest does not run: no PVALIDATE.
+    let (f, h, _) = guest(60, QEMU_POLICY, false);
+    assert_eq!(
+        status_of(f.p.snp_pvalidate(h, NORMAL, false, true)),
+        Status::InvalidGuestState
+    );
+    let (f, h, m) = guest(61, QEMU_POLICY, true);
+    // Launched pages start validated.
+    let launched = SnpRmpEntry {
+        assigned: true,
+        validated: true,
+        large: false,
+        vmsa: false,
+    };
+    assert_eq!(entry(&f, h, NORMAL), launched);
+    assert_eq!(
+        entry(&f, h, VMSA),
+        SnpRmpEntry {
+            vmsa: true,
+            ..launched
+        }
+    );
+    let pv = |gpa, large, validate| f.p.snp_pvalidate(h, gpa, large, validate).unwrap();
+    assert_eq!(pv(NORMAL, false, true), Pvalidate::FailNoUpdate);
+    assert_eq!(pv(NORMAL, false, false), Pvalidate::Success);
+    assert!(!entry(&f, h, NORMAL).validated);
+    assert_eq!(pv(NORMAL, false, false), Pvalidate::FailNoUpdate);
+    assert_eq!(pv(NORMAL, false, true), Pvalidate::Success);
+    // Misaligned for the size asked: FAIL_INPUT, nothing changed.
+    assert_eq!(pv(NORMAL + 8, false, false), Pvalidate::FailInput);
+    assert_eq!(pv(NORMAL, true, false), Pvalidate::FailInput);
+    assert_eq!(entry(&f, h, NORMAL), launched);
+    // A page the guest does not own: a fault, not a result.
+    assert_eq!(
+        status_of(f.p.snp_pvalidate(h, SPARE, false, true)),
+        Status::InvalidPageState
+    );
+    assert_eq!(entry(&f, h, SPARE), SnpRmpEntry::default());
+    // Made private it is assigned but not validated until PVALIDATE; made
+    // shared again it loses both.
+    f.p.snp_page_state_change(h, &m, SPARE, 1, SnpPageState::Private)
+        .unwrap();
+    assert_eq!(
+        entry(&f, h, SPARE),
+        SnpRmpEntry {
+            assigned: true,
+            ..SnpRmpEntry::default()
+        }
+    );
+    assert_eq!(pv(SPARE, false, true), Pvalidate::Success);
+    assert!(entry(&f, h, SPARE).validated);
+    // Asking again for a page already private keeps its bit.
+    f.p.snp_page_state_change(h, &m, SPARE, 1, SnpPageState::Private)
+        .unwrap();
+    assert!(entry(&f, h, SPARE).validated);
+    f.p.snp_page_state_change(h, &m, SPARE, 1, SnpPageState::Shared)
+        .unwrap();
+    assert_eq!(entry(&f, h, SPARE), SnpRmpEntry::default());
+    f.p.snp_page_state_change(h, &m, SPARE, 1, SnpPageState::Private)
+        .unwrap();
+    assert!(!entry(&f, h, SPARE).validated);
+    assert_eq!(Pvalidate::FailNoUpdate.code(), 255);
+    assert_eq!(Pvalidate::FailSizeMismatch.code(), 6);
+}
+
+#[test]
+fn two_mib_entries_from_a_page_state_change_or_the_launch() {
+    const BIG: u64 = 2 << 20;
+    let (f, h, m) = guest(62, QEMU_POLICY, true);
+    let pv = |gpa, large, validate| f.p.snp_pvalidate(h, gpa, large, validate).unwrap();
+    // Not 2 MiB aligned: refused, nothing changed.
+    assert_eq!(
+        status_of(f.p.snp_page_state_change_large(h, &m, BIG + 0x1000, SnpPageState::Private)),
+        Status::InvalidAddress
+    );
+    assert_eq!(entry(&f, h, BIG + 0x1000), SnpRmpEntry::default());
+    f.p.snp_page_state_change_large(h, &m, BIG, SnpPageState::Private)
+        .unwrap();
+    let big = SnpRmpEntry {
+        assigned: true,
+        large: true,
+        ..SnpRmpEntry::default()
+    };
+    for unit in [BIG, BIG + 0x1000, BIG + 0x1F_F000] {
+        assert_eq!(entry(&f, h, unit), big);
+    }
+    assert_eq!(entry(&f, h, 2 * BIG), SnpRmpEntry::default());
+    // The host can no longer write into it.
+    assert_eq!(
+        status_of(f.p.snp_host_write(h, &m, BIG + 0x1000, &[1])),
+        Status::InvalidPageOwner
+    );
+    // A 4 KiB PVALIDATE of a 2 MiB entry: FAIL_SIZEMISMATCH.
+    assert_eq!(pv(BIG + 0x1000, false, true), Pvalidate::FailSizeMismatch);
+    assert_eq!(pv(BIG, true, true), Pvalidate::Success);
+    assert!(entry(&f, h, BIG + 0x1F_F000).validated);
+    assert_eq!(pv(BIG, true, true), Pvalidate::FailNoUpdate);
+    // The same 2 MiB entry made private again changes nothing.
+    f.p.snp_page_state_change_large(h, &m, BIG, SnpPageState::Private)
+        .unwrap();
+    assert!(entry(&f, h, BIG).validated);
+    // A 4 KiB change inside it splits it: the other pages keep their bit,
+    // now 4 KiB entries.
+    f.p.snp_page_state_change(h, &m, BIG + 0x3000, 1, SnpPageState::Shared)
+        .unwrap();
+    assert_eq!(entry(&f, h, BIG + 0x3000), SnpRmpEntry::default());
+    assert_eq!(
+        entry(&f, h, BIG),
+        SnpRmpEntry {
+            validated: true,
+            large: false,
+            ..big
+        }
+    );
+    assert_eq!(pv(BIG, false, true), Pvalidate::FailNoUpdate);
+    assert_eq!(
+        status_of(f.p.snp_pvalidate(h, BIG, true, false)),
+        Status::InvalidPageState
+    );
+    // Made shared as a whole.
+    f.p.snp_page_state_change_large(h, &m, BIG, SnpPageState::Shared)
+        .unwrap();
+    assert_eq!(entry(&f, h, BIG), SnpRmpEntry::default());
+    f.p.snp_host_write(h, &m, BIG + 0x1000, &[1]).unwrap();
+
+    // A 2 MiB LAUNCH_UPDATE makes a validated 2 MiB entry.
+    let (f, h) = launched(63, QEMU_POLICY);
+    let m = mem();
+    let update = SnpLaunchUpdate {
+        large: true,
+        ..SnpLaunchUpdate::page(PageType::Normal, BIG)
+    };
+    f.p.snp_launch_update(h, &m, &update).unwrap();
+    f.p.snp_launch_finish(h, &SnpLaunchFinish::default())
+        .unwrap();
+    assert_eq!(
+        entry(&f, h, BIG + 0x5000),
+        SnpRmpEntry {
+            assigned: true,
+            validated: true,
+            large: true,
+            vmsa: false,
+        }
+    );
+    assert_eq!(
+        f.p.snp_pvalidate(h, BIG + 0x5000, false, false).unwrap(),
+        Pvalidate::FailSizeMismatch
+    );
+}

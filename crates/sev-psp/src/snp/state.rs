@@ -2,6 +2,14 @@
 //! SNP, one per platform like the SEV state of `crate::platform`'s shared
 //! module, in the runtime area's `snp` record, read and written under the
 //! directory lock.
+//!
+//! Every SNP guest context also has a liveness record, `run/snp-guest-<handle>`,
+//! created exclusively and held locked by the process that owns the context
+//! for as long as the context exists in it, like an SEV guest's record
+//! (docs/architecture-platform-state.md#snp-guest-contexts). A context whose
+//! record nobody holds belongs to a process that is gone: [`SnpShared::reap`]
+//! destroys it and marks its ASID as needing SNP_DF_FLUSH, as KVM's teardown
+//! of the dead process's VM would (SNP_DECOMMISSION).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,11 +18,22 @@ use zeroize::Zeroizing;
 
 use super::buffers::{HvFixedRange, SnpPlatformState};
 use crate::error::{FwError, Op};
-use crate::store::record::{RecordReader, RecordWriter};
-use crate::store::run::{InPlaceRecord, RunDir};
+use crate::store::record::{decode_fixed, RecordWriter};
+use crate::store::run::{HeldRecord, Holder, InPlaceRecord, RunDir};
 
 /// The record's name in the runtime area.
 const SNP_RECORD: &str = "snp";
+
+/// The liveness records are `snp-guest-<handle>` (decimal).
+const GUEST_PREFIX: &str = "snp-guest-";
+
+/// The tag of the one record a liveness record holds: the handle (LE32).
+const LIVENESS_HANDLE: u16 = 0x0201;
+
+/// The name of SNP guest `handle`'s liveness record.
+pub(crate) fn guest_record_name(handle: u32) -> String {
+    format!("{GUEST_PREFIX}{handle}")
+}
 
 mod tag {
     pub const STATE: u16 = 0x0001;
@@ -99,69 +118,56 @@ impl SnpRuntime {
 
     fn decode(payload: &[u8]) -> Result<Self, String> {
         let mut r = SnpRuntime::default();
-        let mut seen = BTreeSet::new();
-        for record in RecordReader::new(payload) {
-            let (t, v) = record.map_err(|e| e.to_string())?;
-            if !seen.insert(t) {
-                return Err(format!("record {t:#06x} repeated"));
+        decode_fixed(payload, 9, |t, v| match (t, v) {
+            (tag::STATE, [b]) => SnpPlatformState::from_u8(*b).map(|s| r.state = s).is_some(),
+            (tag::INIT_FLAGS, v) => word(v)
+                .map(|b| r.init_flags = u32::from_le_bytes(b))
+                .is_some(),
+            (tag::MAX_SNP_ASID, v) => word(v)
+                .map(|b| r.max_snp_asid = u16::from_le_bytes(b))
+                .is_some(),
+            (tag::RANGES, v) if v.len().is_multiple_of(12) => {
+                r.ranges = v
+                    .chunks_exact(12)
+                    .filter_map(|e| {
+                        let base = u64::from_le_bytes(word(e.get(..8)?)?);
+                        let pages = u32::from_le_bytes(word(e.get(8..)?)?);
+                        Some(HvFixedRange { base, pages })
+                    })
+                    .collect();
+                true
             }
-            let ok = match (t, v) {
-                (tag::STATE, [b]) => SnpPlatformState::from_u8(*b).map(|s| r.state = s).is_some(),
-                (tag::INIT_FLAGS, v) => word(v)
-                    .map(|b| r.init_flags = u32::from_le_bytes(b))
-                    .is_some(),
-                (tag::MAX_SNP_ASID, v) => word(v)
-                    .map(|b| r.max_snp_asid = u16::from_le_bytes(b))
-                    .is_some(),
-                (tag::RANGES, v) if v.len().is_multiple_of(12) => {
-                    r.ranges = v
-                        .chunks_exact(12)
-                        .filter_map(|e| {
-                            let base = u64::from_le_bytes(word(e.get(..8)?)?);
-                            let pages = u32::from_le_bytes(word(e.get(8..)?)?);
-                            Some(HvFixedRange { base, pages })
-                        })
-                        .collect();
-                    true
-                }
-                (tag::REPORTED_TCB, v) => word(v)
-                    .map(|b| r.reported_tcb = u64::from_le_bytes(b))
-                    .is_some(),
-                (tag::MASKS, [b]) if *b & !3 == 0 => {
-                    r.mask_chip_id = b & 1 != 0;
-                    r.mask_chip_key = b & 2 != 0;
-                    true
-                }
-                (tag::FLUSH, v) if v.len().is_multiple_of(4) => {
-                    r.needs_flush = v
-                        .chunks_exact(4)
-                        .filter_map(|c| word(c).map(u32::from_le_bytes))
-                        .collect();
-                    true
-                }
-                (tag::GUESTS, v) if v.len().is_multiple_of(8) => {
-                    r.guests = v
-                        .chunks_exact(8)
-                        .filter_map(|e| {
-                            let h = u32::from_le_bytes(word(e.get(..4)?)?);
-                            let a = u32::from_le_bytes(word(e.get(4..)?)?);
-                            Some((h, a))
-                        })
-                        .collect();
-                    true
-                }
-                (tag::NEXT_HANDLE, v) => word(v)
-                    .map(|b| r.next_handle = u32::from_le_bytes(b))
-                    .is_some(),
-                _ => false,
-            };
-            if !ok {
-                return Err(format!("unexpected or malformed record {t:#06x}"));
+            (tag::REPORTED_TCB, v) => word(v)
+                .map(|b| r.reported_tcb = u64::from_le_bytes(b))
+                .is_some(),
+            (tag::MASKS, [b]) if *b & !3 == 0 => {
+                r.mask_chip_id = b & 1 != 0;
+                r.mask_chip_key = b & 2 != 0;
+                true
             }
-        }
-        if seen.len() != 9 {
-            return Err("missing record".into());
-        }
+            (tag::FLUSH, v) if v.len().is_multiple_of(4) => {
+                r.needs_flush = v
+                    .chunks_exact(4)
+                    .filter_map(|c| word(c).map(u32::from_le_bytes))
+                    .collect();
+                true
+            }
+            (tag::GUESTS, v) if v.len().is_multiple_of(8) => {
+                r.guests = v
+                    .chunks_exact(8)
+                    .filter_map(|e| {
+                        let h = u32::from_le_bytes(word(e.get(..4)?)?);
+                        let a = u32::from_le_bytes(word(e.get(4..)?)?);
+                        Some((h, a))
+                    })
+                    .collect();
+                true
+            }
+            (tag::NEXT_HANDLE, v) => word(v)
+                .map(|b| r.next_handle = u32::from_le_bytes(b))
+                .is_some(),
+            _ => false,
+        })?;
         Ok(r)
     }
 }
@@ -170,6 +176,7 @@ impl SnpRuntime {
 /// snapshot holds it), with its contents.
 pub(crate) struct SnpShared {
     record: InPlaceRecord,
+    run: RunDir,
     pub(crate) snp: SnpRuntime,
     op: Op,
 }
@@ -191,7 +198,72 @@ impl SnpShared {
             })?,
             None => SnpRuntime::default(),
         };
-        Ok(SnpShared { record, snp, op })
+        Ok(SnpShared {
+            record,
+            run: run.clone(),
+            snp,
+            op,
+        })
+    }
+
+    /// Destroys the guest contexts whose owning process is gone: every
+    /// context not `own` (this process's) whose liveness record nobody
+    /// holds, or that has none. Their ASIDs need SNP_DF_FLUSH before reuse.
+    /// Saves the record when it changed.
+    pub(crate) fn reap(&mut self, own: impl Fn(u32) -> bool) -> Result<(), FwError> {
+        let store = crate::error::store_err(self.op);
+        let mut reaped = false;
+        let handles: Vec<u32> = self.snp.guests.keys().copied().collect();
+        for handle in handles.into_iter().filter(|h| !own(*h)) {
+            let name = guest_record_name(handle);
+            if self.run.probe(&name).map_err(&store)? == Holder::Held {
+                continue;
+            }
+            self.run.remove(&name).map_err(&store)?;
+            if let Some(asid) = self.snp.guests.remove(&handle) {
+                if asid != 0 {
+                    self.snp.needs_flush.insert(asid);
+                }
+            }
+            log::debug!("reaped SNP guest context {handle} (its process is gone)");
+            reaped = true;
+        }
+        if reaped {
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// Creates and holds the liveness record of new guest context
+    /// `handle`; `None` when a file of that name exists.
+    pub(crate) fn hold_guest(&self, handle: u32) -> Result<Option<HeldRecord>, FwError> {
+        let mut w = RecordWriter::new();
+        w.put(LIVENESS_HANDLE, &handle.to_le_bytes())
+            .map_err(|e| FwError::new(self.op, Status::HwErrorPlatform, e.to_string()))?;
+        self.run
+            .create_held(&guest_record_name(handle), &w.finish())
+            .map_err(crate::error::store_err(self.op))
+    }
+
+    /// Removes the liveness record of `handle` if nobody holds it: a file a
+    /// process left when it died between creating it and recording the
+    /// context. `true` when one was removed.
+    pub(crate) fn remove_stale(&self, handle: u32) -> Result<bool, FwError> {
+        let store = crate::error::store_err(self.op);
+        let name = guest_record_name(handle);
+        if self.run.probe(&name).map_err(&store)? != Holder::Abandoned {
+            return Ok(false);
+        }
+        self.run.remove(&name).map_err(&store)
+    }
+
+    /// Removes the liveness record of guest context `handle` (its context
+    /// is destroyed).
+    pub(crate) fn release_guest(&self, handle: u32) -> Result<(), FwError> {
+        self.run
+            .remove(&guest_record_name(handle))
+            .map(|_| ())
+            .map_err(crate::error::store_err(self.op))
     }
 
     /// Writes the record back.

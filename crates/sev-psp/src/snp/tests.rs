@@ -282,6 +282,83 @@ fn shutdown_needs_df_flush_of_decommissioned_asids() {
 }
 
 #[test]
+fn a_dead_processes_guest_contexts_are_reaped_and_their_asids_need_a_flush() {
+    let f = fresh(91);
+    f.p.snp_init().unwrap();
+    let other = Platform::open(&f.path, seeded_rng(92)).unwrap();
+    let mine = f.p.snp_gctx_create().unwrap();
+    let a = other.snp_gctx_create().unwrap();
+    let b = other.snp_gctx_create().unwrap();
+    other
+        .snp_launch_start(a, &SnpLaunchStart::with_policy(0x30000))
+        .unwrap();
+    other.snp_activate(a, 2).unwrap();
+    let record = f.path.join("run").join(format!("snp-guest-{a}"));
+    assert!(record.exists());
+    assert_eq!(f.p.snp_platform_status().unwrap().guest_count, 3);
+    // A live process's contexts stay: the ASID is owned.
+    f.p.snp_launch_start(mine, &SnpLaunchStart::with_policy(0x30000))
+        .unwrap();
+    assert_eq!(status_of(f.p.snp_activate(mine, 2)), Status::AsidOwned);
+    // The process goes away without SNP_DECOMMISSION (what dropping its
+    // Platform, exiting or being killed all do: its locks are released).
+    drop(other);
+    assert!(record.exists(), "reaped by the next reader, not by drop");
+    assert_eq!(f.p.snp_platform_status().unwrap().guest_count, 1);
+    assert!(!record.exists(), "the dead context's record was reaped");
+    let r = runtime(&f);
+    assert_eq!(r.guests.keys().copied().collect::<Vec<_>>(), vec![mine]);
+    assert_eq!(r.needs_flush.iter().copied().collect::<Vec<_>>(), vec![2]);
+    // Torn down as SNP_DECOMMISSION would: ASID 2 needs SNP_DF_FLUSH, and
+    // the handles are gone for good.
+    assert_eq!(
+        status_of(f.p.snp_activate(mine, 2)),
+        Status::DfFlushRequired
+    );
+    f.p.snp_df_flush().unwrap();
+    f.p.snp_activate(mine, 2).unwrap();
+    let third = Platform::open(&f.path, seeded_rng(93)).unwrap();
+    for h in [a, b] {
+        assert_eq!(status_of(third.snp_decommission(h)), Status::InvalidGuest);
+    }
+    // This process's own context survives every reap; DECOMMISSION removes
+    // its record.
+    assert_eq!(third.snp_platform_status().unwrap().guest_count, 1);
+    f.p.snp_decommission(mine).unwrap();
+    assert!(!f
+        .path
+        .join("run")
+        .join(format!("snp-guest-{mine}"))
+        .exists());
+    assert_eq!(third.snp_platform_status().unwrap().guest_count, 0);
+}
+
+#[test]
+fn snp_shutdown_removes_every_processes_context_records() {
+    let f = fresh(94);
+    f.p.snp_init().unwrap();
+    let other = Platform::open(&f.path, seeded_rng(95)).unwrap();
+    let a = other.snp_gctx_create().unwrap();
+    let record = f.path.join("run").join(format!("snp-guest-{a}"));
+    assert!(record.exists());
+    f.p.snp_shutdown().unwrap();
+    assert!(!record.exists());
+    f.p.snp_init().unwrap();
+    assert_eq!(status_of(other.snp_guest_status(a)), Status::InvalidGuest);
+    // The next handle is a new one; nothing stale is left to reap.
+    let b = other.snp_gctx_create().unwrap();
+    assert_ne!(b, a);
+    assert_eq!(f.p.snp_platform_status().unwrap().guest_count, 1);
+    // A record nobody holds and no context names (its process died before
+    // recording the context) does not keep its handle from being used.
+    let stray = f.path.join("run").join(format!("snp-guest-{}", b + 1));
+    std::fs::write(&stray, b"left behind").unwrap();
+    assert_eq!(f.p.snp_gctx_create().unwrap(), b + 1);
+    assert!(stray.exists(), "the new context's own record");
+    assert_eq!(f.p.snp_platform_status().unwrap().guest_count, 2);
+}
+
+#[test]
 fn snp_state_is_platform_wide() {
     let f = fresh(9);
     let other = Platform::open(&f.path, seeded_rng(90)).unwrap();

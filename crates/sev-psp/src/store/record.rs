@@ -185,6 +185,32 @@ impl<'a> Iterator for RecordReader<'a> {
     }
 }
 
+/// Decodes a payload in which each of `count` tags appears exactly once:
+/// `field` is given every record and says whether its tag is one it expects
+/// and its value well-formed (storing it). The shared loop of the runtime
+/// area's fixed-shape records; the error is a message for the caller's
+/// "damaged" report.
+pub fn decode_fixed(
+    payload: &[u8],
+    count: usize,
+    mut field: impl FnMut(u16, &[u8]) -> bool,
+) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for record in RecordReader::new(payload) {
+        let (t, v) = record.map_err(|e| e.to_string())?;
+        if !seen.insert(t) {
+            return Err(format!("record {t:#06x} repeated"));
+        }
+        if !field(t, v) {
+            return Err(format!("unexpected or malformed record {t:#06x}"));
+        }
+    }
+    if seen.len() != count {
+        return Err("missing record".into());
+    }
+    Ok(())
+}
+
 /// Length of a P-384 private scalar.
 pub const P384_SCALAR_LEN: usize = 48;
 /// Length of the chip id GET_ID returns (one socket).
