@@ -341,3 +341,54 @@ fn an_image_without_sev_metadata_is_refused() {
         "{stderr}"
     );
 }
+
+/// The demo guest runs to its exit as an SNP guest: launched from its SEV
+/// metadata (the digest equals the owner's and sev-snp-measure's), it
+/// makes its GHCB shared through the firmware's page-state change, reads
+/// the secrets page the firmware filled (version, VMPCKs present, never
+/// their values) and the CPUID page, and prints everything through the GHCB.
+#[test]
+fn demo_guest_runs_to_its_exit_as_an_snp_guest() {
+    const TEST: &str = "demo_guest_runs_to_its_exit_as_an_snp_guest";
+    if !sevm_testutil::kvm(TEST) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let fw = demo_image(d);
+    for (vcpus, model) in [(1, "EPYC-Milan"), (2, "EPYC-Genoa")] {
+        // The launch, held at -S: its digest is the owner's.
+        check(TEST, d, &fw, vcpus, model, None);
+        // The same launch, run.
+        let platform = fresh_platform(d, &format!("run-{vcpus}"));
+        let sock = d.join("qmp.sock");
+        let mut args = snp_args(&fw, &platform, &sock, vcpus, model, "", None);
+        args.retain(|a| a != "-S");
+        let mut vm = Sevm::spawn(args);
+        let st = vm.wait();
+        let stdout = vm.stdout_text();
+        assert_exit(st, 0, &vm.stderr_text());
+        assert!(stdout.contains(sevm_demo::GREETING), "{stdout}");
+        for line in [
+            "mode: sev-snp\n",
+            "ghcb: page made shared by page-state change and registered\n",
+            "vmpck0 present, vmpck1 present, vmpck2 present, vmpck3 present\n",
+        ] {
+            assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+        }
+        let version = stdout
+            .split("secrets page at 0x")
+            .nth(1)
+            .and_then(|s| s.split(": version ").nth(1))
+            .and_then(|s| s.split(',').next())
+            .unwrap_or_else(|| panic!("no secrets page line in:\n{stdout}"));
+        assert_ne!(version, "0", "{stdout}");
+        let entries = stdout
+            .split("snp cpuid page at 0x")
+            .nth(1)
+            .and_then(|s| s.split(": ").nth(1))
+            .and_then(|s| s.split(' ').next())
+            .unwrap_or_else(|| panic!("no cpuid page line in:\n{stdout}"));
+        assert_ne!(entries.parse::<u32>().unwrap(), 0, "{stdout}");
+    }
+}

@@ -196,6 +196,14 @@ impl SnpLaunchCommands for EmulatedSnpGuest {
             gpa,
             len,
         };
+        if page_type != PageType::Cpuid {
+            // One command over the range, as KVM issues it: the platform
+            // state is read once, not per page.
+            return self
+                .platform
+                .snp_launch_update_range(self.handle(), self.mem.as_ref(), gpa, len, page_type)
+                .map_err(|e| fw_error(CMD, e).into());
+        }
         for page in (gpa..gpa + len).step_by(SNP_PAGE_LEN) {
             let mut before = Box::new([0u8; SNP_PAGE_LEN]);
             if page_type == PageType::Cpuid {
@@ -358,7 +366,9 @@ mod tests {
         ram.write_plain(0x2000, &[0xab; 0x2000]).unwrap();
         g.snp_launch_update(0x2000, 0x2000, PageType::Normal)
             .unwrap();
-        expected.add_region(PageType::Normal, 0x2000, &[0xab; 0x2000]);
+        expected
+            .add_region(PageType::Normal, 0x2000, &[0xab; 0x2000])
+            .unwrap();
         g.snp_launch_update(0x8000, 0x1000, PageType::Zero).unwrap();
         expected.add_page(PageType::Zero, 0x8000, &[0; SNP_PAGE_LEN]);
         g.snp_launch_update(0x9000, 0x1000, PageType::Secrets)

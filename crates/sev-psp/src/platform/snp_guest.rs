@@ -142,8 +142,7 @@ impl SnpGuest {
         page: &mut [u8; PAGE_LEN],
     ) -> Result<(), FwError> {
         let mut digest = self.digest;
-        let state =
-            self.measure_page(op, id, mem, regions, update, rmp_gpa, page, &mut digest)?;
+        let state = self.measure_page(op, id, mem, regions, update, rmp_gpa, page, &mut digest)?;
         self.commit_pages(op, &state, update, update_len(update), digest)
     }
 
@@ -541,7 +540,15 @@ impl Platform {
         guest.require_state(op, &[SnpGuestState::Launch])?;
         guest.require_active(op)?;
         let mut page = Zeroizing::new([0u8; PAGE_LEN]);
-        guest.launch_page(op, &ctx.id, mem, &mem.regions(), update, update.gpa, &mut page)
+        guest.launch_page(
+            op,
+            &ctx.id,
+            mem,
+            &mem.regions(),
+            update,
+            update.gpa,
+            &mut page,
+        )
     }
 
     /// SNP_LAUNCH_UPDATE of a VMSA page kept at `page_gpa` of `mem`,
@@ -574,7 +581,15 @@ impl Platform {
         guest.require_state(op, &[SnpGuestState::Launch])?;
         guest.require_active(op)?;
         let mut page = Zeroizing::new([0u8; PAGE_LEN]);
-        guest.launch_page(op, &ctx.id, mem, &mem.regions(), &update, rmp_gpa, &mut page)
+        guest.launch_page(
+            op,
+            &ctx.id,
+            mem,
+            &mem.regions(),
+            &update,
+            rmp_gpa,
+            &mut page,
+        )
     }
 
     /// SNP_LAUNCH_UPDATE over a range, as KVM's KVM_SEV_SNP_LAUNCH_UPDATE

@@ -26,6 +26,7 @@ use sevm_memory::{Gpa, GuestRam};
 use crate::devices::{IoAction, IoBus};
 use msr::{CpuidReg, PageState, Request};
 use page::{Ghcb, GHCB_LEN};
+use sev_firmware::snp::SnpGuestContext;
 use sev_firmware::GuestKind;
 
 /// Which SEV mode a guest runs in.
@@ -42,7 +43,9 @@ pub enum SevMode {
 impl SevMode {
     /// The mode of a guest of `kind`.
     pub fn of_kind(kind: GuestKind) -> SevMode {
-        if kind.encrypts_registers() {
+        if kind == GuestKind::Snp {
+            SevMode::Snp
+        } else if kind.encrypts_registers() {
             SevMode::SevEs
         } else {
             SevMode::Sev
@@ -122,6 +125,44 @@ impl GhcbPlatform for SharedGhcbPage {
         Err(PlatformError(format!(
             "page-state change of {gpa:#x}: an SEV-ES guest has no RMP"
         )))
+    }
+}
+
+/// The GHCB platform of an SNP guest: the GHCB page read and written
+/// through the guest context's host view, so the RMP decides (a page the
+/// guest has not made shared faults like an RMP fault), and page-state
+/// changes made by the firmware (docs/protocol/snp.md#rmp-model).
+#[derive(Debug)]
+pub struct SnpGhcbPlatform {
+    guest: Arc<dyn SnpGuestContext>,
+}
+
+impl SnpGhcbPlatform {
+    /// Over the SNP guest context `guest`.
+    pub fn new(guest: Arc<dyn SnpGuestContext>) -> Self {
+        SnpGhcbPlatform { guest }
+    }
+}
+
+impl GhcbPlatform for SnpGhcbPlatform {
+    fn read_ghcb(&self, gpa: u64, page: &mut [u8; GHCB_LEN]) -> Result<(), PlatformError> {
+        self.guest
+            .host_view()
+            .read(gpa, page)
+            .map_err(|e| PlatformError(sev_firmware::error_chain(&e)))
+    }
+
+    fn write_ghcb(&self, gpa: u64, page: &[u8; GHCB_LEN]) -> Result<(), PlatformError> {
+        self.guest
+            .host_view()
+            .write(gpa, page)
+            .map_err(|e| PlatformError(sev_firmware::error_chain(&e)))
+    }
+
+    fn page_state_change(&self, gpa: u64, to: PageState) -> Result<(), PlatformError> {
+        self.guest
+            .snp_page_state_change(gpa, 1, to == PageState::Private)
+            .map_err(|e| PlatformError(sev_firmware::error_chain(&e)))
     }
 }
 

@@ -16,6 +16,7 @@ use super::setup::{self, Prepared};
 use super::state::{IncomingPhase, LaunchPhase, SnpContext, SnpPhase};
 use super::{machine_err, Vmm, VmmError};
 use crate::config::VmConfig;
+use crate::ghcb::SnpGhcbPlatform;
 use crate::memory::{Gpa, FOUR_GIB};
 use crate::sev::snp::{self, SnpLaunch};
 use crate::sev::{Launch, LaunchCommands, SevError};
@@ -93,6 +94,11 @@ fn launch_snp(
 ) -> Result<SnpContext, VmmError> {
     let options = platform.guest.snp.clone().unwrap_or_default();
     let backend = platform.attach_snp(machine)?;
+    // The guest's GHCB exits now reach its SNP context: the RMP decides
+    // which pages the host may touch (docs/sev-es.md#the-ghcb-path).
+    if let Some(ghcb) = machine.ghcb_host() {
+        ghcb.set_platform(Arc::new(SnpGhcbPlatform::new(Arc::clone(&backend))));
+    }
     let cpuid = machine.vcpu_cpuid(0).map_err(machine_err)?;
     let cpuid_page =
         snp::cpuid_page(&cpuid).map_err(|e| VmmError::Guest(format!("SEV-SNP: {e}")))?;
