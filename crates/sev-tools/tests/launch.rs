@@ -194,6 +194,55 @@ fn demo_runs_the_attested_launch_as_an_sev_es_guest() {
     assert!(out.contains("s3cr3t for the es demo"), "{out}");
 }
 
+/// `sev-owner demo --snp`: the owner's expected SNP launch digest equals
+/// the host's, the firmware accepts the ID block signed for it at
+/// SNP_LAUNCH_FINISH, and the guest runs as an SNP guest (secrets page with
+/// its VMPCKs present, CPUID page) with all its output through the GHCB.
+#[test]
+fn demo_runs_the_launch_as_an_snp_guest_with_an_id_block() {
+    let test = "demo_runs_the_launch_as_an_snp_guest_with_an_id_block";
+    let Some(e) = env(test) else { return };
+    let o = ok(
+        OWNER,
+        &[
+            "demo",
+            "--snp",
+            "--platform",
+            p(&e.platform),
+            "--sevm",
+            p(&e.sevm),
+        ],
+    );
+    let out = stdout(&o);
+    for line in [
+        "host reports the expected digest",
+        "firmware verified the ID block",
+        "mode: sev-snp",
+        "all i/o through the ghcb",
+        "vmpck0 present, vmpck1 present, vmpck2 present, vmpck3 present",
+    ] {
+        assert!(out.contains(line), "{line}:\n{out}");
+    }
+    // --snp injects no secret: --secret is refused with it.
+    let refused = std::process::Command::new(OWNER)
+        .args([
+            "demo",
+            "--snp",
+            "--secret",
+            "x",
+            "--platform",
+            p(&e.platform),
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--secret"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
 /// The one-command demo: platform, chain to its own root, session, sevm,
 /// measurement, secret, guest output.
 #[test]

@@ -419,8 +419,14 @@ struct DemoArgs {
     runs: u32,
     /// Launch the demo guest as an SEV-ES guest (policy ES, one EPYC-Milan vCPU whose VMSA the
     /// measurement covers); the guest talks to sevm through the GHCB.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "snp")]
     es: bool,
+    /// Launch the demo guest as an SEV-SNP guest (one EPYC-Milan vCPU): the owner signs an ID
+    /// block for the expected launch digest, which the firmware checks at SNP_LAUNCH_FINISH; the
+    /// guest prints its secrets and CPUID pages through the GHCB (no secret is injected: SNP
+    /// guests receive secrets after attestation).
+    #[arg(long, conflicts_with_all = ["secret", "runs"])]
+    snp: bool,
 }
 
 /// Entry point of the `sev-owner` binary.
@@ -439,6 +445,7 @@ fn run(cli: Cli) -> Result<()> {
             cmd: AttestationCmd::Verify(a),
         } => attest_cmd(a),
         Cmd::Launch(a) => launch_cmd(a),
+        Cmd::Demo(a) if a.snp => super::demo::run_snp(a.platform, a.sevm),
         Cmd::Demo(a) => {
             let mode = if a.es {
                 super::demo::DemoMode::SevEs
