@@ -87,13 +87,24 @@ mod ghcb {
     pub const SW_EXIT_CODE: u32 = 0x390;
     pub const SW_EXIT_INFO_1: u32 = 0x398;
     pub const SW_EXIT_INFO_2: u32 = 0x3A0;
+    pub const SW_SCRATCH: u32 = 0x3A8;
     pub const VALID_BITMAP: u32 = 0x3F0;
+    /// The shared buffer, where string output is placed.
+    pub const SHARED_BUFFER: u32 = 0x800;
     pub const PROTOCOL_VERSION: u32 = 0xFFA;
     pub const USAGE: u32 = 0xFFC;
     /// Valid-bitmap byte 7, bit 7: RAX (qword 0x3F).
     pub const VALID_RAX: (u32, u32) = (VALID_BITMAP + 7, 0x80);
     /// Valid-bitmap byte 14, bits 2–4: SW_EXITCODE, SW_EXITINFO1, SW_EXITINFO2.
     pub const VALID_EXIT: (u32, u32) = (VALID_BITMAP + 14, 0x1C);
+    /// The same with bit 5: SW_SCRATCH.
+    pub const VALID_EXIT_SCRATCH: (u32, u32) = (VALID_BITMAP + 14, 0x3C);
+    /// SW_EXITINFO1 bits of `rep outsb` with 32-bit addresses: string,
+    /// rep, 8-bit, A32.
+    pub const OUTSB_REP_A32: u32 = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 8);
+    /// Bytes per string exit: a 16550's transmit FIFO, empty when the line
+    /// status says THRE.
+    pub const CHUNK: u32 = 16;
     /// The IOIO exit code.
     pub const EXIT_IOIO: u32 = 0x7B;
 }
@@ -302,8 +313,10 @@ fn emit_lib(a: &mut CodeAssembler, lib: &mut Lib) -> Result<(), IcedError> {
     a.ret()?;
 
     // puts: esi = NUL-terminated string. Preserves all.
+    let mut puts_ghcb = a.create_label();
     a.set_label(&mut lib.puts)?;
     a.pushad()?;
+    if_es(a, puts_ghcb)?;
     let mut next = a.create_label();
     let mut done = a.create_label();
     a.set_label(&mut next)?;
@@ -315,6 +328,77 @@ fn emit_lib(a: &mut CodeAssembler, lib: &mut Lib) -> Result<(), IcedError> {
     a.set_label(&mut done)?;
     a.popad()?;
     a.ret()?;
+
+    // puts under SEV-ES/SNP: once the line status says THRE (the FIFO is
+    // empty), up to CHUNK bytes are copied into the GHCB's shared buffer
+    // and sent with one string exit (`rep outsb`, as a #VC handler sends
+    // it), instead of one exit per byte.
+    let mut copy = a.create_label();
+    let mut send = a.create_label();
+    let mut last = a.create_label();
+    a.set_label(&mut puts_ghcb)?;
+    a.mov(dx, u32::from(COM1_BASE + 5))?;
+    let mut thre = a.create_label();
+    a.set_label(&mut thre)?;
+    a.call(lib.in8)?;
+    a.test(al, 0x20)?;
+    a.jz(thre)?;
+    a.mov(edi, GHCB_GPA + ghcb::SHARED_BUFFER)?;
+    a.xor(ecx, ecx)?;
+    a.set_label(&mut copy)?;
+    a.lodsb()?;
+    a.test(al, al)?;
+    a.jz(last)?;
+    a.mov(byte_ptr(edi + ecx), al)?;
+    a.inc(ecx)?;
+    a.cmp(ecx, ghcb::CHUNK)?;
+    a.jb(copy)?;
+    a.call(send)?;
+    a.jmp(puts_ghcb)?;
+    a.set_label(&mut last)?;
+    a.test(ecx, ecx)?;
+    a.jz(done)?;
+    a.call(send)?;
+    a.jmp(done)?;
+
+    // send: ecx = bytes in the shared buffer -> one string exit to COM1.
+    // A refused exit terminates. Clobbers eax, ecx, edx, edi.
+    let mut send_failed = a.create_label();
+    a.set_label(&mut send)?;
+    a.mov(edi, GHCB_GPA)?;
+    for off in (0..16).step_by(4) {
+        a.mov(dword_ptr(edi + (ghcb::VALID_BITMAP + off)), 0)?;
+    }
+    a.mov(dword_ptr(edi + ghcb::USAGE), 0)?;
+    a.mov(word_ptr(edi + ghcb::PROTOCOL_VERSION), GHCB_VERSION)?;
+    a.mov(dword_ptr(edi + ghcb::SW_EXIT_CODE), ghcb::EXIT_IOIO)?;
+    a.mov(dword_ptr(edi + (ghcb::SW_EXIT_CODE + 4)), 0)?;
+    a.mov(
+        dword_ptr(edi + ghcb::SW_EXIT_INFO_1),
+        (u32::from(COM1_BASE) << 16) | ghcb::OUTSB_REP_A32,
+    )?;
+    a.mov(dword_ptr(edi + (ghcb::SW_EXIT_INFO_1 + 4)), 0)?;
+    a.mov(dword_ptr(edi + ghcb::SW_EXIT_INFO_2), ecx)?;
+    a.mov(dword_ptr(edi + (ghcb::SW_EXIT_INFO_2 + 4)), 0)?;
+    a.mov(
+        dword_ptr(edi + ghcb::SW_SCRATCH),
+        GHCB_GPA + ghcb::SHARED_BUFFER,
+    )?;
+    a.mov(dword_ptr(edi + (ghcb::SW_SCRATCH + 4)), 0)?;
+    a.mov(
+        byte_ptr(ghcb::VALID_EXIT_SCRATCH.0 + GHCB_GPA),
+        ghcb::VALID_EXIT_SCRATCH.1,
+    )?;
+    a.mov(eax, edi)?;
+    a.xor(edx, edx)?;
+    a.mov(ecx, GHCB_MSR)?;
+    a.wrmsr()?;
+    a.cmp(dword_ptr(edi + ghcb::SW_EXIT_INFO_1), 0)?;
+    a.jne(send_failed)?;
+    a.ret()?;
+    a.set_label(&mut send_failed)?;
+    a.mov(ebx, 0)?; // reason set 0, code 0: general
+    a.jmp(lib.terminate)?;
 
     // put_hex8: al printed as two lowercase hex digits. Preserves all.
     let mut nibble = a.create_label();

@@ -226,6 +226,7 @@ pub struct GhcbHost {
     c_bit: u8,
     platform: RwLock<Arc<dyn GhcbPlatform>>,
     page_exits: AtomicU64,
+    port_writes: AtomicU64,
 }
 
 /// Meaning of a termination reason (set 0 from the GHCB specification,
@@ -261,6 +262,7 @@ impl GhcbHost {
             c_bit,
             platform: RwLock::new(platform),
             page_exits: AtomicU64::new(0),
+            port_writes: AtomicU64::new(0),
         }
     }
 
@@ -272,6 +274,12 @@ impl GhcbHost {
     /// How many GHCB page exits the guest has made so far.
     pub fn page_exits(&self) -> u64 {
         self.page_exits.load(Ordering::Relaxed)
+    }
+
+    /// How many port writes (elements of string output included) the
+    /// guest's GHCB exits have made so far.
+    pub fn port_writes(&self) -> u64 {
+        self.port_writes.load(Ordering::Relaxed)
     }
 
     /// Replaces the platform (an SNP guest context, once attached).
@@ -372,7 +380,7 @@ impl GhcbHost {
         if let Err(e) = platform.read_ghcb(gpa, &mut ghcb.0) {
             return Outcome::Terminate(format!("cannot read the guest's GHCB at {gpa:#x}: {e}"));
         }
-        let outcome = handle_exit(&mut ghcb, &vcpu.cpuid, bus);
+        let outcome = handle_exit(&mut ghcb, gpa, &vcpu.cpuid, bus, &self.port_writes);
         if let Err(e) = platform.write_ghcb(gpa, &ghcb.0) {
             return Outcome::Terminate(format!("cannot write the guest's GHCB at {gpa:#x}: {e}"));
         }
@@ -382,9 +390,17 @@ impl GhcbHost {
 
 /// Handles the exit a GHCB page describes and writes the response into it:
 /// KVM's checks (usage 0; SW_EXITCODE, SW_EXITINFO1/2 valid; the inputs of
-/// the exit valid), then IOIO through `bus`, CPUID from `cpuid`, or
-/// termination; any other exit code is answered "invalid event".
-pub fn handle_exit(ghcb: &mut Ghcb, cpuid: &[CpuidLeaf], bus: &IoBus) -> Outcome {
+/// the exit valid), then IOIO through `bus` (string output from the GHCB's
+/// shared buffer too), CPUID from `cpuid`, or termination; any other exit
+/// code is answered "invalid event". `gpa` is where the GHCB page is;
+/// `writes` counts the port writes made.
+pub fn handle_exit(
+    ghcb: &mut Ghcb,
+    gpa: u64,
+    cpuid: &[CpuidLeaf],
+    bus: &IoBus,
+    writes: &AtomicU64,
+) -> Outcome {
     use page::*;
     let usage = ghcb.usage();
     let code = ghcb.valid(SW_EXIT_CODE);
@@ -392,16 +408,49 @@ pub fn handle_exit(ghcb: &mut Ghcb, cpuid: &[CpuidLeaf], bus: &IoBus) -> Outcome
     let info2 = ghcb.valid(SW_EXIT_INFO_2);
     let rax = ghcb.valid(RAX);
     let rcx = ghcb.valid(RCX);
+    let scratch = ghcb.valid(SW_SCRATCH);
     ghcb.clear_valid();
     if usage != 0 {
         ghcb.set_error(ERR_INVALID_USAGE);
         return Outcome::Continue;
     }
-    let (Some(code), Some(info1), Some(_info2)) = (code, info1, info2) else {
+    let (Some(code), Some(info1), Some(info2)) = (code, info1, info2) else {
         ghcb.set_error(ERR_MISSING_INPUT);
         return Outcome::Continue;
     };
     match code {
+        EXIT_IOIO if info1 & IOIO_STRING != 0 => {
+            let Some(scratch) = scratch else {
+                ghcb.set_error(ERR_MISSING_INPUT);
+                return Outcome::Continue;
+            };
+            let out = match decode_string_out(info1, info2, scratch, gpa) {
+                Ok(out) => out,
+                Err(e) => {
+                    log::debug!("GHCB string IOIO {info1:#x} refused: {e:?}");
+                    ghcb.set_error(ERR_INVALID_INPUT);
+                    return Outcome::Continue;
+                }
+            };
+            let mut action = IoAction::Continue;
+            for i in 0..out.count {
+                let at = out.offset + i * out.io.size;
+                let Some(element) = ghcb.0.get(at..at + out.io.size) else {
+                    break;
+                };
+                action = bus.write(out.io.port, element);
+                writes.fetch_add(1, Ordering::Relaxed);
+                if action != IoAction::Continue {
+                    break;
+                }
+            }
+            ghcb.set(SW_EXIT_INFO_1, 0);
+            ghcb.set(SW_EXIT_INFO_2, 0);
+            match action {
+                IoAction::Continue => Outcome::Continue,
+                IoAction::Exit(v) => Outcome::Exit(v),
+            }
+        }
         EXIT_IOIO => {
             let io = match decode_ioio(info1) {
                 Ok(io) => io,
@@ -423,6 +472,7 @@ pub fn handle_exit(ghcb: &mut Ghcb, cpuid: &[CpuidLeaf], bus: &IoBus) -> Outcome
                     return Outcome::Continue;
                 };
                 action = bus.write(io.port, &rax.to_le_bytes()[..io.size]);
+                writes.fetch_add(1, Ordering::Relaxed);
             }
             ghcb.set(SW_EXIT_INFO_1, 0);
             ghcb.set(SW_EXIT_INFO_2, 0);

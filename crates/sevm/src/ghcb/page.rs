@@ -23,6 +23,10 @@ pub const SW_EXIT_INFO_2: usize = 0x3A0;
 pub const SW_SCRATCH: usize = 0x3A8;
 /// The valid bitmap (16 bytes): bit n marks the qword at offset 8·n.
 pub const VALID_BITMAP: usize = 0x3F0;
+/// The shared buffer (the scratch area of string I/O): 0x800..0xFF0.
+pub const SHARED_BUFFER: usize = 0x800;
+/// End of the shared buffer.
+pub const SHARED_BUFFER_END: usize = 0xFF0;
 /// The protocol version (u16).
 pub const PROTOCOL_VERSION: usize = 0xFFA;
 /// The GHCB usage (u32; 0 is the standard layout).
@@ -130,10 +134,16 @@ pub struct Ioio {
     pub size: usize,
 }
 
+/// Bit 2 of the IOIO information word: a string instruction (`ins`/`outs`).
+pub const IOIO_STRING: u64 = 1 << 2;
+/// Bit 3: a `rep` prefix.
+pub const IOIO_REP: u64 = 1 << 3;
+
 /// Why an IOIO information word is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoioError {
-    /// String (`ins`/`outs`) or `rep` forms, which need the scratch area.
+    /// String (`ins`/`outs`) or `rep` forms, which need the scratch area
+    /// ([`decode_string_out`]).
     StringForm,
     /// No size bit, or more than one.
     BadSize,
@@ -156,6 +166,62 @@ pub fn decode_ioio(info: u64) -> Result<Ioio, IoioError> {
         is_in: info & 1 != 0,
         size,
     })
+}
+
+/// A string `outs` through the GHCB (SW_EXITINFO1 with the string bit,
+/// SW_EXITINFO2 the element count, SW_SCRATCH the data): where its bytes
+/// are in the GHCB page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StringOut {
+    /// The port and element size.
+    pub io: Ioio,
+    /// Offset of the data in the GHCB page (inside the shared buffer).
+    pub offset: usize,
+    /// Number of elements.
+    pub count: usize,
+}
+
+/// Why a string IOIO exit is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StringIoError {
+    /// `ins` (string input) is not served.
+    StringIn,
+    /// No size bit, or more than one.
+    BadSize,
+    /// The scratch area is not inside the GHCB's shared buffer, or the
+    /// data runs past its end.
+    ScratchOutside,
+}
+
+/// Decodes a string `outs` exit (KVM takes the element count from
+/// SW_EXITINFO2 and the data from SW_SCRATCH): the data must lie within
+/// the shared buffer of the GHCB page at `ghcb_gpa` (the only scratch area
+/// served: docs/sev-es.md#the-ghcb-path).
+pub fn decode_string_out(
+    info1: u64,
+    count: u64,
+    scratch: u64,
+    ghcb_gpa: u64,
+) -> Result<StringOut, StringIoError> {
+    if info1 & 1 != 0 {
+        return Err(StringIoError::StringIn);
+    }
+    let io = decode_ioio(info1 & !(IOIO_STRING | IOIO_REP)).map_err(|_| StringIoError::BadSize)?;
+    let start = ghcb_gpa.checked_add(SHARED_BUFFER as u64);
+    let end = ghcb_gpa.checked_add(SHARED_BUFFER_END as u64);
+    let (Some(start), Some(end)) = (start, end) else {
+        return Err(StringIoError::ScratchOutside);
+    };
+    let bytes = count.checked_mul(io.size as u64);
+    let data_end = bytes.and_then(|b| scratch.checked_add(b));
+    match data_end {
+        Some(data_end) if scratch >= start && data_end <= end => Ok(StringOut {
+            io,
+            offset: (scratch - ghcb_gpa) as usize,
+            count: count as usize,
+        }),
+        _ => Err(StringIoError::ScratchOutside),
+    }
 }
 
 /// Encodes an IOIO information word (guest side).
@@ -206,5 +272,47 @@ mod tests {
         assert_eq!(decode_ioio(0x03F8_0000), Err(IoioError::BadSize));
         assert_eq!(decode_ioio(0x03F8_0030), Err(IoioError::BadSize));
         assert_eq!(decode_ioio(0x03F8_0070), Err(IoioError::BadSize));
+    }
+
+    #[test]
+    fn string_outs_must_stay_inside_the_shared_buffer() {
+        let ghcb = 0x6_1000;
+        let outs = 0x03F8_0010 | IOIO_STRING | IOIO_REP;
+        let ok = decode_string_out(outs, 16, ghcb + 0x800, ghcb).unwrap();
+        assert_eq!(
+            (ok.io.port, ok.io.size, ok.offset, ok.count),
+            (0x3F8, 1, 0x800, 16)
+        );
+        // The last byte of the buffer is 0xFEF.
+        assert!(decode_string_out(outs, 0x7F0, ghcb + 0x800, ghcb).is_ok());
+        for (count, scratch) in [
+            (0x7F1, ghcb + 0x800),
+            (1, ghcb + 0x7FF),
+            (1, ghcb + 0xFF0),
+            (u64::MAX, ghcb + 0x800),
+            (1, u64::MAX),
+        ] {
+            assert_eq!(
+                decode_string_out(outs, count, scratch, ghcb),
+                Err(StringIoError::ScratchOutside),
+                "{count:#x} at {scratch:#x}"
+            );
+        }
+        // 16-bit elements: 0x3F8 of them fill 0x7F0 bytes.
+        let outsw = 0x03F8_0020 | IOIO_STRING;
+        assert!(decode_string_out(outsw, 0x3F8, ghcb + 0x800, ghcb).is_ok());
+        assert!(decode_string_out(outsw, 0x3F9, ghcb + 0x800, ghcb).is_err());
+        assert_eq!(
+            decode_string_out(outs | 1, 1, ghcb + 0x800, ghcb),
+            Err(StringIoError::StringIn)
+        );
+        assert_eq!(
+            decode_string_out(0x03F8_0000 | IOIO_STRING, 1, ghcb + 0x800, ghcb),
+            Err(StringIoError::BadSize)
+        );
+        assert_eq!(
+            decode_string_out(outs, 1, ghcb + 0x800, u64::MAX - 0x100),
+            Err(StringIoError::ScratchOutside)
+        );
     }
 }

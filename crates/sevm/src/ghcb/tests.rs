@@ -262,6 +262,24 @@ fn ioio_reaches_the_serial_port_and_the_debug_exit() {
 }
 
 #[test]
+fn string_output_comes_from_the_shared_buffer() {
+    let mut r = rig(SevMode::SevEs);
+    let mut g = Ghcb::default();
+    g.0[page::SHARED_BUFFER..page::SHARED_BUFFER + 6].copy_from_slice(b"hello\n");
+    g.set(page::SW_EXIT_CODE, page::EXIT_IOIO);
+    g.set(
+        page::SW_EXIT_INFO_1,
+        page::encode_ioio(COM1_BASE, false, 1) | page::IOIO_STRING | page::IOIO_REP,
+    );
+    g.set(page::SW_EXIT_INFO_2, 6);
+    g.set(page::SW_SCRATCH, GHCB_GPA + page::SHARED_BUFFER as u64);
+    let (o, g) = r.exit(&g);
+    assert_eq!(o, Outcome::Continue);
+    assert_eq!(g.valid(page::SW_EXIT_INFO_1), Some(0));
+    assert_eq!(r.out.text(), "hello\n");
+}
+
+#[test]
 fn cpuid_exit_fills_four_registers() {
     let mut r = rig(SevMode::SevEs);
     let mut g = Ghcb::default();
@@ -309,13 +327,33 @@ fn malformed_ghcbs_are_answered_as_kvm_answers_them() {
         error(&r.exit(&g).1),
         (Some(2), Some(page::ERR_MISSING_INPUT))
     );
-    // String IOIO and a bad size.
-    for info in [0x03F8_0014, 0x03F8_0000] {
+    // A bad size.
+    let mut g = ioio_out(COM1_BASE, b'a');
+    g.set(page::SW_EXIT_INFO_1, 0x03F8_0000);
+    assert_eq!(
+        error(&r.exit(&g).1),
+        (Some(2), Some(page::ERR_INVALID_INPUT))
+    );
+    // String IOIO without SW_SCRATCH, with a scratch area outside the
+    // shared buffer, and string input.
+    let mut g = ioio_out(COM1_BASE, b'a');
+    g.set(page::SW_EXIT_INFO_1, 0x03F8_0014);
+    assert_eq!(
+        error(&r.exit(&g).1),
+        (Some(2), Some(page::ERR_MISSING_INPUT))
+    );
+    for (info, scratch) in [
+        (0x03F8_0014, GHCB_GPA + 0x100),
+        (0x03F8_0014, GHCB_GPA + 0x1000),
+        (0x03F8_0015, GHCB_GPA + 0x800),
+    ] {
         let mut g = ioio_out(COM1_BASE, b'a');
         g.set(page::SW_EXIT_INFO_1, info);
+        g.set(page::SW_SCRATCH, scratch);
         assert_eq!(
             error(&r.exit(&g).1),
-            (Some(2), Some(page::ERR_INVALID_INPUT))
+            (Some(2), Some(page::ERR_INVALID_INPUT)),
+            "{info:#x} at {scratch:#x}"
         );
     }
     // CPUID without RCX.
