@@ -4,6 +4,8 @@
 //! firmware that enforces them is sev-psp's, the VMM that drives them is
 //! sevm.
 
+pub mod cert;
+pub mod chain;
 pub mod command;
 pub mod id_block;
 pub mod launch;

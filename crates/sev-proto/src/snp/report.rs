@@ -503,4 +503,4 @@ impl AttestationReport {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
