@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use sev_proto::abi::policy::ApiVersion;
 use sev_proto::snp::cert::{self, Certificate};
 use sev_proto::snp::chain::{Chain, Trust, VerifiedChain};
-use sev_proto::snp::report::{AttestationReport, REPORT_LEN};
+use sev_proto::snp::report::{AttestationReport, ReportSigner, REPORT_LEN};
 use sev_proto::snp::{GuestPolicy, Product, TcbVersion};
 
 use crate::io;
@@ -193,21 +193,33 @@ pub fn read_report(path: &Path) -> Result<AttestationReport> {
 }
 
 /// The `ask_ark_<product>.pem` (or `ask_ark_<product>_vcek.pem`, as
-/// go-sev-guest names Turin's) of the first roots directory that has one.
-fn find_cert_chain(product: Product, dirs: &[PathBuf]) -> Result<PathBuf> {
+/// go-sev-guest names Turin's) of the first roots directory that has one;
+/// for a report signed by a VLEK, `ask_ark_<product>_vlek.pem` (the ASVK
+/// and the ARK).
+fn find_cert_chain(product: Product, vlek: bool, dirs: &[PathBuf]) -> Result<PathBuf> {
     let lower = product.name().to_ascii_lowercase();
-    let names = [
-        format!("ask_ark_{lower}.pem"),
-        format!("ask_ark_{lower}_vcek.pem"),
-    ];
+    let names = if vlek {
+        vec![format!("ask_ark_{lower}_vlek.pem")]
+    } else {
+        vec![
+            format!("ask_ark_{lower}.pem"),
+            format!("ask_ark_{lower}_vcek.pem"),
+        ]
+    };
+    let (kind, path) = if vlek {
+        ("VLEK ", "vlek")
+    } else {
+        ("", "vcek")
+    };
     dirs.iter()
         .flat_map(|d| names.iter().map(move |n| d.join(n)))
         .find(|p| p.is_file())
         .ok_or_else(|| {
             anyhow!(
-                "no ask_ark_{lower}.pem in {}; pass KDS's cert_chain for {product} with --chain FILE \
-                 (https://kdsintf.amd.com/vcek/v1/{product}/cert_chain) or put it in one of those \
-                 directories",
+                "no {} in {}; pass KDS's {kind}cert_chain for {product} with --chain FILE \
+                 (https://kdsintf.amd.com/{path}/v1/{product}/cert_chain) or put it in one of \
+                 those directories",
+                names[0],
                 dirs.iter()
                     .map(|d| d.display().to_string())
                     .collect::<Vec<_>>()
@@ -230,7 +242,11 @@ pub fn load(s: &Sources) -> Result<Loaded> {
         (Some(p), _, _) => Some(p.clone()),
         // An explicitly trusted ARK may come with the ASK in --chain only.
         (None, Some(_), _) if s.trust_ark_explicitly => None,
-        (None, _, Some(product)) => Some(find_cert_chain(product, &s.roots_dirs)?),
+        (None, _, Some(product)) => Some(find_cert_chain(
+            product,
+            report.signing_key == ReportSigner::Vlek,
+            &s.roots_dirs,
+        )?),
         (None, _, None) => bail!(
             "the report (version {}) does not name its product: give --product or --chain",
             report.version
@@ -658,5 +674,74 @@ impl Outcome {
                 "actual": c.actual,
             })).collect::<Vec<_>>(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(test: &str) -> Option<AttestationReport> {
+        let path = sevm_testutil::fixture_path(test, "snp/virtee-sev/certs_data/report_milan.hex")?;
+        Some(read_report(&path).unwrap())
+    }
+
+    fn failed(checks: &[Check]) -> Vec<&'static str> {
+        checks.iter().filter(|c| !c.ok).map(|c| c.name).collect()
+    }
+
+    #[test]
+    fn tcb_minimums_compare_component_by_component() {
+        let Some(r) = report("tcb_minimums_compare_component_by_component") else {
+            return;
+        };
+        // The report: bootloader 3, TEE 0, SNP 8, microcode 0x73.
+        let tcb = |bl: u8, snp: u8, ucode: u8| u64::from_le_bytes([bl, 0, 0, 0, 0, 0, snp, ucode]);
+        let at_least = |min: u64| Expectations {
+            min_tcb: Some(min),
+            min_launch_tcb: Some(min),
+            ..Expectations::default()
+        };
+        let c = checks(&r, Product::Milan, &at_least(tcb(3, 8, 0x73)));
+        assert!(failed(&c).is_empty(), "{c:?}");
+        // A higher microcode does not make up for a lower SNP SVN.
+        let c = checks(&r, Product::Milan, &at_least(tcb(2, 9, 0x10)));
+        assert_eq!(failed(&c), ["min-tcb", "min-launch-tcb"]);
+        assert!(c[0].actual.contains("REPORTED_TCB"), "{c:?}");
+        // A minimum that is not a Milan TCB fails and says why.
+        let c = checks(&r, Product::Milan, &at_least(0xFF_0000));
+        assert_eq!(failed(&c), ["min-tcb", "min-launch-tcb"]);
+        assert!(c[0].expected.contains("reserves"), "{c:?}");
+    }
+
+    #[test]
+    fn digests_are_one_of_the_trusted_and_policy_bits_are_read() {
+        let Some(r) = report("digests_are_one_of_the_trusted_and_policy_bits_are_read") else {
+            return;
+        };
+        let e = Expectations {
+            id_key_digests: vec![[1; 48], [0; 48]],
+            author_key_digests: vec![[1; 48]],
+            policy_min_abi: Some(ApiVersion::new(0, 0)),
+            policy_no_debug: true,
+            policy_no_smt: true,
+            policy_single_socket: true,
+            policy_no_migrate_ma: true,
+            ..Expectations::default()
+        };
+        // Policy 0x30000: SMT allowed, no debug, no migration agent, any socket.
+        let c = checks(&r, Product::Milan, &e);
+        assert_eq!(
+            failed(&c),
+            ["author-key-digest", "policy-no-smt", "policy-single-socket"]
+        );
+        let higher = Expectations {
+            policy_min_abi: Some(ApiVersion::new(1, 51)),
+            ..Expectations::default()
+        };
+        assert_eq!(
+            failed(&checks(&r, Product::Milan, &higher)),
+            ["policy-min-abi"]
+        );
     }
 }
