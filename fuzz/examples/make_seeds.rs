@@ -29,10 +29,10 @@ use sev_proto::ovmf::{
 use sev_proto::secret::{build_launch_secret, PacketHeader};
 use sev_proto::secret_table::SecretTable;
 use sev_proto::session::{wrap, SessionBuffer};
-use sev_proto::snp::report::AttestationReport;
 use sev_proto::snp::id_block::{
     verify as verify_id_block, Expected as IdExpected, ID_AUTH_LEN, ID_BLOCK_LEN,
 };
+use sev_proto::snp::report::AttestationReport;
 use sev_proto::Guid;
 use sev_psp::rng::seeded_rng;
 use sev_psp::store::sealed::{open_sealed, seal};
@@ -74,7 +74,7 @@ fn check(target: &str, name: &str, bytes: &[u8]) -> Result<()> {
         "session_buffer" if name == "wrapped" => SessionBuffer::decode(bytes).is_ok(),
         "attestation_report" => Report::decode(bytes).is_ok(),
         "snp_report" => bytes
-            .get(1..)
+            .get(1..1 + sev_proto::snp::report::REPORT_LEN)
             .is_some_and(|b| AttestationReport::decode(b).is_ok()),
         "id_block" => {
             let block = bytes.get(1..1 + ID_BLOCK_LEN).unwrap_or_default();

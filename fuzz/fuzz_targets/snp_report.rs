@@ -34,7 +34,9 @@ fn genuine() -> &'static Genuine {
         let mut report = sevm_fuzz::snp_report();
         report.sign(&key).expect("signing works");
         let key = VerifyingKey::from(&key);
-        report.verify_signature(&key).expect("a signed report verifies");
+        report
+            .verify_signature(&key)
+            .expect("a signed report verifies");
         Genuine {
             key,
             bytes: report.encode(),
