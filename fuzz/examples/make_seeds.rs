@@ -32,6 +32,7 @@ use sev_proto::session::{wrap, SessionBuffer};
 use sev_proto::snp::id_block::{
     verify as verify_id_block, Expected as IdExpected, ID_AUTH_LEN, ID_BLOCK_LEN,
 };
+use sev_proto::snp::report::AttestationReport;
 use sev_proto::Guid;
 use sev_psp::rng::seeded_rng;
 use sev_psp::store::sealed::{open_sealed, seal};
@@ -72,6 +73,9 @@ fn check(target: &str, name: &str, bytes: &[u8]) -> Result<()> {
         },
         "session_buffer" if name == "wrapped" => SessionBuffer::decode(bytes).is_ok(),
         "attestation_report" => Report::decode(bytes).is_ok(),
+        "snp_report" => bytes
+            .get(1..1 + sev_proto::snp::report::REPORT_LEN)
+            .is_some_and(|b| AttestationReport::decode(b).is_ok()),
         "id_block" => {
             let block = bytes.get(1..1 + ID_BLOCK_LEN).unwrap_or_default();
             let auth = bytes
@@ -193,6 +197,23 @@ fn crypto(s: &mut Seeds) -> Result<()> {
     let report = Report::sign([0x11; 16], [0x22; 32], 0x0005_0001, &signing_key())
         .context("signing a report")?;
     s.put("attestation_report", "signed", report.encode())?;
+
+    // snp_report: flags, the report signed with the targets' fixed key, then
+    // the tamper check's index and mask.
+    let mut snp_report = sevm_fuzz::snp_report();
+    snp_report
+        .sign(&signing_key())
+        .context("signing an SNP report")?;
+    s.put(
+        "snp_report",
+        "signed",
+        [&[0u8][..], &snp_report.encode()].concat(),
+    )?;
+    s.put(
+        "snp_report",
+        "tamper",
+        [&[1u8][..], &snp_report.encode(), &[0x90, 0x00, 0x01]].concat(),
+    )?;
 
     // id_block: flags, ID block, ID auth (with and without the author key),
     // then the tamper check's index and mask.

@@ -8,6 +8,7 @@
 //! * [`id_block`]: SNP ID blocks and ID authentication structures from PEM keys;
 //! * [`secret`]: the secret table and LAUNCH_SECRET packet (`sevctl secret build`);
 //! * [`attest`]: attestation report verification;
+//! * [`snp_verify`]: SNP attestation reports, their VCEK chain and the owner's checks;
 //! * [`platform`]: `sev-firmware`'s platform management (`/dev/sev` or an
 //!   emulated platform) as `sev-platform` reports it, and the owner-CA side;
 //! * [`error`]: an error and its sources on one line;
@@ -34,3 +35,4 @@ pub mod platform;
 pub mod roots;
 pub mod secret;
 pub mod session;
+pub mod snp_verify;

@@ -4,11 +4,14 @@
 //! firmware that enforces them is sev-psp's, the VMM that drives them is
 //! sevm.
 
+pub mod cert;
+pub mod chain;
 pub mod command;
 pub mod id_block;
 pub mod launch;
 pub mod measure;
 pub mod policy;
+pub mod report;
 pub mod tcb;
 
 pub use command::SnpCommand;
@@ -16,4 +19,5 @@ pub use id_block::{IdAuth, IdBlock, IdBlockError};
 pub use launch::{BadRegion, LaunchDigest, PageInfo, PageType, INITIAL_VMSA_GPA};
 pub use measure::{snp_launch_digest, SnpLaunch, SnpMeasureError};
 pub use policy::{GuestPolicy, GuestPolicyError};
+pub use report::{AttestationReport, ReportError};
 pub use tcb::{Product, TcbVersion};

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod id_block;
 pub mod owner;
 pub mod platform;
+pub mod snp;
 pub mod tempdir;
 pub mod vcpu;
 
@@ -72,9 +73,23 @@ pub fn run_main<P: Parser>(
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{tool}: error: {}", one_line(&e));
-            ExitCode::FAILURE
+            match e.downcast_ref::<ExitWith>() {
+                Some(exit) => ExitCode::from(exit.code),
+                None => ExitCode::FAILURE,
+            }
         }
     }
+}
+
+/// An error that ends the command with its own exit status (a verdict),
+/// not the 1 of other failures.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ExitWith {
+    /// The exit status.
+    pub code: u8,
+    /// The error line.
+    pub message: String,
 }
 
 /// An error and its causes on one line, without repeating a cause that the

@@ -47,6 +47,11 @@ enum Cmd {
     /// an ID key and optionally an author key (QEMU's sev-snp-guest id-block=, id-auth=); with
     /// --verify, check given ones as SNP_LAUNCH_FINISH does.
     IdBlock(super::id_block::IdBlockArgs),
+    /// SEV-SNP attestation: verify a report and its VCEK chain.
+    Snp {
+        #[command(subcommand)]
+        cmd: super::snp::SnpCmd,
+    },
     /// Attestation reports.
     Attestation {
         #[command(subcommand)]
@@ -444,6 +449,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Attestation {
             cmd: AttestationCmd::Verify(a),
         } => attest_cmd(a),
+        Cmd::Snp { cmd } => super::snp::run(cmd),
         Cmd::Launch(a) => launch_cmd(a),
         Cmd::Demo(a) if a.snp => super::demo::run_snp(a.platform, a.sevm),
         Cmd::Demo(a) => {
