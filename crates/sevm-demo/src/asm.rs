@@ -400,62 +400,75 @@ fn emit_lib(a: &mut CodeAssembler, lib: &mut Lib) -> Result<(), IcedError> {
     a.mov(ebx, 0)?; // reason set 0, code 0: general
     a.jmp(lib.terminate)?;
 
-    // put_hex8: al printed as two lowercase hex digits. Preserves all.
-    let mut nibble = a.create_label();
-    a.set_label(&mut lib.put_hex8)?;
-    a.push(eax)?;
-    a.push(eax)?;
-    a.shr(al, 4)?;
-    a.call(nibble)?;
-    a.pop(eax)?;
-    a.and(al, 0x0F)?;
-    a.call(nibble)?;
-    a.pop(eax)?;
-    a.ret()?;
-    // nibble: al = 0..15 -> putc(hex digit); clobbers al.
-    a.set_label(&mut nibble)?;
-    a.add(al, b'0' as i32)?;
+    // Numbers are formatted into a buffer on the stack and printed with
+    // puts, so that under SEV-ES/SNP they leave in one string exit.
+    //
+    // hex_digits: the top `ecx` nibbles of eax as lowercase hex digits,
+    // then NUL, at edi. Clobbers eax, ecx, edx, edi.
+    let mut hex_digits = a.create_label();
     let mut digit = a.create_label();
-    a.cmp(al, b'9' as i32)?;
+    a.set_label(&mut hex_digits)?;
+    a.rol(eax, 4)?;
+    a.mov(edx, eax)?;
+    a.and(edx, 0xF)?;
+    a.add(dl, b'0' as i32)?;
+    a.cmp(dl, b'9' as i32)?;
     a.jbe(digit)?;
-    a.add(al, (b'a' - b'9' - 1) as i32)?;
+    a.add(dl, (b'a' - b'9' - 1) as i32)?;
     a.set_label(&mut digit)?;
-    a.call(lib.putc)?;
+    a.mov(byte_ptr(edi), dl)?;
+    a.inc(edi)?;
+    a.dec(ecx)?;
+    a.jnz(hex_digits)?;
+    a.mov(byte_ptr(edi), 0)?;
+    a.ret()?;
+
+    // put_hex8: al printed as two lowercase hex digits. Preserves all.
+    a.set_label(&mut lib.put_hex8)?;
+    a.pushad()?;
+    a.sub(esp, 12)?;
+    a.shl(eax, 24)?;
+    a.mov(ecx, 2)?;
+    a.mov(edi, esp)?;
+    a.call(hex_digits)?;
+    a.mov(esi, esp)?;
+    a.call(lib.puts)?;
+    a.add(esp, 12)?;
+    a.popad()?;
     a.ret()?;
 
     // put_hex32: eax printed as eight hex digits. Preserves all.
     a.set_label(&mut lib.put_hex32)?;
     a.pushad()?;
-    a.mov(ecx, 4)?;
-    let mut byte = a.create_label();
-    a.set_label(&mut byte)?;
-    a.rol(eax, 8)?;
-    a.call(lib.put_hex8)?;
-    a.dec(ecx)?;
-    a.jnz(byte)?;
+    a.sub(esp, 12)?;
+    a.mov(ecx, 8)?;
+    a.mov(edi, esp)?;
+    a.call(hex_digits)?;
+    a.mov(esi, esp)?;
+    a.call(lib.puts)?;
+    a.add(esp, 12)?;
     a.popad()?;
     a.ret()?;
 
-    // put_dec: eax printed in decimal. Preserves all.
+    // put_dec: eax printed in decimal (at most ten digits). Preserves all.
     a.set_label(&mut lib.put_dec)?;
     a.pushad()?;
+    a.sub(esp, 12)?;
+    a.lea(edi, ptr(esp + 11))?;
+    a.mov(byte_ptr(edi), 0)?;
     a.mov(ecx, 10)?;
-    a.xor(ebx, ebx)?;
     let mut divide = a.create_label();
     a.set_label(&mut divide)?;
     a.xor(edx, edx)?;
     a.div(ecx)?;
-    a.push(edx)?;
-    a.inc(ebx)?;
+    a.add(dl, b'0' as i32)?;
+    a.dec(edi)?;
+    a.mov(byte_ptr(edi), dl)?;
     a.test(eax, eax)?;
     a.jnz(divide)?;
-    let mut emit = a.create_label();
-    a.set_label(&mut emit)?;
-    a.pop(eax)?;
-    a.add(al, b'0' as i32)?;
-    a.call(lib.putc)?;
-    a.dec(ebx)?;
-    a.jnz(emit)?;
+    a.mov(esi, edi)?;
+    a.call(lib.puts)?;
+    a.add(esp, 12)?;
     a.popad()?;
     a.ret()?;
 

@@ -125,30 +125,9 @@ impl EmulatedSnpGuest {
     }
 
     /// KVM's SNP_ACTIVATE: the lowest SEV-ES/SNP ASID no guest holds, with
-    /// SNP_DF_FLUSH first when only ASIDs awaiting a flush are left.
+    /// the flush first when only ASIDs awaiting one are left (one command).
     fn activate(&self, handle: u32) -> Result<u32, FwError> {
-        let min_sev_asid = self.platform.config().min_sev_asid;
-        let mut flushed = false;
-        loop {
-            let mut needs_flush = false;
-            for asid in 1..min_sev_asid {
-                match self.platform.snp_activate(handle, asid) {
-                    Ok(()) => return Ok(asid),
-                    Err(e) if e.status == Status::AsidOwned => {}
-                    Err(e) if e.status == Status::DfFlushRequired => needs_flush = true,
-                    Err(e) => return Err(e),
-                }
-            }
-            if !needs_flush || flushed {
-                return Err(FwError::new(
-                    sev_psp::Op::Snp(sev_proto::snp::SnpCommand::Activate),
-                    Status::ResourceLimit,
-                    "every SEV-ES/SNP ASID is in use",
-                ));
-            }
-            self.platform.snp_df_flush()?;
-            flushed = true;
-        }
+        self.platform.snp_activate_free_asid(handle)
     }
 }
 

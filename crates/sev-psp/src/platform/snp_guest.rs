@@ -142,7 +142,17 @@ impl SnpGuest {
         page: &mut [u8; PAGE_LEN],
     ) -> Result<(), FwError> {
         let mut digest = self.digest;
-        let state = self.measure_page(op, id, mem, regions, update, rmp_gpa, page, &mut digest)?;
+        let state = self.measure_page(
+            op,
+            id,
+            mem,
+            regions,
+            update,
+            rmp_gpa,
+            page,
+            &mut digest,
+            None,
+        )?;
         self.commit_pages(op, &state, update, update_len(update), digest)
     }
 
@@ -163,6 +173,7 @@ impl SnpGuest {
         rmp_gpa: u64,
         page: &mut [u8; PAGE_LEN],
         digest: &mut LaunchDigest,
+        contents: Option<&[u8; SHA384_LEN]>,
     ) -> Result<Arc<MemoryState>, FwError> {
         let len = update_len(update);
         let end = update.gpa.checked_add(len).ok_or_else(|| {
@@ -194,6 +205,18 @@ impl SnpGuest {
             |e: crate::memory::MemoryError| fail(op, Status::InvalidAddress, e.to_string());
         let mut measured = *digest;
         for unit in (update.gpa..end).step_by(PAGE_LEN) {
+            if let (Some(contents), false) = (contents, update.large) {
+                // A 4 KiB NORMAL page whose contents were hashed ahead
+                // ([`page_digests`]).
+                measured.extend(&PageInfo {
+                    contents: *contents,
+                    page_type: update.page_type,
+                    imi: false,
+                    vmpl_perms: update.vmpl_perms,
+                    gpa: rmp_gpa.wrapping_add(unit - update.gpa),
+                });
+                continue;
+            }
             match update.page_type {
                 PageType::Normal | PageType::Vmsa | PageType::Unmeasured => {
                     firmware_read(mem, unit, &mut page[..]).map_err(mem_err)?;
@@ -270,6 +293,58 @@ impl SnpGuest {
     }
 }
 
+/// Ranges from this size up have their NORMAL pages hashed on several
+/// threads.
+const PARALLEL_HASH_MIN: u64 = 64 * 1024;
+
+/// The SHA-384 of each 4 KiB page of the `len` bytes at `gpa` (a NORMAL
+/// page's contents digest), computed ahead of the ranged launch update on
+/// up to [`std::thread::available_parallelism`] threads: the page digests
+/// are independent, only the PAGE_INFO chain is sequential. `None` for a
+/// page that could not be read (the update measures it itself and fails
+/// there); empty for a short range, a range not inside one region of
+/// guest memory (so its size is bounded by memory's), or a single thread.
+fn page_digests(
+    mem: &dyn GuestBacking,
+    regions: &[Region],
+    gpa: u64,
+    len: u64,
+) -> Vec<Option<[u8; SHA384_LEN]>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let inside = gpa.checked_add(len).is_some_and(|end| {
+        regions
+            .iter()
+            .any(|r| r.gpa <= gpa && r.end().is_some_and(|e| end <= e))
+    });
+    if len < PARALLEL_HASH_MIN || threads < 2 || !inside {
+        return Vec::new();
+    }
+    let pages = (len / PAGE_LEN as u64) as usize;
+    let mut out = vec![None; pages];
+    let per_thread = pages.div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (i, chunk) in out.chunks_mut(per_thread).enumerate() {
+            scope.spawn(move || {
+                let mut page = Zeroizing::new([0u8; PAGE_LEN]);
+                for (j, slot) in chunk.iter_mut().enumerate() {
+                    let index = (i * per_thread + j) as u64;
+                    let Some(at) = index
+                        .checked_mul(PAGE_LEN as u64)
+                        .and_then(|o| gpa.checked_add(o))
+                    else {
+                        return;
+                    };
+                    if firmware_read(mem, at, &mut page[..]).is_err() {
+                        continue;
+                    }
+                    *slot = Some(PageType::Normal.contents_digest(&page));
+                }
+            });
+        }
+    });
+    out
+}
+
 /// The bytes one SNP_LAUNCH_UPDATE covers: 4 KiB or 2 MiB.
 fn update_len(update: &SnpLaunchUpdate) -> u64 {
     if update.large {
@@ -330,8 +405,12 @@ struct GuestCtx {
 impl Platform {
     /// Loads the platform-wide state for a guest command: SNP INIT
     /// (INVALID_PLATFORM_STATE).
+    ///
+    /// The runtime area is listed only when its guest records changed
+    /// ([`Snapshot::load_cached`]), as for SEV guest commands: the SNP
+    /// commands work on this process's own guest contexts.
     fn snp_guest_ctx(&self, inner: &mut Inner, op: Op) -> Result<GuestCtx, FwError> {
-        let shared = Snapshot::load(inner, op)?;
+        let shared = Snapshot::load_cached(inner, op)?;
         let id = self.load_snp_identity(inner, &shared, op)?;
         let snp = load_snp_shared(inner, &shared, op)?;
         require_snp_init(op, snp.snp.state)?;
@@ -460,6 +539,19 @@ impl Platform {
     /// bound to another ASID → ACTIVE; the ASID bound to another guest (SNP
     /// or SEV) → ASID_OWNED; awaiting a flush → DFFLUSH_REQUIRED.
     pub fn snp_activate(&self, handle: u32, asid: u32) -> Result<(), FwError> {
+        self.snp_activate_on(handle, Some(asid)).map(drop)
+    }
+
+    /// SNP_ACTIVATE on the lowest SEV-ES/SNP ASID that no guest holds, as
+    /// KVM picks one, in one command: when only ASIDs awaiting a flush are
+    /// left, the flush SNP_DF_FLUSH would do is done first (KVM issues it).
+    /// An already active guest keeps its ASID. Returns the ASID; every ASID
+    /// held → RESOURCE_LIMIT; otherwise errors as [`Platform::snp_activate`].
+    pub fn snp_activate_free_asid(&self, handle: u32) -> Result<u32, FwError> {
+        self.snp_activate_on(handle, None)
+    }
+
+    fn snp_activate_on(&self, handle: u32, asid: Option<u32>) -> Result<u32, FwError> {
         let op = op_of(SnpCommand::Activate);
         let mut inner = self.lock();
         let mut ctx = self.snp_guest_ctx(&mut inner, op)?;
@@ -478,6 +570,46 @@ impl Platform {
                 ),
             ));
         }
+        let asid = match asid {
+            Some(asid) => asid,
+            None if guest.asid != 0 => return Ok(guest.asid),
+            None => {
+                let held: BTreeSet<u32> = ctx
+                    .shared
+                    .guests
+                    .values()
+                    .map(|g| g.asid)
+                    .chain(ctx.snp.snp.guests.values().copied())
+                    .collect();
+                let free = |ctx: &GuestCtx| {
+                    (1..min_sev_asid).find(|a| {
+                        !held.contains(a)
+                            && !ctx.snp.snp.needs_flush.contains(a)
+                            && !ctx.shared.platform.needs_flush.contains(a)
+                    })
+                };
+                match free(&ctx) {
+                    Some(asid) => asid,
+                    None => {
+                        if !(1..min_sev_asid).any(|a| !held.contains(&a)) {
+                            return Err(fail(
+                                op,
+                                Status::ResourceLimit,
+                                "every SEV-ES/SNP ASID is in use",
+                            ));
+                        }
+                        ctx.shared.platform.needs_flush.clear();
+                        ctx.shared.save()?;
+                        ctx.snp.snp.needs_flush.clear();
+                        ctx.snp.save()?;
+                        log::debug!("SNP_ACTIVATE: released ASIDs flushed for reuse");
+                        free(&ctx).ok_or_else(|| {
+                            fail(op, Status::ResourceLimit, "no ASID free after the flush")
+                        })?
+                    }
+                }
+            }
+        };
         if asid == 0 || asid >= min_sev_asid {
             return Err(fail(
                 op,
@@ -511,7 +643,8 @@ impl Platform {
         }
         guest.asid = asid;
         ctx.snp.snp.guests.insert(handle, asid);
-        ctx.snp.save()
+        ctx.snp.save()?;
+        Ok(asid)
     }
 
     /// SNP_LAUNCH_UPDATE, guest LAUNCH and active: encrypts and measures
@@ -634,6 +767,11 @@ impl Platform {
         // page's checks depend on the others of the range (they are
         // distinct, and the private marks are not read while launching).
         let mut digest = guest.digest;
+        let contents = if page_type == PageType::Normal {
+            page_digests(mem, &regions, gpa, len)
+        } else {
+            Vec::new()
+        };
         let mut state = None;
         let mut done = 0;
         let mut failure = None;
@@ -659,6 +797,9 @@ impl Platform {
                     update.gpa,
                     &mut page,
                     &mut digest,
+                    contents
+                        .get((done / unit) as usize)
+                        .and_then(Option::as_ref),
                 )
             };
             match measured {

@@ -636,6 +636,41 @@ fn sev_and_snp_guests_share_one_asid_table() {
 }
 
 #[test]
+fn kvms_asid_choice_for_an_snp_guest_is_one_command() {
+    use sev_proto::abi::Policy;
+    // SNP guest `h` on ASID 1, an SEV-ES guest on ASID 2 (ASIDs 1..=4).
+    let (f, h) = launched(32, QEMU_POLICY);
+    f.p.init(true).unwrap();
+    let a =
+        f.p.launch_start(0, Policy::from_bits(Policy::ES), None, None)
+            .unwrap();
+    assert_eq!(f.p.activate_free_asid(a).unwrap(), 2);
+    let started = |p: &crate::Platform| {
+        let g = p.snp_gctx_create().unwrap();
+        p.snp_launch_start(g, &SnpLaunchStart::with_policy(QEMU_POLICY))
+            .unwrap();
+        g
+    };
+    let x = started(&f.p);
+    assert_eq!(f.p.snp_activate_free_asid(x).unwrap(), 3);
+    // Already active: it keeps its ASID.
+    assert_eq!(f.p.snp_activate_free_asid(x).unwrap(), 3);
+    let y = started(&f.p);
+    assert_eq!(f.p.snp_activate_free_asid(y).unwrap(), 4);
+    let z = started(&f.p);
+    assert_eq!(
+        status_of(f.p.snp_activate_free_asid(z)),
+        Status::ResourceLimit
+    );
+    assert_eq!(f.p.snp_guest_status(z).unwrap().asid, 0);
+    // A released ASID is flushed and taken in the same command.
+    f.p.snp_decommission(h).unwrap();
+    assert_eq!(status_of(f.p.snp_activate(z, 1)), Status::DfFlushRequired);
+    assert_eq!(f.p.snp_activate_free_asid(z).unwrap(), 1);
+    assert_eq!(f.p.snp_guest_status(z).unwrap().asid, 1);
+}
+
+#[test]
 fn a_ranged_launch_update_is_the_per_page_command_page_by_page() {
     const BASE: u64 = 0x10_0000;
     const PAGES: u64 = 64;
