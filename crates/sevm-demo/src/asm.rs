@@ -179,6 +179,31 @@ fn if_es(a: &mut CodeAssembler, to: CodeLabel) -> Result<(), IcedError> {
     a.jnz(to)
 }
 
+/// The start of every GHCB IOIO exit the guest makes: edi = the GHCB, the
+/// valid bitmap cleared, usage 0, the protocol version, SW_EXITCODE IOIO.
+fn emit_ghcb_ioio_header(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.mov(edi, GHCB_GPA)?;
+    for off in (0..16).step_by(4) {
+        a.mov(dword_ptr(edi + (ghcb::VALID_BITMAP + off)), 0)?;
+    }
+    a.mov(dword_ptr(edi + ghcb::USAGE), 0)?;
+    a.mov(word_ptr(edi + ghcb::PROTOCOL_VERSION), GHCB_VERSION)?;
+    a.mov(dword_ptr(edi + ghcb::SW_EXIT_CODE), ghcb::EXIT_IOIO)?;
+    a.mov(dword_ptr(edi + (ghcb::SW_EXIT_CODE + 4)), 0)
+}
+
+/// Rings the doorbell for the GHCB at edi (the GHCB MSR write; on hardware
+/// VMGEXIT would follow, docs/protocol/choices.md#u46) and jumps to
+/// `failed` when the host answered an error. Clobbers eax, ecx, edx.
+fn emit_ghcb_ring(a: &mut CodeAssembler, failed: CodeLabel) -> Result<(), IcedError> {
+    a.mov(eax, edi)?;
+    a.xor(edx, edx)?;
+    a.mov(ecx, GHCB_MSR)?;
+    a.wrmsr()?;
+    a.cmp(dword_ptr(edi + ghcb::SW_EXIT_INFO_1), 0)?;
+    a.jne(failed)
+}
+
 fn emit_lib(a: &mut CodeAssembler, lib: &mut Lib) -> Result<(), IcedError> {
     let mut ghcb_ioio = a.create_label();
 
@@ -232,16 +257,9 @@ fn emit_lib(a: &mut CodeAssembler, lib: &mut Lib) -> Result<(), IcedError> {
     a.push(edi)?;
     a.push(edx)?;
     a.push(ecx)?;
-    a.mov(edi, GHCB_GPA)?;
-    for off in (0..16).step_by(4) {
-        a.mov(dword_ptr(edi + (ghcb::VALID_BITMAP + off)), 0)?;
-    }
-    a.mov(dword_ptr(edi + ghcb::USAGE), 0)?;
-    a.mov(word_ptr(edi + ghcb::PROTOCOL_VERSION), GHCB_VERSION)?;
+    emit_ghcb_ioio_header(a)?;
     a.mov(dword_ptr(edi + ghcb::RAX), eax)?;
     a.mov(dword_ptr(edi + (ghcb::RAX + 4)), 0)?;
-    a.mov(dword_ptr(edi + ghcb::SW_EXIT_CODE), ghcb::EXIT_IOIO)?;
-    a.mov(dword_ptr(edi + (ghcb::SW_EXIT_CODE + 4)), 0)?;
     a.mov(dword_ptr(edi + ghcb::SW_EXIT_INFO_1), ecx)?;
     a.mov(dword_ptr(edi + (ghcb::SW_EXIT_INFO_1 + 4)), 0)?;
     a.mov(dword_ptr(edi + ghcb::SW_EXIT_INFO_2), 0)?;
@@ -252,12 +270,7 @@ fn emit_lib(a: &mut CodeAssembler, lib: &mut Lib) -> Result<(), IcedError> {
     a.jnz(is_in)?;
     a.mov(byte_ptr(ghcb::VALID_RAX.0 + GHCB_GPA), ghcb::VALID_RAX.1)?;
     a.set_label(&mut is_in)?;
-    a.mov(eax, edi)?;
-    a.xor(edx, edx)?;
-    a.mov(ecx, GHCB_MSR)?;
-    a.wrmsr()?;
-    a.cmp(dword_ptr(edi + ghcb::SW_EXIT_INFO_1), 0)?;
-    a.jne(io_failed)?;
+    emit_ghcb_ring(a, io_failed)?;
     a.mov(eax, dword_ptr(edi + ghcb::RAX))?;
     a.pop(ecx)?;
     a.pop(edx)?;
@@ -362,17 +375,10 @@ fn emit_lib(a: &mut CodeAssembler, lib: &mut Lib) -> Result<(), IcedError> {
     a.jmp(done)?;
 
     // send: ecx = bytes in the shared buffer -> one string exit to COM1.
-    // A refused exit terminates. Clobbers eax, ecx, edx, edi.
-    let mut send_failed = a.create_label();
+    // A refused exit terminates (through ghcb_ioio's failure path).
+    // Clobbers eax, ecx, edx, edi.
     a.set_label(&mut send)?;
-    a.mov(edi, GHCB_GPA)?;
-    for off in (0..16).step_by(4) {
-        a.mov(dword_ptr(edi + (ghcb::VALID_BITMAP + off)), 0)?;
-    }
-    a.mov(dword_ptr(edi + ghcb::USAGE), 0)?;
-    a.mov(word_ptr(edi + ghcb::PROTOCOL_VERSION), GHCB_VERSION)?;
-    a.mov(dword_ptr(edi + ghcb::SW_EXIT_CODE), ghcb::EXIT_IOIO)?;
-    a.mov(dword_ptr(edi + (ghcb::SW_EXIT_CODE + 4)), 0)?;
+    emit_ghcb_ioio_header(a)?;
     a.mov(
         dword_ptr(edi + ghcb::SW_EXIT_INFO_1),
         (u32::from(COM1_BASE) << 16) | ghcb::OUTSB_REP_A32,
@@ -389,16 +395,8 @@ fn emit_lib(a: &mut CodeAssembler, lib: &mut Lib) -> Result<(), IcedError> {
         byte_ptr(ghcb::VALID_EXIT_SCRATCH.0 + GHCB_GPA),
         ghcb::VALID_EXIT_SCRATCH.1,
     )?;
-    a.mov(eax, edi)?;
-    a.xor(edx, edx)?;
-    a.mov(ecx, GHCB_MSR)?;
-    a.wrmsr()?;
-    a.cmp(dword_ptr(edi + ghcb::SW_EXIT_INFO_1), 0)?;
-    a.jne(send_failed)?;
+    emit_ghcb_ring(a, io_failed)?;
     a.ret()?;
-    a.set_label(&mut send_failed)?;
-    a.mov(ebx, 0)?; // reason set 0, code 0: general
-    a.jmp(lib.terminate)?;
 
     // Numbers are formatted into a buffer on the stack and printed with
     // puts, so that under SEV-ES/SNP they leave in one string exit.

@@ -220,7 +220,7 @@ fn main() {
             "sev-guest,id=sev0,policy=0x5,sev-device=emulated:{}",
             pdir.display()
         );
-        let args = |object: &str| -> Vec<String> {
+        let args = |object: &str, vcpus: &str| -> Vec<String> {
             [
                 "-bios",
                 &fw,
@@ -229,7 +229,7 @@ fn main() {
                 "-serial",
                 "null",
                 "-smp",
-                "8",
+                vcpus,
                 "-cpu",
                 "EPYC-Milan",
                 "-machine",
@@ -241,7 +241,7 @@ fn main() {
             .map(|s| s.to_string())
             .collect()
         };
-        let (sev8, es8) = (args(&sev), args(&es));
+        let (sev8, es8) = (args(&sev, "8"), args(&es, "8"));
         let sev8: Vec<&str> = sev8.iter().map(String::as_str).collect();
         let es8: Vec<&str> = es8.iter().map(String::as_str).collect();
         paired_rows(
@@ -255,26 +255,7 @@ fn main() {
             "sev-snp-guest,id=sev0,sev-device=emulated:{}",
             pdir.display()
         );
-        let one = |object: &str| -> Vec<String> {
-            [
-                "-bios",
-                &fw,
-                "-m",
-                "16",
-                "-serial",
-                "null",
-                "-cpu",
-                "EPYC-Milan",
-                "-machine",
-                "q35,memory-encryption=sev0",
-                "-object",
-                object,
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-        };
-        let (sev1, snp1) = (one(&sev), one(&snp));
+        let (sev1, snp1) = (args(&sev, "1"), args(&snp, "1"));
         let sev1: Vec<&str> = sev1.iter().map(String::as_str).collect();
         let snp1: Vec<&str> = snp1.iter().map(String::as_str).collect();
         paired_rows(
