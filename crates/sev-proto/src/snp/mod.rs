@@ -8,6 +8,7 @@ pub mod cert;
 pub mod chain;
 pub mod command;
 pub mod id_block;
+pub mod kds;
 pub mod launch;
 pub mod measure;
 pub mod policy;

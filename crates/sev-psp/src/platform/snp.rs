@@ -8,6 +8,7 @@
 //! (DFFLUSH_REQUIRED), values checked against the platform (INVALID_PARAM);
 //! only then does it change anything (docs/protocol/emulator.md#snp-check-order).
 
+use p384::ecdsa::VerifyingKey;
 use sev_proto::abi::{PlatformState, Status};
 use sev_proto::snp::TcbVersion;
 
@@ -16,6 +17,7 @@ use super::{store_err, FwError, Inner, Op, Platform};
 use crate::snp::buffers::{init_flags, status_flags, SnpPlatformState};
 use crate::snp::identity::SNP_IDENTITY_FILE;
 use crate::snp::state::{SnpRuntime, SnpShared};
+use crate::snp::vcek;
 use crate::snp::{
     SnpCommand, SnpCommit, SnpConfig, SnpIdentity, SnpInitEx, SnpOptions, SnpPlatformStatus,
     SnpShutdownEx, MIN_SNP_API,
@@ -272,6 +274,33 @@ impl Platform {
         })
     }
 
+    /// The public VCEK of this chip for `tcb` (the reported TCB when
+    /// `None`): what AMD's key server certifies for the chip, here for the
+    /// emulated certificate issuer (docs/protocol/choices.md#u58). The
+    /// private key never leaves this crate.
+    pub fn snp_vcek_public(&self, tcb: Option<TcbVersion>) -> Result<VerifyingKey, FwError> {
+        let op = snp_op(SnpCommand::PlatformStatus);
+        let mut inner = self.lock();
+        let shared = Snapshot::load(&inner, op)?;
+        let id = self.load_snp_identity(&mut inner, &shared, op)?;
+        let tcb = match tcb {
+            Some(tcb) => tcb,
+            None => {
+                let snp = load_snp_shared(&inner, &shared, op)?.snp;
+                reported_tcb(&id, &snp, op)?
+            }
+        };
+        tcb.encode(id.product)
+            .map_err(|e| FwError::new(op, Status::InvalidParam, e.to_string()))?;
+        vcek::vcek_public(&id.vcek_seed, id.product, &tcb).ok_or_else(|| {
+            FwError::new(
+                op,
+                Status::HwErrorPlatform,
+                "no VCEK scalar could be derived",
+            )
+        })
+    }
+
     /// SNP_CONFIG, SNP INIT only: the reported TCB (0: the current one) and
     /// the chip id / chip key masks. A reported TCB that sets a byte the
     /// product's layout reserves, or with a component above the current
@@ -373,4 +402,18 @@ pub(super) fn require_snp_init(op: Op, state: SnpPlatformState) -> Result<(), Fw
         Status::InvalidPlatformState,
         format!("SNP is {}; the command needs INIT", state.name()),
     ))
+}
+
+/// The TCB the platform reports (SNP_CONFIG's REPORTED_TCB, or the current
+/// one when that is 0), decoded.
+pub(crate) fn reported_tcb(
+    id: &SnpIdentity,
+    snp: &SnpRuntime,
+    op: Op,
+) -> Result<TcbVersion, FwError> {
+    if snp.reported_tcb == 0 {
+        return Ok(id.current_tcb);
+    }
+    TcbVersion::decode(snp.reported_tcb, id.product)
+        .map_err(|e| FwError::new(op, Status::SecureDataInvalid, e.to_string()))
 }

@@ -13,12 +13,14 @@
 //!   fields checked, and the PLATFORM_STATUS output;
 //! * [`guest`]: the guest commands' inputs and outputs, the CPUID page
 //!   check and the secrets page;
-//! * `state`: the platform-wide volatile SNP state (runtime area).
+//! * `state`: the platform-wide volatile SNP state (runtime area);
+//! * `vcek`: the VCEKs, derived from the chip's seed and a TCB.
 
 pub mod buffers;
 pub mod guest;
 pub mod identity;
 pub(crate) mod state;
+pub(crate) mod vcek;
 
 #[cfg(test)]
 mod guest_tests;

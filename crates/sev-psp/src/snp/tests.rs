@@ -236,6 +236,33 @@ fn config_sets_reported_tcb_and_masks_within_the_current_tcb() {
 }
 
 #[test]
+fn the_vcek_follows_the_reported_tcb() {
+    let f = fresh(7);
+    f.p.snp_init().unwrap();
+    let current = default_tcb(Product::Genoa);
+    let older = TcbVersion {
+        snp: current.snp - 1,
+        ..current
+    };
+    let at_current = f.p.snp_vcek_public(Some(current)).unwrap();
+    let at_older = f.p.snp_vcek_public(Some(older)).unwrap();
+    assert_ne!(at_current, at_older);
+    assert_eq!(f.p.snp_vcek_public(None).unwrap(), at_current);
+    f.p.snp_config(&SnpConfig {
+        reported_tcb: older.encode(Product::Genoa).unwrap(),
+        ..SnpConfig::default()
+    })
+    .unwrap();
+    assert_eq!(f.p.snp_vcek_public(None).unwrap(), at_older);
+    // A TCB the product's layout cannot hold (an FMC on Genoa) is refused.
+    let fmc = TcbVersion { fmc: 1, ..current };
+    assert_eq!(
+        status_of(f.p.snp_vcek_public(Some(fmc))),
+        Status::InvalidParam
+    );
+}
+
+#[test]
 fn commit_makes_the_current_tcb_and_version_the_committed_ones() {
     let f = fresh(7);
     // An identity whose committed TCB and version are older.
