@@ -69,10 +69,7 @@ impl PageType {
     /// erased-flash padding) is hashed once per byte value and remembered.
     pub fn contents_digest(self, page: &[u8; PAGE_LEN]) -> [u8; SHA384_LEN] {
         match self {
-            PageType::Normal => match uniform_byte(page) {
-                Some(byte) => uniform_page_digest(byte),
-                None => sha384(page),
-            },
+            PageType::Normal => uniform_page_digest(page).unwrap_or_else(|| sha384(page)),
             PageType::Vmsa => {
                 let mut h = Sha384::new();
                 h.update(&page[..VMSA_TSC_FIELDS.start]);
@@ -96,10 +93,14 @@ fn uniform_byte(page: &[u8; PAGE_LEN]) -> Option<u8> {
         .then_some(first)
 }
 
-/// The SHA-384 of a page filled with `byte`, computed on first use.
-fn uniform_page_digest(byte: u8) -> [u8; SHA384_LEN] {
+/// The SHA-384 of `page` if its bytes are all equal (a firmware image's
+/// zero or erased-flash padding): computed once per byte value and
+/// remembered, so it costs a comparison of the page. `None` for any other
+/// page.
+pub fn uniform_page_digest(page: &[u8; PAGE_LEN]) -> Option<[u8; SHA384_LEN]> {
     static DIGESTS: [OnceLock<[u8; SHA384_LEN]>; 256] = [const { OnceLock::new() }; 256];
-    *DIGESTS[usize::from(byte)].get_or_init(|| sha384(&[byte; PAGE_LEN]))
+    let byte = uniform_byte(page)?;
+    Some(*DIGESTS[usize::from(byte)].get_or_init(|| sha384(&[byte; PAGE_LEN])))
 }
 
 /// One PAGE_INFO record, without the running digest it is chained to.
@@ -267,7 +268,7 @@ mod tests {
             for at in [0, 63, 64, 2048, PAGE_LEN - 1] {
                 let mut page = uniform;
                 page[at] ^= 1;
-                assert_eq!(uniform_byte(&page), None, "byte {at} differs");
+                assert_eq!(uniform_page_digest(&page), None, "byte {at} differs");
                 assert_eq!(PageType::Normal.contents_digest(&page), reference(&page));
             }
         }
