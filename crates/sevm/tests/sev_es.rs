@@ -134,17 +134,6 @@ fn es_launch_measures_the_firmware_and_every_vmsa() {
     }
 }
 
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// Under a `sevctl session` with the ES policy, `sevctl measurement build`
 /// reproduces sevm's measurement of an SEV-ES launch from the launch digest
 /// sevm's builder gives, and from the firmware and the VMSAs that
@@ -152,12 +141,7 @@ fn run_ok(cmd: &mut Command) -> String {
 #[test]
 fn sevctl_measurement_build_verifies_an_es_launch() {
     const TEST: &str = "sevctl_measurement_build_verifies_an_es_launch";
-    let Some(sevctl) = sevm_testutil::peer_tool(
-        TEST,
-        "sevctl",
-        "--version",
-        "install it with `cargo install sevctl`",
-    ) else {
+    let Some(sevctl) = sevctl(TEST) else {
         return;
     };
     if !sevm_testutil::kvm(TEST) {
@@ -275,31 +259,9 @@ fn sevctl_measurement_build_verifies_an_es_launch() {
 /// `sev-snp-measure --mode seves` (which models KVM_SEV_INIT2) for the
 /// demo guest.
 fn snp_measure_seves(test: &str, fw: &Path, vcpus: u32, model: &str) -> Option<[u8; 32]> {
-    let tool = sevm_testutil::peer_tool(
-        test,
-        "sev-snp-measure",
-        "--version",
-        "install it with `pip install sev-snp-measure`",
-    )?;
-    let out = Command::new(tool)
-        .args(["--mode", "seves", "--output-format", "hex"])
-        .args([
-            "--vcpus",
-            &vcpus.to_string(),
-            "--vcpu-type",
-            model,
-            "--ovmf",
-        ])
-        .arg(fw)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    Some(hex::decode(text.trim()).unwrap().try_into().unwrap())
+    SnpMeasure::new("seves", fw)
+        .vcpus(vcpus, model)
+        .digest(test)
 }
 
 /// sev-snp-measure's SEV-ES digests equal the builder's for 1-8 vCPUs and

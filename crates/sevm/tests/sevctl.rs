@@ -6,50 +6,15 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::*;
 use serde_json::{json, Value};
 
-/// The argv prefix that runs `sevctl <words>` (newer sevctl moved some
-/// commands under `sevctl sev ...`).
-fn sevctl_words(sevctl: &Path, words: &[&str]) -> Vec<String> {
-    for prefix in [&[][..], &["sev"][..]] {
-        let mut argv: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
-        argv.extend(words.iter().map(|s| s.to_string()));
-        let ok = Command::new(sevctl)
-            .args(&argv)
-            .arg("--help")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return argv;
-        }
-    }
-    panic!("sevctl has no {words:?} command");
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn sevctl_session_and_secret_build_drive_the_launch() {
     const TEST: &str = "sevctl_session_and_secret_build_drive_the_launch";
-    let Some(sevctl) = sevm_testutil::peer_tool(
-        TEST,
-        "sevctl",
-        "--version",
-        "install it with `cargo install sevctl`",
-    ) else {
+    let Some(sevctl) = sevctl(TEST) else {
         return;
     };
     if !sevm_testutil::kvm(TEST) {

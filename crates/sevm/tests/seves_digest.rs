@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 use serde_json::Value;
@@ -19,26 +18,9 @@ const ES: u32 = 0x5;
 
 /// `sev-snp-measure --mode seves` for these inputs, when installed.
 fn seves_measure(test: &str, fw: &Path, vcpus: u32, model: &str) -> Option<[u8; 32]> {
-    let tool = sevm_testutil::peer_tool(
-        test,
-        "sev-snp-measure",
-        "--version",
-        "install it with `pip install sev-snp-measure`",
-    )?;
-    let out = Command::new(tool)
-        .args(["--mode", "seves", "--output-format", "hex", "--vcpus"])
-        .arg(vcpus.to_string())
-        .args(["--vcpu-type", model, "--ovmf"])
-        .arg(fw)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    Some(hex::decode(text.trim()).unwrap().try_into().unwrap())
+    SnpMeasure::new("seves", fw)
+        .vcpus(vcpus, model)
+        .digest(test)
 }
 
 #[test]

@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -23,22 +23,14 @@ use sev_proto::vmsa::{SevFeatures, VcpuModel, VmmType, VmsaConfig};
 const DEBIAN_OVMF: &str = "/usr/share/OVMF/OVMF_CODE.fd";
 
 /// A kernel, initrd and command line for the kernel-hashes cases.
-struct Kernel {
-    kernel: PathBuf,
-    initrd: PathBuf,
-    append: &'static str,
-}
-
 fn kernel(d: &Path) -> Kernel {
-    let kernel = d.join("kernel");
-    let initrd = d.join("initrd");
-    std::fs::write(&kernel, b"not really a kernel").unwrap();
-    std::fs::write(&initrd, b"not really an initrd").unwrap();
-    Kernel {
-        kernel,
-        initrd,
-        append: "console=ttyS0 loglevel=7",
-    }
+    Kernel::write(
+        d,
+        "fake",
+        b"not really a kernel",
+        b"not really an initrd",
+        "console=ttyS0 loglevel=7",
+    )
 }
 
 /// What `sev-owner measure --mode snp` computes (the same library call).
@@ -71,33 +63,10 @@ fn snp_measure(
     model: &str,
     k: Option<&Kernel>,
 ) -> Option<[u8; 48]> {
-    let tool = sevm_testutil::peer_tool(
-        test,
-        "sev-snp-measure",
-        "--version",
-        "install it with `pip install sev-snp-measure`",
-    )?;
-    let mut cmd = Command::new(tool);
-    cmd.args(["--mode", "snp", "--output-format", "hex", "--vcpus"])
-        .arg(vcpus.to_string())
-        .args(["--vcpu-type", model, "--ovmf"])
-        .arg(fw);
-    if let Some(k) = k {
-        cmd.arg("--kernel")
-            .arg(&k.kernel)
-            .arg("--initrd")
-            .arg(&k.initrd)
-            .arg("--append")
-            .arg(k.append);
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    Some(hex::decode(text.trim()).unwrap().try_into().unwrap())
+    SnpMeasure::new("snp", fw)
+        .vcpus(vcpus, model)
+        .kernel(k)
+        .digest(test)
 }
 
 fn snp_args(
@@ -130,14 +99,7 @@ fn snp_args(
         format!("unix:{},server=on,wait=off", sock.display()),
     ];
     if let Some(k) = k {
-        a.extend([
-            "-kernel".into(),
-            k.kernel.display().to_string(),
-            "-initrd".into(),
-            k.initrd.display().to_string(),
-            "-append".into(),
-            k.append.into(),
-        ]);
+        a.extend(k.sevm_args());
     }
     a
 }

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sevm_qmp::QmpClient;
 
+mod peers;
+#[allow(unused_imports)] // not every test uses the peers
+pub use peers::*;
+
 /// Upper bound for any single wait (a guard against hangs, not a timing).
 pub const WAIT: Duration = Duration::from_secs(60);
 
