@@ -194,6 +194,47 @@ fn amdsev_fixture_digest_with_and_without_kernel_hashes() {
     check(TEST, d, &fw, 8, "EPYC-Genoa-v1", Some(&k));
 }
 
+/// The vCPU types sev-snp-measure 0.0.13 knows (`--vcpu-type`).
+const SNP_MEASURE_VCPU_TYPES: [&str; 16] = [
+    "EPYC",
+    "EPYC-v1",
+    "EPYC-v2",
+    "EPYC-IBPB",
+    "EPYC-v3",
+    "EPYC-v4",
+    "EPYC-Rome",
+    "EPYC-Rome-v1",
+    "EPYC-Rome-v2",
+    "EPYC-Rome-v3",
+    "EPYC-Milan",
+    "EPYC-Milan-v1",
+    "EPYC-Milan-v2",
+    "EPYC-Genoa",
+    "EPYC-Genoa-v1",
+    "EPYC-Turin",
+];
+
+/// The demo firmware launched by sevm (`-S`) as an SNP guest once for every
+/// vCPU type sev-snp-measure knows, the vCPU count going round 1 to 8 and
+/// every third launch with `-kernel/-initrd/-append`: each digest equals
+/// `sev-owner measure --mode snp`'s and sev-snp-measure's ([`check`]).
+#[test]
+fn demo_firmware_digest_for_every_vcpu_type_and_one_to_eight_vcpus() {
+    const TEST: &str = "demo_firmware_digest_for_every_vcpu_type_and_one_to_eight_vcpus";
+    if !sevm_testutil::kvm(TEST) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let fw = demo_image(d);
+    let k = kernel(d);
+    for (i, model) in SNP_MEASURE_VCPU_TYPES.into_iter().enumerate() {
+        let vcpus = i as u32 % 8 + 1;
+        let with_kernel = (i % 3 == 2).then_some(&k);
+        check(TEST, d, &fw, vcpus, model, with_kernel);
+    }
+}
+
 /// The ID block a guest owner makes for `digest` (what `sev-owner id-block`
 /// writes), base64 block and auth.
 fn id_block(digest: [u8; 48], author: bool) -> (String, String) {
