@@ -91,15 +91,24 @@ impl<'a> SnpMeasure<'a> {
         SnpMeasure { kernel, ..self }
     }
 
+    /// The same with `--dump-vmsa`, run in `dir`.
+    pub fn dump_vmsa_in(self, dir: &'a Path) -> Self {
+        SnpMeasure {
+            dump_vmsa_in: Some(dir),
+            ..self
+        }
+    }
+
     /// The digest it prints, when the tool is installed (see the module
     /// documentation); the run must succeed.
     pub fn digest<const N: usize>(&self, test: &str) -> Option<[u8; N]> {
-        let tool = sevm_testutil::peer_tool(
-            test,
-            "sev-snp-measure",
-            "--version",
-            "install it with `pip install sev-snp-measure`",
-        )?;
+        let tool = sev_snp_measure(test)?;
+        let text = run_ok(&mut self.command(tool));
+        Some(hex::decode(text.trim()).unwrap().try_into().unwrap())
+    }
+
+    /// The command line for `tool`.
+    fn command(&self, tool: PathBuf) -> Command {
         let mut cmd = Command::new(tool);
         cmd.args(["--mode", self.mode, "--output-format", "hex"]);
         if let Some((vcpus, model)) = self.vcpus {
@@ -119,9 +128,35 @@ impl<'a> SnpMeasure<'a> {
         if let Some(dir) = self.dump_vmsa_in {
             cmd.arg("--dump-vmsa").current_dir(dir);
         }
-        let text = run_ok(&mut cmd);
-        Some(hex::decode(text.trim()).unwrap().try_into().unwrap())
+        cmd
     }
+
+    /// What the tool says when it refuses these inputs (its run must
+    /// fail), when it is installed.
+    pub fn refusal(&self, test: &str) -> Option<String> {
+        let tool = sev_snp_measure(test)?;
+        let out = self.command(tool).output().unwrap();
+        assert!(
+            !out.status.success(),
+            "sev-snp-measure accepted {:?}",
+            self.fw
+        );
+        Some(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// `sev-snp-measure`, when installed (see the module documentation).
+fn sev_snp_measure(test: &str) -> Option<PathBuf> {
+    sevm_testutil::peer_tool(
+        test,
+        "sev-snp-measure",
+        "--version",
+        "install it with `pip install sev-snp-measure`",
+    )
 }
 
 /// `sevctl`, when installed (see the module documentation).
