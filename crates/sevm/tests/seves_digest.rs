@@ -50,12 +50,7 @@ fn debian_ovmf_seves_measurement_verifies_for_sev_snp_measures_digest() {
         };
         let platform = fresh_platform(d, &format!("p{vcpus}"));
         let (pdh, chain) = export_pdh(&platform);
-        // export_pdh INITs without SEV-ES; sevm INITs an UNINIT platform
-        // with it.
-        sev_psp::Platform::open(&platform, sev_psp::rng::os_rng())
-            .unwrap()
-            .shutdown()
-            .unwrap();
+        uninit(&platform);
         let owner = owner(d, &pdh, &chain, &amd_chain(&platform), ES);
         let sock = d.join("qmp.sock");
         let _ = std::fs::remove_file(&sock);
@@ -65,12 +60,7 @@ fn debian_ovmf_seves_measurement_verifies_for_sev_snp_measures_digest() {
             &sev_object(&platform, ES, Some(&owner), ",legacy-vm-type=off"),
             Some(&sock),
         );
-        args.extend([
-            "-smp".into(),
-            vcpus.to_string(),
-            "-cpu".into(),
-            model.to_string(),
-        ]);
+        args.extend(smp_args(vcpus, model));
         let mut vm = Sevm::spawn(&args);
         let mut q = vm.qmp(&sock);
         q.ok("qmp_capabilities", Value::Null);
@@ -169,22 +159,9 @@ fn seves_kernel_hashes_equal_sev_snp_measure_and_sevctl() {
         // The owner: `sevctl session` for the platform's PDH.
         let platform = fresh_platform(d, &format!("p{vcpus}"));
         let (pdh, _) = export_pdh(&platform);
-        sev_psp::Platform::open(&platform, sev_psp::rng::os_rng())
-            .unwrap()
-            .shutdown()
-            .unwrap();
-        std::fs::write(case.join("pdh.cert"), &pdh).unwrap();
-        run_ok(
-            Command::new(&sevctl)
-                .current_dir(&case)
-                .args(sevctl_words(&sevctl, &["session"]))
-                .args(["--name", "vm", "pdh.cert", &ES.to_string()]),
-        );
-        let object = format!(
-            ",legacy-vm-type=off,kernel-hashes=on,dh-cert-file={},session-file={}",
-            case.join("vm_godh.b64").display(),
-            case.join("vm_session.b64").display()
-        );
+        uninit(&platform);
+        let session = sevctl_session(&sevctl, &case, &pdh, ES);
+        let object = format!(",legacy-vm-type=off,kernel-hashes=on{session}");
         let sock = case.join("qmp.sock");
         let mut args = sev_args(
             fw,
@@ -192,12 +169,7 @@ fn seves_kernel_hashes_equal_sev_snp_measure_and_sevctl() {
             &sev_object(&platform, ES, None, &object),
             Some(&sock),
         );
-        args.extend([
-            "-smp".into(),
-            vcpus.to_string(),
-            "-cpu".into(),
-            model.to_string(),
-        ]);
+        args.extend(smp_args(vcpus, model));
         args.extend(k.sevm_args());
         let mut vm = Sevm::spawn(&args);
         let mut q = vm.qmp(&sock);
@@ -207,22 +179,11 @@ fn seves_kernel_hashes_equal_sev_snp_measure_and_sevctl() {
             .as_str()
             .unwrap()
             .to_string();
-        let build = |inputs: &[String]| {
-            run_ok(
-                Command::new(&sevctl)
-                    .current_dir(&case)
-                    .args(sevctl_words(&sevctl, &["measurement", "build"]))
-                    .args(["--api-major", &info["api-major"].to_string()])
-                    .args(["--api-minor", &info["api-minor"].to_string()])
-                    .args(["--build-id", &info["build-id"].to_string()])
-                    .args(["--policy", &info["policy"].to_string()])
-                    .args(["--tik", "vm_tik.bin", "--launch-measure-blob", &blob])
-                    .args(inputs),
-            )
-        };
+        let build =
+            |inputs: &[String]| sevctl_measurement_build(&sevctl, &case, &info, &blob, inputs);
         let what = format!("{fw:?}, {vcpus} x {model}");
         assert_eq!(
-            build(&["--launch-digest".into(), b64(&ld)]).trim(),
+            build(&["--launch-digest".into(), b64(&ld)]),
             blob,
             "{what}: from sev-snp-measure's digest"
         );
@@ -244,7 +205,7 @@ fn seves_kernel_hashes_equal_sev_snp_measure_and_sevctl() {
             if vcpus > 1 { "vmsa1.bin" } else { "vmsa0.bin" }.into(),
         ];
         assert_eq!(
-            build(&inputs).trim(),
+            build(&inputs),
             blob,
             "{what}: from the firmware, kernel and VMSAs"
         );

@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use serde_json::Value;
+
 /// A kernel, initrd and command line for `-kernel/-initrd/-append` with
 /// `kernel-hashes=on`.
 pub struct Kernel {
@@ -185,4 +187,52 @@ pub fn sevctl_words(sevctl: &Path, words: &[&str]) -> Vec<String> {
         }
     }
     panic!("sevctl has no {words:?} command");
+}
+
+/// `sevctl session --name vm pdh.cert POLICY` in `dir`, for the platform
+/// whose PDH is `pdh` (written there as `pdh.cert`): the guest owner's
+/// files `vm_godh.b64`, `vm_session.b64`, `vm_tek.bin` and `vm_tik.bin`.
+/// Returns the `sev-guest` properties that name the first two.
+pub fn sevctl_session(sevctl: &Path, dir: &Path, pdh: &[u8], policy: u32) -> String {
+    std::fs::write(dir.join("pdh.cert"), pdh).unwrap();
+    run_ok(
+        Command::new(sevctl)
+            .current_dir(dir)
+            .args(sevctl_words(sevctl, &["session"]))
+            .args(["--name", "vm", "pdh.cert", &policy.to_string()]),
+    );
+    for f in ["vm_godh.b64", "vm_session.b64", "vm_tek.bin", "vm_tik.bin"] {
+        assert!(dir.join(f).exists(), "sevctl session wrote no {f}");
+    }
+    format!(
+        ",dh-cert-file={},session-file={}",
+        dir.join("vm_godh.b64").display(),
+        dir.join("vm_session.b64").display()
+    )
+}
+
+/// `sevctl measurement build` in the [`sevctl_session`] directory `dir`
+/// for the launch `query_sev` describes and its measurement blob (base64,
+/// the nonce comes from it), with `inputs` (`--launch-digest`, or the
+/// firmware and what else it measures): the blob sevctl computes (base64).
+pub fn sevctl_measurement_build(
+    sevctl: &Path,
+    dir: &Path,
+    query_sev: &Value,
+    blob: &str,
+    inputs: &[String],
+) -> String {
+    run_ok(
+        Command::new(sevctl)
+            .current_dir(dir)
+            .args(sevctl_words(sevctl, &["measurement", "build"]))
+            .args(["--api-major", &query_sev["api-major"].to_string()])
+            .args(["--api-minor", &query_sev["api-minor"].to_string()])
+            .args(["--build-id", &query_sev["build-id"].to_string()])
+            .args(["--policy", &query_sev["policy"].to_string()])
+            .args(["--tik", "vm_tik.bin", "--launch-measure-blob", blob])
+            .args(inputs),
+    )
+    .trim()
+    .to_string()
 }
