@@ -17,7 +17,10 @@ use iced_x86::code_asm::*;
 use iced_x86::{Code, Instruction, MemoryOperand, Register};
 
 use crate::ports::{COM1_BASE, CONTROL_PORT, DEBUG_EXIT_PORT};
-use crate::{DemoError, MemtestOptions};
+use crate::{AesGcmVector, DemoError, MemtestOptions};
+
+mod aes_gcm;
+mod aes_self_test;
 
 /// GPA of the 32-bit code.
 pub const CODE32_BASE: u32 = 0xFFFF_0000;
@@ -139,7 +142,7 @@ impl Data {
 }
 
 /// What the 32-bit program does.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Program {
     /// Greeting + secret table.
     Normal {
@@ -150,6 +153,8 @@ pub enum Program {
     },
     /// Memory test.
     Memtest(MemtestOptions),
+    /// AES-256-GCM over these vectors ([`crate::DemoMode::AesSelfTest`]).
+    AesSelfTest(Vec<AesGcmVector>),
 }
 
 /// Helper routines shared by both programs.
@@ -1109,6 +1114,7 @@ fn assemble32(program: &Program) -> Result<(Vec<u8>, Vec<u8>), IcedError> {
             secret_size,
         } => emit_normal(&mut a, &lib, &mut d, *secret_base, *secret_size)?,
         Program::Memtest(m) => emit_memtest(&mut a, &lib, &mut d, m)?,
+        Program::AesSelfTest(v) => aes_self_test::emit(&mut a, &lib, &mut d, v)?,
     }
     emit_lib(&mut a, &mut lib)?;
     let code = a.assemble(u64::from(CODE32_BASE))?;
