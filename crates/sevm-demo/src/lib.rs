@@ -106,6 +106,16 @@ pub const HASHES_AREA_BASE: u32 = 0x0081_0C00;
 /// Size of the kernel-hashes area (≥ 176, the padded table size).
 pub const HASHES_AREA_SIZE: u32 = 0x400;
 
+/// Where the image carries the report data of the SNP report request
+/// (docs/guide/demo-guest.md#the-report-request): [`REPORT_DATA_MAGIC`],
+/// 12 zero bytes, then the 64 bytes of report data. All zero (no request)
+/// unless [`set_report_data`] filled it.
+pub const REPORT_BLOCK_GPA: u32 = 0xFFFF_F700;
+/// Size of the report-data block.
+pub const REPORT_BLOCK_LEN: usize = 16 + 64;
+/// The first four bytes of a filled report-data block.
+pub const REPORT_DATA_MAGIC: [u8; 4] = *b"RDAT";
+
 /// Image sizes are multiples of this.
 pub const IMAGE_ALIGN: usize = 64 << 10;
 /// Default image size.
@@ -131,6 +141,12 @@ pub enum DemoError {
         /// Which part.
         what: &'static str,
         /// Its size.
+        len: usize,
+    },
+    /// The image is not a demo guest image of a usable size.
+    #[error("not a demo guest image ({len} bytes)")]
+    NotAnImage {
+        /// The image's length.
         len: usize,
     },
     /// The memtest range is unusable.
@@ -400,10 +416,12 @@ pub fn build(opts: &DemoOptions) -> Result<Vec<u8>, DemoError> {
     let park = usize::try_from(u64::from(AP_RESET_ADDR) - image_base).unwrap_or(usize::MAX);
     let metadata = sev_metadata();
     let meta = usize::try_from(u64::from(METADATA_GPA) - image_base).unwrap_or(usize::MAX);
+    let report = usize::try_from(u64::from(REPORT_BLOCK_GPA) - image_base).unwrap_or(usize::MAX);
     let mut placed: Vec<(usize, usize)> = vec![
         (table_start, size - 32),
         (park, park + AP_PARK_CODE.len()),
         (meta, meta + metadata.len()),
+        (report, report + REPORT_BLOCK_LEN),
     ];
     if meta + metadata.len() > table_start {
         return Err(DemoError::CodeTooLarge {
@@ -431,6 +449,42 @@ pub fn build(opts: &DemoOptions) -> Result<Vec<u8>, DemoError> {
     }
     image[table_start..size - 32].copy_from_slice(&table);
     Ok(image)
+}
+
+/// The offset of the report-data block in an image of `len` bytes.
+fn report_block(len: usize) -> Result<std::ops::Range<usize>, DemoError> {
+    let from_end = (1u64 << 32) - u64::from(REPORT_BLOCK_GPA);
+    let start = u64::try_from(len)
+        .ok()
+        .filter(|&l| (IMAGE_ALIGN..=MAX_IMAGE_SIZE).contains(&(l as usize)))
+        .and_then(|l| l.checked_sub(from_end))
+        .and_then(|s| usize::try_from(s).ok())
+        .ok_or(DemoError::NotAnImage { len })?;
+    Ok(start..start + REPORT_BLOCK_LEN)
+}
+
+/// Fills the report-data block of a built `image`
+/// (docs/guide/demo-guest.md#the-report-request): as an SNP guest it then
+/// requests an attestation report carrying `report_data`. The block is
+/// part of the image, so of its launch digest: fill it before measuring.
+pub fn set_report_data(image: &mut [u8], report_data: &[u8; 64]) -> Result<(), DemoError> {
+    let block = report_block(image.len())?;
+    let b = &mut image[block];
+    b.fill(0);
+    b[..4].copy_from_slice(&REPORT_DATA_MAGIC);
+    b[16..].copy_from_slice(report_data);
+    Ok(())
+}
+
+/// The report data [`set_report_data`] put into `image`, if any.
+pub fn report_data(image: &[u8]) -> Option<[u8; 64]> {
+    let block = report_block(image.len()).ok()?;
+    let b = &image[block];
+    (b[..4] == REPORT_DATA_MAGIC).then(|| {
+        let mut data = [0u8; 64];
+        data.copy_from_slice(&b[16..]);
+        data
+    })
 }
 
 /// Why [`write_image`] failed.

@@ -108,20 +108,16 @@ pub(super) fn emit(
     a: &mut CodeAssembler,
     lib: &Lib,
     d: &mut Data,
+    gcm: &AesGcm,
+    hex: CodeLabel,
     vectors: &[AesGcmVector],
 ) -> Result<(), IcedError> {
-    // The routines sit in the code stream: jump over them.
-    let mut body = a.create_label();
-    a.jmp(body)?;
-    let gcm: AesGcm = aes_gcm::emit(a, d)?;
-    let hex = emit_put_hex_bytes(a, lib, d)?;
     let s = Strings {
         ok: d.cstr("ok "),
         refused: d.cstr("refused"),
         nl: d.cstr("\n"),
     };
     let s_tag = d.cstr(" tag ");
-    a.set_label(&mut body)?;
     for (i, v) in vectors.iter().enumerate() {
         let key = d.add(&v.key);
         let iv = d.add(&v.iv);
