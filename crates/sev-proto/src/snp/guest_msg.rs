@@ -231,7 +231,7 @@ impl MessageHeader {
     /// first bytes), in the firmware's order (docs/protocol/snp.md#request-processing):
     /// length, HDR_VERSION, HDR_SIZE, ALGO, MSG_SIZE non-zero and a multiple
     /// of 16, header and payload within `msg`, MSG_VMPCK ≤ 3, then the
-    /// reserved bytes (docs/protocol/choices.md#u61).
+    /// reserved bytes (docs/protocol/choices.md#u63).
     pub fn decode(msg: &[u8]) -> Result<Self, GuestMsgError> {
         if msg.len() < HEADER_LEN || msg.len() > PAGE_LEN {
             return Err(GuestMsgError::Length(msg.len()));
