@@ -185,6 +185,24 @@ impl GhcbPlatform for SnpGhcbPlatform {
             .snp_page_state_change(gpa, 1, to == PageState::Private)
             .map_err(|e| PlatformError(sev_firmware::error_chain(&e)))
     }
+
+    fn guest_request(
+        &self,
+        request: &[u8; GHCB_LEN],
+        response: &mut [u8; GHCB_LEN],
+    ) -> Result<u32, PlatformError> {
+        match self.guest.snp_guest_request(request) {
+            Ok(page) => {
+                response.copy_from_slice(&page[..]);
+                Ok(0)
+            }
+            Err(e) => match e.status() {
+                // The firmware's refusal goes to the guest as FW_ERROR.
+                Some(status) if status.code() != 0 => Ok(status.code()),
+                _ => Err(PlatformError(sev_firmware::error_chain(&e))),
+            },
+        }
+    }
 }
 
 /// One CPUID leaf (sub-leaf 0) as the vCPU sees it.
