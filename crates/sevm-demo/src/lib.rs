@@ -27,7 +27,11 @@
 //! prints its mode, the GHCB protocol and a CPUID value obtained through
 //! the GHCB; in SNP mode it also makes its GHCB shared, registers it, and
 //! reports its secrets page and CPUID page, found through the image's SEV
-//! metadata ([`sev_metadata`]); docs/guide/demo-guest.md#modes.
+//! metadata ([`sev_metadata`]); docs/guide/demo-guest.md#modes. With report
+//! data in the image ([`set_report_data`]) an SNP guest then asks the
+//! firmware for an attestation report and prints it, its guest messages
+//! sealed with its own AES-256-GCM ([`DemoMode::AesSelfTest`] proves that);
+//! docs/guide/demo-guest.md#the-report-request.
 //!
 //! The image carries an OVMF-style footer GUID table (docs/protocol/ovmf.md#footer-table)
 //! with a SEV secret block entry, a kernel-hashes area entry, the SEV-ES
