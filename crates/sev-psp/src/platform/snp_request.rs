@@ -460,3 +460,15 @@ fn derive_key(
     key.copy_from_slice(&derived);
     Ok(key)
 }
+
+#[cfg(test)]
+impl Platform {
+    /// Test hook: sets the sequence counter of guest `handle`'s VMPCK
+    /// `vmpck` (to reach exhaustion without 2^63 requests).
+    pub(crate) fn snp_set_seqno_for_test(&self, handle: u32, vmpck: usize, value: u64) {
+        let mut inner = self.lock();
+        if let Some(g) = inner.snp_guests.get_mut(&handle) {
+            g.seqnos[vmpck] = value;
+        }
+    }
+}
