@@ -499,6 +499,96 @@ pub fn run_snp(platform: Option<PathBuf>, sevm: Option<PathBuf>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sev_proto::snp::report::{
+        Cpuid, FirmwareVersion, MitigationVectors, ReportSignature, ReportSigner,
+    };
+
+    fn report() -> AttestationReport {
+        let version = FirmwareVersion {
+            major: 1,
+            minor: 55,
+            build: 21,
+        };
+        AttestationReport {
+            version: 5,
+            guest_svn: 0,
+            policy: GuestPolicy::QEMU_DEFAULT,
+            family_id: [0; 16],
+            image_id: [0; 16],
+            vmpl: 0,
+            signature_algo: 1,
+            current_tcb: 0x7308_0000_0000_0003,
+            platform_info: 1,
+            author_key_en: false,
+            mask_chip_key: false,
+            signing_key: ReportSigner::Vcek,
+            report_data: [0x5D; 64],
+            measurement: [0x5A; 48],
+            host_data: [0x40; 32],
+            id_key_digest: [0x1D; 48],
+            author_key_digest: [0; 48],
+            report_id: [0x1E; 32],
+            report_id_ma: [0xFF; 32],
+            reported_tcb: 0x7308_0000_0000_0003,
+            cpuid: Some(Cpuid {
+                family: 0x19,
+                model: 0x11,
+                stepping: 1,
+            }),
+            chip_id: [0xC1; 64],
+            committed_tcb: 0x7308_0000_0000_0003,
+            current_version: version,
+            committed_version: version,
+            launch_tcb: 0x7308_0000_0000_0003,
+            mitigation_vectors: Some(MitigationVectors {
+                launch: 1,
+                current: 3,
+            }),
+            signature: ReportSignature::ZERO,
+        }
+    }
+
+    #[test]
+    fn check_report_verifies_the_signature_and_names_a_differing_field() {
+        let key = p384::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+        let vcek = p384::ecdsa::VerifyingKey::from(&key);
+        let mut r = report();
+        r.sign(&key).unwrap();
+        let bytes = r.encode();
+        let want = ExpectedReport {
+            measurement: [0x5A; 48],
+            report_data: [0x5D; 64],
+            host_data: [0x40; 32],
+            policy: GuestPolicy::QEMU_DEFAULT,
+            id_key_digest: [0x1D; 48],
+        };
+        check_report(&bytes, &vcek, &want).unwrap();
+        // Another key, or a changed byte: the signature fails.
+        let other = p384::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+        let e = check_report(&bytes, &p384::ecdsa::VerifyingKey::from(&other), &want)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("signature"), "{e}");
+        let mut changed = bytes;
+        changed[0x50] ^= 1;
+        assert!(check_report(&changed, &vcek, &want).is_err());
+        // Each expectation that differs is named.
+        let cases: [(&str, fn(&mut ExpectedReport)); 5] = [
+            ("MEASUREMENT", |w| w.measurement[0] ^= 1),
+            ("REPORT_DATA", |w| w.report_data[63] ^= 1),
+            ("HOST_DATA", |w| w.host_data[0] ^= 1),
+            ("ID_KEY_DIGEST", |w| w.id_key_digest[0] ^= 1),
+            ("POLICY", |w| {
+                w.policy = GuestPolicy::new(0x3_0000 | 1 << 19).unwrap()
+            }),
+        ];
+        for (field, change) in cases {
+            let mut w = want.clone();
+            change(&mut w);
+            let e = check_report(&bytes, &vcek, &w).unwrap_err().to_string();
+            assert!(e.contains(field), "{field}: {e}");
+        }
+    }
 
     #[test]
     fn the_printed_report_is_read_back_or_its_error_named() {
