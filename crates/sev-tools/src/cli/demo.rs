@@ -573,7 +573,8 @@ mod tests {
         changed[0x50] ^= 1;
         assert!(check_report(&changed, &vcek, &want).is_err());
         // Each expectation that differs is named.
-        let cases: [(&str, fn(&mut ExpectedReport)); 5] = [
+        type Change = fn(&mut ExpectedReport);
+        let cases: [(&str, Change); 5] = [
             ("MEASUREMENT", |w| w.measurement[0] ^= 1),
             ("REPORT_DATA", |w| w.report_data[63] ^= 1),
             ("HOST_DATA", |w| w.host_data[0] ^= 1),
