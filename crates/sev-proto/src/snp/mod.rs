@@ -5,8 +5,10 @@
 //! sevm.
 
 pub mod cert;
+pub mod cert_table;
 pub mod chain;
 pub mod command;
+pub mod guest_msg;
 pub mod id_block;
 pub mod kds;
 pub mod launch;

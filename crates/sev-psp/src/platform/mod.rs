@@ -82,6 +82,7 @@ mod migrate;
 mod shared;
 mod snp;
 mod snp_guest;
+mod snp_request;
 mod vcpu;
 
 #[cfg(test)]
@@ -283,6 +284,8 @@ struct Inner {
     run: OnceLock<Arc<RunArea>>,
     /// A decommissioned guest's record, kept (locked) for the next guest.
     spare: Option<HeldRecord>,
+    /// The last VCEK derived for a report.
+    vcek_cache: Option<snp_request::VcekCache>,
 }
 
 impl Inner {
@@ -470,6 +473,7 @@ impl Platform {
                 lock_file,
                 run: OnceLock::new(),
                 spare: None,
+                vcek_cache: None,
             }),
         })
     }
