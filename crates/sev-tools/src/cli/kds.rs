@@ -193,21 +193,24 @@ fn serve(json_out: bool, dir: PathBuf, a: &ServeArgs) -> Result<()> {
             .with_context(|| format!("cannot install the handler of signal {s}"))?;
     }
     let url = format!("http://{addr}");
-    if json_out {
-        println!(
-            "{}",
+    let banner = if json_out {
+        format!(
+            "{}\n",
             json!({"url": url, "platform": dir, "product": product.name(), "emulated": true, "ark_sha256": sha})
-        );
+        )
     } else {
-        println!(
-            "serving the emulated KDS of {} ({product}) at {url}",
+        format!(
+            "serving the emulated KDS of {} ({product}) at {url}\n\
+             the ARK is this platform's own emulated root, not AMD's (SHA-256 {sha}): clients must trust it by name\n",
             dir.display()
-        );
-        println!(
-            "the ARK is this platform's own emulated root, not AMD's (SHA-256 {sha}): clients must trust it by name"
-        );
-    }
-    std::io::stdout().flush()?;
+        )
+    };
+    // One write; a reader that went away after the URL does not stop the server.
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(banner.as_bytes())
+        .and_then(|()| stdout.flush());
+    drop(stdout);
     let stop = server.stop_flag();
     std::thread::Builder::new()
         .name("kds-signals".into())
