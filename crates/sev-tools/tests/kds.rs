@@ -469,3 +469,38 @@ fn snpguest_verifies_the_exported_chain() {
     assert!(o.status.success(), "snpguest verify certs: {text}");
     assert!(text.contains("VCEK was signed by the AMD ASK"), "{text}");
 }
+
+/// virtee's `sev` crate (RustCrypto backend) verifies the emulated ARK →
+/// ASK → VCEK chain as served, and refuses it with another platform's ARK.
+#[test]
+fn virtee_sev_verifies_the_served_chain() {
+    use sev::certs::snp::{Chain as VirteeChain, Verifiable};
+
+    let plat = platform_a();
+    let server = Server::start(&plat, &["--quiet"]);
+    let fw = issuer(&plat);
+    let pem = get(&server.addr, "/vcek/v1/Genoa/cert_chain").body;
+    let certs = Certificate::from_pem_chain(&pem).unwrap();
+    let (ask, ark) = (&certs[0], &certs[1]);
+    let vcek = get(
+        &server.addr,
+        &fw.kds_vcek_request(None).unwrap().path_and_query(),
+    )
+    .body;
+    let chain = VirteeChain::from_der(ark.der(), ask.der(), &vcek).unwrap();
+    (&chain)
+        .verify()
+        .expect("virtee/sev verifies the emulated chain");
+
+    let other = issuer(&platform_b());
+    let other_pem = other
+        .kds_object(&KdsRequest::CertChain {
+            product: Product::Genoa,
+            kind: VekKind::Vcek,
+        })
+        .unwrap()
+        .bytes;
+    let other_ark = Certificate::from_pem_chain(&other_pem).unwrap()[1].clone();
+    let wrong = VirteeChain::from_der(other_ark.der(), ask.der(), &vcek).unwrap();
+    assert!((&wrong).verify().is_err());
+}
