@@ -211,14 +211,14 @@ fn serve(json_out: bool, dir: PathBuf, a: &ServeArgs) -> Result<()> {
         .write_all(banner.as_bytes())
         .and_then(|()| stdout.flush());
     drop(stdout);
-    let stop = server.stop_flag();
+    let stop = server.stop_handle()?;
     std::thread::Builder::new()
         .name("kds-signals".into())
         .spawn(move || {
             while !SIGNALLED.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            stop.store(true, Ordering::Release);
+            stop.stop();
         })?;
     server.run()?;
     eprintln!("kds: stopped");

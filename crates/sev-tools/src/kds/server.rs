@@ -62,7 +62,8 @@ impl Default for ServeOptions {
 const CACHE_TTL: Duration = Duration::from_secs(60);
 /// Most cached answers (the cache is emptied when full).
 const CACHE_MAX: usize = 1024;
-/// How often the accept loop looks at the stop flag.
+/// How often a stopping server looks whether its requests are done, and
+/// how long it waits after a failed accept.
 const POLL: Duration = Duration::from_millis(20);
 /// How long a stopping server waits for the requests in flight.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -124,6 +125,32 @@ struct Shared {
     cache: Mutex<HashMap<String, (Instant, Arc<KdsObject>)>>,
     bucket: Option<Mutex<Bucket>>,
     stats: Arc<ServeStats>,
+}
+
+/// Stops a running [`KdsServer`]: sets its flag and wakes its blocking
+/// `accept` with a connection of its own.
+#[derive(Debug, Clone)]
+pub struct StopHandle {
+    flag: Arc<AtomicBool>,
+    addr: SocketAddr,
+}
+
+impl StopHandle {
+    /// Asks the server to stop; it finishes the requests in flight (a
+    /// bounded time) and [`KdsServer::run`] returns.
+    pub fn stop(&self) {
+        self.flag.store(true, Ordering::Release);
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            let loopback: std::net::IpAddr = if wake.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            };
+            wake.set_ip(loopback);
+        }
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+    }
 }
 
 /// A bound server, not yet running.
@@ -377,7 +404,6 @@ impl KdsServer {
             }
         }
         let listener = TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
         Ok(KdsServer {
             listener,
             shared: Arc::new(Shared {
@@ -396,9 +422,12 @@ impl KdsServer {
         self.listener.local_addr()
     }
 
-    /// The flag that stops [`KdsServer::run`] when set.
-    pub fn stop_flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.stop)
+    /// A handle that stops [`KdsServer::run`] from another thread.
+    pub fn stop_handle(&self) -> io::Result<StopHandle> {
+        Ok(StopHandle {
+            flag: Arc::clone(&self.stop),
+            addr: self.listener.local_addr()?,
+        })
     }
 
     /// The server's counters.
@@ -413,10 +442,6 @@ impl KdsServer {
         while !self.stop.load(Ordering::Acquire) {
             let (mut stream, peer) = match self.listener.accept() {
                 Ok(c) => c,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(POLL);
-                    continue;
-                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // Out of descriptors, a connection reset before accept: wait and go on.
                 Err(_) => {
@@ -424,8 +449,9 @@ impl KdsServer {
                     continue;
                 }
             };
-            if stream.set_nonblocking(false).is_err() {
-                continue;
+            if self.stop.load(Ordering::Acquire) {
+                // The stop handle's wake-up (or a client as the server stops).
+                break;
             }
             if active.load(Ordering::Acquire) >= self.shared.options.max_connections {
                 self.shared.stats.refused.fetch_add(1, Ordering::Relaxed);
