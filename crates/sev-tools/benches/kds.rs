@@ -11,7 +11,8 @@
 //! - the issuer called in-process without the server's cache (what a cache
 //!   miss costs: an RSA-PSS signature by the ASK).
 //!
-//! Prints requests/s and p50/p99 latency of each.
+//! Prints requests/s and p50/p99 latency of each (the best of three
+//! alternating rounds for the two servers).
 //!
 //! `cargo bench -p sev-tools --bench kds` (`KDS_BENCH_CLIENTS`,
 //! `KDS_BENCH_REQUESTS` per client, `KDS_BENCH_ARK_BITS` 4096 or 2048).
@@ -29,6 +30,9 @@ use sev_proto::snp::chain::VekKind;
 use sev_proto::snp::kds::KdsRequest;
 use sev_psp::{CreateOptions, Platform};
 use sev_tools::kds::server::{KdsServer, ServeOptions};
+
+/// Load rounds per server.
+const ROUNDS: usize = 3;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -182,10 +186,6 @@ fn main() {
     let stop = server.stop_handle().unwrap();
     let running = std::thread::spawn(move || server.run());
     let targets = vec![vcek.path_and_query(), chain.path_and_query()];
-    // Warm the cache and the connections.
-    load(&addr, &targets, 1, 10);
-    let kds = load(&addr, &targets, clients, requests);
-
     let raw_stop = Arc::new(AtomicBool::new(false));
     let mut answer = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/pkix-cert\r\nContent-Length: {vcek_len}\r\nConnection: close\r\n\r\n"
@@ -193,8 +193,18 @@ fn main() {
     .into_bytes();
     answer.resize(answer.len() + vcek_len, 0x5a);
     let raw_addr = raw_server(answer, Arc::clone(&raw_stop));
+    // Warm the cache and the connections.
+    load(&addr, &targets, 1, 10);
     load(&raw_addr, &targets, 1, 10);
-    let raw = load(&raw_addr, &targets, clients, requests);
+    // Rounds alternate between the two servers; the best round of each
+    // counts (the machine may be shared).
+    let best = |a: Load, b: Load| if b.rps > a.rps { b } else { a };
+    let mut kds = load(&addr, &targets, clients, requests);
+    let mut raw = load(&raw_addr, &targets, clients, requests);
+    for _ in 1..ROUNDS {
+        kds = best(kds, load(&addr, &targets, clients, requests));
+        raw = best(raw, load(&raw_addr, &targets, clients, requests));
+    }
 
     println!();
     row("kds serve (VCEK + cert_chain, cached)", &kds);

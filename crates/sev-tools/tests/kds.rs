@@ -448,7 +448,8 @@ fn snp_certs_writes_a_verifying_chain_and_refuses_to_overwrite() {
     );
 }
 
-/// snpguest (crates.io, unmodified) verifies the exported chain.
+/// snpguest (crates.io, unmodified) verifies the exported chain, and
+/// refuses it with another platform's ARK.
 #[test]
 fn snpguest_verifies_the_exported_chain() {
     let Some(snpguest) = peer("snpguest_verifies_the_exported_chain", "snpguest") else {
@@ -468,6 +469,20 @@ fn snpguest_verifies_the_exported_chain() {
     );
     assert!(o.status.success(), "snpguest verify certs: {text}");
     assert!(text.contains("VCEK was signed by the AMD ASK"), "{text}");
+
+    // Another platform's ARK in its place: refused.
+    let other = tmp.path().join("other");
+    certs_dir(&platform_b(), &other, "pem");
+    std::fs::remove_file(out.join("ark.pem")).unwrap();
+    std::fs::copy(other.join("ark.pem"), out.join("ark.pem")).unwrap();
+    let o = Command::new(&snpguest)
+        .args(["verify", "certs", p(&out)])
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "snpguest accepted another platform's ARK"
+    );
 }
 
 /// virtee's `sev` crate (RustCrypto backend) verifies the emulated ARK →
