@@ -26,8 +26,6 @@ mod x509;
 
 pub(crate) use x509::{start_of_year, Issuer};
 
-use sev_proto::snp::kds::KdsRequest;
-
 /// The media type of a KDS answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContentType {
@@ -72,16 +70,6 @@ pub enum KdsError {
     /// The platform could not issue the object (its state is unusable).
     #[error("the issuer failed: {0}")]
     Failed(String),
-}
-
-/// The request's kind for logs: never key material, and never the chip id.
-pub fn request_kind(req: &KdsRequest) -> &'static str {
-    match req {
-        KdsRequest::Vcek { .. } => "vcek",
-        KdsRequest::CertChain { .. } => "cert_chain",
-        KdsRequest::Crl { .. } => "crl",
-        KdsRequest::Cek { .. } => "cek",
-    }
 }
 
 #[cfg(test)]
