@@ -78,6 +78,7 @@
 
 mod guest;
 mod identity;
+mod issuer;
 mod migrate;
 mod shared;
 mod snp;

@@ -100,6 +100,12 @@ enum Cmd {
     Reset,
     /// The chip id (GET_ID).
     Id,
+    /// SNP: the emulated platform's VCEK chain as files.
+    #[command(subcommand)]
+    Snp(super::kds::SnpPlatformCmd),
+    /// The emulated key distribution service: serve the VCEK chain over HTTP, revoke the ASK.
+    #[command(subcommand)]
+    Kds(super::kds::KdsCmd),
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +184,12 @@ fn emulated_dir(cli: &Cli) -> Result<Option<PathBuf>> {
     }
 }
 
+/// The emulated platform of `snp certs` and `kds`: `--emulated`'s directory,
+/// else the default one (AMD hardware has AMD's key server).
+fn kds_dir(cli: &Cli) -> Result<PathBuf> {
+    emulated_dir(cli)?.map_or_else(default_emulated_dir, Ok)
+}
+
 fn backend(cli: &Cli) -> Result<Box<dyn PlatformManagement>> {
     match emulated_dir(cli)? {
         Some(dir) => Ok(Box::new(
@@ -212,6 +224,10 @@ fn run(cli: Cli) -> Result<()> {
             oca_key,
             out,
         } => sign_csr(&cli, csr, oca_cert, oca_key, out),
+        Cmd::Snp(super::kds::SnpPlatformCmd::Certs(a)) => {
+            super::kds::snp_certs(cli.json, &kds_dir(&cli)?, a)
+        }
+        Cmd::Kds(cmd) => super::kds::kds(cli.json, kds_dir(&cli)?, cmd),
         _ => {
             let b = backend(&cli)?;
             platform_cmd(&cli, b.as_ref())
@@ -333,7 +349,7 @@ fn platform_cmd(cli: &Cli, b: &dyn PlatformManagement) -> Result<()> {
                 &format!("{}\n", hex::encode(&id)),
             );
         }
-        Cmd::Init(_) | Cmd::OcaGen { .. } | Cmd::SignCsr { .. } => {}
+        Cmd::Init(_) | Cmd::OcaGen { .. } | Cmd::SignCsr { .. } | Cmd::Snp(_) | Cmd::Kds(_) => {}
     }
     Ok(())
 }
