@@ -39,6 +39,7 @@ fn base(m: &Milan) -> Vec<&str> {
         p(&m.vcek),
         "--chain",
         p(&m.chain),
+        "--no-crl",
     ]
 }
 
@@ -142,7 +143,15 @@ fn the_go_sev_guest_report_verifies_from_a_roots_directory() {
         return;
     };
     let o = Command::new(OWNER)
-        .args(["snp", "verify", "--report", p(&report), "--vcek", p(&vcek)])
+        .args([
+            "snp",
+            "verify",
+            "--no-crl",
+            "--report",
+            p(&report),
+            "--vcek",
+            p(&vcek),
+        ])
         .args(["--product", "milan", "--report-data"])
         .arg(format!("0102030405{}", "00".repeat(59)))
         .env("SEV_OWNER_AMD_ROOTS", &trust)
@@ -152,7 +161,15 @@ fn the_go_sev_guest_report_verifies_from_a_roots_directory() {
     assert!(stdout(&o).contains("check report-data: ok"));
     // Its policy allows debugging: authentic, but the check fails (exit 4).
     let o = Command::new(OWNER)
-        .args(["snp", "verify", "--report", p(&report), "--vcek", p(&vcek)])
+        .args([
+            "snp",
+            "verify",
+            "--no-crl",
+            "--report",
+            p(&report),
+            "--vcek",
+            p(&vcek),
+        ])
         .args(["--product", "milan", "--policy-no-debug", "--json"])
         .env("SEV_OWNER_AMD_ROOTS", &trust)
         .output()
@@ -168,6 +185,7 @@ fn the_go_sev_guest_report_verifies_from_a_roots_directory() {
         &[
             "snp",
             "verify",
+            "--no-crl",
             "--report",
             p(&report),
             "--vcek",
@@ -254,6 +272,7 @@ fn reports_that_are_not_authentic_exit_3_naming_the_failure() {
     let args = [
         "snp",
         "verify",
+        "--no-crl",
         "--report",
         p(&flipped),
         "--vcek",
@@ -332,6 +351,7 @@ fn reports_that_are_not_authentic_exit_3_naming_the_failure() {
         &[
             "snp",
             "verify",
+            "--no-crl",
             "--report",
             p(&m.report),
             "--vcek",
