@@ -129,9 +129,9 @@ fn ask_ark(
         &s.roots_dirs
     };
     let (mut certs, chain_origin) = match (&s.chain, product) {
-        (Some(p), _) => (read_cert_file(p)?, Some(Origin::File(p.clone()))),
+        (Some(p), _) => (read_cert_file(p)?, Origin::File(p.clone())),
         (None, Some(product)) => match find_cert_chain(product, kind, roots_dirs) {
-            Some(p) => (read_cert_file(&p)?, Some(Origin::File(p))),
+            Some(p) => (read_cert_file(&p)?, Origin::File(p)),
             None => {
                 let request = KdsRequest::CertChain { product, kind };
                 let got = obtain(&s.kds, request, fetched).map_err(|e| {
@@ -149,20 +149,18 @@ fn ask_ark(
                     )
                 })?;
                 let what = got.origin.to_string();
-                (certs_of(&got.bytes, &what)?, Some(got.origin))
+                (certs_of(&got.bytes, &what)?, got.origin)
             }
         },
         (None, None) => bail!("the report does not name its product: give --product or --chain"),
     };
-    let describe = chain_origin
-        .as_ref()
-        .map_or_else(|| "no --chain".to_owned(), Origin::to_string);
-    let ark_origin = |chain_origin: &Option<Origin>| match (&s.ark, chain_origin) {
-        (Some(p), _) => Origin::File(p.clone()),
-        (None, Some(o)) => o.clone(),
-        (None, None) => Origin::File(PathBuf::new()),
+    let describe = chain_origin.to_string();
+    // The ARK given as a file is the one used (a chain's copy must equal it).
+    let ark_origin = match &s.ark {
+        Some(p) => Origin::File(p.clone()),
+        None => chain_origin.clone(),
     };
-    let ask_origin = chain_origin.clone().unwrap_or(Origin::File(PathBuf::new()));
+    let ask_origin = chain_origin;
     match (certs.len(), ark_file) {
         (2, Some(ark)) => {
             let chain_ark = certs.remove(1);
@@ -173,13 +171,13 @@ fn ask_ark(
                     ark.subject_cn()
                 );
             }
-            Ok((certs.remove(0), ask_origin, ark, ark_origin(&chain_origin)))
+            Ok((certs.remove(0), ask_origin, ark, ark_origin))
         }
         (2, None) => {
             let ark = certs.remove(1);
-            Ok((certs.remove(0), ask_origin, ark, ark_origin(&chain_origin)))
+            Ok((certs.remove(0), ask_origin, ark, ark_origin))
         }
-        (1, Some(ark)) => Ok((certs.remove(0), ask_origin, ark, ark_origin(&chain_origin))),
+        (1, Some(ark)) => Ok((certs.remove(0), ask_origin, ark, ark_origin)),
         (n, _) => bail!(
             "{describe} holds {n} certificates: expected the ASK then the ARK (KDS cert_chain), or \
              the ASK alone with --ark"
