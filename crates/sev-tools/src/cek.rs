@@ -14,9 +14,9 @@
 //!    [`crate::roots`];
 //! 3. the KDS, only when fetching is allowed (`--fetch-cek`, base URL
 //!    `--kds-url`, default AMD's), through the owner's KDS client
-//!    ([`crate::kds`]: timeouts, a size cap, retries of a throttling
+//!    ([`crate::kds::client`]: timeouts, a size cap, retries of a throttling
 //!    server); a fetched CEK that is usable is written into the cache
-//!    directory as [`crate::kds::Cache::store`] writes every KDS object.
+//!    directory as [`crate::kds::client::Cache::store`] writes every KDS object.
 //!    A plain `http://` base URL is accepted (a local mirror, the tests): the
 //!    answer is trusted only through the ASK's signature, never through the
 //!    transport.
@@ -36,7 +36,7 @@ use sev_proto::cert::{ca, Usage};
 use sev_proto::snp::kds::KdsRequest;
 
 use crate::io::{self, IoError};
-use crate::kds::{self, Cache, KdsClient, KdsError};
+use crate::kds::client::{self as kds, Cache, KdsClient, KdsError};
 
 /// AMD's key distribution server.
 pub const DEFAULT_KDS_URL: &str = kds::AMD_KDS_BASE;

@@ -10,7 +10,7 @@ use sev_proto::snp::Product;
 
 use super::vcpu::parse_u64;
 use super::ExitWith;
-use crate::kds::{Cache, KdsSource};
+use crate::kds::client::{Cache, KdsSource};
 use crate::snp_verify::{self, Expectations, Sources, Verdict};
 
 /// Exit status of `snp verify` when the chain, the report's binding to its
@@ -71,7 +71,7 @@ pub struct VerifyArgs {
     #[arg(long)]
     offline: bool,
     /// Base URL of the key distribution service for --fetch (http or https).
-    #[arg(long, value_name = "URL", default_value = crate::kds::AMD_KDS_BASE)]
+    #[arg(long, value_name = "URL", default_value = crate::kds::client::AMD_KDS_BASE)]
     kds_url: String,
     /// The KDS cache directory (default: $SEV_OWNER_KDS_CACHE, $XDG_CACHE_HOME/sevm/kds or
     /// ~/.cache/sevm/kds).
@@ -175,7 +175,7 @@ pub fn run(cmd: SnpCmd) -> Result<()> {
 
 fn verify(a: VerifyArgs) -> Result<()> {
     let client = if a.fetch {
-        Some(crate::kds::KdsClient::new(&a.kds_url)?)
+        Some(crate::kds::client::KdsClient::new(&a.kds_url)?)
     } else {
         None
     };

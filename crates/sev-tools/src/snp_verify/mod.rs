@@ -5,7 +5,7 @@
 //!
 //! The VCEK, the `cert_chain` and the ARK's CRL come from files the user
 //! names, else the roots directories (the chain), else the KDS cache, else
-//! a key distribution service when fetching is allowed ([`crate::kds`]); a
+//! a key distribution service when fetching is allowed ([`crate::kds::client`]); a
 //! fetched object is cached only once it verified ([`remember_verified`]).
 //!
 //! The outcome has three levels, each with its own exit status in the CLI:
@@ -34,7 +34,7 @@ pub use checks::{checks, Check, Expectations};
 pub use sources::{default_cache_dir, remember_verified};
 
 use crate::io;
-use crate::kds::{KdsSource, Obtained, Origin};
+use crate::kds::client::{KdsSource, Obtained, Origin};
 
 /// The largest report file read: a binary report, or its hex text with
 /// line breaks.

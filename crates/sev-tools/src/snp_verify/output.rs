@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use super::checks::{hex_of, tcb_text};
 use super::{Outcome, Verdict};
-use crate::kds::Origin;
+use crate::kds::client::Origin;
 
 /// Where an object came from, as JSON: `{"from": "file"|"cache"|"kds", "location": …}`.
 fn origin(o: &Origin) -> Value {

@@ -16,7 +16,7 @@ use sev_proto::snp::Product;
 use super::{certs_of, one_cert, read_cert_file, read_one_cert, read_report, Loaded};
 use super::{Outcome, Provenance, Sources, Verdict};
 use crate::io;
-use crate::kds::{KdsSource, Obtained, Origin};
+use crate::kds::client::{KdsSource, Obtained, Origin};
 
 /// The default KDS cache directory: `$SEV_OWNER_KDS_CACHE`, else
 /// `$XDG_CACHE_HOME/sevm/kds`, else `~/.cache/sevm/kds`.
@@ -60,7 +60,7 @@ fn obtain(
     kds: &KdsSource,
     request: KdsRequest,
     fetched: &mut Vec<(KdsRequest, Obtained)>,
-) -> Result<Obtained, crate::kds::KdsError> {
+) -> Result<Obtained, crate::kds::client::KdsError> {
     let got = kds.get(&request)?;
     if matches!(got.origin, Origin::Fetched(_)) {
         fetched.push((request, got.clone()));
@@ -103,7 +103,7 @@ fn vek(
         tcb,
     };
     let got = obtain(&s.kds, request, fetched).map_err(|e| match e {
-        crate::kds::KdsError::NotCached { .. } => {
+        crate::kds::client::KdsError::NotCached { .. } => {
             anyhow!("the VCEK: {e}; {FETCH_HINT}, or pass it with --vcek FILE")
         }
         e => anyhow!(e).context("the VCEK"),
@@ -210,7 +210,7 @@ fn crl(
         bail!("the chain's product is unknown: give --product to find its CRL, --crl FILE, or --no-crl");
     };
     let request = KdsRequest::Crl { product, kind };
-    let not_had = |e: crate::kds::KdsError| {
+    let not_had = |e: crate::kds::client::KdsError| {
         anyhow!(
             "the ARK's CRL: {e}; {FETCH_HINT}, pass it with --crl FILE, or skip the revocation \
              check with --no-crl"
