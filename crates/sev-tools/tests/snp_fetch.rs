@@ -153,6 +153,8 @@ fn objects_are_fetched_once_then_read_from_the_cache() {
     let s = setup();
     let (url, seen) = kds(serving(s.good.clone()));
     let cache = s.dir.join("kds");
+    // One directory per service, named by its host and port.
+    let objects = cache.join(url.trim_start_matches("http://").replace(':', "_"));
 
     // Offline with an empty cache: what is missing and how to get it.
     let line = fails(OWNER, &args(&s, &cache, &["--kds-url", &url]), "--fetch");
@@ -183,7 +185,7 @@ fn objects_are_fetched_once_then_read_from_the_cache() {
         )
     );
     assert_eq!(seen.lock().unwrap().len(), 3);
-    let mut cached: Vec<String> = std::fs::read_dir(&cache)
+    let mut cached: Vec<String> = std::fs::read_dir(&objects)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
@@ -198,7 +200,7 @@ fn objects_are_fetched_once_then_read_from_the_cache() {
     );
 
     // Again, offline: everything from the cache, no request.
-    let o = ok(OWNER, &args(&s, &cache, &["--offline"]));
+    let o = ok(OWNER, &args(&s, &cache, &["--offline", "--kds-url", &url]));
     let out = stdout(&o);
     assert!(out.contains("SEV-VCEK from cache"), "{out}");
     assert!(
@@ -208,7 +210,7 @@ fn objects_are_fetched_once_then_read_from_the_cache() {
     assert_eq!(seen.lock().unwrap().len(), 3);
 
     // --no-crl says the check was skipped; --fetch and --offline conflict.
-    let o = ok(OWNER, &args(&s, &cache, &["--no-crl"]));
+    let o = ok(OWNER, &args(&s, &cache, &["--no-crl", "--kds-url", &url]));
     assert!(
         stdout(&o).contains("revocation: NOT CHECKED"),
         "{}",
@@ -248,7 +250,10 @@ fn refused(s: &Setup, objects: Objects, want: &str) -> Vec<String> {
     );
     assert_eq!(o.status.code(), Some(3), "{}{}", stdout(&o), stderr(&o));
     assert!(stderr(&o).contains(want), "{}", stderr(&o));
-    let mut files: Vec<String> = std::fs::read_dir(cache.path())
+    let objects = cache
+        .path()
+        .join(url.trim_start_matches("http://").replace(':', "_"));
+    let mut files: Vec<String> = std::fs::read_dir(objects)
         .map(|d| {
             d.map(|e| e.unwrap().file_name().into_string().unwrap())
                 .collect()

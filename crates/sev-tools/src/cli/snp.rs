@@ -10,7 +10,7 @@ use sev_proto::snp::Product;
 
 use super::vcpu::parse_u64;
 use super::ExitWith;
-use crate::kds::client::{Cache, KdsSource};
+use crate::kds::client::{service_dir, Cache, KdsSource};
 use crate::snp_verify::{self, Expectations, Sources, Verdict};
 
 /// Exit status of `snp verify` when the chain, the report's binding to its
@@ -183,7 +183,7 @@ fn verify(a: VerifyArgs) -> Result<()> {
         cache: a
             .kds_cache
             .or_else(snp_verify::default_cache_dir)
-            .map(Cache::new),
+            .map(|dir| Cache::new(dir.join(service_dir(&a.kds_url)))),
         client,
         offline_base: a.kds_url,
     };

@@ -53,6 +53,34 @@ pub fn file_name(request: &KdsRequest) -> String {
     }
 }
 
+/// The subdirectory of a cache directory that holds the objects of the
+/// service at `base`: its host (and port), every character but ASCII
+/// letters, digits, `.` and `-` replaced by `_` (`kdsintf.amd.com`,
+/// `127.0.0.1_8080`). Objects of different services never mix: an
+/// emulated platform's `cert_chain` is not AMD's.
+pub fn service_dir(base: &str) -> String {
+    let lower = base.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+        .unwrap_or(&lower);
+    let name: String = rest
+        .trim_end_matches('/')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match name.trim_matches('.') {
+        "" => "_".to_string(),
+        n => n.to_string(),
+    }
+}
+
 /// A cache directory of KDS objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cache {

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use sev_proto::snp::kds::KdsRequest;
 
-pub use cache::{file_name, Cache};
+pub use cache::{file_name, service_dir, Cache};
 pub use retry::{parse_retry_after, RetryPolicy};
 pub use sev_proto::snp::kds::AMD_KDS_BASE;
 

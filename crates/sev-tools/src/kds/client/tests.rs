@@ -307,3 +307,14 @@ fn a_fetched_object_comes_from_the_server_when_not_cached() {
     source.remember(&chain, &got).unwrap();
     assert_eq!(source.get(&chain).unwrap().origin.kind(), "cache");
 }
+
+#[test]
+fn each_service_has_its_own_cache_directory() {
+    assert_eq!(service_dir(AMD_KDS_BASE), "kdsintf.amd.com");
+    assert_eq!(service_dir("https://KDSINTF.amd.com/"), "kdsintf.amd.com");
+    assert_eq!(service_dir("http://127.0.0.1:8080"), "127.0.0.1_8080");
+    assert_eq!(service_dir("http://[::1]:80/kds/"), "___1__80_kds");
+    assert_eq!(service_dir("http://../.."), "_");
+    assert_eq!(service_dir("http://.."), "_");
+    assert_eq!(service_dir("https://"), "_");
+}
