@@ -363,3 +363,19 @@ fn a_chain_of_another_root_is_refused() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_damaged_cache_file_is_named_with_the_way_out() {
+    let s = setup();
+    let (url, _) = kds(serving(s.good.clone()));
+    let cache = s.dir.join("kds");
+    ok(OWNER, &args(&s, &cache, &["--fetch", "--kds-url", &url]));
+    let objects = cache.join(url.trim_start_matches("http://").replace(':', "_"));
+    std::fs::write(objects.join("vcek-Milan.crl"), b"not a CRL").unwrap();
+    let line = fails(
+        OWNER,
+        &args(&s, &cache, &["--kds-url", &url]),
+        "remove the file to fetch it again",
+    );
+    assert!(line.contains("vcek-Milan.crl"), "{line}");
+}

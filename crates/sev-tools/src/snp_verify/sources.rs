@@ -68,6 +68,18 @@ fn obtain(
     Ok(got)
 }
 
+/// `origin` for an error about what came from it: a cached file that does
+/// not decode is named with the way out.
+fn described(origin: &Origin) -> String {
+    match origin {
+        Origin::Cache(path) => format!(
+            "cache {} (remove the file to fetch it again)",
+            path.display()
+        ),
+        other => other.to_string(),
+    }
+}
+
 /// What to add to a "not cached" error: how to get the object.
 const FETCH_HINT: &str = "fetch it with --fetch (and --kds-url URL for another service)";
 
@@ -108,7 +120,7 @@ fn vek(
         }
         e => anyhow!(e).context("the VCEK"),
     })?;
-    let what = got.origin.to_string();
+    let what = described(&got.origin);
     let cert = one_cert(certs_of(&got.bytes, &what)?, &what)?;
     Ok((cert, got.origin))
 }
@@ -148,7 +160,7 @@ fn ask_ark(
                         dirs_text(roots_dirs)
                     )
                 })?;
-                let what = got.origin.to_string();
+                let what = described(&got.origin);
                 (certs_of(&got.bytes, &what)?, got.origin)
             }
         },
@@ -217,7 +229,7 @@ fn crl(
         )
     };
     let got = obtain(&s.kds, request.clone(), fetched).map_err(not_had)?;
-    let crl = decode(&got.bytes, &got.origin.to_string())?;
+    let crl = decode(&got.bytes, &described(&got.origin))?;
     let stale = crl.next_update().is_some_and(|t| t < SystemTime::now());
     if stale && matches!(got.origin, Origin::Cache(_)) && s.kds.client.is_some() {
         let fresh = KdsSource {
@@ -225,7 +237,7 @@ fn crl(
             ..s.kds.clone()
         };
         let got = obtain(&fresh, request, fetched).map_err(not_had)?;
-        let crl = decode(&got.bytes, &got.origin.to_string())?;
+        let crl = decode(&got.bytes, &described(&got.origin))?;
         return Ok((crl, got.origin));
     }
     Ok((crl, got.origin))
