@@ -3,9 +3,7 @@
 
 use p384::ecdsa::SigningKey;
 use sev_proto::session::{Tek, Tik, TransportKeys};
-use sev_proto::snp::report::{
-    AttestationReport, Cpuid, FirmwareVersion, MitigationVectors, ReportSignature, ReportSigner,
-};
+use sev_proto::snp::report::AttestationReport;
 use sev_proto::snp::{GuestPolicy, IdBlock};
 
 /// Reads fields off the front of the fuzzer's input; a field the input is
@@ -112,49 +110,5 @@ pub fn flip(buf: &mut [u8], index: usize, mask: u8) {
 /// The fixed SNP attestation report (version 5, every field set) that the
 /// `snp_report` target and its seed sign with [`signing_key`].
 pub fn snp_report() -> AttestationReport {
-    AttestationReport {
-        version: 5,
-        guest_svn: 3,
-        policy: GuestPolicy::QEMU_DEFAULT,
-        family_id: [0xf1; 16],
-        image_id: [0x1a; 16],
-        vmpl: 0,
-        signature_algo: 1,
-        current_tcb: 0x7308_0000_0000_0003,
-        platform_info: 1,
-        author_key_en: false,
-        mask_chip_key: false,
-        signing_key: ReportSigner::Vcek,
-        report_data: [0x5d; 64],
-        measurement: [0x5a; 48],
-        host_data: [0x40; 32],
-        id_key_digest: [0x1d; 48],
-        author_key_digest: [0; 48],
-        report_id: [0x1e; 32],
-        report_id_ma: [0xff; 32],
-        reported_tcb: 0x7308_0000_0000_0003,
-        cpuid: Some(Cpuid {
-            family: 0x19,
-            model: 0x11,
-            stepping: 1,
-        }),
-        chip_id: [0xc1; 64],
-        committed_tcb: 0x7308_0000_0000_0003,
-        current_version: FirmwareVersion {
-            major: 1,
-            minor: 55,
-            build: 21,
-        },
-        committed_version: FirmwareVersion {
-            major: 1,
-            minor: 55,
-            build: 21,
-        },
-        launch_tcb: 0x7308_0000_0000_0003,
-        mitigation_vectors: Some(MitigationVectors {
-            launch: 1,
-            current: 3,
-        }),
-        signature: ReportSignature::ZERO,
-    }
+    AttestationReport::sample(5)
 }

@@ -67,12 +67,6 @@ fn report_bytes(m: &Milan) -> Vec<u8> {
     hex::decode(text.split_whitespace().collect::<String>()).unwrap()
 }
 
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
 #[test]
 fn a_real_milan_report_verifies_with_its_checks() {
     let Some(m) = milan("a_real_milan_report_verifies_with_its_checks") else {
@@ -269,35 +263,6 @@ fn reports_that_are_not_authentic_exit_3_naming_the_failure() {
     let mut bytes = report_bytes(&m);
     bytes[0x50] ^= 0x01; // REPORT_DATA
     let flipped = write(d, "flipped.bin", &bytes);
-    let args = [
-        "snp",
-        "verify",
-        "--no-crl",
-        "--report",
-        p(&flipped),
-        "--vcek",
-        p(&m.vcek),
-        "--chain",
-        p(&m.chain),
-    ];
-    let o = exits(3, &args);
-    assert!(
-        stderr(&o).contains("not authentic: report signature: SNP attestation report signature does not verify with the VCEK public key"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(stdout(&o).contains("verdict: NOT AUTHENTIC"));
-
-    // Another chip's VCEK.
-    let mut args = base(&m);
-    args[5] = p(&other_vcek);
-    let o = exits(3, &args);
-    assert!(
-        stderr(&o).contains("(a VCEK of another chip)"),
-        "{}",
-        stderr(&o)
-    );
-
     // The wrong ARK: Genoa's in a Milan chain, and a Genoa chain for a Milan VCEK.
     let milan_ask = std::fs::read_to_string(&m.chain).unwrap();
     let milan_ask = &milan_ask[..milan_ask.find("-----END CERTIFICATE-----").unwrap() + 25];
@@ -306,14 +271,6 @@ fn reports_that_are_not_authentic_exit_3_naming_the_failure() {
         d,
         "wrong-ark.pem",
         format!("{milan_ask}\n{genoa_ark_pem}").as_bytes(),
-    );
-    let mut args = base(&m);
-    args[7] = p(&wrong_ark);
-    let o = exits(3, &with(args.clone(), &["--product", "milan"]));
-    assert!(
-        stderr(&o).contains("ARK is AMD's Genoa root, not Milan's"),
-        "{}",
-        stderr(&o)
     );
     let genoa_chain = write(
         d,
@@ -324,14 +281,6 @@ fn reports_that_are_not_authentic_exit_3_naming_the_failure() {
         )
         .as_bytes(),
     );
-    args[7] = p(&genoa_chain);
-    let o = exits(3, &args);
-    assert!(
-        stderr(&o).contains("VCEK: issuer \"SEV-Milan\" is not ASK \"SEV-Genoa\""),
-        "{}",
-        stderr(&o)
-    );
-
     // An ASK not signed by the ARK: the ASK's last signature byte changed.
     let ask_der = {
         let text = milan_ask
@@ -346,28 +295,39 @@ fn reports_that_are_not_authentic_exit_3_naming_the_failure() {
     let mut bad_ask = ask_der;
     *bad_ask.last_mut().unwrap() ^= 1;
     let bad_ask = write(d, "bad-ask.der", &bad_ask);
-    let o = exits(
-        3,
-        &[
-            "snp",
-            "verify",
-            "--no-crl",
-            "--report",
-            p(&m.report),
-            "--vcek",
-            p(&m.vcek),
-            "--chain",
-            p(&bad_ask),
-            "--ark",
-            p(&milan_ark),
-        ],
-    );
-    assert!(
-        stderr(&o)
-            .contains("ASK: SEV-Milan: signature does not verify with the public key of ARK-Milan"),
-        "{}",
-        stderr(&o)
-    );
+
+    let replaced = |slot: usize, file: &Path, more: &[&str]| {
+        let mut args: Vec<String> = base(&m).iter().map(|a| a.to_string()).collect();
+        args[slot] = file.display().to_string();
+        args.extend(more.iter().map(|a| a.to_string()));
+        args
+    };
+    let cases = [
+        (
+            replaced(3, &flipped, &[]),
+            "not authentic: report signature: SNP attestation report signature does not verify \
+             with the VCEK public key",
+        ),
+        (replaced(5, &other_vcek, &[]), "(a VCEK of another chip)"),
+        (
+            replaced(7, &wrong_ark, &["--product", "milan"]),
+            "ARK is AMD's Genoa root, not Milan's",
+        ),
+        (
+            replaced(7, &genoa_chain, &[]),
+            "VCEK: issuer \"SEV-Milan\" is not ASK \"SEV-Genoa\"",
+        ),
+        (
+            replaced(7, &bad_ask, &["--ark", p(&milan_ark)]),
+            "ASK: SEV-Milan: signature does not verify with the public key of ARK-Milan",
+        ),
+    ];
+    for (args, want) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = exits(3, &args);
+        assert!(stderr(&o).contains(want), "{want}: {}", stderr(&o));
+        assert!(stdout(&o).contains("verdict: NOT AUTHENTIC"), "{want}");
+    }
 
     // An ARK trusted explicitly must be the chain's (contradictory input: exit 1).
     let args = with(
@@ -419,60 +379,53 @@ fn bad_input_exits_1_naming_the_file_and_bad_usage_2() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let missing = d.join("missing.bin");
-    let mut args = base(&m);
-    args[3] = p(&missing);
-    fails(OWNER, &args, "missing.bin");
-    assert_eq!(run(OWNER, &args).status.code(), Some(1));
-
-    let short = write(d, "short.bin", &[0u8; 100]);
-    args[3] = p(&short);
-    fails(
-        OWNER,
-        &args,
-        "short.bin is 100 bytes: neither an SNP report",
-    );
-    let big = write(d, "big.bin", &vec![b'0'; 20 << 10]);
-    args[3] = p(&big);
-    fails(
-        OWNER,
-        &args,
-        "big.bin is 20480 bytes, more than the 16384 bytes accepted",
-    );
-    let mut bytes = report_bytes(&m);
-    bytes[0] = 4;
-    let v4 = write(d, "v4.bin", &bytes);
-    args[3] = p(&v4);
-    fails(
-        OWNER,
-        &args,
-        "v4.bin: SNP attestation report version 4 is not supported",
-    );
-    let mut bytes = report_bytes(&m);
-    bytes[0x400] = 1;
-    let padded = write(d, "padding.bin", &bytes);
-    args[3] = p(&padded);
-    fails(
-        OWNER,
-        &args,
-        "byte 0x400 is 0x01: signature padding 0x330..0x4A0 must be zero",
-    );
-
-    let junk = write(d, "junk.der", b"not a certificate");
-    let mut args = base(&m);
-    args[5] = p(&junk);
-    fails(
-        OWNER,
-        &args,
-        "junk.der is not a DER or PEM X.509 certificate",
-    );
-    let mut args = base(&m);
-    args[7] = p(&m.vcek);
-    fails(
-        OWNER,
-        &args,
-        "holds 1 certificates: expected the ASK then the ARK",
-    );
+    let report = report_bytes(&m);
+    let report_with = |at: usize, value: u8| {
+        let mut bytes = report.clone();
+        bytes[at] = value;
+        bytes
+    };
+    // (argument replaced: 3 the report, 5 the VCEK, 7 the chain; the file
+    // given instead; the error it must give, exit status 1.)
+    let cases = [
+        (3, d.join("missing.bin"), "missing.bin"),
+        (
+            3,
+            write(d, "short.bin", &[0u8; 100]),
+            "short.bin is 100 bytes: neither an SNP report",
+        ),
+        (
+            3,
+            write(d, "big.bin", &vec![b'0'; 20 << 10]),
+            "big.bin is 20480 bytes, more than the 16384 bytes accepted",
+        ),
+        (
+            3,
+            write(d, "v4.bin", &report_with(0, 4)),
+            "v4.bin: SNP attestation report version 4 is not supported",
+        ),
+        (
+            3,
+            write(d, "padding.bin", &report_with(0x400, 1)),
+            "byte 0x400 is 0x01: signature padding 0x330..0x4A0 must be zero",
+        ),
+        (
+            5,
+            write(d, "junk.der", b"not a certificate"),
+            "junk.der is not a DER or PEM X.509 certificate",
+        ),
+        (
+            7,
+            m.vcek.clone(),
+            "holds 1 certificates: expected the ASK then the ARK",
+        ),
+    ];
+    for (slot, file, want) in &cases {
+        let mut args = base(&m);
+        args[*slot] = p(file);
+        fails(OWNER, &args, want);
+        assert_eq!(run(OWNER, &args).status.code(), Some(1), "{want}");
+    }
 
     // Usage errors: exit 2.
     for (extra, want) in [

@@ -13,6 +13,7 @@
 //! | 0xFFFFFF.. | OVMF-style footer GUID table, ending at EOF−32 (see `super`) |
 //! | 0xFFFFFFF0 | reset vector: `jmp near 0xF020` (CS base 0xFFFF0000) |
 
+use iced_x86::code_asm::asm_traits::CodeAsmMov;
 use iced_x86::code_asm::*;
 use iced_x86::{Code, Instruction, MemoryOperand, Register};
 
@@ -92,13 +93,18 @@ mod ghcb {
     /// The shared buffer, where string output is placed.
     pub const SHARED_BUFFER: u32 = 0x800;
     pub const PROTOCOL_VERSION: u32 = 0xFFA;
-    pub const USAGE: u32 = 0xFFC;
-    /// Valid-bitmap byte 7, bit 7: RAX (qword 0x3F).
-    pub const VALID_RAX: (u32, u32) = (VALID_BITMAP + 7, 0x80);
-    /// Valid-bitmap byte 14, bits 2–4: SW_EXITCODE, SW_EXITINFO1, SW_EXITINFO2.
-    pub const VALID_EXIT: (u32, u32) = (VALID_BITMAP + 14, 0x1C);
-    /// The same with bit 5: SW_SCRATCH.
-    pub const VALID_EXIT_SCRATCH: (u32, u32) = (VALID_BITMAP + 14, 0x3C);
+    /// The valid bitmap's second dword (qwords 0x20–0x3F): bit 31 is RAX
+    /// (qword 0x3F).
+    pub const VALID_DWORD_RAX: u32 = VALID_BITMAP + 4;
+    /// RAX's bit in [`VALID_DWORD_RAX`].
+    pub const VALID_RAX: u32 = 1 << 31;
+    /// The valid bitmap's last dword (qwords 0x60–0x7F): bits 18–20 are
+    /// SW_EXITCODE, SW_EXITINFO1 and SW_EXITINFO2 (qwords 0x72–0x74).
+    pub const VALID_DWORD_EXIT: u32 = VALID_BITMAP + 12;
+    /// SW_EXITCODE, SW_EXITINFO1, SW_EXITINFO2 in [`VALID_DWORD_EXIT`].
+    pub const VALID_EXIT: u32 = 0x1C << 16;
+    /// The same with bit 21: SW_SCRATCH (qword 0x75).
+    pub const VALID_EXIT_SCRATCH: u32 = 0x3C << 16;
     /// SW_EXITINFO1 bits of `rep outsb` with 32-bit addresses: string,
     /// rep, 8-bit, A32.
     pub const OUTSB_REP_A32: u32 = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 8);
@@ -179,17 +185,47 @@ fn if_es(a: &mut CodeAssembler, to: CodeLabel) -> Result<(), IcedError> {
     a.jnz(to)
 }
 
-/// The start of every GHCB IOIO exit the guest makes: edi = the GHCB, the
-/// valid bitmap cleared, usage 0, the protocol version, SW_EXITCODE IOIO.
-fn emit_ghcb_ioio_header(a: &mut CodeAssembler) -> Result<(), IcedError> {
+/// Prepares the GHCB page once, before its first page exit: the page
+/// zeroed (usage 0, every upper dword 0), the protocol version,
+/// SW_EXITCODE IOIO (the only page exit this guest makes) and SW_SCRATCH
+/// the shared buffer (where string output is placed). The host writes
+/// back only SW_EXITINFO1/2 and RAX, as whole qwords whose upper halves are
+/// 0 here, and clears the valid bitmap, so each exit then writes only its
+/// own inputs' low dwords and marks them valid ([`emit_ghcb_inputs`]).
+/// Clobbers eax, ecx, edi.
+fn emit_ghcb_prepare(a: &mut CodeAssembler) -> Result<(), IcedError> {
     a.mov(edi, GHCB_GPA)?;
-    for off in (0..16).step_by(4) {
-        a.mov(dword_ptr(edi + (ghcb::VALID_BITMAP + off)), 0)?;
-    }
-    a.mov(dword_ptr(edi + ghcb::USAGE), 0)?;
+    a.xor(eax, eax)?;
+    a.mov(ecx, 1024)?;
+    a.rep().stosd()?;
+    a.mov(edi, GHCB_GPA)?;
     a.mov(word_ptr(edi + ghcb::PROTOCOL_VERSION), GHCB_VERSION)?;
     a.mov(dword_ptr(edi + ghcb::SW_EXIT_CODE), ghcb::EXIT_IOIO)?;
-    a.mov(dword_ptr(edi + (ghcb::SW_EXIT_CODE + 4)), 0)
+    a.mov(
+        dword_ptr(edi + ghcb::SW_SCRATCH),
+        GHCB_GPA + ghcb::SHARED_BUFFER,
+    )
+}
+
+/// The inputs of one IOIO page exit: edi = the GHCB, SW_EXITINFO1 and
+/// SW_EXITINFO2 (low dwords), and the valid bitmap's two dwords that can
+/// hold bits (RAX; the exit fields) set to exactly `valid_rax` and
+/// `valid_exit`.
+fn emit_ghcb_inputs<I1, I2>(
+    a: &mut CodeAssembler,
+    info1: I1,
+    info2: I2,
+    valid_rax: u32,
+    valid_exit: u32,
+) -> Result<(), IcedError>
+where
+    CodeAssembler: CodeAsmMov<AsmMemoryOperand, I1> + CodeAsmMov<AsmMemoryOperand, I2>,
+{
+    a.mov(edi, GHCB_GPA)?;
+    a.mov(dword_ptr(edi + ghcb::SW_EXIT_INFO_1), info1)?;
+    a.mov(dword_ptr(edi + ghcb::SW_EXIT_INFO_2), info2)?;
+    a.mov(dword_ptr(edi + ghcb::VALID_DWORD_RAX), valid_rax)?;
+    a.mov(dword_ptr(edi + ghcb::VALID_DWORD_EXIT), valid_exit)
 }
 
 /// Rings the doorbell for the GHCB at edi (the GHCB MSR write; on hardware
@@ -257,19 +293,13 @@ fn emit_lib(a: &mut CodeAssembler, lib: &mut Lib) -> Result<(), IcedError> {
     a.push(edi)?;
     a.push(edx)?;
     a.push(ecx)?;
-    emit_ghcb_ioio_header(a)?;
+    emit_ghcb_inputs(a, ecx, 0u32, ghcb::VALID_RAX, ghcb::VALID_EXIT)?;
     a.mov(dword_ptr(edi + ghcb::RAX), eax)?;
-    a.mov(dword_ptr(edi + (ghcb::RAX + 4)), 0)?;
-    a.mov(dword_ptr(edi + ghcb::SW_EXIT_INFO_1), ecx)?;
-    a.mov(dword_ptr(edi + (ghcb::SW_EXIT_INFO_1 + 4)), 0)?;
-    a.mov(dword_ptr(edi + ghcb::SW_EXIT_INFO_2), 0)?;
-    a.mov(dword_ptr(edi + (ghcb::SW_EXIT_INFO_2 + 4)), 0)?;
-    a.mov(byte_ptr(ghcb::VALID_EXIT.0 + GHCB_GPA), ghcb::VALID_EXIT.1)?;
-    let mut is_in = a.create_label();
+    let mut is_out = a.create_label();
     a.test(cl, 1)?;
-    a.jnz(is_in)?;
-    a.mov(byte_ptr(ghcb::VALID_RAX.0 + GHCB_GPA), ghcb::VALID_RAX.1)?;
-    a.set_label(&mut is_in)?;
+    a.jz(is_out)?;
+    a.mov(dword_ptr(edi + ghcb::VALID_DWORD_RAX), 0)?;
+    a.set_label(&mut is_out)?;
     emit_ghcb_ring(a, io_failed)?;
     a.mov(eax, dword_ptr(edi + ghcb::RAX))?;
     a.pop(ecx)?;
@@ -342,58 +372,54 @@ fn emit_lib(a: &mut CodeAssembler, lib: &mut Lib) -> Result<(), IcedError> {
     a.popad()?;
     a.ret()?;
 
-    // puts under SEV-ES/SNP: once the line status says THRE (the FIFO is
-    // empty), up to CHUNK bytes are copied into the GHCB's shared buffer
-    // and sent with one string exit (`rep outsb`, as a #VC handler sends
-    // it), instead of one exit per byte.
-    let mut copy = a.create_label();
+    // puts under SEV-ES/SNP: the string's length (`repne scasb`), then,
+    // each time the line status says THRE (the FIFO is empty), up to CHUNK
+    // bytes copied into the GHCB's shared buffer (`rep movsb`) and sent
+    // with one string exit (`rep outsb`, as a #VC handler sends it),
+    // instead of one exit per byte. ebx = bytes left.
+    let mut chunk = a.create_label();
+    let mut full = a.create_label();
     let mut send = a.create_label();
-    let mut last = a.create_label();
     a.set_label(&mut puts_ghcb)?;
+    a.mov(edi, esi)?;
+    a.xor(eax, eax)?;
+    a.mov(ecx, u32::MAX)?;
+    a.repne().scasb()?;
+    a.not(ecx)?;
+    a.lea(ebx, ptr(ecx - 1))?;
+    a.set_label(&mut chunk)?;
+    a.test(ebx, ebx)?;
+    a.jz(done)?;
     a.mov(dx, u32::from(COM1_BASE + 5))?;
     let mut thre = a.create_label();
     a.set_label(&mut thre)?;
     a.call(lib.in8)?;
     a.test(al, 0x20)?;
     a.jz(thre)?;
+    a.mov(ecx, ghcb::CHUNK)?;
+    a.cmp(ebx, ecx)?;
+    a.jae(full)?;
+    a.mov(ecx, ebx)?;
+    a.set_label(&mut full)?;
+    a.sub(ebx, ecx)?;
     a.mov(edi, GHCB_GPA + ghcb::SHARED_BUFFER)?;
-    a.xor(ecx, ecx)?;
-    a.set_label(&mut copy)?;
-    a.lodsb()?;
-    a.test(al, al)?;
-    a.jz(last)?;
-    a.mov(byte_ptr(edi + ecx), al)?;
-    a.inc(ecx)?;
-    a.cmp(ecx, ghcb::CHUNK)?;
-    a.jb(copy)?;
+    a.mov(edx, ecx)?;
+    a.rep().movsb()?;
+    a.mov(ecx, edx)?;
     a.call(send)?;
-    a.jmp(puts_ghcb)?;
-    a.set_label(&mut last)?;
-    a.test(ecx, ecx)?;
-    a.jz(done)?;
-    a.call(send)?;
-    a.jmp(done)?;
+    a.jmp(chunk)?;
 
-    // send: ecx = bytes in the shared buffer -> one string exit to COM1.
-    // A refused exit terminates (through ghcb_ioio's failure path).
-    // Clobbers eax, ecx, edx, edi.
+    // send: ecx = bytes in the shared buffer -> one string exit to COM1
+    // (SW_SCRATCH, set once, points at the buffer). A refused exit
+    // terminates (through ghcb_ioio's failure path). Clobbers eax, ecx,
+    // edx, edi.
     a.set_label(&mut send)?;
-    emit_ghcb_ioio_header(a)?;
-    a.mov(
-        dword_ptr(edi + ghcb::SW_EXIT_INFO_1),
+    emit_ghcb_inputs(
+        a,
         (u32::from(COM1_BASE) << 16) | ghcb::OUTSB_REP_A32,
-    )?;
-    a.mov(dword_ptr(edi + (ghcb::SW_EXIT_INFO_1 + 4)), 0)?;
-    a.mov(dword_ptr(edi + ghcb::SW_EXIT_INFO_2), ecx)?;
-    a.mov(dword_ptr(edi + (ghcb::SW_EXIT_INFO_2 + 4)), 0)?;
-    a.mov(
-        dword_ptr(edi + ghcb::SW_SCRATCH),
-        GHCB_GPA + ghcb::SHARED_BUFFER,
-    )?;
-    a.mov(dword_ptr(edi + (ghcb::SW_SCRATCH + 4)), 0)?;
-    a.mov(
-        byte_ptr(ghcb::VALID_EXIT_SCRATCH.0 + GHCB_GPA),
-        ghcb::VALID_EXIT_SCRATCH.1,
+        ecx,
+        0,
+        ghcb::VALID_EXIT_SCRATCH,
     )?;
     emit_ghcb_ring(a, io_failed)?;
     a.ret()?;
@@ -891,10 +917,12 @@ fn terminate(a: &mut CodeAssembler, lib: &Lib, set: u8, code: u8) -> Result<(), 
 /// Under SEV-ES or SNP, makes the GHCB usable before anything is printed:
 /// the SEV information request (protocol versions, C-bit); for SNP also
 /// the hypervisor features (SNP bit), the GHCB page made shared by a
-/// page-state change and registered. Any bad answer terminates with the
+/// page-state change and registered; then the page is prepared for its
+/// exits ([`emit_ghcb_prepare`]). Any bad answer terminates with the
 /// reason the GHCB specification or Linux uses for it.
 fn emit_ghcb_setup(a: &mut CodeAssembler, lib: &Lib) -> Result<(), IcedError> {
     let mut done = a.create_label();
+    let mut ready = a.create_label();
     let mut bad_version = a.create_label();
     let mut no_snp = a.create_label();
     let mut psc_failed = a.create_label();
@@ -920,7 +948,7 @@ fn emit_ghcb_setup(a: &mut CodeAssembler, lib: &Lib) -> Result<(), IcedError> {
     a.mov(dword_ptr(VARS_BASE + 4), eax)?;
     a.mov(dword_ptr(VARS_BASE + 8), edx)?;
     a.test(dword_ptr(VARS_BASE), STATUS_SNP)?;
-    a.jz(done)?;
+    a.jz(ready)?;
     // Hypervisor features: 0x081 | bitmap << 12, bit 0 SNP.
     a.xor(edx, edx)?;
     a.mov(eax, 0x080)?;
@@ -948,6 +976,8 @@ fn emit_ghcb_setup(a: &mut CodeAssembler, lib: &Lib) -> Result<(), IcedError> {
     a.jne(reg_failed)?;
     a.test(edx, edx)?;
     a.jnz(reg_failed)?;
+    a.set_label(&mut ready)?;
+    emit_ghcb_prepare(a)?;
     a.jmp(done)?;
     a.set_label(&mut bad_version)?;
     terminate(a, lib, 0, 1)?;

@@ -13,32 +13,8 @@ use common::*;
 use serde_json::{json, Value};
 
 /// `sev-snp-measure --mode sev --output-format hex` for these inputs.
-fn snp_measure(test: &str, fw: &Path, kernel: Option<(&Path, &Path, &str)>) -> Option<[u8; 32]> {
-    let tool = sevm_testutil::peer_tool(
-        test,
-        "sev-snp-measure",
-        "--version",
-        "install it with `pip install sev-snp-measure`",
-    )?;
-    let mut cmd = Command::new(tool);
-    cmd.args(["--mode", "sev", "--output-format", "hex", "--ovmf"])
-        .arg(fw);
-    if let Some((k, i, a)) = kernel {
-        cmd.arg("--kernel")
-            .arg(k)
-            .arg("--initrd")
-            .arg(i)
-            .arg("--append")
-            .arg(a);
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let hex_text = String::from_utf8(out.stdout).unwrap();
-    Some(hex::decode(hex_text.trim()).unwrap().try_into().unwrap())
+fn snp_measure(test: &str, fw: &Path, kernel: Option<&Kernel>) -> Option<[u8; 32]> {
+    SnpMeasure::new("sev", fw).kernel(kernel).digest(test)
 }
 
 /// Launches `fw` with -S on the emulated platform with an owner session,
@@ -114,16 +90,14 @@ fn debian_ovmf_digest_matches_sev_snp_measure() {
     launch_and_check(tmp.path(), fw, 64, &[], "", &ld);
 }
 
-fn kernel_files(d: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let k = d.join("vmlinuz");
-    let i = d.join("initrd.img");
-    std::fs::write(
-        &k,
-        b"not really a bzImage, but hashed like one\n".repeat(1000),
+fn kernel_files(d: &Path, append: &str) -> Kernel {
+    Kernel::write(
+        d,
+        "vmlinuz",
+        &b"not really a bzImage, but hashed like one\n".repeat(1000),
+        &b"fake initrd\n".repeat(333),
+        append,
     )
-    .unwrap();
-    std::fs::write(&i, b"fake initrd\n".repeat(333)).unwrap();
-    (k, i)
 }
 
 #[test]
@@ -135,20 +109,11 @@ fn kernel_hashes_digest_matches_sev_snp_measure() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let fw = demo_image(d);
-    let (k, i) = kernel_files(d);
-    let append = "console=ttyS0 root=/dev/vda1  quiet ";
-    let Some(ld) = snp_measure(TEST, &fw, Some((&k, &i, append))) else {
+    let k = kernel_files(d, "console=ttyS0 root=/dev/vda1  quiet ");
+    let Some(ld) = snp_measure(TEST, &fw, Some(&k)) else {
         return;
     };
-    let extra = vec![
-        "-kernel".to_string(),
-        k.display().to_string(),
-        "-initrd".into(),
-        i.display().to_string(),
-        "-append".into(),
-        append.into(),
-    ];
-    launch_and_check(d, &fw, 16, &extra, ",kernel-hashes=on", &ld);
+    launch_and_check(d, &fw, 16, &k.sevm_args(), ",kernel-hashes=on", &ld);
 }
 
 /// docs/protocol/test-vectors.md#launch-digests row 1 (sev-snp-measure tests/test_guest.py,
@@ -165,27 +130,16 @@ fn amdsev_fixture_with_kernel_hashes_gives_the_published_digest() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let k = d.join("empty-kernel");
-    let i = d.join("empty-initrd");
-    std::fs::write(&k, b"").unwrap();
-    std::fs::write(&i, b"").unwrap();
+    let k = Kernel::write(d, "empty", b"", b"", "console=ttyS0 loglevel=7");
     let published: [u8; 32] =
         hex::decode("82a3ee5d537c3620628270c292ae30cb40c3c878666a7890ee7ef2a08fb535ff")
             .unwrap()
             .try_into()
             .unwrap();
-    if let Some(ld) = snp_measure(TEST, &fw, Some((&k, &i, "console=ttyS0 loglevel=7"))) {
+    if let Some(ld) = snp_measure(TEST, &fw, Some(&k)) {
         assert_eq!(ld, published);
     }
-    let extra = vec![
-        "-kernel".to_string(),
-        k.display().to_string(),
-        "-initrd".into(),
-        i.display().to_string(),
-        "-append".into(),
-        "console=ttyS0 loglevel=7".into(),
-    ];
-    launch_and_check(d, &fw, 16, &extra, ",kernel-hashes=on", &published);
+    launch_and_check(d, &fw, 16, &k.sevm_args(), ",kernel-hashes=on", &published);
 }
 
 #[test]
@@ -193,7 +147,7 @@ fn kernel_hashes_need_a_firmware_that_supports_them() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let platform = fresh_platform(d, "platform");
-    let (k, _) = kernel_files(d);
+    let k = kernel_files(d, "");
     // The plain OvmfX64 fixture has an all-zero hashes entry.
     let fw = match sevm_testutil::fixture_path(
         "kernel_hashes_need_a_firmware_that_supports_them",
@@ -208,7 +162,7 @@ fn kernel_hashes_need_a_firmware_that_supports_them() {
         &sev_object(&platform, 1, None, ",kernel-hashes=on"),
         None,
     );
-    args.extend(["-kernel".to_string(), k.display().to_string()]);
+    args.extend(["-kernel".to_string(), k.kernel.display().to_string()]);
     let out = Command::new(sevm_bin()).args(&args).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_exit(out.status, 1, &err);

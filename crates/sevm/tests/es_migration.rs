@@ -27,54 +27,30 @@ fn args(fw: &Path, platform: &Path, policy: u32, qmp: &Path, extra: &[&str]) -> 
     a
 }
 
-/// Leaves `platform` UNINIT: helpers that INIT it do so without SEV-ES,
-/// and a platform INITed so refuses SEV-ES guests (sevm INITs an UNINIT
-/// platform with SEV-ES, as Linux does).
-fn uninit(platform: &Path) {
-    let p = sev_psp::Platform::open(platform, sev_psp::rng::os_rng()).unwrap();
-    p.shutdown().unwrap();
-}
-
 /// Another platform with the same owner and roots but its own PDH, UNINIT.
-fn sibling_platform(d: &Path, name: &str) -> PathBuf {
-    let p = fresh_platform(d, name);
-    rotate_pdh(&p);
+fn es_sibling_platform(d: &Path, name: &str) -> PathBuf {
+    let p = sibling_platform(d, name);
     uninit(&p);
     p
 }
 
-fn set_target_chain(q: &mut Qmp, target: &Path) {
-    let (pdh, chain) = export_pdh(target);
-    let (ask, ark) = amd_chain(target);
+/// The target platform's chains for the source, the target left UNINIT.
+fn set_es_target_chain(q: &mut Qmp, target: &Path) {
+    set_target_chain(q, target);
     uninit(target);
-    q.ok(
-        "migrate-set-parameters",
-        json!({"sev-pdh": b64(&pdh), "sev-plat-cert": b64(&chain),
-               "sev-amd-cert": b64(&[ask, ark].concat())}),
-    );
 }
 
 /// After the move: the registers stay protected on the target, and the
 /// guest verifies its whole range and exits 0.
-fn finish_and_verify(vm: &mut Sevm, out: &Receiver<String>, qmp: &Path) {
-    let mut q = Qmp::connect(qmp);
-    q.ok("qmp_capabilities", Value::Null);
-    if q.ok("query-status", Value::Null)["status"] != "running" {
-        q.event("RESUME");
-    }
-    assert_eq!(q.ok("query-status", Value::Null)["status"], "running");
-    let x = q.ok(
-        "human-monitor-command",
-        json!({"command-line": "x /4xb 0xfffffff0"}),
-    );
-    let text = x.as_str().unwrap();
-    assert!(text.contains("register state is protected"), "{text}");
-    q.ok("system_powerdown", Value::Null);
-    wait_line(out, "memtest: checking");
-    let line = out.recv_timeout(WAIT).unwrap();
-    assert_eq!(line, format!("memtest: ok {PAGES} pages"));
-    let st = vm.wait();
-    assert_exit(st, 0, &vm.stderr_text());
+fn finish_and_verify_es(vm: &mut Sevm, out: &Receiver<String>, qmp: &Path) {
+    finish_and_verify(vm, out, qmp, PAGES, |q| {
+        let x = q.ok(
+            "human-monitor-command",
+            json!({"command-line": "x /4xb 0xfffffff0"}),
+        );
+        let text = x.as_str().unwrap();
+        assert!(text.contains("register state is protected"), "{text}");
+    });
 }
 
 #[test]
@@ -124,7 +100,7 @@ fn es_snapshot_restores_from_the_vmsas_it_carries() {
         "{}",
         dst.stderr_text()
     );
-    finish_and_verify(&mut dst, &out, &qa);
+    finish_and_verify_es(&mut dst, &out, &qa);
 }
 
 #[test]
@@ -136,7 +112,7 @@ fn es_live_migration_moves_a_writing_guest() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");
-    let b = sibling_platform(d, "b");
+    let b = es_sibling_platform(d, "b");
     let fw = memtest_image(d, PAGES, 0);
     let (qa, qb) = (d.join("a.sock"), d.join("b.sock"));
     let inb = d.join("in-b.sock");
@@ -146,7 +122,7 @@ fn es_live_migration_moves_a_writing_guest() {
     let mut q = src.qmp(&qa);
     q.ok("qmp_capabilities", Value::Null);
     wait_line(&out_a, "memtest: filled");
-    set_target_chain(&mut q, &b);
+    set_es_target_chain(&mut q, &b);
 
     let incoming = format!("unix:{}", inb.display());
     let mut dst = Sevm::spawn(args(&fw, &b, ES, &qb, &["-incoming", &incoming]));
@@ -164,7 +140,7 @@ fn es_live_migration_moves_a_writing_guest() {
         "{}",
         dst.stderr_text()
     );
-    finish_and_verify(&mut dst, &out_b, &qb);
+    finish_and_verify_es(&mut dst, &out_b, &qb);
     q.ok("quit", Value::Null);
     assert_exit(src.wait(), 0, &src.stderr_text());
 }
@@ -178,7 +154,7 @@ fn es_nosend_refuses_migration_and_the_guest_keeps_running() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");
-    let b = sibling_platform(d, "b");
+    let b = es_sibling_platform(d, "b");
     let fw = memtest_image(d, PAGES, 0);
     let qa = d.join("a.sock");
     let snap = d.join("guest.snap");
@@ -186,7 +162,7 @@ fn es_nosend_refuses_migration_and_the_guest_keeps_running() {
     let mut vm = Sevm::spawn(args(&fw, &a, ES_NOSEND, &qa, &[]));
     let mut q = vm.qmp(&qa);
     q.ok("qmp_capabilities", Value::Null);
-    set_target_chain(&mut q, &b);
+    set_es_target_chain(&mut q, &b);
     q.ok(
         "migrate",
         json!({"uri": format!("file:{}", snap.display())}),

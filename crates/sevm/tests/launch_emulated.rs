@@ -150,17 +150,6 @@ fn owner_attests_injects_a_secret_and_the_guest_prints_it() {
     assert!(out.contains("secret table: 1 entries"), "{out}");
 }
 
-/// A 64 KiB firmware that spins at the reset vector (`jmp $`).
-fn spin_firmware(dir: &std::path::Path) -> std::path::PathBuf {
-    let mut fw = vec![0xF4u8; 0x10000];
-    let at = fw.len() - 16;
-    fw[at] = 0xEB;
-    fw[at + 1] = 0xFE;
-    let p = dir.join("spin.fd");
-    std::fs::write(&p, fw).unwrap();
-    p
-}
-
 #[test]
 fn running_guest_refuses_secrets_and_keeps_running() {
     if !sevm_testutil::kvm("running_guest_refuses_secrets_and_keeps_running") {

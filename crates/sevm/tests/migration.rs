@@ -26,21 +26,9 @@ fn args(fw: &Path, platform: &Path, policy: u32, qmp: &Path, extra: &[&str]) -> 
     migration_args(fw, platform, policy, MEM_MIB, qmp, extra)
 }
 
-fn set_target_chain(q: &mut Qmp, target: &Path) {
-    let (pdh, chain) = export_pdh(target);
-    let (ask, ark) = amd_chain(target);
-    q.ok(
-        "migrate-set-parameters",
-        json!({"sev-pdh": b64(&pdh), "sev-plat-cert": b64(&chain),
-               "sev-amd-cert": b64(&[ask, ark].concat())}),
-    );
-}
-
-/// Another platform with the same owner (OCA) and roots but its own PDH.
-fn sibling_platform(d: &Path, name: &str) -> PathBuf {
-    let p = fresh_platform(d, name);
-    rotate_pdh(&p);
-    p
+/// After the move: the guest verifies its whole range and exits 0.
+fn finish_and_verify_guest(vm: &mut Sevm, out: &Receiver<String>, qmp: &Path) {
+    finish_and_verify(vm, out, qmp, PAGES, |_| {});
 }
 
 fn start_target(fw: &Path, platform: &Path, qmp: &Path, incoming: &str) -> Sevm {
@@ -51,23 +39,6 @@ fn start_target(fw: &Path, platform: &Path, qmp: &Path, incoming: &str) -> Sevm 
         vm.stderr_text()
     );
     vm
-}
-
-/// After the move: the guest verifies its whole range and exits 0.
-fn finish_and_verify(vm: &mut Sevm, out: &Receiver<String>, qmp: &Path) {
-    let mut q = Qmp::connect(qmp);
-    q.ok("qmp_capabilities", Value::Null);
-    // QMP listens just before the restored guest is started.
-    if q.ok("query-status", Value::Null)["status"] != "running" {
-        q.event("RESUME");
-    }
-    assert_eq!(q.ok("query-status", Value::Null)["status"], "running");
-    q.ok("system_powerdown", Value::Null);
-    wait_line(out, "memtest: checking");
-    let line = out.recv_timeout(WAIT).unwrap();
-    assert_eq!(line, format!("memtest: ok {PAGES} pages"));
-    let st = vm.wait();
-    assert_exit(st, 0, &vm.stderr_text());
 }
 
 #[test]
@@ -147,7 +118,7 @@ fn snapshot_restores_on_its_platform_only_and_hides_plaintext() {
     ));
     let out = serial(&mut dst);
     assert!(dst.wait_for_stderr("incoming migration complete"));
-    finish_and_verify(&mut dst, &out, &qa);
+    finish_and_verify_guest(&mut dst, &out, &qa);
 }
 
 /// A unix-socket man in the middle the test controls.
@@ -240,7 +211,7 @@ fn live_migration_moves_a_writing_guest_and_replay_elsewhere_is_refused() {
     assert!(log.contains("migration pass 1 done"), "{log}");
     assert!(!log.contains("stop-and-copy only"), "{log}");
     assert!(dst.wait_for_stderr("incoming migration complete"));
-    finish_and_verify(&mut dst, &out_b, &qb);
+    finish_and_verify_guest(&mut dst, &out_b, &qb);
     q.ok("quit", Value::Null);
     assert_exit(src.wait(), 0, &src.stderr_text());
 
@@ -371,20 +342,9 @@ fn failed_migrations_leave_the_source_running_and_a_retry_succeeds() {
     let info = migration_result(&mut q);
     assert_eq!(info["status"], "completed", "{info}");
     assert!(t4.wait_for_stderr("incoming migration complete"));
-    finish_and_verify(&mut t4, &out4, &qb);
+    finish_and_verify_guest(&mut t4, &out4, &qb);
     q.ok("quit", Value::Null);
     assert_exit(src.wait(), 0, &src.stderr_text());
-}
-
-/// A 64 KiB firmware that spins at the reset vector (`jmp $`).
-fn spin_firmware(dir: &Path) -> PathBuf {
-    let mut fw = vec![0xF4u8; 0x10000];
-    let at = fw.len() - 16;
-    fw[at] = 0xEB;
-    fw[at + 1] = 0xFE;
-    let p = dir.join("spin.fd");
-    std::fs::write(&p, fw).unwrap();
-    p
 }
 
 #[test]

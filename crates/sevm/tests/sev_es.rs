@@ -53,19 +53,13 @@ fn es_digest_with(fw: &[u8], vcpus: u32, model: &str, init: KvmInit) -> [u8; 32]
 /// (sevm INITs an UNINIT platform with SEV-ES, as Linux does).
 fn export_pdh_for_es(platform: &Path) -> (Vec<u8>, Vec<u8>) {
     let certs = export_pdh(platform);
-    let p = sev_psp::Platform::open(platform, sev_psp::rng::os_rng()).unwrap();
-    p.shutdown().unwrap();
+    uninit(platform);
     certs
 }
 
 fn es_vm_args(fw: &Path, object: &str, sock: &Path, vcpus: u32, model: &str) -> Vec<String> {
     let mut args = sev_args(fw, 16, object, Some(sock));
-    args.extend([
-        "-smp".into(),
-        vcpus.to_string(),
-        "-cpu".into(),
-        model.into(),
-    ]);
+    args.extend(smp_args(vcpus, model));
     args
 }
 
@@ -134,17 +128,6 @@ fn es_launch_measures_the_firmware_and_every_vmsa() {
     }
 }
 
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// Under a `sevctl session` with the ES policy, `sevctl measurement build`
 /// reproduces sevm's measurement of an SEV-ES launch from the launch digest
 /// sevm's builder gives, and from the firmware and the VMSAs that
@@ -152,12 +135,7 @@ fn run_ok(cmd: &mut Command) -> String {
 #[test]
 fn sevctl_measurement_build_verifies_an_es_launch() {
     const TEST: &str = "sevctl_measurement_build_verifies_an_es_launch";
-    let Some(sevctl) = sevm_testutil::peer_tool(
-        TEST,
-        "sevctl",
-        "--version",
-        "install it with `cargo install sevctl`",
-    ) else {
+    let Some(sevctl) = sevctl(TEST) else {
         return;
     };
     if !sevm_testutil::kvm(TEST) {
@@ -169,23 +147,10 @@ fn sevctl_measurement_build_verifies_an_es_launch() {
     let fw = demo_image(d);
     let image = std::fs::read(&fw).unwrap();
     let (pdh, _) = export_pdh_for_es(&platform);
-    std::fs::write(d.join("pdh.cert"), &pdh).unwrap();
-    run_ok(Command::new(&sevctl).current_dir(d).args([
-        "session",
-        "--name",
-        "vm",
-        "pdh.cert",
-        &ES.to_string(),
-    ]));
+    let session = sevctl_session(&sevctl, d, &pdh, ES);
     for (vcpus, model) in [(1u32, "EPYC"), (4, "EPYC-Milan")] {
         let sock = d.join(format!("qmp-{vcpus}.sock"));
-        let obj = format!(
-            "sev-guest,id=sev0,policy={ES:#x},sev-device=emulated:{},dh-cert-file={},\
-             session-file={}",
-            platform.display(),
-            d.join("vm_godh.b64").display(),
-            d.join("vm_session.b64").display()
-        );
+        let obj = sev_object(&platform, ES, None, &session);
         let mut vm = Sevm::spawn(es_vm_args(&fw, &obj, &sock, vcpus, model));
         let mut q = vm.qmp(&sock);
         q.ok("qmp_capabilities", Value::Null);
@@ -194,19 +159,8 @@ fn sevctl_measurement_build_verifies_an_es_launch() {
             .as_str()
             .unwrap()
             .to_string();
-        let build = |extra: &[String]| {
-            run_ok(
-                Command::new(&sevctl)
-                    .current_dir(d)
-                    .args(["measurement", "build"])
-                    .args(["--api-major", &info["api-major"].to_string()])
-                    .args(["--api-minor", &info["api-minor"].to_string()])
-                    .args(["--build-id", &info["build-id"].to_string()])
-                    .args(["--policy", &info["policy"].to_string()])
-                    .args(["--tik", "vm_tik.bin", "--launch-measure-blob", &blob_b64])
-                    .args(extra),
-            )
-        };
+        let build =
+            |inputs: &[String]| sevctl_measurement_build(&sevctl, d, &info, &blob_b64, inputs);
         let ld = es_digest(&image, vcpus, model);
         let from_digest = build(&["--launch-digest".into(), b64(&ld)]);
         assert_eq!(from_digest.trim(), blob_b64, "{vcpus} x {model}");
@@ -275,31 +229,9 @@ fn sevctl_measurement_build_verifies_an_es_launch() {
 /// `sev-snp-measure --mode seves` (which models KVM_SEV_INIT2) for the
 /// demo guest.
 fn snp_measure_seves(test: &str, fw: &Path, vcpus: u32, model: &str) -> Option<[u8; 32]> {
-    let tool = sevm_testutil::peer_tool(
-        test,
-        "sev-snp-measure",
-        "--version",
-        "install it with `pip install sev-snp-measure`",
-    )?;
-    let out = Command::new(tool)
-        .args(["--mode", "seves", "--output-format", "hex"])
-        .args([
-            "--vcpus",
-            &vcpus.to_string(),
-            "--vcpu-type",
-            model,
-            "--ovmf",
-        ])
-        .arg(fw)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    Some(hex::decode(text.trim()).unwrap().try_into().unwrap())
+    SnpMeasure::new("seves", fw)
+        .vcpus(vcpus, model)
+        .digest(test)
 }
 
 /// sev-snp-measure's SEV-ES digests equal the builder's for 1-8 vCPUs and

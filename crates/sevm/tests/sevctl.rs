@@ -6,50 +6,15 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::*;
 use serde_json::{json, Value};
 
-/// The argv prefix that runs `sevctl <words>` (newer sevctl moved some
-/// commands under `sevctl sev ...`).
-fn sevctl_words(sevctl: &Path, words: &[&str]) -> Vec<String> {
-    for prefix in [&[][..], &["sev"][..]] {
-        let mut argv: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
-        argv.extend(words.iter().map(|s| s.to_string()));
-        let ok = Command::new(sevctl)
-            .args(&argv)
-            .arg("--help")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return argv;
-        }
-    }
-    panic!("sevctl has no {words:?} command");
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn sevctl_session_and_secret_build_drive_the_launch() {
     const TEST: &str = "sevctl_session_and_secret_build_drive_the_launch";
-    let Some(sevctl) = sevm_testutil::peer_tool(
-        TEST,
-        "sevctl",
-        "--version",
-        "install it with `cargo install sevctl`",
-    ) else {
+    let Some(sevctl) = sevctl(TEST) else {
         return;
     };
     if !sevm_testutil::kvm(TEST) {
@@ -73,24 +38,9 @@ fn sevctl_session_and_secret_build_drive_the_launch() {
     let caps = q.ok("query-sev-capabilities", Value::Null);
     q.ok("quit", Value::Null);
     assert_exit(vm.wait(), 0, &vm.stderr_text());
-    std::fs::write(d.join("pdh.cert"), unb64(caps["pdh"].as_str().unwrap())).unwrap();
-    let session = sevctl_words(&sevctl, &["session"]);
-    run_ok(
-        Command::new(&sevctl)
-            .current_dir(d)
-            .args(&session)
-            .args(["--name", "vm", "pdh.cert", "1"]),
-    );
-    for f in ["vm_godh.b64", "vm_session.b64", "vm_tek.bin", "vm_tik.bin"] {
-        assert!(d.join(f).exists(), "sevctl session wrote no {f}");
-    }
+    let session = sevctl_session(&sevctl, d, &unb64(caps["pdh"].as_str().unwrap()), 1);
 
-    let obj = format!(
-        "sev-guest,id=sev0,policy=0x1,sev-device=emulated:{},dh-cert-file={},session-file={}",
-        platform.display(),
-        d.join("vm_godh.b64").display(),
-        d.join("vm_session.b64").display()
-    );
+    let obj = sev_object(&platform, 1, None, &session);
     let mut vm = Sevm::spawn(sev_args(&fw, 16, &obj, Some(&sock)));
     let mut q = vm.qmp(&sock);
     q.ok("qmp_capabilities", Value::Null);
@@ -101,20 +51,14 @@ fn sevctl_session_and_secret_build_drive_the_launch() {
         .to_string();
 
     // `sevctl measurement build` recomputes the blob from the firmware.
-    let measurement = sevctl_words(&sevctl, &["measurement", "build"]);
-    let expected = run_ok(
-        Command::new(&sevctl)
-            .current_dir(d)
-            .args(&measurement)
-            .args(["--api-major", &info["api-major"].to_string()])
-            .args(["--api-minor", &info["api-minor"].to_string()])
-            .args(["--build-id", &info["build-id"].to_string()])
-            .args(["--policy", &info["policy"].to_string()])
-            .args(["--tik", "vm_tik.bin", "--launch-measure-blob", &blob_b64])
-            .arg("--firmware")
-            .arg(&fw),
+    let expected = sevctl_measurement_build(
+        &sevctl,
+        d,
+        &info,
+        &blob_b64,
+        &["--firmware".into(), fw.display().to_string()],
     );
-    assert_eq!(expected.trim(), blob_b64, "the measurement verifies");
+    assert_eq!(expected, blob_b64, "the measurement verifies");
 
     // `sevctl secret build` makes the packet.
     let guid = "736869e5-84f0-4973-92ec-06879ce3da0b";

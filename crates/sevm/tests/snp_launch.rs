@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -23,22 +23,14 @@ use sev_proto::vmsa::{SevFeatures, VcpuModel, VmmType, VmsaConfig};
 const DEBIAN_OVMF: &str = "/usr/share/OVMF/OVMF_CODE.fd";
 
 /// A kernel, initrd and command line for the kernel-hashes cases.
-struct Kernel {
-    kernel: PathBuf,
-    initrd: PathBuf,
-    append: &'static str,
-}
-
 fn kernel(d: &Path) -> Kernel {
-    let kernel = d.join("kernel");
-    let initrd = d.join("initrd");
-    std::fs::write(&kernel, b"not really a kernel").unwrap();
-    std::fs::write(&initrd, b"not really an initrd").unwrap();
-    Kernel {
-        kernel,
-        initrd,
-        append: "console=ttyS0 loglevel=7",
-    }
+    Kernel::write(
+        d,
+        "fake",
+        b"not really a kernel",
+        b"not really an initrd",
+        "console=ttyS0 loglevel=7",
+    )
 }
 
 /// What `sev-owner measure --mode snp` computes (the same library call).
@@ -71,33 +63,10 @@ fn snp_measure(
     model: &str,
     k: Option<&Kernel>,
 ) -> Option<[u8; 48]> {
-    let tool = sevm_testutil::peer_tool(
-        test,
-        "sev-snp-measure",
-        "--version",
-        "install it with `pip install sev-snp-measure`",
-    )?;
-    let mut cmd = Command::new(tool);
-    cmd.args(["--mode", "snp", "--output-format", "hex", "--vcpus"])
-        .arg(vcpus.to_string())
-        .args(["--vcpu-type", model, "--ovmf"])
-        .arg(fw);
-    if let Some(k) = k {
-        cmd.arg("--kernel")
-            .arg(&k.kernel)
-            .arg("--initrd")
-            .arg(&k.initrd)
-            .arg("--append")
-            .arg(k.append);
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    Some(hex::decode(text.trim()).unwrap().try_into().unwrap())
+    SnpMeasure::new("snp", fw)
+        .vcpus(vcpus, model)
+        .kernel(k)
+        .digest(test)
 }
 
 fn snp_args(
@@ -130,14 +99,7 @@ fn snp_args(
         format!("unix:{},server=on,wait=off", sock.display()),
     ];
     if let Some(k) = k {
-        a.extend([
-            "-kernel".into(),
-            k.kernel.display().to_string(),
-            "-initrd".into(),
-            k.initrd.display().to_string(),
-            "-append".into(),
-            k.append.into(),
-        ]);
+        a.extend(k.sevm_args());
     }
     a
 }
@@ -230,6 +192,47 @@ fn amdsev_fixture_digest_with_and_without_kernel_hashes() {
     check(TEST, d, &fw, 1, "EPYC-Rome", None);
     check(TEST, d, &fw, 2, "EPYC-Milan", Some(&k));
     check(TEST, d, &fw, 8, "EPYC-Genoa-v1", Some(&k));
+}
+
+/// The vCPU types sev-snp-measure 0.0.13 knows (`--vcpu-type`).
+const SNP_MEASURE_VCPU_TYPES: [&str; 16] = [
+    "EPYC",
+    "EPYC-v1",
+    "EPYC-v2",
+    "EPYC-IBPB",
+    "EPYC-v3",
+    "EPYC-v4",
+    "EPYC-Rome",
+    "EPYC-Rome-v1",
+    "EPYC-Rome-v2",
+    "EPYC-Rome-v3",
+    "EPYC-Milan",
+    "EPYC-Milan-v1",
+    "EPYC-Milan-v2",
+    "EPYC-Genoa",
+    "EPYC-Genoa-v1",
+    "EPYC-Turin",
+];
+
+/// The demo firmware launched by sevm (`-S`) as an SNP guest once for every
+/// vCPU type sev-snp-measure knows, the vCPU count going round 1 to 8 and
+/// every third launch with `-kernel/-initrd/-append`: each digest equals
+/// `sev-owner measure --mode snp`'s and sev-snp-measure's ([`check`]).
+#[test]
+fn demo_firmware_digest_for_every_vcpu_type_and_one_to_eight_vcpus() {
+    const TEST: &str = "demo_firmware_digest_for_every_vcpu_type_and_one_to_eight_vcpus";
+    if !sevm_testutil::kvm(TEST) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let fw = demo_image(d);
+    let k = kernel(d);
+    for (i, model) in SNP_MEASURE_VCPU_TYPES.into_iter().enumerate() {
+        let vcpus = i as u32 % 8 + 1;
+        let with_kernel = (i % 3 == 2).then_some(&k);
+        check(TEST, d, &fw, vcpus, model, with_kernel);
+    }
 }
 
 /// The ID block a guest owner makes for `digest` (what `sev-owner id-block`

@@ -4,6 +4,7 @@
 //! it measures; `sev-owner measure` recomputes it from the same pages.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use crate::hash::{sha384, Sha384, SHA384_LEN};
 
@@ -63,9 +64,12 @@ impl PageType {
     /// The SHA-384 this page type contributes as PAGE_INFO.CONTENTS: of the
     /// page for NORMAL, of the page with its TSC fields zeroed for VMSA,
     /// zero for the others.
+    ///
+    /// A NORMAL page whose bytes are all equal (a firmware image's zero or
+    /// erased-flash padding) is hashed once per byte value and remembered.
     pub fn contents_digest(self, page: &[u8; PAGE_LEN]) -> [u8; SHA384_LEN] {
         match self {
-            PageType::Normal => sha384(page),
+            PageType::Normal => uniform_page_digest(page).unwrap_or_else(|| sha384(page)),
             PageType::Vmsa => {
                 let mut h = Sha384::new();
                 h.update(&page[..VMSA_TSC_FIELDS.start]);
@@ -78,6 +82,25 @@ impl PageType {
             }
         }
     }
+}
+
+/// The byte every byte of `page` equals, if there is one.
+fn uniform_byte(page: &[u8; PAGE_LEN]) -> Option<u8> {
+    let first = page[0];
+    let pattern = [first; 64];
+    page.chunks_exact(pattern.len())
+        .all(|chunk| chunk == pattern)
+        .then_some(first)
+}
+
+/// The SHA-384 of `page` if its bytes are all equal (a firmware image's
+/// zero or erased-flash padding): computed once per byte value and
+/// remembered, so it costs a comparison of the page. `None` for any other
+/// page.
+pub fn uniform_page_digest(page: &[u8; PAGE_LEN]) -> Option<[u8; SHA384_LEN]> {
+    static DIGESTS: [OnceLock<[u8; SHA384_LEN]>; 256] = [const { OnceLock::new() }; 256];
+    let byte = uniform_byte(page)?;
+    Some(*DIGESTS[usize::from(byte)].get_or_init(|| sha384(&[byte; PAGE_LEN])))
 }
 
 /// One PAGE_INFO record, without the running digest it is chained to.
@@ -226,6 +249,33 @@ mod tests {
 
     fn hex(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn normal_page_digest_is_the_sha384_of_the_page_uniform_or_not() {
+        use sha2::Digest;
+        let reference =
+            |page: &[u8; PAGE_LEN]| -> [u8; SHA384_LEN] { sha2::Sha384::digest(page).into() };
+        for byte in [0x00, 0xFF, 0x5A] {
+            let uniform = [byte; PAGE_LEN];
+            // Twice: computed, then remembered.
+            for _ in 0..2 {
+                assert_eq!(
+                    PageType::Normal.contents_digest(&uniform),
+                    reference(&uniform)
+                );
+            }
+            for at in [0, 63, 64, 2048, PAGE_LEN - 1] {
+                let mut page = uniform;
+                page[at] ^= 1;
+                assert_eq!(uniform_page_digest(&page), None, "byte {at} differs");
+                assert_eq!(PageType::Normal.contents_digest(&page), reference(&page));
+            }
+        }
+        assert_eq!(
+            PageType::Zero.contents_digest(&[0xFF; PAGE_LEN]),
+            [0; SHA384_LEN]
+        );
     }
 
     #[test]

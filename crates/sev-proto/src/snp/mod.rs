@@ -20,7 +20,9 @@ pub mod testing;
 
 pub use command::SnpCommand;
 pub use id_block::{IdAuth, IdBlock, IdBlockError};
-pub use launch::{BadRegion, LaunchDigest, PageInfo, PageType, INITIAL_VMSA_GPA};
+pub use launch::{
+    uniform_page_digest, BadRegion, LaunchDigest, PageInfo, PageType, INITIAL_VMSA_GPA,
+};
 pub use measure::{snp_launch_digest, SnpLaunch, SnpMeasureError};
 pub use policy::{GuestPolicy, GuestPolicyError};
 pub use report::{AttestationReport, ReportError};

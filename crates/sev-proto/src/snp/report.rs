@@ -305,6 +305,56 @@ fn reserved_ranges(version: u32) -> Vec<(std::ops::Range<usize>, &'static str)> 
 }
 
 impl AttestationReport {
+    /// A well-formed report of `version` with every field set (the CPUID
+    /// fields from version 3, the mitigation vectors from version 5),
+    /// unsigned: for the tests and fuzz targets that need one.
+    #[doc(hidden)]
+    pub fn sample(version: u32) -> Self {
+        let tcb = 0x7308_0000_0000_0003;
+        let firmware = FirmwareVersion {
+            major: 1,
+            minor: 55,
+            build: 21,
+        };
+        AttestationReport {
+            version,
+            guest_svn: 3,
+            policy: GuestPolicy::QEMU_DEFAULT,
+            family_id: [0xf1; 16],
+            image_id: [0x1a; 16],
+            vmpl: 0,
+            signature_algo: SIG_ALGO_ECDSA_P384_SHA384,
+            current_tcb: tcb,
+            platform_info: 1,
+            author_key_en: false,
+            mask_chip_key: false,
+            signing_key: ReportSigner::Vcek,
+            report_data: [0x5d; 64],
+            measurement: [0x5a; 48],
+            host_data: [0x40; 32],
+            id_key_digest: [0x1d; 48],
+            author_key_digest: [0; 48],
+            report_id: [0x1e; 32],
+            report_id_ma: [0xff; 32],
+            reported_tcb: tcb,
+            cpuid: (version >= 3).then_some(Cpuid {
+                family: 0x19,
+                model: 0x11,
+                stepping: 1,
+            }),
+            chip_id: [0xc1; 64],
+            committed_tcb: tcb,
+            current_version: firmware,
+            committed_version: firmware,
+            launch_tcb: tcb,
+            mitigation_vectors: (version >= 5).then_some(MitigationVectors {
+                launch: 1,
+                current: 3,
+            }),
+            signature: ReportSignature::ZERO,
+        }
+    }
+
     /// Decodes a report (exactly 1184 bytes), checking every reserved range
     /// of its version.
     pub fn decode(bytes: &[u8]) -> Result<Self, ReportError> {

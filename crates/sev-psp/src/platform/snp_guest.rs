@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use sev_proto::abi::Status;
 use sev_proto::hash::SHA384_LEN;
-use sev_proto::snp::{id_block, GuestPolicy, LaunchDigest, PageInfo, PageType};
+use sev_proto::snp::{
+    id_block, uniform_page_digest, GuestPolicy, LaunchDigest, PageInfo, PageType,
+};
 use zeroize::Zeroizing;
 
 use super::shared::Snapshot;
@@ -293,17 +295,22 @@ impl SnpGuest {
     }
 }
 
-/// Ranges from this size up have their NORMAL pages hashed on several
-/// threads.
+/// Ranges whose pages to hash come to this size or more are hashed on
+/// several threads.
 const PARALLEL_HASH_MIN: u64 = 64 * 1024;
 
 /// The SHA-384 of each 4 KiB page of the `len` bytes at `gpa` (a NORMAL
-/// page's contents digest), computed ahead of the ranged launch update on
-/// up to [`std::thread::available_parallelism`] threads: the page digests
-/// are independent, only the PAGE_INFO chain is sequential. `None` for a
-/// page that could not be read (the update measures it itself and fails
-/// there); empty for a short range, a range not inside one region of
-/// guest memory (so its size is bounded by memory's), or a single thread.
+/// page's contents digest), computed ahead of the ranged launch update:
+/// uniform pages (padding) take their remembered digest
+/// ([`uniform_page_digest`]), and the others, when they come to
+/// [`PARALLEL_HASH_MIN`] or more, are hashed on up to
+/// [`std::thread::available_parallelism`] threads (the page digests are
+/// independent, only the PAGE_INFO chain is sequential; spawning threads
+/// for a few pages costs more than hashing them). `None` for a page that
+/// could not be read or is left to the update (which measures it itself,
+/// and fails there if it cannot read it); empty for a short range, a range
+/// not inside one region of guest memory (so its size is bounded by
+/// memory's), or a single thread.
 fn page_digests(
     mem: &dyn GuestBacking,
     regions: &[Region],
@@ -319,29 +326,59 @@ fn page_digests(
     if len < PARALLEL_HASH_MIN || threads < 2 || !inside {
         return Vec::new();
     }
+    let page_gpa = |index: usize| {
+        (index as u64)
+            .checked_mul(PAGE_LEN as u64)
+            .and_then(|o| gpa.checked_add(o))
+    };
     let pages = (len / PAGE_LEN as u64) as usize;
     let mut out = vec![None; pages];
-    let per_thread = pages.div_ceil(threads);
-    std::thread::scope(|scope| {
-        for (i, chunk) in out.chunks_mut(per_thread).enumerate() {
-            scope.spawn(move || {
-                let mut page = Zeroizing::new([0u8; PAGE_LEN]);
-                for (j, slot) in chunk.iter_mut().enumerate() {
-                    let index = (i * per_thread + j) as u64;
-                    let Some(at) = index
-                        .checked_mul(PAGE_LEN as u64)
-                        .and_then(|o| gpa.checked_add(o))
-                    else {
-                        return;
-                    };
-                    if firmware_read(mem, at, &mut page[..]).is_err() {
-                        continue;
-                    }
-                    *slot = Some(PageType::Normal.contents_digest(&page));
-                }
-            });
+    let mut page = Zeroizing::new([0u8; PAGE_LEN]);
+    let mut to_hash = Vec::new();
+    for (index, slot) in out.iter_mut().enumerate() {
+        let Some(at) = page_gpa(index) else {
+            break;
+        };
+        if firmware_read(mem, at, &mut page[..]).is_err() {
+            continue;
         }
+        match uniform_page_digest(&page) {
+            Some(digest) => *slot = Some(digest),
+            None => to_hash.push(index),
+        }
+    }
+    if ((to_hash.len() * PAGE_LEN) as u64) < PARALLEL_HASH_MIN {
+        // Left to the update, which hashes them as it measures them.
+        return out;
+    }
+    let hash = |indices: &[usize]| -> Vec<(usize, [u8; SHA384_LEN])> {
+        let mut page = Zeroizing::new([0u8; PAGE_LEN]);
+        indices
+            .iter()
+            .filter_map(|&index| {
+                firmware_read(mem, page_gpa(index)?, &mut page[..]).ok()?;
+                Some((index, PageType::Normal.contents_digest(&page)))
+            })
+            .collect()
+    };
+    let hash = &hash;
+    let per_thread = to_hash.len().div_ceil(threads);
+    let hashed: Vec<_> = std::thread::scope(|scope| {
+        let workers: Vec<_> = to_hash
+            .chunks(per_thread)
+            .map(|chunk| scope.spawn(move || hash(chunk)))
+            .collect();
+        // A worker that panicked leaves its pages to the update.
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
     });
+    for (index, digest) in hashed {
+        if let Some(slot) = out.get_mut(index) {
+            *slot = Some(digest);
+        }
+    }
     out
 }
 

@@ -738,6 +738,45 @@ fn a_ranged_launch_update_is_the_per_page_command_page_by_page() {
     }
 }
 
+/// Padding pages (all bytes equal) take remembered digests and the other
+/// pages are hashed on the calling thread when they are few, on several
+/// when they are many: the digest is the per-page chain either way.
+#[test]
+fn a_ranged_launch_update_of_mostly_padding_measures_every_page() {
+    const BASE: u64 = 0x10_0000;
+    const PAGES: u64 = 64;
+    // Few non-uniform pages (hashed inline), then most of them (threads).
+    for (seed, data_pages) in [
+        (33u64, vec![0u64, 17, 63]),
+        (34, (0..PAGES).step_by(2).collect()),
+    ] {
+        let mut content = vec![0u8; (PAGES * 4096) as usize];
+        content[(5 * 4096) as usize..(6 * 4096) as usize].fill(0xFF);
+        for &i in &data_pages {
+            let page = &mut content[(i * 4096) as usize..((i + 1) * 4096) as usize];
+            for (j, b) in page.iter_mut().enumerate() {
+                *b = (j as u64 + i) as u8;
+            }
+        }
+        let (f, h) = launched(seed, QEMU_POLICY);
+        let m = mem();
+        m.write_plain(BASE, &content).unwrap();
+        f.p.snp_launch_update_range(h, &m, BASE, PAGES * 4096, PageType::Normal)
+            .unwrap();
+        let mut expected = LaunchDigest::new();
+        for i in 0..PAGES {
+            let page: &[u8; 4096] = content[(i * 4096) as usize..][..4096].try_into().unwrap();
+            expected.add_page(PageType::Normal, BASE + i * 4096, page);
+        }
+        assert_eq!(
+            &f.p.snp_launch_digest(h).unwrap(),
+            expected.bytes(),
+            "{} data pages",
+            data_pages.len()
+        );
+    }
+}
+
 #[test]
 fn a_ranged_launch_update_refuses_bad_ranges_and_stops_at_the_end_of_memory() {
     let (f, h) = launched(32, QEMU_POLICY);

@@ -9,8 +9,12 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use sevm_qmp::QmpClient;
+
+mod peers;
+#[allow(unused_imports)] // not every test uses the peers
+pub use peers::*;
 
 /// Upper bound for any single wait (a guard against hangs, not a timing).
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -320,6 +324,23 @@ pub fn rotate_pdh(platform: &Path) {
     p.pdh_gen().unwrap();
 }
 
+/// Leaves `platform` UNINIT: helpers that INIT it (`export_pdh`,
+/// `rotate_pdh`) do so without SEV-ES, and a platform INITed so refuses
+/// SEV-ES guests (sevm INITs an UNINIT platform with SEV-ES, as Linux
+/// does).
+pub fn uninit(platform: &Path) {
+    let p = sev_psp::Platform::open(platform, sev_psp::rng::os_rng()).unwrap();
+    p.shutdown().unwrap();
+}
+
+/// Another platform at `dir/name` with the same owner (OCA) and roots as
+/// the prepared one but its own PDH (left INITed).
+pub fn sibling_platform(dir: &Path, name: &str) -> PathBuf {
+    let p = fresh_platform(dir, name);
+    rotate_pdh(&p);
+    p
+}
+
 /// Exports the PDH and chain directly from the platform directory.
 pub fn export_pdh(platform: &Path) -> (Vec<u8>, Vec<u8>) {
     let p = sev_psp::Platform::open(platform, sev_psp::rng::os_rng()).unwrap();
@@ -413,6 +434,16 @@ pub fn sev_args(fw: &Path, mem_mib: u32, object: &str, sock: Option<&Path>) -> V
     a
 }
 
+/// `-smp VCPUS -cpu MODEL`.
+pub fn smp_args(vcpus: u32, model: &str) -> [String; 4] {
+    [
+        "-smp".into(),
+        vcpus.to_string(),
+        "-cpu".into(),
+        model.into(),
+    ]
+}
+
 /// Checks the 48-byte launch-measure blob against the expected launch
 /// digest with the owner's TIK, for the platform version `query-sev`
 /// reported.
@@ -488,6 +519,56 @@ pub fn migration_args(
     ]);
     a.extend(extra.iter().map(|s| s.to_string()));
     a
+}
+
+/// Gives the source VM behind `q` the target platform's PDH and chains
+/// (`migrate-set-parameters`).
+pub fn set_target_chain(q: &mut Qmp, target: &Path) {
+    let (pdh, chain) = export_pdh(target);
+    let (ask, ark) = amd_chain(target);
+    q.ok(
+        "migrate-set-parameters",
+        json!({"sev-pdh": b64(&pdh), "sev-plat-cert": b64(&chain),
+               "sev-amd-cert": b64(&[ask, ark].concat())}),
+    );
+}
+
+/// After the move of a memtest guest of `pages` pages: the guest runs on
+/// the target (QMP listens just before the restored guest is started),
+/// `also` checks what the caller wants of the running target, then the
+/// guest verifies its whole range and exits 0.
+pub fn finish_and_verify(
+    vm: &mut Sevm,
+    out: &Receiver<String>,
+    qmp: &Path,
+    pages: u32,
+    also: impl FnOnce(&mut Qmp),
+) {
+    let mut q = Qmp::connect(qmp);
+    q.ok("qmp_capabilities", Value::Null);
+    if q.ok("query-status", Value::Null)["status"] != "running" {
+        q.event("RESUME");
+    }
+    assert_eq!(q.ok("query-status", Value::Null)["status"], "running");
+    also(&mut q);
+    q.ok("system_powerdown", Value::Null);
+    wait_line(out, "memtest: checking");
+    let line = out.recv_timeout(WAIT).unwrap();
+    assert_eq!(line, format!("memtest: ok {pages} pages"));
+    let st = vm.wait();
+    assert_exit(st, 0, &vm.stderr_text());
+}
+
+/// A 64 KiB firmware that spins at the reset vector (`jmp $`), written
+/// into `dir`.
+pub fn spin_firmware(dir: &Path) -> PathBuf {
+    let mut fw = vec![0xF4u8; 0x10000];
+    let at = fw.len() - 16;
+    fw[at] = 0xEB;
+    fw[at + 1] = 0xFE;
+    let p = dir.join("spin.fd");
+    std::fs::write(&p, fw).unwrap();
+    p
 }
 
 /// The guest's serial output (stdout), line by line.

@@ -25,53 +25,9 @@ fn test_key() -> SigningKey {
     SigningKey::from_slice(&[0x42; 48]).unwrap()
 }
 
-/// A version 5 report with every field set, signed by [`test_key`].
+/// [`AttestationReport::sample`] of `version`, signed by [`test_key`].
 fn synthetic(version: u32) -> AttestationReport {
-    let mut r = AttestationReport {
-        version,
-        guest_svn: 7,
-        policy: GuestPolicy::new(0x3_0000).unwrap(),
-        family_id: [1; 16],
-        image_id: [2; 16],
-        vmpl: 1,
-        signature_algo: 0,
-        current_tcb: 0x7300_0000_0000_0003,
-        platform_info: 3,
-        author_key_en: true,
-        mask_chip_key: false,
-        signing_key: ReportSigner::Vcek,
-        report_data: [3; 64],
-        measurement: [4; 48],
-        host_data: [5; 32],
-        id_key_digest: [6; 48],
-        author_key_digest: [7; 48],
-        report_id: [8; 32],
-        report_id_ma: [0xFF; 32],
-        reported_tcb: 0x7308_0000_0000_0003,
-        cpuid: (version >= 3).then_some(Cpuid {
-            family: 0x19,
-            model: 0x11,
-            stepping: 1,
-        }),
-        chip_id: [9; 64],
-        committed_tcb: 0x7308_0000_0000_0002,
-        current_version: FirmwareVersion {
-            major: 1,
-            minor: 55,
-            build: 21,
-        },
-        committed_version: FirmwareVersion {
-            major: 1,
-            minor: 55,
-            build: 20,
-        },
-        launch_tcb: 0x7308_0000_0000_0001,
-        mitigation_vectors: (version >= 5).then_some(MitigationVectors {
-            launch: 0x11,
-            current: 0x13,
-        }),
-        signature: ReportSignature::ZERO,
-    };
+    let mut r = AttestationReport::sample(version);
     r.sign(&test_key()).unwrap();
     r
 }
