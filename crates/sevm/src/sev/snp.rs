@@ -264,10 +264,18 @@ const CPUID_ENTRY_LEN: usize = 48;
 
 /// Why the CPUID page cannot be built.
 #[derive(Debug, thiserror::Error)]
-#[error("the vCPU has {count} CPUID entries, the SNP CPUID page holds at most 64")]
+#[error("the vCPU has {count} non-zero CPUID entries, the SNP CPUID page holds at most 64")]
 pub struct TooManyCpuidEntries {
     /// How many there are.
     pub count: usize,
+}
+
+/// Whether the CPUID page carries `e`: every entry but those whose four
+/// registers are zero (a guest reads a leaf in range that the page lacks
+/// as zeros, [U59](docs/protocol/choices.md#u59)); leaf 0xD subleaves 0 and
+/// 1 are always carried, since they get XCR0_IN and EBX.
+fn carried(e: &CpuidEntry) -> bool {
+    e.regs != [0; 4] || (e.function == 0xD && matches!(e.index.unwrap_or(0), 0 | 1))
 }
 
 /// The SNP CPUID page as QEMU fills it from the first vCPU's CPUID
@@ -275,9 +283,11 @@ pub struct TooManyCpuidEntries {
 /// in, ECX in when the index is significant, the four registers); leaf 0xD
 /// subleaves 0 and 1 get XCR0_IN 1 and EBX 0x240, the XSAVE size of x87
 /// and SSE state, since the guest computes the rest from its XCR0.
+/// All-zero entries are left out ([`carried`]).
 pub fn cpuid_page(
     entries: &[CpuidEntry],
 ) -> Result<Box<[u8; CPUID_PAGE_LEN]>, TooManyCpuidEntries> {
+    let entries: Vec<&CpuidEntry> = entries.iter().filter(|e| carried(e)).collect();
     if entries.len() > MAX_CPUID_ENTRIES {
         return Err(TooManyCpuidEntries {
             count: entries.len(),
@@ -380,5 +390,46 @@ mod tests {
             diff[0]
         );
         assert!(diff[0].contains("expected eax 0x9"), "{}", diff[0]);
+    }
+
+    /// KVM lists every leaf up to its maximum, most of them zero (75
+    /// entries on an AMD EPYC host): the zero ones are left out, so such a
+    /// vCPU fits, except leaf 0xD subleaves 0 and 1, which QEMU always fills.
+    #[test]
+    fn zero_entries_are_left_out_of_the_cpuid_page() {
+        let entry = |function: u32, index: Option<u32>, regs: [u32; 4]| CpuidEntry {
+            function,
+            index,
+            regs,
+        };
+        let mut entries = vec![entry(0, None, [0x1c, 1, 2, 3])];
+        entries.extend(
+            (2..=0x1c)
+                .filter(|f| *f != 0xD)
+                .map(|f| entry(f, None, [0; 4])),
+        );
+        entries.extend((0x8000_0000..0x8000_0040).map(|f| entry(f, None, [0; 4])));
+        entries.push(entry(0xD, Some(0), [0; 4]));
+        entries.push(entry(0xD, Some(2), [0; 4]));
+        entries.push(entry(0x8000_001F, None, [0x1b, 0x33, 0, 0]));
+        assert!(entries.len() > MAX_CPUID_ENTRIES);
+        let page = cpuid_page(&entries).unwrap();
+        assert_eq!(page[0..4], 3u32.to_le_bytes());
+        let function = |i: usize| {
+            let at = CPUID_HEADER_LEN + i * CPUID_ENTRY_LEN;
+            (page[at], page[at + 4], page[at + 0x1c])
+        };
+        assert_eq!(function(0), (0, 0, 1));
+        assert_eq!(function(1), (0xD, 0, 0x40));
+        assert_eq!(
+            &page[CPUID_HEADER_LEN + 2 * CPUID_ENTRY_LEN..][..4],
+            &0x8000_001Fu32.to_le_bytes()
+        );
+
+        let mut full: Vec<CpuidEntry> = (0..65)
+            .map(|f| entry(0x4000_0000 + f, None, [1, 0, 0, 0]))
+            .collect();
+        full.push(entry(3, None, [0; 4]));
+        assert_eq!(cpuid_page(&full).unwrap_err().count, 65);
     }
 }
