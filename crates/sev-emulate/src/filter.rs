@@ -1,0 +1,136 @@
+//! The seccomp filter the launched program runs under.
+//!
+//! The filter sends the supervisor only the system calls it serves: `open`
+//! and `openat` (to catch `/dev/sev`) and `ioctl` with `SEV_ISSUE_CMD`'s
+//! request number. Everything else, and every call of another ABI (x32,
+//! i386), is allowed without a round trip (docs/guide/sev-emulate.md#how-it-works).
+
+/// `SEV_ISSUE_CMD = _IOWR('S', 0, struct sev_issue_cmd)`
+/// (docs/protocol/linux.md#dev-sev).
+pub const SEV_ISSUE_CMD: u32 = 0xC010_5300;
+
+/// `AUDIT_ARCH_X86_64` (include/uapi/linux/audit.h).
+const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+/// The x32 ABI marks its system-call numbers with this bit.
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+// Classic BPF opcodes (include/uapi/linux/bpf_common.h).
+const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
+const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
+const BPF_JMP_JGE_K: u16 = 0x05 | 0x30;
+const BPF_RET_K: u16 = 0x06;
+
+// Offsets in `struct seccomp_data`.
+const OFF_NR: u32 = 0;
+const OFF_ARCH: u32 = 4;
+/// Low 32 bits of `args[1]` (little endian): the ioctl request, which the
+/// kernel reads as an `unsigned int`.
+const OFF_ARG1_LO: u32 = 16 + 8;
+
+/// `SECCOMP_RET_ALLOW`.
+const RET_ALLOW: u32 = 0x7FFF_0000;
+
+/// One classic BPF instruction (`struct sock_filter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Insn {
+    /// Opcode.
+    pub code: u16,
+    /// Jump offset if true.
+    pub jt: u8,
+    /// Jump offset if false.
+    pub jf: u8,
+    /// Constant operand.
+    pub k: u32,
+}
+
+const fn stmt(code: u16, k: u32) -> Insn {
+    Insn {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> Insn {
+    Insn { code, jt, jf, k }
+}
+
+/// The filter program: x86-64 `open`, `openat` and `ioctl(_, SEV_ISSUE_CMD, _)`
+/// → `SECCOMP_RET_USER_NOTIF`; everything else → `SECCOMP_RET_ALLOW`.
+pub fn program() -> Vec<Insn> {
+    let notify = libc::SECCOMP_RET_USER_NOTIF;
+    let nr = |n: libc::c_long| u32::try_from(n).unwrap_or(u32::MAX);
+    vec![
+        // 0: not x86-64 → allow.
+        stmt(BPF_LD_W_ABS, OFF_ARCH),
+        jump(BPF_JMP_JEQ_K, AUDIT_ARCH_X86_64, 0, 7),
+        // 2: x32 numbers → allow.
+        stmt(BPF_LD_W_ABS, OFF_NR),
+        jump(BPF_JMP_JGE_K, X32_SYSCALL_BIT, 5, 0),
+        // 4: open / openat → notify.
+        jump(BPF_JMP_JEQ_K, nr(libc::SYS_open), 5, 0),
+        jump(BPF_JMP_JEQ_K, nr(libc::SYS_openat), 4, 0),
+        // 6: ioctl with SEV_ISSUE_CMD → notify.
+        jump(BPF_JMP_JEQ_K, nr(libc::SYS_ioctl), 0, 2),
+        stmt(BPF_LD_W_ABS, OFF_ARG1_LO),
+        jump(BPF_JMP_JEQ_K, SEV_ISSUE_CMD, 1, 0),
+        // 9: allow.
+        stmt(BPF_RET_K, RET_ALLOW),
+        // 10: notify.
+        stmt(BPF_RET_K, notify),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A classic-BPF interpreter for the few opcodes [`program`] uses.
+    fn run(prog: &[Insn], arch: u32, nr: u32, arg1: u64) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_le_bytes());
+        data[4..8].copy_from_slice(&arch.to_le_bytes());
+        data[24..32].copy_from_slice(&arg1.to_le_bytes());
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let i = prog[pc];
+            match i.code {
+                BPF_LD_W_ABS => {
+                    let o = i.k as usize;
+                    acc = u32::from_le_bytes(data[o..o + 4].try_into().unwrap());
+                    pc += 1;
+                }
+                BPF_JMP_JEQ_K | BPF_JMP_JGE_K => {
+                    let taken = if i.code == BPF_JMP_JEQ_K {
+                        acc == i.k
+                    } else {
+                        acc >= i.k
+                    };
+                    pc += 1 + usize::from(if taken { i.jt } else { i.jf });
+                }
+                BPF_RET_K => return i.k,
+                c => panic!("opcode {c:#x}"),
+            }
+        }
+    }
+
+    #[test]
+    fn notifies_only_what_the_supervisor_serves() {
+        let p = program();
+        let n = libc::SECCOMP_RET_USER_NOTIF;
+        let x86 = AUDIT_ARCH_X86_64;
+        let nr = |n: libc::c_long| n as u32;
+        assert_eq!(run(&p, x86, nr(libc::SYS_openat), 0), n);
+        assert_eq!(run(&p, x86, nr(libc::SYS_open), 0), n);
+        assert_eq!(run(&p, x86, nr(libc::SYS_ioctl), SEV_ISSUE_CMD.into()), n);
+        // The kernel reads the request as an unsigned int: high bits ignored.
+        let high = (1u64 << 32) | u64::from(SEV_ISSUE_CMD);
+        assert_eq!(run(&p, x86, nr(libc::SYS_ioctl), high), n);
+        assert_eq!(run(&p, x86, nr(libc::SYS_ioctl), 0x5401), RET_ALLOW);
+        assert_eq!(run(&p, x86, nr(libc::SYS_read), 0), RET_ALLOW);
+        assert_eq!(run(&p, x86, nr(libc::SYS_openat2), 0), RET_ALLOW);
+        assert_eq!(run(&p, x86, X32_SYSCALL_BIT | 257, 0), RET_ALLOW);
+        assert_eq!(run(&p, 0x4000_0003, 5, 0), RET_ALLOW);
+    }
+}
