@@ -41,11 +41,14 @@ fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
-/// In the child, between `fork` and `exec`: sets `no_new_privs`, installs
+/// In the child, between `fork` and `exec`: asks for SIGKILL when the
+/// launcher dies (the program must not run on unserved), sets `no_new_privs`, installs
 /// `prog` with a new listener and sends the listener over `sock`, then
 /// closes the child's copy. Async-signal-safe: system calls only, no
 /// allocation.
 pub fn install_filter_and_send(prog: &Program, sock: RawFd) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) }.into())?;
     // SAFETY: prctl with integer arguments only.
     check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }.into())?;
     let fprog = libc::sock_fprog {
