@@ -151,3 +151,120 @@ pub fn p(path: &Path) -> &str {
 pub fn emu(dir: &Path) -> String {
     format!("--emulated={}", p(dir))
 }
+
+/// Set in a test binary that a test re-runs under the launcher.
+pub const CHILD_ENV: &str = "SEV_EMULATE_TEST_CHILD";
+
+/// Whether this process is the re-run of a test under the launcher.
+pub fn in_child() -> bool {
+    std::env::var_os(CHILD_ENV).is_some()
+}
+
+/// Runs test `name` of this test binary again, alone, under the launcher
+/// (where its child half runs: `in_child()`).
+pub fn rerun_under_launcher(platform: &Path, name: &str) -> Output {
+    output_within(
+        Command::new(LAUNCHER)
+            .arg("--platform")
+            .arg(platform)
+            .arg("--")
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, "1"),
+        DEADLINE,
+    )
+}
+
+/// `ioctl(2)` and the `SEV_ISSUE_CMD` the way a C program makes them.
+pub mod raw {
+    use std::os::fd::RawFd;
+
+    pub const SEV_ISSUE_CMD: u64 = 0xC010_5300;
+
+    /// `ioctl(fd, request, arg)`: (return value, errno).
+    pub fn ioctl(fd: RawFd, request: u64, arg: u64) -> (i32, i32) {
+        // SAFETY: the request numbers the tests use take a pointer the
+        // kernel (or the supervisor) only dereferences through its
+        // user-copy routines: a bad one is EFAULT, never undefined
+        // behaviour in this process; the buffers the tests pass are live
+        // for the call.
+        let rc = unsafe {
+            libc::ioctl(
+                fd,
+                request as libc::Ioctl,
+                arg as usize as *mut libc::c_void,
+            )
+        };
+        let errno = if rc < 0 {
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+        } else {
+            0
+        };
+        (rc, errno)
+    }
+
+    /// `struct sev_issue_cmd` with `error` preset to a marker.
+    #[repr(C, packed)]
+    #[derive(Debug, Clone, Copy)]
+    pub struct IssueCmd {
+        pub cmd: u32,
+        pub data: u64,
+        pub error: u32,
+    }
+
+    pub const MARK: u32 = 0xAAAA_AAAA;
+
+    /// SEV_ISSUE_CMD `cmd` with `data`: (errno or 0, the `error` field).
+    pub fn issue(fd: RawFd, cmd: u32, data: u64) -> (i32, u32) {
+        let mut c = IssueCmd {
+            cmd,
+            data,
+            error: MARK,
+        };
+        let (_, errno) = ioctl(fd, SEV_ISSUE_CMD, std::ptr::addr_of_mut!(c) as u64);
+        (errno, c.error)
+    }
+
+    /// `open(path, flags)`: the descriptor or the errno.
+    pub fn open(path: &str, flags: i32) -> Result<RawFd, i32> {
+        let c = std::ffi::CString::new(path).unwrap();
+        // SAFETY: `c` is a valid C string for the call.
+        let fd = unsafe { libc::open(c.as_ptr(), flags) };
+        if fd < 0 {
+            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+        } else {
+            Ok(fd)
+        }
+    }
+
+    /// `openat(dirfd, path, flags)`.
+    pub fn openat(dirfd: RawFd, path: &str, flags: i32) -> Result<RawFd, i32> {
+        let c = std::ffi::CString::new(path).unwrap();
+        // SAFETY: `c` is a valid C string for the call.
+        let fd = unsafe { libc::openat(dirfd, c.as_ptr(), flags) };
+        if fd < 0 {
+            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+        } else {
+            Ok(fd)
+        }
+    }
+
+    /// `close(fd)`.
+    pub fn close(fd: RawFd) {
+        // SAFETY: closes a descriptor this test opened and no longer uses.
+        unsafe { libc::close(fd) };
+    }
+
+    /// `dup(fd)`.
+    pub fn dup(fd: RawFd) -> RawFd {
+        // SAFETY: integer arguments only.
+        unsafe { libc::dup(fd) }
+    }
+
+    /// Ends this process with SIGKILL at once.
+    pub fn kill_self() -> ! {
+        // SAFETY: integer arguments only.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        unreachable!("SIGKILL")
+    }
+}
