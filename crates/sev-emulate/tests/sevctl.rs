@@ -67,11 +67,8 @@ fn sevctl_show_reads_the_emulated_platform() {
     assert_eq!(version.trim(), "1.55.21");
 
     let id = run_ok(&plat, &sevctl, &["show", "identifier"]);
-    let v: Value = serde_json::from_str(&ok(
-        platform_tool(&[&emu(&plat), "--json", "id"]),
-        "id",
-    ))
-    .unwrap();
+    let v: Value =
+        serde_json::from_str(&ok(platform_tool(&[&emu(&plat), "--json", "id"]), "id")).unwrap();
     assert_eq!(id.trim(), v["id"].as_str().unwrap().to_uppercase());
 
     assert_eq!(run_ok(&plat, &sevctl, &["show", "guests"]).trim(), "0");
@@ -103,7 +100,10 @@ fn sevctl_generate_provision_rotate_reset() {
     run_ok(&plat, &sevctl, &["provision", p(&cert), p(&key)]);
     assert_eq!(status(&plat)["externally_owned"], true);
     let owned = chain(&plat, d);
-    assert_eq!(&owned[2 * CERT..3 * CERT], &std::fs::read(&cert).unwrap()[..]);
+    assert_eq!(
+        &owned[2 * CERT..3 * CERT],
+        &std::fs::read(&cert).unwrap()[..]
+    );
     assert_ne!(&owned[CERT..2 * CERT], &before[CERT..2 * CERT], "new PEK");
     let flags = run_ok(&plat, &sevctl, &["show", "flags"]);
     assert!(flags.lines().any(|l| l == "owned"), "{flags}");
@@ -142,20 +142,34 @@ fn sevctl_verify_of_a_chain_exported_through_dev_sev() {
         emulate(&plat, &tool("sev-platform"), &["export", p(&file)]),
         "export through /dev/sev",
     );
-    ok(platform_tool(&[&emu(&plat), "export", "--ca", p(&ca)]), "export --ca");
-    let out = run_ok(&plat, &sevctl, &["verify", "--sev", p(&file), "--ca", p(&ca)]);
+    ok(
+        platform_tool(&[&emu(&plat), "export", "--ca", p(&ca)]),
+        "export --ca",
+    );
+    let out = run_ok(
+        &plat,
+        &sevctl,
+        &["verify", "--sev", p(&file), "--ca", p(&ca)],
+    );
     assert!(!out.contains("⬑̸") && !out.contains("•̷"), "{out}");
     // Without --ca sevctl checks against AMD's built-in roots, which did not
     // sign the emulated CEK.
     let (ok2, _, err) = run(&plat, &sevctl, &["verify", "--sev", p(&file)]);
     assert!(!ok2);
-    assert!(err.contains("builtin") || err.contains("verification failed"), "{err}");
+    assert!(
+        err.contains("builtin") || err.contains("verification failed"),
+        "{err}"
+    );
     // A tampered PEK is reported.
     let mut bad = std::fs::read(&file).unwrap();
     bad[CERT + 0x100] ^= 1;
     let badf = d.join("bad");
     std::fs::write(&badf, bad).unwrap();
-    let (ok3, _, _) = run(&plat, &sevctl, &["verify", "--sev", p(&badf), "--ca", p(&ca)]);
+    let (ok3, _, _) = run(
+        &plat,
+        &sevctl,
+        &["verify", "--sev", p(&badf), "--ca", p(&ca)],
+    );
     assert!(!ok3, "a tampered chain verifies");
 }
 
