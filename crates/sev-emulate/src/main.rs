@@ -77,7 +77,11 @@ fn main() -> ExitCode {
         eprintln!("sev-emulate: error: no command given");
         return ExitCode::from(2);
     };
-    match Supervisor::new(platform).run(program, args) {
+    // Dispatch point for other devices: modules serving ioctls on other
+    // descriptors (KVM's SEV ioctls on a VM fd) register with
+    // `supervisor.add_handler(Box::new(...))` here.
+    let supervisor = Supervisor::new(platform);
+    match supervisor.run(program, args) {
         Ok(status) => ExitCode::from(exit_code(status)),
         Err(e) => {
             eprintln!("sev-emulate: error: {e}");
