@@ -1,7 +1,7 @@
 //! The seccomp filter the launched program runs under.
 //!
-//! The filter sends the supervisor only the system calls it serves: `open`
-//! and `openat` (to catch `/dev/sev`) and `ioctl` with one of the
+//! The filter sends the supervisor only the system calls it serves: `open`,
+//! `openat` and `openat2` (to catch `/dev/sev`) and `ioctl` with one of the
 //! [`ROUTED_IOCTLS`] request numbers. Everything else, and every call of
 //! another ABI (x32, i386), is allowed without a round trip
 //! (docs/guide/sev-emulate.md#how-it-works).
@@ -73,7 +73,7 @@ const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> Insn {
     Insn { code, jt, jf, k }
 }
 
-/// The filter program: x86-64 `open`, `openat` and `ioctl(_, R, _)` for R
+/// The filter program: x86-64 `open`, `openat`, `openat2` and `ioctl(_, R, _)` for R
 /// in [`ROUTED_IOCTLS`] → `SECCOMP_RET_USER_NOTIF`; everything else →
 /// `SECCOMP_RET_ALLOW`.
 pub fn program() -> Vec<Insn> {
@@ -81,9 +81,9 @@ pub fn program() -> Vec<Insn> {
     let nr = |n: libc::c_long| u32::try_from(n).unwrap_or(u32::MAX);
     let routed = ROUTED_IOCTLS.len();
     // Offsets are relative to the next instruction; `allow` is at
-    // 8 + routed, `notify` right after it.
-    let to_allow = |from: usize| u8::try_from(8 + routed - from - 1).unwrap_or(0);
-    let to_notify = |from: usize| u8::try_from(8 + routed - from).unwrap_or(0);
+    // 9 + routed, `notify` right after it.
+    let to_allow = |from: usize| u8::try_from(9 + routed - from - 1).unwrap_or(0);
+    let to_notify = |from: usize| u8::try_from(9 + routed - from).unwrap_or(0);
     let mut p = vec![
         // 0: not x86-64 → allow.
         stmt(BPF_LD_W_ABS, OFF_ARCH),
@@ -91,17 +91,18 @@ pub fn program() -> Vec<Insn> {
         // 2: x32 numbers → allow.
         stmt(BPF_LD_W_ABS, OFF_NR),
         jump(BPF_JMP_JGE_K, X32_SYSCALL_BIT, to_allow(3), 0),
-        // 4: open / openat → notify.
+        // 4: open / openat / openat2 → notify.
         jump(BPF_JMP_JEQ_K, nr(libc::SYS_open), to_notify(4), 0),
         jump(BPF_JMP_JEQ_K, nr(libc::SYS_openat), to_notify(5), 0),
-        // 6: ioctl with a routed request → notify.
-        jump(BPF_JMP_JEQ_K, nr(libc::SYS_ioctl), 0, to_allow(6)),
+        jump(BPF_JMP_JEQ_K, nr(libc::SYS_openat2), to_notify(6), 0),
+        // 7: ioctl with a routed request → notify.
+        jump(BPF_JMP_JEQ_K, nr(libc::SYS_ioctl), 0, to_allow(7)),
         stmt(BPF_LD_W_ABS, OFF_ARG1_LO),
     ];
     for (i, r) in ROUTED_IOCTLS.iter().enumerate() {
-        p.push(jump(BPF_JMP_JEQ_K, *r, to_notify(8 + i), 0));
+        p.push(jump(BPF_JMP_JEQ_K, *r, to_notify(9 + i), 0));
     }
-    // 8 + routed: allow; then notify.
+    // 9 + routed: allow; then notify.
     p.push(stmt(BPF_RET_K, RET_ALLOW));
     p.push(stmt(BPF_RET_K, notify));
     p
@@ -185,7 +186,8 @@ mod tests {
             RET_ALLOW
         );
         assert_eq!(run(&p, x86, nr(libc::SYS_read), 0), RET_ALLOW);
-        assert_eq!(run(&p, x86, nr(libc::SYS_openat2), 0), RET_ALLOW);
+        assert_eq!(run(&p, x86, nr(libc::SYS_openat2), 0), n);
+        assert_eq!(run(&p, x86, nr(libc::SYS_close), 0), RET_ALLOW);
         assert_eq!(run(&p, x86, X32_SYSCALL_BIT | 257, 0), RET_ALLOW);
         assert_eq!(run(&p, 0x4000_0003, 5, 0), RET_ALLOW);
     }

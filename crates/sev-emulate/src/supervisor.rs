@@ -43,6 +43,12 @@ pub const MAX_OPEN_DEVICES: usize = 65_536;
 /// served commands use is far smaller).
 pub const MAX_COPY: usize = 1 << 20;
 
+/// `sizeof(struct open_how)` (`OPEN_HOW_SIZE_VER0`).
+const OPEN_HOW_LEN: u64 = 24;
+
+/// Largest `struct open_how` the kernel accepts.
+const PAGE_LEN: u64 = 4096;
+
 /// `PATH_MAX`, terminating NUL included.
 const PATH_MAX: usize = 4096;
 
@@ -375,6 +381,24 @@ impl Supervisor {
             libc::SYS_openat => {
                 return self.on_open(listener, n.id, n.pid, Some(a[0] as i32), a[1], a[2]);
             }
+            libc::SYS_openat2 => {
+                // struct open_how: u64 flags, u64 mode, u64 resolve. A size
+                // the kernel refuses, or an unreadable one: its answer.
+                let how = (OPEN_HOW_LEN..=PAGE_LEN)
+                    .contains(&a[3])
+                    .then(|| call.mem.read(a[2], OPEN_HOW_LEN as usize).ok())
+                    .flatten();
+                match how {
+                    Some(h) => {
+                        let flags = h
+                            .get(..8)
+                            .and_then(|b| b.try_into().ok())
+                            .map_or(0, u64::from_le_bytes);
+                        return self.on_open(listener, n.id, n.pid, Some(a[0] as i32), a[1], flags);
+                    }
+                    None => Answer::Continue,
+                }
+            }
             // The kernel reads fd as an int and the request as an unsigned int.
             libc::SYS_ioctl => on_ioctl(
                 &self.platform,
@@ -389,7 +413,8 @@ impl Supervisor {
         respond(listener, n.id, answer)
     }
 
-    /// `open(path, flags)` (`dirfd` None) or `openat(dirfd, path, flags)`.
+    /// `open(path, flags)` (`dirfd` None) or `openat(dirfd, path, flags)`
+    /// (`openat2` with its `open_how.flags`).
     fn on_open(
         &mut self,
         listener: &OwnedFd,

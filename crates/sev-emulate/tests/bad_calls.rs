@@ -229,6 +229,13 @@ fn open_modes_and_descriptors() {
             raw::open("/dev/sev", libc::O_RDONLY | libc::O_DIRECTORY),
             Err(libc::ENOTDIR)
         );
+        // openat2: its open_how flags; a size the kernel refuses is its EINVAL.
+        let two = raw::openat2("/dev/sev", libc::O_RDONLY as u64, 24).unwrap();
+        assert_eq!(issue(two, PLATFORM_STATUS, addr_of(&mut st)), (0, 0));
+        assert_eq!(issue(two, PDH_GEN, 0).0, libc::EPERM);
+        let two = raw::openat2("/dev/sev", libc::O_RDWR as u64, 24).unwrap();
+        assert_eq!(issue(two, PDH_GEN, 0), (0, 0));
+        assert_eq!(raw::openat2("/dev/sev", 0, 8), Err(libc::EINVAL));
         // Other paths are the kernel's.
         assert_eq!(
             raw::open("/dev/sev-nothing", libc::O_RDONLY),

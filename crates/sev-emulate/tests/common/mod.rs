@@ -249,6 +249,28 @@ pub mod raw {
         }
     }
 
+    /// `openat2(AT_FDCWD, path, {flags}, size)`.
+    pub fn openat2(path: &str, flags: u64, size: usize) -> Result<RawFd, i32> {
+        let c = std::ffi::CString::new(path).unwrap();
+        let how = [flags, 0u64, 0u64, 0u64];
+        // SAFETY: `c` is a valid C string and `how` 32 readable bytes, at
+        // least `size` for the sizes the tests pass.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                how.as_ptr(),
+                size,
+            )
+        };
+        if fd < 0 {
+            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+        } else {
+            Ok(RawFd::try_from(fd).unwrap())
+        }
+    }
+
     /// `close(fd)`.
     pub fn close(fd: RawFd) {
         // SAFETY: closes a descriptor this test opened and no longer uses.
