@@ -144,3 +144,41 @@ fn signals_are_forwarded_and_the_program_dies_with_the_launcher() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn default_platform_is_sev_platforms_default() {
+    let tmp = tempfile::tempdir().unwrap();
+    // $XDG_STATE_HOME/sevm/platform, as `sev-platform --emulated`.
+    let state = tmp.path().join("state");
+    let dir = state.join("sevm");
+    std::fs::create_dir_all(&dir).unwrap();
+    let plat = platform_copy(&dir);
+    assert_eq!(plat, dir.join("platform"));
+    let o = output_within(
+        Command::new(LAUNCHER).env("XDG_STATE_HOME", &state).args([
+            "--",
+            p(&tool("sev-platform")),
+            "--json",
+            "id",
+        ]),
+        DEADLINE,
+    );
+    let hw = ok(o, "sev-emulate without --platform");
+    let em = ok(platform_tool(&[&emu(&plat), "--json", "id"]), "id");
+    let id = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap()["id"].clone();
+    assert_eq!(id(&hw), id(&em));
+    // Neither XDG_STATE_HOME nor HOME: a clear error.
+    let o = output_within(
+        Command::new(LAUNCHER)
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("HOME")
+            .args(["--", "true"]),
+        DEADLINE,
+    );
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        text(&o.stderr).contains("neither XDG_STATE_HOME nor HOME"),
+        "{}",
+        text(&o.stderr)
+    );
+}
