@@ -666,6 +666,18 @@ mod tests {
         assert_eq!(read_path(me, 8), None);
     }
 
+    /// What `run` does to the program when the supervisor fails.
+    #[test]
+    fn a_failed_supervisor_kills_and_reaps_the_program() {
+        let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+        let start = Instant::now();
+        kill_and_reap(&mut child);
+        assert!(start.elapsed() < REAP_TIMEOUT);
+        let status = child.try_wait().unwrap().expect("reaped");
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert_eq!(exit_code(status), 137);
+    }
+
     #[test]
     fn exit_codes_follow_the_shell() {
         assert_eq!(exit_code(ExitStatus::from_raw(0)), 0);
