@@ -12,7 +12,8 @@
 //! Nothing here is seccomp-specific: the unit tests serve a byte array.
 
 use sev_proto::abi::{Owner, PlatformState};
-use sev_psp::snp::{SnpCommit, SnpConfig, SnpPlatformState};
+use sev_psp::snp::buffers::SnpPlatformState;
+use sev_psp::snp::{SnpCommit, SnpConfig};
 use sev_psp::{FwError, Platform};
 
 /// Largest blob the driver copies in or out for one buffer
@@ -171,7 +172,10 @@ impl Driver<'_> {
 
     /// The platform state, as the driver tracks it (UNINIT or not).
     fn sev_state(&mut self) -> Result<PlatformState, Errno> {
-        self.platform.platform_status().map_err(|e| self.fw(e))
+        self.platform
+            .platform_status()
+            .map(|s| s.state)
+            .map_err(|e| self.fw(e))
     }
 
     /// The driver's move to INIT before a command that needs it
@@ -340,7 +344,14 @@ impl Driver<'_> {
         let query = address == 0 || length == 0;
         // The firmware writes 64 bytes whatever the buffer's size: only that
         // much is kept here (docs/protocol/choices.md#u77).
-        let mut id = vec![0u8; if query { 0 } else { (length as usize).min(ID_LEN) }];
+        let mut id = vec![
+            0u8;
+            if query {
+                0
+            } else {
+                (length as usize).min(ID_LEN)
+            }
+        ];
         if !query && length as usize > ID_LEN {
             id.resize(ID_LEN, 0);
         }
@@ -361,7 +372,10 @@ impl Driver<'_> {
     /// SNP commands need SNP initialised by the driver
     /// (docs/protocol/choices.md#u76).
     fn ensure_snp_init(&mut self) -> Served {
-        let s = self.platform.snp_platform_status().map_err(|e| self.fw(e))?;
+        let s = self
+            .platform
+            .snp_platform_status()
+            .map_err(|e| self.fw(e))?;
         if s.state == SnpPlatformState::Init {
             return Ok(());
         }
@@ -379,7 +393,10 @@ impl Driver<'_> {
             return Err(libc::EINVAL);
         }
         self.ensure_snp_init()?;
-        let s = self.platform.snp_platform_status().map_err(|e| self.fw(e))?;
+        let s = self
+            .platform
+            .snp_platform_status()
+            .map_err(|e| self.fw(e))?;
         let mut out = [0u8; 32];
         out[0] = s.api.major;
         out[1] = s.api.minor;
@@ -395,9 +412,7 @@ impl Driver<'_> {
 
     fn snp_commit(&mut self) -> Served {
         self.ensure_snp_init()?;
-        self.platform
-            .snp_commit(&SnpCommit)
-            .map_err(|e| self.fw(e))
+        self.platform.snp_commit(&SnpCommit).map_err(|e| self.fw(e))
     }
 
     fn snp_set_config(&mut self) -> Served {

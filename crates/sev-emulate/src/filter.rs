@@ -1,13 +1,29 @@
 //! The seccomp filter the launched program runs under.
 //!
 //! The filter sends the supervisor only the system calls it serves: `open`
-//! and `openat` (to catch `/dev/sev`) and `ioctl` with `SEV_ISSUE_CMD`'s
-//! request number. Everything else, and every call of another ABI (x32,
-//! i386), is allowed without a round trip (docs/guide/sev-emulate.md#how-it-works).
+//! and `openat` (to catch `/dev/sev`) and `ioctl` with one of the
+//! [`ROUTED_IOCTLS`] request numbers. Everything else, and every call of
+//! another ABI (x32, i386), is allowed without a round trip
+//! (docs/guide/sev-emulate.md#how-it-works).
 
 /// `SEV_ISSUE_CMD = _IOWR('S', 0, struct sev_issue_cmd)`
 /// (docs/protocol/linux.md#dev-sev).
 pub const SEV_ISSUE_CMD: u32 = 0xC010_5300;
+/// `KVM_MEMORY_ENCRYPT_OP = _IOWR(KVMIO, 0xba, unsigned long)` on a VM fd.
+pub const KVM_MEMORY_ENCRYPT_OP: u32 = 0xC008_AEBA;
+/// `KVM_MEMORY_ENCRYPT_REG_REGION = _IOR(KVMIO, 0xbb, struct kvm_enc_region)`.
+pub const KVM_MEMORY_ENCRYPT_REG_REGION: u32 = 0x8010_AEBB;
+/// `KVM_MEMORY_ENCRYPT_UNREG_REGION = _IOR(KVMIO, 0xbc, struct kvm_enc_region)`.
+pub const KVM_MEMORY_ENCRYPT_UNREG_REGION: u32 = 0x8010_AEBC;
+
+/// The `ioctl` requests the supervisor sees (whatever the descriptor; it lets
+/// the kernel answer those on descriptors it does not emulate).
+pub const ROUTED_IOCTLS: [u32; 4] = [
+    SEV_ISSUE_CMD,
+    KVM_MEMORY_ENCRYPT_OP,
+    KVM_MEMORY_ENCRYPT_REG_REGION,
+    KVM_MEMORY_ENCRYPT_UNREG_REGION,
+];
 
 /// `AUDIT_ARCH_X86_64` (include/uapi/linux/audit.h).
 const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
@@ -15,7 +31,8 @@ const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
 // Classic BPF opcodes (include/uapi/linux/bpf_common.h).
-const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
+/// BPF_LD | BPF_W | BPF_ABS (0x00 | 0x00 | 0x20).
+const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
 const BPF_JMP_JGE_K: u16 = 0x05 | 0x30;
 const BPF_RET_K: u16 = 0x06;
@@ -56,30 +73,38 @@ const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> Insn {
     Insn { code, jt, jf, k }
 }
 
-/// The filter program: x86-64 `open`, `openat` and `ioctl(_, SEV_ISSUE_CMD, _)`
-/// → `SECCOMP_RET_USER_NOTIF`; everything else → `SECCOMP_RET_ALLOW`.
+/// The filter program: x86-64 `open`, `openat` and `ioctl(_, R, _)` for R
+/// in [`ROUTED_IOCTLS`] → `SECCOMP_RET_USER_NOTIF`; everything else →
+/// `SECCOMP_RET_ALLOW`.
 pub fn program() -> Vec<Insn> {
     let notify = libc::SECCOMP_RET_USER_NOTIF;
     let nr = |n: libc::c_long| u32::try_from(n).unwrap_or(u32::MAX);
-    vec![
+    let routed = ROUTED_IOCTLS.len();
+    // Offsets are relative to the next instruction; `allow` is at
+    // 8 + routed, `notify` right after it.
+    let to_allow = |from: usize| u8::try_from(8 + routed - from - 1).unwrap_or(0);
+    let to_notify = |from: usize| u8::try_from(8 + routed - from).unwrap_or(0);
+    let mut p = vec![
         // 0: not x86-64 → allow.
         stmt(BPF_LD_W_ABS, OFF_ARCH),
-        jump(BPF_JMP_JEQ_K, AUDIT_ARCH_X86_64, 0, 7),
+        jump(BPF_JMP_JEQ_K, AUDIT_ARCH_X86_64, 0, to_allow(1)),
         // 2: x32 numbers → allow.
         stmt(BPF_LD_W_ABS, OFF_NR),
-        jump(BPF_JMP_JGE_K, X32_SYSCALL_BIT, 5, 0),
+        jump(BPF_JMP_JGE_K, X32_SYSCALL_BIT, to_allow(3), 0),
         // 4: open / openat → notify.
-        jump(BPF_JMP_JEQ_K, nr(libc::SYS_open), 5, 0),
-        jump(BPF_JMP_JEQ_K, nr(libc::SYS_openat), 4, 0),
-        // 6: ioctl with SEV_ISSUE_CMD → notify.
-        jump(BPF_JMP_JEQ_K, nr(libc::SYS_ioctl), 0, 2),
+        jump(BPF_JMP_JEQ_K, nr(libc::SYS_open), to_notify(4), 0),
+        jump(BPF_JMP_JEQ_K, nr(libc::SYS_openat), to_notify(5), 0),
+        // 6: ioctl with a routed request → notify.
+        jump(BPF_JMP_JEQ_K, nr(libc::SYS_ioctl), 0, to_allow(6)),
         stmt(BPF_LD_W_ABS, OFF_ARG1_LO),
-        jump(BPF_JMP_JEQ_K, SEV_ISSUE_CMD, 1, 0),
-        // 9: allow.
-        stmt(BPF_RET_K, RET_ALLOW),
-        // 10: notify.
-        stmt(BPF_RET_K, notify),
-    ]
+    ];
+    for (i, r) in ROUTED_IOCTLS.iter().enumerate() {
+        p.push(jump(BPF_JMP_JEQ_K, *r, to_notify(8 + i), 0));
+    }
+    // 8 + routed: allow; then notify.
+    p.push(stmt(BPF_RET_K, RET_ALLOW));
+    p.push(stmt(BPF_RET_K, notify));
+    p
 }
 
 #[cfg(test)]
@@ -127,7 +152,17 @@ mod tests {
         // The kernel reads the request as an unsigned int: high bits ignored.
         let high = (1u64 << 32) | u64::from(SEV_ISSUE_CMD);
         assert_eq!(run(&p, x86, nr(libc::SYS_ioctl), high), n);
+        for r in ROUTED_IOCTLS {
+            assert_eq!(run(&p, x86, nr(libc::SYS_ioctl), r.into()), n, "{r:#x}");
+        }
         assert_eq!(run(&p, x86, nr(libc::SYS_ioctl), 0x5401), RET_ALLOW);
+        // Another KVM request on the same fd type: the kernel's.
+        assert_eq!(run(&p, x86, nr(libc::SYS_ioctl), 0xAE80), RET_ALLOW);
+        // A routed number as another system call's argument: allowed.
+        assert_eq!(
+            run(&p, x86, nr(libc::SYS_read), SEV_ISSUE_CMD.into()),
+            RET_ALLOW
+        );
         assert_eq!(run(&p, x86, nr(libc::SYS_read), 0), RET_ALLOW);
         assert_eq!(run(&p, x86, nr(libc::SYS_openat2), 0), RET_ALLOW);
         assert_eq!(run(&p, x86, X32_SYSCALL_BIT | 257, 0), RET_ALLOW);

@@ -1,3 +1,5 @@
+#![allow(unsafe_code)]
+
 //! The system calls the launcher needs that `std` does not offer: seccomp
 //! with a user-notification listener, passing a file descriptor over a
 //! socket, the listener's ioctls, cross-process memory copies, pidfds and
@@ -60,7 +62,8 @@ pub fn install_filter_and_send(prog: &Program, sock: RawFd) -> io::Result<()> {
             &fprog as *const libc::sock_fprog,
         )
     })?;
-    let listener = RawFd::try_from(listener).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    let listener =
+        RawFd::try_from(listener).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     let sent = send_fd(sock, listener);
     // SAFETY: `listener` is the descriptor seccomp just returned, owned here.
     unsafe { libc::close(listener) };
@@ -141,15 +144,15 @@ pub fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
 pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: `fds` has room for the two descriptors.
-    check(unsafe {
+    let r = unsafe {
         libc::socketpair(
             libc::AF_UNIX,
             libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
             0,
             fds.as_mut_ptr(),
         )
-    }
-    .into())?;
+    };
+    check(r.into())?;
     // SAFETY: both are new descriptors owned by nobody else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
@@ -198,7 +201,8 @@ pub fn notif_send(listener: &OwnedFd, id: u64, val: i64, error: i32, cont: bool)
         },
     };
     // SAFETY: `resp` is a valid response structure the kernel reads.
-    check(unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &resp) }.into())?;
+    let r = unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &resp) };
+    check(r.into())?;
     Ok(())
 }
 
@@ -206,7 +210,13 @@ pub fn notif_send(listener: &OwnedFd, id: u64, val: i64, error: i32, cont: bool)
 /// is still waiting (so what was read from it belongs to that call).
 pub fn notif_id_valid(listener: &OwnedFd, id: u64) -> bool {
     // SAFETY: the ioctl reads the u64 behind the pointer.
-    unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0 }
+    unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+            &id,
+        ) == 0
+    }
 }
 
 /// `SECCOMP_IOCTL_NOTIF_ADDFD` with `SECCOMP_ADDFD_FLAG_SEND`: installs a
@@ -221,12 +231,22 @@ pub fn notif_addfd_send(
     let addfd = libc::seccomp_notif_addfd {
         id,
         flags: libc::SECCOMP_ADDFD_FLAG_SEND as u32,
-        srcfd: u32::try_from(src.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?,
+        srcfd: u32::try_from(src.as_raw_fd())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?,
         newfd: 0,
         newfd_flags,
     };
     // SAFETY: `addfd` is a valid structure the kernel reads.
-    let n = check(unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ADDFD, &addfd) }.into())?;
+    let n = check(
+        unsafe {
+            libc::ioctl(
+                listener.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_ADDFD,
+                &addfd,
+            )
+        }
+        .into(),
+    )?;
     Ok(i32::try_from(n).unwrap_or(-1))
 }
 
@@ -295,7 +315,8 @@ pub fn block_into_signalfd(signals: &[i32]) -> io::Result<OwnedFd> {
         return Err(io::Error::from_raw_os_error(r));
     }
     // SAFETY: `set` is initialised.
-    let fd = check(unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) }.into())?;
+    let fd =
+        check(unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) }.into())?;
     let fd = RawFd::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     // SAFETY: a new descriptor owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -312,7 +333,7 @@ pub fn read_signal(fd: &OwnedFd) -> Option<i32> {
             (&mut info as *mut libc::signalfd_siginfo).cast(),
             size_of::<libc::signalfd_siginfo>(),
         );
-        (n == size_of::<libc::signalfd_siginfo>() as isize).then(|| info.ssi_signo as i32)
+        (n == size_of::<libc::signalfd_siginfo>() as isize).then_some(info.ssi_signo as i32)
     }
 }
 
@@ -327,6 +348,31 @@ pub fn kill(pid: u32, signal: i32) {
 pub fn memfd(name: &std::ffi::CStr) -> io::Result<OwnedFd> {
     // SAFETY: `name` is a valid C string.
     let fd = check(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) }.into())?;
+    let fd = RawFd::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     // SAFETY: a new descriptor owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes `command` install `prog` (with a new listener, sent over `sock`)
+/// in the child between `fork` and `exec`.
+pub fn install_in_child(command: &mut std::process::Command, prog: Program, sock: RawFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec; it only
+    // makes system calls (prctl, seccomp, sendmsg, close) on memory owned
+    // by the closure (`prog`, prepared before the fork), allocates nothing
+    // and takes no lock, so it is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || install_filter_and_send(&prog, sock));
+    }
+}
+
+/// `fstat` of descriptor `fd` of thread `tid` (through `/proc`): its device
+/// and inode, which identify a placeholder whatever its number.
+pub fn fd_identity(tid: u32, fd: i32) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    if fd < 0 {
+        return None;
+    }
+    let m = std::fs::metadata(format!("/proc/{tid}/fd/{fd}")).ok()?;
+    Some((m.dev(), m.ino()))
 }
