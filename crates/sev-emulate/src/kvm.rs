@@ -27,12 +27,16 @@
 //! Nothing here is seccomp-specific: the unit tests serve a byte array.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
 
 use sev_proto::abi::Policy;
 use sev_psp::memory::{GuestBacking, OutOfRange, Region};
 use sev_psp::{FwError, Platform};
 
 use crate::devsev::{Errno, Fault, UserMemory, SEV_FW_BLOB_MAX_SIZE};
+use crate::supervisor::{Answer, Call, Handler};
 
 /// `KVM_MEMORY_ENCRYPT_OP = _IOWR(KVMIO, 0xba, unsigned long)`.
 pub const KVM_MEMORY_ENCRYPT_OP: u32 = 0xC008_AEBA;
@@ -108,6 +112,8 @@ pub const PHYS_SPACE: u64 = 128 << 30;
 const SEV_CMD_LEN: usize = 24;
 /// Length of the LAUNCH_MEASURE blob.
 const MEASURE_LEN: u32 = 48;
+/// Largest single copy from or to the program for the firmware.
+const COPY_CHUNK: usize = 64 << 10;
 
 /// What KVM learns about the calling process besides its memory.
 pub trait Caller: UserMemory + Sync {
@@ -221,7 +227,11 @@ impl FrameMap {
                     self.by_hva.insert(page, Run { pages, pa });
                     self.by_pa.insert(pa, (page, pages));
                     self.next_pa = pa_end;
-                    Chunk { hva: page, pa, pages }
+                    Chunk {
+                        hva: page,
+                        pa,
+                        pages,
+                    }
                 }
             };
             page += chunk.pages * PAGE_SIZE;
@@ -248,7 +258,7 @@ impl FrameMap {
             if at >= run_end {
                 return Err(err);
             }
-            let stop = run_end.min(end);
+            let stop = run_end.min(end).min(at.saturating_add(COPY_CHUNK as u64));
             let n = usize::try_from(stop - at).map_err(|_| err)?;
             out.push((hva + (at - start), n));
             at = stop;
@@ -491,7 +501,12 @@ fn unregister_region(vm: &mut SevVm, addr: u64, size: u64) -> Result<(), Errno> 
 }
 
 /// `sev_mem_enc_ioctl`.
-fn mem_enc_op(vm: &mut SevVm, platform: &Platform, caller: &dyn Caller, argp: u64) -> Result<(), Errno> {
+fn mem_enc_op(
+    vm: &mut SevVm,
+    platform: &Platform,
+    caller: &dyn Caller,
+    argp: u64,
+) -> Result<(), Errno> {
     if argp == 0 {
         return Ok(());
     }
@@ -775,7 +790,9 @@ impl Op<'_> {
 
     /// The frame address of user address `uaddr` (pinning its page).
     fn frame_of(&mut self, uaddr: u64, write: bool, extra: u64) -> Result<u64, Errno> {
-        let pinned = self.vm.pin(self.caller, uaddr & PAGE_MASK, PAGE_SIZE, write, extra)?;
+        let pinned = self
+            .vm
+            .pin(self.caller, uaddr & PAGE_MASK, PAGE_SIZE, write, extra)?;
         let chunk = pinned.chunks.first().ok_or(libc::EINVAL)?;
         Ok(chunk.pa + (uaddr & !PAGE_MASK))
     }
@@ -872,14 +889,9 @@ impl Op<'_> {
         let trans = self.user_blob(trans_uaddr, trans_len)?;
         let hdr = self.user_blob(hdr_uaddr, hdr_len)?;
         self.require_sev_fd(self.vm.fd)?;
-        let r = self.platform.launch_secret(
-            self.vm.handle,
-            &self.phys(),
-            &hdr,
-            pa,
-            guest_len,
-            &trans,
-        );
+        let r =
+            self.platform
+                .launch_secret(self.vm.handle, &self.phys(), &hdr, pa, guest_len, &trans);
         self.fw(r)
     }
 
@@ -901,7 +913,9 @@ impl Op<'_> {
             mnonce = [0u8; 16];
         }
         self.require_sev_fd(self.vm.fd)?;
-        let r = self.platform.attestation(self.vm.handle, &mnonce, &mut blob);
+        let r = self
+            .platform
+            .attestation(self.vm.handle, &mnonce, &mut blob);
         let (result, out_len) = match r {
             Ok(n) => (self.fw(Ok(())), u32::try_from(n).unwrap_or(0)),
             Err(e) => {
@@ -944,7 +958,10 @@ impl Op<'_> {
         }
         let (pdh_uaddr, pdh_len) = (u64_at(&params, 8), u32_at(&params, 16));
         let session_uaddr = u64_at(&params, 56);
-        if pdh_uaddr == 0 || pdh_len == 0 || session_uaddr == 0 || session_len > SEV_FW_BLOB_MAX_SIZE
+        if pdh_uaddr == 0
+            || pdh_len == 0
+            || session_uaddr == 0
+            || session_len > SEV_FW_BLOB_MAX_SIZE
         {
             return Err(libc::EINVAL);
         }
@@ -960,7 +977,11 @@ impl Op<'_> {
             Ok(policy) => (self.fw(Ok(())), policy.bits(), 0x80u32),
             Err(e) => {
                 let (errno, required, _) = self.fw_len(e);
-                (Err(errno), 0, if required == 0 { session_len } else { required })
+                (
+                    Err(errno),
+                    0,
+                    if required == 0 { session_len } else { required },
+                )
             }
         };
         if result.is_ok() {
@@ -1086,6 +1107,189 @@ impl Op<'_> {
             &trans,
         );
         self.fw(r)
+    }
+}
+
+/// The link `/proc/TID/fd/FD` of a KVM VM descriptor.
+pub const KVM_VM_LINK: &str = "anon_inode:kvm-vm";
+
+/// The supervisor's [`Handler`] for KVM's SEV ioctls: the three requests on
+/// a descriptor that is a KVM VM (`/proc/TID/fd/FD` reads
+/// [`KVM_VM_LINK`]) are served here; on any other descriptor the kernel
+/// answers.
+#[derive(Debug)]
+pub struct KvmHandler {
+    platform: Arc<Platform>,
+    vms: KvmSev,
+}
+
+impl KvmHandler {
+    /// A handler serving from `platform`.
+    pub fn new(platform: Arc<Platform>) -> Self {
+        KvmHandler {
+            platform,
+            vms: KvmSev::new(),
+        }
+    }
+
+    /// Releases the VMs of processes that are gone (their guests are
+    /// decommissioned, as KVM does when the VM's last reference goes).
+    fn reap(&mut self) {
+        let gone: Vec<u32> = self
+            .vms
+            .vms
+            .keys()
+            .map(|k| k.0)
+            .filter(|t| !Path::new(&format!("/proc/{t}")).exists())
+            .collect();
+        for t in gone {
+            self.vms.release_process(&self.platform, t);
+        }
+    }
+}
+
+impl Handler for KvmHandler {
+    fn ioctl(&mut self, call: &Call<'_>, fd: i32, request: u32, arg: u64) -> Answer {
+        if !matches!(
+            request,
+            KVM_MEMORY_ENCRYPT_OP | KVM_MEMORY_ENCRYPT_REG_REGION | KVM_MEMORY_ENCRYPT_UNREG_REGION
+        ) {
+            return Answer::Continue;
+        }
+        if call.fd_target(fd).as_deref() != Some(Path::new(KVM_VM_LINK)) {
+            return Answer::Continue;
+        }
+        let Some(tgid) = proc_tgid(call.tid()) else {
+            return Answer::Continue;
+        };
+        self.reap();
+        let caller = ProcessCaller { call };
+        match self
+            .vms
+            .ioctl(&self.platform, &caller, tgid, fd, request, arg)
+        {
+            Ok(v) => Answer::Value(v),
+            Err(e) => Answer::Errno(e),
+        }
+    }
+}
+
+/// `CAP_IPC_LOCK` (include/uapi/linux/capability.h).
+const CAP_IPC_LOCK: u32 = 14;
+/// Most bytes read from one `/proc` file.
+const PROC_READ_MAX: u64 = 16 << 20;
+/// Most descriptors looked at for vCPUs.
+const FD_SCAN_MAX: usize = 1 << 16;
+
+fn read_proc(path: &str) -> Option<String> {
+    let mut s = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(PROC_READ_MAX)
+        .read_to_string(&mut s)
+        .ok()?;
+    Some(s)
+}
+
+/// The thread group (process) of thread `tid`.
+fn proc_tgid(tid: u32) -> Option<u32> {
+    read_proc(&format!("/proc/{tid}/status"))?
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether `[addr, addr + len)` is covered by mappings of `maps` (the text
+/// of `/proc/PID/maps`) that are readable, and writable when `write`.
+fn maps_cover(maps: &str, addr: u64, len: u64, write: bool) -> bool {
+    let Some(end) = addr.checked_add(len) else {
+        return false;
+    };
+    let mut at = addr;
+    for line in maps.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(range), Some(perms)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Some((lo, hi)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(lo), Ok(hi)) = (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16)) else {
+            continue;
+        };
+        if hi <= at {
+            continue;
+        }
+        if lo > at {
+            return false;
+        }
+        let ok = perms.starts_with('r') && (!write || perms.get(1..2) == Some("w"));
+        if !ok {
+            return false;
+        }
+        at = hi;
+        if at >= end {
+            return true;
+        }
+    }
+    false
+}
+
+/// The caller of a notification, as KVM sees it.
+struct ProcessCaller<'a, 'b> {
+    call: &'a Call<'b>,
+}
+
+impl UserMemory for ProcessCaller<'_, '_> {
+    fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Fault> {
+        self.call.mem().read(addr, len)
+    }
+
+    fn write(&self, addr: u64, data: &[u8]) -> Result<(), Fault> {
+        self.call.mem().write(addr, data)
+    }
+}
+
+impl Caller for ProcessCaller<'_, '_> {
+    fn pinnable(&self, addr: u64, len: u64, write: bool) -> bool {
+        read_proc(&format!("/proc/{}/maps", self.call.tid()))
+            .is_some_and(|m| maps_cover(&m, addr, len, write))
+    }
+
+    fn is_dev_sev(&self, fd: u32) -> bool {
+        i32::try_from(fd)
+            .ok()
+            .and_then(|fd| self.call.sev_device(fd))
+            .is_some_and(|d| !d.path_only)
+    }
+
+    fn vcpus_created(&self) -> bool {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{}/fd", self.call.tid())) else {
+            return false;
+        };
+        dir.take(FD_SCAN_MAX).flatten().any(|e| {
+            std::fs::read_link(e.path())
+                .is_ok_and(|t| t.to_string_lossy().starts_with("anon_inode:kvm-vcpu"))
+        })
+    }
+
+    fn lock_limit_pages(&self) -> Option<u64> {
+        let tid = self.call.tid();
+        let status = read_proc(&format!("/proc/{tid}/status"))?;
+        let cap_eff = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())?;
+        if cap_eff & (1 << CAP_IPC_LOCK) != 0 {
+            return None;
+        }
+        let limits = read_proc(&format!("/proc/{tid}/limits"))?;
+        let soft = limits
+            .lines()
+            .find_map(|l| l.strip_prefix("Max locked memory"))?
+            .split_whitespace()
+            .next()?;
+        soft.parse::<u64>().ok().map(|b| b / PAGE_SIZE)
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use sev_emulate::kvm::KvmHandler;
 use sev_emulate::supervisor::{exit_code, LaunchError, Supervisor};
 use sev_psp::Platform;
 
@@ -77,7 +78,9 @@ fn main() -> ExitCode {
         eprintln!("sev-emulate: error: no command given");
         return ExitCode::from(2);
     };
-    match Supervisor::new(platform).run(program, args) {
+    let mut supervisor = Supervisor::new(Arc::clone(&platform));
+    supervisor.add_handler(Box::new(KvmHandler::new(platform)));
+    match supervisor.run(program, args) {
         Ok(status) => ExitCode::from(exit_code(status)),
         Err(e) => {
             eprintln!("sev-emulate: error: {e}");
