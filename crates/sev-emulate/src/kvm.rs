@@ -314,6 +314,46 @@ impl GuestBacking for Phys<'_> {
     }
 }
 
+/// Most bytes one firmware LAUNCH_UPDATE_DATA measures from a copy.
+const SNAPSHOT_MAX: u64 = 16 << 20;
+
+/// The bytes of pinned pages at frame address `pa`, copied in before a
+/// command that only reads them.
+struct Snapshot {
+    pa: u64,
+    data: Vec<u8>,
+}
+
+impl GuestBacking for Snapshot {
+    fn regions(&self) -> Vec<Region> {
+        vec![Region {
+            gpa: 0,
+            len: PHYS_SPACE,
+        }]
+    }
+
+    fn read_plain(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutOfRange> {
+        let err = OutOfRange {
+            gpa,
+            len: buf.len() as u64,
+        };
+        let off = gpa
+            .checked_sub(self.pa)
+            .and_then(|o| usize::try_from(o).ok())
+            .ok_or(err)?;
+        let src = self.data.get(off..off + buf.len()).ok_or(err)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn write_plain(&self, gpa: u64, data: &[u8]) -> Result<(), OutOfRange> {
+        Err(OutOfRange {
+            gpa,
+            len: data.len() as u64,
+        })
+    }
+}
+
 /// A region registered with `KVM_MEMORY_ENCRYPT_REG_REGION`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct EncRegion {
@@ -477,6 +517,7 @@ fn register_region(vm: &mut SevVm, caller: &dyn Caller, addr: u64, size: u64) ->
         return Err(libc::ENOTTY);
     }
     let pinned = vm.pin(caller, addr, size, true, 0)?;
+    log::debug!("KVM_MEMORY_ENCRYPT_REG_REGION {addr:#x}+{size:#x}");
     vm.pages_locked += pinned.npages;
     vm.regions.push(EncRegion {
         uaddr: addr,
@@ -550,6 +591,10 @@ fn mem_enc_op(
         // and the structure is not copied back.
         _ => return Err(libc::EINVAL),
     };
+    log::debug!(
+        "KVM_MEMORY_ENCRYPT_OP id {id} data {:#x}: {served:?}",
+        op.data
+    );
     let error = op.error;
     put_u32(&mut raw, 16, error);
     caller.write(argp, &raw).map_err(efault)?;
@@ -724,16 +769,42 @@ impl Op<'_> {
                 break;
             }
             let len = (chunk.pages * PAGE_SIZE - skip).min(left);
-            let pa = chunk.pa + skip;
-            let len32 = u32::try_from(len).map_err(|_| libc::EINVAL)?;
-            let r = self
-                .platform
-                .launch_update_data(self.vm.handle, &self.phys(), pa, len32);
-            self.fw(r)?;
+            // Pinned pages cannot change under the firmware: their bytes are
+            // taken first, then measured (a copy that fails measures
+            // nothing), in slices of at most SNAPSHOT_MAX.
+            let mut done = 0u64;
+            while done < len {
+                let n = (len - done).min(SNAPSHOT_MAX);
+                let hva = chunk.hva + skip + done;
+                let pa = chunk.pa + skip + done;
+                let snapshot = Snapshot {
+                    pa,
+                    data: self.copy_in(hva, n)?,
+                };
+                let n32 = u32::try_from(n).map_err(|_| libc::EINVAL)?;
+                log::debug!("LAUNCH_UPDATE_DATA {hva:#x}+{n:#x} at frame {pa:#x}");
+                let r = self
+                    .platform
+                    .launch_update_data(self.vm.handle, &snapshot, pa, n32);
+                self.fw(r)?;
+                done += n;
+            }
             left -= len;
             skip = 0;
         }
         Ok(())
+    }
+
+    /// Copies `len` bytes at `hva` in, in pieces of at most [`COPY_CHUNK`].
+    fn copy_in(&self, hva: u64, len: u64) -> Result<Vec<u8>, Errno> {
+        let mut data = Vec::with_capacity(usize::try_from(len).map_err(|_| libc::EINVAL)?);
+        let mut at = 0u64;
+        while at < len {
+            let n = (len - at).min(COPY_CHUNK as u64) as usize;
+            data.extend_from_slice(&self.caller.read(hva + at, n).map_err(efault)?);
+            at += n as u64;
+        }
+        Ok(data)
     }
 
     fn launch_measure(&mut self) -> Result<(), Errno> {
