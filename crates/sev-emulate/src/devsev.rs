@@ -20,6 +20,10 @@ use sev_psp::{FwError, Platform};
 /// (`SEV_FW_BLOB_MAX_SIZE`).
 pub const SEV_FW_BLOB_MAX_SIZE: u32 = 0x4000;
 
+/// Largest buffer the driver allocates for GET_ID2
+/// (`1 << (PAGE_SHIFT + MAX_PAGE_ORDER)`): above it, ENOMEM.
+pub const MAX_KMALLOC: u32 = 1 << 22;
+
 /// Length of `struct sev_issue_cmd`.
 const ISSUE_CMD_LEN: usize = 16;
 /// Length of the chip id GET_ID/GET_ID2 return.
@@ -117,7 +121,9 @@ pub fn issue_cmd(
         mem,
         data,
         writable,
-        error: 0,
+        // The driver's copy of the caller's `error`: a firmware call
+        // overwrites it, nothing else does.
+        error: u32_at(&raw, 12),
     };
     let served = match id {
         cmd::FACTORY_RESET => d.factory_reset(),
@@ -136,6 +142,10 @@ pub fn issue_cmd(
         // Unknown: EINVAL, and the structure is not copied back.
         _ => return Err(libc::EINVAL),
     };
+    if served.is_ok() {
+        // Every command that succeeds ran the firmware last with success.
+        d.error = 0;
+    }
     let mut out = [0u8; ISSUE_CMD_LEN];
     out[0..4].copy_from_slice(&id.to_le_bytes());
     out[4..12].copy_from_slice(&data.to_le_bytes());
@@ -328,13 +338,14 @@ impl Driver<'_> {
             .map_err(|e| self.fw(e))
     }
 
+    /// The deprecated GET_ID: the firmware is given the 128 bytes of
+    /// `struct sev_user_data_get_id` and what it writes (64 bytes on a
+    /// one-socket platform) is copied out.
     fn get_id(&mut self) -> Served {
-        let mut id = [0u8; ID_LEN];
-        self.platform.get_id(&mut id).map_err(|e| self.fw(e))?;
-        // Two 64-byte ids: socket 1, and a zero socket 2 (one socket).
-        let mut out = [0u8; 2 * ID_LEN];
-        out[..ID_LEN].copy_from_slice(&id);
-        self.mem.write(self.data, &out).map_err(efault)
+        let mut id = [0u8; 2 * ID_LEN];
+        let n = self.platform.get_id(&mut id).map_err(|e| self.fw(e))?;
+        let written = id.get(..n).unwrap_or(&id);
+        self.mem.write(self.data, written).map_err(efault)
     }
 
     fn get_id2(&mut self) -> Served {
@@ -342,6 +353,11 @@ impl Driver<'_> {
         let address = u64_at(&input, 0);
         let length = u32_at(&input, 8);
         let query = address == 0 || length == 0;
+        // The driver allocates the caller's length for the firmware, which
+        // fails for more than the page allocator's largest block.
+        if !query && length > MAX_KMALLOC {
+            return Err(libc::ENOMEM);
+        }
         // The firmware writes 64 bytes whatever the buffer's size: only that
         // much is kept here (docs/protocol/choices.md#u77).
         let mut id = vec![
@@ -379,13 +395,28 @@ impl Driver<'_> {
         if s.state == SnpPlatformState::Init {
             return Ok(());
         }
-        if self.sev_state()? != PlatformState::Uninit {
-            return Err(libc::EINVAL);
+        // The driver initialises SNP before SEV; an SEV platform INITed
+        // without SNP and without guests is shut down first and INITed
+        // again after SNP_INIT, as the driver's init sequence would have
+        // left it. With guests it cannot be: EINVAL, as a driver that has
+        // not initialised SNP answers.
+        let sev = self.platform.platform_status().map_err(|e| self.fw(e))?;
+        let reinit = match sev.state {
+            PlatformState::Uninit => None,
+            PlatformState::Init if sev.guest_count == 0 => Some(sev.es_enabled),
+            _ => return Err(libc::EINVAL),
+        };
+        if reinit.is_some() {
+            self.platform.shutdown().map_err(|e| self.fw(e))?;
         }
-        self.platform.snp_init().map_err(|e| {
+        let snp = self.platform.snp_init().map_err(|e| {
             log::debug!("SNP_INIT on behalf of the driver: {e}");
             libc::EINVAL
-        })
+        });
+        if let Some(es) = reinit {
+            self.platform.init(es).map_err(|e| self.fw(e))?;
+        }
+        snp
     }
 
     fn snp_platform_status(&mut self) -> Served {
@@ -449,4 +480,299 @@ impl Driver<'_> {
 /// Size of the wrapped VLEK SNP_VLEK_LOAD copies in.
 const fn sev_psp_vlek_len() -> usize {
     432
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use sev_psp::rng::seeded_rng;
+    use sev_psp::CreateOptions;
+
+    use super::*;
+
+    /// The program's memory: `bytes` mapped at `BASE`, nothing elsewhere.
+    struct Mem {
+        bytes: RefCell<Vec<u8>>,
+    }
+
+    const BASE: u64 = 0x10_0000;
+    const ARG: u64 = BASE;
+    const DATA: u64 = BASE + 0x100;
+    const BUF: u64 = BASE + 0x1000;
+    const BUF2: u64 = BASE + 0x3000;
+
+    impl Mem {
+        fn new() -> Self {
+            Mem {
+                bytes: RefCell::new(vec![0; 0x8000]),
+            }
+        }
+
+        fn range(&self, addr: u64, len: usize) -> Result<std::ops::Range<usize>, Fault> {
+            let start = usize::try_from(addr.checked_sub(BASE).ok_or(Fault)?).map_err(|_| Fault)?;
+            let end = start.checked_add(len).ok_or(Fault)?;
+            if end > self.bytes.borrow().len() {
+                return Err(Fault);
+            }
+            Ok(start..end)
+        }
+
+        fn put(&self, addr: u64, data: &[u8]) {
+            self.write(addr, data).unwrap();
+        }
+
+        fn get(&self, addr: u64, len: usize) -> Vec<u8> {
+            self.read(addr, len).unwrap()
+        }
+
+        /// `struct sev_issue_cmd` at ARG with `data`, and `error` preset.
+        fn cmd(&self, id: u32, data: u64) {
+            let mut b = [0u8; 16];
+            b[0..4].copy_from_slice(&id.to_le_bytes());
+            b[4..12].copy_from_slice(&data.to_le_bytes());
+            b[12..16].copy_from_slice(&0xAAAA_AAAAu32.to_le_bytes());
+            self.put(ARG, &b);
+        }
+
+        fn error(&self) -> u32 {
+            u32_at(&self.get(ARG, 16), 12)
+        }
+    }
+
+    impl UserMemory for Mem {
+        fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, Fault> {
+            let r = self.range(addr, len)?;
+            Ok(self.bytes.borrow()[r].to_vec())
+        }
+
+        fn write(&self, addr: u64, data: &[u8]) -> Result<(), Fault> {
+            let r = self.range(addr, data.len())?;
+            self.bytes.borrow_mut()[r].copy_from_slice(data);
+            Ok(())
+        }
+    }
+
+    fn platform() -> (tempfile::TempDir, Platform) {
+        let tmp = tempfile::tempdir().unwrap();
+        let options = CreateOptions {
+            ark_bits: 2048,
+            ..CreateOptions::default()
+        };
+        let p = Platform::create(tmp.path().join("p"), options, seeded_rng(7)).unwrap();
+        (tmp, p)
+    }
+
+    fn sev_state(p: &Platform) -> PlatformState {
+        p.platform_status().unwrap().state
+    }
+
+    #[test]
+    fn status_and_ids_are_copied_out_in_the_drivers_layouts() {
+        let (_t, p) = platform();
+        let m = Mem::new();
+        m.cmd(cmd::PLATFORM_STATUS, DATA);
+        issue_cmd(&p, &m, ARG, false).unwrap();
+        let s = m.get(DATA, 12);
+        assert_eq!((s[0], s[1], s[2], s[7]), (1, 55, 0, 21));
+        assert_eq!(m.error(), 0, "a successful command clears error");
+
+        let mut chip = [0u8; 64];
+        p.get_id(&mut chip).unwrap();
+        // GET_ID2: length query, then the id.
+        m.put(DATA, &[0u8; 12]);
+        m.cmd(cmd::GET_ID2, DATA);
+        assert_eq!(issue_cmd(&p, &m, ARG, false), Err(libc::EIO));
+        assert_eq!(m.error(), sev_proto::abi::Status::InvalidLen.code());
+        assert_eq!(u32_at(&m.get(DATA, 12), 8), 64);
+        let mut q = BUF.to_le_bytes().to_vec();
+        q.extend_from_slice(&16u32.to_le_bytes());
+        m.put(DATA, &q);
+        assert_eq!(issue_cmd(&p, &m, ARG, false), Err(libc::EIO), "short");
+        assert_eq!(u32_at(&m.get(DATA, 12), 8), 64);
+        q[8..12].copy_from_slice(&100u32.to_le_bytes());
+        m.put(DATA, &q);
+        issue_cmd(&p, &m, ARG, false).unwrap();
+        assert_eq!(u32_at(&m.get(DATA, 12), 8), 64);
+        assert_eq!(m.get(BUF, 64), chip);
+        assert_eq!(m.get(BUF + 64, 36), vec![0u8; 36], "only 64 bytes written");
+        // A length the driver cannot allocate.
+        q[8..12].copy_from_slice(&(MAX_KMALLOC + 1).to_le_bytes());
+        m.put(DATA, &q);
+        assert_eq!(issue_cmd(&p, &m, ARG, false), Err(libc::ENOMEM));
+        // The deprecated GET_ID.
+        m.cmd(cmd::GET_ID, BUF2);
+        issue_cmd(&p, &m, ARG, false).unwrap();
+        assert_eq!(m.get(BUF2, 64), chip);
+    }
+
+    #[test]
+    fn bad_pointers_unknown_commands_and_read_only_opens() {
+        let (_t, p) = platform();
+        let m = Mem::new();
+        // The structure itself unreadable.
+        assert_eq!(issue_cmd(&p, &m, 8, true), Err(libc::EFAULT));
+        assert_eq!(
+            issue_cmd(&p, &m, BASE + 0x8000 - 8, true),
+            Err(libc::EFAULT)
+        );
+        // Unknown: EINVAL, nothing written back.
+        m.cmd(99, DATA);
+        assert_eq!(issue_cmd(&p, &m, ARG, true), Err(libc::EINVAL));
+        assert_eq!(m.error(), 0xAAAA_AAAA);
+        // Data pointer unwritable.
+        m.cmd(cmd::PLATFORM_STATUS, 16);
+        assert_eq!(issue_cmd(&p, &m, ARG, true), Err(libc::EFAULT));
+        // Read-only: the state-changing commands are EPERM, error untouched.
+        for c in [
+            cmd::FACTORY_RESET,
+            cmd::PEK_GEN,
+            cmd::PDH_GEN,
+            cmd::PEK_CSR,
+            cmd::PEK_CERT_IMPORT,
+            cmd::SNP_SET_CONFIG,
+        ] {
+            m.cmd(c, DATA);
+            assert_eq!(issue_cmd(&p, &m, ARG, false), Err(libc::EPERM), "{c}");
+            assert_eq!(m.error(), 0xAAAA_AAAA, "{c}");
+        }
+        // PDH_CERT_EXPORT read-only needs an INITed platform.
+        m.cmd(cmd::PDH_CERT_EXPORT, DATA);
+        assert_eq!(issue_cmd(&p, &m, ARG, false), Err(libc::EPERM));
+        assert_eq!(sev_state(&p), PlatformState::Uninit);
+    }
+
+    #[test]
+    fn length_queries_and_blob_limits() {
+        let (_t, p) = platform();
+        let m = Mem::new();
+        // PEK_CSR length query (moves the platform to INIT, U75).
+        m.put(DATA, &[0u8; 12]);
+        m.cmd(cmd::PEK_CSR, DATA);
+        assert_eq!(issue_cmd(&p, &m, ARG, true), Err(libc::EIO));
+        assert_eq!(m.error(), sev_proto::abi::Status::InvalidLen.code());
+        assert_eq!(u32_at(&m.get(DATA, 12), 8), CERT_LEN);
+        assert_eq!(sev_state(&p), PlatformState::Init);
+        // Too large: EFAULT, as the driver answers.
+        let mut q = BUF.to_le_bytes().to_vec();
+        q.extend_from_slice(&(SEV_FW_BLOB_MAX_SIZE + 1).to_le_bytes());
+        m.put(DATA, &q);
+        assert_eq!(issue_cmd(&p, &m, ARG, true), Err(libc::EFAULT));
+        // The CSR itself.
+        q[8..12].copy_from_slice(&CERT_LEN.to_le_bytes());
+        m.put(DATA, &q);
+        issue_cmd(&p, &m, ARG, true).unwrap();
+        let mut csr = vec![0u8; CERT_LEN as usize];
+        p.pek_csr(&mut csr).unwrap();
+        assert_eq!(m.get(BUF, CERT_LEN as usize), csr);
+        // A buffer the program cannot write: EFAULT after the command ran.
+        q[0..8].copy_from_slice(&0x1000u64.to_le_bytes());
+        m.put(DATA, &q);
+        assert_eq!(issue_cmd(&p, &m, ARG, true), Err(libc::EFAULT));
+
+        // PDH_CERT_EXPORT: query, then both blobs.
+        m.put(DATA, &[0u8; 24]);
+        m.cmd(cmd::PDH_CERT_EXPORT, DATA);
+        assert_eq!(issue_cmd(&p, &m, ARG, false), Err(libc::EIO));
+        let d = m.get(DATA, 24);
+        assert_eq!((u32_at(&d, 8), u32_at(&d, 20)), (CERT_LEN, CHAIN_LEN));
+        let mut e = BUF.to_le_bytes().to_vec();
+        e.extend_from_slice(&CERT_LEN.to_le_bytes());
+        e.extend_from_slice(&BUF2.to_le_bytes());
+        e.extend_from_slice(&(SEV_FW_BLOB_MAX_SIZE + 1).to_le_bytes());
+        m.put(DATA, &e);
+        assert_eq!(issue_cmd(&p, &m, ARG, false), Err(libc::EFAULT), "huge");
+        e[20..24].copy_from_slice(&CHAIN_LEN.to_le_bytes());
+        m.put(DATA, &e);
+        issue_cmd(&p, &m, ARG, false).unwrap();
+        let (mut pdh, mut chain) = (vec![0u8; CERT_LEN as usize], vec![0u8; CHAIN_LEN as usize]);
+        p.pdh_cert_export(&mut pdh, &mut chain).unwrap();
+        assert_eq!(m.get(BUF, pdh.len()), pdh);
+        assert_eq!(m.get(BUF2, chain.len()), chain);
+
+        // PEK_CERT_IMPORT: null or oversized blobs are EINVAL.
+        let mut i = 0u64.to_le_bytes().to_vec();
+        i.extend_from_slice(&CERT_LEN.to_le_bytes());
+        i.extend_from_slice(&BUF2.to_le_bytes());
+        i.extend_from_slice(&CERT_LEN.to_le_bytes());
+        m.put(DATA, &i);
+        m.cmd(cmd::PEK_CERT_IMPORT, DATA);
+        assert_eq!(issue_cmd(&p, &m, ARG, true), Err(libc::EINVAL));
+        i[0..8].copy_from_slice(&BUF.to_le_bytes());
+        i[20..24].copy_from_slice(&(SEV_FW_BLOB_MAX_SIZE + 1).to_le_bytes());
+        m.put(DATA, &i);
+        assert_eq!(issue_cmd(&p, &m, ARG, true), Err(libc::EINVAL));
+        // Unsigned certificates: the firmware refuses (EIO with its status).
+        i[20..24].copy_from_slice(&CERT_LEN.to_le_bytes());
+        m.put(DATA, &i);
+        assert_eq!(issue_cmd(&p, &m, ARG, true), Err(libc::EIO));
+        assert_ne!(m.error(), 0);
+    }
+
+    #[test]
+    fn reset_rotation_and_snp_commands() {
+        let (_t, p) = platform();
+        let m = Mem::new();
+        let pdh = |p: &Platform| {
+            let (mut a, mut b) = (vec![0u8; CERT_LEN as usize], vec![0u8; CHAIN_LEN as usize]);
+            p.pdh_cert_export(&mut a, &mut b).unwrap();
+            a
+        };
+        p.init(true).unwrap();
+        let before = pdh(&p);
+        m.cmd(cmd::PDH_GEN, 0);
+        issue_cmd(&p, &m, ARG, true).unwrap();
+        assert_ne!(pdh(&p), before, "rotated");
+        assert_eq!(sev_state(&p), PlatformState::Init);
+        m.cmd(cmd::FACTORY_RESET, 0);
+        issue_cmd(&p, &m, ARG, true).unwrap();
+        assert_eq!(sev_state(&p), PlatformState::Uninit);
+
+        // SNP: the driver initialises SNP first (U76).
+        m.cmd(cmd::SNP_PLATFORM_STATUS, 0);
+        assert_eq!(
+            issue_cmd(&p, &m, ARG, false),
+            Err(libc::EINVAL),
+            "null data"
+        );
+        m.cmd(cmd::SNP_PLATFORM_STATUS, DATA);
+        issue_cmd(&p, &m, ARG, false).unwrap();
+        let s = m.get(DATA, 32);
+        assert_eq!(s[2], 1, "SNP INIT");
+        // SNP_SET_CONFIG: MASK_CHIP_ID, then seen in the status.
+        let mut c = [0u8; 64];
+        c[8] = 1;
+        m.put(BUF, &c);
+        m.cmd(cmd::SNP_SET_CONFIG, BUF);
+        issue_cmd(&p, &m, ARG, true).unwrap();
+        m.cmd(cmd::SNP_PLATFORM_STATUS, DATA);
+        issue_cmd(&p, &m, ARG, false).unwrap();
+        assert_eq!(u32_at(&m.get(DATA, 32), 8) & 1, 1);
+        // Reserved bits: the firmware's INVALID_PARAM.
+        c[9] = 1;
+        m.put(BUF, &c);
+        m.cmd(cmd::SNP_SET_CONFIG, BUF);
+        assert_eq!(issue_cmd(&p, &m, ARG, true), Err(libc::EIO));
+        assert_eq!(m.error(), sev_proto::abi::Status::InvalidParam.code());
+        m.cmd(cmd::SNP_COMMIT, 0);
+        issue_cmd(&p, &m, ARG, false).unwrap();
+        // SEV INIT after SNP: PEK_GEN still works.
+        m.cmd(cmd::PEK_GEN, 0);
+        issue_cmd(&p, &m, ARG, true).unwrap();
+    }
+
+    #[test]
+    fn snp_init_after_sev_init_reinitialises_sev() {
+        let (_t, p) = platform();
+        let m = Mem::new();
+        m.cmd(cmd::PEK_GEN, 0);
+        issue_cmd(&p, &m, ARG, true).unwrap();
+        assert_eq!(sev_state(&p), PlatformState::Init);
+        m.cmd(cmd::SNP_PLATFORM_STATUS, DATA);
+        issue_cmd(&p, &m, ARG, false).unwrap();
+        assert_eq!(m.get(DATA, 32)[2], 1);
+        let s = p.platform_status().unwrap();
+        assert_eq!(s.state, PlatformState::Init);
+        assert!(s.es_enabled);
+    }
 }
