@@ -6,14 +6,17 @@
 //! `cont`, and the guest prints the secret.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sevm_qmp::client::QmpClient;
+
+use common::{p, platform_copy, tool};
 
 /// Upper bound of any single wait (a guard against hangs, not a timing).
 const WAIT: Duration = Duration::from_secs(60);
@@ -23,30 +26,7 @@ const SECRET: &str = "the injected secret of the QEMU test";
 const POLICY: &str = "0x1";
 
 fn launcher() -> &'static str {
-    env!("CARGO_BIN_EXE_sev-emulate")
-}
-
-/// `sev-platform` or `sev-owner` (crate sev-tools), built beside this
-/// crate's binary if missing.
-fn tool(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    let dir = Path::new(launcher()).parent().unwrap();
-    let bin = dir.join(name);
-    BUILT.get_or_init(|| {
-        if dir.join("sev-owner").exists() && dir.join("sev-platform").exists() {
-            return;
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "sev-tools", "--bins"]);
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        let st = cmd.status().unwrap();
-        assert!(st.success(), "building sev-tools failed");
-    });
-    assert!(bin.exists(), "{} missing", bin.display());
-    bin
+    common::LAUNCHER
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -59,10 +39,6 @@ fn run(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 /// QEMU under the launcher, killed when dropped.
@@ -170,10 +146,7 @@ fn qemu_runs_the_sev_flow_under_the_launcher_and_the_guest_prints_the_secret() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let platform = dir.join("platform");
-    run(Command::new(tool("sev-platform"))
-        .arg(format!("--emulated={}", p(&platform)))
-        .arg("init"));
+    let platform = platform_copy(dir);
     let (ark, ca) = (dir.join("ark.cert"), dir.join("ca.cert"));
     run(Command::new(tool("sev-platform"))
         .arg(format!("--emulated={}", p(&platform)))
