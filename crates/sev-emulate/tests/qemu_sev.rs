@@ -276,6 +276,44 @@ fn qemu_runs_the_sev_flow_under_the_launcher_and_the_guest_prints_the_secret() {
     );
     assert_eq!(expected, mb.measurement);
 
+    // And by sevctl (the guest owner's tool of virtee), when installed:
+    // `sevctl measurement build` from the firmware and QEMU's MNONCE gives
+    // QEMU's blob byte for byte.
+    if let Some(sevctl) = sevm_testutil::peer_tool(
+        test,
+        "sevctl",
+        "--version",
+        "cargo install sevctl (.ci/run does)",
+    ) {
+        let out = dir.join("sevctl-measure.bin");
+        run(Command::new(sevctl).args([
+            "measurement",
+            "build",
+            "--api-major",
+            &api_major.to_string(),
+            "--api-minor",
+            &api_minor.to_string(),
+            "--build-id",
+            &build.to_string(),
+            "--policy",
+            POLICY,
+            "--tik",
+            p(&tik),
+            "--nonce",
+            &sevm_qmp::base64::encode(&mb.mnonce),
+            "--firmware",
+            p(&firmware),
+            "--outfile",
+            p(&out),
+        ]));
+        let theirs = std::fs::read(&out).unwrap();
+        let ours = sevm_qmp::base64::decode(blob.as_bytes()).unwrap();
+        assert_eq!(
+            theirs, ours,
+            "sevctl measurement build differs from QEMU's blob"
+        );
+    }
+
     let (hdr, payload) = (dir.join("header.bin"), dir.join("payload.bin"));
     run(Command::new(tool("sev-owner")).args([
         "secret",
