@@ -819,3 +819,110 @@ fn frames_are_stable_and_consecutive_within_a_command() {
         Err(libc::ENOMEM)
     );
 }
+
+#[test]
+fn a_guest_is_sent_and_received_between_two_vms_with_the_same_layout() {
+    let fx = fresh(5);
+    let p = &fx.p;
+    let src = Fake::new();
+    let mut kvm = KvmSev::new();
+    let o = owner(p, 0);
+    let fw = firmware(0x2000);
+    launch_to_measure(&mut kvm, p, &src, &o, 0, &fw);
+    assert_eq!(op(&mut kvm, p, &src, cmd::LAUNCH_FINISH, 0, 0), (Ok(0), 0));
+
+    // The target platform's certificates (here the same platform).
+    let (mut pdh, mut chain) = (vec![0; 0x824], vec![0; 0x186c]);
+    p.pdh_cert_export(&mut pdh, &mut chain).unwrap();
+    let (ask, ark) = p.amd_chain();
+    let amd = [ask, ark].concat();
+    let blob = |f: &Fake, b: &[u8]| (f.put(b), b.len() as u32);
+    // SEND_START: the session length query, then the session.
+    let q = src.put(&[0u8; 72]);
+    assert_eq!(
+        op(&mut kvm, p, &src, cmd::SEND_START, q, 0),
+        (Err(libc::EIO), Status::InvalidLen.code())
+    );
+    assert_eq!(u32_at(&src.get(q, 72), 64), 0x80);
+    let (pdh_at, pdh_len) = blob(&src, &pdh);
+    let (chain_at, chain_len) = blob(&src, &chain);
+    let (amd_at, amd_len) = blob(&src, &amd);
+    let session_at = src.put(&[0u8; 0x80]);
+    let start = src.put(&le(&[
+        &[0u8; 8],
+        &addr_len(pdh_at, pdh_len),
+        &addr_len(chain_at, chain_len),
+        &addr_len(amd_at, amd_len),
+        &addr_len(session_at, 0x80),
+    ]));
+    assert_eq!(op(&mut kvm, p, &src, cmd::SEND_START, start, 0), (Ok(0), 0));
+    let session = src.get(session_at, 0x80);
+    assert_ne!(session, vec![0u8; 0x80]);
+    // SEND_UPDATE_DATA: the lengths query, then the first page.
+    let q = src.put(&[0u8; 48]);
+    assert_eq!(
+        op(&mut kvm, p, &src, cmd::SEND_UPDATE_DATA, q, 0),
+        (Err(libc::EIO), Status::InvalidLen.code())
+    );
+    assert_eq!(u32_at(&src.get(q, 48), 8), 0x34);
+    let (hdr_at, trans_at) = (src.put(&[0u8; 0x34]), src.put(&[0u8; 4096]));
+    let upd = src.put(&le(&[
+        &addr_len(hdr_at, 0x34),
+        &addr_len(RAM, 4096),
+        &addr_len(trans_at, 4096),
+    ]));
+    assert_eq!(
+        op(&mut kvm, p, &src, cmd::SEND_UPDATE_DATA, upd, 0),
+        (Ok(0), 0)
+    );
+    let (hdr, trans) = (src.get(hdr_at, 0x34), src.get(trans_at, 4096));
+    assert_ne!(trans, fw[..4096].to_vec(), "sent in the clear");
+    // Across a page: EINVAL.
+    let cross = src.put(&le(&[
+        &addr_len(hdr_at, 0x34),
+        &addr_len(RAM + 16, 4096),
+        &addr_len(trans_at, 4096),
+    ]));
+    assert_eq!(
+        op(&mut kvm, p, &src, cmd::SEND_UPDATE_DATA, cross, 0).0,
+        Err(libc::EINVAL)
+    );
+    assert_eq!(op(&mut kvm, p, &src, cmd::SEND_FINISH, 0, 0), (Ok(0), 0));
+    assert_eq!(guest_status(&mut kvm, p, &src).2, 6);
+
+    // The target: another process, its RAM registered as the source's was.
+    let dst = Fake::new();
+    let dst_op = |kvm: &mut KvmSev, id: u32, data: u64| {
+        let mut c = [0u8; 24];
+        c[0..4].copy_from_slice(&id.to_le_bytes());
+        c[8..16].copy_from_slice(&data.to_le_bytes());
+        c[20..24].copy_from_slice(&SEV_FD.to_le_bytes());
+        let at = dst.put(&c);
+        let r = kvm.ioctl(p, &dst, TGID + 1, VM_FD, KVM_MEMORY_ENCRYPT_OP, at);
+        (r, u32_at(&dst.get(at, 24), 16))
+    };
+    assert_eq!(dst_op(&mut kvm, cmd::INIT, 0).0, Ok(0));
+    let reg = dst.put(&le(&[&RAM.to_le_bytes(), &RAM_LEN.to_le_bytes()]));
+    assert_eq!(
+        kvm.ioctl(p, &dst, TGID + 1, VM_FD, KVM_MEMORY_ENCRYPT_REG_REGION, reg),
+        Ok(0)
+    );
+    let (pdh_at, _) = blob(&dst, &pdh);
+    let session_at = dst.put(&session);
+    let rs = dst.put(&le(&[
+        &[0u8; 8],
+        &addr_len(pdh_at, 0x824),
+        &addr_len(session_at, 0x80),
+    ]));
+    assert_eq!(dst_op(&mut kvm, cmd::RECEIVE_START, rs), (Ok(0), 0));
+    assert_ne!(u32_at(&dst.get(rs, 4), 0), 0);
+    let (hdr_at, trans_at) = (dst.put(&hdr), dst.put(&trans));
+    let ru = dst.put(&le(&[
+        &addr_len(hdr_at, 0x34),
+        &addr_len(RAM, 4096),
+        &addr_len(trans_at, 4096),
+    ]));
+    assert_eq!(dst_op(&mut kvm, cmd::RECEIVE_UPDATE_DATA, ru), (Ok(0), 0));
+    assert_eq!(dst.get(RAM, 4096), fw[..4096].to_vec());
+    assert_eq!(dst_op(&mut kvm, cmd::RECEIVE_FINISH, 0), (Ok(0), 0));
+}
