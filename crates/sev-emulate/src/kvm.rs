@@ -108,6 +108,9 @@ const PAGE_MASK: u64 = !(PAGE_SIZE - 1);
 /// guest: 128 GiB of distinct user pages per VM (its private-page map costs
 /// 4 MiB). A VM that pins more gets ENOMEM, as when pinning fails.
 pub const PHYS_SPACE: u64 = 128 << 30;
+/// Most runs of frames one VM may hold (each a few dozen bytes): a program
+/// scattering one-page commands cannot grow the map without bound.
+const MAX_RUNS: usize = 1 << 20;
 /// Length of `struct kvm_sev_cmd`.
 const SEV_CMD_LEN: usize = 24;
 /// Length of the LAUNCH_MEASURE blob.
@@ -219,6 +222,9 @@ impl FrameMap {
                         .map_or(end, |(&s, _)| s)
                         .min(end);
                     let pages = (next - page) / PAGE_SIZE;
+                    if self.by_hva.len() >= MAX_RUNS {
+                        return Err(libc::ENOMEM);
+                    }
                     let pa = self.next_pa;
                     let pa_end = pa
                         .checked_add(pages * PAGE_SIZE)
