@@ -336,6 +336,33 @@ fn qemu_runs_the_sev_flow_under_the_launcher_and_the_guest_prints_the_secret() {
         Some(json!({"packet-header": enc(&hdr), "secret": enc(&payload)})),
     );
 
+    // The attestation report (GET_ATTESTATION_REPORT with QEMU's length
+    // query), verified by the owner against the chain and the firmware.
+    let mnonce = sevm_qmp::base64::encode(&[0x5a; 16]);
+    let report = vm.exec(
+        "query-sev-attestation-report",
+        Some(json!({ "mnonce": mnonce })),
+    );
+    let report = report["data"].as_str().unwrap().to_string();
+    run(Command::new(tool("sev-owner")).args([
+        "attestation",
+        "verify",
+        "--report",
+        &report,
+        "--chain",
+        p(&dir.join("chain.cert")),
+        "--ca",
+        p(&ca),
+        "--trust-ark",
+        p(&ark),
+        "--firmware",
+        p(&firmware),
+        "--policy",
+        POLICY,
+        "--mnonce",
+        &mnonce,
+    ]));
+
     // 5. cont: LAUNCH_FINISH, the guest runs and prints the secret, then
     // leaves through the debug-exit port.
     vm.exec("cont", None);
