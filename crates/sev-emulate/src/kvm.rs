@@ -111,6 +111,8 @@ pub const PHYS_SPACE: u64 = 128 << 30;
 /// Most runs of frames one VM may hold (each a few dozen bytes): a program
 /// scattering one-page commands cannot grow the map without bound.
 const MAX_RUNS: usize = 1 << 20;
+/// The largest buffer KVM's `kzalloc` gives (`KMALLOC_MAX_SIZE` on x86-64: 4 MiB).
+const KMALLOC_MAX: u32 = 4 << 20;
 /// Length of `struct kvm_sev_cmd`.
 const SEV_CMD_LEN: usize = 24;
 /// Length of the LAUNCH_MEASURE blob.
@@ -1106,6 +1108,10 @@ impl Op<'_> {
             return Err(libc::EINVAL);
         }
         let pa = self.frame_of(guest_uaddr, false, 0)?;
+        // KVM's kzalloc of either buffer fails above its largest size.
+        if hdr_len > KMALLOC_MAX || trans_len > KMALLOC_MAX {
+            return Err(libc::ENOMEM);
+        }
         let mut hdr = vec![0u8; hdr_len as usize];
         let mut trans = vec![0u8; trans_len as usize];
         self.require_sev_fd(self.vm.fd)?;
