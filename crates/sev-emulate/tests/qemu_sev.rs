@@ -128,9 +128,41 @@ fn b64(v: &Value, key: &str) -> Vec<u8> {
     sevm_qmp::base64::decode(v[key].as_str().unwrap().as_bytes()).unwrap()
 }
 
+/// Who makes the guest owner's session.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Session {
+    /// `sev-owner session`, from the capabilities, the chain verified.
+    SevOwner,
+    /// `sevctl session`, from the PDH QEMU reported.
+    Sevctl,
+}
+
 #[test]
 fn qemu_runs_the_sev_flow_under_the_launcher_and_the_guest_prints_the_secret() {
-    let test = "qemu_runs_the_sev_flow_under_the_launcher";
+    flow(
+        "qemu_runs_the_sev_flow_under_the_launcher",
+        Session::SevOwner,
+    );
+}
+
+#[test]
+fn qemu_runs_the_sev_flow_under_the_launcher_with_a_sevctl_session() {
+    flow(
+        "qemu_runs_the_sev_flow_under_the_launcher_with_a_sevctl_session",
+        Session::Sevctl,
+    );
+}
+
+fn sevctl(test: &str) -> Option<PathBuf> {
+    sevm_testutil::peer_tool(
+        test,
+        "sevctl",
+        "--version",
+        "cargo install sevctl (.ci/run does)",
+    )
+}
+
+fn flow(test: &str, session: Session) {
     if !sevm_testutil::kvm(test) {
         return;
     }
@@ -172,22 +204,42 @@ fn qemu_runs_the_sev_flow_under_the_launcher_and_the_guest_prints_the_secret() {
     let caps_file = dir.join("caps.json");
     std::fs::write(&caps_file, caps.to_string()).unwrap();
 
-    // 2. The guest owner's session from them, verified (with the ASK and
-    // ARK, which QEMU does not carry) to the platform's root, given
-    // explicitly: the emulated platform's own.
-    run(Command::new(tool("sev-owner")).args([
-        "session",
-        "--capabilities",
-        p(&caps_file),
-        "--ca",
-        p(&ca),
-        "--trust-ark",
-        p(&ark),
-        "--policy",
-        POLICY,
-        "--out-dir",
-        p(dir),
-    ]));
+    // 2. The guest owner's session from them: by sev-owner, verified (with
+    // the ASK and ARK, which QEMU does not carry) to the platform's root,
+    // given explicitly (the emulated platform's own); or by sevctl from the
+    // PDH alone.
+    match session {
+        Session::SevOwner => {
+            run(Command::new(tool("sev-owner")).args([
+                "session",
+                "--capabilities",
+                p(&caps_file),
+                "--ca",
+                p(&ca),
+                "--trust-ark",
+                p(&ark),
+                "--policy",
+                POLICY,
+                "--out-dir",
+                p(dir),
+            ]));
+        }
+        Session::Sevctl => {
+            let Some(sevctl) = sevctl(test) else {
+                return;
+            };
+            std::fs::write(dir.join("pdh.cert"), b64(&caps, "pdh")).unwrap();
+            run(Command::new(sevctl).current_dir(dir).args([
+                "session",
+                "--name",
+                "vm",
+                "pdh.cert",
+                &u32::from_str_radix(POLICY.trim_start_matches("0x"), 16)
+                    .unwrap()
+                    .to_string(),
+            ]));
+        }
+    }
 
     // 3. The SEV guest, stopped before it runs.
     let serial = dir.join("serial.log");
@@ -279,12 +331,7 @@ fn qemu_runs_the_sev_flow_under_the_launcher_and_the_guest_prints_the_secret() {
     // And by sevctl (the guest owner's tool of virtee), when installed:
     // `sevctl measurement build` from the firmware and QEMU's MNONCE gives
     // QEMU's blob byte for byte.
-    if let Some(sevctl) = sevm_testutil::peer_tool(
-        test,
-        "sevctl",
-        "--version",
-        "cargo install sevctl (.ci/run does)",
-    ) {
+    if let Some(sevctl) = sevctl(test) {
         let out = dir.join("sevctl-measure.bin");
         run(Command::new(sevctl).args([
             "measurement",
