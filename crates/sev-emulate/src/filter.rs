@@ -140,6 +140,27 @@ mod tests {
         }
     }
 
+    /// The request numbers are the uapi headers' `_IOWR`/`_IOR` encodings,
+    /// and the same as sev-host's (which issues them on hardware).
+    #[test]
+    fn routed_numbers_are_the_kernels() {
+        let ioc = |dir: u32, ty: u32, nr: u32, size: u32| dir << 30 | size << 16 | ty << 8 | nr;
+        assert_eq!(SEV_ISSUE_CMD, ioc(3, u32::from(b'S'), 0, 16));
+        assert_eq!(KVM_MEMORY_ENCRYPT_OP, ioc(3, 0xAE, 0xBA, 8));
+        assert_eq!(KVM_MEMORY_ENCRYPT_REG_REGION, ioc(2, 0xAE, 0xBB, 16));
+        assert_eq!(KVM_MEMORY_ENCRYPT_UNREG_REGION, ioc(2, 0xAE, 0xBC, 16));
+        use sev_host::ioctl as host;
+        assert_eq!(
+            ROUTED_IOCTLS,
+            [
+                host::SEV_ISSUE_CMD,
+                host::KVM_MEMORY_ENCRYPT_OP,
+                host::KVM_MEMORY_ENCRYPT_REG_REGION,
+                host::KVM_MEMORY_ENCRYPT_UNREG_REGION
+            ]
+        );
+    }
+
     #[test]
     fn notifies_only_what_the_supervisor_serves() {
         let p = program();

@@ -78,6 +78,8 @@ fn main() -> ExitCode {
         eprintln!("sev-emulate: error: no command given");
         return ExitCode::from(2);
     };
+    // Modules serving ioctls on other descriptors register here: KVM's SEV
+    // ioctls on a VM descriptor.
     let mut supervisor = Supervisor::new(Arc::clone(&platform));
     supervisor.add_handler(Box::new(KvmHandler::new(platform)));
     match supervisor.run(program, args) {

@@ -35,9 +35,9 @@ use crate::sys;
 /// The device node the supervisor emulates.
 pub const DEV_SEV: &str = "/dev/sev";
 
-/// Most `/dev/sev` opens the supervisor tracks at once; further opens fail
-/// with ENFILE (docs/guide/sev-emulate.md#limits).
-pub const MAX_OPEN_DEVICES: usize = 4096;
+/// Most `/dev/sev` opens the supervisor tracks in one launch; further opens
+/// fail with ENFILE (docs/guide/sev-emulate.md#limits).
+pub const MAX_OPEN_DEVICES: usize = 65_536;
 
 /// Longest copy from or to the program for one buffer (the largest the
 /// served commands use is far smaller).
@@ -140,16 +140,19 @@ pub trait Handler: std::fmt::Debug {
     fn ioctl(&mut self, call: &Call<'_>, fd: i32, request: u32, arg: u64) -> Answer;
 }
 
-/// The placeholders handed out, by (device, inode).
+/// The placeholders handed out, by (device, inode). The supervisor keeps no
+/// descriptor of its own: the memfd inode numbers come from the kernel's
+/// increasing inode counter, so an inode handed out is not reused by
+/// another memfd within a launch.
 #[derive(Debug, Default)]
 struct Devices {
-    open: HashMap<(u64, u64), (SevOpen, OwnedFd)>,
+    open: HashMap<(u64, u64), SevOpen>,
 }
 
 impl Devices {
     fn lookup(&self, tid: u32, fd: i32) -> Option<SevOpen> {
         let key = sys::fd_identity(tid, fd)?;
-        self.open.get(&key).map(|(d, _)| *d)
+        self.open.get(&key).copied()
     }
 }
 
@@ -425,10 +428,19 @@ impl Supervisor {
             writable: acc == libc::O_WRONLY || acc == libc::O_RDWR,
             path_only: flags & libc::O_PATH != 0,
         };
-        let memfd = sys::memfd(c"sev").map_err(sup("memfd_create"))?;
-        let meta = File::from(memfd.try_clone().map_err(sup("dup"))?)
-            .metadata()
-            .map_err(sup("fstat of a placeholder"))?;
+        // A placeholder that cannot be made: the caller's open fails as
+        // the kernel's would when out of file structures.
+        let placeholder = sys::memfd(c"sev").and_then(|fd| {
+            let meta = File::from(fd.try_clone()?).metadata()?;
+            Ok((fd, (meta.dev(), meta.ino())))
+        });
+        let (memfd, key) = match placeholder {
+            Ok(p) => p,
+            Err(e) => {
+                log::warn!("cannot make a /dev/sev placeholder: {e}");
+                return respond(listener, id, Answer::Errno(libc::ENFILE));
+            }
+        };
         let cloexec = if flags & libc::O_CLOEXEC != 0 {
             libc::O_CLOEXEC as u32
         } else {
@@ -437,9 +449,7 @@ impl Supervisor {
         match sys::notif_addfd_send(listener, id, &memfd, cloexec) {
             Ok(fd) => {
                 log::debug!("thread {tid}: {DEV_SEV} opened as fd {fd} ({dev:?})");
-                self.devices
-                    .open
-                    .insert((meta.dev(), meta.ino()), (dev, memfd));
+                self.devices.open.insert(key, dev);
                 Ok(())
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
