@@ -38,12 +38,10 @@ use sev_psp::{FwError, Platform};
 use crate::devsev::{Errno, Fault, UserMemory, SEV_FW_BLOB_MAX_SIZE};
 use crate::supervisor::{Answer, Call, Handler};
 
-/// `KVM_MEMORY_ENCRYPT_OP = _IOWR(KVMIO, 0xba, unsigned long)`.
-pub const KVM_MEMORY_ENCRYPT_OP: u32 = 0xC008_AEBA;
-/// `KVM_MEMORY_ENCRYPT_REG_REGION = _IOR(KVMIO, 0xbb, struct kvm_enc_region)`.
-pub const KVM_MEMORY_ENCRYPT_REG_REGION: u32 = 0x8010_AEBB;
-/// `KVM_MEMORY_ENCRYPT_UNREG_REGION = _IOR(KVMIO, 0xbc, struct kvm_enc_region)`.
-pub const KVM_MEMORY_ENCRYPT_UNREG_REGION: u32 = 0x8010_AEBC;
+/// The three requests (their numbers live with the filter that routes them).
+pub use crate::filter::{
+    KVM_MEMORY_ENCRYPT_OP, KVM_MEMORY_ENCRYPT_REG_REGION, KVM_MEMORY_ENCRYPT_UNREG_REGION,
+};
 
 /// `enum sev_cmd_id` (include/uapi/linux/kvm.h).
 pub mod cmd {
