@@ -926,3 +926,89 @@ fn a_guest_is_sent_and_received_between_two_vms_with_the_same_layout() {
     assert_eq!(dst.get(RAM, 4096), fw[..4096].to_vec());
     assert_eq!(dst_op(&mut kvm, cmd::RECEIVE_FINISH, 0), (Ok(0), 0));
 }
+
+/// Random commands on random structures: every answer is one KVM gives,
+/// nothing panics, and the VM stays usable.
+#[test]
+fn random_commands_get_kvm_answers_and_never_panic() {
+    let fx = fresh(6);
+    let p = &fx.p;
+    let f = Fake::new();
+    let mut kvm = KvmSev::new();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let known = [
+        libc::EINVAL,
+        libc::ENOTTY,
+        libc::EFAULT,
+        libc::ENOMEM,
+        libc::EBADF,
+        libc::EIO,
+    ];
+    let mut served = 0;
+    for i in 0..1500 {
+        let id = match next() % 4 {
+            0 => (next() % 24) as u32,
+            1 => 100 + (next() % 4) as u32,
+            2 => next() as u32,
+            _ => [
+                cmd::INIT,
+                cmd::LAUNCH_START,
+                cmd::LAUNCH_UPDATE_DATA,
+                cmd::LAUNCH_MEASURE,
+            ][(next() % 4) as usize],
+        };
+        // The structure: random bytes whose address fields point into the
+        // scratch area, at RAM, or anywhere.
+        let mut data = [0u8; 72];
+        for chunk in data.chunks_mut(8) {
+            let v = match next() % 4 {
+                0 => RAM + (next() % RAM_LEN),
+                1 => next() % 0x5000,
+                2 => next(),
+                _ => BASE + (next() % 0x1000),
+            };
+            chunk.copy_from_slice(&v.to_le_bytes());
+        }
+        let at = match next() % 8 {
+            0 => next(),
+            _ => f.put(&data),
+        };
+        let sev_fd = if next() % 4 == 0 { 4 } else { SEV_FD };
+        let (r, _) = op(&mut kvm, p, &f, id, at, sev_fd);
+        match r {
+            Ok(v) => {
+                assert_eq!(v, 0);
+                served += 1;
+            }
+            Err(e) => assert!(known.contains(&e), "iteration {i}: id {id}: errno {e}"),
+        }
+        let req = [
+            KVM_MEMORY_ENCRYPT_REG_REGION,
+            KVM_MEMORY_ENCRYPT_UNREG_REGION,
+        ][(next() % 2) as usize];
+        let r = region(
+            &mut kvm,
+            p,
+            &f,
+            req,
+            RAM + (next() % RAM_LEN),
+            next() % 0x10_0000,
+        );
+        assert!(
+            r.is_ok() || known.contains(&r.unwrap_err()),
+            "iteration {i}: {r:?}"
+        );
+    }
+    assert!(served > 0);
+    // Still usable: the guest's status can be asked whenever it exists.
+    if kvm.vm(TGID, VM_FD).is_some_and(|v| v.handle() != 0) {
+        let at = f.put(&[0u8; 12]);
+        assert_eq!(op(&mut kvm, p, &f, cmd::GUEST_STATUS, at, SEV_FD).0, Ok(0));
+    }
+}
