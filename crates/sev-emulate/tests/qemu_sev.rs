@@ -383,6 +383,19 @@ fn flow(test: &str, session: Session) {
         Some(json!({"packet-header": enc(&hdr), "secret": enc(&payload)})),
     );
 
+    // What differs from hardware: the real KVM runs the guest unencrypted,
+    // so QEMU's own view of the secret area shows the secret table in the
+    // clear (its header GUID 1e74f542-…), where hardware shows ciphertext.
+    let view = vm.exec(
+        "human-monitor-command",
+        Some(json!({"command-line": format!("xp /8xb {:#x}", sevm_demo::SECRET_AREA_BASE)})),
+    );
+    let view = view.as_str().unwrap();
+    assert!(
+        view.contains("0x42 0xf5 0x74 0x1e 0xdd 0x71 0x66 0x4d"),
+        "{view}"
+    );
+
     // The attestation report (GET_ATTESTATION_REPORT with QEMU's length
     // query), verified by the owner against the chain and the firmware.
     let mnonce = sevm_qmp::base64::encode(&[0x5a; 16]);
