@@ -7,6 +7,9 @@
 //! * [`supervisor`]: starts the program under the filter and answers the
 //!   notifications; other modules plug in through [`supervisor::Handler`].
 //! * [`devsev`]: `SEV_ISSUE_CMD` on `/dev/sev`, as Linux's driver serves it.
+//! * [`kvm`]: KVM's SEV ioctls on a VM file descriptor
+//!   (`KVM_MEMORY_ENCRYPT_OP`, `KVM_MEMORY_ENCRYPT_REG_REGION`/`UNREG_REGION`),
+//!   as Linux's KVM serves them.
 //!
 //! All `unsafe` code is in the private `sys` module.
 
@@ -14,5 +17,6 @@
 
 pub mod devsev;
 pub mod filter;
+pub mod kvm;
 pub mod supervisor;
 mod sys;

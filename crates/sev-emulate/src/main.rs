@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use sev_emulate::kvm::KvmHandler;
 use sev_emulate::supervisor::{exit_code, LaunchError, Supervisor};
 use sev_psp::Platform;
 
@@ -77,10 +78,10 @@ fn main() -> ExitCode {
         eprintln!("sev-emulate: error: no command given");
         return ExitCode::from(2);
     };
-    // Dispatch point for other devices: modules serving ioctls on other
-    // descriptors (KVM's SEV ioctls on a VM fd) register with
-    // `supervisor.add_handler(Box::new(...))` here.
-    let supervisor = Supervisor::new(platform);
+    // Modules serving ioctls on other descriptors register here: KVM's SEV
+    // ioctls on a VM descriptor.
+    let mut supervisor = Supervisor::new(Arc::clone(&platform));
+    supervisor.add_handler(Box::new(KvmHandler::new(platform)));
     match supervisor.run(program, args) {
         Ok(status) => ExitCode::from(exit_code(status)),
         Err(e) => {

@@ -63,16 +63,31 @@ pub fn install_filter_and_send(prog: &Program, sock: RawFd) -> io::Result<()> {
         len: u16::try_from(prog.0.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
         filter: prog.0.as_ptr().cast_mut(),
     };
-    // SAFETY: `fprog` points at `prog`'s instructions, alive for the call;
-    // the kernel copies them.
-    let listener = check(unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-            &fprog as *const libc::sock_fprog,
-        )
-    })?;
+    // Once the supervisor has received a notification, only a fatal signal
+    // may interrupt the waiting call (WAIT_KILLABLE_RECV, Linux 5.19):
+    // otherwise a signal restarts the call while the supervisor serves it,
+    // and a command with effects (LAUNCH_UPDATE_DATA extends the launch
+    // digest) would be served twice. Older kernels: without the flag.
+    let install = |flags: libc::c_ulong| {
+        // SAFETY: `fprog` points at `prog`'s instructions, alive for the
+        // call; the kernel copies them.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                flags,
+                &fprog as *const libc::sock_fprog,
+            )
+        })
+    };
+    let listener = match install(
+        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+    ) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            install(libc::SECCOMP_FILTER_FLAG_NEW_LISTENER)
+        }
+        r => r,
+    }?;
     let listener =
         RawFd::try_from(listener).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     let sent = send_fd(sock, listener);
