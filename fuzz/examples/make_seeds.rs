@@ -29,6 +29,11 @@ use sev_proto::ovmf::{
 use sev_proto::secret::{build_launch_secret, PacketHeader};
 use sev_proto::secret_table::SecretTable;
 use sev_proto::session::{wrap, SessionBuffer};
+use sev_proto::snp::cert_table::{self, CertEntry};
+use sev_proto::snp::guest_msg::{
+    self, field_select, KeyRequest, KeyResponse, MessageHeader, MessageType, ReportRequest,
+    ReportResponse,
+};
 use sev_proto::snp::id_block::{
     verify as verify_id_block, Expected as IdExpected, ID_AUTH_LEN, ID_BLOCK_LEN,
 };
@@ -91,6 +96,18 @@ fn check(target: &str, name: &str, bytes: &[u8]) -> Result<()> {
         }
         "measure_blob" if name == "blob" => MeasureBlob::decode(bytes).is_ok(),
         "secret_table" => SecretTable::parse(bytes).is_ok_and(|e| e.len() == 2),
+        "snp_guest_msg" => {
+            let msg = bytes.get(1..).unwrap_or_default();
+            match bytes.first().map(|s| s % 5) {
+                Some(0) => MessageHeader::decode(msg)
+                    .is_ok_and(|h| guest_msg::open(&SNP_GUEST_MSG_VMPCK, &h, msg).is_ok()),
+                Some(1) => ReportRequest::decode(msg).is_ok(),
+                Some(2) => ReportResponse::decode(msg).is_ok(),
+                Some(3) => KeyRequest::decode(msg).is_ok(),
+                _ => KeyResponse::decode(msg).is_ok(),
+            }
+        }
+        "snp_cert_table" => cert_table::decode(bytes).is_ok_and(|e| e.len() == 3),
         "ovmf_footer" => FooterTable::parse(bytes).is_ok_and(|t| t.entries().len() == 3),
         "ovmf_hashes" => KernelHashes::locate(bytes).is_ok_and(|h| h.is_some()),
         "vcpu_state" => VcpuState::from_bytes(bytes).is_ok(),
@@ -162,8 +179,74 @@ fn certificates(s: &mut Seeds) -> Result<()> {
     result
 }
 
+/// The VMPCK of the `snp_guest_msg` target.
+const SNP_GUEST_MSG_VMPCK: [u8; 32] = [0x5C; 32];
+
 fn crypto(s: &mut Seeds) -> Result<()> {
     let keys = transport_keys();
+
+    // snp_guest_msg: a selector byte, then a REPORT_REQ sealed under the
+    // target's VMPCK (selector 0), or one of the four payloads (1-4).
+    let report_req = ReportRequest::new([0x11; 64], 1).encode();
+    let header = MessageHeader::new(MessageType::REPORT_REQ, 1, 0x60, 1, 1);
+    let sealed = guest_msg::seal(&SNP_GUEST_MSG_VMPCK, &header, &report_req)
+        .context("sealing a guest message")?;
+    s.put(
+        "snp_guest_msg",
+        "report-req",
+        [&[0u8][..], &sealed].concat(),
+    )?;
+    s.put(
+        "snp_guest_msg",
+        "report-payload",
+        [&[1u8][..], &report_req].concat(),
+    )?;
+    let response = ReportResponse {
+        status: 0,
+        report: Box::new([0; sev_proto::snp::report::REPORT_LEN]),
+    };
+    s.put(
+        "snp_guest_msg",
+        "report-rsp",
+        [&[2u8][..], &response.encode()[..]].concat(),
+    )?;
+    let key_req = KeyRequest {
+        guest_field_select: field_select::MEASUREMENT | field_select::POLICY,
+        vmpl: 1,
+        ..KeyRequest::default()
+    };
+    s.put(
+        "snp_guest_msg",
+        "key-req",
+        [&[3u8][..], &key_req.encode()].concat(),
+    )?;
+    let key_rsp = KeyResponse {
+        status: 0,
+        derived_key: Zeroizing::new([0x22; 32]),
+    };
+    s.put(
+        "snp_guest_msg",
+        "key-rsp",
+        [&[4u8][..], &key_rsp.encode()[..]].concat(),
+    )?;
+
+    // snp_cert_table: the three certificates a VCEK-signed report needs.
+    let table = cert_table::encode(&[
+        CertEntry {
+            guid: cert_table::guid::VCEK,
+            data: vec![0x30; 40],
+        },
+        CertEntry {
+            guid: cert_table::guid::ASK,
+            data: vec![0x31; 24],
+        },
+        CertEntry {
+            guid: cert_table::guid::ARK,
+            data: vec![0x32; 24],
+        },
+    ])
+    .context("encoding a certificate table")?;
+    s.put("snp_cert_table", "three", table)?;
 
     // session_buffer: a genuine buffer, and the field layout the target
     // reads (Z, policy, flip, nonce, IV, TEK, TIK).

@@ -48,6 +48,8 @@ pub use sev_psp::snp::SnpOptions;
 pub use snp::EmulatedSnpGuest;
 
 mod snp;
+/// The emulated key server's objects ([`sev_psp::Platform::kds_object`]).
+pub use sev_psp::issuer::{ContentType, KdsError, KdsObject};
 pub use sev_psp::CreateOptions;
 
 use crate::guest::{DebugCommands, GuestContext, LaunchCommands, MigrationCommands};

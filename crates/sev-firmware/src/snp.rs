@@ -134,6 +134,18 @@ pub trait SnpLaunchCommands: Send + Sync + fmt::Debug {
     /// A page-state change the guest asked for (the GHCB request the VMM
     /// forwards): `pages` 4 KiB pages at `gpa` become private or shared.
     fn snp_page_state_change(&self, gpa: u64, pages: u64, private: bool) -> Result<(), SevError>;
+    /// SNP_GUEST_REQUEST: the guest's message page `request` (a header and
+    /// a payload sealed under one of its VMPCKs,
+    /// `sev_proto::snp::guest_msg`); returns the firmware's response page.
+    /// A firmware refusal is [`SevError::Firmware`], whose
+    /// [`SevError::status`] is the FW_ERROR a VMM reports to the guest (e.g.
+    /// BAD_MEASUREMENT for a message that does not authenticate, AEAD_OFLOW
+    /// for a wrong sequence number). On hardware KVM handles the guest's
+    /// request exits itself, so this is refused as unsupported there.
+    fn snp_guest_request(
+        &self,
+        request: &[u8; SNP_PAGE_LEN],
+    ) -> Result<Box<[u8; SNP_PAGE_LEN]>, SevError>;
 }
 
 /// One VM's SNP guest context: the SNP launch commands and the host view of

@@ -35,6 +35,9 @@ pub enum Op {
     /// [`crate::Platform::trust_ark`] (an administrator's action, not a
     /// firmware command).
     TrustArk,
+    /// [`crate::Platform::kds_object`] and the revocation list (the
+    /// emulated key server, not a firmware command).
+    Issuer,
 }
 
 impl fmt::Display for Op {
@@ -47,6 +50,7 @@ impl fmt::Display for Op {
             Op::PageStateChange => f.write_str("page-state change"),
             Op::Pvalidate => f.write_str("PVALIDATE"),
             Op::TrustArk => f.write_str("trusting an ARK"),
+            Op::Issuer => f.write_str("the emulated key server"),
         }
     }
 }

@@ -58,6 +58,7 @@
 //! ```
 
 mod error;
+pub mod issuer;
 pub mod memory;
 pub mod platform;
 pub mod rng;

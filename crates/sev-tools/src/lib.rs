@@ -29,6 +29,7 @@ pub mod cli;
 pub mod error;
 pub mod id_block;
 pub mod io;
+pub mod kds;
 pub mod launch;
 pub mod measure;
 pub mod platform;

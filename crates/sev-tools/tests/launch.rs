@@ -220,9 +220,27 @@ fn demo_runs_the_launch_as_an_snp_guest_with_an_id_block() {
         "mode: sev-snp",
         "all i/o through the ghcb",
         "vmpck0 present, vmpck1 present, vmpck2 present, vmpck3 present",
+        // The guest's report request and the owner's check of the report.
+        "snp report: certificate table entries: 0\n",
+        "snp report: end\n",
+        "signed by the platform's VCEK; measurement, report data (nonce), host data, ID key and policy as launched",
+        "verdict: OK, the SNP demo guest attested its launch",
     ] {
         assert!(out.contains(line), "{line}:\n{out}");
     }
+    // The nonce the owner announced is the report data the guest printed
+    // (REPORT_DATA at 0x50 of the report: lines 3 and 4 of its hex dump).
+    let nonce = out
+        .split("a fresh nonce for the guest's report: ")
+        .nth(1)
+        .and_then(|s| s.lines().next())
+        .unwrap_or_else(|| panic!("no nonce line:\n{out}"));
+    let report: String = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("snp report: "))
+        .filter(|l| l.len() == 64)
+        .collect();
+    assert_eq!(&report[0x50 * 2..0x90 * 2], nonce, "{out}");
     // --snp injects no secret: --secret is refused with it.
     let refused = std::process::Command::new(OWNER)
         .args([

@@ -18,7 +18,11 @@ use iced_x86::code_asm::*;
 use iced_x86::{Code, Instruction, MemoryOperand, Register};
 
 use crate::ports::{COM1_BASE, CONTROL_PORT, DEBUG_EXIT_PORT};
-use crate::{DemoError, MemtestOptions};
+use crate::{AesGcmVector, DemoError, MemtestOptions};
+
+mod aes_gcm;
+mod aes_self_test;
+mod guest_request;
 
 /// GPA of the 32-bit code.
 pub const CODE32_BASE: u32 = 0xFFFF_0000;
@@ -145,7 +149,7 @@ impl Data {
 }
 
 /// What the 32-bit program does.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Program {
     /// Greeting + secret table.
     Normal {
@@ -156,6 +160,8 @@ pub enum Program {
     },
     /// Memory test.
     Memtest(MemtestOptions),
+    /// AES-256-GCM over these vectors ([`crate::DemoMode::AesSelfTest`]).
+    AesSelfTest(Vec<AesGcmVector>),
 }
 
 /// Helper routines shared by both programs.
@@ -1133,12 +1139,20 @@ fn assemble32(program: &Program) -> Result<(Vec<u8>, Vec<u8>), IcedError> {
     emit_ghcb_setup(&mut a, &lib)?;
     say(&mut a, &lib, greeting)?;
     emit_mode_report(&mut a, &lib, &mut d)?;
+    // AES-GCM and the hex dumper sit in the code stream: jump over them.
+    let mut after_routines = a.create_label();
+    a.jmp(after_routines)?;
+    let gcm = aes_gcm::emit(&mut a, &mut d)?;
+    let hex = aes_self_test::emit_put_hex_bytes(&mut a, &lib, &mut d)?;
+    a.set_label(&mut after_routines)?;
+    guest_request::emit(&mut a, &lib, &mut d, &gcm, hex)?;
     match program {
         Program::Normal {
             secret_base,
             secret_size,
         } => emit_normal(&mut a, &lib, &mut d, *secret_base, *secret_size)?,
         Program::Memtest(m) => emit_memtest(&mut a, &lib, &mut d, m)?,
+        Program::AesSelfTest(v) => aes_self_test::emit(&mut a, &lib, &mut d, &gcm, hex, v)?,
     }
     emit_lib(&mut a, &mut lib)?;
     let code = a.assemble(u64::from(CODE32_BASE))?;

@@ -27,7 +27,11 @@
 //! prints its mode, the GHCB protocol and a CPUID value obtained through
 //! the GHCB; in SNP mode it also makes its GHCB shared, registers it, and
 //! reports its secrets page and CPUID page, found through the image's SEV
-//! metadata ([`sev_metadata`]); docs/guide/demo-guest.md#modes.
+//! metadata ([`sev_metadata`]); docs/guide/demo-guest.md#modes. With report
+//! data in the image ([`set_report_data`]) an SNP guest then asks the
+//! firmware for an attestation report and prints it, its guest messages
+//! sealed with its own AES-256-GCM ([`DemoMode::AesSelfTest`] proves that);
+//! docs/guide/demo-guest.md#the-report-request.
 //!
 //! The image carries an OVMF-style footer GUID table (docs/protocol/ovmf.md#footer-table)
 //! with a SEV secret block entry, a kernel-hashes area entry, the SEV-ES
@@ -106,6 +110,16 @@ pub const HASHES_AREA_BASE: u32 = 0x0081_0C00;
 /// Size of the kernel-hashes area (≥ 176, the padded table size).
 pub const HASHES_AREA_SIZE: u32 = 0x400;
 
+/// Where the image carries the report data of the SNP report request
+/// (docs/guide/demo-guest.md#the-report-request): [`REPORT_DATA_MAGIC`],
+/// 12 zero bytes, then the 64 bytes of report data. All zero (no request)
+/// unless [`set_report_data`] filled it.
+pub const REPORT_BLOCK_GPA: u32 = 0xFFFF_F700;
+/// Size of the report-data block.
+pub const REPORT_BLOCK_LEN: usize = 16 + 64;
+/// The first four bytes of a filled report-data block.
+pub const REPORT_DATA_MAGIC: [u8; 4] = *b"RDAT";
+
 /// Image sizes are multiples of this.
 pub const IMAGE_ALIGN: usize = 64 << 10;
 /// Default image size.
@@ -131,6 +145,12 @@ pub enum DemoError {
         /// Which part.
         what: &'static str,
         /// Its size.
+        len: usize,
+    },
+    /// The image is not a demo guest image of a usable size.
+    #[error("not a demo guest image ({len} bytes)")]
+    NotAnImage {
+        /// The image's length.
         len: usize,
     },
     /// The memtest range is unusable.
@@ -195,6 +215,69 @@ pub enum DemoMode {
     Normal,
     /// Memory test for dirty tracking / migration.
     Memtest(MemtestOptions),
+    /// Proves the guest's AES-256-GCM (the cipher of its SNP guest
+    /// messages) on [`aes_gcm_self_test_vectors`]. For vector `i` it prints
+    ///
+    /// ```text
+    /// aes-gcm <i> seal: <ciphertext hex> tag <tag hex>
+    /// aes-gcm <i> open: ok <plaintext hex>
+    /// aes-gcm <i> open with a tampered tag: refused
+    /// aes-gcm <i> open with a tampered ciphertext: refused
+    /// ```
+    ///
+    /// (the open lines say `ok` or `refused`, whatever the guest found),
+    /// then `aes-gcm self-test: done` and exits [`EXIT_OK`].
+    AesSelfTest,
+}
+
+/// One AES-256-GCM test vector of [`DemoMode::AesSelfTest`]. The guest's
+/// implementation takes whole 16-byte blocks of AAD and text only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AesGcmVector {
+    /// The 256-bit key.
+    pub key: [u8; 32],
+    /// The 96-bit IV.
+    pub iv: [u8; 12],
+    /// Additional authenticated data (a multiple of 16 bytes).
+    pub aad: Vec<u8>,
+    /// The plaintext (a multiple of 16 bytes).
+    pub plaintext: Vec<u8>,
+}
+
+/// The self-test vectors: the guest-message example of
+/// docs/protocol/snp.md#guest-messages (a MSG_REPORT_REQ of zeros under
+/// the key 00..1f, sequence number 1), a 64-byte text without AAD, and a
+/// report-response-sized text (0x4C0 bytes) with a 48-byte AAD.
+pub fn aes_gcm_self_test_vectors() -> Vec<AesGcmVector> {
+    let mut report_aad = vec![0u8; 48];
+    report_aad[..8].copy_from_slice(&[1, 1, 0x60, 0, 5, 1, 0x60, 0]);
+    let mut iv1 = [0u8; 12];
+    iv1[0] = 1;
+    let pattern = |n: usize, mul: usize, add: usize| -> Vec<u8> {
+        (0..n).map(|i| (i * mul + add + (i >> 8)) as u8).collect()
+    };
+    let key_from =
+        |mul: usize, add: usize| -> [u8; 32] { std::array::from_fn(|i| (i * mul + add) as u8) };
+    vec![
+        AesGcmVector {
+            key: key_from(1, 0),
+            iv: iv1,
+            aad: report_aad,
+            plaintext: vec![0; 96],
+        },
+        AesGcmVector {
+            key: key_from(37, 11),
+            iv: std::array::from_fn(|i| 0xC0 + i as u8),
+            aad: Vec::new(),
+            plaintext: pattern(64, 13, 1),
+        },
+        AesGcmVector {
+            key: key_from(91, 200),
+            iv: std::array::from_fn(|i| (i * 29 + 3) as u8),
+            aad: pattern(48, 7, 5),
+            plaintext: pattern(0x4C0, 1, 0),
+        },
+    ]
 }
 
 /// How to build the image.
@@ -225,7 +308,7 @@ fn round_up_mib(v: u64) -> u64 {
 pub fn min_ram_size(opts: &DemoOptions) -> u64 {
     let areas = u64::from(HASHES_AREA_BASE) + u64::from(HASHES_AREA_SIZE);
     let need = match opts.mode {
-        DemoMode::Normal => areas,
+        DemoMode::Normal | DemoMode::AesSelfTest => areas,
         DemoMode::Memtest(m) => areas.max(u64::from(m.base) + u64::from(m.pages) * 4096),
     };
     round_up_mib(need)
@@ -327,6 +410,7 @@ pub fn build(opts: &DemoOptions) -> Result<Vec<u8>, DemoError> {
             check_memtest(&m)?;
             asm::Program::Memtest(m)
         }
+        DemoMode::AesSelfTest => asm::Program::AesSelfTest(aes_gcm_self_test_vectors()),
     };
     let blobs = asm::assemble(&program)?;
     let mut image = vec![0u8; size];
@@ -336,10 +420,12 @@ pub fn build(opts: &DemoOptions) -> Result<Vec<u8>, DemoError> {
     let park = usize::try_from(u64::from(AP_RESET_ADDR) - image_base).unwrap_or(usize::MAX);
     let metadata = sev_metadata();
     let meta = usize::try_from(u64::from(METADATA_GPA) - image_base).unwrap_or(usize::MAX);
+    let report = usize::try_from(u64::from(REPORT_BLOCK_GPA) - image_base).unwrap_or(usize::MAX);
     let mut placed: Vec<(usize, usize)> = vec![
         (table_start, size - 32),
         (park, park + AP_PARK_CODE.len()),
         (meta, meta + metadata.len()),
+        (report, report + REPORT_BLOCK_LEN),
     ];
     if meta + metadata.len() > table_start {
         return Err(DemoError::CodeTooLarge {
@@ -367,6 +453,42 @@ pub fn build(opts: &DemoOptions) -> Result<Vec<u8>, DemoError> {
     }
     image[table_start..size - 32].copy_from_slice(&table);
     Ok(image)
+}
+
+/// The offset of the report-data block in an image of `len` bytes.
+fn report_block(len: usize) -> Result<std::ops::Range<usize>, DemoError> {
+    let from_end = (1u64 << 32) - u64::from(REPORT_BLOCK_GPA);
+    let start = u64::try_from(len)
+        .ok()
+        .filter(|&l| (IMAGE_ALIGN..=MAX_IMAGE_SIZE).contains(&(l as usize)))
+        .and_then(|l| l.checked_sub(from_end))
+        .and_then(|s| usize::try_from(s).ok())
+        .ok_or(DemoError::NotAnImage { len })?;
+    Ok(start..start + REPORT_BLOCK_LEN)
+}
+
+/// Fills the report-data block of a built `image`
+/// (docs/guide/demo-guest.md#the-report-request): as an SNP guest it then
+/// requests an attestation report carrying `report_data`. The block is
+/// part of the image, so of its launch digest: fill it before measuring.
+pub fn set_report_data(image: &mut [u8], report_data: &[u8; 64]) -> Result<(), DemoError> {
+    let block = report_block(image.len())?;
+    let b = &mut image[block];
+    b.fill(0);
+    b[..4].copy_from_slice(&REPORT_DATA_MAGIC);
+    b[16..].copy_from_slice(report_data);
+    Ok(())
+}
+
+/// The report data [`set_report_data`] put into `image`, if any.
+pub fn report_data(image: &[u8]) -> Option<[u8; 64]> {
+    let block = report_block(image.len()).ok()?;
+    let b = &image[block];
+    (b[..4] == REPORT_DATA_MAGIC).then(|| {
+        let mut data = [0u8; 64];
+        data.copy_from_slice(&b[16..]);
+        data
+    })
 }
 
 /// Why [`write_image`] failed.

@@ -310,3 +310,25 @@ fn sev_metadata_parses_and_gives_an_snp_launch_plan() {
     };
     assert_ne!(digest(1).bytes(), digest(4).bytes());
 }
+
+#[test]
+fn report_data_is_absent_by_default_and_round_trips() {
+    let mut image = build(&DemoOptions::default()).unwrap();
+    assert_eq!(report_data(&image), None);
+    let block = image.len() - ((1usize << 32) - REPORT_BLOCK_GPA as usize);
+    assert!(image[block..block + REPORT_BLOCK_LEN]
+        .iter()
+        .all(|&b| b == 0));
+    let data: [u8; 64] = std::array::from_fn(|i| i as u8 ^ 0xA5);
+    set_report_data(&mut image, &data).unwrap();
+    assert_eq!(report_data(&image), Some(data));
+    assert_eq!(image[block..block + 4], REPORT_DATA_MAGIC);
+    // Only the block changed.
+    let mut plain = build(&DemoOptions::default()).unwrap();
+    plain[block..block + REPORT_BLOCK_LEN].copy_from_slice(&image[block..block + REPORT_BLOCK_LEN]);
+    assert_eq!(plain, image);
+    assert_eq!(
+        set_report_data(&mut [0u8; 100], &data),
+        Err(DemoError::NotAnImage { len: 100 })
+    );
+}

@@ -279,8 +279,12 @@ mod sev_modes {
     use crate::vcpu::SevCpuid;
 
     fn machine(mode: SevMode) -> (Machine, CaptureBuffer) {
+        machine_with(mode, build(&DemoOptions::default()).unwrap())
+    }
+
+    fn machine_with(mode: SevMode, image: Vec<u8>) -> (Machine, CaptureBuffer) {
         let out = CaptureBuffer::new();
-        let mut config = MachineConfig::new(TEST_RAM, build(&DemoOptions::default()).unwrap());
+        let mut config = MachineConfig::new(TEST_RAM, image);
         config.serial = SerialOutput::Capture(out.clone());
         config.emulated_sev = Some(SevCpuid {
             mode,
@@ -412,5 +416,182 @@ mod sev_modes {
             "{msg}"
         );
         assert_eq!(out.text(), "", "nothing printed before the GHCB works");
+    }
+
+    /// How the SNP firmware stand-in answers a guest request.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Answer {
+        Report,
+        TamperedReport,
+        Status(u32),
+    }
+
+    /// An SNP firmware stand-in for guest requests, written from
+    /// docs/protocol/snp.md#guest-messages with the `aes-gcm` crate: it
+    /// checks the request header, opens the request under VMPCK0, records
+    /// the report data and answers `report` in a sealed MSG_REPORT_RSP.
+    #[derive(Debug)]
+    struct ReportFirmware {
+        ram: SharedGhcbPage,
+        vmpck0: [u8; 32],
+        report: Vec<u8>,
+        answer: Answer,
+        report_data: Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl GhcbPlatform for ReportFirmware {
+        fn read_ghcb(&self, gpa: u64, page: &mut [u8; GHCB_LEN]) -> Result<(), PlatformError> {
+            self.ram.read_ghcb(gpa, page)
+        }
+        fn write_ghcb(&self, gpa: u64, page: &[u8; GHCB_LEN]) -> Result<(), PlatformError> {
+            self.ram.write_ghcb(gpa, page)
+        }
+        fn page_state_change(&self, _: u64, _: PageState) -> Result<(), PlatformError> {
+            Ok(())
+        }
+        fn guest_request(
+            &self,
+            req: &[u8; GHCB_LEN],
+            rsp: &mut [u8; GHCB_LEN],
+        ) -> Result<u32, PlatformError> {
+            use aes_gcm::aead::{AeadInPlace, KeyInit};
+            use aes_gcm::{Aes256Gcm, Nonce, Tag};
+            // seqno 1; algo 1, header version 1, size 0x60; MSG_REPORT_REQ
+            // version 1 of 0x60 bytes; VMPCK0; reserved zero.
+            assert_eq!(req[0x10..0x20], [0; 16]);
+            assert_eq!(
+                req[0x20..0x30],
+                [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+            );
+            assert_eq!(req[0x30..0x38], [1, 1, 0x60, 0, 5, 1, 0x60, 0]);
+            assert_eq!(req[0x38..0x60], [0; 0x28]);
+            let cipher = Aes256Gcm::new_from_slice(&self.vmpck0).unwrap();
+            let mut iv = [0u8; 12];
+            iv[0] = 1;
+            let mut payload = req[0x60..0xC0].to_vec();
+            if cipher
+                .decrypt_in_place_detached(
+                    Nonce::from_slice(&iv),
+                    &req[0x30..0x60],
+                    &mut payload,
+                    Tag::from_slice(&req[..16]),
+                )
+                .is_err()
+            {
+                return Ok(0x0B);
+            }
+            assert_eq!(payload[0x40..], [0; 0x20], "VMPL 0, KEY_SEL 0");
+            self.report_data
+                .lock()
+                .unwrap()
+                .push(payload[..64].to_vec());
+            if let Answer::Status(s) = self.answer {
+                return Ok(s);
+            }
+            let mut body = vec![0u8; 0x4C0];
+            body[4..8].copy_from_slice(&0x4A0u32.to_le_bytes());
+            body[0x20..].copy_from_slice(&self.report);
+            rsp.fill(0);
+            rsp[0x20] = 2;
+            rsp[0x30..0x38].copy_from_slice(&[1, 1, 0x60, 0, 6, 1, 0xC0, 4]);
+            iv[0] = 2;
+            let tag = cipher
+                .encrypt_in_place_detached(Nonce::from_slice(&iv), &rsp[0x30..0x60], &mut body)
+                .unwrap();
+            rsp[..16].copy_from_slice(&tag);
+            if self.answer == Answer::TamperedReport {
+                body[100] ^= 1;
+            }
+            rsp[0x60..0x60 + 0x4C0].copy_from_slice(&body);
+            Ok(0)
+        }
+    }
+
+    /// Runs an SNP demo guest with report data against the stand-in;
+    /// returns its output, the firmware and VMPCK0 as the guest left it.
+    fn run_report_request(answer: Answer) -> (String, Arc<ReportFirmware>, Vec<u8>) {
+        let mut image = build(&DemoOptions::default()).unwrap();
+        let data: [u8; 64] = std::array::from_fn(|i| 0xC0 ^ i as u8);
+        set_report_data(&mut image, &data).unwrap();
+        let (m, out) = machine_with(SevMode::Snp, image);
+        let vmpck0: [u8; 32] = std::array::from_fn(|i| (i * i * 11 + 0x3C) as u8);
+        let fw = Arc::new(ReportFirmware {
+            ram: SharedGhcbPage::new(m.guest_memory().clone()),
+            vmpck0,
+            report: (0..0x4A0).map(|i| (i * 7 + (i >> 8)) as u8).collect(),
+            answer,
+            report_data: Mutex::new(Vec::new()),
+        });
+        m.ghcb_host().unwrap().set_platform(fw.clone());
+        let mut secrets = vec![0u8; 4096];
+        secrets[0] = 3;
+        secrets[0x20..0x40].copy_from_slice(&vmpck0);
+        let ram = m.guest_memory();
+        ram.write_plain(Gpa(u64::from(SNP_SECRETS_GPA)), &secrets)
+            .unwrap();
+        let exit = m.run_until_exit().unwrap();
+        let text = out.text();
+        assert_eq!(exit, MachineExit::GuestExit(EXIT_OK), "output:\n{text}");
+        assert!(
+            !text.contains(&hex::encode(&vmpck0[..8])),
+            "the key leaked: {text}"
+        );
+        let mut left = vec![0u8; 32];
+        ram.read_plain(Gpa(u64::from(SNP_SECRETS_GPA) + 0x20), &mut left)
+            .unwrap();
+        assert_eq!(*fw.report_data.lock().unwrap(), vec![data.to_vec()]);
+        (text, fw, left)
+    }
+
+    #[test]
+    fn snp_mode_requests_a_report_with_the_images_report_data() {
+        if !kvm_available("snp_mode_requests_a_report_with_the_images_report_data") {
+            return;
+        }
+        let (text, fw, vmpck0) = run_report_request(Answer::Report);
+        let mut want = String::from(
+            "snp report: requesting a report with the image's report data\n\
+             snp report: certificate table entries: 0\n",
+        );
+        for line in fw.report.chunks(32) {
+            want.push_str(&format!("snp report: {}\n", hex::encode(line)));
+        }
+        want.push_str("snp report: end\n");
+        assert!(text.contains(&want), "want\n{want}\nin\n{text}");
+        assert!(text.ends_with(NO_SECRET), "{text}");
+        assert_eq!(vmpck0, fw.vmpck0, "VMPCK0 kept after a good exchange");
+    }
+
+    #[test]
+    fn a_forged_response_is_refused_and_vmpck0_erased() {
+        if !kvm_available("a_forged_response_is_refused_and_vmpck0_erased") {
+            return;
+        }
+        let (text, _, vmpck0) = run_report_request(Answer::TamperedReport);
+        assert!(
+            text.contains(
+                "snp report error: the response failed authentication\n\
+                 snp report: vmpck0 erased, no further requests\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("snp report: end"), "{text}");
+        assert_eq!(vmpck0, vec![0; 32]);
+    }
+
+    #[test]
+    fn a_firmware_error_is_printed_and_vmpck0_erased() {
+        if !kvm_available("a_firmware_error_is_printed_and_vmpck0_erased") {
+            return;
+        }
+        let (text, _, vmpck0) = run_report_request(Answer::Status(0x1D));
+        assert!(
+            text.contains(
+                "snp report error: vmm error 0x00000000, firmware error 0x0000001d\n\
+                 snp report: vmpck0 erased, no further requests\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(vmpck0, vec![0; 32]);
     }
 }

@@ -273,6 +273,13 @@ impl SnpLaunchCommands for EmulatedSnpGuest {
             p.snp_page_state_change(h, self.mem.as_ref(), gpa, pages, to)
         })
     }
+
+    fn snp_guest_request(
+        &self,
+        request: &[u8; SNP_PAGE_LEN],
+    ) -> Result<Box<[u8; SNP_PAGE_LEN]>, SevError> {
+        self.on_guest("SNP_GUEST_REQUEST", |p, h| p.snp_guest_request(h, request))
+    }
 }
 
 impl SnpGuestContext for EmulatedSnpGuest {
@@ -288,6 +295,10 @@ mod tests {
     use crate::test_memory::TestMemory;
     use crate::{PlatformManagement, SevPlatform};
     use sev_proto::abi::StatusCode;
+    use sev_proto::snp::guest_msg::{
+        self, MessageHeader, MessageType, ReportRequest, ReportResponse,
+    };
+    use sev_proto::snp::report::AttestationReport;
     use sev_proto::snp::LaunchDigest;
     use sev_psp::memory::VecBacking;
     use sev_psp::CreateOptions;
@@ -412,6 +423,37 @@ mod tests {
         })
         .unwrap();
         assert_eq!(g.snp_guest_status().unwrap().state, SnpGuestState::Running);
+
+        // The guest asks for a report under VMPCK0 (read from its secrets
+        // page); the answer carries the launch digest and host data.
+        let mut secrets = [0u8; SNP_PAGE_LEN];
+        ram.read_plain(0x9000, &mut secrets).unwrap();
+        let vmpck: [u8; 32] = secrets[0x20..0x40].try_into().unwrap();
+        let request = |seqno: u64| {
+            let header = MessageHeader::new(MessageType::REPORT_REQ, 1, 0x60, 0, seqno);
+            let msg =
+                guest_msg::seal(&vmpck, &header, &ReportRequest::new([4; 64], 0).encode()).unwrap();
+            let mut page = [0u8; SNP_PAGE_LEN];
+            page[..msg.len()].copy_from_slice(&msg);
+            page
+        };
+        let response = g.snp_guest_request(&request(1)).unwrap();
+        let header = MessageHeader::decode(&response[..]).unwrap();
+        assert_eq!(
+            (header.msg_type, header.seqno),
+            (MessageType::REPORT_RSP, 2)
+        );
+        let payload = guest_msg::open(&vmpck, &header, &response[..]).unwrap();
+        let report = ReportResponse::decode(&payload).unwrap();
+        assert_eq!(report.status, 0);
+        let report = AttestationReport::decode(&report.report[..]).unwrap();
+        assert_eq!(&report.measurement, expected.bytes());
+        assert_eq!(report.host_data, [9; 32]);
+        assert_eq!(report.report_data, [4; 64]);
+        // A replay is the firmware's AEAD_OFLOW, which the VMM passes on.
+        let e = g.snp_guest_request(&request(1)).unwrap_err();
+        assert_eq!(e.status(), Some(StatusCode(Status::AeadOflow.code())));
+
         // Pages change state only at the guest's request.
         g.snp_page_state_change(0x20000, 1, true).unwrap();
         assert!(view.write(0x20000, b"x").is_err());

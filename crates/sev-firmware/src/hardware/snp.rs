@@ -211,6 +211,17 @@ impl SnpLaunchCommands for HardwareSnpGuest {
             .set_memory_private(gpa, len, private)
             .map_err(|e| host_error(CMD, e))
     }
+
+    fn snp_guest_request(
+        &self,
+        _request: &[u8; SNP_PAGE_LEN],
+    ) -> Result<Box<[u8; SNP_PAGE_LEN]>, SevError> {
+        Err(unsupported(
+            "SNP_GUEST_REQUEST",
+            "on hardware the kernel handles the guest's request exits (KVM issues \
+             SNP_GUEST_REQUEST itself); the VMM never sees the messages",
+        ))
+    }
 }
 
 impl SnpGuestContext for HardwareSnpGuest {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use sev_proto::abi::Status;
 use sev_proto::hash::SHA384_LEN;
 use sev_proto::snp::{
-    id_block, uniform_page_digest, GuestPolicy, LaunchDigest, PageInfo, PageType,
+    id_block, uniform_page_digest, GuestPolicy, LaunchDigest, PageInfo, PageType, TcbVersion,
 };
 use zeroize::Zeroizing;
 
@@ -33,31 +33,42 @@ use crate::store::run::HeldRecord;
 
 /// One SNP guest context, in the process that created it.
 pub(crate) struct SnpGuest {
-    state: SnpGuestState,
-    policy: Option<GuestPolicy>,
-    asid: u32,
-    vek: Vek,
-    vmpcks: Zeroizing<[[u8; 32]; 4]>,
-    gosvw: [u8; 16],
-    digest: LaunchDigest,
-    host_data: [u8; 32],
-    vcek_disabled: bool,
+    pub(super) state: SnpGuestState,
+    pub(super) policy: Option<GuestPolicy>,
+    pub(super) asid: u32,
+    pub(super) vek: Vek,
+    pub(super) vmpcks: Zeroizing<[[u8; 32]; 4]>,
+    pub(super) gosvw: [u8; 16],
+    pub(super) digest: LaunchDigest,
+    pub(super) host_data: [u8; 32],
+    pub(super) vcek_disabled: bool,
     /// What a verified ID block gave the guest (None without one).
-    identity: Option<id_block::Identity>,
-    auth_key_en: bool,
-    memory: Option<Arc<MemoryState>>,
+    pub(super) identity: Option<id_block::Identity>,
+    pub(super) auth_key_en: bool,
+    pub(super) memory: Option<Arc<MemoryState>>,
     /// The 4 KiB units the RMP model assigns to the guest (private):
     /// launched by LAUNCH_UPDATE or made private by a page-state change
     /// (docs/protocol/snp.md#rmp-model).
-    assigned: BTreeSet<u64>,
+    pub(super) assigned: BTreeSet<u64>,
     /// The units that are VMSAs.
-    vmsas: BTreeSet<u64>,
+    pub(super) vmsas: BTreeSet<u64>,
     /// The assigned units whose RMP Validated bit is set: launched, or
     /// validated by the guest's PVALIDATE.
-    validated: BTreeSet<u64>,
+    pub(super) validated: BTreeSet<u64>,
     /// The first units of the assigned 2 MiB RMP entries (the other units of
     /// such an entry are in `assigned` too).
-    large: BTreeSet<u64>,
+    pub(super) large: BTreeSet<u64>,
+    /// The message sequence counter of each VMPCK: the last sequence
+    /// number used (a response's), 0 from LAUNCH_START
+    /// (docs/protocol/snp.md#sequence-numbers).
+    pub(super) seqnos: [u64; 4],
+    /// REPORT_ID, random per guest, drawn at LAUNCH_START.
+    pub(super) report_id: [u8; 32],
+    /// The VM root key of MSG_KEY_REQ, random per guest, drawn at
+    /// LAUNCH_START.
+    pub(super) vmrk: Zeroizing<[u8; 32]>,
+    /// LAUNCH_TCB: the committed TCB when the context was created.
+    pub(super) launch_tcb: TcbVersion,
     /// The context's liveness record, held while the context exists in
     /// this process (docs/architecture-platform-state.md#snp-guest-contexts).
     _liveness: HeldRecord,
@@ -100,7 +111,7 @@ impl SnpGuest {
         Ok(state)
     }
 
-    fn require_state(&self, op: Op, allowed: &[SnpGuestState]) -> Result<(), FwError> {
+    pub(super) fn require_state(&self, op: Op, allowed: &[SnpGuestState]) -> Result<(), FwError> {
         if allowed.contains(&self.state) {
             return Ok(());
         }
@@ -433,10 +444,10 @@ fn check_update(op: Op, update: &SnpLaunchUpdate) -> Result<(), FwError> {
 
 /// The platform-wide state a guest command works on, read under the
 /// directory lock (held until dropped).
-struct GuestCtx {
-    shared: Snapshot,
-    snp: SnpShared,
-    id: SnpIdentity,
+pub(super) struct GuestCtx {
+    pub(super) shared: Snapshot,
+    pub(super) snp: SnpShared,
+    pub(super) id: SnpIdentity,
 }
 
 impl Platform {
@@ -446,7 +457,7 @@ impl Platform {
     /// The runtime area is listed only when its guest records changed
     /// ([`Snapshot::load_cached`]), as for SEV guest commands: the SNP
     /// commands work on this process's own guest contexts.
-    fn snp_guest_ctx(&self, inner: &mut Inner, op: Op) -> Result<GuestCtx, FwError> {
+    pub(super) fn snp_guest_ctx(&self, inner: &mut Inner, op: Op) -> Result<GuestCtx, FwError> {
         let shared = Snapshot::load_cached(inner, op)?;
         let id = self.load_snp_identity(inner, &shared, op)?;
         let snp = load_snp_shared(inner, &shared, op)?;
@@ -509,6 +520,10 @@ impl Platform {
                 vmsas: BTreeSet::new(),
                 validated: BTreeSet::new(),
                 large: BTreeSet::new(),
+                seqnos: [0; 4],
+                report_id: [0; 32],
+                vmrk: Zeroizing::new([0; 32]),
+                launch_tcb: ctx.id.committed_tcb,
                 _liveness: liveness,
             },
         );
@@ -518,7 +533,7 @@ impl Platform {
 
     /// This process's guest `handle`, which must still exist on the
     /// platform (INVALID_GUEST).
-    fn snp_guest<'a>(
+    pub(super) fn snp_guest<'a>(
         inner: &'a mut Inner,
         snp: &SnpRuntime,
         op: Op,
@@ -560,11 +575,18 @@ impl Platform {
         for key in vmpcks.iter_mut() {
             inner.rng.fill_bytes(key);
         }
+        let mut report_id = [0u8; 32];
+        inner.rng.fill_bytes(&mut report_id);
+        let mut vmrk = Zeroizing::new([0u8; 32]);
+        inner.rng.fill_bytes(&mut vmrk[..]);
         let guest = Self::snp_guest(&mut inner, &ctx.snp.snp, op, handle)?;
         guest.policy = Some(policy);
         guest.vmpcks = vmpcks;
         guest.gosvw = start.gosvw;
         guest.digest = LaunchDigest::new();
+        guest.seqnos = [0; 4];
+        guest.report_id = report_id;
+        guest.vmrk = vmrk;
         guest.state = SnpGuestState::Launch;
         log::debug!("SNP_LAUNCH_START: guest {handle}, policy {policy}");
         Ok(())

@@ -25,6 +25,8 @@ pub(crate) mod vcek;
 #[cfg(test)]
 mod guest_tests;
 #[cfg(test)]
+mod request_tests;
+#[cfg(test)]
 mod rmp_tests;
 #[cfg(test)]
 mod tests;

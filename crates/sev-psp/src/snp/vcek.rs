@@ -57,19 +57,31 @@ pub(crate) fn vcek_signing_key(
     product: Product,
     tcb: &TcbVersion,
 ) -> Option<SigningKey> {
-    let components = [tcb.fmc, tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode];
-    let mut chain = Sha384::new();
-    chain.update(product.name().as_bytes());
-    for (index, svn) in (0u8..).zip(components) {
-        chain.update(&hash_stick(seed, index, svn)[..]);
-    }
-    let root = Zeroizing::new(chain.finish());
+    let root = vcek_secret(seed, product, tcb);
     (0..MAX_CANDIDATES).find_map(|counter| {
         let candidate = kdf(&root[..], 48, VCEK_LABEL, &counter.to_le_bytes());
         SecretKey::from_slice(&candidate)
             .ok()
             .map(|key| SigningKey::from(&key))
     })
+}
+
+/// The 48-byte secret of the chip's VCEK for `tcb`: SHA-384 over the
+/// product's name and the five components' hash sticks. The VCEK's scalar
+/// is drawn from it, and so are the keys a guest derives from the VCEK
+/// (docs/protocol/snp.md#derived-keys), each with its own KDF label.
+pub(crate) fn vcek_secret(
+    seed: &[u8; VCEK_SEED_LEN],
+    product: Product,
+    tcb: &TcbVersion,
+) -> Zeroizing<[u8; SHA384_LEN]> {
+    let components = [tcb.fmc, tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode];
+    let mut chain = Sha384::new();
+    chain.update(product.name().as_bytes());
+    for (index, svn) in (0u8..).zip(components) {
+        chain.update(&hash_stick(seed, index, svn)[..]);
+    }
+    Zeroizing::new(chain.finish())
 }
 
 /// The public half of [`vcek_signing_key`].

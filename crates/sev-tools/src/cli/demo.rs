@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use sev_proto::abi::Policy;
+use sev_proto::snp::report::AttestationReport;
 use sev_proto::snp::{snp_launch_digest, GuestPolicy, IdBlock, SnpLaunch};
 use sev_proto::vmsa::{KvmInit, SevFeatures, VcpuModel, VmmType, VmsaConfig};
 
@@ -246,13 +247,93 @@ pub fn run(
     Ok(())
 }
 
-/// The SNP demo: the owner computes the launch digest of the demo
-/// firmware (one vCPU of [`ES_CPU_MODEL`]), signs an ID block for it with
-/// a fresh ID key, and `sevm` launches the guest with it; the firmware
-/// checks the block at SNP_LAUNCH_FINISH (at `cont`) and refuses to run a
-/// guest whose measurement differs. The guest prints its mode, its secrets
-/// page and CPUID page through the GHCB. Guest-owner secrets reach an SNP
-/// guest after attestation, not by injection, so none is injected here.
+/// The report lines the demo guest printed (`snp report: ` and 64 hex
+/// digits each, up to `snp report: end`), as bytes; its error line if it
+/// printed one instead (docs/guide/demo-guest.md#the-report-request).
+pub fn printed_report(output: &str) -> Result<Vec<u8>> {
+    let mut hex_text = String::new();
+    for line in output.lines() {
+        if let Some(e) = line.strip_prefix("snp report error: ") {
+            bail!("the guest's report request failed: {e}");
+        }
+        let Some(rest) = line.strip_prefix("snp report: ") else {
+            continue;
+        };
+        if rest == "end" {
+            return hex::decode(&hex_text).context("the guest printed a report that is not hex");
+        }
+        if rest.len() == 64 && rest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            hex_text.push_str(rest);
+        }
+    }
+    bail!("the guest printed no complete report")
+}
+
+/// What the owner expects of the demo guest's SNP report.
+#[derive(Debug, Clone)]
+pub struct ExpectedReport {
+    /// The launch digest the owner computed.
+    pub measurement: [u8; 48],
+    /// The nonce given to the guest as report data.
+    pub report_data: [u8; 64],
+    /// The host data the launch was given.
+    pub host_data: [u8; 32],
+    /// The launch policy.
+    pub policy: GuestPolicy,
+    /// The digest of the ID key that signed the ID block.
+    pub id_key_digest: [u8; 48],
+}
+
+/// Checks a report the demo guest printed: its signature by `vcek`, then
+/// every field the owner knows; the first mismatch is the error, named.
+pub fn check_report(
+    bytes: &[u8],
+    vcek: &p384::ecdsa::VerifyingKey,
+    want: &ExpectedReport,
+) -> Result<AttestationReport> {
+    let report = AttestationReport::decode(bytes).context("decoding the guest's report")?;
+    report
+        .verify_signature(vcek)
+        .context("the report's signature does not verify with the platform's VCEK")?;
+    let field = |name: &str, got: &[u8], want: &[u8]| -> Result<()> {
+        if got != want {
+            bail!(
+                "report {name} is {}, expected {}",
+                hex::encode(got),
+                hex::encode(want)
+            );
+        }
+        Ok(())
+    };
+    field("MEASUREMENT", &report.measurement, &want.measurement)?;
+    field("REPORT_DATA", &report.report_data, &want.report_data)?;
+    field("HOST_DATA", &report.host_data, &want.host_data)?;
+    field("ID_KEY_DIGEST", &report.id_key_digest, &want.id_key_digest)?;
+    if report.policy != want.policy {
+        bail!(
+            "report POLICY is {:#x}, expected {:#x}",
+            report.policy.bits(),
+            want.policy.bits()
+        );
+    }
+    if report.vmpl != 0 {
+        bail!("report VMPL is {}, expected 0", report.vmpl);
+    }
+    Ok(report)
+}
+
+/// The SNP demo: the owner gives the demo firmware a fresh nonce as report
+/// data (part of the image, so of the measurement), computes the launch
+/// digest (one vCPU of [`ES_CPU_MODEL`]), signs an ID block for it with a
+/// fresh ID key, and `sevm` launches the guest with it and fresh host
+/// data; the firmware checks the block at SNP_LAUNCH_FINISH (at `cont`)
+/// and refuses to run a guest whose measurement differs. The guest prints
+/// its mode, its secrets page and CPUID page through the GHCB, then asks
+/// the firmware for an attestation report over its launch and prints it;
+/// the owner checks the report's signature with the platform's VCEK and
+/// its measurement, report data, host data, ID key and policy. Guest-owner
+/// secrets reach an SNP guest after attestation, not by injection, so none
+/// is injected here.
 pub fn run_snp(platform: Option<PathBuf>, sevm: Option<PathBuf>) -> Result<()> {
     let platform = match platform {
         Some(p) => p,
@@ -267,7 +348,23 @@ pub fn run_snp(platform: Option<PathBuf>, sevm: Option<PathBuf>) -> Result<()> {
             started.elapsed().as_secs_f64() * 1e3
         );
     };
-    let image = io::read_file_max(&prepared.firmware, 16 << 20)?;
+    let work = temp_dir()?;
+    let mut image = io::read_file_max(&prepared.firmware, 16 << 20)?;
+    let mut nonce = [0u8; 64];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+    let mut host_data = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut host_data);
+    sevm_demo::set_report_data(&mut image, &nonce)
+        .context("giving the demo firmware its report data")?;
+    let firmware = work.path().join("demo-snp.fd");
+    io::write_atomic(&firmware, &image, 0o600)?;
+    step(
+        "report-data",
+        &format!(
+            "a fresh nonce for the guest's report: {}",
+            hex::encode(nonce)
+        ),
+    );
     let model = VcpuModel::by_name(ES_CPU_MODEL)
         .with_context(|| format!("unknown vCPU model {ES_CPU_MODEL}"))?;
     let snp_launch = SnpLaunch {
@@ -294,11 +391,10 @@ pub fn run_snp(platform: Option<PathBuf>, sevm: Option<PathBuf>) -> Result<()> {
             hex::encode(auth.id_key_digest())
         ),
     );
-    let work = temp_dir()?;
     let socket = work.path().join("qmp.sock");
     let args = vec![
         "-bios".to_owned(),
-        prepared.firmware.display().to_string(),
+        firmware.display().to_string(),
         "-m".to_owned(),
         "16".to_owned(),
         "-cpu".to_owned(),
@@ -307,10 +403,11 @@ pub fn run_snp(platform: Option<PathBuf>, sevm: Option<PathBuf>) -> Result<()> {
         "q35,memory-encryption=snp0".to_owned(),
         "-object".to_owned(),
         format!(
-            "sev-snp-guest,id=snp0,sev-device=emulated:{},id-block={},id-auth={}",
+            "sev-snp-guest,id=snp0,sev-device=emulated:{},id-block={},id-auth={},host-data={}",
             platform.display(),
             io::b64_encode(&block.encode()),
-            io::b64_encode(&auth.encode())
+            io::b64_encode(&auth.encode()),
+            io::b64_encode(&host_data)
         ),
         "-nographic".to_owned(),
         "-S".to_owned(),
@@ -364,9 +461,153 @@ pub fn run_snp(platform: Option<PathBuf>, sevm: Option<PathBuf>) -> Result<()> {
     if !output.contains("mode: sev-snp") {
         bail!("the guest did not run as an SNP guest");
     }
+    let bytes = printed_report(&output)?;
+    let b = EmulatedPlatform::open(&platform).map_err(PlatformError::from)?;
+    let decoded = AttestationReport::decode(&bytes).context("decoding the guest's report")?;
+    let product = decoded
+        .product()
+        .context("the report does not name its product")?;
+    let tcb = decoded
+        .reported_tcb(product)
+        .context("the report's REPORTED_TCB")?;
+    let vcek = b
+        .firmware()
+        .snp_vcek_public(Some(tcb))
+        .context("the platform's VCEK for the reported TCB")?;
+    let want = ExpectedReport {
+        measurement: digest,
+        report_data: nonce,
+        host_data,
+        policy: GuestPolicy::QEMU_DEFAULT,
+        id_key_digest: auth.id_key_digest(),
+    };
+    let report = check_report(&bytes, &vcek, &want)?;
+    step(
+        "report",
+        &format!(
+            "report version {} signed by the platform's VCEK; measurement, report data (nonce), host data, ID key and policy as launched",
+            report.version
+        ),
+    );
     println!(
-        "SNP launch of the demo guest with a verified ID block: {:.1} ms end to end",
+        "verdict: OK, the SNP demo guest attested its launch: {:.1} ms end to end",
         started.elapsed().as_secs_f64() * 1e3
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sev_proto::snp::report::{
+        Cpuid, FirmwareVersion, MitigationVectors, ReportSignature, ReportSigner,
+    };
+
+    fn report() -> AttestationReport {
+        let version = FirmwareVersion {
+            major: 1,
+            minor: 55,
+            build: 21,
+        };
+        AttestationReport {
+            version: 5,
+            guest_svn: 0,
+            policy: GuestPolicy::QEMU_DEFAULT,
+            family_id: [0; 16],
+            image_id: [0; 16],
+            vmpl: 0,
+            signature_algo: 1,
+            current_tcb: 0x7308_0000_0000_0003,
+            platform_info: 1,
+            author_key_en: false,
+            mask_chip_key: false,
+            signing_key: ReportSigner::Vcek,
+            report_data: [0x5D; 64],
+            measurement: [0x5A; 48],
+            host_data: [0x40; 32],
+            id_key_digest: [0x1D; 48],
+            author_key_digest: [0; 48],
+            report_id: [0x1E; 32],
+            report_id_ma: [0xFF; 32],
+            reported_tcb: 0x7308_0000_0000_0003,
+            cpuid: Some(Cpuid {
+                family: 0x19,
+                model: 0x11,
+                stepping: 1,
+            }),
+            chip_id: [0xC1; 64],
+            committed_tcb: 0x7308_0000_0000_0003,
+            current_version: version,
+            committed_version: version,
+            launch_tcb: 0x7308_0000_0000_0003,
+            mitigation_vectors: Some(MitigationVectors {
+                launch: 1,
+                current: 3,
+            }),
+            signature: ReportSignature::ZERO,
+        }
+    }
+
+    #[test]
+    fn check_report_verifies_the_signature_and_names_a_differing_field() {
+        let key = p384::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+        let vcek = p384::ecdsa::VerifyingKey::from(&key);
+        let mut r = report();
+        r.sign(&key).unwrap();
+        let bytes = r.encode();
+        let want = ExpectedReport {
+            measurement: [0x5A; 48],
+            report_data: [0x5D; 64],
+            host_data: [0x40; 32],
+            policy: GuestPolicy::QEMU_DEFAULT,
+            id_key_digest: [0x1D; 48],
+        };
+        check_report(&bytes, &vcek, &want).unwrap();
+        // Another key, or a changed byte: the signature fails.
+        let other = p384::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+        let e = check_report(&bytes, &p384::ecdsa::VerifyingKey::from(&other), &want)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("signature"), "{e}");
+        let mut changed = bytes;
+        changed[0x50] ^= 1;
+        assert!(check_report(&changed, &vcek, &want).is_err());
+        // Each expectation that differs is named.
+        type Change = fn(&mut ExpectedReport);
+        let cases: [(&str, Change); 5] = [
+            ("MEASUREMENT", |w| w.measurement[0] ^= 1),
+            ("REPORT_DATA", |w| w.report_data[63] ^= 1),
+            ("HOST_DATA", |w| w.host_data[0] ^= 1),
+            ("ID_KEY_DIGEST", |w| w.id_key_digest[0] ^= 1),
+            ("POLICY", |w| {
+                w.policy = GuestPolicy::new(0x3_0000 | 1 << 19).unwrap()
+            }),
+        ];
+        for (field, change) in cases {
+            let mut w = want.clone();
+            change(&mut w);
+            let e = check_report(&bytes, &vcek, &w).unwrap_err().to_string();
+            assert!(e.contains(field), "{field}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_printed_report_is_read_back_or_its_error_named() {
+        let out = "mode: sev-snp\nsnp report: certificate table entries: 0\n\
+                   snp report: 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n\
+                   snp report: ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100\n\
+                   snp report: end\nsecret table: 0 entries\n";
+        let bytes = printed_report(out).unwrap();
+        assert_eq!(bytes.len(), 64);
+        assert_eq!(bytes[..2], [0x00, 0x11]);
+        assert_eq!(bytes[63], 0x00);
+        let e = printed_report("snp report error: the response failed authentication\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the response failed authentication"), "{e}");
+        let e = printed_report("snp report: 0011\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no complete report"), "{e}");
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod demo;
 pub mod id_block;
+pub mod kds;
 pub mod owner;
 pub mod platform;
 pub mod snp;

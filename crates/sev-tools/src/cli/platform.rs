@@ -100,6 +100,12 @@ enum Cmd {
     Reset,
     /// The chip id (GET_ID).
     Id,
+    /// SNP: the emulated platform's VCEK chain as files.
+    #[command(subcommand)]
+    Snp(super::kds::SnpPlatformCmd),
+    /// The emulated key distribution service: serve the VCEK chain over HTTP, revoke the ASK.
+    #[command(subcommand)]
+    Kds(super::kds::KdsCmd),
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +125,10 @@ struct InitArgs {
     /// Milan, Genoa or Turin.
     #[arg(long, value_name = "PRODUCT", default_value = "Genoa")]
     product: Product,
+    /// Export the CEK without the ASK's signature, as real firmware does: owners then fetch the
+    /// signed CEK from a key server (`sev-owner verify --fetch-cek`).
+    #[arg(long)]
+    unsigned_cek: bool,
 }
 
 fn parse_api(text: &str) -> Result<ApiVersion, String> {
@@ -178,6 +188,12 @@ fn emulated_dir(cli: &Cli) -> Result<Option<PathBuf>> {
     }
 }
 
+/// The emulated platform of `snp certs` and `kds`: `--emulated`'s directory,
+/// else the default one (AMD hardware has AMD's key server).
+fn kds_dir(cli: &Cli) -> Result<PathBuf> {
+    emulated_dir(cli)?.map_or_else(default_emulated_dir, Ok)
+}
+
 fn backend(cli: &Cli) -> Result<Box<dyn PlatformManagement>> {
     match emulated_dir(cli)? {
         Some(dir) => Ok(Box::new(
@@ -212,6 +228,10 @@ fn run(cli: Cli) -> Result<()> {
             oca_key,
             out,
         } => sign_csr(&cli, csr, oca_cert, oca_key, out),
+        Cmd::Snp(super::kds::SnpPlatformCmd::Certs(a)) => {
+            super::kds::snp_certs(cli.json, &kds_dir(&cli)?, a)
+        }
+        Cmd::Kds(cmd) => super::kds::kds(cli.json, kds_dir(&cli)?, cmd),
         _ => {
             let b = backend(&cli)?;
             platform_cmd(&cli, b.as_ref())
@@ -232,6 +252,7 @@ fn init(cli: &Cli, a: &InitArgs) -> Result<()> {
             product: a.product,
             ..SnpOptions::default()
         },
+        unsigned_cek: a.unsigned_cek,
         ..CreateOptions::default()
     };
     let created = EmulatedPlatform::create(&dir, options).map_err(PlatformError::from)?;
@@ -333,7 +354,7 @@ fn platform_cmd(cli: &Cli, b: &dyn PlatformManagement) -> Result<()> {
                 &format!("{}\n", hex::encode(&id)),
             );
         }
-        Cmd::Init(_) | Cmd::OcaGen { .. } | Cmd::SignCsr { .. } => {}
+        Cmd::Init(_) | Cmd::OcaGen { .. } | Cmd::SignCsr { .. } | Cmd::Snp(_) | Cmd::Kds(_) => {}
     }
     Ok(())
 }

@@ -12,8 +12,10 @@
 //!
 //! [`msr`] and [`page`] are the protocol's encodings as plain functions;
 //! [`GhcbHost`] decides what to answer; [`GhcbPlatform`] is what it needs
-//! from the guest's platform (the shared GHCB page, page-state changes).
+//! from the guest's platform (the shared GHCB page, page-state changes,
+//! the firmware's guest requests, [`guest_request`]).
 
+pub mod guest_request;
 pub mod msr;
 pub mod page;
 
@@ -24,6 +26,10 @@ use std::sync::{Arc, PoisonError, RwLock};
 use sevm_memory::{Gpa, GuestRam};
 
 use crate::devices::{IoAction, IoBus};
+use guest_request::{
+    CertTableProvider, GuestRequestHost, NoCertificates, RateLimiter, EXIT_EXT_GUEST_REQUEST,
+    EXIT_GUEST_REQUEST,
+};
 use msr::{CpuidReg, PageState, Request};
 use page::{Ghcb, GHCB_LEN};
 use sev_firmware::snp::SnpGuestContext;
@@ -90,6 +96,21 @@ pub trait GhcbPlatform: Send + Sync + fmt::Debug {
     fn write_ghcb(&self, gpa: u64, page: &[u8; GHCB_LEN]) -> Result<(), PlatformError>;
     /// Changes the state of the page at `gpa` as the guest asked (SNP).
     fn page_state_change(&self, gpa: u64, to: PageState) -> Result<(), PlatformError>;
+    /// Runs the firmware's SNP_GUEST_REQUEST on the guest's `request` page
+    /// (docs/snp.md#guest-requests): `Ok(0)` with the `response` page
+    /// filled, `Ok(status)` for a firmware error status (no response), or
+    /// an error when the command could not be issued. Platforms without
+    /// SNP firmware refuse.
+    fn guest_request(
+        &self,
+        request: &[u8; GHCB_LEN],
+        response: &mut [u8; GHCB_LEN],
+    ) -> Result<u32, PlatformError> {
+        let _ = (request, response);
+        Err(PlatformError(
+            "this platform has no SNP firmware for guest requests".into(),
+        ))
+    }
 }
 
 /// The GHCB platform of an SEV or SEV-ES guest on the emulated platform:
@@ -164,6 +185,24 @@ impl GhcbPlatform for SnpGhcbPlatform {
             .snp_page_state_change(gpa, 1, to == PageState::Private)
             .map_err(|e| PlatformError(sev_firmware::error_chain(&e)))
     }
+
+    fn guest_request(
+        &self,
+        request: &[u8; GHCB_LEN],
+        response: &mut [u8; GHCB_LEN],
+    ) -> Result<u32, PlatformError> {
+        match self.guest.snp_guest_request(request) {
+            Ok(page) => {
+                response.copy_from_slice(&page[..]);
+                Ok(0)
+            }
+            Err(e) => match e.status() {
+                // The firmware's refusal goes to the guest as FW_ERROR.
+                Some(status) if status.code() != 0 => Ok(status.code()),
+                _ => Err(PlatformError(sev_firmware::error_chain(&e))),
+            },
+        }
+    }
 }
 
 /// One CPUID leaf (sub-leaf 0) as the vCPU sees it.
@@ -225,6 +264,8 @@ pub struct GhcbHost {
     mode: SevMode,
     c_bit: u8,
     platform: RwLock<Arc<dyn GhcbPlatform>>,
+    certs: RwLock<Arc<dyn CertTableProvider>>,
+    limiter: RateLimiter,
     page_exits: AtomicU64,
     port_writes: AtomicU64,
 }
@@ -261,6 +302,8 @@ impl GhcbHost {
             mode,
             c_bit,
             platform: RwLock::new(platform),
+            certs: RwLock::new(Arc::new(NoCertificates)),
+            limiter: RateLimiter::default(),
             page_exits: AtomicU64::new(0),
             port_writes: AtomicU64::new(0),
         }
@@ -288,6 +331,19 @@ impl GhcbHost {
             .platform
             .write()
             .unwrap_or_else(PoisonError::into_inner) = platform;
+    }
+
+    /// Sets where extended guest requests take their certificate table
+    /// from (by default none: the empty table).
+    pub fn set_cert_provider(&self, certs: Arc<dyn CertTableProvider>) {
+        *self.certs.write().unwrap_or_else(PoisonError::into_inner) = certs;
+    }
+
+    /// Replaces the guest-request rate limit (the default is
+    /// [`RateLimiter::default`]).
+    pub fn with_rate_limit(mut self, limiter: RateLimiter) -> Self {
+        self.limiter = limiter;
+        self
     }
 
     fn platform(&self) -> Arc<dyn GhcbPlatform> {
@@ -380,7 +436,21 @@ impl GhcbHost {
         if let Err(e) = platform.read_ghcb(gpa, &mut ghcb.0) {
             return Outcome::Terminate(format!("cannot read the guest's GHCB at {gpa:#x}: {e}"));
         }
-        let outcome = handle_exit(&mut ghcb, gpa, &vcpu.cpuid, bus, &self.port_writes);
+        let code = ghcb.valid(page::SW_EXIT_CODE);
+        let outcome = match code {
+            Some(code @ (EXIT_GUEST_REQUEST | EXIT_EXT_GUEST_REQUEST))
+                if self.mode == SevMode::Snp =>
+            {
+                let certs = Arc::clone(&self.certs.read().unwrap_or_else(PoisonError::into_inner));
+                let host = GuestRequestHost {
+                    platform: &*platform,
+                    limiter: &self.limiter,
+                    certs: &*certs,
+                };
+                guest_request::handle(&mut ghcb, code, &host)
+            }
+            _ => handle_exit(&mut ghcb, gpa, &vcpu.cpuid, bus, &self.port_writes),
+        };
         if let Err(e) = platform.write_ghcb(gpa, &ghcb.0) {
             return Outcome::Terminate(format!("cannot write the guest's GHCB at {gpa:#x}: {e}"));
         }
