@@ -18,11 +18,14 @@ pub const KVM_MEMORY_ENCRYPT_UNREG_REGION: u32 = 0x8010_AEBC;
 
 /// The `ioctl` requests the supervisor sees (whatever the descriptor; it lets
 /// the kernel answer those on descriptors it does not emulate).
-pub const ROUTED_IOCTLS: [u32; 4] = [
+pub const ROUTED_IOCTLS: [u32; 7] = [
     SEV_ISSUE_CMD,
     KVM_MEMORY_ENCRYPT_OP,
     KVM_MEMORY_ENCRYPT_REG_REGION,
     KVM_MEMORY_ENCRYPT_UNREG_REGION,
+    crate::devsevguest::SNP_GET_REPORT,
+    crate::devsevguest::SNP_GET_DERIVED_KEY,
+    crate::devsevguest::SNP_GET_EXT_REPORT,
 ];
 
 /// `AUDIT_ARCH_X86_64` (include/uapi/linux/audit.h).

@@ -7,12 +7,17 @@
 //! * [`supervisor`]: starts the program under the filter and answers the
 //!   notifications; other modules plug in through [`supervisor::Handler`].
 //! * [`devsev`]: `SEV_ISSUE_CMD` on `/dev/sev`, as Linux's driver serves it.
+//! * [`devsevguest`]: `/dev/sev-guest`'s report and key requests, as Linux's
+//!   SEV guest driver serves them, for an emulated SNP guest that
+//!   [`guestlaunch`] launches on the emulated platform.
 //!
 //! All `unsafe` code is in the private `sys` module.
 
 #![deny(unsafe_code)]
 
 pub mod devsev;
+pub mod devsevguest;
 pub mod filter;
+pub mod guestlaunch;
 pub mod supervisor;
 mod sys;
