@@ -1,9 +1,11 @@
 //! Unmodified snpguest (crates.io) under `sev-emulate --snp-guest`: its
 //! report, derived key, extended report's certificates and the verification
 //! of that report against the emulated chain as `sev-platform snp certs`
-//! writes it (docs/guide/sev-emulate.md#dev-sev-guest). The report's
-//! measurement is the owner's (`sev-owner measure --mode snp`, and
-//! sev-snp-measure when installed) for the launch inputs.
+//! writes it: the emulated issuer's ARK, ASK and VCEK for the reported TCB
+//! (docs/guide/sev-emulate.md#dev-sev-guest). The report's measurement is
+//! the owner's for the launch inputs (`sev_proto::snp::snp_launch_digest`,
+//! which `sev-owner measure --mode snp` computes, and sev-snp-measure when
+//! installed).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,11 +14,12 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use sev_firmware::emulated::EmulatedPlatform;
+use sev_proto::snp::cert::Certificate;
 use sev_proto::snp::AttestationReport;
 use sev_proto::vmsa::{SevFeatures, VcpuModel, VmmType, VmsaConfig};
 use sev_psp::{CreateOptions, Platform};
-use sev_tools::kds::{export_certs, CertFormat, TcbChoice};
-use sev_tools::measure::{snp_launch_digest, SnpInputs};
+use sev_proto::snp::chain::VekKind;
+use sev_proto::snp::kds::KdsRequest;
 
 const LAUNCHER: &str = env!("CARGO_BIN_EXE_sev-emulate");
 const HINT: &str = "CI installs it (.ci/run); locally: PATH=/root/.cache/sevm-ci/cargo/bin:/root/.cache/sevm-ci/venv/bin:$PATH";
@@ -123,17 +126,57 @@ fn under_launcher(s: &Setup, vcpus: u32, snpguest: &Path, script: &str) -> Outpu
 
 fn owner_measurement(s: &Setup, vcpus: u32) -> [u8; 48] {
     let model = VcpuModel::by_name("EPYC-v4").unwrap();
-    snp_launch_digest(&SnpInputs {
-        firmware: s.firmware.clone(),
-        kernel: None,
-        initrd: None,
-        cmdline: None,
+    let image = std::fs::read(&s.firmware).unwrap();
+    let launch = sev_proto::snp::SnpLaunch {
         ovmf_hash: None,
+        kernel_hashes: None,
         vcpus,
         vmsa: VmsaConfig::new(VmmType::Qemu, model.signature(), SevFeatures::SNP_ACTIVE),
-    })
-    .unwrap()
-    .launch_digest
+    };
+    *sev_proto::snp::snp_launch_digest(&image, &launch)
+        .unwrap()
+        .bytes()
+}
+
+fn pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap());
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// Writes the emulated chain (ark.pem, ask.pem, vcek.pem for the reported
+/// TCB) into `out` from the platform's issuer, as `sev-platform snp certs
+/// --format pem` does.
+fn export_chain(platform: &Path, out: &Path) {
+    let plat = EmulatedPlatform::open(platform).unwrap();
+    let fw = plat.firmware();
+    let req = fw.kds_vcek_request(None).unwrap();
+    let KdsRequest::Vcek { product, .. } = req else {
+        panic!("{req}");
+    };
+    let vcek = fw.kds_object(&req).unwrap().bytes;
+    let chain = fw
+        .kds_object(&KdsRequest::CertChain {
+            product,
+            kind: VekKind::Vcek,
+        })
+        .unwrap()
+        .bytes;
+    let certs = Certificate::from_pem_chain(&chain).unwrap();
+    std::fs::create_dir(out).unwrap();
+    for (name, der) in [
+        ("vcek", &vcek[..]),
+        ("ask", certs[0].der()),
+        ("ark", certs[1].der()),
+    ] {
+        std::fs::write(out.join(format!("{name}.pem")), pem(der)).unwrap();
+    }
 }
 
 #[test]
@@ -145,10 +188,7 @@ fn snpguest_reports_keys_certificates_and_verifies_under_the_launcher() {
     let s = setup();
     // The chain as `sev-platform snp certs` writes it.
     let chain = s.dir.join("chain");
-    {
-        let plat = EmulatedPlatform::open(&s.platform).unwrap();
-        export_certs(&plat, &chain, TcbChoice::Reported, CertFormat::Pem).unwrap();
-    }
+    export_chain(&s.platform, &chain);
     let script = r#"set -e
 "$SNPGUEST" report report.bin request.bin --random
 "$SNPGUEST" key key.bin vcek
@@ -196,9 +236,17 @@ fn snpguest_reports_keys_certificates_and_verifies_under_the_launcher() {
 
     // The extended report's certificates are the exported chain.
     for name in ["vcek.pem", "ask.pem", "ark.pem"] {
-        let got = std::fs::read_to_string(s.dir.join("certs").join(name)).unwrap();
-        let want = std::fs::read_to_string(chain.join(name)).unwrap();
-        assert_eq!(got.trim(), want.trim(), "{name}");
+        let der = |path: PathBuf| {
+            Certificate::from_der_or_pem(&std::fs::read(path).unwrap())
+                .unwrap()
+                .der()
+                .to_vec()
+        };
+        assert_eq!(
+            der(s.dir.join("certs").join(name)),
+            der(chain.join(name)),
+            "{name}"
+        );
     }
 }
 
