@@ -214,7 +214,7 @@ fn snpguest_reports_keys_certificates_and_verifies_under_the_launcher() {
     let request = std::fs::read(s.dir.join("request.bin")).unwrap();
     assert_eq!(&report.report_data[..], &request[..]);
     assert_eq!(report.vmpl, 1);
-    assert_eq!(report.policy, 0x30000);
+    assert_eq!(report.policy.bits(), 0x30000);
 
     // sev-snp-measure agrees, when installed.
     if let Some(measure) = sevm_testutil::peer_tool(TEST, "sev-snp-measure", "--help", HINT) {
