@@ -301,3 +301,98 @@ fn a_bad_snp_guest_spec_is_refused_before_the_program_runs() {
         assert!(!s.dir.join("ran").exists(), "{bad}");
     }
 }
+
+/// A client of the ioctls in Python (ctypes buffers and libc's `ioctl`): the report, the extended report's length protocol,
+/// a bad pointer. Prints one `key=value` line per outcome.
+const PY_CLIENT: &str = r#"
+import ctypes, os, struct
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+fd = os.open("/dev/sev-guest", os.O_RDONLY)
+def call(nr, version, req, resp):
+    arg = ctypes.create_string_buffer(
+        struct.pack("<B7xQQQ", version, req, resp, 0x5a), 32)
+    rc = 0
+    if libc.ioctl(fd, nr, ctypes.addressof(arg)) != 0:
+        rc = ctypes.get_errno()
+    return rc, struct.unpack_from("<Q", arg.raw, 24)[0]
+req = ctypes.create_string_buffer(bytes([0x11] * 64) + struct.pack("<I", 0) + bytes(28), 96)
+resp = ctypes.create_string_buffer(4000)
+rc, info = call(0xC0205300, 1, ctypes.addressof(req), ctypes.addressof(resp))
+print("report=%d exitinfo2=%#x" % (rc, info))
+open("report.bin", "wb").write(resp.raw[32:32 + 1184])
+ext = ctypes.create_string_buffer(req.raw + struct.pack("<QI4x", 0, 0), 112)
+rc, info = call(0xC0205302, 1, ctypes.addressof(ext), ctypes.addressof(resp))
+need = struct.unpack_from("<I", ext.raw, 104)[0]
+print("ext_nobuf=%d exitinfo2=%#x need=%d" % (rc, info, need))
+certs = ctypes.create_string_buffer(need)
+struct.pack_into("<QI", ext, 96, ctypes.addressof(certs), need)
+rc, info = call(0xC0205302, 1, ctypes.addressof(ext), ctypes.addressof(resp))
+print("ext=%d exitinfo2=%#x" % (rc, info))
+open("certs.bin", "wb").write(certs.raw)
+rc, info = call(0xC0205300, 1, 8, ctypes.addressof(resp))
+print("badptr=%d exitinfo2=%#x" % (rc, info))
+rc, info = call(0xC0205300, 0, ctypes.addressof(req), ctypes.addressof(resp))
+print("version0=%d exitinfo2=%#x" % (rc, info))
+"#;
+
+/// The ioctls through the real seccomp path from another language's
+/// program, and the measurement against sev-snp-measure.
+#[test]
+fn a_python_client_gets_reports_and_certificates_through_the_launcher() {
+    const TEST: &str = "a_python_client_gets_reports_and_certificates_through_the_launcher";
+    let Some(python) = sevm_testutil::peer_tool(TEST, "python3", "--version", HINT) else {
+        return;
+    };
+    let s = setup();
+    let mut cmd = Command::new(LAUNCHER);
+    cmd.args(["--platform", p(&s.platform), "--snp-guest", &spec(&s, 2)])
+        .arg("--")
+        .arg(&python)
+        .args(["-c", PY_CLIENT])
+        .current_dir(&s.dir);
+    let o = run(cmd);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let pages = |n: usize| n.div_ceil(4096) * 4096;
+    let certs = std::fs::read(s.dir.join("certs.bin")).unwrap();
+    let need = certs.len();
+    assert_eq!(need, pages(need));
+    for line in [
+        "report=0 exitinfo2=0x5a".to_owned(),
+        format!("ext_nobuf={} exitinfo2=0x100000000 need={need}", libc::EIO),
+        "ext=0 exitinfo2=0x5a".to_owned(),
+        format!("badptr={} exitinfo2=0xffffffffffffffff", libc::EFAULT),
+        format!("version0={} exitinfo2=0x5a", libc::EINVAL),
+    ] {
+        assert!(t.lines().any(|l| l == line), "no {line:?} in:\n{t}");
+    }
+    let report =
+        AttestationReport::decode(&std::fs::read(s.dir.join("report.bin")).unwrap()).unwrap();
+    let expected = owner_measurement(&s, 2);
+    assert_eq!(report.measurement, expected);
+    assert_eq!(report.report_data, [0x11; 64]);
+    assert_eq!(report.host_data, HOST_DATA);
+    let entries = sev_proto::snp::cert_table::decode(&certs).unwrap();
+    let vcek = entries
+        .iter()
+        .find(|e| e.guid == sev_proto::snp::cert_table::guid::VCEK)
+        .unwrap();
+    let key = Certificate::from_der(&vcek.data)
+        .unwrap()
+        .p384_public_key()
+        .unwrap();
+    report.verify_signature(&key).unwrap();
+
+    if let Some(measure) = sevm_testutil::peer_tool(TEST, "sev-snp-measure", "--help", HINT) {
+        let mut cmd = Command::new(measure);
+        cmd.args(["--mode", "snp", "--vcpus", "2", "--vcpu-type", "EPYC-v4", "--ovmf"])
+            .arg(&s.firmware);
+        let o = run(cmd);
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            hex::encode(expected)
+        );
+    }
+}
