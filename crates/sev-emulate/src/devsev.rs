@@ -775,4 +775,91 @@ mod tests {
         assert_eq!(s.state, PlatformState::Init);
         assert!(s.es_enabled);
     }
+
+    /// Random commands with random structures, lengths and pointers (into
+    /// the mapped range, at its edges and outside it): every answer is one
+    /// the driver gives, nothing panics, and the structure is written back
+    /// only for known commands.
+    #[test]
+    fn random_calls_get_driver_answers() {
+        use rand::{Rng, SeedableRng};
+        let (_t, p) = platform();
+        let m = Mem::new();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let ptrs = [
+            0u64,
+            8,
+            BASE - 4,
+            BASE,
+            DATA,
+            BUF,
+            BUF2,
+            BASE + 0x8000 - 12,
+            BASE + 0x8000,
+            u64::MAX - 7,
+        ];
+        let lens = [
+            0u32,
+            1,
+            16,
+            63,
+            64,
+            65,
+            CERT_LEN - 1,
+            CERT_LEN,
+            CHAIN_LEN,
+            0x4000,
+            0x4001,
+            MAX_KMALLOC + 1,
+            u32::MAX,
+        ];
+        for _ in 0..250 {
+            let id = if rng.gen_bool(0.9) {
+                rng.gen_range(0..14)
+            } else {
+                rng.gen()
+            };
+            let data = ptrs[rng.gen_range(0..ptrs.len())];
+            let mut fields = [0u8; 64];
+            rng.fill(&mut fields[..]);
+            for at in [0usize, 12] {
+                fields[at..at + 8]
+                    .copy_from_slice(&ptrs[rng.gen_range(0..ptrs.len())].to_le_bytes());
+            }
+            for at in [8usize, 20] {
+                fields[at..at + 4]
+                    .copy_from_slice(&lens[rng.gen_range(0..lens.len())].to_le_bytes());
+            }
+            m.put(DATA, &fields);
+            m.cmd(id, data);
+            let writable = rng.gen_bool(0.7);
+            let r = issue_cmd(&p, &m, ARG, writable);
+            if let Err(e) = r {
+                assert!(
+                    [
+                        libc::EINVAL,
+                        libc::EFAULT,
+                        libc::EIO,
+                        libc::EPERM,
+                        libc::ENOMEM,
+                        libc::EBUSY
+                    ]
+                    .contains(&e),
+                    "cmd {id}: errno {e}"
+                );
+                if e == libc::EIO {
+                    assert_ne!(m.error(), 0xAAAA_AAAA, "cmd {id}: EIO without a status");
+                }
+            } else {
+                assert_eq!(m.error(), 0, "cmd {id}");
+            }
+            if id > cmd::SNP_VLEK_LOAD {
+                assert_eq!(r, Err(libc::EINVAL));
+                assert_eq!(m.error(), 0xAAAA_AAAA);
+            }
+        }
+        // Still a working platform.
+        m.cmd(cmd::PLATFORM_STATUS, DATA);
+        issue_cmd(&p, &m, ARG, false).unwrap();
+    }
 }

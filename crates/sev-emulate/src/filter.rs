@@ -1,7 +1,7 @@
 //! The seccomp filter the launched program runs under.
 //!
-//! The filter sends the supervisor only the system calls it serves: `open`
-//! and `openat` (to catch `/dev/sev`) and `ioctl` with one of the
+//! The filter sends the supervisor only the system calls it serves: `open`,
+//! `openat` and `openat2` (to catch `/dev/sev`) and `ioctl` with one of the
 //! [`ROUTED_IOCTLS`] request numbers. Everything else, and every call of
 //! another ABI (x32, i386), is allowed without a round trip
 //! (docs/guide/sev-emulate.md#how-it-works).
@@ -76,7 +76,7 @@ const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> Insn {
     Insn { code, jt, jf, k }
 }
 
-/// The filter program: x86-64 `open`, `openat` and `ioctl(_, R, _)` for R
+/// The filter program: x86-64 `open`, `openat`, `openat2` and `ioctl(_, R, _)` for R
 /// in [`ROUTED_IOCTLS`] → `SECCOMP_RET_USER_NOTIF`; everything else →
 /// `SECCOMP_RET_ALLOW`.
 pub fn program() -> Vec<Insn> {
@@ -84,9 +84,9 @@ pub fn program() -> Vec<Insn> {
     let nr = |n: libc::c_long| u32::try_from(n).unwrap_or(u32::MAX);
     let routed = ROUTED_IOCTLS.len();
     // Offsets are relative to the next instruction; `allow` is at
-    // 8 + routed, `notify` right after it.
-    let to_allow = |from: usize| u8::try_from(8 + routed - from - 1).unwrap_or(0);
-    let to_notify = |from: usize| u8::try_from(8 + routed - from).unwrap_or(0);
+    // 9 + routed, `notify` right after it.
+    let to_allow = |from: usize| u8::try_from(9 + routed - from - 1).unwrap_or(0);
+    let to_notify = |from: usize| u8::try_from(9 + routed - from).unwrap_or(0);
     let mut p = vec![
         // 0: not x86-64 → allow.
         stmt(BPF_LD_W_ABS, OFF_ARCH),
@@ -94,17 +94,18 @@ pub fn program() -> Vec<Insn> {
         // 2: x32 numbers → allow.
         stmt(BPF_LD_W_ABS, OFF_NR),
         jump(BPF_JMP_JGE_K, X32_SYSCALL_BIT, to_allow(3), 0),
-        // 4: open / openat → notify.
+        // 4: open / openat / openat2 → notify.
         jump(BPF_JMP_JEQ_K, nr(libc::SYS_open), to_notify(4), 0),
         jump(BPF_JMP_JEQ_K, nr(libc::SYS_openat), to_notify(5), 0),
-        // 6: ioctl with a routed request → notify.
-        jump(BPF_JMP_JEQ_K, nr(libc::SYS_ioctl), 0, to_allow(6)),
+        jump(BPF_JMP_JEQ_K, nr(libc::SYS_openat2), to_notify(6), 0),
+        // 7: ioctl with a routed request → notify.
+        jump(BPF_JMP_JEQ_K, nr(libc::SYS_ioctl), 0, to_allow(7)),
         stmt(BPF_LD_W_ABS, OFF_ARG1_LO),
     ];
     for (i, r) in ROUTED_IOCTLS.iter().enumerate() {
-        p.push(jump(BPF_JMP_JEQ_K, *r, to_notify(8 + i), 0));
+        p.push(jump(BPF_JMP_JEQ_K, *r, to_notify(9 + i), 0));
     }
-    // 8 + routed: allow; then notify.
+    // 9 + routed: allow; then notify.
     p.push(stmt(BPF_RET_K, RET_ALLOW));
     p.push(stmt(BPF_RET_K, notify));
     p
@@ -143,6 +144,40 @@ mod tests {
         }
     }
 
+    /// The request numbers are the uapi headers' `_IOWR`/`_IOR` encodings,
+    /// and the same as sev-host's (which issues them on hardware).
+    #[test]
+    fn routed_numbers_are_the_kernels() {
+        let ioc = |dir: u32, ty: u32, nr: u32, size: u32| dir << 30 | size << 16 | ty << 8 | nr;
+        assert_eq!(SEV_ISSUE_CMD, ioc(3, u32::from(b'S'), 0, 16));
+        assert_eq!(KVM_MEMORY_ENCRYPT_OP, ioc(3, 0xAE, 0xBA, 8));
+        assert_eq!(KVM_MEMORY_ENCRYPT_REG_REGION, ioc(2, 0xAE, 0xBB, 16));
+        assert_eq!(KVM_MEMORY_ENCRYPT_UNREG_REGION, ioc(2, 0xAE, 0xBC, 16));
+        use sev_host::ioctl as host;
+        assert_eq!(
+            ROUTED_IOCTLS[..4],
+            [
+                host::SEV_ISSUE_CMD,
+                host::KVM_MEMORY_ENCRYPT_OP,
+                host::KVM_MEMORY_ENCRYPT_REG_REGION,
+                host::KVM_MEMORY_ENCRYPT_UNREG_REGION
+            ]
+        );
+        // /dev/sev-guest: _IOWR('S', n, struct snp_guest_request_ioctl), 32 bytes.
+        use crate::devsevguest as g;
+        assert_eq!(
+            ROUTED_IOCTLS[4..],
+            [
+                g::SNP_GET_REPORT,
+                g::SNP_GET_DERIVED_KEY,
+                g::SNP_GET_EXT_REPORT
+            ]
+        );
+        for (nr, r) in ROUTED_IOCTLS[4..].iter().enumerate() {
+            assert_eq!(*r, ioc(3, u32::from(b'S'), nr as u32, 32));
+        }
+    }
+
     #[test]
     fn notifies_only_what_the_supervisor_serves() {
         let p = program();
@@ -167,7 +202,8 @@ mod tests {
             RET_ALLOW
         );
         assert_eq!(run(&p, x86, nr(libc::SYS_read), 0), RET_ALLOW);
-        assert_eq!(run(&p, x86, nr(libc::SYS_openat2), 0), RET_ALLOW);
+        assert_eq!(run(&p, x86, nr(libc::SYS_openat2), 0), n);
+        assert_eq!(run(&p, x86, nr(libc::SYS_close), 0), RET_ALLOW);
         assert_eq!(run(&p, x86, X32_SYSCALL_BIT | 257, 0), RET_ALLOW);
         assert_eq!(run(&p, 0x4000_0003, 5, 0), RET_ALLOW);
     }

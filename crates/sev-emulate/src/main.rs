@@ -108,6 +108,9 @@ fn main() -> ExitCode {
         eprintln!("sev-emulate: error: no command given");
         return ExitCode::from(2);
     };
+    // Dispatch point for other devices: modules serving ioctls on other
+    // descriptors (KVM's SEV ioctls on a VM fd) register with
+    // `supervisor.add_handler(Box::new(...))` here.
     let mut supervisor = Supervisor::new(Arc::clone(platform.firmware()));
     if let Some(d) = sev_guest {
         supervisor.set_sev_guest(d);

@@ -36,13 +36,19 @@ use crate::sys;
 /// The device node the supervisor emulates.
 pub const DEV_SEV: &str = "/dev/sev";
 
-/// Most `/dev/sev` opens the supervisor tracks at once; further opens fail
-/// with ENFILE (docs/guide/sev-emulate.md#limits).
-pub const MAX_OPEN_DEVICES: usize = 4096;
+/// Most `/dev/sev` opens the supervisor tracks in one launch; further opens
+/// fail with ENFILE (docs/guide/sev-emulate.md#limits).
+pub const MAX_OPEN_DEVICES: usize = 65_536;
 
 /// Longest copy from or to the program for one buffer (the largest the
 /// served commands use is far smaller).
 pub const MAX_COPY: usize = 1 << 20;
+
+/// `sizeof(struct open_how)` (`OPEN_HOW_SIZE_VER0`).
+const OPEN_HOW_LEN: u64 = 24;
+
+/// Largest `struct open_how` the kernel accepts.
+const PAGE_LEN: u64 = 4096;
 
 /// `PATH_MAX`, terminating NUL included.
 const PATH_MAX: usize = 4096;
@@ -141,19 +147,22 @@ pub trait Handler: std::fmt::Debug {
     fn ioctl(&mut self, call: &Call<'_>, fd: i32, request: u32, arg: u64) -> Answer;
 }
 
-/// The placeholders handed out, by (device, inode).
+/// The placeholders handed out, by (device, inode). The supervisor keeps no
+/// descriptor of its own: the memfd inode numbers come from the kernel's
+/// increasing inode counter, so an inode handed out is not reused by
+/// another memfd within a launch.
 #[derive(Debug, Default)]
 struct Devices {
-    open: HashMap<(u64, u64), (SevOpen, OwnedFd)>,
-    /// `/dev/sev-guest` opens (with `O_PATH`), served by
+    open: HashMap<(u64, u64), SevOpen>,
+    /// `/dev/sev-guest` opens (whether with `O_PATH`), served by
     /// [`crate::devsevguest`].
-    guest: HashMap<(u64, u64), (bool, OwnedFd)>,
+    guest: HashMap<(u64, u64), bool>,
 }
 
 impl Devices {
     fn lookup(&self, tid: u32, fd: i32) -> Option<SevOpen> {
         let key = sys::fd_identity(tid, fd)?;
-        self.open.get(&key).map(|(d, _)| *d)
+        self.open.get(&key).copied()
     }
 
     /// Whether `fd` is an emulated `/dev/sev-guest` (and opened `O_PATH`).
@@ -162,7 +171,7 @@ impl Devices {
             return None;
         }
         let key = sys::fd_identity(tid, fd)?;
-        self.guest.get(&key).map(|(p, _)| *p)
+        self.guest.get(&key).copied()
     }
 
     fn len(&self) -> usize {
@@ -398,6 +407,24 @@ impl Supervisor {
             libc::SYS_openat => {
                 return self.on_open(listener, n.id, n.pid, Some(a[0] as i32), a[1], a[2]);
             }
+            libc::SYS_openat2 => {
+                // struct open_how: u64 flags, u64 mode, u64 resolve. A size
+                // the kernel refuses, or an unreadable one: its answer.
+                let how = (OPEN_HOW_LEN..=PAGE_LEN)
+                    .contains(&a[3])
+                    .then(|| call.mem.read(a[2], OPEN_HOW_LEN as usize).ok())
+                    .flatten();
+                match how {
+                    Some(h) => {
+                        let flags = h
+                            .get(..8)
+                            .and_then(|b| b.try_into().ok())
+                            .map_or(0, u64::from_le_bytes);
+                        return self.on_open(listener, n.id, n.pid, Some(a[0] as i32), a[1], flags);
+                    }
+                    None => Answer::Continue,
+                }
+            }
             // The kernel reads fd as an int and the request as an unsigned int.
             libc::SYS_ioctl => match (
                 self.sev_guest.as_mut(),
@@ -419,7 +446,8 @@ impl Supervisor {
         respond(listener, n.id, answer)
     }
 
-    /// `open(path, flags)` (`dirfd` None) or `openat(dirfd, path, flags)`.
+    /// `open(path, flags)` (`dirfd` None) or `openat(dirfd, path, flags)`
+    /// (`openat2` with its `open_how.flags`).
     fn on_open(
         &mut self,
         listener: &OwnedFd,
@@ -459,11 +487,20 @@ impl Supervisor {
             writable: acc == libc::O_WRONLY || acc == libc::O_RDWR,
             path_only: flags & libc::O_PATH != 0,
         };
+        // A placeholder that cannot be made: the caller's open fails as
+        // the kernel's would when out of file structures.
         let name = if guest { c"sev-guest" } else { c"sev" };
-        let memfd = sys::memfd(name).map_err(sup("memfd_create"))?;
-        let meta = File::from(memfd.try_clone().map_err(sup("dup"))?)
-            .metadata()
-            .map_err(sup("fstat of a placeholder"))?;
+        let placeholder = sys::memfd(name).and_then(|fd| {
+            let meta = File::from(fd.try_clone()?).metadata()?;
+            Ok((fd, (meta.dev(), meta.ino())))
+        });
+        let (memfd, key) = match placeholder {
+            Ok(p) => p,
+            Err(e) => {
+                log::warn!("cannot make a placeholder: {e}");
+                return respond(listener, id, Answer::Errno(libc::ENFILE));
+            }
+        };
         let cloexec = if flags & libc::O_CLOEXEC != 0 {
             libc::O_CLOEXEC as u32
         } else {
@@ -472,16 +509,12 @@ impl Supervisor {
         match sys::notif_addfd_send(listener, id, &memfd, cloexec) {
             Ok(fd) if guest => {
                 log::debug!("thread {tid}: {DEV_SEV_GUEST} opened as fd {fd}");
-                self.devices
-                    .guest
-                    .insert((meta.dev(), meta.ino()), (dev.path_only, memfd));
+                self.devices.guest.insert(key, dev.path_only);
                 Ok(())
             }
             Ok(fd) => {
                 log::debug!("thread {tid}: {DEV_SEV} opened as fd {fd} ({dev:?})");
-                self.devices
-                    .open
-                    .insert((meta.dev(), meta.ino()), (dev, memfd));
+                self.devices.open.insert(key, dev);
                 Ok(())
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
@@ -671,6 +704,18 @@ mod tests {
         assert_eq!(read_path(me, long.as_ptr() as u64), None);
         // Unmapped.
         assert_eq!(read_path(me, 8), None);
+    }
+
+    /// What `run` does to the program when the supervisor fails.
+    #[test]
+    fn a_failed_supervisor_kills_and_reaps_the_program() {
+        let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+        let start = Instant::now();
+        kill_and_reap(&mut child);
+        assert!(start.elapsed() < REAP_TIMEOUT);
+        let status = child.try_wait().unwrap().expect("reaped");
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert_eq!(exit_code(status), 137);
     }
 
     #[test]

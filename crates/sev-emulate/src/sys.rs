@@ -47,6 +47,14 @@ fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
 /// closes the child's copy. Async-signal-safe: system calls only, no
 /// allocation.
 pub fn install_filter_and_send(prog: &Program, sock: RawFd) -> io::Result<()> {
+    // The launcher blocks the signals it forwards: the program starts with
+    // none blocked.
+    let empty = sigset(&[]);
+    // SAFETY: `empty` is an initialised set; the old mask is not needed.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
     // SAFETY: prctl with integer arguments only.
     check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) }.into())?;
     // SAFETY: prctl with integer arguments only.
@@ -309,7 +317,7 @@ fn sigset(signals: &[i32]) -> libc::sigset_t {
 }
 
 /// Blocks `signals` in this thread and returns a signalfd that reads them.
-/// (`std::process::Command` clears the mask in the child it starts.)
+/// (The child unblocks them in [`install_filter_and_send`].)
 pub fn block_into_signalfd(signals: &[i32]) -> io::Result<OwnedFd> {
     let set = sigset(signals);
     // SAFETY: `set` is initialised; the old mask is not needed.
