@@ -121,7 +121,11 @@ impl SevGuestDevice {
     /// The driver of `guest` (RUNNING), which holds `vmpck0`; extended
     /// reports come with `cert_table` (GHCB format,
     /// `sev_proto::snp::cert_table::encode`).
-    pub fn new(guest: Arc<dyn SnpLaunchCommands>, vmpck0: [u8; VMPCK_LEN], cert_table: Vec<u8>) -> Self {
+    pub fn new(
+        guest: Arc<dyn SnpLaunchCommands>,
+        vmpck0: [u8; VMPCK_LEN],
+        cert_table: Vec<u8>,
+    ) -> Self {
         SevGuestDevice {
             guest,
             vmpck: Some(Zeroizing::new(vmpck0)),
@@ -241,7 +245,12 @@ impl SevGuestDevice {
                 Err(e) => Err(e),
             };
         }
-        let payload = self.send(io, MessageType::REPORT_REQ, &req[..REPORT_REQ_LEN], REPORT_RESP_LEN)?;
+        let payload = self.send(
+            io,
+            MessageType::REPORT_REQ,
+            &req[..REPORT_REQ_LEN],
+            REPORT_RESP_LEN,
+        )?;
         if npages > 0 {
             let mut certs = vec![0u8; certs_len as usize];
             certs[..self.certs.len()].copy_from_slice(&self.certs);
@@ -254,7 +263,9 @@ impl SevGuestDevice {
 
     fn disable(&mut self) {
         if self.vmpck.take().is_some() {
-            log::warn!("{DEV_SEV_GUEST}: a guest request failed: VMPCK0 wiped, no further requests");
+            log::warn!(
+                "{DEV_SEV_GUEST}: a guest request failed: VMPCK0 wiped, no further requests"
+            );
         }
     }
 

@@ -23,8 +23,8 @@ use sev_proto::snp::kds::KdsRequest;
 use sev_proto::snp::measure::metadata_updates;
 use sev_proto::snp::GuestPolicy;
 use sev_proto::vmsa::{CpuSignature, SevFeatures, VcpuModel, VmmType, VmsaConfig};
-use sevm::sev::snp::{cpuid_page, launch_firmware, FinishInputs, FirmwarePlan, SnpLaunch};
 use sevm::memory::{Gpa, GuestRam, RamBacking};
+use sevm::sev::snp::{cpuid_page, launch_firmware, FinishInputs, FirmwarePlan, SnpLaunch};
 
 use crate::devsevguest::SevGuestDevice;
 
@@ -120,7 +120,9 @@ impl GuestSpec {
                     let bytes = hex::decode(value)
                         .ok()
                         .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                        .ok_or_else(|| spec_err(format!("host-data={value:?} is not 64 hex digits")))?;
+                        .ok_or_else(|| {
+                            spec_err(format!("host-data={value:?} is not 64 hex digits"))
+                        })?;
                     spec.host_data = bytes;
                 }
                 "vcpus" => {
@@ -128,7 +130,9 @@ impl GuestSpec {
                     spec.vcpus = u32::try_from(n)
                         .ok()
                         .filter(|n| (1..=MAX_VCPUS).contains(n))
-                        .ok_or_else(|| spec_err(format!("vcpus={value}: expected 1..={MAX_VCPUS}")))?;
+                        .ok_or_else(|| {
+                            spec_err(format!("vcpus={value}: expected 1..={MAX_VCPUS}"))
+                        })?;
                 }
                 "vcpu-type" => {
                     if VcpuModel::by_name(value).is_none() {
@@ -141,7 +145,8 @@ impl GuestSpec {
             }
         }
         spec.firmware = firmware.ok_or_else(|| spec_err("firmware=FILE is required"))?;
-        GuestPolicy::new(spec.policy).map_err(|e| spec_err(format!("policy {:#x}: {e}", spec.policy)))?;
+        GuestPolicy::new(spec.policy)
+            .map_err(|e| spec_err(format!("policy {:#x}: {e}", spec.policy)))?;
         Ok(spec)
     }
 
@@ -206,7 +211,10 @@ fn launch_err(e: impl std::fmt::Display) -> GuestLaunchError {
 }
 
 /// Launches `spec`'s guest on `platform` (SNP_INITed first if needed).
-pub fn launch(platform: &EmulatedPlatform, spec: &GuestSpec) -> Result<LaunchedGuest, GuestLaunchError> {
+pub fn launch(
+    platform: &EmulatedPlatform,
+    spec: &GuestSpec,
+) -> Result<LaunchedGuest, GuestLaunchError> {
     let image = read_firmware(&spec.firmware)?;
     let fw_err = |detail: String| GuestLaunchError::Firmware {
         path: spec.firmware.clone(),
@@ -235,7 +243,8 @@ pub fn launch(platform: &EmulatedPlatform, spec: &GuestSpec) -> Result<LaunchedG
         .collect();
     let policy = GuestPolicy::new(spec.policy).map_err(|e| spec_err(e.to_string()))?;
 
-    let ram = Arc::new(GuestRam::with_firmware(RAM_SIZE, &image).map_err(|e| fw_err(e.to_string()))?);
+    let ram =
+        Arc::new(GuestRam::with_firmware(RAM_SIZE, &image).map_err(|e| fw_err(e.to_string()))?);
     let memory: Arc<dyn GuestMemory> = Arc::new(RamBacking::new(Arc::clone(&ram)));
     platform.init_for_snp_guests().map_err(launch_err)?;
     let context: Arc<dyn SnpGuestContext> = Arc::new(
@@ -291,7 +300,9 @@ pub fn cert_table(platform: &EmulatedPlatform) -> Result<Vec<u8>, GuestLaunchErr
         .bytes;
     let certs = Certificate::from_pem_chain(&chain).map_err(launch_err)?;
     let (Some(ask), Some(ark)) = (certs.first(), certs.get(1)) else {
-        return Err(launch_err("the emulated cert_chain does not hold an ASK and an ARK"));
+        return Err(launch_err(
+            "the emulated cert_chain does not hold an ASK and an ARK",
+        ));
     };
     cert_table::encode(&[
         CertEntry {

@@ -434,9 +434,9 @@ impl Supervisor {
                 (Some(dev), Some(false)) => dev.ioctl(call.mem(), a[1] as u32, a[2]).into(),
                 _ => on_ioctl(
                     &self.platform,
-                &mut self.handlers,
-                &call,
-                a[0] as i32,
+                    &mut self.handlers,
+                    &call,
+                    a[0] as i32,
                     a[1] as u32,
                     a[2],
                 ),

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use sev_firmware::emulated::EmulatedPlatform;
 use sev_proto::snp::cert::Certificate;
+use sev_proto::snp::chain::VekKind;
+use sev_proto::snp::kds::KdsRequest;
 use sev_proto::snp::AttestationReport;
 use sev_proto::vmsa::{SevFeatures, VcpuModel, VmmType, VmsaConfig};
 use sev_psp::{CreateOptions, Platform};
-use sev_proto::snp::chain::VekKind;
-use sev_proto::snp::kds::KdsRequest;
 
 const LAUNCHER: &str = env!("CARGO_BIN_EXE_sev-emulate");
 const HINT: &str = "CI installs it (.ci/run); locally: PATH=/root/.cache/sevm-ci/cargo/bin:/root/.cache/sevm-ci/venv/bin:$PATH";
@@ -201,13 +201,20 @@ fn snpguest_reports_keys_certificates_and_verifies_under_the_launcher() {
 "#;
     let o = under_launcher(&s, 1, &snpguest, script);
     let t = text(&o);
-    assert!(o.status.success(), "snpguest under sev-emulate failed:\n{t}");
+    assert!(
+        o.status.success(),
+        "snpguest under sev-emulate failed:\n{t}"
+    );
     assert!(t.contains("VEK signed the Attestation Report!"), "{t}");
-    assert!(t.contains("Reported TCB Boot Loader from certificate matches the attestation report"), "{t}");
+    assert!(
+        t.contains("Reported TCB Boot Loader from certificate matches the attestation report"),
+        "{t}"
+    );
 
     // The report: the launch's measurement (the owner's for these inputs),
     // host data, the request data snpguest drew.
-    let report = AttestationReport::decode(&std::fs::read(s.dir.join("report.bin")).unwrap()).unwrap();
+    let report =
+        AttestationReport::decode(&std::fs::read(s.dir.join("report.bin")).unwrap()).unwrap();
     let expected = owner_measurement(&s, 1);
     assert_eq!(report.measurement, expected);
     assert_eq!(report.host_data, HOST_DATA);
@@ -219,11 +226,22 @@ fn snpguest_reports_keys_certificates_and_verifies_under_the_launcher() {
     // sev-snp-measure agrees, when installed.
     if let Some(measure) = sevm_testutil::peer_tool(TEST, "sev-snp-measure", "--help", HINT) {
         let mut cmd = Command::new(measure);
-        cmd.args(["--mode", "snp", "--vcpus", "1", "--vcpu-type", "EPYC-v4", "--ovmf"])
-            .arg(&s.firmware);
+        cmd.args([
+            "--mode",
+            "snp",
+            "--vcpus",
+            "1",
+            "--vcpu-type",
+            "EPYC-v4",
+            "--ovmf",
+        ])
+        .arg(&s.firmware);
         let o = run(cmd);
         assert!(o.status.success(), "{}", text(&o));
-        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), hex::encode(expected));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            hex::encode(expected)
+        );
     }
 
     // Keys: 32 bytes (bincode: an 8-byte length is not written for arrays),
@@ -264,7 +282,8 @@ fn another_vcpu_count_is_another_measurement() {
         r#""$SNPGUEST" report report.bin request.bin --random -v 0"#,
     );
     assert!(o.status.success(), "{}", text(&o));
-    let report = AttestationReport::decode(&std::fs::read(s.dir.join("report.bin")).unwrap()).unwrap();
+    let report =
+        AttestationReport::decode(&std::fs::read(s.dir.join("report.bin")).unwrap()).unwrap();
     assert_eq!(report.measurement, owner_measurement(&s, 4));
     assert_ne!(report.measurement, owner_measurement(&s, 1));
     assert_eq!(report.vmpl, 0);
@@ -274,8 +293,15 @@ fn another_vcpu_count_is_another_measurement() {
 fn without_snp_guest_the_device_is_the_kernels() {
     let s = setup();
     let mut cmd = Command::new(LAUNCHER);
-    cmd.args(["--platform", p(&s.platform), "--", "sh", "-c", "test ! -e /dev/sev-guest && exec 3</dev/sev-guest"])
-        .current_dir(&s.dir);
+    cmd.args([
+        "--platform",
+        p(&s.platform),
+        "--",
+        "sh",
+        "-c",
+        "test ! -e /dev/sev-guest && exec 3</dev/sev-guest",
+    ])
+    .current_dir(&s.dir);
     let o = run(cmd);
     // The shell's redirection fails as the kernel answers (no such file).
     assert!(!o.status.success(), "{}", text(&o));
@@ -288,13 +314,27 @@ fn a_bad_snp_guest_spec_is_refused_before_the_program_runs() {
     for (bad, want) in [
         ("policy=0x30000".to_owned(), "firmware=FILE is required"),
         (format!("firmware={},vcpus=0", p(&s.firmware)), "vcpus=0"),
-        (format!("firmware={},host-data=12", p(&s.firmware)), "host-data"),
-        ("firmware=/nonexistent/ovmf.fd".to_owned(), "/nonexistent/ovmf.fd"),
+        (
+            format!("firmware={},host-data=12", p(&s.firmware)),
+            "host-data",
+        ),
+        (
+            "firmware=/nonexistent/ovmf.fd".to_owned(),
+            "/nonexistent/ovmf.fd",
+        ),
         (format!("firmware={},colour=blue", p(&s.firmware)), "colour"),
     ] {
         let mut cmd = Command::new(LAUNCHER);
-        cmd.args(["--platform", p(&s.platform), "--snp-guest", &bad, "--", "touch", "ran"])
-            .current_dir(&s.dir);
+        cmd.args([
+            "--platform",
+            p(&s.platform),
+            "--snp-guest",
+            &bad,
+            "--",
+            "touch",
+            "ran",
+        ])
+        .current_dir(&s.dir);
         let o = run(cmd);
         assert_eq!(o.status.code(), Some(125), "{bad}: {}", text(&o));
         assert!(text(&o).contains(want), "{bad}: {}", text(&o));
@@ -386,8 +426,16 @@ fn a_python_client_gets_reports_and_certificates_through_the_launcher() {
 
     if let Some(measure) = sevm_testutil::peer_tool(TEST, "sev-snp-measure", "--help", HINT) {
         let mut cmd = Command::new(measure);
-        cmd.args(["--mode", "snp", "--vcpus", "2", "--vcpu-type", "EPYC-v4", "--ovmf"])
-            .arg(&s.firmware);
+        cmd.args([
+            "--mode",
+            "snp",
+            "--vcpus",
+            "2",
+            "--vcpu-type",
+            "EPYC-v4",
+            "--ovmf",
+        ])
+        .arg(&s.firmware);
         let o = run(cmd);
         assert!(o.status.success(), "{}", text(&o));
         assert_eq!(

@@ -69,7 +69,7 @@ fn fixture(seed: u64) -> Fixture {
         ark_bits: 2048,
         ..Default::default()
     };
-    let p = Platform::create(&dir.path().join("p"), opts, sev_psp::rng::seeded_rng(seed)).unwrap();
+    let p = Platform::create(dir.path().join("p"), opts, sev_psp::rng::seeded_rng(seed)).unwrap();
     let platform = EmulatedPlatform::from_firmware(p);
     let image = sevm_demo::build(&sevm_demo::DemoOptions::default()).unwrap();
     let fw = dir.path().join("demo.fd");
@@ -91,7 +91,8 @@ fn fixture(seed: u64) -> Fixture {
 }
 
 fn device(f: &Fixture) -> SevGuestDevice {
-    f.guest.device(guestlaunch::cert_table(&f.platform).unwrap())
+    f.guest
+        .device(guestlaunch::cert_table(&f.platform).unwrap())
 }
 
 /// `struct snp_guest_request_ioctl` with a sentinel in `exitinfo2`.
@@ -243,7 +244,11 @@ fn extended_reports_follow_the_drivers_length_protocol() {
     for bad in [needed + 1, 0x5000, 100] {
         m.put(ARG, &ioctl_arg(1, REQ, RESP));
         m.put(REQ, &ext_req(CERTS, bad));
-        assert_eq!(d.ioctl(&m, SNP_GET_EXT_REPORT, ARG), Err(libc::EINVAL), "{bad}");
+        assert_eq!(
+            d.ioctl(&m, SNP_GET_EXT_REPORT, ARG),
+            Err(libc::EINVAL),
+            "{bad}"
+        );
         assert_eq!(exitinfo2(&m), NO_FW_CALL);
     }
     // A buffer outside the user address space.
@@ -261,7 +266,11 @@ fn extended_reports_follow_the_drivers_length_protocol() {
     let guids: Vec<_> = entries.iter().map(|e| e.guid).collect();
     assert_eq!(
         guids,
-        [cert_table::guid::VCEK, cert_table::guid::ASK, cert_table::guid::ARK]
+        [
+            cert_table::guid::VCEK,
+            cert_table::guid::ASK,
+            cert_table::guid::ARK
+        ]
     );
     let report = decode_report(&m);
     assert_eq!(report.report_data, [9; 64]);
