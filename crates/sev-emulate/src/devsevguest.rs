@@ -123,12 +123,12 @@ impl SevGuestDevice {
     /// `sev_proto::snp::cert_table::encode`).
     pub fn new(
         guest: Arc<dyn SnpLaunchCommands>,
-        vmpck0: [u8; VMPCK_LEN],
+        vmpck0: Zeroizing<[u8; VMPCK_LEN]>,
         cert_table: Vec<u8>,
     ) -> Self {
         SevGuestDevice {
             guest,
-            vmpck: Some(Zeroizing::new(vmpck0)),
+            vmpck: Some(vmpck0),
             seqno: 0,
             certs: cert_table,
         }

@@ -202,7 +202,7 @@ impl LaunchedGuest {
     /// extended reports.
     pub fn device(&self, cert_table: Vec<u8>) -> SevGuestDevice {
         let ctx: Arc<dyn SnpLaunchCommands> = Arc::clone(&self.context) as _;
-        SevGuestDevice::new(ctx, *self.vmpck0, cert_table)
+        SevGuestDevice::new(ctx, self.vmpck0.clone(), cert_table)
     }
 }
 
@@ -319,4 +319,64 @@ pub fn cert_table(platform: &EmulatedPlatform) -> Result<Vec<u8>, GuestLaunchErr
         },
     ])
     .map_err(launch_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_with_defaults_and_bad_ones_are_named() {
+        let s = GuestSpec::parse("firmware=/x/ovmf.fd").unwrap();
+        assert_eq!(s.firmware, Path::new("/x/ovmf.fd"));
+        assert_eq!(
+            (s.policy, s.host_data, s.vcpus, s.guest_features),
+            (DEFAULT_POLICY, [0; 32], 1, 1)
+        );
+        assert_eq!(s.vcpu_type, DEFAULT_VCPU_TYPE);
+        let s = GuestSpec::parse(&format!(
+            "vcpus=4,firmware=f,policy=0x70000,host-data={},vcpu-type=EPYC-Milan,guest-features=33",
+            "0f".repeat(32)
+        ))
+        .unwrap();
+        assert_eq!(
+            (s.policy, s.host_data, s.vcpus, s.guest_features),
+            (0x70000, [0x0f; 32], 4, 33)
+        );
+        assert_eq!(s.vcpu_type, "EPYC-Milan");
+        for (bad, want) in [
+            ("policy=0x30000", "firmware=FILE is required"),
+            ("firmware=", "empty key \"firmware\""),
+            ("firmware=f,vcpus=513", "vcpus=513"),
+            ("firmware=f,vcpus=x", "\"x\" is not a number"),
+            ("firmware=f,host-data=zz", "host-data"),
+            ("firmware=f,vcpu-type=Pentium", "Pentium"),
+            ("firmware=f,policy=0x1", "policy 0x1"),
+            ("firmware=f,size", "\"size\" is not KEY=VALUE"),
+        ] {
+            let e = GuestSpec::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn firmware_without_sev_metadata_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = sev_psp::CreateOptions {
+            ark_bits: 2048,
+            ..Default::default()
+        };
+        let p = sev_psp::Platform::create(dir.path().join("p"), opts, sev_psp::rng::seeded_rng(3))
+            .unwrap();
+        let platform = EmulatedPlatform::from_firmware(p);
+        let fw = dir.path().join("zeros.fd");
+        std::fs::write(&fw, [0u8; 4096]).unwrap();
+        let spec = GuestSpec::parse(&format!("firmware={}", fw.display())).unwrap();
+        let e = launch(&platform, &spec).unwrap_err();
+        assert!(matches!(e, GuestLaunchError::Firmware { .. }), "{e}");
+        assert!(e.to_string().contains("zeros.fd"), "{e}");
+        let spec = GuestSpec::parse("firmware=/nonexistent/x.fd").unwrap();
+        let e = launch(&platform, &spec).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/x.fd"), "{e}");
+    }
 }
