@@ -444,3 +444,57 @@ fn a_python_client_gets_reports_and_certificates_through_the_launcher() {
         );
     }
 }
+
+/// Each launcher run launches its own guest on the shared platform; the
+/// guests of launchers that ended do not pile up (a run after many
+/// earlier ones still gets a guest context and an ASID).
+#[test]
+fn launches_on_one_platform_do_not_pile_up() {
+    let s = setup();
+    // A platform with two SEV-ES/SNP ASIDs: six runs after two killed
+    // launchers need them reused.
+    let small = s.dir.join("small");
+    let opts = CreateOptions {
+        ark_bits: 2048,
+        min_sev_asid: 3,
+        ..Default::default()
+    };
+    Platform::create(&small, opts, sev_psp::rng::os_rng()).unwrap();
+    let launcher = |script: &str| {
+        let mut cmd = Command::new(LAUNCHER);
+        cmd.args(["--platform", p(&small), "--snp-guest", &spec(&s, 1)])
+            .args(["--", "sh", "-c", script])
+            .current_dir(&s.dir);
+        cmd
+    };
+    // Two guests at once hold both ASIDs; a third launcher meanwhile is
+    // refused, by name, before its program runs.
+    let mut held = Vec::new();
+    for i in 0..2 {
+        let mut c = launcher(&format!("touch up{i}; sleep 30"));
+        held.push(c.spawn().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !s.dir.join(format!("up{i}")).exists() {
+            assert!(Instant::now() < deadline, "launcher {i} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let o = run(launcher("touch third"));
+    for mut h in held {
+        let _ = h.kill();
+        let _ = h.wait();
+    }
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o));
+    assert!(text(&o).contains("SNP launch"), "{}", text(&o));
+    assert!(!s.dir.join("third").exists());
+    for run_no in 0..6 {
+        let mut cmd = Command::new(LAUNCHER);
+        cmd.args(["--platform", p(&small), "--snp-guest", &spec(&s, 1)])
+            .args(["--", "test", "-e", "/dev/sev-guest"])
+            .current_dir(&s.dir);
+        let o = run(cmd);
+        // `test -e` stats the path: the kernel answers (no such device
+        // here), the launch itself must have succeeded.
+        assert_ne!(o.status.code(), Some(125), "run {run_no}: {}", text(&o));
+    }
+}
