@@ -18,11 +18,14 @@ pub const KVM_MEMORY_ENCRYPT_UNREG_REGION: u32 = 0x8010_AEBC;
 
 /// The `ioctl` requests the supervisor sees (whatever the descriptor; it lets
 /// the kernel answer those on descriptors it does not emulate).
-pub const ROUTED_IOCTLS: [u32; 4] = [
+pub const ROUTED_IOCTLS: [u32; 7] = [
     SEV_ISSUE_CMD,
     KVM_MEMORY_ENCRYPT_OP,
     KVM_MEMORY_ENCRYPT_REG_REGION,
     KVM_MEMORY_ENCRYPT_UNREG_REGION,
+    crate::devsevguest::SNP_GET_REPORT,
+    crate::devsevguest::SNP_GET_DERIVED_KEY,
+    crate::devsevguest::SNP_GET_EXT_REPORT,
 ];
 
 /// `AUDIT_ARCH_X86_64` (include/uapi/linux/audit.h).
@@ -152,7 +155,7 @@ mod tests {
         assert_eq!(KVM_MEMORY_ENCRYPT_UNREG_REGION, ioc(2, 0xAE, 0xBC, 16));
         use sev_host::ioctl as host;
         assert_eq!(
-            ROUTED_IOCTLS,
+            ROUTED_IOCTLS[..4],
             [
                 host::SEV_ISSUE_CMD,
                 host::KVM_MEMORY_ENCRYPT_OP,
@@ -160,6 +163,19 @@ mod tests {
                 host::KVM_MEMORY_ENCRYPT_UNREG_REGION
             ]
         );
+        // /dev/sev-guest: _IOWR('S', n, struct snp_guest_request_ioctl), 32 bytes.
+        use crate::devsevguest as g;
+        assert_eq!(
+            ROUTED_IOCTLS[4..],
+            [
+                g::SNP_GET_REPORT,
+                g::SNP_GET_DERIVED_KEY,
+                g::SNP_GET_EXT_REPORT
+            ]
+        );
+        for (nr, r) in ROUTED_IOCTLS[4..].iter().enumerate() {
+            assert_eq!(*r, ioc(3, u32::from(b'S'), nr as u32, 32));
+        }
     }
 
     #[test]

@@ -10,13 +10,18 @@
 //! * [`kvm`]: KVM's SEV ioctls on a VM file descriptor
 //!   (`KVM_MEMORY_ENCRYPT_OP`, `KVM_MEMORY_ENCRYPT_REG_REGION`/`UNREG_REGION`),
 //!   as Linux's KVM serves them.
+//! * [`devsevguest`]: `/dev/sev-guest`'s report and key requests, as Linux's
+//!   SEV guest driver serves them, for an emulated SNP guest that
+//!   [`guestlaunch`] launches on the emulated platform.
 //!
 //! All `unsafe` code is in the private `sys` module.
 
 #![deny(unsafe_code)]
 
 pub mod devsev;
+pub mod devsevguest;
 pub mod filter;
 pub mod kvm;
+pub mod guestlaunch;
 pub mod supervisor;
 mod sys;

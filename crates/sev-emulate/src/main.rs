@@ -9,7 +9,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Parser;
 use sev_emulate::kvm::KvmHandler;
+use sev_emulate::devsevguest::{SevGuestDevice, DEV_SEV_GUEST};
+use sev_emulate::guestlaunch::{self, GuestSpec};
 use sev_emulate::supervisor::{exit_code, LaunchError, Supervisor};
+use sev_firmware::emulated::EmulatedPlatform;
 use sev_psp::Platform;
 
 /// Runs COMMAND with its AMD SEV device calls (`/dev/sev`) served by an EMULATED AMD Secure
@@ -25,6 +28,14 @@ struct Cli {
     /// or ~/.local/state/sevm/platform.
     #[arg(long, value_name = "DIR")]
     platform: Option<PathBuf>,
+    /// Launch an emulated SEV-SNP guest on the platform before COMMAND starts and serve
+    /// /dev/sev-guest (report, derived key, extended report) as that guest's kernel driver
+    /// would: COMMAND plays the guest's software. SPEC is
+    /// firmware=OVMF[,policy=0x30000][,host-data=HEX64][,vcpus=1][,vcpu-type=EPYC-v4]
+    /// [,guest-features=0x1]; the reports' measurement is `sev-owner measure --mode snp` of
+    /// the same inputs.
+    #[arg(long, value_name = "SPEC")]
+    snp_guest: Option<String>,
     /// The program to run and its arguments (after `--`).
     #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
     command: Vec<OsString>,
@@ -58,6 +69,18 @@ fn open_platform(cli: &Cli) -> Result<Platform> {
     })
 }
 
+/// Launches `--snp-guest`'s guest and returns its `/dev/sev-guest` driver.
+fn snp_guest(platform: &EmulatedPlatform, spec: &str) -> Result<SevGuestDevice> {
+    let spec = GuestSpec::parse(spec)?;
+    let guest = guestlaunch::launch(platform, &spec)?;
+    let table = guestlaunch::cert_table(platform)?;
+    log::info!(
+        "{DEV_SEV_GUEST}: emulated SNP guest, measurement {}",
+        hex::encode(guest.measurement)
+    );
+    Ok(guest.device(table))
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = match Cli::try_parse() {
@@ -68,8 +91,16 @@ fn main() -> ExitCode {
         }
     };
     let platform = match open_platform(&cli) {
-        Ok(p) => Arc::new(p),
+        Ok(p) => EmulatedPlatform::from_firmware(p),
         Err(e) => {
+            eprintln!("sev-emulate: error: {e:#}");
+            return ExitCode::from(EXIT_LAUNCHER);
+        }
+    };
+    let sev_guest = match cli.snp_guest.as_deref().map(|s| snp_guest(&platform, s)) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => {
             eprintln!("sev-emulate: error: {e:#}");
             return ExitCode::from(EXIT_LAUNCHER);
         }
@@ -79,9 +110,13 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     // Modules serving ioctls on other descriptors register here: KVM's SEV
-    // ioctls on a VM descriptor.
-    let mut supervisor = Supervisor::new(Arc::clone(&platform));
-    supervisor.add_handler(Box::new(KvmHandler::new(platform)));
+    // ioctls on a VM descriptor; `/dev/sev-guest` is served when
+    // `--snp-guest` launched a guest.
+    let mut supervisor = Supervisor::new(Arc::clone(platform.firmware()));
+    supervisor.add_handler(Box::new(KvmHandler::new(Arc::clone(platform.firmware()))));
+    if let Some(d) = sev_guest {
+        supervisor.set_sev_guest(d);
+    }
     match supervisor.run(program, args) {
         Ok(status) => ExitCode::from(exit_code(status)),
         Err(e) => {

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use sev_psp::Platform;
 
 use crate::devsev::{self, Errno, Fault, UserMemory};
+use crate::devsevguest::{SevGuestDevice, DEV_SEV_GUEST};
 use crate::filter::{self, SEV_ISSUE_CMD};
 use crate::sys;
 
@@ -153,12 +154,28 @@ pub trait Handler: std::fmt::Debug {
 #[derive(Debug, Default)]
 struct Devices {
     open: HashMap<(u64, u64), SevOpen>,
+    /// `/dev/sev-guest` opens (whether with `O_PATH`), served by
+    /// [`crate::devsevguest`].
+    guest: HashMap<(u64, u64), bool>,
 }
 
 impl Devices {
     fn lookup(&self, tid: u32, fd: i32) -> Option<SevOpen> {
         let key = sys::fd_identity(tid, fd)?;
         self.open.get(&key).copied()
+    }
+
+    /// Whether `fd` is an emulated `/dev/sev-guest` (and opened `O_PATH`).
+    fn lookup_guest(&self, tid: u32, fd: i32) -> Option<bool> {
+        if self.guest.is_empty() {
+            return None;
+        }
+        let key = sys::fd_identity(tid, fd)?;
+        self.guest.get(&key).copied()
+    }
+
+    fn len(&self) -> usize {
+        self.open.len() + self.guest.len()
     }
 }
 
@@ -241,6 +258,8 @@ pub struct Supervisor {
     platform: Arc<Platform>,
     handlers: Vec<Box<dyn Handler>>,
     devices: Devices,
+    /// The emulated SNP guest's driver behind `/dev/sev-guest`, if any.
+    sev_guest: Option<SevGuestDevice>,
     /// Notifications answered so far (for the log).
     served: u64,
 }
@@ -252,6 +271,7 @@ impl Supervisor {
             platform,
             handlers: Vec::new(),
             devices: Devices::default(),
+            sev_guest: None,
             served: 0,
         }
     }
@@ -259,6 +279,12 @@ impl Supervisor {
     /// The emulated platform.
     pub fn platform(&self) -> &Arc<Platform> {
         &self.platform
+    }
+
+    /// Serves `/dev/sev-guest` with `device` (docs/guide/sev-emulate.md#dev-sev-guest);
+    /// without it, opens of that path go to the kernel.
+    pub fn set_sev_guest(&mut self, device: SevGuestDevice) {
+        self.sev_guest = Some(device);
     }
 
     /// Adds a handler for ioctls on other descriptors (asked after the
@@ -400,14 +426,21 @@ impl Supervisor {
                 }
             }
             // The kernel reads fd as an int and the request as an unsigned int.
-            libc::SYS_ioctl => on_ioctl(
-                &self.platform,
-                &mut self.handlers,
-                &call,
-                a[0] as i32,
-                a[1] as u32,
-                a[2],
-            ),
+            libc::SYS_ioctl => match (
+                self.sev_guest.as_mut(),
+                call.devices.lookup_guest(n.pid, a[0] as i32),
+            ) {
+                (_, Some(true)) => Answer::Errno(libc::EBADF),
+                (Some(dev), Some(false)) => dev.ioctl(call.mem(), a[1] as u32, a[2]).into(),
+                _ => on_ioctl(
+                    &self.platform,
+                    &mut self.handlers,
+                    &call,
+                    a[0] as i32,
+                    a[1] as u32,
+                    a[2],
+                ),
+            },
             _ => Answer::Continue,
         };
         respond(listener, n.id, answer)
@@ -433,14 +466,15 @@ impl Supervisor {
         };
         // The path and the directories read belong to this call only if the
         // caller still waits.
-        if !sys::notif_id_valid(listener, id) || abs != Path::new(DEV_SEV) {
+        let guest = self.sev_guest.is_some() && abs == Path::new(DEV_SEV_GUEST);
+        if !sys::notif_id_valid(listener, id) || (abs != Path::new(DEV_SEV) && !guest) {
             return respond(listener, id, Answer::Continue);
         }
         let refused = if flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0 {
             Some(libc::EEXIST)
         } else if flags & libc::O_DIRECTORY != 0 {
             Some(libc::ENOTDIR)
-        } else if self.devices.open.len() >= MAX_OPEN_DEVICES {
+        } else if self.devices.len() >= MAX_OPEN_DEVICES {
             Some(libc::ENFILE)
         } else {
             None
@@ -455,14 +489,15 @@ impl Supervisor {
         };
         // A placeholder that cannot be made: the caller's open fails as
         // the kernel's would when out of file structures.
-        let placeholder = sys::memfd(c"sev").and_then(|fd| {
+        let name = if guest { c"sev-guest" } else { c"sev" };
+        let placeholder = sys::memfd(name).and_then(|fd| {
             let meta = File::from(fd.try_clone()?).metadata()?;
             Ok((fd, (meta.dev(), meta.ino())))
         });
         let (memfd, key) = match placeholder {
             Ok(p) => p,
             Err(e) => {
-                log::warn!("cannot make a /dev/sev placeholder: {e}");
+                log::warn!("cannot make a placeholder: {e}");
                 return respond(listener, id, Answer::Errno(libc::ENFILE));
             }
         };
@@ -472,6 +507,11 @@ impl Supervisor {
             0
         };
         match sys::notif_addfd_send(listener, id, &memfd, cloexec) {
+            Ok(fd) if guest => {
+                log::debug!("thread {tid}: {DEV_SEV_GUEST} opened as fd {fd}");
+                self.devices.guest.insert(key, dev.path_only);
+                Ok(())
+            }
             Ok(fd) => {
                 log::debug!("thread {tid}: {DEV_SEV} opened as fd {fd} ({dev:?})");
                 self.devices.open.insert(key, dev);

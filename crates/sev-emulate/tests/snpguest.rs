@@ -1,0 +1,500 @@
+//! Unmodified snpguest (crates.io) under `sev-emulate --snp-guest`: its
+//! report, derived key, extended report's certificates and the verification
+//! of that report against the emulated chain as `sev-platform snp certs`
+//! writes it: the emulated issuer's ARK, ASK and VCEK for the reported TCB
+//! (docs/guide/sev-emulate.md#dev-sev-guest). The report's measurement is
+//! the owner's for the launch inputs (`sev_proto::snp::snp_launch_digest`,
+//! which `sev-owner measure --mode snp` computes, and sev-snp-measure when
+//! installed).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use sev_firmware::emulated::EmulatedPlatform;
+use sev_proto::snp::cert::Certificate;
+use sev_proto::snp::chain::VekKind;
+use sev_proto::snp::kds::KdsRequest;
+use sev_proto::snp::AttestationReport;
+use sev_proto::vmsa::{SevFeatures, VcpuModel, VmmType, VmsaConfig};
+use sev_psp::{CreateOptions, Platform};
+
+const LAUNCHER: &str = env!("CARGO_BIN_EXE_sev-emulate");
+const HINT: &str = "CI installs it (.ci/run); locally: PATH=/root/.cache/sevm-ci/cargo/bin:/root/.cache/sevm-ci/venv/bin:$PATH";
+/// The longest one launcher run may take.
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Runs `cmd` to its end within [`RUN_TIMEOUT`] (killed after it).
+fn run(mut cmd: Command) -> Output {
+    let out = tempfile::tempfile().unwrap();
+    let err = tempfile::tempfile().unwrap();
+    let mut child = cmd
+        .stdout(out.try_clone().unwrap())
+        .stderr(err.try_clone().unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {RUN_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        f.rewind().unwrap();
+        let mut v = Vec::new();
+        f.read_to_end(&mut v).unwrap();
+        v
+    };
+    Output {
+        status,
+        stdout: read(out),
+        stderr: read(err),
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    platform: PathBuf,
+    firmware: PathBuf,
+}
+
+fn setup() -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let platform = dir.join("platform");
+    let opts = CreateOptions {
+        ark_bits: 2048,
+        ..Default::default()
+    };
+    Platform::create(&platform, opts, sev_psp::rng::os_rng()).unwrap();
+    let firmware = dir.join("demo.fd");
+    std::fs::write(
+        &firmware,
+        sevm_demo::build(&sevm_demo::DemoOptions::default()).unwrap(),
+    )
+    .unwrap();
+    Setup {
+        _tmp: tmp,
+        dir,
+        platform,
+        firmware,
+    }
+}
+
+const HOST_DATA: [u8; 32] = [0x42; 32];
+
+fn spec(s: &Setup, vcpus: u32) -> String {
+    format!(
+        "firmware={},policy=0x30000,host-data={},vcpus={vcpus},vcpu-type=EPYC-v4",
+        p(&s.firmware),
+        hex::encode(HOST_DATA)
+    )
+}
+
+/// `sh -c script` under the launcher, in `s.dir`, with snpguest's
+/// directory on PATH.
+fn under_launcher(s: &Setup, vcpus: u32, snpguest: &Path, script: &str) -> Output {
+    let mut cmd = Command::new(LAUNCHER);
+    cmd.args(["--platform", p(&s.platform), "--snp-guest", &spec(s, vcpus)])
+        .args(["--", "sh", "-c", script])
+        .current_dir(&s.dir)
+        .env("SNPGUEST", snpguest);
+    run(cmd)
+}
+
+fn owner_measurement(s: &Setup, vcpus: u32) -> [u8; 48] {
+    let model = VcpuModel::by_name("EPYC-v4").unwrap();
+    let image = std::fs::read(&s.firmware).unwrap();
+    let launch = sev_proto::snp::SnpLaunch {
+        ovmf_hash: None,
+        kernel_hashes: None,
+        vcpus,
+        vmsa: VmsaConfig::new(VmmType::Qemu, model.signature(), SevFeatures::SNP_ACTIVE),
+    };
+    *sev_proto::snp::snp_launch_digest(&image, &launch)
+        .unwrap()
+        .bytes()
+}
+
+fn pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap());
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// Writes the emulated chain (ark.pem, ask.pem, vcek.pem for the reported
+/// TCB) into `out` from the platform's issuer, as `sev-platform snp certs
+/// --format pem` does.
+fn export_chain(platform: &Path, out: &Path) {
+    let plat = EmulatedPlatform::open(platform).unwrap();
+    let fw = plat.firmware();
+    let req = fw.kds_vcek_request(None).unwrap();
+    let KdsRequest::Vcek { product, .. } = req else {
+        panic!("{req}");
+    };
+    let vcek = fw.kds_object(&req).unwrap().bytes;
+    let chain = fw
+        .kds_object(&KdsRequest::CertChain {
+            product,
+            kind: VekKind::Vcek,
+        })
+        .unwrap()
+        .bytes;
+    let certs = Certificate::from_pem_chain(&chain).unwrap();
+    std::fs::create_dir(out).unwrap();
+    for (name, der) in [
+        ("vcek", &vcek[..]),
+        ("ask", certs[0].der()),
+        ("ark", certs[1].der()),
+    ] {
+        std::fs::write(out.join(format!("{name}.pem")), pem(der)).unwrap();
+    }
+}
+
+#[test]
+fn snpguest_reports_keys_certificates_and_verifies_under_the_launcher() {
+    const TEST: &str = "snpguest_reports_keys_certificates_and_verifies_under_the_launcher";
+    let Some(snpguest) = sevm_testutil::peer_tool(TEST, "snpguest", "--help", HINT) else {
+        return;
+    };
+    let s = setup();
+    // The chain as `sev-platform snp certs` writes it.
+    let chain = s.dir.join("chain");
+    export_chain(&s.platform, &chain);
+    let script = r#"set -e
+"$SNPGUEST" report report.bin request.bin --random
+"$SNPGUEST" key key.bin vcek
+"$SNPGUEST" key key2.bin vcek
+"$SNPGUEST" key key3.bin vcek --guest_field_select 8
+"$SNPGUEST" certificates pem certs
+"$SNPGUEST" verify certs chain
+"$SNPGUEST" verify attestation chain report.bin
+"$SNPGUEST" verify attestation certs report.bin
+"#;
+    let o = under_launcher(&s, 1, &snpguest, script);
+    let t = text(&o);
+    assert!(
+        o.status.success(),
+        "snpguest under sev-emulate failed:\n{t}"
+    );
+    assert!(t.contains("VEK signed the Attestation Report!"), "{t}");
+    assert!(
+        t.contains("Reported TCB Boot Loader from certificate matches the attestation report"),
+        "{t}"
+    );
+
+    // The report: the launch's measurement (the owner's for these inputs),
+    // host data, the request data snpguest drew.
+    let report =
+        AttestationReport::decode(&std::fs::read(s.dir.join("report.bin")).unwrap()).unwrap();
+    let expected = owner_measurement(&s, 1);
+    assert_eq!(report.measurement, expected);
+    assert_eq!(report.host_data, HOST_DATA);
+    let request = std::fs::read(s.dir.join("request.bin")).unwrap();
+    assert_eq!(&report.report_data[..], &request[..]);
+    assert_eq!(report.vmpl, 1);
+    assert_eq!(report.policy.bits(), 0x30000);
+
+    // sev-snp-measure agrees, when installed.
+    if let Some(measure) = sevm_testutil::peer_tool(TEST, "sev-snp-measure", "--help", HINT) {
+        let mut cmd = Command::new(measure);
+        cmd.args([
+            "--mode",
+            "snp",
+            "--vcpus",
+            "1",
+            "--vcpu-type",
+            "EPYC-v4",
+            "--ovmf",
+        ])
+        .arg(&s.firmware);
+        let o = run(cmd);
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            hex::encode(expected)
+        );
+    }
+
+    // Keys: 32 bytes (bincode: an 8-byte length is not written for arrays),
+    // the same for the same request, another when the measurement is mixed in.
+    let key = |n: &str| std::fs::read(s.dir.join(n)).unwrap();
+    assert_eq!(key("key.bin").len(), 32);
+    assert_ne!(key("key.bin"), vec![0u8; 32]);
+    assert_eq!(key("key.bin"), key("key2.bin"));
+    assert_ne!(key("key.bin"), key("key3.bin"));
+
+    // The extended report's certificates are the exported chain.
+    for name in ["vcek.pem", "ask.pem", "ark.pem"] {
+        let der = |path: PathBuf| {
+            Certificate::from_der_or_pem(&std::fs::read(path).unwrap())
+                .unwrap()
+                .der()
+                .to_vec()
+        };
+        assert_eq!(
+            der(s.dir.join("certs").join(name)),
+            der(chain.join(name)),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn another_vcpu_count_is_another_measurement() {
+    const TEST: &str = "another_vcpu_count_is_another_measurement";
+    let Some(snpguest) = sevm_testutil::peer_tool(TEST, "snpguest", "--help", HINT) else {
+        return;
+    };
+    let s = setup();
+    let o = under_launcher(
+        &s,
+        4,
+        &snpguest,
+        r#""$SNPGUEST" report report.bin request.bin --random -v 0"#,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let report =
+        AttestationReport::decode(&std::fs::read(s.dir.join("report.bin")).unwrap()).unwrap();
+    assert_eq!(report.measurement, owner_measurement(&s, 4));
+    assert_ne!(report.measurement, owner_measurement(&s, 1));
+    assert_eq!(report.vmpl, 0);
+}
+
+#[test]
+fn without_snp_guest_the_device_is_the_kernels() {
+    let s = setup();
+    let mut cmd = Command::new(LAUNCHER);
+    cmd.args([
+        "--platform",
+        p(&s.platform),
+        "--",
+        "sh",
+        "-c",
+        "test ! -e /dev/sev-guest && exec 3</dev/sev-guest",
+    ])
+    .current_dir(&s.dir);
+    let o = run(cmd);
+    // The shell's redirection fails as the kernel answers (no such file).
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("sev-guest"), "{}", text(&o));
+}
+
+#[test]
+fn a_bad_snp_guest_spec_is_refused_before_the_program_runs() {
+    let s = setup();
+    for (bad, want) in [
+        ("policy=0x30000".to_owned(), "firmware=FILE is required"),
+        (format!("firmware={},vcpus=0", p(&s.firmware)), "vcpus=0"),
+        (
+            format!("firmware={},host-data=12", p(&s.firmware)),
+            "host-data",
+        ),
+        (
+            "firmware=/nonexistent/ovmf.fd".to_owned(),
+            "/nonexistent/ovmf.fd",
+        ),
+        (format!("firmware={},colour=blue", p(&s.firmware)), "colour"),
+    ] {
+        let mut cmd = Command::new(LAUNCHER);
+        cmd.args([
+            "--platform",
+            p(&s.platform),
+            "--snp-guest",
+            &bad,
+            "--",
+            "touch",
+            "ran",
+        ])
+        .current_dir(&s.dir);
+        let o = run(cmd);
+        assert_eq!(o.status.code(), Some(125), "{bad}: {}", text(&o));
+        assert!(text(&o).contains(want), "{bad}: {}", text(&o));
+        assert!(!s.dir.join("ran").exists(), "{bad}");
+    }
+}
+
+/// A client of the ioctls in Python (ctypes buffers and libc's `ioctl`): the report, the extended report's length protocol,
+/// a bad pointer. Prints one `key=value` line per outcome.
+const PY_CLIENT: &str = r#"
+import ctypes, os, struct
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+fd = os.open("/dev/sev-guest", os.O_RDONLY)
+def call(nr, version, req, resp):
+    arg = ctypes.create_string_buffer(
+        struct.pack("<B7xQQQ", version, req, resp, 0x5a), 32)
+    rc = 0
+    if libc.ioctl(fd, nr, ctypes.addressof(arg)) != 0:
+        rc = ctypes.get_errno()
+    return rc, struct.unpack_from("<Q", arg.raw, 24)[0]
+req = ctypes.create_string_buffer(bytes([0x11] * 64) + struct.pack("<I", 0) + bytes(28), 96)
+resp = ctypes.create_string_buffer(4000)
+rc, info = call(0xC0205300, 1, ctypes.addressof(req), ctypes.addressof(resp))
+print("report=%d exitinfo2=%#x" % (rc, info))
+open("report.bin", "wb").write(resp.raw[32:32 + 1184])
+ext = ctypes.create_string_buffer(req.raw + struct.pack("<QI4x", 0, 0), 112)
+rc, info = call(0xC0205302, 1, ctypes.addressof(ext), ctypes.addressof(resp))
+need = struct.unpack_from("<I", ext.raw, 104)[0]
+print("ext_nobuf=%d exitinfo2=%#x need=%d" % (rc, info, need))
+certs = ctypes.create_string_buffer(need)
+struct.pack_into("<QI", ext, 96, ctypes.addressof(certs), need)
+rc, info = call(0xC0205302, 1, ctypes.addressof(ext), ctypes.addressof(resp))
+print("ext=%d exitinfo2=%#x" % (rc, info))
+open("certs.bin", "wb").write(certs.raw)
+rc, info = call(0xC0205300, 1, 8, ctypes.addressof(resp))
+print("badptr=%d exitinfo2=%#x" % (rc, info))
+rc, info = call(0xC0205300, 0, ctypes.addressof(req), ctypes.addressof(resp))
+print("version0=%d exitinfo2=%#x" % (rc, info))
+"#;
+
+/// The ioctls through the real seccomp path from another language's
+/// program, and the measurement against sev-snp-measure.
+#[test]
+fn a_python_client_gets_reports_and_certificates_through_the_launcher() {
+    const TEST: &str = "a_python_client_gets_reports_and_certificates_through_the_launcher";
+    let Some(python) = sevm_testutil::peer_tool(TEST, "python3", "--version", HINT) else {
+        return;
+    };
+    let s = setup();
+    let mut cmd = Command::new(LAUNCHER);
+    cmd.args(["--platform", p(&s.platform), "--snp-guest", &spec(&s, 2)])
+        .arg("--")
+        .arg(&python)
+        .args(["-c", PY_CLIENT])
+        .current_dir(&s.dir);
+    let o = run(cmd);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let pages = |n: usize| n.div_ceil(4096) * 4096;
+    let certs = std::fs::read(s.dir.join("certs.bin")).unwrap();
+    let need = certs.len();
+    assert_eq!(need, pages(need));
+    for line in [
+        "report=0 exitinfo2=0x5a".to_owned(),
+        format!("ext_nobuf={} exitinfo2=0x100000000 need={need}", libc::EIO),
+        "ext=0 exitinfo2=0x5a".to_owned(),
+        format!("badptr={} exitinfo2=0xffffffffffffffff", libc::EFAULT),
+        format!("version0={} exitinfo2=0x5a", libc::EINVAL),
+    ] {
+        assert!(t.lines().any(|l| l == line), "no {line:?} in:\n{t}");
+    }
+    let report =
+        AttestationReport::decode(&std::fs::read(s.dir.join("report.bin")).unwrap()).unwrap();
+    let expected = owner_measurement(&s, 2);
+    assert_eq!(report.measurement, expected);
+    assert_eq!(report.report_data, [0x11; 64]);
+    assert_eq!(report.host_data, HOST_DATA);
+    let entries = sev_proto::snp::cert_table::decode(&certs).unwrap();
+    let vcek = entries
+        .iter()
+        .find(|e| e.guid == sev_proto::snp::cert_table::guid::VCEK)
+        .unwrap();
+    let key = Certificate::from_der(&vcek.data)
+        .unwrap()
+        .p384_public_key()
+        .unwrap();
+    report.verify_signature(&key).unwrap();
+
+    if let Some(measure) = sevm_testutil::peer_tool(TEST, "sev-snp-measure", "--help", HINT) {
+        let mut cmd = Command::new(measure);
+        cmd.args([
+            "--mode",
+            "snp",
+            "--vcpus",
+            "2",
+            "--vcpu-type",
+            "EPYC-v4",
+            "--ovmf",
+        ])
+        .arg(&s.firmware);
+        let o = run(cmd);
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            hex::encode(expected)
+        );
+    }
+}
+
+/// Each launcher run launches its own guest on the shared platform; the
+/// guests of launchers that ended do not pile up (a run after many
+/// earlier ones still gets a guest context and an ASID).
+#[test]
+fn launches_on_one_platform_do_not_pile_up() {
+    let s = setup();
+    // A platform with two SEV-ES/SNP ASIDs: six runs after two killed
+    // launchers need them reused.
+    let small = s.dir.join("small");
+    let opts = CreateOptions {
+        ark_bits: 2048,
+        min_sev_asid: 3,
+        ..Default::default()
+    };
+    Platform::create(&small, opts, sev_psp::rng::os_rng()).unwrap();
+    let launcher = |script: &str| {
+        let mut cmd = Command::new(LAUNCHER);
+        cmd.args(["--platform", p(&small), "--snp-guest", &spec(&s, 1)])
+            .args(["--", "sh", "-c", script])
+            .current_dir(&s.dir);
+        cmd
+    };
+    // Two guests at once hold both ASIDs; a third launcher meanwhile is
+    // refused, by name, before its program runs.
+    let mut held = Vec::new();
+    for i in 0..2 {
+        let mut c = launcher(&format!("touch up{i}; sleep 30"));
+        held.push(c.spawn().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !s.dir.join(format!("up{i}")).exists() {
+            assert!(Instant::now() < deadline, "launcher {i} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let o = run(launcher("touch third"));
+    for mut h in held {
+        let _ = h.kill();
+        let _ = h.wait();
+    }
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o));
+    assert!(text(&o).contains("SNP launch"), "{}", text(&o));
+    assert!(!s.dir.join("third").exists());
+    for run_no in 0..6 {
+        let mut cmd = Command::new(LAUNCHER);
+        cmd.args(["--platform", p(&small), "--snp-guest", &spec(&s, 1)])
+            .args(["--", "test", "-e", "/dev/sev-guest"])
+            .current_dir(&s.dir);
+        let o = run(cmd);
+        // `test -e` stats the path: the kernel answers (no such device
+        // here), the launch itself must have succeeded.
+        assert_ne!(o.status.code(), Some(125), "run {run_no}: {}", text(&o));
+    }
+}
