@@ -496,7 +496,11 @@ mod tests {
             vek: Certificate::from_der(&chain.vcek).unwrap(),
         };
         let verified = chain
-            .verify(Trust::Explicit(&chain.ark), None, std::time::SystemTime::now())
+            .verify(
+                Trust::Explicit(&chain.ark),
+                None,
+                std::time::SystemTime::now(),
+            )
             .unwrap();
         // The VCEK is the one of the reported TCB, the key reports are signed with.
         let signer = p.firmware().snp_vcek_public(None).unwrap();

@@ -74,6 +74,11 @@ pub(super) fn emit(
     let s_nl = d.cstr("\n");
     let s_end = d.cstr("snp report: end\n");
     let s_certs = d.cstr("snp report: certificate table entries: ");
+    let s_cert = d.cstr("snp cert: ");
+    let s_cert_data = d.cstr("snp cert data: ");
+    let s_cert_outside = d.cstr("snp cert: outside the buffer\n");
+    let s_certs_end = d.cstr("snp cert: end\n");
+    let s_space = d.cstr(" ");
     let s_err = d.cstr("snp report error: ");
     let s_psc = d.cstr("the host refused to make the message pages shared\n");
     let s_refused = d.cstr("the host refused the exit, sw_exitinfo2 0x");
@@ -271,6 +276,66 @@ pub(super) fn emit(
     a.set_label(&mut counted)?;
     a.call(lib.put_dec)?;
     say(a, lib, s_nl)?;
+
+    // Each entry: `snp cert: GUID OFFSET LENGTH`, then its bytes, 32 per
+    // `snp cert data:` line, when they lie inside the buffer.
+    let mut cert_entry = a.create_label();
+    let mut cert_line = a.create_label();
+    let mut cert_full = a.create_label();
+    let mut cert_next = a.create_label();
+    let mut cert_outside = a.create_label();
+    let mut certs_done = a.create_label();
+    a.mov(ecx, eax)?;
+    a.mov(ebx, CERT_BUFFER)?;
+    a.set_label(&mut cert_entry)?;
+    a.test(ecx, ecx)?;
+    a.jz(certs_done)?;
+    a.push(ecx)?;
+    say(a, lib, s_cert)?;
+    a.mov(esi, ebx)?;
+    a.mov(ecx, 16)?;
+    a.call(hex)?;
+    say(a, lib, s_space)?;
+    a.mov(eax, dword_ptr(ebx + 16))?;
+    a.call(lib.put_hex32)?;
+    say(a, lib, s_space)?;
+    a.mov(eax, dword_ptr(ebx + 20))?;
+    a.call(lib.put_hex32)?;
+    say(a, lib, s_nl)?;
+    // offset ≤ buffer and length ≤ buffer - offset.
+    a.mov(eax, dword_ptr(ebx + 16))?;
+    a.cmp(eax, CERT_PAGES * 4096)?;
+    a.ja(cert_outside)?;
+    a.mov(edx, CERT_PAGES * 4096)?;
+    a.sub(edx, eax)?;
+    a.cmp(dword_ptr(ebx + 20), edx)?;
+    a.ja(cert_outside)?;
+    a.lea(edi, ptr(eax + CERT_BUFFER))?;
+    a.mov(edx, dword_ptr(ebx + 20))?;
+    a.set_label(&mut cert_line)?;
+    a.test(edx, edx)?;
+    a.jz(cert_next)?;
+    a.mov(ecx, LINE_BYTES)?;
+    a.cmp(edx, ecx)?;
+    a.jae(cert_full)?;
+    a.mov(ecx, edx)?;
+    a.set_label(&mut cert_full)?;
+    a.sub(edx, ecx)?;
+    say(a, lib, s_cert_data)?;
+    a.mov(esi, edi)?;
+    a.call(hex)?;
+    say(a, lib, s_nl)?;
+    a.add(edi, ecx)?;
+    a.jmp(cert_line)?;
+    a.set_label(&mut cert_outside)?;
+    say(a, lib, s_cert_outside)?;
+    a.set_label(&mut cert_next)?;
+    a.add(ebx, 24)?;
+    a.pop(ecx)?;
+    a.dec(ecx)?;
+    a.jmp(cert_entry)?;
+    a.set_label(&mut certs_done)?;
+    say(a, lib, s_certs_end)?;
 
     // The report, 32 bytes (64 hex digits) per line.
     a.mov(ebx, RESPONSE_TEXT + REPORT_OFFSET)?;

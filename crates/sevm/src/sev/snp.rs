@@ -264,7 +264,7 @@ const CPUID_ENTRY_LEN: usize = 48;
 
 /// Why the CPUID page cannot be built.
 #[derive(Debug, thiserror::Error)]
-#[error("the vCPU has {count} CPUID entries, the SNP CPUID page holds at most 64")]
+#[error("the vCPU has {count} non-zero CPUID entries, the SNP CPUID page holds at most 64")]
 pub struct TooManyCpuidEntries {
     /// How many there are.
     pub count: usize,
@@ -275,9 +275,17 @@ pub struct TooManyCpuidEntries {
 /// in, ECX in when the index is significant, the four registers); leaf 0xD
 /// subleaves 0 and 1 get XCR0_IN 1 and EBX 0x240, the XSAVE size of x87
 /// and SSE state, since the guest computes the rest from its XCR0.
+/// Entries whose four registers are zero are left out (the guest reads a
+/// function missing from the page as zero: docs/protocol/choices.md#u79),
+/// so that KVM's empty in-range leaves do not overflow the page.
 pub fn cpuid_page(
     entries: &[CpuidEntry],
 ) -> Result<Box<[u8; CPUID_PAGE_LEN]>, TooManyCpuidEntries> {
+    let xsave_base = |e: &CpuidEntry| e.function == 0xD && matches!(e.index, Some(0 | 1) | None);
+    let entries: Vec<&CpuidEntry> = entries
+        .iter()
+        .filter(|e| e.regs != [0; 4] || xsave_base(e))
+        .collect();
     if entries.len() > MAX_CPUID_ENTRIES {
         return Err(TooManyCpuidEntries {
             count: entries.len(),
@@ -369,6 +377,21 @@ mod tests {
         assert_eq!(&page[e + 0x1c..e + 0x20], &0x240u32.to_le_bytes());
         let many = vec![entries[0]; 65];
         assert_eq!(cpuid_page(&many).unwrap_err().count, 65);
+        // All-zero entries are left out (docs/protocol/choices.md#u79): KVM's
+        // empty in-range leaves do not count against the 64.
+        let mut padded = vec![entries[0]; 60];
+        padded.extend((0x10..0x30).map(|function| CpuidEntry {
+            function,
+            index: None,
+            regs: [0; 4],
+        }));
+        padded.push(entries[1]);
+        let with_zeros = cpuid_page(&padded).unwrap();
+        assert_eq!(with_zeros[0], 61);
+        assert_eq!(
+            &with_zeros[16 + 60 * 48..16 + 60 * 48 + 4],
+            &0xdu32.to_le_bytes()
+        );
 
         let mut corrected = page.clone();
         corrected[e + 0x18] = 9;
