@@ -38,8 +38,17 @@ fn exported(test: &str) -> Option<&'static Exported> {
     }
     let sevm = sevm(test)?;
     RUN.get_or_init(|| {
-        let base =
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("snp_e2e-{}", std::process::id()));
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        // Earlier runs' directories (their process gone) are removed.
+        for entry in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("snp_e2e-") {
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let base = tmp.join(format!("snp_e2e-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).unwrap();
         let platform = platform_copy(&platform_a(), &base);
