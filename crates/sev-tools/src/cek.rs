@@ -13,9 +13,10 @@
 //!    or `~/.cache/sevm/cek`), then `cek/` in each AMD roots directory of
 //!    [`crate::roots`];
 //! 3. the KDS, only when fetching is allowed (`--fetch-cek`, base URL
-//!    `--kds-url`, default AMD's), bounded by connect and total timeouts and a
-//!    response size cap; a fetched CEK that is usable is written into the
-//!    cache directory (0700), created exclusively 0600 and renamed into place.
+//!    `--kds-url`, default AMD's), through the owner's KDS client
+//!    ([`crate::kds::client`]: timeouts, a size cap, retries of a throttling
+//!    server); a fetched CEK that is usable is written into the cache
+//!    directory as [`crate::kds::client::Cache::store`] writes every KDS object.
 //!    A plain `http://` base URL is accepted (a local mirror, the tests): the
 //!    answer is trusted only through the ASK's signature, never through the
 //!    transport.
@@ -27,28 +28,20 @@
 //! about the replacement is trusted beyond that: the chain is then verified
 //! as usual (ASK by the pinned ARK, PEK by this CEK).
 
-use std::fs::{self, DirBuilder, OpenOptions, Permissions};
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use sev_proto::abi::GET_ID_LEN;
 use sev_proto::cert::sev::{Certificate, Slot, CERT_LEN};
 use sev_proto::cert::{ca, Usage};
+use sev_proto::snp::kds::KdsRequest;
 
 use crate::io::{self, IoError};
+use crate::kds::client::{self as kds, Cache, KdsClient, KdsError};
 
 /// AMD's key distribution server.
-pub const DEFAULT_KDS_URL: &str = "https://kdsintf.amd.com";
-/// Largest KDS response accepted (a CEK is 2084 bytes).
-pub const MAX_RESPONSE: u64 = 64 << 10;
+pub const DEFAULT_KDS_URL: &str = kds::AMD_KDS_BASE;
 /// Largest CEK file read.
 const MAX_FILE: u64 = 64 << 10;
-/// Time to establish the connection (TCP and TLS).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time for the whole request, response body included.
-const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why no usable signed CEK could be had.
 #[derive(Debug, thiserror::Error)]
@@ -65,13 +58,8 @@ pub enum CekError {
         problem: String,
     },
     /// The KDS request failed.
-    #[error("fetching the signed CEK from {url}: {problem}")]
-    Fetch {
-        /// The URL.
-        url: String,
-        /// What failed.
-        problem: String,
-    },
+    #[error("fetching the signed CEK: {0}")]
+    Fetch(#[from] KdsError),
     /// A chip id could not be parsed.
     #[error("chip id {value:?}: {problem}")]
     ChipId {
@@ -110,6 +98,11 @@ impl ChipId {
     pub fn hex(&self) -> String {
         hex::encode(self.0)
     }
+
+    /// The KDS request for this chip's signed CEK.
+    pub fn kds_request(&self) -> KdsRequest {
+        KdsRequest::Cek { chip_id: self.0 }
+    }
 }
 
 /// Where a signed CEK may come from.
@@ -130,7 +123,7 @@ pub struct CekOptions {
 impl CekOptions {
     /// The KDS URL of `chip`'s CEK under `base`.
     pub fn url(base: &str, chip: &ChipId) -> String {
-        format!("{}/cek/id/{}", base.trim_end_matches('/'), chip.hex())
+        chip.kds_request().url(base)
     }
 
     /// The directories searched for `<chip id>.cert`, in order.
@@ -257,14 +250,23 @@ pub fn resolve(
                 .into(),
         ));
     };
-    let name = format!("{}.cert", chip.hex());
+    let request = chip.kds_request();
+    let name = kds::file_name(&request);
     let dirs = opts.dirs();
     for dir in &dirs {
         let path = dir.join(&name);
-        if !path.is_file() {
+        // The cache is read as every KDS cache is (no links followed); the
+        // read-only directories of the AMD roots as ordinary files.
+        let bytes = if opts.cache_dir.as_deref() == Some(dir.as_path()) {
+            match Cache::new(dir).read(&request, MAX_FILE)? {
+                Some(bytes) => bytes,
+                None => continue,
+            }
+        } else if path.is_file() {
+            io::read_file_max(&path, MAX_FILE)?
+        } else {
             continue;
-        }
-        let bytes = io::read_file_max(&path, MAX_FILE)?;
+        };
         let origin = path.display().to_string();
         let cek = check_candidate(&origin, &bytes, platform_cek, ask).map_err(|e| {
             CekError::Unusable {
@@ -297,15 +299,15 @@ pub fn resolve(
             CekOptions::url(DEFAULT_KDS_URL, chip)
         )));
     };
-    let url = CekOptions::url(base, chip);
-    let bytes = fetch(&url, MAX_RESPONSE)?;
+    let client = KdsClient::new(base)?;
+    let url = client.url(&request);
+    let bytes = client.fetch(&request)?;
     let cek = check_candidate(&url, &bytes, platform_cek, ask)?;
     let mut origin = url.clone();
     if cache_writable {
         if let Some(dir) = &opts.cache_dir {
-            let path = dir.join(&name);
-            match store(dir, &path, &bytes) {
-                Ok(()) => origin = format!("{url} (cached in {})", path.display()),
+            match Cache::new(dir).store(&request, &bytes) {
+                Ok(path) => origin = format!("{url} (cached in {})", path.display()),
                 Err(e) => origin = format!("{url} (not cached: {})", crate::error::error_chain(&e)),
             }
         }
@@ -313,78 +315,12 @@ pub fn resolve(
     Ok(Resolution::Replaced(Box::new(Replacement { cek, origin })))
 }
 
-/// GET `url` (http or https): at most `max` bytes of body, connect and total
-/// timeouts, status 200 required.
-pub fn fetch(url: &str, max: u64) -> Result<Vec<u8>, CekError> {
-    let fail = |problem: String| CekError::Fetch {
-        url: url.to_string(),
-        problem,
-    };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(CONNECT_TIMEOUT))
-        .timeout_global(Some(TOTAL_TIMEOUT))
-        .http_status_as_error(false)
-        .max_redirects(3)
-        .build()
-        .new_agent();
-    let mut response = agent.get(url).call().map_err(|e| fail(e.to_string()))?;
-    let status = response.status();
-    if status != 200 {
-        return Err(fail(format!("the server answered HTTP {status}")));
-    }
-    response
-        .body_mut()
-        .with_config()
-        .limit(max)
-        .read_to_vec()
-        .map_err(|e| match e {
-            ureq::Error::BodyExceedsLimit(_) => {
-                fail(format!("the response is larger than {max} bytes"))
-            }
-            other => fail(other.to_string()),
-        })
-}
-
-/// Writes a fetched CEK into the cache: the directory is created 0700 if
-/// missing; the file is written to a temporary created exclusively with mode
-/// 0600 (never following a link), fsynced, and renamed into place.
-fn store(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), IoError> {
-    let write_err = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| IoError::Write { path: p, source }
-    };
-    if !dir.is_dir() {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(write_err(dir))?;
-    }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        f.set_permissions(Permissions::from_mode(0o600))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(write_err(path))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::path::Path;
+
     use super::*;
 
     #[test]
@@ -472,13 +408,15 @@ mod tests {
     fn store_writes_0600_exclusively_and_atomically() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("cache/cek");
-        let path = dir.join("x.cert");
-        store(&dir, &path, b"cek").unwrap();
+        let request = ChipId([9; 64]).kds_request();
+        let cache = Cache::new(&dir);
+        let path = cache.store(&request, b"cek").unwrap();
+        assert_eq!(path, dir.join(format!("{}.cert", "09".repeat(64))));
         assert_eq!(fs::read(&path).unwrap(), b"cek");
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(&dir), 0o700);
-        store(&dir, &path, b"new").unwrap();
+        cache.store(&request, b"new").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"new");
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no temporary left");
     }

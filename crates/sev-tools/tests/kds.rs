@@ -8,75 +8,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
 
 use common::*;
 use sev_proto::snp::cert::Certificate;
 use sev_proto::snp::chain::{Chain, Trust, VekKind};
 use sev_proto::snp::kds::KdsRequest;
 use sev_proto::snp::Product;
-
-/// A running `sev-platform kds serve`, stopped (SIGTERM, bounded wait) on drop.
-struct Server {
-    child: Child,
-    addr: String,
-    _stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Server {
-    fn start(platform: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(PLATFORM)
-            .args([&emu(platform), "kds", "serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut first).unwrap();
-        let addr = first
-            .split("http://")
-            .nth(1)
-            .unwrap_or_else(|| panic!("no URL in {first:?}"))
-            .trim()
-            .to_string();
-        Server {
-            child,
-            addr,
-            _stdout: stdout,
-        }
-    }
-
-    /// Sends SIGTERM and waits (at most 10 s) for a clean exit.
-    fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) on our own child's pid with a valid signal.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() && self.stop().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// One HTTP exchange: status, headers (lower-case names), body.
 struct Reply {
@@ -144,7 +87,7 @@ fn issuer(platform: &Path) -> sev_psp::Platform {
 fn every_object_is_served_byte_for_byte_as_issued() {
     let plat = platform_a();
     let fw = issuer(&plat);
-    let mut server = Server::start(&plat, &[]);
+    let mut server = KdsServer::start(&plat, &[]);
     let vcek = fw.kds_vcek_request(None).unwrap();
     let mut chip_id = [0u8; 64];
     fw.get_id(&mut chip_id).unwrap();
@@ -203,7 +146,7 @@ fn every_object_is_served_byte_for_byte_as_issued() {
 #[test]
 fn bad_requests_get_kds_statuses_naming_the_problem() {
     let plat = platform_a();
-    let server = Server::start(&plat, &["--quiet"]);
+    let server = KdsServer::start(&plat, &["--quiet"]);
     let id = "00".repeat(64);
     let cases: Vec<(String, u16, &str)> = vec![
         ("/".into(), 404, "unknown path"),
@@ -252,7 +195,7 @@ fn bad_requests_get_kds_statuses_naming_the_problem() {
 fn concurrent_clients_all_get_their_objects() {
     let plat = platform_a();
     let fw = issuer(&plat);
-    let server = Server::start(&plat, &["--quiet"]);
+    let server = KdsServer::start(&plat, &["--quiet"]);
     let vcek = fw.kds_vcek_request(None).unwrap();
     let chain = KdsRequest::CertChain {
         product: Product::Genoa,
@@ -283,7 +226,7 @@ fn concurrent_clients_all_get_their_objects() {
 #[test]
 fn the_rate_limit_answers_429_with_retry_after() {
     let plat = platform_a();
-    let server = Server::start(&plat, &["--quiet", "--rate-limit", "2/s"]);
+    let server = KdsServer::start(&plat, &["--quiet", "--rate-limit", "2/s"]);
     let mut statuses = Vec::new();
     let mut retry = None;
     for _ in 0..6 {
@@ -304,7 +247,7 @@ fn the_rate_limit_answers_429_with_retry_after() {
 #[test]
 fn connections_beyond_the_cap_get_503_and_slow_heads_time_out() {
     let plat = platform_a();
-    let server = Server::start(
+    let server = KdsServer::start(
         &plat,
         &["--quiet", "--max-connections", "1", "--timeout", "2"],
     );
@@ -338,7 +281,7 @@ fn the_crl_lists_the_ask_once_revoked() {
         product: Product::Genoa,
         kind: VekKind::Vcek,
     };
-    let server = Server::start(&plat, &["--quiet"]);
+    let server = KdsServer::start(&plat, &["--quiet"]);
     let before = get(&server.addr, &crl.path_and_query()).body;
     ok(PLATFORM, &[&em, "kds", "revoke-ask"]);
     let revoked = get(&server.addr, &crl.path_and_query()).body;
@@ -492,7 +435,7 @@ fn virtee_sev_verifies_the_served_chain() {
     use sev::certs::snp::{Chain as VirteeChain, Verifiable};
 
     let plat = platform_a();
-    let server = Server::start(&plat, &["--quiet"]);
+    let server = KdsServer::start(&plat, &["--quiet"]);
     let fw = issuer(&plat);
     let pem = get(&server.addr, "/vcek/v1/Genoa/cert_chain").body;
     let certs = Certificate::from_pem_chain(&pem).unwrap();

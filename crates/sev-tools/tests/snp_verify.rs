@@ -39,6 +39,7 @@ fn base(m: &Milan) -> Vec<&str> {
         p(&m.vcek),
         "--chain",
         p(&m.chain),
+        "--no-crl",
     ]
 }
 
@@ -136,7 +137,15 @@ fn the_go_sev_guest_report_verifies_from_a_roots_directory() {
         return;
     };
     let o = Command::new(OWNER)
-        .args(["snp", "verify", "--report", p(&report), "--vcek", p(&vcek)])
+        .args([
+            "snp",
+            "verify",
+            "--no-crl",
+            "--report",
+            p(&report),
+            "--vcek",
+            p(&vcek),
+        ])
         .args(["--product", "milan", "--report-data"])
         .arg(format!("0102030405{}", "00".repeat(59)))
         .env("SEV_OWNER_AMD_ROOTS", &trust)
@@ -146,7 +155,15 @@ fn the_go_sev_guest_report_verifies_from_a_roots_directory() {
     assert!(stdout(&o).contains("check report-data: ok"));
     // Its policy allows debugging: authentic, but the check fails (exit 4).
     let o = Command::new(OWNER)
-        .args(["snp", "verify", "--report", p(&report), "--vcek", p(&vcek)])
+        .args([
+            "snp",
+            "verify",
+            "--no-crl",
+            "--report",
+            p(&report),
+            "--vcek",
+            p(&vcek),
+        ])
         .args(["--product", "milan", "--policy-no-debug", "--json"])
         .env("SEV_OWNER_AMD_ROOTS", &trust)
         .output()
@@ -162,6 +179,7 @@ fn the_go_sev_guest_report_verifies_from_a_roots_directory() {
         &[
             "snp",
             "verify",
+            "--no-crl",
             "--report",
             p(&report),
             "--vcek",

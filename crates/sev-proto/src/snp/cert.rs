@@ -114,7 +114,7 @@ impl fmt::Debug for Certificate {
 }
 
 /// The subject CN of a name, if it has one that is a string.
-fn common_name(name: &x509_cert::name::Name) -> Option<String> {
+pub(crate) fn common_name(name: &x509_cert::name::Name) -> Option<String> {
     name.0.iter().flat_map(|rdn| rdn.0.iter()).find_map(|atv| {
         if atv.oid != OID_CN {
             return None;
@@ -270,45 +270,20 @@ impl Certificate {
 
     /// The raw bytes of the to-be-signed part, as they are in the DER.
     fn tbs_bytes(&self) -> Result<&[u8], CertError> {
-        let der_error = |e: x509_cert::der::Error| CertError::Der(e.to_string());
-        let mut reader = SliceReader::new(&self.der).map_err(der_error)?;
-        let _outer = x509_cert::der::Header::decode(&mut reader).map_err(der_error)?;
-        reader.tlv_bytes().map_err(der_error)
+        first_inner_tlv(&self.der).map_err(|e| CertError::Der(e.to_string()))
     }
 
     /// Checks that the signature algorithm is the one AMD uses:
     /// RSASSA-PSS, SHA-384, MGF1 with SHA-384, salt 48, trailer 1.
     fn check_pss_sha384(&self) -> Result<(), CertError> {
-        let fail = |why| CertError::SignatureAlgorithm {
+        check_pss_sha384(
+            &self.cert.signature_algorithm,
+            &self.cert.tbs_certificate.signature,
+        )
+        .map_err(|why| CertError::SignatureAlgorithm {
             cert: self.subject_cn(),
             why,
-        };
-        let alg = &self.cert.signature_algorithm;
-        if alg.oid != OID_RSASSA_PSS || self.cert.tbs_certificate.signature != *alg {
-            return Err(fail("not RSASSA-PSS"));
-        }
-        let params_der = alg
-            .parameters
-            .as_ref()
-            .ok_or_else(|| fail("no PSS parameters"))?
-            .to_der()
-            .map_err(|_| fail("PSS parameters do not encode"))?;
-        let params = RsaPssParams::from_der(&params_der)
-            .map_err(|_| fail("PSS parameters do not decode"))?;
-        if params.hash.oid != OID_SHA384 {
-            return Err(fail("hash is not SHA-384"));
-        }
-        let mgf_hash = params.mask_gen.parameters.as_ref().map(|p| p.oid);
-        if params.mask_gen.oid != OID_MGF1 || mgf_hash != Some(OID_SHA384) {
-            return Err(fail("mask generation is not MGF1 with SHA-384"));
-        }
-        if params.salt_len != 48 {
-            return Err(fail("salt length is not 48"));
-        }
-        if params.trailer_field != TrailerField::BC {
-            return Err(fail("trailer field is not 1"));
-        }
-        Ok(())
+        })
     }
 
     /// Verifies this certificate's signature with `issuer`'s RSA key
@@ -316,19 +291,26 @@ impl Certificate {
     pub fn verify_signed_by(&self, issuer: &Certificate) -> Result<(), CertError> {
         self.check_pss_sha384()?;
         let key = issuer.rsa_public_key()?;
-        let bad = || CertError::BadSignature {
-            cert: self.subject_cn(),
-            issuer: issuer.subject_cn(),
-        };
-        let signature = self
-            .cert
-            .signature
-            .as_bytes()
-            .ok_or_else(bad)
-            .and_then(|b| rsa::pss::Signature::try_from(b).map_err(|_| bad()))?;
-        rsa::pss::VerifyingKey::<Sha384>::new(key)
-            .verify(self.tbs_bytes()?, &signature)
-            .map_err(|_| bad())
+        let ok = verify_pss_sha384(key, self.tbs_bytes()?, self.cert.signature.as_bytes());
+        if ok {
+            Ok(())
+        } else {
+            Err(CertError::BadSignature {
+                cert: self.subject_cn(),
+                issuer: issuer.subject_cn(),
+            })
+        }
+    }
+
+    /// The serial number: the big-endian magnitude, without leading zero
+    /// bytes (what a CRL entry is compared by).
+    pub fn serial_number(&self) -> &[u8] {
+        serial_magnitude(self.cert.tbs_certificate.serial_number.as_bytes())
+    }
+
+    /// The subject name.
+    pub(crate) fn subject(&self) -> &x509_cert::name::Name {
+        &self.cert.tbs_certificate.subject
     }
 
     /// AMD's extensions (a VCEK's or VLEK's).
@@ -380,6 +362,68 @@ fn hw_id(value: &[u8]) -> Option<Vec<u8>> {
         10 if value[..2] == [0x04, 0x08] => Some(value[2..].to_vec()),
         _ => None,
     }
+}
+
+/// The first element inside the outer SEQUENCE of `der` (the
+/// to-be-signed part of a certificate or CRL), as it is in the DER.
+pub(crate) fn first_inner_tlv(der: &[u8]) -> Result<&[u8], x509_cert::der::Error> {
+    let mut reader = SliceReader::new(der)?;
+    let _outer = x509_cert::der::Header::decode(&mut reader)?;
+    reader.tlv_bytes()
+}
+
+/// Checks that `alg` (and the copy inside the signed part, `inner`) is
+/// RSASSA-PSS, SHA-384, MGF1 with SHA-384, salt 48, trailer 1, as AMD signs.
+pub(crate) fn check_pss_sha384(
+    alg: &x509_cert::spki::AlgorithmIdentifierOwned,
+    inner: &x509_cert::spki::AlgorithmIdentifierOwned,
+) -> Result<(), &'static str> {
+    if alg.oid != OID_RSASSA_PSS || inner != alg {
+        return Err("not RSASSA-PSS");
+    }
+    let params_der = alg
+        .parameters
+        .as_ref()
+        .ok_or("no PSS parameters")?
+        .to_der()
+        .map_err(|_| "PSS parameters do not encode")?;
+    let params = RsaPssParams::from_der(&params_der).map_err(|_| "PSS parameters do not decode")?;
+    if params.hash.oid != OID_SHA384 {
+        return Err("hash is not SHA-384");
+    }
+    let mgf_hash = params.mask_gen.parameters.as_ref().map(|p| p.oid);
+    if params.mask_gen.oid != OID_MGF1 || mgf_hash != Some(OID_SHA384) {
+        return Err("mask generation is not MGF1 with SHA-384");
+    }
+    if params.salt_len != 48 {
+        return Err("salt length is not 48");
+    }
+    if params.trailer_field != TrailerField::BC {
+        return Err("trailer field is not 1");
+    }
+    Ok(())
+}
+
+/// Whether `signature` (absent: an unaligned BIT STRING) is `key`'s
+/// RSASSA-PSS SHA-384 signature of `signed`.
+pub(crate) fn verify_pss_sha384(
+    key: RsaPublicKey,
+    signed: &[u8],
+    signature: Option<&[u8]>,
+) -> bool {
+    let Some(signature) = signature.and_then(|b| rsa::pss::Signature::try_from(b).ok()) else {
+        return false;
+    };
+    rsa::pss::VerifyingKey::<Sha384>::new(key)
+        .verify(signed, &signature)
+        .is_ok()
+}
+
+/// A DER INTEGER's content without its leading zero bytes (one zero is
+/// kept for the value 0).
+pub(crate) fn serial_magnitude(bytes: &[u8]) -> &[u8] {
+    let zeros = bytes.iter().take_while(|b| **b == 0).count();
+    &bytes[zeros.min(bytes.len().saturating_sub(1))..]
 }
 
 /// Whether `bytes` look like PEM text (start with `-----BEGIN` after

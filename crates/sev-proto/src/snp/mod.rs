@@ -8,6 +8,7 @@ pub mod cert;
 pub mod cert_table;
 pub mod chain;
 pub mod command;
+pub mod crl;
 pub mod guest_msg;
 pub mod id_block;
 pub mod kds;
@@ -16,6 +17,8 @@ pub mod measure;
 pub mod policy;
 pub mod report;
 pub mod tcb;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use command::SnpCommand;
 pub use id_block::{IdAuth, IdBlock, IdBlockError};

@@ -259,10 +259,16 @@ pub(crate) fn regenerate_pdh(
 /// The PEK certificate signing request: the current PEK certificate with
 /// both signature slots empty (sev-tool `validate_pek_csr`).
 pub(crate) fn pek_csr(pek_cert: &sev::Certificate) -> [u8; sev::CERT_LEN] {
-    let mut csr = pek_cert.clone();
-    csr.clear_signature(Slot::Sig1);
-    csr.clear_signature(Slot::Sig2);
-    csr.encode()
+    unsigned(pek_cert)
+}
+
+/// `cert` with both signature slots empty (a CSR; the CEK as real firmware
+/// exports it).
+pub(crate) fn unsigned(cert: &sev::Certificate) -> [u8; sev::CERT_LEN] {
+    let mut bare = cert.clone();
+    bare.clear_signature(Slot::Sig1);
+    bare.clear_signature(Slot::Sig2);
+    bare.encode()
 }
 
 const SIG1_OFFSET: usize = 0x414;
@@ -320,6 +326,8 @@ pub(crate) struct Identity {
     pub(crate) pek_cert_bytes: [u8; sev::CERT_LEN],
     pub(crate) oca_cert_bytes: [u8; sev::CERT_LEN],
     pub(crate) cek_cert_bytes: [u8; sev::CERT_LEN],
+    /// The CEK with both signature slots empty.
+    pub(crate) cek_unsigned_bytes: [u8; sev::CERT_LEN],
     pub(crate) ark: ca::Certificate,
     pub(crate) ark_cert_bytes: Vec<u8>,
     pub(crate) ask_cert_bytes: Vec<u8>,
@@ -373,7 +381,8 @@ impl Identity {
         let (pek_cert, pek_cert_bytes) = sev_cert("PEK certificate", &id.pek_cert)?;
         let (pdh_cert, pdh_cert_bytes) = sev_cert("PDH certificate", &id.pdh_cert)?;
         let (_, oca_cert_bytes) = sev_cert("OCA certificate", &id.oca_cert)?;
-        let (_, cek_cert_bytes) = sev_cert("CEK certificate", &id.cek_cert)?;
+        let (cek_cert, cek_cert_bytes) = sev_cert("CEK certificate", &id.cek_cert)?;
+        let cek_unsigned_bytes = unsigned(&cek_cert);
         check_key_matches("PEK certificate", &pek_cert, &pek_key)?;
         check_key_matches("PDH certificate", &pdh_cert, &pdh)?;
         let ark = ca::Certificate::decode(&id.ark_cert)
@@ -392,6 +401,7 @@ impl Identity {
             pek_cert_bytes,
             oca_cert_bytes,
             cek_cert_bytes,
+            cek_unsigned_bytes,
             ark,
             ark_cert_bytes: id.ark_cert.clone(),
             ask_cert_bytes: id.ask_cert.clone(),

@@ -159,6 +159,10 @@ pub struct CreateOptions {
     /// The SNP identity: product, TCB, SMT, sockets
     /// (docs/protocol/snp.md#snp-identity).
     pub snp: SnpOptions,
+    /// Export the CEK without the ASK's signature, as real firmware does
+    /// (PDH_CERT_EXPORT; docs/protocol/choices.md#u74): the owner then
+    /// needs the signed CEK from a key server.
+    pub unsigned_cek: bool,
 }
 
 impl Default for CreateOptions {
@@ -174,6 +178,7 @@ impl Default for CreateOptions {
             max_asid: 509,
             min_sev_asid: 100,
             snp: SnpOptions::default(),
+            unsigned_cek: false,
         }
     }
 }
@@ -199,6 +204,8 @@ pub struct PlatformConfig {
     pub es_capable: bool,
     /// KEY_ID of the emulated ARK (the root a guest owner must trust).
     pub ark_key_id: [u8; 16],
+    /// Whether PDH_CERT_EXPORT leaves the CEK unsigned (as real firmware).
+    pub unsigned_cek: bool,
 }
 
 /// The fixed configuration as stored in the `config` file.
@@ -207,11 +214,14 @@ struct StoredConfig {
     es_capable: bool,
     max_asid: u32,
     min_sev_asid: u32,
+    /// Stored only when set: a default platform's file is as before.
+    unsigned_cek: bool,
 }
 
 mod config_tag {
     pub const ES_CAPABLE: u16 = 0x0001;
     pub const ASIDS: u16 = 0x0002;
+    pub const UNSIGNED_CEK: u16 = 0x0003;
     pub const TRUSTED_ARK: u16 = 0x0001;
 }
 
@@ -223,11 +233,14 @@ impl StoredConfig {
         asids[..4].copy_from_slice(&self.max_asid.to_le_bytes());
         asids[4..].copy_from_slice(&self.min_sev_asid.to_le_bytes());
         w.put(config_tag::ASIDS, &asids)?;
+        if self.unsigned_cek {
+            w.put(config_tag::UNSIGNED_CEK, &[1])?;
+        }
         Ok(w.finish().to_vec())
     }
 
     fn decode(payload: &[u8]) -> Result<Self, String> {
-        let (mut es, mut asids) = (None, None);
+        let (mut es, mut asids, mut unsigned_cek) = (None, None, None);
         for record in RecordReader::new(payload) {
             let (tag, value) = record.map_err(|e| e.to_string())?;
             match (tag, value) {
@@ -237,6 +250,9 @@ impl StoredConfig {
                         Some(u32::from_le_bytes(v.get(i..i + 4)?.try_into().ok()?))
                     };
                     asids = word(0).zip(word(4));
+                }
+                (config_tag::UNSIGNED_CEK, [1]) if unsigned_cek.is_none() => {
+                    unsigned_cek = Some(true);
                 }
                 (tag, _) => return Err(format!("unexpected or malformed record {tag:#06x}")),
             }
@@ -248,6 +264,7 @@ impl StoredConfig {
             es_capable,
             max_asid,
             min_sev_asid,
+            unsigned_cek: unsigned_cek.unwrap_or(false),
         };
         conf.validate().map_err(|e| e.to_string())?;
         Ok(conf)
@@ -375,6 +392,7 @@ impl Platform {
             es_capable: options.es_capable,
             max_asid: options.max_asid,
             min_sev_asid: options.min_sev_asid,
+            unsigned_cek: options.unsigned_cek,
         };
         conf.validate()
             .map_err(|e| PlatformError::InvalidOptions(e.into()))?;
@@ -504,6 +522,7 @@ impl Platform {
             min_sev_asid: inner.conf.min_sev_asid,
             es_capable: inner.conf.es_capable,
             ark_key_id: *inner.identity.ark.key_id(),
+            unsigned_cek: inner.conf.unsigned_cek,
         }
     }
 
@@ -515,6 +534,14 @@ impl Platform {
             inner.identity.ask_cert_bytes.clone(),
             inner.identity.ark_cert_bytes.clone(),
         )
+    }
+
+    /// The platform's CEK signed by its ASK (0x824 bytes): what a key
+    /// server serves for this chip at `/cek/id/<chip id>`
+    /// (docs/protocol/snp.md#key-distribution-service), whether or not
+    /// PDH_CERT_EXPORT leaves the signature out. Not a firmware command.
+    pub fn signed_cek(&self) -> [u8; SEV_CERT_LEN] {
+        self.lock().identity.cek_cert_bytes
     }
 
     /// Adds `ark` (an AMD CA format ARK, e.g. another emulated platform's)
@@ -850,7 +877,15 @@ impl Platform {
         let mut inner = self.lock();
         Self::snapshot_in(&inner, op, INIT_OR_WORKING)?;
         self.refresh(&mut inner, op)?;
-        let chain = inner.identity.platform_chain();
+        let mut chain = inner.identity.platform_chain();
+        if inner.conf.unsigned_cek {
+            // Real firmware exports the CEK with both signature slots
+            // empty (docs/protocol/choices.md#u74).
+            let cek = chain
+                .get_mut(2 * SEV_CERT_LEN..3 * SEV_CERT_LEN)
+                .ok_or_else(|| FwError::new(op, Status::HwErrorPlatform, "platform chain"))?;
+            cek.copy_from_slice(&inner.identity.cek_unsigned_bytes);
+        }
         if let (Some(p), Some(c)) = (
             pdh_out.get_mut(..SEV_CERT_LEN),
             chain_out.get_mut(..PLATFORM_CHAIN_LEN),

@@ -35,6 +35,7 @@ fn template() -> &'static Path {
             max_asid: 16,
             min_sev_asid: 5,
             snp: crate::snp::SnpOptions::default(),
+            unsigned_cek: false,
         };
         Platform::create(&path, options, seeded_rng(42)).unwrap();
         (tmp, path)
@@ -395,6 +396,7 @@ fn init_with_es_needs_an_es_capable_platform() {
         es_capable: false,
         max_asid: 16,
         min_sev_asid: 5,
+        unsigned_cek: false,
     };
     dir.write_sealed(CONFIG_FILE, &conf.encode().unwrap())
         .unwrap();
@@ -830,4 +832,64 @@ fn concurrent_identity_changes_stay_consistent() {
             .unwrap();
     }
     assert_eq!(export(&f.p), export(&other));
+}
+
+/// A platform made with `unsigned_cek` exports its CEK as real firmware
+/// does (no ASK signature, same key); `signed_cek` is the ASK-signed one a
+/// key server serves; the choice survives reopening; a default platform's
+/// stored configuration has no record for it.
+#[test]
+fn an_unsigned_cek_platform_exports_the_cek_without_the_ask_signature() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("unsigned");
+    let options = CreateOptions {
+        ark_bits: 2048,
+        unsigned_cek: true,
+        ..CreateOptions::default()
+    };
+    let p = Platform::create(&path, options, seeded_rng(7)).unwrap();
+    assert!(p.config().unsigned_cek);
+    p.init(false).unwrap();
+    let (_, chain) = export(&p);
+    let exported = Certificate::decode(&chain[2 * 0x824..]).unwrap();
+    assert_eq!(exported.usage(), Usage::Cek);
+    for slot in Slot::BOTH {
+        assert_eq!(exported.signature(slot).usage(), Usage::None);
+    }
+    let signed = Certificate::decode(&p.signed_cek()).unwrap();
+    assert_eq!(signed.public_key(), exported.public_key());
+    let (ask, _) = p.amd_chain();
+    signed
+        .verify_signed_by_ca(&ca::Certificate::decode(&ask).unwrap())
+        .unwrap();
+    assert!(exported
+        .verify_signed_by_ca(&ca::Certificate::decode(&ask).unwrap())
+        .is_err());
+    drop(p);
+    let p = Platform::open(&path, seeded_rng(8)).unwrap();
+    assert!(p.config().unsigned_cek);
+
+    let f = fresh(9);
+    assert!(!f.p.config().unsigned_cek);
+    assert_eq!(f.p.signed_cek(), {
+        f.p.init(false).unwrap();
+        let (_, chain) = export(&f.p);
+        <[u8; 0x824]>::try_from(&chain[2 * 0x824..]).unwrap()
+    });
+    let stored = StoredConfig {
+        es_capable: true,
+        max_asid: 16,
+        min_sev_asid: 5,
+        unsigned_cek: false,
+    };
+    let payload = stored.encode().unwrap();
+    assert!(!payload
+        .windows(2)
+        .any(|w| w == config_tag::UNSIGNED_CEK.to_le_bytes()));
+    assert_eq!(StoredConfig::decode(&payload).unwrap(), stored);
+    let set = StoredConfig {
+        unsigned_cek: true,
+        ..stored
+    };
+    assert_eq!(StoredConfig::decode(&set.encode().unwrap()).unwrap(), set);
 }

@@ -40,6 +40,7 @@ impl Host {
             max_asid: 16,
             min_sev_asid: 5,
             snp: sev_psp::snp::SnpOptions::default(),
+            unsigned_cek: false,
         }
     }
 }

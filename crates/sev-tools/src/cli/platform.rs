@@ -125,6 +125,10 @@ struct InitArgs {
     /// Milan, Genoa or Turin.
     #[arg(long, value_name = "PRODUCT", default_value = "Genoa")]
     product: Product,
+    /// Export the CEK without the ASK's signature, as real firmware does: owners then fetch the
+    /// signed CEK from a key server (`sev-owner verify --fetch-cek`).
+    #[arg(long)]
+    unsigned_cek: bool,
 }
 
 fn parse_api(text: &str) -> Result<ApiVersion, String> {
@@ -248,6 +252,7 @@ fn init(cli: &Cli, a: &InitArgs) -> Result<()> {
             product: a.product,
             ..SnpOptions::default()
         },
+        unsigned_cek: a.unsigned_cek,
         ..CreateOptions::default()
     };
     let created = EmulatedPlatform::create(&dir, options).map_err(PlatformError::from)?;

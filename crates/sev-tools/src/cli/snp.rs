@@ -10,6 +10,7 @@ use sev_proto::snp::Product;
 
 use super::vcpu::parse_u64;
 use super::ExitWith;
+use crate::kds::client::{service_dir, Cache, KdsSource};
 use crate::snp_verify::{self, Expectations, Sources, Verdict};
 
 /// Exit status of `snp verify` when the chain, the report's binding to its
@@ -35,9 +36,10 @@ pub struct VerifyArgs {
     /// The report: 1184 bytes, or their hex text.
     #[arg(long, value_name = "FILE")]
     report: PathBuf,
-    /// The VCEK certificate (DER or PEM), from KDS or the host.
+    /// The VCEK certificate (DER or PEM), from KDS or the host. Default: from the KDS cache by
+    /// the report's CHIP_ID and REPORTED_TCB, or fetched with --fetch.
     #[arg(long, value_name = "FILE")]
-    vcek: PathBuf,
+    vcek: Option<PathBuf>,
     /// The ASK then the ARK, PEM, as KDS's /vcek/v1/<Product>/cert_chain serves them.
     /// Default: ask_ark_<product>.pem in $SEV_OWNER_AMD_ROOTS, $XDG_DATA_HOME/sevm/amd-roots
     /// or /usr/share/sevm/amd-roots.
@@ -54,6 +56,27 @@ pub struct VerifyArgs {
     /// says so.
     #[arg(long, requires = "ark")]
     trust_ark_explicitly: bool,
+    /// The ARK's certificate revocation list (DER, as KDS's /vcek/v1/<Product>/crl serves it).
+    /// Default: from the KDS cache, or fetched with --fetch.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_crl")]
+    crl: Option<PathBuf>,
+    /// Skip the revocation check (e.g. offline with no CRL cached). The output says so.
+    #[arg(long)]
+    no_crl: bool,
+    /// Allow fetching the VCEK, the cert_chain and the CRL from the key distribution service
+    /// (--kds-url) when neither files nor the KDS cache have them; what verifies is cached.
+    #[arg(long, conflicts_with = "offline")]
+    fetch: bool,
+    /// Never use the network: files and the KDS cache only (the default without --fetch).
+    #[arg(long)]
+    offline: bool,
+    /// Base URL of the key distribution service for --fetch (http or https).
+    #[arg(long, value_name = "URL", default_value = crate::kds::client::AMD_KDS_BASE)]
+    kds_url: String,
+    /// The KDS cache directory (default: $SEV_OWNER_KDS_CACHE, $XDG_CACHE_HOME/sevm/kds or
+    /// ~/.cache/sevm/kds).
+    #[arg(long, value_name = "DIR")]
+    kds_cache: Option<PathBuf>,
     /// Expected MEASUREMENT (96 hex digits).
     #[arg(long, value_name = "HEX", value_parser = hex_n::<48>)]
     measurement: Option<[u8; 48]>,
@@ -151,9 +174,25 @@ pub fn run(cmd: SnpCmd) -> Result<()> {
 }
 
 fn verify(a: VerifyArgs) -> Result<()> {
+    let client = if a.fetch {
+        Some(crate::kds::client::KdsClient::new(&a.kds_url)?)
+    } else {
+        None
+    };
+    let kds = KdsSource {
+        cache: a
+            .kds_cache
+            .or_else(snp_verify::default_cache_dir)
+            .map(|dir| Cache::new(dir.join(service_dir(&a.kds_url)))),
+        client,
+        offline_base: a.kds_url,
+    };
     let sources = Sources {
         report: a.report,
         vcek: a.vcek,
+        crl: a.crl,
+        no_crl: a.no_crl,
+        kds: kds.clone(),
         chain: a.chain,
         ark: a.ark,
         trust_ark_explicitly: a.trust_ark_explicitly,
@@ -181,6 +220,11 @@ fn verify(a: VerifyArgs) -> Result<()> {
     };
     let loaded = snp_verify::load(&sources)?;
     let outcome = snp_verify::verify(&loaded, &expect, SystemTime::now());
+    for written in snp_verify::remember_verified(&loaded, &outcome, &kds) {
+        if let Err(e) = written {
+            eprintln!("sev-owner: warning: not cached: {e}");
+        }
+    }
     if a.json {
         let text = serde_json::to_string_pretty(&outcome.to_json()).context("JSON output")?;
         println!("{text}");

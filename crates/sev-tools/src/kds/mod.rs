@@ -1,8 +1,10 @@
-//! The emulated key distribution service on the tools' side
-//! (docs/guide/kds.md): exporting an emulated platform's ARK, ASK and VCEK
+//! The key distribution service (KDS) on the tools' side
+//! (docs/guide/kds.md): the owner's client of any such service, AMD's
+//! included ([`client`]); exporting an emulated platform's ARK, ASK and VCEK
 //! as files ([`export_certs`], `sev-platform snp certs`) and serving them
 //! over HTTP with AMD's URL grammar ([`server`], `sev-platform kds serve`).
 
+pub mod client;
 pub mod http;
 pub mod server;
 

@@ -3,6 +3,11 @@
 //! AMD root (or a root trusted explicitly), the report's signature, then the
 //! owner's checks in the manner of go-sev-guest's `check` tool.
 //!
+//! The VCEK, the `cert_chain` and the ARK's CRL come from files the user
+//! names, else the roots directories (the chain), else the KDS cache, else
+//! a key distribution service when fetching is allowed ([`crate::kds::client`]); a
+//! fetched object is cached only once it verified ([`remember_verified`]).
+//!
 //! The outcome has three levels, each with its own exit status in the CLI:
 //! the inputs may be unreadable ([`load`] fails: bad input), the report may
 //! not be authentic ([`Verdict::NotAuthentic`]), or it may be authentic but
@@ -10,21 +15,26 @@
 
 mod checks;
 mod output;
+mod sources;
 #[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use sev_proto::snp::cert::{self, Certificate};
 use sev_proto::snp::chain::{Chain, Trust, VerifiedChain};
-use sev_proto::snp::report::{AttestationReport, ReportSigner, REPORT_LEN};
+use sev_proto::snp::crl::Crl;
+use sev_proto::snp::kds::KdsRequest;
+use sev_proto::snp::report::{AttestationReport, REPORT_LEN};
 use sev_proto::snp::Product;
 
 pub use checks::{checks, Check, Expectations};
+pub use sources::{default_cache_dir, remember_verified};
 
 use crate::io;
+use crate::kds::client::{KdsSource, Obtained, Origin};
 
 /// The largest report file read: a binary report, or its hex text with
 /// line breaks.
@@ -37,8 +47,9 @@ const MAX_CERT_FILE: u64 = 256 << 10;
 pub struct Sources {
     /// The report: 1184 bytes, or their hex text.
     pub report: PathBuf,
-    /// The VCEK (or VLEK): DER or PEM.
-    pub vcek: PathBuf,
+    /// The VCEK (or VLEK): DER or PEM. Without it, the VCEK is taken from
+    /// the KDS cache or service by the report's CHIP_ID and REPORTED_TCB.
+    pub vcek: Option<PathBuf>,
     /// The ASK (or ASVK) and usually the ARK, PEM, as KDS's `cert_chain`.
     pub chain: Option<PathBuf>,
     /// The ARK (DER or PEM), when not in `chain`.
@@ -49,6 +60,25 @@ pub struct Sources {
     pub product: Option<Product>,
     /// Where to look for `ask_ark_<product>.pem` when `chain` is not given.
     pub roots_dirs: Vec<PathBuf>,
+    /// The ARK's CRL (DER), instead of the cache or the service.
+    pub crl: Option<PathBuf>,
+    /// Skip the revocation check.
+    pub no_crl: bool,
+    /// The KDS cache, and the service when fetching is allowed.
+    pub kds: KdsSource,
+}
+
+/// Where each certificate (and the CRL) came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    /// The VCEK or VLEK.
+    pub vek: Origin,
+    /// The ASK or ASVK.
+    pub ask: Origin,
+    /// The ARK.
+    pub ark: Origin,
+    /// The CRL, unless the check was skipped.
+    pub crl: Option<Origin>,
 }
 
 /// The report and the certificates, decoded.
@@ -62,6 +92,12 @@ pub struct Loaded {
     pub trusted_ark: Option<Certificate>,
     /// The product asked for.
     pub product: Option<Product>,
+    /// The ARK's CRL, unless the check is skipped.
+    pub crl: Option<Crl>,
+    /// Where each object came from.
+    pub provenance: Provenance,
+    /// Objects fetched from the KDS, to cache once they verify.
+    pub fetched: Vec<(KdsRequest, Obtained)>,
 }
 
 /// The verdict.
@@ -86,32 +122,39 @@ pub struct Outcome {
     pub names: [String; 3],
     /// Whether the root was AMD's pinned one or trusted explicitly.
     pub explicit_root: bool,
+    /// Where each object came from.
+    pub provenance: Provenance,
+    /// Whether the chain was checked against the ARK's CRL (and passed).
+    pub crl_checked: bool,
     /// The owner's checks (empty when the report is not authentic).
     pub checks: Vec<Check>,
     /// The verdict.
     pub verdict: Verdict,
 }
 
+fn certs_of(bytes: &[u8], what: &str) -> Result<Vec<Certificate>> {
+    let certs = if cert::is_pem(bytes) {
+        Certificate::from_pem_chain(bytes)
+    } else {
+        Certificate::from_der(bytes).map(|c| vec![c])
+    };
+    certs.with_context(|| format!("{what} is not a DER or PEM X.509 certificate"))
+}
+
 fn read_cert_file(path: &Path) -> Result<Vec<Certificate>> {
     let bytes = io::read_file_max(path, MAX_CERT_FILE)?;
-    let certs = if cert::is_pem(&bytes) {
-        Certificate::from_pem_chain(&bytes)
-    } else {
-        Certificate::from_der(&bytes).map(|c| vec![c])
-    };
-    certs.with_context(|| format!("{} is not a DER or PEM X.509 certificate", path.display()))
+    certs_of(&bytes, &path.display().to_string())
+}
+
+fn one_cert(mut certs: Vec<Certificate>, what: &str) -> Result<Certificate> {
+    if certs.len() != 1 {
+        bail!("{what} holds {} certificates, expected one", certs.len());
+    }
+    Ok(certs.remove(0))
 }
 
 fn read_one_cert(path: &Path) -> Result<Certificate> {
-    let mut certs = read_cert_file(path)?;
-    if certs.len() != 1 {
-        bail!(
-            "{} holds {} certificates, expected one",
-            path.display(),
-            certs.len()
-        );
-    }
-    Ok(certs.remove(0))
+    one_cert(read_cert_file(path)?, &path.display().to_string())
 }
 
 /// Reads a report file: 1184 bytes, or hex text of them (whitespace
@@ -143,112 +186,13 @@ pub fn read_report(path: &Path) -> Result<AttestationReport> {
     AttestationReport::decode(&raw).with_context(|| format!("{}", path.display()))
 }
 
-/// The `ask_ark_<product>.pem` (or `ask_ark_<product>_vcek.pem`, as
-/// go-sev-guest names Turin's) of the first roots directory that has one;
-/// for a report signed by a VLEK, `ask_ark_<product>_vlek.pem` (the ASVK
-/// and the ARK).
-fn find_cert_chain(product: Product, vlek: bool, dirs: &[PathBuf]) -> Result<PathBuf> {
-    let lower = product.name().to_ascii_lowercase();
-    let names = if vlek {
-        vec![format!("ask_ark_{lower}_vlek.pem")]
-    } else {
-        vec![
-            format!("ask_ark_{lower}.pem"),
-            format!("ask_ark_{lower}_vcek.pem"),
-        ]
-    };
-    let (kind, path) = if vlek {
-        ("VLEK ", "vlek")
-    } else {
-        ("", "vcek")
-    };
-    dirs.iter()
-        .flat_map(|d| names.iter().map(move |n| d.join(n)))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            anyhow!(
-                "no {} in {}; pass KDS's {kind}cert_chain for {product} with --chain FILE \
-                 (https://kdsintf.amd.com/{path}/v1/{product}/cert_chain) or put it in one of \
-                 those directories",
-                names[0],
-                dirs.iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
-}
-
-/// Reads and decodes every input; any failure is bad input.
+/// Reads (or fetches) and decodes every input; any failure is bad input.
 pub fn load(s: &Sources) -> Result<Loaded> {
-    if s.trust_ark_explicitly && s.ark.is_none() {
-        bail!("--trust-ark-explicitly needs the ARK to trust: --ark FILE");
-    }
-    let report = read_report(&s.report)?;
-    let vek = read_one_cert(&s.vcek)?;
-    let ark_file = s.ark.as_deref().map(read_one_cert).transpose()?;
-
-    let product = s.product.or_else(|| report.product());
-    let chain_path = match (&s.chain, &ark_file, product) {
-        (Some(p), _, _) => Some(p.clone()),
-        // An explicitly trusted ARK may come with the ASK in --chain only.
-        (None, Some(_), _) if s.trust_ark_explicitly => None,
-        (None, _, Some(product)) => Some(find_cert_chain(
-            product,
-            report.signing_key == ReportSigner::Vlek,
-            &s.roots_dirs,
-        )?),
-        (None, _, None) => bail!(
-            "the report (version {}) does not name its product: give --product or --chain",
-            report.version
-        ),
-    };
-    let mut certs = match &chain_path {
-        Some(p) => read_cert_file(p)?,
-        None => Vec::new(),
-    };
-    let describe = |p: &Option<PathBuf>| {
-        p.as_ref()
-            .map_or_else(|| "no --chain".to_owned(), |p| p.display().to_string())
-    };
-    let (ask, ark) = match (certs.len(), ark_file.clone()) {
-        (2, Some(ark)) => {
-            let chain_ark = certs.remove(1);
-            if chain_ark.der() != ark.der() {
-                bail!(
-                    "{} ends in an ARK ({}) other than --ark ({})",
-                    describe(&chain_path),
-                    chain_ark.subject_cn(),
-                    ark.subject_cn()
-                );
-            }
-            (certs.remove(0), ark)
-        }
-        (2, None) => {
-            let ark = certs.remove(1);
-            (certs.remove(0), ark)
-        }
-        (1, Some(ark)) => (certs.remove(0), ark),
-        (n, _) => bail!(
-            "{} holds {n} certificates: expected the ASK then the ARK (KDS cert_chain), or the ASK \
-             alone with --ark",
-            describe(&chain_path)
-        ),
-    };
-    Ok(Loaded {
-        report,
-        chain: Chain { ark, ask, vek },
-        trusted_ark: if s.trust_ark_explicitly {
-            ark_file
-        } else {
-            None
-        },
-        product: s.product,
-    })
+    sources::load(s)
 }
 
-/// Verifies `loaded` at time `at`: chain, binding, signature, then the
-/// checks.
+/// Verifies `loaded` at time `at`: chain, revocation, binding, signature,
+/// then the checks.
 pub fn verify(loaded: &Loaded, expect: &Expectations, at: SystemTime) -> Outcome {
     let c = &loaded.chain;
     let names = [c.ark.subject_cn(), c.ask.subject_cn(), c.vek.subject_cn()];
@@ -256,36 +200,46 @@ pub fn verify(loaded: &Loaded, expect: &Expectations, at: SystemTime) -> Outcome
         Some(ark) => Trust::Explicit(ark),
         None => Trust::AmdPinned,
     };
+    let not_authentic =
+        |e: &dyn std::error::Error| Verdict::NotAuthentic(crate::error::error_chain(e));
+    let mut crl_checked = false;
     let (chain, checks, verdict) = match c.verify(trust, loaded.product, at) {
-        Err(e) => (
-            None,
-            Vec::new(),
-            Verdict::NotAuthentic(crate::error::error_chain(&e)),
-        ),
-        Ok(v) => match v.verify_report(&loaded.report) {
-            Err(e) => (
-                Some(v),
-                Vec::new(),
-                Verdict::NotAuthentic(crate::error::error_chain(&e)),
-            ),
-            Ok(()) => {
-                let checks = checks(&loaded.report, v.product, expect);
-                let failed: Vec<&'static str> =
-                    checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
-                let verdict = if failed.is_empty() {
-                    Verdict::Verified
-                } else {
-                    Verdict::CheckFailed(failed)
-                };
-                (Some(v), checks, verdict)
+        Err(e) => (None, Vec::new(), not_authentic(&e)),
+        Ok(v) => {
+            let revocation = loaded.crl.as_ref().map(|crl| crl.check_chain(c));
+            crl_checked = matches!(revocation, Some(Ok(())));
+            let authentic = match revocation {
+                Some(Err(e)) => Err(Verdict::NotAuthentic(format!(
+                    "CRL: {}",
+                    crate::error::error_chain(&e)
+                ))),
+                _ => v
+                    .verify_report(&loaded.report)
+                    .map_err(|e| not_authentic(&e)),
+            };
+            match authentic {
+                Err(verdict) => (Some(v), Vec::new(), verdict),
+                Ok(()) => {
+                    let checks = checks(&loaded.report, v.product, expect);
+                    let failed: Vec<&'static str> =
+                        checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
+                    let verdict = if failed.is_empty() {
+                        Verdict::Verified
+                    } else {
+                        Verdict::CheckFailed(failed)
+                    };
+                    (Some(v), checks, verdict)
+                }
             }
-        },
+        }
     };
     Outcome {
         report: loaded.report.clone(),
         chain,
         names,
         explicit_root: loaded.trusted_ark.is_some(),
+        provenance: loaded.provenance.clone(),
+        crl_checked,
         checks,
         verdict,
     }

@@ -4,6 +4,12 @@ use serde_json::{json, Value};
 
 use super::checks::{hex_of, tcb_text};
 use super::{Outcome, Verdict};
+use crate::kds::client::Origin;
+
+/// Where an object came from, as JSON: `{"from": "file"|"cache"|"kds", "location": …}`.
+fn origin(o: &Origin) -> Value {
+    json!({ "from": o.kind(), "location": o.location() })
+}
 
 impl Outcome {
     fn root_text(&self) -> String {
@@ -46,6 +52,15 @@ impl Outcome {
             self.names[1],
             self.names[2]
         );
+        let p = &self.provenance;
+        s += &format!("  {} from {}\n", self.names[2], p.vek);
+        s += &format!("  {} from {}\n", self.names[1], p.ask);
+        s += &format!("  {} from {}\n", self.names[0], p.ark);
+        s += &match (&p.crl, self.crl_checked) {
+            (None, _) => "revocation: NOT CHECKED (--no-crl)\n".to_owned(),
+            (Some(o), true) => format!("revocation: ok, not listed in the ARK's CRL from {o}\n"),
+            (Some(o), false) => format!("revocation: not established (CRL from {o})\n"),
+        };
         for c in &self.checks {
             if c.ok {
                 s += &format!("check {}: ok\n", c.name);
@@ -109,6 +124,16 @@ impl Outcome {
                     (Some(_), false) => "amd-pinned",
                 },
                 "ark_sha256": self.chain.as_ref().map(|v| v.ark_sha256.clone()),
+            },
+            "sources": {
+                "vek": origin(&self.provenance.vek),
+                "ask": origin(&self.provenance.ask),
+                "ark": origin(&self.provenance.ark),
+                "crl": self.provenance.crl.as_ref().map(origin),
+            },
+            "crl": {
+                "checked": self.crl_checked,
+                "skipped": self.provenance.crl.is_none(),
             },
             "checks": self.checks.iter().map(|c| json!({
                 "name": c.name,

@@ -4,9 +4,11 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 pub const OWNER: &str = env!("CARGO_BIN_EXE_sev-owner");
 pub const PLATFORM: &str = env!("CARGO_BIN_EXE_sev-platform");
@@ -212,6 +214,63 @@ pub fn sevm(test: &str) -> Option<PathBuf> {
         Err(e) => {
             sevm_testutil::skip(test, &format!("the sevm binary ({e}); or set SEVM_BIN"));
             None
+        }
+    }
+}
+
+/// A running `sev-platform kds serve`, stopped (SIGTERM, bounded wait) on drop.
+pub struct KdsServer {
+    pub child: Child,
+    pub addr: String,
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl KdsServer {
+    pub fn start(platform: &Path, extra: &[&str]) -> KdsServer {
+        let mut child = Command::new(PLATFORM)
+            .args([&emu(platform), "kds", "serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut first).unwrap();
+        let addr = first
+            .split("http://")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no URL in {first:?}"))
+            .trim()
+            .to_string();
+        KdsServer {
+            child,
+            addr,
+            _stdout: stdout,
+        }
+    }
+
+    /// Sends SIGTERM and waits (at most 10 s) for a clean exit.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid with a valid signal.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for KdsServer {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() && self.stop().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
