@@ -81,7 +81,7 @@ fn exported(test: &str) -> Option<&'static Exported> {
 fn copy_export(e: &Exported, tmp: &Path, flip: Option<usize>) -> PathBuf {
     let to = tmp.join(if flip.is_some() { "flipped" } else { "copy" });
     std::fs::create_dir_all(&to).unwrap();
-    for name in ["ark.pem", "ask.pem", "vcek.pem", "report.bin"] {
+    for name in ["ark.pem", "ask.pem", "vcek.pem", "crl.der", "report.bin"] {
         std::fs::copy(e.dir.join(name), to.join(name)).unwrap();
     }
     if let Some(at) = flip {
@@ -306,11 +306,13 @@ fn sev_owner_snp_verify_accepts_the_export_with_the_emulated_ark() {
         .unwrap_or_else(|| panic!("no sev-owner snp verify hint in:\n{}", e.out));
     let args: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(&args[..2], ["snp", "verify"]);
+    assert!(args.contains(&"--crl"), "{line}");
     let o = ok(OWNER, &args);
     let out = stdout(&o);
     for line in [
         "trusted explicitly, NOT AMD's pinned root",
         "check measurement: ok",
+        "revocation: ok, not listed in the ARK's CRL",
         "check report-data: ok",
         "check host-data: ok",
         "verdict: verified",
@@ -349,4 +351,119 @@ fn sev_owner_snp_verify_accepts_the_export_with_the_emulated_ark() {
         "{}",
         text(&o)
     );
+}
+
+/// `args` with the value after `flag` replaced by `value`.
+fn replaced<'a>(args: &[&'a str], flag: &str, value: &'a str) -> Vec<&'a str> {
+    let at = args
+        .iter()
+        .position(|a| *a == flag)
+        .unwrap_or_else(|| panic!("no {flag} in {args:?}"));
+    let mut out = args.to_vec();
+    out[at + 1] = value;
+    out
+}
+
+/// The tamper matrix on the emulated platform's own certificates, through
+/// `sev-owner snp verify` as the demo prints it: another chip's VCEK,
+/// another platform's ASK, another platform's ARK trusted, a VCEK of this
+/// chip for other SPLs than the report's REPORTED_TCB, and the ASK revoked
+/// by `sev-platform kds revoke-ask` (the CRL fetched from `sev-platform kds
+/// serve`): each exits 3 naming what is wrong.
+#[test]
+fn sev_owner_snp_verify_refuses_each_wrong_certificate_naming_it() {
+    let test = "sev_owner_snp_verify_refuses_each_wrong_certificate_naming_it";
+    let Some(e) = exported(test) else { return };
+    let line = e
+        .out
+        .lines()
+        .find_map(|l| l.strip_prefix("or: sev-owner "))
+        .unwrap_or_else(|| panic!("no sev-owner snp verify hint in:\n{}", e.out));
+    let args: Vec<&str> = line.split_whitespace().collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+
+    // Another platform: another chip, another ARK and ASK.
+    let other_platform = platform_copy(&platform_b(), &d.join("b"));
+    let other = d.join("other");
+    ok(
+        PLATFORM,
+        &[&emu(&other_platform), "snp", "certs", "--out", p(&other)],
+    );
+    // This chip's VCEK for other SPLs: the report's TCB with SNP one lower.
+    let report = sev_proto::snp::report::AttestationReport::decode(
+        &std::fs::read(e.dir.join("report.bin")).unwrap(),
+    )
+    .unwrap();
+    let product = report.product().unwrap();
+    let mut tcb = report.reported_tcb(product).unwrap();
+    assert!(tcb.snp > 0, "{tcb}");
+    tcb.snp -= 1;
+    let lower = d.join("lower");
+    let raw = format!("{:#x}", tcb.encode(product).unwrap());
+    ok(
+        PLATFORM,
+        &[
+            &emu(&e.platform),
+            "snp",
+            "certs",
+            "--out",
+            p(&lower),
+            "--tcb",
+            &raw,
+        ],
+    );
+
+    let other_vcek = other.join("vcek.pem");
+    let other_ask = other.join("ask.pem");
+    let other_ark = other.join("ark.pem");
+    let lower_vcek = lower.join("vcek.pem");
+    let cases = [
+        (replaced(&args, "--vcek", p(&other_vcek)), "VCEK"),
+        (replaced(&args, "--chain", p(&other_ask)), "ASK"),
+        (replaced(&args, "--ark", p(&other_ark)), "ASK"),
+        (
+            replaced(&args, "--vcek", p(&lower_vcek)),
+            "REPORTED_TCB SNP SVN",
+        ),
+    ];
+    let mut seen = Vec::new();
+    for (case, want) in &cases {
+        let o = run(OWNER, case);
+        assert_eq!(o.status.code(), Some(3), "{want}: {}", text(&o));
+        let err = stderr(&o);
+        assert!(err.contains(want), "{want}: {err}");
+        assert!(
+            stdout(&o).contains("verdict: NOT AUTHENTIC"),
+            "{}",
+            stdout(&o)
+        );
+        seen.push(err);
+    }
+    // The messages tell the cases apart.
+    assert!(seen[0].contains("signature"), "{}", seen[0]);
+    assert!(seen[1].contains("signature"), "{}", seen[1]);
+    assert!(seen[3].contains("snpSPL"), "{}", seen[3]);
+
+    // The ASK revoked by the platform's ARK, the CRL fetched from its key server.
+    let revoking = platform_copy(&platform_a(), &d.join("revoking"));
+    ok(PLATFORM, &[&emu(&revoking), "kds", "revoke-ask"]);
+    let server = KdsServer::start(&revoking, &["--quiet"]);
+    let url = format!("http://{}", server.addr);
+    let cache = d.join("kds-cache");
+    let crl_at = args.iter().position(|a| *a == "--crl").unwrap();
+    let mut fetching: Vec<&str> = args[..crl_at]
+        .iter()
+        .chain(&args[crl_at + 2..])
+        .copied()
+        .collect();
+    fetching.extend(["--fetch", "--kds-url", &url, "--kds-cache", p(&cache)]);
+    let o = run(OWNER, &fetching);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        stderr(&o).contains("is revoked by the ARK's CRL"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("ASK (serial"), "{}", stderr(&o));
 }

@@ -538,7 +538,15 @@ pub fn run_snp(
         started.elapsed().as_secs_f64() * 1e3
     );
     if let Some(dir) = export {
-        let written = super::demo_export::write(&dir, &bytes, &chain, &image)?;
+        let crl = b
+            .firmware()
+            .kds_object(&sev_proto::snp::kds::KdsRequest::Crl {
+                product,
+                kind: sev_proto::snp::chain::VekKind::Vcek,
+            })
+            .context("the platform's CRL")?
+            .bytes;
+        let written = super::demo_export::write(&dir, &bytes, &chain, &crl, &image)?;
         println!("exported (the report as the guest received it; the EMULATED platform's chain):");
         for f in &written {
             println!("  {}", f.display());
@@ -547,7 +555,7 @@ pub fn run_snp(
         println!(
             "verify with: snpguest verify certs {d} && snpguest verify attestation {d} {d}/report.bin\n\
              or: sev-owner snp verify --report {d}/report.bin --vcek {d}/vcek.pem --chain {d}/ask.pem \
-             --ark {d}/ark.pem --trust-ark-explicitly --measurement {} --report-data {} --host-data {}",
+             --ark {d}/ark.pem --trust-ark-explicitly --crl {d}/crl.der --measurement {} --report-data {} --host-data {}",
             hex::encode(digest),
             hex::encode(nonce),
             hex::encode(host_data)

@@ -4,8 +4,9 @@
 //! on its console), the emulated platform's ARK, ASK and VCEK of the
 //! report's TCB (`ark.pem`, `ask.pem`, `vcek.pem`, the names
 //! `snpguest verify certs DIR` and `snpguest verify attestation DIR
-//! DIR/report.bin` look for), and the measured firmware image
-//! (`firmware.fd`, for `sev-snp-measure`).
+//! DIR/report.bin` look for), the ARK's certificate revocation list
+//! (`crl.der`, for `sev-owner snp verify --crl`) and the measured firmware
+//! image (`firmware.fd`, for `sev-snp-measure`).
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -21,6 +22,8 @@ use sev_proto::snp::report::REPORT_LEN;
 pub const REPORT_FILE: &str = "report.bin";
 /// The measured firmware image.
 pub const FIRMWARE_FILE: &str = "firmware.fd";
+/// The ARK's certificate revocation list (DER).
+pub const CRL_FILE: &str = "crl.der";
 /// The certificate files, in the order they are written.
 pub const CERT_FILES: [&str; 3] = ["ark.pem", "ask.pem", "vcek.pem"];
 
@@ -28,7 +31,7 @@ pub const CERT_FILES: [&str; 3] = ["ark.pem", "ask.pem", "vcek.pem"];
 pub fn files(dir: &Path) -> Vec<PathBuf> {
     std::iter::once(REPORT_FILE)
         .chain(CERT_FILES)
-        .chain(std::iter::once(FIRMWARE_FILE))
+        .chain([CRL_FILE, FIRMWARE_FILE])
         .map(|f| dir.join(f))
         .collect()
 }
@@ -65,7 +68,13 @@ pub fn pem(der: &[u8]) -> Vec<u8> {
 /// created exclusively (O_EXCL, O_NOFOLLOW), 0644 (a report, public
 /// certificates and the firmware hold no secret). On a failure the files
 /// written so far are removed. Returns the files written.
-pub fn write(dir: &Path, report: &[u8], chain: &Chain, firmware: &[u8]) -> Result<Vec<PathBuf>> {
+pub fn write(
+    dir: &Path,
+    report: &[u8],
+    chain: &Chain,
+    crl: &[u8],
+    firmware: &[u8],
+) -> Result<Vec<PathBuf>> {
     if report.len() != REPORT_LEN {
         bail!(
             "the report is {} bytes, not the {REPORT_LEN} of an attestation report",
@@ -82,6 +91,7 @@ pub fn write(dir: &Path, report: &[u8], chain: &Chain, firmware: &[u8]) -> Resul
         pem(chain.ark.der()),
         pem(chain.ask.der()),
         pem(chain.vek.der()),
+        crl.to_vec(),
         firmware.to_vec(),
     ];
     let mut written: Vec<PathBuf> = Vec::new();
@@ -245,21 +255,29 @@ mod tests {
         let (chain, _) = crate::kds::chain_of(&p, tcb).unwrap();
         let report = vec![0u8; REPORT_LEN];
         std::fs::write(dir.join(FIRMWARE_FILE), b"mine").unwrap();
-        let e = write(&dir, &report, &chain, b"fw").unwrap_err().to_string();
+        let e = write(&dir, &report, &chain, b"crl", b"fw")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("firmware.fd exists already"), "{e}");
         let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
         assert_eq!(left.len(), 1, "only the user's file is left");
         assert_eq!(std::fs::read(dir.join(FIRMWARE_FILE)).unwrap(), b"mine");
         // A short report is refused before anything is written.
-        let e = write(&tmp.path().join("new"), &report[..100], &chain, b"fw")
-            .unwrap_err()
-            .to_string();
+        let e = write(
+            &tmp.path().join("new"),
+            &report[..100],
+            &chain,
+            b"crl",
+            b"fw",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("100 bytes"), "{e}");
         assert!(!tmp.path().join("new").exists());
 
         // Into a fresh directory: every file, 0644, the chain in PEM.
         std::fs::remove_file(dir.join(FIRMWARE_FILE)).unwrap();
-        let written = write(&dir, &report, &chain, b"fw").unwrap();
+        let written = write(&dir, &report, &chain, b"crl", b"fw").unwrap();
         assert_eq!(written, files(&dir));
         for f in &written {
             use std::os::unix::fs::PermissionsExt;
