@@ -148,9 +148,22 @@ fn printed_certs(stdout: &str) -> Vec<sev_proto::snp::cert_table::CertEntry> {
 /// properties on its sev-snp-guest object; its exit status, stdout and
 /// stderr.
 fn run_demo(d: &std::path::Path, platform: &std::path::Path, extra: &str) -> (i32, String, String) {
+    run_demo_request(d, platform, extra, false)
+}
+
+/// [`run_demo`], the guest's request plain (0x8000_0011) or extended.
+fn run_demo_request(
+    d: &std::path::Path,
+    platform: &std::path::Path,
+    extra: &str,
+    plain: bool,
+) -> (i32, String, String) {
     let nonce = [0x33u8; 64];
     let mut image = sevm_demo::build(&sevm_demo::DemoOptions::default()).unwrap();
     sevm_demo::set_report_data(&mut image, &nonce).unwrap();
+    if plain {
+        sevm_demo::set_plain_report_request(&mut image).unwrap();
+    }
     let fw = d.join("demo-certs.fd");
     std::fs::write(&fw, &image).unwrap();
     let args: Vec<String> = vec![
@@ -285,4 +298,27 @@ fn a_directory_of_certificates_reaches_the_guest_and_bad_values_stop_sevm() {
         );
         assert!(!stdout.contains("snp report"), "{stdout}");
     }
+}
+
+#[test]
+fn a_plain_request_gets_a_signed_report_and_no_certificates() {
+    const TEST: &str = "a_plain_request_gets_a_signed_report_and_no_certificates";
+    if !sevm_testutil::kvm(TEST) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let platform = fresh_platform(d, "platform");
+    let (code, stdout, stderr) = run_demo_request(d, &platform, ",x-sevm-certs=platform", true);
+    assert_eq!(code, 0, "{stderr}\nstdout:\n{stdout}");
+    assert!(
+        stdout.contains("snp report: plain guest request, no certificate table\n"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("snp cert"), "{stdout}");
+    let report = AttestationReport::decode(&printed_report(&stdout)).unwrap();
+    let p = sev_psp::Platform::open(&platform, sev_psp::rng::os_rng()).unwrap();
+    let vcek = p.snp_vcek_public(None).unwrap();
+    report.verify_signature(&vcek).unwrap();
+    assert_eq!(report.report_data, [0x33u8; 64]);
 }
