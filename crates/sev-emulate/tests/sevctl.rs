@@ -1,0 +1,226 @@
+//! Unmodified `sevctl` (virtee) run under the launcher against the emulated
+//! platform: `show`, `generate`, `provision`, `rotate`, `reset`, and
+//! `verify --sev` of a chain exported through `/dev/sev`, each checked
+//! against the platform as `sev-platform --emulated` sees it. `sevctl
+//! export` replaces the firmware's CEK with one downloaded from AMD's key
+//! server by chip id, which cannot know an emulated chip
+//! (docs/guide/sev-emulate.md#sevctl).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::Value;
+
+const CERT: usize = 0x824;
+
+fn sevctl(test: &str) -> Option<PathBuf> {
+    sevm_testutil::peer_tool(
+        test,
+        "sevctl",
+        "--version",
+        "CI installs it (.ci/run); locally: PATH=/root/.cache/sevm-ci/cargo/bin:$PATH",
+    )
+}
+
+/// `sevctl ARGS` under the launcher: (success, stdout, stderr).
+fn run(plat: &Path, sevctl: &Path, args: &[&str]) -> (bool, String, String) {
+    let o = emulate(plat, sevctl, args);
+    (o.status.success(), text(&o.stdout), text(&o.stderr))
+}
+
+fn run_ok(plat: &Path, sevctl: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = run(plat, sevctl, args);
+    assert!(ok, "sevctl {args:?} failed:\nstdout: {out}\nstderr: {err}");
+    out
+}
+
+fn status(plat: &Path) -> Value {
+    let s = ok(platform_tool(&[&emu(plat), "--json", "status"]), "status");
+    serde_json::from_str::<Value>(&s).unwrap()["status"].clone()
+}
+
+fn chain(plat: &Path, dir: &Path) -> Vec<u8> {
+    let f = dir.join("chain");
+    ok(platform_tool(&[&emu(plat), "export", p(&f)]), "export");
+    std::fs::read(f).unwrap()
+}
+
+#[test]
+fn sevctl_show_reads_the_emulated_platform() {
+    const TEST: &str = "sevctl_show_reads_the_emulated_platform";
+    let Some(sevctl) = sevctl(TEST) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let plat = platform_copy(tmp.path());
+
+    let s = status(&plat);
+    let version = run_ok(&plat, &sevctl, &["show", "version"]);
+    assert_eq!(
+        version.trim(),
+        format!("{}.{}.{}", s["api_major"], s["api_minor"], s["build"])
+    );
+    assert_eq!(version.trim(), "1.55.21");
+
+    let id = run_ok(&plat, &sevctl, &["show", "identifier"]);
+    let v: Value =
+        serde_json::from_str(&ok(platform_tool(&[&emu(&plat), "--json", "id"]), "id")).unwrap();
+    assert_eq!(id.trim(), v["id"].as_str().unwrap().to_uppercase());
+
+    assert_eq!(run_ok(&plat, &sevctl, &["show", "guests"]).trim(), "0");
+    // UNINIT and self-owned: no flag.
+    assert_eq!(run_ok(&plat, &sevctl, &["show", "flags"]).trim(), "");
+    // INITed with SEV-ES (the driver's INIT for PDH_GEN, via sevctl
+    // rotate): "es".
+    run_ok(&plat, &sevctl, &["rotate"]);
+    assert_eq!(status(&plat)["es"], true);
+    assert_eq!(run_ok(&plat, &sevctl, &["show", "flags"]).trim(), "es");
+}
+
+#[test]
+fn sevctl_generate_provision_rotate_reset() {
+    const TEST: &str = "sevctl_generate_provision_rotate_reset";
+    let Some(sevctl) = sevctl(TEST) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let plat = platform_copy(d);
+    let before = chain(&plat, d);
+
+    let (cert, key) = (d.join("oca.cert"), d.join("oca.key"));
+    run_ok(&plat, &sevctl, &["generate", p(&cert), p(&key)]);
+    assert_eq!(std::fs::metadata(&cert).unwrap().len(), CERT as u64);
+
+    // provision: PEK_CSR, signed by sevctl with the OCA key, PEK_CERT_IMPORT.
+    run_ok(&plat, &sevctl, &["provision", p(&cert), p(&key)]);
+    assert_eq!(status(&plat)["externally_owned"], true);
+    let owned = chain(&plat, d);
+    assert_eq!(
+        &owned[2 * CERT..3 * CERT],
+        &std::fs::read(&cert).unwrap()[..]
+    );
+    assert_ne!(&owned[CERT..2 * CERT], &before[CERT..2 * CERT], "new PEK");
+    let flags = run_ok(&plat, &sevctl, &["show", "flags"]);
+    assert!(flags.lines().any(|l| l == "owned"), "{flags}");
+    // Again: the firmware's ALREADY_OWNED comes back as an error.
+    let (ok2, _, err) = run(&plat, &sevctl, &["provision", p(&cert), p(&key)]);
+    assert!(!ok2, "provisioning an owned platform");
+    assert!(err.contains("import"), "{err}");
+
+    run_ok(&plat, &sevctl, &["rotate"]);
+    let rotated = chain(&plat, d);
+    assert_ne!(&rotated[..CERT], &owned[..CERT], "new PDH");
+    assert_eq!(&rotated[CERT..], &owned[CERT..], "PEK, OCA, CEK kept");
+
+    run_ok(&plat, &sevctl, &["reset"]);
+    let reset = chain(&plat, d);
+    assert_eq!(status(&plat)["externally_owned"], false);
+    // FACTORY_RESET leaves the platform UNINIT.
+    assert_eq!(status(&plat)["state"], "UNINIT");
+    assert_ne!(&reset[..3 * CERT], &rotated[..3 * CERT]);
+    assert_eq!(&reset[3 * CERT..], &rotated[3 * CERT..], "CEK kept");
+}
+
+#[test]
+fn sevctl_verify_of_a_chain_exported_through_dev_sev() {
+    const TEST: &str = "sevctl_verify_of_a_chain_exported_through_dev_sev";
+    let Some(sevctl) = sevctl(TEST) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let plat = platform_copy(d);
+    // sevctl's chain format (PDH, PEK, OCA, CEK), exported through
+    // /dev/sev by sev-platform's hardware backend; the emulated ASK ‖ ARK.
+    let (file, ca) = (d.join("chain"), d.join("ca"));
+    ok(
+        emulate(&plat, &tool("sev-platform"), &["export", p(&file)]),
+        "export through /dev/sev",
+    );
+    ok(
+        platform_tool(&[&emu(&plat), "export", "--ca", p(&ca)]),
+        "export --ca",
+    );
+    let out = run_ok(
+        &plat,
+        &sevctl,
+        &["verify", "--sev", p(&file), "--ca", p(&ca)],
+    );
+    // Six certificates, each signature and self-signature valid (the
+    // invalid marks carry combining strokes; the legend line shows them).
+    let certs: Vec<&str> = out
+        .lines()
+        .filter(|l| {
+            ["PDH", "PEK", "OCA", "CEK", "ASK", "ARK"]
+                .iter()
+                .any(|c| l.contains(&format!("{c} ")))
+                && !l.contains('=')
+        })
+        .collect();
+    assert_eq!(certs.len(), 6, "{out}");
+    assert!(
+        certs
+            .iter()
+            .all(|l| !l.contains('\u{338}') && !l.contains('\u{337}')),
+        "{out}"
+    );
+    // Without --ca sevctl checks against AMD's built-in roots, which did not
+    // sign the emulated CEK.
+    let (ok2, _, err) = run(&plat, &sevctl, &["verify", "--sev", p(&file)]);
+    assert!(!ok2);
+    assert!(
+        err.contains("builtin") || err.contains("verification failed"),
+        "{err}"
+    );
+    // A tampered PEK is reported.
+    let mut bad = std::fs::read(&file).unwrap();
+    bad[CERT + 0x100] ^= 1;
+    let badf = d.join("bad");
+    std::fs::write(&badf, bad).unwrap();
+    let (ok3, _, _) = run(
+        &plat,
+        &sevctl,
+        &["verify", "--sev", p(&badf), "--ca", p(&ca)],
+    );
+    assert!(!ok3, "a tampered chain verifies");
+}
+
+#[test]
+fn sevctl_export_reaches_the_key_server_after_dev_sev() {
+    const TEST: &str = "sevctl_export_reaches_the_key_server_after_dev_sev";
+    let Some(sevctl) = sevctl(TEST) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let plat = platform_copy(tmp.path());
+    let f = tmp.path().join("chain");
+    // The download goes to a closed local port (a proxy nobody serves),
+    // so that the test neither depends on nor contacts the network.
+    let o = output_within(
+        std::process::Command::new(LAUNCHER)
+            .arg("--platform")
+            .arg(&plat)
+            .arg("--")
+            .arg(&sevctl)
+            .args(["export", p(&f)])
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("https_proxy", "http://127.0.0.1:9")
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy"),
+        DEADLINE,
+    );
+    let (ok1, err) = (o.status.success(), text(&o.stderr));
+    assert!(err.contains("transport error"), "{err}");
+    // PDH_CERT_EXPORT and GET_ID2 were served (no "unable to export SEV
+    // certificates" / "error fetching identifier"); the download of the
+    // CEK by chip id from AMD's server cannot succeed for an emulated chip.
+    assert!(!ok1, "sevctl export succeeded: {err}");
+    assert!(!err.contains("unable to export SEV certificates"), "{err}");
+    assert!(!err.contains("error fetching identifier"), "{err}");
+    assert!(!f.exists(), "no chain written");
+}
