@@ -57,7 +57,7 @@ use crate::memory::{GuestBacking, GuestMemory, HostRegion, HostView, ViewError};
 use crate::platform::{PlatformManagement, SevPlatform};
 use crate::types::{
     EncryptionParams, GuestKind, GuestStatus, LaunchMeasurement, LaunchSession, MigrationTarget,
-    PlatformCerts, PlatformKind, PlatformStatus,
+    PlatformCerts, PlatformKind, PlatformStatus, VcekChain,
 };
 use crate::vmsa_window::{vmsa_gpa, VmsaPage, WithVmsaWindow, VMSA_PAGE_LEN, VMSA_WINDOW_GPA};
 use crate::{OpenError, SevError};
@@ -307,6 +307,55 @@ impl PlatformManagement for EmulatedPlatform {
         let (ask, ark) = self.platform.amd_chain();
         let bytes = [ask, ark].concat();
         SevError::decoded("AMD chain", "ASK/ARK", CaChain::decode(&bytes)).map(Some)
+    }
+
+    fn snp_vcek_chain(&self) -> Result<Option<VcekChain>, SevError> {
+        use sev_proto::snp::chain::VekKind;
+        use sev_proto::snp::kds::KdsRequest;
+        const CMD: &str = "the emulated VCEK chain";
+        let issuer_err = |e: KdsError| SevError::Host {
+            command: CMD,
+            detail: e.to_string(),
+        };
+        let req = self
+            .platform
+            .kds_vcek_request(None)
+            .map_err(|e| fw_error("SNP_PLATFORM_STATUS", e))?;
+        let KdsRequest::Vcek { product, .. } = &req else {
+            return Err(SevError::Host {
+                command: CMD,
+                detail: format!("unexpected request {req}"),
+            });
+        };
+        let vcek = self.platform.kds_object(&req).map_err(issuer_err)?.bytes;
+        let pem = self
+            .platform
+            .kds_object(&KdsRequest::CertChain {
+                product: *product,
+                kind: VekKind::Vcek,
+            })
+            .map_err(issuer_err)?
+            .bytes;
+        let certs = sev_proto::snp::cert::Certificate::from_pem_chain(&pem).map_err(|e| {
+            SevError::Host {
+                command: CMD,
+                detail: format!("the issued cert_chain: {e}"),
+            }
+        })?;
+        let [ask, ark] = certs.as_slice() else {
+            return Err(SevError::Host {
+                command: CMD,
+                detail: format!(
+                    "the issued cert_chain holds {} certificates, not an ASK and an ARK",
+                    certs.len()
+                ),
+            });
+        };
+        Ok(Some(VcekChain {
+            ark: ark.der().to_vec(),
+            ask: ask.der().to_vec(),
+            vcek,
+        }))
     }
 }
 

@@ -42,6 +42,6 @@ pub use snp::{
 };
 pub use types::{
     EncryptionParams, GuestKind, GuestStatus, LaunchMeasurement, LaunchSession, MigrationTarget,
-    PlatformCerts, PlatformKind, PlatformStatus,
+    PlatformCerts, PlatformKind, PlatformStatus, VcekChain,
 };
 pub use vmsa_window::{VmsaPage, VMSA_PAGE_LEN};

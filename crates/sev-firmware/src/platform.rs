@@ -11,7 +11,9 @@ use sev_proto::cert::sev::Certificate;
 use crate::guest::GuestContext;
 use crate::memory::{GuestMemory, HostRegion};
 use crate::snp::SnpGuestContext;
-use crate::types::{EncryptionParams, GuestKind, PlatformCerts, PlatformKind, PlatformStatus};
+use crate::types::{
+    EncryptionParams, GuestKind, PlatformCerts, PlatformKind, PlatformStatus, VcekChain,
+};
 use crate::SevError;
 
 /// Platform management: the commands of the platform owner (`sev-platform`)
@@ -48,6 +50,13 @@ pub trait PlatformManagement: Send + Sync + fmt::Debug {
     /// (the emulated platform's own roots); `None` on hardware, whose roots
     /// are AMD's and come out of band.
     fn amd_chain(&self) -> Result<Option<CaChain>, SevError>;
+    /// The SNP certificates of this platform's VCEK for the TCB its reports
+    /// carry now (REPORTED_TCB), when the platform issues them itself (the
+    /// emulated platform, docs/guide/kds.md); `None` on hardware, whose
+    /// certificates come from AMD's key distribution service.
+    fn snp_vcek_chain(&self) -> Result<Option<VcekChain>, SevError> {
+        Ok(None)
+    }
 }
 
 /// A platform that runs guests: platform management, plus the per-VM

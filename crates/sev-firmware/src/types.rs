@@ -168,6 +168,19 @@ pub struct PlatformCerts {
     pub chain: PlatformChain,
 }
 
+/// The SNP certificates of a VCEK: the ARK, the ASK and the VCEK, each one
+/// DER X.509 certificate (what AMD's key distribution service serves, and
+/// what a host hands guests in the extended request's certificate table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VcekChain {
+    /// The AMD root key's certificate (self-signed).
+    pub ark: Vec<u8>,
+    /// The AMD SEV key's certificate (signed by the ARK).
+    pub ask: Vec<u8>,
+    /// The VCEK's certificate (signed by the ASK).
+    pub vcek: Vec<u8>,
+}
+
 /// The guest owner's side of an attested LAUNCH_START: the GODH
 /// certificate and the session buffer made for this platform's PDH (QEMU's
 /// `dh-cert-file` and `session-file`).

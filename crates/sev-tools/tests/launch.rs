@@ -221,7 +221,9 @@ fn demo_runs_the_launch_as_an_snp_guest_with_an_id_block() {
         "all i/o through the ghcb",
         "vmpck0 present, vmpck1 present, vmpck2 present, vmpck3 present",
         // The guest's report request and the owner's check of the report.
-        "snp report: certificate table entries: 0\n",
+        "snp report: certificate table entries: 3\n",
+        "snp cert: end\n",
+        "the guest received the platform's VCEK (of the reported TCB), ASK and ARK with its report",
         "snp report: end\n",
         "signed by the platform's VCEK; measurement, report data (nonce), host data, ID key and policy as launched",
         "verdict: OK, the SNP demo guest attested its launch",

@@ -112,11 +112,16 @@ pub const HASHES_AREA_SIZE: u32 = 0x400;
 
 /// Where the image carries the report data of the SNP report request
 /// (docs/guide/demo-guest.md#the-report-request): [`REPORT_DATA_MAGIC`],
-/// 12 zero bytes, then the 64 bytes of report data. All zero (no request)
+/// the request kind (byte 4: 0 extended, 1 plain, [`set_plain_report_request`]),
+/// 11 zero bytes, then the 64 bytes of report data. All zero (no request)
 /// unless [`set_report_data`] filled it.
 pub const REPORT_BLOCK_GPA: u32 = 0xFFFF_F700;
 /// Size of the report-data block.
 pub const REPORT_BLOCK_LEN: usize = 16 + 64;
+/// Offset in the report-data block of the request kind byte.
+pub const REPORT_KIND_OFFSET: u32 = 4;
+/// The request kind byte of a plain guest request (exit 0x8000_0011).
+pub const REPORT_KIND_PLAIN: u8 = 1;
 /// The first four bytes of a filled report-data block.
 pub const REPORT_DATA_MAGIC: [u8; 4] = *b"RDAT";
 
@@ -147,6 +152,9 @@ pub enum DemoError {
         /// Its size.
         len: usize,
     },
+    /// The image has no report data to make a request with.
+    #[error("the demo image has no report data: set_report_data first")]
+    NoReportData,
     /// The image is not a demo guest image of a usable size.
     #[error("not a demo guest image ({len} bytes)")]
     NotAnImage {
@@ -477,6 +485,19 @@ pub fn set_report_data(image: &mut [u8], report_data: &[u8; 64]) -> Result<(), D
     b.fill(0);
     b[..4].copy_from_slice(&REPORT_DATA_MAGIC);
     b[16..].copy_from_slice(report_data);
+    Ok(())
+}
+
+/// Makes the report request of `image` (filled by [`set_report_data`]) a
+/// plain guest request (exit 0x8000_0011, no certificate buffer) instead
+/// of the extended one. Part of the image, so of the measurement.
+pub fn set_plain_report_request(image: &mut [u8]) -> Result<(), DemoError> {
+    let block = report_block(image.len())?;
+    let b = &mut image[block];
+    if b[..4] != REPORT_DATA_MAGIC {
+        return Err(DemoError::NoReportData);
+    }
+    b[REPORT_KIND_OFFSET as usize] = REPORT_KIND_PLAIN;
     Ok(())
 }
 

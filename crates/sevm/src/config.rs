@@ -261,6 +261,27 @@ pub struct SnpGuestOptions {
     pub author_key_enabled: bool,
     /// `host-data=`: base64 of exactly 32 bytes (default zeros).
     pub host_data: [u8; 32],
+    /// `x-sevm-certs=`: the certificate table of the guest's extended
+    /// requests (sevm's own property; default none, the empty table).
+    pub certs: SnpCertSource,
+}
+
+/// Where the certificate table sevm hands the guest with an extended
+/// guest request comes from (`x-sevm-certs=`,
+/// docs/snp.md#certificates-for-extended-requests). Only the emulated SEV
+/// device takes one: on hardware KVM answers the guest's requests.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SnpCertSource {
+    /// `none` (the default): the empty table, as mainline KVM answers.
+    #[default]
+    None,
+    /// `platform`: the emulated platform's ARK, ASK and VCEK of the TCB
+    /// its reports carry, issued at start-up.
+    Platform,
+    /// A file holding a certificate table in the GHCB format, or a
+    /// directory holding `ark`, `ask`, `vcek` and/or `vlek` certificates
+    /// (`.der` or `.pem`, the layout `snpguest` writes).
+    Path(PathBuf),
 }
 
 impl Default for SnpGuestOptions {
@@ -272,6 +293,7 @@ impl Default for SnpGuestOptions {
             id_auth: None,
             author_key_enabled: false,
             host_data: [0; 32],
+            certs: SnpCertSource::None,
         }
     }
 }

@@ -510,9 +510,22 @@ mod sev_modes {
     /// Runs an SNP demo guest with report data against the stand-in;
     /// returns its output, the firmware and VMPCK0 as the guest left it.
     fn run_report_request(answer: Answer) -> (String, Arc<ReportFirmware>, Vec<u8>) {
+        run_report_request_with(answer, None, false)
+    }
+
+    /// [`run_report_request`] with `certs` as the certificate table, the
+    /// request `plain` (0x8000_0011) or extended.
+    fn run_report_request_with(
+        answer: Answer,
+        certs: Option<Vec<u8>>,
+        plain: bool,
+    ) -> (String, Arc<ReportFirmware>, Vec<u8>) {
         let mut image = build(&DemoOptions::default()).unwrap();
         let data: [u8; 64] = std::array::from_fn(|i| 0xC0 ^ i as u8);
         set_report_data(&mut image, &data).unwrap();
+        if plain {
+            set_plain_report_request(&mut image).unwrap();
+        }
         let (m, out) = machine_with(SevMode::Snp, image);
         let vmpck0: [u8; 32] = std::array::from_fn(|i| (i * i * 11 + 0x3C) as u8);
         let fw = Arc::new(ReportFirmware {
@@ -523,6 +536,11 @@ mod sev_modes {
             report_data: Mutex::new(Vec::new()),
         });
         m.ghcb_host().unwrap().set_platform(fw.clone());
+        if let Some(table) = certs {
+            m.ghcb_host()
+                .unwrap()
+                .set_cert_provider(Arc::new(crate::ghcb::guest_request::StaticCertTable(table)));
+        }
         let mut secrets = vec![0u8; 4096];
         secrets[0] = 3;
         secrets[0x20..0x40].copy_from_slice(&vmpck0);
@@ -551,7 +569,8 @@ mod sev_modes {
         let (text, fw, vmpck0) = run_report_request(Answer::Report);
         let mut want = String::from(
             "snp report: requesting a report with the image's report data\n\
-             snp report: certificate table entries: 0\n",
+             snp report: certificate table entries: 0\n\
+             snp cert: end\n",
         );
         for line in fw.report.chunks(32) {
             want.push_str(&format!("snp report: {}\n", hex::encode(line)));
@@ -593,5 +612,89 @@ mod sev_modes {
             "{text}"
         );
         assert_eq!(vmpck0, vec![0; 32]);
+    }
+
+    #[test]
+    fn snp_mode_prints_the_certificate_table_it_is_given() {
+        use sev_proto::snp::cert_table::{encode, guid, CertEntry};
+        if !kvm_available("snp_mode_prints_the_certificate_table_it_is_given") {
+            return;
+        }
+        let vcek: Vec<u8> = (0..70u8).collect();
+        let ark = vec![0xA5; 3];
+        let mut table = encode(&[
+            CertEntry {
+                guid: guid::VCEK,
+                data: vcek.clone(),
+            },
+            CertEntry {
+                guid: guid::ARK,
+                data: ark.clone(),
+            },
+        ])
+        .unwrap();
+        let (text, _, _) = run_report_request_with(Answer::Report, Some(table.clone()), false);
+        let want = format!(
+            "snp report: certificate table entries: 2\n\
+             snp cert: {} 00000048 00000046\n\
+             snp cert data: {}\n\
+             snp cert data: {}\n\
+             snp cert data: {}\n\
+             snp cert: {} 0000008e 00000003\n\
+             snp cert data: a5a5a5\n\
+             snp cert: end\n",
+            hex::encode(guid::VCEK),
+            hex::encode(&vcek[..32]),
+            hex::encode(&vcek[32..64]),
+            hex::encode(&vcek[64..]),
+            hex::encode(guid::ARK),
+        );
+        assert!(text.contains(&want), "want\n{want}\nin\n{text}");
+        assert!(text.contains("snp report: end\n"), "{text}");
+
+        // An entry whose bytes lie past the guest's 16 KiB buffer is named,
+        // not read.
+        table[16..20].copy_from_slice(&0x3FF0u32.to_le_bytes());
+        let (text, _, _) = run_report_request_with(Answer::Report, Some(table), false);
+        assert!(
+            text.contains(&format!(
+                "snp cert: {} 00003ff0 00000046\nsnp cert: outside the buffer\n",
+                hex::encode(guid::VCEK)
+            )),
+            "{text}"
+        );
+        assert!(text.contains("snp report: end\n"), "{text}");
+    }
+
+    #[test]
+    fn snp_mode_can_make_a_plain_request_without_certificates() {
+        use sev_proto::snp::cert_table::{encode, guid, CertEntry};
+        if !kvm_available("snp_mode_can_make_a_plain_request_without_certificates") {
+            return;
+        }
+        // A provider is set, but a plain request has no buffer to fill.
+        let table = encode(&[CertEntry {
+            guid: guid::VCEK,
+            data: vec![7; 40],
+        }])
+        .unwrap();
+        let (text, fw, vmpck0) = run_report_request_with(Answer::Report, Some(table), true);
+        let mut want = String::from(
+            "snp report: requesting a report with the image's report data\n\
+             snp report: plain guest request, no certificate table\n",
+        );
+        for line in fw.report.chunks(32) {
+            want.push_str(&format!("snp report: {}\n", hex::encode(line)));
+        }
+        want.push_str("snp report: end\n");
+        assert!(text.contains(&want), "want\n{want}\nin\n{text}");
+        assert!(!text.contains("snp cert"), "{text}");
+        assert_eq!(vmpck0, fw.vmpck0);
+        // Without report data there is nothing to make plain.
+        let mut image = build(&DemoOptions::default()).unwrap();
+        assert!(matches!(
+            set_plain_report_request(&mut image),
+            Err(DemoError::NoReportData)
+        ));
     }
 }

@@ -482,4 +482,28 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.status(), Some(StatusCode(Status::PolicyFailure.code())));
     }
+
+    #[test]
+    fn the_emulated_vcek_chain_verifies_and_its_vcek_signs_the_reports() {
+        use sev_proto::snp::cert::Certificate;
+        use sev_proto::snp::chain::{Chain, Trust};
+        let tmp = tempfile::tempdir().unwrap();
+        let p = platform(&tmp.path().join("p"));
+        let chain = p.snp_vcek_chain().unwrap().unwrap();
+        let chain = Chain {
+            ark: Certificate::from_der(&chain.ark).unwrap(),
+            ask: Certificate::from_der(&chain.ask).unwrap(),
+            vek: Certificate::from_der(&chain.vcek).unwrap(),
+        };
+        let verified = chain
+            .verify(
+                Trust::Explicit(&chain.ark),
+                None,
+                std::time::SystemTime::now(),
+            )
+            .unwrap();
+        // The VCEK is the one of the reported TCB, the key reports are signed with.
+        let signer = p.firmware().snp_vcek_public(None).unwrap();
+        assert_eq!(verified.key, signer);
+    }
 }

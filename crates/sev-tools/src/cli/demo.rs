@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use sev_proto::abi::Policy;
+use sev_proto::snp::cert_table;
 use sev_proto::snp::report::AttestationReport;
 use sev_proto::snp::{snp_launch_digest, GuestPolicy, IdBlock, SnpLaunch};
 use sev_proto::vmsa::{KvmInit, SevFeatures, VcpuModel, VmmType, VmsaConfig};
@@ -334,11 +335,18 @@ pub fn check_report(
 /// its measurement, report data, host data, ID key and policy. Guest-owner
 /// secrets reach an SNP guest after attestation, not by injection, so none
 /// is injected here.
-pub fn run_snp(platform: Option<PathBuf>, sevm: Option<PathBuf>) -> Result<()> {
+pub fn run_snp(
+    platform: Option<PathBuf>,
+    sevm: Option<PathBuf>,
+    export: Option<PathBuf>,
+) -> Result<()> {
     let platform = match platform {
         Some(p) => p,
         None => super::platform::default_emulated_dir()?,
     };
+    if let Some(dir) = &export {
+        super::demo_export::check_free(dir)?;
+    }
     let sevm = sevm.unwrap_or_else(launch::find_sevm);
     let prepared = prepare(&platform, &sevm, &mut |s| println!("{s}"))?;
     let started = std::time::Instant::now();
@@ -403,7 +411,8 @@ pub fn run_snp(platform: Option<PathBuf>, sevm: Option<PathBuf>) -> Result<()> {
         "q35,memory-encryption=snp0".to_owned(),
         "-object".to_owned(),
         format!(
-            "sev-snp-guest,id=snp0,sev-device=emulated:{},id-block={},id-auth={},host-data={}",
+            "sev-snp-guest,id=snp0,sev-device=emulated:{},id-block={},id-auth={},host-data={},\
+             x-sevm-certs=platform",
             platform.display(),
             io::b64_encode(&block.encode()),
             io::b64_encode(&auth.encode()),
@@ -474,6 +483,41 @@ pub fn run_snp(platform: Option<PathBuf>, sevm: Option<PathBuf>) -> Result<()> {
         .firmware()
         .snp_vcek_public(Some(tcb))
         .context("the platform's VCEK for the reported TCB")?;
+    // The certificates the guest received with its report (sevm's
+    // x-sevm-certs=platform) are the platform's chain for the reported
+    // TCB, which binds to the report (chip id, TCB).
+    let (chain, product) =
+        crate::kds::chain_of(&b, tcb).context("the platform's VCEK chain for the report's TCB")?;
+    let received = super::demo_export::printed_cert_table(&output)?;
+    let wanted = [
+        (cert_table::guid::VCEK, &chain.vek),
+        (cert_table::guid::ASK, &chain.ask),
+        (cert_table::guid::ARK, &chain.ark),
+    ];
+    if received.len() != wanted.len()
+        || received
+            .iter()
+            .zip(wanted)
+            .any(|(r, (guid, cert))| r.guid != guid || r.data != cert.der())
+    {
+        bail!(
+            "the guest's certificate table ({} entries) is not the platform's VCEK, ASK and ARK",
+            received.len()
+        );
+    }
+    chain
+        .verify(
+            sev_proto::snp::chain::Trust::Explicit(&chain.ark),
+            Some(product),
+            std::time::SystemTime::now(),
+        )?
+        .verify_report(&decoded)
+        .context("the report against the VCEK the guest received")?;
+    step(
+        "certificates",
+        "the guest received the platform's VCEK (of the reported TCB), ASK and ARK with its report; \
+         the chain verifies to the emulated ARK and the VCEK binds to the report",
+    );
     let want = ExpectedReport {
         measurement: digest,
         report_data: nonce,
@@ -493,6 +537,30 @@ pub fn run_snp(platform: Option<PathBuf>, sevm: Option<PathBuf>) -> Result<()> {
         "verdict: OK, the SNP demo guest attested its launch: {:.1} ms end to end",
         started.elapsed().as_secs_f64() * 1e3
     );
+    if let Some(dir) = export {
+        let crl = b
+            .firmware()
+            .kds_object(&sev_proto::snp::kds::KdsRequest::Crl {
+                product,
+                kind: sev_proto::snp::chain::VekKind::Vcek,
+            })
+            .context("the platform's CRL")?
+            .bytes;
+        let written = super::demo_export::write(&dir, &bytes, &chain, &crl, &image)?;
+        println!("exported (the report as the guest received it; the EMULATED platform's chain):");
+        for f in &written {
+            println!("  {}", f.display());
+        }
+        let d = dir.display();
+        println!(
+            "verify with: snpguest verify certs {d} && snpguest verify attestation {d} {d}/report.bin\n\
+             or: sev-owner snp verify --report {d}/report.bin --vcek {d}/vcek.pem --chain {d}/ask.pem \
+             --ark {d}/ark.pem --trust-ark-explicitly --crl {d}/crl.der --measurement {} --report-data {} --host-data {}",
+            hex::encode(digest),
+            hex::encode(nonce),
+            hex::encode(host_data)
+        );
+    }
     Ok(())
 }
 

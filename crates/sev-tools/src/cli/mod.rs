@@ -3,6 +3,7 @@
 //! `<tool>: error: ...` line and a non-zero exit status.
 
 pub mod demo;
+pub mod demo_export;
 pub mod id_block;
 pub mod kds;
 pub mod owner;

@@ -432,6 +432,11 @@ struct DemoArgs {
     /// guests receive secrets after attestation).
     #[arg(long, conflicts_with_all = ["secret", "runs"])]
     snp: bool,
+    /// With --snp: write the guest's report (report.bin), the emulated ARK, ASK and VCEK of its
+    /// TCB (ark.pem, ask.pem, vcek.pem, as snpguest reads them) and the measured firmware
+    /// (firmware.fd) into DIR (created if missing; existing files are never overwritten).
+    #[arg(long, value_name = "DIR", requires = "snp")]
+    export: Option<PathBuf>,
 }
 
 /// Entry point of the `sev-owner` binary.
@@ -451,7 +456,7 @@ fn run(cli: Cli) -> Result<()> {
         } => attest_cmd(a),
         Cmd::Snp { cmd } => super::snp::run(cmd),
         Cmd::Launch(a) => launch_cmd(a),
-        Cmd::Demo(a) if a.snp => super::demo::run_snp(a.platform, a.sevm),
+        Cmd::Demo(a) if a.snp => super::demo::run_snp(a.platform, a.sevm, a.export),
         Cmd::Demo(a) => {
             let mode = if a.es {
                 super::demo::DemoMode::SevEs

@@ -17,7 +17,7 @@ use iced_x86::code_asm::*;
 use super::aes_gcm::{self, AesGcm};
 use super::{ghcb, say, Data, Lib, GHCB_GPA, GHCB_MSR, SNP_SECRETS_GPA};
 use super::{STATUS_SNP, VARS_BASE};
-use crate::{REPORT_BLOCK_GPA, REPORT_DATA_MAGIC};
+use crate::{REPORT_BLOCK_GPA, REPORT_DATA_MAGIC, REPORT_KIND_OFFSET, REPORT_KIND_PLAIN};
 
 /// The shared request page.
 pub const REQUEST_PAGE: u32 = 0x0006_2000;
@@ -34,6 +34,8 @@ const RESPONSE_TEXT: u32 = 0x0006_9000;
 
 /// The extended guest request's exit code.
 const EXIT_EXT_GUEST_REQUEST: u32 = 0x8000_0012;
+/// The plain guest request's exit code.
+const EXIT_GUEST_REQUEST: u32 = 0x8000_0011;
 /// GHCB offset of RBX and its valid bit (qword 0x63: byte 12, bit 3).
 const GHCB_RBX: u32 = 0x318;
 /// RBX (qword 0x63) in the valid bitmap's last dword.
@@ -74,6 +76,12 @@ pub(super) fn emit(
     let s_nl = d.cstr("\n");
     let s_end = d.cstr("snp report: end\n");
     let s_certs = d.cstr("snp report: certificate table entries: ");
+    let s_cert = d.cstr("snp cert: ");
+    let s_cert_data = d.cstr("snp cert data: ");
+    let s_cert_outside = d.cstr("snp cert: outside the buffer\n");
+    let s_certs_end = d.cstr("snp cert: end\n");
+    let s_space = d.cstr(" ");
+    let s_plain = d.cstr("snp report: plain guest request, no certificate table\n");
     let s_err = d.cstr("snp report error: ");
     let s_psc = d.cstr("the host refused to make the message pages shared\n");
     let s_refused = d.cstr("the host refused the exit, sw_exitinfo2 0x");
@@ -176,6 +184,18 @@ pub(super) fn emit(
         dword_ptr(edi + ghcb::VALID_DWORD_EXIT),
         ghcb::VALID_EXIT | VALID_RBX,
     )?;
+    // A plain request (the image's request kind byte): exit 0x8000_0011,
+    // RAX and RBX not valid.
+    let mut inputs_done = a.create_label();
+    a.cmp(
+        byte_ptr(REPORT_BLOCK_GPA + REPORT_KIND_OFFSET),
+        i32::from(REPORT_KIND_PLAIN),
+    )?;
+    a.jne(inputs_done)?;
+    a.mov(dword_ptr(edi + ghcb::SW_EXIT_CODE), EXIT_GUEST_REQUEST)?;
+    a.mov(dword_ptr(edi + ghcb::VALID_DWORD_RAX), 0)?;
+    a.mov(dword_ptr(edi + ghcb::VALID_DWORD_EXIT), ghcb::VALID_EXIT)?;
+    a.set_label(&mut inputs_done)?;
     // The doorbell (on hardware VMGEXIT would follow,
     // docs/protocol/choices.md#u46).
     a.mov(eax, edi)?;
@@ -251,7 +271,19 @@ pub(super) fn emit(
     a.cmp(eax, REPORT_LEN)?;
     a.jne(bad_size)?;
 
-    // The certificate table: count the entries before the all-zero one.
+    // The certificate table (extended requests only): count the entries
+    // before the all-zero one.
+    let mut certs_done = a.create_label();
+    let mut report_lines = a.create_label();
+    let mut extended = a.create_label();
+    a.cmp(
+        byte_ptr(REPORT_BLOCK_GPA + REPORT_KIND_OFFSET),
+        i32::from(REPORT_KIND_PLAIN),
+    )?;
+    a.jne(extended)?;
+    say(a, lib, s_plain)?;
+    a.jmp(report_lines)?;
+    a.set_label(&mut extended)?;
     say(a, lib, s_certs)?;
     a.mov(esi, CERT_BUFFER)?;
     a.xor(eax, eax)?;
@@ -271,6 +303,66 @@ pub(super) fn emit(
     a.set_label(&mut counted)?;
     a.call(lib.put_dec)?;
     say(a, lib, s_nl)?;
+
+    // Each entry: `snp cert: GUID OFFSET LENGTH`, then its bytes, 32 per
+    // `snp cert data:` line, when they lie inside the buffer.
+    let mut cert_entry = a.create_label();
+    let mut cert_line = a.create_label();
+    let mut cert_full = a.create_label();
+    let mut cert_next = a.create_label();
+    let mut cert_outside = a.create_label();
+    a.mov(ecx, eax)?;
+    a.mov(ebx, CERT_BUFFER)?;
+    a.set_label(&mut cert_entry)?;
+    a.test(ecx, ecx)?;
+    a.jz(certs_done)?;
+    a.push(ecx)?;
+    say(a, lib, s_cert)?;
+    a.mov(esi, ebx)?;
+    a.mov(ecx, 16)?;
+    a.call(hex)?;
+    say(a, lib, s_space)?;
+    a.mov(eax, dword_ptr(ebx + 16))?;
+    a.call(lib.put_hex32)?;
+    say(a, lib, s_space)?;
+    a.mov(eax, dword_ptr(ebx + 20))?;
+    a.call(lib.put_hex32)?;
+    say(a, lib, s_nl)?;
+    // offset ≤ buffer and length ≤ buffer - offset.
+    a.mov(eax, dword_ptr(ebx + 16))?;
+    a.cmp(eax, CERT_PAGES * 4096)?;
+    a.ja(cert_outside)?;
+    a.mov(edx, CERT_PAGES * 4096)?;
+    a.sub(edx, eax)?;
+    a.cmp(dword_ptr(ebx + 20), edx)?;
+    a.ja(cert_outside)?;
+    a.lea(edi, ptr(eax + CERT_BUFFER))?;
+    a.mov(edx, dword_ptr(ebx + 20))?;
+    a.set_label(&mut cert_line)?;
+    a.test(edx, edx)?;
+    a.jz(cert_next)?;
+    a.mov(ecx, LINE_BYTES)?;
+    a.cmp(edx, ecx)?;
+    a.jae(cert_full)?;
+    a.mov(ecx, edx)?;
+    a.set_label(&mut cert_full)?;
+    a.sub(edx, ecx)?;
+    say(a, lib, s_cert_data)?;
+    a.mov(esi, edi)?;
+    a.call(hex)?;
+    say(a, lib, s_nl)?;
+    a.add(edi, ecx)?;
+    a.jmp(cert_line)?;
+    a.set_label(&mut cert_outside)?;
+    say(a, lib, s_cert_outside)?;
+    a.set_label(&mut cert_next)?;
+    a.add(ebx, 24)?;
+    a.pop(ecx)?;
+    a.dec(ecx)?;
+    a.jmp(cert_entry)?;
+    a.set_label(&mut certs_done)?;
+    say(a, lib, s_certs_end)?;
+    a.set_label(&mut report_lines)?;
 
     // The report, 32 bytes (64 hex digits) per line.
     a.mov(ebx, RESPONSE_TEXT + REPORT_OFFSET)?;

@@ -63,7 +63,8 @@ pub(super) static OPTIONS: &[OptionSpec] = &[
              [,legacy-vm-type=on|off|auto] | sev-snp-guest,id=ID[,policy=N]\
              [,guest-visible-workarounds=B64][,id-block=B64][,id-auth=B64]\
              [,author-key-enabled=on|off][,host-data=B64][,cbitpos=N][,reduced-phys-bits=N]\
-             [,kernel-hashes=on|off][,sev-device=PATH|emulated:DIR]",
+             [,kernel-hashes=on|off][,sev-device=PATH|emulated:DIR]\
+             [,x-sevm-certs=none|platform|PATH]",
         ),
         help: "SEV guest (also QEMU's JSON form `-object '{\"qom-type\":\"sev-guest\",...}'`); \
                `legacy-vm-type=off` (KVM_SEV_INIT2: SEV-ES VMSAs with the reset FPU state) \
@@ -71,7 +72,9 @@ pub(super) static OPTIONS: &[OptionSpec] = &[
                path only. SEV-SNP guest: `sev-snp-guest` (policy default 0x30000; \
                guest-visible-workarounds 16 bytes, id-block 96 bytes, id-auth at most 4096 \
                bytes, host-data 32 bytes, all base64), launched from the firmware's SEV \
-               metadata",
+               metadata; sevm's `x-sevm-certs` (emulated device only) gives extended guest \
+               requests a certificate table: `platform` (the emulated ARK, ASK and VCEK), a \
+               table file or a directory of ark/ask/vcek .der/.pem, default `none` (empty)",
         origin: Origin::Qemu,
         apply: |cfg, _, value| parse_object(cfg, &value).map(|()| None),
     },

@@ -1156,3 +1156,41 @@ fn sev_snp_guest_object_with_qemus_defaults_and_checks() {
         "-object sev-snp-guest: cbitpos: 64 is out of range (1..=63)"
     );
 }
+
+#[test]
+fn x_sevm_certs_names_the_certificate_table_source() {
+    use crate::config::SnpCertSource;
+    let certs = |arg: &str| {
+        run(&["-object", arg]).unwrap().sev_guests[0]
+            .snp
+            .clone()
+            .unwrap()
+            .certs
+    };
+    assert_eq!(certs("sev-snp-guest,id=x"), SnpCertSource::None);
+    assert_eq!(
+        certs("sev-snp-guest,id=x,x-sevm-certs=none"),
+        SnpCertSource::None
+    );
+    assert_eq!(
+        certs("sev-snp-guest,id=x,x-sevm-certs=platform"),
+        SnpCertSource::Platform
+    );
+    assert_eq!(
+        certs("sev-snp-guest,id=x,x-sevm-certs=./platform"),
+        SnpCertSource::Path(PathBuf::from("./platform"))
+    );
+    assert_eq!(
+        certs(r#"{"qom-type":"sev-snp-guest","id":"j","x-sevm-certs":"/etc/certs"}"#),
+        SnpCertSource::Path(PathBuf::from("/etc/certs"))
+    );
+    assert_err(
+        &["-object", "sev-snp-guest,id=x,x-sevm-certs="],
+        "x-sevm-certs: must not be empty",
+    );
+    // An SNP property: sev-guest has no certificate table.
+    assert_err(
+        &["-object", "sev-guest,id=x,x-sevm-certs=platform"],
+        "-object sev-guest: unknown property 'x-sevm-certs'",
+    );
+}

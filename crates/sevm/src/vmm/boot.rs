@@ -16,6 +16,7 @@ use super::setup::{self, Prepared};
 use super::state::{IncomingPhase, LaunchPhase, SnpContext, SnpPhase};
 use super::{machine_err, Vmm, VmmError};
 use crate::config::VmConfig;
+use crate::ghcb::guest_request::StaticCertTable;
 use crate::ghcb::SnpGhcbPlatform;
 use crate::memory::{Gpa, FOUR_GIB};
 use crate::sev::snp::{self, SnpLaunch};
@@ -98,6 +99,11 @@ fn launch_snp(
     // which pages the host may touch (docs/sev-es.md#the-ghcb-path).
     if let Some(ghcb) = machine.ghcb_host() {
         ghcb.set_platform(Arc::new(SnpGhcbPlatform::new(Arc::clone(&backend))));
+        // `x-sevm-certs=`: the table extended requests get
+        // (docs/snp.md#certificates-for-extended-requests).
+        if let Some(table) = inputs.cert_table {
+            ghcb.set_cert_provider(Arc::new(StaticCertTable(table)));
+        }
     }
     let cpuid = machine.vcpu_cpuid(0).map_err(machine_err)?;
     let cpuid_page =

@@ -20,6 +20,7 @@
 //! host view the backend provides.
 
 mod boot;
+mod certs;
 mod files;
 mod incoming;
 mod qmp;

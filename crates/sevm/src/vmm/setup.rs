@@ -12,10 +12,11 @@ use sev_proto::abi::Policy;
 use sev_proto::ovmf::{FooterTable, KernelHashes, OvmfArea, ResetVector, PADDED_HASH_TABLE_LEN};
 use sev_proto::vmsa::KvmInit;
 
+use super::certs;
 use super::files::{self, FileError};
 use super::state::{LaunchPhase, SevContext, SnpContext, SnpPhase};
 use super::{machine_err, VmmError};
-use crate::config::{OnOffAuto, SerialConfig, SevGuestConfig, VmConfig};
+use crate::config::{OnOffAuto, SerialConfig, SevGuestConfig, SnpCertSource, VmConfig};
 use crate::devices::serial::SerialOutput;
 use crate::ghcb::SevMode;
 use crate::machine::{Machine, MachineConfig};
@@ -58,6 +59,9 @@ pub(super) struct SnpInputs {
     pub hashes_page: Option<Box<[u8; 4096]>>,
     /// What SNP_LAUNCH_FINISH is given.
     pub finish: FinishInputs,
+    /// The certificate table of the guest's extended requests
+    /// (`x-sevm-certs=`), `None` for the default empty table.
+    pub cert_table: Option<Vec<u8>>,
 }
 
 /// The SEV platform, opened and checked against the `sev-guest` options.
@@ -133,7 +137,7 @@ impl SevPlatformSetup<'_> {
 /// it and creates the machine.
 pub(super) fn prepare(config: &VmConfig) -> Result<Prepared<'_>, VmmError> {
     let sev_cfg = config.sev_guest();
-    let inputs = read_inputs(config, sev_cfg)?;
+    let mut inputs = read_inputs(config, sev_cfg)?;
 
     let mut sev_setup = None;
     if let Some(g) = sev_cfg {
@@ -153,6 +157,17 @@ pub(super) fn prepare(config: &VmConfig) -> Result<Prepared<'_>, VmmError> {
         let info = platform.status()?;
         let params = platform.encryption_params()?;
         check_platform(g, &info, &params, platform.as_ref())?;
+        if let (Some(snp), Some(snp_inputs)) = (&g.snp, inputs.snp.as_mut()) {
+            if snp.certs == SnpCertSource::Platform {
+                snp_inputs.cert_table =
+                    Some(certs::from_platform(platform.as_ref()).map_err(|problem| {
+                        VmmError::Config {
+                            option: sev_option(g),
+                            problem: format!("x-sevm-certs=platform: {problem}"),
+                        }
+                    })?);
+            }
+        }
         sev_setup = Some(SevPlatformSetup {
             guest: g,
             platform,
@@ -465,9 +480,14 @@ fn snp_inputs(
         }
         (None, Some(_)) => return Err(invalid("id-auth", "is given without id-block".into())),
     };
+    let cert_table = match &snp.certs {
+        SnpCertSource::None | SnpCertSource::Platform => None,
+        SnpCertSource::Path(path) => Some(certs::read_path(path)?),
+    };
     Ok(SnpInputs {
         updates,
         hashes_page,
+        cert_table,
         finish: FinishInputs {
             id,
             author_key_en: snp.author_key_enabled,
@@ -499,6 +519,18 @@ fn check_platform(
     // checked as QEMU does (1..=63), once, by `VmConfig::validate`, not
     // against the host's EBX[11:6]: the architecturally correct guest value
     // is 1 whatever the host reduction is.
+    if g.snp
+        .as_ref()
+        .is_some_and(|s| s.certs != SnpCertSource::None)
+        && !platform.is_emulated()
+    {
+        return Err(VmmError::Config {
+            option,
+            problem: "x-sevm-certs: only the emulated SEV device takes a certificate table \
+                      (on hardware KVM answers the guest's requests itself)"
+                .into(),
+        });
+    }
     if g.legacy_vm_type == Some(OnOffAuto::Off) && !platform.is_emulated() {
         return Err(VmmError::Config {
             option,
