@@ -21,7 +21,7 @@
 pub mod devsev;
 pub mod devsevguest;
 pub mod filter;
-pub mod kvm;
 pub mod guestlaunch;
+pub mod kvm;
 pub mod supervisor;
 mod sys;

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use sev_emulate::kvm::KvmHandler;
 use sev_emulate::devsevguest::{SevGuestDevice, DEV_SEV_GUEST};
 use sev_emulate::guestlaunch::{self, GuestSpec};
+use sev_emulate::kvm::KvmHandler;
 use sev_emulate::supervisor::{exit_code, LaunchError, Supervisor};
 use sev_firmware::emulated::EmulatedPlatform;
 use sev_psp::Platform;
