@@ -28,6 +28,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ use sev_psp::{FwError, Platform};
 
 use crate::devsev::{Errno, Fault, UserMemory, SEV_FW_BLOB_MAX_SIZE};
 use crate::supervisor::{Answer, Call, Handler};
+use crate::sys;
 
 /// The three requests (their numbers live with the filter that routes them).
 pub use crate::filter::{
@@ -444,7 +446,8 @@ impl SevVm {
 }
 
 /// The SEV state of every VM file descriptor the supervisor has seen,
-/// keyed by (thread-group id, descriptor number).
+/// keyed by (thread-group id, descriptor number: the first one seen for
+/// the VM, [`KvmHandler`] maps its duplicates to it).
 #[derive(Debug, Default)]
 pub struct KvmSev {
     vms: HashMap<(u32, i32), SevVm>,
@@ -1198,10 +1201,19 @@ pub const KVM_VM_LINK: &str = "anon_inode:kvm-vm";
 /// a descriptor that is a KVM VM (`/proc/TID/fd/FD` reads
 /// [`KVM_VM_LINK`]) are served here; on any other descriptor the kernel
 /// answers.
+///
+/// A VM is one open file description, as in KVM: a descriptor `dup`ed from
+/// a VM's descriptor (a VMM that keeps a copy of it) is the same VM, and a
+/// descriptor number closed and reused for another VM is another VM. The
+/// handler keeps a duplicate of each VM's file (`pidfd_getfd`) and finds a
+/// call's VM by comparing files (`kcmp`); VMs are keyed in [`KvmSev`] by
+/// the first descriptor number seen ([U85](docs/protocol/choices.md#u85)).
 #[derive(Debug)]
 pub struct KvmHandler {
     platform: Arc<Platform>,
     vms: KvmSev,
+    /// (process, first descriptor number, our duplicate of the VM's file).
+    files: Vec<(u32, i32, OwnedFd)>,
 }
 
 impl KvmHandler {
@@ -1210,7 +1222,33 @@ impl KvmHandler {
         KvmHandler {
             platform,
             vms: KvmSev::new(),
+            files: Vec::new(),
         }
+    }
+
+    /// The descriptor number under which VM descriptor `fd` of `tgid` is
+    /// kept: that of the VM it is a duplicate of, else `fd` itself (a new
+    /// VM, whose file is duplicated here; a VM kept under the same number
+    /// whose file is another one is released first). `None` when the
+    /// descriptor cannot be duplicated (it was closed meanwhile).
+    fn canonical_fd(&mut self, tgid: u32, fd: i32) -> Option<i32> {
+        for (t, first, file) in &self.files {
+            if *t == tgid && sys::same_file(file, tgid, fd).unwrap_or(false) {
+                return Some(*first);
+            }
+        }
+        let pidfd = sys::pidfd_open(tgid).ok()?;
+        let file = sys::pidfd_getfd(&pidfd, fd).ok()?;
+        if let Some(i) = self
+            .files
+            .iter()
+            .position(|(t, first, _)| *t == tgid && *first == fd)
+        {
+            self.files.swap_remove(i);
+            self.vms.release(&self.platform, tgid, fd);
+        }
+        self.files.push((tgid, fd, file));
+        Some(fd)
     }
 
     /// Releases the VMs of processes that are gone (their guests are
@@ -1225,6 +1263,7 @@ impl KvmHandler {
             .collect();
         for t in gone {
             self.vms.release_process(&self.platform, t);
+            self.files.retain(|(p, _, _)| *p != t);
         }
     }
 }
@@ -1244,6 +1283,9 @@ impl Handler for KvmHandler {
             return Answer::Continue;
         };
         self.reap();
+        let Some(fd) = self.canonical_fd(tgid, fd) else {
+            return Answer::Errno(libc::EBADF);
+        };
         let caller = ProcessCaller { call };
         match self
             .vms

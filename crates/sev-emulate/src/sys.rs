@@ -319,6 +319,37 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// `pidfd_getfd(pidfd, fd)`: a duplicate, in this process, of descriptor
+/// `fd` of the process `pidfd` refers to (the same open file description).
+pub fn pidfd_getfd(pidfd: &OwnedFd, fd: i32) -> io::Result<OwnedFd> {
+    // SAFETY: integer arguments only; the kernel checks that we may ptrace
+    // the process (the launcher is its parent).
+    let new = check(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })?;
+    let new = RawFd::try_from(new).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: a new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// `kcmp(getpid(), pid, KCMP_FILE, ours, theirs)`: whether our descriptor
+/// `ours` and descriptor `theirs` of process `pid` are the same open file
+/// description.
+pub fn same_file(ours: &OwnedFd, pid: u32, theirs: i32) -> io::Result<bool> {
+    /// `KCMP_FILE` (include/uapi/linux/kcmp.h).
+    const KCMP_FILE: libc::c_long = 0;
+    // SAFETY: integer arguments only.
+    let r = check(unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            libc::getpid(),
+            pid as libc::pid_t,
+            KCMP_FILE,
+            ours.as_raw_fd() as libc::c_long,
+            theirs as libc::c_long,
+        )
+    })?;
+    Ok(r == 0)
+}
+
 fn sigset(signals: &[i32]) -> libc::sigset_t {
     // SAFETY: sigemptyset initialises the set; sigaddset with valid numbers.
     unsafe {

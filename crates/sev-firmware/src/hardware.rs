@@ -141,13 +141,13 @@ impl PlatformManagement for HardwarePlatform {
         self.device.get_id().map_err(|e| host_error("GET_ID", e))
     }
 
+    /// The host's CPUID 0x8000001F values, read as QEMU reads them: without
+    /// a check of the SEV bit (zero when the leaf is absent). The SEV device
+    /// itself is the sign of SEV support (Linux's PSP driver creates
+    /// `/dev/sev` only on a CPU with SEV); a VMM then compares a requested
+    /// `cbitpos` with the host's (docs/guide/sev-emulate.md#sevm).
     fn encryption_params(&self) -> Result<EncryptionParams, SevError> {
         let c = cpuid_8000_001f();
-        if !c.leaf_present || !c.sev {
-            return Err(SevError::Platform(
-                "the host CPU does not report SEV support (CPUID 0x8000001F)".into(),
-            ));
-        }
         Ok(EncryptionParams {
             cbitpos: u32::from(c.cbitpos),
             reduced_phys_bits: u32::from(c.reduced_phys_bits),
