@@ -33,35 +33,9 @@ const CERT_LEN: u32 = 0x824;
 /// Length of PEK ‖ OCA ‖ CEK.
 const CHAIN_LEN: u32 = 3 * CERT_LEN;
 
-/// `/dev/sev` sub-command ids (include/uapi/linux/psp-sev.h).
-pub mod cmd {
-    /// SEV_FACTORY_RESET.
-    pub const FACTORY_RESET: u32 = 0;
-    /// SEV_PLATFORM_STATUS.
-    pub const PLATFORM_STATUS: u32 = 1;
-    /// SEV_PEK_GEN.
-    pub const PEK_GEN: u32 = 2;
-    /// SEV_PEK_CSR.
-    pub const PEK_CSR: u32 = 3;
-    /// SEV_PDH_GEN.
-    pub const PDH_GEN: u32 = 4;
-    /// SEV_PDH_CERT_EXPORT.
-    pub const PDH_CERT_EXPORT: u32 = 5;
-    /// SEV_PEK_CERT_IMPORT.
-    pub const PEK_CERT_IMPORT: u32 = 6;
-    /// SEV_GET_ID.
-    pub const GET_ID: u32 = 7;
-    /// SEV_GET_ID2.
-    pub const GET_ID2: u32 = 8;
-    /// SNP_PLATFORM_STATUS.
-    pub const SNP_PLATFORM_STATUS: u32 = 9;
-    /// SNP_COMMIT.
-    pub const SNP_COMMIT: u32 = 10;
-    /// SNP_SET_CONFIG.
-    pub const SNP_SET_CONFIG: u32 = 11;
-    /// SNP_VLEK_LOAD.
-    pub const SNP_VLEK_LOAD: u32 = 12;
-}
+/// `/dev/sev` sub-command ids (include/uapi/linux/psp-sev.h): sev-host's
+/// table.
+pub use sev_host::abi::sev_cmd as cmd;
 
 /// A copy to or from the program's memory failed (the driver's `EFAULT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

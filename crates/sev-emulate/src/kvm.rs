@@ -45,61 +45,8 @@ pub use crate::filter::{
     KVM_MEMORY_ENCRYPT_OP, KVM_MEMORY_ENCRYPT_REG_REGION, KVM_MEMORY_ENCRYPT_UNREG_REGION,
 };
 
-/// `enum sev_cmd_id` (include/uapi/linux/kvm.h).
-pub mod cmd {
-    /// KVM_SEV_INIT.
-    pub const INIT: u32 = 0;
-    /// KVM_SEV_ES_INIT.
-    pub const ES_INIT: u32 = 1;
-    /// KVM_SEV_LAUNCH_START.
-    pub const LAUNCH_START: u32 = 2;
-    /// KVM_SEV_LAUNCH_UPDATE_DATA.
-    pub const LAUNCH_UPDATE_DATA: u32 = 3;
-    /// KVM_SEV_LAUNCH_UPDATE_VMSA.
-    pub const LAUNCH_UPDATE_VMSA: u32 = 4;
-    /// KVM_SEV_LAUNCH_SECRET.
-    pub const LAUNCH_SECRET: u32 = 5;
-    /// KVM_SEV_LAUNCH_MEASURE.
-    pub const LAUNCH_MEASURE: u32 = 6;
-    /// KVM_SEV_LAUNCH_FINISH.
-    pub const LAUNCH_FINISH: u32 = 7;
-    /// KVM_SEV_SEND_START.
-    pub const SEND_START: u32 = 8;
-    /// KVM_SEV_SEND_UPDATE_DATA.
-    pub const SEND_UPDATE_DATA: u32 = 9;
-    /// KVM_SEV_SEND_UPDATE_VMSA.
-    pub const SEND_UPDATE_VMSA: u32 = 10;
-    /// KVM_SEV_SEND_FINISH.
-    pub const SEND_FINISH: u32 = 11;
-    /// KVM_SEV_RECEIVE_START.
-    pub const RECEIVE_START: u32 = 12;
-    /// KVM_SEV_RECEIVE_UPDATE_DATA.
-    pub const RECEIVE_UPDATE_DATA: u32 = 13;
-    /// KVM_SEV_RECEIVE_UPDATE_VMSA.
-    pub const RECEIVE_UPDATE_VMSA: u32 = 14;
-    /// KVM_SEV_RECEIVE_FINISH.
-    pub const RECEIVE_FINISH: u32 = 15;
-    /// KVM_SEV_GUEST_STATUS.
-    pub const GUEST_STATUS: u32 = 16;
-    /// KVM_SEV_DBG_DECRYPT.
-    pub const DBG_DECRYPT: u32 = 17;
-    /// KVM_SEV_DBG_ENCRYPT.
-    pub const DBG_ENCRYPT: u32 = 18;
-    /// KVM_SEV_CERT_EXPORT (never implemented by KVM).
-    pub const CERT_EXPORT: u32 = 19;
-    /// KVM_SEV_GET_ATTESTATION_REPORT.
-    pub const GET_ATTESTATION_REPORT: u32 = 20;
-    /// KVM_SEV_SEND_CANCEL.
-    pub const SEND_CANCEL: u32 = 21;
-    /// KVM_SEV_INIT2.
-    pub const INIT2: u32 = 22;
-    /// KVM_SEV_SNP_LAUNCH_START.
-    pub const SNP_LAUNCH_START: u32 = 100;
-    /// KVM_SEV_SNP_LAUNCH_UPDATE.
-    pub const SNP_LAUNCH_UPDATE: u32 = 101;
-    /// KVM_SEV_SNP_LAUNCH_FINISH.
-    pub const SNP_LAUNCH_FINISH: u32 = 102;
-}
+/// `enum sev_cmd_id` (include/uapi/linux/kvm.h): sev-host's table.
+pub use sev_host::abi::kvm_cmd as cmd;
 
 /// Page size.
 pub const PAGE_SIZE: u64 = 4096;
