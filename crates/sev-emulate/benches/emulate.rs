@@ -35,8 +35,8 @@ use sevm_qmp::client::QmpClient;
 /// Set in the re-run of this binary under the launcher: its ioctl loops.
 const CHILD: &str = "SEV_EMULATE_BENCH_CHILD";
 const CALLS: u32 = 2000;
-const ROUNDS: usize = 5;
-const LAUNCHES: usize = 5;
+const ROUNDS: usize = 11;
+const LAUNCHES: usize = 9;
 const PLATFORM_STATUS: u32 = 1;
 const GET_ID2: u32 = 8;
 const GUID: &str = "736869e5-84f0-4973-92ec-06879ce3da0b";
@@ -56,6 +56,13 @@ fn ms(d: Duration) -> f64 {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// `min–max` of `v`.
+fn spread(v: &[f64]) -> String {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{min:.1}–{max:.1}")
 }
 
 /// `{u64 address, u32 length}` of GET_ID2.
@@ -88,7 +95,11 @@ fn child() {
     }
     let get_id = t.elapsed();
     assert_ne!(id, [0u8; 64], "GET_ID2 wrote no id");
-    println!("status {:.3} get_id {:.3}", us(status, CALLS), us(get_id, CALLS));
+    println!(
+        "status {:.3} get_id {:.3}",
+        us(status, CALLS),
+        us(get_id, CALLS)
+    );
 }
 
 /// The in-process baseline: the same commands on `sev_psp::Platform`.
@@ -228,21 +239,23 @@ fn whole_launch(s: &Setup) {
             em.push(ms(e));
         }
     }
+    let em_spread = spread(&em);
     let em_median = median(em);
     println!(
         "\nwhole launch of the demo guest (process start to guest exit), {LAUNCHES} rounds alternating after a warm-up, median ms"
     );
     println!(
-        "{:<58} {:>10} {:>10} {:>8}",
-        "launch", "ms", "added", "ratio"
+        "{:<58} {:>10} {:>14} {:>10} {:>8}",
+        "launch", "ms", "min–max", "added", "ratio"
     );
     println!(
-        "{:<58} {:>10.1} {:>10} {:>8}",
-        "sev-owner launch --emulated DIR (baseline)", em_median, "", ""
+        "{:<58} {:>10.1} {:>14} {:>10} {:>8}",
+        "sev-owner launch --emulated DIR (baseline)", em_median, em_spread, "", ""
     );
+    let hw_spread = spread(&hw);
     let hw = median(hw);
     println!(
-        "{:<58} {hw:>10.1} {:>10.1} {:>7.2}x",
+        "{:<58} {hw:>10.1} {hw_spread:>14} {:>10.1} {:>7.2}x",
         "sev-emulate -- sev-owner launch --device /dev/sev",
         hw - em_median,
         hw / em_median
@@ -460,11 +473,15 @@ fn qemu_launch(s: &Setup, em_median: f64) {
             "sev-emulate -- qemu -S: start to query-sev-launch-measure",
             to_measure,
         ),
-        ("sev-emulate -- qemu: start to guest exit (owner steps)", to_exit),
+        (
+            "sev-emulate -- qemu: start to guest exit (owner steps)",
+            to_exit,
+        ),
     ] {
+        let sp = spread(&v);
         let m = median(v);
         println!(
-            "{name:<58} {m:>10.1} {:>10.1} {:>7.2}x",
+            "{name:<58} {m:>10.1} {sp:>14} {:>10.1} {:>7.2}x",
             m - em_median,
             m / em_median
         );
