@@ -24,7 +24,7 @@ mod common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::raw::{self, issue};
@@ -209,21 +209,14 @@ fn whole_launch(s: &Setup) {
             "--secret",
             &secret,
         ]);
-        let t = Instant::now();
-        let o = if device[0] == "--device" {
-            output_within(
-                Command::new(LAUNCHER)
-                    .arg("--platform")
-                    .arg(&s.plat)
-                    .arg("--")
-                    .arg(&owner)
-                    .args(&a),
-                DEADLINE,
-            )
+        let mut cmd = if device[0] == "--device" {
+            let mut c = Command::new(LAUNCHER);
+            c.arg("--platform").arg(&s.plat).arg("--").arg(&owner);
+            c
         } else {
-            output_within(Command::new(&owner).args(&a), DEADLINE)
+            Command::new(&owner)
         };
-        let el = t.elapsed();
+        let (o, el) = timed(cmd.args(&a));
         let out = ok(o, &format!("sev-owner launch {device:?}"));
         assert!(out.contains(&format!("secret {GUID}: {SECRET}")), "{out}");
         let _ = std::fs::remove_dir_all(work);
@@ -263,6 +256,46 @@ fn whole_launch(s: &Setup) {
     qemu_launch(s, em_median);
 }
 
+/// Runs `cmd` (stdin closed) to its exit, killed after `DEADLINE`: its
+/// output and its time from spawn to exit, polled every millisecond (the
+/// tests' `output_within` polls every 20 ms, too coarse for a timing).
+fn timed(cmd: &mut Command) -> (Output, Duration) {
+    let t = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            r.read_to_end(&mut v).ok();
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t.elapsed() > DEADLINE {
+            child.kill().ok();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let el = t.elapsed();
+    let o = Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    (o, el)
+}
+
 /// QEMU under the launcher, killed when dropped.
 struct Vm {
     child: Child,
@@ -297,7 +330,7 @@ impl Vm {
                 panic!("QEMU exited ({st}) before its QMP socket was up");
             }
             assert!(Instant::now() < deadline, "no QMP socket");
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(Duration::from_millis(1));
         };
         Vm { child, qmp }
     }
@@ -315,7 +348,7 @@ impl Vm {
                 return st;
             }
             assert!(Instant::now() < deadline, "QEMU did not exit");
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
