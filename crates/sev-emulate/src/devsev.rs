@@ -56,11 +56,11 @@ pub type Errno = i32;
 /// The command's outcome inside the driver: errno, with `error` set on EIO.
 type Served = Result<(), Errno>;
 
-fn efault(_: Fault) -> Errno {
+pub(crate) fn efault(_: Fault) -> Errno {
     libc::EFAULT
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
+pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
     let mut w = [0u8; 4];
     if let Some(s) = b.get(at..at + 4) {
         w.copy_from_slice(s);
@@ -68,7 +68,7 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(w)
 }
 
-fn u64_at(b: &[u8], at: usize) -> u64 {
+pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut w = [0u8; 8];
     if let Some(s) = b.get(at..at + 8) {
         w.copy_from_slice(s);

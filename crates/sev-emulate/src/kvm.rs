@@ -36,7 +36,7 @@ use sev_proto::abi::Policy;
 use sev_psp::memory::{GuestBacking, OutOfRange, Region};
 use sev_psp::{FwError, Platform};
 
-use crate::devsev::{Errno, Fault, UserMemory, SEV_FW_BLOB_MAX_SIZE};
+use crate::devsev::{efault, u32_at, u64_at, Errno, Fault, UserMemory, SEV_FW_BLOB_MAX_SIZE};
 use crate::supervisor::{Answer, Call, Handler};
 use crate::sys;
 
@@ -81,26 +81,6 @@ pub trait Caller: UserMemory + Sync {
     /// The caller's `RLIMIT_MEMLOCK` in pages, `None` when it may lock
     /// without limit (`CAP_IPC_LOCK`).
     fn lock_limit_pages(&self) -> Option<u64>;
-}
-
-fn efault(_: Fault) -> Errno {
-    libc::EFAULT
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut w = [0u8; 4];
-    if let Some(s) = b.get(at..at + 4) {
-        w.copy_from_slice(s);
-    }
-    u32::from_le_bytes(w)
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    if let Some(s) = b.get(at..at + 8) {
-        w.copy_from_slice(s);
-    }
-    u64::from_le_bytes(w)
 }
 
 fn put_u32(b: &mut [u8], at: usize, v: u32) {
@@ -699,9 +679,17 @@ impl Op<'_> {
             session.as_deref(),
         );
         let handle = self.fw(r)?;
+        self.bind_guest(handle, &mut params)
+    }
+
+    /// After LAUNCH_START or RECEIVE_START made guest `handle`: binds its
+    /// ASID, writes the handle back into `params` (the command's structure)
+    /// and makes it this VM's guest; a failed copy-out undoes the guest, as
+    /// KVM does.
+    fn bind_guest(&mut self, handle: u32, params: &mut [u8]) -> Result<(), Errno> {
         self.bind_asid(handle)?;
-        put_u32(&mut params, 0, handle);
-        if self.write_data(&params).is_err() {
+        put_u32(params, 0, handle);
+        if self.write_data(params).is_err() {
             let _ = self.platform.deactivate(handle);
             let _ = self.platform.decommission(handle);
             return Err(libc::EFAULT);
@@ -1092,16 +1080,7 @@ impl Op<'_> {
             .platform
             .receive_start(share, Policy::from_bits(policy), &pdh, &session);
         let handle = self.fw(r)?;
-        self.bind_asid(handle)?;
-        put_u32(&mut params, 0, handle);
-        if self.write_data(&params).is_err() {
-            let _ = self.platform.deactivate(handle);
-            let _ = self.platform.decommission(handle);
-            return Err(libc::EFAULT);
-        }
-        self.vm.handle = handle;
-        self.vm.fd = self.sev_fd;
-        Ok(())
+        self.bind_guest(handle, &mut params)
     }
 
     fn receive_update_data(&mut self) -> Result<(), Errno> {
