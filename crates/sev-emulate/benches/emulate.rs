@@ -21,16 +21,17 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../tests/common/qemu.rs"]
+mod qemu;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::raw::{self, issue};
 use common::{emu, ok, output_within, p, platform_copy, platform_tool, tool, DEADLINE, LAUNCHER};
-use serde_json::{json, Value};
-use sevm_qmp::client::QmpClient;
+use qemu::GUID;
 
 /// Set in the re-run of this binary under the launcher: its ioctl loops.
 const CHILD: &str = "SEV_EMULATE_BENCH_CHILD";
@@ -39,11 +40,7 @@ const ROUNDS: usize = 11;
 const LAUNCHES: usize = 9;
 const PLATFORM_STATUS: u32 = 1;
 const GET_ID2: u32 = 8;
-const GUID: &str = "736869e5-84f0-4973-92ec-06879ce3da0b";
 const SECRET: &str = "emulate benchmark secret";
-const QEMU: &str = "qemu-system-x86_64";
-/// Bound of any single wait of the QEMU rows (a guard against hangs).
-const WAIT: Duration = Duration::from_secs(60);
 
 fn us(d: Duration, n: u32) -> f64 {
     d.as_secs_f64() * 1e6 / f64::from(n)
@@ -296,206 +293,26 @@ fn timed(cmd: &mut Command) -> (Output, Duration) {
     (o, el)
 }
 
-/// QEMU under the launcher, killed when dropped.
-struct Vm {
-    child: Child,
-    qmp: QmpClient,
-}
-
-impl Vm {
-    fn start(s: &Setup, name: &str, args: &[&str]) -> Vm {
-        let sock = s.dir.join(format!("{name}.qmp"));
-        let _ = std::fs::remove_file(&sock);
-        let mut child = Command::new(LAUNCHER)
-            .arg("--platform")
-            .arg(&s.plat)
-            .arg("--")
-            .arg(QEMU)
-            .args(args)
-            .args(["-nodefaults", "-display", "none", "-S", "-qmp"])
-            .arg(format!("unix:{},server=on,wait=off", p(&sock)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + WAIT;
-        let qmp = loop {
-            if sock.exists() {
-                if let Ok(c) = QmpClient::connect(&sock, WAIT) {
-                    break c;
-                }
-            }
-            if let Some(st) = child.try_wait().unwrap() {
-                panic!("QEMU exited ({st}) before its QMP socket was up");
-            }
-            assert!(Instant::now() < deadline, "no QMP socket");
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        Vm { child, qmp }
-    }
-
-    fn exec(&mut self, command: &str, args: Option<Value>) -> Value {
-        self.qmp
-            .execute(command, args)
-            .unwrap_or_else(|e| panic!("{command}: {e}"))
-    }
-
-    fn wait(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(Instant::now() < deadline, "QEMU did not exit");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run(cmd: &mut Command) -> String {
-    ok(output_within(cmd, DEADLINE), &format!("{cmd:?}"))
-}
-
 /// QEMU's launch under the launcher, the session made once beforehand
 /// (from QEMU's capabilities, by `sev-owner session`).
 fn qemu_launch(s: &Setup, em_median: f64) {
-    if sevm_testutil::peer_tool(
-        "emulate benchmark (QEMU rows)",
-        QEMU,
-        "--version",
-        "apt-get install -y qemu-system-x86",
-    )
-    .is_none()
-    {
-        println!("QEMU rows skipped: {QEMU} is not installed");
+    if !qemu::installed("emulate benchmark (QEMU rows)") {
+        println!("QEMU rows skipped: {} is not installed", qemu::QEMU);
         return;
     }
-    let policy = "0x1";
-    let mut q = Vm::start(s, "caps", &["-machine", "none", "-accel", "kvm"]);
-    let caps = q.exec("query-sev-capabilities", None);
-    q.exec("quit", None);
-    assert!(q.wait().success());
-    let cbitpos = caps["cbitpos"].as_u64().unwrap();
-    let caps_file = s.dir.join("caps.json");
-    std::fs::write(&caps_file, caps.to_string()).unwrap();
-    let owner = tool("sev-owner");
-    run(Command::new(&owner).args([
-        "session",
-        "--capabilities",
-        p(&caps_file),
-        "--ca",
-        p(&s.ca),
-        "--trust-ark",
-        p(&s.ark),
-        "--policy",
-        policy,
-        "--out-dir",
-        p(&s.dir),
-    ]));
-    let sev_guest = format!(
-        "sev-guest,id=sev0,cbitpos={cbitpos},reduced-phys-bits=1,policy={policy},dh-cert-file={},session-file={}",
-        p(&s.dir.join("vm_godh.b64")),
-        p(&s.dir.join("vm_session.b64"))
-    );
-    let (tik, tek) = (s.dir.join("vm_tik.bin"), s.dir.join("vm_tek.bin"));
+    let caps = qemu::capabilities(&s.dir, &s.plat);
+    qemu::owner_session(&s.dir, &s.ca, &s.ark);
     let (mut to_measure, mut to_exit) = (vec![], vec![]);
     for i in 0..=LAUNCHES {
         let serial = s.dir.join(format!("serial{i}.log"));
         let t = Instant::now();
-        let mut vm = Vm::start(
-            s,
-            "sev",
-            &[
-                "-machine",
-                "q35,memory-encryption=sev0",
-                "-accel",
-                "kvm",
-                "-m",
-                "64",
-                // As qemu_sev.rs: CPUID 0x8000001F kept out of the guest's
-                // range (docs/guide/sev-emulate.md#kvm).
-                "-cpu",
-                "qemu64,xlevel=0x8000000a",
-                "-bios",
-                p(&s.firmware),
-                "-object",
-                &sev_guest,
-                "-serial",
-                &format!("file:{}", p(&serial)),
-                "-device",
-                "isa-debug-exit,iobase=0x501,iosize=1",
-                "-no-reboot",
-            ],
-        );
-        let info = vm.exec("query-sev", None);
-        let measure = vm.exec("query-sev-launch-measure", None);
+        let mut vm = qemu::start_guest(&s.dir, &s.plat, &s.firmware, &caps, &serial);
+        let launch = qemu::Launch::query(&mut vm);
         let measured = t.elapsed();
-        let blob = measure["data"].as_str().unwrap().to_string();
-        let field = |k: &str| info[k].as_u64().unwrap().to_string();
-        let verified = run(Command::new(&owner).args([
-            "measure",
-            "--firmware",
-            p(&s.firmware),
-            "--policy",
-            policy,
-            "--api-major",
-            &field("api-major"),
-            "--api-minor",
-            &field("api-minor"),
-            "--build-id",
-            &field("build-id"),
-            "--tik",
-            p(&tik),
-            "--verify",
-            &blob,
-        ]));
-        assert!(verified.contains("match"), "{verified}");
-        let (hdr, payload) = (s.dir.join("header.bin"), s.dir.join("payload.bin"));
-        let _ = std::fs::remove_file(&hdr);
-        let _ = std::fs::remove_file(&payload);
-        run(Command::new(&owner).args([
-            "secret",
-            "--tik",
-            p(&tik),
-            "--tek",
-            p(&tek),
-            "--launch-measure-blob",
-            &blob,
-            "--secret",
-            &format!("{GUID}:={SECRET}"),
-            "--firmware",
-            p(&s.firmware),
-            p(&hdr),
-            p(&payload),
-        ]));
-        let enc = |f: &Path| sevm_qmp::base64::encode(&std::fs::read(f).unwrap());
-        vm.exec(
-            "sev-inject-launch-secret",
-            Some(json!({"packet-header": enc(&hdr), "secret": enc(&payload)})),
-        );
-        vm.exec("cont", None);
-        let status = vm.wait();
+        launch.verify(&s.dir, &s.firmware);
+        launch.inject_secret(&mut vm, &s.dir, &s.firmware, SECRET);
+        qemu::run_to_exit(&mut vm, &serial, SECRET);
         let exited = t.elapsed();
-        let mut out = String::new();
-        std::fs::File::open(&serial)
-            .unwrap()
-            .take(1 << 20)
-            .read_to_string(&mut out)
-            .unwrap();
-        assert!(out.contains(&format!("secret {GUID}: {SECRET}")), "{out}");
-        assert_eq!(
-            status.code(),
-            Some(i32::from(sevm_demo::EXIT_OK) << 1 | 1),
-            "{out}"
-        );
         if i > 0 {
             to_measure.push(ms(measured));
             to_exit.push(ms(exited));
