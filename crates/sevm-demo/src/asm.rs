@@ -13,7 +13,6 @@
 //! | 0xFFFFFF.. | OVMF-style footer GUID table, ending at EOF−32 (see `super`) |
 //! | 0xFFFFFFF0 | reset vector: `jmp near 0xF020` (CS base 0xFFFF0000) |
 
-use iced_x86::code_asm::asm_traits::CodeAsmMov;
 use iced_x86::code_asm::*;
 use iced_x86::{Code, Instruction, MemoryOperand, Register};
 
@@ -213,37 +212,73 @@ fn emit_ghcb_prepare(a: &mut CodeAssembler) -> Result<(), IcedError> {
     )
 }
 
-/// The inputs of one IOIO page exit: edi = the GHCB, SW_EXITINFO1 and
-/// SW_EXITINFO2 (low dwords), and the valid bitmap's two dwords that can
-/// hold bits (RAX; the exit fields) set to exactly `valid_rax` and
-/// `valid_exit`.
-fn emit_ghcb_inputs<I1, I2>(
+/// A value an exit writes into a GHCB field: a register or an immediate.
+#[derive(Debug, Clone, Copy)]
+enum Input {
+    Reg(AsmRegister32),
+    Imm(u32),
+}
+
+/// The inputs of one page exit: edi = the GHCB, each `(offset, value)`
+/// written to its field's low dword (with `clear_upper`, its upper dword
+/// zeroed too: for fields the page's preparation did not set, or the host
+/// may have written), and the valid bitmap's two dwords that can hold bits
+/// (RAX; the exit fields) set to exactly `valid_rax` and `valid_exit`.
+fn emit_ghcb_inputs(
     a: &mut CodeAssembler,
-    info1: I1,
-    info2: I2,
+    fields: &[(u32, Input)],
+    clear_upper: bool,
     valid_rax: u32,
     valid_exit: u32,
-) -> Result<(), IcedError>
-where
-    CodeAssembler: CodeAsmMov<AsmMemoryOperand, I1> + CodeAsmMov<AsmMemoryOperand, I2>,
-{
+) -> Result<(), IcedError> {
     a.mov(edi, GHCB_GPA)?;
-    a.mov(dword_ptr(edi + ghcb::SW_EXIT_INFO_1), info1)?;
-    a.mov(dword_ptr(edi + ghcb::SW_EXIT_INFO_2), info2)?;
+    for &(off, v) in fields {
+        match v {
+            Input::Reg(r) => a.mov(dword_ptr(edi + off), r)?,
+            Input::Imm(i) => a.mov(dword_ptr(edi + off), i)?,
+        }
+        if clear_upper {
+            a.mov(dword_ptr(edi + (off + 4)), 0)?;
+        }
+    }
     a.mov(dword_ptr(edi + ghcb::VALID_DWORD_RAX), valid_rax)?;
     a.mov(dword_ptr(edi + ghcb::VALID_DWORD_EXIT), valid_exit)
 }
 
-/// Rings the doorbell for the GHCB at edi (the GHCB MSR write; on hardware
-/// VMGEXIT would follow, docs/protocol/choices.md#u46) and jumps to
-/// `failed` when the host answered an error. Clobbers eax, ecx, edx.
-fn emit_ghcb_ring(a: &mut CodeAssembler, failed: CodeLabel) -> Result<(), IcedError> {
+/// Rings the doorbell for the GHCB at edi: the GHCB MSR write (on hardware
+/// VMGEXIT would follow, docs/protocol/choices.md#u46). Clobbers eax, ecx,
+/// edx.
+fn emit_ghcb_doorbell(a: &mut CodeAssembler) -> Result<(), IcedError> {
     a.mov(eax, edi)?;
     a.xor(edx, edx)?;
     a.mov(ecx, GHCB_MSR)?;
-    a.wrmsr()?;
+    a.wrmsr()
+}
+
+/// Rings the doorbell ([`emit_ghcb_doorbell`]) and jumps to `failed` when
+/// the host answered an error. Clobbers eax, ecx, edx.
+fn emit_ghcb_ring(a: &mut CodeAssembler, failed: CodeLabel) -> Result<(), IcedError> {
+    emit_ghcb_doorbell(a)?;
     a.cmp(dword_ptr(edi + ghcb::SW_EXIT_INFO_1), 0)?;
     a.jne(failed)
+}
+
+/// Makes the page at `gpa` shared by an MSR-protocol page-state change
+/// (0x014 | gfn << 12 | op 2 << 52; the answer 0x015 with error 0), else
+/// jumps to `failed`. Clobbers eax, edx.
+fn emit_page_shared(
+    a: &mut CodeAssembler,
+    lib: &Lib,
+    gpa: u32,
+    failed: CodeLabel,
+) -> Result<(), IcedError> {
+    a.mov(eax, gpa | 0x014)?;
+    a.mov(edx, 2 << 20)?;
+    a.call(lib.msr_call)?;
+    a.cmp(eax, 0x015)?;
+    a.jne(failed)?;
+    a.test(edx, edx)?;
+    a.jnz(failed)
 }
 
 fn emit_lib(a: &mut CodeAssembler, lib: &mut Lib) -> Result<(), IcedError> {
@@ -299,7 +334,16 @@ fn emit_lib(a: &mut CodeAssembler, lib: &mut Lib) -> Result<(), IcedError> {
     a.push(edi)?;
     a.push(edx)?;
     a.push(ecx)?;
-    emit_ghcb_inputs(a, ecx, 0u32, ghcb::VALID_RAX, ghcb::VALID_EXIT)?;
+    emit_ghcb_inputs(
+        a,
+        &[
+            (ghcb::SW_EXIT_INFO_1, Input::Reg(ecx)),
+            (ghcb::SW_EXIT_INFO_2, Input::Imm(0)),
+        ],
+        false,
+        ghcb::VALID_RAX,
+        ghcb::VALID_EXIT,
+    )?;
     a.mov(dword_ptr(edi + ghcb::RAX), eax)?;
     let mut is_out = a.create_label();
     a.test(cl, 1)?;
@@ -422,8 +466,14 @@ fn emit_lib(a: &mut CodeAssembler, lib: &mut Lib) -> Result<(), IcedError> {
     a.set_label(&mut send)?;
     emit_ghcb_inputs(
         a,
-        (u32::from(COM1_BASE) << 16) | ghcb::OUTSB_REP_A32,
-        ecx,
+        &[
+            (
+                ghcb::SW_EXIT_INFO_1,
+                Input::Imm((u32::from(COM1_BASE) << 16) | ghcb::OUTSB_REP_A32),
+            ),
+            (ghcb::SW_EXIT_INFO_2, Input::Reg(ecx)),
+        ],
+        false,
         0,
         ghcb::VALID_EXIT_SCRATCH,
     )?;
@@ -965,15 +1015,8 @@ fn emit_ghcb_setup(a: &mut CodeAssembler, lib: &Lib) -> Result<(), IcedError> {
     a.jne(no_snp)?;
     a.test(eax, 1 << 12)?;
     a.jz(no_snp)?;
-    // Page-state change of the GHCB page to shared (operation 2):
-    // 0x014 | gfn << 12 | op << 52; response 0x015 with error 0.
-    a.mov(eax, GHCB_GPA | 0x014)?;
-    a.mov(edx, 2 << 20)?;
-    a.call(lib.msr_call)?;
-    a.cmp(eax, 0x015)?;
-    a.jne(psc_failed)?;
-    a.test(edx, edx)?;
-    a.jnz(psc_failed)?;
+    // The GHCB page made shared.
+    emit_page_shared(a, lib, GHCB_GPA, psc_failed)?;
     // Register the GHCB: 0x012 | gfn << 12; the response echoes the GFN.
     a.mov(eax, GHCB_GPA | 0x012)?;
     a.xor(edx, edx)?;

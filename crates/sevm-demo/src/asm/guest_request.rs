@@ -15,7 +15,8 @@
 use iced_x86::code_asm::*;
 
 use super::aes_gcm::{self, AesGcm};
-use super::{ghcb, say, Data, Lib, GHCB_GPA, GHCB_MSR, SNP_SECRETS_GPA};
+use super::{emit_ghcb_doorbell, emit_ghcb_inputs, emit_page_shared, ghcb, say, Input};
+use super::{Data, Lib, SNP_SECRETS_GPA};
 use super::{STATUS_SNP, VARS_BASE};
 use crate::{REPORT_BLOCK_GPA, REPORT_DATA_MAGIC, REPORT_KIND_OFFSET, REPORT_KIND_PLAIN};
 
@@ -109,13 +110,7 @@ pub(super) fn emit(
         .into_iter()
         .chain((0..CERT_PAGES).map(|i| CERT_BUFFER + 0x1000 * i))
     {
-        a.mov(eax, page | 0x014)?;
-        a.mov(edx, 2 << 20)?;
-        a.call(lib.msr_call)?;
-        a.cmp(eax, 0x015)?;
-        a.jne(psc_failed)?;
-        a.test(edx, edx)?;
-        a.jnz(psc_failed)?;
+        emit_page_shared(a, lib, page, psc_failed)?;
     }
 
     // MSG_REPORT_REQ: report data, VMPL 0, KEY_SEL 0, reserved zero.
@@ -164,24 +159,21 @@ pub(super) fn emit(
     let mut busy_out = a.create_label();
     a.mov(ebp, BUSY_RETRIES)?;
     a.set_label(&mut send)?;
-    a.mov(edi, GHCB_GPA)?;
     // The GHCB was prepared for IOIO exits (emit_ghcb_prepare): this exit
     // writes its own code and inputs (upper dwords included, as the host
     // may have left a VMM error in SW_EXITINFO2's) and marks exactly them
     // valid; afterwards the page is put back for IOIO exits.
-    for (off, v) in [
-        (ghcb::SW_EXIT_CODE, EXIT_EXT_GUEST_REQUEST),
-        (ghcb::SW_EXIT_INFO_1, REQUEST_PAGE),
-        (ghcb::SW_EXIT_INFO_2, RESPONSE_PAGE),
-        (ghcb::RAX, CERT_BUFFER),
-        (GHCB_RBX, CERT_PAGES),
-    ] {
-        a.mov(dword_ptr(edi + off), v)?;
-        a.mov(dword_ptr(edi + (off + 4)), 0)?;
-    }
-    a.mov(dword_ptr(edi + ghcb::VALID_DWORD_RAX), ghcb::VALID_RAX)?;
-    a.mov(
-        dword_ptr(edi + ghcb::VALID_DWORD_EXIT),
+    emit_ghcb_inputs(
+        a,
+        &[
+            (ghcb::SW_EXIT_CODE, Input::Imm(EXIT_EXT_GUEST_REQUEST)),
+            (ghcb::SW_EXIT_INFO_1, Input::Imm(REQUEST_PAGE)),
+            (ghcb::SW_EXIT_INFO_2, Input::Imm(RESPONSE_PAGE)),
+            (ghcb::RAX, Input::Imm(CERT_BUFFER)),
+            (GHCB_RBX, Input::Imm(CERT_PAGES)),
+        ],
+        true,
+        ghcb::VALID_RAX,
         ghcb::VALID_EXIT | VALID_RBX,
     )?;
     // A plain request (the image's request kind byte): exit 0x8000_0011,
@@ -196,12 +188,7 @@ pub(super) fn emit(
     a.mov(dword_ptr(edi + ghcb::VALID_DWORD_RAX), 0)?;
     a.mov(dword_ptr(edi + ghcb::VALID_DWORD_EXIT), ghcb::VALID_EXIT)?;
     a.set_label(&mut inputs_done)?;
-    // The doorbell (on hardware VMGEXIT would follow,
-    // docs/protocol/choices.md#u46).
-    a.mov(eax, edi)?;
-    a.xor(edx, edx)?;
-    a.mov(ecx, GHCB_MSR)?;
-    a.wrmsr()?;
+    emit_ghcb_doorbell(a)?;
     // edx = SW_EXITINFO1 (non-zero: the host refused the exit), ebx =
     // SW_EXITINFO2's firmware error, eax = its VMM error.
     a.mov(edx, dword_ptr(edi + ghcb::SW_EXIT_INFO_1))?;
