@@ -143,6 +143,16 @@ impl Caller for Fake {
     }
 }
 
+/// `struct kvm_sev_cmd`: `id`, `data`, `error` preset, `sev_fd`.
+fn sev_cmd(id: u32, data: u64, error: u32, sev_fd: u32) -> [u8; 24] {
+    let mut c = [0u8; 24];
+    c[0..4].copy_from_slice(&id.to_le_bytes());
+    c[8..16].copy_from_slice(&data.to_le_bytes());
+    c[16..20].copy_from_slice(&error.to_le_bytes());
+    c[20..24].copy_from_slice(&sev_fd.to_le_bytes());
+    c
+}
+
 /// One `KVM_MEMORY_ENCRYPT_OP`: the ioctl's result and the `error` field
 /// copied back.
 fn op(
@@ -153,12 +163,7 @@ fn op(
     data: u64,
     sev_fd: u32,
 ) -> (Result<i64, Errno>, u32) {
-    let mut c = [0u8; 24];
-    c[0..4].copy_from_slice(&id.to_le_bytes());
-    c[8..16].copy_from_slice(&data.to_le_bytes());
-    c[16..20].copy_from_slice(&0xdead_beefu32.to_le_bytes());
-    c[20..24].copy_from_slice(&sev_fd.to_le_bytes());
-    let at = f.put(&c);
+    let at = f.put(&sev_cmd(id, data, 0xdead_beef, sev_fd));
     let r = kvm.ioctl(p, f, TGID, VM_FD, KVM_MEMORY_ENCRYPT_OP, at);
     (r, u32_at(&f.get(at, 24), 16))
 }
@@ -276,6 +281,40 @@ fn launch_to_measure(
     MeasureBlob::decode(&f.get(buf, 48)).unwrap()
 }
 
+/// DBG_DECRYPT/DBG_ENCRYPT params: `len` bytes from `src` to `dst`.
+fn dbg_params(f: &Fake, src: u64, dst: u64, len: u32) -> u64 {
+    f.put(&le(&[
+        &src.to_le_bytes(),
+        &dst.to_le_bytes(),
+        &len.to_le_bytes(),
+        &[0; 4],
+    ]))
+}
+
+/// A guest launched and finished on a fresh platform (`seed`):
+/// [`launch_to_measure`] of a two-page firmware for an owner with policy 0,
+/// then LAUNCH_FINISH.
+struct Launched {
+    fx: Fresh,
+    f: Fake,
+    kvm: KvmSev,
+    fw: Vec<u8>,
+}
+
+fn launched(seed: u64) -> Launched {
+    let fx = fresh(seed);
+    let f = Fake::new();
+    let mut kvm = KvmSev::new();
+    let o = owner(&fx.p, 0);
+    let fw = firmware(0x2000);
+    launch_to_measure(&mut kvm, &fx.p, &f, &o, 0, &fw);
+    assert_eq!(
+        op(&mut kvm, &fx.p, &f, cmd::LAUNCH_FINISH, 0, 0),
+        (Ok(0), 0)
+    );
+    Launched { fx, f, kvm, fw }
+}
+
 fn guest_status(kvm: &mut KvmSev, p: &Platform, f: &Fake) -> (u32, u32, u32) {
     let at = f.put(&[0u8; 12]);
     assert_eq!(op(kvm, p, f, cmd::GUEST_STATUS, at, 0), (Ok(0), 0));
@@ -377,12 +416,7 @@ fn a_plain_sev_launch_measures_as_sevm_does_and_injects_the_secret() {
 
     // NODBG: DBG_DECRYPT refused by the firmware.
     let out = f.put(&[0u8; 32]);
-    let dbg = f.put(&le(&[
-        &RAM.to_le_bytes(),
-        &out.to_le_bytes(),
-        &32u32.to_le_bytes(),
-        &[0; 4],
-    ]));
+    let dbg = dbg_params(&f, RAM, out, 32);
     assert_eq!(
         op(&mut kvm, p, &f, cmd::DBG_DECRYPT, dbg, 0),
         (Err(libc::EIO), Status::PolicyFailure.code())
@@ -439,67 +473,36 @@ fn a_plain_sev_launch_measures_as_sevm_does_and_injects_the_secret() {
 
 #[test]
 fn debug_commands_read_and_write_guest_memory_at_any_alignment() {
-    let fx = fresh(3);
+    let Launched { fx, f, mut kvm, fw } = launched(3);
     let p = &fx.p;
-    let f = Fake::new();
-    let mut kvm = KvmSev::new();
-    let o = owner(p, 0);
-    let fw = firmware(0x2000);
-    launch_to_measure(&mut kvm, p, &f, &o, 0, &fw);
-    assert_eq!(op(&mut kvm, p, &f, cmd::LAUNCH_FINISH, 0, 0), (Ok(0), 0));
     // Decrypt 0x1234 bytes from an odd offset, across pages.
     let src = RAM + 5;
     let out = f.put(&vec![0u8; 0x1234]);
-    let dbg = f.put(&le(&[
-        &src.to_le_bytes(),
-        &out.to_le_bytes(),
-        &0x1234u32.to_le_bytes(),
-        &[0; 4],
-    ]));
+    let dbg = dbg_params(&f, src, out, 0x1234);
     assert_eq!(op(&mut kvm, p, &f, cmd::DBG_DECRYPT, dbg, 0), (Ok(0), 0));
     assert_eq!(f.get(out, 0x1234), fw[5..5 + 0x1234].to_vec());
     // Encrypt 32 aligned bytes, then 16 bytes at an aligned address.
     let data: Vec<u8> = (100u8..132).collect();
     let src = f.put(&data);
     let dst = RAM + 0x800;
-    let dbg = f.put(&le(&[
-        &src.to_le_bytes(),
-        &dst.to_le_bytes(),
-        &32u32.to_le_bytes(),
-        &[0; 4],
-    ]));
+    let dbg = dbg_params(&f, src, dst, 32);
     assert_eq!(op(&mut kvm, p, &f, cmd::DBG_ENCRYPT, dbg, 0), (Ok(0), 0));
     assert_eq!(f.get(dst, 32), data);
     // Unaligned length: read-modify-write of the block, neighbours kept.
     let dst = RAM + 0x900;
     let before = f.get(dst, 16);
-    let dbg = f.put(&le(&[
-        &src.to_le_bytes(),
-        &dst.to_le_bytes(),
-        &5u32.to_le_bytes(),
-        &[0; 4],
-    ]));
+    let dbg = dbg_params(&f, src, dst, 5);
     assert_eq!(op(&mut kvm, p, &f, cmd::DBG_ENCRYPT, dbg, 0), (Ok(0), 0));
     let after = f.get(dst, 16);
     assert_eq!(&after[..5], &data[..5]);
     assert_eq!(&after[5..], &before[5..]);
     // Length zero and a null destination: EINVAL.
-    let dbg = f.put(&le(&[
-        &src.to_le_bytes(),
-        &dst.to_le_bytes(),
-        &0u32.to_le_bytes(),
-        &[0; 4],
-    ]));
+    let dbg = dbg_params(&f, src, dst, 0);
     assert_eq!(
         op(&mut kvm, p, &f, cmd::DBG_DECRYPT, dbg, 0).0,
         Err(libc::EINVAL)
     );
-    let dbg = f.put(&le(&[
-        &src.to_le_bytes(),
-        &0u64.to_le_bytes(),
-        &16u32.to_le_bytes(),
-        &[0; 4],
-    ]));
+    let dbg = dbg_params(&f, src, 0, 16);
     assert_eq!(
         op(&mut kvm, p, &f, cmd::DBG_DECRYPT, dbg, 0).0,
         Err(libc::EINVAL)
@@ -685,10 +688,7 @@ fn bad_calls_get_the_kernels_answers() {
         ..Fake::new()
     };
     let upd = limited.put(&addr_len(RAM, 3 * 4096));
-    let mut c = [0u8; 24];
-    c[0..4].copy_from_slice(&cmd::LAUNCH_UPDATE_DATA.to_le_bytes());
-    c[8..16].copy_from_slice(&upd.to_le_bytes());
-    let at = limited.put(&c);
+    let at = limited.put(&sev_cmd(cmd::LAUNCH_UPDATE_DATA, upd, 0, 0));
     assert_eq!(
         kvm.ioctl(p, &limited, TGID, VM_FD, KVM_MEMORY_ENCRYPT_OP, at),
         Err(libc::ENOMEM)
@@ -822,14 +822,13 @@ fn frames_are_stable_and_consecutive_within_a_command() {
 
 #[test]
 fn a_guest_is_sent_and_received_between_two_vms_with_the_same_layout() {
-    let fx = fresh(5);
+    let Launched {
+        fx,
+        f: src,
+        mut kvm,
+        fw,
+    } = launched(5);
     let p = &fx.p;
-    let src = Fake::new();
-    let mut kvm = KvmSev::new();
-    let o = owner(p, 0);
-    let fw = firmware(0x2000);
-    launch_to_measure(&mut kvm, p, &src, &o, 0, &fw);
-    assert_eq!(op(&mut kvm, p, &src, cmd::LAUNCH_FINISH, 0, 0), (Ok(0), 0));
 
     // The target platform's certificates (here the same platform).
     let (mut pdh, mut chain) = (vec![0; 0x824], vec![0; 0x186c]);
@@ -893,11 +892,7 @@ fn a_guest_is_sent_and_received_between_two_vms_with_the_same_layout() {
     // The target: another process, its RAM registered as the source's was.
     let dst = Fake::new();
     let dst_op = |kvm: &mut KvmSev, id: u32, data: u64| {
-        let mut c = [0u8; 24];
-        c[0..4].copy_from_slice(&id.to_le_bytes());
-        c[8..16].copy_from_slice(&data.to_le_bytes());
-        c[20..24].copy_from_slice(&SEV_FD.to_le_bytes());
-        let at = dst.put(&c);
+        let at = dst.put(&sev_cmd(id, data, 0, SEV_FD));
         let r = kvm.ioctl(p, &dst, TGID + 1, VM_FD, KVM_MEMORY_ENCRYPT_OP, at);
         (r, u32_at(&dst.get(at, 24), 16))
     };
