@@ -113,15 +113,45 @@ fn spec(s: &Setup, vcpus: u32) -> String {
     )
 }
 
-/// `sh -c script` under the launcher, in `s.dir`, with snpguest's
-/// directory on PATH.
-fn under_launcher(s: &Setup, vcpus: u32, snpguest: &Path, script: &str) -> Output {
+/// `sev-emulate --platform PLATFORM --snp-guest SPEC --` (the program
+/// and its arguments to follow), in `s.dir`.
+fn snp_launcher(s: &Setup, platform: &Path, vcpus: u32) -> Command {
     let mut cmd = Command::new(LAUNCHER);
-    cmd.args(["--platform", p(&s.platform), "--snp-guest", &spec(s, vcpus)])
-        .args(["--", "sh", "-c", script])
-        .current_dir(&s.dir)
-        .env("SNPGUEST", snpguest);
+    cmd.args(["--platform", p(platform), "--snp-guest", &spec(s, vcpus)])
+        .arg("--")
+        .current_dir(&s.dir);
+    cmd
+}
+
+/// `sh -c script` under the launcher, with `$SNPGUEST` the snpguest
+/// binary.
+fn under_launcher(s: &Setup, vcpus: u32, snpguest: &Path, script: &str) -> Output {
+    let mut cmd = snp_launcher(s, &s.platform, vcpus);
+    cmd.args(["sh", "-c", script]).env("SNPGUEST", snpguest);
     run(cmd)
+}
+
+/// The report the guest program wrote to `report.bin`.
+fn written_report(s: &Setup) -> AttestationReport {
+    AttestationReport::decode(&std::fs::read(s.dir.join("report.bin")).unwrap()).unwrap()
+}
+
+/// sev-snp-measure, when installed, computes `expected` for the launch
+/// of `s.firmware` with `vcpus` EPYC-v4 vCPUs.
+fn sev_snp_measure_agrees(test: &str, s: &Setup, vcpus: u32, expected: &[u8; 48]) {
+    let Some(measure) = sevm_testutil::peer_tool(test, "sev-snp-measure", "--help", HINT) else {
+        return;
+    };
+    let mut cmd = Command::new(measure);
+    cmd.args(["--mode", "snp", "--vcpus", &vcpus.to_string()])
+        .args(["--vcpu-type", "EPYC-v4", "--ovmf"])
+        .arg(&s.firmware);
+    let o = run(cmd);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        hex::encode(expected)
+    );
 }
 
 fn owner_measurement(s: &Setup, vcpus: u32) -> [u8; 48] {
@@ -213,8 +243,7 @@ fn snpguest_reports_keys_certificates_and_verifies_under_the_launcher() {
 
     // The report: the launch's measurement (the owner's for these inputs),
     // host data, the request data snpguest drew.
-    let report =
-        AttestationReport::decode(&std::fs::read(s.dir.join("report.bin")).unwrap()).unwrap();
+    let report = written_report(&s);
     let expected = owner_measurement(&s, 1);
     assert_eq!(report.measurement, expected);
     assert_eq!(report.host_data, HOST_DATA);
@@ -224,25 +253,7 @@ fn snpguest_reports_keys_certificates_and_verifies_under_the_launcher() {
     assert_eq!(report.policy.bits(), 0x30000);
 
     // sev-snp-measure agrees, when installed.
-    if let Some(measure) = sevm_testutil::peer_tool(TEST, "sev-snp-measure", "--help", HINT) {
-        let mut cmd = Command::new(measure);
-        cmd.args([
-            "--mode",
-            "snp",
-            "--vcpus",
-            "1",
-            "--vcpu-type",
-            "EPYC-v4",
-            "--ovmf",
-        ])
-        .arg(&s.firmware);
-        let o = run(cmd);
-        assert!(o.status.success(), "{}", text(&o));
-        assert_eq!(
-            String::from_utf8_lossy(&o.stdout).trim(),
-            hex::encode(expected)
-        );
-    }
+    sev_snp_measure_agrees(TEST, &s, 1, &expected);
 
     // Keys: 32 bytes (bincode: an 8-byte length is not written for arrays),
     // the same for the same request, another when the measurement is mixed in.
@@ -282,8 +293,7 @@ fn another_vcpu_count_is_another_measurement() {
         r#""$SNPGUEST" report report.bin request.bin --random -v 0"#,
     );
     assert!(o.status.success(), "{}", text(&o));
-    let report =
-        AttestationReport::decode(&std::fs::read(s.dir.join("report.bin")).unwrap()).unwrap();
+    let report = written_report(&s);
     assert_eq!(report.measurement, owner_measurement(&s, 4));
     assert_ne!(report.measurement, owner_measurement(&s, 1));
     assert_eq!(report.vmpl, 0);
@@ -385,12 +395,8 @@ fn a_python_client_gets_reports_and_certificates_through_the_launcher() {
         return;
     };
     let s = setup();
-    let mut cmd = Command::new(LAUNCHER);
-    cmd.args(["--platform", p(&s.platform), "--snp-guest", &spec(&s, 2)])
-        .arg("--")
-        .arg(&python)
-        .args(["-c", PY_CLIENT])
-        .current_dir(&s.dir);
+    let mut cmd = snp_launcher(&s, &s.platform, 2);
+    cmd.arg(&python).args(["-c", PY_CLIENT]);
     let o = run(cmd);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
@@ -407,8 +413,7 @@ fn a_python_client_gets_reports_and_certificates_through_the_launcher() {
     ] {
         assert!(t.lines().any(|l| l == line), "no {line:?} in:\n{t}");
     }
-    let report =
-        AttestationReport::decode(&std::fs::read(s.dir.join("report.bin")).unwrap()).unwrap();
+    let report = written_report(&s);
     let expected = owner_measurement(&s, 2);
     assert_eq!(report.measurement, expected);
     assert_eq!(report.report_data, [0x11; 64]);
@@ -424,25 +429,7 @@ fn a_python_client_gets_reports_and_certificates_through_the_launcher() {
         .unwrap();
     report.verify_signature(&key).unwrap();
 
-    if let Some(measure) = sevm_testutil::peer_tool(TEST, "sev-snp-measure", "--help", HINT) {
-        let mut cmd = Command::new(measure);
-        cmd.args([
-            "--mode",
-            "snp",
-            "--vcpus",
-            "2",
-            "--vcpu-type",
-            "EPYC-v4",
-            "--ovmf",
-        ])
-        .arg(&s.firmware);
-        let o = run(cmd);
-        assert!(o.status.success(), "{}", text(&o));
-        assert_eq!(
-            String::from_utf8_lossy(&o.stdout).trim(),
-            hex::encode(expected)
-        );
-    }
+    sev_snp_measure_agrees(TEST, &s, 2, &expected);
 }
 
 /// Each launcher run launches its own guest on the shared platform; the
@@ -461,10 +448,8 @@ fn launches_on_one_platform_do_not_pile_up() {
     };
     Platform::create(&small, opts, sev_psp::rng::os_rng()).unwrap();
     let launcher = |script: &str| {
-        let mut cmd = Command::new(LAUNCHER);
-        cmd.args(["--platform", p(&small), "--snp-guest", &spec(&s, 1)])
-            .args(["--", "sh", "-c", script])
-            .current_dir(&s.dir);
+        let mut cmd = snp_launcher(&s, &small, 1);
+        cmd.args(["sh", "-c", script]);
         cmd
     };
     // Two guests at once hold both ASIDs; a third launcher meanwhile is
@@ -488,10 +473,8 @@ fn launches_on_one_platform_do_not_pile_up() {
     assert!(text(&o).contains("SNP launch"), "{}", text(&o));
     assert!(!s.dir.join("third").exists());
     for run_no in 0..6 {
-        let mut cmd = Command::new(LAUNCHER);
-        cmd.args(["--platform", p(&small), "--snp-guest", &spec(&s, 1)])
-            .args(["--", "test", "-e", "/dev/sev-guest"])
-            .current_dir(&s.dir);
+        let mut cmd = snp_launcher(&s, &small, 1);
+        cmd.args(["test", "-e", "/dev/sev-guest"]);
         let o = run(cmd);
         // `test -e` stats the path: the kernel answers (no such device
         // here), the launch itself must have succeeded.
