@@ -24,13 +24,15 @@ mod common;
 #[path = "../tests/common/qemu.rs"]
 mod qemu;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::raw::{self, issue};
-use common::{emu, ok, output_within, p, platform_copy, platform_tool, tool, DEADLINE, LAUNCHER};
+use common::{
+    emu, ok, output_polled, output_within, p, platform_copy, platform_tool, tool, workspace_bin,
+    DEADLINE, LAUNCHER,
+};
 use qemu::GUID;
 
 /// Set in the re-run of this binary under the launcher: its ioctl loops.
@@ -162,23 +164,6 @@ fn per_ioctl(plat: &Path) {
     }
 }
 
-/// The `sevm` binary beside the launcher (built if missing).
-fn sevm() -> PathBuf {
-    let dir = Path::new(LAUNCHER).parent().unwrap();
-    let bin = dir.join("sevm");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "sevm", "--bin", "sevm"]);
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        let o = output_within(&mut cmd, DEADLINE * 4);
-        assert!(o.status.success(), "building sevm failed");
-    }
-    bin
-}
-
 struct Setup {
     dir: PathBuf,
     plat: PathBuf,
@@ -188,7 +173,7 @@ struct Setup {
 }
 
 fn whole_launch(s: &Setup) {
-    let sevm = sevm();
+    let sevm = workspace_bin("sevm", "sevm", &["--bin", "sevm"]);
     let owner = tool("sev-owner");
     let secret = format!("{GUID}:={SECRET}");
     let launch = |device: &[&str], work: &Path| -> Duration {
@@ -257,40 +242,7 @@ fn whole_launch(s: &Setup) {
 /// output and its time from spawn to exit, polled every millisecond (the
 /// tests' `output_within` polls every 20 ms, too coarse for a timing).
 fn timed(cmd: &mut Command) -> (Output, Duration) {
-    let t = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            r.read_to_end(&mut v).ok();
-            v
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if t.elapsed() > DEADLINE {
-            child.kill().ok();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    };
-    let el = t.elapsed();
-    let o = Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    };
-    (o, el)
+    output_polled(cmd, DEADLINE, Duration::from_millis(1))
 }
 
 /// QEMU's launch under the launcher, the session made once beforehand

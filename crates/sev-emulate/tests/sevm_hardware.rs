@@ -11,7 +11,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
 use common::*;
 
@@ -19,21 +18,7 @@ const GUID: &str = "736869e5-84f0-4973-92ec-06879ce3da0b";
 
 /// The `sevm` binary beside the launcher (built if missing).
 fn sevm() -> PathBuf {
-    static BUILD: Mutex<()> = Mutex::new(());
-    let dir = Path::new(LAUNCHER).parent().unwrap();
-    let bin = dir.join("sevm");
-    let _g = BUILD.lock().unwrap();
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "sevm", "--bin", "sevm"]);
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        let o = output_within(&mut cmd, DEADLINE * 4);
-        assert!(o.status.success(), "building sevm: {}", text(&o.stderr));
-    }
-    bin
+    workspace_bin("sevm", "sevm", &["--bin", "sevm"])
 }
 
 struct Setup {

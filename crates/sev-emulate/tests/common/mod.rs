@@ -17,6 +17,13 @@ pub const DEADLINE: Duration = Duration::from_secs(180);
 /// A binary of the sev-tools crate, beside the launcher in the target
 /// directory (built with cargo when missing).
 pub fn tool(name: &str) -> PathBuf {
+    workspace_bin("sev-tools", name, &["--bins"])
+}
+
+/// Binary `name` of the workspace's package `package`, beside the launcher
+/// in the target directory (`cargo build -p PACKAGE TARGETS` in the
+/// launcher's profile when missing).
+pub fn workspace_bin(package: &str, name: &str, targets: &[&str]) -> PathBuf {
     static BUILD: Mutex<()> = Mutex::new(());
     let dir = Path::new(LAUNCHER).parent().unwrap();
     let bin = dir.join(name);
@@ -24,14 +31,14 @@ pub fn tool(name: &str) -> PathBuf {
     if !bin.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "sev-tools", "--bins"]);
+        cmd.args(["build", "-p", package]).args(targets);
         if dir.ends_with("release") {
             cmd.arg("--release");
         }
         let o = output_within(&mut cmd, DEADLINE * 4);
         assert!(
             o.status.success(),
-            "building sev-tools: {}",
+            "building {package}: {}",
             text(&o.stderr)
         );
     }
@@ -45,6 +52,14 @@ pub fn text(b: &[u8]) -> String {
 
 /// Runs `cmd` (stdin closed), killing it after `limit`.
 pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    output_polled(cmd, limit, Duration::from_millis(20)).0
+}
+
+/// Runs `cmd` (stdin closed), killing it after `limit`, looking for its
+/// exit every `poll`: its output and its time from spawn to exit (within
+/// `poll`).
+pub fn output_polled(cmd: &mut Command, limit: Duration, poll: Duration) -> (Output, Duration) {
+    let start = Instant::now();
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -64,22 +79,24 @@ pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
         std::io::Read::read_to_end(&mut err, &mut v).ok();
         v
     });
-    let start = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
         if start.elapsed() > limit {
             child.kill().ok();
+            let _ = child.wait();
             panic!("{cmd:?} did not finish within {limit:?}");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(poll);
     };
-    Output {
+    let elapsed = start.elapsed();
+    let out = Output {
         status,
         stdout: t_out.join().unwrap(),
         stderr: t_err.join().unwrap(),
-    }
+    };
+    (out, elapsed)
 }
 
 /// `sev-emulate --platform DIR -- program args`.
