@@ -23,7 +23,7 @@ use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -123,6 +123,7 @@ impl KdsRoute {
         let issued = ca::issue()?;
         let dir = tempfile::Builder::new()
             .prefix("sev-emulate-kds.")
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir()
             .map_err(io_err("creating the temporary directory"))?;
         let label = format!(
