@@ -318,6 +318,37 @@ fn ask(backend: SocketAddr, head: &[u8], deadline: Instant) -> io::Result<Vec<u8
 mod tests {
     use super::*;
 
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        (c, l.accept().unwrap().0)
+    }
+
+    #[test]
+    fn a_silent_or_endless_head_ends_in_an_answer_not_a_wait() {
+        let (_client, server) = pair();
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(200);
+        let r = read_head(&mut server.try_clone().unwrap(), &server, deadline);
+        assert!(matches!(r, Err(HeadFail::Answer(408, _))));
+        assert!(started.elapsed() < Duration::from_secs(5));
+
+        let (mut client, server) = pair();
+        client.write_all(&[b'a'; MAX_HEAD + 64]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let r = read_head(&mut server.try_clone().unwrap(), &server, deadline);
+        assert!(matches!(r, Err(HeadFail::Answer(414 | 431, _))));
+
+        let (mut client, server) = pair();
+        client
+            .write_all(b"CONNECT x:443 HTTP/1.1\r\n\r\nEXTRA")
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let r = read_head(&mut server.try_clone().unwrap(), &server, deadline);
+        // The head only: what follows (the TLS handshake) stays unread.
+        assert!(matches!(r, Ok(h) if h == b"CONNECT x:443 HTTP/1.1\r\n\r\n"));
+    }
+
     #[test]
     fn only_the_key_servers_connect_is_tunnelled() {
         assert_eq!(
