@@ -3,7 +3,7 @@
 //! the key server's host name, that signs one server certificate for
 //! `kdsintf.amd.com` and is then forgotten (its key never leaves memory and
 //! is dropped at once: nothing else can be signed under it, not even by
-//! the launcher).
+//! the launcher). Its profile: docs/protocol/choices.md#u95.
 
 use std::time::Duration;
 

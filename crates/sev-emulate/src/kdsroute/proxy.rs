@@ -9,7 +9,8 @@
 //! server on a loopback port), whose answer goes back over TLS. One request
 //! per connection; every read and write has a timeout under one deadline
 //! per connection; the request heads are capped; at most
-//! [`MAX_CONNECTIONS`] connections at once (503 beyond).
+//! [`MAX_CONNECTIONS`] connections at once (503 beyond)
+//! (docs/protocol/choices.md#u96).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
