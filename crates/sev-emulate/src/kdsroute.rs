@@ -26,9 +26,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sev_firmware::emulated::{KdsError, KdsObject};
 use sev_proto::snp::kds::KdsRequest;
@@ -48,6 +48,9 @@ const SYSTEM_BUNDLES: [&str; 3] = [
 ];
 /// The largest system bundle copied.
 const MAX_SYSTEM_BUNDLE: u64 = 8 << 20;
+/// How long stopping waits for the servers' threads (the key server
+/// drains its requests for up to 5 s).
+const STOP_WAIT: Duration = Duration::from_secs(7);
 /// The key server's read/write timeout.
 const KDS_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -90,6 +93,9 @@ pub struct KdsRoute {
     stop: Arc<AtomicBool>,
     kds_stop: StopHandle,
     threads: Vec<JoinHandle<()>>,
+    /// Each thread sends once when it ends (so that stopping waits a
+    /// bounded time).
+    done: (mpsc::Sender<()>, mpsc::Receiver<()>),
 }
 
 /// Writes `bytes` to a new file `path` (exclusive, not following links).
@@ -182,19 +188,26 @@ impl KdsRoute {
             stop,
             kds_stop,
             threads: Vec::new(),
+            done: mpsc::channel(),
         };
+        let done = route.done.0.clone();
         let kds = std::thread::Builder::new()
             .name("kds-server".into())
             .spawn(move || {
                 if let Err(e) = server.run() {
                     log::warn!("--emulated-kds: the key server stopped: {e}");
                 }
+                let _ = done.send(());
             })
             .map_err(io_err("starting the key server"))?;
         route.threads.push(kds);
+        let done = route.done.0.clone();
         let front = std::thread::Builder::new()
             .name("kds-proxy".into())
-            .spawn(move || front.run())
+            .spawn(move || {
+                front.run();
+                let _ = done.send(());
+            })
             .map_err(io_err("starting the proxy"))?;
         route.threads.push(front);
         log::info!(
@@ -241,7 +254,19 @@ impl Drop for KdsRoute {
         let _ = TcpStream::connect_timeout(&self.proxy, Duration::from_secs(1));
         self.kds_stop.stop();
         // Both accept loops end at once; the key server waits a bounded
-        // time for requests in flight.
+        // time for requests in flight. A thread that was not woken (its
+        // wake-up connection failed) is left behind: the process is
+        // exiting.
+        let deadline = Instant::now() + STOP_WAIT;
+        let mut ended = 0;
+        while ended < self.threads.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.done.1.recv_timeout(left).is_err() {
+                log::warn!("--emulated-kds: a server did not stop within {STOP_WAIT:?}");
+                return;
+            }
+            ended += 1;
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
