@@ -5,7 +5,8 @@
 //! the key server that does not speak TLS, or speaks bad HTTP inside TLS,
 //! gets an error at once; TLS with the per-run CA the launcher named in
 //! `SEV_EMULATE_KDS_CA` reaches the emulated key server, for the key
-//! server's name only. The launcher removes its directory at exit.
+//! server's name only; connections beyond the limit are refused. The
+//! launcher removes its directory at exit.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -182,6 +183,13 @@ fn child() {
     // The certificate is for the key server's name only.
     let e = https(&config, "example.com", "GET / HTTP/1.1\r\n\r\n").unwrap_err();
     assert!(e.contains("certificate"), "{e}");
+    // Beyond 32 connections at once, the proxy answers 503 (idle ones
+    // hold their place until they close or their time is up).
+    let idle: Vec<TcpStream> = (0..40).map(|_| connect()).collect();
+    let mut last = connect();
+    let r = String::from_utf8_lossy(&read_all(&mut last)).into_owned();
+    assert!(r.starts_with("HTTP/1.1 503 "), "{r}");
+    drop(idle);
     println!("child: done");
 }
 
