@@ -30,10 +30,13 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use sev_firmware::emulated::{KdsError, KdsObject};
 use sev_proto::snp::kds::KdsRequest;
 use sev_psp::Platform;
 use sev_tools::kds::server::{KdsServer, KdsSource, ServeOptions, StopHandle};
+use zeroize::Zeroize;
 
 /// The host of AMD's key server, as programs have it built in.
 pub const KDS_HOST: &str = "kdsintf.amd.com";
@@ -81,6 +84,16 @@ struct Issuer(Arc<Platform>);
 impl KdsSource for Issuer {
     fn object(&self, req: &KdsRequest) -> Result<KdsObject, KdsError> {
         self.0.kds_object(req)
+    }
+}
+
+/// The server's one certificate, whatever the client asks for.
+#[derive(Debug)]
+struct OneCert(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for OneCert {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.0))
     }
 }
 
@@ -146,13 +159,21 @@ impl KdsRoute {
         }
         create(&dir.path().join("bundle.pem"), &bundle, 0o644)?;
 
+        let mut issued = issued;
+        // ring's key is made from the PKCS#8, which is then wiped.
+        let signing = rustls::crypto::ring::sign::any_ecdsa_type(&issued.key);
+        issued.key.zeroize();
+        let signing = signing.map_err(|e| KdsRouteError::Tls(e.to_string()))?;
+        let certified = Arc::new(CertifiedKey::new(
+            std::mem::take(&mut issued.chain),
+            signing,
+        ));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| KdsRouteError::Tls(e.to_string()))?
             .with_no_client_auth()
-            .with_single_cert(issued.chain, issued.key)
-            .map_err(|e| KdsRouteError::Tls(e.to_string()))?;
+            .with_cert_resolver(Arc::new(OneCert(certified)));
 
         let server = KdsServer::bind(
             "127.0.0.1:0",

@@ -31,7 +31,7 @@ pub struct Issued {
     pub ca_pem: String,
     /// The server's certificate then the CA's (DER), as the front sends them.
     pub chain: Vec<CertificateDer<'static>>,
-    /// The server's key (PKCS#8; pki-types zeroizes it when dropped).
+    /// The server's key (PKCS#8; the caller wipes it once loaded).
     pub key: PrivateKeyDer<'static>,
 }
 
@@ -85,7 +85,9 @@ pub fn issue() -> Result<Issued, KdsRouteError> {
     let leaf_cert = leaf
         .signed_by(&key, &ca_cert, &ca_key)
         .map_err(err("signing the server's certificate"))?;
-    // The CA's key is dropped here: nothing more is signed under it.
+    // The CA's key is dropped here: nothing more is signed under it. (rcgen
+    // frees its key pairs' encodings without wiping them; the keys serve
+    // this run's emulated host name only.)
     drop(ca_key);
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     Ok(Issued {
