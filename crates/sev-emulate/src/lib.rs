@@ -13,6 +13,8 @@
 //! * [`devsevguest`]: `/dev/sev-guest`'s report and key requests, as Linux's
 //!   SEV guest driver serves them, for an emulated SNP guest that
 //!   [`guestlaunch`] launches on the emulated platform.
+//! * [`kdsroute`]: `--emulated-kds`, the program's requests to AMD's key
+//!   server answered over TLS by the platform's emulated key server.
 //!
 //! All `unsafe` code is in the private `sys` module.
 
@@ -22,6 +24,7 @@ pub mod devsev;
 pub mod devsevguest;
 pub mod filter;
 pub mod guestlaunch;
+pub mod kdsroute;
 pub mod kvm;
 pub mod supervisor;
 mod sys;

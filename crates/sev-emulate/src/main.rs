@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use sev_emulate::devsevguest::{SevGuestDevice, DEV_SEV_GUEST};
 use sev_emulate::guestlaunch::{self, GuestSpec};
+use sev_emulate::kdsroute::KdsRoute;
 use sev_emulate::kvm::KvmHandler;
 use sev_emulate::supervisor::{exit_code, LaunchError, Supervisor};
 use sev_firmware::emulated::EmulatedPlatform;
@@ -36,6 +37,13 @@ struct Cli {
     /// the same inputs.
     #[arg(long, value_name = "SPEC")]
     snp_guest: Option<String>,
+    /// Answer COMMAND's HTTPS requests to AMD's key server (https://kdsintf.amd.com/, as
+    /// sevctl export and snpguest fetch make them) with the platform's EMULATED key server: a
+    /// loopback proxy (HTTPS_PROXY) that reaches only that host and a per-run emulated TLS CA
+    /// that COMMAND trusts (SSL_CERT_FILE) for this run only. Every other host through the
+    /// proxy is refused.
+    #[arg(long)]
+    emulated_kds: bool,
     /// The program to run and its arguments (after `--`).
     #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
     command: Vec<OsString>,
@@ -109,6 +117,18 @@ fn main() -> ExitCode {
         eprintln!("sev-emulate: error: no command given");
         return ExitCode::from(2);
     };
+    // Stopped, and its directory removed, when main returns.
+    let kds = if cli.emulated_kds {
+        match KdsRoute::start(Arc::clone(platform.firmware())) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("sev-emulate: error: {e}");
+                return ExitCode::from(EXIT_LAUNCHER);
+            }
+        }
+    } else {
+        None
+    };
     // Modules serving ioctls on other descriptors register here: KVM's SEV
     // ioctls on a VM descriptor; `/dev/sev-guest` is served when
     // `--snp-guest` launched a guest.
@@ -116,6 +136,9 @@ fn main() -> ExitCode {
     supervisor.add_handler(Box::new(KvmHandler::new(Arc::clone(platform.firmware()))));
     if let Some(d) = sev_guest {
         supervisor.set_sev_guest(d);
+    }
+    if let Some(route) = &kds {
+        supervisor.set_env(route.env());
     }
     match supervisor.run(program, args) {
         Ok(status) => ExitCode::from(exit_code(status)),

@@ -262,6 +262,8 @@ pub struct Supervisor {
     sev_guest: Option<SevGuestDevice>,
     /// Notifications answered so far (for the log).
     served: u64,
+    /// Changes to the program's environment: set (`Some`) or removed.
+    env: Vec<(OsString, Option<OsString>)>,
 }
 
 impl Supervisor {
@@ -273,6 +275,7 @@ impl Supervisor {
             devices: Devices::default(),
             sev_guest: None,
             served: 0,
+            env: Vec::new(),
         }
     }
 
@@ -285,6 +288,12 @@ impl Supervisor {
     /// without it, opens of that path go to the kernel.
     pub fn set_sev_guest(&mut self, device: SevGuestDevice) {
         self.sev_guest = Some(device);
+    }
+
+    /// Sets (`Some`) or removes (`None`) variables of the program's
+    /// environment (`--emulated-kds`, docs/guide/sev-emulate.md#kds).
+    pub fn set_env(&mut self, changes: Vec<(OsString, Option<OsString>)>) {
+        self.env.extend(changes);
     }
 
     /// Adds a handler for ioctls on other descriptors (asked after the
@@ -303,6 +312,12 @@ impl Supervisor {
         let (ours, theirs) = sys::socketpair().map_err(sup("socketpair"))?;
         let mut command = Command::new(program);
         command.args(args);
+        for (name, value) in &self.env {
+            match value {
+                Some(v) => command.env(name, v),
+                None => command.env_remove(name),
+            };
+        }
         sys::install_in_child(
             &mut command,
             sys::Program::new(&filter::program()),

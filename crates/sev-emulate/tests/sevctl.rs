@@ -3,8 +3,11 @@
 //! `verify --sev` of a chain exported through `/dev/sev`, each checked
 //! against the platform as `sev-platform --emulated` sees it. `sevctl
 //! export` replaces the firmware's CEK with one downloaded from AMD's key
-//! server by chip id, which cannot know an emulated chip
-//! (docs/guide/sev-emulate.md#sevctl).
+//! server by chip id, which cannot know an emulated chip: under
+//! `sev-emulate --emulated-kds` the platform's emulated key server answers
+//! that download (docs/guide/sev-emulate.md#kds), and `verify` accepts what
+//! `export` wrote against the emulated ASK and ARK; `export --full` still
+//! fails, as it only takes AMD's built-in ASKs (docs/guide/sev-emulate.md#sevctl).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -201,6 +204,7 @@ fn sevctl_export_reaches_the_key_server_after_dev_sev() {
     let f = tmp.path().join("chain");
     // The download goes to a closed local port (a proxy nobody serves),
     // so that the test neither depends on nor contacts the network.
+    let started = std::time::Instant::now();
     let o = output_within(
         std::process::Command::new(LAUNCHER)
             .arg("--platform")
@@ -216,6 +220,13 @@ fn sevctl_export_reaches_the_key_server_after_dev_sev() {
     );
     let (ok1, err) = (o.status.success(), text(&o.stderr));
     assert!(err.contains("transport error"), "{err}");
+    // Without --emulated-kds there is no route to a key server, and the
+    // failure comes at once (well within output_within's bound).
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
     // PDH_CERT_EXPORT and GET_ID2 were served (no "unable to export SEV
     // certificates" / "error fetching identifier"); the download of the
     // CEK by chip id from AMD's server cannot succeed for an emulated chip.
@@ -223,4 +234,132 @@ fn sevctl_export_reaches_the_key_server_after_dev_sev() {
     assert!(!err.contains("unable to export SEV certificates"), "{err}");
     assert!(!err.contains("error fetching identifier"), "{err}");
     assert!(!f.exists(), "no chain written");
+}
+
+/// `sevctl ARGS` under `sev-emulate --emulated-kds`, with the caller's
+/// proxy settings pointing elsewhere (a closed port, and AMD's host
+/// excluded from proxying): the launcher's replace them.
+fn run_kds(plat: &Path, sevctl: &Path, args: &[&str]) -> (bool, String, String) {
+    let o = output_within(
+        std::process::Command::new(LAUNCHER)
+            .arg("--platform")
+            .arg(plat)
+            .arg("--emulated-kds")
+            .arg("--")
+            .arg(sevctl)
+            .args(args)
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("https_proxy", "http://127.0.0.1:9")
+            .env("NO_PROXY", "kdsintf.amd.com")
+            .env("no_proxy", "kdsintf.amd.com"),
+        DEADLINE,
+    );
+    (o.status.success(), text(&o.stdout), text(&o.stderr))
+}
+
+/// `sevctl verify --sev CHAIN --ca CA`: whether it passed, and the six
+/// certificate lines all marked valid.
+fn verifies(plat: &Path, sevctl: &Path, chain: &Path, ca: &Path) -> (bool, String) {
+    let (ok, out, err) = run(plat, sevctl, &["verify", "--sev", p(chain), "--ca", p(ca)]);
+    let certs = out
+        .lines()
+        .filter(|l| {
+            ["PDH", "PEK", "OCA", "CEK", "ASK", "ARK"]
+                .iter()
+                .any(|c| l.contains(&format!("{c} ")))
+                && !l.contains('=')
+                && !l.contains('\u{338}')
+                && !l.contains('\u{337}')
+        })
+        .count();
+    (ok && certs == 6, format!("{out}{err}"))
+}
+
+#[test]
+fn sevctl_export_gets_the_cek_from_the_emulated_kds() {
+    const TEST: &str = "sevctl_export_gets_the_cek_from_the_emulated_kds";
+    let Some(sevctl) = sevctl(TEST) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let plat = platform_copy(d);
+    let file = d.join("chain.cert");
+    let (ok1, out, err) = run_kds(&plat, &sevctl, &["export", p(&file)]);
+    assert!(ok1, "sevctl export under --emulated-kds:\n{out}{err}");
+    let exported = std::fs::read(&file).unwrap();
+    assert_eq!(exported.len(), 4 * CERT);
+    // PDH, PEK, OCA through /dev/sev and the CEK from the key server: the
+    // platform's, as sev-platform exports it.
+    let ours = chain(&plat, d);
+    assert_eq!(&exported[3 * CERT..], &ours[3 * CERT..4 * CERT], "the CEK");
+    assert_eq!(&exported[..3 * CERT], &ours[..3 * CERT], "PDH, PEK, OCA");
+
+    let ca = d.join("ca");
+    ok(
+        platform_tool(&[&emu(&plat), "export", "--ca", p(&ca)]),
+        "export --ca",
+    );
+    let (good, text) = verifies(&plat, &sevctl, &file, &ca);
+    assert!(good, "{text}");
+
+    // --full appends AMD's built-in ASK and ARK of the CEK's generation:
+    // no AMD ASK signed an emulated CEK, so sevctl finds none.
+    let full = d.join("full.cert");
+    let (ok2, out, err) = run_kds(&plat, &sevctl, &["export", "--full", p(&full)]);
+    assert!(!ok2, "export --full of an emulated CEK succeeded: {out}");
+    assert!(
+        err.contains("failed to deduce platform generation"),
+        "{err}"
+    );
+    assert!(
+        err.contains("could not find a matching builtin certificate"),
+        "{err}"
+    );
+    assert!(!full.exists(), "no chain written");
+}
+
+/// A platform whose firmware holds its CEK unsigned (as real firmware
+/// does): the chain read through /dev/sev does not verify; the one sevctl
+/// exports under --emulated-kds carries the CEK the key server signed.
+#[test]
+fn sevctl_export_replaces_an_unsigned_cek_with_the_emulated_kds_one() {
+    const TEST: &str = "sevctl_export_replaces_an_unsigned_cek_with_the_emulated_kds_one";
+    let Some(sevctl) = sevctl(TEST) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let plat = d.join("platform");
+    ok(
+        platform_tool(&[&emu(&plat), "init", "--ark-bits", "2048", "--unsigned-cek"]),
+        "init --unsigned-cek",
+    );
+    let (ca, dev) = (d.join("ca"), d.join("dev.cert"));
+    ok(
+        platform_tool(&[&emu(&plat), "export", "--ca", p(&ca)]),
+        "export --ca",
+    );
+    ok(
+        emulate(&plat, &tool("sev-platform"), &["export", p(&dev)]),
+        "export through /dev/sev",
+    );
+    let (good, text) = verifies(&plat, &sevctl, &dev, &ca);
+    assert!(!good, "an unsigned CEK verified: {text}");
+
+    let file = d.join("chain.cert");
+    let (ok1, out, err) = run_kds(&plat, &sevctl, &["export", p(&file)]);
+    assert!(ok1, "{out}{err}");
+    let exported = std::fs::read(&file).unwrap();
+    let signed = sev_psp::Platform::open(&plat, sev_psp::rng::os_rng())
+        .unwrap()
+        .signed_cek()
+        .to_vec();
+    assert_eq!(&exported[3 * CERT..], &signed[..], "the key server's CEK");
+    assert_ne!(
+        &exported[3 * CERT..],
+        &std::fs::read(&dev).unwrap()[3 * CERT..]
+    );
+    let (good, text) = verifies(&plat, &sevctl, &file, &ca);
+    assert!(good, "{text}");
 }

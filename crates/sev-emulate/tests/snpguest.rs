@@ -481,3 +481,50 @@ fn launches_on_one_platform_do_not_pile_up() {
         assert_ne!(o.status.code(), Some(125), "run {run_no}: {}", text(&o));
     }
 }
+
+/// `snpguest fetch ca` and `fetch vcek` reach AMD's key server at its
+/// built-in host; under `--emulated-kds` the emulated one answers them
+/// (docs/guide/sev-emulate.md#kds), and what they fetch is the chain the
+/// platform's issuer makes, against which the guest's report verifies.
+#[test]
+fn snpguest_fetches_the_emulated_chain_through_emulated_kds() {
+    const TEST: &str = "snpguest_fetches_the_emulated_chain_through_emulated_kds";
+    let Some(snpguest) = sevm_testutil::peer_tool(TEST, "snpguest", "--help", HINT) else {
+        return;
+    };
+    let s = setup();
+    let chain = s.dir.join("chain");
+    export_chain(&s.platform, &chain);
+    let script = r#"set -e
+"$SNPGUEST" report report.bin request.bin --random
+"$SNPGUEST" fetch ca pem fetched -r report.bin
+"$SNPGUEST" fetch vcek pem fetched report.bin
+"$SNPGUEST" verify certs fetched
+"$SNPGUEST" verify attestation fetched report.bin
+"#;
+    let mut cmd = Command::new(LAUNCHER);
+    cmd.args(["--platform", p(&s.platform), "--snp-guest", &spec(&s, 1)])
+        .args(["--emulated-kds", "--", "sh", "-c", script])
+        .current_dir(&s.dir)
+        .env("SNPGUEST", &snpguest);
+    let o = run(cmd);
+    let t = text(&o);
+    assert!(
+        o.status.success(),
+        "snpguest fetch under --emulated-kds:\n{t}"
+    );
+    assert!(t.contains("VEK signed the Attestation Report!"), "{t}");
+    for name in ["vcek.pem", "ask.pem", "ark.pem"] {
+        let der = |path: PathBuf| {
+            Certificate::from_der_or_pem(&std::fs::read(path).unwrap())
+                .unwrap()
+                .der()
+                .to_vec()
+        };
+        assert_eq!(
+            der(s.dir.join("fetched").join(name)),
+            der(chain.join(name)),
+            "{name}"
+        );
+    }
+}
