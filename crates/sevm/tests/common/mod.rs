@@ -25,6 +25,167 @@ pub fn sevm_bin() -> std::ffi::OsString {
     std::env::var_os("SEVM_TEST_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_sevm").into())
 }
 
+// ----- the backend a test runs on -------------------------------------------
+
+/// The SEV backend sevm's plain-SEV tests run on: each such test runs once
+/// per backend ([`both_backends!`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `sev-device=emulated:DIR`: sevm's emulated backend.
+    Emulated,
+    /// `sev-device=/dev/sev` under `sev-emulate --platform DIR`: sevm's
+    /// hardware backend (SEV_ISSUE_CMD, KVM's SEV ioctls) served by the
+    /// launcher from the same platform directory.
+    HardwareUnderLauncher,
+}
+
+thread_local! {
+    static BACKEND: std::cell::Cell<Backend> = const { std::cell::Cell::new(Backend::Emulated) };
+}
+
+/// The backend of the test running on this thread.
+pub fn backend() -> Backend {
+    BACKEND.with(|b| b.get())
+}
+
+/// Whether this test runs sevm's hardware backend under the launcher.
+pub fn hardware() -> bool {
+    backend() == Backend::HardwareUnderLauncher
+}
+
+/// Runs `body` as test `name` on `backend`. The hardware variant needs
+/// /dev/kvm (the launcher serves KVM's SEV ioctls on a real KVM VM), else
+/// it is skipped the usual way.
+pub fn run_on(backend: Backend, name: &str, body: fn()) {
+    if backend == Backend::HardwareUnderLauncher && !sevm_testutil::kvm(name) {
+        return;
+    }
+    BACKEND.with(|b| b.set(backend));
+    body();
+}
+
+/// `both_backends!(body => NAME, NAME_hardware_under_launcher)`: test
+/// `NAME` runs `body` on the emulated backend, the second name runs it on
+/// the hardware backend under the launcher (same assertions; where the
+/// hardware differs the body asks [`hardware()`]).
+#[macro_export]
+macro_rules! both_backends {
+    ($body:ident => $emulated:ident, $hardware:ident) => {
+        #[test]
+        fn $emulated() {
+            $crate::common::run_on(
+                $crate::common::Backend::Emulated,
+                stringify!($emulated),
+                $body,
+            );
+        }
+        #[test]
+        fn $hardware() {
+            $crate::common::run_on(
+                $crate::common::Backend::HardwareUnderLauncher,
+                stringify!($hardware),
+                $body,
+            );
+        }
+    };
+}
+
+/// The C-bit position sevm reports: the emulated platform's 47; on the
+/// hardware backend the host CPU's (CPUID 0x8000001F, as QEMU reads it: the
+/// launcher serves ioctls, not CPUID, so on a host without SEV it is 0).
+pub fn expected_cbitpos() -> u64 {
+    if hardware() {
+        use std::arch::x86_64::__cpuid;
+        if __cpuid(0x8000_0000).eax < 0x8000_001F {
+            return 0;
+        }
+        u64::from(__cpuid(0x8000_001F).ebx & 0x3F)
+    } else {
+        47
+    }
+}
+
+/// The launcher binary, beside sevm in the target directory; built (`cargo
+/// build -p sev-emulate --bin sev-emulate`) when missing or older than
+/// sevm. Not a dev-dependency: sev-emulate depends on sevm.
+pub fn launcher_bin() -> PathBuf {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let sevm = PathBuf::from(env!("CARGO_BIN_EXE_sevm"));
+    let dir = sevm.parent().unwrap();
+    let bin = dir.join("sev-emulate");
+    let _g = BUILD.lock().unwrap();
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let stale = match (mtime(&bin), mtime(&sevm)) {
+        (Some(l), Some(s)) => l < s,
+        _ => true,
+    };
+    if stale {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "sev-emulate", "--bin", "sev-emulate"]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let st = cmd.stdin(Stdio::null()).status().unwrap();
+        assert!(st.success(), "building sev-emulate failed");
+    }
+    assert!(bin.exists(), "{} not built", bin.display());
+    bin
+}
+
+/// The command running sevm with `args` on this test's backend: on the
+/// hardware backend every `sev-device=emulated:DIR` becomes
+/// `sev-device=/dev/sev` and sevm runs under `sev-emulate --platform DIR`.
+pub fn sevm_command<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().into()).collect();
+    if !hardware() {
+        let mut c = Command::new(sevm_bin());
+        c.args(args);
+        return c;
+    }
+    let (args, platform) = to_hardware_args(&args);
+    let Some(platform) = platform else {
+        let mut c = Command::new(sevm_bin());
+        c.args(args);
+        return c;
+    };
+    let mut c = Command::new(launcher_bin());
+    c.arg("--platform")
+        .arg(platform)
+        .arg("--")
+        .arg(sevm_bin())
+        .args(args);
+    c
+}
+
+/// `args` with `sev-device=emulated:DIR` replaced by `sev-device=/dev/sev`,
+/// and DIR (one platform per sevm process).
+pub fn to_hardware_args(args: &[std::ffi::OsString]) -> (Vec<std::ffi::OsString>, Option<PathBuf>) {
+    const KEY: &str = "sev-device=emulated:";
+    let mut platform: Option<PathBuf> = None;
+    let mut out = Vec::new();
+    for a in args {
+        let Some(text) = a.to_str().filter(|t| t.contains(KEY)) else {
+            out.push(a.clone());
+            continue;
+        };
+        let at = text.find(KEY).unwrap();
+        let rest = &text[at + KEY.len()..];
+        let end = rest.find(',').unwrap_or(rest.len());
+        let dir = PathBuf::from(&rest[..end]);
+        if let Some(p) = &platform {
+            assert_eq!(p, &dir, "one platform per sevm process");
+        }
+        platform = Some(dir);
+        out.push(format!("{}sev-device=/dev/sev{}", &text[..at], &rest[end..]).into());
+    }
+    (out, platform)
+}
+
 /// Writes the demo guest image into `dir` and returns its path.
 pub fn demo_image(dir: &Path) -> PathBuf {
     let path = dir.join("demo.fd");
@@ -53,8 +214,7 @@ impl Sevm {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut child = Command::new(sevm_bin())
-            .args(args)
+        let mut child = sevm_command(args)
             .env("RUST_LOG", "sevm=info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
