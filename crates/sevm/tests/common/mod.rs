@@ -105,6 +105,27 @@ pub fn expected_cbitpos() -> u64 {
     }
 }
 
+/// Whether the hypervisor's view of private guest memory (`xp`, `pmemsave`,
+/// `memsave`) is ciphertext: on the emulated backend; under the launcher
+/// the real KVM runs the guest unencrypted, so sevm's hardware backend sees
+/// plaintext there (docs/guide/sev-emulate.md#kvm, "What differs from
+/// hardware").
+pub fn host_view_is_ciphertext() -> bool {
+    !hardware()
+}
+
+/// Asserts the hypervisor's view `host` of private memory against its
+/// plaintext `plain`: different ([`host_view_is_ciphertext`]), or the same
+/// under the launcher.
+#[track_caller]
+pub fn assert_host_view<T: PartialEq + std::fmt::Debug>(host: T, plain: T) {
+    if host_view_is_ciphertext() {
+        assert_ne!(host, plain, "the hypervisor must see ciphertext");
+    } else {
+        assert_eq!(host, plain, "the launcher runs the guest unencrypted");
+    }
+}
+
 /// The launcher binary, beside sevm in the target directory; built (`cargo
 /// build -p sev-emulate --bin sev-emulate`) when missing or older than
 /// sevm. Not a dev-dependency: sev-emulate depends on sevm.
