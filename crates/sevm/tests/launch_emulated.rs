@@ -221,9 +221,7 @@ fn running_guest() {
 }
 
 fn run_sevm(args: &[String]) -> (std::process::ExitStatus, String) {
-    let out = sevm_command(args)
-        .output()
-        .unwrap();
+    let out = sevm_command(args).output().unwrap();
     (
         out.status,
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -314,10 +312,7 @@ fn bad_owner_inputs() {
             "missing.b64",
         ),
         (format!("dh-cert-file={godh}"), "must be given together"),
-        (
-            "cbitpos=51".into(),
-            &cbitpos_error,
-        ),
+        ("cbitpos=51".into(), &cbitpos_error),
     ];
     for (extra, fragment) in cases {
         let obj = format!("sev-guest,id=sev0,policy=0x1,sev-device=emulated:{p},{extra}");

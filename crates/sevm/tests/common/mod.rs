@@ -714,6 +714,20 @@ pub fn set_target_chain(q: &mut Qmp, target: &Path) {
     );
 }
 
+/// Before a same-platform snapshot: on the hardware backend the AMD chain
+/// must be set explicitly (there is no local ASK ‖ ARK on hardware:
+/// docs/guide/sevm-migration.md#hardware); the emulated backend takes its
+/// platform's own.
+pub fn snapshot_amd_chain(q: &mut Qmp, platform: &Path) {
+    if hardware() {
+        let (ask, ark) = amd_chain(platform);
+        q.ok(
+            "migrate-set-parameters",
+            json!({"sev-amd-cert": b64(&[ask, ark].concat())}),
+        );
+    }
+}
+
 /// After the move of a memtest guest of `pages` pages: the guest runs on
 /// the target (QMP listens just before the restored guest is started),
 /// `also` checks what the caller wants of the running target, then the
