@@ -229,7 +229,7 @@ fn run_sevm(args: &[String]) -> (std::process::ExitStatus, String) {
 }
 
 both_backends!(bad_owner_inputs => bad_owner_files_and_foreign_sessions_are_refused,
-    bad_owner_files_and_foreign_sessions_are_refused_hardware_under_launcher);
+    bad_owner_files_and_foreign_sessions_are_refused_hardware_under_launcher, emulated_without_kvm);
 
 fn bad_owner_inputs() {
     let tmp = tempfile::tempdir().unwrap();

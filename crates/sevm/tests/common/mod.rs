@@ -53,11 +53,13 @@ pub fn hardware() -> bool {
     backend() == Backend::HardwareUnderLauncher
 }
 
-/// Runs `body` as test `name` on `backend`. The hardware variant needs
-/// /dev/kvm (the launcher serves KVM's SEV ioctls on a real KVM VM), else
-/// it is skipped the usual way.
-pub fn run_on(backend: Backend, name: &str, body: fn()) {
-    if backend == Backend::HardwareUnderLauncher && !sevm_testutil::kvm(name) {
+/// Runs `body` as test `name` on `backend`. Both need /dev/kvm unless
+/// `emulated_without_kvm` (the body then asks for it where it needs it);
+/// the hardware variant always does (the launcher serves KVM's SEV ioctls
+/// on a real KVM VM). Without it the test is skipped the usual way.
+pub fn run_on(backend: Backend, name: &str, emulated_without_kvm: bool, body: fn()) {
+    let needs_kvm = backend == Backend::HardwareUnderLauncher || !emulated_without_kvm;
+    if needs_kvm && !sevm_testutil::kvm(name) {
         return;
     }
     BACKEND.with(|b| b.set(backend));
@@ -67,15 +69,24 @@ pub fn run_on(backend: Backend, name: &str, body: fn()) {
 /// `both_backends!(body => NAME, NAME_hardware_under_launcher)`: test
 /// `NAME` runs `body` on the emulated backend, the second name runs it on
 /// the hardware backend under the launcher (same assertions; where the
-/// hardware differs the body asks [`hardware()`]).
+/// hardware differs the body asks [`hardware()`]). Both skip without
+/// /dev/kvm; with a trailing `, emulated_without_kvm` the emulated variant
+/// runs anyway (its body checks for /dev/kvm where it needs it).
 #[macro_export]
 macro_rules! both_backends {
     ($body:ident => $emulated:ident, $hardware:ident) => {
+        $crate::both_backends!(@tests $body, $emulated, $hardware, false);
+    };
+    ($body:ident => $emulated:ident, $hardware:ident, emulated_without_kvm) => {
+        $crate::both_backends!(@tests $body, $emulated, $hardware, true);
+    };
+    (@tests $body:ident, $emulated:ident, $hardware:ident, $without:expr) => {
         #[test]
         fn $emulated() {
             $crate::common::run_on(
                 $crate::common::Backend::Emulated,
                 stringify!($emulated),
+                $without,
                 $body,
             );
         }
@@ -84,6 +95,7 @@ macro_rules! both_backends {
             $crate::common::run_on(
                 $crate::common::Backend::HardwareUnderLauncher,
                 stringify!($hardware),
+                $without,
                 $body,
             );
         }
@@ -144,6 +156,24 @@ pub fn launcher_bin() -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "-p", "sev-emulate", "--bin", "sev-emulate"]);
+        // Not this test's environment (cargo's variables for the test):
+        // with it the build sees another environment and rebuilds.
+        cmd.env_clear();
+        for k in [
+            "PATH",
+            "HOME",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "RUSTUP_HOME",
+            "RUSTUP_TOOLCHAIN",
+            "RUSTFLAGS",
+            "RUSTC",
+            "RUSTC_WRAPPER",
+        ] {
+            if let Some(v) = std::env::var_os(k) {
+                cmd.env(k, v);
+            }
+        }
         if dir.ends_with("release") {
             cmd.arg("--release");
         }
