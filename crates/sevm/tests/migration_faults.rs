@@ -325,11 +325,9 @@ fn case(d: &Path, src: &mut Source, peer: Peer, phase: &str, cmd: Cmd, n: usize)
 
 /// The matrix: every run-state command in every reachable migration phase
 /// against stalled, silent, garbage-sending and vanishing targets.
-#[test]
-fn every_run_state_command_in_every_phase_against_faulty_targets() {
-    if !sevm_testutil::kvm("every_run_state_command_in_every_phase_against_faulty_targets") {
-        return;
-    }
+both_backends!(every_run_state_command_in_every_phase_against_faulty_targets_body => every_run_state_command_in_every_phase_against_faulty_targets, every_run_state_command_in_every_phase_against_faulty_targets_hardware_under_launcher);
+
+fn every_run_state_command_in_every_phase_against_faulty_targets_body() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");
@@ -386,11 +384,9 @@ fn every_run_state_command_in_every_phase_against_faulty_targets() {
 /// The hand-over: a target that confirms gets the guest (the source stays in
 /// postmigrate and refuses to run it); one that reads COMMIT and never
 /// confirms may run it, so the source refuses to run it too.
-#[test]
-fn the_hand_over_never_leaves_two_running_copies() {
-    if !sevm_testutil::kvm("the_hand_over_never_leaves_two_running_copies") {
-        return;
-    }
+both_backends!(the_hand_over_never_leaves_two_running_copies_body => the_hand_over_never_leaves_two_running_copies, the_hand_over_never_leaves_two_running_copies_hardware_under_launcher);
+
+fn the_hand_over_never_leaves_two_running_copies_body() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");
@@ -469,11 +465,9 @@ fn temp_files(d: &Path) -> Vec<String> {
 /// throttled snapshot answers (it used to deadlock QMP for good), new
 /// clients get a greeting, and SIGTERM during a snapshot exits and leaves no
 /// partial file behind.
-#[test]
-fn migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up() {
-    if !sevm_testutil::kvm("migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up") {
-        return;
-    }
+both_backends!(migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up_body => migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up, migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up_hardware_under_launcher);
+
+fn migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up_body() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");
@@ -485,6 +479,7 @@ fn migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up() {
     let out = serial(&mut vm);
     let mut q = vm.qmp(&qa);
     q.ok("qmp_capabilities", Value::Null);
+    snapshot_amd_chain(&mut q, &a);
     wait_line(&out, "memtest: filled");
     q.ok("migrate-set-parameters", json!({"max-bandwidth": 1 << 20}));
     for round in 0..3 {
@@ -531,6 +526,7 @@ fn migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up() {
     );
     wait_status(&mut q, "active");
     assert_eq!(temp_files(&snaps).len(), 1);
+    // Under the launcher: the launcher, which forwards it to sevm.
     let pid = vm.child.id() as i32;
     // SAFETY: kill(2) on our own child's pid.
     let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -543,11 +539,9 @@ fn migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up() {
 
 /// Audit item 5: the snapshot's temporary file is created exclusively,
 /// never through a planted symlink, with mode 0600.
-#[test]
-fn the_snapshot_temp_file_is_private_and_never_follows_a_link() {
-    if !sevm_testutil::kvm("the_snapshot_temp_file_is_private_and_never_follows_a_link") {
-        return;
-    }
+both_backends!(the_snapshot_temp_file_is_private_and_never_follows_a_link_body => the_snapshot_temp_file_is_private_and_never_follows_a_link, the_snapshot_temp_file_is_private_and_never_follows_a_link_hardware_under_launcher);
+
+fn the_snapshot_temp_file_is_private_and_never_follows_a_link_body() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");
@@ -557,11 +551,12 @@ fn the_snapshot_temp_file_is_private_and_never_follows_a_link() {
     let out = serial(&mut vm);
     let mut q = vm.qmp(&qa);
     q.ok("qmp_capabilities", Value::Null);
+    snapshot_amd_chain(&mut q, &a);
     wait_line(&out, "memtest: filled");
     let victim = d.join("victim");
     std::fs::write(&victim, b"precious").unwrap();
     let snap = d.join("snap");
-    let planted = d.join(format!("snap.sevm-tmp-{}", vm.child.id()));
+    let planted = d.join(format!("snap.sevm-tmp-{}", vm.sevm_pid()));
     std::os::unix::fs::symlink(&victim, &planted).unwrap();
     q.ok(
         "migrate",
@@ -596,11 +591,9 @@ fn the_snapshot_temp_file_is_private_and_never_follows_a_link() {
 }
 
 /// Audit item 6: `-incoming unix:PATH` replaces only a stale socket.
-#[test]
-fn incoming_unix_never_deletes_a_regular_file() {
-    if !sevm_testutil::kvm("incoming_unix_never_deletes_a_regular_file") {
-        return;
-    }
+both_backends!(incoming_unix_never_deletes_a_regular_file_body => incoming_unix_never_deletes_a_regular_file, incoming_unix_never_deletes_a_regular_file_hardware_under_launcher);
+
+fn incoming_unix_never_deletes_a_regular_file_body() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let b = fresh_platform(d, "b");
@@ -686,11 +679,9 @@ fn start_target(fw: &Path, b: &Path, qmp: &Path, incoming: &str) -> (Sevm, Qmp) 
 /// held by a silent or garbage-sending connection, is bounded, and replies
 /// and exits at once when a stream goes bad (the peer keeping its socket
 /// open); `-incoming defer` + `migrate-incoming`; `quit` while waiting.
-#[test]
-fn the_incoming_side_cannot_be_held_and_answers_qmp() {
-    if !sevm_testutil::kvm("the_incoming_side_cannot_be_held_and_answers_qmp") {
-        return;
-    }
+both_backends!(the_incoming_side_cannot_be_held_and_answers_qmp_body => the_incoming_side_cannot_be_held_and_answers_qmp, the_incoming_side_cannot_be_held_and_answers_qmp_hardware_under_launcher);
+
+fn the_incoming_side_cannot_be_held_and_answers_qmp_body() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");
@@ -812,11 +803,9 @@ fn the_incoming_side_cannot_be_held_and_answers_qmp() {
 /// arrives does not run the guest, and the source — which sent COMMIT and
 /// heard nothing back — does not run it either (the one window where a
 /// fault loses a guest rather than splitting it).
-#[test]
-fn a_target_without_commit_never_runs_the_guest() {
-    if !sevm_testutil::kvm("a_target_without_commit_never_runs_the_guest") {
-        return;
-    }
+both_backends!(a_target_without_commit_never_runs_the_guest_body => a_target_without_commit_never_runs_the_guest, a_target_without_commit_never_runs_the_guest_hardware_under_launcher);
+
+fn a_target_without_commit_never_runs_the_guest_body() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");

@@ -142,11 +142,14 @@ pub fn assert_host_view<T: PartialEq + std::fmt::Debug>(host: T, plain: T) {
 /// build -p sev-emulate --bin sev-emulate`) when missing or older than
 /// sevm. Not a dev-dependency: sev-emulate depends on sevm.
 pub fn launcher_bin() -> PathBuf {
-    static BUILD: Mutex<()> = Mutex::new(());
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(build_launcher).clone()
+}
+
+fn build_launcher() -> PathBuf {
     let sevm = PathBuf::from(env!("CARGO_BIN_EXE_sevm"));
     let dir = sevm.parent().unwrap();
     let bin = dir.join("sev-emulate");
-    let _g = BUILD.lock().unwrap();
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let stale = match (mtime(&bin), mtime(&sevm)) {
         (Some(l), Some(s)) => l < s,
@@ -255,6 +258,8 @@ pub struct Sevm {
     lines: Receiver<String>,
     pub stderr: Arc<Mutex<Vec<String>>>,
     pub stdout: Option<std::process::ChildStdout>,
+    /// Whether `child` is the launcher running sevm.
+    under_launcher: bool,
 }
 
 impl Sevm {
@@ -265,7 +270,9 @@ impl Sevm {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut child = sevm_command(args)
+        let mut cmd = sevm_command(args);
+        let under_launcher = cmd.get_program() != sevm_bin().as_os_str();
+        let mut child = cmd
             .env("RUST_LOG", "sevm=info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -289,7 +296,25 @@ impl Sevm {
             lines: rx,
             stderr: all,
             stdout,
+            under_launcher,
         }
+    }
+
+    /// The sevm process's pid: the child's, or under the launcher the
+    /// launcher's only child (`/proc/PID/task/*/children`).
+    pub fn sevm_pid(&self) -> u32 {
+        let pid = self.child.id();
+        if !self.under_launcher {
+            return pid;
+        }
+        let mut kids = Vec::new();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+            let path = task.unwrap().path().join("children");
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            kids.extend(text.split_whitespace().map(|k| k.parse::<u32>().unwrap()));
+        }
+        assert_eq!(kids.len(), 1, "the launcher's children: {kids:?}");
+        kids[0]
     }
 
     /// Waits for a stderr line containing `needle`; false if sevm closed
