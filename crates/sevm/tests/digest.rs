@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 use serde_json::{json, Value};
@@ -126,15 +125,15 @@ fn kernel_hashes_digest_matches_sev_snp_measure_body() {
     launch_and_check(d, &fw, 16, &k.sevm_args(), ",kernel-hashes=on", &ld);
 }
 
-/// docs/protocol/test-vectors.md#launch-digests row 1 (sev-snp-measure tests/test_guest.py,
-/// virtee/sev tests/measurement.rs): ovmf_AmdSev_suffix.bin, empty kernel and initrd,
-/// append "console=ttyS0 loglevel=7".
 both_backends!(
     amdsev_fixture_with_kernel_hashes_gives_the_published_digest_body => amdsev_fixture_with_kernel_hashes_gives_the_published_digest,
     amdsev_fixture_with_kernel_hashes_gives_the_published_digest_hardware_under_launcher,
     emulated_without_kvm
 );
 
+/// docs/protocol/test-vectors.md#launch-digests row 1 (sev-snp-measure tests/test_guest.py,
+/// virtee/sev tests/measurement.rs): ovmf_AmdSev_suffix.bin, empty kernel and initrd,
+/// append "console=ttyS0 loglevel=7".
 fn amdsev_fixture_with_kernel_hashes_gives_the_published_digest_body() {
     const TEST: &str = "amdsev_fixture_with_kernel_hashes_gives_the_published_digest";
     let Some(fw) = sevm_testutil::fixture_path(TEST, "ovmf/ovmf_AmdSev_suffix.bin") else {

@@ -323,10 +323,10 @@ fn case(d: &Path, src: &mut Source, peer: Peer, phase: &str, cmd: Cmd, n: usize)
     );
 }
 
-/// The matrix: every run-state command in every reachable migration phase
-/// against stalled, silent, garbage-sending and vanishing targets.
 both_backends!(every_run_state_command_in_every_phase_against_faulty_targets_body => every_run_state_command_in_every_phase_against_faulty_targets, every_run_state_command_in_every_phase_against_faulty_targets_hardware_under_launcher);
 
+/// The matrix: every run-state command in every reachable migration phase
+/// against stalled, silent, garbage-sending and vanishing targets.
 fn every_run_state_command_in_every_phase_against_faulty_targets_body() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
@@ -381,11 +381,11 @@ fn every_run_state_command_in_every_phase_against_faulty_targets_body() {
     assert_exit(src.vm.wait(), 0, &src.vm.stderr_text());
 }
 
+both_backends!(the_hand_over_never_leaves_two_running_copies_body => the_hand_over_never_leaves_two_running_copies, the_hand_over_never_leaves_two_running_copies_hardware_under_launcher);
+
 /// The hand-over: a target that confirms gets the guest (the source stays in
 /// postmigrate and refuses to run it); one that reads COMMIT and never
 /// confirms may run it, so the source refuses to run it too.
-both_backends!(the_hand_over_never_leaves_two_running_copies_body => the_hand_over_never_leaves_two_running_copies, the_hand_over_never_leaves_two_running_copies_hardware_under_launcher);
-
 fn the_hand_over_never_leaves_two_running_copies_body() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
@@ -461,12 +461,12 @@ fn temp_files(d: &Path) -> Vec<String> {
         .collect()
 }
 
+both_backends!(migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up_body => migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up, migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up_hardware_under_launcher);
+
 /// Audit items 1 and 10: `migrate` right after `migrate_cancel` of a
 /// throttled snapshot answers (it used to deadlock QMP for good), new
 /// clients get a greeting, and SIGTERM during a snapshot exits and leaves no
 /// partial file behind.
-both_backends!(migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up_body => migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up, migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up_hardware_under_launcher);
-
 fn migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up_body() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
@@ -537,10 +537,10 @@ fn migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up_body() {
     assert!(!snaps.join("last").exists());
 }
 
-/// Audit item 5: the snapshot's temporary file is created exclusively,
-/// never through a planted symlink, with mode 0600.
 both_backends!(the_snapshot_temp_file_is_private_and_never_follows_a_link_body => the_snapshot_temp_file_is_private_and_never_follows_a_link, the_snapshot_temp_file_is_private_and_never_follows_a_link_hardware_under_launcher);
 
+/// Audit item 5: the snapshot's temporary file is created exclusively,
+/// never through a planted symlink, with mode 0600.
 fn the_snapshot_temp_file_is_private_and_never_follows_a_link_body() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
@@ -590,9 +590,9 @@ fn the_snapshot_temp_file_is_private_and_never_follows_a_link_body() {
     assert_exit(vm.wait(), 0, &vm.stderr_text());
 }
 
-/// Audit item 6: `-incoming unix:PATH` replaces only a stale socket.
 both_backends!(incoming_unix_never_deletes_a_regular_file_body => incoming_unix_never_deletes_a_regular_file, incoming_unix_never_deletes_a_regular_file_hardware_under_launcher);
 
+/// Audit item 6: `-incoming unix:PATH` replaces only a stale socket.
 fn incoming_unix_never_deletes_a_regular_file_body() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
@@ -675,12 +675,12 @@ fn start_target(fw: &Path, b: &Path, qmp: &Path, incoming: &str) -> (Sevm, Qmp) 
     (vm, q)
 }
 
+both_backends!(the_incoming_side_cannot_be_held_and_answers_qmp_body => the_incoming_side_cannot_be_held_and_answers_qmp, the_incoming_side_cannot_be_held_and_answers_qmp_hardware_under_launcher);
+
 /// Audit item 4: the incoming side serves QMP while it waits, cannot be
 /// held by a silent or garbage-sending connection, is bounded, and replies
 /// and exits at once when a stream goes bad (the peer keeping its socket
 /// open); `-incoming defer` + `migrate-incoming`; `quit` while waiting.
-both_backends!(the_incoming_side_cannot_be_held_and_answers_qmp_body => the_incoming_side_cannot_be_held_and_answers_qmp, the_incoming_side_cannot_be_held_and_answers_qmp_hardware_under_launcher);
-
 fn the_incoming_side_cannot_be_held_and_answers_qmp_body() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
@@ -799,12 +799,12 @@ fn the_incoming_side_cannot_be_held_and_answers_qmp_body() {
     assert!(!sock.exists(), "the listening socket was left behind");
 }
 
+both_backends!(a_target_without_commit_never_runs_the_guest_body => a_target_without_commit_never_runs_the_guest, a_target_without_commit_never_runs_the_guest_hardware_under_launcher);
+
 /// The hand-over through a real target: a target whose COMMIT never
 /// arrives does not run the guest, and the source — which sent COMMIT and
 /// heard nothing back — does not run it either (the one window where a
 /// fault loses a guest rather than splitting it).
-both_backends!(a_target_without_commit_never_runs_the_guest_body => a_target_without_commit_never_runs_the_guest, a_target_without_commit_never_runs_the_guest_hardware_under_launcher);
-
 fn a_target_without_commit_never_runs_the_guest_body() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
