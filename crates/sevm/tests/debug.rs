@@ -689,10 +689,14 @@ fn a_busy_gdb_port_is_a_clear_error() {
     );
 }
 
-#[test]
-fn gdb_single_steps_and_stops_at_a_breakpoint() {
+both_backends!(
+    gdb_single_steps => gdb_single_steps_and_stops_at_a_breakpoint,
+    gdb_single_steps_and_stops_at_a_breakpoint_hardware_under_launcher
+);
+
+fn gdb_single_steps() {
     let test = "gdb_single_steps_and_stops_at_a_breakpoint";
-    if !sevm_testutil::kvm(test) || !gdb_available(test) {
+    if !gdb_available(test) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
