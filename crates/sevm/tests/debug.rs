@@ -44,7 +44,10 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-both_backends!(debug_reads_and_writes => debug_reads_and_writes_are_decrypted_when_the_policy_allows, debug_reads_and_writes_are_decrypted_when_the_policy_allows_hardware_under_launcher);
+both_backends!(
+    debug_reads_and_writes => debug_reads_and_writes_are_decrypted_when_the_policy_allows,
+    debug_reads_and_writes_are_decrypted_when_the_policy_allows_hardware_under_launcher
+);
 
 fn debug_reads_and_writes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -237,7 +240,10 @@ fn debug_reads_and_writes() {
     assert!(out.contains(sevm_demo::GREETING), "{out}");
 }
 
-both_backends!(nodbg_guest => nodbg_guest_refuses_decrypted_access_but_shows_ciphertext, nodbg_guest_refuses_decrypted_access_but_shows_ciphertext_hardware_under_launcher);
+both_backends!(
+    nodbg_guest => nodbg_guest_refuses_decrypted_access_but_shows_ciphertext,
+    nodbg_guest_refuses_decrypted_access_but_shows_ciphertext_hardware_under_launcher
+);
 
 fn nodbg_guest() {
     let tmp = tempfile::tempdir().unwrap();
@@ -382,7 +388,10 @@ fn gdb_vm(d: &Path, policy: u32) -> (Sevm, std::path::PathBuf, Vec<u8>) {
     (Sevm::spawn(args), sock, image)
 }
 
-both_backends!(gdb_attaches => gdb_attaches_reads_plaintext_writes_and_continues, gdb_attaches_reads_plaintext_writes_and_continues_hardware_under_launcher);
+both_backends!(
+    gdb_attaches => gdb_attaches_reads_plaintext_writes_and_continues,
+    gdb_attaches_reads_plaintext_writes_and_continues_hardware_under_launcher
+);
 
 fn gdb_attaches() {
     let test = "gdb_attaches_reads_plaintext_writes_and_continues";
@@ -426,7 +435,10 @@ fn gdb_attaches() {
     assert!(stdout.contains(sevm_demo::GREETING), "{stdout}");
 }
 
-both_backends!(gdb_nodbg => gdb_sees_an_error_for_nodbg_memory, gdb_sees_an_error_for_nodbg_memory_hardware_under_launcher);
+both_backends!(
+    gdb_nodbg => gdb_sees_an_error_for_nodbg_memory,
+    gdb_sees_an_error_for_nodbg_memory_hardware_under_launcher
+);
 
 fn gdb_nodbg() {
     let test = "gdb_sees_an_error_for_nodbg_memory";
@@ -475,7 +487,10 @@ fn inverse(a: u32) -> u32 {
     x
 }
 
-both_backends!(running_guest_debugged => a_running_guest_is_debugged_in_place, a_running_guest_is_debugged_in_place_hardware_under_launcher);
+both_backends!(
+    running_guest_debugged => a_running_guest_is_debugged_in_place,
+    a_running_guest_is_debugged_in_place_hardware_under_launcher
+);
 
 fn running_guest_debugged() {
     use std::io::BufRead;
@@ -767,7 +782,10 @@ fn send_packet(s: &mut std::net::TcpStream, payload: &str) {
         .unwrap();
 }
 
-both_backends!(gdb_interrupt => gdb_interrupt_stops_a_running_guest, gdb_interrupt_stops_a_running_guest_hardware_under_launcher);
+both_backends!(
+    gdb_interrupt => gdb_interrupt_stops_a_running_guest,
+    gdb_interrupt_stops_a_running_guest_hardware_under_launcher
+);
 
 fn gdb_interrupt() {
     use std::io::Write;

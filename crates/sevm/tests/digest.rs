@@ -63,12 +63,12 @@ fn launch_and_check(
 }
 
 both_backends!(
-    debian_ovmf_digest_matches_sev_snp_measure_body => debian_ovmf_digest_matches_sev_snp_measure,
+    debian_ovmf => debian_ovmf_digest_matches_sev_snp_measure,
     debian_ovmf_digest_matches_sev_snp_measure_hardware_under_launcher,
     emulated_without_kvm
 );
 
-fn debian_ovmf_digest_matches_sev_snp_measure_body() {
+fn debian_ovmf() {
     const TEST: &str = "debian_ovmf_digest_matches_sev_snp_measure";
     let fw = Path::new("/usr/share/OVMF/OVMF_CODE.fd");
     if !fw.exists() {
@@ -105,12 +105,12 @@ fn kernel_files(d: &Path, append: &str) -> Kernel {
 }
 
 both_backends!(
-    kernel_hashes_digest_matches_sev_snp_measure_body => kernel_hashes_digest_matches_sev_snp_measure,
+    kernel_hashes => kernel_hashes_digest_matches_sev_snp_measure,
     kernel_hashes_digest_matches_sev_snp_measure_hardware_under_launcher,
     emulated_without_kvm
 );
 
-fn kernel_hashes_digest_matches_sev_snp_measure_body() {
+fn kernel_hashes() {
     const TEST: &str = "kernel_hashes_digest_matches_sev_snp_measure";
     if !sevm_testutil::kvm(TEST) {
         return;
@@ -126,7 +126,7 @@ fn kernel_hashes_digest_matches_sev_snp_measure_body() {
 }
 
 both_backends!(
-    amdsev_fixture_with_kernel_hashes_gives_the_published_digest_body => amdsev_fixture_with_kernel_hashes_gives_the_published_digest,
+    amdsev_fixture => amdsev_fixture_with_kernel_hashes_gives_the_published_digest,
     amdsev_fixture_with_kernel_hashes_gives_the_published_digest_hardware_under_launcher,
     emulated_without_kvm
 );
@@ -134,7 +134,7 @@ both_backends!(
 /// docs/protocol/test-vectors.md#launch-digests row 1 (sev-snp-measure tests/test_guest.py,
 /// virtee/sev tests/measurement.rs): ovmf_AmdSev_suffix.bin, empty kernel and initrd,
 /// append "console=ttyS0 loglevel=7".
-fn amdsev_fixture_with_kernel_hashes_gives_the_published_digest_body() {
+fn amdsev_fixture() {
     const TEST: &str = "amdsev_fixture_with_kernel_hashes_gives_the_published_digest";
     let Some(fw) = sevm_testutil::fixture_path(TEST, "ovmf/ovmf_AmdSev_suffix.bin") else {
         return;
@@ -157,12 +157,12 @@ fn amdsev_fixture_with_kernel_hashes_gives_the_published_digest_body() {
 }
 
 both_backends!(
-    kernel_hashes_need_a_firmware_that_supports_them_body => kernel_hashes_need_a_firmware_that_supports_them,
+    kernel_hashes_firmware => kernel_hashes_need_a_firmware_that_supports_them,
     kernel_hashes_need_a_firmware_that_supports_them_hardware_under_launcher,
     emulated_without_kvm
 );
 
-fn kernel_hashes_need_a_firmware_that_supports_them_body() {
+fn kernel_hashes_firmware() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let platform = fresh_platform(d, "platform");

@@ -12,7 +12,10 @@ use serde_json::{json, Value};
 
 const GUID: &str = "736869e5-84f0-4973-92ec-06879ce3da0b";
 
-both_backends!(attested_launch => owner_attests_injects_a_secret_and_the_guest_prints_it, owner_attests_injects_a_secret_and_the_guest_prints_it_hardware_under_launcher);
+both_backends!(
+    attested_launch => owner_attests_injects_a_secret_and_the_guest_prints_it,
+    owner_attests_injects_a_secret_and_the_guest_prints_it_hardware_under_launcher
+);
 
 fn attested_launch() {
     let tmp = tempfile::tempdir().unwrap();
@@ -149,7 +152,10 @@ fn attested_launch() {
     assert!(out.contains("secret table: 1 entries"), "{out}");
 }
 
-both_backends!(running_guest => running_guest_refuses_secrets_and_keeps_running, running_guest_refuses_secrets_and_keeps_running_hardware_under_launcher);
+both_backends!(
+    running_guest => running_guest_refuses_secrets_and_keeps_running,
+    running_guest_refuses_secrets_and_keeps_running_hardware_under_launcher
+);
 
 fn running_guest() {
     let tmp = tempfile::tempdir().unwrap();
@@ -228,8 +234,11 @@ fn run_sevm(args: &[String]) -> (std::process::ExitStatus, String) {
     )
 }
 
-both_backends!(bad_owner_inputs => bad_owner_files_and_foreign_sessions_are_refused,
-    bad_owner_files_and_foreign_sessions_are_refused_hardware_under_launcher, emulated_without_kvm);
+both_backends!(
+    bad_owner_inputs => bad_owner_files_and_foreign_sessions_are_refused,
+    bad_owner_files_and_foreign_sessions_are_refused_hardware_under_launcher,
+    emulated_without_kvm
+);
 
 fn bad_owner_inputs() {
     let tmp = tempfile::tempdir().unwrap();

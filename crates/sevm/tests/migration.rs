@@ -41,9 +41,12 @@ fn start_target(fw: &Path, platform: &Path, qmp: &Path, incoming: &str) -> Sevm 
     vm
 }
 
-both_backends!(snapshot_restores_on_its_platform_only_and_hides_plaintext_body => snapshot_restores_on_its_platform_only_and_hides_plaintext, snapshot_restores_on_its_platform_only_and_hides_plaintext_hardware_under_launcher);
+both_backends!(
+    snapshot_restore => snapshot_restores_on_its_platform_only_and_hides_plaintext,
+    snapshot_restores_on_its_platform_only_and_hides_plaintext_hardware_under_launcher
+);
 
-fn snapshot_restores_on_its_platform_only_and_hides_plaintext_body() {
+fn snapshot_restore() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");
@@ -170,9 +173,12 @@ fn proxy(
     }
 }
 
-both_backends!(live_migration_moves_a_writing_guest_and_replay_elsewhere_is_refused_body => live_migration_moves_a_writing_guest_and_replay_elsewhere_is_refused, live_migration_moves_a_writing_guest_and_replay_elsewhere_is_refused_hardware_under_launcher);
+both_backends!(
+    live_migration => live_migration_moves_a_writing_guest_and_replay_elsewhere_is_refused,
+    live_migration_moves_a_writing_guest_and_replay_elsewhere_is_refused_hardware_under_launcher
+);
 
-fn live_migration_moves_a_writing_guest_and_replay_elsewhere_is_refused_body() {
+fn live_migration() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");
@@ -231,9 +237,12 @@ fn live_migration_moves_a_writing_guest_and_replay_elsewhere_is_refused_body() {
     assert!(err.contains("RECEIVE_START failed"), "{err}");
 }
 
-both_backends!(failed_migrations_leave_the_source_running_and_a_retry_succeeds_body => failed_migrations_leave_the_source_running_and_a_retry_succeeds, failed_migrations_leave_the_source_running_and_a_retry_succeeds_hardware_under_launcher);
+both_backends!(
+    failed_migrations_and_retry => failed_migrations_leave_the_source_running_and_a_retry_succeeds,
+    failed_migrations_leave_the_source_running_and_a_retry_succeeds_hardware_under_launcher
+);
 
-fn failed_migrations_leave_the_source_running_and_a_retry_succeeds_body() {
+fn failed_migrations_and_retry() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");
@@ -342,9 +351,12 @@ fn failed_migrations_leave_the_source_running_and_a_retry_succeeds_body() {
     assert_exit(src.wait(), 0, &src.stderr_text());
 }
 
-both_backends!(the_source_firmware_enforces_the_policy_on_the_target_chain_body => the_source_firmware_enforces_the_policy_on_the_target_chain, the_source_firmware_enforces_the_policy_on_the_target_chain_hardware_under_launcher);
+both_backends!(
+    send_start_policy => the_source_firmware_enforces_the_policy_on_the_target_chain,
+    the_source_firmware_enforces_the_policy_on_the_target_chain_hardware_under_launcher
+);
 
-fn the_source_firmware_enforces_the_policy_on_the_target_chain_body() {
+fn send_start_policy() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");
@@ -433,9 +445,12 @@ fn idle_firmware(dir: &Path) -> PathBuf {
     p
 }
 
-both_backends!(an_idle_halted_guest_stays_halted_through_snapshot_and_restore_body => an_idle_halted_guest_stays_halted_through_snapshot_and_restore, an_idle_halted_guest_stays_halted_through_snapshot_and_restore_hardware_under_launcher);
+both_backends!(
+    idle_guest_snapshot => an_idle_halted_guest_stays_halted_through_snapshot_and_restore,
+    an_idle_halted_guest_stays_halted_through_snapshot_and_restore_hardware_under_launcher
+);
 
-fn an_idle_halted_guest_stays_halted_through_snapshot_and_restore_body() {
+fn idle_guest_snapshot() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");

@@ -323,11 +323,14 @@ fn case(d: &Path, src: &mut Source, peer: Peer, phase: &str, cmd: Cmd, n: usize)
     );
 }
 
-both_backends!(every_run_state_command_in_every_phase_against_faulty_targets_body => every_run_state_command_in_every_phase_against_faulty_targets, every_run_state_command_in_every_phase_against_faulty_targets_hardware_under_launcher);
+both_backends!(
+    fault_matrix => every_run_state_command_in_every_phase_against_faulty_targets,
+    every_run_state_command_in_every_phase_against_faulty_targets_hardware_under_launcher
+);
 
 /// The matrix: every run-state command in every reachable migration phase
 /// against stalled, silent, garbage-sending and vanishing targets.
-fn every_run_state_command_in_every_phase_against_faulty_targets_body() {
+fn fault_matrix() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");
@@ -381,12 +384,15 @@ fn every_run_state_command_in_every_phase_against_faulty_targets_body() {
     assert_exit(src.vm.wait(), 0, &src.vm.stderr_text());
 }
 
-both_backends!(the_hand_over_never_leaves_two_running_copies_body => the_hand_over_never_leaves_two_running_copies, the_hand_over_never_leaves_two_running_copies_hardware_under_launcher);
+both_backends!(
+    hand_over => the_hand_over_never_leaves_two_running_copies,
+    the_hand_over_never_leaves_two_running_copies_hardware_under_launcher
+);
 
 /// The hand-over: a target that confirms gets the guest (the source stays in
 /// postmigrate and refuses to run it); one that reads COMMIT and never
 /// confirms may run it, so the source refuses to run it too.
-fn the_hand_over_never_leaves_two_running_copies_body() {
+fn hand_over() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");
@@ -461,13 +467,16 @@ fn temp_files(d: &Path) -> Vec<String> {
         .collect()
 }
 
-both_backends!(migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up_body => migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up, migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up_hardware_under_launcher);
+both_backends!(
+    cancel_and_sigterm => migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up,
+    migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up_hardware_under_launcher
+);
 
 /// Audit items 1 and 10: `migrate` right after `migrate_cancel` of a
 /// throttled snapshot answers (it used to deadlock QMP for good), new
 /// clients get a greeting, and SIGTERM during a snapshot exits and leaves no
 /// partial file behind.
-fn migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up_body() {
+fn cancel_and_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");
@@ -537,11 +546,14 @@ fn migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up_body() {
     assert!(!snaps.join("last").exists());
 }
 
-both_backends!(the_snapshot_temp_file_is_private_and_never_follows_a_link_body => the_snapshot_temp_file_is_private_and_never_follows_a_link, the_snapshot_temp_file_is_private_and_never_follows_a_link_hardware_under_launcher);
+both_backends!(
+    snapshot_temp_file => the_snapshot_temp_file_is_private_and_never_follows_a_link,
+    the_snapshot_temp_file_is_private_and_never_follows_a_link_hardware_under_launcher
+);
 
 /// Audit item 5: the snapshot's temporary file is created exclusively,
 /// never through a planted symlink, with mode 0600.
-fn the_snapshot_temp_file_is_private_and_never_follows_a_link_body() {
+fn snapshot_temp_file() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");
@@ -590,10 +602,13 @@ fn the_snapshot_temp_file_is_private_and_never_follows_a_link_body() {
     assert_exit(vm.wait(), 0, &vm.stderr_text());
 }
 
-both_backends!(incoming_unix_never_deletes_a_regular_file_body => incoming_unix_never_deletes_a_regular_file, incoming_unix_never_deletes_a_regular_file_hardware_under_launcher);
+both_backends!(
+    incoming_unix_file => incoming_unix_never_deletes_a_regular_file,
+    incoming_unix_never_deletes_a_regular_file_hardware_under_launcher
+);
 
 /// Audit item 6: `-incoming unix:PATH` replaces only a stale socket.
-fn incoming_unix_never_deletes_a_regular_file_body() {
+fn incoming_unix_file() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let b = fresh_platform(d, "b");
@@ -675,13 +690,16 @@ fn start_target(fw: &Path, b: &Path, qmp: &Path, incoming: &str) -> (Sevm, Qmp) 
     (vm, q)
 }
 
-both_backends!(the_incoming_side_cannot_be_held_and_answers_qmp_body => the_incoming_side_cannot_be_held_and_answers_qmp, the_incoming_side_cannot_be_held_and_answers_qmp_hardware_under_launcher);
+both_backends!(
+    incoming_side => the_incoming_side_cannot_be_held_and_answers_qmp,
+    the_incoming_side_cannot_be_held_and_answers_qmp_hardware_under_launcher
+);
 
 /// Audit item 4: the incoming side serves QMP while it waits, cannot be
 /// held by a silent or garbage-sending connection, is bounded, and replies
 /// and exits at once when a stream goes bad (the peer keeping its socket
 /// open); `-incoming defer` + `migrate-incoming`; `quit` while waiting.
-fn the_incoming_side_cannot_be_held_and_answers_qmp_body() {
+fn incoming_side() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");
@@ -799,13 +817,16 @@ fn the_incoming_side_cannot_be_held_and_answers_qmp_body() {
     assert!(!sock.exists(), "the listening socket was left behind");
 }
 
-both_backends!(a_target_without_commit_never_runs_the_guest_body => a_target_without_commit_never_runs_the_guest, a_target_without_commit_never_runs_the_guest_hardware_under_launcher);
+both_backends!(
+    target_without_commit => a_target_without_commit_never_runs_the_guest,
+    a_target_without_commit_never_runs_the_guest_hardware_under_launcher
+);
 
 /// The hand-over through a real target: a target whose COMMIT never
 /// arrives does not run the guest, and the source — which sent COMMIT and
 /// heard nothing back — does not run it either (the one window where a
 /// fault loses a guest rather than splitting it).
-fn a_target_without_commit_never_runs_the_guest_body() {
+fn target_without_commit() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");

@@ -52,12 +52,12 @@ asyncio.run(main(sys.argv[1]))
 "#;
 
 both_backends!(
-    qemu_qmp_library_drives_the_attested_launch_body => qemu_qmp_library_drives_the_attested_launch,
+    qemu_qmp_launch => qemu_qmp_library_drives_the_attested_launch,
     qemu_qmp_library_drives_the_attested_launch_hardware_under_launcher,
     emulated_without_kvm
 );
 
-fn qemu_qmp_library_drives_the_attested_launch_body() {
+fn qemu_qmp_launch() {
     const TEST: &str = "qemu_qmp_library_drives_the_attested_launch";
     match Command::new("python3")
         .args(["-c", "import qemu.qmp"])

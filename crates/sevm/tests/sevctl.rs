@@ -12,12 +12,12 @@ use common::*;
 use serde_json::{json, Value};
 
 both_backends!(
-    sevctl_session_and_secret_build_drive_the_launch_body => sevctl_session_and_secret_build_drive_the_launch,
+    sevctl_launch => sevctl_session_and_secret_build_drive_the_launch,
     sevctl_session_and_secret_build_drive_the_launch_hardware_under_launcher,
     emulated_without_kvm
 );
 
-fn sevctl_session_and_secret_build_drive_the_launch_body() {
+fn sevctl_launch() {
     const TEST: &str = "sevctl_session_and_secret_build_drive_the_launch";
     let Some(sevctl) = sevctl(TEST) else {
         return;
