@@ -180,7 +180,20 @@ fn build_launcher() -> PathBuf {
         if dir.ends_with("release") {
             cmd.arg("--release");
         }
-        let st = cmd.stdin(Stdio::null()).status().unwrap();
+        let mut child = cmd.stdin(Stdio::null()).spawn().unwrap();
+        // A bound on the build, not a timing.
+        let deadline = Instant::now() + Duration::from_secs(30 * 60);
+        let st = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("building sev-emulate took over 30 minutes");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
         assert!(st.success(), "building sev-emulate failed");
     }
     assert!(bin.exists(), "{} not built", bin.display());
