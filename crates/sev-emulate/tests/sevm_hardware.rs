@@ -4,6 +4,12 @@
 //! /dev/sev`, a probe sevm for the chain, the session, LAUNCH_MEASURE
 //! checked, the secret injected, `cont`) succeeds and the demo guest prints
 //! the secret, as the same launch does on sevm's emulated backend.
+//!
+//! sevm's own integration tests run on the hardware backend under the
+//! launcher too (`NAME_hardware_under_launcher` in crates/sevm/tests,
+//! docs/guide/sev-emulate.md#sevm-tests); this test stays for what they do
+//! not cover: `sev-owner launch --device /dev/sev`, the owner's tool
+//! driving sevm (its probe and its launch) as one program under the launcher.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

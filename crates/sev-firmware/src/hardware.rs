@@ -356,19 +356,99 @@ impl LaunchCommands for HardwareGuest {
     }
 }
 
+/// The guest page size: KVM's DBG commands pin one page of each side.
+const DBG_PAGE: usize = 4096;
+
+/// A page-aligned page: the bounce buffer of the DBG commands.
+#[repr(C, align(4096))]
+struct DbgPage([u8; DBG_PAGE]);
+
+/// `gpa..gpa+len` cut at guest pages, each piece widened to 16-byte blocks:
+/// (span start, offset of the piece in the span, piece length, span
+/// length). A span never leaves its guest page (pages are 16-aligned).
+fn dbg_pieces(
+    command: &'static str,
+    gpa: u64,
+    len: usize,
+) -> Result<Vec<(u64, usize, usize, usize)>, SevError> {
+    let out_of_range = || SevError::OutOfRange {
+        command,
+        gpa,
+        len: len as u64,
+    };
+    let end = gpa.checked_add(len as u64).ok_or_else(out_of_range)?;
+    let page = DBG_PAGE as u64;
+    let mut pieces = Vec::new();
+    let mut at = gpa;
+    while at < end {
+        let piece_end = end.min((at | (page - 1)) + 1);
+        let start = at & !15;
+        let span_end = piece_end.checked_add(15).ok_or_else(out_of_range)? & !15;
+        let off = usize::try_from(at - start).map_err(|_| out_of_range())?;
+        let n = usize::try_from(piece_end - at).map_err(|_| out_of_range())?;
+        let span = usize::try_from(span_end - start).map_err(|_| out_of_range())?;
+        pieces.push((start, off, n, span));
+        at = piece_end;
+    }
+    Ok(pieces)
+}
+
+// KVM's `sev_dbg_crypt` cuts a call at the *source's* pages only and pins
+// one page of the destination, and its read-modify-write of an unaligned
+// DBG_ENCRYPT encrypts round_up(len, 16) bytes from the rounded-down
+// destination (dropping the tail when the destination is unaligned). So
+// sevm hands KVM only whole 16-byte blocks inside one guest page, to or
+// from a page-aligned bounce page, and does any read-modify-write itself
+// (docs/guide/sev-emulate.md#sevm).
 impl DebugCommands for HardwareGuest {
     fn dbg_decrypt(&self, gpa: u64, buf: &mut [u8]) -> Result<(), SevError> {
         const CMD: &str = "DBG_DECRYPT";
-        let addr = self.host_addr(CMD, gpa, buf.len() as u64)?;
-        self.run(CMD, |sev| sev.dbg_decrypt(addr, buf))
+        let mut bounce = Box::new(DbgPage([0; DBG_PAGE]));
+        let mut done = 0usize;
+        for (start, off, n, span) in dbg_pieces(CMD, gpa, buf.len())? {
+            let out_of_range = || SevError::OutOfRange {
+                command: CMD,
+                gpa: start,
+                len: span as u64,
+            };
+            let addr = self.host_addr(CMD, start, span as u64)?;
+            let b = bounce.0.get_mut(..span).ok_or_else(out_of_range)?;
+            self.run(CMD, |sev| sev.dbg_decrypt(addr, b))?;
+            let from = bounce.0.get(off..off + n).ok_or_else(out_of_range)?;
+            buf.get_mut(done..done + n)
+                .ok_or_else(out_of_range)?
+                .copy_from_slice(from);
+            done += n;
+        }
+        Ok(())
     }
 
     fn dbg_encrypt(&self, data: &[u8], gpa: u64) -> Result<(), SevError> {
         const CMD: &str = "DBG_ENCRYPT";
-        let addr = self.host_addr(CMD, gpa, data.len() as u64)?;
-        // SAFETY: the destination lies inside guest memory kept alive by
-        // `self.memory`, never referenced by Rust.
-        self.run(CMD, |sev| unsafe { sev.dbg_encrypt(data, addr) })
+        let mut bounce = Box::new(DbgPage([0; DBG_PAGE]));
+        let mut done = 0usize;
+        for (start, off, n, span) in dbg_pieces(CMD, gpa, data.len())? {
+            let out_of_range = || SevError::OutOfRange {
+                command: CMD,
+                gpa: start,
+                len: span as u64,
+            };
+            let addr = self.host_addr(CMD, start, span as u64)?;
+            let b = bounce.0.get_mut(..span).ok_or_else(out_of_range)?;
+            if off != 0 || n != span {
+                self.run(CMD, |sev| sev.dbg_decrypt(addr, b))?;
+            }
+            let src = data.get(done..done + n).ok_or_else(out_of_range)?;
+            b.get_mut(off..off + n)
+                .ok_or_else(out_of_range)?
+                .copy_from_slice(src);
+            let b = &*b;
+            // SAFETY: the destination lies inside guest memory kept alive by
+            // `self.memory`, never referenced by Rust.
+            self.run(CMD, |sev| unsafe { sev.dbg_encrypt(b, addr) })?;
+            done += n;
+        }
+        Ok(())
     }
 }
 
@@ -446,6 +526,34 @@ impl GuestContext for HardwareGuest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dbg_pieces_are_whole_blocks_inside_one_page() {
+        // 7 bytes into a page, three pages and a bit: four pieces.
+        let p = dbg_pieces("DBG_ENCRYPT", 0x30_0007, 3 * 4096 + 5).unwrap();
+        assert_eq!(
+            p,
+            vec![
+                (0x30_0000, 7, 4089, 4096),
+                (0x30_1000, 0, 4096, 4096),
+                (0x30_2000, 0, 4096, 4096),
+                (0x30_3000, 0, 12, 16),
+            ]
+        );
+        // Inside one block, and a piece ending mid-block.
+        assert_eq!(
+            dbg_pieces("DBG_DECRYPT", 0x1003, 5).unwrap(),
+            vec![(0x1000, 3, 5, 16)]
+        );
+        assert_eq!(
+            dbg_pieces("DBG_DECRYPT", 0x0ff8, 0x10).unwrap(),
+            vec![(0x0ff0, 8, 8, 16), (0x1000, 0, 8, 16)]
+        );
+        assert!(dbg_pieces("DBG_DECRYPT", 0, 0).unwrap().is_empty());
+        assert!(dbg_pieces("DBG_DECRYPT", u64::MAX - 3, 8).is_err());
+        let page = DbgPage([0; DBG_PAGE]);
+        assert_eq!(std::ptr::addr_of!(page) as usize % DBG_PAGE, 0);
+    }
 
     #[test]
     fn missing_device_is_an_open_error_naming_it() {

@@ -387,9 +387,11 @@ impl<'fd> SevVm<'fd> {
     }
 
     /// KVM_SEV_DBG_DECRYPT: read `dst.len()` bytes of guest memory at
-    /// `src_host_addr`, decrypted with the guest key, into `dst`. KVM handles
-    /// any alignment (it bounces unaligned spans). Fails with the firmware's
-    /// POLICY_FAILURE when the policy has NODBG.
+    /// `src_host_addr`, decrypted with the guest key, into `dst`. KVM cuts
+    /// the call at the source's pages only and bounces unaligned spans; keep
+    /// `dst` inside one page and whole 16-byte blocks to be safe, as
+    /// sev-firmware's hardware guest does (docs/protocol/choices.md#u91).
+    /// Fails with the firmware's POLICY_FAILURE when the policy has NODBG.
     ///
     /// # Errors
     /// Before any ioctl: [`HostError::Empty`], [`HostError::TooLarge`],
@@ -416,8 +418,10 @@ impl<'fd> SevVm<'fd> {
     }
 
     /// KVM_SEV_DBG_ENCRYPT: write `src` into guest memory at
-    /// `dst_host_addr`, encrypted with the guest key (KVM does the
-    /// read-modify-write for unaligned spans).
+    /// `dst_host_addr`, encrypted with the guest key. KVM's read-modify-write
+    /// of an unaligned span drops its tail when the destination is not
+    /// 16-byte aligned: pass whole blocks inside one page
+    /// (docs/protocol/choices.md#u91).
     ///
     /// # Errors
     /// As [`dbg_decrypt`](Self::dbg_decrypt).

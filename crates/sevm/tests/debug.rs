@@ -44,11 +44,12 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-#[test]
-fn debug_reads_and_writes_are_decrypted_when_the_policy_allows() {
-    if !sevm_testutil::kvm("debug_reads_and_writes_are_decrypted_when_the_policy_allows") {
-        return;
-    }
+both_backends!(
+    debug_reads_and_writes => debug_reads_and_writes_are_decrypted_when_the_policy_allows,
+    debug_reads_and_writes_are_decrypted_when_the_policy_allows_hardware_under_launcher
+);
+
+fn debug_reads_and_writes() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let platform = fresh_platform(d, "platform");
@@ -93,7 +94,7 @@ fn debug_reads_and_writes_are_decrypted_when_the_policy_allows() {
     let xp = xp.as_str().unwrap();
     assert!(xp.starts_with("00000000fffffff0: 0x"), "{xp}");
     assert_eq!(xp.lines().count(), 2, "{xp}");
-    assert_ne!(xp, hex_dump(reset, &image_at(&image, reset, 16)));
+    assert_host_view(xp, &hex_dump(reset, &image_at(&image, reset, 16)));
     // x (virtual): paging is off before the guest runs, so the same bytes.
     let x = q.ok(
         "human-monitor-command",
@@ -124,10 +125,13 @@ fn debug_reads_and_writes_are_decrypted_when_the_policy_allows() {
     );
     let cipher = std::fs::read(&pfile).unwrap();
     assert_eq!(cipher.len() as u64, FW_SIZE);
-    assert_ne!(cipher, image);
+    assert_host_view(&cipher, &image);
     let greeting = sevm_demo::GREETING.as_bytes();
     assert!(contains(&image, &greeting[..16]));
-    assert!(!contains(&cipher, &greeting[..16]));
+    assert_eq!(
+        contains(&cipher, &greeting[..16]),
+        !host_view_is_ciphertext()
+    );
     let mfile = d.join("fw.mem");
     q.ok(
         "memsave",
@@ -169,7 +173,7 @@ fn debug_reads_and_writes_are_decrypted_when_the_policy_allows() {
         "human-monitor-command",
         json!({"command-line": format!("xp /16xb {:#x}", at - 3)}),
     );
-    assert_ne!(xp.as_str().unwrap(), hex_dump(at - 3, &back));
+    assert_host_view(xp.as_str().unwrap(), &hex_dump(at - 3, &again));
     // A write spanning a page boundary.
     let span: Vec<u8> = (0..64u8).collect();
     q.ok(
@@ -191,7 +195,16 @@ fn debug_reads_and_writes_are_decrypted_when_the_policy_allows() {
         "sev-dbg-decrypt",
         json!({"gpa": 0x30_0007, "size": blob.len(), "filename": dst}),
     );
-    assert_eq!(std::fs::read(&dst).unwrap(), blob);
+    let back = std::fs::read(&dst).unwrap();
+    let diff: Vec<usize> = (0..blob.len().min(back.len()))
+        .filter(|i| back[*i] != blob[*i])
+        .collect();
+    assert!(
+        back.len() == blob.len() && diff.is_empty(),
+        "{} bytes back of {}; differing at {diff:?}",
+        back.len(),
+        blob.len()
+    );
     let e = q.err(
         "sev-dbg-encrypt",
         json!({"gpa": 0, "data": "AA==", "filename": src}),
@@ -227,11 +240,12 @@ fn debug_reads_and_writes_are_decrypted_when_the_policy_allows() {
     assert!(out.contains(sevm_demo::GREETING), "{out}");
 }
 
-#[test]
-fn nodbg_guest_refuses_decrypted_access_but_shows_ciphertext() {
-    if !sevm_testutil::kvm("nodbg_guest_refuses_decrypted_access_but_shows_ciphertext") {
-        return;
-    }
+both_backends!(
+    nodbg_guest => nodbg_guest_refuses_decrypted_access_but_shows_ciphertext,
+    nodbg_guest_refuses_decrypted_access_but_shows_ciphertext_hardware_under_launcher
+);
+
+fn nodbg_guest() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let platform = fresh_platform(d, "platform");
@@ -267,7 +281,7 @@ fn nodbg_guest_refuses_decrypted_access_but_shows_ciphertext() {
         json!({"val": FW_BASE, "size": FW_SIZE, "filename": pfile}),
     );
     let cipher = std::fs::read(&pfile).unwrap();
-    assert_ne!(cipher, image);
+    assert_host_view(&cipher, &image);
     let xp = q.ok(
         "human-monitor-command",
         json!({"command-line": "xp /2xg 0xfffffff0"}),
@@ -374,10 +388,14 @@ fn gdb_vm(d: &Path, policy: u32) -> (Sevm, std::path::PathBuf, Vec<u8>) {
     (Sevm::spawn(args), sock, image)
 }
 
-#[test]
-fn gdb_attaches_reads_plaintext_writes_and_continues() {
+both_backends!(
+    gdb_attaches => gdb_attaches_reads_plaintext_writes_and_continues,
+    gdb_attaches_reads_plaintext_writes_and_continues_hardware_under_launcher
+);
+
+fn gdb_attaches() {
     let test = "gdb_attaches_reads_plaintext_writes_and_continues";
-    if !sevm_testutil::kvm(test) || !gdb_available(test) {
+    if !gdb_available(test) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -417,10 +435,14 @@ fn gdb_attaches_reads_plaintext_writes_and_continues() {
     assert!(stdout.contains(sevm_demo::GREETING), "{stdout}");
 }
 
-#[test]
-fn gdb_sees_an_error_for_nodbg_memory() {
+both_backends!(
+    gdb_nodbg => gdb_sees_an_error_for_nodbg_memory,
+    gdb_sees_an_error_for_nodbg_memory_hardware_under_launcher
+);
+
+fn gdb_nodbg() {
     let test = "gdb_sees_an_error_for_nodbg_memory";
-    if !sevm_testutil::kvm(test) || !gdb_available(test) {
+    if !gdb_available(test) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -465,11 +487,12 @@ fn inverse(a: u32) -> u32 {
     x
 }
 
-#[test]
-fn a_running_guest_is_debugged_in_place() {
-    if !sevm_testutil::kvm("a_running_guest_is_debugged_in_place") {
-        return;
-    }
+both_backends!(
+    running_guest_debugged => a_running_guest_is_debugged_in_place,
+    a_running_guest_is_debugged_in_place_hardware_under_launcher
+);
+
+fn running_guest_debugged() {
     use std::io::BufRead;
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
@@ -550,7 +573,7 @@ fn a_running_guest_is_debugged_in_place() {
             for w in &words[..4] {
                 expect.push_str(&format!(" 0x{w:08x}"));
             }
-            assert_ne!(ciphertext.as_str().unwrap().trim_end(), expect);
+            assert_host_view(ciphertext.as_str().unwrap().trim_end(), &expect);
         }
     }
     // memsave of the range while paused: no plaintext dword pattern.
@@ -561,10 +584,11 @@ fn a_running_guest_is_debugged_in_place() {
     );
     let dump = std::fs::read(&mfile).unwrap();
     let first = u32::from_le_bytes(dump[..4].try_into().unwrap());
-    assert!(dump
+    let varies = dump
         .chunks(4)
         .take(1024)
-        .any(|c| u32::from_le_bytes(c.try_into().unwrap()) != first));
+        .any(|c| u32::from_le_bytes(c.try_into().unwrap()) != first);
+    assert_eq!(varies, host_view_is_ciphertext());
     q.ok("cont", Value::Null);
     assert_eq!(q.ok("query-status", Value::Null)["status"], "running");
 
@@ -680,10 +704,14 @@ fn a_busy_gdb_port_is_a_clear_error() {
     );
 }
 
-#[test]
-fn gdb_single_steps_and_stops_at_a_breakpoint() {
+both_backends!(
+    gdb_single_steps => gdb_single_steps_and_stops_at_a_breakpoint,
+    gdb_single_steps_and_stops_at_a_breakpoint_hardware_under_launcher
+);
+
+fn gdb_single_steps() {
     let test = "gdb_single_steps_and_stops_at_a_breakpoint";
-    if !sevm_testutil::kvm(test) || !gdb_available(test) {
+    if !gdb_available(test) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -754,11 +782,12 @@ fn send_packet(s: &mut std::net::TcpStream, payload: &str) {
         .unwrap();
 }
 
-#[test]
-fn gdb_interrupt_stops_a_running_guest() {
-    if !sevm_testutil::kvm("gdb_interrupt_stops_a_running_guest") {
-        return;
-    }
+both_backends!(
+    gdb_interrupt => gdb_interrupt_stops_a_running_guest,
+    gdb_interrupt_stops_a_running_guest_hardware_under_launcher
+);
+
+fn gdb_interrupt() {
     use std::io::Write;
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();

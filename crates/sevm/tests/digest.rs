@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 use serde_json::{json, Value};
@@ -63,8 +62,13 @@ fn launch_and_check(
     assert_exit(st, 0, &vm.stderr_text());
 }
 
-#[test]
-fn debian_ovmf_digest_matches_sev_snp_measure() {
+both_backends!(
+    debian_ovmf => debian_ovmf_digest_matches_sev_snp_measure,
+    debian_ovmf_digest_matches_sev_snp_measure_hardware_under_launcher,
+    emulated_without_kvm
+);
+
+fn debian_ovmf() {
     const TEST: &str = "debian_ovmf_digest_matches_sev_snp_measure";
     let fw = Path::new("/usr/share/OVMF/OVMF_CODE.fd");
     if !fw.exists() {
@@ -100,8 +104,13 @@ fn kernel_files(d: &Path, append: &str) -> Kernel {
     )
 }
 
-#[test]
-fn kernel_hashes_digest_matches_sev_snp_measure() {
+both_backends!(
+    kernel_hashes => kernel_hashes_digest_matches_sev_snp_measure,
+    kernel_hashes_digest_matches_sev_snp_measure_hardware_under_launcher,
+    emulated_without_kvm
+);
+
+fn kernel_hashes() {
     const TEST: &str = "kernel_hashes_digest_matches_sev_snp_measure";
     if !sevm_testutil::kvm(TEST) {
         return;
@@ -116,11 +125,16 @@ fn kernel_hashes_digest_matches_sev_snp_measure() {
     launch_and_check(d, &fw, 16, &k.sevm_args(), ",kernel-hashes=on", &ld);
 }
 
+both_backends!(
+    amdsev_fixture => amdsev_fixture_with_kernel_hashes_gives_the_published_digest,
+    amdsev_fixture_with_kernel_hashes_gives_the_published_digest_hardware_under_launcher,
+    emulated_without_kvm
+);
+
 /// docs/protocol/test-vectors.md#launch-digests row 1 (sev-snp-measure tests/test_guest.py,
 /// virtee/sev tests/measurement.rs): ovmf_AmdSev_suffix.bin, empty kernel and initrd,
 /// append "console=ttyS0 loglevel=7".
-#[test]
-fn amdsev_fixture_with_kernel_hashes_gives_the_published_digest() {
+fn amdsev_fixture() {
     const TEST: &str = "amdsev_fixture_with_kernel_hashes_gives_the_published_digest";
     let Some(fw) = sevm_testutil::fixture_path(TEST, "ovmf/ovmf_AmdSev_suffix.bin") else {
         return;
@@ -142,8 +156,13 @@ fn amdsev_fixture_with_kernel_hashes_gives_the_published_digest() {
     launch_and_check(d, &fw, 16, &k.sevm_args(), ",kernel-hashes=on", &published);
 }
 
-#[test]
-fn kernel_hashes_need_a_firmware_that_supports_them() {
+both_backends!(
+    kernel_hashes_firmware => kernel_hashes_need_a_firmware_that_supports_them,
+    kernel_hashes_need_a_firmware_that_supports_them_hardware_under_launcher,
+    emulated_without_kvm
+);
+
+fn kernel_hashes_firmware() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let platform = fresh_platform(d, "platform");
@@ -163,7 +182,7 @@ fn kernel_hashes_need_a_firmware_that_supports_them() {
         None,
     );
     args.extend(["-kernel".to_string(), k.kernel.display().to_string()]);
-    let out = Command::new(sevm_bin()).args(&args).output().unwrap();
+    let out = sevm_command(&args).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_exit(out.status, 1, &err);
     assert!(

@@ -323,13 +323,14 @@ fn case(d: &Path, src: &mut Source, peer: Peer, phase: &str, cmd: Cmd, n: usize)
     );
 }
 
+both_backends!(
+    fault_matrix => every_run_state_command_in_every_phase_against_faulty_targets,
+    every_run_state_command_in_every_phase_against_faulty_targets_hardware_under_launcher
+);
+
 /// The matrix: every run-state command in every reachable migration phase
 /// against stalled, silent, garbage-sending and vanishing targets.
-#[test]
-fn every_run_state_command_in_every_phase_against_faulty_targets() {
-    if !sevm_testutil::kvm("every_run_state_command_in_every_phase_against_faulty_targets") {
-        return;
-    }
+fn fault_matrix() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");
@@ -383,14 +384,15 @@ fn every_run_state_command_in_every_phase_against_faulty_targets() {
     assert_exit(src.vm.wait(), 0, &src.vm.stderr_text());
 }
 
+both_backends!(
+    hand_over => the_hand_over_never_leaves_two_running_copies,
+    the_hand_over_never_leaves_two_running_copies_hardware_under_launcher
+);
+
 /// The hand-over: a target that confirms gets the guest (the source stays in
 /// postmigrate and refuses to run it); one that reads COMMIT and never
 /// confirms may run it, so the source refuses to run it too.
-#[test]
-fn the_hand_over_never_leaves_two_running_copies() {
-    if !sevm_testutil::kvm("the_hand_over_never_leaves_two_running_copies") {
-        return;
-    }
+fn hand_over() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");
@@ -465,15 +467,16 @@ fn temp_files(d: &Path) -> Vec<String> {
         .collect()
 }
 
+both_backends!(
+    cancel_and_sigterm => migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up,
+    migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up_hardware_under_launcher
+);
+
 /// Audit items 1 and 10: `migrate` right after `migrate_cancel` of a
 /// throttled snapshot answers (it used to deadlock QMP for good), new
 /// clients get a greeting, and SIGTERM during a snapshot exits and leaves no
 /// partial file behind.
-#[test]
-fn migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up() {
-    if !sevm_testutil::kvm("migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up") {
-        return;
-    }
+fn cancel_and_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");
@@ -485,6 +488,7 @@ fn migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up() {
     let out = serial(&mut vm);
     let mut q = vm.qmp(&qa);
     q.ok("qmp_capabilities", Value::Null);
+    snapshot_amd_chain(&mut q, &a);
     wait_line(&out, "memtest: filled");
     q.ok("migrate-set-parameters", json!({"max-bandwidth": 1 << 20}));
     for round in 0..3 {
@@ -531,6 +535,7 @@ fn migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up() {
     );
     wait_status(&mut q, "active");
     assert_eq!(temp_files(&snaps).len(), 1);
+    // Under the launcher: the launcher, which forwards it to sevm.
     let pid = vm.child.id() as i32;
     // SAFETY: kill(2) on our own child's pid.
     let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -541,13 +546,14 @@ fn migrate_after_cancel_answers_and_sigterm_during_a_snapshot_cleans_up() {
     assert!(!snaps.join("last").exists());
 }
 
+both_backends!(
+    snapshot_temp_file => the_snapshot_temp_file_is_private_and_never_follows_a_link,
+    the_snapshot_temp_file_is_private_and_never_follows_a_link_hardware_under_launcher
+);
+
 /// Audit item 5: the snapshot's temporary file is created exclusively,
 /// never through a planted symlink, with mode 0600.
-#[test]
-fn the_snapshot_temp_file_is_private_and_never_follows_a_link() {
-    if !sevm_testutil::kvm("the_snapshot_temp_file_is_private_and_never_follows_a_link") {
-        return;
-    }
+fn snapshot_temp_file() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");
@@ -557,11 +563,12 @@ fn the_snapshot_temp_file_is_private_and_never_follows_a_link() {
     let out = serial(&mut vm);
     let mut q = vm.qmp(&qa);
     q.ok("qmp_capabilities", Value::Null);
+    snapshot_amd_chain(&mut q, &a);
     wait_line(&out, "memtest: filled");
     let victim = d.join("victim");
     std::fs::write(&victim, b"precious").unwrap();
     let snap = d.join("snap");
-    let planted = d.join(format!("snap.sevm-tmp-{}", vm.child.id()));
+    let planted = d.join(format!("snap.sevm-tmp-{}", vm.sevm_pid()));
     std::os::unix::fs::symlink(&victim, &planted).unwrap();
     q.ok(
         "migrate",
@@ -595,12 +602,13 @@ fn the_snapshot_temp_file_is_private_and_never_follows_a_link() {
     assert_exit(vm.wait(), 0, &vm.stderr_text());
 }
 
+both_backends!(
+    incoming_unix_file => incoming_unix_never_deletes_a_regular_file,
+    incoming_unix_never_deletes_a_regular_file_hardware_under_launcher
+);
+
 /// Audit item 6: `-incoming unix:PATH` replaces only a stale socket.
-#[test]
-fn incoming_unix_never_deletes_a_regular_file() {
-    if !sevm_testutil::kvm("incoming_unix_never_deletes_a_regular_file") {
-        return;
-    }
+fn incoming_unix_file() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let b = fresh_platform(d, "b");
@@ -682,15 +690,16 @@ fn start_target(fw: &Path, b: &Path, qmp: &Path, incoming: &str) -> (Sevm, Qmp) 
     (vm, q)
 }
 
+both_backends!(
+    incoming_side => the_incoming_side_cannot_be_held_and_answers_qmp,
+    the_incoming_side_cannot_be_held_and_answers_qmp_hardware_under_launcher
+);
+
 /// Audit item 4: the incoming side serves QMP while it waits, cannot be
 /// held by a silent or garbage-sending connection, is bounded, and replies
 /// and exits at once when a stream goes bad (the peer keeping its socket
 /// open); `-incoming defer` + `migrate-incoming`; `quit` while waiting.
-#[test]
-fn the_incoming_side_cannot_be_held_and_answers_qmp() {
-    if !sevm_testutil::kvm("the_incoming_side_cannot_be_held_and_answers_qmp") {
-        return;
-    }
+fn incoming_side() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");
@@ -808,15 +817,16 @@ fn the_incoming_side_cannot_be_held_and_answers_qmp() {
     assert!(!sock.exists(), "the listening socket was left behind");
 }
 
+both_backends!(
+    target_without_commit => a_target_without_commit_never_runs_the_guest,
+    a_target_without_commit_never_runs_the_guest_hardware_under_launcher
+);
+
 /// The hand-over through a real target: a target whose COMMIT never
 /// arrives does not run the guest, and the source — which sent COMMIT and
 /// heard nothing back — does not run it either (the one window where a
 /// fault loses a guest rather than splitting it).
-#[test]
-fn a_target_without_commit_never_runs_the_guest() {
-    if !sevm_testutil::kvm("a_target_without_commit_never_runs_the_guest") {
-        return;
-    }
+fn target_without_commit() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let a = fresh_platform(d, "a");

@@ -51,8 +51,13 @@ async def main(sock):
 asyncio.run(main(sys.argv[1]))
 "#;
 
-#[test]
-fn qemu_qmp_library_drives_the_attested_launch() {
+both_backends!(
+    qemu_qmp_launch => qemu_qmp_library_drives_the_attested_launch,
+    qemu_qmp_library_drives_the_attested_launch_hardware_under_launcher,
+    emulated_without_kvm
+);
+
+fn qemu_qmp_launch() {
     const TEST: &str = "qemu_qmp_library_drives_the_attested_launch";
     match Command::new("python3")
         .args(["-c", "import qemu.qmp"])
@@ -101,8 +106,8 @@ fn qemu_qmp_library_drives_the_attested_launch() {
     let first: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(first["status"]["status"], "prelaunch");
     assert_eq!(first["sev"]["state"], "launch-secret");
-    assert_eq!(first["sev"]["emulated"], true);
-    assert_eq!(first["cbitpos"], 47);
+    assert_eq!(first["sev"]["emulated"], !hardware());
+    assert_eq!(first["cbitpos"], expected_cbitpos());
     let blob = unb64(first["measure"].as_str().unwrap());
     let image = std::fs::read(&fw).unwrap();
     let ld = sev_proto::ovmf::sev_launch_digest(&image, None).unwrap();

@@ -11,8 +11,13 @@ use std::process::Command;
 use common::*;
 use serde_json::{json, Value};
 
-#[test]
-fn sevctl_session_and_secret_build_drive_the_launch() {
+both_backends!(
+    sevctl_launch => sevctl_session_and_secret_build_drive_the_launch,
+    sevctl_session_and_secret_build_drive_the_launch_hardware_under_launcher,
+    emulated_without_kvm
+);
+
+fn sevctl_launch() {
     const TEST: &str = "sevctl_session_and_secret_build_drive_the_launch";
     let Some(sevctl) = sevctl(TEST) else {
         return;

@@ -25,6 +25,234 @@ pub fn sevm_bin() -> std::ffi::OsString {
     std::env::var_os("SEVM_TEST_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_sevm").into())
 }
 
+// ----- the backend a test runs on -------------------------------------------
+
+/// The SEV backend sevm's plain-SEV tests run on: each such test runs once
+/// per backend ([`both_backends!`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `sev-device=emulated:DIR`: sevm's emulated backend.
+    Emulated,
+    /// `sev-device=/dev/sev` under `sev-emulate --platform DIR`: sevm's
+    /// hardware backend (SEV_ISSUE_CMD, KVM's SEV ioctls) served by the
+    /// launcher from the same platform directory.
+    HardwareUnderLauncher,
+}
+
+thread_local! {
+    static BACKEND: std::cell::Cell<Backend> = const { std::cell::Cell::new(Backend::Emulated) };
+}
+
+/// The backend of the test running on this thread.
+pub fn backend() -> Backend {
+    BACKEND.with(|b| b.get())
+}
+
+/// Whether this test runs sevm's hardware backend under the launcher.
+pub fn hardware() -> bool {
+    backend() == Backend::HardwareUnderLauncher
+}
+
+/// Runs `body` as test `name` on `backend`. Both need /dev/kvm unless
+/// `emulated_without_kvm` (the body then asks for it where it needs it);
+/// the hardware variant always does (the launcher serves KVM's SEV ioctls
+/// on a real KVM VM). Without it the test is skipped the usual way.
+pub fn run_on(backend: Backend, name: &str, emulated_without_kvm: bool, body: fn()) {
+    let needs_kvm = backend == Backend::HardwareUnderLauncher || !emulated_without_kvm;
+    if needs_kvm && !sevm_testutil::kvm(name) {
+        return;
+    }
+    BACKEND.with(|b| b.set(backend));
+    body();
+}
+
+/// `both_backends!(body => NAME, NAME_hardware_under_launcher)`: test
+/// `NAME` runs `body` on the emulated backend, the second name runs it on
+/// the hardware backend under the launcher (same assertions; where the
+/// hardware differs the body asks [`hardware()`]). Both skip without
+/// /dev/kvm; with a trailing `, emulated_without_kvm` the emulated variant
+/// runs anyway (its body checks for /dev/kvm where it needs it).
+#[macro_export]
+macro_rules! both_backends {
+    ($body:ident => $emulated:ident, $hardware:ident) => {
+        $crate::both_backends!(@tests $body, $emulated, $hardware, false);
+    };
+    ($body:ident => $emulated:ident, $hardware:ident, emulated_without_kvm) => {
+        $crate::both_backends!(@tests $body, $emulated, $hardware, true);
+    };
+    (@tests $body:ident, $emulated:ident, $hardware:ident, $without:expr) => {
+        #[test]
+        fn $emulated() {
+            $crate::common::run_on(
+                $crate::common::Backend::Emulated,
+                stringify!($emulated),
+                $without,
+                $body,
+            );
+        }
+        #[test]
+        fn $hardware() {
+            $crate::common::run_on(
+                $crate::common::Backend::HardwareUnderLauncher,
+                stringify!($hardware),
+                $without,
+                $body,
+            );
+        }
+    };
+}
+
+/// The C-bit position sevm reports: the emulated platform's 47; on the
+/// hardware backend the host CPU's (CPUID 0x8000001F, as QEMU reads it: the
+/// launcher serves ioctls, not CPUID, so on a host without SEV it is 0).
+pub fn expected_cbitpos() -> u64 {
+    if hardware() {
+        use std::arch::x86_64::__cpuid;
+        if __cpuid(0x8000_0000).eax < 0x8000_001F {
+            return 0;
+        }
+        u64::from(__cpuid(0x8000_001F).ebx & 0x3F)
+    } else {
+        47
+    }
+}
+
+/// Whether the hypervisor's view of private guest memory (`xp`, `pmemsave`,
+/// `memsave`) is ciphertext: on the emulated backend; under the launcher
+/// the real KVM runs the guest unencrypted, so sevm's hardware backend sees
+/// plaintext there (docs/guide/sev-emulate.md#kvm, "What differs from
+/// hardware").
+pub fn host_view_is_ciphertext() -> bool {
+    !hardware()
+}
+
+/// Asserts the hypervisor's view `host` of private memory against its
+/// plaintext `plain`: different ([`host_view_is_ciphertext`]), or the same
+/// under the launcher.
+#[track_caller]
+pub fn assert_host_view<T: PartialEq + std::fmt::Debug>(host: T, plain: T) {
+    if host_view_is_ciphertext() {
+        assert_ne!(host, plain, "the hypervisor must see ciphertext");
+    } else {
+        assert_eq!(host, plain, "the launcher runs the guest unencrypted");
+    }
+}
+
+/// The launcher binary, beside sevm in the target directory; built (`cargo
+/// build -p sev-emulate --bin sev-emulate`) when missing or older than
+/// sevm. Not a dev-dependency: sev-emulate depends on sevm.
+pub fn launcher_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(build_launcher).clone()
+}
+
+fn build_launcher() -> PathBuf {
+    let sevm = PathBuf::from(env!("CARGO_BIN_EXE_sevm"));
+    let dir = sevm.parent().unwrap();
+    let bin = dir.join("sev-emulate");
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let stale = match (mtime(&bin), mtime(&sevm)) {
+        (Some(l), Some(s)) => l < s,
+        _ => true,
+    };
+    if stale {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "sev-emulate", "--bin", "sev-emulate"]);
+        // Not this test's environment (cargo's variables for the test):
+        // with it the build sees another environment and rebuilds.
+        cmd.env_clear();
+        for k in [
+            "PATH",
+            "HOME",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "RUSTUP_HOME",
+            "RUSTUP_TOOLCHAIN",
+            "RUSTFLAGS",
+            "RUSTC",
+            "RUSTC_WRAPPER",
+        ] {
+            if let Some(v) = std::env::var_os(k) {
+                cmd.env(k, v);
+            }
+        }
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let mut child = cmd.stdin(Stdio::null()).spawn().unwrap();
+        // A bound on the build, not a timing.
+        let deadline = Instant::now() + Duration::from_secs(30 * 60);
+        let st = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("building sev-emulate took over 30 minutes");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(st.success(), "building sev-emulate failed");
+    }
+    assert!(bin.exists(), "{} not built", bin.display());
+    bin
+}
+
+/// The command running sevm with `args` on this test's backend: on the
+/// hardware backend every `sev-device=emulated:DIR` becomes
+/// `sev-device=/dev/sev` and sevm runs under `sev-emulate --platform DIR`.
+pub fn sevm_command<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().into()).collect();
+    if !hardware() {
+        let mut c = Command::new(sevm_bin());
+        c.args(args);
+        return c;
+    }
+    let (args, platform) = to_hardware_args(&args);
+    let Some(platform) = platform else {
+        let mut c = Command::new(sevm_bin());
+        c.args(args);
+        return c;
+    };
+    let mut c = Command::new(launcher_bin());
+    c.arg("--platform")
+        .arg(platform)
+        .arg("--")
+        .arg(sevm_bin())
+        .args(args);
+    c
+}
+
+/// `args` with `sev-device=emulated:DIR` replaced by `sev-device=/dev/sev`,
+/// and DIR (one platform per sevm process).
+pub fn to_hardware_args(args: &[std::ffi::OsString]) -> (Vec<std::ffi::OsString>, Option<PathBuf>) {
+    const KEY: &str = "sev-device=emulated:";
+    let mut platform: Option<PathBuf> = None;
+    let mut out = Vec::new();
+    for a in args {
+        let Some(text) = a.to_str().filter(|t| t.contains(KEY)) else {
+            out.push(a.clone());
+            continue;
+        };
+        let at = text.find(KEY).unwrap();
+        let rest = &text[at + KEY.len()..];
+        let end = rest.find(',').unwrap_or(rest.len());
+        let dir = PathBuf::from(&rest[..end]);
+        if let Some(p) = &platform {
+            assert_eq!(p, &dir, "one platform per sevm process");
+        }
+        platform = Some(dir);
+        out.push(format!("{}sev-device=/dev/sev{}", &text[..at], &rest[end..]).into());
+    }
+    (out, platform)
+}
+
 /// Writes the demo guest image into `dir` and returns its path.
 pub fn demo_image(dir: &Path) -> PathBuf {
     let path = dir.join("demo.fd");
@@ -43,6 +271,8 @@ pub struct Sevm {
     lines: Receiver<String>,
     pub stderr: Arc<Mutex<Vec<String>>>,
     pub stdout: Option<std::process::ChildStdout>,
+    /// Whether `child` is the launcher running sevm.
+    under_launcher: bool,
 }
 
 impl Sevm {
@@ -53,8 +283,9 @@ impl Sevm {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut child = Command::new(sevm_bin())
-            .args(args)
+        let mut cmd = sevm_command(args);
+        let under_launcher = cmd.get_program() != sevm_bin().as_os_str();
+        let mut child = cmd
             .env("RUST_LOG", "sevm=info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -78,7 +309,25 @@ impl Sevm {
             lines: rx,
             stderr: all,
             stdout,
+            under_launcher,
         }
+    }
+
+    /// The sevm process's pid: the child's, or under the launcher the
+    /// launcher's only child (`/proc/PID/task/*/children`).
+    pub fn sevm_pid(&self) -> u32 {
+        let pid = self.child.id();
+        if !self.under_launcher {
+            return pid;
+        }
+        let mut kids = Vec::new();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+            let path = task.unwrap().path().join("children");
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            kids.extend(text.split_whitespace().map(|k| k.parse::<u32>().unwrap()));
+        }
+        assert_eq!(kids.len(), 1, "the launcher's children: {kids:?}");
+        kids[0]
     }
 
     /// Waits for a stderr line containing `needle`; false if sevm closed
@@ -531,6 +780,20 @@ pub fn set_target_chain(q: &mut Qmp, target: &Path) {
         json!({"sev-pdh": b64(&pdh), "sev-plat-cert": b64(&chain),
                "sev-amd-cert": b64(&[ask, ark].concat())}),
     );
+}
+
+/// Before a same-platform snapshot: on the hardware backend the AMD chain
+/// must be set explicitly (there is no local ASK ‖ ARK on hardware:
+/// docs/guide/sevm-migration.md#hardware); the emulated backend takes its
+/// platform's own.
+pub fn snapshot_amd_chain(q: &mut Qmp, platform: &Path) {
+    if hardware() {
+        let (ask, ark) = amd_chain(platform);
+        q.ok(
+            "migrate-set-parameters",
+            json!({"sev-amd-cert": b64(&[ask, ark].concat())}),
+        );
+    }
 }
 
 /// After the move of a memtest guest of `pages` pages: the guest runs on
