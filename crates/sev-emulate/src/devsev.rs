@@ -146,6 +146,28 @@ impl Driver<'_> {
         libc::EIO
     }
 
+    /// The firmware's outcome `r` of a command whose 12-byte `input` ends
+    /// in a length: the length written (`fallback` when it is no u32), or
+    /// the one the firmware needs, is written back there first; then the
+    /// length, or the failure.
+    fn length_back(
+        &mut self,
+        r: Result<usize, FwError>,
+        fallback: u32,
+        mut input: Vec<u8>,
+    ) -> Result<u32, Errno> {
+        let (result, out_len) = match r {
+            Ok(n) => (Ok(()), u32::try_from(n).unwrap_or(fallback)),
+            Err(e) => {
+                let required = e.required_len.map_or(0, |r| r.first);
+                (Err(self.fw(e)), required)
+            }
+        };
+        input[8..12].copy_from_slice(&out_len.to_le_bytes());
+        self.mem.write(self.data, &input).map_err(efault)?;
+        result.map(|()| out_len)
+    }
+
     fn require_writable(&self) -> Served {
         if self.writable {
             Ok(())
@@ -230,17 +252,8 @@ impl Driver<'_> {
         }
         self.ensure_init()?;
         let mut blob = vec![0u8; if query { 0 } else { length as usize }];
-        let (result, out_len) = match self.platform.pek_csr(&mut blob) {
-            Ok(n) => (Ok(()), u32::try_from(n).unwrap_or(CERT_LEN)),
-            Err(e) => {
-                let required = e.required_len.map_or(0, |r| r.first);
-                (Err(self.fw(e)), required)
-            }
-        };
-        let mut back = input;
-        back[8..12].copy_from_slice(&out_len.to_le_bytes());
-        self.mem.write(self.data, &back).map_err(efault)?;
-        result?;
+        let r = self.platform.pek_csr(&mut blob);
+        let out_len = self.length_back(r, CERT_LEN, input)?;
         let written = blob.get(..out_len as usize).unwrap_or(&blob);
         self.mem.write(address, written).map_err(efault)
     }
@@ -345,17 +358,8 @@ impl Driver<'_> {
         if !query && length as usize > ID_LEN {
             id.resize(ID_LEN, 0);
         }
-        let (result, out_len) = match self.platform.get_id(&mut id) {
-            Ok(n) => (Ok(()), u32::try_from(n).unwrap_or(0)),
-            Err(e) => {
-                let required = e.required_len.map_or(0, |r| r.first);
-                (Err(self.fw(e)), required)
-            }
-        };
-        let mut back = input;
-        back[8..12].copy_from_slice(&out_len.to_le_bytes());
-        self.mem.write(self.data, &back).map_err(efault)?;
-        result?;
+        let r = self.platform.get_id(&mut id);
+        self.length_back(r, 0, input)?;
         self.mem.write(address, &id).map_err(efault)
     }
 

@@ -24,7 +24,7 @@ use sev_firmware::SnpLaunchCommands;
 use sev_proto::snp::guest_msg::{self, MessageHeader, MessageType, PAGE_LEN, VMPCK_LEN};
 use zeroize::Zeroizing;
 
-use crate::devsev::{Errno, Fault, UserMemory};
+use crate::devsev::{efault, u32_at, u64_at, Errno, UserMemory};
 
 /// The device node served.
 pub const DEV_SEV_GUEST: &str = "/dev/sev-guest";
@@ -61,26 +61,6 @@ pub const VMM_ERR_INVALID_LEN: u64 = 1 << 32;
 /// The highest user address `access_ok` admits on x86-64 (`TASK_SIZE_MAX`).
 const TASK_SIZE_MAX: u64 = (1 << 47) - 4096;
 const PAGE: u64 = 4096;
-
-fn efault(_: Fault) -> Errno {
-    libc::EFAULT
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    if let Some(s) = b.get(at..at + 8) {
-        w.copy_from_slice(s);
-    }
-    u64::from_le_bytes(w)
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut w = [0u8; 4];
-    if let Some(s) = b.get(at..at + 4) {
-        w.copy_from_slice(s);
-    }
-    u32::from_le_bytes(w)
-}
 
 /// The guest driver's state for one emulated SNP guest: its firmware
 /// context, VMPCK0 (read from the secrets page the firmware filled) and the

@@ -202,6 +202,14 @@ impl FrameMap {
     }
 }
 
+/// The whole frame address space, as one region.
+fn phys_space() -> Vec<Region> {
+    vec![Region {
+        gpa: 0,
+        len: PHYS_SPACE,
+    }]
+}
+
 /// The firmware's view of a VM's memory: frame addresses translated to
 /// the caller's pages, read and written in place.
 struct Phys<'a> {
@@ -211,10 +219,7 @@ struct Phys<'a> {
 
 impl GuestBacking for Phys<'_> {
     fn regions(&self) -> Vec<Region> {
-        vec![Region {
-            gpa: 0,
-            len: PHYS_SPACE,
-        }]
+        phys_space()
     }
 
     fn read_plain(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutOfRange> {
@@ -261,10 +266,7 @@ struct Snapshot {
 
 impl GuestBacking for Snapshot {
     fn regions(&self) -> Vec<Region> {
-        vec![Region {
-            gpa: 0,
-            len: PHYS_SPACE,
-        }]
+        phys_space()
     }
 
     fn read_plain(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutOfRange> {
@@ -537,6 +539,17 @@ fn mem_enc_op(
     served
 }
 
+/// The user buffer of a command that returns a blob ([`Op::out_blob`]):
+/// where its address and length are in the command's data, and the buffer
+/// the firmware fills (empty when there is none or only the length is
+/// asked for).
+struct OutBlob {
+    at: usize,
+    uaddr: u64,
+    query: bool,
+    buf: Vec<u8>,
+}
+
 /// One `KVM_MEMORY_ENCRYPT_OP` in progress: the `struct kvm_sev_cmd` fields.
 struct Op<'a> {
     vm: &'a mut SevVm,
@@ -751,35 +764,62 @@ impl Op<'_> {
         Ok(data)
     }
 
-    fn launch_measure(&mut self) -> Result<(), Errno> {
-        self.require_active()?;
-        let mut params = self.read_data(16)?;
-        let (uaddr, len) = (u64_at(&params, 0), u32_at(&params, 8));
+    /// The blob a command returns whose address and length are at `at` of
+    /// its `params` (a zero length asks for the length only).
+    fn out_blob(params: &[u8], at: usize) -> Result<OutBlob, Errno> {
+        let (uaddr, len) = (u64_at(params, at), u32_at(params, at + 8));
         let query = len == 0;
-        let mut blob = Vec::new();
+        let mut buf = Vec::new();
         if !query && uaddr != 0 {
             if len > SEV_FW_BLOB_MAX_SIZE {
                 return Err(libc::EINVAL);
             }
-            blob = vec![0u8; len as usize];
+            buf = vec![0u8; len as usize];
         }
-        self.require_sev_fd(self.vm.fd)?;
-        let (result, out_len) = match self.platform.launch_measure(self.vm.handle, &mut blob) {
-            Ok(n) => (self.fw(Ok(())), u32::try_from(n).unwrap_or(MEASURE_LEN)),
+        Ok(OutBlob {
+            at,
+            uaddr,
+            query,
+            buf,
+        })
+    }
+
+    /// Ends a command returning `blob`: the firmware's outcome `r` (the
+    /// blob's length, `fallback` when it is no u32; or the length it
+    /// needs), the blob copied out unless the caller asked for the length
+    /// only, the length written back into `params`.
+    fn blob_out(
+        &mut self,
+        r: Result<usize, FwError>,
+        fallback: u32,
+        blob: OutBlob,
+        mut params: Vec<u8>,
+    ) -> Result<(), Errno> {
+        let (result, out_len) = match r {
+            Ok(n) => (self.fw(Ok(())), u32::try_from(n).unwrap_or(fallback)),
             Err(e) => {
                 let (errno, required, _) = self.fw_len(e);
                 (Err(errno), required)
             }
         };
-        if !query {
+        if !blob.query {
             result?;
-            if !blob.is_empty() {
-                self.caller.write(uaddr, &blob).map_err(efault)?;
+            if !blob.buf.is_empty() {
+                self.caller.write(blob.uaddr, &blob.buf).map_err(efault)?;
             }
         }
-        put_u32(&mut params, 8, out_len);
+        put_u32(&mut params, blob.at + 8, out_len);
         self.write_data(&params)?;
         result
+    }
+
+    fn launch_measure(&mut self) -> Result<(), Errno> {
+        self.require_active()?;
+        let params = self.read_data(16)?;
+        let mut blob = Self::out_blob(&params, 0)?;
+        self.require_sev_fd(self.vm.fd)?;
+        let r = self.platform.launch_measure(self.vm.handle, &mut blob.buf);
+        self.blob_out(r, MEASURE_LEN, blob, params)
     }
 
     /// A command on the guest's handle alone (LAUNCH_FINISH, SEND_FINISH,
@@ -912,41 +952,19 @@ impl Op<'_> {
 
     fn attestation_report(&mut self) -> Result<(), Errno> {
         self.require_active()?;
-        let mut params = self.read_data(32)?;
+        let params = self.read_data(32)?;
         let mut mnonce = [0u8; 16];
         mnonce.copy_from_slice(params.get(..16).ok_or(libc::EFAULT)?);
-        let (uaddr, len) = (u64_at(&params, 16), u32_at(&params, 24));
-        let query = len == 0;
-        let mut blob = Vec::new();
-        if !query && uaddr != 0 {
-            if len > SEV_FW_BLOB_MAX_SIZE {
-                return Err(libc::EINVAL);
-            }
-            blob = vec![0u8; len as usize];
-        } else {
+        let mut blob = Self::out_blob(&params, 16)?;
+        if blob.buf.is_empty() {
             // The firmware gets a zero MNONCE with no buffer.
             mnonce = [0u8; 16];
         }
         self.require_sev_fd(self.vm.fd)?;
         let r = self
             .platform
-            .attestation(self.vm.handle, &mnonce, &mut blob);
-        let (result, out_len) = match r {
-            Ok(n) => (self.fw(Ok(())), u32::try_from(n).unwrap_or(0)),
-            Err(e) => {
-                let (errno, required, _) = self.fw_len(e);
-                (Err(errno), required)
-            }
-        };
-        if !query {
-            result?;
-            if !blob.is_empty() {
-                self.caller.write(uaddr, &blob).map_err(efault)?;
-            }
-        }
-        put_u32(&mut params, 24, out_len);
-        self.write_data(&params)?;
-        result
+            .attestation(self.vm.handle, &mnonce, &mut blob.buf);
+        self.blob_out(r, 0, blob, params)
     }
 
     fn send_start(&mut self) -> Result<(), Errno> {

@@ -16,7 +16,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -202,9 +201,7 @@ fn the_proxy_reaches_only_the_key_server_over_tls() {
     let tmp = tempfile::tempdir().unwrap();
     let plat = platform_copy(tmp.path());
     let o = output_within(
-        Command::new(LAUNCHER)
-            .arg("--platform")
-            .arg(&plat)
+        launcher(&plat)
             .arg("--emulated-kds")
             .arg("--")
             .arg(std::env::current_exe().unwrap())
@@ -233,9 +230,7 @@ fn without_the_option_nothing_is_set() {
     let tmp = tempfile::tempdir().unwrap();
     let plat = platform_copy(tmp.path());
     let o = output_within(
-        Command::new(LAUNCHER)
-            .arg("--platform")
-            .arg(&plat)
+        launcher(&plat)
             .args([
                 "--",
                 "sh",

@@ -104,9 +104,7 @@ fn signals_are_forwarded_and_the_program_dies_with_the_launcher() {
     let tmp = tempfile::tempdir().unwrap();
     let plat = platform_copy(tmp.path());
     let spawn = || {
-        Command::new(LAUNCHER)
-            .arg("--platform")
-            .arg(&plat)
+        launcher(&plat)
             .args(["--", "sleep", "60"])
             .stdin(Stdio::null())
             .spawn()

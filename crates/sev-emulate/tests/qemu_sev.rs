@@ -15,7 +15,7 @@ use std::process::Command;
 
 use serde_json::json;
 
-use common::{p, platform_copy, tool};
+use common::{p, peer, platform_copy, tool};
 use qemu::{b64, run, Launch, POLICY};
 
 const SECRET: &str = "the injected secret of the QEMU test";
@@ -46,12 +46,7 @@ fn qemu_runs_the_sev_flow_under_the_launcher_with_a_sevctl_session() {
 }
 
 fn sevctl(test: &str) -> Option<PathBuf> {
-    sevm_testutil::peer_tool(
-        test,
-        "sevctl",
-        "--version",
-        "cargo install sevctl (.ci/run does)",
-    )
+    peer(test, "sevctl", "--version")
 }
 
 fn flow(test: &str, session: Session) {

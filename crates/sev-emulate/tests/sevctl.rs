@@ -20,13 +20,13 @@ use serde_json::Value;
 
 const CERT: usize = 0x824;
 
-fn sevctl(test: &str) -> Option<PathBuf> {
-    sevm_testutil::peer_tool(
-        test,
-        "sevctl",
-        "--version",
-        "CI installs it (.ci/run); locally: PATH=/root/.cache/sevm-ci/cargo/bin:$PATH",
-    )
+/// sevctl (None once test `test` said it is skipped) and a copy of the
+/// emulated platform.
+fn sevctl(test: &str) -> Option<(PathBuf, Scratch)> {
+    Some((
+        peer(test, "sevctl", "--version")?,
+        Scratch::with_platform_copy(),
+    ))
 }
 
 /// `sevctl ARGS` under the launcher: (success, stdout, stderr).
@@ -55,76 +55,73 @@ fn chain(plat: &Path, dir: &Path) -> Vec<u8> {
 #[test]
 fn sevctl_show_reads_the_emulated_platform() {
     const TEST: &str = "sevctl_show_reads_the_emulated_platform";
-    let Some(sevctl) = sevctl(TEST) else {
+    let Some((sevctl, t)) = sevctl(TEST) else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let plat = platform_copy(tmp.path());
+    let plat = t.platform.as_path();
 
-    let s = status(&plat);
-    let version = run_ok(&plat, &sevctl, &["show", "version"]);
+    let s = status(plat);
+    let version = run_ok(plat, &sevctl, &["show", "version"]);
     assert_eq!(
         version.trim(),
         format!("{}.{}.{}", s["api_major"], s["api_minor"], s["build"])
     );
     assert_eq!(version.trim(), "1.55.21");
 
-    let id = run_ok(&plat, &sevctl, &["show", "identifier"]);
+    let id = run_ok(plat, &sevctl, &["show", "identifier"]);
     let v: Value =
-        serde_json::from_str(&ok(platform_tool(&[&emu(&plat), "--json", "id"]), "id")).unwrap();
+        serde_json::from_str(&ok(platform_tool(&[&emu(plat), "--json", "id"]), "id")).unwrap();
     assert_eq!(id.trim(), v["id"].as_str().unwrap().to_uppercase());
 
-    assert_eq!(run_ok(&plat, &sevctl, &["show", "guests"]).trim(), "0");
+    assert_eq!(run_ok(plat, &sevctl, &["show", "guests"]).trim(), "0");
     // UNINIT and self-owned: no flag.
-    assert_eq!(run_ok(&plat, &sevctl, &["show", "flags"]).trim(), "");
+    assert_eq!(run_ok(plat, &sevctl, &["show", "flags"]).trim(), "");
     // INITed with SEV-ES (the driver's INIT for PDH_GEN, via sevctl
     // rotate): "es".
-    run_ok(&plat, &sevctl, &["rotate"]);
-    assert_eq!(status(&plat)["es"], true);
-    assert_eq!(run_ok(&plat, &sevctl, &["show", "flags"]).trim(), "es");
+    run_ok(plat, &sevctl, &["rotate"]);
+    assert_eq!(status(plat)["es"], true);
+    assert_eq!(run_ok(plat, &sevctl, &["show", "flags"]).trim(), "es");
 }
 
 #[test]
 fn sevctl_generate_provision_rotate_reset() {
     const TEST: &str = "sevctl_generate_provision_rotate_reset";
-    let Some(sevctl) = sevctl(TEST) else {
+    let Some((sevctl, t)) = sevctl(TEST) else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    let plat = platform_copy(d);
-    let before = chain(&plat, d);
+    let (d, plat) = (t.dir.as_path(), t.platform.as_path());
+    let before = chain(plat, d);
 
     let (cert, key) = (d.join("oca.cert"), d.join("oca.key"));
-    run_ok(&plat, &sevctl, &["generate", p(&cert), p(&key)]);
+    run_ok(plat, &sevctl, &["generate", p(&cert), p(&key)]);
     assert_eq!(std::fs::metadata(&cert).unwrap().len(), CERT as u64);
 
     // provision: PEK_CSR, signed by sevctl with the OCA key, PEK_CERT_IMPORT.
-    run_ok(&plat, &sevctl, &["provision", p(&cert), p(&key)]);
-    assert_eq!(status(&plat)["externally_owned"], true);
-    let owned = chain(&plat, d);
+    run_ok(plat, &sevctl, &["provision", p(&cert), p(&key)]);
+    assert_eq!(status(plat)["externally_owned"], true);
+    let owned = chain(plat, d);
     assert_eq!(
         &owned[2 * CERT..3 * CERT],
         &std::fs::read(&cert).unwrap()[..]
     );
     assert_ne!(&owned[CERT..2 * CERT], &before[CERT..2 * CERT], "new PEK");
-    let flags = run_ok(&plat, &sevctl, &["show", "flags"]);
+    let flags = run_ok(plat, &sevctl, &["show", "flags"]);
     assert!(flags.lines().any(|l| l == "owned"), "{flags}");
     // Again: the firmware's ALREADY_OWNED comes back as an error.
-    let (ok2, _, err) = run(&plat, &sevctl, &["provision", p(&cert), p(&key)]);
+    let (ok2, _, err) = run(plat, &sevctl, &["provision", p(&cert), p(&key)]);
     assert!(!ok2, "provisioning an owned platform");
     assert!(err.contains("import"), "{err}");
 
-    run_ok(&plat, &sevctl, &["rotate"]);
-    let rotated = chain(&plat, d);
+    run_ok(plat, &sevctl, &["rotate"]);
+    let rotated = chain(plat, d);
     assert_ne!(&rotated[..CERT], &owned[..CERT], "new PDH");
     assert_eq!(&rotated[CERT..], &owned[CERT..], "PEK, OCA, CEK kept");
 
-    run_ok(&plat, &sevctl, &["reset"]);
-    let reset = chain(&plat, d);
-    assert_eq!(status(&plat)["externally_owned"], false);
+    run_ok(plat, &sevctl, &["reset"]);
+    let reset = chain(plat, d);
+    assert_eq!(status(plat)["externally_owned"], false);
     // FACTORY_RESET leaves the platform UNINIT.
-    assert_eq!(status(&plat)["state"], "UNINIT");
+    assert_eq!(status(plat)["state"], "UNINIT");
     assert_ne!(&reset[..3 * CERT], &rotated[..3 * CERT]);
     assert_eq!(&reset[3 * CERT..], &rotated[3 * CERT..], "CEK kept");
 }
@@ -132,49 +129,33 @@ fn sevctl_generate_provision_rotate_reset() {
 #[test]
 fn sevctl_verify_of_a_chain_exported_through_dev_sev() {
     const TEST: &str = "sevctl_verify_of_a_chain_exported_through_dev_sev";
-    let Some(sevctl) = sevctl(TEST) else {
+    let Some((sevctl, t)) = sevctl(TEST) else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    let plat = platform_copy(d);
+    let (d, plat) = (t.dir.as_path(), t.platform.as_path());
     // sevctl's chain format (PDH, PEK, OCA, CEK), exported through
     // /dev/sev by sev-platform's hardware backend; the emulated ASK ‖ ARK.
     let (file, ca) = (d.join("chain"), d.join("ca"));
     ok(
-        emulate(&plat, &tool("sev-platform"), &["export", p(&file)]),
+        emulate(plat, &tool("sev-platform"), &["export", p(&file)]),
         "export through /dev/sev",
     );
     ok(
-        platform_tool(&[&emu(&plat), "export", "--ca", p(&ca)]),
+        platform_tool(&[&emu(plat), "export", "--ca", p(&ca)]),
         "export --ca",
     );
     let out = run_ok(
-        &plat,
+        plat,
         &sevctl,
         &["verify", "--sev", p(&file), "--ca", p(&ca)],
     );
-    // Six certificates, each signature and self-signature valid (the
-    // invalid marks carry combining strokes; the legend line shows them).
-    let certs: Vec<&str> = out
-        .lines()
-        .filter(|l| {
-            ["PDH", "PEK", "OCA", "CEK", "ASK", "ARK"]
-                .iter()
-                .any(|c| l.contains(&format!("{c} ")))
-                && !l.contains('=')
-        })
-        .collect();
+    // Six certificates, each signature and self-signature valid.
+    let certs = cert_lines(&out);
     assert_eq!(certs.len(), 6, "{out}");
-    assert!(
-        certs
-            .iter()
-            .all(|l| !l.contains('\u{338}') && !l.contains('\u{337}')),
-        "{out}"
-    );
+    assert!(certs.iter().all(|l| valid(l)), "{out}");
     // Without --ca sevctl checks against AMD's built-in roots, which did not
     // sign the emulated CEK.
-    let (ok2, _, err) = run(&plat, &sevctl, &["verify", "--sev", p(&file)]);
+    let (ok2, _, err) = run(plat, &sevctl, &["verify", "--sev", p(&file)]);
     assert!(!ok2);
     assert!(
         err.contains("builtin") || err.contains("verification failed"),
@@ -186,7 +167,7 @@ fn sevctl_verify_of_a_chain_exported_through_dev_sev() {
     let badf = d.join("bad");
     std::fs::write(&badf, bad).unwrap();
     let (ok3, _, _) = run(
-        &plat,
+        plat,
         &sevctl,
         &["verify", "--sev", p(&badf), "--ca", p(&ca)],
     );
@@ -196,19 +177,16 @@ fn sevctl_verify_of_a_chain_exported_through_dev_sev() {
 #[test]
 fn sevctl_export_reaches_the_key_server_after_dev_sev() {
     const TEST: &str = "sevctl_export_reaches_the_key_server_after_dev_sev";
-    let Some(sevctl) = sevctl(TEST) else {
+    let Some((sevctl, t)) = sevctl(TEST) else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let plat = platform_copy(tmp.path());
-    let f = tmp.path().join("chain");
+    let plat = t.platform.as_path();
+    let f = t.dir.join("chain");
     // The download goes to a closed local port (a proxy nobody serves),
     // so that the test neither depends on nor contacts the network.
     let started = std::time::Instant::now();
     let o = output_within(
-        std::process::Command::new(LAUNCHER)
-            .arg("--platform")
-            .arg(&plat)
+        launcher(plat)
             .arg("--")
             .arg(&sevctl)
             .args(["export", p(&f)])
@@ -241,9 +219,7 @@ fn sevctl_export_reaches_the_key_server_after_dev_sev() {
 /// excluded from proxying): the launcher's replace them.
 fn run_kds(plat: &Path, sevctl: &Path, args: &[&str]) -> (bool, String, String) {
     let o = output_within(
-        std::process::Command::new(LAUNCHER)
-            .arg("--platform")
-            .arg(plat)
+        launcher(plat)
             .arg("--emulated-kds")
             .arg("--")
             .arg(sevctl)
@@ -257,56 +233,62 @@ fn run_kds(plat: &Path, sevctl: &Path, args: &[&str]) -> (bool, String, String) 
     (o.status.success(), text(&o.stdout), text(&o.stderr))
 }
 
-/// `sevctl verify --sev CHAIN --ca CA`: whether it passed, and the six
-/// certificate lines all marked valid.
-fn verifies(plat: &Path, sevctl: &Path, chain: &Path, ca: &Path) -> (bool, String) {
-    let (ok, out, err) = run(plat, sevctl, &["verify", "--sev", p(chain), "--ca", p(ca)]);
-    let certs = out
-        .lines()
+/// The certificate lines of `sevctl verify`'s output (not the legend's).
+fn cert_lines(out: &str) -> Vec<&str> {
+    out.lines()
         .filter(|l| {
             ["PDH", "PEK", "OCA", "CEK", "ASK", "ARK"]
                 .iter()
                 .any(|c| l.contains(&format!("{c} ")))
                 && !l.contains('=')
-                && !l.contains('\u{338}')
-                && !l.contains('\u{337}')
         })
-        .count();
+        .collect()
+}
+
+/// Whether a certificate line marks its signatures valid (the invalid marks
+/// carry combining strokes; the legend line shows them).
+fn valid(line: &str) -> bool {
+    !line.contains('\u{338}') && !line.contains('\u{337}')
+}
+
+/// `sevctl verify --sev CHAIN --ca CA`: whether it passed, and the six
+/// certificate lines all marked valid.
+fn verifies(plat: &Path, sevctl: &Path, chain: &Path, ca: &Path) -> (bool, String) {
+    let (ok, out, err) = run(plat, sevctl, &["verify", "--sev", p(chain), "--ca", p(ca)]);
+    let certs = cert_lines(&out).into_iter().filter(|l| valid(l)).count();
     (ok && certs == 6, format!("{out}{err}"))
 }
 
 #[test]
 fn sevctl_export_gets_the_cek_from_the_emulated_kds() {
     const TEST: &str = "sevctl_export_gets_the_cek_from_the_emulated_kds";
-    let Some(sevctl) = sevctl(TEST) else {
+    let Some((sevctl, t)) = sevctl(TEST) else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    let plat = platform_copy(d);
+    let (d, plat) = (t.dir.as_path(), t.platform.as_path());
     let file = d.join("chain.cert");
-    let (ok1, out, err) = run_kds(&plat, &sevctl, &["export", p(&file)]);
+    let (ok1, out, err) = run_kds(plat, &sevctl, &["export", p(&file)]);
     assert!(ok1, "sevctl export under --emulated-kds:\n{out}{err}");
     let exported = std::fs::read(&file).unwrap();
     assert_eq!(exported.len(), 4 * CERT);
     // PDH, PEK, OCA through /dev/sev and the CEK from the key server: the
     // platform's, as sev-platform exports it.
-    let ours = chain(&plat, d);
+    let ours = chain(plat, d);
     assert_eq!(&exported[3 * CERT..], &ours[3 * CERT..4 * CERT], "the CEK");
     assert_eq!(&exported[..3 * CERT], &ours[..3 * CERT], "PDH, PEK, OCA");
 
     let ca = d.join("ca");
     ok(
-        platform_tool(&[&emu(&plat), "export", "--ca", p(&ca)]),
+        platform_tool(&[&emu(plat), "export", "--ca", p(&ca)]),
         "export --ca",
     );
-    let (good, text) = verifies(&plat, &sevctl, &file, &ca);
+    let (good, text) = verifies(plat, &sevctl, &file, &ca);
     assert!(good, "{text}");
 
     // --full appends AMD's built-in ASK and ARK of the CEK's generation:
     // no AMD ASK signed an emulated CEK, so sevctl finds none.
     let full = d.join("full.cert");
-    let (ok2, out, err) = run_kds(&plat, &sevctl, &["export", "--full", p(&full)]);
+    let (ok2, out, err) = run_kds(plat, &sevctl, &["export", "--full", p(&full)]);
     assert!(!ok2, "export --full of an emulated CEK succeeded: {out}");
     assert!(
         err.contains("failed to deduce platform generation"),
@@ -325,7 +307,7 @@ fn sevctl_export_gets_the_cek_from_the_emulated_kds() {
 #[test]
 fn sevctl_export_replaces_an_unsigned_cek_with_the_emulated_kds_one() {
     const TEST: &str = "sevctl_export_replaces_an_unsigned_cek_with_the_emulated_kds_one";
-    let Some(sevctl) = sevctl(TEST) else {
+    let Some(sevctl) = peer(TEST, "sevctl", "--version") else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

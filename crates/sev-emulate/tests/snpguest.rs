@@ -9,9 +9,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+use common::{launcher, output_within, p, peer, Scratch};
 
 use sev_firmware::emulated::EmulatedPlatform;
 use sev_proto::snp::cert::Certificate;
@@ -21,48 +25,12 @@ use sev_proto::snp::AttestationReport;
 use sev_proto::vmsa::{SevFeatures, VcpuModel, VmmType, VmsaConfig};
 use sev_psp::{CreateOptions, Platform};
 
-const LAUNCHER: &str = env!("CARGO_BIN_EXE_sev-emulate");
-const HINT: &str = "CI installs it (.ci/run); locally: PATH=/root/.cache/sevm-ci/cargo/bin:/root/.cache/sevm-ci/venv/bin:$PATH";
 /// The longest one launcher run may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
 /// Runs `cmd` to its end within [`RUN_TIMEOUT`] (killed after it).
 fn run(mut cmd: Command) -> Output {
-    let out = tempfile::tempfile().unwrap();
-    let err = tempfile::tempfile().unwrap();
-    let mut child = cmd
-        .stdout(out.try_clone().unwrap())
-        .stderr(err.try_clone().unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {RUN_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let read = |mut f: std::fs::File| {
-        use std::io::{Read, Seek};
-        f.rewind().unwrap();
-        let mut v = Vec::new();
-        f.read_to_end(&mut v).unwrap();
-        v
-    };
-    Output {
-        status,
-        stdout: read(out),
-        stderr: read(err),
-    }
+    output_within(&mut cmd, RUN_TIMEOUT)
 }
 
 fn text(o: &Output) -> String {
@@ -73,79 +41,77 @@ fn text(o: &Output) -> String {
     )
 }
 
-struct Setup {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    platform: PathBuf,
-    firmware: PathBuf,
-}
+/// The demo firmware's file in a [`setup`]'s directory.
+const FIRMWARE: &str = "demo.fd";
 
-fn setup() -> Setup {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
-    let platform = dir.join("platform");
+/// An emulated platform made at `path` with 2048-bit roots, `opts`
+/// otherwise.
+fn create_platform(path: PathBuf, opts: CreateOptions) -> PathBuf {
     let opts = CreateOptions {
         ark_bits: 2048,
-        ..Default::default()
+        ..opts
     };
-    Platform::create(&platform, opts, sev_psp::rng::os_rng()).unwrap();
-    let firmware = dir.join("demo.fd");
-    std::fs::write(
-        &firmware,
-        sevm_demo::build(&sevm_demo::DemoOptions::default()).unwrap(),
-    )
-    .unwrap();
-    Setup {
-        _tmp: tmp,
-        dir,
-        platform,
-        firmware,
-    }
+    Platform::create(&path, opts, sev_psp::rng::os_rng()).unwrap();
+    path
+}
+
+/// A new platform and the demo firmware ([`FIRMWARE`]) in a scratch
+/// directory.
+fn setup() -> Scratch {
+    Scratch::new(|dir| {
+        let demo = sevm_demo::build(&sevm_demo::DemoOptions::default()).unwrap();
+        std::fs::write(dir.join(FIRMWARE), demo).unwrap();
+        create_platform(dir.join("platform"), CreateOptions::default())
+    })
+}
+
+/// snpguest (None once test `test` said it is skipped) and a [`setup`].
+fn snpguest(test: &str) -> Option<(PathBuf, Scratch)> {
+    Some((peer(test, "snpguest", "--help")?, setup()))
 }
 
 const HOST_DATA: [u8; 32] = [0x42; 32];
 
-fn spec(s: &Setup, vcpus: u32) -> String {
+fn spec(s: &Scratch, vcpus: u32) -> String {
     format!(
         "firmware={},policy=0x30000,host-data={},vcpus={vcpus},vcpu-type=EPYC-v4",
-        p(&s.firmware),
+        p(&s.dir.join(FIRMWARE)),
         hex::encode(HOST_DATA)
     )
 }
 
 /// `sev-emulate --platform PLATFORM --snp-guest SPEC --` (the program
 /// and its arguments to follow), in `s.dir`.
-fn snp_launcher(s: &Setup, platform: &Path, vcpus: u32) -> Command {
-    let mut cmd = Command::new(LAUNCHER);
-    cmd.args(["--platform", p(platform), "--snp-guest", &spec(s, vcpus)])
-        .arg("--")
+fn snp_launcher(s: &Scratch, platform: &Path, vcpus: u32) -> Command {
+    let mut cmd = launcher(platform);
+    cmd.args(["--snp-guest", &spec(s, vcpus), "--"])
         .current_dir(&s.dir);
     cmd
 }
 
 /// `sh -c script` under the launcher, with `$SNPGUEST` the snpguest
 /// binary.
-fn under_launcher(s: &Setup, vcpus: u32, snpguest: &Path, script: &str) -> Output {
+fn under_launcher(s: &Scratch, vcpus: u32, snpguest: &Path, script: &str) -> Output {
     let mut cmd = snp_launcher(s, &s.platform, vcpus);
     cmd.args(["sh", "-c", script]).env("SNPGUEST", snpguest);
     run(cmd)
 }
 
 /// The report the guest program wrote to `report.bin`.
-fn written_report(s: &Setup) -> AttestationReport {
+fn written_report(s: &Scratch) -> AttestationReport {
     AttestationReport::decode(&std::fs::read(s.dir.join("report.bin")).unwrap()).unwrap()
 }
 
 /// sev-snp-measure, when installed, computes `expected` for the launch
-/// of `s.firmware` with `vcpus` EPYC-v4 vCPUs.
-fn sev_snp_measure_agrees(test: &str, s: &Setup, vcpus: u32, expected: &[u8; 48]) {
-    let Some(measure) = sevm_testutil::peer_tool(test, "sev-snp-measure", "--help", HINT) else {
+/// of the demo firmware with `vcpus` EPYC-v4 vCPUs.
+fn sev_snp_measure_agrees(test: &str, s: &Scratch, vcpus: u32, expected: &[u8; 48]) {
+    let Some(measure) = peer(test, "sev-snp-measure", "--help") else {
         return;
     };
     let mut cmd = Command::new(measure);
     cmd.args(["--mode", "snp", "--vcpus", &vcpus.to_string()])
         .args(["--vcpu-type", "EPYC-v4", "--ovmf"])
-        .arg(&s.firmware);
+        .arg(s.dir.join(FIRMWARE));
     let o = run(cmd);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(
@@ -154,9 +120,9 @@ fn sev_snp_measure_agrees(test: &str, s: &Setup, vcpus: u32, expected: &[u8; 48]
     );
 }
 
-fn owner_measurement(s: &Setup, vcpus: u32) -> [u8; 48] {
+fn owner_measurement(s: &Scratch, vcpus: u32) -> [u8; 48] {
     let model = VcpuModel::by_name("EPYC-v4").unwrap();
-    let image = std::fs::read(&s.firmware).unwrap();
+    let image = std::fs::read(s.dir.join(FIRMWARE)).unwrap();
     let launch = sev_proto::snp::SnpLaunch {
         ovmf_hash: None,
         kernel_hashes: None,
@@ -181,10 +147,11 @@ fn pem(der: &[u8]) -> String {
 }
 
 /// Writes the emulated chain (ark.pem, ask.pem, vcek.pem for the reported
-/// TCB) into `out` from the platform's issuer, as `sev-platform snp certs
-/// --format pem` does.
-fn export_chain(platform: &Path, out: &Path) {
-    let plat = EmulatedPlatform::open(platform).unwrap();
+/// TCB) into `chain` in `s.dir` from the platform's issuer, as `sev-platform
+/// snp certs --format pem` does; returns that directory.
+fn export_chain(s: &Scratch) -> PathBuf {
+    let out = s.dir.join("chain");
+    let plat = EmulatedPlatform::open(&s.platform).unwrap();
     let fw = plat.firmware();
     let req = fw.kds_vcek_request(None).unwrap();
     let KdsRequest::Vcek { product, .. } = req else {
@@ -199,7 +166,7 @@ fn export_chain(platform: &Path, out: &Path) {
         .unwrap()
         .bytes;
     let certs = Certificate::from_pem_chain(&chain).unwrap();
-    std::fs::create_dir(out).unwrap();
+    std::fs::create_dir(&out).unwrap();
     for (name, der) in [
         ("vcek", &vcek[..]),
         ("ask", certs[0].der()),
@@ -207,18 +174,31 @@ fn export_chain(platform: &Path, out: &Path) {
     ] {
         std::fs::write(out.join(format!("{name}.pem")), pem(der)).unwrap();
     }
+    out
+}
+
+/// The certificates in directories `got` and `want` (vcek.pem, ask.pem,
+/// ark.pem) are the same.
+fn same_chain(got: &Path, want: &Path) {
+    let der = |path: PathBuf| {
+        Certificate::from_der_or_pem(&std::fs::read(path).unwrap())
+            .unwrap()
+            .der()
+            .to_vec()
+    };
+    for name in ["vcek.pem", "ask.pem", "ark.pem"] {
+        assert_eq!(der(got.join(name)), der(want.join(name)), "{name}");
+    }
 }
 
 #[test]
 fn snpguest_reports_keys_certificates_and_verifies_under_the_launcher() {
     const TEST: &str = "snpguest_reports_keys_certificates_and_verifies_under_the_launcher";
-    let Some(snpguest) = sevm_testutil::peer_tool(TEST, "snpguest", "--help", HINT) else {
+    let Some((snpguest, s)) = snpguest(TEST) else {
         return;
     };
-    let s = setup();
     // The chain as `sev-platform snp certs` writes it.
-    let chain = s.dir.join("chain");
-    export_chain(&s.platform, &chain);
+    let chain = export_chain(&s);
     let script = r#"set -e
 "$SNPGUEST" report report.bin request.bin --random
 "$SNPGUEST" key key.bin vcek
@@ -264,28 +244,15 @@ fn snpguest_reports_keys_certificates_and_verifies_under_the_launcher() {
     assert_ne!(key("key.bin"), key("key3.bin"));
 
     // The extended report's certificates are the exported chain.
-    for name in ["vcek.pem", "ask.pem", "ark.pem"] {
-        let der = |path: PathBuf| {
-            Certificate::from_der_or_pem(&std::fs::read(path).unwrap())
-                .unwrap()
-                .der()
-                .to_vec()
-        };
-        assert_eq!(
-            der(s.dir.join("certs").join(name)),
-            der(chain.join(name)),
-            "{name}"
-        );
-    }
+    same_chain(&s.dir.join("certs"), &chain);
 }
 
 #[test]
 fn another_vcpu_count_is_another_measurement() {
     const TEST: &str = "another_vcpu_count_is_another_measurement";
-    let Some(snpguest) = sevm_testutil::peer_tool(TEST, "snpguest", "--help", HINT) else {
+    let Some((snpguest, s)) = snpguest(TEST) else {
         return;
     };
-    let s = setup();
     let o = under_launcher(
         &s,
         4,
@@ -302,10 +269,8 @@ fn another_vcpu_count_is_another_measurement() {
 #[test]
 fn without_snp_guest_the_device_is_the_kernels() {
     let s = setup();
-    let mut cmd = Command::new(LAUNCHER);
+    let mut cmd = launcher(&s.platform);
     cmd.args([
-        "--platform",
-        p(&s.platform),
         "--",
         "sh",
         "-c",
@@ -321,30 +286,21 @@ fn without_snp_guest_the_device_is_the_kernels() {
 #[test]
 fn a_bad_snp_guest_spec_is_refused_before_the_program_runs() {
     let s = setup();
+    let fw = s.dir.join(FIRMWARE);
+    let fw = p(&fw);
     for (bad, want) in [
         ("policy=0x30000".to_owned(), "firmware=FILE is required"),
-        (format!("firmware={},vcpus=0", p(&s.firmware)), "vcpus=0"),
-        (
-            format!("firmware={},host-data=12", p(&s.firmware)),
-            "host-data",
-        ),
+        (format!("firmware={fw},vcpus=0"), "vcpus=0"),
+        (format!("firmware={fw},host-data=12"), "host-data"),
         (
             "firmware=/nonexistent/ovmf.fd".to_owned(),
             "/nonexistent/ovmf.fd",
         ),
-        (format!("firmware={},colour=blue", p(&s.firmware)), "colour"),
+        (format!("firmware={fw},colour=blue"), "colour"),
     ] {
-        let mut cmd = Command::new(LAUNCHER);
-        cmd.args([
-            "--platform",
-            p(&s.platform),
-            "--snp-guest",
-            &bad,
-            "--",
-            "touch",
-            "ran",
-        ])
-        .current_dir(&s.dir);
+        let mut cmd = launcher(&s.platform);
+        cmd.args(["--snp-guest", &bad, "--", "touch", "ran"])
+            .current_dir(&s.dir);
         let o = run(cmd);
         assert_eq!(o.status.code(), Some(125), "{bad}: {}", text(&o));
         assert!(text(&o).contains(want), "{bad}: {}", text(&o));
@@ -391,7 +347,7 @@ print("version0=%d exitinfo2=%#x" % (rc, info))
 #[test]
 fn a_python_client_gets_reports_and_certificates_through_the_launcher() {
     const TEST: &str = "a_python_client_gets_reports_and_certificates_through_the_launcher";
-    let Some(python) = sevm_testutil::peer_tool(TEST, "python3", "--version", HINT) else {
+    let Some(python) = peer(TEST, "python3", "--version") else {
         return;
     };
     let s = setup();
@@ -440,13 +396,11 @@ fn launches_on_one_platform_do_not_pile_up() {
     let s = setup();
     // A platform with two SEV-ES/SNP ASIDs: six runs after two killed
     // launchers need them reused.
-    let small = s.dir.join("small");
     let opts = CreateOptions {
-        ark_bits: 2048,
         min_sev_asid: 3,
         ..Default::default()
     };
-    Platform::create(&small, opts, sev_psp::rng::os_rng()).unwrap();
+    let small = create_platform(s.dir.join("small"), opts);
     let launcher = |script: &str| {
         let mut cmd = snp_launcher(&s, &small, 1);
         cmd.args(["sh", "-c", script]);
@@ -489,12 +443,10 @@ fn launches_on_one_platform_do_not_pile_up() {
 #[test]
 fn snpguest_fetches_the_emulated_chain_through_emulated_kds() {
     const TEST: &str = "snpguest_fetches_the_emulated_chain_through_emulated_kds";
-    let Some(snpguest) = sevm_testutil::peer_tool(TEST, "snpguest", "--help", HINT) else {
+    let Some((snpguest, s)) = snpguest(TEST) else {
         return;
     };
-    let s = setup();
-    let chain = s.dir.join("chain");
-    export_chain(&s.platform, &chain);
+    let chain = export_chain(&s);
     let script = r#"set -e
 "$SNPGUEST" report report.bin request.bin --random
 "$SNPGUEST" fetch ca pem fetched -r report.bin
@@ -502,9 +454,9 @@ fn snpguest_fetches_the_emulated_chain_through_emulated_kds() {
 "$SNPGUEST" verify certs fetched
 "$SNPGUEST" verify attestation fetched report.bin
 "#;
-    let mut cmd = Command::new(LAUNCHER);
-    cmd.args(["--platform", p(&s.platform), "--snp-guest", &spec(&s, 1)])
-        .args(["--emulated-kds", "--", "sh", "-c", script])
+    let mut cmd = launcher(&s.platform);
+    cmd.args(["--snp-guest", &spec(&s, 1), "--emulated-kds"])
+        .args(["--", "sh", "-c", script])
         .current_dir(&s.dir)
         .env("SNPGUEST", &snpguest);
     let o = run(cmd);
@@ -514,17 +466,5 @@ fn snpguest_fetches_the_emulated_chain_through_emulated_kds() {
         "snpguest fetch under --emulated-kds:\n{t}"
     );
     assert!(t.contains("VEK signed the Attestation Report!"), "{t}");
-    for name in ["vcek.pem", "ask.pem", "ark.pem"] {
-        let der = |path: PathBuf| {
-            Certificate::from_der_or_pem(&std::fs::read(path).unwrap())
-                .unwrap()
-                .der()
-                .to_vec()
-        };
-        assert_eq!(
-            der(s.dir.join("fetched").join(name)),
-            der(chain.join(name)),
-            "{name}"
-        );
-    }
+    same_chain(&s.dir.join("fetched"), &chain);
 }

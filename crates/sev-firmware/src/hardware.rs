@@ -131,10 +131,22 @@ impl PlatformManagement for HardwarePlatform {
         self.device.pek_gen().map_err(|e| host_error("PEK_GEN", e))
     }
 
+    /// Linux's driver refuses SEV_FACTORY_RESET with EBUSY while the
+    /// platform is WORKING, i.e. while guests run; said in those words, as
+    /// the emulated backend says it.
     fn platform_reset(&self) -> Result<(), SevError> {
-        self.device
-            .factory_reset()
-            .map_err(|e| host_error("PLATFORM_RESET", e))
+        self.device.factory_reset().map_err(|e| match e {
+            HostError::Ioctl { ref errno, .. }
+                if errno.kind() == std::io::ErrorKind::ResourceBusy =>
+            {
+                SevError::Platform(format!(
+                    "PLATFORM_RESET: guests are running on the platform (WORKING): \
+                     stop them before a reset ({})",
+                    error_chain(&e)
+                ))
+            }
+            other => host_error("PLATFORM_RESET", other),
+        })
     }
 
     fn get_id(&self) -> Result<Vec<u8>, SevError> {
@@ -197,18 +209,8 @@ impl SevPlatform for HardwarePlatform {
         memory: Arc<dyn GuestMemory>,
         _kind: GuestKind,
     ) -> Result<Arc<dyn GuestContext>, SevError> {
-        let vm = vm.try_clone_to_owned().map_err(|e| SevError::Host {
-            command: "attach",
-            detail: format!("cannot duplicate the KVM VM fd: {e}"),
-        })?;
-        let regions = memory.host_regions();
-        Ok(Arc::new(HardwareGuest {
-            vm,
-            device: Arc::clone(&self.device),
-            view: Arc::new(PlainView(Arc::clone(&memory))),
-            regions,
-            memory,
-        }))
+        let kvm = KvmGuest::attach(vm, Arc::clone(&self.device), memory)?;
+        Ok(Arc::new(HardwareGuest { kvm }))
     }
 
     fn attach_snp(
@@ -238,8 +240,9 @@ impl HostView for PlainView {
     }
 }
 
-/// One VM's SEV context on hardware.
-pub struct HardwareGuest {
+/// A KVM VM's guest memory on hardware, as the SEV and the SNP guest
+/// contexts keep it.
+struct KvmGuest {
     vm: OwnedFd,
     device: Arc<SevDevice>,
     /// Keeps the mappings of `regions` alive.
@@ -248,18 +251,53 @@ pub struct HardwareGuest {
     view: Arc<PlainView>,
 }
 
-impl std::fmt::Debug for HardwareGuest {
+impl std::fmt::Debug for KvmGuest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HardwareGuest")
+        f.debug_struct("KvmGuest")
             .field("vm", &self.vm)
             .field("memory", &self.memory)
             .finish_non_exhaustive()
     }
 }
 
+impl KvmGuest {
+    /// The KVM VM `vm` (duplicated) over `memory`.
+    fn attach(
+        vm: BorrowedFd<'_>,
+        device: Arc<SevDevice>,
+        memory: Arc<dyn GuestMemory>,
+    ) -> Result<Self, SevError> {
+        let vm = vm.try_clone_to_owned().map_err(|e| SevError::Host {
+            command: "attach",
+            detail: format!("cannot duplicate the KVM VM fd: {e}"),
+        })?;
+        Ok(KvmGuest {
+            vm,
+            device,
+            regions: memory.host_regions(),
+            view: Arc::new(PlainView(Arc::clone(&memory))),
+            memory,
+        })
+    }
+
+    /// The host address of `gpa..gpa+len`, which must lie in one region.
+    fn host_addr(&self, command: &'static str, gpa: u64, len: u64) -> Result<u64, SevError> {
+        self.regions
+            .iter()
+            .find_map(|r| r.host_address(gpa, len))
+            .ok_or(SevError::OutOfRange { command, gpa, len })
+    }
+}
+
+/// One VM's SEV context on hardware.
+#[derive(Debug)]
+pub struct HardwareGuest {
+    kvm: KvmGuest,
+}
+
 impl HardwareGuest {
     fn sev(&self) -> SevVm<'_> {
-        SevVm::new(self.vm.as_fd(), self.device.as_fd())
+        SevVm::new(self.kvm.vm.as_fd(), self.kvm.device.as_fd())
     }
 
     /// Runs KVM command `command` (`f`) on this guest.
@@ -269,14 +307,6 @@ impl HardwareGuest {
         f: impl FnOnce(&SevVm<'_>) -> Result<T, HostError>,
     ) -> Result<T, SevError> {
         f(&self.sev()).map_err(|e| host_error(command, e))
-    }
-
-    /// The host address of `gpa..gpa+len`, which must lie in one region.
-    fn host_addr(&self, command: &'static str, gpa: u64, len: u64) -> Result<u64, SevError> {
-        self.regions
-            .iter()
-            .find_map(|r| r.host_address(gpa, len))
-            .ok_or(SevError::OutOfRange { command, gpa, len })
     }
 }
 
@@ -303,10 +333,10 @@ impl LaunchCommands for HardwareGuest {
 
     fn launch_update_data(&self, gpa: u64, len: u64) -> Result<(), SevError> {
         const CMD: &str = "LAUNCH_UPDATE_DATA";
-        let addr = self.host_addr(CMD, gpa, len)?;
+        let addr = self.kvm.host_addr(CMD, gpa, len)?;
         let len = usize_len(CMD, gpa, len)?;
         // SAFETY: `addr..addr+len` lies inside one of the regions of
-        // `self.memory`, which this context keeps alive and whose contract
+        // `self.kvm.memory`, which this context keeps alive and whose contract
         // (`GuestMemory`) rules out Rust references into it, so in-place
         // encryption invalidates nothing.
         self.run(CMD, |sev| unsafe { sev.launch_update_data(addr, len) })
@@ -330,9 +360,9 @@ impl LaunchCommands for HardwareGuest {
         secret: &[u8],
     ) -> Result<(), SevError> {
         const CMD: &str = "LAUNCH_SECRET";
-        let addr = self.host_addr(CMD, gpa, secret.len() as u64)?;
+        let addr = self.kvm.host_addr(CMD, gpa, secret.len() as u64)?;
         // SAFETY: as in `launch_update_data`: the destination lies inside
-        // guest memory kept alive by `self.memory`, never referenced by Rust.
+        // guest memory kept alive by `self.kvm.memory`, never referenced by Rust.
         self.run(CMD, |sev| unsafe {
             sev.launch_secret(&header.to_bytes(), addr, secret)
         })
@@ -393,6 +423,73 @@ fn dbg_pieces(
     Ok(pieces)
 }
 
+/// One piece of a DBG call (see [`dbg_pieces`]): the host address of its
+/// span, the span in the bounce page, and where the piece lies in the span
+/// and in the caller's buffer.
+struct DbgSpan<'a> {
+    command: &'static str,
+    /// The span's guest address.
+    start: u64,
+    addr: u64,
+    bounce: &'a mut [u8],
+    piece: std::ops::Range<usize>,
+    buf: std::ops::Range<usize>,
+}
+
+impl DbgSpan<'_> {
+    fn out_of_range(&self) -> SevError {
+        SevError::OutOfRange {
+            command: self.command,
+            gpa: self.start,
+            len: self.bounce.len() as u64,
+        }
+    }
+
+    /// The piece in the bounce span.
+    fn piece(&self) -> Result<&[u8], SevError> {
+        self.bounce
+            .get(self.piece.clone())
+            .ok_or_else(|| self.out_of_range())
+    }
+
+    fn piece_mut(&mut self) -> Result<&mut [u8], SevError> {
+        let e = self.out_of_range();
+        self.bounce.get_mut(self.piece.clone()).ok_or(e)
+    }
+}
+
+/// Runs `f` on each piece of `gpa..gpa+len` in turn, in one page-aligned
+/// bounce page; `host_addr(start, len)` is the host address of a span.
+fn dbg_spans(
+    command: &'static str,
+    gpa: u64,
+    len: usize,
+    mut host_addr: impl FnMut(u64, u64) -> Result<u64, SevError>,
+    mut f: impl FnMut(DbgSpan<'_>) -> Result<(), SevError>,
+) -> Result<(), SevError> {
+    let mut bounce = Box::new(DbgPage([0; DBG_PAGE]));
+    let mut done = 0usize;
+    for (start, off, n, span) in dbg_pieces(command, gpa, len)? {
+        let out_of_range = || SevError::OutOfRange {
+            command,
+            gpa: start,
+            len: span as u64,
+        };
+        let addr = host_addr(start, span as u64)?;
+        let bounce = bounce.0.get_mut(..span).ok_or_else(out_of_range)?;
+        f(DbgSpan {
+            command,
+            start,
+            addr,
+            bounce,
+            piece: off..off + n,
+            buf: done..done + n,
+        })?;
+        done += n;
+    }
+    Ok(())
+}
+
 // KVM's `sev_dbg_crypt` cuts a call at the *source's* pages only and pins
 // one page of the destination, and its read-modify-write of an unaligned
 // DBG_ENCRYPT encrypts round_up(len, 16) bytes from the rounded-down
@@ -403,52 +500,31 @@ fn dbg_pieces(
 impl DebugCommands for HardwareGuest {
     fn dbg_decrypt(&self, gpa: u64, buf: &mut [u8]) -> Result<(), SevError> {
         const CMD: &str = "DBG_DECRYPT";
-        let mut bounce = Box::new(DbgPage([0; DBG_PAGE]));
-        let mut done = 0usize;
-        for (start, off, n, span) in dbg_pieces(CMD, gpa, buf.len())? {
-            let out_of_range = || SevError::OutOfRange {
-                command: CMD,
-                gpa: start,
-                len: span as u64,
-            };
-            let addr = self.host_addr(CMD, start, span as u64)?;
-            let b = bounce.0.get_mut(..span).ok_or_else(out_of_range)?;
-            self.run(CMD, |sev| sev.dbg_decrypt(addr, b))?;
-            let from = bounce.0.get(off..off + n).ok_or_else(out_of_range)?;
-            buf.get_mut(done..done + n)
-                .ok_or_else(out_of_range)?
-                .copy_from_slice(from);
-            done += n;
-        }
-        Ok(())
+        let host_addr = |start, len| self.kvm.host_addr(CMD, start, len);
+        dbg_spans(CMD, gpa, buf.len(), host_addr, |s| {
+            self.run(CMD, |sev| sev.dbg_decrypt(s.addr, s.bounce))?;
+            buf.get_mut(s.buf.clone())
+                .ok_or_else(|| s.out_of_range())?
+                .copy_from_slice(s.piece()?);
+            Ok(())
+        })
     }
 
     fn dbg_encrypt(&self, data: &[u8], gpa: u64) -> Result<(), SevError> {
         const CMD: &str = "DBG_ENCRYPT";
-        let mut bounce = Box::new(DbgPage([0; DBG_PAGE]));
-        let mut done = 0usize;
-        for (start, off, n, span) in dbg_pieces(CMD, gpa, data.len())? {
-            let out_of_range = || SevError::OutOfRange {
-                command: CMD,
-                gpa: start,
-                len: span as u64,
-            };
-            let addr = self.host_addr(CMD, start, span as u64)?;
-            let b = bounce.0.get_mut(..span).ok_or_else(out_of_range)?;
-            if off != 0 || n != span {
-                self.run(CMD, |sev| sev.dbg_decrypt(addr, b))?;
+        let host_addr = |start, len| self.kvm.host_addr(CMD, start, len);
+        dbg_spans(CMD, gpa, data.len(), host_addr, |mut s| {
+            if s.piece.start != 0 || s.piece.len() != s.bounce.len() {
+                self.run(CMD, |sev| sev.dbg_decrypt(s.addr, s.bounce))?;
             }
-            let src = data.get(done..done + n).ok_or_else(out_of_range)?;
-            b.get_mut(off..off + n)
-                .ok_or_else(out_of_range)?
-                .copy_from_slice(src);
-            let b = &*b;
+            let src = data.get(s.buf.clone()).ok_or_else(|| s.out_of_range())?;
+            s.piece_mut()?.copy_from_slice(src);
+            let b = &*s.bounce;
             // SAFETY: the destination lies inside guest memory kept alive by
-            // `self.memory`, never referenced by Rust.
-            self.run(CMD, |sev| unsafe { sev.dbg_encrypt(b, addr) })?;
-            done += n;
-        }
-        Ok(())
+            // `self.kvm.memory`, never referenced by Rust.
+            self.run(CMD, |sev| unsafe { sev.dbg_encrypt(b, s.addr) })?;
+            Ok(())
+        })
     }
 }
 
@@ -478,7 +554,7 @@ impl MigrationCommands for HardwareGuest {
 
     fn send_update_data(&self, gpa: u64, len: u64) -> Result<(Vec<u8>, Vec<u8>), SevError> {
         const CMD: &str = "SEND_UPDATE_DATA";
-        let addr = self.host_addr(CMD, gpa, len)?;
+        let addr = self.kvm.host_addr(CMD, gpa, len)?;
         let len = usize_len(CMD, gpa, len)?;
         self.run(CMD, |sev| sev.send_update_data(addr, len))
     }
@@ -504,9 +580,9 @@ impl MigrationCommands for HardwareGuest {
 
     fn receive_update_data(&self, header: &[u8], gpa: u64, trans: &[u8]) -> Result<(), SevError> {
         const CMD: &str = "RECEIVE_UPDATE_DATA";
-        let addr = self.host_addr(CMD, gpa, trans.len() as u64)?;
+        let addr = self.kvm.host_addr(CMD, gpa, trans.len() as u64)?;
         // SAFETY: the destination lies inside guest memory kept alive by
-        // `self.memory`, never referenced by Rust.
+        // `self.kvm.memory`, never referenced by Rust.
         self.run(CMD, |sev| unsafe {
             sev.receive_update_data(header, addr, trans)
         })
@@ -519,7 +595,7 @@ impl MigrationCommands for HardwareGuest {
 
 impl GuestContext for HardwareGuest {
     fn host_view(&self) -> Arc<dyn HostView> {
-        Arc::clone(&self.view) as Arc<dyn HostView>
+        Arc::clone(&self.kvm.view) as Arc<dyn HostView>
     }
 }
 
@@ -553,6 +629,73 @@ mod tests {
         assert!(dbg_pieces("DBG_DECRYPT", u64::MAX - 3, 8).is_err());
         let page = DbgPage([0; DBG_PAGE]);
         assert_eq!(std::ptr::addr_of!(page) as usize % DBG_PAGE, 0);
+    }
+
+    #[test]
+    fn dbg_spans_hand_each_piece_its_span_and_place_in_the_buffer() {
+        // 7 bytes into a page, two pages and a bit: host addresses asked per
+        // span, the bounce span as long as the span, the piece's place in
+        // it and in the caller's buffer, consecutive.
+        let mut asked = Vec::new();
+        let mut seen = Vec::new();
+        let host_addr = |start: u64, len: u64| {
+            asked.push((start, len));
+            Ok(start + 0x7f00_0000_0000)
+        };
+        dbg_spans("DBG_DECRYPT", 0x30_0007, 2 * 4096 + 20, host_addr, |s| {
+            assert_eq!(s.bounce.as_ptr() as usize % DBG_PAGE, 0);
+            seen.push((s.addr, s.bounce.len(), s.piece, s.buf));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            asked,
+            vec![(0x30_0000, 4096), (0x30_1000, 4096), (0x30_2000, 32)]
+        );
+        assert_eq!(
+            seen,
+            vec![
+                (0x7f00_0030_0000, 4096, 7..4096, 0..4089),
+                (0x7f00_0030_1000, 4096, 0..4096, 4089..8185),
+                (0x7f00_0030_2000, 32, 0..27, 8185..8212),
+            ]
+        );
+        // An error of the host address or of `f` ends the call there.
+        let mut calls = 0;
+        let first_page_only = |start: u64, len: u64| {
+            if start < 0x2000 {
+                Ok(start)
+            } else {
+                Err(SevError::Platform(format!(
+                    "no page at {start:#x}+{len:#x}"
+                )))
+            }
+        };
+        let e = dbg_spans("DBG_ENCRYPT", 0x1ff0, 0x20, first_page_only, |_| {
+            calls += 1;
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(calls, 1);
+        assert_eq!(e.to_string(), "no page at 0x2000+0x10");
+        let e = dbg_spans(
+            "DBG_DECRYPT",
+            0x1003,
+            8,
+            |a, _| Ok(a),
+            |s| Err(s.out_of_range()),
+        );
+        assert!(
+            matches!(
+                e,
+                Err(SevError::OutOfRange {
+                    command: "DBG_DECRYPT",
+                    gpa: 0x1000,
+                    len: 16
+                })
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]

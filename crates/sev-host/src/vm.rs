@@ -755,29 +755,8 @@ fn check_page_range(what: &'static str, addr: u64, len: usize) -> Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{not_a_sev_device, sev_device_or_skip};
-    use std::fs::File;
+    use crate::testutil::{sev_device_or_skip, Fixture, Mapping};
     use std::os::fd::AsFd;
-
-    /// A SevVm whose "VM fd" is /dev/null: every issued ioctl fails with
-    /// ENOTTY, so argument errors (returned before any ioctl) are told apart
-    /// from issued commands.
-    struct Fixture {
-        vm: File,
-        sev: crate::SevDevice,
-    }
-
-    impl Fixture {
-        fn new() -> Self {
-            Self {
-                vm: File::open("/dev/null").unwrap(),
-                sev: not_a_sev_device(),
-            }
-        }
-        fn vm(&self) -> SevVm<'_> {
-            SevVm::new(self.vm.as_fd(), self.sev.as_fd())
-        }
-    }
 
     fn assert_issued(result: Result<impl std::fmt::Debug>, name: &str) {
         match result {
@@ -1144,40 +1123,6 @@ mod tests {
         assert!(check_measurement_len(0).is_err());
     }
 
-    /// An anonymous private mapping standing in for guest RAM.
-    struct GuestRam {
-        addr: *mut libc::c_void,
-        len: usize,
-    }
-
-    impl GuestRam {
-        fn new(len: usize) -> Self {
-            // SAFETY: anonymous private mapping, no fd, no fixed address.
-            let addr = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            assert_ne!(addr, libc::MAP_FAILED);
-            Self { addr, len }
-        }
-        fn host_addr(&self) -> u64 {
-            self.addr as u64
-        }
-    }
-
-    impl Drop for GuestRam {
-        fn drop(&mut self) {
-            // SAFETY: unmapping exactly the mapping made in `new`.
-            unsafe { libc::munmap(self.addr, self.len) };
-        }
-    }
-
     #[test]
     fn hw_launch_small_vm() {
         let Some(sev) = sev_device_or_skip("hw_launch_small_vm") else {
@@ -1195,7 +1140,7 @@ mod tests {
         let handle = vm.launch_start(0x1, None, None).unwrap();
         assert_ne!(handle, 0);
 
-        let ram = GuestRam::new(0x1_0000);
+        let ram = Mapping::new(0x1_0000, libc::MAP_PRIVATE);
         vm.register_region(ram.host_addr(), 0x1_0000).unwrap();
         // SAFETY: `ram` is an anonymous mapping owned by this test, never
         // accessed through Rust references.

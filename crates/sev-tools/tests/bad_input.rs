@@ -339,42 +339,26 @@ fn measure_bad_inputs() {
     );
     fails(OWNER, &["measure"], "give the measured inputs");
     fails(OWNER, &["measure", "--initrd", p(&fw)], "--kernel");
+    let no_api = [
+        "measure",
+        "--firmware",
+        p(&fw),
+        "--tik",
+        p(&tik),
+        "--nonce",
+        &nonce,
+        "--policy",
+        "1",
+    ];
     fails(
         OWNER,
-        &[
-            "measure",
-            "--firmware",
-            p(&fw),
-            "--tik",
-            p(&tik),
-            "--nonce",
-            &nonce,
-            "--policy",
-            "1",
-            "--api-major",
-            "300",
-            "--api-minor",
-            "1",
-            "--build-id",
-            "1",
-        ],
+        &cat!(
+            no_api,
+            ["--api-major", "300", "--api-minor", "1", "--build-id", "1"]
+        ),
         "does not fit in one byte",
     );
-    fails(
-        OWNER,
-        &[
-            "measure",
-            "--firmware",
-            p(&fw),
-            "--tik",
-            p(&tik),
-            "--nonce",
-            &nonce,
-            "--policy",
-            "1",
-        ],
-        "--api-major is needed",
-    );
+    fails(OWNER, &no_api, "--api-major is needed");
     let out = d.join("out.bin");
     fails(
         OWNER,

@@ -84,22 +84,12 @@ fn sevctl_and_sev_owner_agree_on_the_real_rome_chain() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let mut chain = Vec::new();
-    for n in ["pdh", "pek", "oca", "cek"] {
-        let Some(c) = fixture(test, &format!("certs/rome/{n}.cert")) else {
-            return;
-        };
-        chain.extend(c);
-    }
-    let mut ca = Vec::new();
-    for n in ["ask", "ark"] {
-        let Some(c) = fixture(test, &format!("amd-roots/rome-{n}.cert")) else {
-            return;
-        };
-        ca.extend(c);
-    }
-    let chain = write(tmp.path(), "rome.chain", &chain);
-    let ca = write(tmp.path(), "rome.ca", &ca);
+    let Some(chain) = fixture_chain(test, "rome", tmp.path()) else {
+        return;
+    };
+    let Some(ca) = amd_ca(test, "rome", tmp.path()) else {
+        return;
+    };
     ok(sevctl.to_str().unwrap(), &["verify", "--sev", p(&chain)]);
     let o = ok(
         OWNER,
@@ -476,14 +466,9 @@ fn amd_roots_from_the_roots_directory() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let mut chain = Vec::new();
-    for n in ["pdh", "pek", "oca", "cek"] {
-        let Some(c) = fixture(test, &format!("certs/naples/{n}.cert")) else {
-            return;
-        };
-        chain.extend(c);
-    }
-    let chain = write(tmp.path(), "naples.chain", &chain);
+    let Some(chain) = fixture_chain(test, "naples", tmp.path()) else {
+        return;
+    };
     let verify = |dir: &Path| {
         std::process::Command::new(OWNER)
             .args(["verify", "--chain", p(&chain), "--generation", "naples"])

@@ -56,10 +56,12 @@ fn env(test: &str) -> Option<Env> {
 }
 
 impl Env {
-    /// `sev-owner launch` arguments for this platform and firmware.
-    fn launch_args(&self, work: &str) -> Vec<String> {
+    /// `sev-owner launch` arguments for this platform and firmware, then
+    /// `more`.
+    fn launch_args(&self, work: &str, more: &[&str]) -> Vec<String> {
         let work = self.dir.join(work);
-        [
+        let secret = format!("{GUID}:=launch-test-secret");
+        let args = [
             "launch",
             "--sevm",
             p(&self.sevm),
@@ -70,13 +72,43 @@ impl Env {
             "--work-dir",
             p(&work),
             "--secret",
-            &format!("{GUID}:=launch-test-secret"),
+            &secret,
             "--ca",
             p(&self.ca),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        ];
+        args.iter().chain(more).map(|s| s.to_string()).collect()
+    }
+
+    /// `sev-owner launch` arguments attaching to the host's sevm at
+    /// `socket` with the session in `sdir`, then `more`.
+    fn attach_args(&self, socket: &Path, sdir: &Path, more: &[&str]) -> Vec<String> {
+        let attach = ["--trust-ark", p(&self.ark), "--attach", p(socket)];
+        let session = ["--session-dir", p(sdir)];
+        self.launch_args("w", &[&attach[..], &session, more].concat())
+    }
+
+    /// The owner's session for `policy` (in `s`) and sevm started by the
+    /// host with it, `host_policy` and `firmware`, its QMP up: the VMM, its
+    /// socket and the session directory.
+    fn host_with_session(
+        &self,
+        policy: &str,
+        host_policy: &str,
+        firmware: &Path,
+    ) -> (VmmProcess, PathBuf, PathBuf) {
+        let sdir = self.dir.join("s");
+        let props = self.session(&sdir, policy);
+        let (mut vmm, socket) = self.host_vmm("h", host_policy, &props, firmware);
+        drop(vmm.connect().unwrap());
+        (vmm, socket, sdir)
+    }
+
+    /// `sev-owner demo ARGS` on this platform with this sevm: its stdout.
+    fn demo(&self, args: &[&str]) -> String {
+        let mut a = vec!["demo"];
+        a.extend_from_slice(args);
+        a.extend(["--platform", p(&self.platform), "--sevm", p(&self.sevm)]);
+        stdout(&ok(OWNER, &a))
     }
 
     /// Starts sevm as the host would (paused, -S), with `object` extra
@@ -172,20 +204,7 @@ fn guest_got_no_secret(mut vmm: VmmProcess) {
 fn demo_runs_the_attested_launch_as_an_sev_es_guest() {
     let test = "demo_runs_the_attested_launch_as_an_sev_es_guest";
     let Some(e) = env(test) else { return };
-    let o = ok(
-        OWNER,
-        &[
-            "demo",
-            "--es",
-            "--platform",
-            p(&e.platform),
-            "--sevm",
-            p(&e.sevm),
-            "--secret",
-            "s3cr3t for the es demo",
-        ],
-    );
-    let out = stdout(&o);
+    let out = e.demo(&["--es", "--secret", "s3cr3t for the es demo"]);
     for step in ["verify measurement", "inject secret", "cont"] {
         assert!(out.contains(step), "{step}:\n{out}");
     }
@@ -202,18 +221,7 @@ fn demo_runs_the_attested_launch_as_an_sev_es_guest() {
 fn demo_runs_the_launch_as_an_snp_guest_with_an_id_block() {
     let test = "demo_runs_the_launch_as_an_snp_guest_with_an_id_block";
     let Some(e) = env(test) else { return };
-    let o = ok(
-        OWNER,
-        &[
-            "demo",
-            "--snp",
-            "--platform",
-            p(&e.platform),
-            "--sevm",
-            p(&e.sevm),
-        ],
-    );
-    let out = stdout(&o);
+    let out = e.demo(&["--snp"]);
     for line in [
         "host reports the expected digest",
         "firmware verified the ID block",
@@ -269,19 +277,7 @@ fn demo_runs_the_launch_as_an_snp_guest_with_an_id_block() {
 fn demo_runs_the_attested_launch() {
     let test = "demo_runs_the_attested_launch";
     let Some(e) = env(test) else { return };
-    let o = ok(
-        OWNER,
-        &[
-            "demo",
-            "--platform",
-            p(&e.platform),
-            "--sevm",
-            p(&e.sevm),
-            "--secret",
-            "s3cr3t for the demo",
-        ],
-    );
-    let out = stdout(&o);
+    let out = e.demo(&["--secret", "s3cr3t for the demo"]);
     for step in [
         "verify chain",
         "create session",
@@ -318,9 +314,7 @@ fn demo_runs_the_attested_launch() {
 fn launch_injects_secret_with_the_chain_from_a_probe_vmm() {
     let test = "launch_injects_secret_with_the_chain_from_a_probe_vmm";
     let Some(e) = env(test) else { return };
-    let mut a = e.launch_args("w");
-    a.extend(["--trust-ark".into(), p(&e.ark).into()]);
-    let o = owner(&a);
+    let o = owner(&e.launch_args("w", &["--trust-ark", p(&e.ark)]));
     let out = stdout(&o);
     assert!(o.status.success(), "{out}\n{}", stderr(&o));
     assert!(out.contains("probe sevm"), "{out}");
@@ -338,13 +332,7 @@ fn refuses_a_chain_signed_by_another_root() {
     let Some(e) = env(test) else { return };
     let other = tempfile::tempdir().unwrap();
     let (_, _, other_ark) = export(&platform_b(), other.path());
-    let mut a = e.launch_args("w");
-    a.extend([
-        "--chain".into(),
-        p(&e.chain).into(),
-        "--trust-ark".into(),
-        p(&other_ark).into(),
-    ]);
+    let a = e.launch_args("w", &["--chain", p(&e.chain), "--trust-ark", p(&other_ark)]);
     refused(&a, "ARK is the pinned root");
     // Nothing was started or written.
     assert!(!e.dir.join("w/vm_session.b64").exists());
@@ -360,13 +348,7 @@ fn refuses_a_pdh_swapped_for_another_platforms() {
     let mut bytes = std::fs::read(&e.chain).unwrap();
     bytes[..0x824].copy_from_slice(&std::fs::read(other_chain).unwrap()[..0x824]);
     let swapped = write(&e.dir, "swapped.cert", &bytes);
-    let mut a = e.launch_args("w");
-    a.extend([
-        "--chain".into(),
-        p(&swapped).into(),
-        "--trust-ark".into(),
-        p(&e.ark).into(),
-    ]);
+    let a = e.launch_args("w", &["--chain", p(&swapped), "--trust-ark", p(&e.ark)]);
     refused(&a, "PDH signed by the PEK");
     assert!(!e.dir.join("w/vm_session.b64").exists());
 }
@@ -377,15 +359,8 @@ fn refuses_an_api_version_below_the_policys_minimum() {
     let Some(e) = env(test) else { return };
     // Policy NODBG with minimum API 1.56; the platform runs 1.55.
     let policy = format!("{:#x}", 1u32 | (1 << 16) | (56 << 24));
-    let mut a = e.launch_args("w");
-    a.extend([
-        "--chain".into(),
-        p(&e.chain).into(),
-        "--trust-ark".into(),
-        p(&e.ark).into(),
-        "--policy".into(),
-        policy,
-    ]);
+    let chain = ["--chain", p(&e.chain), "--trust-ark", p(&e.ark)];
+    let a = e.launch_args("w", &[&chain[..], &["--policy", &policy]].concat());
     refused(&a, "firmware API 1.55 is below the policy's minimum 1.56");
 }
 
@@ -398,20 +373,8 @@ fn refuses_a_measurement_for_other_firmware() {
     let mut fw = std::fs::read(&e.firmware).unwrap();
     fw[0x1000] ^= 0xFF;
     let other_fw = write(&e.dir, "other.fd", &fw);
-    let sdir = e.dir.join("s");
-    let props = e.session(&sdir, "0x1");
-    let (mut vmm, socket) = e.host_vmm("h", "0x1", &props, &other_fw);
-    drop(vmm.connect().unwrap());
-    let mut a = e.launch_args("w");
-    a.extend([
-        "--trust-ark".into(),
-        p(&e.ark).into(),
-        "--attach".into(),
-        p(&socket).into(),
-        "--session-dir".into(),
-        p(&sdir).into(),
-    ]);
-    refused(&a, "launch digest differs");
+    let (vmm, socket, sdir) = e.host_with_session("0x1", "0x1", &other_fw);
+    refused(&e.attach_args(&socket, &sdir, &[]), "launch digest differs");
     guest_got_no_secret(vmm);
 }
 
@@ -421,21 +384,8 @@ fn refuses_a_measurement_for_other_firmware() {
 fn refuses_a_policy_changed_by_the_host() {
     let test = "refuses_a_policy_changed_by_the_host";
     let Some(e) = env(test) else { return };
-    let sdir = e.dir.join("s");
-    let props = e.session(&sdir, "0x0");
-    let (mut vmm, socket) = e.host_vmm("h", "0x0", &props, &e.firmware);
-    drop(vmm.connect().unwrap());
-    let mut a = e.launch_args("w");
-    a.extend([
-        "--trust-ark".into(),
-        p(&e.ark).into(),
-        "--attach".into(),
-        p(&socket).into(),
-        "--session-dir".into(),
-        p(&sdir).into(),
-        "--policy".into(),
-        "0x1".into(),
-    ]);
+    let (vmm, socket, sdir) = e.host_with_session("0x0", "0x0", &e.firmware);
+    let a = e.attach_args(&socket, &sdir, &["--policy", "0x1"]);
     refused(&a, "policy changed by the host");
     guest_got_no_secret(vmm);
 }
@@ -459,20 +409,8 @@ fn firmware_refuses_a_session_used_with_another_policy() {
 fn attach_to_a_vmm_started_by_the_host() {
     let test = "attach_to_a_vmm_started_by_the_host";
     let Some(e) = env(test) else { return };
-    let sdir = e.dir.join("s");
-    let props = e.session(&sdir, "0x1");
-    let (mut vmm, socket) = e.host_vmm("h", "0x1", &props, &e.firmware);
-    drop(vmm.connect().unwrap());
-    let mut a = e.launch_args("w");
-    a.extend([
-        "--trust-ark".into(),
-        p(&e.ark).into(),
-        "--attach".into(),
-        p(&socket).into(),
-        "--session-dir".into(),
-        p(&sdir).into(),
-    ]);
-    let o = owner(&a);
+    let (mut vmm, socket, sdir) = e.host_with_session("0x1", "0x1", &e.firmware);
+    let o = owner(&e.attach_args(&socket, &sdir, &[]));
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     vmm.wait(Duration::from_secs(60)).unwrap();
     assert!(
@@ -490,10 +428,7 @@ fn attach_to_a_vmm_started_by_the_host() {
 fn verify_over_qmp_and_attestation_report() {
     let test = "verify_over_qmp_and_attestation_report";
     let Some(e) = env(test) else { return };
-    let sdir = e.dir.join("s");
-    let props = e.session(&sdir, "0x1");
-    let (mut vmm, socket) = e.host_vmm("h", "0x1", &props, &e.firmware);
-    drop(vmm.connect().unwrap());
+    let (mut vmm, socket, _) = e.host_with_session("0x1", "0x1", &e.firmware);
     let o = ok(
         OWNER,
         &[

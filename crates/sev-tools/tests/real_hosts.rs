@@ -27,15 +27,6 @@ fn testdata(test: &str) -> Option<PathBuf> {
     dir
 }
 
-/// ASK ‖ ARK of `generation` from the fixtures, written to `dir`.
-fn amd_ca(test: &str, generation: &str, dir: &Path) -> Option<PathBuf> {
-    let ask = sevm_testutil::fixture(test, &format!("amd-roots/{generation}-ask.cert"))?;
-    let ark = sevm_testutil::fixture(test, &format!("amd-roots/{generation}-ark.cert"))?;
-    let mut ca = ask;
-    ca.extend(ark);
-    Some(write(dir, &format!("{generation}-ca.cert"), &ca))
-}
-
 /// Issue 9, item 13: AMD's genuine Rome ASK ‖ ARK given with --trust-ark is
 /// recognised by its built-in fingerprint and labelled as AMD's genuine
 /// Rome root, never "emulated"; a root that is neither AMD's nor known to be

@@ -29,6 +29,19 @@ struct Exported {
     out: String,
 }
 
+impl Exported {
+    /// The `sev-owner snp verify` command line the demo prints for the
+    /// operator.
+    fn verify_hint(&self) -> Vec<&str> {
+        let line = self
+            .out
+            .lines()
+            .find_map(|l| l.strip_prefix("or: sev-owner "))
+            .unwrap_or_else(|| panic!("no sev-owner snp verify hint in:\n{}", self.out));
+        line.split_whitespace().collect()
+    }
+}
+
 /// Runs the demo once per test process (`None` after reporting the skip:
 /// no /dev/kvm or no sevm).
 fn exported(test: &str) -> Option<&'static Exported> {
@@ -299,14 +312,9 @@ fn the_reported_measurement_is_sev_snp_measures_digest() {
 fn sev_owner_snp_verify_accepts_the_export_with_the_emulated_ark() {
     let test = "sev_owner_snp_verify_accepts_the_export_with_the_emulated_ark";
     let Some(e) = exported(test) else { return };
-    let line = e
-        .out
-        .lines()
-        .find_map(|l| l.strip_prefix("or: sev-owner "))
-        .unwrap_or_else(|| panic!("no sev-owner snp verify hint in:\n{}", e.out));
-    let args: Vec<&str> = line.split_whitespace().collect();
+    let args = e.verify_hint();
     assert_eq!(&args[..2], ["snp", "verify"]);
-    assert!(args.contains(&"--crl"), "{line}");
+    assert!(args.contains(&"--crl"), "{args:?}");
     let o = ok(OWNER, &args);
     let out = stdout(&o);
     for line in [
@@ -374,12 +382,7 @@ fn replaced<'a>(args: &[&'a str], flag: &str, value: &'a str) -> Vec<&'a str> {
 fn sev_owner_snp_verify_refuses_each_wrong_certificate_naming_it() {
     let test = "sev_owner_snp_verify_refuses_each_wrong_certificate_naming_it";
     let Some(e) = exported(test) else { return };
-    let line = e
-        .out
-        .lines()
-        .find_map(|l| l.strip_prefix("or: sev-owner "))
-        .unwrap_or_else(|| panic!("no sev-owner snp verify hint in:\n{}", e.out));
-    let args: Vec<&str> = line.split_whitespace().collect();
+    let args = e.verify_hint();
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
 

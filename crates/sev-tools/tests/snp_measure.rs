@@ -89,6 +89,15 @@ fn published_digests_through_the_cli() {
         assert_eq!(owner_hex(&args), *want, "row {row}");
     }
     // Row 12, and the errors sev-snp-measure reports.
+    let snp1 = |more: &[&'static str]| {
+        [
+            &["measure", "--mode", "snp", "--ovmf"],
+            &[fw][..],
+            &["--vcpus", "1"],
+            more,
+        ]
+        .concat()
+    };
     fails(
         OWNER,
         &[
@@ -108,7 +117,7 @@ fn published_digests_through_the_cli() {
     );
     fails(
         OWNER,
-        &["measure", "--mode", "snp", "--ovmf", fw, "--vcpus", "1"],
+        &snp1(&[]),
         "missing --vcpu-type or --vcpu-sig or --vcpu-family in guest mode 'snp'",
     );
     fails(
@@ -126,53 +135,21 @@ fn published_digests_through_the_cli() {
     );
     fails(
         OWNER,
-        &[
-            "measure",
-            "--mode",
-            "snp",
-            "--ovmf",
-            fw,
-            "--vcpus",
-            "1",
-            "--vcpu-type",
-            "EPYC-v9",
-        ],
+        &snp1(&["--vcpu-type", "EPYC-v9"]),
         "unknown --vcpu-type \"EPYC-v9\"",
     );
+    let fms = [
+        "--vcpu-family",
+        "300",
+        "--vcpu-model",
+        "1",
+        "--vcpu-stepping",
+        "0",
+    ];
+    fails(OWNER, &snp1(&fms), "CPU family 300 is out of range");
     fails(
         OWNER,
-        &[
-            "measure",
-            "--mode",
-            "snp",
-            "--ovmf",
-            fw,
-            "--vcpus",
-            "1",
-            "--vcpu-family",
-            "300",
-            "--vcpu-model",
-            "1",
-            "--vcpu-stepping",
-            "0",
-        ],
-        "CPU family 300 is out of range",
-    );
-    fails(
-        OWNER,
-        &[
-            "measure",
-            "--mode",
-            "snp",
-            "--ovmf",
-            fw,
-            "--vcpus",
-            "1",
-            "--vcpu-type",
-            "EPYC",
-            "--tik",
-            "x",
-        ],
+        &snp1(&["--vcpu-type", "EPYC", "--tik", "x"]),
         "SNP has no LAUNCH_MEASURE",
     );
     fails(
@@ -182,45 +159,27 @@ fn published_digests_through_the_cli() {
     );
     fails(
         OWNER,
-        &[
-            "measure",
-            "--mode",
-            "snp",
-            "--ovmf",
-            fw,
-            "--vcpus",
-            "1",
-            "--vcpu-type",
-            "EPYC",
-            "--snp-ovmf-hash",
-            "abcd",
-        ],
+        &snp1(&["--vcpu-type", "EPYC", "--snp-ovmf-hash", "abcd"]),
         "is not 96 hex digits",
     );
     fails(
         OWNER,
-        &[
-            "measure",
-            "--mode",
-            "snp",
-            "--ovmf",
-            fw,
-            "--vcpus",
-            "1",
-            "--vcpu-type",
-            "EPYC",
-            "--legacy-es-init",
-        ],
+        &snp1(&["--vcpu-type", "EPYC", "--legacy-es-init"]),
         "--legacy-es-init is SEV-ES only",
     );
     // The same signature three ways, and the old VMSA-file options still work.
-    let by_fms = owner_hex(&[
-        "--mode",
-        "snp",
-        "--ovmf",
-        fw,
-        "--vcpus",
-        "2",
+    let snp2 = |more: &[&'static str]| {
+        owner_hex(
+            &[
+                &["--mode", "snp", "--ovmf"],
+                &[fw][..],
+                &["--vcpus", "2"],
+                more,
+            ]
+            .concat(),
+        )
+    };
+    let by_fms = snp2(&[
         "--vcpu-family",
         "25",
         "--vcpu-model",
@@ -228,26 +187,8 @@ fn published_digests_through_the_cli() {
         "--vcpu-stepping",
         "1",
     ]);
-    let by_sig = owner_hex(&[
-        "--mode",
-        "snp",
-        "--ovmf",
-        fw,
-        "--vcpus",
-        "2",
-        "--vcpu-sig",
-        "0xA00F11",
-    ]);
-    let by_name = owner_hex(&[
-        "--mode",
-        "snp",
-        "--ovmf",
-        fw,
-        "--vcpus",
-        "2",
-        "--vcpu-type",
-        "epyc-milan-v2",
-    ]);
+    let by_sig = snp2(&["--vcpu-sig", "0xA00F11"]);
+    let by_name = snp2(&["--vcpu-type", "epyc-milan-v2"]);
     assert_eq!(by_fms, by_sig);
     assert_eq!(by_fms, by_name);
     let vmsa0 = fixture_path(test, "vmsa/vmsa0.bin");

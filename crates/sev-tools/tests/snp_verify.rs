@@ -136,17 +136,20 @@ fn the_go_sev_guest_report_verifies_from_a_roots_directory() {
     ) else {
         return;
     };
+    let base = [
+        "snp",
+        "verify",
+        "--no-crl",
+        "--report",
+        p(&report),
+        "--vcek",
+        p(&vcek),
+        "--product",
+        "milan",
+    ];
     let o = Command::new(OWNER)
-        .args([
-            "snp",
-            "verify",
-            "--no-crl",
-            "--report",
-            p(&report),
-            "--vcek",
-            p(&vcek),
-        ])
-        .args(["--product", "milan", "--report-data"])
+        .args(base)
+        .arg("--report-data")
         .arg(format!("0102030405{}", "00".repeat(59)))
         .env("SEV_OWNER_AMD_ROOTS", &trust)
         .output()
@@ -155,16 +158,8 @@ fn the_go_sev_guest_report_verifies_from_a_roots_directory() {
     assert!(stdout(&o).contains("check report-data: ok"));
     // Its policy allows debugging: authentic, but the check fails (exit 4).
     let o = Command::new(OWNER)
-        .args([
-            "snp",
-            "verify",
-            "--no-crl",
-            "--report",
-            p(&report),
-            "--vcek",
-            p(&vcek),
-        ])
-        .args(["--product", "milan", "--policy-no-debug", "--json"])
+        .args(base)
+        .args(["--policy-no-debug", "--json"])
         .env("SEV_OWNER_AMD_ROOTS", &trust)
         .output()
         .unwrap();
@@ -174,21 +169,7 @@ fn the_go_sev_guest_report_verifies_from_a_roots_directory() {
     assert_eq!(v["reason"][0], "policy-no-debug");
     assert!(stderr(&o).contains("authentic but fails: policy-no-debug"));
     // Without the roots directory and --chain, the error says where to get the chain.
-    fails(
-        OWNER,
-        &[
-            "snp",
-            "verify",
-            "--no-crl",
-            "--report",
-            p(&report),
-            "--vcek",
-            p(&vcek),
-            "--product",
-            "milan",
-        ],
-        "no ask_ark_milan.pem in",
-    );
+    fails(OWNER, &base, "no ask_ark_milan.pem in");
 }
 
 #[test]

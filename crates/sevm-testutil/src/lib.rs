@@ -127,3 +127,28 @@ pub fn sev_device(test: &str) -> bool {
         false
     }
 }
+
+/// Copies the files of platform directory `template` into `to`, made with mode 0700 (a platform
+/// directory must be private, whatever the umask): a private copy of the same platform. Panics,
+/// naming what failed.
+pub fn copy_platform(template: &Path, to: &Path) {
+    let fail = |what: &str, e: std::io::Error| -> ! {
+        panic!(
+            "copying platform {} to {}: {what}: {e}",
+            template.display(),
+            to.display()
+        )
+    };
+    std::fs::create_dir_all(to).unwrap_or_else(|e| fail("creating it", e));
+    let private = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+    std::fs::set_permissions(to, private).unwrap_or_else(|e| fail("making it private", e));
+    let entries = std::fs::read_dir(template).unwrap_or_else(|e| fail("reading the template", e));
+    for entry in entries {
+        let entry = entry.unwrap_or_else(|e| fail("reading the template", e));
+        let file = entry.file_type().is_ok_and(|t| t.is_file());
+        if file {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))
+                .unwrap_or_else(|e| fail("copying a file", e));
+        }
+    }
+}

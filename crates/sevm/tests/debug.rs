@@ -493,36 +493,18 @@ both_backends!(
 );
 
 fn running_guest_debugged() {
-    use std::io::BufRead;
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let platform = fresh_platform(d, "platform");
     let base = 0x20_0000u32;
     let pages = 32u32;
-    let opts = sevm_demo::DemoOptions {
-        size: sevm_demo::DEFAULT_IMAGE_SIZE,
-        mode: sevm_demo::DemoMode::Memtest(sevm_demo::MemtestOptions {
-            base,
-            pages,
-            max_passes: 0,
-            progress_every: 0,
-        }),
-    };
-    let fw = d.join("memtest.fd");
-    std::fs::write(&fw, sevm_demo::build(&opts).unwrap()).unwrap();
+    let fw = memtest_image_at(d, base, pages, 0);
     let sock = d.join("qmp.sock");
     let obj = sev_object(&platform, 0x0, None, "");
     let mut args = sev_args(&fw, 16, &obj, Some(&sock));
     args.extend(["-gdb".into(), "tcp:127.0.0.1:0".into()]);
     let mut vm = Sevm::spawn(args);
-    let stdout = vm.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
+    let rx = serial(&mut vm);
     let mut q = vm.qmp(&sock);
     q.ok("qmp_capabilities", Value::Null);
     q.ok("cont", Value::Null);
@@ -792,31 +774,13 @@ fn gdb_interrupt() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let platform = fresh_platform(d, "platform");
-    let opts = sevm_demo::DemoOptions {
-        size: sevm_demo::DEFAULT_IMAGE_SIZE,
-        mode: sevm_demo::DemoMode::Memtest(sevm_demo::MemtestOptions {
-            base: 0x20_0000,
-            pages: 16,
-            max_passes: 0,
-            progress_every: 0,
-        }),
-    };
-    let fw = d.join("memtest.fd");
-    std::fs::write(&fw, sevm_demo::build(&opts).unwrap()).unwrap();
+    let fw = memtest_image_at(d, 0x20_0000, 16, 0);
     let sock = d.join("qmp.sock");
     let obj = sev_object(&platform, 0x0, None, "");
     let mut args = sev_args(&fw, 16, &obj, Some(&sock));
     args.extend(["-gdb".into(), "tcp:127.0.0.1:0".into()]);
     let mut vm = Sevm::spawn(args);
-    let stdout = vm.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
+    let rx = serial(&mut vm);
     let mut q = vm.qmp(&sock);
     q.ok("qmp_capabilities", Value::Null);
     let port = gdb_port(&vm);

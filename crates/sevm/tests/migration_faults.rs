@@ -12,7 +12,10 @@ mod common;
 use std::io::{BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -23,8 +26,21 @@ use sevm::migration::stream::{Reader, Record};
 const MEM_MIB: u32 = 24;
 /// `x-peer-timeout` of these tests: every wait on a peer ends this fast.
 const PEER_TIMEOUT_MS: u64 = 1500;
-/// The most any single case may take (timeouts included).
+/// The most any single case may take apart from sending whole streams: its
+/// peer waits (at most a few `x-peer-timeout`s), QMP round trips and the
+/// guest check, with a wide margin for a loaded machine.
 const CASE_BOUND: Duration = Duration::from_secs(20);
+
+/// The bound of a case that sends up to a whole stream, `stream` being how
+/// long one took in this run ([`stream_for`]): [`CASE_BOUND`] plus twice
+/// that (the load may grow meanwhile). Under the launcher every page of
+/// the stream is a SEND_UPDATE_DATA served through a seccomp notification:
+/// the same stream that takes under a second on the emulated backend took
+/// 3 to 12 s on a loaded 2-core machine, and cases sending one up to 19 s,
+/// within a second of [`CASE_BOUND`] alone.
+fn case_bound(stream: Duration) -> Duration {
+    CASE_BOUND + stream * 2
+}
 
 fn memtest_image(dir: &Path) -> PathBuf {
     common::memtest_image(dir, 64, 8)
@@ -132,7 +148,11 @@ fn fake_target(path: &Path, peer: Peer) -> Fake {
             Peer::Stalled | Peer::File => std::thread::sleep(CASE_BOUND),
             Peer::Silent => {
                 read_stream(&s);
-                std::thread::sleep(CASE_BOUND);
+                // Never answers; holds the connection until the source
+                // closes it (reporting at once then, not a fixed time
+                // later that a waiting test could race).
+                let _ = s.set_read_timeout(Some(CASE_BOUND));
+                let _ = std::io::copy(&mut s, &mut std::io::sink());
             }
             Peer::Garbage => {
                 let _ = s.write_all(b"\x7fnot an acknowledgement");
@@ -193,7 +213,8 @@ enum Cmd {
 }
 
 /// Drives one command in one phase against one peer, then checks the end.
-fn case(d: &Path, src: &mut Source, peer: Peer, phase: &str, cmd: Cmd, n: usize) {
+fn case(d: &Path, src: &mut Source, plan: (Peer, &str), cmd: Cmd, n: usize, bound: Duration) {
+    let (peer, phase) = plan;
     let what = format!("{peer:?} peer, {phase} phase, {cmd:?}");
     let start = Instant::now();
     let q = &mut src.q;
@@ -258,15 +279,17 @@ fn case(d: &Path, src: &mut Source, peer: Peer, phase: &str, cmd: Cmd, n: usize)
             let st = src.vm.wait();
             assert_exit(st, 0, &src.vm.stderr_text());
             assert!(
-                start.elapsed() < CASE_BOUND,
+                start.elapsed() < bound,
                 "{what}: took {:?}",
                 start.elapsed()
             );
             assert!(!fake.path.exists() || peer != Peer::File, "{what}");
             assert!(temp_files(d).is_empty(), "{what}: {:?}", temp_files(d));
-            // The process is gone: the fake never got COMMIT.
+            // The process is gone: the fake never got COMMIT. A fake
+            // reports at most CASE_BOUND after it accepted (a stalled one)
+            // or after the source closed the connection (the others).
             assert_eq!(
-                fake.committed.recv_timeout(CASE_BOUND).ok(),
+                fake.committed.recv_timeout(CASE_BOUND * 2).ok(),
                 Some(false),
                 "{what}"
             );
@@ -298,7 +321,7 @@ fn case(d: &Path, src: &mut Source, peer: Peer, phase: &str, cmd: Cmd, n: usize)
         ),
     }
     assert!(
-        start.elapsed() < CASE_BOUND,
+        start.elapsed() < bound,
         "{what}: took {:?}",
         start.elapsed()
     );
@@ -336,6 +359,8 @@ fn fault_matrix() {
     let a = fresh_platform(d, "a");
     let b = fresh_platform(d, "b");
     let fw = memtest_image(d);
+    let (_, stream) = stream_for(d, &fw, &a, &b);
+    let bound = case_bound(stream);
     let cmds = [
         Cmd::Nothing,
         Cmd::Cont,
@@ -364,7 +389,7 @@ fn fault_matrix() {
             }
             n += 1;
             // Quit comes last: it ends this source.
-            case(d, &mut src, peer, phase, cmd, n);
+            case(d, &mut src, (peer, phase), cmd, n, bound);
         }
     }
     // A vanishing target ends the migration by itself.
@@ -398,6 +423,7 @@ fn hand_over() {
     let a = fresh_platform(d, "a");
     let b = fresh_platform(d, "b");
     let fw = memtest_image(d);
+    let (_, stream) = stream_for(d, &fw, &a, &b);
     for (i, peer) in [Peer::Confirming, Peer::Unconfirming]
         .into_iter()
         .enumerate()
@@ -410,7 +436,11 @@ fn hand_over() {
             json!({"uri": format!("unix:{}", fake.path.display())}),
         );
         let info = migration_result(&mut src.q);
-        assert!(start.elapsed() < CASE_BOUND);
+        assert!(
+            start.elapsed() < case_bound(stream),
+            "{peer:?} hand-over took {:?}",
+            start.elapsed()
+        );
         assert!(fake.committed.recv_timeout(CASE_BOUND).unwrap());
         if peer == Peer::Confirming {
             assert_eq!(info["status"], "completed", "{info}");
@@ -433,28 +463,6 @@ fn hand_over() {
         assert!(src.out.try_recv().is_err(), "the sent guest ran on");
         src.q.ok("quit", Value::Null);
         assert_exit(src.vm.wait(), 0, &src.vm.stderr_text());
-    }
-}
-
-/// Waits at most `bound` for the process to exit; kills it and fails
-/// otherwise.
-fn exits_within(vm: &mut Sevm, bound: Duration, what: &str) -> std::process::ExitStatus {
-    let deadline = Instant::now() + bound;
-    loop {
-        if let Some(st) = vm.child.try_wait().unwrap() {
-            // Let the stderr thread read everything the process wrote.
-            let _ = vm.wait_for_stderr("\u{0}no such line");
-            return st;
-        }
-        if Instant::now() >= deadline {
-            let _ = vm.child.kill();
-            let _ = vm.child.wait();
-            panic!(
-                "{what}: sevm did not exit within {bound:?}: {}",
-                vm.stderr_text()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -540,7 +548,7 @@ fn cancel_and_sigterm() {
     // SAFETY: kill(2) on our own child's pid.
     let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
     assert_eq!(rc, 0);
-    let st = exits_within(&mut vm, CASE_BOUND, "SIGTERM during a snapshot");
+    let st = vm.exits_within(CASE_BOUND, "SIGTERM during a snapshot");
     assert_exit(st, 0, &vm.stderr_text());
     assert!(temp_files(&snaps).is_empty(), "{:?}", temp_files(&snaps));
     assert!(!snaps.join("last").exists());
@@ -621,7 +629,7 @@ fn incoming_unix_file() {
         &d.join("b.qmp"),
         &["-incoming", &format!("unix:{}", path.display())],
     ));
-    let st = exits_within(&mut vm, CASE_BOUND, "-incoming unix: on a file");
+    let st = vm.exits_within(CASE_BOUND, "-incoming unix: on a file");
     let err = vm.stderr_text();
     assert_exit(st, 1, &err);
     assert!(err.contains("not a socket"), "{err}");
@@ -656,25 +664,31 @@ fn endless_input_files_are_refused_at_their_limit() {
     ];
     for (a, expect) in cases {
         let mut vm = Sevm::spawn(&a);
-        let st = exits_within(&mut vm, CASE_BOUND, expect);
+        let st = vm.exits_within(CASE_BOUND, expect);
         let err = vm.stderr_text();
         assert_exit(st, 1, &err);
         assert!(err.contains(expect) && err.contains("larger than"), "{err}");
     }
 }
 
-/// A real source's stream for `target`'s platform, as a snapshot file.
-fn stream_for(d: &Path, fw: &Path, a: &Path, b: &Path) -> Vec<u8> {
+/// A real source's stream for `target`'s platform (a snapshot of the
+/// running memtest guest), and how long it took to make.
+fn stream_for(d: &Path, fw: &Path, a: &Path, b: &Path) -> (Vec<u8>, Duration) {
     let mut src = start_source(d, fw, a, b, "streamsrc");
     let snap = d.join("stream.snap");
+    let start = Instant::now();
     src.q.ok(
         "migrate",
         json!({"uri": format!("file:{}", snap.display())}),
     );
     assert_eq!(migration_result(&mut src.q)["status"], "completed");
+    let took = start.elapsed();
+    eprintln!("a whole stream took {took:?}");
     src.q.ok("quit", Value::Null);
     assert_exit(src.vm.wait(), 0, &src.vm.stderr_text());
-    std::fs::read(&snap).unwrap()
+    let bytes = std::fs::read(&snap).unwrap();
+    std::fs::remove_file(&snap).unwrap();
+    (bytes, took)
 }
 
 /// A target VM waiting on `incoming`.
@@ -705,7 +719,7 @@ fn incoming_side() {
     let a = fresh_platform(d, "a");
     let b = fresh_platform(d, "b");
     let fw = memtest_image(d);
-    let stream = stream_for(d, &fw, &a, &b);
+    let (stream, stream_time) = stream_for(d, &fw, &a, &b);
 
     // 1. A stranger connects first and sends nothing; another sends
     //    garbage. The real stream still gets through.
@@ -735,7 +749,11 @@ fn incoming_side() {
     real.write_all(&[handover::COMMIT]).unwrap();
     real.read_exact(&mut b1).unwrap();
     assert_eq!(b1[0], handover::CONFIRM);
-    assert!(start.elapsed() < CASE_BOUND);
+    assert!(
+        start.elapsed() < case_bound(stream_time),
+        "the stream took {:?}",
+        start.elapsed()
+    );
     q.event("RESUME");
     assert_eq!(q.ok("query-status", Value::Null)["status"], "running");
     assert_eq!(migration_result(&mut q)["status"], "completed");
@@ -759,8 +777,12 @@ fn incoming_side() {
     let start = Instant::now();
     // The target may stop reading once it has refused: ignore write errors.
     let _ = s.write_all(&bad[..bad.len() - 4096]);
-    let st = exits_within(&mut t, CASE_BOUND, "a bad stream");
-    assert!(start.elapsed() < CASE_BOUND);
+    let st = t.exits_within(CASE_BOUND, "a bad stream");
+    assert!(
+        start.elapsed() < case_bound(stream_time),
+        "the refusal took {:?}",
+        start.elapsed()
+    );
     let err = t.stderr_text();
     assert_exit(st, 1, &err);
     let mut reply = Vec::new();
@@ -782,7 +804,7 @@ fn incoming_side() {
     let flood = w.into_inner();
     let mut s = UnixStream::connect(&sock).unwrap();
     let _ = s.write_all(&flood);
-    let st = exits_within(&mut t, CASE_BOUND, "a flood of pass records");
+    let st = t.exits_within(CASE_BOUND, "a flood of pass records");
     let err = t.stderr_text();
     assert_exit(st, 1, &err);
     assert!(err.contains("pass record"), "{err}");
@@ -812,9 +834,133 @@ fn incoming_side() {
     assert!(t.wait_for_stderr("incoming migration: waiting on"));
     assert!(sock.exists());
     q.ok("quit", Value::Null);
-    let st = exits_within(&mut t, CASE_BOUND, "quit while waiting");
+    let st = t.exits_within(CASE_BOUND, "quit while waiting");
     assert_exit(st, 0, &t.stderr_text());
     assert!(!sock.exists(), "the listening socket was left behind");
+}
+
+/// What [`commit_swallowing_proxy`] saw.
+#[derive(Debug)]
+struct Swallowed {
+    /// The target's answer to the stream, passed back to the source.
+    answer: Option<u8>,
+    /// What the source sent after that answer (its COMMIT), which the
+    /// target never got.
+    swallowed: Vec<u8>,
+}
+
+/// A proxy on `listen` to the migration target on `target`: forwards the
+/// source's stream and the target's answer, then swallows what the source
+/// sends after that answer and closes both connections. `after_answer`
+/// runs in the thread that passed the answer back, just after (a hook to
+/// make that thread slow).
+///
+/// What comes after the answer is told by order, not timing: the answer
+/// is marked as passed *before* it is passed on, and a source sends
+/// nothing after its stream until it has read the answer. Asking instead
+/// whether the answering thread had finished let COMMIT through whenever
+/// that thread was descheduled between passing READY back and returning:
+/// the target then ran the guest and never exited.
+fn commit_swallowing_proxy(
+    listen: &Path,
+    target: &Path,
+    after_answer: fn(),
+) -> Receiver<Swallowed> {
+    let l = UnixListener::bind(listen).unwrap();
+    let target = target.to_path_buf();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        l.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + CASE_BOUND;
+        let mut from = loop {
+            match l.accept() {
+                Ok((s, _)) => break s,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => panic!("no source connected to the proxy: {e}"),
+            }
+        };
+        from.set_nonblocking(false).unwrap();
+        from.set_read_timeout(Some(CASE_BOUND)).unwrap();
+        let mut to = UnixStream::connect(&target).unwrap();
+        to.set_read_timeout(Some(CASE_BOUND)).unwrap();
+        let mut back = to.try_clone().unwrap();
+        let mut from_w = from.try_clone().unwrap();
+        let passed = Arc::new(AtomicBool::new(false));
+        let passed_w = Arc::clone(&passed);
+        let answer = std::thread::spawn(move || {
+            let mut b = [0u8; 1];
+            back.read_exact(&mut b).ok()?;
+            passed_w.store(true, Ordering::SeqCst);
+            from_w.write_all(&b).ok()?;
+            after_answer();
+            Some(b[0])
+        });
+        let mut buf = vec![0u8; 64 << 10];
+        let mut swallowed = Vec::new();
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) if passed.load(Ordering::SeqCst) => {
+                    swallowed.extend_from_slice(&buf[..n]);
+                    break;
+                }
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Both);
+        let _ = from.shutdown(std::net::Shutdown::Both);
+        let answer = answer.join().ok().flatten();
+        let _ = tx.send(Swallowed { answer, swallowed });
+    });
+    rx
+}
+
+/// The proxy of [`a_target_without_commit_never_runs_the_guest`] swallows
+/// COMMIT however slow the thread passing READY back is (it once let
+/// COMMIT through when that thread was descheduled at the wrong moment).
+#[test]
+fn the_commit_swallowing_proxy_decides_by_order_not_timing() {
+    const STREAM: usize = 256 << 10;
+    let slow: fn() = || std::thread::sleep(Duration::from_millis(300));
+    for (name, hook) in [("prompt", (|| {}) as fn()), ("slow", slow)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (tp, pp) = (tmp.path().join("t.sock"), tmp.path().join("p.sock"));
+        // The target: reads the stream, answers READY, reports what it got
+        // afterwards.
+        let tl = UnixListener::bind(&tp).unwrap();
+        let (ttx, trx) = channel();
+        std::thread::spawn(move || {
+            let (mut s, _) = tl.accept().unwrap();
+            s.set_read_timeout(Some(CASE_BOUND)).unwrap();
+            let mut stream = vec![0u8; STREAM];
+            s.read_exact(&mut stream).unwrap();
+            s.write_all(&[handover::READY]).unwrap();
+            let mut after = Vec::new();
+            let _ = s.read_to_end(&mut after);
+            let _ = ttx.send(after);
+        });
+        let proxy = commit_swallowing_proxy(&pp, &tp, hook);
+        // The source: the stream, READY, COMMIT at once, then the end.
+        let mut s = UnixStream::connect(&pp).unwrap();
+        s.set_read_timeout(Some(CASE_BOUND)).unwrap();
+        s.write_all(&vec![0x5a; STREAM]).unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+        assert_eq!(b[0], handover::READY, "{name}");
+        s.write_all(&[handover::COMMIT]).unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "{name}: {rest:?}");
+        let after = trx.recv_timeout(CASE_BOUND).unwrap();
+        assert!(after.is_empty(), "{name}: the target got {after:?}");
+        let seen = proxy.recv_timeout(CASE_BOUND).unwrap();
+        assert_eq!(seen.answer, Some(handover::READY), "{name}");
+        assert_eq!(seen.swallowed, [handover::COMMIT], "{name}");
+    }
 }
 
 both_backends!(
@@ -844,50 +990,35 @@ fn target_without_commit() {
     let mut src = start_source(d, &fw, &a, &b, "src");
     // A proxy that forwards the stream and READY, then swallows COMMIT.
     let p = d.join("proxy.sock");
-    let l = UnixListener::bind(&p).unwrap();
-    std::thread::spawn(move || {
-        let (mut from, _) = l.accept().unwrap();
-        let mut to = UnixStream::connect(&inb).unwrap();
-        let mut back = to.try_clone().unwrap();
-        let mut from_w = from.try_clone().unwrap();
-        let ready = std::thread::spawn(move || {
-            let mut b = [0u8; 1];
-            if back.read_exact(&mut b).is_ok() {
-                let _ = from_w.write_all(&b);
-            }
-            b[0]
-        });
-        // Forward until the source goes quiet for the answer, i.e. until
-        // READY has been passed back.
-        let mut buf = vec![0u8; 64 << 10];
-        from.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if ready.is_finished() {
-                        // COMMIT: drop it and the target's connection.
-                        break;
-                    }
-                    if to.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-                Err(_) if ready.is_finished() => {}
-                Err(_) => {}
-            }
-        }
-        let _ = to.shutdown(std::net::Shutdown::Both);
-        let _ = from.shutdown(std::net::Shutdown::Both);
-    });
+    let proxy = commit_swallowing_proxy(&p, &inb, || {});
+    let start = Instant::now();
     src.q
         .ok("migrate", json!({"uri": format!("unix:{}", p.display())}));
-    let info = migration_result(&mut src.q);
+    let info = diagnosed(&[("source", &src.vm), ("target", &t)], || {
+        migration_result(&mut src.q)
+    });
+    let source_done = start.elapsed();
     assert_eq!(info["status"], "failed", "{info}");
     let e = info["error-desc"].as_str().unwrap();
     assert!(e.contains("hand-over is unconfirmed"), "{e}");
-    let st = exits_within(&mut t, CASE_BOUND, "the target without COMMIT");
+    let seen = proxy
+        .recv_timeout(CASE_BOUND)
+        .expect("the proxy did not finish");
+    assert_eq!(seen.answer, Some(handover::READY), "the target's answer");
+    assert_eq!(
+        seen.swallowed,
+        [handover::COMMIT],
+        "the source sends COMMIT, which the target never gets"
+    );
+    // EOF (the proxy closed) ends the target's wait for COMMIT at once, its
+    // x-peer-timeout at the latest: the bound leaves over 18 s for the
+    // process to exit.
+    let st = t.exits_within(CASE_BOUND, "the target without COMMIT");
+    eprintln!(
+        "target without COMMIT: the source failed after {source_done:?}, the target exited \
+         after {:?}",
+        start.elapsed()
+    );
     let err = t.stderr_text();
     assert_exit(st, 1, &err);
     assert!(err.contains("did not commit"), "{err}");
@@ -899,4 +1030,39 @@ fn target_without_commit() {
     assert!(src.q.err("cont", Value::Null).contains("cannot run again"));
     src.q.ok("quit", Value::Null);
     assert_exit(src.vm.wait(), 0, &src.vm.stderr_text());
+}
+
+/// The failure report of a process that does not exit in time tells a hang
+/// (asleep, no CPU time) from slowness (running, CPU time growing).
+#[test]
+fn the_process_report_tells_a_sleeping_process_from_a_spinning_one() {
+    let spawn = |script: &str| {
+        Command::new("sh")
+            .args(["-c", script])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut asleep = spawn("exec sleep 60");
+    let mut spinning = spawn("while :; do :; done");
+    // `sh -c` has exec'd sleep (or is about to): wait for the new name.
+    let deadline = Instant::now() + WAIT;
+    while !std::fs::read_to_string(format!("/proc/{}/comm", asleep.id()))
+        .unwrap()
+        .starts_with("sleep")
+    {
+        assert!(Instant::now() < deadline, "sleep never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let slept = process_report(asleep.id());
+    let spun = process_report(spinning.id());
+    for c in [&mut asleep, &mut spinning] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    assert!(slept.contains("State:\tS (sleeping)"), "{slept}");
+    assert!(slept.contains("state S cpu +0 ticks"), "{slept}");
+    assert!(slept.contains("nanosleep"), "{slept}");
+    assert!(spun.contains("state R cpu +"), "{spun}");
+    assert!(!spun.contains("cpu +0 ticks"), "{spun}");
 }

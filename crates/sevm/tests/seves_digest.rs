@@ -19,8 +19,6 @@ use serde_json::Value;
 /// Policy NODBG | ES.
 const ES: u32 = 0x5;
 
-const DEBIAN_OVMF: &str = "/usr/share/OVMF/OVMF_CODE.fd";
-
 /// `sev-snp-measure --mode seves` for these inputs, when installed.
 fn seves_measure(test: &str, fw: &Path, vcpus: u32, model: &str) -> Option<[u8; 32]> {
     SnpMeasure::new("seves", fw)
@@ -31,14 +29,9 @@ fn seves_measure(test: &str, fw: &Path, vcpus: u32, model: &str) -> Option<[u8; 
 #[test]
 fn debian_ovmf_seves_measurement_verifies_for_sev_snp_measures_digest() {
     const TEST: &str = "debian_ovmf_seves_measurement_verifies_for_sev_snp_measures_digest";
-    let fw = Path::new(DEBIAN_OVMF);
-    if !fw.exists() {
-        sevm_testutil::skip(
-            TEST,
-            "Debian's OVMF (/usr/share/OVMF/OVMF_CODE.fd, package ovmf) is not installed",
-        );
+    let Some(fw) = debian_ovmf(TEST) else {
         return;
-    }
+    };
     if !sevm_testutil::kvm(TEST) {
         return;
     }

@@ -20,8 +20,6 @@ use sev_proto::ovmf::KernelHashes;
 use sev_proto::snp::{GuestPolicy, IdBlock, SnpLaunch};
 use sev_proto::vmsa::{SevFeatures, VcpuModel, VmmType, VmsaConfig};
 
-const DEBIAN_OVMF: &str = "/usr/share/OVMF/OVMF_CODE.fd";
-
 /// A kernel, initrd and command line for the kernel-hashes cases.
 fn kernel(d: &Path) -> Kernel {
     Kernel::write(
@@ -159,14 +157,9 @@ fn check(test: &str, d: &Path, fw: &Path, vcpus: u32, model: &str, k: Option<&Ke
 #[test]
 fn debian_ovmf_digest_equals_the_owners_and_sev_snp_measures() {
     const TEST: &str = "debian_ovmf_digest_equals_the_owners_and_sev_snp_measures";
-    let fw = Path::new(DEBIAN_OVMF);
-    if !fw.exists() {
-        sevm_testutil::skip(
-            TEST,
-            "Debian's OVMF (/usr/share/OVMF/OVMF_CODE.fd, package ovmf) is not installed",
-        );
+    let Some(fw) = debian_ovmf(TEST) else {
         return;
-    }
+    };
     if !sevm_testutil::kvm(TEST) {
         return;
     }

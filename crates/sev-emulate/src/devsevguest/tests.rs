@@ -8,6 +8,7 @@ use sev_proto::snp::AttestationReport;
 use sev_psp::{CreateOptions, Platform};
 
 use super::*;
+use crate::devsev::Fault;
 use crate::guestlaunch::{self, GuestSpec, LaunchedGuest};
 
 /// A program's memory: one mapped range at `BASE`.

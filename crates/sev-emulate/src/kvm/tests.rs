@@ -46,12 +46,7 @@ struct Fresh {
 fn fresh(seed: u64) -> Fresh {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("platform");
-    std::fs::create_dir_all(&path).unwrap();
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    for entry in std::fs::read_dir(template()).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), path.join(entry.file_name())).unwrap();
-    }
+    sevm_testutil::copy_platform(template(), &path);
     let p = Platform::open(&path, seeded_rng(seed)).unwrap();
     Fresh { _tmp: tmp, p }
 }

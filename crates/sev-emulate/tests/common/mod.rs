@@ -99,17 +99,57 @@ pub fn output_polled(cmd: &mut Command, limit: Duration, poll: Duration) -> (Out
     (out, elapsed)
 }
 
+/// `sev-emulate --platform DIR` (its options, `--` and the program to
+/// follow).
+pub fn launcher(platform: &Path) -> Command {
+    let mut cmd = Command::new(LAUNCHER);
+    cmd.arg("--platform").arg(platform);
+    cmd
+}
+
 /// `sev-emulate --platform DIR -- program args`.
 pub fn emulate(platform: &Path, program: &Path, args: &[&str]) -> Output {
     output_within(
-        Command::new(LAUNCHER)
-            .arg("--platform")
-            .arg(platform)
-            .arg("--")
-            .arg(program)
-            .args(args),
+        launcher(platform).arg("--").arg(program).args(args),
         DEADLINE,
     )
+}
+
+/// Where the peer tools come from, for a test's skip notice.
+pub const PEER_HINT: &str = "CI installs it (.ci/run); locally: \
+     PATH=/root/.cache/sevm-ci/cargo/bin:/root/.cache/sevm-ci/venv/bin:$PATH";
+
+/// Peer program `name` on PATH (answering `probe`), or None once test
+/// `test` said it is skipped (`sevm_testutil::peer_tool`).
+pub fn peer(test: &str, name: &str, probe: &str) -> Option<PathBuf> {
+    sevm_testutil::peer_tool(test, name, probe, PEER_HINT)
+}
+
+/// A test's temporary directory (removed on drop) with a platform in it.
+pub struct Scratch {
+    _tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub platform: PathBuf,
+}
+
+impl Scratch {
+    /// `make(dir)` puts a platform in the new directory and returns its
+    /// path.
+    pub fn new(make: impl FnOnce(&Path) -> PathBuf) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let platform = make(&dir);
+        Self {
+            _tmp: tmp,
+            dir,
+            platform,
+        }
+    }
+
+    /// With a copy of the platform template ([`platform_copy`]).
+    pub fn with_platform_copy() -> Self {
+        Self::new(platform_copy)
+    }
 }
 
 /// Requires success; returns stdout.
@@ -149,14 +189,7 @@ pub fn platform_copy(dest: &Path) -> PathBuf {
         dir
     });
     let d = dest.join("platform");
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    for e in std::fs::read_dir(template).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_file() {
-            std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
-        }
-    }
+    sevm_testutil::copy_platform(template, &d);
     d
 }
 
@@ -181,9 +214,7 @@ pub fn in_child() -> bool {
 /// (where its child half runs: `in_child()`).
 pub fn rerun_under_launcher(platform: &Path, name: &str) -> Output {
     output_within(
-        Command::new(LAUNCHER)
-            .arg("--platform")
-            .arg(platform)
+        launcher(platform)
             .arg("--")
             .arg(std::env::current_exe().unwrap())
             .args(["--exact", name, "--nocapture", "--test-threads=1"])

@@ -9,7 +9,7 @@
 //! itself at KVM_SEV_SNP_LAUNCH_FINISH, and offers no SNP guest status and
 //! no launch digest to the hypervisor; those are refused as unsupported.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
 use sev_host::snp::{SnpIdentity, SnpLaunchFinish, SnpLaunchStart, SnpPageType};
@@ -18,8 +18,8 @@ use sev_proto::abi::Status;
 use sev_proto::hash::SHA384_LEN;
 use sev_proto::snp::{GuestPolicy, PageType};
 
-use super::{host_error, PlainView};
-use crate::memory::{GuestMemory, HostRegion, HostView};
+use super::{host_error, KvmGuest};
+use crate::memory::{GuestMemory, HostView};
 use crate::snp::{
     check_pages, LaunchUpdateError, SnpFinish, SnpGuestContext, SnpGuestStatus, SnpLaunchCommands,
     SNP_PAGE_LEN,
@@ -45,22 +45,9 @@ fn kvm_page_type(page_type: PageType) -> Result<SnpPageType, SevError> {
 }
 
 /// One VM's SNP context on hardware.
+#[derive(Debug)]
 pub struct HardwareSnpGuest {
-    vm: OwnedFd,
-    device: Arc<SevDevice>,
-    /// Keeps the mappings of `regions` alive.
-    memory: Arc<dyn GuestMemory>,
-    regions: Vec<HostRegion>,
-    view: Arc<PlainView>,
-}
-
-impl std::fmt::Debug for HardwareSnpGuest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HardwareSnpGuest")
-            .field("vm", &self.vm)
-            .field("memory", &self.memory)
-            .finish_non_exhaustive()
-    }
+    kvm: KvmGuest,
 }
 
 impl HardwareSnpGuest {
@@ -70,28 +57,12 @@ impl HardwareSnpGuest {
         device: Arc<SevDevice>,
         memory: Arc<dyn GuestMemory>,
     ) -> Result<Self, SevError> {
-        let vm = vm.try_clone_to_owned().map_err(|e| SevError::Host {
-            command: "attach",
-            detail: format!("cannot duplicate the KVM VM fd: {e}"),
-        })?;
-        Ok(HardwareSnpGuest {
-            vm,
-            device,
-            regions: memory.host_regions(),
-            view: Arc::new(PlainView(Arc::clone(&memory))),
-            memory,
-        })
+        let kvm = KvmGuest::attach(vm, device, memory)?;
+        Ok(HardwareSnpGuest { kvm })
     }
 
     fn snp(&self) -> SnpVm<'_> {
-        SnpVm::new(self.vm.as_fd(), self.device.as_fd())
-    }
-
-    fn host_addr(&self, command: &'static str, gpa: u64, len: u64) -> Result<u64, SevError> {
-        self.regions
-            .iter()
-            .find_map(|r| r.host_address(gpa, len))
-            .ok_or(SevError::OutOfRange { command, gpa, len })
+        SnpVm::new(self.kvm.vm.as_fd(), self.kvm.device.as_fd())
     }
 }
 
@@ -124,13 +95,14 @@ impl SnpLaunchCommands for HardwareSnpGuest {
         const CMD: &str = "KVM_SEV_SNP_LAUNCH_UPDATE";
         check_pages(CMD, gpa, len)?;
         let kvm_type = kvm_page_type(page_type)?;
-        let host_addr = self.host_addr(CMD, gpa, len)?;
+        let host_addr = self.kvm.host_addr(CMD, gpa, len)?;
         let snp = self.snp();
         snp.set_memory_private(gpa, len, true)
             .map_err(|e| host_error("KVM_SET_MEMORY_ATTRIBUTES", e))?;
         let mut before = Box::new([0u8; SNP_PAGE_LEN]);
         if page_type == PageType::Cpuid {
-            self.memory
+            self.kvm
+                .memory
                 .read_plain(gpa, &mut before[..])
                 .map_err(|_| SevError::OutOfRange {
                     command: CMD,
@@ -139,8 +111,8 @@ impl SnpLaunchCommands for HardwareSnpGuest {
                 })?;
         }
         // SAFETY: `host_addr..host_addr + len` lies in one of the regions of
-        // `self.memory`, live writable mappings with no Rust references into
-        // them for as long as `self.memory` exists (`GuestMemory`'s contract).
+        // `self.kvm.memory`, live writable mappings with no Rust references into
+        // them for as long as `self.kvm.memory` exists (`GuestMemory`'s contract).
         let result = unsafe { snp.launch_update(gpa, host_addr, len, kvm_type) };
         let error = match result {
             Ok(()) => return Ok(()),
@@ -151,7 +123,7 @@ impl SnpLaunchCommands for HardwareSnpGuest {
         {
             // KVM copied the firmware's corrected page back to the source.
             let mut corrected = Box::new([0u8; SNP_PAGE_LEN]);
-            if self.memory.read_plain(gpa, &mut corrected[..]).is_ok() && corrected != before {
+            if self.kvm.memory.read_plain(gpa, &mut corrected[..]).is_ok() && corrected != before {
                 return Err(LaunchUpdateError::CpuidRefused { error, corrected });
             }
         }
@@ -226,7 +198,7 @@ impl SnpLaunchCommands for HardwareSnpGuest {
 
 impl SnpGuestContext for HardwareSnpGuest {
     fn host_view(&self) -> Arc<dyn HostView> {
-        self.view.clone()
+        self.kvm.view.clone()
     }
 }
 

@@ -531,30 +531,10 @@ mod tests {
     use super::*;
     use crate::abi::{vm_type, KVM_CAP_GUEST_MEMFD};
     use crate::probe::{check_extension, create_vm_of_type, open_kvm, KVM_PATH};
-    use crate::testutil::not_a_sev_device;
+    use crate::testutil::{not_a_sev_device, Fixture, Mapping};
     use std::fs::File;
     use std::os::fd::AsFd;
     use std::path::Path;
-
-    /// An SnpVm whose "VM fd" is /dev/null: every issued ioctl fails with
-    /// ENOTTY, so argument errors (returned before any ioctl) are told apart
-    /// from issued commands.
-    struct Fixture {
-        vm: File,
-        sev: crate::SevDevice,
-    }
-
-    impl Fixture {
-        fn new() -> Self {
-            Self {
-                vm: File::open("/dev/null").unwrap(),
-                sev: not_a_sev_device(),
-            }
-        }
-        fn vm(&self) -> SnpVm<'_> {
-            SnpVm::new(self.vm.as_fd(), self.sev.as_fd())
-        }
-    }
 
     fn assert_issued<T: std::fmt::Debug>(result: Result<T>, name: &str) {
         match result {
@@ -578,7 +558,7 @@ mod tests {
     #[test]
     fn commands_reach_the_ioctl() {
         let f = Fixture::new();
-        let vm = f.vm();
+        let vm = f.snp_vm();
         assert_issued(vm.init2(0), "KVM_SEV_INIT2");
         assert_issued(vm.enable_page_state_exits(), "KVM_ENABLE_CAP");
         assert_issued(
@@ -616,7 +596,7 @@ mod tests {
     #[test]
     fn guest_memfd_size_is_checked() {
         let f = Fixture::new();
-        let vm = f.vm();
+        let vm = f.snp_vm();
         assert!(matches!(
             vm.create_guest_memfd(0),
             Err(HostError::Empty { .. })
@@ -630,7 +610,7 @@ mod tests {
     #[test]
     fn memory_attributes_range_is_checked() {
         let f = Fixture::new();
-        let vm = f.vm();
+        let vm = f.snp_vm();
         assert!(matches!(
             vm.set_memory_private(0x1000, 0, true),
             Err(HostError::Empty { .. })
@@ -652,7 +632,7 @@ mod tests {
     #[test]
     fn memory_region_is_checked() {
         let f = Fixture::new();
-        let vm = f.vm();
+        let vm = f.snp_vm();
         let gmem = File::open("/dev/null").unwrap();
         let region = PrivateMemoryRegion {
             slot: 0,
@@ -707,7 +687,7 @@ mod tests {
     #[test]
     fn launch_update_is_checked() {
         let f = Fixture::new();
-        let vm = f.vm();
+        let vm = f.snp_vm();
         // SAFETY: every call below fails its argument checks or hits
         // /dev/null, so no memory is read or written.
         unsafe {
@@ -749,7 +729,7 @@ mod tests {
     #[test]
     fn launch_finish_checks_and_pads_the_id_auth() {
         let f = Fixture::new();
-        let vm = f.vm();
+        let vm = f.snp_vm();
         let block = [0u8; SNP_ID_BLOCK_SIZE];
         let finish = |id_auth| SnpLaunchFinish {
             identity: Some(SnpIdentity {
@@ -778,37 +758,6 @@ mod tests {
         assert!(padded[0x2A0..].iter().all(|&b| b == 0));
     }
 
-    /// An anonymous shared mapping standing in for a RAM block's shared side.
-    struct Mapping {
-        addr: *mut libc::c_void,
-        len: usize,
-    }
-
-    impl Mapping {
-        fn new(len: usize) -> Self {
-            // SAFETY: anonymous mapping, no fd, no fixed address.
-            let addr = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            assert_ne!(addr, libc::MAP_FAILED);
-            Self { addr, len }
-        }
-    }
-
-    impl Drop for Mapping {
-        fn drop(&mut self) {
-            // SAFETY: unmapping exactly the mapping made in `new`.
-            unsafe { libc::munmap(self.addr, self.len) };
-        }
-    }
-
     /// The guest_memfd and memory-region-2 structures and numbers against a
     /// real KVM: a default-type VM accepts guest_memfd slots on kernels that
     /// offer KVM_CAP_GUEST_MEMFD for it, which exercises the same ioctls an
@@ -832,12 +781,12 @@ mod tests {
         // The guest_memfd has the requested size.
         let meta = File::from(gmem.try_clone().unwrap()).metadata().unwrap();
         assert_eq!(meta.len(), SIZE);
-        let shared = Mapping::new(usize::try_from(SIZE).unwrap());
+        let shared = Mapping::new(usize::try_from(SIZE).unwrap(), libc::MAP_SHARED);
         let region = PrivateMemoryRegion {
             slot: 0,
             guest_phys_addr: 0x1_0000_0000,
             size: SIZE,
-            userspace_addr: shared.addr as u64,
+            userspace_addr: shared.host_addr(),
             guest_memfd: gmem.as_fd(),
             guest_memfd_offset: 0,
         };
@@ -883,7 +832,7 @@ mod tests {
         }
         const SIZE: u64 = 0x20_0000;
         // Declared before the VM, so that it is unmapped after the VM is gone.
-        let shared = Mapping::new(usize::try_from(SIZE).unwrap());
+        let shared = Mapping::new(usize::try_from(SIZE).unwrap(), libc::MAP_SHARED);
         let vm_fd = create_vm_of_type(kvm.as_fd(), vm_type::SNP).unwrap();
         let vm = SnpVm::new(vm_fd.as_fd(), sev.as_fd());
         vm.init2(0).unwrap();
@@ -893,7 +842,7 @@ mod tests {
             slot: 0,
             guest_phys_addr: 0,
             size: SIZE,
-            userspace_addr: shared.addr as u64,
+            userspace_addr: shared.host_addr(),
             guest_memfd: gmem.as_fd(),
             guest_memfd_offset: 0,
         };
@@ -912,7 +861,7 @@ mod tests {
             vm.launch_update(0, 0, 0x1000, SnpPageType::Zero).unwrap();
             vm.launch_update(
                 0x1000,
-                shared.addr as u64 + 0x1000,
+                shared.host_addr() + 0x1000,
                 0x1000,
                 SnpPageType::Normal,
             )

@@ -1056,18 +1056,10 @@ impl Platform {
         src_gpa: u64,
         dst: &mut [u8],
     ) -> Result<(), FwError> {
-        let op = cmd(CommandId::DbgDecrypt);
-        check_aligned16(op, "SRC_PADDR", src_gpa)?;
-        check_len16(op, "LEN", dst.len() as u64)?;
-        check_range(op, mem, src_gpa, dst.len() as u64)?;
-        let mut inner = self.lock();
-        let guest = inner.guest(op, CommandId::DbgDecrypt, handle, true)?;
-        if guest.policy.nodbg() {
-            return Err(policy_failure(op, "guest policy has NODBG"));
-        }
-        let state = guest.memory(op, mem)?;
-        memory::decrypt_from_guest(mem, &state, src_gpa, dst)
-            .map_err(|e| FwError::new(op, Status::InvalidAddress, e.to_string()))
+        let len = dst.len() as u64;
+        self.dbg(CommandId::DbgDecrypt, handle, mem, src_gpa, len, |state| {
+            memory::decrypt_from_guest(mem, state, src_gpa, dst)
+        })
     }
 
     /// DBG_ENCRYPT: writes `src` at `dst_gpa` encrypted with the guest's key
@@ -1080,18 +1072,40 @@ impl Platform {
         src: &[u8],
         dst_gpa: u64,
     ) -> Result<(), FwError> {
-        let op = cmd(CommandId::DbgEncrypt);
-        check_aligned16(op, "DST_PADDR", dst_gpa)?;
-        check_len16(op, "LEN", src.len() as u64)?;
-        check_range(op, mem, dst_gpa, src.len() as u64)?;
+        let len = src.len() as u64;
+        self.dbg(CommandId::DbgEncrypt, handle, mem, dst_gpa, len, |state| {
+            memory::encrypt_for_guest(mem, state, dst_gpa, src)
+        })
+    }
+
+    /// DBG_DECRYPT or DBG_ENCRYPT (`id`) of `len` bytes at `gpa` of guest
+    /// `handle`: the address, length and policy checks, then `f` on the
+    /// guest's memory state under the platform lock.
+    fn dbg(
+        &self,
+        id: CommandId,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        gpa: u64,
+        len: u64,
+        f: impl FnOnce(&MemoryState) -> Result<(), memory::MemoryError>,
+    ) -> Result<(), FwError> {
+        let op = cmd(id);
+        let field = if id == CommandId::DbgDecrypt {
+            "SRC_PADDR"
+        } else {
+            "DST_PADDR"
+        };
+        check_aligned16(op, field, gpa)?;
+        check_len16(op, "LEN", len)?;
+        check_range(op, mem, gpa, len)?;
         let mut inner = self.lock();
-        let guest = inner.guest(op, CommandId::DbgEncrypt, handle, true)?;
+        let guest = inner.guest(op, id, handle, true)?;
         if guest.policy.nodbg() {
             return Err(policy_failure(op, "guest policy has NODBG"));
         }
         let state = guest.memory(op, mem)?;
-        memory::encrypt_for_guest(mem, &state, dst_gpa, src)
-            .map_err(|e| FwError::new(op, Status::InvalidAddress, e.to_string()))
+        f(&state).map_err(|e| FwError::new(op, Status::InvalidAddress, e.to_string()))
     }
 }
 

@@ -50,19 +50,10 @@ pub(crate) struct Fresh {
     pub(crate) p: Platform,
 }
 
-pub(crate) fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    std::fs::set_permissions(to, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
-}
-
 pub(crate) fn fresh(seed: u64) -> Fresh {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("platform");
-    copy_dir(template(), &path);
+    sevm_testutil::copy_platform(template(), &path);
     let p = Platform::open(&path, seeded_rng(seed)).unwrap();
     Fresh { _tmp: tmp, path, p }
 }
@@ -716,6 +707,14 @@ fn debug_commands() {
         status_of(p.dbg_decrypt(h, &mem, 8, &mut [0; 16])),
         Status::InvalidAddress
     );
+    // Each names its own address field.
+    for (e, field) in [
+        (p.dbg_decrypt(h, &mem, 8, &mut [0; 16]), "SRC_PADDR 0x8"),
+        (p.dbg_encrypt(h, &mem, &[0; 16], 8), "DST_PADDR 0x8"),
+    ] {
+        let e = e.unwrap_err().to_string();
+        assert!(e.contains(field), "{e}");
+    }
     assert_eq!(
         status_of(p.dbg_decrypt(h, &mem, 0, &mut [0; 8])),
         Status::InvalidLen

@@ -8,8 +8,8 @@
 use sev_proto::abi::{CommandId, Status};
 
 use super::guest::check_vmsa_args;
-use super::{cmd, FwError, Platform};
-use crate::memory::{self, GuestBacking};
+use super::{cmd, FwError, Op, Platform};
+use crate::memory::{self, GuestBacking, MemoryState};
 
 impl Platform {
     /// The vCPU's exit before SEND_UPDATE_VMSA: writes `state` (one 4 KiB
@@ -24,20 +24,11 @@ impl Platform {
         gpa: u64,
         state: &[u8],
     ) -> Result<(), FwError> {
-        let op = cmd(CommandId::SendUpdateVmsa);
-        check_vmsa_args(op, mem, gpa, page_len(state))?;
-        let mut inner = self.lock();
-        let guest = inner.guest(op, CommandId::SendUpdateVmsa, handle, true)?;
-        if !guest.policy.es() {
-            return Err(FwError::new(
-                op,
-                Status::PolicyFailure,
-                "only an SEV-ES guest has a VMSA",
-            ));
-        }
-        let memory_state = guest.memory(op, mem)?;
-        memory::encrypt_for_guest(mem, &memory_state, gpa, state)
-            .map_err(|e| FwError::new(op, Status::InvalidAddress, e.to_string()))
+        let id = CommandId::SendUpdateVmsa;
+        self.on_vmsa(id, handle, mem, gpa, page_len(state), |op, memory_state| {
+            memory::encrypt_for_guest(mem, memory_state, gpa, state)
+                .map_err(|e| FwError::new(op, Status::InvalidAddress, e.to_string()))
+        })
     }
 
     /// The vCPU's VMRUN after RECEIVE_UPDATE_VMSA: reads the private VMSA
@@ -52,10 +43,36 @@ impl Platform {
         gpa: u64,
         out: &mut [u8],
     ) -> Result<(), FwError> {
-        let op = cmd(CommandId::ReceiveUpdateVmsa);
-        check_vmsa_args(op, mem, gpa, page_len(out))?;
+        let id = CommandId::ReceiveUpdateVmsa;
+        self.on_vmsa(id, handle, mem, gpa, page_len(out), |op, memory_state| {
+            if !memory_state.is_private(gpa) {
+                return Err(FwError::new(
+                    op,
+                    Status::InvalidAddress,
+                    format!("no VMSA was received at {gpa:#x}"),
+                ));
+            }
+            memory::decrypt_from_guest(mem, memory_state, gpa, out)
+                .map_err(|e| FwError::new(op, Status::InvalidAddress, e.to_string()))
+        })
+    }
+
+    /// The checks of VMSA command `id` on the page at `gpa` (`len` bytes)
+    /// of SEV-ES guest `handle`, then `f` on the guest's memory state under
+    /// the platform lock.
+    fn on_vmsa(
+        &self,
+        id: CommandId,
+        handle: u32,
+        mem: &dyn GuestBacking,
+        gpa: u64,
+        len: u32,
+        f: impl FnOnce(Op, &MemoryState) -> Result<(), FwError>,
+    ) -> Result<(), FwError> {
+        let op = cmd(id);
+        check_vmsa_args(op, mem, gpa, len)?;
         let mut inner = self.lock();
-        let guest = inner.guest(op, CommandId::ReceiveUpdateVmsa, handle, true)?;
+        let guest = inner.guest(op, id, handle, true)?;
         if !guest.policy.es() {
             return Err(FwError::new(
                 op,
@@ -64,15 +81,7 @@ impl Platform {
             ));
         }
         let memory_state = guest.memory(op, mem)?;
-        if !memory_state.is_private(gpa) {
-            return Err(FwError::new(
-                op,
-                Status::InvalidAddress,
-                format!("no VMSA was received at {gpa:#x}"),
-            ));
-        }
-        memory::decrypt_from_guest(mem, &memory_state, gpa, out)
-            .map_err(|e| FwError::new(op, Status::InvalidAddress, e.to_string()))
+        f(op, &memory_state)
     }
 }
 

@@ -44,13 +44,15 @@ fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes(w)
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
+/// The little-endian field at `at` of a command buffer whose length was
+/// checked.
+pub(super) fn u32_at(b: &[u8], at: usize) -> u32 {
     let mut w = [0u8; 4];
     w.copy_from_slice(&b[at..at + 4]);
     u32::from_le_bytes(w)
 }
 
-fn u64_at(b: &[u8], at: usize) -> u64 {
+pub(super) fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(w)

@@ -9,6 +9,7 @@
 use sev_proto::abi::Status;
 use sev_proto::snp::{id_block, PageType, Product};
 
+use super::buffers::{u32_at, u64_at};
 use super::SnpCommand;
 use crate::error::{FwError, Op};
 
@@ -36,18 +37,6 @@ pub const LARGE_PAGE_LEN: u64 = 2 << 20;
 
 fn param(cmd: SnpCommand, detail: impl Into<String>) -> FwError {
     FwError::new(Op::Snp(cmd), Status::InvalidParam, detail)
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut w = [0u8; 4];
-    w.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(w)
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(w)
 }
 
 /// SNP_LAUNCH_START's input.

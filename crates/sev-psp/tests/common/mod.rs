@@ -76,12 +76,7 @@ pub struct Fresh {
 pub fn fresh(host: Host, seed: u64) -> Fresh {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("platform");
-    std::fs::create_dir_all(&path).unwrap();
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    for entry in std::fs::read_dir(template(host)).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), path.join(entry.file_name())).unwrap();
-    }
+    sevm_testutil::copy_platform(template(host), &path);
     let p = Platform::open(&path, seeded_rng(seed)).unwrap();
     Fresh { tmp, path, p }
 }

@@ -110,16 +110,7 @@ pub fn template(name: &str, api: &str) -> PathBuf {
 /// same "host").
 pub fn platform_copy(template: &Path, dest: &Path) -> PathBuf {
     let d = dest.join("platform");
-    std::fs::create_dir_all(&d).unwrap();
-    // A platform directory must be private (sev-psp refuses one that others
-    // may write to), whatever the umask.
-    std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    for e in std::fs::read_dir(template).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_file() {
-            std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
-        }
-    }
+    sevm_testutil::copy_platform(template, &d);
     d
 }
 
@@ -165,6 +156,29 @@ pub fn peer(test: &str, program: &str) -> Option<PathBuf> {
         "--help",
         "CI installs it (.ci/run); locally: PATH=/root/.cache/sevm-ci/cargo/bin:/root/.cache/sevm-ci/venv/bin:$PATH",
     )
+}
+
+/// AMD's ASK ‖ ARK of `generation` from the fixtures, written to `dir`;
+/// None once test `test` said a fixture is missing.
+pub fn amd_ca(test: &str, generation: &str, dir: &Path) -> Option<PathBuf> {
+    let ask = sevm_testutil::fixture(test, &format!("amd-roots/{generation}-ask.cert"))?;
+    let ark = sevm_testutil::fixture(test, &format!("amd-roots/{generation}-ark.cert"))?;
+    let mut ca = ask;
+    ca.extend(ark);
+    Some(write(dir, &format!("{generation}-ca.cert"), &ca))
+}
+
+/// The real `generation` chain of the fixtures (PDH ‖ PEK ‖ OCA ‖ CEK),
+/// written to `dir`; None once test `test` said a fixture is missing.
+pub fn fixture_chain(test: &str, generation: &str, dir: &Path) -> Option<PathBuf> {
+    let mut chain = Vec::new();
+    for n in ["pdh", "pek", "oca", "cek"] {
+        chain.extend(sevm_testutil::fixture(
+            test,
+            &format!("certs/{generation}/{n}.cert"),
+        )?);
+    }
+    Some(write(dir, &format!("{generation}.chain"), &chain))
 }
 
 /// Writes `bytes` to `dir/name`.

@@ -156,7 +156,7 @@ impl InitialVmsas {
 
 /// A VMSA segment (attributes in the VMCB's packed form: type, S, DPL, P in
 /// bits 0–7, AVL, L, D/B, G in bits 8–11) as KVM's segment.
-fn segment(s: &Segment) -> kvm_segment {
+pub(super) fn segment(s: &Segment) -> kvm_segment {
     let a = s.attrib;
     let bit = |n: u16| ((a >> n) & 1) as u8;
     kvm_segment {

@@ -11,8 +11,9 @@
 //! travels in the vCPU record as the hypervisor's own state.
 
 use kvm_bindings::{kvm_dtable, kvm_regs, kvm_segment, kvm_sregs};
-use sev_proto::vmsa::offset;
+use sev_proto::vmsa::{offset, Segment};
 
+use super::es::segment;
 use super::VmsaPage;
 use crate::vcpu::VcpuState;
 
@@ -188,25 +189,12 @@ fn put_segment(page: &mut VmsaPage, at: usize, seg: &kvm_segment) {
 
 fn get_segment(page: &VmsaPage, at: usize) -> kvm_segment {
     let b = |i: usize| page.get(at + i).copied().unwrap_or(0);
-    let selector = u16::from_le_bytes([b(0), b(1)]);
-    let a = u16::from_le_bytes([b(2), b(3)]);
-    let limit = u32::from_le_bytes([b(4), b(5), b(6), b(7)]);
-    let bit = |n: u16| ((a >> n) & 1) as u8;
-    kvm_segment {
+    segment(&Segment {
+        selector: u16::from_le_bytes([b(0), b(1)]),
+        attrib: u16::from_le_bytes([b(2), b(3)]),
+        limit: u32::from_le_bytes([b(4), b(5), b(6), b(7)]),
         base: get(page, at + 8),
-        limit,
-        selector,
-        type_: (a & 0xF) as u8,
-        s: bit(4),
-        dpl: ((a >> 5) & 3) as u8,
-        present: bit(7),
-        avl: bit(8),
-        l: bit(9),
-        db: bit(10),
-        g: bit(11),
-        unusable: u8::from(bit(7) == 0),
-        padding: 0,
-    }
+    })
 }
 
 fn put_dtable(page: &mut VmsaPage, at: usize, d: &kvm_dtable) {

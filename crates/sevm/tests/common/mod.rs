@@ -15,6 +15,9 @@ use sevm_qmp::QmpClient;
 mod peers;
 #[allow(unused_imports)] // not every test uses the peers
 pub use peers::*;
+mod procs;
+#[allow(unused_imports)] // not every test reports process states
+pub use procs::*;
 
 /// Upper bound for any single wait (a guard against hangs, not a timing).
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -340,8 +343,84 @@ impl Sevm {
                 Ok(l) if l.contains(needle) => return true,
                 Ok(_) => {}
                 Err(RecvTimeoutError::Disconnected) => return false,
-                Err(RecvTimeoutError::Timeout) => panic!("no stderr line with {needle:?} in time"),
+                Err(RecvTimeoutError::Timeout) => {
+                    let why = format!("no stderr line with {needle:?} within {WAIT:?}");
+                    panic!("{}", self.diagnose(&why));
+                }
             }
+        }
+    }
+
+    /// A failure message for `what` while the process still runs: the
+    /// state of the process and its descendants (under the launcher: the
+    /// launcher and sevm; [`process_report`]) and everything written to
+    /// stderr so far (which sevm shares with the launcher).
+    pub fn diagnose(&self, what: &str) -> String {
+        self.diagnose_counted(what).0
+    }
+
+    /// [`Sevm::diagnose`] and the number of stderr lines it shows.
+    fn diagnose_counted(&self, what: &str) -> (String, usize) {
+        let report = process_report(self.child.id());
+        let lines = self.stderr.lock().unwrap().clone();
+        let text = format!(
+            "{what}\n{report}=== stderr so far (the launcher's and sevm's)\n{}",
+            lines.join("\n")
+        );
+        (text, lines.len())
+    }
+
+    /// Fails for `what` with [`Sevm::diagnose`], then kills the process
+    /// (sevm under the launcher dies with it) and adds what it wrote to
+    /// stderr after the report (the stderr reader is given a bounded time
+    /// to see the end).
+    fn fail_with_state(&mut self, what: &str) -> ! {
+        let (report, shown) = self.diagnose_counted(what);
+        self.kill_tree();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
+        {}
+        let after = self.stderr.lock().unwrap()[shown..].join("\n");
+        panic!("{report}\n=== stderr after the report, until the kill\n{after}");
+    }
+
+    /// Kills the process (SIGKILL) and reaps it; under the launcher, also
+    /// waits (bounded) until sevm, which dies with the launcher, is gone:
+    /// a sevm started next on the same QMP socket would otherwise find it
+    /// still in use.
+    fn kill_tree(&mut self) {
+        let descendants = if self.under_launcher {
+            process_tree(self.child.id()).split_off(1)
+        } else {
+            Vec::new()
+        };
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !all_gone(&descendants, WAIT) {
+            eprintln!("processes {descendants:?} outlived their launcher by {WAIT:?}");
+        }
+    }
+
+    /// Waits at most `bound` for the process to exit by itself; otherwise
+    /// fails with the state of the process tree and its stderr
+    /// ([`Sevm::diagnose`]) and kills it.
+    pub fn exits_within(&mut self, bound: Duration, what: &str) -> ExitStatus {
+        let deadline = Instant::now() + bound;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                // Let the stderr thread read everything the process wrote.
+                let _ = self.wait_for_stderr("\u{0}no such line");
+                return st;
+            }
+            if Instant::now() >= deadline {
+                self.fail_with_state(&format!(
+                    "{what}: the process did not exit within {bound:?}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -355,8 +434,9 @@ impl Sevm {
         Qmp::connect(sock)
     }
 
-    /// Waits for the process to exit (bounded): first for its stderr to
-    /// close, then reaps it.
+    /// Waits for the process to exit (bounded by [`WAIT`]): first for its
+    /// stderr to close, then reaps it. Fails as [`Sevm::exits_within`]
+    /// does.
     pub fn wait(&mut self) -> ExitStatus {
         let deadline = Instant::now() + WAIT;
         loop {
@@ -364,10 +444,13 @@ impl Sevm {
             match self.lines.recv_timeout(left) {
                 Ok(_) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => panic!("sevm did not exit in time"),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.fail_with_state(&format!("sevm did not exit within {WAIT:?}"))
+                }
             }
         }
-        self.child.wait().unwrap()
+        // Stderr closed; the exit follows (bounded all the same).
+        self.exits_within(WAIT, "after closing stderr")
     }
 
     /// Everything sevm wrote to stdout (after it exited).
@@ -387,8 +470,7 @@ impl Sevm {
 
 impl Drop for Sevm {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill_tree();
     }
 }
 
@@ -499,6 +581,27 @@ impl Qmp {
     }
 }
 
+/// Runs `f` (a wait on the processes `vms`); if it fails, fails with its
+/// message followed by the state and stderr of each of `vms`
+/// ([`Sevm::diagnose`]): which one hangs, and where.
+pub fn diagnosed<T>(vms: &[(&str, &Sevm)], f: impl FnOnce() -> T) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(e) => {
+            let msg = e
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| e.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            let mut text = msg.to_string();
+            for (name, vm) in vms {
+                text.push_str(&format!("\n\n##### {name}\n{}", vm.diagnose(name)));
+            }
+            panic!("{text}");
+        }
+    }
+}
+
 /// Asserts a process ended with exit code `code` and did not panic.
 pub fn assert_exit(st: ExitStatus, code: i32, stderr: &str) {
     assert!(!stderr.contains("panicked"), "sevm panicked: {stderr}");
@@ -544,14 +647,7 @@ fn platform_template() -> &'static Path {
 /// A copy of the prepared platform directory at `dir/name`.
 pub fn fresh_platform(dir: &Path, name: &str) -> PathBuf {
     let to = dir.join(name);
-    std::fs::create_dir_all(&to).unwrap();
-    std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    for entry in std::fs::read_dir(platform_template()).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
+    sevm_testutil::copy_platform(platform_template(), &to);
     to
 }
 
@@ -734,11 +830,16 @@ pub fn secret_packet(owner: &Owner, blob: &[u8], table: &[u8]) -> (String, Strin
 /// the host asks it to verify; a progress line every `progress_every`
 /// passes, 0 = never), written into `dir`.
 pub fn memtest_image(dir: &Path, pages: u32, progress_every: u32) -> PathBuf {
+    memtest_image_at(dir, 16 << 20, pages, progress_every)
+}
+
+/// [`memtest_image`] with its pages at `base`.
+pub fn memtest_image_at(dir: &Path, base: u32, pages: u32, progress_every: u32) -> PathBuf {
     use sevm_demo::{DemoMode, DemoOptions, MemtestOptions, DEFAULT_IMAGE_SIZE};
     let image = sevm_demo::build(&DemoOptions {
         size: DEFAULT_IMAGE_SIZE,
         mode: DemoMode::Memtest(MemtestOptions {
-            base: 16 << 20,
+            base,
             pages,
             max_passes: 0,
             progress_every,

@@ -9,6 +9,22 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// Debian's OVMF (package ovmf), the firmware a distribution ships.
+pub const DEBIAN_OVMF: &str = "/usr/share/OVMF/OVMF_CODE.fd";
+
+/// [`DEBIAN_OVMF`], or None once test `test` said it is skipped.
+pub fn debian_ovmf(test: &str) -> Option<&'static Path> {
+    let fw = Path::new(DEBIAN_OVMF);
+    if fw.exists() {
+        return Some(fw);
+    }
+    sevm_testutil::skip(
+        test,
+        "Debian's OVMF (/usr/share/OVMF/OVMF_CODE.fd, package ovmf) is not installed",
+    );
+    None
+}
+
 /// A kernel, initrd and command line for `-kernel/-initrd/-append` with
 /// `kernel-hashes=on`.
 pub struct Kernel {
