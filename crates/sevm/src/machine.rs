@@ -515,7 +515,7 @@ impl Machine {
             let fd = vm
                 .create_vcpu(u64::from(id))
                 .map_err(vm_err("KVM_CREATE_VCPU"))?;
-            let cpuid = vcpu::vcpu_cpuid(&supported, id, emulated_sev);
+            let cpuid = vcpu::vcpu_cpuid(&supported, id, emulated_sev)?;
             fd.set_cpuid2(&cpuid)
                 .map_err(|source| vcpu::VcpuError::Kvm {
                     op: "KVM_SET_CPUID2",

@@ -44,6 +44,14 @@ pub enum VcpuError {
         /// What went wrong.
         reason: String,
     },
+    /// The vCPU's CPUID table could not be built.
+    #[error("cannot build the CPUID table of vCPU {vcpu}: {reason}")]
+    Cpuid {
+        /// Which vCPU.
+        vcpu: u32,
+        /// What went wrong.
+        reason: String,
+    },
     /// The kick signal handler could not be installed.
     #[error("cannot install the vCPU kick signal handler")]
     Signal(#[source] kvm_ioctls::Error),
@@ -503,15 +511,38 @@ pub struct SevCpuid {
     pub reduced_phys_bits: u8,
 }
 
+/// The highest extended CPUID leaf an SEV guest must be able to read.
+const SEV_LEAF: u32 = 0x8000_001F;
+
 /// The vCPU's CPUID: what KVM supports, with its APIC id filled in and the
 /// hypervisor-present bit set (as QEMU does); for an SEV guest, leaf
 /// 0x8000001F reports its mode as the hypervisor does on SEV hardware
 /// (EAX bit 1 SEV, bit 3 SEV-ES, bit 4 SEV-SNP; EBX the C-bit position and
-/// the address reduction).
-pub fn vcpu_cpuid(supported: &CpuId, vcpu: u32, sev: Option<SevCpuid>) -> CpuId {
+/// the address reduction). On a host whose KVM does not list that leaf (an
+/// Intel host lists extended leaves up to 0x80000008), the leaf is added
+/// and leaf 0x80000000 raised to reach it, so the guest finds its mode the
+/// same way on every host (docs/guide/demo-guest.md#modes).
+pub fn vcpu_cpuid(supported: &CpuId, vcpu: u32, sev: Option<SevCpuid>) -> Result<CpuId, VcpuError> {
     let mut cpuid = supported.clone();
+    if sev.is_some()
+        && !cpuid
+            .as_slice()
+            .iter()
+            .any(|e| e.function == SEV_LEAF && e.index == 0)
+    {
+        cpuid
+            .push(kvm_bindings::kvm_cpuid_entry2 {
+                function: SEV_LEAF,
+                ..Default::default()
+            })
+            .map_err(|e| VcpuError::Cpuid {
+                vcpu,
+                reason: format!("cannot add leaf {SEV_LEAF:#x}: {e:?}"),
+            })?;
+    }
     for e in cpuid.as_mut_slice() {
         match e.function {
+            0x8000_0000 if sev.is_some() => e.eax = e.eax.max(SEV_LEAF),
             1 => {
                 e.ebx = (e.ebx & 0x00FF_FFFF) | ((vcpu & 0xFF) << 24);
                 e.ecx |= 1 << 31;
@@ -527,7 +558,7 @@ pub fn vcpu_cpuid(supported: &CpuId, vcpu: u32, sev: Option<SevCpuid>) -> CpuId 
             _ => {}
         }
     }
-    cpuid
+    Ok(cpuid)
 }
 
 /// Sets the vCPU's CPUID ([`vcpu_cpuid`]).
@@ -537,7 +568,7 @@ pub fn set_cpuid(
     vcpu: u32,
     sev: Option<SevCpuid>,
 ) -> Result<(), VcpuError> {
-    let cpuid = vcpu_cpuid(supported, vcpu, sev);
+    let cpuid = vcpu_cpuid(supported, vcpu, sev)?;
     fd.set_cpuid2(&cpuid).map_err(|source| VcpuError::Kvm {
         op: "KVM_SET_CPUID2",
         vcpu,
@@ -897,6 +928,60 @@ pub(crate) fn run_step(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn table(entries: &[(u32, u32)]) -> CpuId {
+        let entries: Vec<_> = entries
+            .iter()
+            .map(|&(function, eax)| kvm_bindings::kvm_cpuid_entry2 {
+                function,
+                eax,
+                ..Default::default()
+            })
+            .collect();
+        CpuId::from_entries(&entries).unwrap()
+    }
+
+    fn leaf(cpuid: &CpuId, function: u32) -> Vec<(u32, u32)> {
+        cpuid
+            .as_slice()
+            .iter()
+            .filter(|e| e.function == function)
+            .map(|e| (e.eax, e.ebx))
+            .collect()
+    }
+
+    const ES: SevCpuid = SevCpuid {
+        mode: SevMode::SevEs,
+        c_bit: 51,
+        reduced_phys_bits: 1,
+    };
+
+    /// An Intel host's KVM lists extended leaves up to 0x80000008: an SEV
+    /// guest still finds leaf 0x8000001F, reachable from 0x80000000.
+    #[test]
+    fn the_sev_leaf_is_added_where_kvm_does_not_list_it() {
+        let intel = table(&[(0, 0x1b), (0x8000_0000, 0x8000_0008), (0x8000_0008, 0x3027)]);
+        let cpuid = vcpu_cpuid(&intel, 0, Some(ES)).unwrap();
+        assert_eq!(leaf(&cpuid, 0x8000_0000), [(0x8000_001F, 0)]);
+        assert_eq!(leaf(&cpuid, 0x8000_001F), [(0b1010, 51 | (1 << 6))]);
+        assert_eq!(cpuid.as_slice().len(), 4);
+
+        // Without SEV the table is KVM's.
+        let plain = vcpu_cpuid(&intel, 0, None).unwrap();
+        assert_eq!(leaf(&plain, 0x8000_0000), [(0x8000_0008, 0)]);
+        assert!(leaf(&plain, 0x8000_001F).is_empty());
+    }
+
+    /// An AMD host lists the leaf and more: it is filled in, not repeated,
+    /// and the maximum is not lowered.
+    #[test]
+    fn the_sev_leaf_kvm_lists_is_filled_in_once() {
+        let amd = table(&[(0x8000_0000, 0x8000_0028), (0x8000_001F, 0x1_0000)]);
+        let cpuid = vcpu_cpuid(&amd, 1, Some(ES)).unwrap();
+        assert_eq!(leaf(&cpuid, 0x8000_0000), [(0x8000_0028, 0)]);
+        assert_eq!(leaf(&cpuid, 0x8000_001F), [(0b1010, 51 | (1 << 6))]);
+        assert_eq!(cpuid.as_slice().len(), 2);
+    }
 
     fn sample() -> VcpuState {
         let regs = kvm_regs {
