@@ -4,7 +4,12 @@
 //!
 //! - the single-stream bound: SHA-256 of the largest input (the initrd)
 //!   alone, in memory, with the implementation the tool uses; no
-//!   measurement can end before that stream is hashed;
+//!   measurement can end before that stream is hashed. It is timed on two
+//!   copies of the bytes, a heap buffer and a mapping of the initrd file,
+//!   and the faster counts: on some virtual machines the page cache's large
+//!   folios hash much faster than a heap buffer in 4 KiB pages (an Intel
+//!   Xeon VM: 21 ms against 30 ms for 38 MB), and a bound taken from the
+//!   slower copy would flatter the tool, which hashes the mapping;
 //! - whole `sev-owner measure` runs (process start to exit, including
 //!   writing `--outfile`, not fsynced, as sevctl's), `sevctl` runs and,
 //!   with `SEV_OWNER_BASELINE=/path/to/older/sev-owner`, a previous
@@ -224,6 +229,12 @@ fn main() {
         vmsas: vec![],
         es_vcpus: None,
     };
+    let initrd_file = std::fs::File::open(&initrd).unwrap();
+    // SAFETY: a read-only mapping of the bench's own temporary file, which
+    // nothing writes or truncates while the mapping lives.
+    #[allow(unsafe_code)]
+    let initrd_map = unsafe { memmap2::Mmap::map(&initrd_file) }.unwrap();
+    assert_eq!(&initrd_map[..], &initrd_bytes[..]);
     let mut t_owner = Vec::new();
     let mut t_sevctl = Vec::new();
     let mut t_base = Vec::new();
@@ -232,9 +243,12 @@ fn main() {
     for i in 0..RUNS {
         // The bound next to every run, so that load on a shared machine
         // slows both alike.
-        let t = Instant::now();
-        black_box(hash::sha256(black_box(&initrd_bytes)));
-        t_bound.push(t.elapsed());
+        let timed = |bytes: &[u8]| {
+            let t = Instant::now();
+            black_box(hash::sha256(black_box(bytes)));
+            t.elapsed()
+        };
+        t_bound.push(timed(&initrd_bytes).min(timed(&initrd_map)));
         // Alternate which tool goes first, so neither always follows the
         // other's cache and scheduler state.
         if i % 2 == 0 {

@@ -17,12 +17,17 @@
 //! - with fewer CPUs than files, the largest file gets a thread of its own
 //!   and the smaller ones share the rest, one after another, instead of
 //!   three threads taking turns on two CPUs;
-//! - each file is mapped and hashed where it lies in the page cache: on a
-//!   loaded two-CPU machine, copying it out with `read` first made a whole
-//!   run 38.8 ms instead of 31.5 ms (best of 40; the initrd's SHA-256 alone
-//!   24.5 ms). Pipes, devices and files the kernel does not map are read
-//!   into one page-aligned buffer instead (see `PageAligned`); a reader
-//!   thread ahead of the hash cost more in wake-ups than it saved.
+//! - how a regular file reaches the hash depends on the machine
+//!   (docs/protocol/choices.md#u97). On the AMD EPYC machines it is mapped
+//!   and hashed where it lies in the page cache: copying it out with `read`
+//!   first made a loaded run 38.8 ms instead of 31.5 ms (best of 40; the
+//!   initrd's SHA-256 alone 24.5 ms). On the Intel Xeon machine the mapping
+//!   was the slower one (a run 30.0 ms mapped, 26.4 ms read, against a
+//!   20.7 ms bound), so there, and on every CPU other than AMD's, files are
+//!   read. Reading goes through one page-aligned buffer (see
+//!   `PageAligned`), as do pipes, devices and files the kernel does not
+//!   map; a reader thread ahead of the hash cost more in wake-ups than it
+//!   saved (on both machines).
 //!
 //! SHA-256 is [`sev_proto::hash::Sha256`], the fastest implementation for
 //! the CPU (SHA-NI where present; see that module for the measured choice);
@@ -206,12 +211,26 @@ fn stream_file(
     hash: &mut Sha256,
     keep_tail: usize,
 ) -> Result<(u64, Vec<u8>), MeasureError> {
+    stream_file_as(what, path, hash, keep_tail, maps_files())
+}
+
+/// [`stream_file`], mapping regular files only if `map`.
+fn stream_file_as(
+    what: &'static str,
+    path: &Path,
+    hash: &mut Sha256,
+    keep_tail: usize,
+    map: bool,
+) -> Result<(u64, Vec<u8>), MeasureError> {
     let err = |source| MeasureError::Read {
         what,
         path: path.to_path_buf(),
         source,
     };
     let file = File::open(path).map_err(err)?;
+    if !map {
+        return stream_read(file, hash, keep_tail).map_err(err);
+    }
     if let Some(map) = map_regular(&file).map_err(err)? {
         let bytes: &[u8] = &map;
         hash.update(bytes);
@@ -222,6 +241,30 @@ fn stream_file(
         return Ok((bytes.len() as u64, tail));
     }
     stream_read(file, hash, keep_tail).map_err(err)
+}
+
+/// Whether regular files are mapped rather than read: on AMD CPUs only,
+/// where it was measured faster (docs/protocol/choices.md#u97). Decided
+/// once, from the CPU's vendor string.
+fn maps_files() -> bool {
+    static MAPS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *MAPS.get_or_init(|| cpu_vendor() == *b"AuthenticAMD")
+}
+
+/// The CPU's vendor string (CPUID leaf 0: EBX, EDX, ECX); zeros where
+/// there is no CPUID.
+fn cpu_vendor() -> [u8; 12] {
+    let mut vendor = [0u8; 12];
+    #[cfg(target_arch = "x86_64")]
+    {
+        let id = std::arch::x86_64::__cpuid(0);
+        for (at, reg) in [(0, id.ebx), (4, id.edx), (8, id.ecx)] {
+            if let Some(dst) = vendor.get_mut(at..at + 4) {
+                dst.copy_from_slice(&reg.to_le_bytes());
+            }
+        }
+    }
+    vendor
 }
 
 /// Maps `file` read-only if it is a regular, non-empty file that the kernel
@@ -952,8 +995,8 @@ mod tests {
         );
     }
 
-    /// A file (mapped) gives every byte once and in order, and the exact
-    /// tail, for lengths around the chunk size.
+    /// A file, mapped or read, gives every byte once and in order, and the
+    /// exact tail, for lengths around the chunk size.
     #[test]
     fn stream_file_hashes_every_byte_and_keeps_the_tail() {
         let dir = tempfile::tempdir().unwrap();
@@ -970,11 +1013,14 @@ mod tests {
         for len in lens {
             let data: Vec<u8> = (0..len).map(|i| (i * 131 % 251) as u8).collect();
             let path = write(dir.path(), "f", &data);
-            for keep in [0, 100, FOOTER_TAIL] {
+            for (keep, map) in [0, 100, FOOTER_TAIL]
+                .into_iter()
+                .flat_map(|keep| [(keep, true), (keep, false)])
+            {
                 let mut hash = Sha256::new();
-                let (n, tail) = stream_file("firmware", &path, &mut hash, keep).unwrap();
+                let (n, tail) = stream_file_as("firmware", &path, &mut hash, keep, map).unwrap();
                 assert_eq!(n, len as u64);
-                assert_eq!(hash.finish(), roots_sha(&data), "len {len}");
+                assert_eq!(hash.finish(), roots_sha(&data), "len {len}, map {map}");
                 let want = if keep == 0 {
                     &[][..]
                 } else {
@@ -983,6 +1029,23 @@ mod tests {
                 assert_eq!(tail, want, "len {len}, keep {keep}");
             }
         }
+    }
+
+    /// Files are mapped on AMD CPUs only, decided from the vendor string.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn files_are_mapped_on_amd_cpus_only() {
+        let vendor = cpu_vendor();
+        assert!(
+            vendor.iter().all(|b| b.is_ascii_graphic()),
+            "vendor string {vendor:?}"
+        );
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        if let Some(line) = cpuinfo.lines().find(|l| l.starts_with("vendor_id")) {
+            let named = line.rsplit(':').next().unwrap_or_default().trim();
+            assert_eq!(named.as_bytes(), vendor, "/proc/cpuinfo says {named}");
+        }
+        assert_eq!(maps_files(), &vendor == b"AuthenticAMD");
     }
 
     /// The read path (pipes, devices) gives every byte once and in order,
